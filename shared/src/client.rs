@@ -1,0 +1,118 @@
+//! A client of the License API, independent of transport: it builds signed `http::Request`s (SPEC §1.2)
+//! and verifies responses — the `LicenseSignature` header over the exact body bytes (§5.1) and the
+//! `license_signature` inside the license object (§5.2). The integration tests drive the server with it.
+
+use crate::auth::{hmac_base64, signing_message};
+use crate::http::SIGNATURE_HEADER;
+use crate::signing::{license_signature_message, verify};
+use bytes::Bytes;
+use http::{Method, Request, Response};
+use serde_json::Value;
+use std::time::SystemTime;
+
+#[derive(Clone, Debug)]
+pub struct LicenseClient {
+    pub api_key: String,
+    pub shared_key: String,
+    /// The server's public key (SPKI PEM) that responses must verify against.
+    pub public_key_pem: String,
+}
+
+#[derive(Debug, PartialEq, thiserror::Error)]
+pub enum ClientError {
+    #[error("{status} {code}: {message}")]
+    Api { status: u16, code: String, message: String },
+    #[error("the LicenseSignature header is missing or does not verify")]
+    BadSignature,
+    #[error("license_signature does not verify")]
+    BadLicenseSignature,
+    #[error("malformed response: {0}")]
+    Malformed(String),
+}
+
+impl LicenseClient {
+    pub fn new(api_key: impl Into<String>, shared_key: impl Into<String>, public_key_pem: impl Into<String>) -> Self {
+        Self { api_key: api_key.into(), shared_key: shared_key.into(), public_key_pem: public_key_pem.into() }
+    }
+
+    /// The `Authorization` header value for a given `Date` value.
+    pub fn authorization(&self, date: &str) -> String {
+        let signature = hmac_base64(&self.shared_key, signing_message(date).as_bytes());
+        format!(r#"algorithm="hmac-sha256",headers="date",signature="{signature}",apikey="{}""#, self.api_key)
+    }
+
+    /// A signed request dated now. `path` is e.g. `/api/v4/activate_license`.
+    pub fn request(&self, method: Method, path_and_query: &str, body: Option<Vec<u8>>) -> Request<Bytes> {
+        self.request_dated(method, path_and_query, body, &httpdate::fmt_http_date(SystemTime::now()))
+    }
+
+    pub fn request_dated(&self, method: Method, path_and_query: &str, body: Option<Vec<u8>>, date: &str) -> Request<Bytes> {
+        let mut b = Request::builder()
+            .method(method)
+            .uri(path_and_query)
+            .header("date", date)
+            .header("authorization", self.authorization(date));
+        if body.is_some() {
+            b = b.header("content-type", "application/json");
+        }
+        b.body(Bytes::from(body.unwrap_or_default())).expect("method, uri and headers are valid")
+    }
+
+    pub fn activate(&self, params: &Value) -> Request<Bytes> {
+        self.request(Method::POST, "/api/v4/activate_license", Some(params.to_string().into_bytes()))
+    }
+
+    pub fn deactivate(&self, params: &Value) -> Request<Bytes> {
+        self.request(Method::POST, "/api/v4/deactivate_license", Some(params.to_string().into_bytes()))
+    }
+
+    /// `params` is a JSON object whose values become query parameters.
+    pub fn check(&self, params: &Value) -> Request<Bytes> {
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        if let Some(map) = params.as_object() {
+            for (k, v) in map {
+                let text = match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                query.append_pair(k, &text);
+            }
+        }
+        self.request(Method::GET, &format!("/api/v4/check_license?{}", query.finish()), None)
+    }
+
+    /// Verifies a license-object response for `hardware_id` and `ident` (license key or username) and
+    /// returns it parsed. Error responses become [`ClientError::Api`].
+    pub fn verify_license(&self, resp: &Response<Bytes>, hardware_id: &str, ident: &str) -> Result<Value, ClientError> {
+        let body = self.verify_body(resp)?;
+        let object: Value = serde_json::from_slice(&body).map_err(|e| ClientError::Malformed(e.to_string()))?;
+        let validity = object.get("validity_period").and_then(Value::as_str).unwrap_or("");
+        let sig = object.get("license_signature").and_then(Value::as_str).ok_or(ClientError::BadLicenseSignature)?;
+        let message = license_signature_message(hardware_id, ident, validity);
+        if !verify(&self.public_key_pem, message.as_bytes(), sig) {
+            return Err(ClientError::BadLicenseSignature);
+        }
+        Ok(object)
+    }
+
+    /// Checks the status and, for JSON success bodies, the `LicenseSignature` header; returns the body.
+    pub fn verify_body(&self, resp: &Response<Bytes>) -> Result<Bytes, ClientError> {
+        let body = resp.body().clone();
+        if !resp.status().is_success() {
+            let err: Value = serde_json::from_slice(&body).map_err(|e| ClientError::Malformed(format!("error body: {e}")))?;
+            return Err(ClientError::Api {
+                status: err["status"].as_u64().unwrap_or(0) as u16,
+                code: err["code"].as_str().unwrap_or_default().to_owned(),
+                message: err["message"].as_str().unwrap_or_default().to_owned(),
+            });
+        }
+        let is_json = resp.headers().get("content-type").is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+        if is_json {
+            let sig = resp.headers().get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok()).ok_or(ClientError::BadSignature)?;
+            if !verify(&self.public_key_pem, &body, sig) {
+                return Err(ClientError::BadSignature);
+            }
+        }
+        Ok(body)
+    }
+}

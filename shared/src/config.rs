@@ -1,0 +1,102 @@
+//! Typed configuration from the environment, read once at cold start. Every problem is reported with
+//! the variable's name so a misconfigured function fails fast and says why.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub enum SigningKeySource {
+    /// `SIGNING_KEY_PEM`: the PEM text itself (local use; prefer a file or a secret store in AWS).
+    Inline(String),
+    /// `SIGNING_KEY_FILE`: path to a PEM file.
+    File(PathBuf),
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// `TABLE_NAME`: the DynamoDB table.
+    pub table: String,
+    /// `DYNAMODB_ENDPOINT`: a non-AWS endpoint such as DynamoDB Local.
+    pub dynamodb_endpoint: Option<String>,
+    pub signing_key: SigningKeySource,
+    /// `API_KEY_CACHE_SECONDS` (default 60, at most 60): how long API key records are cached.
+    pub api_key_cache: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("environment variable {0} is required")]
+    Missing(&'static str),
+    #[error("environment variable {name} is invalid: {reason}")]
+    Invalid { name: &'static str, reason: String },
+    #[error("cannot read signing key file {path}: {source}")]
+    KeyFile { path: PathBuf, source: std::io::Error },
+    #[error("signing key: {0}")]
+    Key(#[from] crate::signing::KeyError),
+}
+
+/// Longest API key cache the documentation promises (revocation takes effect within this time).
+pub const MAX_API_KEY_CACHE: Duration = Duration::from_secs(60);
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+    }
+
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let table = get("TABLE_NAME").ok_or(ConfigError::Missing("TABLE_NAME"))?;
+        let signing_key = match (get("SIGNING_KEY_PEM"), get("SIGNING_KEY_FILE")) {
+            (Some(pem), None) => SigningKeySource::Inline(pem),
+            (None, Some(path)) => SigningKeySource::File(path.into()),
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Invalid { name: "SIGNING_KEY_PEM", reason: "set only one of SIGNING_KEY_PEM and SIGNING_KEY_FILE".into() })
+            }
+            (None, None) => return Err(ConfigError::Missing("SIGNING_KEY_FILE (or SIGNING_KEY_PEM)")),
+        };
+        let api_key_cache = match get("API_KEY_CACHE_SECONDS") {
+            None => MAX_API_KEY_CACHE,
+            Some(v) => {
+                let secs: u64 = v.parse().map_err(|_| ConfigError::Invalid { name: "API_KEY_CACHE_SECONDS", reason: format!("`{v}` is not a whole number") })?;
+                Duration::from_secs(secs).min(MAX_API_KEY_CACHE)
+            }
+        };
+        Ok(Self { table, dynamodb_endpoint: get("DYNAMODB_ENDPOINT"), signing_key, api_key_cache })
+    }
+
+    /// Reads and parses the signing key.
+    pub fn signer(&self) -> Result<crate::signing::Signer, ConfigError> {
+        let pem = match &self.signing_key {
+            SigningKeySource::Inline(pem) => pem.clone(),
+            SigningKeySource::File(path) => {
+                std::fs::read_to_string(path).map_err(|source| ConfigError::KeyFile { path: path.clone(), source })?
+            }
+        };
+        Ok(crate::signing::Signer::from_pem(&pem)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn names_the_missing_variable() {
+        let err = Config::from_lookup(lookup(&[])).unwrap_err();
+        assert_eq!(err.to_string(), "environment variable TABLE_NAME is required");
+        let err = Config::from_lookup(lookup(&[("TABLE_NAME", "t")])).unwrap_err();
+        assert!(err.to_string().contains("SIGNING_KEY_FILE"));
+    }
+
+    #[test]
+    fn caps_the_api_key_cache() {
+        let c = Config::from_lookup(lookup(&[("TABLE_NAME", "t"), ("SIGNING_KEY_FILE", "k"), ("API_KEY_CACHE_SECONDS", "600")])).unwrap();
+        assert_eq!(c.api_key_cache, MAX_API_KEY_CACHE);
+        assert!(Config::from_lookup(lookup(&[("TABLE_NAME", "t"), ("SIGNING_KEY_FILE", "k"), ("API_KEY_CACHE_SECONDS", "x")])).is_err());
+    }
+}

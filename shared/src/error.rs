@@ -1,0 +1,186 @@
+//! The one error type of the API. Every failure a handler can meet is a variant here; [`ApiError::status`]
+//! and [`ApiError::code`] are the single mapping to the wire (`{"status","code","message"}`, SPEC §1.1),
+//! and the `Display` text is the message. Internal causes are kept as a source for the log and never
+//! reach the body.
+
+use crate::time::Timestamp;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    // --- transport and input ---
+    #[error("Route not found")]
+    NotFound,
+    #[error("Method not allowed")]
+    MethodNotAllowed,
+    #[error("Request body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("Request body is not valid JSON: {0}")]
+    InvalidJson(String),
+    #[error("{0}")]
+    Validation(String),
+    #[error("Missing parameters: {0}")]
+    MissingParameters(String),
+
+    // --- authorization (SPEC §1.2) ---
+    #[error("Some headers are missing")]
+    MissingHeaders,
+    #[error("Authorization header is malformed or does not sign the date header")]
+    AuthorizationInvalidHeaders,
+    #[error("Authorization header is missing parameter: {0}")]
+    AuthorizationMissingParams(&'static str),
+    #[error("Only the hmac-sha256 algorithm is supported")]
+    HmacRequired,
+    #[error("Date header is invalid or more than 15 minutes away from the server time")]
+    DateHeaderDiff,
+    #[error("Provided API key is not valid")]
+    InvalidApiKey,
+    #[error("Provided API key has been revoked")]
+    RevokedApiKey,
+    #[error("Provided API key is read-only")]
+    ReadOnlyApiKey,
+    #[error("Signature does not match")]
+    SignatureMismatch,
+    #[error("Provided API key is not allowed to access this product")]
+    ApiKeyProductNotAllowed,
+
+    // --- products and licenses (SPEC §2.2, §2.3) ---
+    #[error("Provided product was not found")]
+    UnknownProduct,
+    #[error("Product is disabled")]
+    DisabledProduct,
+    #[error("Product is archived")]
+    ArchivedProduct,
+    #[error("License with the provided {0} not found")]
+    LicenseNotFound(&'static str),
+    #[error("The license is not enabled")]
+    LicenseNotEnabled,
+    #[error("Virtual machine not allowed")]
+    VmNotAllowed,
+    #[error("Floating cloud licenses cannot be activated offline")]
+    OfflineFloatingCloudNotSupported,
+    #[error("This license cannot be activated before start date: {0}")]
+    LicenseStartDate(Timestamp),
+    #[error("This device is blacklisted")]
+    Blacklisted,
+    #[error("This license key has already been activated the maximum number of times")]
+    LicenseActivatedMaxTimes,
+    #[error("License user has activated this license max times")]
+    LicenseUserActivatedMaxTimes,
+    #[error("License validity period has expired")]
+    LicenseExpired,
+    #[error("Trial period has expired")]
+    TrialExpired,
+    #[error("This license has already been transferred the maximum number of times")]
+    LicenseTransferredMaxTimes,
+    #[error("A device matching this hardware_id is already created on the license.")]
+    LicenseDeviceExists,
+    #[error("The license is not active")]
+    LicenseNotActive,
+    #[error("An active device matching the hardware_id not found")]
+    DeviceNotFound,
+    #[error("Specified product code is not a bundle")]
+    ProductNotBundle,
+
+    // --- server side ---
+    #[error("The license is busy; retry the request")]
+    Contention,
+    #[error("Internal server error")]
+    Internal(#[source] BoxError),
+}
+
+impl ApiError {
+    pub fn internal(cause: impl Into<BoxError>) -> Self {
+        Self::Internal(cause.into())
+    }
+
+    pub fn status(&self) -> u16 {
+        use ApiError::*;
+        match self {
+            NotFound => 404,
+            MethodNotAllowed => 405,
+            PayloadTooLarge(_) => 413,
+            LicenseDeviceExists => 409,
+            Contention => 503,
+            Internal(_) => 500,
+            _ => 400,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        use ApiError::*;
+        match self {
+            NotFound => "not_found",
+            MethodNotAllowed => "method_not_allowed",
+            PayloadTooLarge(_) => "payload_too_large",
+            InvalidJson(_) => "invalid_json",
+            Validation(_) => "validation_error",
+            MissingParameters(_) => "missing_parameters",
+            MissingHeaders => "missing_headers",
+            AuthorizationInvalidHeaders => "authorization_invalid_headers",
+            AuthorizationMissingParams(_) => "authorization_missing_params",
+            HmacRequired => "hmac_required",
+            DateHeaderDiff => "date_header_diff",
+            InvalidApiKey => "invalid_api_key",
+            RevokedApiKey => "revoked_api_key",
+            ReadOnlyApiKey => "read_only_api_key",
+            SignatureMismatch => "signature_mismatch",
+            ApiKeyProductNotAllowed => "api_key_product_not_allowed",
+            UnknownProduct => "unknown_product",
+            DisabledProduct => "disabled_product",
+            ArchivedProduct => "archived_product",
+            LicenseNotFound(_) => "license_not_found",
+            LicenseNotEnabled => "license_not_enabled",
+            VmNotAllowed => "vm_not_allowed",
+            OfflineFloatingCloudNotSupported => "offline_floating_cloud_not_supported",
+            LicenseStartDate(_) => "license_start_date_error",
+            Blacklisted => "blacklisted",
+            LicenseActivatedMaxTimes => "license_activated_max_times",
+            LicenseUserActivatedMaxTimes => "license_user_activated_max_times",
+            LicenseExpired => "license_expired",
+            TrialExpired => "trial_expired",
+            LicenseTransferredMaxTimes => "license_transferred_max_times",
+            LicenseDeviceExists => "license_device_exists",
+            LicenseNotActive => "license_not_active",
+            DeviceNotFound => "device_not_found",
+            ProductNotBundle => "product_not_bundle",
+            Contention => "service_busy",
+            Internal(_) => "internal_error",
+        }
+    }
+
+    /// The wire body: `{"status":…,"code":…,"message":…}` in that order.
+    pub fn body(&self) -> String {
+        #[derive(serde::Serialize)]
+        struct Body<'a> {
+            status: u16,
+            code: &'a str,
+            message: String,
+        }
+        let body = Body { status: self.status(), code: self.code(), message: self.to_string() };
+        serde_json::to_string(&body).unwrap_or_else(|_| {
+            r#"{"status":500,"code":"internal_error","message":"Internal server error"}"#.to_owned()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_has_exactly_status_code_message() {
+        let body: serde_json::Value = serde_json::from_str(&ApiError::LicenseDeviceExists.body()).unwrap();
+        assert_eq!(body["status"], 409);
+        assert_eq!(body["code"], "license_device_exists");
+        assert_eq!(body.as_object().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn internal_cause_stays_out_of_the_message() {
+        let e = ApiError::internal("disk on fire at 10.0.0.1");
+        assert_eq!(e.to_string(), "Internal server error");
+        assert!(!e.body().contains("disk"));
+    }
+}

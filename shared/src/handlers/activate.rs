@@ -1,0 +1,81 @@
+//! `POST /api/v4/activate_license` (SPEC §2.2): the rules decide, the store writes atomically, and a
+//! write that lost a race is re-decided against the state that won, so the answer is always the one
+//! the rules give for the real state.
+
+use super::lookup::{self, Resolved};
+use crate::auth::{Access, Authenticated};
+use crate::error::ApiError;
+use crate::http::{ApiRequest, ApiResponse};
+use crate::render::{license_object, Identity, View};
+use crate::request::{Credentials, LicenseRequest, Params};
+use crate::rules::{self, Transport};
+use crate::state::AppState;
+use crate::store::Rejection;
+use crate::time::Timestamp;
+use std::time::{Duration, SystemTime};
+
+/// Attempts per request. Each lost race returns the winner's state, so the next attempt usually
+/// succeeds or fails for a real reason; transient conflicts back off first.
+const MAX_ATTEMPTS: u32 = 30;
+
+pub async fn handle(req: &ApiRequest, state: &AppState) -> Result<ApiResponse, ApiError> {
+    let auth = state.auth.authenticate(&req.headers, &*state.store, Access::Write, SystemTime::now()).await?;
+    let request = LicenseRequest::parse(&Params::from_json(&req.body)?)?;
+    let resolved = activate(state, &auth, &request, Transport::Online).await?;
+    let now = Timestamp::now();
+    let device = resolved.ctx.device.as_ref().ok_or_else(|| ApiError::internal("activated device missing"))?;
+    let seat = resolved.ctx.seat.as_ref();
+    let who = Identity {
+        hardware_id: &request.hardware_id,
+        ident: ident(&request),
+        user: resolved.user.as_ref().zip(seat),
+    };
+    let body = license_object(&resolved.ctx, device, &who, View::Activation, now, &state.signer);
+    Ok(ApiResponse::signed_json(&body, &state.signer))
+}
+
+/// The license key or username as the request carried it.
+pub(super) fn ident(req: &LicenseRequest) -> &str {
+    match &req.credentials {
+        Credentials::Key(k) => k.as_str(),
+        Credentials::User { username, .. } => username.as_str(),
+        Credentials::Sso => "",
+    }
+}
+
+/// Activates `req.hardware_id`; returns the context as it stands after the write.
+pub async fn activate(state: &AppState, auth: &Authenticated, req: &LicenseRequest, transport: Transport) -> Result<Resolved, ApiError> {
+    let mut resolved = lookup::load(state, auth, req, true).await?;
+    let now = Timestamp::now();
+    for attempt in 0..MAX_ATTEMPTS {
+        let ctx = &mut resolved.ctx;
+        let plan = rules::plan_activation(ctx, req, now, transport)?;
+        match state.store.activate_device(&plan).await {
+            Ok(()) => {
+                rules::apply_activation(&mut ctx.license, &plan);
+                if let Some(seat) = &mut ctx.seat {
+                    seat.total_activations += 1;
+                }
+                ctx.device = Some(plan.device);
+                return Ok(resolved);
+            }
+            Err(Rejection::DeviceActive) => return Err(ApiError::LicenseDeviceExists),
+            Err(Rejection::LicenseChanged(Some(current))) => ctx.license = *current,
+            Err(Rejection::SeatChanged(Some(current))) => ctx.seat = Some(current),
+            Err(Rejection::LicenseChanged(None) | Rejection::SeatChanged(None)) => {
+                resolved = lookup::load(state, auth, req, false).await?;
+            }
+            Err(Rejection::Conflict) => backoff(attempt).await,
+            Err(Rejection::DeviceNotActive) => return Err(ApiError::internal("activation rejected as a deactivation")),
+            Err(Rejection::Store(e)) => return Err(ApiError::internal(e)),
+        }
+    }
+    Err(ApiError::Contention)
+}
+
+/// Exponential backoff with full jitter, 5 ms to 320 ms.
+pub(super) async fn backoff(attempt: u32) {
+    let cap = 5u64 << attempt.min(6);
+    let wait = rand::random::<u64>() % (cap + 1);
+    tokio::time::sleep(Duration::from_millis(wait)).await;
+}

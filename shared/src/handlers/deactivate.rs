@@ -1,0 +1,52 @@
+//! `POST /api/v4/deactivate_license` (SPEC §2.3): frees the device's slot. Answers `license_deactivated`
+//! as text/plain.
+
+use super::activate::backoff;
+use super::lookup;
+use crate::auth::{Access, Authenticated};
+use crate::error::ApiError;
+use crate::http::{ApiRequest, ApiResponse};
+use crate::request::{LicenseRequest, Params};
+use crate::rules;
+use crate::state::AppState;
+use crate::store::Rejection;
+use crate::time::Timestamp;
+use std::time::SystemTime;
+
+const MAX_ATTEMPTS: u32 = 30;
+
+pub async fn handle(req: &ApiRequest, state: &AppState) -> Result<ApiResponse, ApiError> {
+    let auth = state.auth.authenticate(&req.headers, &*state.store, Access::Write, SystemTime::now()).await?;
+    let request = LicenseRequest::parse(&Params::from_json(&req.body)?)?;
+    deactivate(state, &auth, &request).await?;
+    Ok(ApiResponse::text("license_deactivated"))
+}
+
+pub async fn deactivate(state: &AppState, auth: &Authenticated, req: &LicenseRequest) -> Result<(), ApiError> {
+    let resolved = lookup::load(state, auth, req, false).await?;
+    let mut plan = rules::plan_deactivation(&resolved.ctx, &req.hardware_id, Timestamp::now())?;
+    for attempt in 0..MAX_ATTEMPTS {
+        match state.store.deactivate_device(&plan).await {
+            Ok(()) => return Ok(()),
+            // Someone deactivated it first: it is no longer an active device of the license.
+            Err(Rejection::DeviceNotActive) => {
+                let mut license = resolved.ctx.license.clone();
+                license.times_activated -= 1;
+                return Err(rules::inactive_device_error(&license));
+            }
+            Err(Rejection::SeatChanged(_)) => {
+                // The user was removed from the license (or their count is already 0): free the slot
+                // without charging a seat rather than leave the device active forever.
+                tracing::warn!(license = resolved.ctx.license.id, "seat missing on deactivation; releasing without it");
+                plan.seat = None;
+            }
+            Err(Rejection::LicenseChanged(_)) => {
+                return Err(ApiError::internal("license counter below its active devices"));
+            }
+            Err(Rejection::Conflict) => backoff(attempt).await,
+            Err(Rejection::DeviceActive) => return Err(ApiError::internal("deactivation rejected as an activation")),
+            Err(Rejection::Store(e)) => return Err(ApiError::internal(e)),
+        }
+    }
+    Err(ApiError::Contention)
+}

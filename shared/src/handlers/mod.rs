@@ -1,0 +1,77 @@
+//! Endpoint handlers: plain async functions of (request, state), one module per endpoint. Each returns
+//! `Result<ApiResponse, ApiError>`; [`handle`] turns errors into responses in the one shared way.
+
+mod activate;
+mod check;
+mod deactivate;
+mod lookup;
+
+pub use activate::activate;
+pub use deactivate::deactivate;
+
+use crate::error::ApiError;
+use crate::http::{ApiRequest, ApiResponse};
+use crate::state::AppState;
+use http::Method;
+
+/// Every endpoint this server implements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// `GET /`: the "is online" probe.
+    Root,
+    ActivateLicense,
+    DeactivateLicense,
+    CheckLicense,
+}
+
+impl Endpoint {
+    pub const ALL: [Endpoint; 4] = [Self::Root, Self::ActivateLicense, Self::DeactivateLicense, Self::CheckLicense];
+
+    pub fn path(self) -> &'static str {
+        match self {
+            Self::Root => "/",
+            Self::ActivateLicense => "/api/v4/activate_license",
+            Self::DeactivateLicense => "/api/v4/deactivate_license",
+            Self::CheckLicense => "/api/v4/check_license",
+        }
+    }
+
+    pub fn method(self) -> Method {
+        match self {
+            Self::Root | Self::CheckLicense => Method::GET,
+            Self::ActivateLicense | Self::DeactivateLicense => Method::POST,
+        }
+    }
+
+    /// The endpoint a path names; tolerates a trailing slash and an API Gateway stage prefix.
+    pub fn for_path(path: &str) -> Option<Self> {
+        let trimmed = path.trim_end_matches('/');
+        if trimmed.is_empty() {
+            return Some(Self::Root);
+        }
+        Self::ALL.into_iter().find(|e| *e != Self::Root && trimmed.ends_with(e.path()))
+    }
+}
+
+/// Serves one request for a known endpoint.
+pub async fn handle(endpoint: Endpoint, req: &ApiRequest, state: &AppState) -> ApiResponse {
+    let result = if req.method != endpoint.method() && !(req.method == Method::HEAD && endpoint.method() == Method::GET) {
+        Err(ApiError::MethodNotAllowed)
+    } else {
+        match endpoint {
+            Endpoint::Root => Ok(ApiResponse::text("License API is online")),
+            Endpoint::ActivateLicense => activate::handle(req, state).await,
+            Endpoint::DeactivateLicense => deactivate::handle(req, state).await,
+            Endpoint::CheckLicense => check::handle(req, state).await,
+        }
+    };
+    result.unwrap_or_else(|e| ApiResponse::error(&e))
+}
+
+/// Serves a request for any path: the local server's entry point.
+pub async fn route(req: &ApiRequest, state: &AppState) -> ApiResponse {
+    match Endpoint::for_path(&req.path) {
+        Some(endpoint) => handle(endpoint, req, state).await,
+        None => ApiResponse::error(&ApiError::NotFound),
+    }
+}

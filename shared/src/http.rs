@@ -1,0 +1,73 @@
+//! Transport-neutral request and response types. The Lambda adapter and the local server both convert
+//! to and from these, so every handler and every error rendering exists once.
+
+use crate::error::ApiError;
+use crate::signing::Signer;
+use bytes::Bytes;
+use http::{HeaderMap, Method};
+use serde::Serialize;
+
+#[derive(Clone, Debug)]
+pub struct ApiRequest {
+    pub method: Method,
+    pub path: String,
+    pub query: Option<String>,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApiResponse {
+    pub status: u16,
+    pub content_type: &'static str,
+    /// `LicenseSignature` for signed JSON bodies.
+    pub signature: Option<String>,
+    pub body: Bytes,
+    /// The error code, for the request log line.
+    pub error_code: Option<&'static str>,
+}
+
+pub const JSON: &str = "application/json";
+pub const TEXT: &str = "text/plain";
+pub const SIGNATURE_HEADER: &str = "LicenseSignature";
+
+impl ApiResponse {
+    /// The one place an [`ApiError`] becomes a response. Server faults are logged with their cause.
+    pub fn error(err: &ApiError) -> Self {
+        if err.status() >= 500 {
+            tracing::error!(code = err.code(), error = %error_chain(err), "request failed");
+        } else {
+            tracing::debug!(code = err.code(), message = %err, "request rejected");
+        }
+        Self { status: err.status(), content_type: JSON, signature: None, body: Bytes::from(err.body()), error_code: Some(err.code()) }
+    }
+
+    /// A JSON body with `LicenseSignature` over exactly the bytes sent.
+    pub fn signed_json<T: Serialize>(value: &T, signer: &Signer) -> Self {
+        match serde_json::to_vec(value) {
+            Ok(body) => Self {
+                status: 200,
+                content_type: JSON,
+                signature: Some(signer.sign(&body)),
+                body: Bytes::from(body),
+                error_code: None,
+            },
+            Err(e) => Self::error(&ApiError::internal(e)),
+        }
+    }
+
+    pub fn text(body: &'static str) -> Self {
+        Self { status: 200, content_type: TEXT, signature: None, body: Bytes::from_static(body.as_bytes()), error_code: None }
+    }
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

@@ -1,0 +1,130 @@
+//! Newtypes for the identifiers that travel on the wire, so a hardware id can never be passed where a
+//! license key is expected. Each one is validated once, when it is parsed from a request or a catalog.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Longest identifier accepted from a client. Real hardware ids are hashes of ~64 characters; the limit
+/// keeps item keys far below DynamoDB's 2 KiB partition-key bound.
+pub const MAX_ID_LEN: usize = 512;
+
+macro_rules! string_id {
+    ($(#[$doc:meta])* $name:ident, forbid_hash = $forbid_hash:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Accepts a non-empty value of at most [`MAX_ID_LEN`] bytes without control characters.
+            pub fn parse(value: &str) -> Result<Self, IdError> {
+                if value.is_empty() {
+                    return Err(IdError::Empty);
+                }
+                if value.len() > MAX_ID_LEN {
+                    return Err(IdError::TooLong);
+                }
+                if value.chars().any(char::is_control) {
+                    return Err(IdError::ControlCharacter);
+                }
+                // `#` separates the parts of storage keys; codes that sit before another part may not hold it.
+                if $forbid_hash && value.contains('#') {
+                    return Err(IdError::Hash);
+                }
+                Ok(Self(value.to_owned()))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+string_id!(
+    /// A license key such as `AAAA-BBBB-CCCC-DDDD`; compared exactly as sent.
+    LicenseKey,
+    forbid_hash = false
+);
+string_id!(
+    /// The client's identifier of a device, opaque to the server.
+    HardwareId,
+    forbid_hash = false
+);
+string_id!(
+    /// A product's short code, unique within a company.
+    ProductCode,
+    forbid_hash = true
+);
+string_id!(
+    /// The public half of an API key pair, sent as `apikey` in the Authorization header.
+    ApiKeyId,
+    forbid_hash = false
+);
+string_id!(
+    /// A company (tenant); every product, license, user and API key belongs to exactly one.
+    CompanyId,
+    forbid_hash = true
+);
+
+/// A license user's login: an email address, compared case-insensitively.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Username(String);
+
+impl Username {
+    /// Lower-cases the address so that `Ann@Example.com` and `ann@example.com` name the same user.
+    pub fn parse(value: &str) -> Result<Self, IdError> {
+        let trimmed = value.trim();
+        let checked = HardwareId::parse(trimmed)?;
+        Ok(Self(checked.0.to_lowercase()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Username {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    #[error("must not be empty")]
+    Empty,
+    #[error("is longer than 512 bytes")]
+    TooLong,
+    #[error("contains a control character")]
+    ControlCharacter,
+    #[error("contains `#`")]
+    Hash,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_empty_long_and_control() {
+        assert_eq!(LicenseKey::parse(""), Err(IdError::Empty));
+        assert_eq!(LicenseKey::parse(&"a".repeat(513)), Err(IdError::TooLong));
+        assert_eq!(HardwareId::parse("a\nb"), Err(IdError::ControlCharacter));
+        assert_eq!(HardwareId::parse("ü-1").unwrap().as_str(), "ü-1");
+        assert_eq!(ProductCode::parse("a#b"), Err(IdError::Hash));
+        assert!(LicenseKey::parse("a#b").is_ok());
+    }
+
+    #[test]
+    fn usernames_are_case_insensitive() {
+        assert_eq!(Username::parse(" Ann@Example.com ").unwrap().as_str(), "ann@example.com");
+    }
+}

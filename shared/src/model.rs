@@ -1,0 +1,326 @@
+//! Domain types: what a company, product, license, license user and device *are*, independent of how a
+//! store keeps them. The static description of a product or license (`ProductDoc`, `LicenseTerms`) is
+//! what a vendor's catalog sets; the counters beside it are what activations change.
+
+use crate::ids::{ApiKeyId, CompanyId, HardwareId, LicenseKey, ProductCode, Username};
+use crate::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::collections::BTreeSet;
+
+/// An API key with its secret. `products` empty means "every product of the company".
+#[derive(Clone, Debug)]
+pub struct ApiKeyRecord {
+    pub id: ApiKeyId,
+    pub company: CompanyId,
+    pub shared_key: String,
+    pub products: Vec<ProductCode>,
+    pub read_only: bool,
+    pub revoked: bool,
+}
+
+impl ApiKeyRecord {
+    pub fn allows(&self, product: &ProductCode) -> bool {
+        self.products.is_empty() || self.products.contains(product)
+    }
+}
+
+/// Company-wide settings that every request of the company consults.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Company {
+    pub id: i64,
+    pub blacklist: BTreeSet<HardwareId>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum AuthorizationMethod {
+    #[default]
+    #[serde(rename = "license-key")]
+    LicenseKey,
+    #[serde(rename = "user")]
+    User,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProductDoc {
+    pub id: i64,
+    pub code: ProductCode,
+    pub name: String,
+    pub authorization_method: AuthorizationMethod,
+    pub metadata: Map<String, Value>,
+    pub allow_trial: bool,
+    pub trial_days: i64,
+    pub allow_overages: bool,
+    pub max_overages: i64,
+    pub prevent_vm: bool,
+    pub floating_timeout: i64,
+    pub validity_period: Option<Timestamp>,
+    pub disabled: bool,
+    pub archived: bool,
+    pub blacklist: BTreeSet<HardwareId>,
+    pub features: Vec<Feature>,
+}
+
+impl Default for ProductDoc {
+    fn default() -> Self {
+        Self {
+            id: 0,
+            code: ProductCode::parse("product").expect("literal is a valid code"),
+            name: String::new(),
+            authorization_method: AuthorizationMethod::LicenseKey,
+            metadata: Map::new(),
+            allow_trial: false,
+            trial_days: 0,
+            allow_overages: false,
+            max_overages: 0,
+            prevent_vm: false,
+            floating_timeout: 120,
+            validity_period: None,
+            disabled: false,
+            archived: false,
+            blacklist: BTreeSet::new(),
+            features: Vec::new(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum FeatureType {
+    #[default]
+    Activation,
+    Consumption,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Feature {
+    pub id: i64,
+    pub code: String,
+    pub name: String,
+    pub feature_type: FeatureType,
+    pub expiry_date: Option<Timestamp>,
+    pub metadata: Map<String, Value>,
+    pub is_floating: bool,
+    pub is_floating_cloud: bool,
+    pub max_consumption: i64,
+    pub total_consumptions: i64,
+    pub allow_unlimited_consumptions: bool,
+    pub allow_overages: bool,
+    pub max_overages: i64,
+    pub reset_consumption: bool,
+    pub consumption_period: Option<String>,
+    pub allow_negative_consumptions: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum LicenseType {
+    #[default]
+    Perpetual,
+    TimeLimited,
+    Subscription,
+    Consumption,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, Default, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CustomField {
+    pub name: String,
+    pub data_type: String,
+    pub value: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, Default, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Customer {
+    pub email: Option<String>,
+    pub company_name: Option<String>,
+    pub reference: Option<String>,
+    pub phone: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub city: Option<String>,
+    pub postcode: Option<String>,
+    pub state: Option<String>,
+    pub country: Option<String>,
+    pub address: Option<String>,
+    pub customer_account: Option<Value>,
+    pub metadata: Map<String, Value>,
+}
+
+/// Everything about a license that the vendor sets and activations never change.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LicenseTerms {
+    pub license_type: LicenseType,
+    pub is_trial: bool,
+    pub trial_days: i64,
+    pub license_template_id: Option<i64>,
+    pub order_store_id: Option<String>,
+    pub allow_grace_period: bool,
+    pub allow_overages: bool,
+    pub allow_offline_activation: bool,
+    pub can_borrow: bool,
+    pub enable_maintenance_period: bool,
+    pub is_air_gapped: bool,
+    pub is_floating: bool,
+    pub is_floating_cloud: bool,
+    pub is_hardware_key_auth: bool,
+    /// `None` inherits the product's `prevent_vm`.
+    pub prevent_vm: Option<bool>,
+    pub grace_period: i64,
+    pub floating_timeout: i64,
+    pub max_borrow_time: i64,
+    pub max_overages: i64,
+    pub max_license_users: i64,
+    pub maintenance_period: Option<Timestamp>,
+    pub start_date: Option<Timestamp>,
+    pub metadata: Map<String, Value>,
+    pub custom_fields: Vec<CustomField>,
+    pub customer: Customer,
+    pub max_consumptions: i64,
+    pub total_consumptions: i64,
+    pub allow_unlimited_consumptions: bool,
+    pub allow_negative_consumptions: bool,
+    pub reset_consumption: bool,
+    pub consumption_period: Option<String>,
+}
+
+impl Default for LicenseTerms {
+    fn default() -> Self {
+        Self {
+            license_type: LicenseType::Perpetual,
+            is_trial: false,
+            trial_days: 0,
+            license_template_id: None,
+            order_store_id: None,
+            allow_grace_period: false,
+            allow_overages: false,
+            allow_offline_activation: true,
+            can_borrow: false,
+            enable_maintenance_period: false,
+            is_air_gapped: false,
+            is_floating: false,
+            is_floating_cloud: false,
+            is_hardware_key_auth: false,
+            prevent_vm: None,
+            grace_period: 0,
+            floating_timeout: 0,
+            max_borrow_time: 0,
+            max_overages: 0,
+            max_license_users: 0,
+            maintenance_period: None,
+            start_date: None,
+            metadata: Map::new(),
+            custom_fields: Vec::new(),
+            customer: Customer::default(),
+            max_consumptions: 0,
+            total_consumptions: 0,
+            allow_unlimited_consumptions: false,
+            allow_negative_consumptions: false,
+            reset_consumption: false,
+            consumption_period: None,
+        }
+    }
+}
+
+/// A license: its terms, the limits the storage layer enforces in its conditions, and its counters.
+#[derive(Clone, Debug)]
+pub struct License {
+    pub id: i64,
+    pub company: CompanyId,
+    pub product: ProductCode,
+    /// Set for key-based licenses; user-based licenses are found through their users.
+    pub key: Option<LicenseKey>,
+    pub enabled: bool,
+    pub max_activations: i64,
+    pub allow_unlimited_activations: bool,
+    /// 0 = unlimited, −1 = transfers prevented, N > 0 = at most N (SPEC §3).
+    pub max_transfers: i64,
+    /// `None` is perpetual until a trial's first activation sets it.
+    pub validity_period: Option<Timestamp>,
+    pub terms: LicenseTerms,
+    /// Number of active devices.
+    pub times_activated: i64,
+    pub transfer_count: i64,
+    /// Devices whose deactivation freed a slot that no activation has re-used yet (SPEC §3 transfers).
+    pub released: BTreeSet<HardwareId>,
+}
+
+impl License {
+    /// Does this license keep released slots at all? An unlimited license never runs out of fresh slots,
+    /// so activating a new device on it is never a transfer and nothing needs remembering.
+    pub fn tracks_transfers(&self) -> bool {
+        !self.allow_unlimited_activations
+    }
+}
+
+/// A license user: a login that can hold licenses of several products.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LicenseUser {
+    pub id: i64,
+    pub email: Username,
+    #[serde(default)]
+    pub first_name: Option<String>,
+    #[serde(default)]
+    pub last_name: Option<String>,
+    #[serde(default)]
+    pub phone_number: Option<String>,
+    #[serde(default)]
+    pub is_initial_password: bool,
+    /// PHC string of an argon2id hash; `None` for users who only sign in through SSO.
+    #[serde(default)]
+    pub password_hash: Option<String>,
+    /// Licenses assigned to the user: (product, license id), in assignment order.
+    #[serde(default)]
+    pub licenses: Vec<(ProductCode, i64)>,
+}
+
+/// A user's own activation allowance on one license, and how much of it is used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Seat {
+    pub user: Username,
+    pub max_activations: i64,
+    pub allow_unlimited_activations: bool,
+    pub total_activations: i64,
+}
+
+/// A device as recorded on one license.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Device {
+    pub id: i64,
+    pub hardware_id: HardwareId,
+    pub active: bool,
+    /// The license user who activated it (user-based licenses).
+    pub user: Option<Username>,
+    pub first_activated_at: Timestamp,
+    pub last_activated_at: Timestamp,
+    pub deactivated_at: Option<Timestamp>,
+    pub last_seen_at: Option<Timestamp>,
+    pub details: Map<String, Value>,
+    pub variables: Vec<DeviceVariable>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct DeviceVariable {
+    pub variable: String,
+    pub value: String,
+    pub created_at: Timestamp,
+}
+
+/// Integer device id: stable for a (license, hardware id) pair, so a re-activated device keeps its id,
+/// and needing no counter, so activation needs no extra write. 53 bits keep it exact in JavaScript.
+pub fn device_id(license_id: i64, hardware_id: &HardwareId) -> i64 {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(license_id.to_be_bytes());
+    h.update(hardware_id.as_str().as_bytes());
+    let digest = h.finalize();
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest[..8]);
+    let id = (u64::from_be_bytes(bytes) & ((1 << 53) - 1)) as i64;
+    id.max(1)
+}

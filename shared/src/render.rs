@@ -1,0 +1,300 @@
+//! The license object (SPEC §4) as emitted on activation and check. Field order is declaration order;
+//! serde_json's compact output already matches `JSON.stringify` for everything emitted here (no
+//! integral floats, no index-like keys: `catalog` normalises vendor JSON on the way in).
+
+use crate::ids::HardwareId;
+use crate::model::{AuthorizationMethod, Device, Feature, FeatureType, LicenseType, LicenseUser, ProductDoc, Seat};
+use crate::rules::{is_expired, prevents_vm, LicenseContext};
+use crate::signing::Signer;
+use crate::time::Timestamp;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// Which response the object is part of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum View {
+    Activation,
+    Check,
+}
+
+/// The requester's identity as sent, for `license_signature` and the `username` echo.
+pub struct Identity<'a> {
+    pub hardware_id: &'a HardwareId,
+    /// The license key or username exactly as the request carried it.
+    pub ident: &'a str,
+    pub user: Option<(&'a LicenseUser, &'a Seat)>,
+}
+
+#[derive(Serialize)]
+pub struct LicenseObject<'a> {
+    id: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    license_key: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<UserObject<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    username: Option<&'a str>,
+    license_type: LicenseType,
+    is_trial: bool,
+    trial_days: i64,
+    license_template_id: Option<i64>,
+    order_store_id: Option<&'a str>,
+    allow_grace_period: bool,
+    allow_overages: bool,
+    allow_unlimited_activations: bool,
+    allow_offline_activation: bool,
+    can_borrow: bool,
+    enable_maintenance_period: bool,
+    is_air_gapped: bool,
+    is_floating: bool,
+    is_floating_cloud: bool,
+    is_hardware_key_auth: bool,
+    prevent_vm: bool,
+    max_activations: i64,
+    times_activated: i64,
+    max_transfers: i64,
+    transfer_count: i64,
+    grace_period: i64,
+    floating_timeout: i64,
+    max_borrow_time: i64,
+    max_overages: i64,
+    max_license_users: i64,
+    validity_period: Option<Timestamp>,
+    maintenance_period: Option<Timestamp>,
+    start_date: Option<Timestamp>,
+    #[serde(flatten)]
+    consumption: Option<Consumption<'a>>,
+    metadata: &'a Map<String, Value>,
+    custom_fields: &'a [crate::model::CustomField],
+    customer: &'a crate::model::Customer,
+    company: CompanyObject,
+    product_details: ProductDetails<'a>,
+    product_features: Vec<FeatureObject<'a>>,
+    authorization_method: AuthorizationMethod,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    active: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    license_active: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    license_enabled: Option<bool>,
+    is_expired: bool,
+    hardware_id: &'a str,
+    device_id: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    is_borrowed: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    borrowed_until: Option<Option<Timestamp>>,
+    variables: Vec<VariableObject<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    installation_file: Option<Option<&'a str>>,
+    license_signature: String,
+}
+
+#[derive(Serialize)]
+struct UserObject<'a> {
+    id: i64,
+    email: &'a str,
+    first_name: Option<&'a str>,
+    last_name: Option<&'a str>,
+    phone_number: Option<&'a str>,
+    is_initial_password: bool,
+    max_activations: i64,
+    allow_unlimited_activations: bool,
+    total_activations: i64,
+}
+
+#[derive(Serialize)]
+struct Consumption<'a> {
+    max_consumptions: i64,
+    total_consumptions: i64,
+    allow_unlimited_consumptions: bool,
+    allow_negative_consumptions: bool,
+    reset_consumption: bool,
+    consumption_period: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct CompanyObject {
+    id: i64,
+}
+
+#[derive(Serialize)]
+struct ProductDetails<'a> {
+    product_id: i64,
+    product_name: &'a str,
+    short_code: &'a str,
+    authorization_method: AuthorizationMethod,
+    metadata: &'a Map<String, Value>,
+    allow_trial: bool,
+    trial_days: i64,
+    allow_overages: bool,
+    max_overages: i64,
+    prevent_vm: bool,
+    floating_timeout: i64,
+    validity_period: Option<Timestamp>,
+}
+
+#[derive(Serialize)]
+struct FeatureObject<'a> {
+    id: i64,
+    code: &'a str,
+    name: &'a str,
+    feature_type: FeatureType,
+    expiry_date: Option<Timestamp>,
+    metadata: &'a Map<String, Value>,
+    is_floating: bool,
+    is_floating_cloud: bool,
+    #[serde(flatten)]
+    consumption: Option<FeatureConsumption<'a>>,
+}
+
+#[derive(Serialize)]
+struct FeatureConsumption<'a> {
+    max_consumption: i64,
+    total_consumptions: i64,
+    allow_unlimited_consumptions: bool,
+    allow_overages: bool,
+    max_overages: i64,
+    reset_consumption: bool,
+    consumption_period: Option<&'a str>,
+    allow_negative_consumptions: bool,
+}
+
+#[derive(Serialize)]
+struct VariableObject<'a> {
+    variable: &'a str,
+    value: &'a str,
+    device_id: i64,
+    created_at: Timestamp,
+}
+
+fn feature(f: &Feature) -> FeatureObject<'_> {
+    FeatureObject {
+        id: f.id,
+        code: &f.code,
+        name: &f.name,
+        feature_type: f.feature_type,
+        expiry_date: f.expiry_date,
+        metadata: &f.metadata,
+        is_floating: f.is_floating,
+        is_floating_cloud: f.is_floating_cloud,
+        consumption: (f.feature_type == FeatureType::Consumption).then_some(FeatureConsumption {
+            max_consumption: f.max_consumption,
+            total_consumptions: f.total_consumptions,
+            allow_unlimited_consumptions: f.allow_unlimited_consumptions,
+            allow_overages: f.allow_overages,
+            max_overages: f.max_overages,
+            reset_consumption: f.reset_consumption,
+            consumption_period: f.consumption_period.as_deref(),
+            allow_negative_consumptions: f.allow_negative_consumptions,
+        }),
+    }
+}
+
+fn product_details(p: &ProductDoc) -> ProductDetails<'_> {
+    ProductDetails {
+        product_id: p.id,
+        product_name: &p.name,
+        short_code: p.code.as_str(),
+        authorization_method: p.authorization_method,
+        metadata: &p.metadata,
+        allow_trial: p.allow_trial,
+        trial_days: p.trial_days,
+        allow_overages: p.allow_overages,
+        max_overages: p.max_overages,
+        prevent_vm: p.prevent_vm,
+        floating_timeout: p.floating_timeout,
+        validity_period: p.validity_period,
+    }
+}
+
+/// Builds the license object for `ctx` (after the operation) and the device it is about.
+pub fn license_object<'a>(
+    ctx: &'a LicenseContext,
+    device: &'a Device,
+    who: &Identity<'a>,
+    view: View,
+    now: Timestamp,
+    signer: &Signer,
+) -> LicenseObject<'a> {
+    let (l, t, p) = (&ctx.license, &ctx.license.terms, &ctx.product);
+    let validity = l.validity_period.map(|v| v.to_string());
+    let activation = view == View::Activation;
+    LicenseObject {
+        id: l.id,
+        license_key: l.key.as_ref().map(|k| k.as_str()),
+        user: who.user.map(|(u, seat)| UserObject {
+            id: u.id,
+            email: u.email.as_str(),
+            first_name: u.first_name.as_deref(),
+            last_name: u.last_name.as_deref(),
+            phone_number: u.phone_number.as_deref(),
+            is_initial_password: u.is_initial_password,
+            max_activations: seat.max_activations,
+            allow_unlimited_activations: seat.allow_unlimited_activations,
+            total_activations: seat.total_activations,
+        }),
+        username: who.user.filter(|_| activation).map(|_| who.ident),
+        license_type: t.license_type,
+        is_trial: t.is_trial,
+        trial_days: t.trial_days,
+        license_template_id: t.license_template_id,
+        order_store_id: t.order_store_id.as_deref(),
+        allow_grace_period: t.allow_grace_period,
+        allow_overages: t.allow_overages,
+        allow_unlimited_activations: l.allow_unlimited_activations,
+        allow_offline_activation: t.allow_offline_activation,
+        can_borrow: t.can_borrow,
+        enable_maintenance_period: t.enable_maintenance_period,
+        is_air_gapped: t.is_air_gapped,
+        is_floating: t.is_floating,
+        is_floating_cloud: t.is_floating_cloud,
+        is_hardware_key_auth: t.is_hardware_key_auth,
+        prevent_vm: prevents_vm(l, p),
+        max_activations: l.max_activations,
+        times_activated: l.times_activated,
+        max_transfers: l.max_transfers,
+        transfer_count: l.transfer_count,
+        grace_period: t.grace_period,
+        floating_timeout: t.floating_timeout,
+        max_borrow_time: t.max_borrow_time,
+        max_overages: t.max_overages,
+        max_license_users: t.max_license_users,
+        validity_period: l.validity_period,
+        maintenance_period: t.maintenance_period,
+        start_date: t.start_date,
+        consumption: (t.license_type == LicenseType::Consumption).then_some(Consumption {
+            max_consumptions: t.max_consumptions,
+            total_consumptions: t.total_consumptions,
+            allow_unlimited_consumptions: t.allow_unlimited_consumptions,
+            allow_negative_consumptions: t.allow_negative_consumptions,
+            reset_consumption: t.reset_consumption,
+            consumption_period: t.consumption_period.as_deref(),
+        }),
+        metadata: &t.metadata,
+        custom_fields: &t.custom_fields,
+        customer: &t.customer,
+        company: CompanyObject { id: ctx.company.id },
+        product_details: product_details(p),
+        product_features: p.features.iter().map(feature).collect(),
+        authorization_method: p.authorization_method,
+        request: activation.then_some("activation"),
+        active: activation.then_some(true),
+        license_active: (!activation).then_some(l.times_activated > 0),
+        license_enabled: (!activation).then_some(l.enabled),
+        is_expired: is_expired(l, now),
+        hardware_id: who.hardware_id.as_str(),
+        device_id: device.id,
+        is_borrowed: (!activation).then_some(false),
+        borrowed_until: (!activation).then_some(None),
+        variables: device
+            .variables
+            .iter()
+            .map(|v| VariableObject { variable: &v.variable, value: &v.value, device_id: device.id, created_at: v.created_at })
+            .collect(),
+        installation_file: activation.then_some(None),
+        license_signature: signer.license_signature(who.hardware_id, who.ident, validity.as_deref()),
+    }
+}

@@ -1,0 +1,261 @@
+//! Parsing of what a client sends into typed requests. Clients differ (SPEC §1): unknown fields are
+//! ignored, `license_id` comes as a number or a numeric string, booleans as JSON booleans or the strings
+//! `true`/`false`. Every malformed input becomes a 400 with a message naming the field.
+
+use crate::error::ApiError;
+use crate::ids::{HardwareId, IdError, LicenseKey, ProductCode, Username};
+use serde_json::{Map, Value};
+
+/// Largest request body accepted, in bytes.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+const MAX_VARIABLES: usize = 100;
+const MAX_VARIABLE_NAME: usize = 255;
+const MAX_DETAIL_VALUE: usize = 4096;
+
+/// Hardware details a device reports; stored on the device record (SPEC §3).
+pub const DEVICE_DETAIL_FIELDS: &[&str] = &[
+    "os_ver",
+    "hostname",
+    "os_hostname",
+    "ip",
+    "ip_local",
+    "mac_address",
+    "is_vm",
+    "vm_info",
+    "app_ver",
+    "sdk_ver",
+    "app_name",
+    "sdk_lang",
+    "device_name",
+];
+
+/// The request's fields as a JSON object, whichever transport carried them.
+pub struct Params(Map<String, Value>);
+
+impl Params {
+    pub fn from_json(body: &[u8]) -> Result<Self, ApiError> {
+        if body.len() > MAX_BODY_BYTES {
+            return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES));
+        }
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Err(ApiError::InvalidJson("the body is empty".into()));
+        }
+        match serde_json::from_slice::<Value>(body) {
+            Ok(Value::Object(map)) => Ok(Self(map)),
+            Ok(_) => Err(ApiError::Validation("the body must be a JSON object".into())),
+            Err(e) => Err(ApiError::InvalidJson(e.to_string())),
+        }
+    }
+
+    /// Query-string parameters; every value arrives as a string and is converted on access.
+    pub fn from_query(query: Option<&str>) -> Result<Self, ApiError> {
+        let query = query.unwrap_or("");
+        if query.len() > MAX_BODY_BYTES {
+            return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES));
+        }
+        let map = url::form_urlencoded::parse(query.as_bytes())
+            .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+            .collect();
+        Ok(Self(map))
+    }
+
+    pub fn from_map(map: Map<String, Value>) -> Self {
+        Self(map)
+    }
+
+    /// A string field; numbers are accepted and rendered as their text. `null` and `""` count as absent.
+    pub fn string(&self, name: &str) -> Result<Option<String>, ApiError> {
+        match self.0.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s.is_empty() => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(Value::Number(n)) => Ok(Some(n.to_string())),
+            Some(_) => Err(ApiError::Validation(format!("`{name}` must be a string"))),
+        }
+    }
+
+    pub fn required(&self, name: &str) -> Result<String, ApiError> {
+        self.string(name)?.ok_or_else(|| ApiError::MissingParameters(name.to_owned()))
+    }
+
+    pub fn bool(&self, name: &str) -> Result<Option<bool>, ApiError> {
+        match self.0.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(Value::String(s)) => match s.to_ascii_lowercase().as_str() {
+                "true" | "1" => Ok(Some(true)),
+                "false" | "0" | "" => Ok(Some(false)),
+                _ => Err(ApiError::Validation(format!("`{name}` must be a boolean"))),
+            },
+            Some(Value::Number(n)) if n.as_i64() == Some(0) || n.as_i64() == Some(1) => Ok(Some(n.as_i64() == Some(1))),
+            Some(_) => Err(ApiError::Validation(format!("`{name}` must be a boolean"))),
+        }
+    }
+
+    /// An integer given as a JSON number (integral) or a numeric string.
+    pub fn integer(&self, name: &str) -> Result<Option<i64>, ApiError> {
+        let bad = || ApiError::Validation(format!("`{name}` must be an integer"));
+        match self.0.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+            Some(Value::String(s)) => s.trim().parse().map(Some).map_err(|_| bad()),
+            Some(Value::Number(n)) => match (n.as_i64(), n.as_f64()) {
+                (Some(i), _) => Ok(Some(i)),
+                (None, Some(f)) if f.fract() == 0.0 && f.abs() < 9.007_199_254_740_992e15 => Ok(Some(f as i64)),
+                _ => Err(bad()),
+            },
+            Some(_) => Err(bad()),
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.0.get(name)
+    }
+}
+
+fn id<T>(name: &str, value: String, parse: impl Fn(&str) -> Result<T, IdError>) -> Result<T, ApiError> {
+    parse(&value).map_err(|e| ApiError::Validation(format!("`{name}` {e}")))
+}
+
+/// How the request names its license (SPEC §2.1).
+#[derive(Clone, Debug)]
+pub enum Credentials {
+    Key(LicenseKey),
+    User { username: Username, password: Option<String> },
+    /// SSO grants are recognised so they get a clear answer; verifying them is a later feature.
+    Sso,
+}
+
+/// A request about one license on one device: the common part of activate, deactivate and check, and
+/// (later) of their offline and bundle forms.
+#[derive(Clone, Debug)]
+pub struct LicenseRequest {
+    pub product: ProductCode,
+    pub hardware_id: HardwareId,
+    pub credentials: Credentials,
+    pub license_id: Option<i64>,
+    pub is_vm: bool,
+    pub details: Map<String, Value>,
+    pub variables: Vec<(String, String)>,
+}
+
+impl LicenseRequest {
+    pub fn parse(p: &Params) -> Result<Self, ApiError> {
+        let product = id("product", p.required("product")?, ProductCode::parse)?;
+        let hardware_id = id("hardware_id", p.required("hardware_id")?, HardwareId::parse)?;
+        let (id_token, code) = (p.string("id_token")?, p.string("code")?);
+        if id_token.is_some() && code.is_some() {
+            return Err(ApiError::Validation("use either `id_token` or `code`, not both".into()));
+        }
+        let credentials = if let Some(key) = p.string("license_key")? {
+            Credentials::Key(id("license_key", key, LicenseKey::parse)?)
+        } else if let Some(user) = p.string("username")? {
+            Credentials::User { username: id("username", user, Username::parse)?, password: p.string("password")? }
+        } else if id_token.is_some() || code.is_some() {
+            if p.string("customer_account_code")?.is_none() {
+                return Err(ApiError::MissingParameters("customer_account_code".into()));
+            }
+            Credentials::Sso
+        } else {
+            return Err(ApiError::MissingParameters("license_key or username".into()));
+        };
+        Ok(Self {
+            product,
+            hardware_id,
+            credentials,
+            license_id: p.integer("license_id")?,
+            is_vm: p.bool("is_vm")?.unwrap_or(false),
+            details: device_details(p)?,
+            variables: variables(p)?,
+        })
+    }
+}
+
+fn device_details(p: &Params) -> Result<Map<String, Value>, ApiError> {
+    let mut details = Map::new();
+    for &name in DEVICE_DETAIL_FIELDS {
+        let value = match p.get(name) {
+            None | Some(Value::Null) => continue,
+            Some(Value::Bool(b)) => Value::Bool(*b),
+            Some(Value::String(s)) if name == "is_vm" => Value::Bool(matches!(s.as_str(), "true" | "1")),
+            Some(Value::String(s)) => Value::String(truncate(s, MAX_DETAIL_VALUE)),
+            Some(other) => Value::String(truncate(&other.to_string(), MAX_DETAIL_VALUE)),
+        };
+        details.insert(name.to_owned(), value);
+    }
+    Ok(details)
+}
+
+fn variables(p: &Params) -> Result<Vec<(String, String)>, ApiError> {
+    let map = match p.get("variables") {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Object(map)) => map,
+        Some(_) => return Err(ApiError::Validation("`variables` must be an object of name → value".into())),
+    };
+    if map.len() > MAX_VARIABLES {
+        return Err(ApiError::Validation(format!("at most {MAX_VARIABLES} `variables` are allowed")));
+    }
+    map.iter()
+        .map(|(name, value)| {
+            if name.is_empty() || name.len() > MAX_VARIABLE_NAME {
+                return Err(ApiError::Validation(format!("variable names must be 1 to {MAX_VARIABLE_NAME} bytes")));
+            }
+            let text = match value {
+                Value::String(s) => s.clone(),
+                Value::Null => String::new(),
+                other => other.to_string(),
+            };
+            if text.len() > MAX_DETAIL_VALUE {
+                return Err(ApiError::Validation(format!("variable `{name}` is longer than {MAX_DETAIL_VALUE} bytes")));
+            }
+            Ok((name.clone(), text))
+        })
+        .collect()
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_client_json_styles_parse_identically() {
+        let python = br#"{"product": "p1", "hardware_id": "h\u00fc", "license_key": "K-1", "license_id": "42", "os_ver": "x"}"#;
+        let node = "{\"product\":\"p1\",\"hardware_id\":\"hü\",\"license_key\":\"K-1\",\"license_id\":42,\"sdk_ver\":\"2\"}";
+        for body in [&python[..], node.as_bytes()] {
+            let r = LicenseRequest::parse(&Params::from_json(body).unwrap()).unwrap();
+            assert_eq!(r.hardware_id.as_str(), "hü");
+            assert_eq!(r.license_id, Some(42));
+        }
+    }
+
+    #[test]
+    fn query_booleans_and_missing_fields() {
+        let p = Params::from_query(Some("product=p&hardware_id=h&license_key=k&is_vm=true&unknown=1")).unwrap();
+        assert!(LicenseRequest::parse(&p).unwrap().is_vm);
+        let p = Params::from_query(Some("product=p&license_key=k")).unwrap();
+        assert!(matches!(LicenseRequest::parse(&p), Err(ApiError::MissingParameters(f)) if f == "hardware_id"));
+    }
+
+    #[test]
+    fn malformed_input_is_a_400() {
+        assert!(matches!(Params::from_json(b"{"), Err(ApiError::InvalidJson(_))));
+        assert!(matches!(Params::from_json(b"[1]"), Err(ApiError::Validation(_))));
+        let p = Params::from_json(br#"{"product":"p","hardware_id":"h","license_key":"k","license_id":1.5}"#).unwrap();
+        assert!(matches!(LicenseRequest::parse(&p), Err(ApiError::Validation(_))));
+        let p = Params::from_json(br#"{"product":"p","hardware_id":"h","license_key":"k","variables":[1]}"#).unwrap();
+        assert!(matches!(LicenseRequest::parse(&p), Err(ApiError::Validation(_))));
+        let big = vec![b' '; MAX_BODY_BYTES + 1];
+        assert!(matches!(Params::from_json(&big), Err(ApiError::PayloadTooLarge(_))));
+    }
+}

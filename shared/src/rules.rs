@@ -1,0 +1,222 @@
+//! Business rules as pure functions (SPEC §3): given what was read and what was asked, decide the error
+//! or the exact write to attempt. Nothing here does I/O, so every rule is unit-testable and the offline
+//! and bundle endpoints reuse the same decisions with another transport.
+
+use crate::error::ApiError;
+use crate::ids::HardwareId;
+use crate::model::{device_id, Company, Device, DeviceVariable, License, ProductDoc, Seat};
+use crate::request::LicenseRequest;
+use crate::store::{ActivationPlan, DeactivationPlan, LicenseAddr, Slot};
+use crate::time::Timestamp;
+
+/// How an activation reached the server; offline activation is the same activation over a file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Online,
+    Offline,
+}
+
+/// What the rules look at for one license and one device.
+#[derive(Clone, Debug)]
+pub struct LicenseContext {
+    pub product: ProductDoc,
+    pub company: Company,
+    pub license: License,
+    /// The requesting user's seat on a user-based license.
+    pub seat: Option<Seat>,
+    pub device: Option<Device>,
+}
+
+/// A product the request may use at all.
+pub fn usable_product(product: Option<ProductDoc>) -> Result<ProductDoc, ApiError> {
+    let product = product.ok_or(ApiError::UnknownProduct)?;
+    if product.archived {
+        return Err(ApiError::ArchivedProduct);
+    }
+    if product.disabled {
+        return Err(ApiError::DisabledProduct);
+    }
+    Ok(product)
+}
+
+pub fn prevents_vm(license: &License, product: &ProductDoc) -> bool {
+    license.terms.prevent_vm.unwrap_or(product.prevent_vm)
+}
+
+pub fn is_blacklisted(product: &ProductDoc, company: &Company, hardware_id: &HardwareId) -> bool {
+    product.blacklist.contains(hardware_id) || company.blacklist.contains(hardware_id)
+}
+
+pub fn is_expired(license: &License, now: Timestamp) -> bool {
+    license.validity_period.is_some_and(|v| v <= now)
+}
+
+fn trial_days(license: &License, product: &ProductDoc) -> i64 {
+    if license.terms.trial_days > 0 {
+        license.terms.trial_days
+    } else {
+        product.trial_days
+    }
+}
+
+/// Decides an activation (SPEC §2.2 order, then §3).
+pub fn plan_activation(
+    ctx: &LicenseContext,
+    req: &LicenseRequest,
+    now: Timestamp,
+    transport: Transport,
+) -> Result<ActivationPlan, ApiError> {
+    let (license, product) = (&ctx.license, &ctx.product);
+    if !license.enabled {
+        return Err(ApiError::LicenseNotEnabled);
+    }
+    if req.is_vm && prevents_vm(license, product) {
+        return Err(ApiError::VmNotAllowed);
+    }
+    if transport == Transport::Offline && license.terms.is_floating_cloud {
+        return Err(ApiError::OfflineFloatingCloudNotSupported);
+    }
+    if let Some(start) = license.terms.start_date.filter(|s| *s > now) {
+        return Err(ApiError::LicenseStartDate(start));
+    }
+    if is_blacklisted(product, &ctx.company, &req.hardware_id) {
+        return Err(ApiError::Blacklisted);
+    }
+    if is_expired(license, now) {
+        return Err(if license.terms.is_trial { ApiError::TrialExpired } else { ApiError::LicenseExpired });
+    }
+    if ctx.device.as_ref().is_some_and(|d| d.active) {
+        return Err(ApiError::LicenseDeviceExists);
+    }
+    let enforce_max_activations = !license.allow_unlimited_activations;
+    if enforce_max_activations && license.times_activated >= license.max_activations {
+        return Err(ApiError::LicenseActivatedMaxTimes);
+    }
+    if let Some(seat) = &ctx.seat {
+        if !seat.allow_unlimited_activations && seat.total_activations >= seat.max_activations {
+            return Err(ApiError::LicenseUserActivatedMaxTimes);
+        }
+    }
+    let slot = choose_slot(license, &req.hardware_id)?;
+    let set_validity = (license.terms.is_trial && license.validity_period.is_none())
+        .then(|| now.plus_days(trial_days(license, product)));
+    Ok(ActivationPlan {
+        addr: LicenseAddr::of(license),
+        device: activated_device(ctx, req, now),
+        slot,
+        enforce_max_activations,
+        set_validity,
+        seat: ctx.seat.as_ref().map(|s| (s.user.clone(), !s.allow_unlimited_activations)),
+    })
+}
+
+/// Transfers (SPEC §3): a released slot is re-used by its own device for free; any other device taking
+/// one is a transfer; a never-used slot is only taken when no released slot waits.
+fn choose_slot(license: &License, hardware_id: &HardwareId) -> Result<Slot, ApiError> {
+    if !license.tracks_transfers() {
+        return Ok(Slot::Untracked);
+    }
+    if license.released.contains(hardware_id) {
+        return Ok(Slot::Reuse);
+    }
+    let Some(released_by) = license.released.iter().next() else {
+        return Ok(Slot::Fresh);
+    };
+    let limit_reached = match license.max_transfers {
+        0 => false,
+        n if n < 0 => true,
+        n => license.transfer_count >= n,
+    };
+    if limit_reached {
+        return Err(ApiError::LicenseTransferredMaxTimes);
+    }
+    Ok(Slot::Transfer { released_by: released_by.clone() })
+}
+
+fn activated_device(ctx: &LicenseContext, req: &LicenseRequest, now: Timestamp) -> Device {
+    let previous = ctx.device.as_ref();
+    let mut details = previous.map(|d| d.details.clone()).unwrap_or_default();
+    details.extend(req.details.clone());
+    let mut variables = previous.map(|d| d.variables.clone()).unwrap_or_default();
+    for (name, value) in &req.variables {
+        match variables.iter_mut().find(|v| &v.variable == name) {
+            Some(existing) => existing.value = value.clone(),
+            None => variables.push(DeviceVariable { variable: name.clone(), value: value.clone(), created_at: now }),
+        }
+    }
+    Device {
+        id: previous.map_or_else(|| device_id(ctx.license.id, &req.hardware_id), |d| d.id),
+        hardware_id: req.hardware_id.clone(),
+        active: true,
+        user: ctx.seat.as_ref().map(|s| s.user.clone()),
+        first_activated_at: previous.map_or(now, |d| d.first_activated_at),
+        last_activated_at: now,
+        deactivated_at: None,
+        last_seen_at: Some(now),
+        details,
+        variables,
+    }
+}
+
+/// The license as it stands after `plan` was applied, for the response.
+pub fn apply_activation(license: &mut License, plan: &ActivationPlan) {
+    license.times_activated += 1;
+    match &plan.slot {
+        Slot::Reuse => {
+            license.released.remove(&plan.device.hardware_id);
+        }
+        Slot::Transfer { released_by } => {
+            license.released.remove(released_by);
+            license.transfer_count += 1;
+        }
+        Slot::Fresh | Slot::Untracked => {}
+    }
+    if let Some(v) = plan.set_validity {
+        license.validity_period = Some(v);
+    }
+}
+
+/// Decides a deactivation (SPEC §2.3): the device must be active on the license.
+pub fn plan_deactivation(
+    ctx: &LicenseContext,
+    hardware_id: &HardwareId,
+    now: Timestamp,
+) -> Result<DeactivationPlan, ApiError> {
+    let device = ctx.device.as_ref().filter(|d| d.active);
+    let Some(device) = device else {
+        return Err(inactive_device_error(&ctx.license));
+    };
+    Ok(DeactivationPlan {
+        addr: LicenseAddr::of(&ctx.license),
+        hardware_id: hardware_id.clone(),
+        release_slot: ctx.license.tracks_transfers(),
+        seat: device.user.clone(),
+        at: now,
+    })
+}
+
+/// `license_not_active` when nothing is active on the license, else `device_not_found`.
+pub fn inactive_device_error(license: &License) -> ApiError {
+    if license.times_activated <= 0 {
+        ApiError::LicenseNotActive
+    } else {
+        ApiError::DeviceNotFound
+    }
+}
+
+/// Decides a check (SPEC §3 "Check"), given the device as recorded by the check itself.
+pub fn check(ctx: &LicenseContext, hardware_id: &HardwareId) -> Result<(), ApiError> {
+    if !ctx.license.enabled {
+        return Err(ApiError::LicenseNotEnabled);
+    }
+    if is_blacklisted(&ctx.product, &ctx.company, hardware_id) {
+        return Err(ApiError::Blacklisted);
+    }
+    if !ctx.device.as_ref().is_some_and(|d| d.active) {
+        return Err(inactive_device_error(&ctx.license));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,52 @@
+//! Item keys. Company ids and product codes never contain `#` (see `ids`), so every key below parses
+//! back unambiguously; the free-form part (license key, hardware id, email) always comes last.
+
+use super::codec::{s, ItemMap};
+use crate::ids::{ApiKeyId, CompanyId, HardwareId, ProductCode, Username};
+use crate::store::LicenseAddr;
+
+pub const PK: &str = "PK";
+pub const SK: &str = "SK";
+/// Sort key of the single item that is the whole partition (license, product, ...).
+const ROOT: &str = "#";
+pub const DEVICE_PREFIX: &str = "DEVICE#";
+const SEAT_PREFIX: &str = "SEAT#";
+
+fn key(pk: String, sk: impl Into<String>) -> ItemMap {
+    ItemMap::from([(PK.to_owned(), s(pk)), (SK.to_owned(), s(sk.into()))])
+}
+
+pub fn api_key(id: &ApiKeyId) -> ItemMap {
+    key(format!("APIKEY#{id}"), ROOT)
+}
+
+pub fn company(company: &CompanyId) -> ItemMap {
+    key(format!("COMPANY#{company}"), ROOT)
+}
+
+pub fn product(company: &CompanyId, product: &ProductCode) -> ItemMap {
+    key(format!("PRODUCT#{company}#{product}"), ROOT)
+}
+
+pub fn user(company: &CompanyId, user: &Username) -> ItemMap {
+    key(format!("USER#{company}#{user}"), ROOT)
+}
+
+pub fn license_pk(addr: &LicenseAddr) -> String {
+    match addr {
+        LicenseAddr::Key { company, product, key } => format!("LICENSE#{company}#{product}#KEY#{key}"),
+        LicenseAddr::Id { company, product, id } => format!("LICENSE#{company}#{product}#ID#{id}"),
+    }
+}
+
+pub fn license(addr: &LicenseAddr) -> ItemMap {
+    key(license_pk(addr), ROOT)
+}
+
+pub fn device(addr: &LicenseAddr, hardware_id: &HardwareId) -> ItemMap {
+    key(license_pk(addr), format!("{DEVICE_PREFIX}{hardware_id}"))
+}
+
+pub fn seat(addr: &LicenseAddr, user: &Username) -> ItemMap {
+    key(license_pk(addr), format!("{SEAT_PREFIX}{user}"))
+}
