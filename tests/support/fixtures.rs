@@ -1,0 +1,179 @@
+//! Catalog fixtures: a company with API keys, products, key-based and user-based licenses. Each test
+//! starts from `Fixture::new` and shapes licenses with closures, so the data sits next to the test.
+
+use super::{Instance, TestEnv};
+use license_api::client::LicenseClient;
+use license_api::ids::{ApiKeyId, CompanyId, HardwareId, LicenseKey, ProductCode, Username};
+use license_api::model::{ApiKeyRecord, AuthorizationMethod, Company, License, LicenseTerms, LicenseUser, ProductDoc, Seat};
+use license_api::password;
+use license_api::store::{LicenseAddr, Store};
+use serde_json::{json, Value};
+
+pub const API_KEY: &str = "api-key-1";
+pub const SHARED_KEY: &str = "shared-key-1";
+pub const KEY_PRODUCT: &str = "kp";
+pub const USER_PRODUCT: &str = "up";
+pub const PASSWORD: &str = "correct horse";
+
+pub struct Fixture {
+    pub env: TestEnv,
+    pub company: CompanyId,
+    /// Serves requests; tests that race several instances make more with `env.instance()`.
+    pub app: Instance,
+    pub client: LicenseClient,
+}
+
+pub fn product_code(code: &str) -> ProductCode {
+    ProductCode::parse(code).unwrap()
+}
+
+impl Fixture {
+    /// A table with company `c1` (numeric id 7), API key `api-key-1`, a key-based product `kp` and a
+    /// user-based product `up`.
+    pub async fn new(name: &str) -> Self {
+        let env = TestEnv::new(name).await;
+        let company = CompanyId::parse("c1").unwrap();
+        let store = &env.store;
+        store.put_company(&company, &Company { id: 7, ..Company::default() }).await.unwrap();
+        store
+            .put_api_key(&ApiKeyRecord {
+                id: ApiKeyId::parse(API_KEY).unwrap(),
+                company: company.clone(),
+                shared_key: SHARED_KEY.into(),
+                products: vec![],
+                read_only: false,
+                revoked: false,
+            })
+            .await
+            .unwrap();
+        let fixture_products = [
+            ProductDoc { id: 11, code: product_code(KEY_PRODUCT), name: "Key Product".into(), ..ProductDoc::default() },
+            ProductDoc {
+                id: 12,
+                code: product_code(USER_PRODUCT),
+                name: "User Product".into(),
+                authorization_method: AuthorizationMethod::User,
+                ..ProductDoc::default()
+            },
+        ];
+        for p in &fixture_products {
+            store.put_product(&company, p).await.unwrap();
+        }
+        let app = env.instance();
+        let client = app.client(API_KEY, SHARED_KEY);
+        Self { env, company, app, client }
+    }
+
+    pub fn store(&self) -> &dyn Store {
+        &self.env.store
+    }
+
+    pub async fn put_key(&self, id: &str, shape: impl FnOnce(&mut ApiKeyRecord)) -> LicenseClient {
+        let mut rec = ApiKeyRecord {
+            id: ApiKeyId::parse(id).unwrap(),
+            company: self.company.clone(),
+            shared_key: format!("{id}-secret"),
+            products: vec![],
+            read_only: false,
+            revoked: false,
+        };
+        shape(&mut rec);
+        self.store().put_api_key(&rec).await.unwrap();
+        self.app.client(id, &rec.shared_key)
+    }
+
+    pub async fn put_product(&self, shape: impl FnOnce(&mut ProductDoc)) -> ProductDoc {
+        let mut p = ProductDoc { id: 99, code: product_code("p-custom"), name: "Custom".into(), ..ProductDoc::default() };
+        shape(&mut p);
+        self.store().put_product(&self.company, &p).await.unwrap();
+        p
+    }
+
+    pub async fn update_company(&self, shape: impl FnOnce(&mut Company)) {
+        let mut c = Company { id: 7, ..Company::default() };
+        shape(&mut c);
+        self.store().put_company(&self.company, &c).await.unwrap();
+    }
+
+    fn license(&self, product: &str, id: i64, key: Option<&str>) -> License {
+        License {
+            id,
+            company: self.company.clone(),
+            product: product_code(product),
+            key: key.map(|k| LicenseKey::parse(k).unwrap()),
+            enabled: true,
+            max_activations: 5,
+            allow_unlimited_activations: false,
+            max_transfers: 0,
+            validity_period: None,
+            terms: LicenseTerms::default(),
+            times_activated: 0,
+            transfer_count: 0,
+            released: Default::default(),
+        }
+    }
+
+    /// A key-based license of product `kp` (max 5 activations unless shaped otherwise).
+    pub async fn key_license(&self, key: &str, shape: impl FnOnce(&mut License)) -> License {
+        let id = 1000 + (key.bytes().map(u64::from).sum::<u64>() % 1000) as i64;
+        let mut l = self.license(KEY_PRODUCT, id, Some(key));
+        shape(&mut l);
+        self.store().put_license(&l).await.unwrap();
+        l
+    }
+
+    /// A user-based license of product `up` with id `id`.
+    pub async fn user_license(&self, id: i64, shape: impl FnOnce(&mut License)) -> License {
+        let mut l = self.license(USER_PRODUCT, id, None);
+        shape(&mut l);
+        self.store().put_license(&l).await.unwrap();
+        l
+    }
+
+    /// A license user (password [`PASSWORD`]) assigned to `licenses` with their own activation limit.
+    pub async fn user(&self, email: &str, id: i64, licenses: &[(&License, i64)]) -> LicenseUser {
+        let user = LicenseUser {
+            id,
+            email: Username::parse(email).unwrap(),
+            first_name: Some("Ann".into()),
+            last_name: Some("Lee".into()),
+            phone_number: None,
+            is_initial_password: false,
+            password_hash: Some(password::hash(PASSWORD)),
+            licenses: licenses.iter().map(|(l, _)| (l.product.clone(), l.id)).collect(),
+        };
+        self.store().put_user(&self.company, &user).await.unwrap();
+        for (license, max) in licenses {
+            let seat = Seat {
+                user: user.email.clone(),
+                max_activations: *max,
+                allow_unlimited_activations: *max == 0,
+                total_activations: 0,
+            };
+            self.store().put_seat(&LicenseAddr::of(license), &seat).await.unwrap();
+        }
+        user
+    }
+
+    pub async fn license_now(&self, license: &License) -> License {
+        self.store().get_license(&LicenseAddr::of(license)).await.unwrap().expect("license exists")
+    }
+
+    /// (active devices, all devices) on the license.
+    pub async fn device_counts(&self, license: &License) -> (usize, usize) {
+        let devices = self.store().list_devices(&LicenseAddr::of(license)).await.unwrap();
+        (devices.iter().filter(|d| d.active).count(), devices.len())
+    }
+}
+
+pub fn key_body(key: &str, hw: &str) -> Value {
+    json!({"product": KEY_PRODUCT, "hardware_id": hw, "license_key": key})
+}
+
+pub fn user_body(email: &str, hw: &str) -> Value {
+    json!({"product": USER_PRODUCT, "hardware_id": hw, "username": email, "password": PASSWORD})
+}
+
+pub fn hw(s: &str) -> HardwareId {
+    HardwareId::parse(s).unwrap()
+}
