@@ -28,11 +28,12 @@ pub async fn deactivate(state: &AppState, auth: &Authenticated, req: &LicenseReq
     for attempt in 0..MAX_ATTEMPTS {
         match state.store.deactivate_device(&plan).await {
             Ok(()) => return Ok(()),
-            // Someone deactivated it first: it is no longer an active device of the license.
+            // Someone deactivated it first. Which error applies depends on the license as it is now,
+            // not as it was read, so this losing path pays one more read.
             Err(Rejection::DeviceNotActive) => {
-                let mut license = resolved.ctx.license.clone();
-                license.times_activated -= 1;
-                return Err(rules::inactive_device_error(&license));
+                let current = state.store.get_license(&plan.addr).await.map_err(ApiError::internal)?;
+                let license = current.as_ref().unwrap_or(&resolved.ctx.license);
+                return Err(rules::inactive_device_error(license));
             }
             Err(Rejection::SeatChanged(_)) => {
                 // The user was removed from the license (or their count is already 0): free the slot

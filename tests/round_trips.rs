@@ -1,0 +1,48 @@
+//! DynamoDB round trips per operation on a warm function (API key cached), counted on the wire:
+//! key-based activate/deactivate ≤ 2, user-based ≤ 3, check ≤ 2 requests in one round trip of latency.
+
+use integration_tests::fixtures::{key_body, user_body};
+use integration_tests::Fixture;
+use serde_json::json;
+
+#[tokio::test]
+async fn round_trips_per_operation() {
+    let f = Fixture::new("round-trips").await;
+    f.key_license("RT", |_| {}).await;
+    let license = f.user_license(800, |_| {}).await;
+    f.user("ann@example.com", 1, &[(&license, 0)]).await;
+    let app = &f.app;
+    let rt = &app.round_trips;
+
+    // Cold: the first request also fetches the API key record.
+    rt.reset();
+    assert_eq!(app.send(f.client.check(&key_body("RT", "warmup"))).await.status(), 400);
+    let (cold_requests, _) = rt.get();
+
+    let mut measure = Vec::new();
+    for (name, req, status) in [
+        ("key activate", f.client.activate(&key_body("RT", "h1")), 200),
+        ("key check", f.client.check(&key_body("RT", "h1")), 200),
+        ("key deactivate", f.client.deactivate(&key_body("RT", "h1")), 200),
+        ("user activate", f.client.activate(&user_body("ann@example.com", "h1")), 200),
+        ("user check", f.client.check(&json!({"product": "up", "hardware_id": "h1", "username": "ann@example.com"})), 200),
+        ("user deactivate", f.client.deactivate(&user_body("ann@example.com", "h1")), 200),
+    ] {
+        rt.reset();
+        let resp = app.send(req).await;
+        assert_eq!(resp.status(), status, "{name}: {}", String::from_utf8_lossy(resp.body()));
+        measure.push((name, rt.get()));
+    }
+    println!("cold check (API key fetched): {cold_requests} requests");
+    for (name, (requests, sequential)) in &measure {
+        println!("{name}: {requests} requests, {sequential} sequential round trips");
+    }
+    let get = |name: &str| measure.iter().find(|(n, _)| *n == name).unwrap().1;
+    assert_eq!(cold_requests, 3, "cold check = API key + read + device update");
+    assert_eq!(get("key activate"), (2, 2));
+    assert_eq!(get("key deactivate"), (2, 2));
+    assert_eq!(get("key check"), (2, 1), "check's two requests overlap");
+    assert_eq!(get("user activate"), (3, 3));
+    assert_eq!(get("user deactivate"), (3, 3));
+    assert_eq!(get("user check"), (3, 2));
+}
