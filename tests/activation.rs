@@ -16,7 +16,9 @@ use serde_json::{json, Value};
 async fn activate_ok(f: &Fixture, body: &Value, ident: &str) -> Value {
     let resp = f.app.send(f.client.activate(body)).await;
     let hw = body["hardware_id"].as_str().unwrap();
-    f.client.verify_license(&resp, hw, ident).unwrap_or_else(|e| panic!("activation failed: {e}"))
+    f.client
+        .verify_license(&resp, hw, ident)
+        .unwrap_or_else(|e| panic!("activation failed: {e}"))
 }
 
 async fn activate_code(f: &Fixture, body: &Value) -> (u16, String) {
@@ -38,11 +40,18 @@ async fn key_based_activation_returns_a_signed_license_object() {
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "application/json");
     // LicenseSignature verifies over the bytes received; a single changed byte does not.
-    let obj = f.client.verify_license(&resp, "HW-Ünï", "AAAA-BBBB").unwrap();
+    let obj = f
+        .client
+        .verify_license(&resp, "HW-Ünï", "AAAA-BBBB")
+        .unwrap();
     let mut tampered = resp.body().to_vec();
     tampered[10] ^= 1;
     let sig = resp.headers()["LicenseSignature"].to_str().unwrap();
-    assert!(!license_api::signing::verify(&f.app.public_key_pem(), &tampered, sig));
+    assert!(!license_api::signing::verify(
+        &f.app.public_key_pem(),
+        &tampered,
+        sig
+    ));
     // The body is exactly what JSON.stringify(JSON.parse(body)) gives: compact, raw UTF-8.
     let text = std::str::from_utf8(resp.body()).unwrap();
     assert!(text.contains("\"hardware_id\":\"HW-Ünï\""));
@@ -54,7 +63,9 @@ async fn key_based_activation_returns_a_signed_license_object() {
     assert_eq!(obj["request"], "activation");
     assert_eq!(obj["active"], true);
     assert_eq!(obj["hardware_id"], "HW-Ünï");
-    assert!(obj["device_id"].as_i64().is_some_and(|id| id > 0 && id < (1 << 53)));
+    assert!(obj["device_id"]
+        .as_i64()
+        .is_some_and(|id| id > 0 && id < (1 << 53)));
     assert_eq!(obj["times_activated"], 1);
     assert_eq!(obj["max_activations"], 5);
     assert_eq!(obj["is_expired"], false);
@@ -68,16 +79,36 @@ async fn key_based_activation_returns_a_signed_license_object() {
     assert_eq!(obj["product_details"]["short_code"], KEY_PRODUCT);
     assert_eq!(obj["product_details"]["prevent_vm"], false);
     assert_eq!(obj["product_features"], json!([]));
-    for flag in ["allow_grace_period", "allow_overages", "allow_unlimited_activations", "allow_offline_activation", "can_borrow",
-        "enable_maintenance_period", "is_air_gapped", "is_floating", "is_floating_cloud", "is_hardware_key_auth", "prevent_vm", "is_trial"] {
+    for flag in [
+        "allow_grace_period",
+        "allow_overages",
+        "allow_unlimited_activations",
+        "allow_offline_activation",
+        "can_borrow",
+        "enable_maintenance_period",
+        "is_air_gapped",
+        "is_floating",
+        "is_floating_cloud",
+        "is_hardware_key_auth",
+        "prevent_vm",
+        "is_trial",
+    ] {
         assert!(obj[flag].is_boolean(), "{flag} is a boolean");
     }
-    for key in ["validity_period", "maintenance_period", "start_date", "license_template_id", "order_store_id"] {
+    for key in [
+        "validity_period",
+        "maintenance_period",
+        "start_date",
+        "license_template_id",
+        "order_store_id",
+    ] {
         assert!(obj.as_object().unwrap().contains_key(key), "{key} present");
     }
     let vars = obj["variables"].as_array().unwrap();
     assert_eq!(vars.len(), 2);
-    assert!(vars.iter().any(|v| v["variable"] == "n" && v["value"] == "3" && v["device_id"] == obj["device_id"]));
+    assert!(vars
+        .iter()
+        .any(|v| v["variable"] == "n" && v["value"] == "3" && v["device_id"] == obj["device_id"]));
 
     // State: one active device holding the hardware details and variables.
     let addr = LicenseAddr::of(&license);
@@ -104,7 +135,10 @@ async fn user_based_activation_signs_username_and_validity() {
     f.user("ann@example.com", 77, &[(&license, 2)]).await;
     let body = json!({"product": USER_PRODUCT, "hardware_id": "HW-1", "username": "Ann@Example.com", "password": "correct horse"});
     let resp = f.app.send(f.client.activate(&body)).await;
-    let obj = f.client.verify_license(&resp, "HW-1", "ann@example.com").unwrap();
+    let obj = f
+        .client
+        .verify_license(&resp, "HW-1", "ann@example.com")
+        .unwrap();
     assert_eq!(obj["validity_period"], "2099-05-06T07:08:09.010Z");
     assert_eq!(obj["license_type"], "time-limited");
     assert_eq!(obj["authorization_method"], "user");
@@ -116,8 +150,20 @@ async fn user_based_activation_signs_username_and_validity() {
     assert!(obj.get("license_key").is_none());
     // license_signature is over lowercase(hw#username#validity).
     let msg = "hw-1#ann@example.com#2099-05-06t07:08:09.010z";
-    assert!(license_api::signing::verify(&f.app.public_key_pem(), msg.as_bytes(), obj["license_signature"].as_str().unwrap()));
-    let seat = f.store().get_seat(&LicenseAddr::of(&license), &license_api::ids::Username::parse("ann@example.com").unwrap()).await.unwrap().unwrap();
+    assert!(license_api::signing::verify(
+        &f.app.public_key_pem(),
+        msg.as_bytes(),
+        obj["license_signature"].as_str().unwrap()
+    ));
+    let seat = f
+        .store()
+        .get_seat(
+            &LicenseAddr::of(&license),
+            &license_api::ids::Username::parse("ann@example.com").unwrap(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(seat.total_activations, 1);
 }
 
@@ -131,18 +177,33 @@ async fn unknown_user_and_wrong_password_look_the_same() {
     let a = f.app.send(f.client.activate(&wrong)).await;
     let b = f.app.send(f.client.activate(&unknown)).await;
     assert_error(&a, 400, "license_not_found");
-    assert_eq!(a.body(), b.body(), "same body for unknown user and wrong password");
-    let no_password = json!({"product": USER_PRODUCT, "hardware_id": "h", "username": "ann@example.com"});
-    assert_eq!(activate_code(&f, &no_password).await, (400, "missing_parameters".into()));
-    let key_for_user_product = json!({"product": USER_PRODUCT, "hardware_id": "h", "license_key": "K"});
-    assert_eq!(activate_code(&f, &key_for_user_product).await, (400, "missing_parameters".into()));
+    assert_eq!(
+        a.body(),
+        b.body(),
+        "same body for unknown user and wrong password"
+    );
+    let no_password =
+        json!({"product": USER_PRODUCT, "hardware_id": "h", "username": "ann@example.com"});
+    assert_eq!(
+        activate_code(&f, &no_password).await,
+        (400, "missing_parameters".into())
+    );
+    let key_for_user_product =
+        json!({"product": USER_PRODUCT, "hardware_id": "h", "license_key": "K"});
+    assert_eq!(
+        activate_code(&f, &key_for_user_product).await,
+        (400, "missing_parameters".into())
+    );
     // license_id picks among the user's licenses; a foreign id is not found.
     let mut pick = user_body("ann@example.com", "h");
     pick["license_id"] = json!("502");
     assert_eq!(activate_ok(&f, &pick, "ann@example.com").await["id"], 502);
     pick["license_id"] = json!(9999);
     pick["hardware_id"] = json!("h2");
-    assert_eq!(activate_code(&f, &pick).await, (400, "license_not_found".into()));
+    assert_eq!(
+        activate_code(&f, &pick).await,
+        (400, "license_not_found".into())
+    );
 }
 
 #[tokio::test]
@@ -151,9 +212,12 @@ async fn every_activation_exception() {
     let now = Timestamp::now();
     f.key_license("OK", |_| {}).await;
     f.key_license("DISABLED", |l| l.enabled = false).await;
-    f.key_license("NO-VM", |l| l.terms.prevent_vm = Some(true)).await;
-    f.key_license("LATER", |l| l.terms.start_date = Some(now.plus_days(3))).await;
-    f.key_license("EXPIRED", |l| l.validity_period = Some(now.plus_days(-1))).await;
+    f.key_license("NO-VM", |l| l.terms.prevent_vm = Some(true))
+        .await;
+    f.key_license("LATER", |l| l.terms.start_date = Some(now.plus_days(3)))
+        .await;
+    f.key_license("EXPIRED", |l| l.validity_period = Some(now.plus_days(-1)))
+        .await;
     f.key_license("TRIAL-OVER", |l| {
         l.terms.is_trial = true;
         l.validity_period = Some(now.plus_days(-1));
@@ -186,14 +250,32 @@ async fn every_activation_exception() {
     .await;
 
     let code = |product: &str, key: &str, hw: &str| json!({"product": product, "hardware_id": hw, "license_key": key});
-    assert_eq!(activate_code(&f, &code("nope", "OK", "h")).await, (400, "unknown_product".into()));
-    assert_eq!(activate_code(&f, &code("off", "OK", "h")).await, (400, "disabled_product".into()));
-    assert_eq!(activate_code(&f, &code("old", "OK", "h")).await, (400, "archived_product".into()));
-    assert_eq!(activate_code(&f, &key_body("MISSING", "h")).await, (400, "license_not_found".into()));
+    assert_eq!(
+        activate_code(&f, &code("nope", "OK", "h")).await,
+        (400, "unknown_product".into())
+    );
+    assert_eq!(
+        activate_code(&f, &code("off", "OK", "h")).await,
+        (400, "disabled_product".into())
+    );
+    assert_eq!(
+        activate_code(&f, &code("old", "OK", "h")).await,
+        (400, "archived_product".into())
+    );
+    assert_eq!(
+        activate_code(&f, &key_body("MISSING", "h")).await,
+        (400, "license_not_found".into())
+    );
     let mut wrong_id = key_body("OK", "h");
     wrong_id["license_id"] = json!(1);
-    assert_eq!(activate_code(&f, &wrong_id).await, (400, "license_not_found".into()));
-    assert_eq!(activate_code(&f, &key_body("DISABLED", "h")).await, (400, "license_not_enabled".into()));
+    assert_eq!(
+        activate_code(&f, &wrong_id).await,
+        (400, "license_not_found".into())
+    );
+    assert_eq!(
+        activate_code(&f, &key_body("DISABLED", "h")).await,
+        (400, "license_not_enabled".into())
+    );
     let mut vm = key_body("NO-VM", "h");
     vm["is_vm"] = json!(true);
     assert_eq!(activate_code(&f, &vm).await, (400, "vm_not_allowed".into()));
@@ -202,7 +284,10 @@ async fn every_activation_exception() {
     let resp = f.app.send(f.client.activate(&key_body("LATER", "h"))).await;
     assert_error(&resp, 400, "license_start_date_error");
     assert!(String::from_utf8_lossy(resp.body()).contains(&now.plus_days(3).to_string()[..10]));
-    assert_eq!(activate_code(&f, &key_body("OK", "COMPANY-BAD")).await, (400, "blacklisted".into()));
+    assert_eq!(
+        activate_code(&f, &key_body("OK", "COMPANY-BAD")).await,
+        (400, "blacklisted".into())
+    );
     f.store()
         .put_license(&{
             let mut l = f.license_now(&f.key_license("BLK-1", |_| {}).await).await;
@@ -211,18 +296,39 @@ async fn every_activation_exception() {
         })
         .await
         .unwrap();
-    assert_eq!(activate_code(&f, &code("blk", "BLK-1", "BAD-HW")).await, (400, "blacklisted".into()));
-    assert_eq!(activate_code(&f, &key_body("EXPIRED", "h")).await, (400, "license_expired".into()));
-    assert_eq!(activate_code(&f, &key_body("TRIAL-OVER", "h")).await, (400, "trial_expired".into()));
+    assert_eq!(
+        activate_code(&f, &code("blk", "BLK-1", "BAD-HW")).await,
+        (400, "blacklisted".into())
+    );
+    assert_eq!(
+        activate_code(&f, &key_body("EXPIRED", "h")).await,
+        (400, "license_expired".into())
+    );
+    assert_eq!(
+        activate_code(&f, &key_body("TRIAL-OVER", "h")).await,
+        (400, "trial_expired".into())
+    );
 
     activate_ok(&f, &key_body("ONE", "h1"), "ONE").await;
     let resp = f.app.send(f.client.activate(&key_body("ONE", "h1"))).await;
     assert_error(&resp, 409, "license_device_exists");
-    assert_eq!(activate_code(&f, &key_body("ONE", "h2")).await, (400, "license_activated_max_times".into()));
+    assert_eq!(
+        activate_code(&f, &key_body("ONE", "h2")).await,
+        (400, "license_activated_max_times".into())
+    );
 
     activate_ok(&f, &key_body("NO-TRANSFER", "h1"), "NO-TRANSFER").await;
-    assert_eq!(f.app.send(f.client.deactivate(&key_body("NO-TRANSFER", "h1"))).await.status(), 200);
-    assert_eq!(activate_code(&f, &key_body("NO-TRANSFER", "h2")).await, (400, "license_transferred_max_times".into()));
+    assert_eq!(
+        f.app
+            .send(f.client.deactivate(&key_body("NO-TRANSFER", "h1")))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        activate_code(&f, &key_body("NO-TRANSFER", "h2")).await,
+        (400, "license_transferred_max_times".into())
+    );
     // The device that released the slot may take it back: that is no transfer.
     activate_ok(&f, &key_body("NO-TRANSFER", "h1"), "NO-TRANSFER").await;
 }
@@ -234,10 +340,18 @@ async fn user_activation_limit() {
     f.user("ann@example.com", 1, &[(&license, 1)]).await;
     f.user("bob@example.com", 2, &[(&license, 0)]).await;
     activate_ok(&f, &user_body("ann@example.com", "a1"), "ann@example.com").await;
-    assert_eq!(activate_code(&f, &user_body("ann@example.com", "a2")).await, (400, "license_user_activated_max_times".into()));
+    assert_eq!(
+        activate_code(&f, &user_body("ann@example.com", "a2")).await,
+        (400, "license_user_activated_max_times".into())
+    );
     // Bob's seat is unlimited; the license limit still applies to both.
     for i in 0..3 {
-        activate_ok(&f, &user_body("bob@example.com", &format!("b{i}")), "bob@example.com").await;
+        activate_ok(
+            &f,
+            &user_body("bob@example.com", &format!("b{i}")),
+            "bob@example.com",
+        )
+        .await;
     }
     assert_eq!(f.license_now(&license).await.times_activated, 4);
 }
@@ -261,7 +375,10 @@ async fn transfers_follow_released_slots() {
     let l = f.license_now(&license).await;
     assert_eq!((l.transfer_count, l.times_activated), (2, 0));
     // Only A's own slot is free for A; any other device would be a third transfer.
-    assert_eq!(activate_code(&f, &act("C")).await, (400, "license_transferred_max_times".into()));
+    assert_eq!(
+        activate_code(&f, &act("C")).await,
+        (400, "license_transferred_max_times".into())
+    );
     activate_ok(&f, &act("A"), "T").await;
     assert_eq!(f.license_now(&license).await.transfer_count, 2);
 }
@@ -271,9 +388,18 @@ async fn reactivation_after_deactivation_takes_a_slot_again() {
     let f = Fixture::new("act-reactivate").await;
     let license = f.key_license("R", |l| l.max_activations = 1).await;
     let first = activate_ok(&f, &key_body("R", "h"), "R").await;
-    assert_eq!(f.app.send(f.client.deactivate(&key_body("R", "h"))).await.status(), 200);
+    assert_eq!(
+        f.app
+            .send(f.client.deactivate(&key_body("R", "h")))
+            .await
+            .status(),
+        200
+    );
     let again = activate_ok(&f, &key_body("R", "h"), "R").await;
-    assert_eq!(again["device_id"], first["device_id"], "a device keeps its id");
+    assert_eq!(
+        again["device_id"], first["device_id"],
+        "a device keeps its id"
+    );
     assert_eq!(again["transfer_count"], 0);
     assert_eq!(f.license_now(&license).await.times_activated, 1);
     assert_eq!(f.device_counts(&license).await, (1, 1));
@@ -296,7 +422,10 @@ async fn trial_first_activation_sets_validity() {
     // The second activation keeps the first one's validity.
     let second = activate_ok(&f, &key_body("TRIAL", "h2"), "TRIAL").await;
     assert_eq!(second["validity_period"], obj["validity_period"]);
-    assert_eq!(f.license_now(&license).await.validity_period, Some(validity));
+    assert_eq!(
+        f.license_now(&license).await.validity_period,
+        Some(validity)
+    );
 }
 
 #[tokio::test]
@@ -317,13 +446,27 @@ async fn unlimited_activations_ignore_max() {
 #[tokio::test]
 async fn floating_cloud_cannot_be_activated_offline() {
     let f = Fixture::new("act-offline-floating").await;
-    f.key_license("FC", |l| l.terms.is_floating_cloud = true).await;
-    let key: ApiKeyRecord = f.store().api_key(&license_api::ids::ApiKeyId::parse("api-key-1").unwrap()).await.unwrap().unwrap();
+    f.key_license("FC", |l| l.terms.is_floating_cloud = true)
+        .await;
+    let key: ApiKeyRecord = f
+        .store()
+        .api_key(&license_api::ids::ApiKeyId::parse("api-key-1").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     let auth = Authenticated { key };
-    let req = LicenseRequest::parse(&Params::from_json(key_body("FC", "h").to_string().as_bytes()).unwrap()).unwrap();
-    let err = activate(&f.app.state, &auth, &req, Transport::Offline).await.err().expect("offline activation refused");
+    let req = LicenseRequest::parse(
+        &Params::from_json(key_body("FC", "h").to_string().as_bytes()).unwrap(),
+    )
+    .unwrap();
+    let err = activate(&f.app.state, &auth, &req, Transport::Offline)
+        .await
+        .err()
+        .expect("offline activation refused");
     assert_eq!(err.code(), "offline_floating_cloud_not_supported");
-    assert!(activate(&f.app.state, &auth, &req, Transport::Online).await.is_ok());
+    assert!(activate(&f.app.state, &auth, &req, Transport::Online)
+        .await
+        .is_ok());
 }
 
 #[tokio::test]
@@ -332,7 +475,17 @@ async fn client_rejects_a_response_signed_by_another_key() {
     f.key_license("W", |_| {}).await;
     let resp = f.app.send(f.client.activate(&key_body("W", "h"))).await;
     let (other, _) = license_api::signing::Signer::generate(2048).unwrap();
-    let impostor = license_api::client::LicenseClient::new("api-key-1", "shared-key-1", other.public_key_pem());
-    assert_eq!(impostor.verify_license(&resp, "h", "W").unwrap_err(), ClientError::BadSignature);
-    assert_eq!(f.client.verify_license(&resp, "h", "OTHER").unwrap_err(), ClientError::BadLicenseSignature);
+    let impostor = license_api::client::LicenseClient::new(
+        "api-key-1",
+        "shared-key-1",
+        other.public_key_pem(),
+    );
+    assert_eq!(
+        impostor.verify_license(&resp, "h", "W").unwrap_err(),
+        ClientError::BadSignature
+    );
+    assert_eq!(
+        f.client.verify_license(&resp, "h", "OTHER").unwrap_err(),
+        ClientError::BadLicenseSignature
+    );
 }

@@ -26,7 +26,10 @@ const ACTIVATE: &str = "/api/v4/activate_license";
 fn spec_hmac_test_vector_through_the_client() {
     let client = LicenseClient::new("k", "kw4qSnpSwXzgiv5yxYpZZmFEd9QAeiKTQ6OuyMja", "");
     let header = client.authorization("Tue, 07 Jun 2011 20:51:35 GMT");
-    assert!(header.contains(r#"signature="UDysfR6MndUZReo07Y9r+vErn8vSxrnQ5ulit18iJ/Q=""#), "{header}");
+    assert!(
+        header.contains(r#"signature="UDysfR6MndUZReo07Y9r+vErn8vSxrnQ5ulit18iJ/Q=""#),
+        "{header}"
+    );
 }
 
 #[tokio::test]
@@ -41,15 +44,60 @@ async fn missing_and_malformed_authorization() {
         (vec![], "missing_headers"),
         (vec![("date", &date)], "missing_headers"),
         (vec![("authorization", &auth)], "missing_headers"),
-        (vec![("date", &date), ("authorization", "garbage")], "authorization_invalid_headers"),
-        (vec![("date", &date), ("authorization", r#"algorithm="hmac-sha256",headers="host",signature="x",apikey="api-key-1""#)], "authorization_invalid_headers"),
-        (vec![("date", &date), ("authorization", r#"algorithm="hmac-sha256",headers="date",apikey="api-key-1""#)], "authorization_missing_params"),
-        (vec![("date", &date), ("authorization", r#"headers="date",signature="x",apikey="api-key-1""#)], "authorization_missing_params"),
-        (vec![("date", &date), ("authorization", r#"algorithm="hmac-sha1",headers="date",signature="x",apikey="api-key-1""#)], "hmac_required"),
-        (vec![("date", "not a date"), ("authorization", &auth)], "date_header_diff"),
+        (
+            vec![("date", &date), ("authorization", "garbage")],
+            "authorization_invalid_headers",
+        ),
+        (
+            vec![
+                ("date", &date),
+                (
+                    "authorization",
+                    r#"algorithm="hmac-sha256",headers="host",signature="x",apikey="api-key-1""#,
+                ),
+            ],
+            "authorization_invalid_headers",
+        ),
+        (
+            vec![
+                ("date", &date),
+                (
+                    "authorization",
+                    r#"algorithm="hmac-sha256",headers="date",apikey="api-key-1""#,
+                ),
+            ],
+            "authorization_missing_params",
+        ),
+        (
+            vec![
+                ("date", &date),
+                (
+                    "authorization",
+                    r#"headers="date",signature="x",apikey="api-key-1""#,
+                ),
+            ],
+            "authorization_missing_params",
+        ),
+        (
+            vec![
+                ("date", &date),
+                (
+                    "authorization",
+                    r#"algorithm="hmac-sha1",headers="date",signature="x",apikey="api-key-1""#,
+                ),
+            ],
+            "hmac_required",
+        ),
+        (
+            vec![("date", "not a date"), ("authorization", &auth)],
+            "date_header_diff",
+        ),
     ];
     for (headers, code) in cases {
-        let resp = f.app.send(raw(Method::POST, ACTIVATE, &headers, &body)).await;
+        let resp = f
+            .app
+            .send(raw(Method::POST, ACTIVATE, &headers, &body))
+            .await;
         assert_error(&resp, 400, code);
     }
 }
@@ -60,12 +108,20 @@ async fn date_window_is_fifteen_minutes_both_ways() {
     f.key_license("K-1", |_| {}).await;
     let body = || Some(key_body("K-1", "h1").to_string().into_bytes());
     for offset in [-16i64 * 60, 16 * 60] {
-        let t = if offset < 0 { SystemTime::now() - Duration::from_secs(16 * 60) } else { SystemTime::now() + Duration::from_secs(16 * 60) };
-        let req = f.client.request_dated(Method::POST, ACTIVATE, body(), &httpdate::fmt_http_date(t));
+        let t = if offset < 0 {
+            SystemTime::now() - Duration::from_secs(16 * 60)
+        } else {
+            SystemTime::now() + Duration::from_secs(16 * 60)
+        };
+        let req =
+            f.client
+                .request_dated(Method::POST, ACTIVATE, body(), &httpdate::fmt_http_date(t));
         assert_error(&f.app.send(req).await, 400, "date_header_diff");
     }
     let t = SystemTime::now() - Duration::from_secs(14 * 60);
-    let req = f.client.request_dated(Method::POST, ACTIVATE, body(), &httpdate::fmt_http_date(t));
+    let req = f
+        .client
+        .request_dated(Method::POST, ACTIVATE, body(), &httpdate::fmt_http_date(t));
     assert_eq!(f.app.send(req).await.status(), 200);
 }
 
@@ -76,23 +132,59 @@ async fn api_key_states() {
     let body = key_body("K-1", "h1");
 
     let unknown = LicenseClient::new("nobody", "x", f.app.public_key_pem());
-    assert_error(&f.app.send(unknown.activate(&body)).await, 400, "invalid_api_key");
+    assert_error(
+        &f.app.send(unknown.activate(&body)).await,
+        400,
+        "invalid_api_key",
+    );
 
     let revoked = f.put_key("revoked-key", |k| k.revoked = true).await;
-    assert_error(&f.app.send(revoked.activate(&body)).await, 400, "revoked_api_key");
+    assert_error(
+        &f.app.send(revoked.activate(&body)).await,
+        400,
+        "revoked_api_key",
+    );
 
     let wrong_secret = LicenseClient::new("api-key-1", "not-the-secret", f.app.public_key_pem());
-    assert_error(&f.app.send(wrong_secret.activate(&body)).await, 400, "signature_mismatch");
+    assert_error(
+        &f.app.send(wrong_secret.activate(&body)).await,
+        400,
+        "signature_mismatch",
+    );
 
     let read_only = f.put_key("ro-key", |k| k.read_only = true).await;
-    assert_error(&f.app.send(read_only.activate(&body)).await, 400, "read_only_api_key");
-    assert_error(&f.app.send(read_only.deactivate(&body)).await, 400, "read_only_api_key");
+    assert_error(
+        &f.app.send(read_only.activate(&body)).await,
+        400,
+        "read_only_api_key",
+    );
+    assert_error(
+        &f.app.send(read_only.deactivate(&body)).await,
+        400,
+        "read_only_api_key",
+    );
     // Read-only keys may check: the answer is about the device, not the key.
-    assert_error(&f.app.send(read_only.check(&body)).await, 400, "license_not_active");
+    assert_error(
+        &f.app.send(read_only.check(&body)).await,
+        400,
+        "license_not_active",
+    );
 
-    let restricted = f.put_key("restricted-key", |k| k.products = vec![integration_tests::fixtures::product_code("other")]).await;
-    assert_error(&f.app.send(restricted.activate(&body)).await, 400, "api_key_product_not_allowed");
-    let allowed = f.put_key("allowed-key", |k| k.products = vec![integration_tests::fixtures::product_code(KEY_PRODUCT)]).await;
+    let restricted = f
+        .put_key("restricted-key", |k| {
+            k.products = vec![integration_tests::fixtures::product_code("other")]
+        })
+        .await;
+    assert_error(
+        &f.app.send(restricted.activate(&body)).await,
+        400,
+        "api_key_product_not_allowed",
+    );
+    let allowed = f
+        .put_key("allowed-key", |k| {
+            k.products = vec![integration_tests::fixtures::product_code(KEY_PRODUCT)]
+        })
+        .await;
     assert_eq!(f.app.send(allowed.activate(&body)).await.status(), 200);
 }
 
@@ -101,11 +193,29 @@ async fn apikey_parameter_is_case_insensitive_and_spaces_are_tolerated() {
     let f = Fixture::new("auth-case").await;
     f.key_license("K-1", |_| {}).await;
     let date = now_date();
-    let sig = license_api::auth::hmac_base64(integration_tests::fixtures::SHARED_KEY, license_api::auth::signing_message(&date).as_bytes());
-    let auth = format!(r#"algorithm="hmac-sha256", headers="date", signature="{sig}", apiKey="api-key-1""#);
+    let sig = license_api::auth::hmac_base64(
+        integration_tests::fixtures::SHARED_KEY,
+        license_api::auth::signing_message(&date).as_bytes(),
+    );
+    let auth = format!(
+        r#"algorithm="hmac-sha256", headers="date", signature="{sig}", apiKey="api-key-1""#
+    );
     let body = key_body("K-1", "h1").to_string();
-    let resp = f.app.send(raw(Method::POST, ACTIVATE, &[("date", &date), ("authorization", &auth)], &body)).await;
-    assert_eq!(resp.status(), 200, "{}", String::from_utf8_lossy(resp.body()));
+    let resp = f
+        .app
+        .send(raw(
+            Method::POST,
+            ACTIVATE,
+            &[("date", &date), ("authorization", &auth)],
+            &body,
+        ))
+        .await;
+    assert_eq!(
+        resp.status(),
+        200,
+        "{}",
+        String::from_utf8_lossy(resp.body())
+    );
 }
 
 #[tokio::test]
@@ -117,21 +227,78 @@ async fn transport_errors_use_the_error_shape() {
     let root = f.app.send(raw(Method::GET, "/", &[], "")).await;
     assert_eq!(root.status(), 200);
 
-    assert_error(&f.app.send(c.request(Method::GET, "/api/v4/no_such_endpoint", None)).await, 404, "not_found");
-    assert_error(&f.app.send(c.request(Method::GET, ACTIVATE, None)).await, 405, "method_not_allowed");
-    assert_error(&f.app.send(c.request(Method::POST, ACTIVATE, Some(b"{not json".to_vec()))).await, 400, "invalid_json");
-    assert_error(&f.app.send(c.request(Method::POST, ACTIVATE, Some(b"".to_vec()))).await, 400, "invalid_json");
-    assert_error(&f.app.send(c.request(Method::POST, ACTIVATE, Some(b"[1,2]".to_vec()))).await, 400, "validation_error");
-    assert_error(&f.app.send(c.activate(&json!({"product": KEY_PRODUCT, "license_key": "K-1"}))).await, 400, "missing_parameters");
-    assert_error(&f.app.send(c.activate(&json!({"product": KEY_PRODUCT, "hardware_id": "h"}))).await, 400, "missing_parameters");
+    assert_error(
+        &f.app
+            .send(c.request(Method::GET, "/api/v4/no_such_endpoint", None))
+            .await,
+        404,
+        "not_found",
+    );
+    assert_error(
+        &f.app.send(c.request(Method::GET, ACTIVATE, None)).await,
+        405,
+        "method_not_allowed",
+    );
+    assert_error(
+        &f.app
+            .send(c.request(Method::POST, ACTIVATE, Some(b"{not json".to_vec())))
+            .await,
+        400,
+        "invalid_json",
+    );
+    assert_error(
+        &f.app
+            .send(c.request(Method::POST, ACTIVATE, Some(b"".to_vec())))
+            .await,
+        400,
+        "invalid_json",
+    );
+    assert_error(
+        &f.app
+            .send(c.request(Method::POST, ACTIVATE, Some(b"[1,2]".to_vec())))
+            .await,
+        400,
+        "validation_error",
+    );
+    assert_error(
+        &f.app
+            .send(c.activate(&json!({"product": KEY_PRODUCT, "license_key": "K-1"})))
+            .await,
+        400,
+        "missing_parameters",
+    );
+    assert_error(
+        &f.app
+            .send(c.activate(&json!({"product": KEY_PRODUCT, "hardware_id": "h"})))
+            .await,
+        400,
+        "missing_parameters",
+    );
     let bad_id = json!({"product": KEY_PRODUCT, "hardware_id": "h", "license_key": "K-1", "license_id": "abc"});
-    assert_error(&f.app.send(c.activate(&bad_id)).await, 400, "validation_error");
+    assert_error(
+        &f.app.send(c.activate(&bad_id)).await,
+        400,
+        "validation_error",
+    );
     let both_sso = json!({"product": KEY_PRODUCT, "hardware_id": "h", "id_token": "a", "code": "b", "customer_account_code": "c"});
-    assert_error(&f.app.send(c.activate(&both_sso)).await, 400, "validation_error");
+    assert_error(
+        &f.app.send(c.activate(&both_sso)).await,
+        400,
+        "validation_error",
+    );
     let huge = json!({"product": KEY_PRODUCT, "hardware_id": "h", "license_key": "K-1", "pad": "x".repeat(70_000)});
-    assert_error(&f.app.send(c.activate(&huge)).await, 413, "payload_too_large");
-    let long_hw = json!({"product": KEY_PRODUCT, "hardware_id": "h".repeat(600), "license_key": "K-1"});
-    assert_error(&f.app.send(c.activate(&long_hw)).await, 400, "validation_error");
+    assert_error(
+        &f.app.send(c.activate(&huge)).await,
+        413,
+        "payload_too_large",
+    );
+    let long_hw =
+        json!({"product": KEY_PRODUCT, "hardware_id": "h".repeat(600), "license_key": "K-1"});
+    assert_error(
+        &f.app.send(c.activate(&long_hw)).await,
+        400,
+        "validation_error",
+    );
     let not_utf8 = c.request(Method::POST, ACTIVATE, Some(vec![b'{', 0xff, 0xfe, b'}']));
     assert_error(&f.app.send(not_utf8).await, 400, "invalid_json");
 }

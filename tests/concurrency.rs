@@ -16,11 +16,20 @@ fn instances(f: &Fixture) -> Vec<Instance> {
 
 /// Fires every request at once, spread over the instances; returns (status, error code or "").
 async fn race(apps: &[Instance], requests: Vec<http::Request<bytes::Bytes>>) -> Vec<(u16, String)> {
-    let sends = requests.into_iter().enumerate().map(|(i, req)| apps[i % apps.len()].send(req));
+    let sends = requests
+        .into_iter()
+        .enumerate()
+        .map(|(i, req)| apps[i % apps.len()].send(req));
     join_all(sends)
         .await
         .iter()
-        .map(|resp| if resp.status() == 200 { (200, String::new()) } else { error_of(resp) })
+        .map(|resp| {
+            if resp.status() == 200 {
+                (200, String::new())
+            } else {
+                error_of(resp)
+            }
+        })
         .collect()
 }
 
@@ -41,7 +50,9 @@ async fn fifty_activations_of_a_five_seat_license() {
     let f = Fixture::new("race-max").await;
     let license = f.key_license("MAX5", |l| l.max_activations = 5).await;
     let apps = instances(&f);
-    let reqs = (0..50).map(|i| f.client.activate(&key_body("MAX5", &format!("dev-{i}")))).collect();
+    let reqs = (0..50)
+        .map(|i| f.client.activate(&key_body("MAX5", &format!("dev-{i}"))))
+        .collect();
     let t = tally(&race(&apps, reqs).await);
     assert_eq!(count(&t, 200, ""), 5, "{t:?}");
     assert_eq!(count(&t, 400, "license_activated_max_times"), 45, "{t:?}");
@@ -54,7 +65,9 @@ async fn twenty_activations_of_one_device() {
     let f = Fixture::new("race-same-device").await;
     let license = f.key_license("SAME", |l| l.max_activations = 5).await;
     let apps = instances(&f);
-    let reqs = (0..20).map(|_| f.client.activate(&key_body("SAME", "the-device"))).collect();
+    let reqs = (0..20)
+        .map(|_| f.client.activate(&key_body("SAME", "the-device")))
+        .collect();
     let t = tally(&race(&apps, reqs).await);
     assert_eq!(count(&t, 200, ""), 1, "{t:?}");
     assert_eq!(count(&t, 409, "license_device_exists"), 19, "{t:?}");
@@ -68,15 +81,32 @@ async fn interleaved_activations_and_deactivations_keep_the_count_exact() {
     let license = f.key_license("MIX", |l| l.max_activations = 6).await;
     let apps = instances(&f);
     // 200 operations over 12 devices, activations and deactivations interleaved, all at once.
-    let ops: Vec<(bool, String)> = (0..200).map(|i| (i % 3 != 2, format!("dev-{}", (i * 7) % 12))).collect();
+    let ops: Vec<(bool, String)> = (0..200)
+        .map(|i| (i % 3 != 2, format!("dev-{}", (i * 7) % 12)))
+        .collect();
     let reqs = ops
         .iter()
-        .map(|(activate, hw)| if *activate { f.client.activate(&key_body("MIX", hw)) } else { f.client.deactivate(&key_body("MIX", hw)) })
+        .map(|(activate, hw)| {
+            if *activate {
+                f.client.activate(&key_body("MIX", hw))
+            } else {
+                f.client.deactivate(&key_body("MIX", hw))
+            }
+        })
         .collect();
     let results = race(&apps, reqs).await;
     for (status, code) in &results {
-        let expected = ["", "license_activated_max_times", "license_device_exists", "device_not_found", "license_not_active"];
-        assert!(expected.contains(&code.as_str()), "unexpected answer {status} {code}");
+        let expected = [
+            "",
+            "license_activated_max_times",
+            "license_device_exists",
+            "device_not_found",
+            "license_not_active",
+        ];
+        assert!(
+            expected.contains(&code.as_str()),
+            "unexpected answer {status} {code}"
+        );
     }
     // Per device, successes alternate activate/deactivate, so the net count is its final state.
     let mut net: HashMap<&str, i64> = HashMap::new();
@@ -85,12 +115,26 @@ async fn interleaved_activations_and_deactivations_keep_the_count_exact() {
             *net.entry(hw).or_insert(0) += if *activate { 1 } else { -1 };
         }
     }
-    let devices = f.store().list_devices(&LicenseAddr::of(&license)).await.unwrap();
+    let devices = f
+        .store()
+        .list_devices(&LicenseAddr::of(&license))
+        .await
+        .unwrap();
     for d in &devices {
         let n = net.get(d.hardware_id.as_str()).copied().unwrap_or(0);
-        assert_eq!(n, i64::from(d.active), "device {} net {n} active {}", d.hardware_id, d.active);
+        assert_eq!(
+            n,
+            i64::from(d.active),
+            "device {} net {n} active {}",
+            d.hardware_id,
+            d.active
+        );
     }
-    assert_eq!(devices.len(), net.len(), "every device that ever succeeded has a record");
+    assert_eq!(
+        devices.len(),
+        net.len(),
+        "every device that ever succeeded has a record"
+    );
     let active = devices.iter().filter(|d| d.active).count() as i64;
     let l = f.license_now(&license).await;
     assert_eq!(l.times_activated, active);
@@ -105,11 +149,28 @@ async fn per_user_limit_under_races() {
     let license = f.user_license(700, |l| l.max_activations = 100).await;
     f.user("ann@example.com", 1, &[(&license, 3)]).await;
     let apps = instances(&f);
-    let reqs = (0..30).map(|i| f.client.activate(&user_body("ann@example.com", &format!("u-{i}")))).collect();
+    let reqs = (0..30)
+        .map(|i| {
+            f.client
+                .activate(&user_body("ann@example.com", &format!("u-{i}")))
+        })
+        .collect();
     let t = tally(&race(&apps, reqs).await);
     assert_eq!(count(&t, 200, ""), 3, "{t:?}");
-    assert_eq!(count(&t, 400, "license_user_activated_max_times"), 27, "{t:?}");
-    let seat = f.store().get_seat(&LicenseAddr::of(&license), &Username::parse("ann@example.com").unwrap()).await.unwrap().unwrap();
+    assert_eq!(
+        count(&t, 400, "license_user_activated_max_times"),
+        27,
+        "{t:?}"
+    );
+    let seat = f
+        .store()
+        .get_seat(
+            &LicenseAddr::of(&license),
+            &Username::parse("ann@example.com").unwrap(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(seat.total_activations, 3);
     assert_eq!(f.license_now(&license).await.times_activated, 3);
     assert_eq!(f.device_counts(&license).await, (3, 3));
@@ -126,20 +187,37 @@ async fn transfer_limit_under_races() {
         .await;
     // Fill every never-used slot, then release them all: ten released slots, no transfer yet.
     for i in 0..10 {
-        assert_eq!(f.app.send(f.client.activate(&key_body("TR", &format!("old-{i}")))).await.status(), 200);
+        assert_eq!(
+            f.app
+                .send(f.client.activate(&key_body("TR", &format!("old-{i}"))))
+                .await
+                .status(),
+            200
+        );
     }
     for i in 0..10 {
-        assert_eq!(f.app.send(f.client.deactivate(&key_body("TR", &format!("old-{i}")))).await.status(), 200);
+        assert_eq!(
+            f.app
+                .send(f.client.deactivate(&key_body("TR", &format!("old-{i}"))))
+                .await
+                .status(),
+            200
+        );
     }
     assert_eq!(f.license_now(&license).await.transfer_count, 0);
     assert_eq!(f.license_now(&license).await.released.len(), 10);
     let apps = instances(&f);
-    let reqs = (0..30).map(|i| f.client.activate(&key_body("TR", &format!("new-{i}")))).collect();
+    let reqs = (0..30)
+        .map(|i| f.client.activate(&key_body("TR", &format!("new-{i}"))))
+        .collect();
     let t = tally(&race(&apps, reqs).await);
     assert_eq!(count(&t, 200, ""), 3, "{t:?}");
     assert_eq!(count(&t, 400, "license_transferred_max_times"), 27, "{t:?}");
     let l = f.license_now(&license).await;
-    assert_eq!((l.transfer_count, l.times_activated, l.released.len()), (3, 3, 7));
+    assert_eq!(
+        (l.transfer_count, l.times_activated, l.released.len()),
+        (3, 3, 7)
+    );
     assert_eq!(f.device_counts(&license).await, (3, 13));
 }
 
@@ -147,10 +225,24 @@ async fn transfer_limit_under_races() {
 async fn concurrent_deactivations_of_one_device_decrement_once() {
     let f = Fixture::new("race-deactivate").await;
     let license = f.key_license("DD", |_| {}).await;
-    assert_eq!(f.app.send(f.client.activate(&key_body("DD", "d"))).await.status(), 200);
-    assert_eq!(f.app.send(f.client.activate(&key_body("DD", "e"))).await.status(), 200);
+    assert_eq!(
+        f.app
+            .send(f.client.activate(&key_body("DD", "d")))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        f.app
+            .send(f.client.activate(&key_body("DD", "e")))
+            .await
+            .status(),
+        200
+    );
     let apps = instances(&f);
-    let reqs = (0..20).map(|_| f.client.deactivate(&key_body("DD", "d"))).collect();
+    let reqs = (0..20)
+        .map(|_| f.client.deactivate(&key_body("DD", "d")))
+        .collect();
     let t = tally(&race(&apps, reqs).await);
     assert_eq!(count(&t, 200, ""), 1, "{t:?}");
     assert_eq!(count(&t, 400, "device_not_found"), 19, "{t:?}");

@@ -21,7 +21,11 @@ pub struct LicenseClient {
 #[derive(Debug, PartialEq, thiserror::Error)]
 pub enum ClientError {
     #[error("{status} {code}: {message}")]
-    Api { status: u16, code: String, message: String },
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+    },
     #[error("the LicenseSignature header is missing or does not verify")]
     BadSignature,
     #[error("license_signature does not verify")]
@@ -31,22 +35,49 @@ pub enum ClientError {
 }
 
 impl LicenseClient {
-    pub fn new(api_key: impl Into<String>, shared_key: impl Into<String>, public_key_pem: impl Into<String>) -> Self {
-        Self { api_key: api_key.into(), shared_key: shared_key.into(), public_key_pem: public_key_pem.into() }
+    pub fn new(
+        api_key: impl Into<String>,
+        shared_key: impl Into<String>,
+        public_key_pem: impl Into<String>,
+    ) -> Self {
+        Self {
+            api_key: api_key.into(),
+            shared_key: shared_key.into(),
+            public_key_pem: public_key_pem.into(),
+        }
     }
 
     /// The `Authorization` header value for a given `Date` value.
     pub fn authorization(&self, date: &str) -> String {
         let signature = hmac_base64(&self.shared_key, signing_message(date).as_bytes());
-        format!(r#"algorithm="hmac-sha256",headers="date",signature="{signature}",apikey="{}""#, self.api_key)
+        format!(
+            r#"algorithm="hmac-sha256",headers="date",signature="{signature}",apikey="{}""#,
+            self.api_key
+        )
     }
 
     /// A signed request dated now. `path` is e.g. `/api/v4/activate_license`.
-    pub fn request(&self, method: Method, path_and_query: &str, body: Option<Vec<u8>>) -> Request<Bytes> {
-        self.request_dated(method, path_and_query, body, &httpdate::fmt_http_date(SystemTime::now()))
+    pub fn request(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<Vec<u8>>,
+    ) -> Request<Bytes> {
+        self.request_dated(
+            method,
+            path_and_query,
+            body,
+            &httpdate::fmt_http_date(SystemTime::now()),
+        )
     }
 
-    pub fn request_dated(&self, method: Method, path_and_query: &str, body: Option<Vec<u8>>, date: &str) -> Request<Bytes> {
+    pub fn request_dated(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<Vec<u8>>,
+        date: &str,
+    ) -> Request<Bytes> {
         let mut b = Request::builder()
             .method(method)
             .uri(path_and_query)
@@ -55,15 +86,24 @@ impl LicenseClient {
         if body.is_some() {
             b = b.header("content-type", "application/json");
         }
-        b.body(Bytes::from(body.unwrap_or_default())).expect("method, uri and headers are valid")
+        b.body(Bytes::from(body.unwrap_or_default()))
+            .expect("method, uri and headers are valid")
     }
 
     pub fn activate(&self, params: &Value) -> Request<Bytes> {
-        self.request(Method::POST, "/api/v4/activate_license", Some(params.to_string().into_bytes()))
+        self.request(
+            Method::POST,
+            "/api/v4/activate_license",
+            Some(params.to_string().into_bytes()),
+        )
     }
 
     pub fn deactivate(&self, params: &Value) -> Request<Bytes> {
-        self.request(Method::POST, "/api/v4/deactivate_license", Some(params.to_string().into_bytes()))
+        self.request(
+            Method::POST,
+            "/api/v4/deactivate_license",
+            Some(params.to_string().into_bytes()),
+        )
     }
 
     /// `params` is a JSON object whose values become query parameters.
@@ -78,16 +118,32 @@ impl LicenseClient {
                 query.append_pair(k, &text);
             }
         }
-        self.request(Method::GET, &format!("/api/v4/check_license?{}", query.finish()), None)
+        self.request(
+            Method::GET,
+            &format!("/api/v4/check_license?{}", query.finish()),
+            None,
+        )
     }
 
     /// Verifies a license-object response for `hardware_id` and `ident` (license key or username) and
     /// returns it parsed. Error responses become [`ClientError::Api`].
-    pub fn verify_license(&self, resp: &Response<Bytes>, hardware_id: &str, ident: &str) -> Result<Value, ClientError> {
+    pub fn verify_license(
+        &self,
+        resp: &Response<Bytes>,
+        hardware_id: &str,
+        ident: &str,
+    ) -> Result<Value, ClientError> {
         let body = self.verify_body(resp)?;
-        let object: Value = serde_json::from_slice(&body).map_err(|e| ClientError::Malformed(e.to_string()))?;
-        let validity = object.get("validity_period").and_then(Value::as_str).unwrap_or("");
-        let sig = object.get("license_signature").and_then(Value::as_str).ok_or(ClientError::BadLicenseSignature)?;
+        let object: Value =
+            serde_json::from_slice(&body).map_err(|e| ClientError::Malformed(e.to_string()))?;
+        let validity = object
+            .get("validity_period")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let sig = object
+            .get("license_signature")
+            .and_then(Value::as_str)
+            .ok_or(ClientError::BadLicenseSignature)?;
         let message = license_signature_message(hardware_id, ident, validity);
         if !verify(&self.public_key_pem, message.as_bytes(), sig) {
             return Err(ClientError::BadLicenseSignature);
@@ -99,16 +155,24 @@ impl LicenseClient {
     pub fn verify_body(&self, resp: &Response<Bytes>) -> Result<Bytes, ClientError> {
         let body = resp.body().clone();
         if !resp.status().is_success() {
-            let err: Value = serde_json::from_slice(&body).map_err(|e| ClientError::Malformed(format!("error body: {e}")))?;
+            let err: Value = serde_json::from_slice(&body)
+                .map_err(|e| ClientError::Malformed(format!("error body: {e}")))?;
             return Err(ClientError::Api {
                 status: err["status"].as_u64().unwrap_or(0) as u16,
                 code: err["code"].as_str().unwrap_or_default().to_owned(),
                 message: err["message"].as_str().unwrap_or_default().to_owned(),
             });
         }
-        let is_json = resp.headers().get("content-type").is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+        let is_json = resp
+            .headers()
+            .get("content-type")
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
         if is_json {
-            let sig = resp.headers().get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok()).ok_or(ClientError::BadSignature)?;
+            let sig = resp
+                .headers()
+                .get(SIGNATURE_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .ok_or(ClientError::BadSignature)?;
             if !verify(&self.public_key_pem, &body, sig) {
                 return Err(ClientError::BadSignature);
             }

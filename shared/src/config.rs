@@ -30,7 +30,10 @@ pub enum ConfigError {
     #[error("environment variable {name} is invalid: {reason}")]
     Invalid { name: &'static str, reason: String },
     #[error("cannot read signing key file {path}: {source}")]
-    KeyFile { path: PathBuf, source: std::io::Error },
+    KeyFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("signing key: {0}")]
     Key(#[from] crate::signing::KeyError),
 }
@@ -49,18 +52,33 @@ impl Config {
             (Some(pem), None) => SigningKeySource::Inline(pem),
             (None, Some(path)) => SigningKeySource::File(path.into()),
             (Some(_), Some(_)) => {
-                return Err(ConfigError::Invalid { name: "SIGNING_KEY_PEM", reason: "set only one of SIGNING_KEY_PEM and SIGNING_KEY_FILE".into() })
+                return Err(ConfigError::Invalid {
+                    name: "SIGNING_KEY_PEM",
+                    reason: "set only one of SIGNING_KEY_PEM and SIGNING_KEY_FILE".into(),
+                })
             }
-            (None, None) => return Err(ConfigError::Missing("SIGNING_KEY_FILE (or SIGNING_KEY_PEM)")),
+            (None, None) => {
+                return Err(ConfigError::Missing(
+                    "SIGNING_KEY_FILE (or SIGNING_KEY_PEM)",
+                ))
+            }
         };
         let api_key_cache = match get("API_KEY_CACHE_SECONDS") {
             None => MAX_API_KEY_CACHE,
             Some(v) => {
-                let secs: u64 = v.parse().map_err(|_| ConfigError::Invalid { name: "API_KEY_CACHE_SECONDS", reason: format!("`{v}` is not a whole number") })?;
+                let secs: u64 = v.parse().map_err(|_| ConfigError::Invalid {
+                    name: "API_KEY_CACHE_SECONDS",
+                    reason: format!("`{v}` is not a whole number"),
+                })?;
                 Duration::from_secs(secs).min(MAX_API_KEY_CACHE)
             }
         };
-        Ok(Self { table, dynamodb_endpoint: get("DYNAMODB_ENDPOINT"), signing_key, api_key_cache })
+        Ok(Self {
+            table,
+            dynamodb_endpoint: get("DYNAMODB_ENDPOINT"),
+            signing_key,
+            api_key_cache,
+        })
     }
 
     /// Reads and parses the signing key.
@@ -68,7 +86,10 @@ impl Config {
         let pem = match &self.signing_key {
             SigningKeySource::Inline(pem) => pem.clone(),
             SigningKeySource::File(path) => {
-                std::fs::read_to_string(path).map_err(|source| ConfigError::KeyFile { path: path.clone(), source })?
+                std::fs::read_to_string(path).map_err(|source| ConfigError::KeyFile {
+                    path: path.clone(),
+                    source,
+                })?
             }
         };
         Ok(crate::signing::Signer::from_pem(&pem)?)
@@ -81,22 +102,38 @@ mod tests {
     use std::collections::HashMap;
 
     fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         move |k| map.get(k).cloned()
     }
 
     #[test]
     fn names_the_missing_variable() {
         let err = Config::from_lookup(lookup(&[])).unwrap_err();
-        assert_eq!(err.to_string(), "environment variable TABLE_NAME is required");
+        assert_eq!(
+            err.to_string(),
+            "environment variable TABLE_NAME is required"
+        );
         let err = Config::from_lookup(lookup(&[("TABLE_NAME", "t")])).unwrap_err();
         assert!(err.to_string().contains("SIGNING_KEY_FILE"));
     }
 
     #[test]
     fn caps_the_api_key_cache() {
-        let c = Config::from_lookup(lookup(&[("TABLE_NAME", "t"), ("SIGNING_KEY_FILE", "k"), ("API_KEY_CACHE_SECONDS", "600")])).unwrap();
+        let c = Config::from_lookup(lookup(&[
+            ("TABLE_NAME", "t"),
+            ("SIGNING_KEY_FILE", "k"),
+            ("API_KEY_CACHE_SECONDS", "600"),
+        ]))
+        .unwrap();
         assert_eq!(c.api_key_cache, MAX_API_KEY_CACHE);
-        assert!(Config::from_lookup(lookup(&[("TABLE_NAME", "t"), ("SIGNING_KEY_FILE", "k"), ("API_KEY_CACHE_SECONDS", "x")])).is_err());
+        assert!(Config::from_lookup(lookup(&[
+            ("TABLE_NAME", "t"),
+            ("SIGNING_KEY_FILE", "k"),
+            ("API_KEY_CACHE_SECONDS", "x")
+        ]))
+        .is_err());
     }
 }

@@ -158,7 +158,11 @@ impl ApiError {
             code: &'a str,
             message: String,
         }
-        let body = Body { status: self.status(), code: self.code(), message: self.to_string() };
+        let body = Body {
+            status: self.status(),
+            code: self.code(),
+            message: self.to_string(),
+        };
         serde_json::to_string(&body).unwrap_or_else(|_| {
             r#"{"status":500,"code":"internal_error","message":"Internal server error"}"#.to_owned()
         })
@@ -171,7 +175,8 @@ mod tests {
 
     #[test]
     fn body_has_exactly_status_code_message() {
-        let body: serde_json::Value = serde_json::from_str(&ApiError::LicenseDeviceExists.body()).unwrap();
+        let body: serde_json::Value =
+            serde_json::from_str(&ApiError::LicenseDeviceExists.body()).unwrap();
         assert_eq!(body["status"], 409);
         assert_eq!(body["code"], "license_device_exists");
         assert_eq!(body.as_object().unwrap().len(), 3);

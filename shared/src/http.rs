@@ -39,7 +39,13 @@ impl ApiResponse {
         } else {
             tracing::debug!(code = err.code(), message = %err, "request rejected");
         }
-        Self { status: err.status(), content_type: JSON, signature: None, body: Bytes::from(err.body()), error_code: Some(err.code()) }
+        Self {
+            status: err.status(),
+            content_type: JSON,
+            signature: None,
+            body: Bytes::from(err.body()),
+            error_code: Some(err.code()),
+        }
     }
 
     /// A JSON body with `LicenseSignature` over exactly the bytes sent.
@@ -57,7 +63,13 @@ impl ApiResponse {
     }
 
     pub fn text(body: &'static str) -> Self {
-        Self { status: 200, content_type: TEXT, signature: None, body: Bytes::from_static(body.as_bytes()), error_code: None }
+        Self {
+            status: 200,
+            content_type: TEXT,
+            signature: None,
+            body: Bytes::from_static(body.as_bytes()),
+            error_code: None,
+        }
     }
 }
 

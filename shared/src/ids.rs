@@ -125,6 +125,9 @@ mod tests {
 
     #[test]
     fn usernames_are_case_insensitive() {
-        assert_eq!(Username::parse(" Ann@Example.com ").unwrap().as_str(), "ann@example.com");
+        assert_eq!(
+            Username::parse(" Ann@Example.com ").unwrap().as_str(),
+            "ann@example.com"
+        );
     }
 }

@@ -3,19 +3,19 @@
 //! DynamoDB implementation. Handlers are plain async functions of (request, state).
 
 pub mod auth;
+pub mod client;
+pub mod config;
 pub mod error;
-pub mod ids;
-pub mod model;
-pub mod request;
-pub mod rules;
-pub mod store;
-pub mod time;
-pub mod signing;
-pub mod password;
-pub mod render;
 pub mod handlers;
 pub mod http;
-pub mod state;
-pub mod config;
+pub mod ids;
 pub mod lambda;
-pub mod client;
+pub mod model;
+pub mod password;
+pub mod render;
+pub mod request;
+pub mod rules;
+pub mod signing;
+pub mod state;
+pub mod store;
+pub mod time;

@@ -14,7 +14,10 @@ fn hasher() -> Argon2<'static> {
 
 pub fn hash(password: &str) -> String {
     let salt = SaltString::generate(&mut OsRng);
-    hasher().hash_password(password.as_bytes(), &salt).expect("argon2id hashing of a password cannot fail").to_string()
+    hasher()
+        .hash_password(password.as_bytes(), &salt)
+        .expect("argon2id hashing of a password cannot fail")
+        .to_string()
 }
 
 fn dummy_hash() -> &'static str {
@@ -32,12 +35,16 @@ pub fn verify_blocking(password: &str, stored: Option<&str>) -> bool {
         return false;
     };
     // Stored hashes carry their own parameters; `hasher()` only supplies the algorithm family.
-    let ok = hasher().verify_password(password.as_bytes(), &parsed).is_ok();
+    let ok = hasher()
+        .verify_password(password.as_bytes(), &parsed)
+        .is_ok();
     ok && real
 }
 
 pub async fn verify(password: String, stored: Option<String>) -> bool {
-    tokio::task::spawn_blocking(move || verify_blocking(&password, stored.as_deref())).await.unwrap_or(false)
+    tokio::task::spawn_blocking(move || verify_blocking(&password, stored.as_deref()))
+        .await
+        .unwrap_or(false)
 }
 
 #[cfg(test)]

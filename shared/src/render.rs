@@ -3,7 +3,9 @@
 //! integral floats, no index-like keys: `catalog` normalises vendor JSON on the way in).
 
 use crate::ids::HardwareId;
-use crate::model::{AuthorizationMethod, Device, Feature, FeatureType, LicenseType, LicenseUser, ProductDoc, Seat};
+use crate::model::{
+    AuthorizationMethod, Device, Feature, FeatureType, LicenseType, LicenseUser, ProductDoc, Seat,
+};
 use crate::rules::{is_expired, prevents_vm, LicenseContext};
 use crate::signing::Signer;
 use crate::time::Timestamp;
@@ -292,9 +294,18 @@ pub fn license_object<'a>(
         variables: device
             .variables
             .iter()
-            .map(|v| VariableObject { variable: &v.variable, value: &v.value, device_id: device.id, created_at: v.created_at })
+            .map(|v| VariableObject {
+                variable: &v.variable,
+                value: &v.value,
+                device_id: device.id,
+                created_at: v.created_at,
+            })
             .collect(),
         installation_file: activation.then_some(None),
-        license_signature: signer.license_signature(who.hardware_id, who.ident, validity.as_deref()),
+        license_signature: signer.license_signature(
+            who.hardware_id,
+            who.ident,
+            validity.as_deref(),
+        ),
     }
 }

@@ -42,7 +42,9 @@ impl Params {
         }
         match serde_json::from_slice::<Value>(body) {
             Ok(Value::Object(map)) => Ok(Self(map)),
-            Ok(_) => Err(ApiError::Validation("the body must be a JSON object".into())),
+            Ok(_) => Err(ApiError::Validation(
+                "the body must be a JSON object".into(),
+            )),
             Err(e) => Err(ApiError::InvalidJson(e.to_string())),
         }
     }
@@ -75,7 +77,8 @@ impl Params {
     }
 
     pub fn required(&self, name: &str) -> Result<String, ApiError> {
-        self.string(name)?.ok_or_else(|| ApiError::MissingParameters(name.to_owned()))
+        self.string(name)?
+            .ok_or_else(|| ApiError::MissingParameters(name.to_owned()))
     }
 
     pub fn bool(&self, name: &str) -> Result<Option<bool>, ApiError> {
@@ -87,7 +90,9 @@ impl Params {
                 "false" | "0" | "" => Ok(Some(false)),
                 _ => Err(ApiError::Validation(format!("`{name}` must be a boolean"))),
             },
-            Some(Value::Number(n)) if n.as_i64() == Some(0) || n.as_i64() == Some(1) => Ok(Some(n.as_i64() == Some(1))),
+            Some(Value::Number(n)) if n.as_i64() == Some(0) || n.as_i64() == Some(1) => {
+                Ok(Some(n.as_i64() == Some(1)))
+            }
             Some(_) => Err(ApiError::Validation(format!("`{name}` must be a boolean"))),
         }
     }
@@ -101,7 +106,9 @@ impl Params {
             Some(Value::String(s)) => s.trim().parse().map(Some).map_err(|_| bad()),
             Some(Value::Number(n)) => match (n.as_i64(), n.as_f64()) {
                 (Some(i), _) => Ok(Some(i)),
-                (None, Some(f)) if f.fract() == 0.0 && f.abs() < 9.007_199_254_740_992e15 => Ok(Some(f as i64)),
+                (None, Some(f)) if f.fract() == 0.0 && f.abs() < 9.007_199_254_740_992e15 => {
+                    Ok(Some(f as i64))
+                }
                 _ => Err(bad()),
             },
             Some(_) => Err(bad()),
@@ -113,7 +120,11 @@ impl Params {
     }
 }
 
-fn id<T>(name: &str, value: String, parse: impl Fn(&str) -> Result<T, IdError>) -> Result<T, ApiError> {
+fn id<T>(
+    name: &str,
+    value: String,
+    parse: impl Fn(&str) -> Result<T, IdError>,
+) -> Result<T, ApiError> {
     parse(&value).map_err(|e| ApiError::Validation(format!("`{name}` {e}")))
 }
 
@@ -121,7 +132,10 @@ fn id<T>(name: &str, value: String, parse: impl Fn(&str) -> Result<T, IdError>) 
 #[derive(Clone, Debug)]
 pub enum Credentials {
     Key(LicenseKey),
-    User { username: Username, password: Option<String> },
+    User {
+        username: Username,
+        password: Option<String>,
+    },
     /// SSO grants are recognised so they get a clear answer; verifying them is a later feature.
     Sso,
 }
@@ -145,19 +159,26 @@ impl LicenseRequest {
         let hardware_id = id("hardware_id", p.required("hardware_id")?, HardwareId::parse)?;
         let (id_token, code) = (p.string("id_token")?, p.string("code")?);
         if id_token.is_some() && code.is_some() {
-            return Err(ApiError::Validation("use either `id_token` or `code`, not both".into()));
+            return Err(ApiError::Validation(
+                "use either `id_token` or `code`, not both".into(),
+            ));
         }
         let credentials = if let Some(key) = p.string("license_key")? {
             Credentials::Key(id("license_key", key, LicenseKey::parse)?)
         } else if let Some(user) = p.string("username")? {
-            Credentials::User { username: id("username", user, Username::parse)?, password: p.string("password")? }
+            Credentials::User {
+                username: id("username", user, Username::parse)?,
+                password: p.string("password")?,
+            }
         } else if id_token.is_some() || code.is_some() {
             if p.string("customer_account_code")?.is_none() {
                 return Err(ApiError::MissingParameters("customer_account_code".into()));
             }
             Credentials::Sso
         } else {
-            return Err(ApiError::MissingParameters("license_key or username".into()));
+            return Err(ApiError::MissingParameters(
+                "license_key or username".into(),
+            ));
         };
         Ok(Self {
             product,
@@ -177,7 +198,9 @@ fn device_details(p: &Params) -> Result<Map<String, Value>, ApiError> {
         let value = match p.get(name) {
             None | Some(Value::Null) => continue,
             Some(Value::Bool(b)) => Value::Bool(*b),
-            Some(Value::String(s)) if name == "is_vm" => Value::Bool(matches!(s.as_str(), "true" | "1")),
+            Some(Value::String(s)) if name == "is_vm" => {
+                Value::Bool(matches!(s.as_str(), "true" | "1"))
+            }
             Some(Value::String(s)) => Value::String(truncate(s, MAX_DETAIL_VALUE)),
             Some(other) => Value::String(truncate(&other.to_string(), MAX_DETAIL_VALUE)),
         };
@@ -190,15 +213,23 @@ fn variables(p: &Params) -> Result<Vec<(String, String)>, ApiError> {
     let map = match p.get("variables") {
         None | Some(Value::Null) => return Ok(Vec::new()),
         Some(Value::Object(map)) => map,
-        Some(_) => return Err(ApiError::Validation("`variables` must be an object of name → value".into())),
+        Some(_) => {
+            return Err(ApiError::Validation(
+                "`variables` must be an object of name → value".into(),
+            ))
+        }
     };
     if map.len() > MAX_VARIABLES {
-        return Err(ApiError::Validation(format!("at most {MAX_VARIABLES} `variables` are allowed")));
+        return Err(ApiError::Validation(format!(
+            "at most {MAX_VARIABLES} `variables` are allowed"
+        )));
     }
     map.iter()
         .map(|(name, value)| {
             if name.is_empty() || name.len() > MAX_VARIABLE_NAME {
-                return Err(ApiError::Validation(format!("variable names must be 1 to {MAX_VARIABLE_NAME} bytes")));
+                return Err(ApiError::Validation(format!(
+                    "variable names must be 1 to {MAX_VARIABLE_NAME} bytes"
+                )));
             }
             let text = match value {
                 Value::String(s) => s.clone(),
@@ -206,7 +237,9 @@ fn variables(p: &Params) -> Result<Vec<(String, String)>, ApiError> {
                 other => other.to_string(),
             };
             if text.len() > MAX_DETAIL_VALUE {
-                return Err(ApiError::Validation(format!("variable `{name}` is longer than {MAX_DETAIL_VALUE} bytes")));
+                return Err(ApiError::Validation(format!(
+                    "variable `{name}` is longer than {MAX_DETAIL_VALUE} bytes"
+                )));
             }
             Ok((name.clone(), text))
         })
@@ -241,21 +274,47 @@ mod tests {
 
     #[test]
     fn query_booleans_and_missing_fields() {
-        let p = Params::from_query(Some("product=p&hardware_id=h&license_key=k&is_vm=true&unknown=1")).unwrap();
+        let p = Params::from_query(Some(
+            "product=p&hardware_id=h&license_key=k&is_vm=true&unknown=1",
+        ))
+        .unwrap();
         assert!(LicenseRequest::parse(&p).unwrap().is_vm);
         let p = Params::from_query(Some("product=p&license_key=k")).unwrap();
-        assert!(matches!(LicenseRequest::parse(&p), Err(ApiError::MissingParameters(f)) if f == "hardware_id"));
+        assert!(
+            matches!(LicenseRequest::parse(&p), Err(ApiError::MissingParameters(f)) if f == "hardware_id")
+        );
     }
 
     #[test]
     fn malformed_input_is_a_400() {
-        assert!(matches!(Params::from_json(b"{"), Err(ApiError::InvalidJson(_))));
-        assert!(matches!(Params::from_json(b"[1]"), Err(ApiError::Validation(_))));
-        let p = Params::from_json(br#"{"product":"p","hardware_id":"h","license_key":"k","license_id":1.5}"#).unwrap();
-        assert!(matches!(LicenseRequest::parse(&p), Err(ApiError::Validation(_))));
-        let p = Params::from_json(br#"{"product":"p","hardware_id":"h","license_key":"k","variables":[1]}"#).unwrap();
-        assert!(matches!(LicenseRequest::parse(&p), Err(ApiError::Validation(_))));
+        assert!(matches!(
+            Params::from_json(b"{"),
+            Err(ApiError::InvalidJson(_))
+        ));
+        assert!(matches!(
+            Params::from_json(b"[1]"),
+            Err(ApiError::Validation(_))
+        ));
+        let p = Params::from_json(
+            br#"{"product":"p","hardware_id":"h","license_key":"k","license_id":1.5}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            LicenseRequest::parse(&p),
+            Err(ApiError::Validation(_))
+        ));
+        let p = Params::from_json(
+            br#"{"product":"p","hardware_id":"h","license_key":"k","variables":[1]}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            LicenseRequest::parse(&p),
+            Err(ApiError::Validation(_))
+        ));
         let big = vec![b' '; MAX_BODY_BYTES + 1];
-        assert!(matches!(Params::from_json(&big), Err(ApiError::PayloadTooLarge(_))));
+        assert!(matches!(
+            Params::from_json(&big),
+            Err(ApiError::PayloadTooLarge(_))
+        ));
     }
 }

@@ -83,7 +83,11 @@ pub fn plan_activation(
         return Err(ApiError::Blacklisted);
     }
     if is_expired(license, now) {
-        return Err(if license.terms.is_trial { ApiError::TrialExpired } else { ApiError::LicenseExpired });
+        return Err(if license.terms.is_trial {
+            ApiError::TrialExpired
+        } else {
+            ApiError::LicenseExpired
+        });
     }
     if ctx.device.as_ref().is_some_and(|d| d.active) {
         return Err(ApiError::LicenseDeviceExists);
@@ -106,7 +110,10 @@ pub fn plan_activation(
         slot,
         enforce_max_activations,
         set_validity,
-        seat: ctx.seat.as_ref().map(|s| (s.user.clone(), !s.allow_unlimited_activations)),
+        seat: ctx
+            .seat
+            .as_ref()
+            .map(|s| (s.user.clone(), !s.allow_unlimited_activations)),
     })
 }
 
@@ -130,7 +137,9 @@ fn choose_slot(license: &License, hardware_id: &HardwareId) -> Result<Slot, ApiE
     if limit_reached {
         return Err(ApiError::LicenseTransferredMaxTimes);
     }
-    Ok(Slot::Transfer { released_by: released_by.clone() })
+    Ok(Slot::Transfer {
+        released_by: released_by.clone(),
+    })
 }
 
 fn activated_device(ctx: &LicenseContext, req: &LicenseRequest, now: Timestamp) -> Device {
@@ -141,7 +150,11 @@ fn activated_device(ctx: &LicenseContext, req: &LicenseRequest, now: Timestamp) 
     for (name, value) in &req.variables {
         match variables.iter_mut().find(|v| &v.variable == name) {
             Some(existing) => existing.value = value.clone(),
-            None => variables.push(DeviceVariable { variable: name.clone(), value: value.clone(), created_at: now }),
+            None => variables.push(DeviceVariable {
+                variable: name.clone(),
+                value: value.clone(),
+                created_at: now,
+            }),
         }
     }
     Device {

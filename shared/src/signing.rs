@@ -48,9 +48,16 @@ impl Signer {
     }
 
     fn from_key(key: RsaKeyPair) -> Result<Self, KeyError> {
-        let spki = key.public_key().as_der().map_err(|_| KeyError::Generation)?;
+        let spki = key
+            .public_key()
+            .as_der()
+            .map_err(|_| KeyError::Generation)?;
         let public_pem = pem::encode(&pem::Pem::new("PUBLIC KEY", spki.as_ref().to_vec()));
-        Ok(Self { key, rng: SystemRandom::new(), public_pem })
+        Ok(Self {
+            key,
+            rng: SystemRandom::new(),
+            public_pem,
+        })
     }
 
     /// A new key pair and its private key as PKCS#8 PEM.
@@ -60,7 +67,11 @@ impl Signer {
             3072 => KeySize::Rsa3072,
             4096 => KeySize::Rsa4096,
             8192 => KeySize::Rsa8192,
-            _ => return Err(KeyError::Rejected(format!("unsupported key size {bits}; use 2048, 3072, 4096 or 8192"))),
+            _ => {
+                return Err(KeyError::Rejected(format!(
+                    "unsupported key size {bits}; use 2048, 3072, 4096 or 8192"
+                )))
+            }
         };
         let key = RsaKeyPair::generate(size).map_err(|_| KeyError::Generation)?;
         let der = key.as_der().map_err(|_| KeyError::Generation)?;
@@ -83,8 +94,16 @@ impl Signer {
     }
 
     /// The v1 `license_signature` inside a license object (SPEC §5.2).
-    pub fn license_signature(&self, hardware_id: &HardwareId, ident: &str, validity: Option<&str>) -> String {
-        self.sign(license_signature_message(hardware_id.as_str(), ident, validity.unwrap_or("")).as_bytes())
+    pub fn license_signature(
+        &self,
+        hardware_id: &HardwareId,
+        ident: &str,
+        validity: Option<&str>,
+    ) -> String {
+        self.sign(
+            license_signature_message(hardware_id.as_str(), ident, validity.unwrap_or(""))
+                .as_bytes(),
+        )
     }
 }
 
@@ -102,7 +121,9 @@ pub fn verify(public_key_pem: &str, message: &[u8], signature_b64: &str) -> bool
     let Ok(sig) = B64.decode(signature_b64.trim()) else {
         return false;
     };
-    UnparsedPublicKey::new(&signature::RSA_PKCS1_2048_8192_SHA256, block.contents()).verify(message, &sig).is_ok()
+    UnparsedPublicKey::new(&signature::RSA_PKCS1_2048_8192_SHA256, block.contents())
+        .verify(message, &sig)
+        .is_ok()
 }
 
 #[cfg(test)]
@@ -122,13 +143,19 @@ mod tests {
 
     #[test]
     fn license_signature_message_follows_spec() {
-        assert_eq!(license_signature_message("HW-1", "Ann@X.com|sso", "2030-01-01T00:00:00.000Z"), "hw-1#ann@x.com#2030-01-01t00:00:00.000z");
+        assert_eq!(
+            license_signature_message("HW-1", "Ann@X.com|sso", "2030-01-01T00:00:00.000Z"),
+            "hw-1#ann@x.com#2030-01-01t00:00:00.000z"
+        );
         assert_eq!(license_signature_message("h", "KEY", ""), "h#key#");
     }
 
     #[test]
     fn rejects_non_key_pem() {
-        assert!(matches!(Signer::from_pem("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----"), Err(KeyError::WrongTag(_))));
+        assert!(matches!(
+            Signer::from_pem("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----"),
+            Err(KeyError::WrongTag(_))
+        ));
         assert!(Signer::from_pem("nonsense").is_err());
     }
 }

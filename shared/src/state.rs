@@ -14,6 +14,10 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>, signer: Signer, api_key_cache: Duration) -> Self {
-        Self { store, signer, auth: Authenticator::new(api_key_cache) }
+        Self {
+            store,
+            signer,
+            auth: Authenticator::new(api_key_cache),
+        }
     }
 }

@@ -4,7 +4,10 @@
 use super::{Instance, TestEnv};
 use license_api::client::LicenseClient;
 use license_api::ids::{ApiKeyId, CompanyId, HardwareId, LicenseKey, ProductCode, Username};
-use license_api::model::{ApiKeyRecord, AuthorizationMethod, Company, License, LicenseTerms, LicenseUser, ProductDoc, Seat};
+use license_api::model::{
+    ApiKeyRecord, AuthorizationMethod, Company, License, LicenseTerms, LicenseUser, ProductDoc,
+    Seat,
+};
 use license_api::password;
 use license_api::store::{LicenseAddr, Store};
 use serde_json::{json, Value};
@@ -34,7 +37,16 @@ impl Fixture {
         let env = TestEnv::new(name).await;
         let company = CompanyId::parse("c1").unwrap();
         let store = &env.store;
-        store.put_company(&company, &Company { id: 7, ..Company::default() }).await.unwrap();
+        store
+            .put_company(
+                &company,
+                &Company {
+                    id: 7,
+                    ..Company::default()
+                },
+            )
+            .await
+            .unwrap();
         store
             .put_api_key(&ApiKeyRecord {
                 id: ApiKeyId::parse(API_KEY).unwrap(),
@@ -47,7 +59,12 @@ impl Fixture {
             .await
             .unwrap();
         let fixture_products = [
-            ProductDoc { id: 11, code: product_code(KEY_PRODUCT), name: "Key Product".into(), ..ProductDoc::default() },
+            ProductDoc {
+                id: 11,
+                code: product_code(KEY_PRODUCT),
+                name: "Key Product".into(),
+                ..ProductDoc::default()
+            },
             ProductDoc {
                 id: 12,
                 code: product_code(USER_PRODUCT),
@@ -61,7 +78,12 @@ impl Fixture {
         }
         let app = env.instance();
         let client = app.client(API_KEY, SHARED_KEY);
-        Self { env, company, app, client }
+        Self {
+            env,
+            company,
+            app,
+            client,
+        }
     }
 
     pub fn store(&self) -> &dyn Store {
@@ -83,14 +105,22 @@ impl Fixture {
     }
 
     pub async fn put_product(&self, shape: impl FnOnce(&mut ProductDoc)) -> ProductDoc {
-        let mut p = ProductDoc { id: 99, code: product_code("p-custom"), name: "Custom".into(), ..ProductDoc::default() };
+        let mut p = ProductDoc {
+            id: 99,
+            code: product_code("p-custom"),
+            name: "Custom".into(),
+            ..ProductDoc::default()
+        };
         shape(&mut p);
         self.store().put_product(&self.company, &p).await.unwrap();
         p
     }
 
     pub async fn update_company(&self, shape: impl FnOnce(&mut Company)) {
-        let mut c = Company { id: 7, ..Company::default() };
+        let mut c = Company {
+            id: 7,
+            ..Company::default()
+        };
         shape(&mut c);
         self.store().put_company(&self.company, &c).await.unwrap();
     }
@@ -140,7 +170,10 @@ impl Fixture {
             phone_number: None,
             is_initial_password: false,
             password_hash: Some(password::hash(PASSWORD)),
-            licenses: licenses.iter().map(|(l, _)| (l.product.clone(), l.id)).collect(),
+            licenses: licenses
+                .iter()
+                .map(|(l, _)| (l.product.clone(), l.id))
+                .collect(),
         };
         self.store().put_user(&self.company, &user).await.unwrap();
         for (license, max) in licenses {
@@ -150,18 +183,29 @@ impl Fixture {
                 allow_unlimited_activations: *max == 0,
                 total_activations: 0,
             };
-            self.store().put_seat(&LicenseAddr::of(license), &seat).await.unwrap();
+            self.store()
+                .put_seat(&LicenseAddr::of(license), &seat)
+                .await
+                .unwrap();
         }
         user
     }
 
     pub async fn license_now(&self, license: &License) -> License {
-        self.store().get_license(&LicenseAddr::of(license)).await.unwrap().expect("license exists")
+        self.store()
+            .get_license(&LicenseAddr::of(license))
+            .await
+            .unwrap()
+            .expect("license exists")
     }
 
     /// (active devices, all devices) on the license.
     pub async fn device_counts(&self, license: &License) -> (usize, usize) {
-        let devices = self.store().list_devices(&LicenseAddr::of(license)).await.unwrap();
+        let devices = self
+            .store()
+            .list_devices(&LicenseAddr::of(license))
+            .await
+            .unwrap();
         (devices.iter().filter(|d| d.active).count(), devices.len())
     }
 }

@@ -46,7 +46,10 @@ pub fn client(counter: &RoundTrips) -> aws_sdk_dynamodb::Client {
 fn unique_table(name: &str) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
     let n = N.fetch_add(1, Ordering::Relaxed);
-    let clean: String = name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+    let clean: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
     format!("t-{}-{}-{n}", std::process::id(), clean)
 }
 
@@ -69,7 +72,11 @@ impl TestEnv {
         let table = unique_table(name);
         let store = DynamoStore::new(client(&round_trips), &table);
         store.create_table().await.expect("create test table");
-        Self { table, store, round_trips }
+        Self {
+            table,
+            store,
+            round_trips,
+        }
     }
 
     /// A new "Lambda instance" on this table.
@@ -77,7 +84,10 @@ impl TestEnv {
         let round_trips = RoundTrips::default();
         let store = DynamoStore::new(client(&round_trips), &self.table);
         let signer = Signer::from_pem(signing_key_pem()).expect("test key parses");
-        Instance { state: AppState::new(Arc::new(store), signer, Duration::from_secs(60)), round_trips }
+        Instance {
+            state: AppState::new(Arc::new(store), signer, Duration::from_secs(60)),
+            round_trips,
+        }
     }
 }
 
@@ -88,10 +98,14 @@ impl Instance {
         let (parts, body) = req.into_parts();
         let event = lambda_http::Request::from_parts(parts, lambda_http::Body::from(body.to_vec()));
         let response = match endpoint {
-            Some(endpoint) => license_api::lambda::serve(endpoint, &self.state, event).await.expect("infallible"),
+            Some(endpoint) => license_api::lambda::serve(endpoint, &self.state, event)
+                .await
+                .expect("infallible"),
             None => {
                 let req = license_api::lambda::to_api_request(event);
-                license_api::lambda::to_lambda_response(license_api::handlers::route(&req, &self.state).await)
+                license_api::lambda::to_lambda_response(
+                    license_api::handlers::route(&req, &self.state).await,
+                )
             }
         };
         let (parts, body) = response.into_parts();
@@ -116,20 +130,43 @@ impl Instance {
 /// Parses an error response and checks its shape: JSON content type, exactly `status`, `code`,
 /// `message`, with `status` equal to the HTTP status. Returns (status, code).
 pub fn error_of(resp: &http::Response<Bytes>) -> (u16, String) {
-    assert_eq!(resp.headers()["content-type"], "application/json", "error content type");
+    assert_eq!(
+        resp.headers()["content-type"],
+        "application/json",
+        "error content type"
+    );
     let body: serde_json::Value = serde_json::from_slice(resp.body()).expect("error body is JSON");
     let obj = body.as_object().expect("error body is an object");
     let mut keys: Vec<_> = obj.keys().map(String::as_str).collect();
     keys.sort_unstable();
-    assert_eq!(keys, ["code", "message", "status"], "error body keys: {body}");
-    assert_eq!(body["status"].as_u64(), Some(u64::from(resp.status().as_u16())), "status field matches HTTP status");
-    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "message present");
-    (resp.status().as_u16(), body["code"].as_str().unwrap().to_owned())
+    assert_eq!(
+        keys,
+        ["code", "message", "status"],
+        "error body keys: {body}"
+    );
+    assert_eq!(
+        body["status"].as_u64(),
+        Some(u64::from(resp.status().as_u16())),
+        "status field matches HTTP status"
+    );
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "message present"
+    );
+    (
+        resp.status().as_u16(),
+        body["code"].as_str().unwrap().to_owned(),
+    )
 }
 
 /// Asserts an error response with this status and code.
 #[track_caller]
 pub fn assert_error(resp: &http::Response<Bytes>, status: u16, code: &str) {
     let got = error_of(resp);
-    assert_eq!(got, (status, code.to_owned()), "body: {}", String::from_utf8_lossy(resp.body()));
+    assert_eq!(
+        got,
+        (status, code.to_owned()),
+        "body: {}",
+        String::from_utf8_lossy(resp.body())
+    );
 }

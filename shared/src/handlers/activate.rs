@@ -19,18 +19,37 @@ use std::time::{Duration, SystemTime};
 const MAX_ATTEMPTS: u32 = 30;
 
 pub async fn handle(req: &ApiRequest, state: &AppState) -> Result<ApiResponse, ApiError> {
-    let auth = state.auth.authenticate(&req.headers, &*state.store, Access::Write, SystemTime::now()).await?;
+    let auth = state
+        .auth
+        .authenticate(
+            &req.headers,
+            &*state.store,
+            Access::Write,
+            SystemTime::now(),
+        )
+        .await?;
     let request = LicenseRequest::parse(&Params::from_json(&req.body)?)?;
     let resolved = activate(state, &auth, &request, Transport::Online).await?;
     let now = Timestamp::now();
-    let device = resolved.ctx.device.as_ref().ok_or_else(|| ApiError::internal("activated device missing"))?;
+    let device = resolved
+        .ctx
+        .device
+        .as_ref()
+        .ok_or_else(|| ApiError::internal("activated device missing"))?;
     let seat = resolved.ctx.seat.as_ref();
     let who = Identity {
         hardware_id: &request.hardware_id,
         ident: ident(&request),
         user: resolved.user.as_ref().zip(seat),
     };
-    let body = license_object(&resolved.ctx, device, &who, View::Activation, now, &state.signer);
+    let body = license_object(
+        &resolved.ctx,
+        device,
+        &who,
+        View::Activation,
+        now,
+        &state.signer,
+    );
     Ok(ApiResponse::signed_json(&body, &state.signer))
 }
 
@@ -44,7 +63,12 @@ pub(super) fn ident(req: &LicenseRequest) -> &str {
 }
 
 /// Activates `req.hardware_id`; returns the context as it stands after the write.
-pub async fn activate(state: &AppState, auth: &Authenticated, req: &LicenseRequest, transport: Transport) -> Result<Resolved, ApiError> {
+pub async fn activate(
+    state: &AppState,
+    auth: &Authenticated,
+    req: &LicenseRequest,
+    transport: Transport,
+) -> Result<Resolved, ApiError> {
     let mut resolved = lookup::load(state, auth, req, true).await?;
     let now = Timestamp::now();
     for attempt in 0..MAX_ATTEMPTS {
@@ -66,7 +90,9 @@ pub async fn activate(state: &AppState, auth: &Authenticated, req: &LicenseReque
                 resolved = lookup::load(state, auth, req, false).await?;
             }
             Err(Rejection::Conflict) => backoff(attempt).await,
-            Err(Rejection::DeviceNotActive) => return Err(ApiError::internal("activation rejected as a deactivation")),
+            Err(Rejection::DeviceNotActive) => {
+                return Err(ApiError::internal("activation rejected as a deactivation"))
+            }
             Err(Rejection::Store(e)) => return Err(ApiError::internal(e)),
         }
     }

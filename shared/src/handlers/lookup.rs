@@ -18,7 +18,12 @@ pub struct Resolved {
 }
 
 /// The first read: product, company, and the key-based license with its device or the license user.
-pub async fn read_context(state: &AppState, auth: &Authenticated, req: &LicenseRequest, with_device: bool) -> Result<ContextRead, ApiError> {
+pub async fn read_context(
+    state: &AppState,
+    auth: &Authenticated,
+    req: &LicenseRequest,
+    with_device: bool,
+) -> Result<ContextRead, ApiError> {
     auth.ensure_product(&req.product)?;
     let (key, user) = match &req.credentials {
         Credentials::Key(key) => (Some(key), None),
@@ -32,16 +37,25 @@ pub async fn read_context(state: &AppState, auth: &Authenticated, req: &LicenseR
         hardware_id: with_device.then_some(&req.hardware_id),
         user,
     };
-    state.store.read_context(&q).await.map_err(ApiError::internal)
+    state
+        .store
+        .read_context(&q)
+        .await
+        .map_err(ApiError::internal)
 }
 
 /// Checks the product and that the request names its license the way the product expects.
 pub fn product(read: &mut ContextRead, req: &LicenseRequest) -> Result<ProductDoc, ApiError> {
     let product = rules::usable_product(read.product.take())?;
     match (&req.credentials, product.authorization_method) {
-        (Credentials::Key(_), AuthorizationMethod::LicenseKey) | (Credentials::User { .. }, AuthorizationMethod::User) => Ok(product),
-        (Credentials::Sso, _) => Err(ApiError::Validation("single sign-on is not configured for this product".into())),
-        (_, AuthorizationMethod::LicenseKey) => Err(ApiError::MissingParameters("license_key".into())),
+        (Credentials::Key(_), AuthorizationMethod::LicenseKey)
+        | (Credentials::User { .. }, AuthorizationMethod::User) => Ok(product),
+        (Credentials::Sso, _) => Err(ApiError::Validation(
+            "single sign-on is not configured for this product".into(),
+        )),
+        (_, AuthorizationMethod::LicenseKey) => {
+            Err(ApiError::MissingParameters("license_key".into()))
+        }
         (_, AuthorizationMethod::User) => Err(ApiError::MissingParameters("username".into())),
     }
 }
@@ -64,7 +78,11 @@ pub async fn user_license(
 ) -> Result<(LicenseUser, LicenseAddr), ApiError> {
     let user = read.user.take();
     if check_password {
-        let Credentials::User { password: Some(password), .. } = &req.credentials else {
+        let Credentials::User {
+            password: Some(password),
+            ..
+        } = &req.credentials
+        else {
             return Err(ApiError::MissingParameters("password".into()));
         };
         let stored = user.as_ref().and_then(|u| u.password_hash.clone());
@@ -80,24 +98,55 @@ pub async fn user_license(
         .map(|(_, id)| *id)
         .find(|id| req.license_id.is_none_or(|wanted| wanted == *id))
         .ok_or(ApiError::LicenseNotFound("license user"))?;
-    Ok((user, LicenseAddr::Id { company: company.clone(), product: req.product.clone(), id }))
+    Ok((
+        user,
+        LicenseAddr::Id {
+            company: company.clone(),
+            product: req.product.clone(),
+            id,
+        },
+    ))
 }
 
 /// Everything activation and deactivation need, with the device.
-pub async fn load(state: &AppState, auth: &Authenticated, req: &LicenseRequest, check_password: bool) -> Result<Resolved, ApiError> {
+pub async fn load(
+    state: &AppState,
+    auth: &Authenticated,
+    req: &LicenseRequest,
+    check_password: bool,
+) -> Result<Resolved, ApiError> {
     let mut read = read_context(state, auth, req, true).await?;
     let product = product(&mut read, req)?;
     let company = read.company.take().unwrap_or_default();
     if let Credentials::Key(_) = req.credentials {
         let license = key_license(&mut read, req)?;
-        let ctx = LicenseContext { product, company, license, seat: None, device: read.device.take() };
+        let ctx = LicenseContext {
+            product,
+            company,
+            license,
+            seat: None,
+            device: read.device.take(),
+        };
         return Ok(Resolved { ctx, user: None });
     }
     let (user, addr) = user_license(&mut read, &auth.key.company, req, check_password).await?;
-    let found = state.store.read_license(&addr, Some(&user.email), &req.hardware_id).await.map_err(ApiError::internal)?;
+    let found = state
+        .store
+        .read_license(&addr, Some(&user.email), &req.hardware_id)
+        .await
+        .map_err(ApiError::internal)?;
     let (Some(license), Some(seat)) = (found.license, found.seat) else {
         return Err(ApiError::LicenseNotFound("license user"));
     };
-    let ctx = LicenseContext { product, company, license, seat: Some(seat), device: found.device };
-    Ok(Resolved { ctx, user: Some(user) })
+    let ctx = LicenseContext {
+        product,
+        company,
+        license,
+        seat: Some(seat),
+        device: found.device,
+    };
+    Ok(Resolved {
+        ctx,
+        user: Some(user),
+    })
 }

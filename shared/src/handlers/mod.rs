@@ -25,7 +25,12 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 4] = [Self::Root, Self::ActivateLicense, Self::DeactivateLicense, Self::CheckLicense];
+    pub const ALL: [Endpoint; 4] = [
+        Self::Root,
+        Self::ActivateLicense,
+        Self::DeactivateLicense,
+        Self::CheckLicense,
+    ];
 
     pub fn path(self) -> &'static str {
         match self {
@@ -49,13 +54,17 @@ impl Endpoint {
         if trimmed.is_empty() {
             return Some(Self::Root);
         }
-        Self::ALL.into_iter().find(|e| *e != Self::Root && trimmed.ends_with(e.path()))
+        Self::ALL
+            .into_iter()
+            .find(|e| *e != Self::Root && trimmed.ends_with(e.path()))
     }
 }
 
 /// Serves one request for a known endpoint.
 pub async fn handle(endpoint: Endpoint, req: &ApiRequest, state: &AppState) -> ApiResponse {
-    let result = if req.method != endpoint.method() && !(req.method == Method::HEAD && endpoint.method() == Method::GET) {
+    let result = if req.method != endpoint.method()
+        && !(req.method == Method::HEAD && endpoint.method() == Method::GET)
+    {
         Err(ApiError::MethodNotAllowed)
     } else {
         match endpoint {

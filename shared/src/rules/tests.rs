@@ -1,0 +1,271 @@
+//! The rules without any store: each case builds a context and asserts the decision.
+
+use super::*;
+use crate::ids::Username;
+use crate::ids::{CompanyId, LicenseKey, ProductCode};
+use crate::model::{LicenseTerms, Seat};
+use crate::request::{Credentials, LicenseRequest};
+
+fn now() -> Timestamp {
+    Timestamp::parse_iso("2026-06-01T12:00:00Z").unwrap()
+}
+
+fn ctx() -> LicenseContext {
+    LicenseContext {
+        product: ProductDoc::default(),
+        company: Company::default(),
+        license: License {
+            id: 1,
+            company: CompanyId::parse("c").unwrap(),
+            product: ProductCode::parse("p").unwrap(),
+            key: Some(LicenseKey::parse("K").unwrap()),
+            enabled: true,
+            max_activations: 2,
+            allow_unlimited_activations: false,
+            max_transfers: 0,
+            validity_period: None,
+            terms: LicenseTerms::default(),
+            times_activated: 0,
+            transfer_count: 0,
+            released: Default::default(),
+        },
+        seat: None,
+        device: None,
+    }
+}
+
+fn req(hw: &str) -> LicenseRequest {
+    LicenseRequest {
+        product: ProductCode::parse("p").unwrap(),
+        hardware_id: HardwareId::parse(hw).unwrap(),
+        credentials: Credentials::Key(LicenseKey::parse("K").unwrap()),
+        license_id: None,
+        is_vm: false,
+        details: Default::default(),
+        variables: vec![],
+    }
+}
+
+fn code(r: Result<ActivationPlan, ApiError>) -> &'static str {
+    r.err().map_or("ok", |e| e.code())
+}
+
+/// Applies an activation, as the store would, to the context.
+fn activate(c: &mut LicenseContext, hw: &str) -> ActivationPlan {
+    c.device = None;
+    let plan = plan_activation(c, &req(hw), now(), Transport::Online).expect("activation allowed");
+    apply_activation(&mut c.license, &plan);
+    plan
+}
+
+fn deactivate(c: &mut LicenseContext, hw: &str) {
+    c.license.times_activated -= 1;
+    c.license.released.insert(HardwareId::parse(hw).unwrap());
+}
+
+#[test]
+fn spec_transfer_example_counts_two() {
+    let mut c = ctx();
+    c.license.max_activations = 1;
+    assert_eq!(activate(&mut c, "A").slot, Slot::Fresh);
+    deactivate(&mut c, "A");
+    assert_eq!(
+        activate(&mut c, "B").slot,
+        Slot::Transfer {
+            released_by: HardwareId::parse("A").unwrap()
+        }
+    );
+    deactivate(&mut c, "B");
+    assert!(matches!(activate(&mut c, "A").slot, Slot::Transfer { .. }));
+    assert_eq!(c.license.transfer_count, 2);
+}
+
+#[test]
+fn own_released_slot_is_no_transfer() {
+    let mut c = ctx();
+    activate(&mut c, "A");
+    deactivate(&mut c, "A");
+    assert_eq!(activate(&mut c, "A").slot, Slot::Reuse);
+    assert_eq!(c.license.transfer_count, 0);
+}
+
+#[test]
+fn max_transfers_zero_unlimited_negative_prevents() {
+    let mut c = ctx();
+    c.license
+        .released
+        .insert(HardwareId::parse("gone").unwrap());
+    c.license.transfer_count = 100;
+    assert_eq!(
+        code(plan_activation(&c, &req("new"), now(), Transport::Online)),
+        "ok"
+    );
+    c.license.max_transfers = -1;
+    c.license.transfer_count = 0;
+    assert_eq!(
+        code(plan_activation(&c, &req("new"), now(), Transport::Online)),
+        "license_transferred_max_times"
+    );
+    c.license.max_transfers = 1;
+    assert_eq!(
+        code(plan_activation(&c, &req("new"), now(), Transport::Online)),
+        "ok"
+    );
+    c.license.transfer_count = 1;
+    assert_eq!(
+        code(plan_activation(&c, &req("new"), now(), Transport::Online)),
+        "license_transferred_max_times"
+    );
+}
+
+#[test]
+fn unlimited_licenses_do_not_track_slots() {
+    let mut c = ctx();
+    c.license.allow_unlimited_activations = true;
+    c.license.times_activated = 50;
+    let plan = plan_activation(&c, &req("x"), now(), Transport::Online).unwrap();
+    assert_eq!(plan.slot, Slot::Untracked);
+    assert!(!plan.enforce_max_activations);
+}
+
+#[test]
+fn exception_order_follows_the_spec() {
+    let mut c = ctx();
+    c.license.enabled = false;
+    c.license.validity_period = Some(now().plus_days(-1));
+    assert_eq!(
+        code(plan_activation(&c, &req("h"), now(), Transport::Online)),
+        "license_not_enabled"
+    );
+    c.license.enabled = true;
+    assert_eq!(
+        code(plan_activation(&c, &req("h"), now(), Transport::Online)),
+        "license_expired"
+    );
+    c.license.validity_period = Some(now());
+    assert_eq!(
+        code(plan_activation(&c, &req("h"), now(), Transport::Online)),
+        "license_expired",
+        "validity is exclusive"
+    );
+    c.license.validity_period = None;
+    c.license.times_activated = 2;
+    c.device = Some(activate(&mut ctx(), "h").device);
+    assert_eq!(
+        code(plan_activation(&c, &req("h"), now(), Transport::Online)),
+        "license_device_exists",
+        "409 before max"
+    );
+    c.device = None;
+    assert_eq!(
+        code(plan_activation(&c, &req("h"), now(), Transport::Online)),
+        "license_activated_max_times"
+    );
+}
+
+#[test]
+fn vm_rule_inherits_from_product() {
+    let mut c = ctx();
+    let mut r = req("h");
+    r.is_vm = true;
+    assert_eq!(
+        code(plan_activation(&c, &r, now(), Transport::Online)),
+        "ok"
+    );
+    c.product.prevent_vm = true;
+    assert_eq!(
+        code(plan_activation(&c, &r, now(), Transport::Online)),
+        "vm_not_allowed"
+    );
+    c.license.terms.prevent_vm = Some(false);
+    assert_eq!(
+        code(plan_activation(&c, &r, now(), Transport::Online)),
+        "ok",
+        "the license overrides the product"
+    );
+}
+
+#[test]
+fn start_date_and_trial() {
+    let mut c = ctx();
+    c.license.terms.start_date = Some(now().plus_days(1));
+    assert_eq!(
+        code(plan_activation(&c, &req("h"), now(), Transport::Online)),
+        "license_start_date_error"
+    );
+    c.license.terms.start_date = Some(now());
+    c.license.terms.is_trial = true;
+    c.product.trial_days = 30;
+    let plan = plan_activation(&c, &req("h"), now(), Transport::Online).unwrap();
+    assert_eq!(
+        plan.set_validity,
+        Some(now().plus_days(30)),
+        "product trial days apply when the license has none"
+    );
+}
+
+#[test]
+fn seat_limit() {
+    let mut c = ctx();
+    c.seat = Some(Seat {
+        user: Username::parse("a@b.c").unwrap(),
+        max_activations: 1,
+        allow_unlimited_activations: false,
+        total_activations: 1,
+    });
+    assert_eq!(
+        code(plan_activation(&c, &req("h"), now(), Transport::Online)),
+        "license_user_activated_max_times"
+    );
+    c.seat.as_mut().unwrap().allow_unlimited_activations = true;
+    let plan = plan_activation(&c, &req("h"), now(), Transport::Online).unwrap();
+    assert_eq!(plan.seat, Some((Username::parse("a@b.c").unwrap(), false)));
+}
+
+#[test]
+fn reactivation_keeps_identity_and_merges_variables() {
+    let mut c = ctx();
+    let mut r = req("h");
+    r.variables = vec![("a".into(), "1".into())];
+    let first = plan_activation(&c, &r, now(), Transport::Online)
+        .unwrap()
+        .device;
+    let mut old = first.clone();
+    old.active = false;
+    c.device = Some(old);
+    r.variables = vec![("a".into(), "2".into()), ("b".into(), "3".into())];
+    let later = now().plus_days(1);
+    let again = plan_activation(&c, &r, later, Transport::Online)
+        .unwrap()
+        .device;
+    assert_eq!(again.id, first.id);
+    assert_eq!(again.first_activated_at, now());
+    assert_eq!(again.last_activated_at, later);
+    let vars: Vec<_> = again
+        .variables
+        .iter()
+        .map(|v| (v.variable.as_str(), v.value.as_str()))
+        .collect();
+    assert_eq!(vars, [("a", "2"), ("b", "3")]);
+}
+
+#[test]
+fn deactivation_and_check_errors() {
+    let mut c = ctx();
+    let h = HardwareId::parse("h").unwrap();
+    assert_eq!(
+        plan_deactivation(&c, &h, now()).unwrap_err().code(),
+        "license_not_active"
+    );
+    assert_eq!(check(&c, &h).unwrap_err().code(), "license_not_active");
+    c.license.times_activated = 1;
+    assert_eq!(
+        plan_deactivation(&c, &h, now()).unwrap_err().code(),
+        "device_not_found"
+    );
+    c.device = Some(activate(&mut ctx(), "h").device);
+    assert!(plan_deactivation(&c, &h, now()).is_ok());
+    assert!(check(&c, &h).is_ok());
+    c.company.blacklist.insert(h.clone());
+    assert_eq!(check(&c, &h).unwrap_err().code(), "blacklisted");
+}

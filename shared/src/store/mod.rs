@@ -16,15 +16,31 @@ use serde_json::{Map, Value};
 /// request); user-based licenses by their id (found through the user's record).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum LicenseAddr {
-    Key { company: CompanyId, product: ProductCode, key: LicenseKey },
-    Id { company: CompanyId, product: ProductCode, id: i64 },
+    Key {
+        company: CompanyId,
+        product: ProductCode,
+        key: LicenseKey,
+    },
+    Id {
+        company: CompanyId,
+        product: ProductCode,
+        id: i64,
+    },
 }
 
 impl LicenseAddr {
     pub fn of(license: &License) -> Self {
         match &license.key {
-            Some(key) => Self::Key { company: license.company.clone(), product: license.product.clone(), key: key.clone() },
-            None => Self::Id { company: license.company.clone(), product: license.product.clone(), id: license.id },
+            Some(key) => Self::Key {
+                company: license.company.clone(),
+                product: license.product.clone(),
+                key: key.clone(),
+            },
+            None => Self::Id {
+                company: license.company.clone(),
+                product: license.product.clone(),
+                id: license.id,
+            },
         }
     }
 }
@@ -163,14 +179,22 @@ pub trait Store: Send + Sync {
     // --- catalog administration: idempotent upserts; counters of existing items are preserved ---
     async fn put_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError>;
     async fn put_company(&self, company: &CompanyId, doc: &Company) -> Result<(), StoreError>;
-    async fn put_product(&self, company: &CompanyId, product: &ProductDoc) -> Result<(), StoreError>;
+    async fn put_product(
+        &self,
+        company: &CompanyId,
+        product: &ProductDoc,
+    ) -> Result<(), StoreError>;
     async fn put_license(&self, license: &License) -> Result<(), StoreError>;
     async fn put_user(&self, company: &CompanyId, user: &LicenseUser) -> Result<(), StoreError>;
     async fn put_seat(&self, addr: &LicenseAddr, seat: &Seat) -> Result<(), StoreError>;
 
     // --- inspection (operators and tests) ---
     async fn get_license(&self, addr: &LicenseAddr) -> Result<Option<License>, StoreError>;
-    async fn get_seat(&self, addr: &LicenseAddr, user: &Username) -> Result<Option<Seat>, StoreError>;
+    async fn get_seat(
+        &self,
+        addr: &LicenseAddr,
+        user: &Username,
+    ) -> Result<Option<Seat>, StoreError>;
     /// Every device of a license, active or not. Administrative: its cost grows with the devices.
     async fn list_devices(&self, addr: &LicenseAddr) -> Result<Vec<Device>, StoreError>;
 }

@@ -25,7 +25,10 @@ pub fn n(v: i64) -> AttributeValue {
 }
 
 pub fn key_part(item: &ItemMap, name: &str) -> String {
-    item.get(name).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default()
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// Typed reads of one item, with errors that name the item and the attribute.
@@ -46,12 +49,15 @@ impl<'a> Item<'a> {
         }
     }
     fn str(&self, name: &str) -> Result<&'a str, StoreError> {
-        self.opt_str(name)?.ok_or_else(|| self.corrupt(format!("`{name}` is missing")))
+        self.opt_str(name)?
+            .ok_or_else(|| self.corrupt(format!("`{name}` is missing")))
     }
     fn int(&self, name: &str) -> Result<i64, StoreError> {
         match self.0.get(name) {
             None => Ok(0),
-            Some(AttributeValue::N(v)) => v.parse().map_err(|_| self.corrupt(format!("`{name}` is not an integer"))),
+            Some(AttributeValue::N(v)) => v
+                .parse()
+                .map_err(|_| self.corrupt(format!("`{name}` is not an integer"))),
             Some(_) => Err(self.corrupt(format!("`{name}` is not a number"))),
         }
     }
@@ -64,7 +70,10 @@ impl<'a> Item<'a> {
     }
     fn time(&self, name: &str) -> Result<Option<Timestamp>, StoreError> {
         self.opt_str(name)?
-            .map(|v| Timestamp::parse_iso(v).ok_or_else(|| self.corrupt(format!("`{name}` is not a date-time"))))
+            .map(|v| {
+                Timestamp::parse_iso(v)
+                    .ok_or_else(|| self.corrupt(format!("`{name}` is not a date-time")))
+            })
             .transpose()
     }
     fn json<T: DeserializeOwned>(&self, name: &str) -> Result<T, StoreError> {
@@ -74,11 +83,21 @@ impl<'a> Item<'a> {
         match self.0.get(name) {
             None => Ok(Vec::new()),
             Some(AttributeValue::Ss(v)) => Ok(v.iter().collect()),
-            Some(AttributeValue::L(v)) => v.iter().map(|x| x.as_s().map_err(|_| self.corrupt(format!("`{name}` holds a non-string")))).collect(),
+            Some(AttributeValue::L(v)) => v
+                .iter()
+                .map(|x| {
+                    x.as_s()
+                        .map_err(|_| self.corrupt(format!("`{name}` holds a non-string")))
+                })
+                .collect(),
             Some(_) => Err(self.corrupt(format!("`{name}` is not a string set"))),
         }
     }
-    fn id<T>(&self, name: &str, parse: impl Fn(&str) -> Result<T, crate::ids::IdError>) -> Result<T, StoreError> {
+    fn id<T>(
+        &self,
+        name: &str,
+        parse: impl Fn(&str) -> Result<T, crate::ids::IdError>,
+    ) -> Result<T, StoreError> {
         parse(self.str(name)?).map_err(|e| self.corrupt(format!("`{name}` {e}")))
     }
 }
@@ -117,7 +136,10 @@ pub fn api_key_item(key: &ApiKeyRecord) -> ItemMap {
     item.insert("api_key".into(), s(key.id.as_str()));
     item.insert("company".into(), s(key.company.as_str()));
     item.insert("shared_key".into(), s(&key.shared_key));
-    item.insert("products".into(), AttributeValue::L(key.products.iter().map(|p| s(p.as_str())).collect()));
+    item.insert(
+        "products".into(),
+        AttributeValue::L(key.products.iter().map(|p| s(p.as_str())).collect()),
+    );
     item.insert("read_only".into(), AttributeValue::Bool(key.read_only));
     item.insert("revoked".into(), AttributeValue::Bool(key.revoked));
     item
@@ -126,13 +148,22 @@ pub fn api_key_item(key: &ApiKeyRecord) -> ItemMap {
 pub fn license(item: &ItemMap, addr: &LicenseAddr) -> Result<License, StoreError> {
     let i = Item(item);
     let (company, product) = match addr {
-        LicenseAddr::Key { company, product, .. } | LicenseAddr::Id { company, product, .. } => (company, product),
+        LicenseAddr::Key {
+            company, product, ..
+        }
+        | LicenseAddr::Id {
+            company, product, ..
+        } => (company, product),
     };
     Ok(License {
         id: i.int("license_id")?,
         company: company.clone(),
         product: product.clone(),
-        key: i.opt_str("license_key")?.map(LicenseKey::parse).transpose().map_err(|e| i.corrupt(format!("license_key {e}")))?,
+        key: i
+            .opt_str("license_key")?
+            .map(LicenseKey::parse)
+            .transpose()
+            .map_err(|e| i.corrupt(format!("license_key {e}")))?,
         enabled: i.bool("enabled")?,
         max_activations: i.int("max_activations")?,
         allow_unlimited_activations: i.bool("unlimited")?,
@@ -155,7 +186,10 @@ pub fn license_upsert(license: &License) -> Result<UpdateBuilder, StoreError> {
     u.value(":id", n(license.id))
         .value(":enabled", AttributeValue::Bool(license.enabled))
         .value(":max", n(license.max_activations))
-        .value(":unlimited", AttributeValue::Bool(license.allow_unlimited_activations))
+        .value(
+            ":unlimited",
+            AttributeValue::Bool(license.allow_unlimited_activations),
+        )
         .value(":max_transfers", n(license.max_transfers))
         .value(":terms", s(to_json(&license.terms)?))
         .value(":zero", n(0))
@@ -171,7 +205,8 @@ pub fn license_upsert(license: &License) -> Result<UpdateBuilder, StoreError> {
         u.value(":key", s(key.as_str())).set("license_key = :key");
     }
     if let Some(validity) = license.validity_period {
-        u.value(":validity", s(validity.to_string())).set("validity_period = :validity");
+        u.value(":validity", s(validity.to_string()))
+            .set("validity_period = :validity");
     }
     Ok(u)
 }
@@ -200,9 +235,17 @@ pub fn device(item: &ItemMap) -> Result<Device, StoreError> {
         id: i.int("device_id")?,
         hardware_id: i.id("hardware_id", HardwareId::parse)?,
         active: i.bool("active")?,
-        user: i.opt_str("user")?.map(Username::parse).transpose().map_err(|e| i.corrupt(format!("user {e}")))?,
-        first_activated_at: i.time("first_activated_at")?.ok_or_else(|| i.corrupt("`first_activated_at` is missing"))?,
-        last_activated_at: i.time("last_activated_at")?.ok_or_else(|| i.corrupt("`last_activated_at` is missing"))?,
+        user: i
+            .opt_str("user")?
+            .map(Username::parse)
+            .transpose()
+            .map_err(|e| i.corrupt(format!("user {e}")))?,
+        first_activated_at: i
+            .time("first_activated_at")?
+            .ok_or_else(|| i.corrupt("`first_activated_at` is missing"))?,
+        last_activated_at: i
+            .time("last_activated_at")?
+            .ok_or_else(|| i.corrupt("`last_activated_at` is missing"))?,
         deactivated_at: i.time("deactivated_at")?,
         last_seen_at: i.time("last_seen_at")?,
         details,
@@ -218,8 +261,14 @@ pub fn device_item(addr: &LicenseAddr, d: &Device) -> ItemMap {
     if let Some(user) = &d.user {
         item.insert("user".into(), s(user.as_str()));
     }
-    item.insert("first_activated_at".into(), s(d.first_activated_at.to_string()));
-    item.insert("last_activated_at".into(), s(d.last_activated_at.to_string()));
+    item.insert(
+        "first_activated_at".into(),
+        s(d.first_activated_at.to_string()),
+    );
+    item.insert(
+        "last_activated_at".into(),
+        s(d.last_activated_at.to_string()),
+    );
     if let Some(t) = d.deactivated_at {
         item.insert("deactivated_at".into(), s(t.to_string()));
     }
@@ -228,9 +277,17 @@ pub fn device_item(addr: &LicenseAddr, d: &Device) -> ItemMap {
     }
     item.insert(
         "details".into(),
-        AttributeValue::M(d.details.iter().map(|(k, v)| (k.clone(), detail_value(v))).collect()),
+        AttributeValue::M(
+            d.details
+                .iter()
+                .map(|(k, v)| (k.clone(), detail_value(v)))
+                .collect(),
+        ),
     );
-    item.insert("variables".into(), s(serde_json::to_string(&d.variables).unwrap_or_else(|_| "[]".into())));
+    item.insert(
+        "variables".into(),
+        s(serde_json::to_string(&d.variables).unwrap_or_else(|_| "[]".into())),
+    );
     item
 }
 

@@ -5,8 +5,8 @@ mod codec;
 mod keys;
 
 use super::{
-    ActivationPlan, ContextQuery, ContextRead, DeactivationPlan, LicenseAddr, LicenseRead, Rejection, Slot, Store,
-    StoreError,
+    ActivationPlan, ContextQuery, ContextRead, DeactivationPlan, LicenseAddr, LicenseRead,
+    Rejection, Slot, Store, StoreError,
 };
 use crate::ids::{ApiKeyId, CompanyId, HardwareId, Username};
 use crate::model::{ApiKeyRecord, Company, Device, License, LicenseUser, ProductDoc, Seat};
@@ -16,9 +16,9 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, CancellationReason, KeySchemaElement, KeyType,
-    KeysAndAttributes, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, ScalarAttributeType,
-    TransactWriteItem, Update,
+    AttributeDefinition, AttributeValue, BillingMode, CancellationReason, KeySchemaElement,
+    KeyType, KeysAndAttributes, Put, ReturnValue, ReturnValuesOnConditionCheckFailure,
+    ScalarAttributeType, TransactWriteItem, Update,
 };
 use aws_sdk_dynamodb::Client;
 use codec::{n, s, ItemMap};
@@ -37,12 +37,18 @@ fn backend<E>(operation: &'static str) -> impl FnOnce(E) -> StoreError
 where
     E: std::error::Error + Send + Sync + 'static,
 {
-    move |source| StoreError::Backend { operation, source: Box::new(source) }
+    move |source| StoreError::Backend {
+        operation,
+        source: Box::new(source),
+    }
 }
 
 impl DynamoStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into() }
+        Self {
+            client,
+            table: table.into(),
+        }
     }
 
     pub fn client(&self) -> &Client {
@@ -63,7 +69,11 @@ impl DynamoStore {
                 .expect("name and type are set")
         };
         let key = |name: &str, kind| {
-            KeySchemaElement::builder().attribute_name(name).key_type(kind).build().expect("name and type are set")
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(kind)
+                .build()
+                .expect("name and type are set")
         };
         let created = self
             .client
@@ -78,24 +88,46 @@ impl DynamoStore {
             .await;
         match created {
             Ok(_) => {}
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_in_use_exception()) => {}
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_in_use_exception()) => {}
             Err(e) => return Err(backend("CreateTable")(e)),
         }
         for _ in 0..120 {
-            let described = self.client.describe_table().table_name(&self.table).send().await;
-            let status = described.map_err(backend("DescribeTable"))?.table.and_then(|t| t.table_status);
+            let described = self
+                .client
+                .describe_table()
+                .table_name(&self.table)
+                .send()
+                .await;
+            let status = described
+                .map_err(backend("DescribeTable"))?
+                .table
+                .and_then(|t| t.table_status);
             if status == Some(aws_sdk_dynamodb::types::TableStatus::Active) {
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
-        Err(StoreError::Invalid(format!("table {} did not become active", self.table)))
+        Err(StoreError::Invalid(format!(
+            "table {} did not become active",
+            self.table
+        )))
     }
 
     /// BatchGetItem for up to 100 keys, following `UnprocessedKeys` until every key is answered.
-    async fn batch_get(&self, keys: Vec<ItemMap>) -> Result<HashMap<(String, String), ItemMap>, StoreError> {
+    async fn batch_get(
+        &self,
+        keys: Vec<ItemMap>,
+    ) -> Result<HashMap<(String, String), ItemMap>, StoreError> {
         let mut found = HashMap::new();
-        let mut pending = Some(KeysAndAttributes::builder().set_keys(Some(keys)).consistent_read(true).build().map_err(backend("BatchGetItem"))?);
+        let mut pending = Some(
+            KeysAndAttributes::builder()
+                .set_keys(Some(keys))
+                .consistent_read(true)
+                .build()
+                .map_err(backend("BatchGetItem"))?,
+        );
         let mut attempt = 0u32;
         while let Some(request) = pending.take() {
             if attempt > 0 {
@@ -109,11 +141,20 @@ impl DynamoStore {
                 .send()
                 .await
                 .map_err(backend("BatchGetItem"))?;
-            for item in out.responses.unwrap_or_default().remove(&self.table).unwrap_or_default() {
+            for item in out
+                .responses
+                .unwrap_or_default()
+                .remove(&self.table)
+                .unwrap_or_default()
+            {
                 let key = (codec::key_part(&item, PK), codec::key_part(&item, SK));
                 found.insert(key, item);
             }
-            pending = out.unprocessed_keys.unwrap_or_default().remove(&self.table).filter(|k| !k.keys.is_empty());
+            pending = out
+                .unprocessed_keys
+                .unwrap_or_default()
+                .remove(&self.table)
+                .filter(|k| !k.keys.is_empty());
         }
         Ok(found)
     }
@@ -132,7 +173,13 @@ impl DynamoStore {
     }
 
     async fn put(&self, item: ItemMap) -> Result<(), StoreError> {
-        self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(backend("PutItem"))?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(backend("PutItem"))?;
         Ok(())
     }
 
@@ -162,8 +209,16 @@ impl DynamoStore {
         Ok(out.attributes)
     }
 
-    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<(), SdkError<TransactWriteItemsError>> {
-        self.client.transact_write_items().set_transact_items(Some(items)).send().await.map(|_| ())
+    async fn transact(
+        &self,
+        items: Vec<TransactWriteItem>,
+    ) -> Result<(), SdkError<TransactWriteItemsError>> {
+        self.client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+            .map(|_| ())
     }
 }
 
@@ -201,7 +256,11 @@ impl UpdateBuilder {
     }
     fn expression(&self) -> String {
         let mut parts = Vec::new();
-        for (verb, clauses) in [("SET", &self.set), ("ADD", &self.add), ("DELETE", &self.delete)] {
+        for (verb, clauses) in [
+            ("SET", &self.set),
+            ("ADD", &self.add),
+            ("DELETE", &self.delete),
+        ] {
             if !clauses.is_empty() {
                 parts.push(format!("{verb} {}", clauses.join(", ")));
             }
@@ -209,7 +268,13 @@ impl UpdateBuilder {
         parts.join(" ")
     }
     fn condition_expression(&self) -> Option<String> {
-        (!self.conditions.is_empty()).then(|| self.conditions.iter().map(|c| format!("({c})")).collect::<Vec<_>>().join(" AND "))
+        (!self.conditions.is_empty()).then(|| {
+            self.conditions
+                .iter()
+                .map(|c| format!("({c})"))
+                .collect::<Vec<_>>()
+                .join(" AND ")
+        })
     }
     fn build(self, table: &str, key: ItemMap, return_old_on_failure: bool) -> Update {
         let mut b = Update::builder()
@@ -222,7 +287,9 @@ impl UpdateBuilder {
             b = b.set_expression_attribute_names(Some(self.names));
         }
         if return_old_on_failure {
-            b = b.return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+            b = b.return_values_on_condition_check_failure(
+                ReturnValuesOnConditionCheckFailure::AllOld,
+            );
         }
         b.build().expect("table, key and expression are set")
     }
@@ -245,25 +312,43 @@ fn rejection_from(
 ) -> Rejection {
     let reasons = match &err {
         SdkError::ServiceError(e) => match e.err() {
-            TransactWriteItemsError::TransactionCanceledException(c) => c.cancellation_reasons().to_vec(),
-            TransactWriteItemsError::TransactionInProgressException(_) => return Rejection::Conflict,
+            TransactWriteItemsError::TransactionCanceledException(c) => {
+                c.cancellation_reasons().to_vec()
+            }
+            TransactWriteItemsError::TransactionInProgressException(_) => {
+                return Rejection::Conflict
+            }
             _ => return Rejection::Store(backend("TransactWriteItems")(err)),
         },
         _ => return Rejection::Store(backend("TransactWriteItems")(err)),
     };
-    let failed = |i: usize| reasons.get(i).is_some_and(|r| reason_code(r) == "ConditionalCheckFailed");
+    let failed = |i: usize| {
+        reasons
+            .get(i)
+            .is_some_and(|r| reason_code(r) == "ConditionalCheckFailed")
+    };
     if failed(DEVICE_ITEM) {
         return device_rejection;
     }
     if failed(LICENSE_ITEM) {
-        let current = reasons[LICENSE_ITEM].item().and_then(|item| codec::license(item, addr).ok()).map(Box::new);
+        let current = reasons[LICENSE_ITEM]
+            .item()
+            .and_then(|item| codec::license(item, addr).ok())
+            .map(Box::new);
         return Rejection::LicenseChanged(current);
     }
     if failed(SEAT_ITEM) {
-        let current = reasons[SEAT_ITEM].item().and_then(|item| codec::seat(item).ok());
+        let current = reasons[SEAT_ITEM]
+            .item()
+            .and_then(|item| codec::seat(item).ok());
         return Rejection::SeatChanged(current);
     }
-    if reasons.iter().any(|r| matches!(reason_code(r), "TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded")) {
+    if reasons.iter().any(|r| {
+        matches!(
+            reason_code(r),
+            "TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded"
+        )
+    }) {
         return Rejection::Conflict;
     }
     Rejection::Store(backend("TransactWriteItems")(err))
@@ -295,20 +380,31 @@ impl Store for DynamoStore {
             wanted.push(keys::user(q.company, user));
         }
         let mut found = self.batch_get(wanted.clone()).await?;
-        let mut take = |key: &ItemMap| found.remove(&(codec::key_part(key, PK), codec::key_part(key, SK)));
+        let mut take =
+            |key: &ItemMap| found.remove(&(codec::key_part(key, PK), codec::key_part(key, SK)));
         let mut read = ContextRead {
-            product: take(&product_key).map(|i| codec::doc::<ProductDoc>(&i)).transpose()?,
-            company: take(&company_key).map(|i| codec::doc::<Company>(&i)).transpose()?,
+            product: take(&product_key)
+                .map(|i| codec::doc::<ProductDoc>(&i))
+                .transpose()?,
+            company: take(&company_key)
+                .map(|i| codec::doc::<Company>(&i))
+                .transpose()?,
             ..ContextRead::default()
         };
         if let Some(addr) = &license_addr {
-            read.license = take(&keys::license(addr)).map(|i| codec::license(&i, addr)).transpose()?;
+            read.license = take(&keys::license(addr))
+                .map(|i| codec::license(&i, addr))
+                .transpose()?;
             if let Some(hw) = q.hardware_id {
-                read.device = take(&keys::device(addr, hw)).map(|i| codec::device(&i)).transpose()?;
+                read.device = take(&keys::device(addr, hw))
+                    .map(|i| codec::device(&i))
+                    .transpose()?;
             }
         }
         if let Some(user) = q.user {
-            read.user = take(&keys::user(q.company, user)).map(|i| codec::doc::<LicenseUser>(&i)).transpose()?;
+            read.user = take(&keys::user(q.company, user))
+                .map(|i| codec::doc::<LicenseUser>(&i))
+                .transpose()?;
         }
         Ok(read)
     }
@@ -324,12 +420,19 @@ impl Store for DynamoStore {
             wanted.push(keys::seat(addr, user));
         }
         let mut found = self.batch_get(wanted).await?;
-        let mut take = |key: ItemMap| found.remove(&(codec::key_part(&key, PK), codec::key_part(&key, SK)));
+        let mut take =
+            |key: ItemMap| found.remove(&(codec::key_part(&key, PK), codec::key_part(&key, SK)));
         Ok(LicenseRead {
-            license: take(keys::license(addr)).map(|i| codec::license(&i, addr)).transpose()?,
-            device: take(keys::device(addr, hardware_id)).map(|i| codec::device(&i)).transpose()?,
+            license: take(keys::license(addr))
+                .map(|i| codec::license(&i, addr))
+                .transpose()?,
+            device: take(keys::device(addr, hardware_id))
+                .map(|i| codec::device(&i))
+                .transpose()?,
             seat: match seat {
-                Some(user) => take(keys::seat(addr, user)).map(|i| codec::seat(&i)).transpose()?,
+                Some(user) => take(keys::seat(addr, user))
+                    .map(|i| codec::seat(&i))
+                    .transpose()?,
                 None => None,
             },
         })
@@ -348,8 +451,11 @@ impl Store for DynamoStore {
 
         // 2. The license: one more active device, within every limit, taking the planned slot.
         let mut lic = UpdateBuilder::default();
-        lic.value(":one", n(1)).value(":true", AttributeValue::Bool(true));
-        lic.add("times_activated :one").condition(format!("attribute_exists({PK})")).condition("enabled = :true");
+        lic.value(":one", n(1))
+            .value(":true", AttributeValue::Bool(true));
+        lic.add("times_activated :one")
+            .condition(format!("attribute_exists({PK})"))
+            .condition("enabled = :true");
         if plan.enforce_max_activations {
             lic.condition("times_activated < max_activations");
         }
@@ -359,12 +465,16 @@ impl Store for DynamoStore {
             }
             Slot::Reuse => {
                 let hw = plan.device.hardware_id.as_str();
-                lic.value(":hw", s(hw)).value(":hwset", AttributeValue::Ss(vec![hw.to_owned()]));
-                lic.condition("contains(released, :hw)").delete("released :hwset");
+                lic.value(":hw", s(hw))
+                    .value(":hwset", AttributeValue::Ss(vec![hw.to_owned()]));
+                lic.condition("contains(released, :hw)")
+                    .delete("released :hwset");
             }
             Slot::Transfer { released_by } => {
                 let rb = released_by.as_str();
-                lic.value(":rb", s(rb)).value(":rbset", AttributeValue::Ss(vec![rb.to_owned()])).value(":zero", n(0));
+                lic.value(":rb", s(rb))
+                    .value(":rbset", AttributeValue::Ss(vec![rb.to_owned()]))
+                    .value(":zero", n(0));
                 lic.condition("contains(released, :rb)")
                     .condition("max_transfers = :zero OR (max_transfers > :zero AND transfer_count < max_transfers)")
                     .delete("released :rbset")
@@ -374,23 +484,34 @@ impl Store for DynamoStore {
         }
         if let Some(validity) = plan.set_validity {
             lic.value(":validity", s(validity.to_string()));
-            lic.condition("attribute_not_exists(validity_period)").set("validity_period = :validity");
+            lic.condition("attribute_not_exists(validity_period)")
+                .set("validity_period = :validity");
         }
         let mut items = vec![
             TransactWriteItem::builder().put(device).build(),
-            TransactWriteItem::builder().update(lic.build(&self.table, keys::license(addr), true)).build(),
+            TransactWriteItem::builder()
+                .update(lic.build(&self.table, keys::license(addr), true))
+                .build(),
         ];
 
         // 3. The user's seat: their own activation count, within their own limit.
         if let Some((user, enforce)) = &plan.seat {
             let mut seat = UpdateBuilder::default();
-            seat.value(":one", n(1)).add("total_activations :one").condition(format!("attribute_exists({PK})"));
+            seat.value(":one", n(1))
+                .add("total_activations :one")
+                .condition(format!("attribute_exists({PK})"));
             if *enforce {
                 seat.condition("total_activations < max_activations");
             }
-            items.push(TransactWriteItem::builder().update(seat.build(&self.table, keys::seat(addr, user), true)).build());
+            items.push(
+                TransactWriteItem::builder()
+                    .update(seat.build(&self.table, keys::seat(addr, user), true))
+                    .build(),
+            );
         }
-        self.transact(items).await.map_err(|e| rejection_from(e, addr, Rejection::DeviceActive))
+        self.transact(items)
+            .await
+            .map_err(|e| rejection_from(e, addr, Rejection::DeviceActive))
     }
 
     async fn deactivate_device(&self, plan: &DeactivationPlan) -> Result<(), Rejection> {
@@ -405,13 +526,24 @@ impl Store for DynamoStore {
             .condition("active = :true");
 
         let mut lic = UpdateBuilder::default();
-        lic.value(":minus", n(-1)).value(":zero", n(0)).add("times_activated :minus").condition("times_activated > :zero");
+        lic.value(":minus", n(-1))
+            .value(":zero", n(0))
+            .add("times_activated :minus")
+            .condition("times_activated > :zero");
         if plan.release_slot {
-            lic.value(":hwset", AttributeValue::Ss(vec![plan.hardware_id.as_str().to_owned()])).add("released :hwset");
+            lic.value(
+                ":hwset",
+                AttributeValue::Ss(vec![plan.hardware_id.as_str().to_owned()]),
+            )
+            .add("released :hwset");
         }
         let mut items = vec![
-            TransactWriteItem::builder().update(device.build(&self.table, keys::device(addr, &plan.hardware_id), false)).build(),
-            TransactWriteItem::builder().update(lic.build(&self.table, keys::license(addr), true)).build(),
+            TransactWriteItem::builder()
+                .update(device.build(&self.table, keys::device(addr, &plan.hardware_id), false))
+                .build(),
+            TransactWriteItem::builder()
+                .update(lic.build(&self.table, keys::license(addr), true))
+                .build(),
         ];
         if let Some(user) = &plan.seat {
             let mut seat = UpdateBuilder::default();
@@ -419,9 +551,15 @@ impl Store for DynamoStore {
                 .value(":zero", n(0))
                 .add("total_activations :minus")
                 .condition("total_activations > :zero");
-            items.push(TransactWriteItem::builder().update(seat.build(&self.table, keys::seat(addr, user), true)).build());
+            items.push(
+                TransactWriteItem::builder()
+                    .update(seat.build(&self.table, keys::seat(addr, user), true))
+                    .build(),
+            );
         }
-        self.transact(items).await.map_err(|e| rejection_from(e, addr, Rejection::DeviceNotActive))
+        self.transact(items)
+            .await
+            .map_err(|e| rejection_from(e, addr, Rejection::DeviceNotActive))
     }
 
     async fn record_check(
@@ -432,16 +570,30 @@ impl Store for DynamoStore {
         at: Timestamp,
     ) -> Result<Option<Device>, StoreError> {
         let mut update = UpdateBuilder::default();
-        update.value(":true", AttributeValue::Bool(true)).value(":at", s(at.to_string()));
+        update
+            .value(":true", AttributeValue::Bool(true))
+            .value(":at", s(at.to_string()));
         update.set("last_seen_at = :at").condition("active = :true");
         for (i, (name, value)) in details.iter().enumerate() {
             update.names.insert(format!("#d{i}"), name.clone());
-            update.value(&format!(":d{i}"), codec::detail_value(value)).set(format!("details.#d{i} = :d{i}"));
+            update
+                .value(&format!(":d{i}"), codec::detail_value(value))
+                .set(format!("details.#d{i} = :d{i}"));
         }
-        let out = self.update(keys::device(addr, hardware_id), update, Some(ReturnValue::AllNew)).await;
+        let out = self
+            .update(
+                keys::device(addr, hardware_id),
+                update,
+                Some(ReturnValue::AllNew),
+            )
+            .await;
         match out {
             Ok(item) => item.map(|i| codec::device(&i)).transpose(),
-            Err(SdkError::ServiceError(e)) if matches!(e.err(), UpdateItemError::ConditionalCheckFailedException(_)) => Ok(None),
+            Err(SdkError::ServiceError(e))
+                if matches!(e.err(), UpdateItemError::ConditionalCheckFailedException(_)) =>
+            {
+                Ok(None)
+            }
             Err(e) => Err(backend("UpdateItem")(e)),
         }
     }
@@ -451,22 +603,34 @@ impl Store for DynamoStore {
     }
 
     async fn put_company(&self, company: &CompanyId, doc: &Company) -> Result<(), StoreError> {
-        self.put(codec::doc_item(keys::company(company), doc)?).await
+        self.put(codec::doc_item(keys::company(company), doc)?)
+            .await
     }
 
-    async fn put_product(&self, company: &CompanyId, product: &ProductDoc) -> Result<(), StoreError> {
-        self.put(codec::doc_item(keys::product(company, &product.code), product)?).await
+    async fn put_product(
+        &self,
+        company: &CompanyId,
+        product: &ProductDoc,
+    ) -> Result<(), StoreError> {
+        self.put(codec::doc_item(
+            keys::product(company, &product.code),
+            product,
+        )?)
+        .await
     }
 
     async fn put_license(&self, license: &License) -> Result<(), StoreError> {
         let addr = LicenseAddr::of(license);
         let update = codec::license_upsert(license)?;
-        self.update(keys::license(&addr), update, None).await.map_err(backend("UpdateItem"))?;
+        self.update(keys::license(&addr), update, None)
+            .await
+            .map_err(backend("UpdateItem"))?;
         Ok(())
     }
 
     async fn put_user(&self, company: &CompanyId, user: &LicenseUser) -> Result<(), StoreError> {
-        self.put(codec::doc_item(keys::user(company, &user.email), user)?).await
+        self.put(codec::doc_item(keys::user(company, &user.email), user)?)
+            .await
     }
 
     async fn put_seat(&self, addr: &LicenseAddr, seat: &Seat) -> Result<(), StoreError> {
@@ -474,23 +638,38 @@ impl Store for DynamoStore {
         update
             .value(":user", s(seat.user.as_str()))
             .value(":max", n(seat.max_activations))
-            .value(":unlimited", AttributeValue::Bool(seat.allow_unlimited_activations))
+            .value(
+                ":unlimited",
+                AttributeValue::Bool(seat.allow_unlimited_activations),
+            )
             .value(":zero", n(0))
             .set("#user = :user")
             .set("max_activations = :max")
             .set("unlimited = :unlimited")
             .set("total_activations = if_not_exists(total_activations, :zero)");
         update.names.insert("#user".into(), "user".into());
-        self.update(keys::seat(addr, &seat.user), update, None).await.map_err(backend("UpdateItem"))?;
+        self.update(keys::seat(addr, &seat.user), update, None)
+            .await
+            .map_err(backend("UpdateItem"))?;
         Ok(())
     }
 
     async fn get_license(&self, addr: &LicenseAddr) -> Result<Option<License>, StoreError> {
-        self.get(keys::license(addr)).await?.map(|i| codec::license(&i, addr)).transpose()
+        self.get(keys::license(addr))
+            .await?
+            .map(|i| codec::license(&i, addr))
+            .transpose()
     }
 
-    async fn get_seat(&self, addr: &LicenseAddr, user: &Username) -> Result<Option<Seat>, StoreError> {
-        self.get(keys::seat(addr, user)).await?.map(|i| codec::seat(&i)).transpose()
+    async fn get_seat(
+        &self,
+        addr: &LicenseAddr,
+        user: &Username,
+    ) -> Result<Option<Seat>, StoreError> {
+        self.get(keys::seat(addr, user))
+            .await?
+            .map(|i| codec::seat(&i))
+            .transpose()
     }
 
     async fn list_devices(&self, addr: &LicenseAddr) -> Result<Vec<Device>, StoreError> {
@@ -520,4 +699,3 @@ impl Store for DynamoStore {
         }
     }
 }
-
