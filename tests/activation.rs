@@ -40,18 +40,11 @@ async fn key_based_activation_returns_a_signed_license_object() {
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "application/json");
     // LicenseSignature verifies over the bytes received; a single changed byte does not.
-    let obj = f
-        .client
-        .verify_license(&resp, "HW-Ünï", "AAAA-BBBB")
-        .unwrap();
+    let obj = f.client.verify_license(&resp, "HW-Ünï", "AAAA-BBBB").unwrap();
     let mut tampered = resp.body().to_vec();
     tampered[10] ^= 1;
     let sig = resp.headers()["LicenseSignature"].to_str().unwrap();
-    assert!(!license_api::signing::verify(
-        &f.app.public_key_pem(),
-        &tampered,
-        sig
-    ));
+    assert!(!license_api::signing::verify(&f.app.public_key_pem(), &tampered, sig));
     // The body is exactly what JSON.stringify(JSON.parse(body)) gives: compact, raw UTF-8.
     let text = std::str::from_utf8(resp.body()).unwrap();
     assert!(text.contains("\"hardware_id\":\"HW-Ünï\""));
@@ -63,9 +56,7 @@ async fn key_based_activation_returns_a_signed_license_object() {
     assert_eq!(obj["request"], "activation");
     assert_eq!(obj["active"], true);
     assert_eq!(obj["hardware_id"], "HW-Ünï");
-    assert!(obj["device_id"]
-        .as_i64()
-        .is_some_and(|id| id > 0 && id < (1 << 53)));
+    assert!(obj["device_id"].as_i64().is_some_and(|id| id > 0 && id < (1 << 53)));
     assert_eq!(obj["times_activated"], 1);
     assert_eq!(obj["max_activations"], 5);
     assert_eq!(obj["is_expired"], false);
@@ -135,10 +126,7 @@ async fn user_based_activation_signs_username_and_validity() {
     f.user("ann@example.com", 77, &[(&license, 2)]).await;
     let body = json!({"product": USER_PRODUCT, "hardware_id": "HW-1", "username": "Ann@Example.com", "password": "correct horse"});
     let resp = f.app.send(f.client.activate(&body)).await;
-    let obj = f
-        .client
-        .verify_license(&resp, "HW-1", "ann@example.com")
-        .unwrap();
+    let obj = f.client.verify_license(&resp, "HW-1", "ann@example.com").unwrap();
     assert_eq!(obj["validity_period"], "2099-05-06T07:08:09.010Z");
     assert_eq!(obj["license_type"], "time-limited");
     assert_eq!(obj["authorization_method"], "user");
@@ -177,19 +165,13 @@ async fn unknown_user_and_wrong_password_look_the_same() {
     let a = f.app.send(f.client.activate(&wrong)).await;
     let b = f.app.send(f.client.activate(&unknown)).await;
     assert_error(&a, 400, "license_not_found");
-    assert_eq!(
-        a.body(),
-        b.body(),
-        "same body for unknown user and wrong password"
-    );
-    let no_password =
-        json!({"product": USER_PRODUCT, "hardware_id": "h", "username": "ann@example.com"});
+    assert_eq!(a.body(), b.body(), "same body for unknown user and wrong password");
+    let no_password = json!({"product": USER_PRODUCT, "hardware_id": "h", "username": "ann@example.com"});
     assert_eq!(
         activate_code(&f, &no_password).await,
         (400, "missing_parameters".into())
     );
-    let key_for_user_product =
-        json!({"product": USER_PRODUCT, "hardware_id": "h", "license_key": "K"});
+    let key_for_user_product = json!({"product": USER_PRODUCT, "hardware_id": "h", "license_key": "K"});
     assert_eq!(
         activate_code(&f, &key_for_user_product).await,
         (400, "missing_parameters".into())
@@ -200,10 +182,7 @@ async fn unknown_user_and_wrong_password_look_the_same() {
     assert_eq!(activate_ok(&f, &pick, "ann@example.com").await["id"], 502);
     pick["license_id"] = json!(9999);
     pick["hardware_id"] = json!("h2");
-    assert_eq!(
-        activate_code(&f, &pick).await,
-        (400, "license_not_found".into())
-    );
+    assert_eq!(activate_code(&f, &pick).await, (400, "license_not_found".into()));
 }
 
 #[tokio::test]
@@ -212,8 +191,7 @@ async fn every_activation_exception() {
     let now = Timestamp::now();
     f.key_license("OK", |_| {}).await;
     f.key_license("DISABLED", |l| l.enabled = false).await;
-    f.key_license("NO-VM", |l| l.terms.prevent_vm = Some(true))
-        .await;
+    f.key_license("NO-VM", |l| l.terms.prevent_vm = Some(true)).await;
     f.key_license("LATER", |l| l.terms.start_date = Some(now.plus_days(3)))
         .await;
     f.key_license("EXPIRED", |l| l.validity_period = Some(now.plus_days(-1)))
@@ -268,10 +246,7 @@ async fn every_activation_exception() {
     );
     let mut wrong_id = key_body("OK", "h");
     wrong_id["license_id"] = json!(1);
-    assert_eq!(
-        activate_code(&f, &wrong_id).await,
-        (400, "license_not_found".into())
-    );
+    assert_eq!(activate_code(&f, &wrong_id).await, (400, "license_not_found".into()));
     assert_eq!(
         activate_code(&f, &key_body("DISABLED", "h")).await,
         (400, "license_not_enabled".into())
@@ -346,12 +321,7 @@ async fn user_activation_limit() {
     );
     // Bob's seat is unlimited; the license limit still applies to both.
     for i in 0..3 {
-        activate_ok(
-            &f,
-            &user_body("bob@example.com", &format!("b{i}")),
-            "bob@example.com",
-        )
-        .await;
+        activate_ok(&f, &user_body("bob@example.com", &format!("b{i}")), "bob@example.com").await;
     }
     assert_eq!(f.license_now(&license).await.times_activated, 4);
 }
@@ -388,18 +358,9 @@ async fn reactivation_after_deactivation_takes_a_slot_again() {
     let f = Fixture::new("act-reactivate").await;
     let license = f.key_license("R", |l| l.max_activations = 1).await;
     let first = activate_ok(&f, &key_body("R", "h"), "R").await;
-    assert_eq!(
-        f.app
-            .send(f.client.deactivate(&key_body("R", "h")))
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(f.app.send(f.client.deactivate(&key_body("R", "h"))).await.status(), 200);
     let again = activate_ok(&f, &key_body("R", "h"), "R").await;
-    assert_eq!(
-        again["device_id"], first["device_id"],
-        "a device keeps its id"
-    );
+    assert_eq!(again["device_id"], first["device_id"], "a device keeps its id");
     assert_eq!(again["transfer_count"], 0);
     assert_eq!(f.license_now(&license).await.times_activated, 1);
     assert_eq!(f.device_counts(&license).await, (1, 1));
@@ -422,10 +383,7 @@ async fn trial_first_activation_sets_validity() {
     // The second activation keeps the first one's validity.
     let second = activate_ok(&f, &key_body("TRIAL", "h2"), "TRIAL").await;
     assert_eq!(second["validity_period"], obj["validity_period"]);
-    assert_eq!(
-        f.license_now(&license).await.validity_period,
-        Some(validity)
-    );
+    assert_eq!(f.license_now(&license).await.validity_period, Some(validity));
 }
 
 #[tokio::test]
@@ -446,8 +404,7 @@ async fn unlimited_activations_ignore_max() {
 #[tokio::test]
 async fn floating_cloud_cannot_be_activated_offline() {
     let f = Fixture::new("act-offline-floating").await;
-    f.key_license("FC", |l| l.terms.is_floating_cloud = true)
-        .await;
+    f.key_license("FC", |l| l.terms.is_floating_cloud = true).await;
     let key: ApiKeyRecord = f
         .store()
         .api_key(&license_api::ids::ApiKeyId::parse("api-key-1").unwrap())
@@ -455,18 +412,13 @@ async fn floating_cloud_cannot_be_activated_offline() {
         .unwrap()
         .unwrap();
     let auth = Authenticated { key };
-    let req = LicenseRequest::parse(
-        &Params::from_json(key_body("FC", "h").to_string().as_bytes()).unwrap(),
-    )
-    .unwrap();
+    let req = LicenseRequest::parse(&Params::from_json(key_body("FC", "h").to_string().as_bytes()).unwrap()).unwrap();
     let err = activate(&f.app.state, &auth, &req, Transport::Offline)
         .await
         .err()
         .expect("offline activation refused");
     assert_eq!(err.code(), "offline_floating_cloud_not_supported");
-    assert!(activate(&f.app.state, &auth, &req, Transport::Online)
-        .await
-        .is_ok());
+    assert!(activate(&f.app.state, &auth, &req, Transport::Online).await.is_ok());
 }
 
 #[tokio::test]
@@ -475,11 +427,7 @@ async fn client_rejects_a_response_signed_by_another_key() {
     f.key_license("W", |_| {}).await;
     let resp = f.app.send(f.client.activate(&key_body("W", "h"))).await;
     let (other, _) = license_api::signing::Signer::generate(2048).unwrap();
-    let impostor = license_api::client::LicenseClient::new(
-        "api-key-1",
-        "shared-key-1",
-        other.public_key_pem(),
-    );
+    let impostor = license_api::client::LicenseClient::new("api-key-1", "shared-key-1", other.public_key_pem());
     assert_eq!(
         impostor.verify_license(&resp, "h", "W").unwrap_err(),
         ClientError::BadSignature

@@ -71,10 +71,7 @@ async fn missing_and_malformed_authorization() {
         (
             vec![
                 ("date", &date),
-                (
-                    "authorization",
-                    r#"headers="date",signature="x",apikey="api-key-1""#,
-                ),
+                ("authorization", r#"headers="date",signature="x",apikey="api-key-1""#),
             ],
             "authorization_missing_params",
         ),
@@ -94,10 +91,7 @@ async fn missing_and_malformed_authorization() {
         ),
     ];
     for (headers, code) in cases {
-        let resp = f
-            .app
-            .send(raw(Method::POST, ACTIVATE, &headers, &body))
-            .await;
+        let resp = f.app.send(raw(Method::POST, ACTIVATE, &headers, &body)).await;
         assert_error(&resp, 400, code);
     }
 }
@@ -113,9 +107,9 @@ async fn date_window_is_fifteen_minutes_both_ways() {
         } else {
             SystemTime::now() + Duration::from_secs(16 * 60)
         };
-        let req =
-            f.client
-                .request_dated(Method::POST, ACTIVATE, body(), &httpdate::fmt_http_date(t));
+        let req = f
+            .client
+            .request_dated(Method::POST, ACTIVATE, body(), &httpdate::fmt_http_date(t));
         assert_error(&f.app.send(req).await, 400, "date_header_diff");
     }
     let t = SystemTime::now() - Duration::from_secs(14 * 60);
@@ -132,18 +126,10 @@ async fn api_key_states() {
     let body = key_body("K-1", "h1");
 
     let unknown = LicenseClient::new("nobody", "x", f.app.public_key_pem());
-    assert_error(
-        &f.app.send(unknown.activate(&body)).await,
-        400,
-        "invalid_api_key",
-    );
+    assert_error(&f.app.send(unknown.activate(&body)).await, 400, "invalid_api_key");
 
     let revoked = f.put_key("revoked-key", |k| k.revoked = true).await;
-    assert_error(
-        &f.app.send(revoked.activate(&body)).await,
-        400,
-        "revoked_api_key",
-    );
+    assert_error(&f.app.send(revoked.activate(&body)).await, 400, "revoked_api_key");
 
     let wrong_secret = LicenseClient::new("api-key-1", "not-the-secret", f.app.public_key_pem());
     assert_error(
@@ -153,22 +139,10 @@ async fn api_key_states() {
     );
 
     let read_only = f.put_key("ro-key", |k| k.read_only = true).await;
-    assert_error(
-        &f.app.send(read_only.activate(&body)).await,
-        400,
-        "read_only_api_key",
-    );
-    assert_error(
-        &f.app.send(read_only.deactivate(&body)).await,
-        400,
-        "read_only_api_key",
-    );
+    assert_error(&f.app.send(read_only.activate(&body)).await, 400, "read_only_api_key");
+    assert_error(&f.app.send(read_only.deactivate(&body)).await, 400, "read_only_api_key");
     // Read-only keys may check: the answer is about the device, not the key.
-    assert_error(
-        &f.app.send(read_only.check(&body)).await,
-        400,
-        "license_not_active",
-    );
+    assert_error(&f.app.send(read_only.check(&body)).await, 400, "license_not_active");
 
     let restricted = f
         .put_key("restricted-key", |k| {
@@ -197,9 +171,7 @@ async fn apikey_parameter_is_case_insensitive_and_spaces_are_tolerated() {
         integration_tests::fixtures::SHARED_KEY,
         license_api::auth::signing_message(&date).as_bytes(),
     );
-    let auth = format!(
-        r#"algorithm="hmac-sha256", headers="date", signature="{sig}", apiKey="api-key-1""#
-    );
+    let auth = format!(r#"algorithm="hmac-sha256", headers="date", signature="{sig}", apiKey="api-key-1""#);
     let body = key_body("K-1", "h1").to_string();
     let resp = f
         .app
@@ -210,12 +182,7 @@ async fn apikey_parameter_is_case_insensitive_and_spaces_are_tolerated() {
             &body,
         ))
         .await;
-    assert_eq!(
-        resp.status(),
-        200,
-        "{}",
-        String::from_utf8_lossy(resp.body())
-    );
+    assert_eq!(resp.status(), 200, "{}", String::from_utf8_lossy(resp.body()));
 }
 
 #[tokio::test]
@@ -247,9 +214,7 @@ async fn transport_errors_use_the_error_shape() {
         "invalid_json",
     );
     assert_error(
-        &f.app
-            .send(c.request(Method::POST, ACTIVATE, Some(b"".to_vec())))
-            .await,
+        &f.app.send(c.request(Method::POST, ACTIVATE, Some(b"".to_vec()))).await,
         400,
         "invalid_json",
     );
@@ -275,30 +240,14 @@ async fn transport_errors_use_the_error_shape() {
         "missing_parameters",
     );
     let bad_id = json!({"product": KEY_PRODUCT, "hardware_id": "h", "license_key": "K-1", "license_id": "abc"});
-    assert_error(
-        &f.app.send(c.activate(&bad_id)).await,
-        400,
-        "validation_error",
-    );
-    let both_sso = json!({"product": KEY_PRODUCT, "hardware_id": "h", "id_token": "a", "code": "b", "customer_account_code": "c"});
-    assert_error(
-        &f.app.send(c.activate(&both_sso)).await,
-        400,
-        "validation_error",
-    );
+    assert_error(&f.app.send(c.activate(&bad_id)).await, 400, "validation_error");
+    let both_sso =
+        json!({"product": KEY_PRODUCT, "hardware_id": "h", "id_token": "a", "code": "b", "customer_account_code": "c"});
+    assert_error(&f.app.send(c.activate(&both_sso)).await, 400, "validation_error");
     let huge = json!({"product": KEY_PRODUCT, "hardware_id": "h", "license_key": "K-1", "pad": "x".repeat(70_000)});
-    assert_error(
-        &f.app.send(c.activate(&huge)).await,
-        413,
-        "payload_too_large",
-    );
-    let long_hw =
-        json!({"product": KEY_PRODUCT, "hardware_id": "h".repeat(600), "license_key": "K-1"});
-    assert_error(
-        &f.app.send(c.activate(&long_hw)).await,
-        400,
-        "validation_error",
-    );
+    assert_error(&f.app.send(c.activate(&huge)).await, 413, "payload_too_large");
+    let long_hw = json!({"product": KEY_PRODUCT, "hardware_id": "h".repeat(600), "license_key": "K-1"});
+    assert_error(&f.app.send(c.activate(&long_hw)).await, 400, "validation_error");
     let not_utf8 = c.request(Method::POST, ACTIVATE, Some(vec![b'{', 0xff, 0xfe, b'}']));
     assert_error(&f.app.send(not_utf8).await, 400, "invalid_json");
 }

@@ -103,10 +103,7 @@ async fn interleaved_activations_and_deactivations_keep_the_count_exact() {
             "device_not_found",
             "license_not_active",
         ];
-        assert!(
-            expected.contains(&code.as_str()),
-            "unexpected answer {status} {code}"
-        );
+        assert!(expected.contains(&code.as_str()), "unexpected answer {status} {code}");
     }
     // Per device, successes alternate activate/deactivate, so the net count is its final state.
     let mut net: HashMap<&str, i64> = HashMap::new();
@@ -115,11 +112,7 @@ async fn interleaved_activations_and_deactivations_keep_the_count_exact() {
             *net.entry(hw).or_insert(0) += if *activate { 1 } else { -1 };
         }
     }
-    let devices = f
-        .store()
-        .list_devices(&LicenseAddr::of(&license))
-        .await
-        .unwrap();
+    let devices = f.store().list_devices(&LicenseAddr::of(&license)).await.unwrap();
     for d in &devices {
         let n = net.get(d.hardware_id.as_str()).copied().unwrap_or(0);
         assert_eq!(
@@ -150,24 +143,14 @@ async fn per_user_limit_under_races() {
     f.user("ann@example.com", 1, &[(&license, 3)]).await;
     let apps = instances(&f);
     let reqs = (0..30)
-        .map(|i| {
-            f.client
-                .activate(&user_body("ann@example.com", &format!("u-{i}")))
-        })
+        .map(|i| f.client.activate(&user_body("ann@example.com", &format!("u-{i}"))))
         .collect();
     let t = tally(&race(&apps, reqs).await);
     assert_eq!(count(&t, 200, ""), 3, "{t:?}");
-    assert_eq!(
-        count(&t, 400, "license_user_activated_max_times"),
-        27,
-        "{t:?}"
-    );
+    assert_eq!(count(&t, 400, "license_user_activated_max_times"), 27, "{t:?}");
     let seat = f
         .store()
-        .get_seat(
-            &LicenseAddr::of(&license),
-            &Username::parse("ann@example.com").unwrap(),
-        )
+        .get_seat(&LicenseAddr::of(&license), &Username::parse("ann@example.com").unwrap())
         .await
         .unwrap()
         .unwrap();
@@ -214,10 +197,7 @@ async fn transfer_limit_under_races() {
     assert_eq!(count(&t, 200, ""), 3, "{t:?}");
     assert_eq!(count(&t, 400, "license_transferred_max_times"), 27, "{t:?}");
     let l = f.license_now(&license).await;
-    assert_eq!(
-        (l.transfer_count, l.times_activated, l.released.len()),
-        (3, 3, 7)
-    );
+    assert_eq!((l.transfer_count, l.times_activated, l.released.len()), (3, 3, 7));
     assert_eq!(f.device_counts(&license).await, (3, 13));
 }
 
@@ -225,24 +205,10 @@ async fn transfer_limit_under_races() {
 async fn concurrent_deactivations_of_one_device_decrement_once() {
     let f = Fixture::new("race-deactivate").await;
     let license = f.key_license("DD", |_| {}).await;
-    assert_eq!(
-        f.app
-            .send(f.client.activate(&key_body("DD", "d")))
-            .await
-            .status(),
-        200
-    );
-    assert_eq!(
-        f.app
-            .send(f.client.activate(&key_body("DD", "e")))
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(f.app.send(f.client.activate(&key_body("DD", "d"))).await.status(), 200);
+    assert_eq!(f.app.send(f.client.activate(&key_body("DD", "e"))).await.status(), 200);
     let apps = instances(&f);
-    let reqs = (0..20)
-        .map(|_| f.client.deactivate(&key_body("DD", "d")))
-        .collect();
+    let reqs = (0..20).map(|_| f.client.deactivate(&key_body("DD", "d"))).collect();
     let t = tally(&race(&apps, reqs).await);
     assert_eq!(count(&t, 200, ""), 1, "{t:?}");
     assert_eq!(count(&t, 400, "device_not_found"), 19, "{t:?}");

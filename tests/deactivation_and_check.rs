@@ -15,13 +15,7 @@ fn check_body(key: &str, h: &str) -> Value {
 async fn deactivation_frees_the_slot_and_answers_plain_text() {
     let f = Fixture::new("deact-ok").await;
     let license = f.key_license("D", |l| l.max_activations = 1).await;
-    assert_eq!(
-        f.app
-            .send(f.client.activate(&key_body("D", "h1")))
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(f.app.send(f.client.activate(&key_body("D", "h1"))).await.status(), 200);
     let resp = f.app.send(f.client.deactivate(&key_body("D", "h1"))).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "text/plain");
@@ -35,11 +29,7 @@ async fn deactivation_frees_the_slot_and_answers_plain_text() {
         (0, 1),
         "the device record stays, inactive"
     );
-    let devices = f
-        .store()
-        .list_devices(&LicenseAddr::of(&license))
-        .await
-        .unwrap();
+    let devices = f.store().list_devices(&LicenseAddr::of(&license)).await.unwrap();
     assert!(devices[0].deactivated_at.is_some());
 }
 
@@ -53,31 +43,13 @@ async fn every_deactivation_exception() {
         400,
         "unknown_product",
     );
-    assert_error(
-        &deact(&key_body("MISSING", "h")).await,
-        400,
-        "license_not_found",
-    );
+    assert_error(&deact(&key_body("MISSING", "h")).await, 400, "license_not_found");
     assert_error(&deact(&key_body("D", "h")).await, 400, "license_not_active");
-    assert_eq!(
-        f.app
-            .send(f.client.activate(&key_body("D", "h1")))
-            .await
-            .status(),
-        200
-    );
-    assert_error(
-        &deact(&key_body("D", "other")).await,
-        400,
-        "device_not_found",
-    );
+    assert_eq!(f.app.send(f.client.activate(&key_body("D", "h1"))).await.status(), 200);
+    assert_error(&deact(&key_body("D", "other")).await, 400, "device_not_found");
     assert_eq!(deact(&key_body("D", "h1")).await.status(), 200);
     // A second deactivation of the same device: nothing is active any more.
-    assert_error(
-        &deact(&key_body("D", "h1")).await,
-        400,
-        "license_not_active",
-    );
+    assert_error(&deact(&key_body("D", "h1")).await, 400, "license_not_active");
     let no_headers = http::Request::post("/api/v4/deactivate_license")
         .body(bytes::Bytes::from(key_body("D", "h1").to_string()))
         .unwrap();
@@ -101,10 +73,7 @@ async fn user_deactivation_returns_the_users_activation() {
     assert_eq!(f.app.send(f.client.deactivate(&body)).await.status(), 200);
     let seat = f
         .store()
-        .get_seat(
-            &LicenseAddr::of(&license),
-            &Username::parse("ann@example.com").unwrap(),
-        )
+        .get_seat(&LicenseAddr::of(&license), &Username::parse("ann@example.com").unwrap())
         .await
         .unwrap()
         .unwrap();
@@ -122,9 +91,7 @@ async fn user_deactivation_returns_the_users_activation() {
 async fn check_reports_the_license_and_records_the_device() {
     let f = Fixture::new("check-ok").await;
     let validity = Timestamp::now().plus_days(30);
-    let license = f
-        .key_license("C", |l| l.validity_period = Some(validity))
-        .await;
+    let license = f.key_license("C", |l| l.validity_period = Some(validity)).await;
     let mut act = key_body("C", "h1");
     act["variables"] = json!({"v": "1"});
     assert_eq!(f.app.send(f.client.activate(&act)).await.status(), 200);
@@ -143,11 +110,7 @@ async fn check_reports_the_license_and_records_the_device() {
     assert_eq!(obj["validity_period"], validity.to_string());
     assert_eq!(obj["variables"][0]["variable"], "v");
     assert!(obj.get("request").is_none() && obj.get("installation_file").is_none());
-    let device = &f
-        .store()
-        .list_devices(&LicenseAddr::of(&license))
-        .await
-        .unwrap()[0];
+    let device = &f.store().list_devices(&LicenseAddr::of(&license)).await.unwrap()[0];
     assert_eq!(device.details["os_ver"], "15.0");
     assert_eq!(device.details["is_vm"], false);
     assert!(device.last_seen_at.unwrap() >= device.last_activated_at);
@@ -167,21 +130,9 @@ async fn every_check_exception_and_expired_is_200() {
         check(check_body("MISSING", "h")).await,
         (400, "license_not_found".into())
     );
-    assert_eq!(
-        check(check_body("C", "h1")).await,
-        (400, "license_not_active".into())
-    );
-    assert_eq!(
-        f.app
-            .send(f.client.activate(&key_body("C", "h1")))
-            .await
-            .status(),
-        200
-    );
-    assert_eq!(
-        check(check_body("C", "h2")).await,
-        (400, "device_not_found".into())
-    );
+    assert_eq!(check(check_body("C", "h1")).await, (400, "license_not_active".into()));
+    assert_eq!(f.app.send(f.client.activate(&key_body("C", "h1"))).await.status(), 200);
+    assert_eq!(check(check_body("C", "h2")).await, (400, "device_not_found".into()));
     // A check never creates a device.
     assert_eq!(f.device_counts(&license).await, (1, 1));
 
@@ -189,19 +140,13 @@ async fn every_check_exception_and_expired_is_200() {
         c.blacklist.insert(hw("h1"));
     })
     .await;
-    assert_eq!(
-        check(check_body("C", "h1")).await,
-        (400, "blacklisted".into())
-    );
+    assert_eq!(check(check_body("C", "h1")).await, (400, "blacklisted".into()));
     f.update_company(|_| {}).await;
 
     let mut disabled = f.license_now(&license).await;
     disabled.enabled = false;
     f.store().put_license(&disabled).await.unwrap();
-    assert_eq!(
-        check(check_body("C", "h1")).await,
-        (400, "license_not_enabled".into())
-    );
+    assert_eq!(check(check_body("C", "h1")).await, (400, "license_not_enabled".into()));
 
     let mut expired = disabled;
     expired.enabled = true;
@@ -227,22 +172,11 @@ async fn user_based_check() {
     let q = json!({"product": "up", "hardware_id": "h1", "username": "ann@example.com", "license_id": 602});
     let obj = f
         .client
-        .verify_license(
-            &f.app.send(f.client.check(&q)).await,
-            "h1",
-            "ann@example.com",
-        )
+        .verify_license(&f.app.send(f.client.check(&q)).await, "h1", "ann@example.com")
         .unwrap();
     assert_eq!(obj["user"]["total_activations"], 1);
     assert_eq!(obj["user"]["max_activations"], 3);
-    assert!(
-        obj.get("username").is_none(),
-        "only activation echoes username"
-    );
+    assert!(obj.get("username").is_none(), "only activation echoes username");
     let q = json!({"product": "up", "hardware_id": "h1", "username": "zed@example.com"});
-    assert_error(
-        &f.app.send(f.client.check(&q)).await,
-        400,
-        "license_not_found",
-    );
+    assert_error(&f.app.send(f.client.check(&q)).await, 400, "license_not_found");
 }

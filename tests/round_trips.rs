@@ -16,27 +16,14 @@ async fn round_trips_per_operation() {
 
     // Cold: the first request also fetches the API key record.
     rt.reset();
-    assert_eq!(
-        app.send(f.client.check(&key_body("RT", "warmup")))
-            .await
-            .status(),
-        400
-    );
+    assert_eq!(app.send(f.client.check(&key_body("RT", "warmup"))).await.status(), 400);
     let (cold_requests, _) = rt.get();
 
     let mut measure = Vec::new();
     for (name, req, status) in [
-        (
-            "key activate",
-            f.client.activate(&key_body("RT", "h1")),
-            200,
-        ),
+        ("key activate", f.client.activate(&key_body("RT", "h1")), 200),
         ("key check", f.client.check(&key_body("RT", "h1")), 200),
-        (
-            "key deactivate",
-            f.client.deactivate(&key_body("RT", "h1")),
-            200,
-        ),
+        ("key deactivate", f.client.deactivate(&key_body("RT", "h1")), 200),
         (
             "user activate",
             f.client.activate(&user_body("ann@example.com", "h1")),
@@ -44,9 +31,8 @@ async fn round_trips_per_operation() {
         ),
         (
             "user check",
-            f.client.check(
-                &json!({"product": "up", "hardware_id": "h1", "username": "ann@example.com"}),
-            ),
+            f.client
+                .check(&json!({"product": "up", "hardware_id": "h1", "username": "ann@example.com"})),
             200,
         ),
         (
@@ -70,10 +56,7 @@ async fn round_trips_per_operation() {
         println!("{name}: {requests} requests, {sequential} sequential round trips");
     }
     let get = |name: &str| measure.iter().find(|(n, _)| *n == name).unwrap().1;
-    assert_eq!(
-        cold_requests, 3,
-        "cold check = API key + read + device update"
-    );
+    assert_eq!(cold_requests, 3, "cold check = API key + read + device update");
     assert_eq!(get("key activate"), (2, 2));
     assert_eq!(get("key deactivate"), (2, 2));
     assert_eq!(get("key check"), (2, 1), "check's two requests overlap");

@@ -30,8 +30,7 @@ pub fn hmac_base64(shared_key: &str, message: &[u8]) -> String {
 }
 
 fn hmac_raw(shared_key: &str, message: &[u8]) -> Vec<u8> {
-    let mut mac =
-        HmacSha256::new_from_slice(shared_key.as_bytes()).expect("HMAC accepts any key length");
+    let mut mac = HmacSha256::new_from_slice(shared_key.as_bytes()).expect("HMAC accepts any key length");
     mac.update(message);
     mac.finalize().into_bytes().to_vec()
 }
@@ -41,8 +40,7 @@ pub fn verify_hmac_base64(shared_key: &str, message: &[u8], signature_b64: &str)
     let Ok(given) = B64.decode(signature_b64.trim()) else {
         return false;
     };
-    let mut mac =
-        HmacSha256::new_from_slice(shared_key.as_bytes()).expect("HMAC accepts any key length");
+    let mut mac = HmacSha256::new_from_slice(shared_key.as_bytes()).expect("HMAC accepts any key length");
     mac.update(message);
     mac.verify_slice(&given).is_ok()
 }
@@ -63,21 +61,12 @@ pub fn parse_authorization(value: &str) -> Result<AuthorizationParams, ApiError>
         if part.is_empty() {
             continue;
         }
-        let (name, raw) = part
-            .split_once('=')
-            .ok_or(ApiError::AuthorizationInvalidHeaders)?;
+        let (name, raw) = part.split_once('=').ok_or(ApiError::AuthorizationInvalidHeaders)?;
         let raw = raw.trim();
-        let unquoted = raw
-            .strip_prefix('"')
-            .and_then(|r| r.strip_suffix('"'))
-            .unwrap_or(raw);
+        let unquoted = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')).unwrap_or(raw);
         params.insert(name.trim().to_ascii_lowercase(), unquoted.to_owned());
     }
-    let mut take = |name: &'static str| {
-        params
-            .remove(name)
-            .ok_or(ApiError::AuthorizationMissingParams(name))
-    };
+    let mut take = |name: &'static str| params.remove(name).ok_or(ApiError::AuthorizationMissingParams(name));
     Ok(AuthorizationParams {
         algorithm: take("algorithm")?,
         headers: take("headers")?,
@@ -162,18 +151,11 @@ impl Authenticator {
         }
         check_date(date, now)?;
         let key_id = ApiKeyId::parse(&params.api_key).map_err(|_| ApiError::InvalidApiKey)?;
-        let record = self
-            .lookup(&key_id, store)
-            .await?
-            .ok_or(ApiError::InvalidApiKey)?;
+        let record = self.lookup(&key_id, store).await?.ok_or(ApiError::InvalidApiKey)?;
         if record.revoked {
             return Err(ApiError::RevokedApiKey);
         }
-        if !verify_hmac_base64(
-            &record.shared_key,
-            signing_message(date).as_bytes(),
-            &params.signature,
-        ) {
+        if !verify_hmac_base64(&record.shared_key, signing_message(date).as_bytes(), &params.signature) {
             return Err(ApiError::SignatureMismatch);
         }
         if access == Access::Write && record.read_only {
@@ -182,19 +164,11 @@ impl Authenticator {
         Ok(Authenticated { key: record })
     }
 
-    async fn lookup(
-        &self,
-        id: &ApiKeyId,
-        store: &dyn Store,
-    ) -> Result<Option<ApiKeyRecord>, ApiError> {
+    async fn lookup(&self, id: &ApiKeyId, store: &dyn Store) -> Result<Option<ApiKeyRecord>, ApiError> {
         {
             let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
             if let Some((at, record)) = cache.get(id) {
-                let ttl = if record.is_some() {
-                    self.ttl
-                } else {
-                    self.negative_ttl
-                };
+                let ttl = if record.is_some() { self.ttl } else { self.negative_ttl };
                 if at.elapsed() < ttl {
                     return Ok(record.clone());
                 }
@@ -232,10 +206,8 @@ mod tests {
 
     #[test]
     fn parses_both_apikey_spellings_and_spaces() {
-        let p = parse_authorization(
-            r#"algorithm="hmac-sha256", headers="date", signature="c2ln", apiKey="k-1""#,
-        )
-        .unwrap();
+        let p =
+            parse_authorization(r#"algorithm="hmac-sha256", headers="date", signature="c2ln", apiKey="k-1""#).unwrap();
         assert_eq!(p.api_key, "k-1");
         assert_eq!(p.signature, "c2ln");
         let missing = parse_authorization(r#"algorithm="hmac-sha256",headers="date",apikey="k""#);

@@ -21,11 +21,7 @@ pub struct LicenseClient {
 #[derive(Debug, PartialEq, thiserror::Error)]
 pub enum ClientError {
     #[error("{status} {code}: {message}")]
-    Api {
-        status: u16,
-        code: String,
-        message: String,
-    },
+    Api { status: u16, code: String, message: String },
     #[error("the LicenseSignature header is missing or does not verify")]
     BadSignature,
     #[error("license_signature does not verify")]
@@ -35,11 +31,7 @@ pub enum ClientError {
 }
 
 impl LicenseClient {
-    pub fn new(
-        api_key: impl Into<String>,
-        shared_key: impl Into<String>,
-        public_key_pem: impl Into<String>,
-    ) -> Self {
+    pub fn new(api_key: impl Into<String>, shared_key: impl Into<String>, public_key_pem: impl Into<String>) -> Self {
         Self {
             api_key: api_key.into(),
             shared_key: shared_key.into(),
@@ -57,12 +49,7 @@ impl LicenseClient {
     }
 
     /// A signed request dated now. `path` is e.g. `/api/v4/activate_license`.
-    pub fn request(
-        &self,
-        method: Method,
-        path_and_query: &str,
-        body: Option<Vec<u8>>,
-    ) -> Request<Bytes> {
+    pub fn request(&self, method: Method, path_and_query: &str, body: Option<Vec<u8>>) -> Request<Bytes> {
         self.request_dated(
             method,
             path_and_query,
@@ -118,28 +105,15 @@ impl LicenseClient {
                 query.append_pair(k, &text);
             }
         }
-        self.request(
-            Method::GET,
-            &format!("/api/v4/check_license?{}", query.finish()),
-            None,
-        )
+        self.request(Method::GET, &format!("/api/v4/check_license?{}", query.finish()), None)
     }
 
     /// Verifies a license-object response for `hardware_id` and `ident` (license key or username) and
     /// returns it parsed. Error responses become [`ClientError::Api`].
-    pub fn verify_license(
-        &self,
-        resp: &Response<Bytes>,
-        hardware_id: &str,
-        ident: &str,
-    ) -> Result<Value, ClientError> {
+    pub fn verify_license(&self, resp: &Response<Bytes>, hardware_id: &str, ident: &str) -> Result<Value, ClientError> {
         let body = self.verify_body(resp)?;
-        let object: Value =
-            serde_json::from_slice(&body).map_err(|e| ClientError::Malformed(e.to_string()))?;
-        let validity = object
-            .get("validity_period")
-            .and_then(Value::as_str)
-            .unwrap_or("");
+        let object: Value = serde_json::from_slice(&body).map_err(|e| ClientError::Malformed(e.to_string()))?;
+        let validity = object.get("validity_period").and_then(Value::as_str).unwrap_or("");
         let sig = object
             .get("license_signature")
             .and_then(Value::as_str)
@@ -155,8 +129,8 @@ impl LicenseClient {
     pub fn verify_body(&self, resp: &Response<Bytes>) -> Result<Bytes, ClientError> {
         let body = resp.body().clone();
         if !resp.status().is_success() {
-            let err: Value = serde_json::from_slice(&body)
-                .map_err(|e| ClientError::Malformed(format!("error body: {e}")))?;
+            let err: Value =
+                serde_json::from_slice(&body).map_err(|e| ClientError::Malformed(format!("error body: {e}")))?;
             return Err(ClientError::Api {
                 status: err["status"].as_u64().unwrap_or(0) as u16,
                 code: err["code"].as_str().unwrap_or_default().to_owned(),

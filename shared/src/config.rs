@@ -30,10 +30,7 @@ pub enum ConfigError {
     #[error("environment variable {name} is invalid: {reason}")]
     Invalid { name: &'static str, reason: String },
     #[error("cannot read signing key file {path}: {source}")]
-    KeyFile {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    KeyFile { path: PathBuf, source: std::io::Error },
     #[error("signing key: {0}")]
     Key(#[from] crate::signing::KeyError),
 }
@@ -57,11 +54,7 @@ impl Config {
                     reason: "set only one of SIGNING_KEY_PEM and SIGNING_KEY_FILE".into(),
                 })
             }
-            (None, None) => {
-                return Err(ConfigError::Missing(
-                    "SIGNING_KEY_FILE (or SIGNING_KEY_PEM)",
-                ))
-            }
+            (None, None) => return Err(ConfigError::Missing("SIGNING_KEY_FILE (or SIGNING_KEY_PEM)")),
         };
         let api_key_cache = match get("API_KEY_CACHE_SECONDS") {
             None => MAX_API_KEY_CACHE,
@@ -85,12 +78,10 @@ impl Config {
     pub fn signer(&self) -> Result<crate::signing::Signer, ConfigError> {
         let pem = match &self.signing_key {
             SigningKeySource::Inline(pem) => pem.clone(),
-            SigningKeySource::File(path) => {
-                std::fs::read_to_string(path).map_err(|source| ConfigError::KeyFile {
-                    path: path.clone(),
-                    source,
-                })?
-            }
+            SigningKeySource::File(path) => std::fs::read_to_string(path).map_err(|source| ConfigError::KeyFile {
+                path: path.clone(),
+                source,
+            })?,
         };
         Ok(crate::signing::Signer::from_pem(&pem)?)
     }
@@ -102,20 +93,14 @@ mod tests {
     use std::collections::HashMap;
 
     fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         move |k| map.get(k).cloned()
     }
 
     #[test]
     fn names_the_missing_variable() {
         let err = Config::from_lookup(lookup(&[])).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "environment variable TABLE_NAME is required"
-        );
+        assert_eq!(err.to_string(), "environment variable TABLE_NAME is required");
         let err = Config::from_lookup(lookup(&[("TABLE_NAME", "t")])).unwrap_err();
         assert!(err.to_string().contains("SIGNING_KEY_FILE"));
     }

@@ -175,8 +175,7 @@ mod tests {
 
     #[test]
     fn body_has_exactly_status_code_message() {
-        let body: serde_json::Value =
-            serde_json::from_str(&ApiError::LicenseDeviceExists.body()).unwrap();
+        let body: serde_json::Value = serde_json::from_str(&ApiError::LicenseDeviceExists.body()).unwrap();
         assert_eq!(body["status"], 409);
         assert_eq!(body["code"], "license_device_exists");
         assert_eq!(body.as_object().unwrap().len(), 3);

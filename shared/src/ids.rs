@@ -12,8 +12,21 @@ macro_rules! string_id {
     ($(#[$doc:meta])* $name:ident, forbid_hash = $forbid_hash:literal) => {
         $(#[$doc])*
         #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        #[serde(transparent)]
+        #[serde(try_from = "String", into = "String")]
         pub struct $name(String);
+
+        impl TryFrom<String> for $name {
+            type Error = IdError;
+            fn try_from(value: String) -> Result<Self, IdError> {
+                Self::parse(&value)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(value: $name) -> String {
+                value.0
+            }
+        }
 
         impl $name {
             /// Accepts a non-empty value of at most [`MAX_ID_LEN`] bytes without control characters.
@@ -75,8 +88,21 @@ string_id!(
 
 /// A license user's login: an email address, compared case-insensitively.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(try_from = "String", into = "String")]
 pub struct Username(String);
+
+impl TryFrom<String> for Username {
+    type Error = IdError;
+    fn try_from(value: String) -> Result<Self, IdError> {
+        Self::parse(&value)
+    }
+}
+
+impl From<Username> for String {
+    fn from(value: Username) -> String {
+        value.0
+    }
+}
 
 impl Username {
     /// Lower-cases the address so that `Ann@Example.com` and `ann@example.com` name the same user.
@@ -121,6 +147,16 @@ mod tests {
         assert_eq!(HardwareId::parse("ü-1").unwrap().as_str(), "ü-1");
         assert_eq!(ProductCode::parse("a#b"), Err(IdError::Hash));
         assert!(LicenseKey::parse("a#b").is_ok());
+    }
+
+    #[test]
+    fn deserialising_validates() {
+        assert!(serde_json::from_str::<ProductCode>(r#""a#b""#).is_err());
+        assert!(serde_json::from_str::<HardwareId>(r#""""#).is_err());
+        assert_eq!(
+            serde_json::from_str::<Username>(r#""A@B.c""#).unwrap().as_str(),
+            "a@b.c"
+        );
     }
 
     #[test]

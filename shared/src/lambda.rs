@@ -72,17 +72,11 @@ pub fn to_lambda_response(resp: ApiResponse) -> Response<Body> {
         Ok(text) => Body::Text(text),
         Err(e) => Body::Binary(e.into_bytes()),
     };
-    builder
-        .body(body)
-        .unwrap_or_else(|_| Response::new(Body::Empty))
+    builder.body(body).unwrap_or_else(|_| Response::new(Body::Empty))
 }
 
 /// One invocation: convert, handle, log one line, convert back. Never fails: errors are responses.
-pub async fn serve(
-    endpoint: Endpoint,
-    state: &AppState,
-    event: Request,
-) -> Result<Response<Body>, Infallible> {
+pub async fn serve(endpoint: Endpoint, state: &AppState, event: Request) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
     let req = to_api_request(event);
     let resp = handlers::handle(endpoint, &req, state).await;
@@ -100,14 +94,10 @@ pub async fn serve(
 /// The whole body of a function's `main`: config, state, then the Lambda runtime loop.
 pub async fn run(endpoint: Endpoint) -> Result<(), lambda_http::Error> {
     init_tracing();
-    let config =
-        Config::from_env().inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
+    let config = Config::from_env().inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
     let state = build_state(&config)
         .await
         .inspect_err(|e| tracing::error!(error = %e, "startup failed"))?;
     let state = &state;
-    lambda_http::run(lambda_http::service_fn(move |event| {
-        serve(endpoint, state, event)
-    }))
-    .await
+    lambda_http::run(lambda_http::service_fn(move |event| serve(endpoint, state, event))).await
 }

@@ -46,6 +46,7 @@ pub enum AuthorizationMethod {
 #[serde(default, deny_unknown_fields)]
 pub struct ProductDoc {
     pub id: i64,
+    #[serde(alias = "short_code")]
     pub code: ProductCode,
     pub name: String,
     pub authorization_method: AuthorizationMethod,

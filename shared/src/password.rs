@@ -35,9 +35,7 @@ pub fn verify_blocking(password: &str, stored: Option<&str>) -> bool {
         return false;
     };
     // Stored hashes carry their own parameters; `hasher()` only supplies the algorithm family.
-    let ok = hasher()
-        .verify_password(password.as_bytes(), &parsed)
-        .is_ok();
+    let ok = hasher().verify_password(password.as_bytes(), &parsed).is_ok();
     ok && real
 }
 

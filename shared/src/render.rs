@@ -3,9 +3,7 @@
 //! integral floats, no index-like keys: `catalog` normalises vendor JSON on the way in).
 
 use crate::ids::HardwareId;
-use crate::model::{
-    AuthorizationMethod, Device, Feature, FeatureType, LicenseType, LicenseUser, ProductDoc, Seat,
-};
+use crate::model::{AuthorizationMethod, Device, Feature, FeatureType, LicenseType, LicenseUser, ProductDoc, Seat};
 use crate::rules::{is_expired, prevents_vm, LicenseContext};
 use crate::signing::Signer;
 use crate::time::Timestamp;
@@ -302,10 +300,6 @@ pub fn license_object<'a>(
             })
             .collect(),
         installation_file: activation.then_some(None),
-        license_signature: signer.license_signature(
-            who.hardware_id,
-            who.ident,
-            validity.as_deref(),
-        ),
+        license_signature: signer.license_signature(who.hardware_id, who.ident, validity.as_deref()),
     }
 }

@@ -42,9 +42,7 @@ impl Params {
         }
         match serde_json::from_slice::<Value>(body) {
             Ok(Value::Object(map)) => Ok(Self(map)),
-            Ok(_) => Err(ApiError::Validation(
-                "the body must be a JSON object".into(),
-            )),
+            Ok(_) => Err(ApiError::Validation("the body must be a JSON object".into())),
             Err(e) => Err(ApiError::InvalidJson(e.to_string())),
         }
     }
@@ -90,9 +88,7 @@ impl Params {
                 "false" | "0" | "" => Ok(Some(false)),
                 _ => Err(ApiError::Validation(format!("`{name}` must be a boolean"))),
             },
-            Some(Value::Number(n)) if n.as_i64() == Some(0) || n.as_i64() == Some(1) => {
-                Ok(Some(n.as_i64() == Some(1)))
-            }
+            Some(Value::Number(n)) if n.as_i64() == Some(0) || n.as_i64() == Some(1) => Ok(Some(n.as_i64() == Some(1))),
             Some(_) => Err(ApiError::Validation(format!("`{name}` must be a boolean"))),
         }
     }
@@ -106,9 +102,7 @@ impl Params {
             Some(Value::String(s)) => s.trim().parse().map(Some).map_err(|_| bad()),
             Some(Value::Number(n)) => match (n.as_i64(), n.as_f64()) {
                 (Some(i), _) => Ok(Some(i)),
-                (None, Some(f)) if f.fract() == 0.0 && f.abs() < 9.007_199_254_740_992e15 => {
-                    Ok(Some(f as i64))
-                }
+                (None, Some(f)) if f.fract() == 0.0 && f.abs() < 9.007_199_254_740_992e15 => Ok(Some(f as i64)),
                 _ => Err(bad()),
             },
             Some(_) => Err(bad()),
@@ -120,11 +114,7 @@ impl Params {
     }
 }
 
-fn id<T>(
-    name: &str,
-    value: String,
-    parse: impl Fn(&str) -> Result<T, IdError>,
-) -> Result<T, ApiError> {
+fn id<T>(name: &str, value: String, parse: impl Fn(&str) -> Result<T, IdError>) -> Result<T, ApiError> {
     parse(&value).map_err(|e| ApiError::Validation(format!("`{name}` {e}")))
 }
 
@@ -159,9 +149,7 @@ impl LicenseRequest {
         let hardware_id = id("hardware_id", p.required("hardware_id")?, HardwareId::parse)?;
         let (id_token, code) = (p.string("id_token")?, p.string("code")?);
         if id_token.is_some() && code.is_some() {
-            return Err(ApiError::Validation(
-                "use either `id_token` or `code`, not both".into(),
-            ));
+            return Err(ApiError::Validation("use either `id_token` or `code`, not both".into()));
         }
         let credentials = if let Some(key) = p.string("license_key")? {
             Credentials::Key(id("license_key", key, LicenseKey::parse)?)
@@ -176,9 +164,7 @@ impl LicenseRequest {
             }
             Credentials::Sso
         } else {
-            return Err(ApiError::MissingParameters(
-                "license_key or username".into(),
-            ));
+            return Err(ApiError::MissingParameters("license_key or username".into()));
         };
         Ok(Self {
             product,
@@ -198,9 +184,7 @@ fn device_details(p: &Params) -> Result<Map<String, Value>, ApiError> {
         let value = match p.get(name) {
             None | Some(Value::Null) => continue,
             Some(Value::Bool(b)) => Value::Bool(*b),
-            Some(Value::String(s)) if name == "is_vm" => {
-                Value::Bool(matches!(s.as_str(), "true" | "1"))
-            }
+            Some(Value::String(s)) if name == "is_vm" => Value::Bool(matches!(s.as_str(), "true" | "1")),
             Some(Value::String(s)) => Value::String(truncate(s, MAX_DETAIL_VALUE)),
             Some(other) => Value::String(truncate(&other.to_string(), MAX_DETAIL_VALUE)),
         };
@@ -263,8 +247,10 @@ mod tests {
 
     #[test]
     fn both_client_json_styles_parse_identically() {
-        let python = br#"{"product": "p1", "hardware_id": "h\u00fc", "license_key": "K-1", "license_id": "42", "os_ver": "x"}"#;
-        let node = "{\"product\":\"p1\",\"hardware_id\":\"hü\",\"license_key\":\"K-1\",\"license_id\":42,\"sdk_ver\":\"2\"}";
+        let python =
+            br#"{"product": "p1", "hardware_id": "h\u00fc", "license_key": "K-1", "license_id": "42", "os_ver": "x"}"#;
+        let node =
+            "{\"product\":\"p1\",\"hardware_id\":\"hü\",\"license_key\":\"K-1\",\"license_id\":42,\"sdk_ver\":\"2\"}";
         for body in [&python[..], node.as_bytes()] {
             let r = LicenseRequest::parse(&Params::from_json(body).unwrap()).unwrap();
             assert_eq!(r.hardware_id.as_str(), "hü");
@@ -274,47 +260,21 @@ mod tests {
 
     #[test]
     fn query_booleans_and_missing_fields() {
-        let p = Params::from_query(Some(
-            "product=p&hardware_id=h&license_key=k&is_vm=true&unknown=1",
-        ))
-        .unwrap();
+        let p = Params::from_query(Some("product=p&hardware_id=h&license_key=k&is_vm=true&unknown=1")).unwrap();
         assert!(LicenseRequest::parse(&p).unwrap().is_vm);
         let p = Params::from_query(Some("product=p&license_key=k")).unwrap();
-        assert!(
-            matches!(LicenseRequest::parse(&p), Err(ApiError::MissingParameters(f)) if f == "hardware_id")
-        );
+        assert!(matches!(LicenseRequest::parse(&p), Err(ApiError::MissingParameters(f)) if f == "hardware_id"));
     }
 
     #[test]
     fn malformed_input_is_a_400() {
-        assert!(matches!(
-            Params::from_json(b"{"),
-            Err(ApiError::InvalidJson(_))
-        ));
-        assert!(matches!(
-            Params::from_json(b"[1]"),
-            Err(ApiError::Validation(_))
-        ));
-        let p = Params::from_json(
-            br#"{"product":"p","hardware_id":"h","license_key":"k","license_id":1.5}"#,
-        )
-        .unwrap();
-        assert!(matches!(
-            LicenseRequest::parse(&p),
-            Err(ApiError::Validation(_))
-        ));
-        let p = Params::from_json(
-            br#"{"product":"p","hardware_id":"h","license_key":"k","variables":[1]}"#,
-        )
-        .unwrap();
-        assert!(matches!(
-            LicenseRequest::parse(&p),
-            Err(ApiError::Validation(_))
-        ));
+        assert!(matches!(Params::from_json(b"{"), Err(ApiError::InvalidJson(_))));
+        assert!(matches!(Params::from_json(b"[1]"), Err(ApiError::Validation(_))));
+        let p = Params::from_json(br#"{"product":"p","hardware_id":"h","license_key":"k","license_id":1.5}"#).unwrap();
+        assert!(matches!(LicenseRequest::parse(&p), Err(ApiError::Validation(_))));
+        let p = Params::from_json(br#"{"product":"p","hardware_id":"h","license_key":"k","variables":[1]}"#).unwrap();
+        assert!(matches!(LicenseRequest::parse(&p), Err(ApiError::Validation(_))));
         let big = vec![b' '; MAX_BODY_BYTES + 1];
-        assert!(matches!(
-            Params::from_json(&big),
-            Err(ApiError::PayloadTooLarge(_))
-        ));
+        assert!(matches!(Params::from_json(&big), Err(ApiError::PayloadTooLarge(_))));
     }
 }

@@ -48,10 +48,7 @@ impl Signer {
     }
 
     fn from_key(key: RsaKeyPair) -> Result<Self, KeyError> {
-        let spki = key
-            .public_key()
-            .as_der()
-            .map_err(|_| KeyError::Generation)?;
+        let spki = key.public_key().as_der().map_err(|_| KeyError::Generation)?;
         let public_pem = pem::encode(&pem::Pem::new("PUBLIC KEY", spki.as_ref().to_vec()));
         Ok(Self {
             key,
@@ -94,16 +91,8 @@ impl Signer {
     }
 
     /// The v1 `license_signature` inside a license object (SPEC §5.2).
-    pub fn license_signature(
-        &self,
-        hardware_id: &HardwareId,
-        ident: &str,
-        validity: Option<&str>,
-    ) -> String {
-        self.sign(
-            license_signature_message(hardware_id.as_str(), ident, validity.unwrap_or(""))
-                .as_bytes(),
-        )
+    pub fn license_signature(&self, hardware_id: &HardwareId, ident: &str, validity: Option<&str>) -> String {
+        self.sign(license_signature_message(hardware_id.as_str(), ident, validity.unwrap_or("")).as_bytes())
     }
 }
 

@@ -80,10 +80,7 @@ impl Timestamp {
         }
         match &s[i..] {
             "Z" | "" => {}
-            tz if tz.len() == 6
-                && (tz.starts_with('+') || tz.starts_with('-'))
-                && &tz[3..4] == ":" =>
-            {
+            tz if tz.len() == 6 && (tz.starts_with('+') || tz.starts_with('-')) && &tz[3..4] == ":" => {
                 let sign = if tz.starts_with('-') { -1 } else { 1 };
                 let offset = num(i + 1..i + 3)? * 60 + num(i + 4..i + 6)?;
                 ms -= sign * offset * 60_000;
@@ -100,12 +97,7 @@ impl fmt::Display for Timestamp {
         let days = self.0.div_euclid(MS_PER_DAY);
         let rem = self.0.rem_euclid(MS_PER_DAY);
         let (y, m, d) = civil_from_days(days);
-        let (h, mi, s, ms) = (
-            rem / 3_600_000,
-            rem / 60_000 % 60,
-            rem / 1000 % 60,
-            rem % 1000,
-        );
+        let (h, mi, s, ms) = (rem / 3_600_000, rem / 60_000 % 60, rem / 1000 % 60, rem % 1000);
         write!(f, "{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{ms:03}Z")
     }
 }
@@ -119,8 +111,7 @@ impl Serialize for Timestamp {
 impl<'de> Deserialize<'de> for Timestamp {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        Timestamp::parse_iso(&s)
-            .ok_or_else(|| serde::de::Error::custom(format!("invalid date-time `{s}`")))
+        Timestamp::parse_iso(&s).ok_or_else(|| serde::de::Error::custom(format!("invalid date-time `{s}`")))
     }
 }
 
@@ -156,15 +147,7 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let mp = (5 * doy + 2) / 153;
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (
-        if m <= 2 {
-            yoe + era * 400 + 1
-        } else {
-            yoe + era * 400
-        },
-        m,
-        d,
-    )
+    (if m <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, m, d)
 }
 
 #[cfg(test)]
@@ -173,10 +156,7 @@ mod tests {
 
     #[test]
     fn formats_with_three_fraction_digits() {
-        assert_eq!(
-            Timestamp::from_millis(0).to_string(),
-            "1970-01-01T00:00:00.000Z"
-        );
+        assert_eq!(Timestamp::from_millis(0).to_string(), "1970-01-01T00:00:00.000Z");
         assert_eq!(
             Timestamp::from_millis(1_700_000_000_123).to_string(),
             "2023-11-14T22:13:20.123Z"
@@ -191,10 +171,7 @@ mod tests {
     fn parses_wire_and_catalog_forms() {
         let t = Timestamp::from_millis(1_700_000_000_123);
         assert_eq!(Timestamp::parse_iso("2023-11-14T22:13:20.123Z"), Some(t));
-        assert_eq!(
-            Timestamp::parse_iso("2023-11-15T00:13:20.123+02:00"),
-            Some(t)
-        );
+        assert_eq!(Timestamp::parse_iso("2023-11-15T00:13:20.123+02:00"), Some(t));
         assert_eq!(
             Timestamp::parse_iso("2023-11-14").unwrap().to_string(),
             "2023-11-14T00:00:00.000Z"

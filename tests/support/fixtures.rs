@@ -5,8 +5,7 @@ use super::{Instance, TestEnv};
 use license_api::client::LicenseClient;
 use license_api::ids::{ApiKeyId, CompanyId, HardwareId, LicenseKey, ProductCode, Username};
 use license_api::model::{
-    ApiKeyRecord, AuthorizationMethod, Company, License, LicenseTerms, LicenseUser, ProductDoc,
-    Seat,
+    ApiKeyRecord, AuthorizationMethod, Company, License, LicenseTerms, LicenseUser, ProductDoc, Seat,
 };
 use license_api::password;
 use license_api::store::{LicenseAddr, Store};
@@ -170,10 +169,7 @@ impl Fixture {
             phone_number: None,
             is_initial_password: false,
             password_hash: Some(password::hash(PASSWORD)),
-            licenses: licenses
-                .iter()
-                .map(|(l, _)| (l.product.clone(), l.id))
-                .collect(),
+            licenses: licenses.iter().map(|(l, _)| (l.product.clone(), l.id)).collect(),
         };
         self.store().put_user(&self.company, &user).await.unwrap();
         for (license, max) in licenses {
@@ -183,10 +179,7 @@ impl Fixture {
                 allow_unlimited_activations: *max == 0,
                 total_activations: 0,
             };
-            self.store()
-                .put_seat(&LicenseAddr::of(license), &seat)
-                .await
-                .unwrap();
+            self.store().put_seat(&LicenseAddr::of(license), &seat).await.unwrap();
         }
         user
     }
@@ -201,11 +194,7 @@ impl Fixture {
 
     /// (active devices, all devices) on the license.
     pub async fn device_counts(&self, license: &License) -> (usize, usize) {
-        let devices = self
-            .store()
-            .list_devices(&LicenseAddr::of(license))
-            .await
-            .unwrap();
+        let devices = self.store().list_devices(&LicenseAddr::of(license)).await.unwrap();
         (devices.iter().filter(|d| d.active).count(), devices.len())
     }
 }

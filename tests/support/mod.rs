@@ -26,9 +26,8 @@ pub fn signing_key_pem() -> &'static str {
 }
 
 pub fn endpoint() -> String {
-    std::env::var("DYNAMODB_ENDPOINT").expect(
-        "DYNAMODB_ENDPOINT is not set: run the tests with scripts/test.sh, which starts DynamoDB Local",
-    )
+    std::env::var("DYNAMODB_ENDPOINT")
+        .expect("DYNAMODB_ENDPOINT is not set: run the tests with scripts/test.sh, which starts DynamoDB Local")
 }
 
 /// A DynamoDB client for DynamoDB Local whose requests are counted by `counter`.
@@ -103,9 +102,7 @@ impl Instance {
                 .expect("infallible"),
             None => {
                 let req = license_api::lambda::to_api_request(event);
-                license_api::lambda::to_lambda_response(
-                    license_api::handlers::route(&req, &self.state).await,
-                )
+                license_api::lambda::to_lambda_response(license_api::handlers::route(&req, &self.state).await)
             }
         };
         let (parts, body) = response.into_parts();
@@ -130,20 +127,12 @@ impl Instance {
 /// Parses an error response and checks its shape: JSON content type, exactly `status`, `code`,
 /// `message`, with `status` equal to the HTTP status. Returns (status, code).
 pub fn error_of(resp: &http::Response<Bytes>) -> (u16, String) {
-    assert_eq!(
-        resp.headers()["content-type"],
-        "application/json",
-        "error content type"
-    );
+    assert_eq!(resp.headers()["content-type"], "application/json", "error content type");
     let body: serde_json::Value = serde_json::from_slice(resp.body()).expect("error body is JSON");
     let obj = body.as_object().expect("error body is an object");
     let mut keys: Vec<_> = obj.keys().map(String::as_str).collect();
     keys.sort_unstable();
-    assert_eq!(
-        keys,
-        ["code", "message", "status"],
-        "error body keys: {body}"
-    );
+    assert_eq!(keys, ["code", "message", "status"], "error body keys: {body}");
     assert_eq!(
         body["status"].as_u64(),
         Some(u64::from(resp.status().as_u16())),
@@ -153,10 +142,7 @@ pub fn error_of(resp: &http::Response<Bytes>) -> (u16, String) {
         body["message"].as_str().is_some_and(|m| !m.is_empty()),
         "message present"
     );
-    (
-        resp.status().as_u16(),
-        body["code"].as_str().unwrap().to_owned(),
-    )
+    (resp.status().as_u16(), body["code"].as_str().unwrap().to_owned())
 }
 
 /// Asserts an error response with this status and code.

@@ -21,12 +21,7 @@ const MAX_ATTEMPTS: u32 = 30;
 pub async fn handle(req: &ApiRequest, state: &AppState) -> Result<ApiResponse, ApiError> {
     let auth = state
         .auth
-        .authenticate(
-            &req.headers,
-            &*state.store,
-            Access::Write,
-            SystemTime::now(),
-        )
+        .authenticate(&req.headers, &*state.store, Access::Write, SystemTime::now())
         .await?;
     let request = LicenseRequest::parse(&Params::from_json(&req.body)?)?;
     let resolved = activate(state, &auth, &request, Transport::Online).await?;
@@ -42,14 +37,7 @@ pub async fn handle(req: &ApiRequest, state: &AppState) -> Result<ApiResponse, A
         ident: ident(&request),
         user: resolved.user.as_ref().zip(seat),
     };
-    let body = license_object(
-        &resolved.ctx,
-        device,
-        &who,
-        View::Activation,
-        now,
-        &state.signer,
-    );
+    let body = license_object(&resolved.ctx, device, &who, View::Activation, now, &state.signer);
     Ok(ApiResponse::signed_json(&body, &state.signer))
 }
 
@@ -90,9 +78,7 @@ pub async fn activate(
                 resolved = lookup::load(state, auth, req, false).await?;
             }
             Err(Rejection::Conflict) => backoff(attempt).await,
-            Err(Rejection::DeviceNotActive) => {
-                return Err(ApiError::internal("activation rejected as a deactivation"))
-            }
+            Err(Rejection::DeviceNotActive) => return Err(ApiError::internal("activation rejected as a deactivation")),
             Err(Rejection::Store(e)) => return Err(ApiError::internal(e)),
         }
     }

@@ -52,8 +52,7 @@ pub async fn handle(req: &ApiRequest, state: &AppState) -> Result<ApiResponse, A
         _ => {
             let mut read = lookup::read_context(state, &auth, &request, false).await?;
             let product = lookup::product(&mut read, &request)?;
-            let (user, addr) =
-                lookup::user_license(&mut read, &auth.key.company, &request, false).await?;
+            let (user, addr) = lookup::user_license(&mut read, &auth.key.company, &request, false).await?;
             let (found, touched) = tokio::join!(
                 store.read_license(&addr, Some(&user.email), &request.hardware_id),
                 store.record_check(&addr, &request.hardware_id, &request.details, now),

@@ -18,23 +18,14 @@ const MAX_ATTEMPTS: u32 = 30;
 pub async fn handle(req: &ApiRequest, state: &AppState) -> Result<ApiResponse, ApiError> {
     let auth = state
         .auth
-        .authenticate(
-            &req.headers,
-            &*state.store,
-            Access::Write,
-            SystemTime::now(),
-        )
+        .authenticate(&req.headers, &*state.store, Access::Write, SystemTime::now())
         .await?;
     let request = LicenseRequest::parse(&Params::from_json(&req.body)?)?;
     deactivate(state, &auth, &request).await?;
     Ok(ApiResponse::text("license_deactivated"))
 }
 
-pub async fn deactivate(
-    state: &AppState,
-    auth: &Authenticated,
-    req: &LicenseRequest,
-) -> Result<(), ApiError> {
+pub async fn deactivate(state: &AppState, auth: &Authenticated, req: &LicenseRequest) -> Result<(), ApiError> {
     let resolved = lookup::load(state, auth, req, false).await?;
     let mut plan = rules::plan_deactivation(&resolved.ctx, &req.hardware_id, Timestamp::now())?;
     for attempt in 0..MAX_ATTEMPTS {
@@ -43,11 +34,7 @@ pub async fn deactivate(
             // Someone deactivated it first. Which error applies depends on the license as it is now,
             // not as it was read, so this losing path pays one more read.
             Err(Rejection::DeviceNotActive) => {
-                let current = state
-                    .store
-                    .get_license(&plan.addr)
-                    .await
-                    .map_err(ApiError::internal)?;
+                let current = state.store.get_license(&plan.addr).await.map_err(ApiError::internal)?;
                 let license = current.as_ref().unwrap_or(&resolved.ctx.license);
                 return Err(rules::inactive_device_error(license));
             }
@@ -61,14 +48,10 @@ pub async fn deactivate(
                 plan.seat = None;
             }
             Err(Rejection::LicenseChanged(_)) => {
-                return Err(ApiError::internal(
-                    "license counter below its active devices",
-                ));
+                return Err(ApiError::internal("license counter below its active devices"));
             }
             Err(Rejection::Conflict) => backoff(attempt).await,
-            Err(Rejection::DeviceActive) => {
-                return Err(ApiError::internal("deactivation rejected as an activation"))
-            }
+            Err(Rejection::DeviceActive) => return Err(ApiError::internal("deactivation rejected as an activation")),
             Err(Rejection::Store(e)) => return Err(ApiError::internal(e)),
         }
     }

@@ -37,11 +37,7 @@ pub async fn read_context(
         hardware_id: with_device.then_some(&req.hardware_id),
         user,
     };
-    state
-        .store
-        .read_context(&q)
-        .await
-        .map_err(ApiError::internal)
+    state.store.read_context(&q).await.map_err(ApiError::internal)
 }
 
 /// Checks the product and that the request names its license the way the product expects.
@@ -53,9 +49,7 @@ pub fn product(read: &mut ContextRead, req: &LicenseRequest) -> Result<ProductDo
         (Credentials::Sso, _) => Err(ApiError::Validation(
             "single sign-on is not configured for this product".into(),
         )),
-        (_, AuthorizationMethod::LicenseKey) => {
-            Err(ApiError::MissingParameters("license_key".into()))
-        }
+        (_, AuthorizationMethod::LicenseKey) => Err(ApiError::MissingParameters("license_key".into())),
         (_, AuthorizationMethod::User) => Err(ApiError::MissingParameters("username".into())),
     }
 }
@@ -145,8 +139,5 @@ pub async fn load(
         seat: Some(seat),
         device: found.device,
     };
-    Ok(Resolved {
-        ctx,
-        user: Some(user),
-    })
+    Ok(Resolved { ctx, user: Some(user) })
 }

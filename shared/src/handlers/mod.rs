@@ -62,8 +62,7 @@ impl Endpoint {
 
 /// Serves one request for a known endpoint.
 pub async fn handle(endpoint: Endpoint, req: &ApiRequest, state: &AppState) -> ApiResponse {
-    let result = if req.method != endpoint.method()
-        && !(req.method == Method::HEAD && endpoint.method() == Method::GET)
+    let result = if req.method != endpoint.method() && !(req.method == Method::HEAD && endpoint.method() == Method::GET)
     {
         Err(ApiError::MethodNotAllowed)
     } else {

@@ -92,14 +92,9 @@ fn own_released_slot_is_no_transfer() {
 #[test]
 fn max_transfers_zero_unlimited_negative_prevents() {
     let mut c = ctx();
-    c.license
-        .released
-        .insert(HardwareId::parse("gone").unwrap());
+    c.license.released.insert(HardwareId::parse("gone").unwrap());
     c.license.transfer_count = 100;
-    assert_eq!(
-        code(plan_activation(&c, &req("new"), now(), Transport::Online)),
-        "ok"
-    );
+    assert_eq!(code(plan_activation(&c, &req("new"), now(), Transport::Online)), "ok");
     c.license.max_transfers = -1;
     c.license.transfer_count = 0;
     assert_eq!(
@@ -107,10 +102,7 @@ fn max_transfers_zero_unlimited_negative_prevents() {
         "license_transferred_max_times"
     );
     c.license.max_transfers = 1;
-    assert_eq!(
-        code(plan_activation(&c, &req("new"), now(), Transport::Online)),
-        "ok"
-    );
+    assert_eq!(code(plan_activation(&c, &req("new"), now(), Transport::Online)), "ok");
     c.license.transfer_count = 1;
     assert_eq!(
         code(plan_activation(&c, &req("new"), now(), Transport::Online)),
@@ -168,10 +160,7 @@ fn vm_rule_inherits_from_product() {
     let mut c = ctx();
     let mut r = req("h");
     r.is_vm = true;
-    assert_eq!(
-        code(plan_activation(&c, &r, now(), Transport::Online)),
-        "ok"
-    );
+    assert_eq!(code(plan_activation(&c, &r, now(), Transport::Online)), "ok");
     c.product.prevent_vm = true;
     assert_eq!(
         code(plan_activation(&c, &r, now(), Transport::Online)),
@@ -227,17 +216,13 @@ fn reactivation_keeps_identity_and_merges_variables() {
     let mut c = ctx();
     let mut r = req("h");
     r.variables = vec![("a".into(), "1".into())];
-    let first = plan_activation(&c, &r, now(), Transport::Online)
-        .unwrap()
-        .device;
+    let first = plan_activation(&c, &r, now(), Transport::Online).unwrap().device;
     let mut old = first.clone();
     old.active = false;
     c.device = Some(old);
     r.variables = vec![("a".into(), "2".into()), ("b".into(), "3".into())];
     let later = now().plus_days(1);
-    let again = plan_activation(&c, &r, later, Transport::Online)
-        .unwrap()
-        .device;
+    let again = plan_activation(&c, &r, later, Transport::Online).unwrap().device;
     assert_eq!(again.id, first.id);
     assert_eq!(again.first_activated_at, now());
     assert_eq!(again.last_activated_at, later);
@@ -259,10 +244,7 @@ fn deactivation_and_check_errors() {
     );
     assert_eq!(check(&c, &h).unwrap_err().code(), "license_not_active");
     c.license.times_activated = 1;
-    assert_eq!(
-        plan_deactivation(&c, &h, now()).unwrap_err().code(),
-        "device_not_found"
-    );
+    assert_eq!(plan_deactivation(&c, &h, now()).unwrap_err().code(), "device_not_found");
     c.device = Some(activate(&mut ctx(), "h").device);
     assert!(plan_deactivation(&c, &h, now()).is_ok());
     assert!(check(&c, &h).is_ok());

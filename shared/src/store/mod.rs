@@ -4,6 +4,8 @@
 //! number of devices on a license, except the explicitly administrative `list_devices`.
 
 pub mod dynamo;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 
 use crate::error::BoxError;
 use crate::ids::{ApiKeyId, CompanyId, HardwareId, LicenseKey, ProductCode, Username};
@@ -29,6 +31,14 @@ pub enum LicenseAddr {
 }
 
 impl LicenseAddr {
+    /// The license's key in any store: `LICENSE#<company>#<product>#KEY#<key>` or `...#ID#<id>`.
+    pub fn storage_key(&self) -> String {
+        match self {
+            Self::Key { company, product, key } => format!("LICENSE#{company}#{product}#KEY#{key}"),
+            Self::Id { company, product, id } => format!("LICENSE#{company}#{product}#ID#{id}"),
+        }
+    }
+
     pub fn of(license: &License) -> Self {
         match &license.key {
             Some(key) => Self::Key {
@@ -101,6 +111,34 @@ pub struct ActivationPlan {
     pub set_validity: Option<Timestamp>,
     /// The license user's seat to charge, and whether its own limit applies.
     pub seat: Option<(Username, bool)>,
+}
+
+impl ActivationPlan {
+    /// The license-side condition of the activation write, over the license as currently stored.
+    /// DynamoDB states the same thing as a condition expression (see `dynamo`); stores that check in
+    /// code call this inside their transaction.
+    pub fn license_condition_holds(&self, l: &License) -> bool {
+        let limit_ok = !self.enforce_max_activations || l.times_activated < l.max_activations;
+        let slot_ok = match &self.slot {
+            Slot::Fresh => l.released.is_empty(),
+            Slot::Reuse => l.released.contains(&self.device.hardware_id),
+            Slot::Transfer { released_by } => {
+                l.released.contains(released_by)
+                    && (l.max_transfers == 0 || (l.max_transfers > 0 && l.transfer_count < l.max_transfers))
+            }
+            Slot::Untracked => true,
+        };
+        let validity_ok = self.set_validity.is_none() || l.validity_period.is_none();
+        l.enabled && limit_ok && slot_ok && validity_ok
+    }
+
+    /// The seat-side condition of the activation write.
+    pub fn seat_condition_holds(&self, seat: &Seat) -> bool {
+        match &self.seat {
+            Some((_, true)) => seat.total_activations < seat.max_activations,
+            _ => true,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -179,22 +217,15 @@ pub trait Store: Send + Sync {
     // --- catalog administration: idempotent upserts; counters of existing items are preserved ---
     async fn put_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError>;
     async fn put_company(&self, company: &CompanyId, doc: &Company) -> Result<(), StoreError>;
-    async fn put_product(
-        &self,
-        company: &CompanyId,
-        product: &ProductDoc,
-    ) -> Result<(), StoreError>;
+    async fn put_product(&self, company: &CompanyId, product: &ProductDoc) -> Result<(), StoreError>;
     async fn put_license(&self, license: &License) -> Result<(), StoreError>;
     async fn put_user(&self, company: &CompanyId, user: &LicenseUser) -> Result<(), StoreError>;
     async fn put_seat(&self, addr: &LicenseAddr, seat: &Seat) -> Result<(), StoreError>;
 
     // --- inspection (operators and tests) ---
     async fn get_license(&self, addr: &LicenseAddr) -> Result<Option<License>, StoreError>;
-    async fn get_seat(
-        &self,
-        addr: &LicenseAddr,
-        user: &Username,
-    ) -> Result<Option<Seat>, StoreError>;
+    async fn get_seat(&self, addr: &LicenseAddr, user: &Username) -> Result<Option<Seat>, StoreError>;
+    async fn get_user(&self, company: &CompanyId, user: &Username) -> Result<Option<LicenseUser>, StoreError>;
     /// Every device of a license, active or not. Administrative: its cost grows with the devices.
     async fn list_devices(&self, addr: &LicenseAddr) -> Result<Vec<Device>, StoreError>;
 }

@@ -25,10 +25,7 @@ pub fn n(v: i64) -> AttributeValue {
 }
 
 pub fn key_part(item: &ItemMap, name: &str) -> String {
-    item.get(name)
-        .and_then(|v| v.as_s().ok())
-        .cloned()
-        .unwrap_or_default()
+    item.get(name).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default()
 }
 
 /// Typed reads of one item, with errors that name the item and the attribute.
@@ -70,10 +67,7 @@ impl<'a> Item<'a> {
     }
     fn time(&self, name: &str) -> Result<Option<Timestamp>, StoreError> {
         self.opt_str(name)?
-            .map(|v| {
-                Timestamp::parse_iso(v)
-                    .ok_or_else(|| self.corrupt(format!("`{name}` is not a date-time")))
-            })
+            .map(|v| Timestamp::parse_iso(v).ok_or_else(|| self.corrupt(format!("`{name}` is not a date-time"))))
             .transpose()
     }
     fn json<T: DeserializeOwned>(&self, name: &str) -> Result<T, StoreError> {
@@ -93,11 +87,7 @@ impl<'a> Item<'a> {
             Some(_) => Err(self.corrupt(format!("`{name}` is not a string set"))),
         }
     }
-    fn id<T>(
-        &self,
-        name: &str,
-        parse: impl Fn(&str) -> Result<T, crate::ids::IdError>,
-    ) -> Result<T, StoreError> {
+    fn id<T>(&self, name: &str, parse: impl Fn(&str) -> Result<T, crate::ids::IdError>) -> Result<T, StoreError> {
         parse(self.str(name)?).map_err(|e| self.corrupt(format!("`{name}` {e}")))
     }
 }
@@ -148,12 +138,7 @@ pub fn api_key_item(key: &ApiKeyRecord) -> ItemMap {
 pub fn license(item: &ItemMap, addr: &LicenseAddr) -> Result<License, StoreError> {
     let i = Item(item);
     let (company, product) = match addr {
-        LicenseAddr::Key {
-            company, product, ..
-        }
-        | LicenseAddr::Id {
-            company, product, ..
-        } => (company, product),
+        LicenseAddr::Key { company, product, .. } | LicenseAddr::Id { company, product, .. } => (company, product),
     };
     Ok(License {
         id: i.int("license_id")?,
@@ -186,10 +171,7 @@ pub fn license_upsert(license: &License) -> Result<UpdateBuilder, StoreError> {
     u.value(":id", n(license.id))
         .value(":enabled", AttributeValue::Bool(license.enabled))
         .value(":max", n(license.max_activations))
-        .value(
-            ":unlimited",
-            AttributeValue::Bool(license.allow_unlimited_activations),
-        )
+        .value(":unlimited", AttributeValue::Bool(license.allow_unlimited_activations))
         .value(":max_transfers", n(license.max_transfers))
         .value(":terms", s(to_json(&license.terms)?))
         .value(":zero", n(0))
@@ -261,14 +243,8 @@ pub fn device_item(addr: &LicenseAddr, d: &Device) -> ItemMap {
     if let Some(user) = &d.user {
         item.insert("user".into(), s(user.as_str()));
     }
-    item.insert(
-        "first_activated_at".into(),
-        s(d.first_activated_at.to_string()),
-    );
-    item.insert(
-        "last_activated_at".into(),
-        s(d.last_activated_at.to_string()),
-    );
+    item.insert("first_activated_at".into(), s(d.first_activated_at.to_string()));
+    item.insert("last_activated_at".into(), s(d.last_activated_at.to_string()));
     if let Some(t) = d.deactivated_at {
         item.insert("deactivated_at".into(), s(t.to_string()));
     }
@@ -277,12 +253,7 @@ pub fn device_item(addr: &LicenseAddr, d: &Device) -> ItemMap {
     }
     item.insert(
         "details".into(),
-        AttributeValue::M(
-            d.details
-                .iter()
-                .map(|(k, v)| (k.clone(), detail_value(v)))
-                .collect(),
-        ),
+        AttributeValue::M(d.details.iter().map(|(k, v)| (k.clone(), detail_value(v))).collect()),
     );
     item.insert(
         "variables".into(),

@@ -33,18 +33,7 @@ pub fn user(company: &CompanyId, user: &Username) -> ItemMap {
 }
 
 pub fn license_pk(addr: &LicenseAddr) -> String {
-    match addr {
-        LicenseAddr::Key {
-            company,
-            product,
-            key,
-        } => format!("LICENSE#{company}#{product}#KEY#{key}"),
-        LicenseAddr::Id {
-            company,
-            product,
-            id,
-        } => format!("LICENSE#{company}#{product}#ID#{id}"),
-    }
+    addr.storage_key()
 }
 
 pub fn license(addr: &LicenseAddr) -> ItemMap {

@@ -5,8 +5,8 @@ mod codec;
 mod keys;
 
 use super::{
-    ActivationPlan, ContextQuery, ContextRead, DeactivationPlan, LicenseAddr, LicenseRead,
-    Rejection, Slot, Store, StoreError,
+    ActivationPlan, ContextQuery, ContextRead, DeactivationPlan, LicenseAddr, LicenseRead, Rejection, Slot, Store,
+    StoreError,
 };
 use crate::ids::{ApiKeyId, CompanyId, HardwareId, Username};
 use crate::model::{ApiKeyRecord, Company, Device, License, LicenseUser, ProductDoc, Seat};
@@ -16,9 +16,8 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, CancellationReason, KeySchemaElement,
-    KeyType, KeysAndAttributes, Put, ReturnValue, ReturnValuesOnConditionCheckFailure,
-    ScalarAttributeType, TransactWriteItem, Update,
+    AttributeDefinition, AttributeValue, BillingMode, CancellationReason, KeySchemaElement, KeyType, KeysAndAttributes,
+    Put, ReturnValue, ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TransactWriteItem, Update,
 };
 use aws_sdk_dynamodb::Client;
 use codec::{n, s, ItemMap};
@@ -88,18 +87,11 @@ impl DynamoStore {
             .await;
         match created {
             Ok(_) => {}
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_resource_in_use_exception()) => {}
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_in_use_exception()) => {}
             Err(e) => return Err(backend("CreateTable")(e)),
         }
         for _ in 0..120 {
-            let described = self
-                .client
-                .describe_table()
-                .table_name(&self.table)
-                .send()
-                .await;
+            let described = self.client.describe_table().table_name(&self.table).send().await;
             let status = described
                 .map_err(backend("DescribeTable"))?
                 .table
@@ -116,10 +108,7 @@ impl DynamoStore {
     }
 
     /// BatchGetItem for up to 100 keys, following `UnprocessedKeys` until every key is answered.
-    async fn batch_get(
-        &self,
-        keys: Vec<ItemMap>,
-    ) -> Result<HashMap<(String, String), ItemMap>, StoreError> {
+    async fn batch_get(&self, keys: Vec<ItemMap>) -> Result<HashMap<(String, String), ItemMap>, StoreError> {
         let mut found = HashMap::new();
         let mut pending = Some(
             KeysAndAttributes::builder()
@@ -209,10 +198,7 @@ impl DynamoStore {
         Ok(out.attributes)
     }
 
-    async fn transact(
-        &self,
-        items: Vec<TransactWriteItem>,
-    ) -> Result<(), SdkError<TransactWriteItemsError>> {
+    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<(), SdkError<TransactWriteItemsError>> {
         self.client
             .transact_write_items()
             .set_transact_items(Some(items))
@@ -256,11 +242,7 @@ impl UpdateBuilder {
     }
     fn expression(&self) -> String {
         let mut parts = Vec::new();
-        for (verb, clauses) in [
-            ("SET", &self.set),
-            ("ADD", &self.add),
-            ("DELETE", &self.delete),
-        ] {
+        for (verb, clauses) in [("SET", &self.set), ("ADD", &self.add), ("DELETE", &self.delete)] {
             if !clauses.is_empty() {
                 parts.push(format!("{verb} {}", clauses.join(", ")));
             }
@@ -287,9 +269,7 @@ impl UpdateBuilder {
             b = b.set_expression_attribute_names(Some(self.names));
         }
         if return_old_on_failure {
-            b = b.return_values_on_condition_check_failure(
-                ReturnValuesOnConditionCheckFailure::AllOld,
-            );
+            b = b.return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         }
         b.build().expect("table, key and expression are set")
     }
@@ -312,12 +292,8 @@ fn rejection_from(
 ) -> Rejection {
     let reasons = match &err {
         SdkError::ServiceError(e) => match e.err() {
-            TransactWriteItemsError::TransactionCanceledException(c) => {
-                c.cancellation_reasons().to_vec()
-            }
-            TransactWriteItemsError::TransactionInProgressException(_) => {
-                return Rejection::Conflict
-            }
+            TransactWriteItemsError::TransactionCanceledException(c) => c.cancellation_reasons().to_vec(),
+            TransactWriteItemsError::TransactionInProgressException(_) => return Rejection::Conflict,
             _ => return Rejection::Store(backend("TransactWriteItems")(err)),
         },
         _ => return Rejection::Store(backend("TransactWriteItems")(err)),
@@ -338,9 +314,7 @@ fn rejection_from(
         return Rejection::LicenseChanged(current);
     }
     if failed(SEAT_ITEM) {
-        let current = reasons[SEAT_ITEM]
-            .item()
-            .and_then(|item| codec::seat(item).ok());
+        let current = reasons[SEAT_ITEM].item().and_then(|item| codec::seat(item).ok());
         return Rejection::SeatChanged(current);
     }
     if reasons.iter().any(|r| {
@@ -380,15 +354,10 @@ impl Store for DynamoStore {
             wanted.push(keys::user(q.company, user));
         }
         let mut found = self.batch_get(wanted.clone()).await?;
-        let mut take =
-            |key: &ItemMap| found.remove(&(codec::key_part(key, PK), codec::key_part(key, SK)));
+        let mut take = |key: &ItemMap| found.remove(&(codec::key_part(key, PK), codec::key_part(key, SK)));
         let mut read = ContextRead {
-            product: take(&product_key)
-                .map(|i| codec::doc::<ProductDoc>(&i))
-                .transpose()?,
-            company: take(&company_key)
-                .map(|i| codec::doc::<Company>(&i))
-                .transpose()?,
+            product: take(&product_key).map(|i| codec::doc::<ProductDoc>(&i)).transpose()?,
+            company: take(&company_key).map(|i| codec::doc::<Company>(&i)).transpose()?,
             ..ContextRead::default()
         };
         if let Some(addr) = &license_addr {
@@ -396,9 +365,7 @@ impl Store for DynamoStore {
                 .map(|i| codec::license(&i, addr))
                 .transpose()?;
             if let Some(hw) = q.hardware_id {
-                read.device = take(&keys::device(addr, hw))
-                    .map(|i| codec::device(&i))
-                    .transpose()?;
+                read.device = take(&keys::device(addr, hw)).map(|i| codec::device(&i)).transpose()?;
             }
         }
         if let Some(user) = q.user {
@@ -420,8 +387,7 @@ impl Store for DynamoStore {
             wanted.push(keys::seat(addr, user));
         }
         let mut found = self.batch_get(wanted).await?;
-        let mut take =
-            |key: ItemMap| found.remove(&(codec::key_part(&key, PK), codec::key_part(&key, SK)));
+        let mut take = |key: ItemMap| found.remove(&(codec::key_part(&key, PK), codec::key_part(&key, SK)));
         Ok(LicenseRead {
             license: take(keys::license(addr))
                 .map(|i| codec::license(&i, addr))
@@ -430,9 +396,7 @@ impl Store for DynamoStore {
                 .map(|i| codec::device(&i))
                 .transpose()?,
             seat: match seat {
-                Some(user) => take(keys::seat(addr, user))
-                    .map(|i| codec::seat(&i))
-                    .transpose()?,
+                Some(user) => take(keys::seat(addr, user)).map(|i| codec::seat(&i)).transpose()?,
                 None => None,
             },
         })
@@ -451,8 +415,7 @@ impl Store for DynamoStore {
 
         // 2. The license: one more active device, within every limit, taking the planned slot.
         let mut lic = UpdateBuilder::default();
-        lic.value(":one", n(1))
-            .value(":true", AttributeValue::Bool(true));
+        lic.value(":one", n(1)).value(":true", AttributeValue::Bool(true));
         lic.add("times_activated :one")
             .condition(format!("attribute_exists({PK})"))
             .condition("enabled = :true");
@@ -467,8 +430,7 @@ impl Store for DynamoStore {
                 let hw = plan.device.hardware_id.as_str();
                 lic.value(":hw", s(hw))
                     .value(":hwset", AttributeValue::Ss(vec![hw.to_owned()]));
-                lic.condition("contains(released, :hw)")
-                    .delete("released :hwset");
+                lic.condition("contains(released, :hw)").delete("released :hwset");
             }
             Slot::Transfer { released_by } => {
                 let rb = released_by.as_str();
@@ -531,11 +493,8 @@ impl Store for DynamoStore {
             .add("times_activated :minus")
             .condition("times_activated > :zero");
         if plan.release_slot {
-            lic.value(
-                ":hwset",
-                AttributeValue::Ss(vec![plan.hardware_id.as_str().to_owned()]),
-            )
-            .add("released :hwset");
+            lic.value(":hwset", AttributeValue::Ss(vec![plan.hardware_id.as_str().to_owned()]))
+                .add("released :hwset");
         }
         let mut items = vec![
             TransactWriteItem::builder()
@@ -581,11 +540,7 @@ impl Store for DynamoStore {
                 .set(format!("details.#d{i} = :d{i}"));
         }
         let out = self
-            .update(
-                keys::device(addr, hardware_id),
-                update,
-                Some(ReturnValue::AllNew),
-            )
+            .update(keys::device(addr, hardware_id), update, Some(ReturnValue::AllNew))
             .await;
         match out {
             Ok(item) => item.map(|i| codec::device(&i)).transpose(),
@@ -603,20 +558,12 @@ impl Store for DynamoStore {
     }
 
     async fn put_company(&self, company: &CompanyId, doc: &Company) -> Result<(), StoreError> {
-        self.put(codec::doc_item(keys::company(company), doc)?)
-            .await
+        self.put(codec::doc_item(keys::company(company), doc)?).await
     }
 
-    async fn put_product(
-        &self,
-        company: &CompanyId,
-        product: &ProductDoc,
-    ) -> Result<(), StoreError> {
-        self.put(codec::doc_item(
-            keys::product(company, &product.code),
-            product,
-        )?)
-        .await
+    async fn put_product(&self, company: &CompanyId, product: &ProductDoc) -> Result<(), StoreError> {
+        self.put(codec::doc_item(keys::product(company, &product.code), product)?)
+            .await
     }
 
     async fn put_license(&self, license: &License) -> Result<(), StoreError> {
@@ -629,8 +576,7 @@ impl Store for DynamoStore {
     }
 
     async fn put_user(&self, company: &CompanyId, user: &LicenseUser) -> Result<(), StoreError> {
-        self.put(codec::doc_item(keys::user(company, &user.email), user)?)
-            .await
+        self.put(codec::doc_item(keys::user(company, &user.email), user)?).await
     }
 
     async fn put_seat(&self, addr: &LicenseAddr, seat: &Seat) -> Result<(), StoreError> {
@@ -638,10 +584,7 @@ impl Store for DynamoStore {
         update
             .value(":user", s(seat.user.as_str()))
             .value(":max", n(seat.max_activations))
-            .value(
-                ":unlimited",
-                AttributeValue::Bool(seat.allow_unlimited_activations),
-            )
+            .value(":unlimited", AttributeValue::Bool(seat.allow_unlimited_activations))
             .value(":zero", n(0))
             .set("#user = :user")
             .set("max_activations = :max")
@@ -661,14 +604,17 @@ impl Store for DynamoStore {
             .transpose()
     }
 
-    async fn get_seat(
-        &self,
-        addr: &LicenseAddr,
-        user: &Username,
-    ) -> Result<Option<Seat>, StoreError> {
+    async fn get_seat(&self, addr: &LicenseAddr, user: &Username) -> Result<Option<Seat>, StoreError> {
         self.get(keys::seat(addr, user))
             .await?
             .map(|i| codec::seat(&i))
+            .transpose()
+    }
+
+    async fn get_user(&self, company: &CompanyId, user: &Username) -> Result<Option<LicenseUser>, StoreError> {
+        self.get(keys::user(company, user))
+            .await?
+            .map(|i| codec::doc::<LicenseUser>(&i))
             .transpose()
     }
 

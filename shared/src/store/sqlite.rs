@@ -1,0 +1,612 @@
+//! The embedded store: the same [`Store`] contract over one SQLite file (WAL, `synchronous=FULL`, so an
+//! acknowledged write survives a crash of the process). Every write runs in a `BEGIN IMMEDIATE`
+//! transaction that checks the same conditions DynamoDB's expressions state (through
+//! [`ActivationPlan::license_condition_holds`] and friends) before changing anything, so several server
+//! processes on one file are exactly as safe as several Lambdas on one table.
+
+use super::{
+    ActivationPlan, ContextQuery, ContextRead, DeactivationPlan, LicenseAddr, LicenseRead, Rejection, Store, StoreError,
+};
+use crate::ids::{ApiKeyId, CompanyId, HardwareId, LicenseKey, ProductCode, Username};
+use crate::model::{ApiKeyRecord, Company, Device, License, LicenseUser, ProductDoc, Seat};
+use crate::time::Timestamp;
+use async_trait::async_trait;
+use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS api_keys (
+    id TEXT PRIMARY KEY, company TEXT NOT NULL, shared_key TEXT NOT NULL, products TEXT NOT NULL,
+    read_only INTEGER NOT NULL, revoked INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS companies (id TEXT PRIMARY KEY, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS products (company TEXT NOT NULL, code TEXT NOT NULL, doc TEXT NOT NULL,
+    PRIMARY KEY (company, code));
+CREATE TABLE IF NOT EXISTS users (company TEXT NOT NULL, email TEXT NOT NULL, doc TEXT NOT NULL,
+    PRIMARY KEY (company, email));
+CREATE TABLE IF NOT EXISTS licenses (
+    pk TEXT PRIMARY KEY, license_id INTEGER NOT NULL, license_key TEXT, enabled INTEGER NOT NULL,
+    max_activations INTEGER NOT NULL, unlimited INTEGER NOT NULL, max_transfers INTEGER NOT NULL,
+    validity_period TEXT, terms TEXT NOT NULL, times_activated INTEGER NOT NULL DEFAULT 0,
+    transfer_count INTEGER NOT NULL DEFAULT 0, released TEXT NOT NULL DEFAULT '[]');
+CREATE TABLE IF NOT EXISTS devices (
+    license_pk TEXT NOT NULL, hardware_id TEXT NOT NULL, device_id INTEGER NOT NULL, active INTEGER NOT NULL,
+    user TEXT, first_activated_at TEXT NOT NULL, last_activated_at TEXT NOT NULL, deactivated_at TEXT,
+    last_seen_at TEXT, details TEXT NOT NULL, variables TEXT NOT NULL,
+    PRIMARY KEY (license_pk, hardware_id));
+CREATE TABLE IF NOT EXISTS seats (
+    license_pk TEXT NOT NULL, user TEXT NOT NULL, max_activations INTEGER NOT NULL, unlimited INTEGER NOT NULL,
+    total_activations INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (license_pk, user));
+"#;
+
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+    path: PathBuf,
+}
+
+fn backend(operation: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+    move |source| StoreError::Backend {
+        operation,
+        source: Box::new(source),
+    }
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+    )
+}
+
+fn corrupt(key: &str, reason: impl std::fmt::Display) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, format!("{key}: {reason}").into())
+}
+
+fn from_json<T: DeserializeOwned>(key: &str, text: &str) -> rusqlite::Result<T> {
+    serde_json::from_str(text).map_err(|e| corrupt(key, e))
+}
+
+fn to_json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("domain types serialise to JSON")
+}
+
+fn time(key: &str, v: Option<String>) -> rusqlite::Result<Option<Timestamp>> {
+    v.map(|s| Timestamp::parse_iso(&s).ok_or_else(|| corrupt(key, format!("bad date-time {s}"))))
+        .transpose()
+}
+
+fn id<T>(key: &str, v: &str, parse: impl Fn(&str) -> Result<T, crate::ids::IdError>) -> rusqlite::Result<T> {
+    parse(v).map_err(|e| corrupt(key, e))
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and its schema.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Backend {
+                operation: "create data directory",
+                source: Box::new(e),
+            })?;
+        }
+        let conn = Connection::open(&path).map_err(backend("open"))?;
+        conn.busy_timeout(Duration::from_secs(10)).map_err(backend("open"))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(backend("open"))?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(backend("open"))?;
+        conn.execute_batch(SCHEMA).map_err(backend("create schema"))?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+            path,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` on the connection on the blocking pool.
+    async fn run<T: Send + 'static>(&self, f: impl FnOnce(&mut Connection) -> T + Send + 'static) -> T {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut guard)
+        })
+        .await
+        .expect("store task panicked")
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        operation: &'static str,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.run(move |c| f(c)).await.map_err(backend(operation))
+    }
+
+    /// A write transaction whose body may reject the write (conditions) without touching anything.
+    async fn write(
+        &self,
+        operation: &'static str,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<Result<(), Rejection>> + Send + 'static,
+    ) -> Result<(), Rejection> {
+        let result = self
+            .run(move |c| -> rusqlite::Result<Result<(), Rejection>> {
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let verdict = f(&tx)?;
+                if verdict.is_ok() {
+                    tx.commit()?;
+                }
+                Ok(verdict)
+            })
+            .await;
+        match result {
+            Ok(verdict) => verdict,
+            Err(e) if is_busy(&e) => Err(Rejection::Conflict),
+            Err(e) => Err(Rejection::Store(backend(operation)(e))),
+        }
+    }
+
+    async fn upsert(
+        &self,
+        operation: &'static str,
+        sql: &'static str,
+        values: Vec<rusqlite::types::Value>,
+    ) -> Result<(), StoreError> {
+        self.read(operation, move |c| {
+            c.execute(sql, rusqlite::params_from_iter(values)).map(|_| ())
+        })
+        .await
+    }
+}
+
+fn license_row(c: &Connection, addr: &LicenseAddr) -> rusqlite::Result<Option<License>> {
+    let pk = addr.storage_key();
+    let (company, product) = match addr {
+        LicenseAddr::Key { company, product, .. } | LicenseAddr::Id { company, product, .. } => {
+            (company.clone(), product.clone())
+        }
+    };
+    c.query_row(
+        "SELECT license_id, license_key, enabled, max_activations, unlimited, max_transfers, validity_period, terms,
+                times_activated, transfer_count, released FROM licenses WHERE pk = ?1",
+        [&pk],
+        |r| {
+            let released: Vec<String> = from_json(&pk, &r.get::<_, String>(10)?)?;
+            Ok(License {
+                id: r.get(0)?,
+                company: company.clone(),
+                product: product.clone(),
+                key: r
+                    .get::<_, Option<String>>(1)?
+                    .map(|k| id(&pk, &k, LicenseKey::parse))
+                    .transpose()?,
+                enabled: r.get(2)?,
+                max_activations: r.get(3)?,
+                allow_unlimited_activations: r.get(4)?,
+                max_transfers: r.get(5)?,
+                validity_period: time(&pk, r.get(6)?)?,
+                terms: from_json(&pk, &r.get::<_, String>(7)?)?,
+                times_activated: r.get(8)?,
+                transfer_count: r.get(9)?,
+                released: released
+                    .iter()
+                    .map(|h| id(&pk, h, HardwareId::parse))
+                    .collect::<rusqlite::Result<BTreeSet<_>>>()?,
+            })
+        },
+    )
+    .optional()
+}
+
+fn device_from(pk: &str, r: &Row<'_>) -> rusqlite::Result<Device> {
+    Ok(Device {
+        id: r.get(0)?,
+        hardware_id: id(pk, &r.get::<_, String>(1)?, HardwareId::parse)?,
+        active: r.get(2)?,
+        user: r
+            .get::<_, Option<String>>(3)?
+            .map(|u| id(pk, &u, Username::parse))
+            .transpose()?,
+        first_activated_at: time(pk, r.get(4)?)?.ok_or_else(|| corrupt(pk, "first_activated_at missing"))?,
+        last_activated_at: time(pk, r.get(5)?)?.ok_or_else(|| corrupt(pk, "last_activated_at missing"))?,
+        deactivated_at: time(pk, r.get(6)?)?,
+        last_seen_at: time(pk, r.get(7)?)?,
+        details: from_json(pk, &r.get::<_, String>(8)?)?,
+        variables: from_json(pk, &r.get::<_, String>(9)?)?,
+    })
+}
+
+const DEVICE_COLUMNS: &str =
+    "device_id, hardware_id, active, user, first_activated_at, last_activated_at, deactivated_at, last_seen_at, details, variables";
+
+fn device_row(c: &Connection, addr: &LicenseAddr, hw: &HardwareId) -> rusqlite::Result<Option<Device>> {
+    let pk = addr.storage_key();
+    c.query_row(
+        &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE license_pk = ?1 AND hardware_id = ?2"),
+        params![pk, hw.as_str()],
+        |r| device_from(&pk, r),
+    )
+    .optional()
+}
+
+fn put_device(c: &Connection, addr: &LicenseAddr, d: &Device) -> rusqlite::Result<()> {
+    c.execute(
+        &format!(
+            "INSERT OR REPLACE INTO devices (license_pk, {DEVICE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+        ),
+        params![
+            addr.storage_key(),
+            d.id,
+            d.hardware_id.as_str(),
+            d.active,
+            d.user.as_ref().map(Username::as_str),
+            d.first_activated_at.to_string(),
+            d.last_activated_at.to_string(),
+            d.deactivated_at.map(|t| t.to_string()),
+            d.last_seen_at.map(|t| t.to_string()),
+            to_json(&d.details),
+            to_json(&d.variables),
+        ],
+    )
+    .map(|_| ())
+}
+
+fn seat_row(c: &Connection, addr: &LicenseAddr, user: &Username) -> rusqlite::Result<Option<Seat>> {
+    let pk = addr.storage_key();
+    c.query_row(
+        "SELECT user, max_activations, unlimited, total_activations FROM seats WHERE license_pk = ?1 AND user = ?2",
+        params![pk, user.as_str()],
+        |r| {
+            Ok(Seat {
+                user: id(&pk, &r.get::<_, String>(0)?, Username::parse)?,
+                max_activations: r.get(1)?,
+                allow_unlimited_activations: r.get(2)?,
+                total_activations: r.get(3)?,
+            })
+        },
+    )
+    .optional()
+}
+
+fn doc_row<T: DeserializeOwned>(c: &Connection, sql: &str, args: &[&str]) -> rusqlite::Result<Option<T>> {
+    let text: Option<String> = c
+        .query_row(sql, rusqlite::params_from_iter(args), |r| r.get(0))
+        .optional()?;
+    text.map(|t| from_json(sql, &t)).transpose()
+}
+
+fn save_license_counters(c: &Connection, l: &License) -> rusqlite::Result<()> {
+    let released: Vec<&str> = l.released.iter().map(HardwareId::as_str).collect();
+    c.execute(
+        "UPDATE licenses SET times_activated = ?2, transfer_count = ?3, released = ?4, validity_period = ?5 WHERE pk = ?1",
+        params![
+            LicenseAddr::of(l).storage_key(),
+            l.times_activated,
+            l.transfer_count,
+            to_json(&released),
+            l.validity_period.map(|t| t.to_string())
+        ],
+    )
+    .map(|_| ())
+}
+
+fn add_to_seat(c: &Connection, addr: &LicenseAddr, user: &Username, delta: i64) -> rusqlite::Result<()> {
+    c.execute(
+        "UPDATE seats SET total_activations = total_activations + ?3 WHERE license_pk = ?1 AND user = ?2",
+        params![addr.storage_key(), user.as_str(), delta],
+    )
+    .map(|_| ())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn api_key(&self, key: &ApiKeyId) -> Result<Option<ApiKeyRecord>, StoreError> {
+        let key = key.clone();
+        self.read("read api key", move |c| {
+            c.query_row(
+                "SELECT id, company, shared_key, products, read_only, revoked FROM api_keys WHERE id = ?1",
+                [key.as_str()],
+                |r| {
+                    let k = key.as_str();
+                    let products: Vec<String> = from_json(k, &r.get::<_, String>(3)?)?;
+                    Ok(ApiKeyRecord {
+                        id: id(k, &r.get::<_, String>(0)?, ApiKeyId::parse)?,
+                        company: id(k, &r.get::<_, String>(1)?, CompanyId::parse)?,
+                        shared_key: r.get(2)?,
+                        products: products
+                            .iter()
+                            .map(|p| id(k, p, ProductCode::parse))
+                            .collect::<rusqlite::Result<_>>()?,
+                        read_only: r.get(4)?,
+                        revoked: r.get(5)?,
+                    })
+                },
+            )
+            .optional()
+        })
+        .await
+    }
+
+    async fn read_context(&self, q: &ContextQuery<'_>) -> Result<ContextRead, StoreError> {
+        let company = q.company.clone();
+        let product = q.product.clone();
+        let addr = q.key.map(|key| LicenseAddr::Key {
+            company: company.clone(),
+            product: product.clone(),
+            key: key.clone(),
+        });
+        let hw = q.hardware_id.cloned();
+        let user = q.user.cloned();
+        self.read("read context", move |c| {
+            let mut read = ContextRead {
+                product: doc_row(
+                    c,
+                    "SELECT doc FROM products WHERE company = ?1 AND code = ?2",
+                    &[company.as_str(), product.as_str()],
+                )?,
+                company: doc_row(c, "SELECT doc FROM companies WHERE id = ?1", &[company.as_str()])?,
+                ..ContextRead::default()
+            };
+            if let Some(addr) = &addr {
+                read.license = license_row(c, addr)?;
+                if let Some(hw) = &hw {
+                    read.device = device_row(c, addr, hw)?;
+                }
+            }
+            if let Some(user) = &user {
+                read.user = doc_row(
+                    c,
+                    "SELECT doc FROM users WHERE company = ?1 AND email = ?2",
+                    &[company.as_str(), user.as_str()],
+                )?;
+            }
+            Ok(read)
+        })
+        .await
+    }
+
+    async fn read_license(
+        &self,
+        addr: &LicenseAddr,
+        seat: Option<&Username>,
+        hardware_id: &HardwareId,
+    ) -> Result<LicenseRead, StoreError> {
+        let (addr, seat, hw) = (addr.clone(), seat.cloned(), hardware_id.clone());
+        self.read("read license", move |c| {
+            Ok(LicenseRead {
+                license: license_row(c, &addr)?,
+                device: device_row(c, &addr, &hw)?,
+                seat: seat.map(|u| seat_row(c, &addr, &u)).transpose()?.flatten(),
+            })
+        })
+        .await
+    }
+
+    async fn activate_device(&self, plan: &ActivationPlan) -> Result<(), Rejection> {
+        let plan = plan.clone();
+        self.write("activate device", move |tx| {
+            let addr = &plan.addr;
+            if device_row(tx, addr, &plan.device.hardware_id)?.is_some_and(|d| d.active) {
+                return Ok(Err(Rejection::DeviceActive));
+            }
+            let Some(mut license) = license_row(tx, addr)? else {
+                return Ok(Err(Rejection::LicenseChanged(None)));
+            };
+            if !plan.license_condition_holds(&license) {
+                return Ok(Err(Rejection::LicenseChanged(Some(Box::new(license)))));
+            }
+            if let Some((user, _)) = &plan.seat {
+                match seat_row(tx, addr, user)? {
+                    None => return Ok(Err(Rejection::SeatChanged(None))),
+                    Some(seat) if !plan.seat_condition_holds(&seat) => {
+                        return Ok(Err(Rejection::SeatChanged(Some(seat))))
+                    }
+                    Some(_) => add_to_seat(tx, addr, user, 1)?,
+                }
+            }
+            crate::rules::apply_activation(&mut license, &plan);
+            save_license_counters(tx, &license)?;
+            put_device(tx, addr, &plan.device)?;
+            Ok(Ok(()))
+        })
+        .await
+    }
+
+    async fn deactivate_device(&self, plan: &DeactivationPlan) -> Result<(), Rejection> {
+        let plan = plan.clone();
+        self.write("deactivate device", move |tx| {
+            let addr = &plan.addr;
+            let Some(mut device) = device_row(tx, addr, &plan.hardware_id)?.filter(|d| d.active) else {
+                return Ok(Err(Rejection::DeviceNotActive));
+            };
+            let Some(mut license) = license_row(tx, addr)? else {
+                return Ok(Err(Rejection::LicenseChanged(None)));
+            };
+            if license.times_activated <= 0 {
+                return Ok(Err(Rejection::LicenseChanged(Some(Box::new(license)))));
+            }
+            if let Some(user) = &plan.seat {
+                match seat_row(tx, addr, user)? {
+                    Some(seat) if seat.total_activations > 0 => add_to_seat(tx, addr, user, -1)?,
+                    other => return Ok(Err(Rejection::SeatChanged(other))),
+                }
+            }
+            license.times_activated -= 1;
+            if plan.release_slot {
+                license.released.insert(plan.hardware_id.clone());
+            }
+            save_license_counters(tx, &license)?;
+            device.active = false;
+            device.deactivated_at = Some(plan.at);
+            put_device(tx, addr, &device)?;
+            Ok(Ok(()))
+        })
+        .await
+    }
+
+    async fn record_check(
+        &self,
+        addr: &LicenseAddr,
+        hardware_id: &HardwareId,
+        details: &Map<String, Value>,
+        at: Timestamp,
+    ) -> Result<Option<Device>, StoreError> {
+        let (addr, hw, details) = (addr.clone(), hardware_id.clone(), details.clone());
+        self.run(move |c| -> rusqlite::Result<Option<Device>> {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let Some(mut device) = device_row(&tx, &addr, &hw)?.filter(|d| d.active) else {
+                return Ok(None);
+            };
+            device.last_seen_at = Some(at);
+            device.details.extend(details);
+            put_device(&tx, &addr, &device)?;
+            tx.commit()?;
+            Ok(Some(device))
+        })
+        .await
+        .map_err(backend("record check"))
+    }
+
+    async fn put_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
+        let products: Vec<&str> = key.products.iter().map(ProductCode::as_str).collect();
+        self.upsert(
+            "put api key",
+            "INSERT OR REPLACE INTO api_keys (id, company, shared_key, products, read_only, revoked) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            vec![
+                key.id.as_str().to_owned().into(),
+                key.company.as_str().to_owned().into(),
+                key.shared_key.clone().into(),
+                to_json(&products).into(),
+                i64::from(key.read_only).into(),
+                i64::from(key.revoked).into(),
+            ],
+        )
+        .await
+    }
+
+    async fn put_company(&self, company: &CompanyId, doc: &Company) -> Result<(), StoreError> {
+        self.upsert(
+            "put company",
+            "INSERT OR REPLACE INTO companies (id, doc) VALUES (?1, ?2)",
+            vec![company.as_str().to_owned().into(), to_json(doc).into()],
+        )
+        .await
+    }
+
+    async fn put_product(&self, company: &CompanyId, product: &ProductDoc) -> Result<(), StoreError> {
+        self.upsert(
+            "put product",
+            "INSERT OR REPLACE INTO products (company, code, doc) VALUES (?1, ?2, ?3)",
+            vec![
+                company.as_str().to_owned().into(),
+                product.code.as_str().to_owned().into(),
+                to_json(product).into(),
+            ],
+        )
+        .await
+    }
+
+    async fn put_license(&self, l: &License) -> Result<(), StoreError> {
+        let validity: rusqlite::types::Value = match l.validity_period {
+            Some(t) => t.to_string().into(),
+            None => rusqlite::types::Value::Null,
+        };
+        let key: rusqlite::types::Value = match &l.key {
+            Some(k) => k.as_str().to_owned().into(),
+            None => rusqlite::types::Value::Null,
+        };
+        // Vendor-controlled columns are replaced; counters are kept; a trial's validity set by its first
+        // activation is kept unless the catalog sets one.
+        self.upsert(
+            "put license",
+            "INSERT INTO licenses (pk, license_id, license_key, enabled, max_activations, unlimited, max_transfers, validity_period, terms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+             ON CONFLICT (pk) DO UPDATE SET license_id = excluded.license_id, license_key = excluded.license_key,
+                enabled = excluded.enabled, max_activations = excluded.max_activations, unlimited = excluded.unlimited,
+                max_transfers = excluded.max_transfers, terms = excluded.terms,
+                validity_period = COALESCE(excluded.validity_period, licenses.validity_period)",
+            vec![
+                LicenseAddr::of(l).storage_key().into(),
+                l.id.into(),
+                key,
+                i64::from(l.enabled).into(),
+                l.max_activations.into(),
+                i64::from(l.allow_unlimited_activations).into(),
+                l.max_transfers.into(),
+                validity,
+                to_json(&l.terms).into(),
+            ],
+        )
+        .await
+    }
+
+    async fn put_user(&self, company: &CompanyId, user: &LicenseUser) -> Result<(), StoreError> {
+        self.upsert(
+            "put user",
+            "INSERT OR REPLACE INTO users (company, email, doc) VALUES (?1, ?2, ?3)",
+            vec![
+                company.as_str().to_owned().into(),
+                user.email.as_str().to_owned().into(),
+                to_json(user).into(),
+            ],
+        )
+        .await
+    }
+
+    async fn put_seat(&self, addr: &LicenseAddr, seat: &Seat) -> Result<(), StoreError> {
+        self.upsert(
+            "put seat",
+            "INSERT INTO seats (license_pk, user, max_activations, unlimited) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (license_pk, user) DO UPDATE SET max_activations = excluded.max_activations, unlimited = excluded.unlimited",
+            vec![
+                addr.storage_key().into(),
+                seat.user.as_str().to_owned().into(),
+                seat.max_activations.into(),
+                i64::from(seat.allow_unlimited_activations).into(),
+            ],
+        )
+        .await
+    }
+
+    async fn get_license(&self, addr: &LicenseAddr) -> Result<Option<License>, StoreError> {
+        let addr = addr.clone();
+        self.read("read license", move |c| license_row(c, &addr)).await
+    }
+
+    async fn get_seat(&self, addr: &LicenseAddr, user: &Username) -> Result<Option<Seat>, StoreError> {
+        let (addr, user) = (addr.clone(), user.clone());
+        self.read("read seat", move |c| seat_row(c, &addr, &user)).await
+    }
+
+    async fn get_user(&self, company: &CompanyId, user: &Username) -> Result<Option<LicenseUser>, StoreError> {
+        let (company, user) = (company.clone(), user.clone());
+        self.read("read user", move |c| {
+            doc_row(
+                c,
+                "SELECT doc FROM users WHERE company = ?1 AND email = ?2",
+                &[company.as_str(), user.as_str()],
+            )
+        })
+        .await
+    }
+
+    async fn list_devices(&self, addr: &LicenseAddr) -> Result<Vec<Device>, StoreError> {
+        let pk = addr.storage_key();
+        self.read("list devices", move |c| {
+            let mut stmt = c.prepare(&format!(
+                "SELECT {DEVICE_COLUMNS} FROM devices WHERE license_pk = ?1 ORDER BY hardware_id"
+            ))?;
+            let rows = stmt.query_map([&pk], |r| device_from(&pk, r))?;
+            rows.collect()
+        })
+        .await
+    }
+}
