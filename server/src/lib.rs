@@ -1,1 +1,9 @@
+//! The standalone License API server: the same handlers the Lambda functions run, served over HTTP by
+//! hyper, on the embedded SQLite store or on DynamoDB; plus the operator commands (import, keygen,
+//! show/export, demo) behind the `license-server` binary.
 
+pub mod demo;
+pub mod http_server;
+pub mod inspect;
+pub mod keys;
+pub mod stores;

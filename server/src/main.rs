@@ -1,1 +1,184 @@
-fn main() {}
+//! `license-server`: the whole License API on one machine, and the operator's tools.
+
+use clap::{Parser, Subcommand};
+use license_api::catalog::{import, Catalog};
+use license_api::state::AppState;
+use license_server::inspect::{self, LicenseSelector};
+use license_server::stores::StoreArgs;
+use license_server::{demo, http_server, keys};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Parser)]
+#[command(name = "license-server", version, about = "Self-hosted License API v4 server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve every /api/v4 endpoint over HTTP.
+    Serve(ServeArgs),
+    /// Load a catalog file (docs/catalog.md) into the store; importing twice changes nothing.
+    Import {
+        file: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Write a new RSA signing key pair (private PKCS#8 PEM, public SPKI PEM).
+    Keygen {
+        /// Directory for signing-key.pem and signing-key.pub.pem (default: the data directory).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Key size in bits: 2048, 3072 or 4096.
+        #[arg(long, default_value_t = 3072, value_parser = key_bits)]
+        bits: usize,
+        /// Replace an existing key.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Print a license and its devices.
+    Show {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        license: LicenseSelector,
+    },
+    /// Print a license and its devices as JSON.
+    Export {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        license: LicenseSelector,
+    },
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    #[command(flatten)]
+    store: StoreArgs,
+    /// RSA private key (PEM) that signs responses (default: signing-key.pem in the data directory).
+    #[arg(long, value_name = "PEM")]
+    signing_key: Option<PathBuf>,
+    /// Start on a fresh temporary store seeded with examples/catalog.json and a new key.
+    #[arg(long, conflicts_with_all = ["signing_key", "data", "dynamodb_table"])]
+    demo: bool,
+    /// How long API key records are cached (0–60 s); revocations take effect within this time.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(0..=60))]
+    api_key_cache_seconds: u64,
+}
+
+fn key_bits(s: &str) -> Result<usize, String> {
+    match s {
+        "2048" | "3072" | "4096" => Ok(s.parse().expect("listed values are numbers")),
+        _ => Err("use 2048, 3072 or 4096".into()),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> Result<(), Error> {
+    match command {
+        Command::Serve(args) if args.demo => serve_demo(args).await,
+        Command::Serve(args) => serve(args).await,
+        Command::Import { file, store } => {
+            let text = std::fs::read_to_string(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+            let catalog = Catalog::parse(&text, &file.display().to_string())?;
+            let target = store.open().await?;
+            let report = import(&*target, &catalog).await?;
+            println!(
+                "imported {} into {}: {} companies, {} API keys, {} products, {} license users, {} licenses",
+                file.display(),
+                store.describe(),
+                report.companies,
+                report.api_keys,
+                report.products,
+                report.users,
+                report.licenses
+            );
+            Ok(())
+        }
+        Command::Keygen { out, bits, force, store } => {
+            let dir = out.unwrap_or_else(|| store.data_dir());
+            let (_, private, public) = keys::generate(&dir, bits, force)?;
+            println!("wrote RSA-{bits} signing key {}\nwrote public key {} (configure clients with this one)", private.display(), public.display());
+            Ok(())
+        }
+        Command::Show { store, license } => {
+            let value = exported(&store, &license).await?;
+            print!("{}", inspect::show(&value));
+            Ok(())
+        }
+        Command::Export { store, license } => {
+            let value = exported(&store, &license).await?;
+            println!("{}", serde_json::to_string_pretty(&value)?);
+            Ok(())
+        }
+    }
+}
+
+async fn exported(store: &StoreArgs, license: &LicenseSelector) -> Result<serde_json::Value, Error> {
+    let addr = license.addr()?;
+    let target = store.open().await?;
+    Ok(inspect::export(&*target, &addr).await?.ok_or_else(|| format!("no such license in {}", store.describe()))?)
+}
+
+async fn serve(args: ServeArgs) -> Result<(), Error> {
+    let key_path = args
+        .signing_key
+        .clone()
+        .or_else(|| args.store.default_signing_key())
+        .ok_or("--signing-key is required with --dynamodb-table")?;
+    let signer = keys::load(&key_path)?;
+    let store = args.store.open().await?;
+    let state = Arc::new(AppState::new(store, signer, Duration::from_secs(args.api_key_cache_seconds)));
+    let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    tracing::info!(address = %listener.local_addr()?, store = %args.store.describe(), "License API listening");
+    http_server::serve(listener, state, http_server::shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn serve_demo(args: ServeArgs) -> Result<(), Error> {
+    let prepared = demo::prepare().await?;
+    let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let addr = listener.local_addr()?;
+    print!("{}", demo::banner(addr, &prepared));
+    std::io::Write::flush(&mut std::io::stdout())?;
+    let demo::Demo { dir, store, signer, .. } = prepared;
+    let state = Arc::new(AppState::new(store, signer, Duration::from_secs(args.api_key_cache_seconds)));
+    let served = http_server::serve(listener, state, http_server::shutdown_signal()).await;
+    demo::cleanup(&dir);
+    Ok(served?)
+}

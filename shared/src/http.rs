@@ -73,6 +73,18 @@ impl ApiResponse {
     }
 }
 
+/// The one structured log line per request, shared by the Lambda adapter and the local server.
+pub fn log_request(method: &http::Method, path: &str, resp: &ApiResponse, started: std::time::Instant) {
+    tracing::info!(
+        method = %method,
+        path = %path,
+        status = resp.status,
+        latency_ms = (started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
+        error_code = resp.error_code,
+        "request"
+    );
+}
+
 fn error_chain(err: &dyn std::error::Error) -> String {
     let mut out = err.to_string();
     let mut source = err.source();

@@ -80,14 +80,7 @@ pub async fn serve(endpoint: Endpoint, state: &AppState, event: Request) -> Resu
     let started = Instant::now();
     let req = to_api_request(event);
     let resp = handlers::handle(endpoint, &req, state).await;
-    tracing::info!(
-        method = %req.method,
-        path = %req.path,
-        status = resp.status,
-        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
-        error_code = resp.error_code,
-        "request"
-    );
+    crate::http::log_request(&req.method, &req.path, &resp, started);
     Ok(to_lambda_response(resp))
 }
 

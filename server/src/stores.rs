@@ -1,0 +1,72 @@
+//! Choosing a store from command-line options: the embedded SQLite store under a data directory (the
+//! default), or a DynamoDB table (AWS, or a local endpoint such as DynamoDB Local).
+
+use clap::Args;
+use license_api::store::dynamo::DynamoStore;
+use license_api::store::sqlite::SqliteStore;
+use license_api::store::{Store, StoreError};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct StoreArgs {
+    /// Data directory of the embedded store (default: $LICENSE_SERVER_DATA, else
+    /// $XDG_DATA_HOME/license-server, else ~/.local/share/license-server).
+    #[arg(long, value_name = "DIR", conflicts_with = "dynamodb_table")]
+    pub data: Option<PathBuf>,
+    /// Use this DynamoDB table instead of the embedded store.
+    #[arg(long, value_name = "NAME")]
+    pub dynamodb_table: Option<String>,
+    /// DynamoDB endpoint URL (e.g. DynamoDB Local); default: AWS, from the usual AWS configuration.
+    #[arg(long, value_name = "URL", requires = "dynamodb_table")]
+    pub dynamodb_endpoint: Option<String>,
+    /// Create the DynamoDB table if it does not exist (on-demand capacity).
+    #[arg(long, requires = "dynamodb_table")]
+    pub create_table: bool,
+}
+
+/// The database file inside a data directory.
+pub const DB_FILE: &str = "license.db";
+
+pub fn default_data_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("LICENSE_SERVER_DATA") {
+        return dir.into();
+    }
+    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME") {
+        return PathBuf::from(xdg).join("license-server");
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    home.join(".local/share/license-server")
+}
+
+impl StoreArgs {
+    pub fn data_dir(&self) -> PathBuf {
+        self.data.clone().unwrap_or_else(default_data_dir)
+    }
+
+    /// Where this store's default signing key lives (embedded store only).
+    pub fn default_signing_key(&self) -> Option<PathBuf> {
+        self.dynamodb_table.is_none().then(|| self.data_dir().join(crate::keys::PRIVATE_KEY_FILE))
+    }
+
+    pub fn describe(&self) -> String {
+        match &self.dynamodb_table {
+            Some(t) => format!("DynamoDB table {t}{}", self.dynamodb_endpoint.as_ref().map(|e| format!(" at {e}")).unwrap_or_default()),
+            None => format!("embedded store {}", self.data_dir().join(DB_FILE).display()),
+        }
+    }
+
+    pub async fn open(&self) -> Result<Arc<dyn Store>, StoreError> {
+        match &self.dynamodb_table {
+            Some(table) => {
+                let client = license_api::lambda::dynamodb_client(self.dynamodb_endpoint.as_deref()).await;
+                let store = DynamoStore::new(client, table);
+                if self.create_table {
+                    store.create_table().await?;
+                }
+                Ok(Arc::new(store))
+            }
+            None => Ok(Arc::new(SqliteStore::open(self.data_dir().join(DB_FILE))?)),
+        }
+    }
+}
