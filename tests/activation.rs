@@ -25,9 +25,9 @@ async fn activate_code(f: &Fixture, body: &Value) -> (u16, String) {
     integration_tests::error_of(&f.app.send(f.client.activate(body)).await)
 }
 
-#[tokio::test]
-async fn key_based_activation_returns_a_signed_license_object() {
-    let f = Fixture::new("act-object").await;
+integration_tests::matrix! {
+async fn key_based_activation_returns_a_signed_license_object(setup) {
+    let f = Fixture::new(setup).await;
     let license = f
         .key_license("AAAA-BBBB", |l| {
             l.terms.metadata = serde_json::from_value(json!({"tier": "pro", "seats": 3})).unwrap();
@@ -113,9 +113,8 @@ async fn key_based_activation_returns_a_signed_license_object() {
     assert_eq!(f.license_now(&license).await.times_activated, 1);
 }
 
-#[tokio::test]
-async fn user_based_activation_signs_username_and_validity() {
-    let f = Fixture::new("act-user").await;
+async fn user_based_activation_signs_username_and_validity(setup) {
+    let f = Fixture::new(setup).await;
     let validity = Timestamp::parse_iso("2099-05-06T07:08:09.010Z").unwrap();
     let license = f
         .user_license(501, |l| {
@@ -155,9 +154,8 @@ async fn user_based_activation_signs_username_and_validity() {
     assert_eq!(seat.total_activations, 1);
 }
 
-#[tokio::test]
-async fn unknown_user_and_wrong_password_look_the_same() {
-    let f = Fixture::new("act-user-auth").await;
+async fn unknown_user_and_wrong_password_look_the_same(setup) {
+    let f = Fixture::new(setup).await;
     let license = f.user_license(502, |_| {}).await;
     f.user("ann@example.com", 78, &[(&license, 0)]).await;
     let wrong = json!({"product": USER_PRODUCT, "hardware_id": "h", "username": "ann@example.com", "password": "nope"});
@@ -185,9 +183,8 @@ async fn unknown_user_and_wrong_password_look_the_same() {
     assert_eq!(activate_code(&f, &pick).await, (400, "license_not_found".into()));
 }
 
-#[tokio::test]
-async fn every_activation_exception() {
-    let f = Fixture::new("act-exceptions").await;
+async fn every_activation_exception(setup) {
+    let f = Fixture::new(setup).await;
     let now = Timestamp::now();
     f.key_license("OK", |_| {}).await;
     f.key_license("DISABLED", |l| l.enabled = false).await;
@@ -308,9 +305,8 @@ async fn every_activation_exception() {
     activate_ok(&f, &key_body("NO-TRANSFER", "h1"), "NO-TRANSFER").await;
 }
 
-#[tokio::test]
-async fn user_activation_limit() {
-    let f = Fixture::new("act-user-limit").await;
+async fn user_activation_limit(setup) {
+    let f = Fixture::new(setup).await;
     let license = f.user_license(503, |l| l.max_activations = 10).await;
     f.user("ann@example.com", 1, &[(&license, 1)]).await;
     f.user("bob@example.com", 2, &[(&license, 0)]).await;
@@ -326,9 +322,8 @@ async fn user_activation_limit() {
     assert_eq!(f.license_now(&license).await.times_activated, 4);
 }
 
-#[tokio::test]
-async fn transfers_follow_released_slots() {
-    let f = Fixture::new("act-transfers").await;
+async fn transfers_follow_released_slots(setup) {
+    let f = Fixture::new(setup).await;
     let license = f
         .key_license("T", |l| {
             l.max_activations = 1;
@@ -353,9 +348,8 @@ async fn transfers_follow_released_slots() {
     assert_eq!(f.license_now(&license).await.transfer_count, 2);
 }
 
-#[tokio::test]
-async fn reactivation_after_deactivation_takes_a_slot_again() {
-    let f = Fixture::new("act-reactivate").await;
+async fn reactivation_after_deactivation_takes_a_slot_again(setup) {
+    let f = Fixture::new(setup).await;
     let license = f.key_license("R", |l| l.max_activations = 1).await;
     let first = activate_ok(&f, &key_body("R", "h"), "R").await;
     assert_eq!(f.app.send(f.client.deactivate(&key_body("R", "h"))).await.status(), 200);
@@ -366,9 +360,8 @@ async fn reactivation_after_deactivation_takes_a_slot_again() {
     assert_eq!(f.device_counts(&license).await, (1, 1));
 }
 
-#[tokio::test]
-async fn trial_first_activation_sets_validity() {
-    let f = Fixture::new("act-trial").await;
+async fn trial_first_activation_sets_validity(setup) {
+    let f = Fixture::new(setup).await;
     let license = f
         .key_license("TRIAL", |l| {
             l.terms.is_trial = true;
@@ -386,9 +379,8 @@ async fn trial_first_activation_sets_validity() {
     assert_eq!(f.license_now(&license).await.validity_period, Some(validity));
 }
 
-#[tokio::test]
-async fn unlimited_activations_ignore_max() {
-    let f = Fixture::new("act-unlimited").await;
+async fn unlimited_activations_ignore_max(setup) {
+    let f = Fixture::new(setup).await;
     let license = f
         .key_license("U", |l| {
             l.max_activations = 1;
@@ -401,9 +393,8 @@ async fn unlimited_activations_ignore_max() {
     assert_eq!(f.license_now(&license).await.times_activated, 4);
 }
 
-#[tokio::test]
-async fn floating_cloud_cannot_be_activated_offline() {
-    let f = Fixture::new("act-offline-floating").await;
+async fn floating_cloud_cannot_be_activated_offline(setup) {
+    let f = Fixture::new(setup).await;
     f.key_license("FC", |l| l.terms.is_floating_cloud = true).await;
     let key: ApiKeyRecord = f
         .store()
@@ -421,9 +412,8 @@ async fn floating_cloud_cannot_be_activated_offline() {
     assert!(activate(&f.app.state, &auth, &req, Transport::Online).await.is_ok());
 }
 
-#[tokio::test]
-async fn client_rejects_a_response_signed_by_another_key() {
-    let f = Fixture::new("act-wrong-key").await;
+async fn client_rejects_a_response_signed_by_another_key(setup) {
+    let f = Fixture::new(setup).await;
     f.key_license("W", |_| {}).await;
     let resp = f.app.send(f.client.activate(&key_body("W", "h"))).await;
     let (other, _) = license_api::signing::Signer::generate(2048).unwrap();
@@ -436,4 +426,5 @@ async fn client_rejects_a_response_signed_by_another_key() {
         f.client.verify_license(&resp, "h", "OTHER").unwrap_err(),
         ClientError::BadLicenseSignature
     );
+}
 }

@@ -32,9 +32,9 @@ fn spec_hmac_test_vector_through_the_client() {
     );
 }
 
-#[tokio::test]
-async fn missing_and_malformed_authorization() {
-    let f = Fixture::new("auth-headers").await;
+integration_tests::matrix! {
+async fn missing_and_malformed_authorization(setup) {
+    let f = Fixture::new(setup).await;
     f.key_license("K-1", |_| {}).await;
     let body = key_body("K-1", "h1").to_string();
     let date = now_date();
@@ -96,9 +96,8 @@ async fn missing_and_malformed_authorization() {
     }
 }
 
-#[tokio::test]
-async fn date_window_is_fifteen_minutes_both_ways() {
-    let f = Fixture::new("auth-date").await;
+async fn date_window_is_fifteen_minutes_both_ways(setup) {
+    let f = Fixture::new(setup).await;
     f.key_license("K-1", |_| {}).await;
     let body = || Some(key_body("K-1", "h1").to_string().into_bytes());
     for offset in [-16i64 * 60, 16 * 60] {
@@ -119,9 +118,8 @@ async fn date_window_is_fifteen_minutes_both_ways() {
     assert_eq!(f.app.send(req).await.status(), 200);
 }
 
-#[tokio::test]
-async fn api_key_states() {
-    let f = Fixture::new("auth-keys").await;
+async fn api_key_states(setup) {
+    let f = Fixture::new(setup).await;
     f.key_license("K-1", |_| {}).await;
     let body = key_body("K-1", "h1");
 
@@ -162,9 +160,8 @@ async fn api_key_states() {
     assert_eq!(f.app.send(allowed.activate(&body)).await.status(), 200);
 }
 
-#[tokio::test]
-async fn apikey_parameter_is_case_insensitive_and_spaces_are_tolerated() {
-    let f = Fixture::new("auth-case").await;
+async fn apikey_parameter_is_case_insensitive_and_spaces_are_tolerated(setup) {
+    let f = Fixture::new(setup).await;
     f.key_license("K-1", |_| {}).await;
     let date = now_date();
     let sig = license_api::auth::hmac_base64(
@@ -185,9 +182,8 @@ async fn apikey_parameter_is_case_insensitive_and_spaces_are_tolerated() {
     assert_eq!(resp.status(), 200, "{}", String::from_utf8_lossy(resp.body()));
 }
 
-#[tokio::test]
-async fn transport_errors_use_the_error_shape() {
-    let f = Fixture::new("auth-transport").await;
+async fn transport_errors_use_the_error_shape(setup) {
+    let f = Fixture::new(setup).await;
     f.key_license("K-1", |_| {}).await;
     let c = &f.client;
 
@@ -250,4 +246,5 @@ async fn transport_errors_use_the_error_shape() {
     assert_error(&f.app.send(c.activate(&long_hw)).await, 400, "validation_error");
     let not_utf8 = c.request(Method::POST, ACTIVATE, Some(vec![b'{', 0xff, 0xfe, b'}']));
     assert_error(&f.app.send(not_utf8).await, 400, "invalid_json");
+}
 }

@@ -10,8 +10,12 @@ use std::collections::HashMap;
 
 const INSTANCES: usize = 5;
 
-fn instances(f: &Fixture) -> Vec<Instance> {
-    (0..INSTANCES).map(|_| f.env.instance()).collect()
+async fn instances(f: &Fixture) -> Vec<Instance> {
+    let mut apps = Vec::new();
+    for _ in 0..INSTANCES {
+        apps.push(f.env.instance().await);
+    }
+    apps
 }
 
 /// Fires every request at once, spread over the instances; returns (status, error code or "").
@@ -45,11 +49,11 @@ fn count(t: &HashMap<(u16, String), usize>, status: u16, code: &str) -> usize {
     t.get(&(status, code.to_owned())).copied().unwrap_or(0)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn fifty_activations_of_a_five_seat_license() {
-    let f = Fixture::new("race-max").await;
+integration_tests::matrix! {
+async fn fifty_activations_of_a_five_seat_license(setup) {
+    let f = Fixture::new(setup).await;
     let license = f.key_license("MAX5", |l| l.max_activations = 5).await;
-    let apps = instances(&f);
+    let apps = instances(&f).await;
     let reqs = (0..50)
         .map(|i| f.client.activate(&key_body("MAX5", &format!("dev-{i}"))))
         .collect();
@@ -60,11 +64,10 @@ async fn fifty_activations_of_a_five_seat_license() {
     assert_eq!(f.device_counts(&license).await, (5, 5));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn twenty_activations_of_one_device() {
-    let f = Fixture::new("race-same-device").await;
+async fn twenty_activations_of_one_device(setup) {
+    let f = Fixture::new(setup).await;
     let license = f.key_license("SAME", |l| l.max_activations = 5).await;
-    let apps = instances(&f);
+    let apps = instances(&f).await;
     let reqs = (0..20)
         .map(|_| f.client.activate(&key_body("SAME", "the-device")))
         .collect();
@@ -75,11 +78,10 @@ async fn twenty_activations_of_one_device() {
     assert_eq!(f.device_counts(&license).await, (1, 1));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn interleaved_activations_and_deactivations_keep_the_count_exact() {
-    let f = Fixture::new("race-interleaved").await;
+async fn interleaved_activations_and_deactivations_keep_the_count_exact(setup) {
+    let f = Fixture::new(setup).await;
     let license = f.key_license("MIX", |l| l.max_activations = 6).await;
-    let apps = instances(&f);
+    let apps = instances(&f).await;
     // 200 operations over 12 devices, activations and deactivations interleaved, all at once.
     let ops: Vec<(bool, String)> = (0..200)
         .map(|i| (i % 3 != 2, format!("dev-{}", (i * 7) % 12)))
@@ -136,12 +138,11 @@ async fn interleaved_activations_and_deactivations_keep_the_count_exact() {
     assert!(l.released.len() as i64 <= 6 - l.times_activated);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn per_user_limit_under_races() {
-    let f = Fixture::new("race-user").await;
+async fn per_user_limit_under_races(setup) {
+    let f = Fixture::new(setup).await;
     let license = f.user_license(700, |l| l.max_activations = 100).await;
     f.user("ann@example.com", 1, &[(&license, 3)]).await;
-    let apps = instances(&f);
+    let apps = instances(&f).await;
     let reqs = (0..30)
         .map(|i| f.client.activate(&user_body("ann@example.com", &format!("u-{i}"))))
         .collect();
@@ -159,9 +160,8 @@ async fn per_user_limit_under_races() {
     assert_eq!(f.device_counts(&license).await, (3, 3));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn transfer_limit_under_races() {
-    let f = Fixture::new("race-transfer").await;
+async fn transfer_limit_under_races(setup) {
+    let f = Fixture::new(setup).await;
     let license = f
         .key_license("TR", |l| {
             l.max_activations = 10;
@@ -189,7 +189,7 @@ async fn transfer_limit_under_races() {
     }
     assert_eq!(f.license_now(&license).await.transfer_count, 0);
     assert_eq!(f.license_now(&license).await.released.len(), 10);
-    let apps = instances(&f);
+    let apps = instances(&f).await;
     let reqs = (0..30)
         .map(|i| f.client.activate(&key_body("TR", &format!("new-{i}"))))
         .collect();
@@ -201,16 +201,16 @@ async fn transfer_limit_under_races() {
     assert_eq!(f.device_counts(&license).await, (3, 13));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_deactivations_of_one_device_decrement_once() {
-    let f = Fixture::new("race-deactivate").await;
+async fn concurrent_deactivations_of_one_device_decrement_once(setup) {
+    let f = Fixture::new(setup).await;
     let license = f.key_license("DD", |_| {}).await;
     assert_eq!(f.app.send(f.client.activate(&key_body("DD", "d"))).await.status(), 200);
     assert_eq!(f.app.send(f.client.activate(&key_body("DD", "e"))).await.status(), 200);
-    let apps = instances(&f);
+    let apps = instances(&f).await;
     let reqs = (0..20).map(|_| f.client.deactivate(&key_body("DD", "d"))).collect();
     let t = tally(&race(&apps, reqs).await);
     assert_eq!(count(&t, 200, ""), 1, "{t:?}");
     assert_eq!(count(&t, 400, "device_not_found"), 19, "{t:?}");
     assert_eq!(f.license_now(&license).await.times_activated, 1);
+}
 }

@@ -11,9 +11,9 @@ fn check_body(key: &str, h: &str) -> Value {
     json!({"product": KEY_PRODUCT, "hardware_id": h, "license_key": key})
 }
 
-#[tokio::test]
-async fn deactivation_frees_the_slot_and_answers_plain_text() {
-    let f = Fixture::new("deact-ok").await;
+integration_tests::matrix! {
+async fn deactivation_frees_the_slot_and_answers_plain_text(setup) {
+    let f = Fixture::new(setup).await;
     let license = f.key_license("D", |l| l.max_activations = 1).await;
     assert_eq!(f.app.send(f.client.activate(&key_body("D", "h1"))).await.status(), 200);
     let resp = f.app.send(f.client.deactivate(&key_body("D", "h1"))).await;
@@ -33,9 +33,8 @@ async fn deactivation_frees_the_slot_and_answers_plain_text() {
     assert!(devices[0].deactivated_at.is_some());
 }
 
-#[tokio::test]
-async fn every_deactivation_exception() {
-    let f = Fixture::new("deact-exceptions").await;
+async fn every_deactivation_exception(setup) {
+    let f = Fixture::new(setup).await;
     f.key_license("D", |_| {}).await;
     let deact = |body: &Value| f.app.send(f.client.deactivate(body));
     assert_error(
@@ -56,9 +55,8 @@ async fn every_deactivation_exception() {
     assert_error(&f.app.send(no_headers).await, 400, "missing_headers");
 }
 
-#[tokio::test]
-async fn user_deactivation_returns_the_users_activation() {
-    let f = Fixture::new("deact-user").await;
+async fn user_deactivation_returns_the_users_activation(setup) {
+    let f = Fixture::new(setup).await;
     let license = f.user_license(601, |_| {}).await;
     f.user("ann@example.com", 1, &[(&license, 1)]).await;
     assert_eq!(
@@ -87,9 +85,8 @@ async fn user_deactivation_returns_the_users_activation() {
     );
 }
 
-#[tokio::test]
-async fn check_reports_the_license_and_records_the_device() {
-    let f = Fixture::new("check-ok").await;
+async fn check_reports_the_license_and_records_the_device(setup) {
+    let f = Fixture::new(setup).await;
     let validity = Timestamp::now().plus_days(30);
     let license = f.key_license("C", |l| l.validity_period = Some(validity)).await;
     let mut act = key_body("C", "h1");
@@ -116,9 +113,8 @@ async fn check_reports_the_license_and_records_the_device() {
     assert!(device.last_seen_at.unwrap() >= device.last_activated_at);
 }
 
-#[tokio::test]
-async fn every_check_exception_and_expired_is_200() {
-    let f = Fixture::new("check-exceptions").await;
+async fn every_check_exception_and_expired_is_200(setup) {
+    let f = Fixture::new(setup).await;
     let license = f.key_license("C", |_| {}).await;
     let f = &f;
     let check = |body: Value| async move { error_of(&f.app.send(f.client.check(&body)).await) };
@@ -157,9 +153,8 @@ async fn every_check_exception_and_expired_is_200() {
     assert_eq!(obj["is_expired"], true);
 }
 
-#[tokio::test]
-async fn user_based_check() {
-    let f = Fixture::new("check-user").await;
+async fn user_based_check(setup) {
+    let f = Fixture::new(setup).await;
     let license = f.user_license(602, |_| {}).await;
     f.user("ann@example.com", 5, &[(&license, 3)]).await;
     assert_eq!(
@@ -179,4 +174,5 @@ async fn user_based_check() {
     assert!(obj.get("username").is_none(), "only activation echoes username");
     let q = json!({"product": "up", "hardware_id": "h1", "username": "zed@example.com"});
     assert_error(&f.app.send(f.client.check(&q)).await, 400, "license_not_found");
+}
 }

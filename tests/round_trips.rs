@@ -2,12 +2,12 @@
 //! key-based activate/deactivate ≤ 2, user-based ≤ 3, check ≤ 2 requests in one round trip of latency.
 
 use integration_tests::fixtures::{key_body, user_body};
-use integration_tests::Fixture;
+use integration_tests::{Backend, Fixture, Setup, Transport};
 use serde_json::json;
 
 #[tokio::test]
 async fn round_trips_per_operation() {
-    let f = Fixture::new("round-trips").await;
+    let f = Fixture::new(Setup::new("round-trips", Backend::DynamoDb, Transport::Lambda)).await;
     f.key_license("RT", |_| {}).await;
     let license = f.user_license(800, |_| {}).await;
     f.user("ann@example.com", 1, &[(&license, 0)]).await;

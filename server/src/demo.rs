@@ -39,7 +39,12 @@ pub async fn prepare() -> Result<Demo, Box<dyn std::error::Error + Send + Sync>>
         .find(|k| k.id.as_str() == DEMO_API_KEY)
         .map(|k| k.shared_key.clone())
         .ok_or("examples/catalog.json has no demo-api-key")?;
-    Ok(Demo { dir, store, signer, shared_key })
+    Ok(Demo {
+        dir,
+        store,
+        signer,
+        shared_key,
+    })
 }
 
 /// A shell command that signs and sends one activation (needs `curl` and `openssl`).

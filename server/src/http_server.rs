@@ -22,7 +22,11 @@ use tokio::net::TcpListener;
 const DRAIN: Duration = Duration::from_secs(10);
 
 /// Serves until `shutdown` completes, then drains open connections.
-pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -85,11 +89,15 @@ async fn handle(req: hyper::Request<Incoming>, state: &AppState) -> hyper::Respo
         Err(e) => ApiResponse::error(&ApiError::Validation(format!("could not read the request body: {e}"))),
     };
     log_request(&parts.method, &path, &resp, started);
-    let mut builder = hyper::Response::builder().status(resp.status).header(http::header::CONTENT_TYPE, resp.content_type);
+    let mut builder = hyper::Response::builder()
+        .status(resp.status)
+        .header(http::header::CONTENT_TYPE, resp.content_type);
     if let Some(sig) = &resp.signature {
         builder = builder.header(SIGNATURE_HEADER, sig);
     }
-    builder.body(Full::new(resp.body)).unwrap_or_else(|_| hyper::Response::new(Full::new(Bytes::new())))
+    builder
+        .body(Full::new(resp.body))
+        .unwrap_or_else(|_| hyper::Response::new(Full::new(Bytes::new())))
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -28,7 +28,11 @@ impl LicenseSelector {
         let company = CompanyId::parse(&self.company).map_err(|e| format!("--company {e}"))?;
         let product = ProductCode::parse(&self.product).map_err(|e| format!("--product {e}"))?;
         Ok(match (&self.license_key, self.license_id) {
-            (Some(key), _) => LicenseAddr::Key { company, product, key: LicenseKey::parse(key).map_err(|e| format!("--license-key {e}"))? },
+            (Some(key), _) => LicenseAddr::Key {
+                company,
+                product,
+                key: LicenseKey::parse(key).map_err(|e| format!("--license-key {e}"))?,
+            },
             (None, Some(id)) => LicenseAddr::Id { company, product, id },
             (None, None) => return Err("give --license-key or --license-id".into()),
         })
@@ -85,7 +89,11 @@ pub fn show(v: &Value) -> String {
         Value::String(x) => x.clone(),
         other => other.to_string(),
     };
-    let limit = if v["allow_unlimited_activations"] == true { "unlimited".to_owned() } else { s("max_activations") };
+    let limit = if v["allow_unlimited_activations"] == true {
+        "unlimited".to_owned()
+    } else {
+        s("max_activations")
+    };
     let transfers = match v["max_transfers"].as_i64() {
         Some(0) => "unlimited".to_owned(),
         Some(-1) => "none allowed".to_owned(),
@@ -107,7 +115,12 @@ pub fn show(v: &Value) -> String {
         out.push_str(&format!(
             "  {} {}  id {}  user {}  activated {}  last seen {}  deactivated {}\n",
             if d["active"] == true { "●" } else { "○" },
-            g("hardware_id"), g("device_id"), g("user"), g("last_activated_at"), g("last_seen_at"), g("deactivated_at"),
+            g("hardware_id"),
+            g("device_id"),
+            g("user"),
+            g("last_activated_at"),
+            g("last_seen_at"),
+            g("deactivated_at"),
         ));
     }
     out

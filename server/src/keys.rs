@@ -10,14 +10,19 @@ pub const PUBLIC_KEY_FILE: &str = "signing-key.pub.pem";
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyFileError {
-    #[error("{0} already exists; pass --force to replace it (clients trusting the old public key will reject responses)")]
+    #[error(
+        "{0} already exists; pass --force to replace it (clients trusting the old public key will reject responses)"
+    )]
     Exists(PathBuf),
     #[error("cannot write {path}: {source}")]
     Write { path: PathBuf, source: std::io::Error },
     #[error("cannot read signing key {path}: {source} (create one with `license-server keygen`)")]
     Read { path: PathBuf, source: std::io::Error },
     #[error("signing key {path}: {source}")]
-    Invalid { path: PathBuf, source: license_api::signing::KeyError },
+    Invalid {
+        path: PathBuf,
+        source: license_api::signing::KeyError,
+    },
 }
 
 /// Generates a key pair into `dir`; returns the signer and both paths.
@@ -26,11 +31,19 @@ pub fn generate(dir: &Path, bits: usize, force: bool) -> Result<(Signer, PathBuf
     if !force && private.exists() {
         return Err(KeyFileError::Exists(private));
     }
-    let (signer, pem) =
-        Signer::generate(bits).map_err(|e| KeyFileError::Invalid { path: private.clone(), source: e })?;
-    std::fs::create_dir_all(dir).map_err(|source| KeyFileError::Write { path: dir.to_path_buf(), source })?;
+    let (signer, pem) = Signer::generate(bits).map_err(|e| KeyFileError::Invalid {
+        path: private.clone(),
+        source: e,
+    })?;
+    std::fs::create_dir_all(dir).map_err(|source| KeyFileError::Write {
+        path: dir.to_path_buf(),
+        source,
+    })?;
     write_private(&private, pem.as_bytes())?;
-    std::fs::write(&public, signer.public_key_pem()).map_err(|source| KeyFileError::Write { path: public.clone(), source })?;
+    std::fs::write(&public, signer.public_key_pem()).map_err(|source| KeyFileError::Write {
+        path: public.clone(),
+        source,
+    })?;
     Ok((signer, private, public))
 }
 
@@ -42,11 +55,23 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), KeyFileError> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options.open(path).map_err(|source| KeyFileError::Write { path: path.to_path_buf(), source })?;
-    file.write_all(bytes).map_err(|source| KeyFileError::Write { path: path.to_path_buf(), source })
+    let mut file = options.open(path).map_err(|source| KeyFileError::Write {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    file.write_all(bytes).map_err(|source| KeyFileError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 pub fn load(path: &Path) -> Result<Signer, KeyFileError> {
-    let pem = std::fs::read_to_string(path).map_err(|source| KeyFileError::Read { path: path.to_path_buf(), source })?;
-    Signer::from_pem(&pem).map_err(|source| KeyFileError::Invalid { path: path.to_path_buf(), source })
+    let pem = std::fs::read_to_string(path).map_err(|source| KeyFileError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Signer::from_pem(&pem).map_err(|source| KeyFileError::Invalid {
+        path: path.to_path_buf(),
+        source,
+    })
 }

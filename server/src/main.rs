@@ -130,10 +130,19 @@ async fn run(command: Command) -> Result<(), Error> {
             );
             Ok(())
         }
-        Command::Keygen { out, bits, force, store } => {
+        Command::Keygen {
+            out,
+            bits,
+            force,
+            store,
+        } => {
             let dir = out.unwrap_or_else(|| store.data_dir());
             let (_, private, public) = keys::generate(&dir, bits, force)?;
-            println!("wrote RSA-{bits} signing key {}\nwrote public key {} (configure clients with this one)", private.display(), public.display());
+            println!(
+                "wrote RSA-{bits} signing key {}\nwrote public key {} (configure clients with this one)",
+                private.display(),
+                public.display()
+            );
             Ok(())
         }
         Command::Show { store, license } => {
@@ -152,7 +161,9 @@ async fn run(command: Command) -> Result<(), Error> {
 async fn exported(store: &StoreArgs, license: &LicenseSelector) -> Result<serde_json::Value, Error> {
     let addr = license.addr()?;
     let target = store.open().await?;
-    Ok(inspect::export(&*target, &addr).await?.ok_or_else(|| format!("no such license in {}", store.describe()))?)
+    Ok(inspect::export(&*target, &addr)
+        .await?
+        .ok_or_else(|| format!("no such license in {}", store.describe()))?)
 }
 
 async fn serve(args: ServeArgs) -> Result<(), Error> {
@@ -163,8 +174,14 @@ async fn serve(args: ServeArgs) -> Result<(), Error> {
         .ok_or("--signing-key is required with --dynamodb-table")?;
     let signer = keys::load(&key_path)?;
     let store = args.store.open().await?;
-    let state = Arc::new(AppState::new(store, signer, Duration::from_secs(args.api_key_cache_seconds)));
-    let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let state = Arc::new(AppState::new(
+        store,
+        signer,
+        Duration::from_secs(args.api_key_cache_seconds),
+    ));
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     tracing::info!(address = %listener.local_addr()?, store = %args.store.describe(), "License API listening");
     http_server::serve(listener, state, http_server::shutdown_signal()).await?;
     Ok(())
@@ -172,12 +189,18 @@ async fn serve(args: ServeArgs) -> Result<(), Error> {
 
 async fn serve_demo(args: ServeArgs) -> Result<(), Error> {
     let prepared = demo::prepare().await?;
-    let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let addr = listener.local_addr()?;
     print!("{}", demo::banner(addr, &prepared));
     std::io::Write::flush(&mut std::io::stdout())?;
     let demo::Demo { dir, store, signer, .. } = prepared;
-    let state = Arc::new(AppState::new(store, signer, Duration::from_secs(args.api_key_cache_seconds)));
+    let state = Arc::new(AppState::new(
+        store,
+        signer,
+        Duration::from_secs(args.api_key_cache_seconds),
+    ));
     let served = http_server::serve(listener, state, http_server::shutdown_signal()).await;
     demo::cleanup(&dir);
     Ok(served?)

@@ -35,7 +35,9 @@ pub fn default_data_dir() -> PathBuf {
     if let Some(xdg) = std::env::var_os("XDG_DATA_HOME") {
         return PathBuf::from(xdg).join("license-server");
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     home.join(".local/share/license-server")
 }
 
@@ -46,12 +48,20 @@ impl StoreArgs {
 
     /// Where this store's default signing key lives (embedded store only).
     pub fn default_signing_key(&self) -> Option<PathBuf> {
-        self.dynamodb_table.is_none().then(|| self.data_dir().join(crate::keys::PRIVATE_KEY_FILE))
+        self.dynamodb_table
+            .is_none()
+            .then(|| self.data_dir().join(crate::keys::PRIVATE_KEY_FILE))
     }
 
     pub fn describe(&self) -> String {
         match &self.dynamodb_table {
-            Some(t) => format!("DynamoDB table {t}{}", self.dynamodb_endpoint.as_ref().map(|e| format!(" at {e}")).unwrap_or_default()),
+            Some(t) => format!(
+                "DynamoDB table {t}{}",
+                self.dynamodb_endpoint
+                    .as_ref()
+                    .map(|e| format!(" at {e}"))
+                    .unwrap_or_default()
+            ),
             None => format!("embedded store {}", self.data_dir().join(DB_FILE).display()),
         }
     }

@@ -1,7 +1,7 @@
 //! Catalog fixtures: a company with API keys, products, key-based and user-based licenses. Each test
 //! starts from `Fixture::new` and shapes licenses with closures, so the data sits next to the test.
 
-use super::{Instance, TestEnv};
+use super::{Instance, Setup, TestEnv};
 use license_api::client::LicenseClient;
 use license_api::ids::{ApiKeyId, CompanyId, HardwareId, LicenseKey, ProductCode, Username};
 use license_api::model::{
@@ -32,10 +32,10 @@ pub fn product_code(code: &str) -> ProductCode {
 impl Fixture {
     /// A table with company `c1` (numeric id 7), API key `api-key-1`, a key-based product `kp` and a
     /// user-based product `up`.
-    pub async fn new(name: &str) -> Self {
-        let env = TestEnv::new(name).await;
+    pub async fn new(setup: Setup) -> Self {
+        let env = TestEnv::new(setup).await;
         let company = CompanyId::parse("c1").unwrap();
-        let store = &env.store;
+        let store = &*env.store;
         store
             .put_company(
                 &company,
@@ -75,7 +75,7 @@ impl Fixture {
         for p in &fixture_products {
             store.put_product(&company, p).await.unwrap();
         }
-        let app = env.instance();
+        let app = env.instance().await;
         let client = app.client(API_KEY, SHARED_KEY);
         Self {
             env,
@@ -86,7 +86,7 @@ impl Fixture {
     }
 
     pub fn store(&self) -> &dyn Store {
-        &self.env.store
+        &*self.env.store
     }
 
     pub async fn put_key(&self, id: &str, shape: impl FnOnce(&mut ApiKeyRecord)) -> LicenseClient {

@@ -1,6 +1,8 @@
-//! Shared test harness: a fresh table per test on the DynamoDB Local started by `scripts/test.sh`
-//! (`DYNAMODB_ENDPOINT`), catalog fixtures, a DynamoDB round-trip counter, and `send`, which drives a
-//! client request through the real Lambda adapter and handlers.
+//! Shared test harness. Every behaviour test runs through [`matrix!`] on three setups:
+//! DynamoDB Local behind the Lambda adapter, DynamoDB Local behind the HTTP server, and the embedded
+//! SQLite store behind the HTTP server — one suite, both stores, both transports.
+//! DynamoDB Local is started once per run by `scripts/test.sh` (`DYNAMODB_ENDPOINT`); each test gets
+//! its own table (or SQLite file).
 
 pub mod counter;
 pub mod fixtures;
@@ -8,16 +10,84 @@ pub mod fixtures;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use bytes::Bytes;
 use counter::RoundTrips;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
 use license_api::client::LicenseClient;
 use license_api::handlers::Endpoint;
 use license_api::signing::Signer;
 use license_api::state::AppState;
 use license_api::store::dynamo::DynamoStore;
+use license_api::store::sqlite::SqliteStore;
+use license_api::store::Store;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 pub use fixtures::Fixture;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    DynamoDb,
+    Sqlite,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// API Gateway events through `license_api::lambda::serve`.
+    Lambda,
+    /// Real HTTP to `license_server::http_server::serve` on a loopback port.
+    Http,
+}
+
+#[derive(Clone, Debug)]
+pub struct Setup {
+    pub name: String,
+    pub backend: Backend,
+    pub transport: Transport,
+}
+
+impl Setup {
+    pub fn new(name: &str, backend: Backend, transport: Transport) -> Self {
+        Self {
+            name: name.to_owned(),
+            backend,
+            transport,
+        }
+    }
+}
+
+/// Runs each test body on every setup: `matrix! { async fn name(setup) { ... } }`.
+#[macro_export]
+macro_rules! matrix {
+    ($(async fn $name:ident($setup:ident) $body:block)*) => {
+        $(
+            mod $name {
+                #[allow(unused_imports)]
+                use super::*;
+
+                async fn body($setup: $crate::Setup) $body
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn dynamodb_lambda() {
+                    body($crate::Setup::new(stringify!($name), $crate::Backend::DynamoDb, $crate::Transport::Lambda)).await
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn dynamodb_http() {
+                    body($crate::Setup::new(stringify!($name), $crate::Backend::DynamoDb, $crate::Transport::Http)).await
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn sqlite_http() {
+                    body($crate::Setup::new(stringify!($name), $crate::Backend::Sqlite, $crate::Transport::Http)).await
+                }
+            }
+        )*
+    };
+}
 
 /// One RSA key per test process: generating keys is slow and irrelevant to what is tested.
 pub fn signing_key_pem() -> &'static str {
@@ -42,57 +112,116 @@ pub fn client(counter: &RoundTrips) -> aws_sdk_dynamodb::Client {
     aws_sdk_dynamodb::Client::from_conf(config)
 }
 
-fn unique_table(name: &str) -> String {
+fn unique(name: &str) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
     let n = N.fetch_add(1, Ordering::Relaxed);
     let clean: String = name
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
         .collect();
-    format!("t-{}-{}-{n}", std::process::id(), clean)
+    format!("t-{}-{clean}-{n}", std::process::id())
 }
 
-/// One simulated Lambda instance: its own client, store, signer and API key cache.
-pub struct Instance {
-    pub state: AppState,
-    pub round_trips: RoundTrips,
+/// Where SQLite test databases go: one file per test, removed when the run's directory is reused.
+pub fn scratch_dir() -> PathBuf {
+    let dir = std::env::temp_dir()
+        .join("license-api-tests")
+        .join(std::process::id().to_string());
+    std::fs::create_dir_all(&dir).expect("create scratch dir");
+    dir
 }
 
-/// A test's world: its own table, and any number of instances serving it.
+/// A test's world: its own table or database file, served by any number of instances.
 pub struct TestEnv {
-    pub table: String,
-    pub store: DynamoStore,
-    pub round_trips: RoundTrips,
+    pub setup: Setup,
+    location: String,
+    pub store: Arc<dyn Store>,
 }
 
 impl TestEnv {
-    pub async fn new(name: &str) -> Self {
-        let round_trips = RoundTrips::default();
-        let table = unique_table(name);
-        let store = DynamoStore::new(client(&round_trips), &table);
-        store.create_table().await.expect("create test table");
-        Self {
-            table,
-            store,
-            round_trips,
+    pub async fn new(setup: Setup) -> Self {
+        let location = unique(&setup.name);
+        let env = Self {
+            store: open(setup.backend, &location, &RoundTrips::default()),
+            location,
+            setup,
+        };
+        if let Backend::DynamoDb = env.setup.backend {
+            DynamoStore::new(client(&RoundTrips::default()), &env.location)
+                .create_table()
+                .await
+                .expect("create table");
         }
+        env
     }
 
-    /// A new "Lambda instance" on this table.
-    pub fn instance(&self) -> Instance {
+    /// A new instance — a "Lambda instance" or server process — on this store: its own client or
+    /// connection, signer and API key cache.
+    pub async fn instance(&self) -> Instance {
         let round_trips = RoundTrips::default();
-        let store = DynamoStore::new(client(&round_trips), &self.table);
+        let store = open(self.setup.backend, &self.location, &round_trips);
         let signer = Signer::from_pem(signing_key_pem()).expect("test key parses");
+        let state = Arc::new(AppState::new(store, signer, Duration::from_secs(60)));
+        let server = match self.setup.transport {
+            Transport::Lambda => None,
+            Transport::Http => {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind loopback");
+                let addr = listener.local_addr().expect("local addr");
+                tokio::spawn(license_server::http_server::serve(
+                    listener,
+                    state.clone(),
+                    std::future::pending(),
+                ));
+                Some((addr, Client::builder(TokioExecutor::new()).build_http()))
+            }
+        };
         Instance {
-            state: AppState::new(Arc::new(store), signer, Duration::from_secs(60)),
+            state,
             round_trips,
+            server,
         }
     }
 }
 
+fn open(backend: Backend, location: &str, counter: &RoundTrips) -> Arc<dyn Store> {
+    match backend {
+        Backend::DynamoDb => Arc::new(DynamoStore::new(client(counter), location)),
+        Backend::Sqlite => {
+            Arc::new(SqliteStore::open(scratch_dir().join(format!("{location}.db"))).expect("open sqlite"))
+        }
+    }
+}
+
+/// One server instance and how to reach it.
+pub struct Instance {
+    pub state: Arc<AppState>,
+    /// DynamoDB requests of this instance (DynamoDB backends only).
+    pub round_trips: RoundTrips,
+    server: Option<(SocketAddr, Client<HttpConnector, Full<Bytes>>)>,
+}
+
 impl Instance {
-    /// Sends a request through the Lambda adapter exactly as API Gateway would hand it over.
+    /// Sends a request the way the setup's clients do: as an API Gateway event, or over HTTP.
     pub async fn send(&self, req: http::Request<Bytes>) -> http::Response<Bytes> {
+        match &self.server {
+            Some((addr, client)) => {
+                let (mut parts, body) = req.into_parts();
+                let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+                parts.uri = format!("http://{addr}{pq}").parse().expect("valid uri");
+                let resp = client
+                    .request(http::Request::from_parts(parts, Full::new(body)))
+                    .await
+                    .expect("HTTP request");
+                let (parts, body) = resp.into_parts();
+                http::Response::from_parts(parts, body.collect().await.expect("response body").to_bytes())
+            }
+            None => self.send_lambda(req).await,
+        }
+    }
+
+    async fn send_lambda(&self, req: http::Request<Bytes>) -> http::Response<Bytes> {
         let endpoint = Endpoint::for_path(req.uri().path());
         let (parts, body) = req.into_parts();
         let event = lambda_http::Request::from_parts(parts, lambda_http::Body::from(body.to_vec()));
