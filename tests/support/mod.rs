@@ -185,6 +185,67 @@ impl TestEnv {
     }
 }
 
+impl TestEnv {
+    /// Every stored item, in a stable order: the whole state of the store, for before/after comparisons.
+    pub async fn dump(&self) -> Vec<String> {
+        let mut rows = match self.setup.backend {
+            Backend::DynamoDb => {
+                let client = client(&RoundTrips::default());
+                let mut rows = Vec::new();
+                let mut start = None;
+                loop {
+                    let out = client
+                        .scan()
+                        .table_name(&self.location)
+                        .consistent_read(true)
+                        .set_exclusive_start_key(start)
+                        .send()
+                        .await
+                        .expect("scan");
+                    for item in out.items() {
+                        let sorted: std::collections::BTreeMap<_, _> = item.iter().collect();
+                        rows.push(format!("{sorted:?}"));
+                    }
+                    start = out.last_evaluated_key;
+                    if start.is_none() {
+                        break rows;
+                    }
+                }
+            }
+            Backend::Sqlite => {
+                let conn =
+                    rusqlite::Connection::open(scratch_dir().join(format!("{}.db", self.location))).expect("open");
+                let mut rows = Vec::new();
+                for table in [
+                    "api_keys",
+                    "companies",
+                    "products",
+                    "users",
+                    "licenses",
+                    "devices",
+                    "seats",
+                ] {
+                    let mut stmt = conn.prepare(&format!("SELECT * FROM {table}")).expect("prepare");
+                    let n = stmt.column_count();
+                    let found = stmt
+                        .query_map([], |r| {
+                            (0..n)
+                                .map(|i| r.get::<_, rusqlite::types::Value>(i).map(|v| format!("{v:?}")))
+                                .collect::<Result<Vec<_>, _>>()
+                        })
+                        .expect("query");
+                    for row in found {
+                        rows.push(format!("{table}: {}", row.expect("row").join(" | ")));
+                    }
+                }
+                rows
+            }
+        };
+        rows.sort();
+        rows
+    }
+}
+
 fn open(backend: Backend, location: &str, counter: &RoundTrips) -> Arc<dyn Store> {
     match backend {
         Backend::DynamoDb => Arc::new(DynamoStore::new(client(counter), location)),

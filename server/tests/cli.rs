@@ -1,0 +1,235 @@
+//! The `license-server` binary as an operator uses it: keygen, import (twice, and a broken file),
+//! serve, a kill -9 between requests, show; and `serve --demo` with its printed example request.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use license_api::client::LicenseClient;
+use serde_json::json;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_license-server");
+const CATALOG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/catalog.json");
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("license-server-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn run(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN).args(args).output().expect("run license-server");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+/// Starts `serve` and waits for its "listening" log line; returns the child and its address.
+fn serve(data: &Path) -> (Child, String) {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--data", data.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn serve");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("address=").nth(1) {
+                let _ = tx.send(rest.split_whitespace().next().unwrap_or_default().to_owned());
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("server reports its address");
+    (child, addr)
+}
+
+async fn send(addr: &str, req: http::Request<Bytes>) -> http::Response<Bytes> {
+    let client = Client::builder(TokioExecutor::new()).build_http();
+    let (mut parts, body) = req.into_parts();
+    parts.uri = format!("http://{addr}{}", parts.uri.path_and_query().unwrap())
+        .parse()
+        .unwrap();
+    let resp = client
+        .request(http::Request::from_parts(parts, Full::new(body)))
+        .await
+        .expect("request");
+    let (parts, body) = resp.into_parts();
+    http::Response::from_parts(parts, body.collect().await.unwrap().to_bytes())
+}
+
+fn terminate(child: &mut Child) {
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = child.wait();
+}
+
+#[tokio::test]
+async fn operator_workflow_survives_kill_9() {
+    let data = scratch("workflow");
+    let d = data.to_str().unwrap();
+    let (ok, out, err) = run(&["keygen", "--data", d, "--bits", "2048"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("signing-key.pub.pem"));
+    let (ok, _, err) = run(&["keygen", "--data", d]);
+    assert!(!ok && err.contains("--force"), "keygen refuses to replace a key: {err}");
+    for _ in 0..2 {
+        let (ok, out, err) = run(&["import", CATALOG, "--data", d]);
+        assert!(ok, "{err}");
+        assert!(out.contains("6 licenses"), "{out}");
+    }
+
+    let public = std::fs::read_to_string(data.join("signing-key.pub.pem")).unwrap();
+    let client = LicenseClient::new("demo-api-key", "demo-shared-key-change-me", public);
+    let body = json!({"product": "demo", "hardware_id": "pc-1", "license_key": "DEMO-0000-0000-0001"});
+
+    let (mut server, addr) = serve(&data);
+    let resp = send(&addr, client.activate(&body)).await;
+    client
+        .verify_license(&resp, "pc-1", "DEMO-0000-0000-0001")
+        .expect("activation acknowledged");
+    // SIGKILL right after the acknowledgement: no shutdown, no flush.
+    server.kill().unwrap();
+    server.wait().unwrap();
+
+    let (mut server, addr) = serve(&data);
+    let resp = send(&addr, client.check(&body)).await;
+    let obj = client
+        .verify_license(&resp, "pc-1", "DEMO-0000-0000-0001")
+        .expect("the activation survived");
+    assert_eq!(obj["times_activated"], 1);
+    terminate(&mut server);
+
+    let (ok, out, err) = run(&[
+        "show",
+        "--data",
+        d,
+        "--company",
+        "demo",
+        "--product",
+        "demo",
+        "--license-key",
+        "DEMO-0000-0000-0001",
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("active devices: 1 of 3") && out.contains("pc-1"), "{out}");
+    let (ok, out, _) = run(&[
+        "export",
+        "--data",
+        d,
+        "--company",
+        "demo",
+        "--product",
+        "demo",
+        "--license-key",
+        "DEMO-0000-0000-0001",
+    ]);
+    assert!(ok);
+    let exported: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(exported["devices"][0]["hardware_id"], "pc-1");
+    assert_eq!(exported["devices"][0]["active"], true);
+    let (ok, _, err) = run(&[
+        "show",
+        "--data",
+        d,
+        "--company",
+        "demo",
+        "--product",
+        "demo",
+        "--license-key",
+        "NOPE",
+    ]);
+    assert!(!ok && err.contains("no such license"), "{err}");
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+#[test]
+fn broken_catalog_is_rejected_naming_the_field() {
+    let data = scratch("broken");
+    std::fs::create_dir_all(&data).unwrap();
+    let mut catalog: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(CATALOG).unwrap()).unwrap();
+    catalog["companies"][0]["products"][1]["prevent_vm"] = json!("sometimes");
+    let file = data.join("broken.json");
+    std::fs::write(&file, catalog.to_string()).unwrap();
+    let (ok, _, err) = run(&["import", file.to_str().unwrap(), "--data", data.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        err.contains("broken.json: companies[0].products[1].prevent_vm:"),
+        "{err}"
+    );
+    assert!(
+        !data.join("license.db").exists(),
+        "validation happens before the store is even opened"
+    );
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+#[test]
+fn serve_without_a_key_explains_what_to_do() {
+    let data = scratch("nokey");
+    let (ok, _, err) = run(&["serve", "--data", data.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    assert!(!ok);
+    assert!(err.contains("license-server keygen"), "{err}");
+}
+
+#[test]
+fn demo_prints_a_request_that_works() {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--demo", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn demo");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
+        let mut banner = String::new();
+        while let Some(line) = lines.next() {
+            banner.push_str(&line);
+            banner.push('\n');
+            if line == "Try it:" {
+                let command = lines.next().unwrap_or_default();
+                let _ = tx.send((banner, command));
+                return;
+            }
+        }
+    });
+    let (banner, command) = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("demo prints its example");
+    assert!(banner.contains("API key:           demo-api-key"), "{banner}");
+    let public_key = banner
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("public key:"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert!(Path::new(&public_key).exists());
+    let out = Command::new("bash")
+        .args(["-c", &command])
+        .output()
+        .expect("run the printed command");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("HTTP/1.1 200"),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains(r#""request":"activation""#) && text.contains(r#""hardware_id":"my-laptop""#),
+        "{text}"
+    );
+    let demo_dir = Path::new(&public_key).parent().unwrap().to_path_buf();
+    terminate(&mut child);
+    assert!(!demo_dir.exists(), "the temporary store is removed on shutdown");
+}
