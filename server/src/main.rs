@@ -45,6 +45,15 @@ enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Write the API Gateway events (events/*.json) freshly signed; signatures expire after 15 minutes.
+    Events {
+        #[arg(long, default_value = "events", value_name = "DIR")]
+        out: PathBuf,
+        #[arg(long, default_value = license_server::events::API_KEY)]
+        api_key: String,
+        #[arg(long, default_value = license_server::events::SHARED_KEY)]
+        shared_key: String,
+    },
     /// Print a license and its devices.
     Show {
         #[command(flatten)]
@@ -143,6 +152,22 @@ async fn run(command: Command) -> Result<(), Error> {
                 private.display(),
                 public.display()
             );
+            Ok(())
+        }
+        Command::Events {
+            out,
+            api_key,
+            shared_key,
+        } => {
+            let date = httpdate::fmt_http_date(std::time::SystemTime::now());
+            std::fs::create_dir_all(&out)?;
+            for (file, event) in license_server::events::generate(&api_key, &shared_key, &date) {
+                let path = out.join(file);
+                std::fs::write(&path, serde_json::to_string_pretty(&event)? + "\n")
+                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                println!("wrote {}", path.display());
+            }
+            println!("signed with API key {api_key} at {date}; valid for 15 minutes");
             Ok(())
         }
         Command::Show { store, license } => {

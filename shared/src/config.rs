@@ -10,6 +10,8 @@ pub enum SigningKeySource {
     Inline(String),
     /// `SIGNING_KEY_FILE`: path to a PEM file.
     File(PathBuf),
+    /// `SIGNING_KEY_SSM_PARAMETER`: name of an SSM SecureString parameter holding the PEM (AWS).
+    SsmParameter(String),
 }
 
 #[derive(Clone, Debug)]
@@ -33,6 +35,12 @@ pub enum ConfigError {
     KeyFile { path: PathBuf, source: std::io::Error },
     #[error("signing key: {0}")]
     Key(#[from] crate::signing::KeyError),
+    #[error("cannot read signing key parameter {name} from SSM")]
+    Ssm {
+        name: String,
+        #[source]
+        source: crate::error::BoxError,
+    },
 }
 
 /// Longest API key cache the documentation promises (revocation takes effect within this time).
@@ -74,16 +82,18 @@ impl Config {
         })
     }
 
-    /// Reads and parses the signing key.
-    pub fn signer(&self) -> Result<crate::signing::Signer, ConfigError> {
+    /// Reads and parses a signing key given inline or as a file; `None` for a key in SSM, which the
+    /// Lambda adapter fetches with its AWS client.
+    pub fn local_signer(&self) -> Result<Option<crate::signing::Signer>, ConfigError> {
         let pem = match &self.signing_key {
             SigningKeySource::Inline(pem) => pem.clone(),
             SigningKeySource::File(path) => std::fs::read_to_string(path).map_err(|source| ConfigError::KeyFile {
                 path: path.clone(),
                 source,
             })?,
+            SigningKeySource::SsmParameter(_) => return Ok(None),
         };
-        Ok(crate::signing::Signer::from_pem(&pem)?)
+        Ok(Some(crate::signing::Signer::from_pem(&pem)?))
     }
 }
 
@@ -102,7 +112,19 @@ mod tests {
         let err = Config::from_lookup(lookup(&[])).unwrap_err();
         assert_eq!(err.to_string(), "environment variable TABLE_NAME is required");
         let err = Config::from_lookup(lookup(&[("TABLE_NAME", "t")])).unwrap_err();
-        assert!(err.to_string().contains("SIGNING_KEY_FILE"));
+        assert!(err.to_string().contains("SIGNING_KEY_SSM_PARAMETER"));
+        let both = Config::from_lookup(lookup(&[
+            ("TABLE_NAME", "t"),
+            ("SIGNING_KEY_FILE", "k"),
+            ("SIGNING_KEY_PEM", "p"),
+        ]));
+        assert!(both.is_err());
+        let ssm = Config::from_lookup(lookup(&[
+            ("TABLE_NAME", "t"),
+            ("SIGNING_KEY_SSM_PARAMETER", "/license-api/key"),
+        ]))
+        .unwrap();
+        assert!(matches!(ssm.signing_key, SigningKeySource::SsmParameter(ref n) if n == "/license-api/key"));
     }
 
     #[test]

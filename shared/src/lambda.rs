@@ -1,10 +1,11 @@
 //! The AWS Lambda adapter: process setup for a function's `main`, and conversion between API Gateway
 //! events (via lambda_http) and the transport-neutral [`ApiRequest`]/[`ApiResponse`].
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError, SigningKeySource};
 use crate::error::BoxError;
 use crate::handlers::{self, Endpoint};
 use crate::http::{ApiRequest, ApiResponse, SIGNATURE_HEADER};
+use crate::signing::Signer;
 use crate::state::AppState;
 use crate::store::dynamo::DynamoStore;
 use bytes::Bytes;
@@ -29,18 +30,52 @@ pub fn init_tracing() {
 
 /// A DynamoDB client from the default AWS configuration, or for `endpoint` (e.g. DynamoDB Local).
 pub async fn dynamodb_client(endpoint: Option<&str>) -> aws_sdk_dynamodb::Client {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-    if let Some(url) = endpoint {
-        loader = loader.endpoint_url(url);
-    }
-    aws_sdk_dynamodb::Client::new(&loader.load().await)
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+    dynamodb_client_from(&sdk, endpoint)
 }
 
-/// Everything a function needs, built once per cold start.
+fn dynamodb_client_from(sdk: &aws_config::SdkConfig, endpoint: Option<&str>) -> aws_sdk_dynamodb::Client {
+    let mut builder = aws_sdk_dynamodb::config::Builder::from(sdk);
+    if let Some(url) = endpoint {
+        builder = builder.endpoint_url(url);
+    }
+    aws_sdk_dynamodb::Client::from_conf(builder.build())
+}
+
+/// Fetches the signing key PEM from an SSM SecureString parameter (decrypted with its KMS key).
+async fn signer_from_ssm(sdk: &aws_config::SdkConfig, name: &str) -> Result<Signer, ConfigError> {
+    let failed = |source: BoxError| ConfigError::Ssm {
+        name: name.to_owned(),
+        source,
+    };
+    let out = aws_sdk_ssm::Client::new(sdk)
+        .get_parameter()
+        .name(name)
+        .with_decryption(true)
+        .send()
+        .await
+        .map_err(|e| failed(Box::new(e)))?;
+    let pem = out
+        .parameter
+        .and_then(|p| p.value)
+        .ok_or_else(|| failed("the parameter has no value".into()))?;
+    Ok(Signer::from_pem(&pem)?)
+}
+
+/// Everything a function needs, built once per cold start: one AWS configuration shared by the
+/// DynamoDB client and (when the key lives there) the SSM read of the signing key.
 pub async fn build_state(config: &Config) -> Result<AppState, BoxError> {
-    let signer = config.signer()?;
-    let client = dynamodb_client(config.dynamodb_endpoint.as_deref()).await;
-    let store = DynamoStore::new(client, &config.table);
+    let local = config.local_signer()?;
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+    let signer = match (local, &config.signing_key) {
+        (Some(signer), _) => signer,
+        (None, SigningKeySource::SsmParameter(name)) => signer_from_ssm(&sdk, name.as_str()).await?,
+        (None, _) => return Err("signing key source yielded no key".into()),
+    };
+    let store = DynamoStore::new(
+        dynamodb_client_from(&sdk, config.dynamodb_endpoint.as_deref()),
+        &config.table,
+    );
     Ok(AppState::new(Arc::new(store), signer, config.api_key_cache))
 }
 
@@ -79,6 +114,12 @@ pub fn to_lambda_response(resp: ApiResponse) -> Response<Body> {
 pub async fn serve(endpoint: Endpoint, state: &AppState, event: Request) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
     let req = to_api_request(event);
+    // Whichever function API Gateway routes `GET /` to answers the "is online" probe.
+    let endpoint = if Endpoint::for_path(&req.path) == Some(Endpoint::Root) {
+        Endpoint::Root
+    } else {
+        endpoint
+    };
     let resp = handlers::handle(endpoint, &req, state).await;
     crate::http::log_request(&req.method, &req.path, &resp, started);
     Ok(to_lambda_response(resp))

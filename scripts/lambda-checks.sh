@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Deployment checks, run by scripts/test.sh (which has DynamoDB Local up and DYNAMODB_ENDPOINT set):
+#   cfn-lint and `sam validate --lint` on template.yaml; `cargo lambda build --release --arm64` of every
+#   function (with the binary sizes); `sam build`; and requests through `cargo lambda watch`, the local
+#   Lambda mode without Docker. Tools come from PyPI into a virtualenv under target/tools/venv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+: "${DYNAMODB_ENDPOINT:?run from scripts/test.sh, which starts DynamoDB Local}"
+
+VENV="$PWD/target/tools/venv"
+if [ ! -x "$VENV/bin/cargo-lambda" ] || [ ! -x "$VENV/bin/sam" ] || [ ! -x "$VENV/bin/cfn-lint" ]; then
+    echo "==> installing cfn-lint, aws-sam-cli, cargo-lambda and ziglang into $VENV"
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check cfn-lint aws-sam-cli cargo-lambda ziglang
+fi
+# The venv's python first: cargo-lambda finds zig through it.
+export PATH="$VENV/bin:$PATH"
+export SAM_CLI_TELEMETRY=0 AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
+rustup target add aarch64-unknown-linux-gnu >/dev/null
+
+echo "==> cfn-lint template.yaml"
+cfn-lint template.yaml
+echo "==> sam validate --lint"
+sam validate --lint --region us-east-1
+
+FUNCTIONS=(activate_license deactivate_license check_license)
+echo "==> cargo lambda build --release --arm64"
+cargo lambda build --release --arm64 $(printf -- '-p %s ' "${FUNCTIONS[@]}")
+for f in "${FUNCTIONS[@]}"; do
+    printf '    %-20s %8d bytes\n' "$f" "$(stat -c %s "target/lambda/$f/bootstrap")"
+done
+
+echo "==> sam build"
+sam build --build-dir target/sam-build >/dev/null
+for f in ActivateLicenseFunction DeactivateLicenseFunction CheckLicenseFunction; do
+    test -x "target/sam-build/$f/bootstrap" || { echo "sam build produced no bootstrap for $f" >&2; exit 1; }
+done
+
+echo "==> cargo lambda watch"
+WORK="$PWD/target/lambda-watch"
+rm -rf "$WORK" && mkdir -p "$WORK"
+SERVER="$PWD/target/debug/license-server"
+[ -x "$SERVER" ] || cargo build -q -p license-server
+"$SERVER" keygen --out "$WORK" --bits 2048 >/dev/null
+"$SERVER" import examples/catalog.json --dynamodb-table lambda-watch --dynamodb-endpoint "$DYNAMODB_ENDPOINT" --create-table >/dev/null
+cat >"$WORK/env" <<ENV
+TABLE_NAME=lambda-watch
+SIGNING_KEY_FILE=$WORK/signing-key.pem
+DYNAMODB_ENDPOINT=$DYNAMODB_ENDPOINT
+AWS_ACCESS_KEY_ID=local
+AWS_SECRET_ACCESS_KEY=local
+AWS_REGION=us-east-1
+RUST_LOG=warn
+ENV
+PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+cargo lambda watch --ignore-changes --invoke-address 127.0.0.1 --invoke-port "$PORT" --env-file "$WORK/env" \
+    >"$WORK/watch.log" 2>&1 &
+WATCH_PID=$!
+stop_watch() { pkill -TERM -P "$WATCH_PID" 2>/dev/null || true; kill "$WATCH_PID" 2>/dev/null || true; wait "$WATCH_PID" 2>/dev/null || true; }
+trap stop_watch EXIT
+for _ in $(seq 1 300); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.2; done
+
+signed() {  # METHOD PATH [BODY] — a request signed like a client does it (SPEC §1.2)
+    local date sig
+    date="$(LC_ALL=C date -u '+%a, %d %b %Y %H:%M:%S GMT')"
+    sig="$(printf 'licenseSpring\ndate: %s' "$date" | openssl dgst -sha256 -hmac 'demo-shared-key-change-me' -binary | openssl base64 -A)"
+    curl -sS --max-time 900 -o "$WORK/body" -w '%{http_code}' -X "$1" "http://127.0.0.1:$PORT$2" \
+        -H "Date: $date" -H "Authorization: algorithm=\"hmac-sha256\",headers=\"date\",signature=\"$sig\",apikey=\"demo-api-key\"" \
+        -H 'Content-Type: application/json' ${3:+-d "$3"}
+}
+expect() {  # NAME STATUS GOT — fail loudly with the body
+    if [ "$3" != "$2" ]; then
+        echo "cargo lambda watch: $1 answered $3, expected $2: $(cat "$WORK/body")" >&2
+        tail -n 30 "$WORK/watch.log" >&2
+        exit 1
+    fi
+    echo "    $1: $3"
+}
+DEVICE='{"product":"demo","hardware_id":"watch-device","license_key":"DEMO-0000-0000-0001"}'
+expect "POST /api/v4/activate_license" 200 "$(signed POST /api/v4/activate_license "$DEVICE")"
+grep -q '"request":"activation"' "$WORK/body" || { echo "not an activation: $(cat "$WORK/body")" >&2; exit 1; }
+expect "GET /api/v4/check_license" 200 \
+    "$(signed GET '/api/v4/check_license?product=demo&hardware_id=watch-device&license_key=DEMO-0000-0000-0001')"
+expect "POST /api/v4/deactivate_license" 200 "$(signed POST /api/v4/deactivate_license "$DEVICE")"
+expect "POST /api/v4/deactivate_license (again)" 400 "$(signed POST /api/v4/deactivate_license "$DEVICE")"
+grep -q '"code":"license_not_active"' "$WORK/body" || { echo "unexpected error: $(cat "$WORK/body")" >&2; exit 1; }
+echo "cargo lambda watch: 4 passed, 0 failed"

@@ -1,0 +1,95 @@
+//! Every file in `events/` goes through the real Lambda adapter, re-signed for now, against DynamoDB
+//! Local seeded with the example catalog, and must answer what its name says. The folder and the
+//! generator must also agree file by file (apart from date and signature), so an event never rots.
+
+use integration_tests::{Backend, Fixture, Setup, Transport};
+use license_api::catalog::{import, Catalog};
+use license_api::handlers::Endpoint;
+use license_server::events::{self, expected, is_signed, resign};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+const EVENTS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../events");
+
+fn without_signature(mut event: Value) -> Value {
+    if let Some(h) = event["headers"].as_object_mut() {
+        h.remove("date");
+        h.remove("authorization");
+    }
+    event
+}
+
+/// Success cases in the order a session would run them, then the error cases.
+fn order(file: &str) -> (u8, String) {
+    let rank = match file {
+        "activate_license-ok.json" => 0,
+        "check_license-ok.json" => 1,
+        "deactivate_license-ok.json" => 2,
+        _ => 3,
+    };
+    (rank, file.to_owned())
+}
+
+#[tokio::test]
+async fn every_event_runs_through_the_handlers() {
+    let f = Fixture::new(Setup::new("events", Backend::DynamoDb, Transport::Lambda)).await;
+    let catalog = Catalog::parse(include_str!("../examples/catalog.json"), "examples/catalog.json").unwrap();
+    import(f.store(), &catalog).await.unwrap();
+
+    let mut committed = BTreeMap::new();
+    for entry in std::fs::read_dir(EVENTS_DIR).expect("events/ exists") {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(name.ends_with(".json"), "unexpected file in events/: {name}");
+        let event: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        committed.insert(name, event);
+    }
+    let date = httpdate::fmt_http_date(std::time::SystemTime::now());
+    let generated: BTreeMap<String, Value> = events::generate(events::API_KEY, events::SHARED_KEY, &date)
+        .into_iter()
+        .map(|(f, e)| (f.to_owned(), e))
+        .collect();
+    assert_eq!(
+        committed.keys().collect::<Vec<_>>(),
+        generated.keys().collect::<Vec<_>>(),
+        "events/ matches the generator"
+    );
+    for (name, event) in &committed {
+        assert_eq!(
+            without_signature(event.clone()),
+            without_signature(generated[name].clone()),
+            "{name} is what the generator writes"
+        );
+    }
+
+    let mut names: Vec<_> = committed.keys().cloned().collect();
+    names.sort_by_key(|n| order(n));
+    for name in names {
+        let mut event = committed[&name].clone();
+        if is_signed(&event) {
+            resign(&mut event, events::API_KEY, events::SHARED_KEY, &date);
+        }
+        let request = lambda_http::request::from_str(&event.to_string())
+            .unwrap_or_else(|e| panic!("{name} is not an API Gateway event: {e}"));
+        let function = name.split('-').next().unwrap();
+        let endpoint = Endpoint::for_path(&format!("/api/v4/{function}"))
+            .unwrap_or_else(|| panic!("{name}: no function {function}"));
+        let response = license_api::lambda::serve(endpoint, &f.app.state, request)
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body = match response.body() {
+            lambda_http::Body::Text(t) => t.clone(),
+            other => format!("{other:?}"),
+        };
+        match expected(&name) {
+            None => assert_eq!(status, 200, "{name}: {body}"),
+            Some(code) => {
+                let err: Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("{name}: error body {body}"));
+                assert_eq!(err["code"], code, "{name}: {body}");
+                assert_eq!(err["status"].as_u64(), Some(u64::from(status)));
+            }
+        }
+    }
+}
