@@ -17,4 +17,4 @@ target/release/license-server import examples/catalog.json --dynamodb-table cold
 echo "machine: $(nproc) cores, $(uname -m), $(free -g | awk '/Mem:/ {print $2}') GiB; $RUNS process starts per binary"
 target/release/coldstart --runs "$RUNS" --table coldstart --signing-key "$WORK/signing-key.pem" \
     --baseline target/release/baseline_lambda \
-    --functions target/release/activate_license,target/release/deactivate_license,target/release/check_license
+    --functions target/release/activate_license,target/release/check_license,target/release/deactivate_license

@@ -69,7 +69,9 @@ impl StoreArgs {
     pub async fn open(&self) -> Result<Arc<dyn Store>, StoreError> {
         match &self.dynamodb_table {
             Some(table) => {
-                let client = license_api::lambda::dynamodb_client(self.dynamodb_endpoint.as_deref()).await;
+                // The full default provider chain: an operator's profile, SSO session or role.
+                let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+                let client = license_api::lambda::dynamodb_client_from(&sdk, self.dynamodb_endpoint.as_deref());
                 let store = DynamoStore::new(client, table);
                 if self.create_table {
                     store.create_table().await?;

@@ -14,27 +14,48 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// JSON logs to stdout (CloudWatch), level from `RUST_LOG` or `AWS_LAMBDA_LOG_LEVEL`, default `info`.
+/// JSON logs to stdout (CloudWatch), level from `RUST_LOG` or `AWS_LAMBDA_LOG_LEVEL` (a plain level:
+/// `error`, `warn`, `info`, `debug`, `trace`), default `info`. A level, not a filter expression: the
+/// filter parser would pull a regex engine into every function.
 pub fn init_tracing() {
-    let filter = std::env::var("RUST_LOG")
-        .or_else(|_| std::env::var("AWS_LAMBDA_LOG_LEVEL").map(|l| l.to_lowercase()))
-        .unwrap_or_else(|_| "info".into());
+    let level = std::env::var("RUST_LOG")
+        .or_else(|_| std::env::var("AWS_LAMBDA_LOG_LEVEL"))
+        .ok()
+        .and_then(|l| {
+            l.trim()
+                .to_lowercase()
+                .parse::<tracing_subscriber::filter::LevelFilter>()
+                .ok()
+        })
+        .unwrap_or(tracing_subscriber::filter::LevelFilter::INFO);
     tracing_subscriber::fmt()
         .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_max_level(level)
         .with_current_span(false)
         .with_target(false)
         .without_time()
         .init();
 }
 
-/// A DynamoDB client from the default AWS configuration, or for `endpoint` (e.g. DynamoDB Local).
-pub async fn dynamodb_client(endpoint: Option<&str>) -> aws_sdk_dynamodb::Client {
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
-    dynamodb_client_from(&sdk, endpoint)
+/// The AWS configuration of a Lambda function: region and credentials from the environment Lambda
+/// sets (`AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`). Using them
+/// directly, rather than the full default provider chain (profiles, SSO, STS, IMDS), keeps that code out
+/// of the function binaries and its probing out of the cold start.
+pub fn lambda_sdk_config() -> aws_config::SdkConfig {
+    let region = std::env::var("AWS_REGION")
+        .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
+        .unwrap_or_else(|_| "us-east-1".into());
+    aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(region))
+        .credentials_provider(aws_sdk_dynamodb::config::SharedCredentialsProvider::new(
+            aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
+        ))
+        .build()
 }
 
-fn dynamodb_client_from(sdk: &aws_config::SdkConfig, endpoint: Option<&str>) -> aws_sdk_dynamodb::Client {
+/// A DynamoDB client for an AWS configuration, optionally at another endpoint (e.g. DynamoDB Local).
+pub fn dynamodb_client_from(sdk: &aws_config::SdkConfig, endpoint: Option<&str>) -> aws_sdk_dynamodb::Client {
     let mut builder = aws_sdk_dynamodb::config::Builder::from(sdk);
     if let Some(url) = endpoint {
         builder = builder.endpoint_url(url);
@@ -66,7 +87,7 @@ async fn signer_from_ssm(sdk: &aws_config::SdkConfig, name: &str) -> Result<Sign
 /// DynamoDB client and (when the key lives there) the SSM read of the signing key.
 pub async fn build_state(config: &Config) -> Result<AppState, BoxError> {
     let local = config.local_signer()?;
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+    let sdk = lambda_sdk_config();
     let signer = match (local, &config.signing_key) {
         (Some(signer), _) => signer,
         (None, SigningKeySource::SsmParameter(name)) => signer_from_ssm(&sdk, name.as_str()).await?,

@@ -4,7 +4,8 @@
 //!     (config load, key parse, AWS config and DynamoDB client build all happen before it);
 //!   - first invocation: from spawn to the posted response of the first event (a real request of the
 //!     function's own endpoint against DynamoDB Local, so it includes the first connection).
-//! The baseline binary (`baseline_lambda`) is measured in the same run; each function's median init is
+//! Binaries run in the order given, once per round, so a round activates, checks and deactivates one
+//! device. The baseline binary (`baseline_lambda`) is measured in the same run; each function's median init is
 //! reported as a ratio to the baseline's. Prints a Markdown table.
 
 use bytes::Bytes;
@@ -125,7 +126,7 @@ fn event_for(binary: &str, run: usize) -> Value {
     let device = |hw: String| json!({"product": "demo", "hardware_id": hw, "license_key": "DEMO-UNLIMITED-0004"});
     let (file, params) = match binary {
         "activate_license" => ("activate_license-ok.json", device(format!("coldstart-{run}"))),
-        "check_license" => ("check_license-ok.json", device("coldstart-0".into())),
+        "check_license" => ("check_license-ok.json", device(format!("coldstart-{run}"))),
         "deactivate_license" => ("deactivate_license-ok.json", device(format!("coldstart-{run}"))),
         _ => return events["check_license-root-ok.json"].clone(),
     };
