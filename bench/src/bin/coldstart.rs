@@ -4,6 +4,7 @@
 //!     (config load, key parse, AWS config and DynamoDB client build all happen before it);
 //!   - first invocation: from spawn to the posted response of the first event (a real request of the
 //!     function's own endpoint against DynamoDB Local, so it includes the first connection).
+//!
 //! Binaries run in the order given, once per round, so a round activates, checks and deactivates one
 //! device. The baseline binary (`baseline_lambda`) is measured in the same run; each function's median init is
 //! reported as a ratio to the baseline's. Prints a Markdown table.
@@ -33,6 +34,14 @@ struct Args {
     table: String,
     #[arg(long)]
     signing_key: PathBuf,
+}
+
+/// Per binary: name, init times (ms), first-invocation times (ms), response statuses.
+struct Samples {
+    name: String,
+    init: Vec<f64>,
+    first: Vec<f64>,
+    statuses: Vec<String>,
 }
 
 #[derive(Default)]
@@ -180,20 +189,18 @@ async fn main() {
 
     let mut binaries = vec![args.baseline.clone()];
     binaries.extend(args.functions.iter().cloned());
-    let mut results: Vec<(String, Vec<f64>, Vec<f64>, Vec<String>)> = binaries
+    let mut results: Vec<Samples> = binaries
         .iter()
-        .map(|b| {
-            (
-                b.file_name().unwrap().to_string_lossy().into_owned(),
-                vec![],
-                vec![],
-                vec![],
-            )
+        .map(|b| Samples {
+            name: b.file_name().unwrap().to_string_lossy().into_owned(),
+            init: vec![],
+            first: vec![],
+            statuses: vec![],
         })
         .collect();
     for run in 0..args.runs {
         for (i, binary) in binaries.iter().enumerate() {
-            let name = results[i].0.clone();
+            let name = results[i].name.clone();
             {
                 let mut r = stub.run.lock().unwrap();
                 *r = Run {
@@ -233,19 +240,28 @@ async fn main() {
             let entry = &mut results[i];
             match (finished, r.first_next, r.responded, &r.error) {
                 (Ok(()), Some(init), Some(first), None) => {
-                    entry.1.push(init.as_secs_f64() * 1000.0);
-                    entry.2.push(first.as_secs_f64() * 1000.0);
-                    entry.3.push(r.status.map_or("?".into(), |s| s.to_string()));
+                    entry.init.push(init.as_secs_f64() * 1000.0);
+                    entry.first.push(first.as_secs_f64() * 1000.0);
+                    entry.statuses.push(r.status.map_or("?".into(), |s| s.to_string()));
                 }
-                _ => entry.3.push(format!("failed: {:?}", r.error)),
+                _ => entry.statuses.push(format!("failed: {:?}", r.error)),
             }
         }
     }
 
-    let base_init = median(results[0].1.clone());
+    let base_init = median(results[0].init.clone());
     println!("| binary | size (bytes) | median init (spawn → first /next) | ratio to baseline | median first invocation | statuses |");
     println!("|---|---|---|---|---|---|");
-    for (i, (name, init, first, statuses)) in results.iter().enumerate() {
+    for (
+        i,
+        Samples {
+            name,
+            init,
+            first,
+            statuses,
+        },
+    ) in results.iter().enumerate()
+    {
         let size = std::fs::metadata(&binaries[i]).map(|m| m.len()).unwrap_or(0);
         let mut s = statuses.clone();
         s.dedup();
