@@ -53,16 +53,17 @@ impl Config {
 
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let table = get("TABLE_NAME").ok_or(ConfigError::Missing("TABLE_NAME"))?;
-        let signing_key = match (get("SIGNING_KEY_PEM"), get("SIGNING_KEY_FILE")) {
-            (Some(pem), None) => SigningKeySource::Inline(pem),
-            (None, Some(path)) => SigningKeySource::File(path.into()),
-            (Some(_), Some(_)) => {
+        let signing_key = match (get("SIGNING_KEY_SSM_PARAMETER"), get("SIGNING_KEY_FILE"), get("SIGNING_KEY_PEM")) {
+            (Some(name), None, None) => SigningKeySource::SsmParameter(name),
+            (None, Some(path), None) => SigningKeySource::File(path.into()),
+            (None, None, Some(pem)) => SigningKeySource::Inline(pem),
+            (None, None, None) => return Err(ConfigError::Missing("SIGNING_KEY_SSM_PARAMETER (or SIGNING_KEY_FILE)")),
+            _ => {
                 return Err(ConfigError::Invalid {
-                    name: "SIGNING_KEY_PEM",
-                    reason: "set only one of SIGNING_KEY_PEM and SIGNING_KEY_FILE".into(),
+                    name: "SIGNING_KEY_*",
+                    reason: "set exactly one of SIGNING_KEY_SSM_PARAMETER, SIGNING_KEY_FILE and SIGNING_KEY_PEM".into(),
                 })
             }
-            (None, None) => return Err(ConfigError::Missing("SIGNING_KEY_FILE (or SIGNING_KEY_PEM)")),
         };
         let api_key_cache = match get("API_KEY_CACHE_SECONDS") {
             None => MAX_API_KEY_CACHE,
