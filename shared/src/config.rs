@@ -53,7 +53,11 @@ impl Config {
 
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let table = get("TABLE_NAME").ok_or(ConfigError::Missing("TABLE_NAME"))?;
-        let signing_key = match (get("SIGNING_KEY_SSM_PARAMETER"), get("SIGNING_KEY_FILE"), get("SIGNING_KEY_PEM")) {
+        let signing_key = match (
+            get("SIGNING_KEY_SSM_PARAMETER"),
+            get("SIGNING_KEY_FILE"),
+            get("SIGNING_KEY_PEM"),
+        ) {
             (Some(name), None, None) => SigningKeySource::SsmParameter(name),
             (None, Some(path), None) => SigningKeySource::File(path.into()),
             (None, None, Some(pem)) => SigningKeySource::Inline(pem),
