@@ -390,19 +390,13 @@ fn company(cx: &Ctx<'_>, path: &str, c: RawCompany) -> Result<CompanyEntry, Cata
             });
         }
         let license = License {
-            id: head.id,
-            company: c.code.clone(),
-            product: head.product,
-            key: head.license_key,
             enabled: head.enabled,
             max_activations: head.max_activations,
             allow_unlimited_activations: head.allow_unlimited_activations,
             max_transfers: head.max_transfers,
             validity_period: head.validity_period,
             terms,
-            times_activated: 0,
-            transfer_count: 0,
-            released: BTreeSet::new(),
+            ..License::new(head.id, c.code.clone(), head.product, head.license_key)
         };
         licenses.push((license, seats));
     }

@@ -252,6 +252,25 @@ pub struct License {
 }
 
 impl License {
+    /// A new, enabled license with one activation, unlimited transfers, default terms and no activity.
+    pub fn new(id: i64, company: CompanyId, product: ProductCode, key: Option<LicenseKey>) -> Self {
+        Self {
+            id,
+            company,
+            product,
+            key,
+            enabled: true,
+            max_activations: 1,
+            allow_unlimited_activations: false,
+            max_transfers: 0,
+            validity_period: None,
+            terms: LicenseTerms::default(),
+            times_activated: 0,
+            transfer_count: 0,
+            released: BTreeSet::new(),
+        }
+    }
+
     /// Does this license keep released slots at all? An unlimited license never runs out of fresh slots,
     /// so activating a new device on it is never a transfer and nothing needs remembering.
     pub fn tracks_transfers(&self) -> bool {

@@ -4,9 +4,7 @@
 use super::{Instance, Setup, TestEnv};
 use license_api::client::LicenseClient;
 use license_api::ids::{ApiKeyId, CompanyId, HardwareId, LicenseKey, ProductCode, Username};
-use license_api::model::{
-    ApiKeyRecord, AuthorizationMethod, Company, License, LicenseTerms, LicenseUser, ProductDoc, Seat,
-};
+use license_api::model::{ApiKeyRecord, AuthorizationMethod, Company, License, LicenseUser, ProductDoc, Seat};
 use license_api::password;
 use license_api::store::{LicenseAddr, Store};
 use serde_json::{json, Value};
@@ -125,20 +123,10 @@ impl Fixture {
     }
 
     fn license(&self, product: &str, id: i64, key: Option<&str>) -> License {
+        let key = key.map(|k| LicenseKey::parse(k).unwrap());
         License {
-            id,
-            company: self.company.clone(),
-            product: product_code(product),
-            key: key.map(|k| LicenseKey::parse(k).unwrap()),
-            enabled: true,
             max_activations: 5,
-            allow_unlimited_activations: false,
-            max_transfers: 0,
-            validity_period: None,
-            terms: LicenseTerms::default(),
-            times_activated: 0,
-            transfer_count: 0,
-            released: Default::default(),
+            ..License::new(id, self.company.clone(), product_code(product), key)
         }
     }
 

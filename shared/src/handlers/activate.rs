@@ -7,23 +7,14 @@ use crate::auth::{Access, Authenticated};
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
 use crate::render::{license_object, Identity, View};
-use crate::request::{Credentials, LicenseRequest, Params};
+use crate::request::{Credentials, LicenseRequest};
 use crate::rules::{self, Transport};
 use crate::state::AppState;
 use crate::store::Rejection;
 use crate::time::Timestamp;
-use std::time::{Duration, SystemTime};
-
-/// Attempts per request. Each lost race returns the winner's state, so the next attempt usually
-/// succeeds or fails for a real reason; transient conflicts back off first.
-const MAX_ATTEMPTS: u32 = 30;
 
 pub async fn handle(req: &ApiRequest, state: &AppState) -> Result<ApiResponse, ApiError> {
-    let auth = state
-        .auth
-        .authenticate(&req.headers, &*state.store, Access::Write, SystemTime::now())
-        .await?;
-    let request = LicenseRequest::parse(&Params::from_json(&req.body)?)?;
+    let (auth, request) = super::authenticated(req, state, Access::Write).await?;
     let resolved = activate(state, &auth, &request, Transport::Online).await?;
     let now = Timestamp::now();
     let device = resolved
@@ -59,7 +50,7 @@ pub async fn activate(
 ) -> Result<Resolved, ApiError> {
     let mut resolved = lookup::load(state, auth, req, true).await?;
     let now = Timestamp::now();
-    for attempt in 0..MAX_ATTEMPTS {
+    for attempt in 0..super::MAX_ATTEMPTS {
         let ctx = &mut resolved.ctx;
         let plan = rules::plan_activation(ctx, req, now, transport)?;
         match state.store.activate_device(&plan).await {
@@ -77,17 +68,10 @@ pub async fn activate(
             Err(Rejection::LicenseChanged(None) | Rejection::SeatChanged(None)) => {
                 resolved = lookup::load(state, auth, req, false).await?;
             }
-            Err(Rejection::Conflict) => backoff(attempt).await,
+            Err(Rejection::Conflict) => super::backoff(attempt).await,
             Err(Rejection::DeviceNotActive) => return Err(ApiError::internal("activation rejected as a deactivation")),
             Err(Rejection::Store(e)) => return Err(ApiError::internal(e)),
         }
     }
     Err(ApiError::Contention)
-}
-
-/// Exponential backoff with full jitter, 5 ms to 320 ms.
-pub(super) async fn backoff(attempt: u32) {
-    let cap = 5u64 << attempt.min(6);
-    let wait = rand::random::<u64>() % (cap + 1);
-    tokio::time::sleep(Duration::from_millis(wait)).await;
 }

@@ -7,47 +7,32 @@ use crate::auth::Access;
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
 use crate::render::{license_object, Identity, View};
-use crate::request::{Credentials, LicenseRequest, Params};
+use crate::request::Credentials;
 use crate::rules::{self, LicenseContext};
 use crate::state::AppState;
 use crate::store::LicenseAddr;
 use crate::time::Timestamp;
-use std::time::SystemTime;
 
 pub async fn handle(req: &ApiRequest, state: &AppState) -> Result<ApiResponse, ApiError> {
-    let auth = state
-        .auth
-        .authenticate(&req.headers, &*state.store, Access::Read, SystemTime::now())
-        .await?;
-    let request = LicenseRequest::parse(&Params::from_query(req.query.as_deref())?)?;
+    let (auth, request) = super::authenticated(req, state, Access::Read).await?;
     let now = Timestamp::now();
     let store = &*state.store;
-    let (ctx, user) = match &request.credentials {
+    let (hardware_id, details) = (&request.hardware_id, &request.details);
+    let record = |addr: LicenseAddr| async move { store.record_check(&addr, hardware_id, details, now).await };
+    // Key-based: the license's address is known from the request, so the read and the device update go
+    // out together. User-based: the user's record names the license first.
+    let (read, product, license, seat, user, touched) = match &request.credentials {
         Credentials::Key(key) => {
             let addr = LicenseAddr::Key {
                 company: auth.key.company.clone(),
                 product: request.product.clone(),
                 key: key.clone(),
             };
-            let (read, touched) = tokio::join!(
-                lookup::read_context(state, &auth, &request, false),
-                store.record_check(&addr, &request.hardware_id, &request.details, now),
-            );
+            let (read, touched) = tokio::join!(lookup::read_context(state, &auth, &request, false), record(addr));
             let mut read = read?;
             let product = lookup::product(&mut read, &request)?;
             let license = lookup::key_license(&mut read, &request)?;
-            let device = touched.map_err(ApiError::internal)?;
-            let company = read.company.unwrap_or_default();
-            (
-                LicenseContext {
-                    product,
-                    company,
-                    license,
-                    seat: None,
-                    device,
-                },
-                None,
-            )
+            (read, product, license, None, None, touched)
         }
         _ => {
             let mut read = lookup::read_context(state, &auth, &request, false).await?;
@@ -55,25 +40,21 @@ pub async fn handle(req: &ApiRequest, state: &AppState) -> Result<ApiResponse, A
             let (user, addr) = lookup::user_license(&mut read, &auth.key.company, &request, false).await?;
             let (found, touched) = tokio::join!(
                 store.read_license(&addr, Some(&user.email), &request.hardware_id),
-                store.record_check(&addr, &request.hardware_id, &request.details, now),
+                record(addr.clone())
             );
             let found = found.map_err(ApiError::internal)?;
             let (Some(license), Some(seat)) = (found.license, found.seat) else {
                 return Err(ApiError::LicenseNotFound("license user"));
             };
-            let device = touched.map_err(ApiError::internal)?;
-            let company = read.company.unwrap_or_default();
-            (
-                LicenseContext {
-                    product,
-                    company,
-                    license,
-                    seat: Some(seat),
-                    device,
-                },
-                Some(user),
-            )
+            (read, product, license, Some(seat), Some(user), touched)
         }
+    };
+    let ctx = LicenseContext {
+        product,
+        company: read.company.unwrap_or_default(),
+        license,
+        seat,
+        device: touched.map_err(ApiError::internal)?,
     };
     rules::check(&ctx, &request.hardware_id)?;
     let device = ctx

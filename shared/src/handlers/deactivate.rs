@@ -1,26 +1,18 @@
 //! `POST /api/v4/deactivate_license` (SPEC §2.3): frees the device's slot. Answers `license_deactivated`
 //! as text/plain.
 
-use super::activate::backoff;
 use super::lookup;
 use crate::auth::{Access, Authenticated};
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
-use crate::request::{LicenseRequest, Params};
+use crate::request::LicenseRequest;
 use crate::rules;
 use crate::state::AppState;
 use crate::store::Rejection;
 use crate::time::Timestamp;
-use std::time::SystemTime;
-
-const MAX_ATTEMPTS: u32 = 30;
 
 pub async fn handle(req: &ApiRequest, state: &AppState) -> Result<ApiResponse, ApiError> {
-    let auth = state
-        .auth
-        .authenticate(&req.headers, &*state.store, Access::Write, SystemTime::now())
-        .await?;
-    let request = LicenseRequest::parse(&Params::from_json(&req.body)?)?;
+    let (auth, request) = super::authenticated(req, state, Access::Write).await?;
     deactivate(state, &auth, &request).await?;
     Ok(ApiResponse::text("license_deactivated"))
 }
@@ -28,7 +20,7 @@ pub async fn handle(req: &ApiRequest, state: &AppState) -> Result<ApiResponse, A
 pub async fn deactivate(state: &AppState, auth: &Authenticated, req: &LicenseRequest) -> Result<(), ApiError> {
     let resolved = lookup::load(state, auth, req, false).await?;
     let mut plan = rules::plan_deactivation(&resolved.ctx, &req.hardware_id, Timestamp::now())?;
-    for attempt in 0..MAX_ATTEMPTS {
+    for attempt in 0..super::MAX_ATTEMPTS {
         match state.store.deactivate_device(&plan).await {
             Ok(()) => return Ok(()),
             // Someone deactivated it first. Which error applies depends on the license as it is now,
@@ -50,7 +42,7 @@ pub async fn deactivate(state: &AppState, auth: &Authenticated, req: &LicenseReq
             Err(Rejection::LicenseChanged(_)) => {
                 return Err(ApiError::internal("license counter below its active devices"));
             }
-            Err(Rejection::Conflict) => backoff(attempt).await,
+            Err(Rejection::Conflict) => super::backoff(attempt).await,
             Err(Rejection::DeviceActive) => return Err(ApiError::internal("deactivation rejected as an activation")),
             Err(Rejection::Store(e)) => return Err(ApiError::internal(e)),
         }

@@ -9,10 +9,44 @@ mod lookup;
 pub use activate::activate;
 pub use deactivate::deactivate;
 
+use crate::auth::{Access, Authenticated};
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
+use crate::request::{LicenseRequest, Params};
 use crate::state::AppState;
 use http::Method;
+use std::time::{Duration, SystemTime};
+
+/// Write attempts per request. Each lost race returns the winner's state, so the next attempt usually
+/// succeeds or fails for a real reason; transient conflicts back off first.
+const MAX_ATTEMPTS: u32 = 30;
+
+/// Exponential backoff with full jitter, 5 ms to 320 ms.
+async fn backoff(attempt: u32) {
+    let cap = 5u64 << attempt.min(6);
+    let wait = rand::random::<u64>() % (cap + 1);
+    tokio::time::sleep(Duration::from_millis(wait)).await;
+}
+
+/// Authenticates the request, then parses its license fields from where its method carries them
+/// (query string for GET, JSON body otherwise). Authentication comes first, so an unauthenticated
+/// caller learns nothing about the body.
+async fn authenticated(
+    req: &ApiRequest,
+    state: &AppState,
+    access: Access,
+) -> Result<(Authenticated, LicenseRequest), ApiError> {
+    let auth = state
+        .auth
+        .authenticate(&req.headers, &*state.store, access, SystemTime::now())
+        .await?;
+    let params = if req.method == Method::GET {
+        Params::from_query(req.query.as_deref())?
+    } else {
+        Params::from_json(&req.body)?
+    };
+    Ok((auth, LicenseRequest::parse(&params)?))
+}
 
 /// Every endpoint this server implements.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -3,7 +3,7 @@
 use super::*;
 use crate::ids::Username;
 use crate::ids::{CompanyId, LicenseKey, ProductCode};
-use crate::model::{LicenseTerms, Seat};
+use crate::model::Seat;
 use crate::request::{Credentials, LicenseRequest};
 
 fn now() -> Timestamp {
@@ -15,19 +15,13 @@ fn ctx() -> LicenseContext {
         product: ProductDoc::default(),
         company: Company::default(),
         license: License {
-            id: 1,
-            company: CompanyId::parse("c").unwrap(),
-            product: ProductCode::parse("p").unwrap(),
-            key: Some(LicenseKey::parse("K").unwrap()),
-            enabled: true,
             max_activations: 2,
-            allow_unlimited_activations: false,
-            max_transfers: 0,
-            validity_period: None,
-            terms: LicenseTerms::default(),
-            times_activated: 0,
-            transfer_count: 0,
-            released: Default::default(),
+            ..License::new(
+                1,
+                CompanyId::parse("c").unwrap(),
+                ProductCode::parse("p").unwrap(),
+                Some(LicenseKey::parse("K").unwrap()),
+            )
         },
         seat: None,
         device: None,
