@@ -59,10 +59,6 @@ impl Params {
         Ok(Self(map))
     }
 
-    pub fn from_map(map: Map<String, Value>) -> Self {
-        Self(map)
-    }
-
     /// A string field; numbers are accepted and rendered as their text. `null` and `""` count as absent.
     pub fn string(&self, name: &str) -> Result<Option<String>, ApiError> {
         match self.0.get(name) {

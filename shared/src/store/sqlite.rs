@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -47,7 +47,6 @@ CREATE TABLE IF NOT EXISTS seats (
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
-    path: PathBuf,
 }
 
 fn backend(operation: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
@@ -88,14 +87,14 @@ fn id<T>(key: &str, v: &str, parse: impl Fn(&str) -> Result<T, crate::ids::IdErr
 impl SqliteStore {
     /// Opens (creating if needed) the database file and its schema.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        let path = path.as_ref().to_path_buf();
+        let path = path.as_ref();
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Backend {
                 operation: "create data directory",
                 source: Box::new(e),
             })?;
         }
-        let conn = Connection::open(&path).map_err(backend("open"))?;
+        let conn = Connection::open(path).map_err(backend("open"))?;
         conn.busy_timeout(Duration::from_secs(10)).map_err(backend("open"))?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(backend("open"))?;
@@ -104,12 +103,7 @@ impl SqliteStore {
         conn.execute_batch(SCHEMA).map_err(backend("create schema"))?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
-            path,
         })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// Runs `f` on the connection on the blocking pool.

@@ -50,14 +50,6 @@ impl DynamoStore {
         }
     }
 
-    pub fn client(&self) -> &Client {
-        &self.client
-    }
-
-    pub fn table(&self) -> &str {
-        &self.table
-    }
-
     /// Creates the table (on-demand, `PK`/`SK` strings) if it does not exist and waits until it is active.
     pub async fn create_table(&self) -> Result<(), StoreError> {
         let attr = |name: &str| {
