@@ -250,6 +250,13 @@ impl UpdateBuilder {
                 .join(" AND ")
         })
     }
+    /// The update as one item of a `TransactWriteItems`.
+    fn transact_item(self, table: &str, key: ItemMap, return_old_on_failure: bool) -> TransactWriteItem {
+        TransactWriteItem::builder()
+            .update(self.build(table, key, return_old_on_failure))
+            .build()
+    }
+
     fn build(self, table: &str, key: ItemMap, return_old_on_failure: bool) -> Update {
         let mut b = Update::builder()
             .table_name(table)
@@ -443,9 +450,7 @@ impl Store for DynamoStore {
         }
         let mut items = vec![
             TransactWriteItem::builder().put(device).build(),
-            TransactWriteItem::builder()
-                .update(lic.build(&self.table, keys::license(addr), true))
-                .build(),
+            lic.transact_item(&self.table, keys::license(addr), true),
         ];
 
         // 3. The user's seat: their own activation count, within their own limit.
@@ -457,11 +462,7 @@ impl Store for DynamoStore {
             if *enforce {
                 seat.condition("total_activations < max_activations");
             }
-            items.push(
-                TransactWriteItem::builder()
-                    .update(seat.build(&self.table, keys::seat(addr, user), true))
-                    .build(),
-            );
+            items.push(seat.transact_item(&self.table, keys::seat(addr, user), true));
         }
         self.transact(items)
             .await
@@ -489,12 +490,8 @@ impl Store for DynamoStore {
                 .add("released :hwset");
         }
         let mut items = vec![
-            TransactWriteItem::builder()
-                .update(device.build(&self.table, keys::device(addr, &plan.hardware_id), false))
-                .build(),
-            TransactWriteItem::builder()
-                .update(lic.build(&self.table, keys::license(addr), true))
-                .build(),
+            device.transact_item(&self.table, keys::device(addr, &plan.hardware_id), false),
+            lic.transact_item(&self.table, keys::license(addr), true),
         ];
         if let Some(user) = &plan.seat {
             let mut seat = UpdateBuilder::default();
@@ -502,11 +499,7 @@ impl Store for DynamoStore {
                 .value(":zero", n(0))
                 .add("total_activations :minus")
                 .condition("total_activations > :zero");
-            items.push(
-                TransactWriteItem::builder()
-                    .update(seat.build(&self.table, keys::seat(addr, user), true))
-                    .build(),
-            );
+            items.push(seat.transact_item(&self.table, keys::seat(addr, user), true));
         }
         self.transact(items)
             .await
