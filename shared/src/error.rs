@@ -86,6 +86,9 @@ pub enum ApiError {
     // --- server side ---
     #[error("The license is busy; retry the request")]
     Contention,
+    /// A per-client limit (rate, concurrent password checks) was reached; the client should back off.
+    #[error("Too many requests; retry later")]
+    TooManyRequests,
     #[error("Internal server error")]
     Internal(#[source] BoxError),
 }
@@ -103,6 +106,7 @@ impl ApiError {
             PayloadTooLarge(_) => 413,
             LicenseDeviceExists => 409,
             Contention => 503,
+            TooManyRequests => 429,
             Internal(_) => 500,
             _ => 400,
         }
@@ -146,6 +150,7 @@ impl ApiError {
             DeviceNotFound => "device_not_found",
             ProductNotBundle => "product_not_bundle",
             Contention => "service_busy",
+            TooManyRequests => "too_many_requests",
             Internal(_) => "internal_error",
         }
     }
