@@ -23,7 +23,9 @@ async fn deactivation_frees_the_slot_and_answers_plain_text(setup) {
     assert!(resp.headers().get("LicenseSignature").is_none());
     let l = f.license_now(&license).await;
     assert_eq!(l.times_activated, 0);
-    assert!(l.released.contains(&hw("h1")));
+    assert_eq!(l.released_count, 1);
+    let addr = license_api::store::LicenseAddr::of(&license);
+    assert_eq!(f.store().released_slot(&addr).await.unwrap(), Some(hw("h1")));
     assert_eq!(
         f.device_counts(&license).await,
         (0, 1),

@@ -67,7 +67,7 @@ fn license_json(l: &License, devices: &[Device]) -> Value {
         "validity_period": l.validity_period,
         "times_activated": l.times_activated,
         "transfer_count": l.transfer_count,
-        "released_slots": l.released,
+        "released_slots": l.released_count,
         "terms": l.terms,
         "devices": devices.iter().map(device_json).collect::<Vec<_>>(),
     })
@@ -102,7 +102,7 @@ pub fn show(v: &Value) -> String {
     let mut out = format!(
         "License {} — product {}, key {}\n  enabled: {}   active devices: {} of {}   transfers: {} (limit {})\n  valid until: {}   released slots: {}\n",
         s("id"), s("product"), s("license_key"), s("enabled"), s("times_activated"), limit, s("transfer_count"), transfers,
-        s("validity_period"), v["released_slots"].as_array().map_or(0, Vec::len),
+        s("validity_period"), s("released_slots"),
     );
     let devices = v["devices"].as_array().cloned().unwrap_or_default();
     out.push_str(&format!("Devices ({}):\n", devices.len()));

@@ -98,6 +98,18 @@ impl ApiError {
         Self::Internal(cause.into())
     }
 
+    /// A store failure: "unavailable" (throttled, unreachable) is a 503 the client may retry; anything
+    /// else is an internal error whose cause goes to the log.
+    pub fn store(cause: crate::store::StoreError) -> Self {
+        match cause {
+            crate::store::StoreError::Unavailable(why) => {
+                tracing::warn!(cause = %why, "store unavailable");
+                Self::Contention
+            }
+            other => Self::internal(other),
+        }
+    }
+
     pub fn status(&self) -> u16 {
         use ApiError::*;
         match self {

@@ -85,7 +85,8 @@ pub fn log_request(method: &http::Method, path: &str, resp: &ApiResponse, starte
     );
 }
 
-fn error_chain(err: &dyn std::error::Error) -> String {
+/// An error and its sources, `: `-separated, for the log.
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
     let mut out = err.to_string();
     let mut source = err.source();
     while let Some(s) = source {

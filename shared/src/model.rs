@@ -247,8 +247,10 @@ pub struct License {
     /// Number of active devices.
     pub times_activated: i64,
     pub transfer_count: i64,
-    /// Devices whose deactivation freed a slot that no activation has re-used yet (SPEC §3 transfers).
-    pub released: BTreeSet<HardwareId>,
+    /// How many deactivated devices freed a slot that no activation has re-used yet (SPEC §3 transfers).
+    /// Which devices they are is kept beside the license, one marker each, so this item stays O(1) in
+    /// the number of devices.
+    pub released_count: i64,
 }
 
 impl License {
@@ -267,7 +269,7 @@ impl License {
             terms: LicenseTerms::default(),
             times_activated: 0,
             transfer_count: 0,
-            released: BTreeSet::new(),
+            released_count: 0,
         }
     }
 
@@ -322,6 +324,12 @@ pub struct Device {
     pub last_seen_at: Option<Timestamp>,
     pub details: Map<String, Value>,
     pub variables: Vec<DeviceVariable>,
+    /// How many times the device was activated: the version every activation and deactivation is
+    /// conditioned on, so a write planned against one activation never lands on the next (ABA).
+    pub activations: i64,
+    /// The token of the last activation or deactivation written, so a retry of a write whose answer was
+    /// lost can tell that it already happened.
+    pub write_token: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

@@ -6,7 +6,7 @@ use crate::error::ApiError;
 use crate::ids::HardwareId;
 use crate::model::{device_id, Company, Device, DeviceVariable, License, ProductDoc, Seat};
 use crate::request::LicenseRequest;
-use crate::store::{ActivationPlan, DeactivationPlan, LicenseAddr, Slot};
+use crate::store::{ActivationPlan, CheckPlan, DeactivationPlan, LicenseAddr, Slot};
 use crate::time::Timestamp;
 
 /// How an activation reached the server; offline activation is the same activation over a file.
@@ -25,6 +25,25 @@ pub struct LicenseContext {
     /// The requesting user's seat on a user-based license.
     pub seat: Option<Seat>,
     pub device: Option<Device>,
+    /// Whether this device's own released slot is waiting (it takes it back without a transfer).
+    pub released_here: bool,
+    /// A released slot of another device that an activation of this one would take (a transfer); looked
+    /// up only when [`needs_transfer_source`] says so.
+    pub transfer_source: Option<HardwareId>,
+}
+
+impl LicenseContext {
+    pub fn new(product: ProductDoc, company: Company, license: License) -> Self {
+        Self {
+            product,
+            company,
+            license,
+            seat: None,
+            device: None,
+            released_here: false,
+            transfer_source: None,
+        }
+    }
 }
 
 /// A product the request may use at all.
@@ -101,7 +120,7 @@ pub fn plan_activation(
             return Err(ApiError::LicenseUserActivatedMaxTimes);
         }
     }
-    let slot = choose_slot(license, &req.hardware_id)?;
+    let slot = choose_slot(ctx)?;
     let set_validity = (license.terms.is_trial && license.validity_period.is_none())
         .then(|| now.plus_days(trial_days(license, product)));
     Ok(ActivationPlan {
@@ -117,18 +136,28 @@ pub fn plan_activation(
     })
 }
 
+/// Whether an activation must first find which released slot it would take: the license tracks
+/// transfers, another device's slot is waiting and this device has none of its own.
+pub fn needs_transfer_source(ctx: &LicenseContext) -> bool {
+    ctx.license.tracks_transfers()
+        && !ctx.released_here
+        && ctx.license.released_count > 0
+        && ctx.transfer_source.is_none()
+}
+
 /// Transfers (SPEC §3): a released slot is re-used by its own device for free; any other device taking
 /// one is a transfer; a never-used slot is only taken when no released slot waits.
-fn choose_slot(license: &License, hardware_id: &HardwareId) -> Result<Slot, ApiError> {
+fn choose_slot(ctx: &LicenseContext) -> Result<Slot, ApiError> {
+    let license = &ctx.license;
     if !license.tracks_transfers() {
         return Ok(Slot::Untracked);
     }
-    if license.released.contains(hardware_id) {
+    if ctx.released_here {
         return Ok(Slot::Reuse);
     }
-    let Some(released_by) = license.released.iter().next() else {
+    if license.released_count <= 0 {
         return Ok(Slot::Fresh);
-    };
+    }
     let limit_reached = match license.max_transfers {
         0 => false,
         n if n < 0 => true,
@@ -137,8 +166,13 @@ fn choose_slot(license: &License, hardware_id: &HardwareId) -> Result<Slot, ApiE
     if limit_reached {
         return Err(ApiError::LicenseTransferredMaxTimes);
     }
-    Ok(Slot::Transfer {
-        released_by: released_by.clone(),
+    // No marker found although the count says one waits: planning a fresh slot fails its condition
+    // on the count, and the caller re-reads.
+    Ok(match &ctx.transfer_source {
+        Some(released_by) => Slot::Transfer {
+            released_by: released_by.clone(),
+        },
+        None => Slot::Fresh,
     })
 }
 
@@ -168,6 +202,8 @@ fn activated_device(ctx: &LicenseContext, req: &LicenseRequest, now: Timestamp) 
         last_seen_at: Some(now),
         details,
         variables,
+        activations: previous.map_or(1, |d| d.activations + 1),
+        write_token: None,
     }
 }
 
@@ -175,11 +211,9 @@ fn activated_device(ctx: &LicenseContext, req: &LicenseRequest, now: Timestamp) 
 pub fn apply_activation(license: &mut License, plan: &ActivationPlan) {
     license.times_activated += 1;
     match &plan.slot {
-        Slot::Reuse => {
-            license.released.remove(&plan.device.hardware_id);
-        }
-        Slot::Transfer { released_by } => {
-            license.released.remove(released_by);
+        Slot::Reuse => license.released_count -= 1,
+        Slot::Transfer { .. } => {
+            license.released_count -= 1;
             license.transfer_count += 1;
         }
         Slot::Fresh | Slot::Untracked => {}
@@ -202,6 +236,7 @@ pub fn plan_deactivation(
     Ok(DeactivationPlan {
         addr: LicenseAddr::of(&ctx.license),
         hardware_id: hardware_id.clone(),
+        device_activations: device.activations,
         release_slot: ctx.license.tracks_transfers(),
         seat: device.user.clone(),
         at: now,
@@ -214,6 +249,23 @@ pub fn inactive_device_error(license: &License) -> ApiError {
         ApiError::LicenseNotActive
     } else {
         ApiError::DeviceNotFound
+    }
+}
+
+/// The write that records a check of `req` on the license at `addr` (conditions: see `store::write`).
+pub fn plan_check(
+    addr: LicenseAddr,
+    req: &LicenseRequest,
+    seat: Option<crate::ids::Username>,
+    now: Timestamp,
+) -> CheckPlan {
+    CheckPlan {
+        addr,
+        hardware_id: req.hardware_id.clone(),
+        license_id: req.license_id,
+        seat,
+        details: req.details.clone(),
+        at: now,
     }
 }
 

@@ -10,7 +10,13 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub signer: Signer,
     pub auth: Authenticator,
+    /// How long a request may keep retrying its writes before it answers 503 `service_busy`; below the
+    /// Lambda timeout (10 s in `template.yaml`) so the client always gets a SPEC-shaped answer.
+    pub deadline: Duration,
 }
+
+/// Default for [`AppState::deadline`].
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(8);
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>, signer: Signer, api_key_cache: Duration) -> Self {
@@ -18,6 +24,11 @@ impl AppState {
             store,
             signer,
             auth: Authenticator::new(api_key_cache),
+            deadline: DEFAULT_DEADLINE,
         }
+    }
+
+    pub fn with_deadline(self, deadline: Duration) -> Self {
+        Self { deadline, ..self }
     }
 }

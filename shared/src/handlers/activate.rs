@@ -6,11 +6,12 @@ use super::lookup::{self, Resolved};
 use crate::auth::{Access, Authenticated};
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
+use crate::model::Device;
 use crate::render::{license_object, Identity, View};
 use crate::request::{Credentials, LicenseRequest};
 use crate::rules::{self, Transport};
 use crate::state::AppState;
-use crate::store::Rejection;
+use crate::store::{LicenseAddr, Rejection};
 use crate::time::Timestamp;
 
 pub async fn handle(req: &ApiRequest, state: &AppState) -> Result<ApiResponse, ApiError> {
@@ -50,28 +51,50 @@ pub async fn activate(
 ) -> Result<Resolved, ApiError> {
     let mut resolved = lookup::load(state, auth, req, true).await?;
     let now = Timestamp::now();
-    for attempt in 0..super::MAX_ATTEMPTS {
+    let mut attempts = super::Attempts::new(state);
+    loop {
         let ctx = &mut resolved.ctx;
+        if rules::needs_transfer_source(ctx) {
+            let addr = LicenseAddr::of(&ctx.license);
+            ctx.transfer_source = state.store.released_slot(&addr).await.map_err(ApiError::store)?;
+        }
         let plan = rules::plan_activation(ctx, req, now, transport)?;
-        match state.store.activate_device(&plan).await {
+        let outcome = attempts
+            .write(|token| {
+                let plan = &plan;
+                async move { state.store.activate_device(plan, &token).await }
+            })
+            .await;
+        match outcome {
             Ok(()) => {
                 rules::apply_activation(&mut ctx.license, &plan);
                 if let Some(seat) = &mut ctx.seat {
                     seat.total_activations += 1;
                 }
-                ctx.device = Some(plan.device);
+                ctx.device = Some(Device {
+                    write_token: Some(attempts.token().as_str().to_owned()),
+                    ..plan.device
+                });
                 return Ok(resolved);
             }
-            Err(Rejection::DeviceActive) => return Err(ApiError::LicenseDeviceExists),
-            Err(Rejection::LicenseChanged(Some(current))) => ctx.license = *current,
-            Err(Rejection::SeatChanged(Some(current))) => ctx.seat = Some(current),
-            Err(Rejection::LicenseChanged(None) | Rejection::SeatChanged(None)) => {
+            // An earlier attempt whose answer was lost did commit: answer from the state it left.
+            Err(Rejection::Device(Some(d))) if attempts.wrote(&d) => {
+                return lookup::load(state, auth, req, false).await;
+            }
+            Err(Rejection::Device(Some(d))) if d.active => return Err(ApiError::LicenseDeviceExists),
+            Err(Rejection::License(Some(current))) => {
+                ctx.license = *current;
+                ctx.transfer_source = None;
+            }
+            Err(Rejection::Seat(Some(current))) => ctx.seat = Some(current),
+            // The device changed under us (activated and deactivated again), an item is gone, or the
+            // released slot was taken: read everything again.
+            Err(Rejection::Device(_) | Rejection::License(None) | Rejection::Seat(None) | Rejection::Stale) => {
                 resolved = lookup::load(state, auth, req, false).await?;
             }
-            Err(Rejection::Conflict) => super::backoff(attempt).await,
-            Err(Rejection::DeviceNotActive) => return Err(ApiError::internal("activation rejected as a deactivation")),
-            Err(Rejection::Store(e)) => return Err(ApiError::internal(e)),
+            Err(Rejection::Conflict | Rejection::Unknown(_)) => return Err(ApiError::Contention),
+            Err(Rejection::Store(e)) => return Err(ApiError::store(e)),
         }
+        attempts.next_plan()?;
     }
-    Err(ApiError::Contention)
 }

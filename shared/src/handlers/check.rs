@@ -1,62 +1,42 @@
 //! `GET /api/v4/check_license` (SPEC §3 "Check"): reads the license and records the check on the device
-//! concurrently, so a warm key-based check costs one round trip of latency.
+//! concurrently, so a warm key-based check costs one round trip of latency. The record is a conditional
+//! write carrying every condition the check rules decide (`store::write::CheckPlan`): a check that is
+//! refused changes no device. What the API key alone decides (its product restriction) is decided
+//! before any store I/O.
 
 use super::activate::ident;
 use super::lookup;
-use crate::auth::Access;
+use crate::auth::{Access, Authenticated};
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
+use crate::model::LicenseUser;
 use crate::render::{license_object, Identity, View};
-use crate::request::Credentials;
+use crate::request::{Credentials, LicenseRequest};
 use crate::rules::{self, LicenseContext};
 use crate::state::AppState;
-use crate::store::LicenseAddr;
+use crate::store::{LicenseAddr, Rejection, WriteToken};
 use crate::time::Timestamp;
 
 pub async fn handle(req: &ApiRequest, state: &AppState) -> Result<ApiResponse, ApiError> {
     let (auth, request) = super::authenticated(req, state, Access::Read).await?;
+    auth.ensure_product(&request.product)?;
     let now = Timestamp::now();
-    let store = &*state.store;
-    let (hardware_id, details) = (&request.hardware_id, &request.details);
-    let record = |addr: LicenseAddr| async move { store.record_check(&addr, hardware_id, details, now).await };
-    // Key-based: the license's address is known from the request, so the read and the device update go
-    // out together. User-based: the user's record names the license first.
-    let (read, product, license, seat, user, touched) = match &request.credentials {
-        Credentials::Key(key) => {
-            let addr = LicenseAddr::Key {
-                company: auth.key.company.clone(),
-                product: request.product.clone(),
-                key: key.clone(),
-            };
-            let (read, touched) = tokio::join!(lookup::read_context(state, &auth, &request, false), record(addr));
-            let mut read = read?;
-            let product = lookup::product(&mut read, &request)?;
-            let license = lookup::key_license(&mut read, &request)?;
-            (read, product, license, None, None, touched)
-        }
-        _ => {
-            let mut read = lookup::read_context(state, &auth, &request, false).await?;
-            let product = lookup::product(&mut read, &request)?;
-            let (user, addr) = lookup::user_license(&mut read, &auth.key.company, &request, false).await?;
-            let (found, touched) = tokio::join!(
-                store.read_license(&addr, Some(&user.email), &request.hardware_id),
-                record(addr.clone())
-            );
-            let found = found.map_err(ApiError::internal)?;
-            let (Some(license), Some(seat)) = (found.license, found.seat) else {
-                return Err(ApiError::LicenseNotFound("license user"));
-            };
-            (read, product, license, Some(seat), Some(user), touched)
+    let mut attempts = super::Attempts::new(state);
+    let (ctx, user) = loop {
+        let (decision, recorded) = attempt(state, &auth, &request, now, attempts.token()).await?;
+        match (decision, recorded) {
+            (Ok(checked), Ok(())) => break checked,
+            // Both refuse: the read's error is the answer, and nothing was written.
+            (Err(e), Err(Rejection::Device(_) | Rejection::License(_) | Rejection::Seat(_) | Rejection::Stale)) => {
+                return Err(e)
+            }
+            (_, Err(Rejection::Store(e))) => return Err(ApiError::store(e)),
+            (Err(e), _) if attempts.ensure_time_left().is_err() => return Err(e),
+            // The read and the write saw different states (a concurrent change), or the write's outcome
+            // is unknown: check again, within the deadline.
+            _ => attempts.back_off(true).await?,
         }
     };
-    let ctx = LicenseContext {
-        product,
-        company: read.company.unwrap_or_default(),
-        license,
-        seat,
-        device: touched.map_err(ApiError::internal)?,
-    };
-    rules::check(&ctx, &request.hardware_id)?;
     let device = ctx
         .device
         .as_ref()
@@ -68,4 +48,68 @@ pub async fn handle(req: &ApiRequest, state: &AppState) -> Result<ApiResponse, A
     };
     let body = license_object(&ctx, device, &who, View::Check, now, &state.signer);
     Ok(ApiResponse::signed_json(&body, &state.signer))
+}
+
+type Checked = (LicenseContext, Option<LicenseUser>);
+
+/// One read with its concurrent conditional write: the rules' decision on what was read, and the write's
+/// outcome. Errors that come before the write (the user's record) return early.
+async fn attempt(
+    state: &AppState,
+    auth: &Authenticated,
+    request: &LicenseRequest,
+    now: Timestamp,
+    token: &WriteToken,
+) -> Result<(Result<Checked, ApiError>, Result<(), Rejection>), ApiError> {
+    let store = &*state.store;
+    // Key-based: the license's address is known from the request, so the read and the write go out
+    // together. User-based: the user's record names the license first.
+    match &request.credentials {
+        Credentials::Key(key) => {
+            let addr = LicenseAddr::Key {
+                company: auth.key.company.clone(),
+                product: request.product.clone(),
+                key: key.clone(),
+            };
+            let plan = rules::plan_check(addr, request, None, now);
+            let (read, recorded) = tokio::join!(
+                lookup::read_context(state, auth, request, true),
+                store.record_check(&plan, token)
+            );
+            let decision = read.and_then(|mut read| {
+                let product = lookup::product(&mut read, request)?;
+                let license = lookup::key_license(&mut read, request)?;
+                let ctx = LicenseContext {
+                    device: read.device.take(),
+                    ..LicenseContext::new(product, read.company.take().unwrap_or_default(), license)
+                };
+                rules::check(&ctx, &request.hardware_id)?;
+                Ok((ctx, None))
+            });
+            Ok((decision, recorded))
+        }
+        _ => {
+            let mut read = lookup::read_context(state, auth, request, false).await?;
+            let product = lookup::product(&mut read, request)?;
+            let (user, addr) = lookup::user_license(&mut read, &auth.key.company, request, false).await?;
+            let plan = rules::plan_check(addr.clone(), request, Some(user.email.clone()), now);
+            let (found, recorded) = tokio::join!(
+                store.read_license(&addr, Some(&user.email), &request.hardware_id),
+                store.record_check(&plan, token)
+            );
+            let decision = found.map_err(ApiError::store).and_then(|found| {
+                let (Some(license), Some(seat)) = (found.license, found.seat) else {
+                    return Err(ApiError::LicenseNotFound("license user"));
+                };
+                let ctx = LicenseContext {
+                    seat: Some(seat),
+                    device: found.device,
+                    ..LicenseContext::new(product, read.company.take().unwrap_or_default(), license)
+                };
+                rules::check(&ctx, &request.hardware_id)?;
+                Ok((ctx, Some(user)))
+            });
+            Ok((decision, recorded))
+        }
+    }
 }

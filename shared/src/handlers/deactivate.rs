@@ -18,34 +18,45 @@ pub async fn handle(req: &ApiRequest, state: &AppState) -> Result<ApiResponse, A
 }
 
 pub async fn deactivate(state: &AppState, auth: &Authenticated, req: &LicenseRequest) -> Result<(), ApiError> {
-    let resolved = lookup::load(state, auth, req, false).await?;
-    let mut plan = rules::plan_deactivation(&resolved.ctx, &req.hardware_id, Timestamp::now())?;
-    for attempt in 0..super::MAX_ATTEMPTS {
-        match state.store.deactivate_device(&plan).await {
-            Ok(()) => return Ok(()),
-            // Someone deactivated it first. Which error applies depends on the license as it is now,
-            // not as it was read, so this losing path pays one more read.
-            Err(Rejection::DeviceNotActive) => {
-                let current = state.store.get_license(&plan.addr).await.map_err(ApiError::internal)?;
-                let license = current.as_ref().unwrap_or(&resolved.ctx.license);
-                return Err(rules::inactive_device_error(license));
-            }
-            Err(Rejection::SeatChanged(_)) => {
-                // The user was removed from the license (or their count is already 0): free the slot
-                // without charging a seat rather than leave the device active forever.
-                tracing::warn!(
-                    license = resolved.ctx.license.id,
-                    "seat missing on deactivation; releasing without it"
-                );
-                plan.seat = None;
-            }
-            Err(Rejection::LicenseChanged(_)) => {
-                return Err(ApiError::internal("license counter below its active devices"));
-            }
-            Err(Rejection::Conflict) => super::backoff(attempt).await,
-            Err(Rejection::DeviceActive) => return Err(ApiError::internal("deactivation rejected as an activation")),
-            Err(Rejection::Store(e)) => return Err(ApiError::internal(e)),
+    let mut resolved = lookup::load(state, auth, req, false).await?;
+    let now = Timestamp::now();
+    let mut attempts = super::Attempts::new(state);
+    let mut charge_seat = true;
+    loop {
+        let mut plan = rules::plan_deactivation(&resolved.ctx, &req.hardware_id, now)?;
+        if !charge_seat {
+            plan.seat = None;
         }
+        let outcome = attempts
+            .write(|token| {
+                let plan = &plan;
+                async move { state.store.deactivate_device(plan, &token).await }
+            })
+            .await;
+        match outcome {
+            Ok(()) => return Ok(()),
+            // An earlier attempt whose answer was lost did commit.
+            Err(Rejection::Device(Some(d))) if attempts.wrote(&d) => return Ok(()),
+            Err(Rejection::License(Some(current))) => resolved.ctx.license = *current,
+            Err(Rejection::Seat(seat)) => {
+                // The device's activation charged a seat that is gone or already at 0: the stored
+                // counts are inconsistent. Free the slot without the seat rather than keep the device
+                // active forever, and say so loudly.
+                tracing::error!(
+                    license = resolved.ctx.license.id,
+                    seat = ?seat.map(|s| s.total_activations),
+                    "seat missing or at 0 while its device is active; releasing without it"
+                );
+                charge_seat = false;
+            }
+            // Someone deactivated (and maybe re-activated) the device first, or an item changed: which
+            // answer applies depends on the state as it is now, so read it again.
+            Err(Rejection::Device(_) | Rejection::License(None) | Rejection::Stale) => {
+                resolved = lookup::load(state, auth, req, false).await?;
+            }
+            Err(Rejection::Conflict | Rejection::Unknown(_)) => return Err(ApiError::Contention),
+            Err(Rejection::Store(e)) => return Err(ApiError::store(e)),
+        }
+        attempts.next_plan()?;
     }
-    Err(ApiError::Contention)
 }

@@ -37,7 +37,7 @@ pub async fn read_context(
         hardware_id: with_device.then_some(&req.hardware_id),
         user,
     };
-    state.store.read_context(&q).await.map_err(ApiError::internal)
+    state.store.read_context(&q).await.map_err(ApiError::store)
 }
 
 /// Checks the product and that the request names its license the way the product expects.
@@ -115,11 +115,9 @@ pub async fn load(
     if let Credentials::Key(_) = req.credentials {
         let license = key_license(&mut read, req)?;
         let ctx = LicenseContext {
-            product,
-            company,
-            license,
-            seat: None,
             device: read.device.take(),
+            released_here: read.released,
+            ..LicenseContext::new(product, company, license)
         };
         return Ok(Resolved { ctx, user: None });
     }
@@ -128,16 +126,15 @@ pub async fn load(
         .store
         .read_license(&addr, Some(&user.email), &req.hardware_id)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::store)?;
     let (Some(license), Some(seat)) = (found.license, found.seat) else {
         return Err(ApiError::LicenseNotFound("license user"));
     };
     let ctx = LicenseContext {
-        product,
-        company,
-        license,
         seat: Some(seat),
         device: found.device,
+        released_here: found.released,
+        ..LicenseContext::new(product, company, license)
     };
     Ok(Resolved { ctx, user: Some(user) })
 }

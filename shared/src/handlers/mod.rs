@@ -12,20 +12,99 @@ pub use deactivate::deactivate;
 use crate::auth::{Access, Authenticated};
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
+use crate::model::Device;
 use crate::request::{LicenseRequest, Params};
 use crate::state::AppState;
+use crate::store::{Rejection, WriteToken};
 use http::Method;
-use std::time::{Duration, SystemTime};
+use std::future::Future;
+use std::time::{Duration, Instant, SystemTime};
 
-/// Write attempts per request. Each lost race returns the winner's state, so the next attempt usually
-/// succeeds or fails for a real reason; transient conflicts back off first.
-const MAX_ATTEMPTS: u32 = 30;
+/// The attempts of one request's write, bounded by the request's deadline. Every lost race returns the
+/// winner's state, so the next attempt usually succeeds or fails for a real reason; transient conflicts
+/// back off first. Each attempt's token is kept, so a retry can recognise a write of its own that
+/// committed although its answer was lost.
+pub(crate) struct Attempts {
+    deadline: Instant,
+    attempt: u32,
+    tokens: Vec<WriteToken>,
+}
 
-/// Exponential backoff with full jitter, 5 ms to 320 ms.
-async fn backoff(attempt: u32) {
-    let cap = 5u64 << attempt.min(6);
-    let wait = rand::random::<u64>() % (cap + 1);
-    tokio::time::sleep(Duration::from_millis(wait)).await;
+impl Attempts {
+    pub(crate) fn new(state: &AppState) -> Self {
+        Self {
+            deadline: Instant::now() + state.deadline,
+            attempt: 0,
+            tokens: vec![WriteToken::new()],
+        }
+    }
+
+    /// The token of the current attempt.
+    pub(crate) fn token(&self) -> &WriteToken {
+        self.tokens.last().expect("there is always a token")
+    }
+
+    /// Whether `device` was last written by one of this request's attempts.
+    pub(crate) fn wrote(&self, device: &Device) -> bool {
+        device
+            .write_token
+            .as_deref()
+            .is_some_and(|t| self.tokens.iter().any(|mine| mine.as_str() == t))
+    }
+
+    /// Fails with 503 `service_busy` once the deadline has passed.
+    pub(crate) fn ensure_time_left(&self) -> Result<(), ApiError> {
+        if Instant::now() >= self.deadline {
+            tracing::warn!(attempts = self.attempt, "request deadline reached while retrying");
+            return Err(ApiError::Contention);
+        }
+        Ok(())
+    }
+
+    /// Waits before the next attempt (exponential backoff with full jitter, 5 to 320 ms, never past the
+    /// deadline). `new_token`: the previous write certainly did not happen, so the next one is new.
+    pub(crate) async fn back_off(&mut self, new_token: bool) -> Result<(), ApiError> {
+        self.ensure_time_left()?;
+        let cap = 5u64 << self.attempt.min(6);
+        self.attempt += 1;
+        let wait = Duration::from_millis(rand::random::<u64>() % (cap + 1));
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        tokio::time::sleep(wait.min(left)).await;
+        if new_token {
+            self.tokens.push(WriteToken::new());
+        }
+        self.ensure_time_left()
+    }
+
+    /// Moves on to a new plan after a refusal: the refused write did not happen, so the next gets a
+    /// new token; no wait, since the refusal carried the state that won.
+    pub(crate) fn next_plan(&mut self) -> Result<(), ApiError> {
+        self.ensure_time_left()?;
+        self.attempt += 1;
+        self.tokens.push(WriteToken::new());
+        Ok(())
+    }
+
+    /// Runs one planned write, retrying it with the *same* token while its outcome is unknown, and
+    /// with a new one after a transient conflict; returns the first definite answer.
+    pub(crate) async fn write<F, Fut>(&mut self, mut attempt: F) -> Result<(), Rejection>
+    where
+        F: FnMut(WriteToken) -> Fut,
+        Fut: Future<Output = Result<(), Rejection>>,
+    {
+        loop {
+            match attempt(self.token().clone()).await {
+                Err(Rejection::Unknown(cause)) => {
+                    tracing::warn!(error = %crate::http::error_chain(&*cause), "write outcome unknown; retrying with the same token");
+                    self.back_off(false).await.map_err(|_| Rejection::Unknown(cause))?;
+                }
+                Err(Rejection::Conflict) => {
+                    self.back_off(true).await.map_err(|_| Rejection::Conflict)?;
+                }
+                other => return other,
+            }
+        }
+    }
 }
 
 /// Authenticates the request, then parses its license fields from where its method carries them

@@ -25,6 +25,8 @@ fn ctx() -> LicenseContext {
         },
         seat: None,
         device: None,
+        released_here: false,
+        transfer_source: None,
     }
 }
 
@@ -44,23 +46,48 @@ fn code(r: Result<ActivationPlan, ApiError>) -> &'static str {
     r.err().map_or("ok", |e| e.code())
 }
 
-/// Applies an activation, as the store would, to the context.
-fn activate(c: &mut LicenseContext, hw: &str) -> ActivationPlan {
-    c.device = None;
-    let plan = plan_activation(c, &req(hw), now(), Transport::Online).expect("activation allowed");
-    apply_activation(&mut c.license, &plan);
+/// A license with the released-slot markers a store keeps beside it.
+struct Sim {
+    c: LicenseContext,
+    released: std::collections::BTreeSet<HardwareId>,
+}
+
+fn sim(c: LicenseContext) -> Sim {
+    Sim {
+        c,
+        released: Default::default(),
+    }
+}
+
+/// Applies an activation, as the handler and store would, to the context.
+fn activate(s: &mut Sim, hw: &str) -> ActivationPlan {
+    let hw_id = HardwareId::parse(hw).unwrap();
+    s.c.device = None;
+    s.c.released_here = s.released.contains(&hw_id);
+    s.c.transfer_source = None;
+    if needs_transfer_source(&s.c) {
+        s.c.transfer_source = s.released.iter().next().cloned();
+    }
+    let plan = plan_activation(&s.c, &req(hw), now(), Transport::Online).expect("activation allowed");
+    apply_activation(&mut s.c.license, &plan);
+    match &plan.slot {
+        Slot::Reuse => s.released.remove(&hw_id),
+        Slot::Transfer { released_by } => s.released.remove(released_by),
+        _ => true,
+    };
     plan
 }
 
-fn deactivate(c: &mut LicenseContext, hw: &str) {
-    c.license.times_activated -= 1;
-    c.license.released.insert(HardwareId::parse(hw).unwrap());
+fn deactivate(s: &mut Sim, hw: &str) {
+    s.c.license.times_activated -= 1;
+    s.c.license.released_count += 1;
+    s.released.insert(HardwareId::parse(hw).unwrap());
 }
 
 #[test]
 fn spec_transfer_example_counts_two() {
-    let mut c = ctx();
-    c.license.max_activations = 1;
+    let mut c = sim(ctx());
+    c.c.license.max_activations = 1;
     assert_eq!(activate(&mut c, "A").slot, Slot::Fresh);
     deactivate(&mut c, "A");
     assert_eq!(
@@ -71,22 +98,24 @@ fn spec_transfer_example_counts_two() {
     );
     deactivate(&mut c, "B");
     assert!(matches!(activate(&mut c, "A").slot, Slot::Transfer { .. }));
-    assert_eq!(c.license.transfer_count, 2);
+    assert_eq!(c.c.license.transfer_count, 2);
+    assert_eq!(c.c.license.released_count, 0);
 }
 
 #[test]
 fn own_released_slot_is_no_transfer() {
-    let mut c = ctx();
+    let mut c = sim(ctx());
     activate(&mut c, "A");
     deactivate(&mut c, "A");
     assert_eq!(activate(&mut c, "A").slot, Slot::Reuse);
-    assert_eq!(c.license.transfer_count, 0);
+    assert_eq!(c.c.license.transfer_count, 0);
 }
 
 #[test]
 fn max_transfers_zero_unlimited_negative_prevents() {
     let mut c = ctx();
-    c.license.released.insert(HardwareId::parse("gone").unwrap());
+    c.license.released_count = 1;
+    c.transfer_source = Some(HardwareId::parse("gone").unwrap());
     c.license.transfer_count = 100;
     assert_eq!(code(plan_activation(&c, &req("new"), now(), Transport::Online)), "ok");
     c.license.max_transfers = -1;
@@ -136,7 +165,7 @@ fn exception_order_follows_the_spec() {
     );
     c.license.validity_period = None;
     c.license.times_activated = 2;
-    c.device = Some(activate(&mut ctx(), "h").device);
+    c.device = Some(activate(&mut sim(ctx()), "h").device);
     assert_eq!(
         code(plan_activation(&c, &req("h"), now(), Transport::Online)),
         "license_device_exists",
@@ -239,7 +268,7 @@ fn deactivation_and_check_errors() {
     assert_eq!(check(&c, &h).unwrap_err().code(), "license_not_active");
     c.license.times_activated = 1;
     assert_eq!(plan_deactivation(&c, &h, now()).unwrap_err().code(), "device_not_found");
-    c.device = Some(activate(&mut ctx(), "h").device);
+    c.device = Some(activate(&mut sim(ctx()), "h").device);
     assert!(plan_deactivation(&c, &h, now()).is_ok());
     assert!(check(&c, &h).is_ok());
     c.company.blacklist.insert(h.clone());

@@ -6,6 +6,7 @@
 pub mod dynamo;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+pub mod write;
 
 use crate::error::BoxError;
 use crate::ids::{ApiKeyId, CompanyId, HardwareId, LicenseKey, ProductCode, Username};
@@ -36,6 +37,12 @@ impl LicenseAddr {
         match self {
             Self::Key { company, product, key } => format!("LICENSE#{company}#{product}#KEY#{key}"),
             Self::Id { company, product, id } => format!("LICENSE#{company}#{product}#ID#{id}"),
+        }
+    }
+
+    pub fn company_product(&self) -> (&CompanyId, &ProductCode) {
+        match self {
+            Self::Key { company, product, .. } | Self::Id { company, product, .. } => (company, product),
         }
     }
 
@@ -73,6 +80,8 @@ pub struct ContextRead {
     pub company: Option<Company>,
     pub license: Option<License>,
     pub device: Option<Device>,
+    /// Whether the device's own released slot is waiting (key-based license with a hardware id).
+    pub released: bool,
     pub user: Option<LicenseUser>,
 }
 
@@ -82,6 +91,8 @@ pub struct LicenseRead {
     pub license: Option<License>,
     pub seat: Option<Seat>,
     pub device: Option<Device>,
+    /// Whether the device's own released slot is waiting.
+    pub released: bool,
 }
 
 /// Which slot an activation takes (SPEC §3, transfers).
@@ -97,83 +108,112 @@ pub enum Slot {
     Untracked,
 }
 
-/// An activation the rules have approved against a snapshot. The store must apply it only if the
-/// snapshot's invariants still hold at write time.
+/// Identifies one planned write across its retries. A retry of the *same* write after an ambiguous
+/// failure (timeout, lost response) reuses it, so DynamoDB applies the write at most once
+/// (`ClientRequestToken`), and the device records it, so a retry can see that the write already happened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WriteToken(String);
+
+impl WriteToken {
+    pub fn new() -> Self {
+        Self(format!("{:032x}", rand::random::<u128>()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for WriteToken {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// An activation the rules have approved against a snapshot. The store applies it only if everything
+/// the decision relied on still holds at write time (see [`write`]).
 #[derive(Clone, Debug)]
 pub struct ActivationPlan {
     pub addr: LicenseAddr,
-    /// The device record to write, already marked active.
+    /// The device record to write, already marked active, with the next version and the write token.
     pub device: Device,
     pub slot: Slot,
-    /// Enforce `times_activated < max_activations`.
+    /// Enforce `times_activated < max_activations`; otherwise the license must still be unlimited.
     pub enforce_max_activations: bool,
     /// Set `validity_period` (a trial's first activation); requires it to be unset.
     pub set_validity: Option<Timestamp>,
-    /// The license user's seat to charge, and whether its own limit applies.
+    /// The license user's seat to charge, and whether its own limit applies (else it must be unlimited).
     pub seat: Option<(Username, bool)>,
-}
-
-impl ActivationPlan {
-    /// The license-side condition of the activation write, over the license as currently stored.
-    /// DynamoDB states the same thing as a condition expression (see `dynamo`); stores that check in
-    /// code call this inside their transaction.
-    pub fn license_condition_holds(&self, l: &License) -> bool {
-        let limit_ok = !self.enforce_max_activations || l.times_activated < l.max_activations;
-        let slot_ok = match &self.slot {
-            Slot::Fresh => l.released.is_empty(),
-            Slot::Reuse => l.released.contains(&self.device.hardware_id),
-            Slot::Transfer { released_by } => {
-                l.released.contains(released_by)
-                    && (l.max_transfers == 0 || (l.max_transfers > 0 && l.transfer_count < l.max_transfers))
-            }
-            Slot::Untracked => true,
-        };
-        let validity_ok = self.set_validity.is_none() || l.validity_period.is_none();
-        l.enabled && limit_ok && slot_ok && validity_ok
-    }
-
-    /// The seat-side condition of the activation write.
-    pub fn seat_condition_holds(&self, seat: &Seat) -> bool {
-        match &self.seat {
-            Some((_, true)) => seat.total_activations < seat.max_activations,
-            _ => true,
-        }
-    }
 }
 
 #[derive(Clone, Debug)]
 pub struct DeactivationPlan {
     pub addr: LicenseAddr,
     pub hardware_id: HardwareId,
-    /// Remember the freed slot for transfer counting.
+    /// The device version (activation count) the plan was made against.
+    pub device_activations: i64,
+    /// Remember the freed slot for transfer counting (the license is limited).
     pub release_slot: bool,
     /// The seat that the device's activation charged.
     pub seat: Option<Username>,
     pub at: Timestamp,
 }
 
-/// Why a conditional write did not happen.
+/// A check to record on an active device: its last-seen time and the hardware details sent. Its write
+/// carries every condition the check rules decide, so a refused check changes nothing.
+#[derive(Clone, Debug)]
+pub struct CheckPlan {
+    pub addr: LicenseAddr,
+    pub hardware_id: HardwareId,
+    /// The `license_id` the request named, if any.
+    pub license_id: Option<i64>,
+    /// The license user's seat that must exist (user-based licenses).
+    pub seat: Option<Username>,
+    pub details: Map<String, Value>,
+    pub at: Timestamp,
+}
+
+/// Why a conditional write did not happen, with the current image of the item that refused it when the
+/// store has it, so the caller re-decides against the state that won.
 #[derive(Debug, thiserror::Error)]
 pub enum Rejection {
-    #[error("the device is already active")]
-    DeviceActive,
-    #[error("the device is not active")]
-    DeviceNotActive,
-    /// The license no longer matches the snapshot; the store returns its current image when it can.
+    #[error("the device changed")]
+    Device(Option<Box<Device>>),
     #[error("the license changed")]
-    LicenseChanged(Option<Box<License>>),
+    License(Option<Box<License>>),
     #[error("the seat changed")]
-    SeatChanged(Option<Seat>),
-    /// Another write held the items; retrying the same plan may succeed.
+    Seat(Option<Seat>),
+    /// Something else the plan relied on changed (a released slot, the product, the company).
+    #[error("the state the write relied on changed")]
+    Stale,
+    /// The write certainly did not happen (a transaction conflict, throttling): a new attempt may succeed.
     #[error("transient write conflict")]
     Conflict,
+    /// The outcome is unknown (timeout, lost response): retry the same write with the same token.
+    #[error("write outcome unknown")]
+    Unknown(#[source] BoxError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
+impl Rejection {
+    /// The rejection for item `index` of `write`, given its current image.
+    pub fn for_item(write: &write::Write, index: usize, current: Option<write::Image>) -> Self {
+        use write::{Image, Item};
+        match (&write.items[index].item, current) {
+            (Item::Device(..), Some(Image::Device(d))) => Self::Device(Some(d)),
+            (Item::Device(..), _) => Self::Device(None),
+            (Item::License(..), Some(Image::License(l))) => Self::License(Some(l)),
+            (Item::License(..), _) => Self::License(None),
+            (Item::Seat(..), Some(Image::Seat(s))) => Self::Seat(Some(s)),
+            (Item::Seat(..), _) => Self::Seat(None),
+            (Item::Product(..) | Item::Company(..) | Item::Released(..), _) => Self::Stale,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{operation} failed")]
+    #[error("{operation} failed: {}", aws_sdk_dynamodb::error::DisplayErrorContext(&**source))]
     Backend {
         operation: &'static str,
         #[source]
@@ -183,6 +223,11 @@ pub enum StoreError {
     Corrupt { key: String, reason: String },
     #[error("invalid catalog entry: {0}")]
     Invalid(String),
+    #[error("DynamoDB table {table} does not exist: create it (license-server: add --create-table; AWS: deploy the stack) or check TABLE_NAME and the region")]
+    TableMissing { table: String },
+    /// The store did not answer in time (throttled, unreachable): the request may be retried.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
 }
 
 #[async_trait]
@@ -200,19 +245,26 @@ pub trait Store: Send + Sync {
         hardware_id: &HardwareId,
     ) -> Result<LicenseRead, StoreError>;
 
-    async fn activate_device(&self, plan: &ActivationPlan) -> Result<(), Rejection>;
+    /// One released slot of the license waiting to be taken (the smallest hardware id), if any: the
+    /// slot a transfer consumes. Only activations of a new device on a license with released slots ask.
+    async fn released_slot(&self, addr: &LicenseAddr) -> Result<Option<HardwareId>, StoreError>;
 
-    async fn deactivate_device(&self, plan: &DeactivationPlan) -> Result<(), Rejection>;
+    /// Applies one planned write atomically (see [`write::Write`]); `token` is the same on every retry
+    /// of the same plan after an [`Rejection::Unknown`] outcome.
+    async fn apply(&self, write: &write::Write, token: &WriteToken) -> Result<(), Rejection>;
 
-    /// Records a check on an *active* device (last-seen time, hardware details) and returns the device;
-    /// `None` when no active device has that hardware id.
-    async fn record_check(
-        &self,
-        addr: &LicenseAddr,
-        hardware_id: &HardwareId,
-        details: &Map<String, Value>,
-        at: Timestamp,
-    ) -> Result<Option<Device>, StoreError>;
+    async fn activate_device(&self, plan: &ActivationPlan, token: &WriteToken) -> Result<(), Rejection> {
+        self.apply(&plan.write(token), token).await
+    }
+
+    async fn deactivate_device(&self, plan: &DeactivationPlan, token: &WriteToken) -> Result<(), Rejection> {
+        self.apply(&plan.write(token), token).await
+    }
+
+    /// Records a check; refused (changing nothing) when any check rule would refuse it.
+    async fn record_check(&self, plan: &CheckPlan, token: &WriteToken) -> Result<(), Rejection> {
+        self.apply(&plan.write(), token).await
+    }
 
     // --- catalog administration: idempotent upserts; counters of existing items are preserved ---
     async fn put_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError>;

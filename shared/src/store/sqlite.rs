@@ -1,12 +1,12 @@
 //! The embedded store: the same [`Store`] contract over one SQLite file (WAL, `synchronous=FULL`, so an
-//! acknowledged write survives a crash of the process). Every write runs in a `BEGIN IMMEDIATE`
-//! transaction that checks the same conditions DynamoDB's expressions state (through
-//! [`ActivationPlan::license_condition_holds`] and friends) before changing anything, so several server
-//! processes on one file are exactly as safe as several Lambdas on one table.
+//! acknowledged write survives a crash of the process; created 0600). Every write runs in a
+//! `BEGIN IMMEDIATE` transaction that reads the items of its [`Write`] and evaluates the very conditions
+//! DynamoDB is sent ([`write::apply`]) before changing anything, so several server processes on one file
+//! are exactly as safe as several Lambdas on one table. All database work runs on the store's own
+//! thread, never on the runtime's shared blocking pool (password hashing cannot starve it).
 
-use super::{
-    ActivationPlan, ContextQuery, ContextRead, DeactivationPlan, LicenseAddr, LicenseRead, Rejection, Store, StoreError,
-};
+use super::write::{self, Image, Item, Refused, Write};
+use super::{ContextQuery, ContextRead, LicenseAddr, LicenseRead, Rejection, Store, StoreError, WriteToken};
 use crate::ids::{ApiKeyId, CompanyId, HardwareId, LicenseKey, ProductCode, Username};
 use crate::model::{ApiKeyRecord, Company, Device, License, LicenseUser, ProductDoc, Seat};
 use crate::time::Timestamp;
@@ -14,10 +14,7 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use serde_json::{Map, Value};
-use std::collections::BTreeSet;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const SCHEMA: &str = r#"
@@ -33,20 +30,26 @@ CREATE TABLE IF NOT EXISTS licenses (
     pk TEXT PRIMARY KEY, license_id INTEGER NOT NULL, license_key TEXT, enabled INTEGER NOT NULL,
     max_activations INTEGER NOT NULL, unlimited INTEGER NOT NULL, max_transfers INTEGER NOT NULL,
     validity_period TEXT, terms TEXT NOT NULL, times_activated INTEGER NOT NULL DEFAULT 0,
-    transfer_count INTEGER NOT NULL DEFAULT 0, released TEXT NOT NULL DEFAULT '[]');
+    transfer_count INTEGER NOT NULL DEFAULT 0, released_count INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS devices (
     license_pk TEXT NOT NULL, hardware_id TEXT NOT NULL, device_id INTEGER NOT NULL, active INTEGER NOT NULL,
     user TEXT, first_activated_at TEXT NOT NULL, last_activated_at TEXT NOT NULL, deactivated_at TEXT,
     last_seen_at TEXT, details TEXT NOT NULL, variables TEXT NOT NULL,
+    activations INTEGER NOT NULL DEFAULT 1, write_token TEXT,
     PRIMARY KEY (license_pk, hardware_id));
+CREATE TABLE IF NOT EXISTS released (
+    license_pk TEXT NOT NULL, hardware_id TEXT NOT NULL, PRIMARY KEY (license_pk, hardware_id));
 CREATE TABLE IF NOT EXISTS seats (
     license_pk TEXT NOT NULL, user TEXT NOT NULL, max_activations INTEGER NOT NULL, unlimited INTEGER NOT NULL,
     total_activations INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (license_pk, user));
 "#;
 
+/// Work for the store's thread.
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
-    conn: Arc<Mutex<Connection>>,
+    jobs: std::sync::mpsc::Sender<Job>,
 }
 
 fn backend(operation: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
@@ -84,37 +87,105 @@ fn id<T>(key: &str, v: &str, parse: impl Fn(&str) -> Result<T, crate::ids::IdErr
     parse(v).map_err(|e| corrupt(key, e))
 }
 
+/// Creates the database file readable by its owner only: it holds password hashes and shared keys.
+/// SQLite gives the `-wal` and `-shm` files the database file's mode.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path).map(drop)
+}
+
+fn has_column(c: &Connection, table: &str, column: &str) -> rusqlite::Result<bool> {
+    let mut stmt = c.prepare(&format!("SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"))?;
+    stmt.exists([column])
+}
+
+/// Brings a database written by an earlier version to the current schema, keeping its data: released
+/// slots move from a JSON list on the license to one row each, devices get their version column.
+fn migrate(c: &mut Connection) -> rusqlite::Result<()> {
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    if !has_column(&tx, "devices", "activations")? {
+        tx.execute_batch(
+            "ALTER TABLE devices ADD COLUMN activations INTEGER NOT NULL DEFAULT 1;
+             ALTER TABLE devices ADD COLUMN write_token TEXT;",
+        )?;
+    }
+    if has_column(&tx, "licenses", "released")? {
+        tx.execute_batch("ALTER TABLE licenses ADD COLUMN released_count INTEGER NOT NULL DEFAULT 0;")?;
+        let rows: Vec<(String, String)> = tx
+            .prepare("SELECT pk, released FROM licenses")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        for (pk, released) in rows {
+            let released: Vec<String> = from_json(&pk, &released)?;
+            for hw in &released {
+                tx.execute(
+                    "INSERT OR IGNORE INTO released (license_pk, hardware_id) VALUES (?1, ?2)",
+                    params![pk, hw],
+                )?;
+            }
+            tx.execute(
+                "UPDATE licenses SET released_count = ?2 WHERE pk = ?1",
+                params![pk, released.len() as i64],
+            )?;
+        }
+        tx.execute_batch("ALTER TABLE licenses DROP COLUMN released;")?;
+    }
+    tx.commit()
+}
+
 impl SqliteStore {
-    /// Opens (creating if needed) the database file and its schema.
+    /// Opens (creating if needed, mode 0600) the database file and its schema.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref();
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Backend {
-                operation: "create data directory",
+        let io = |operation| {
+            move |e: std::io::Error| StoreError::Backend {
+                operation,
                 source: Box::new(e),
-            })?;
+            }
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io("create data directory"))?;
         }
-        let conn = Connection::open(path).map_err(backend("open"))?;
+        if !path.exists() {
+            create_private(path).map_err(io("create database file"))?;
+        }
+        let mut conn = Connection::open(path).map_err(backend("open"))?;
         conn.busy_timeout(Duration::from_secs(10)).map_err(backend("open"))?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(backend("open"))?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(backend("open"))?;
         conn.execute_batch(SCHEMA).map_err(backend("create schema"))?;
-        Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
-        })
+        migrate(&mut conn).map_err(backend("migrate schema"))?;
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("sqlite-store".into())
+            .spawn(move || {
+                while let Ok(job) = queue.recv() {
+                    // A panicking job drops its reply channel (its caller sees an error); the
+                    // connection and the thread stay for the next job.
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut conn)));
+                }
+            })
+            .map_err(io("start store thread"))?;
+        Ok(Self { jobs })
     }
 
-    /// Runs `f` on the connection on the blocking pool.
-    async fn run<T: Send + 'static>(&self, f: impl FnOnce(&mut Connection) -> T + Send + 'static) -> T {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut guard)
-        })
-        .await
-        .expect("store task panicked")
+    /// Runs `f` on the store's thread.
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> rusqlite::Result<T> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |c| {
+            let _ = reply.send(f(c));
+        });
+        let lost = || rusqlite::Error::InvalidQuery;
+        self.jobs.send(job).map_err(|_| lost())?;
+        answer.await.map_err(|_| lost())?
     }
 
     async fn read<T: Send + 'static>(
@@ -123,29 +194,6 @@ impl SqliteStore {
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
         self.run(move |c| f(c)).await.map_err(backend(operation))
-    }
-
-    /// A write transaction whose body may reject the write (conditions) without touching anything.
-    async fn write(
-        &self,
-        operation: &'static str,
-        f: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<Result<(), Rejection>> + Send + 'static,
-    ) -> Result<(), Rejection> {
-        let result = self
-            .run(move |c| -> rusqlite::Result<Result<(), Rejection>> {
-                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let verdict = f(&tx)?;
-                if verdict.is_ok() {
-                    tx.commit()?;
-                }
-                Ok(verdict)
-            })
-            .await;
-        match result {
-            Ok(verdict) => verdict,
-            Err(e) if is_busy(&e) => Err(Rejection::Conflict),
-            Err(e) => Err(Rejection::Store(backend(operation)(e))),
-        }
     }
 
     async fn upsert(
@@ -170,10 +218,9 @@ fn license_row(c: &Connection, addr: &LicenseAddr) -> rusqlite::Result<Option<Li
     };
     c.query_row(
         "SELECT license_id, license_key, enabled, max_activations, unlimited, max_transfers, validity_period, terms,
-                times_activated, transfer_count, released FROM licenses WHERE pk = ?1",
+                times_activated, transfer_count, released_count FROM licenses WHERE pk = ?1",
         [&pk],
         |r| {
-            let released: Vec<String> = from_json(&pk, &r.get::<_, String>(10)?)?;
             Ok(License {
                 id: r.get(0)?,
                 company: company.clone(),
@@ -190,10 +237,7 @@ fn license_row(c: &Connection, addr: &LicenseAddr) -> rusqlite::Result<Option<Li
                 terms: from_json(&pk, &r.get::<_, String>(7)?)?,
                 times_activated: r.get(8)?,
                 transfer_count: r.get(9)?,
-                released: released
-                    .iter()
-                    .map(|h| id(&pk, h, HardwareId::parse))
-                    .collect::<rusqlite::Result<BTreeSet<_>>>()?,
+                released_count: r.get(10)?,
             })
         },
     )
@@ -215,11 +259,13 @@ fn device_from(pk: &str, r: &Row<'_>) -> rusqlite::Result<Device> {
         last_seen_at: time(pk, r.get(7)?)?,
         details: from_json(pk, &r.get::<_, String>(8)?)?,
         variables: from_json(pk, &r.get::<_, String>(9)?)?,
+        activations: r.get(10)?,
+        write_token: r.get(11)?,
     })
 }
 
-const DEVICE_COLUMNS: &str =
-    "device_id, hardware_id, active, user, first_activated_at, last_activated_at, deactivated_at, last_seen_at, details, variables";
+const DEVICE_COLUMNS: &str = "device_id, hardware_id, active, user, first_activated_at, last_activated_at, \
+     deactivated_at, last_seen_at, details, variables, activations, write_token";
 
 fn device_row(c: &Connection, addr: &LicenseAddr, hw: &HardwareId) -> rusqlite::Result<Option<Device>> {
     let pk = addr.storage_key();
@@ -234,7 +280,7 @@ fn device_row(c: &Connection, addr: &LicenseAddr, hw: &HardwareId) -> rusqlite::
 fn put_device(c: &Connection, addr: &LicenseAddr, d: &Device) -> rusqlite::Result<()> {
     c.execute(
         &format!(
-            "INSERT OR REPLACE INTO devices (license_pk, {DEVICE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+            "INSERT OR REPLACE INTO devices (license_pk, {DEVICE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
         ),
         params![
             addr.storage_key(),
@@ -248,6 +294,8 @@ fn put_device(c: &Connection, addr: &LicenseAddr, d: &Device) -> rusqlite::Resul
             d.last_seen_at.map(|t| t.to_string()),
             to_json(&d.details),
             to_json(&d.variables),
+            d.activations,
+            d.write_token,
         ],
     )
     .map(|_| ())
@@ -278,26 +326,93 @@ fn doc_row<T: DeserializeOwned>(c: &Connection, sql: &str, args: &[&str]) -> rus
 }
 
 fn save_license_counters(c: &Connection, l: &License) -> rusqlite::Result<()> {
-    let released: Vec<&str> = l.released.iter().map(HardwareId::as_str).collect();
     c.execute(
-        "UPDATE licenses SET times_activated = ?2, transfer_count = ?3, released = ?4, validity_period = ?5 WHERE pk = ?1",
+        "UPDATE licenses SET times_activated = ?2, transfer_count = ?3, released_count = ?4, validity_period = ?5
+         WHERE pk = ?1",
         params![
             LicenseAddr::of(l).storage_key(),
             l.times_activated,
             l.transfer_count,
-            to_json(&released),
+            l.released_count,
             l.validity_period.map(|t| t.to_string())
         ],
     )
     .map(|_| ())
 }
 
-fn add_to_seat(c: &Connection, addr: &LicenseAddr, user: &Username, delta: i64) -> rusqlite::Result<()> {
-    c.execute(
-        "UPDATE seats SET total_activations = total_activations + ?3 WHERE license_pk = ?1 AND user = ?2",
-        params![addr.storage_key(), user.as_str(), delta],
-    )
-    .map(|_| ())
+fn is_released(c: &Connection, addr: &LicenseAddr, hw: &HardwareId) -> rusqlite::Result<bool> {
+    c.prepare_cached("SELECT 1 FROM released WHERE license_pk = ?1 AND hardware_id = ?2")?
+        .exists(params![addr.storage_key(), hw.as_str()])
+}
+
+const PRODUCT_DOC: &str = "SELECT doc FROM products WHERE company = ?1 AND code = ?2";
+const COMPANY_DOC: &str = "SELECT doc FROM companies WHERE id = ?1";
+
+/// An item of a write as stored now.
+fn load(c: &Connection, item: &Item) -> rusqlite::Result<Option<Image>> {
+    Ok(match item {
+        Item::Product(company, code) => doc_row::<ProductDoc>(c, PRODUCT_DOC, &[company.as_str(), code.as_str()])?
+            .map(|p| Image::Product(Box::new(p))),
+        Item::Company(company) => {
+            doc_row::<Company>(c, COMPANY_DOC, &[company.as_str()])?.map(|d| Image::Company(Box::new(d)))
+        }
+        Item::License(addr) => license_row(c, addr)?.map(|l| Image::License(Box::new(l))),
+        Item::Device(addr, hw) => device_row(c, addr, hw)?.map(|d| Image::Device(Box::new(d))),
+        Item::Seat(addr, user) => seat_row(c, addr, user)?.map(Image::Seat),
+        Item::Released(addr, hw) => is_released(c, addr, hw)?.then_some(Image::Marker),
+    })
+}
+
+/// Writes back an item the write changed.
+fn save(c: &Connection, item: &Item, image: Option<&Image>) -> rusqlite::Result<()> {
+    match (item, image) {
+        (Item::License(_), Some(Image::License(l))) => save_license_counters(c, l),
+        (Item::Device(addr, _), Some(Image::Device(d))) => put_device(c, addr, d),
+        (Item::Seat(addr, user), Some(Image::Seat(seat))) => c
+            .execute(
+                "UPDATE seats SET total_activations = ?3 WHERE license_pk = ?1 AND user = ?2",
+                params![addr.storage_key(), user.as_str(), seat.total_activations],
+            )
+            .map(drop),
+        (Item::Released(addr, hw), Some(_)) => c
+            .execute(
+                "INSERT OR IGNORE INTO released (license_pk, hardware_id) VALUES (?1, ?2)",
+                params![addr.storage_key(), hw.as_str()],
+            )
+            .map(drop),
+        (Item::Released(addr, hw), None) => c
+            .execute(
+                "DELETE FROM released WHERE license_pk = ?1 AND hardware_id = ?2",
+                params![addr.storage_key(), hw.as_str()],
+            )
+            .map(drop),
+        (item, _) => Err(corrupt("write", format!("cannot store {item:?} as written"))),
+    }
+}
+
+/// One [`Write`] inside one `BEGIN IMMEDIATE` transaction: read its items, evaluate, write back.
+fn apply_write(c: &mut Connection, write: &Write) -> rusqlite::Result<Result<(), Rejection>> {
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut images = write
+        .items
+        .iter()
+        .map(|w| load(&tx, &w.item))
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    match write::apply(write, &mut images) {
+        Ok(()) => {}
+        Err(Refused::Condition { index }) => {
+            let current = images[index].take();
+            return Ok(Err(Rejection::for_item(write, index, current)));
+        }
+        Err(Refused::Invalid(why)) => return Err(corrupt("write", why)),
+    }
+    for (w, image) in write.items.iter().zip(&images) {
+        if w.action != write::Action::Check {
+            save(&tx, &w.item, image.as_ref())?;
+        }
+    }
+    tx.commit()?;
+    Ok(Ok(()))
 }
 
 #[async_trait]
@@ -341,18 +456,15 @@ impl Store for SqliteStore {
         let user = q.user.cloned();
         self.read("read context", move |c| {
             let mut read = ContextRead {
-                product: doc_row(
-                    c,
-                    "SELECT doc FROM products WHERE company = ?1 AND code = ?2",
-                    &[company.as_str(), product.as_str()],
-                )?,
-                company: doc_row(c, "SELECT doc FROM companies WHERE id = ?1", &[company.as_str()])?,
+                product: doc_row(c, PRODUCT_DOC, &[company.as_str(), product.as_str()])?,
+                company: doc_row(c, COMPANY_DOC, &[company.as_str()])?,
                 ..ContextRead::default()
             };
             if let Some(addr) = &addr {
                 read.license = license_row(c, addr)?;
                 if let Some(hw) = &hw {
                     read.device = device_row(c, addr, hw)?;
+                    read.released = is_released(c, addr, hw)?;
                 }
             }
             if let Some(user) = &user {
@@ -378,95 +490,36 @@ impl Store for SqliteStore {
             Ok(LicenseRead {
                 license: license_row(c, &addr)?,
                 device: device_row(c, &addr, &hw)?,
+                released: is_released(c, &addr, &hw)?,
                 seat: seat.map(|u| seat_row(c, &addr, &u)).transpose()?.flatten(),
             })
         })
         .await
     }
 
-    async fn activate_device(&self, plan: &ActivationPlan) -> Result<(), Rejection> {
-        let plan = plan.clone();
-        self.write("activate device", move |tx| {
-            let addr = &plan.addr;
-            if device_row(tx, addr, &plan.device.hardware_id)?.is_some_and(|d| d.active) {
-                return Ok(Err(Rejection::DeviceActive));
-            }
-            let Some(mut license) = license_row(tx, addr)? else {
-                return Ok(Err(Rejection::LicenseChanged(None)));
-            };
-            if !plan.license_condition_holds(&license) {
-                return Ok(Err(Rejection::LicenseChanged(Some(Box::new(license)))));
-            }
-            if let Some((user, _)) = &plan.seat {
-                match seat_row(tx, addr, user)? {
-                    None => return Ok(Err(Rejection::SeatChanged(None))),
-                    Some(seat) if !plan.seat_condition_holds(&seat) => {
-                        return Ok(Err(Rejection::SeatChanged(Some(seat))))
-                    }
-                    Some(_) => add_to_seat(tx, addr, user, 1)?,
-                }
-            }
-            crate::rules::apply_activation(&mut license, &plan);
-            save_license_counters(tx, &license)?;
-            put_device(tx, addr, &plan.device)?;
-            Ok(Ok(()))
+    async fn released_slot(&self, addr: &LicenseAddr) -> Result<Option<HardwareId>, StoreError> {
+        let pk = addr.storage_key();
+        self.read("read released slot", move |c| {
+            let hw: Option<String> = c
+                .query_row(
+                    "SELECT hardware_id FROM released WHERE license_pk = ?1 ORDER BY hardware_id LIMIT 1",
+                    [&pk],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            hw.map(|h| id(&pk, &h, HardwareId::parse)).transpose()
         })
         .await
     }
 
-    async fn deactivate_device(&self, plan: &DeactivationPlan) -> Result<(), Rejection> {
-        let plan = plan.clone();
-        self.write("deactivate device", move |tx| {
-            let addr = &plan.addr;
-            let Some(mut device) = device_row(tx, addr, &plan.hardware_id)?.filter(|d| d.active) else {
-                return Ok(Err(Rejection::DeviceNotActive));
-            };
-            let Some(mut license) = license_row(tx, addr)? else {
-                return Ok(Err(Rejection::LicenseChanged(None)));
-            };
-            if license.times_activated <= 0 {
-                return Ok(Err(Rejection::LicenseChanged(Some(Box::new(license)))));
-            }
-            if let Some(user) = &plan.seat {
-                match seat_row(tx, addr, user)? {
-                    Some(seat) if seat.total_activations > 0 => add_to_seat(tx, addr, user, -1)?,
-                    other => return Ok(Err(Rejection::SeatChanged(other))),
-                }
-            }
-            license.times_activated -= 1;
-            if plan.release_slot {
-                license.released.insert(plan.hardware_id.clone());
-            }
-            save_license_counters(tx, &license)?;
-            device.active = false;
-            device.deactivated_at = Some(plan.at);
-            put_device(tx, addr, &device)?;
-            Ok(Ok(()))
-        })
-        .await
-    }
-
-    async fn record_check(
-        &self,
-        addr: &LicenseAddr,
-        hardware_id: &HardwareId,
-        details: &Map<String, Value>,
-        at: Timestamp,
-    ) -> Result<Option<Device>, StoreError> {
-        let (addr, hw, details) = (addr.clone(), hardware_id.clone(), details.clone());
-        self.run(move |c| -> rusqlite::Result<Option<Device>> {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let Some(mut device) = device_row(&tx, &addr, &hw)?.filter(|d| d.active) else {
-                return Ok(None);
-            };
-            device.last_seen_at = Some(at);
-            device.details.extend(details);
-            put_device(&tx, &addr, &device)?;
-            tx.commit()?;
-            Ok(Some(device))
-        })
-        .await
-        .map_err(backend("record check"))
+    async fn apply(&self, write: &Write, _token: &WriteToken) -> Result<(), Rejection> {
+        // A local transaction's outcome is never unknown, so the token has nothing to disambiguate.
+        let write = write.clone();
+        match self.run(move |c| apply_write(c, &write)).await {
+            Ok(verdict) => verdict,
+            Err(e) if is_busy(&e) => Err(Rejection::Conflict),
+            Err(e) => Err(Rejection::Store(backend("write")(e))),
+        }
     }
 
     async fn put_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {

@@ -5,7 +5,7 @@
 use super::keys::{self, PK};
 use super::UpdateBuilder;
 use crate::ids::{ApiKeyId, CompanyId, HardwareId, LicenseKey, ProductCode, Username};
-use crate::model::{ApiKeyRecord, Device, DeviceVariable, License, LicenseTerms, Seat};
+use crate::model::{ApiKeyRecord, Company, Device, DeviceVariable, License, LicenseTerms, ProductDoc, Seat};
 use crate::store::{LicenseAddr, StoreError};
 use crate::time::Timestamp;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -157,11 +157,7 @@ pub fn license(item: &ItemMap, addr: &LicenseAddr) -> Result<License, StoreError
         terms: i.json::<LicenseTerms>("terms")?,
         times_activated: i.int("times_activated")?,
         transfer_count: i.int("transfer_count")?,
-        released: i
-            .string_set("released")?
-            .into_iter()
-            .map(|h| HardwareId::parse(h).map_err(|e| i.corrupt(format!("released {e}"))))
-            .collect::<Result<BTreeSet<_>, _>>()?,
+        released_count: i.int("released_count")?,
     })
 }
 
@@ -182,7 +178,8 @@ pub fn license_upsert(license: &License) -> Result<UpdateBuilder, StoreError> {
         .set("max_transfers = :max_transfers")
         .set("terms = :terms")
         .set("times_activated = if_not_exists(times_activated, :zero)")
-        .set("transfer_count = if_not_exists(transfer_count, :zero)");
+        .set("transfer_count = if_not_exists(transfer_count, :zero)")
+        .set("released_count = if_not_exists(released_count, :zero)");
     if let Some(key) = &license.key {
         u.value(":key", s(key.as_str())).set("license_key = :key");
     }
@@ -232,6 +229,8 @@ pub fn device(item: &ItemMap) -> Result<Device, StoreError> {
         last_seen_at: i.time("last_seen_at")?,
         details,
         variables,
+        activations: i.int("activations")?,
+        write_token: i.opt_str("write_token")?.map(str::to_owned),
     })
 }
 
@@ -259,7 +258,31 @@ pub fn device_item(addr: &LicenseAddr, d: &Device) -> ItemMap {
         "variables".into(),
         s(serde_json::to_string(&d.variables).unwrap_or_else(|_| "[]".into())),
     );
+    item.insert("activations".into(), n(d.activations));
+    if let Some(token) = &d.write_token {
+        item.insert("write_token".into(), s(token));
+    }
     item
+}
+
+/// The product as stored: its document plus, as top-level attributes, what a check's write conditions
+/// compare (`store::write::CheckPlan`).
+pub fn product_item(key: ItemMap, p: &ProductDoc) -> Result<ItemMap, StoreError> {
+    let mut item = doc_item(key, p)?;
+    item.insert("disabled".into(), AttributeValue::Bool(p.disabled));
+    item.insert("archived".into(), AttributeValue::Bool(p.archived));
+    item.insert("blacklist".into(), hardware_list(&p.blacklist));
+    Ok(item)
+}
+
+pub fn company_item(key: ItemMap, c: &Company) -> Result<ItemMap, StoreError> {
+    let mut item = doc_item(key, c)?;
+    item.insert("blacklist".into(), hardware_list(&c.blacklist));
+    Ok(item)
+}
+
+fn hardware_list(set: &BTreeSet<HardwareId>) -> AttributeValue {
+    AttributeValue::L(set.iter().map(|h| s(h.as_str())).collect())
 }
 
 /// Hardware details are strings or booleans (see `request::device_details`).

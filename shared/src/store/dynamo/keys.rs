@@ -11,6 +11,7 @@ pub const SK: &str = "SK";
 const ROOT: &str = "#";
 pub const DEVICE_PREFIX: &str = "DEVICE#";
 const SEAT_PREFIX: &str = "SEAT#";
+pub const RELEASED_PREFIX: &str = "RELEASED#";
 
 fn key(pk: String, sk: impl Into<String>) -> ItemMap {
     ItemMap::from([(PK.to_owned(), s(pk)), (SK.to_owned(), s(sk.into()))])
@@ -46,4 +47,9 @@ pub fn device(addr: &LicenseAddr, hardware_id: &HardwareId) -> ItemMap {
 
 pub fn seat(addr: &LicenseAddr, user: &Username) -> ItemMap {
     key(license_pk(addr), format!("{SEAT_PREFIX}{user}"))
+}
+
+/// The marker of a released slot: kept beside the license, not on it, so the license item stays O(1).
+pub fn released(addr: &LicenseAddr, hardware_id: &HardwareId) -> ItemMap {
+    key(license_pk(addr), format!("{RELEASED_PREFIX}{hardware_id}"))
 }

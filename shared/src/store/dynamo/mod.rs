@@ -2,27 +2,24 @@
 //! inside the write that would break it. `docs/data-model.md` describes the items and each transaction.
 
 mod codec;
+mod expr;
 mod keys;
 
-use super::{
-    ActivationPlan, ContextQuery, ContextRead, DeactivationPlan, LicenseAddr, LicenseRead, Rejection, Slot, Store,
-    StoreError,
-};
+use super::write::{Image, Item, Write};
+use super::{ContextQuery, ContextRead, LicenseAddr, LicenseRead, Rejection, Store, StoreError, WriteToken};
 use crate::ids::{ApiKeyId, CompanyId, HardwareId, Username};
 use crate::model::{ApiKeyRecord, Company, Device, License, LicenseUser, ProductDoc, Seat};
-use crate::time::Timestamp;
 use async_trait::async_trait;
-use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, CancellationReason, KeySchemaElement, KeyType, KeysAndAttributes,
-    Put, ReturnValue, ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TransactWriteItem, Update,
+    ReturnValue, ScalarAttributeType, TransactWriteItem,
 };
 use aws_sdk_dynamodb::Client;
 use codec::{n, s, ItemMap};
 pub use keys::{PK, SK};
-use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -32,15 +29,31 @@ pub struct DynamoStore {
     table: String,
 }
 
-fn backend<E>(operation: &'static str) -> impl FnOnce(E) -> StoreError
+/// Maps an SDK error to a [`StoreError`] by what it is: a missing table says how to create it, and
+/// every other error keeps its whole source chain (`DisplayErrorContext`) for the log.
+fn backend<E, R>(operation: &'static str, table: &str) -> impl FnOnce(SdkError<E, R>) -> StoreError
 where
-    E: std::error::Error + Send + Sync + 'static,
+    E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
 {
-    move |source| StoreError::Backend {
-        operation,
-        source: Box::new(source),
+    let table = table.to_owned();
+    move |source| {
+        if source.code() == Some("ResourceNotFoundException") {
+            return StoreError::TableMissing { table };
+        }
+        if matches!(source, SdkError::TimeoutError(_) | SdkError::DispatchFailure(_)) {
+            return StoreError::Unavailable(format!("{operation}: {}", DisplayErrorContext(&source)));
+        }
+        StoreError::Backend {
+            operation,
+            source: Box::new(source),
+        }
     }
 }
+
+/// Attempts of a `BatchGetItem` that keeps leaving keys unprocessed (throttling) before the store
+/// answers "unavailable": about 2.5 s of backoff in all, well below the function timeout.
+const BATCH_GET_ATTEMPTS: u32 = 8;
 
 impl DynamoStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
@@ -80,12 +93,12 @@ impl DynamoStore {
         match created {
             Ok(_) => {}
             Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_in_use_exception()) => {}
-            Err(e) => return Err(backend("CreateTable")(e)),
+            Err(e) => return Err(backend("CreateTable", &self.table)(e)),
         }
         for _ in 0..120 {
             let described = self.client.describe_table().table_name(&self.table).send().await;
             let status = described
-                .map_err(backend("DescribeTable"))?
+                .map_err(backend("DescribeTable", &self.table))?
                 .table
                 .and_then(|t| t.table_status);
             if status == Some(aws_sdk_dynamodb::types::TableStatus::Active) {
@@ -99,7 +112,7 @@ impl DynamoStore {
         )))
     }
 
-    /// BatchGetItem for up to 100 keys, following `UnprocessedKeys` until every key is answered.
+    /// BatchGetItem for up to 100 keys, following `UnprocessedKeys` for at most [`BATCH_GET_ATTEMPTS`].
     async fn batch_get(&self, keys: Vec<ItemMap>) -> Result<HashMap<(String, String), ItemMap>, StoreError> {
         let mut found = HashMap::new();
         let mut pending = Some(
@@ -107,10 +120,15 @@ impl DynamoStore {
                 .set_keys(Some(keys))
                 .consistent_read(true)
                 .build()
-                .map_err(backend("BatchGetItem"))?,
+                .expect("keys are set"),
         );
         let mut attempt = 0u32;
         while let Some(request) = pending.take() {
+            if attempt == BATCH_GET_ATTEMPTS {
+                return Err(StoreError::Unavailable(
+                    "BatchGetItem left keys unprocessed on every attempt (throttled)".into(),
+                ));
+            }
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(10u64 << attempt.min(6))).await;
             }
@@ -121,7 +139,7 @@ impl DynamoStore {
                 .request_items(&self.table, request)
                 .send()
                 .await
-                .map_err(backend("BatchGetItem"))?;
+                .map_err(backend("BatchGetItem", &self.table))?;
             for item in out
                 .responses
                 .unwrap_or_default()
@@ -149,7 +167,7 @@ impl DynamoStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(backend("GetItem"))?;
+            .map_err(backend("GetItem", &self.table))?;
         Ok(out.item)
     }
 
@@ -160,7 +178,7 @@ impl DynamoStore {
             .set_item(Some(item))
             .send()
             .await
-            .map_err(backend("PutItem"))?;
+            .map_err(backend("PutItem", &self.table))?;
         Ok(())
     }
 
@@ -171,7 +189,6 @@ impl DynamoStore {
         update: UpdateBuilder,
         return_values: Option<ReturnValue>,
     ) -> Result<Option<ItemMap>, SdkError<UpdateItemError>> {
-        let condition = update.condition_expression();
         let expression = update.expression();
         let names = (!update.names.is_empty()).then_some(update.names);
         let values = (!update.values.is_empty()).then_some(update.values);
@@ -181,7 +198,6 @@ impl DynamoStore {
             .table_name(&self.table)
             .set_key(Some(key))
             .update_expression(expression)
-            .set_condition_expression(condition)
             .set_expression_attribute_names(names)
             .set_expression_attribute_values(values)
             .set_return_values(return_values)
@@ -190,23 +206,25 @@ impl DynamoStore {
         Ok(out.attributes)
     }
 
-    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<(), SdkError<TransactWriteItemsError>> {
+    async fn transact(
+        &self,
+        items: Vec<TransactWriteItem>,
+        token: &WriteToken,
+    ) -> Result<(), SdkError<TransactWriteItemsError>> {
         self.client
             .transact_write_items()
             .set_transact_items(Some(items))
+            .client_request_token(token.as_str())
             .send()
             .await
             .map(|_| ())
     }
 }
 
-/// Builds an `Update` from expression parts, so conditions and actions are assembled in one place.
+/// An upsert's `SET` clauses and placeholders (catalog writes; conditional writes use `expr`).
 #[derive(Default)]
 struct UpdateBuilder {
     set: Vec<String>,
-    add: Vec<String>,
-    delete: Vec<String>,
-    conditions: Vec<String>,
     names: HashMap<String, String>,
     values: HashMap<String, AttributeValue>,
 }
@@ -220,57 +238,8 @@ impl UpdateBuilder {
         self.set.push(clause.into());
         self
     }
-    fn add(&mut self, clause: impl Into<String>) -> &mut Self {
-        self.add.push(clause.into());
-        self
-    }
-    fn delete(&mut self, clause: impl Into<String>) -> &mut Self {
-        self.delete.push(clause.into());
-        self
-    }
-    fn condition(&mut self, clause: impl Into<String>) -> &mut Self {
-        self.conditions.push(clause.into());
-        self
-    }
     fn expression(&self) -> String {
-        let mut parts = Vec::new();
-        for (verb, clauses) in [("SET", &self.set), ("ADD", &self.add), ("DELETE", &self.delete)] {
-            if !clauses.is_empty() {
-                parts.push(format!("{verb} {}", clauses.join(", ")));
-            }
-        }
-        parts.join(" ")
-    }
-    fn condition_expression(&self) -> Option<String> {
-        (!self.conditions.is_empty()).then(|| {
-            self.conditions
-                .iter()
-                .map(|c| format!("({c})"))
-                .collect::<Vec<_>>()
-                .join(" AND ")
-        })
-    }
-    /// The update as one item of a `TransactWriteItems`.
-    fn transact_item(self, table: &str, key: ItemMap, return_old_on_failure: bool) -> TransactWriteItem {
-        TransactWriteItem::builder()
-            .update(self.build(table, key, return_old_on_failure))
-            .build()
-    }
-
-    fn build(self, table: &str, key: ItemMap, return_old_on_failure: bool) -> Update {
-        let mut b = Update::builder()
-            .table_name(table)
-            .set_key(Some(key))
-            .update_expression(self.expression())
-            .set_condition_expression(self.condition_expression())
-            .set_expression_attribute_values((!self.values.is_empty()).then_some(self.values));
-        if !self.names.is_empty() {
-            b = b.set_expression_attribute_names(Some(self.names));
-        }
-        if return_old_on_failure {
-            b = b.return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
-        }
-        b.build().expect("table, key and expression are set")
+        format!("SET {}", self.set.join(", "))
     }
 }
 
@@ -278,53 +247,53 @@ fn reason_code(r: &CancellationReason) -> &str {
     r.code().unwrap_or("None")
 }
 
-/// Index of each item in an activation or deactivation transaction.
-const DEVICE_ITEM: usize = 0;
-const LICENSE_ITEM: usize = 1;
-const SEAT_ITEM: usize = 2;
+/// The image DynamoDB returned (`ALL_OLD`) for an item whose condition failed.
+fn image(item: &Item, returned: Option<&ItemMap>) -> Option<Image> {
+    let returned = returned?;
+    match item {
+        Item::License(addr) => codec::license(returned, addr).ok().map(|l| Image::License(Box::new(l))),
+        Item::Device(..) => codec::device(returned).ok().map(|d| Image::Device(Box::new(d))),
+        Item::Seat(..) => codec::seat(returned).ok().map(Image::Seat),
+        Item::Product(..) | Item::Company(..) | Item::Released(..) => None,
+    }
+}
 
-/// Maps a cancelled transaction to the invariant that failed, from its cancellation reasons.
-fn rejection_from(
-    err: SdkError<TransactWriteItemsError>,
-    addr: &LicenseAddr,
-    device_rejection: Rejection,
-) -> Rejection {
+/// What a failed `TransactWriteItems` means for the write: which condition refused it (re-decide), a
+/// definite non-commit (retry with a new token), or an unknown outcome (retry with the same token).
+fn rejection_from(err: SdkError<TransactWriteItemsError>, write: &Write, table: &str) -> Rejection {
     let reasons = match &err {
         SdkError::ServiceError(e) => match e.err() {
             TransactWriteItemsError::TransactionCanceledException(c) => c.cancellation_reasons().to_vec(),
-            TransactWriteItemsError::TransactionInProgressException(_) => return Rejection::Conflict,
-            _ => return Rejection::Store(backend("TransactWriteItems")(err)),
+            // The same token is still being applied, or the service failed mid-way: outcome unknown.
+            TransactWriteItemsError::TransactionInProgressException(_)
+            | TransactWriteItemsError::InternalServerError(_) => return Rejection::Unknown(Box::new(err)),
+            TransactWriteItemsError::ProvisionedThroughputExceededException(_)
+            | TransactWriteItemsError::RequestLimitExceeded(_)
+            | TransactWriteItemsError::ThrottlingException(_) => return Rejection::Conflict,
+            _ => return Rejection::Store(backend("TransactWriteItems", table)(err)),
         },
-        _ => return Rejection::Store(backend("TransactWriteItems")(err)),
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            return Rejection::Unknown(Box::new(err))
+        }
+        _ => return Rejection::Store(backend("TransactWriteItems", table)(err)),
     };
-    let failed = |i: usize| {
-        reasons
-            .get(i)
-            .is_some_and(|r| reason_code(r) == "ConditionalCheckFailed")
-    };
-    if failed(DEVICE_ITEM) {
-        return device_rejection;
-    }
-    if failed(LICENSE_ITEM) {
-        let current = reasons[LICENSE_ITEM]
-            .item()
-            .and_then(|item| codec::license(item, addr).ok())
-            .map(Box::new);
-        return Rejection::LicenseChanged(current);
-    }
-    if failed(SEAT_ITEM) {
-        let current = reasons[SEAT_ITEM].item().and_then(|item| codec::seat(item).ok());
-        return Rejection::SeatChanged(current);
+    if let Some(index) = reasons
+        .iter()
+        .position(|r| reason_code(r) == "ConditionalCheckFailed")
+        .filter(|i| *i < write.items.len())
+    {
+        let current = image(&write.items[index].item, reasons[index].item.as_ref());
+        return Rejection::for_item(write, index, current);
     }
     if reasons.iter().any(|r| {
         matches!(
             reason_code(r),
-            "TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded"
+            "TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded" | "RequestLimitExceeded"
         )
     }) {
         return Rejection::Conflict;
     }
-    Rejection::Store(backend("TransactWriteItems")(err))
+    Rejection::Store(backend("TransactWriteItems", table)(err))
 }
 
 #[async_trait]
@@ -347,6 +316,7 @@ impl Store for DynamoStore {
             wanted.push(keys::license(addr));
             if let Some(hw) = q.hardware_id {
                 wanted.push(keys::device(addr, hw));
+                wanted.push(keys::released(addr, hw));
             }
         }
         if let Some(user) = q.user {
@@ -365,6 +335,7 @@ impl Store for DynamoStore {
                 .transpose()?;
             if let Some(hw) = q.hardware_id {
                 read.device = take(&keys::device(addr, hw)).map(|i| codec::device(&i)).transpose()?;
+                read.released = take(&keys::released(addr, hw)).is_some();
             }
         }
         if let Some(user) = q.user {
@@ -381,7 +352,11 @@ impl Store for DynamoStore {
         seat: Option<&Username>,
         hardware_id: &HardwareId,
     ) -> Result<LicenseRead, StoreError> {
-        let mut wanted = vec![keys::license(addr), keys::device(addr, hardware_id)];
+        let mut wanted = vec![
+            keys::license(addr),
+            keys::device(addr, hardware_id),
+            keys::released(addr, hardware_id),
+        ];
         if let Some(user) = seat {
             wanted.push(keys::seat(addr, user));
         }
@@ -394,6 +369,7 @@ impl Store for DynamoStore {
             device: take(keys::device(addr, hardware_id))
                 .map(|i| codec::device(&i))
                 .transpose()?,
+            released: take(keys::released(addr, hardware_id)).is_some(),
             seat: match seat {
                 Some(user) => take(keys::seat(addr, user)).map(|i| codec::seat(&i)).transpose()?,
                 None => None,
@@ -401,141 +377,35 @@ impl Store for DynamoStore {
         })
     }
 
-    async fn activate_device(&self, plan: &ActivationPlan) -> Result<(), Rejection> {
-        let addr = &plan.addr;
-        // 1. The device: the 409 rule. It may be new or deactivated, never active.
-        let device = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(codec::device_item(addr, &plan.device)))
-            .condition_expression(format!("attribute_not_exists({PK}) OR active = :false"))
-            .expression_attribute_values(":false", AttributeValue::Bool(false))
-            .build()
-            .expect("table and item are set");
-
-        // 2. The license: one more active device, within every limit, taking the planned slot.
-        let mut lic = UpdateBuilder::default();
-        lic.value(":one", n(1)).value(":true", AttributeValue::Bool(true));
-        lic.add("times_activated :one")
-            .condition(format!("attribute_exists({PK})"))
-            .condition("enabled = :true");
-        if plan.enforce_max_activations {
-            lic.condition("times_activated < max_activations");
-        }
-        match &plan.slot {
-            Slot::Fresh => {
-                lic.condition("attribute_not_exists(released)");
-            }
-            Slot::Reuse => {
-                let hw = plan.device.hardware_id.as_str();
-                lic.value(":hw", s(hw))
-                    .value(":hwset", AttributeValue::Ss(vec![hw.to_owned()]));
-                lic.condition("contains(released, :hw)").delete("released :hwset");
-            }
-            Slot::Transfer { released_by } => {
-                let rb = released_by.as_str();
-                lic.value(":rb", s(rb))
-                    .value(":rbset", AttributeValue::Ss(vec![rb.to_owned()]))
-                    .value(":zero", n(0));
-                lic.condition("contains(released, :rb)")
-                    .condition("max_transfers = :zero OR (max_transfers > :zero AND transfer_count < max_transfers)")
-                    .delete("released :rbset")
-                    .add("transfer_count :one");
-            }
-            Slot::Untracked => {}
-        }
-        if let Some(validity) = plan.set_validity {
-            lic.value(":validity", s(validity.to_string()));
-            lic.condition("attribute_not_exists(validity_period)")
-                .set("validity_period = :validity");
-        }
-        let mut items = vec![
-            TransactWriteItem::builder().put(device).build(),
-            lic.transact_item(&self.table, keys::license(addr), true),
-        ];
-
-        // 3. The user's seat: their own activation count, within their own limit.
-        if let Some((user, enforce)) = &plan.seat {
-            let mut seat = UpdateBuilder::default();
-            seat.value(":one", n(1))
-                .add("total_activations :one")
-                .condition(format!("attribute_exists({PK})"));
-            if *enforce {
-                seat.condition("total_activations < max_activations");
-            }
-            items.push(seat.transact_item(&self.table, keys::seat(addr, user), true));
-        }
-        self.transact(items)
-            .await
-            .map_err(|e| rejection_from(e, addr, Rejection::DeviceActive))
-    }
-
-    async fn deactivate_device(&self, plan: &DeactivationPlan) -> Result<(), Rejection> {
-        let addr = &plan.addr;
-        let mut device = UpdateBuilder::default();
-        device
-            .value(":true", AttributeValue::Bool(true))
-            .value(":false", AttributeValue::Bool(false))
-            .value(":at", s(plan.at.to_string()))
-            .set("active = :false")
-            .set("deactivated_at = :at")
-            .condition("active = :true");
-
-        let mut lic = UpdateBuilder::default();
-        lic.value(":minus", n(-1))
-            .value(":zero", n(0))
-            .add("times_activated :minus")
-            .condition("times_activated > :zero");
-        if plan.release_slot {
-            lic.value(":hwset", AttributeValue::Ss(vec![plan.hardware_id.as_str().to_owned()]))
-                .add("released :hwset");
-        }
-        let mut items = vec![
-            device.transact_item(&self.table, keys::device(addr, &plan.hardware_id), false),
-            lic.transact_item(&self.table, keys::license(addr), true),
-        ];
-        if let Some(user) = &plan.seat {
-            let mut seat = UpdateBuilder::default();
-            seat.value(":minus", n(-1))
-                .value(":zero", n(0))
-                .add("total_activations :minus")
-                .condition("total_activations > :zero");
-            items.push(seat.transact_item(&self.table, keys::seat(addr, user), true));
-        }
-        self.transact(items)
-            .await
-            .map_err(|e| rejection_from(e, addr, Rejection::DeviceNotActive))
-    }
-
-    async fn record_check(
-        &self,
-        addr: &LicenseAddr,
-        hardware_id: &HardwareId,
-        details: &Map<String, Value>,
-        at: Timestamp,
-    ) -> Result<Option<Device>, StoreError> {
-        let mut update = UpdateBuilder::default();
-        update
-            .value(":true", AttributeValue::Bool(true))
-            .value(":at", s(at.to_string()));
-        update.set("last_seen_at = :at").condition("active = :true");
-        for (i, (name, value)) in details.iter().enumerate() {
-            update.names.insert(format!("#d{i}"), name.clone());
-            update
-                .value(&format!(":d{i}"), codec::detail_value(value))
-                .set(format!("details.#d{i} = :d{i}"));
-        }
+    async fn released_slot(&self, addr: &LicenseAddr) -> Result<Option<HardwareId>, StoreError> {
         let out = self
-            .update(keys::device(addr, hardware_id), update, Some(ReturnValue::AllNew))
-            .await;
-        match out {
-            Ok(item) => item.map(|i| codec::device(&i)).transpose(),
-            Err(SdkError::ServiceError(e))
-                if matches!(e.err(), UpdateItemError::ConditionalCheckFailedException(_)) =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(backend("UpdateItem")(e)),
-        }
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression(format!("{PK} = :pk AND begins_with({SK}, :released)"))
+            .expression_attribute_values(":pk", s(keys::license_pk(addr)))
+            .expression_attribute_values(":released", s(keys::RELEASED_PREFIX))
+            .consistent_read(true)
+            .limit(1)
+            .send()
+            .await
+            .map_err(backend("Query", &self.table))?;
+        out.items()
+            .first()
+            .map(|item| {
+                let sk = codec::key_part(item, SK);
+                HardwareId::parse(sk.trim_start_matches(keys::RELEASED_PREFIX)).map_err(|e| StoreError::Corrupt {
+                    key: sk.clone(),
+                    reason: e.to_string(),
+                })
+            })
+            .transpose()
+    }
+
+    async fn apply(&self, write: &Write, token: &WriteToken) -> Result<(), Rejection> {
+        self.transact(expr::transact_items(&self.table, write), token)
+            .await
+            .map_err(|e| rejection_from(e, write, &self.table))
     }
 
     async fn put_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
@@ -543,11 +413,11 @@ impl Store for DynamoStore {
     }
 
     async fn put_company(&self, company: &CompanyId, doc: &Company) -> Result<(), StoreError> {
-        self.put(codec::doc_item(keys::company(company), doc)?).await
+        self.put(codec::company_item(keys::company(company), doc)?).await
     }
 
     async fn put_product(&self, company: &CompanyId, product: &ProductDoc) -> Result<(), StoreError> {
-        self.put(codec::doc_item(keys::product(company, &product.code), product)?)
+        self.put(codec::product_item(keys::product(company, &product.code), product)?)
             .await
     }
 
@@ -556,7 +426,7 @@ impl Store for DynamoStore {
         let update = codec::license_upsert(license)?;
         self.update(keys::license(&addr), update, None)
             .await
-            .map_err(backend("UpdateItem"))?;
+            .map_err(backend("UpdateItem", &self.table))?;
         Ok(())
     }
 
@@ -578,7 +448,7 @@ impl Store for DynamoStore {
         update.names.insert("#user".into(), "user".into());
         self.update(keys::seat(addr, &seat.user), update, None)
             .await
-            .map_err(backend("UpdateItem"))?;
+            .map_err(backend("UpdateItem", &self.table))?;
         Ok(())
     }
 
@@ -619,7 +489,7 @@ impl Store for DynamoStore {
                 .set_exclusive_start_key(start)
                 .send()
                 .await
-                .map_err(backend("Query"))?;
+                .map_err(backend("Query", &self.table))?;
             for item in out.items() {
                 devices.push(codec::device(item)?);
             }

@@ -1,0 +1,234 @@
+//! Renders a [`Write`] into the items of one `TransactWriteItems`: each [`Cond`] becomes a condition
+//! expression, each [`Effect`] an update clause, with every attribute name and value bound through
+//! placeholders (so reserved words such as `user` never matter).
+
+use super::codec::{self, n, s, ItemMap};
+use super::keys::{self, PK};
+use crate::store::write::{Action, Attr, Cond, Effect, Item, ItemWrite, Val, Write};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConditionCheck, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
+use std::collections::HashMap;
+
+/// Placeholders of one item's expressions.
+#[derive(Default)]
+struct Expr {
+    names: HashMap<String, String>,
+    values: HashMap<String, AttributeValue>,
+}
+
+fn value_of(v: &Val) -> AttributeValue {
+    match v {
+        Val::Bool(b) => AttributeValue::Bool(*b),
+        Val::Int(i) => n(*i),
+        Val::Str(t) => s(t),
+        Val::Set(items) => AttributeValue::L(items.iter().map(s).collect()),
+    }
+}
+
+impl Expr {
+    fn name(&mut self, a: Attr) -> String {
+        self.raw_name(a.name())
+    }
+
+    fn raw_name(&mut self, name: &str) -> String {
+        let placeholder = format!("#{}", self.names.len());
+        if let Some((k, _)) = self.names.iter().find(|(_, v)| v.as_str() == name) {
+            return k.clone();
+        }
+        self.names.insert(placeholder.clone(), name.to_owned());
+        placeholder
+    }
+
+    fn value(&mut self, v: AttributeValue) -> String {
+        let placeholder = format!(":{}", self.values.len());
+        self.values.insert(placeholder.clone(), v);
+        placeholder
+    }
+
+    fn cond(&mut self, c: &Cond) -> String {
+        match c {
+            Cond::Exists => format!("attribute_exists({PK})"),
+            Cond::Missing => format!("attribute_not_exists({PK})"),
+            Cond::Absent(a) => format!("attribute_not_exists({})", self.name(*a)),
+            Cond::Eq(a, v) => format!("{} = {}", self.name(*a), self.value(value_of(v))),
+            Cond::Lt(a, b) => format!("{} < {}", self.name(*a), self.name(*b)),
+            Cond::Gt(a, x) => format!("{} > {}", self.name(*a), self.value(n(*x))),
+            Cond::Contains(a, v) => format!("contains({}, {})", self.name(*a), self.value(s(v))),
+            Cond::Not(inner) => format!("NOT ({})", self.cond(inner)),
+            Cond::Or(cs) => cs
+                .iter()
+                .map(|c| format!("({})", self.cond(c)))
+                .collect::<Vec<_>>()
+                .join(" OR "),
+        }
+    }
+
+    fn conditions(&mut self, cs: &[Cond]) -> Option<String> {
+        (!cs.is_empty()).then(|| {
+            cs.iter()
+                .map(|c| format!("({})", self.cond(c)))
+                .collect::<Vec<_>>()
+                .join(" AND ")
+        })
+    }
+
+    fn update(&mut self, effects: &[Effect]) -> String {
+        let (mut set, mut add) = (Vec::new(), Vec::new());
+        for e in effects {
+            match e {
+                Effect::Add(a, x) => add.push(format!("{} {}", self.name(*a), self.value(n(*x)))),
+                Effect::Set(a, v) => set.push(format!("{} = {}", self.name(*a), self.value(value_of(v)))),
+                Effect::SetDetail(k, v) => set.push(format!(
+                    "{}.{} = {}",
+                    self.raw_name("details"),
+                    self.raw_name(k),
+                    self.value(codec::detail_value(v))
+                )),
+            }
+        }
+        let mut parts = Vec::new();
+        if !set.is_empty() {
+            parts.push(format!("SET {}", set.join(", ")));
+        }
+        if !add.is_empty() {
+            parts.push(format!("ADD {}", add.join(", ")));
+        }
+        parts.join(" ")
+    }
+
+    fn names(&mut self) -> Option<HashMap<String, String>> {
+        Some(std::mem::take(&mut self.names)).filter(|m| !m.is_empty())
+    }
+
+    fn values(&mut self) -> Option<HashMap<String, AttributeValue>> {
+        Some(std::mem::take(&mut self.values)).filter(|m| !m.is_empty())
+    }
+}
+
+/// The table key of an item.
+pub fn key(item: &Item) -> ItemMap {
+    match item {
+        Item::Product(company, code) => keys::product(company, code),
+        Item::Company(company) => keys::company(company),
+        Item::License(addr) => keys::license(addr),
+        Item::Device(addr, hw) => keys::device(addr, hw),
+        Item::Seat(addr, user) => keys::seat(addr, user),
+        Item::Released(addr, hw) => keys::released(addr, hw),
+    }
+}
+
+const BUILT: &str = "table, key and expressions are set";
+
+fn transact_item(table: &str, w: &ItemWrite) -> TransactWriteItem {
+    let mut x = Expr::default();
+    let condition = x.conditions(&w.conditions);
+    let old = ReturnValuesOnConditionCheckFailure::AllOld;
+    let b = TransactWriteItem::builder();
+    match &w.action {
+        Action::Check => b.condition_check(
+            ConditionCheck::builder()
+                .table_name(table)
+                .set_key(Some(key(&w.item)))
+                .set_condition_expression(condition)
+                .set_expression_attribute_names(x.names())
+                .set_expression_attribute_values(x.values())
+                .return_values_on_condition_check_failure(old)
+                .build()
+                .expect(BUILT),
+        ),
+        Action::Update(effects) => {
+            let expression = x.update(effects);
+            b.update(
+                Update::builder()
+                    .table_name(table)
+                    .set_key(Some(key(&w.item)))
+                    .update_expression(expression)
+                    .set_condition_expression(condition)
+                    .set_expression_attribute_names(x.names())
+                    .set_expression_attribute_values(x.values())
+                    .return_values_on_condition_check_failure(old)
+                    .build()
+                    .expect(BUILT),
+            )
+        }
+        Action::PutDevice(_) | Action::PutMarker => {
+            let item = match (&w.action, &w.item) {
+                (Action::PutDevice(device), Item::Device(addr, _)) => codec::device_item(addr, device),
+                (_, item) => {
+                    let mut marker = key(item);
+                    if let Item::Released(_, hw) = item {
+                        marker.insert("hardware_id".into(), s(hw.as_str()));
+                    }
+                    marker
+                }
+            };
+            b.put(
+                Put::builder()
+                    .table_name(table)
+                    .set_item(Some(item))
+                    .set_condition_expression(condition)
+                    .set_expression_attribute_names(x.names())
+                    .set_expression_attribute_values(x.values())
+                    .return_values_on_condition_check_failure(old)
+                    .build()
+                    .expect(BUILT),
+            )
+        }
+        Action::Delete => b.delete(
+            Delete::builder()
+                .table_name(table)
+                .set_key(Some(key(&w.item)))
+                .set_condition_expression(condition)
+                .set_expression_attribute_names(x.names())
+                .set_expression_attribute_values(x.values())
+                .return_values_on_condition_check_failure(old)
+                .build()
+                .expect(BUILT),
+        ),
+    }
+    .build()
+}
+
+pub fn transact_items(table: &str, write: &Write) -> Vec<TransactWriteItem> {
+    write.items.iter().map(|w| transact_item(table, w)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conditions_render_with_placeholders() {
+        let mut x = Expr::default();
+        let c = x.conditions(&[
+            Cond::Exists,
+            Cond::Lt(Attr::TimesActivated, Attr::MaxActivations),
+            Cond::Or(vec![
+                Cond::Missing,
+                Cond::not(Cond::Contains(Attr::Blacklist, "hw".into())),
+            ]),
+            Cond::Eq(Attr::Enabled, Val::Bool(true)),
+        ]);
+        assert_eq!(
+            c.as_deref(),
+            Some(
+                "(attribute_exists(PK)) AND (#0 < #1) AND ((attribute_not_exists(PK)) OR (NOT (contains(#2, :0)))) AND (#3 = :1)"
+            )
+        );
+        assert_eq!(x.names.len(), 4);
+        assert_eq!(x.values.len(), 2);
+    }
+
+    #[test]
+    fn a_name_used_twice_gets_one_placeholder() {
+        let mut x = Expr::default();
+        let u = x.update(&[
+            Effect::Add(Attr::TimesActivated, 1),
+            Effect::Set(Attr::LastSeenAt, Val::Str("t".into())),
+        ]);
+        let c = x.conditions(&[Cond::Gt(Attr::TimesActivated, 0)]);
+        assert_eq!(u, "SET #1 = :1 ADD #0 :0");
+        assert_eq!(c.as_deref(), Some("(#0 > :2)"));
+    }
+}

@@ -1,0 +1,492 @@
+//! One description of every conditional write. Each store operation (activation, deactivation, check)
+//! is turned here, once, into a [`Write`]: the items it touches, the conditions each must meet and the
+//! effects applied when all hold. DynamoDB renders a `Write` into one `TransactWriteItems`
+//! (`dynamo::expr`); the SQLite store (and the model tests) evaluate the very same conditions against the
+//! rows read inside their transaction with [`apply`]. A rule added here is enforced by both stores.
+//!
+//! Semantics follow DynamoDB's: a comparison with a missing attribute is false, `Add` to a missing
+//! number starts from 0, and every `Update` is conditioned on the item existing.
+
+use super::{ActivationPlan, CheckPlan, DeactivationPlan, LicenseAddr, Slot, WriteToken};
+use crate::ids::{CompanyId, HardwareId, ProductCode, Username};
+use crate::model::{Company, Device, License, ProductDoc, Seat};
+use serde_json::Value;
+
+/// An item a write touches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Item {
+    Product(CompanyId, ProductCode),
+    Company(CompanyId),
+    License(LicenseAddr),
+    Device(LicenseAddr, HardwareId),
+    Seat(LicenseAddr, Username),
+    /// The marker of a released slot: the device that freed it (SPEC §3 transfers).
+    Released(LicenseAddr, HardwareId),
+}
+
+/// Attributes that conditions compare or effects change. `name` is the attribute's name in every store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Attr {
+    LicenseId,
+    Enabled,
+    Unlimited,
+    MaxActivations,
+    TimesActivated,
+    MaxTransfers,
+    TransferCount,
+    ReleasedCount,
+    ValidityPeriod,
+    Active,
+    Activations,
+    WriteToken,
+    DeactivatedAt,
+    LastSeenAt,
+    TotalActivations,
+    Disabled,
+    Archived,
+    Blacklist,
+}
+
+impl Attr {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::LicenseId => "license_id",
+            Self::Enabled => "enabled",
+            Self::Unlimited => "unlimited",
+            Self::MaxActivations => "max_activations",
+            Self::TimesActivated => "times_activated",
+            Self::MaxTransfers => "max_transfers",
+            Self::TransferCount => "transfer_count",
+            Self::ReleasedCount => "released_count",
+            Self::ValidityPeriod => "validity_period",
+            Self::Active => "active",
+            Self::Activations => "activations",
+            Self::WriteToken => "write_token",
+            Self::DeactivatedAt => "deactivated_at",
+            Self::LastSeenAt => "last_seen_at",
+            Self::TotalActivations => "total_activations",
+            Self::Disabled => "disabled",
+            Self::Archived => "archived",
+            Self::Blacklist => "blacklist",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Val {
+    Bool(bool),
+    Int(i64),
+    Str(String),
+    /// A set of strings (blacklists); only `Contains` looks into it.
+    Set(Vec<String>),
+}
+
+/// A condition on one item.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Cond {
+    /// The item exists.
+    Exists,
+    /// The item does not exist.
+    Missing,
+    /// The attribute is absent.
+    Absent(Attr),
+    Eq(Attr, Val),
+    /// `a < b`, both attributes of the item.
+    Lt(Attr, Attr),
+    Gt(Attr, i64),
+    /// A set attribute holds the value.
+    Contains(Attr, String),
+    Not(Box<Cond>),
+    Or(Vec<Cond>),
+}
+
+impl Cond {
+    pub fn not(c: Cond) -> Self {
+        Self::Not(Box::new(c))
+    }
+    fn is(a: Attr, v: bool) -> Self {
+        Self::Eq(a, Val::Bool(v))
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Effect {
+    Add(Attr, i64),
+    Set(Attr, Val),
+    /// One entry of the device's hardware-details map.
+    SetDetail(String, Value),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Only the conditions: the item is read, not written.
+    Check,
+    Update(Vec<Effect>),
+    /// Writes the whole device record.
+    PutDevice(Box<Device>),
+    /// Writes a released-slot marker.
+    PutMarker,
+    Delete,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ItemWrite {
+    pub item: Item,
+    pub conditions: Vec<Cond>,
+    pub action: Action,
+}
+
+/// All items of one atomic write: all conditions hold and every action happens, or nothing does.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Write {
+    pub items: Vec<ItemWrite>,
+}
+
+fn update(item: Item, mut conditions: Vec<Cond>, effects: Vec<Effect>) -> ItemWrite {
+    // An update of a missing item would create it (DynamoDB); every update here changes an existing one.
+    conditions.insert(0, Cond::Exists);
+    ItemWrite {
+        item,
+        conditions,
+        action: Action::Update(effects),
+    }
+}
+
+impl ActivationPlan {
+    /// The write of this plan; `token` is recorded on the device.
+    pub fn write(&self, token: &WriteToken) -> Write {
+        let addr = &self.addr;
+        let hw = &self.device.hardware_id;
+        let mut items = Vec::with_capacity(4);
+
+        // The device: the 409 rule, on exactly the version the plan was made against.
+        let device_cond = match self.device.activations - 1 {
+            0 => vec![Cond::Missing],
+            previous => vec![
+                Cond::is(Attr::Active, false),
+                Cond::Eq(Attr::Activations, Val::Int(previous)),
+            ],
+        };
+        items.push(ItemWrite {
+            item: Item::Device(addr.clone(), hw.clone()),
+            conditions: device_cond,
+            action: Action::PutDevice(Box::new(Device {
+                write_token: Some(token.as_str().to_owned()),
+                ..self.device.clone()
+            })),
+        });
+
+        // The license: one more active device, within every limit the plan relied on.
+        let mut cond = vec![Cond::is(Attr::Enabled, true)];
+        let mut effects = vec![Effect::Add(Attr::TimesActivated, 1)];
+        if self.enforce_max_activations {
+            cond.push(Cond::is(Attr::Unlimited, false));
+            cond.push(Cond::Lt(Attr::TimesActivated, Attr::MaxActivations));
+        } else {
+            cond.push(Cond::is(Attr::Unlimited, true));
+        }
+        let mut marker = None;
+        match &self.slot {
+            Slot::Fresh => cond.push(Cond::not(Cond::Gt(Attr::ReleasedCount, 0))),
+            Slot::Reuse => {
+                cond.push(Cond::Gt(Attr::ReleasedCount, 0));
+                effects.push(Effect::Add(Attr::ReleasedCount, -1));
+                marker = Some(hw.clone());
+            }
+            Slot::Transfer { released_by } => {
+                cond.push(Cond::Gt(Attr::ReleasedCount, 0));
+                cond.push(Cond::Or(vec![
+                    Cond::Eq(Attr::MaxTransfers, Val::Int(0)),
+                    Cond::Lt(Attr::TransferCount, Attr::MaxTransfers),
+                ]));
+                effects.push(Effect::Add(Attr::ReleasedCount, -1));
+                effects.push(Effect::Add(Attr::TransferCount, 1));
+                marker = Some(released_by.clone());
+            }
+            Slot::Untracked => {}
+        }
+        if let Some(validity) = self.set_validity {
+            cond.push(Cond::Absent(Attr::ValidityPeriod));
+            effects.push(Effect::Set(Attr::ValidityPeriod, Val::Str(validity.to_string())));
+        }
+        items.push(update(Item::License(addr.clone()), cond, effects));
+
+        // The user's seat: their own count, within their own limit (or still unlimited).
+        if let Some((user, enforce)) = &self.seat {
+            let cond = if *enforce {
+                vec![
+                    Cond::is(Attr::Unlimited, false),
+                    Cond::Lt(Attr::TotalActivations, Attr::MaxActivations),
+                ]
+            } else {
+                vec![Cond::is(Attr::Unlimited, true)]
+            };
+            items.push(update(
+                Item::Seat(addr.clone(), user.clone()),
+                cond,
+                vec![Effect::Add(Attr::TotalActivations, 1)],
+            ));
+        }
+
+        // The released slot taken, if any: its marker must still be there.
+        if let Some(released) = marker {
+            items.push(ItemWrite {
+                item: Item::Released(addr.clone(), released),
+                conditions: vec![Cond::Exists],
+                action: Action::Delete,
+            });
+        }
+        Write { items }
+    }
+}
+
+impl DeactivationPlan {
+    /// The write of this plan; `token` is recorded on the device.
+    pub fn write(&self, token: &WriteToken) -> Write {
+        let addr = &self.addr;
+        let mut items = Vec::with_capacity(4);
+        items.push(update(
+            Item::Device(addr.clone(), self.hardware_id.clone()),
+            vec![
+                Cond::is(Attr::Active, true),
+                Cond::Eq(Attr::Activations, Val::Int(self.device_activations)),
+            ],
+            vec![
+                Effect::Set(Attr::Active, Val::Bool(false)),
+                Effect::Set(Attr::DeactivatedAt, Val::Str(self.at.to_string())),
+                Effect::Set(Attr::WriteToken, Val::Str(token.as_str().to_owned())),
+            ],
+        ));
+        let mut effects = vec![Effect::Add(Attr::TimesActivated, -1)];
+        if self.release_slot {
+            effects.push(Effect::Add(Attr::ReleasedCount, 1));
+        }
+        items.push(update(
+            Item::License(addr.clone()),
+            vec![
+                Cond::Gt(Attr::TimesActivated, 0),
+                // Whether a slot is remembered was decided on the license being limited.
+                Cond::is(Attr::Unlimited, !self.release_slot),
+            ],
+            effects,
+        ));
+        if let Some(user) = &self.seat {
+            items.push(update(
+                Item::Seat(addr.clone(), user.clone()),
+                vec![Cond::Gt(Attr::TotalActivations, 0)],
+                vec![Effect::Add(Attr::TotalActivations, -1)],
+            ));
+        }
+        if self.release_slot {
+            items.push(ItemWrite {
+                item: Item::Released(addr.clone(), self.hardware_id.clone()),
+                conditions: vec![Cond::Missing],
+                action: Action::PutMarker,
+            });
+        }
+        Write { items }
+    }
+}
+
+impl CheckPlan {
+    /// Everything the check rules decide, as conditions, so a check that would be refused writes nothing.
+    pub fn write(&self) -> Write {
+        let (company, product) = self.addr.company_product();
+        let hw = self.hardware_id.as_str().to_owned();
+        let not_blacklisted = || Cond::not(Cond::Contains(Attr::Blacklist, hw.clone()));
+        let mut items = vec![
+            ItemWrite {
+                item: Item::Product(company.clone(), product.clone()),
+                conditions: vec![
+                    Cond::Exists,
+                    Cond::not(Cond::is(Attr::Disabled, true)),
+                    Cond::not(Cond::is(Attr::Archived, true)),
+                    not_blacklisted(),
+                ],
+                action: Action::Check,
+            },
+            ItemWrite {
+                item: Item::Company(company.clone()),
+                conditions: vec![Cond::Or(vec![Cond::Missing, not_blacklisted()])],
+                action: Action::Check,
+            },
+        ];
+        let mut license = vec![Cond::Exists, Cond::is(Attr::Enabled, true)];
+        if let Some(id) = self.license_id {
+            license.push(Cond::Eq(Attr::LicenseId, Val::Int(id)));
+        }
+        items.push(ItemWrite {
+            item: Item::License(self.addr.clone()),
+            conditions: license,
+            action: Action::Check,
+        });
+        if let Some(user) = &self.seat {
+            items.push(ItemWrite {
+                item: Item::Seat(self.addr.clone(), user.clone()),
+                conditions: vec![Cond::Exists],
+                action: Action::Check,
+            });
+        }
+        let mut effects = vec![Effect::Set(Attr::LastSeenAt, Val::Str(self.at.to_string()))];
+        effects.extend(
+            self.details
+                .iter()
+                .map(|(k, v)| Effect::SetDetail(k.clone(), v.clone())),
+        );
+        items.push(update(
+            Item::Device(self.addr.clone(), self.hardware_id.clone()),
+            vec![Cond::is(Attr::Active, true)],
+            effects,
+        ));
+        Write { items }
+    }
+}
+
+/// An item as a store holds it, for evaluating conditions and applying effects in code.
+#[derive(Clone, Debug)]
+pub enum Image {
+    Product(Box<ProductDoc>),
+    Company(Box<Company>),
+    License(Box<License>),
+    Device(Box<Device>),
+    Seat(Seat),
+    Marker,
+}
+
+fn blacklist(set: &std::collections::BTreeSet<HardwareId>) -> Val {
+    Val::Set(set.iter().map(|h| h.as_str().to_owned()).collect())
+}
+
+impl Image {
+    pub fn get(&self, attr: Attr) -> Option<Val> {
+        use Attr::*;
+        let int = |v: i64| Some(Val::Int(v));
+        let flag = |v: bool| Some(Val::Bool(v));
+        match (self, attr) {
+            (Self::Product(p), Disabled) => flag(p.disabled),
+            (Self::Product(p), Archived) => flag(p.archived),
+            (Self::Product(p), Blacklist) => Some(blacklist(&p.blacklist)),
+            (Self::Company(c), Blacklist) => Some(blacklist(&c.blacklist)),
+            (Self::License(l), LicenseId) => int(l.id),
+            (Self::License(l), Enabled) => flag(l.enabled),
+            (Self::License(l), Unlimited) => flag(l.allow_unlimited_activations),
+            (Self::License(l), MaxActivations) => int(l.max_activations),
+            (Self::License(l), TimesActivated) => int(l.times_activated),
+            (Self::License(l), MaxTransfers) => int(l.max_transfers),
+            (Self::License(l), TransferCount) => int(l.transfer_count),
+            (Self::License(l), ReleasedCount) => int(l.released_count),
+            (Self::License(l), ValidityPeriod) => l.validity_period.map(|t| Val::Str(t.to_string())),
+            (Self::Device(d), Active) => flag(d.active),
+            (Self::Device(d), Activations) => int(d.activations),
+            (Self::Device(d), WriteToken) => d.write_token.clone().map(Val::Str),
+            (Self::Device(d), DeactivatedAt) => d.deactivated_at.map(|t| Val::Str(t.to_string())),
+            (Self::Device(d), LastSeenAt) => d.last_seen_at.map(|t| Val::Str(t.to_string())),
+            (Self::Seat(s), MaxActivations) => int(s.max_activations),
+            (Self::Seat(s), Unlimited) => flag(s.allow_unlimited_activations),
+            (Self::Seat(s), TotalActivations) => int(s.total_activations),
+            _ => None,
+        }
+    }
+
+    fn set(&mut self, attr: Attr, value: Val) -> Result<(), String> {
+        use Attr::*;
+        let bad = || format!("cannot set {} to {value:?}", attr.name());
+        let time = |v: &Val| match v {
+            Val::Str(s) => crate::time::Timestamp::parse_iso(s).ok_or_else(bad),
+            _ => Err(bad()),
+        };
+        match (self, attr, &value) {
+            (Self::License(l), TimesActivated, Val::Int(v)) => l.times_activated = *v,
+            (Self::License(l), TransferCount, Val::Int(v)) => l.transfer_count = *v,
+            (Self::License(l), ReleasedCount, Val::Int(v)) => l.released_count = *v,
+            (Self::License(l), ValidityPeriod, v) => l.validity_period = Some(time(v)?),
+            (Self::Device(d), Active, Val::Bool(v)) => d.active = *v,
+            (Self::Device(d), WriteToken, Val::Str(v)) => d.write_token = Some(v.clone()),
+            (Self::Device(d), DeactivatedAt, v) => d.deactivated_at = Some(time(v)?),
+            (Self::Device(d), LastSeenAt, v) => d.last_seen_at = Some(time(v)?),
+            (Self::Seat(s), TotalActivations, Val::Int(v)) => s.total_activations = *v,
+            _ => return Err(bad()),
+        }
+        Ok(())
+    }
+}
+
+fn compare(a: Option<Val>, b: Option<Val>) -> Option<std::cmp::Ordering> {
+    match (a?, b?) {
+        (Val::Int(x), Val::Int(y)) => Some(x.cmp(&y)),
+        (Val::Str(x), Val::Str(y)) => Some(x.cmp(&y)),
+        _ => None,
+    }
+}
+
+/// Evaluates one condition against an item (`None`: the item does not exist).
+pub fn holds(cond: &Cond, image: Option<&Image>) -> bool {
+    use std::cmp::Ordering::*;
+    let get = |a: Attr| image.and_then(|i| i.get(a));
+    match cond {
+        Cond::Exists => image.is_some(),
+        Cond::Missing => image.is_none(),
+        Cond::Absent(a) => get(*a).is_none(),
+        Cond::Eq(a, v) => get(*a).as_ref() == Some(v),
+        Cond::Lt(a, b) => compare(get(*a), get(*b)) == Some(Less),
+        Cond::Gt(a, n) => compare(get(*a), Some(Val::Int(*n))) == Some(Greater),
+        Cond::Contains(a, v) => matches!(get(*a), Some(Val::Set(s)) if s.contains(v)),
+        Cond::Not(c) => !holds(c, image),
+        Cond::Or(cs) => cs.iter().any(|c| holds(c, image)),
+    }
+}
+
+/// Why [`apply`] did not write.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// The conditions of `write.items[index]` do not hold.
+    Condition { index: usize },
+    /// An effect does not fit the item (a bug in a plan, not a client's doing).
+    Invalid(String),
+}
+
+/// Applies `write` to the items as read (`images[i]` is `write.items[i]`, `None` when missing): checks
+/// every condition first, then applies every action, like one DynamoDB transaction.
+pub fn apply(write: &Write, images: &mut [Option<Image>]) -> Result<(), Refused> {
+    if images.len() != write.items.len() {
+        return Err(Refused::Invalid("one image per item is required".into()));
+    }
+    for (index, (item, image)) in write.items.iter().zip(images.iter()).enumerate() {
+        if !item.conditions.iter().all(|c| holds(c, image.as_ref())) {
+            return Err(Refused::Condition { index });
+        }
+    }
+    for (item, image) in write.items.iter().zip(images.iter_mut()) {
+        match &item.action {
+            Action::Check => {}
+            Action::PutDevice(device) => *image = Some(Image::Device(device.clone())),
+            Action::PutMarker => *image = Some(Image::Marker),
+            Action::Delete => *image = None,
+            Action::Update(effects) => {
+                let Some(target) = image.as_mut() else {
+                    return Err(Refused::Invalid("update of a missing item".into()));
+                };
+                for effect in effects {
+                    match effect {
+                        Effect::Set(a, v) => target.set(*a, v.clone()).map_err(Refused::Invalid)?,
+                        Effect::Add(a, n) => {
+                            let current = match target.get(*a) {
+                                None => 0,
+                                Some(Val::Int(v)) => v,
+                                Some(other) => return Err(Refused::Invalid(format!("cannot add to {other:?}"))),
+                            };
+                            target.set(*a, Val::Int(current + n)).map_err(Refused::Invalid)?;
+                        }
+                        Effect::SetDetail(k, v) => match target {
+                            Image::Device(d) => {
+                                d.details.insert(k.clone(), v.clone());
+                            }
+                            _ => return Err(Refused::Invalid("details belong to devices".into())),
+                        },
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
