@@ -5,6 +5,7 @@
 //! its own table (or SQLite file).
 
 pub mod counter;
+pub mod faults;
 pub mod fixtures;
 
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
@@ -160,8 +161,36 @@ impl TestEnv {
     pub async fn instance(&self) -> Instance {
         let round_trips = RoundTrips::default();
         let store = open(self.setup.backend, &self.location, &round_trips);
+        self.instance_on(store, round_trips, license_api::state::DEFAULT_DEADLINE)
+            .await
+    }
+
+    /// A DynamoDB store on this test's table whose every request goes through `faults`, with the SDK's
+    /// own retries off (so each fault reaches the store's code) or on.
+    pub fn faulty_store(&self, faults: &faults::Faults, sdk_retries: bool) -> Arc<dyn Store> {
+        let retry = if sdk_retries {
+            aws_sdk_dynamodb::config::retry::RetryConfig::standard()
+        } else {
+            aws_sdk_dynamodb::config::retry::RetryConfig::disabled()
+        };
+        let config = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("local", "local", None, None, "tests"))
+            .endpoint_url(endpoint())
+            .http_client(faults.http_client())
+            .retry_config(retry)
+            .build();
+        Arc::new(DynamoStore::new(
+            aws_sdk_dynamodb::Client::from_conf(config),
+            &self.location,
+        ))
+    }
+
+    /// A new instance on a given store (e.g. one behind injected faults) with a request deadline.
+    pub async fn instance_on(&self, store: Arc<dyn Store>, round_trips: RoundTrips, deadline: Duration) -> Instance {
         let signer = Signer::from_pem(signing_key_pem()).expect("test key parses");
-        let state = Arc::new(AppState::new(store, signer, Duration::from_secs(60)));
+        let state = Arc::new(AppState::new(store, signer, Duration::from_secs(60)).with_deadline(deadline));
         let server = match self.setup.transport {
             Transport::Lambda => None,
             Transport::Http => {
@@ -224,6 +253,7 @@ impl TestEnv {
                     "licenses",
                     "devices",
                     "seats",
+                    "released",
                 ] {
                     let mut stmt = conn.prepare(&format!("SELECT * FROM {table}")).expect("prepare");
                     let n = stmt.column_count();

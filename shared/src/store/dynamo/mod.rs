@@ -41,7 +41,16 @@ where
         if source.code() == Some("ResourceNotFoundException") {
             return StoreError::TableMissing { table };
         }
-        if matches!(source, SdkError::TimeoutError(_) | SdkError::DispatchFailure(_)) {
+        let throttled = matches!(
+            source.code(),
+            Some(
+                "ThrottlingException"
+                    | "ProvisionedThroughputExceededException"
+                    | "RequestLimitExceeded"
+                    | "InternalServerError"
+            )
+        );
+        if throttled || matches!(source, SdkError::TimeoutError(_) | SdkError::DispatchFailure(_)) {
             return StoreError::Unavailable(format!("{operation}: {}", DisplayErrorContext(&source)));
         }
         StoreError::Backend {

@@ -1,0 +1,176 @@
+//! Faults between the store and DynamoDB (DynamoDB Local behind a fault-injecting HTTP client): under
+//! each fault every request either succeeds exactly once or fails with a SPEC error, counters stay
+//! exact, and a write whose answer was lost is not reported as failed.
+
+use futures::future::join_all;
+use integration_tests::counter::RoundTrips;
+use integration_tests::faults::{Fault, Faults};
+use integration_tests::fixtures::{key_body, API_KEY, SHARED_KEY};
+use integration_tests::{assert_error, error_of, Backend, Fixture, Instance, Setup, Transport};
+use license_api::state::DEFAULT_DEADLINE;
+use std::time::{Duration, Instant};
+
+async fn fixture(name: &str) -> Fixture {
+    Fixture::new(Setup::new(name, Backend::DynamoDb, Transport::Lambda)).await
+}
+
+async fn faulty(f: &Fixture, faults: &Faults, sdk_retries: bool, deadline: Duration) -> Instance {
+    let store = f.env.faulty_store(faults, sdk_retries);
+    f.env.instance_on(store, RoundTrips::default(), deadline).await
+}
+
+/// Faults only the first call of `operation`.
+fn first(operation: &'static str, fault: Fault) -> Faults {
+    Faults::new(move |op, n| if op == operation && n == 0 { fault } else { Fault::Pass })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_committed_write_whose_answer_was_lost_is_reported_as_done() {
+    for fault in [Fault::DropResponse, Fault::TimeoutAfterApply] {
+        for sdk_retries in [false, true] {
+            let f = fixture("lost-answer").await;
+            let license = f.key_license("LOST", |l| l.max_activations = 1).await;
+            let faults = first("TransactWriteItems", fault);
+            let app = faulty(&f, &faults, sdk_retries, DEFAULT_DEADLINE).await;
+            let client = app.client(API_KEY, SHARED_KEY);
+            let resp = app.send(client.activate(&key_body("LOST", "h1"))).await;
+            assert_eq!(
+                resp.status(),
+                200,
+                "{fault:?} (SDK retries {sdk_retries}): {:?}",
+                resp.body()
+            );
+            assert_eq!(faults.injected(), [("TransactWriteItems".to_owned(), fault)]);
+            let l = f.license_now(&license).await;
+            assert_eq!((l.times_activated, f.device_counts(&license).await), (1, (1, 1)));
+
+            let faults = first("TransactWriteItems", fault);
+            let app = faulty(&f, &faults, sdk_retries, DEFAULT_DEADLINE).await;
+            let resp = app.send(client.deactivate(&key_body("LOST", "h1"))).await;
+            assert_eq!(resp.status(), 200, "{fault:?} deactivation: {:?}", resp.body());
+            assert_eq!(resp.body().as_ref(), b"license_deactivated");
+            let l = f.license_now(&license).await;
+            assert_eq!((l.times_activated, l.released_count), (0, 1));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn under_every_fault_answers_are_spec_shaped_and_counters_exact() {
+    for fault in [
+        Fault::Throttle,
+        Fault::TransactionConflict,
+        Fault::TimeoutAfterApply,
+        Fault::DropResponse,
+        Fault::Unreachable,
+    ] {
+        let f = fixture("every-fault").await;
+        let license = f.key_license("FLT", |l| l.max_activations = 8).await;
+        // Every other write fails; reads pass.
+        let faults = Faults::new(move |op, n| {
+            if op == "TransactWriteItems" && n % 2 == 0 {
+                fault
+            } else {
+                Fault::Pass
+            }
+        });
+        let apps = [
+            faulty(&f, &faults, false, DEFAULT_DEADLINE).await,
+            faulty(&f, &faults, false, DEFAULT_DEADLINE).await,
+        ];
+        let client = apps[0].client(API_KEY, SHARED_KEY);
+        let mut reqs: Vec<_> = (0..12)
+            .map(|i| client.activate(&key_body("FLT", &format!("d{i}"))))
+            .collect();
+        reqs.extend((0..6).map(|_| client.activate(&key_body("FLT", "same"))));
+        let sends = reqs.into_iter().enumerate().map(|(i, r)| apps[i % 2].send(r));
+        let answers: Vec<_> = join_all(sends).await;
+        let mut ok = 0;
+        let mut same_ok = 0;
+        for (i, resp) in answers.iter().enumerate() {
+            if resp.status() == 200 {
+                ok += 1;
+                same_ok += usize::from(i >= 12);
+                continue;
+            }
+            let (status, code) = error_of(resp);
+            assert!(
+                matches!(
+                    code.as_str(),
+                    "license_activated_max_times" | "license_device_exists" | "service_busy"
+                ),
+                "{fault:?}: unexpected {status} {code}"
+            );
+        }
+        assert!(same_ok <= 1, "{fault:?}: one device activated {same_ok} times");
+        let (active, all) = f.device_counts(&license).await;
+        let l = f.license_now(&license).await;
+        assert_eq!(
+            l.times_activated as usize, active,
+            "{fault:?}: counter equals active devices"
+        );
+        assert!(l.times_activated <= 8);
+        assert!(
+            ok <= active && active == all,
+            "{fault:?}: every success is an active device"
+        );
+        assert!(!faults.injected().is_empty());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn endless_conflicts_end_in_503_at_the_deadline() {
+    let f = fixture("endless-conflict").await;
+    f.key_license("BUSY", |_| {}).await;
+    let faults = Faults::new(|op, _| {
+        if op == "TransactWriteItems" {
+            Fault::TransactionConflict
+        } else {
+            Fault::Pass
+        }
+    });
+    let app = faulty(&f, &faults, false, Duration::from_secs(1)).await;
+    let started = Instant::now();
+    let resp = app
+        .send(app.client(API_KEY, SHARED_KEY).activate(&key_body("BUSY", "h1")))
+        .await;
+    assert_error(&resp, 503, "service_busy");
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(3), "bounded by the deadline, took {took:?}");
+    assert!(faults.injected().len() > 1, "it did retry");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_read_that_never_completes_ends_in_503() {
+    let f = fixture("unprocessed").await;
+    f.key_license("UNP", |_| {}).await;
+    let faults = Faults::new(|op, _| {
+        if op == "BatchGetItem" {
+            Fault::Unprocessed
+        } else {
+            Fault::Pass
+        }
+    });
+    let app = faulty(&f, &faults, false, DEFAULT_DEADLINE).await;
+    let started = Instant::now();
+    let resp = app
+        .send(app.client(API_KEY, SHARED_KEY).activate(&key_body("UNP", "h1")))
+        .await;
+    assert_error(&resp, 503, "service_busy");
+    assert!(started.elapsed() < DEFAULT_DEADLINE);
+    assert_eq!(faults.injected().len(), 8, "a bounded number of attempts");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn throttled_or_unreachable_reads_answer_503() {
+    for fault in [Fault::Throttle, Fault::Unreachable] {
+        let f = fixture("read-fault").await;
+        f.key_license("RDF", |_| {}).await;
+        let faults = Faults::new(move |op, _| if op == "BatchGetItem" { fault } else { Fault::Pass });
+        let app = faulty(&f, &faults, false, DEFAULT_DEADLINE).await;
+        let resp = app
+            .send(app.client(API_KEY, SHARED_KEY).check(&key_body("RDF", "h1")))
+            .await;
+        assert_error(&resp, 503, "service_busy");
+    }
+}
