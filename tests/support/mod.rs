@@ -215,6 +215,11 @@ impl TestEnv {
 }
 
 impl TestEnv {
+    /// The test's DynamoDB table (or SQLite file stem).
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
     /// Every stored item, in a stable order: the whole state of the store, for before/after comparisons.
     pub async fn dump(&self) -> Vec<String> {
         let mut rows = match self.setup.backend {
