@@ -1,6 +1,7 @@
 //! Signing key files: `keygen` writes a private PKCS#8 PEM (mode 0600) and the public SPKI PEM that
 //! clients are configured with.
 
+use license_api::secret::{ExposeSecret, SecretString};
 use license_api::signing::Signer;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -35,11 +36,13 @@ pub fn generate(dir: &Path, bits: usize, force: bool) -> Result<(Signer, PathBuf
         path: private.clone(),
         source: e,
     })?;
+    // Wiped from memory once written.
+    let pem = SecretString::from(pem);
     std::fs::create_dir_all(dir).map_err(|source| KeyFileError::Write {
         path: dir.to_path_buf(),
         source,
     })?;
-    write_private(&private, pem.as_bytes())?;
+    write_private(&private, pem.expose_secret().as_bytes())?;
     std::fs::write(&public, signer.public_key_pem()).map_err(|source| KeyFileError::Write {
         path: public.clone(),
         source,

@@ -6,6 +6,7 @@
 use crate::ids::{ApiKeyId, CompanyId, HardwareId, LicenseKey, ProductCode, Username};
 use crate::model::{ApiKeyRecord, AuthorizationMethod, Company, License, LicenseTerms, LicenseUser, ProductDoc, Seat};
 use crate::password;
+use crate::secret::{ExposeSecret, SecretString};
 use crate::store::{LicenseAddr, Store, StoreError};
 use crate::time::Timestamp;
 use serde::de::DeserializeOwned;
@@ -34,8 +35,8 @@ pub struct CompanyEntry {
     pub company: Company,
     pub api_keys: Vec<ApiKeyRecord>,
     pub products: Vec<ProductDoc>,
-    /// Users with their plaintext password (hashed at import, never stored).
-    pub users: Vec<(LicenseUser, Option<String>)>,
+    /// Users with their plaintext password (hashed at import, never stored; redacted in `Debug`).
+    pub users: Vec<(LicenseUser, Option<SecretString>)>,
     pub licenses: Vec<(License, Vec<Seat>)>,
 }
 
@@ -289,7 +290,7 @@ fn company(cx: &Ctx<'_>, path: &str, c: RawCompany) -> Result<CompanyEntry, Cata
         })
         .collect::<Result<Vec<_>, _>>()?;
 
-    let mut users: BTreeMap<Username, (usize, LicenseUser, Option<String>)> = BTreeMap::new();
+    let mut users: BTreeMap<Username, (usize, LicenseUser, Option<SecretString>)> = BTreeMap::new();
     for (i, u) in c.license_users.into_iter().enumerate() {
         if users.contains_key(&u.email) {
             return Err(cx.err(
@@ -307,7 +308,7 @@ fn company(cx: &Ctx<'_>, path: &str, c: RawCompany) -> Result<CompanyEntry, Cata
             password_hash: None,
             licenses: Vec::new(),
         };
-        users.insert(u.email, (i, user, u.password));
+        users.insert(u.email, (i, user, u.password.map(SecretString::from)));
     }
 
     let mut licenses = Vec::new();
@@ -447,11 +448,13 @@ pub async fn import(store: &dyn Store, catalog: &Catalog) -> Result<ImportReport
                 .and_then(|u| u.password_hash);
             user.password_hash = match (password, existing) {
                 (None, _) => None,
-                (Some(pw), Some(hash)) if password::verify(pw.clone(), Some(hash.clone())).await => Some(hash),
+                (Some(pw), Some(hash)) if password::verify(pw.expose_secret().to_owned(), Some(hash.clone())).await => {
+                    Some(hash)
+                }
                 (Some(pw), _) => {
                     let pw = pw.clone();
                     Some(
-                        tokio::task::spawn_blocking(move || password::hash(&pw))
+                        tokio::task::spawn_blocking(move || password::hash(pw.expose_secret()))
                             .await
                             .map_err(|e| StoreError::Invalid(e.to_string()))?,
                     )
@@ -503,6 +506,17 @@ mod tests {
             acme.users[0].0.licenses,
             vec![(ProductCode::parse("team").unwrap(), 11)]
         );
+    }
+
+    #[test]
+    fn debug_redacts_passwords_and_shared_keys() {
+        let mut v = base();
+        v["companies"][0]["license_users"][0]["password"] = Value::from("pw-plain-secret");
+        v["companies"][0]["api_keys"] = serde_json::json!([{"api_key": "k1", "shared_key": "sk-very-secret"}]);
+        let printed = format!("{:?}", parse(v).unwrap());
+        assert!(!printed.contains("pw-plain-secret"), "{printed}");
+        assert!(!printed.contains("sk-very-secret"), "{printed}");
+        assert!(printed.contains("REDACTED"), "{printed}");
     }
 
     #[test]

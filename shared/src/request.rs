@@ -4,7 +4,9 @@
 
 use crate::error::ApiError;
 use crate::ids::{HardwareId, IdError, LicenseKey, ProductCode, Username};
+use crate::secret::redacted_option;
 use serde_json::{Map, Value};
+use std::fmt;
 
 /// Largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -114,8 +116,8 @@ fn id<T>(name: &str, value: String, parse: impl Fn(&str) -> Result<T, IdError>) 
     parse(&value).map_err(|e| ApiError::Validation(format!("`{name}` {e}")))
 }
 
-/// How the request names its license (SPEC §2.1).
-#[derive(Clone, Debug)]
+/// How the request names its license (SPEC §2.1). `Debug` redacts the password.
+#[derive(Clone)]
 pub enum Credentials {
     Key(LicenseKey),
     User {
@@ -124,6 +126,20 @@ pub enum Credentials {
     },
     /// SSO grants are recognised so they get a clear answer; verifying them is a later feature.
     Sso,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Key(key) => f.debug_tuple("Key").field(key).finish(),
+            Self::User { username, password } => f
+                .debug_struct("User")
+                .field("username", username)
+                .field("password", &redacted_option(password))
+                .finish(),
+            Self::Sso => f.write_str("Sso"),
+        }
+    }
 }
 
 /// A request about one license on one device: the common part of activate, deactivate and check, and
@@ -260,6 +276,17 @@ mod tests {
         assert!(LicenseRequest::parse(&p).unwrap().is_vm);
         let p = Params::from_query(Some("product=p&license_key=k")).unwrap();
         assert!(matches!(LicenseRequest::parse(&p), Err(ApiError::MissingParameters(f)) if f == "hardware_id"));
+    }
+
+    #[test]
+    fn debug_redacts_the_password() {
+        let p =
+            Params::from_json(br#"{"product":"p","hardware_id":"h","username":"a@b.c","password":"hunter2-secret"}"#)
+                .unwrap();
+        let r = LicenseRequest::parse(&p).unwrap();
+        let printed = format!("{r:?}");
+        assert!(!printed.contains("hunter2-secret"), "{printed}");
+        assert!(printed.contains("[REDACTED]") && printed.contains("a@b.c"), "{printed}");
     }
 
     #[test]
