@@ -163,9 +163,26 @@ impl LicenseRequest {
         if id_token.is_some() && code.is_some() {
             return Err(ApiError::Validation("use either `id_token` or `code`, not both".into()));
         }
-        let credentials = if let Some(key) = p.string("license_key")? {
+        let (key, user) = (p.string("license_key")?, p.string("username")?);
+        // Exactly one way to name the license (SPEC §2.1): guessing which one the client meant could
+        // act on a license it did not name.
+        let named: Vec<&str> = [
+            (key.is_some(), "`license_key`"),
+            (user.is_some(), "`username`"),
+            (id_token.is_some() || code.is_some(), "`id_token`/`code`"),
+        ]
+        .into_iter()
+        .filter_map(|(given, name)| given.then_some(name))
+        .collect();
+        if named.len() > 1 {
+            return Err(ApiError::Validation(format!(
+                "name the license one way only, not by {}",
+                named.join(" and ")
+            )));
+        }
+        let credentials = if let Some(key) = key {
             Credentials::Key(id("license_key", key, LicenseKey::parse)?)
-        } else if let Some(user) = p.string("username")? {
+        } else if let Some(user) = user {
             Credentials::User {
                 username: id("username", user, Username::parse)?,
                 password: p.string("password")?,
@@ -287,6 +304,34 @@ mod tests {
         let printed = format!("{r:?}");
         assert!(!printed.contains("hunter2-secret"), "{printed}");
         assert!(printed.contains("[REDACTED]") && printed.contains("a@b.c"), "{printed}");
+    }
+
+    #[test]
+    fn naming_the_license_two_ways_is_a_validation_error() {
+        for body in [
+            &br#"{"product":"p","hardware_id":"h","license_key":"K-1","username":"a@b.c","password":"x"}"#[..],
+            br#"{"product":"p","hardware_id":"h","license_key":"K-1","id_token":"t","customer_account_code":"c"}"#,
+            br#"{"product":"p","hardware_id":"h","username":"a@b.c","code":"c","customer_account_code":"c"}"#,
+        ] {
+            let err = LicenseRequest::parse(&Params::from_json(body).unwrap()).unwrap_err();
+            assert!(
+                matches!(&err, ApiError::Validation(m) if m.contains("one way")),
+                "{err:?}"
+            );
+        }
+        let p = Params::from_query(Some("product=p&hardware_id=h&license_key=K-1&username=a%40b.c")).unwrap();
+        assert!(matches!(LicenseRequest::parse(&p), Err(ApiError::Validation(_))));
+        // Clients that send the unused field as null or "" still name the license one way.
+        let p = Params::from_json(br#"{"product":"p","hardware_id":"h","license_key":"K-1","username":null}"#).unwrap();
+        assert!(matches!(
+            LicenseRequest::parse(&p).unwrap().credentials,
+            Credentials::Key(_)
+        ));
+        let p = Params::from_json(br#"{"product":"p","hardware_id":"h","license_key":"","username":"a@b.c"}"#).unwrap();
+        assert!(matches!(
+            LicenseRequest::parse(&p).unwrap().credentials,
+            Credentials::User { .. }
+        ));
     }
 
     #[test]
