@@ -3,7 +3,7 @@
 //! `true`/`false`. Every malformed input becomes a 400 with a message naming the field.
 
 use crate::error::ApiError;
-use crate::ids::{HardwareId, IdError, LicenseKey, ProductCode, Username};
+use crate::ids::{HardwareId, IdError, LicenseKey, ProductCode, Username, MAX_ID_LEN};
 use crate::secret::redacted_option;
 use serde_json::{Map, Value};
 use std::fmt;
@@ -121,7 +121,12 @@ fn id<T>(name: &str, value: String, parse: impl Fn(&str) -> Result<T, IdError>) 
 pub enum Credentials {
     Key(LicenseKey),
     User {
+        /// The normalised login that looks the user up (trimmed, lower-cased).
         username: Username,
+        /// The `username` exactly as the request carried it: echoed in the activation response and
+        /// signed in `license_signature` (SPEC §4.1, §5.2), because clients re-derive the signature
+        /// from what they sent and would reject one made over a trimmed value.
+        as_sent: String,
         password: Option<String>,
     },
     /// SSO grants are recognised so they get a clear answer; verifying them is a later feature.
@@ -132,9 +137,14 @@ impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Key(key) => f.debug_tuple("Key").field(key).finish(),
-            Self::User { username, password } => f
+            Self::User {
+                username,
+                as_sent,
+                password,
+            } => f
                 .debug_struct("User")
                 .field("username", username)
+                .field("as_sent", as_sent)
                 .field("password", &redacted_option(password))
                 .finish(),
             Self::Sso => f.write_str("Sso"),
@@ -183,8 +193,14 @@ impl LicenseRequest {
         let credentials = if let Some(key) = key {
             Credentials::Key(id("license_key", key, LicenseKey::parse)?)
         } else if let Some(user) = user {
+            // The trimmed value is checked by `Username::parse`; the padding around it is bounded too,
+            // since the raw value is echoed back.
+            if user.len() > MAX_ID_LEN {
+                return Err(ApiError::Validation(format!("`username` {}", IdError::TooLong)));
+            }
             Credentials::User {
-                username: id("username", user, Username::parse)?,
+                username: id("username", user.clone(), Username::parse)?,
+                as_sent: user,
                 password: p.string("password")?,
             }
         } else if id_token.is_some() || code.is_some() {
@@ -332,6 +348,30 @@ mod tests {
             LicenseRequest::parse(&p).unwrap().credentials,
             Credentials::User { .. }
         ));
+    }
+
+    #[test]
+    fn username_is_looked_up_normalised_but_kept_as_sent() {
+        let p =
+            Params::from_json(br#"{"product":"p","hardware_id":"h","username":"  Ann@Example.com ","password":"x"}"#)
+                .unwrap();
+        let r = LicenseRequest::parse(&p).unwrap();
+        let Credentials::User { username, as_sent, .. } = &r.credentials else {
+            panic!("user credentials expected: {r:?}")
+        };
+        assert_eq!(username.as_str(), "ann@example.com");
+        assert_eq!(as_sent, "  Ann@Example.com ");
+        // What a client re-derives from its own request is what the server signs over `as_sent`.
+        assert_eq!(
+            crate::signing::license_signature_message("h", as_sent, ""),
+            "h#  ann@example.com #"
+        );
+        let padded = format!(
+            r#"{{"product":"p","hardware_id":"h","username":"a@b.c{}"}}"#,
+            " ".repeat(MAX_ID_LEN)
+        );
+        let err = LicenseRequest::parse(&Params::from_json(padded.as_bytes()).unwrap()).unwrap_err();
+        assert!(matches!(err, ApiError::Validation(_)), "{err:?}");
     }
 
     #[test]
