@@ -1,6 +1,7 @@
 //! Signing key files: `keygen` writes a private PKCS#8 PEM (mode 0600) and the public SPKI PEM that
 //! clients are configured with.
 
+use license_api::secret::{ExposeSecret, SecretString};
 use license_api::signing::Signer;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -35,11 +36,13 @@ pub fn generate(dir: &Path, bits: usize, force: bool) -> Result<(Signer, PathBuf
         path: private.clone(),
         source: e,
     })?;
+    // Wiped from memory once written.
+    let pem = SecretString::from(pem);
     std::fs::create_dir_all(dir).map_err(|source| KeyFileError::Write {
         path: dir.to_path_buf(),
         source,
     })?;
-    write_private(&private, pem.as_bytes())?;
+    write_private(&private, pem.expose_secret().as_bytes())?;
     std::fs::write(&public, signer.public_key_pem()).map_err(|source| KeyFileError::Write {
         path: public.clone(),
         source,
@@ -47,19 +50,31 @@ pub fn generate(dir: &Path, bits: usize, force: bool) -> Result<(Signer, PathBuf
     Ok((signer, private, public))
 }
 
+/// Writes the private key into a fresh file created with mode 0600, then renames it over `path`.
+/// Opening `path` itself would keep the mode of a key that already exists (perhaps world-readable
+/// after a copy), and a crash part-way would leave half a key; this way neither can happen.
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), KeyFileError> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp-{}", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    // Left over from a crash of an earlier run with the same process id.
+    let _ = std::fs::remove_file(&tmp);
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options.open(path).map_err(|source| KeyFileError::Write {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    file.write_all(bytes).map_err(|source| KeyFileError::Write {
+    let written = options.open(&tmp).and_then(|mut file| {
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    });
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written.map_err(|source| KeyFileError::Write {
         path: path.to_path_buf(),
         source,
     })
@@ -74,4 +89,29 @@ pub fn load(path: &Path) -> Result<Signer, KeyFileError> {
         path: path.to_path_buf(),
         source,
     })
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn replacing_a_wide_open_private_key_leaves_mode_0600() {
+        let dir = std::env::temp_dir().join(format!("license-server-keys-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = dir.join(PRIVATE_KEY_FILE);
+        std::fs::write(&key, "old").unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        write_private(&key, b"new").unwrap();
+        assert_eq!(std::fs::read_to_string(&key).unwrap(), "new");
+        assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, [PRIVATE_KEY_FILE], "no temporary file is left behind");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -152,6 +152,27 @@ async fn operator_workflow_survives_kill_9() {
     let _ = std::fs::remove_dir_all(&data);
 }
 
+/// `keygen --force` over a private key that was loosened (e.g. by a copy) tightens it again to 0600.
+#[cfg(unix)]
+#[test]
+fn keygen_force_resets_the_private_key_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = scratch("keygen-mode");
+    let d = dir.to_str().unwrap();
+    let (ok, _, err) = run(&["keygen", "--out", d, "--bits", "2048"]);
+    assert!(ok, "{err}");
+    let private = dir.join("signing-key.pem");
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&private), 0o600);
+    let old = std::fs::read_to_string(&private).unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (ok, _, err) = run(&["keygen", "--out", d, "--bits", "2048", "--force"]);
+    assert!(ok, "{err}");
+    assert_eq!(mode(&private), 0o600, "--force left the old, wider mode");
+    assert_ne!(std::fs::read_to_string(&private).unwrap(), old, "the key was replaced");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn broken_catalog_is_rejected_naming_the_field() {
     let data = scratch("broken");

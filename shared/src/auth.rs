@@ -1,17 +1,20 @@
 //! Request authentication (SPEC §1.2): the `Date` + `Authorization: algorithm=…,headers=…,signature=…,
 //! apikey=…` scheme, HMAC-SHA256 over `"licenseSpring\ndate: " + Date`, a ±15 minute window, and API
-//! key records looked up in the store with a short in-process cache.
+//! key records looked up in the store with a short in-process LRU cache.
 
 use crate::error::ApiError;
 use crate::ids::{ApiKeyId, ProductCode};
 use crate::model::ApiKeyRecord;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use hmac::{Hmac, Mac};
+use lru::LruCache;
 use sha2::Sha256;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::future::Future;
+use std::num::NonZeroUsize;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 type HmacSha256 = Hmac<Sha256>;
@@ -117,17 +120,65 @@ impl Authenticated {
 pub struct Authenticator {
     ttl: Duration,
     negative_ttl: Duration,
-    cache: Mutex<HashMap<ApiKeyId, (Instant, Option<ApiKeyRecord>)>>,
+    cache: Mutex<KeyCache>,
 }
 
-const CACHE_CAPACITY: usize = 10_000;
+/// Most API keys cached at once; past it the least recently used key is dropped.
+pub const KEY_CACHE_CAPACITY: usize = 10_000;
+/// Most unknown key ids remembered at once. Unknown ids live in their own LRU, so a flood of random
+/// `apikey` values only evicts other unknown ids, never a real key that is serving traffic.
+pub const UNKNOWN_KEY_CACHE_CAPACITY: usize = 4_096;
+
+/// When each entry was fetched, for the TTL; recency of use is the LRU's own order.
+struct KeyCache {
+    known: LruCache<ApiKeyId, (Instant, ApiKeyRecord)>,
+    unknown: LruCache<ApiKeyId, Instant>,
+}
+
+impl KeyCache {
+    fn new() -> Self {
+        let cap = |n: usize| NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN);
+        Self {
+            known: LruCache::new(cap(KEY_CACHE_CAPACITY)),
+            unknown: LruCache::new(cap(UNKNOWN_KEY_CACHE_CAPACITY)),
+        }
+    }
+
+    /// `Some(answer)` when a fresh entry exists (marking it recently used), `None` on a miss.
+    fn get(&mut self, id: &ApiKeyId, ttl: Duration, negative_ttl: Duration) -> Option<Option<ApiKeyRecord>> {
+        if let Some((at, record)) = self.known.get(id) {
+            if at.elapsed() < ttl {
+                return Some(Some(record.clone()));
+            }
+        }
+        match self.unknown.get(id) {
+            Some(at) if at.elapsed() < negative_ttl => Some(None),
+            _ => None,
+        }
+    }
+
+    /// Records a store answer; an id lives in at most one of the two maps.
+    fn put(&mut self, id: &ApiKeyId, record: Option<ApiKeyRecord>) {
+        let now = Instant::now();
+        match record {
+            Some(record) => {
+                self.unknown.pop(id);
+                self.known.put(id.clone(), (now, record));
+            }
+            None => {
+                self.known.pop(id);
+                self.unknown.put(id.clone(), now);
+            }
+        }
+    }
+}
 
 impl Authenticator {
     pub fn new(ttl: Duration) -> Self {
         Self {
             ttl,
             negative_ttl: ttl.min(Duration::from_secs(10)),
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(KeyCache::new()),
         }
     }
 
@@ -165,28 +216,33 @@ impl Authenticator {
     }
 
     async fn lookup(&self, id: &ApiKeyId, store: &dyn Store) -> Result<Option<ApiKeyRecord>, ApiError> {
-        {
-            let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((at, record)) = cache.get(id) {
-                let ttl = if record.is_some() { self.ttl } else { self.negative_ttl };
-                if at.elapsed() < ttl {
-                    return Ok(record.clone());
-                }
-            }
+        self.lookup_with(id, || store.api_key(id)).await
+    }
+
+    /// The cache in front of `fetch`, the store read (a parameter so tests can count reads).
+    async fn lookup_with<F, Fut>(&self, id: &ApiKeyId, fetch: F) -> Result<Option<ApiKeyRecord>, ApiError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<ApiKeyRecord>, StoreError>>,
+    {
+        if let Some(answer) = self.lock().get(id, self.ttl, self.negative_ttl) {
+            return Ok(answer);
         }
-        let record = store.api_key(id).await.map_err(ApiError::internal)?;
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.len() >= CACHE_CAPACITY {
-            cache.clear();
-        }
-        cache.insert(id.clone(), (Instant::now(), record.clone()));
+        let record = fetch().await.map_err(ApiError::internal)?;
+        self.lock().put(id, record.clone());
         Ok(record)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, KeyCache> {
+        // The cache holds no invariant a panic could break half-way; keep serving from it.
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     #[test]
     fn spec_test_vector() {
@@ -219,6 +275,85 @@ mod tests {
             parse_authorization("garbage"),
             Err(ApiError::AuthorizationInvalidHeaders)
         ));
+    }
+
+    fn key(id: &str) -> ApiKeyRecord {
+        ApiKeyRecord {
+            id: ApiKeyId::parse(id).unwrap(),
+            company: crate::ids::CompanyId::parse("c").unwrap(),
+            shared_key: "s".into(),
+            products: Vec::new(),
+            read_only: false,
+            revoked: false,
+        }
+    }
+
+    /// Looks `id` up through the cache, answering misses from `known` and counting store reads.
+    async fn lookup(auth: &Authenticator, id: &str, known: &[&str], reads: &AtomicUsize) -> Option<ApiKeyRecord> {
+        let id = ApiKeyId::parse(id).unwrap();
+        let record = known.contains(&id.as_str()).then(|| key(id.as_str()));
+        auth.lookup_with(&id, || async {
+            reads.fetch_add(1, Ordering::Relaxed);
+            Ok(record)
+        })
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_unknown_keys_does_not_evict_a_real_one() {
+        let auth = Authenticator::new(Duration::from_secs(60));
+        let reads = AtomicUsize::new(0);
+        assert!(lookup(&auth, "real", &["real"], &reads).await.is_some());
+        for i in 0..KEY_CACHE_CAPACITY + UNKNOWN_KEY_CACHE_CAPACITY + 1 {
+            assert!(lookup(&auth, &format!("random-{i}"), &["real"], &reads).await.is_none());
+        }
+        let before = reads.load(Ordering::Relaxed);
+        assert!(lookup(&auth, "real", &["real"], &reads).await.is_some());
+        assert_eq!(reads.load(Ordering::Relaxed), before, "the real key was still cached");
+        // A recent unknown id is still answered from the cache; the oldest ones were evicted.
+        lookup(
+            &auth,
+            &format!("random-{}", KEY_CACHE_CAPACITY + UNKNOWN_KEY_CACHE_CAPACITY),
+            &[],
+            &reads,
+        )
+        .await;
+        assert_eq!(reads.load(Ordering::Relaxed), before);
+        lookup(&auth, "random-0", &[], &reads).await;
+        assert_eq!(reads.load(Ordering::Relaxed), before + 1);
+    }
+
+    #[tokio::test]
+    async fn known_keys_evict_the_least_recently_used() {
+        let auth = Authenticator::new(Duration::from_secs(60));
+        let reads = AtomicUsize::new(0);
+        let ids: Vec<String> = (0..=KEY_CACHE_CAPACITY).map(|i| format!("k{i}")).collect();
+        let known: Vec<&str> = ids.iter().map(String::as_str).collect();
+        for id in &known[..KEY_CACHE_CAPACITY] {
+            lookup(&auth, id, &known, &reads).await;
+        }
+        lookup(&auth, "k0", &known, &reads).await; // k0 becomes the most recently used
+        lookup(&auth, &ids[KEY_CACHE_CAPACITY], &known, &reads).await; // one over capacity: k1 goes
+        let before = reads.load(Ordering::Relaxed);
+        assert_eq!(before, KEY_CACHE_CAPACITY + 1);
+        lookup(&auth, "k0", &known, &reads).await;
+        assert_eq!(reads.load(Ordering::Relaxed), before, "k0 stayed cached");
+        lookup(&auth, "k1", &known, &reads).await;
+        assert_eq!(reads.load(Ordering::Relaxed), before + 1, "k1 was evicted");
+    }
+
+    #[tokio::test]
+    async fn entries_expire_and_a_key_moves_between_known_and_unknown() {
+        let auth = Authenticator::new(Duration::ZERO);
+        let reads = AtomicUsize::new(0);
+        assert!(lookup(&auth, "k", &[], &reads).await.is_none());
+        assert!(
+            lookup(&auth, "k", &["k"], &reads).await.is_some(),
+            "a new key is seen once the TTL passes"
+        );
+        assert!(lookup(&auth, "k", &[], &reads).await.is_none(), "and a deleted one");
+        assert_eq!(reads.load(Ordering::Relaxed), 3);
     }
 
     #[test]

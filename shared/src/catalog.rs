@@ -6,6 +6,7 @@
 use crate::ids::{ApiKeyId, CompanyId, HardwareId, LicenseKey, ProductCode, Username};
 use crate::model::{ApiKeyRecord, AuthorizationMethod, Company, License, LicenseTerms, LicenseUser, ProductDoc, Seat};
 use crate::password;
+use crate::secret::{ExposeSecret, SecretString};
 use crate::store::{LicenseAddr, Store, StoreError};
 use crate::time::Timestamp;
 use serde::de::DeserializeOwned;
@@ -34,8 +35,8 @@ pub struct CompanyEntry {
     pub company: Company,
     pub api_keys: Vec<ApiKeyRecord>,
     pub products: Vec<ProductDoc>,
-    /// Users with their plaintext password (hashed at import, never stored).
-    pub users: Vec<(LicenseUser, Option<String>)>,
+    /// Users with their plaintext password (hashed at import, never stored; redacted in `Debug`).
+    pub users: Vec<(LicenseUser, Option<SecretString>)>,
     pub licenses: Vec<(License, Vec<Seat>)>,
 }
 
@@ -170,10 +171,151 @@ impl Ctx<'_> {
     }
 }
 
+/// Largest integer a JavaScript client reads back exactly (`Number.MAX_SAFE_INTEGER`, 2^53 − 1).
+pub const MAX_SAFE_INTEGER: i64 = 9_007_199_254_740_991;
+
+/// The range an integer field of the catalog must fall in, and why.
+struct Bound {
+    min: i64,
+    max: i64,
+    why: &'static str,
+}
+
+/// Ids are emitted as JSON numbers (SPEC §4.4); beyond 2^53 a JavaScript client reads another id.
+const ID: Bound = Bound {
+    min: -MAX_SAFE_INTEGER,
+    max: MAX_SAFE_INTEGER,
+    why: "ids must be within ±(2^53−1), which JavaScript clients read exactly",
+};
+/// Consumption counters: signed and emitted as numbers, so only the JavaScript bound applies.
+const AMOUNT: Bound = Bound {
+    why: "it must be within ±(2^53−1), which JavaScript clients read exactly",
+    ..ID
+};
+const DAYS: Bound = Bound {
+    min: 0,
+    max: 36_500,
+    why: "days, at most 100 years",
+};
+const HOURS: Bound = Bound {
+    min: 0,
+    max: 876_000,
+    why: "hours, at most 100 years",
+};
+const MINUTES: Bound = Bound {
+    min: 0,
+    max: 52_560_000,
+    why: "minutes, at most 100 years",
+};
+/// Limits on devices, users and overages: far above any real license, far below overflow.
+const COUNT: Bound = Bound {
+    min: 0,
+    max: 1_000_000,
+    why: "a count of at most 1000000",
+};
+const TRANSFERS: Bound = Bound {
+    min: -1,
+    why: "-1 (no transfers), 0 (unlimited) or a limit of at most 1000000",
+    ..COUNT
+};
+
+const COMPANY_NUMBERS: &[(&str, Bound)] = &[("id", ID)];
+const USER_NUMBERS: &[(&str, Bound)] = &[("id", ID)];
+const PRODUCT_NUMBERS: &[(&str, Bound)] = &[
+    ("id", ID),
+    ("trial_days", DAYS),
+    ("max_overages", COUNT),
+    ("floating_timeout", MINUTES),
+];
+const FEATURE_NUMBERS: &[(&str, Bound)] = &[
+    ("id", ID),
+    ("max_consumption", AMOUNT),
+    ("total_consumptions", AMOUNT),
+    ("max_overages", COUNT),
+];
+const LICENSE_NUMBERS: &[(&str, Bound)] = &[
+    ("id", ID),
+    ("license_template_id", ID),
+    ("max_activations", COUNT),
+    ("max_transfers", TRANSFERS),
+    ("trial_days", DAYS),
+    ("grace_period", HOURS),
+    ("max_borrow_time", HOURS),
+    ("floating_timeout", MINUTES),
+    ("max_overages", COUNT),
+    ("max_license_users", COUNT),
+    ("max_consumptions", AMOUNT),
+    ("total_consumptions", AMOUNT),
+];
+const SEAT_NUMBERS: &[(&str, Bound)] = &[("max_activations", COUNT)];
+
+/// Checks the integer fields of one entry against their bounds. Runs on the JSON before it is typed,
+/// so it depends only on the catalog's field names; a value that is not an integer at all is left to
+/// the typed parse, which names the expected type.
+fn check_numbers(cx: &Ctx<'_>, path: &str, entry: &Value, fields: &[(&str, Bound)]) -> Result<(), CatalogError> {
+    for (field, bound) in fields {
+        let Some(Value::Number(n)) = entry.get(*field) else {
+            continue;
+        };
+        let in_range = match n.as_i64() {
+            Some(i) => (bound.min..=bound.max).contains(&i),
+            None => !n.is_u64(),
+        };
+        if !in_range {
+            return Err(cx.err(
+                format!("{path}.{field}"),
+                format!("{n} is outside {}..={} ({})", bound.min, bound.max, bound.why),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The array under `key`, or nothing when it is absent or not an array (the typed parse reports that).
+fn items<'v>(value: &'v Value, key: &str) -> &'v [Value] {
+    value.get(key).and_then(Value::as_array).map_or(&[], Vec::as_slice)
+}
+
+/// [`check_numbers`] over every entry of the catalog, with paths as the typed parse reports them.
+fn check_catalog_numbers(cx: &Ctx<'_>, root: &Value) -> Result<(), CatalogError> {
+    for (c_i, company) in items(root, "companies").iter().enumerate() {
+        let c_path = format!("companies[{c_i}]");
+        check_numbers(cx, &c_path, company, COMPANY_NUMBERS)?;
+        for (i, user) in items(company, "license_users").iter().enumerate() {
+            check_numbers(cx, &format!("{c_path}.license_users[{i}]"), user, USER_NUMBERS)?;
+        }
+        for (i, product) in items(company, "products").iter().enumerate() {
+            let p_path = format!("{c_path}.products[{i}]");
+            check_numbers(cx, &p_path, product, PRODUCT_NUMBERS)?;
+            for (f_i, feature) in items(product, "features").iter().enumerate() {
+                check_numbers(cx, &format!("{p_path}.features[{f_i}]"), feature, FEATURE_NUMBERS)?;
+            }
+        }
+        for (i, license) in items(company, "licenses").iter().enumerate() {
+            let l_path = format!("{c_path}.licenses[{i}]");
+            check_numbers(cx, &l_path, license, LICENSE_NUMBERS)?;
+            for (s_i, seat) in items(license, "users").iter().enumerate() {
+                check_numbers(cx, &format!("{l_path}.users[{s_i}]"), seat, SEAT_NUMBERS)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Makes vendor JSON safe to sign (SPEC §4.4): whole-number floats become integers; object keys that
 /// look like array indices and numbers JavaScript would print differently are rejected.
 pub fn normalize_json(value: &Value, path: &str) -> Result<Value, String> {
     Ok(match value {
+        Value::Number(n)
+            if !n.is_f64()
+                && !n
+                    .as_i64()
+                    .is_some_and(|i| (-MAX_SAFE_INTEGER..=MAX_SAFE_INTEGER).contains(&i)) =>
+        {
+            return Err(format!(
+                "{path}: integer {n} is beyond ±(2^53−1), which JavaScript rounds; write it as a string"
+            ));
+        }
         Value::Number(n) if n.is_f64() => {
             let f = n.as_f64().unwrap_or(f64::NAN);
             if f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0 {
@@ -224,6 +366,7 @@ impl Catalog {
                 format!("not valid JSON: {e}"),
             )
         })?;
+        check_catalog_numbers(&cx, &root)?;
         let raw: RawCatalog = cx.typed("catalog", root)?;
         let mut seen = BTreeSet::new();
         let companies = raw
@@ -289,7 +432,7 @@ fn company(cx: &Ctx<'_>, path: &str, c: RawCompany) -> Result<CompanyEntry, Cata
         })
         .collect::<Result<Vec<_>, _>>()?;
 
-    let mut users: BTreeMap<Username, (usize, LicenseUser, Option<String>)> = BTreeMap::new();
+    let mut users: BTreeMap<Username, (usize, LicenseUser, Option<SecretString>)> = BTreeMap::new();
     for (i, u) in c.license_users.into_iter().enumerate() {
         if users.contains_key(&u.email) {
             return Err(cx.err(
@@ -307,7 +450,7 @@ fn company(cx: &Ctx<'_>, path: &str, c: RawCompany) -> Result<CompanyEntry, Cata
             password_hash: None,
             licenses: Vec::new(),
         };
-        users.insert(u.email, (i, user, u.password));
+        users.insert(u.email, (i, user, u.password.map(SecretString::from)));
     }
 
     let mut licenses = Vec::new();
@@ -339,15 +482,6 @@ fn company(cx: &Ctx<'_>, path: &str, c: RawCompany) -> Result<CompanyEntry, Cata
                 return Err(cx.err(field("license_key"), format!("license key `{key}` appears twice")))
             }
             _ => {}
-        }
-        if head.max_activations < 0 {
-            return Err(cx.err(field("max_activations"), "must not be negative"));
-        }
-        if head.max_transfers < -1 {
-            return Err(cx.err(
-                field("max_transfers"),
-                "must be -1 (no transfers), 0 (unlimited) or a positive limit",
-            ));
         }
         if terms.max_license_users > 0 && head.users.len() as i64 > terms.max_license_users {
             return Err(cx.err(
@@ -447,11 +581,13 @@ pub async fn import(store: &dyn Store, catalog: &Catalog) -> Result<ImportReport
                 .and_then(|u| u.password_hash);
             user.password_hash = match (password, existing) {
                 (None, _) => None,
-                (Some(pw), Some(hash)) if password::verify(pw.clone(), Some(hash.clone())).await => Some(hash),
+                (Some(pw), Some(hash)) if password::verify(pw.expose_secret().to_owned(), Some(hash.clone())).await => {
+                    Some(hash)
+                }
                 (Some(pw), _) => {
                     let pw = pw.clone();
                     Some(
-                        tokio::task::spawn_blocking(move || password::hash(&pw))
+                        tokio::task::spawn_blocking(move || password::hash(pw.expose_secret()))
                             .await
                             .map_err(|e| StoreError::Invalid(e.to_string()))?,
                     )
@@ -503,6 +639,138 @@ mod tests {
             acme.users[0].0.licenses,
             vec![(ProductCode::parse("team").unwrap(), 11)]
         );
+    }
+
+    #[test]
+    fn debug_redacts_passwords_and_shared_keys() {
+        let mut v = base();
+        v["companies"][0]["license_users"][0]["password"] = Value::from("pw-plain-secret");
+        v["companies"][0]["api_keys"] = serde_json::json!([{"api_key": "k1", "shared_key": "sk-very-secret"}]);
+        let printed = format!("{:?}", parse(v).unwrap());
+        assert!(!printed.contains("pw-plain-secret"), "{printed}");
+        assert!(!printed.contains("sk-very-secret"), "{printed}");
+        assert!(printed.contains("REDACTED"), "{printed}");
+    }
+
+    #[test]
+    fn numbers_are_bounded_naming_the_field() {
+        let too_big = MAX_SAFE_INTEGER + 1;
+        let cases: [(&str, Value, &str); 13] = [
+            ("/companies/0/id", Value::from(too_big), "companies[0].id"),
+            (
+                "/companies/0/license_users/0/id",
+                Value::from(-too_big),
+                "companies[0].license_users[0].id",
+            ),
+            (
+                "/companies/0/products/0/trial_days",
+                Value::from(36_501),
+                "companies[0].products[0].trial_days",
+            ),
+            (
+                "/companies/0/products/0/floating_timeout",
+                Value::from(i64::MAX),
+                "companies[0].products[0].floating_timeout",
+            ),
+            (
+                "/companies/0/licenses/0/id",
+                Value::from(u64::MAX),
+                "companies[0].licenses[0].id",
+            ),
+            (
+                "/companies/0/licenses/0/trial_days",
+                Value::from(-1),
+                "companies[0].licenses[0].trial_days",
+            ),
+            (
+                "/companies/0/licenses/0/max_activations",
+                Value::from(1_000_001),
+                "companies[0].licenses[0].max_activations",
+            ),
+            (
+                "/companies/0/licenses/0/max_activations",
+                Value::from(-1),
+                "companies[0].licenses[0].max_activations",
+            ),
+            (
+                "/companies/0/licenses/0/max_transfers",
+                Value::from(-2),
+                "companies[0].licenses[0].max_transfers",
+            ),
+            (
+                "/companies/0/licenses/0/license_template_id",
+                Value::from(i64::MIN),
+                "companies[0].licenses[0].license_template_id",
+            ),
+            (
+                "/companies/0/licenses/0/grace_period",
+                Value::from(876_001),
+                "companies[0].licenses[0].grace_period",
+            ),
+            (
+                "/companies/0/licenses/1/users/0/max_activations",
+                Value::from(10_000_000),
+                "companies[0].licenses[1].users[0].max_activations",
+            ),
+            (
+                "/companies/0/licenses/0/metadata/big",
+                Value::from(too_big),
+                "companies[0].licenses[0].metadata",
+            ),
+        ];
+        for (pointer, value, path) in cases {
+            let mut v = base();
+            match v.pointer_mut(pointer) {
+                Some(slot) => *slot = value,
+                None => {
+                    let (parent, key) = pointer.rsplit_once('/').unwrap();
+                    v.pointer_mut(parent).unwrap()[key] = value;
+                }
+            }
+            let e = parse(v).unwrap_err();
+            assert_eq!(e.path, path, "{e}");
+            assert!(e.to_string().starts_with(&format!("c.json: {path}: ")), "{e}");
+        }
+        let mut v = base();
+        v["companies"][0]["products"][0]["features"] = serde_json::json!([{"id": too_big, "code": "f"}]);
+        assert_eq!(parse(v).unwrap_err().path, "companies[0].products[0].features[0].id");
+        // The ends of each range are accepted.
+        let mut v = base();
+        v["companies"][0]["id"] = Value::from(MAX_SAFE_INTEGER);
+        v["companies"][0]["licenses"][0]["trial_days"] = Value::from(36_500);
+        v["companies"][0]["licenses"][0]["max_transfers"] = Value::from(-1);
+        v["companies"][0]["licenses"][0]["max_activations"] = Value::from(1_000_000);
+        v["companies"][0]["licenses"][0]["metadata"] = serde_json::json!({"n": -MAX_SAFE_INTEGER});
+        parse(v).unwrap();
+    }
+
+    #[test]
+    fn a_malformed_date_is_an_error_not_a_panic() {
+        let mut v = base();
+        v["companies"][0]["licenses"][0]["validity_period"] = Value::from("2030-01-01T00:00:00+0é00");
+        let e = parse(v).unwrap_err();
+        assert_eq!(e.path, "companies[0].licenses[0].validity_period", "{e}");
+        let mut v = base();
+        v["companies"][0]["licenses"][0]["start_date"] = Value::from("2030-0é-01");
+        assert_eq!(parse(v).unwrap_err().path, "companies[0].licenses[0].start_date");
+    }
+
+    proptest::proptest! {
+        /// Whatever a vendor writes as a date, the catalog either parses or names the field.
+        #[test]
+        fn any_catalog_date_parses_or_names_its_field(s in "\\PC{0,40}", field in 0..3usize) {
+            let mut v = base();
+            let (pointer, name) = [
+                ("/companies/0/licenses/0", "validity_period"),
+                ("/companies/0/licenses/1", "maintenance_period"),
+                ("/companies/0/products/0", "validity_period"),
+            ][field];
+            v.pointer_mut(pointer).unwrap()[name] = Value::from(s.clone());
+            match parse(v) {
+                Ok(_) => proptest::prop_assert!(Timestamp::parse_iso(&s).is_some()),
+                Err(e) => proptest::prop_assert!(e.path.ends_with(name), "{}", e),
+            }
+        }
     }
 
     #[test]

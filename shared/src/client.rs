@@ -4,6 +4,7 @@
 
 use crate::auth::{hmac_base64, signing_message};
 use crate::http::SIGNATURE_HEADER;
+use crate::secret::{ExposeSecret, SecretString};
 use crate::signing::{license_signature_message, verify};
 use bytes::Bytes;
 use http::{Method, Request, Response};
@@ -13,7 +14,8 @@ use std::time::SystemTime;
 #[derive(Clone, Debug)]
 pub struct LicenseClient {
     pub api_key: String,
-    pub shared_key: String,
+    /// Redacted in `Debug`: test failures print clients.
+    pub shared_key: SecretString,
     /// The server's public key (SPKI PEM) that responses must verify against.
     pub public_key_pem: String,
 }
@@ -34,14 +36,14 @@ impl LicenseClient {
     pub fn new(api_key: impl Into<String>, shared_key: impl Into<String>, public_key_pem: impl Into<String>) -> Self {
         Self {
             api_key: api_key.into(),
-            shared_key: shared_key.into(),
+            shared_key: SecretString::from(shared_key.into()),
             public_key_pem: public_key_pem.into(),
         }
     }
 
     /// The `Authorization` header value for a given `Date` value.
     pub fn authorization(&self, date: &str) -> String {
-        let signature = hmac_base64(&self.shared_key, signing_message(date).as_bytes());
+        let signature = hmac_base64(self.shared_key.expose_secret(), signing_message(date).as_bytes());
         format!(
             r#"algorithm="hmac-sha256",headers="date",signature="{signature}",apikey="{}""#,
             self.api_key

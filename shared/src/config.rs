@@ -1,13 +1,15 @@
 //! Typed configuration from the environment, read once at cold start. Every problem is reported with
 //! the variable's name so a misconfigured function fails fast and says why.
 
+use crate::secret::{ExposeSecret, SecretString};
 use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Clone, Debug)]
 pub enum SigningKeySource {
     /// `SIGNING_KEY_PEM`: the PEM text itself (local use; prefer a file or a secret store in AWS).
-    Inline(String),
+    /// Kept secret so that logging the configuration cannot print the private key.
+    Inline(SecretString),
     /// `SIGNING_KEY_FILE`: path to a PEM file.
     File(PathBuf),
     /// `SIGNING_KEY_SSM_PARAMETER`: name of an SSM SecureString parameter holding the PEM (AWS).
@@ -60,7 +62,7 @@ impl Config {
         ) {
             (Some(name), None, None) => SigningKeySource::SsmParameter(name),
             (None, Some(path), None) => SigningKeySource::File(path.into()),
-            (None, None, Some(pem)) => SigningKeySource::Inline(pem),
+            (None, None, Some(pem)) => SigningKeySource::Inline(pem.into()),
             (None, None, None) => return Err(ConfigError::Missing("SIGNING_KEY_SSM_PARAMETER (or SIGNING_KEY_FILE)")),
             _ => {
                 return Err(ConfigError::Invalid {
@@ -90,15 +92,18 @@ impl Config {
     /// Reads and parses a signing key given inline or as a file; `None` for a key in SSM, which the
     /// Lambda adapter fetches with its AWS client.
     pub fn local_signer(&self) -> Result<Option<crate::signing::Signer>, ConfigError> {
-        let pem = match &self.signing_key {
+        // A secret too, so the copy read from a file is wiped once parsed.
+        let pem: SecretString = match &self.signing_key {
             SigningKeySource::Inline(pem) => pem.clone(),
-            SigningKeySource::File(path) => std::fs::read_to_string(path).map_err(|source| ConfigError::KeyFile {
-                path: path.clone(),
-                source,
-            })?,
+            SigningKeySource::File(path) => std::fs::read_to_string(path)
+                .map_err(|source| ConfigError::KeyFile {
+                    path: path.clone(),
+                    source,
+                })?
+                .into(),
             SigningKeySource::SsmParameter(_) => return Ok(None),
         };
-        Ok(Some(crate::signing::Signer::from_pem(&pem)?))
+        Ok(Some(crate::signing::Signer::from_pem(pem.expose_secret())?))
     }
 }
 
@@ -130,6 +135,20 @@ mod tests {
         ]))
         .unwrap();
         assert!(matches!(ssm.signing_key, SigningKeySource::SsmParameter(ref n) if n == "/license-api/key"));
+    }
+
+    #[test]
+    fn debug_redacts_an_inline_signing_key() {
+        let pem =
+            "-----BEGIN PRIVATE KEY-----\nTUlJRXZRSUJBREFOQmdrcWhraUc5dzBCQVFFRkFBU0NCS2N3\n-----END PRIVATE KEY-----";
+        let c = Config::from_lookup(lookup(&[("TABLE_NAME", "t"), ("SIGNING_KEY_PEM", pem)])).unwrap();
+        let printed = format!("{c:?}");
+        assert!(
+            !printed.contains("TUlJRXZR") && !printed.contains("PRIVATE KEY"),
+            "{printed}"
+        );
+        assert!(printed.contains("REDACTED"), "{printed}");
+        assert!(matches!(&c.signing_key, SigningKeySource::Inline(s) if s.expose_secret() == pem));
     }
 
     #[test]

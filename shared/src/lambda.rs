@@ -5,6 +5,7 @@ use crate::config::{Config, ConfigError, SigningKeySource};
 use crate::error::BoxError;
 use crate::handlers::{self, Endpoint};
 use crate::http::{ApiRequest, ApiResponse, SIGNATURE_HEADER};
+use crate::secret::{ExposeSecret, SecretString};
 use crate::signing::Signer;
 use crate::state::AppState;
 use crate::store::dynamo::DynamoStore;
@@ -76,11 +77,13 @@ async fn signer_from_ssm(sdk: &aws_config::SdkConfig, name: &str) -> Result<Sign
         .send()
         .await
         .map_err(|e| failed(Box::new(e)))?;
-    let pem = out
+    // A secret, so this copy of the private key is wiped once parsed.
+    let pem: SecretString = out
         .parameter
         .and_then(|p| p.value)
-        .ok_or_else(|| failed("the parameter has no value".into()))?;
-    Ok(Signer::from_pem(&pem)?)
+        .ok_or_else(|| failed("the parameter has no value".into()))?
+        .into();
+    Ok(Signer::from_pem(pem.expose_secret())?)
 }
 
 /// Everything a function needs, built once per cold start: one AWS configuration shared by the

@@ -16,6 +16,7 @@ pub mod password;
 pub mod render;
 pub mod request;
 pub mod rules;
+pub mod secret;
 pub mod signing;
 pub mod state;
 pub mod store;

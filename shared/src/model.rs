@@ -3,20 +3,35 @@
 //! what a vendor's catalog sets; the counters beside it are what activations change.
 
 use crate::ids::{ApiKeyId, CompanyId, HardwareId, LicenseKey, ProductCode, Username};
+use crate::secret::{redacted_option, Redacted};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeSet;
 
 /// An API key with its secret. `products` empty means "every product of the company".
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ApiKeyRecord {
     pub id: ApiKeyId,
     pub company: CompanyId,
+    /// The HMAC secret; `Debug` redacts it (records travel inside `Authenticated`, which handlers log).
     pub shared_key: String,
     pub products: Vec<ProductCode>,
     pub read_only: bool,
     pub revoked: bool,
+}
+
+impl std::fmt::Debug for ApiKeyRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKeyRecord")
+            .field("id", &self.id)
+            .field("company", &self.company)
+            .field("shared_key", &Redacted)
+            .field("products", &self.products)
+            .field("read_only", &self.read_only)
+            .field("revoked", &self.revoked)
+            .finish()
+    }
 }
 
 impl ApiKeyRecord {
@@ -280,8 +295,8 @@ impl License {
     }
 }
 
-/// A license user: a login that can hold licenses of several products.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// A license user: a login that can hold licenses of several products. `Debug` redacts the password hash.
+#[derive(Clone, Serialize, Deserialize)]
 pub struct LicenseUser {
     pub id: i64,
     pub email: Username,
@@ -299,6 +314,21 @@ pub struct LicenseUser {
     /// Licenses assigned to the user: (product, license id), in assignment order.
     #[serde(default)]
     pub licenses: Vec<(ProductCode, i64)>,
+}
+
+impl std::fmt::Debug for LicenseUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LicenseUser")
+            .field("id", &self.id)
+            .field("email", &self.email)
+            .field("first_name", &self.first_name)
+            .field("last_name", &self.last_name)
+            .field("phone_number", &self.phone_number)
+            .field("is_initial_password", &self.is_initial_password)
+            .field("password_hash", &redacted_option(&self.password_hash))
+            .field("licenses", &self.licenses)
+            .finish()
+    }
 }
 
 /// A user's own activation allowance on one license, and how much of it is used.

@@ -3,8 +3,10 @@
 //! `true`/`false`. Every malformed input becomes a 400 with a message naming the field.
 
 use crate::error::ApiError;
-use crate::ids::{HardwareId, IdError, LicenseKey, ProductCode, Username};
+use crate::ids::{HardwareId, IdError, LicenseKey, ProductCode, Username, MAX_ID_LEN};
+use crate::secret::redacted_option;
 use serde_json::{Map, Value};
+use std::fmt;
 
 /// Largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -114,16 +116,40 @@ fn id<T>(name: &str, value: String, parse: impl Fn(&str) -> Result<T, IdError>) 
     parse(&value).map_err(|e| ApiError::Validation(format!("`{name}` {e}")))
 }
 
-/// How the request names its license (SPEC §2.1).
-#[derive(Clone, Debug)]
+/// How the request names its license (SPEC §2.1). `Debug` redacts the password.
+#[derive(Clone)]
 pub enum Credentials {
     Key(LicenseKey),
     User {
+        /// The normalised login that looks the user up (trimmed, lower-cased).
         username: Username,
+        /// The `username` exactly as the request carried it: echoed in the activation response and
+        /// signed in `license_signature` (SPEC §4.1, §5.2), because clients re-derive the signature
+        /// from what they sent and would reject one made over a trimmed value.
+        as_sent: String,
         password: Option<String>,
     },
     /// SSO grants are recognised so they get a clear answer; verifying them is a later feature.
     Sso,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Key(key) => f.debug_tuple("Key").field(key).finish(),
+            Self::User {
+                username,
+                as_sent,
+                password,
+            } => f
+                .debug_struct("User")
+                .field("username", username)
+                .field("as_sent", as_sent)
+                .field("password", &redacted_option(password))
+                .finish(),
+            Self::Sso => f.write_str("Sso"),
+        }
+    }
 }
 
 /// A request about one license on one device: the common part of activate, deactivate and check, and
@@ -147,11 +173,34 @@ impl LicenseRequest {
         if id_token.is_some() && code.is_some() {
             return Err(ApiError::Validation("use either `id_token` or `code`, not both".into()));
         }
-        let credentials = if let Some(key) = p.string("license_key")? {
+        let (key, user) = (p.string("license_key")?, p.string("username")?);
+        // Exactly one way to name the license (SPEC §2.1): guessing which one the client meant could
+        // act on a license it did not name.
+        let named: Vec<&str> = [
+            (key.is_some(), "`license_key`"),
+            (user.is_some(), "`username`"),
+            (id_token.is_some() || code.is_some(), "`id_token`/`code`"),
+        ]
+        .into_iter()
+        .filter_map(|(given, name)| given.then_some(name))
+        .collect();
+        if named.len() > 1 {
+            return Err(ApiError::Validation(format!(
+                "name the license one way only, not by {}",
+                named.join(" and ")
+            )));
+        }
+        let credentials = if let Some(key) = key {
             Credentials::Key(id("license_key", key, LicenseKey::parse)?)
-        } else if let Some(user) = p.string("username")? {
+        } else if let Some(user) = user {
+            // The trimmed value is checked by `Username::parse`; the padding around it is bounded too,
+            // since the raw value is echoed back.
+            if user.len() > MAX_ID_LEN {
+                return Err(ApiError::Validation(format!("`username` {}", IdError::TooLong)));
+            }
             Credentials::User {
-                username: id("username", user, Username::parse)?,
+                username: id("username", user.clone(), Username::parse)?,
+                as_sent: user,
                 password: p.string("password")?,
             }
         } else if id_token.is_some() || code.is_some() {
@@ -260,6 +309,69 @@ mod tests {
         assert!(LicenseRequest::parse(&p).unwrap().is_vm);
         let p = Params::from_query(Some("product=p&license_key=k")).unwrap();
         assert!(matches!(LicenseRequest::parse(&p), Err(ApiError::MissingParameters(f)) if f == "hardware_id"));
+    }
+
+    #[test]
+    fn debug_redacts_the_password() {
+        let p =
+            Params::from_json(br#"{"product":"p","hardware_id":"h","username":"a@b.c","password":"hunter2-secret"}"#)
+                .unwrap();
+        let r = LicenseRequest::parse(&p).unwrap();
+        let printed = format!("{r:?}");
+        assert!(!printed.contains("hunter2-secret"), "{printed}");
+        assert!(printed.contains("[REDACTED]") && printed.contains("a@b.c"), "{printed}");
+    }
+
+    #[test]
+    fn naming_the_license_two_ways_is_a_validation_error() {
+        for body in [
+            &br#"{"product":"p","hardware_id":"h","license_key":"K-1","username":"a@b.c","password":"x"}"#[..],
+            br#"{"product":"p","hardware_id":"h","license_key":"K-1","id_token":"t","customer_account_code":"c"}"#,
+            br#"{"product":"p","hardware_id":"h","username":"a@b.c","code":"c","customer_account_code":"c"}"#,
+        ] {
+            let err = LicenseRequest::parse(&Params::from_json(body).unwrap()).unwrap_err();
+            assert!(
+                matches!(&err, ApiError::Validation(m) if m.contains("one way")),
+                "{err:?}"
+            );
+        }
+        let p = Params::from_query(Some("product=p&hardware_id=h&license_key=K-1&username=a%40b.c")).unwrap();
+        assert!(matches!(LicenseRequest::parse(&p), Err(ApiError::Validation(_))));
+        // Clients that send the unused field as null or "" still name the license one way.
+        let p = Params::from_json(br#"{"product":"p","hardware_id":"h","license_key":"K-1","username":null}"#).unwrap();
+        assert!(matches!(
+            LicenseRequest::parse(&p).unwrap().credentials,
+            Credentials::Key(_)
+        ));
+        let p = Params::from_json(br#"{"product":"p","hardware_id":"h","license_key":"","username":"a@b.c"}"#).unwrap();
+        assert!(matches!(
+            LicenseRequest::parse(&p).unwrap().credentials,
+            Credentials::User { .. }
+        ));
+    }
+
+    #[test]
+    fn username_is_looked_up_normalised_but_kept_as_sent() {
+        let p =
+            Params::from_json(br#"{"product":"p","hardware_id":"h","username":"  Ann@Example.com ","password":"x"}"#)
+                .unwrap();
+        let r = LicenseRequest::parse(&p).unwrap();
+        let Credentials::User { username, as_sent, .. } = &r.credentials else {
+            panic!("user credentials expected: {r:?}")
+        };
+        assert_eq!(username.as_str(), "ann@example.com");
+        assert_eq!(as_sent, "  Ann@Example.com ");
+        // What a client re-derives from its own request is what the server signs over `as_sent`.
+        assert_eq!(
+            crate::signing::license_signature_message("h", as_sent, ""),
+            "h#  ann@example.com #"
+        );
+        let padded = format!(
+            r#"{{"product":"p","hardware_id":"h","username":"a@b.c{}"}}"#,
+            " ".repeat(MAX_ID_LEN)
+        );
+        let err = LicenseRequest::parse(&Params::from_json(padded.as_bytes()).unwrap()).unwrap_err();
+        assert!(matches!(err, ApiError::Validation(_)), "{err:?}");
     }
 
     #[test]

@@ -131,6 +131,17 @@ mod tests {
     }
 
     #[test]
+    fn debug_shows_no_key_material() {
+        let (signer, private_pem) = Signer::generate(2048).unwrap();
+        let printed = format!("{signer:?}");
+        assert_eq!(printed, "Signer(RSA-2048)");
+        // No line of either PEM body (base64 of the key) appears.
+        for line in private_pem.lines().chain(signer.public_key_pem().lines()) {
+            assert!(line.starts_with("-----") || !printed.contains(line), "{printed}");
+        }
+    }
+
+    #[test]
     fn license_signature_message_follows_spec() {
         assert_eq!(
             license_signature_message("HW-1", "Ann@X.com|sso", "2030-01-01T00:00:00.000Z"),

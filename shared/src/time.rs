@@ -1,14 +1,38 @@
 //! Instants as milliseconds since the Unix epoch, and the one date format the wire allows for them:
-//! `YYYY-MM-DDTHH:MM:SS.sssZ` (clients re-derive `license_signature` from that exact string).
+//! `YYYY-MM-DDTHH:MM:SS.sssZ` (clients re-derive `license_signature` from that exact string). Parsing
+//! and formatting are the `time` crate's: catalog dates come from vendors, and a hand-written parser
+//! of untrusted text is one slicing bug away from a panic.
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
+use time::format_description::BorrowedFormatItem;
+use time::macros::format_description;
+use time::{Date, OffsetDateTime, PrimitiveDateTime};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(i64);
 
 const MS_PER_DAY: i64 = 86_400_000;
+const NS_PER_MS: i128 = 1_000_000;
+
+/// `0000-01-01T00:00:00.000Z`, the earliest instant the wire format can write with a 4-digit year.
+pub const MIN_MILLIS: i64 = -62_167_219_200_000;
+/// `9999-12-31T23:59:59.999Z`, the latest.
+pub const MAX_MILLIS: i64 = 253_402_300_799_999;
+
+const WIRE: &[BorrowedFormatItem<'_>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+const DATE: &[BorrowedFormatItem<'_>] = format_description!("[year]-[month]-[day]");
+// A date-time with `T` or a space between date and time, and an optional fraction of any length
+// (truncated to milliseconds); the three differ only in how the offset is written.
+const ZULU: &[BorrowedFormatItem<'_>] =
+    format_description!("[year]-[month]-[day][first [T] [ ]][hour]:[minute]:[second][optional [.[subsecond]]]Z");
+const LOCAL: &[BorrowedFormatItem<'_>] =
+    format_description!("[year]-[month]-[day][first [T] [ ]][hour]:[minute]:[second][optional [.[subsecond]]]");
+const OFFSET: &[BorrowedFormatItem<'_>] = format_description!(
+    "[year]-[month]-[day][first [T] [ ]][hour]:[minute]:[second][optional [.[subsecond]]][offset_hour sign:mandatory]:[offset_minute]"
+);
 
 impl Timestamp {
     pub fn now() -> Self {
@@ -35,70 +59,37 @@ impl Timestamp {
     }
 
     /// Parses the wire format and the looser ISO-8601 forms a vendor may write in a catalog:
-    /// `2026-01-31`, `2026-01-31T10:00:00Z`, `2026-01-31T10:00:00.5+02:00`.
+    /// `2026-01-31`, `2026-01-31T10:00:00Z`, `2026-01-31T10:00:00.5+02:00`; no offset means UTC.
+    /// Anything else, and instants outside years 0000–9999 (which the wire format cannot write), is
+    /// `None`.
     pub fn parse_iso(s: &str) -> Option<Self> {
-        let b = s.as_bytes();
-        let num = |r: std::ops::Range<usize>| -> Option<i64> {
-            let part = s.get(r)?;
-            if !part.bytes().all(|c| c.is_ascii_digit()) {
-                return None;
-            }
-            part.parse().ok()
+        // `time` reads an optional sign before the year; the wire format has none.
+        if !s.starts_with(|c: char| c.is_ascii_digit()) {
+            return None;
+        }
+        let instant = if let Ok(t) = PrimitiveDateTime::parse(s, ZULU) {
+            t.assume_utc()
+        } else if let Ok(t) = OffsetDateTime::parse(s, OFFSET) {
+            t
+        } else if let Ok(t) = PrimitiveDateTime::parse(s, LOCAL) {
+            t.assume_utc()
+        } else {
+            Date::parse(s, DATE).ok()?.midnight().assume_utc()
         };
-        if b.len() < 10 || b[4] != b'-' || b[7] != b'-' {
-            return None;
-        }
-        let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-        if !(1..=12).contains(&mo) || d < 1 || d > days_in_month(y, mo) {
-            return None;
-        }
-        let mut ms = days_from_civil(y, mo, d) * MS_PER_DAY;
-        if b.len() == 10 {
-            return Some(Self(ms));
-        }
-        if !(b[10] == b'T' || b[10] == b' ') || b.len() < 19 || b[13] != b':' || b[16] != b':' {
-            return None;
-        }
-        let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-        if h > 23 || mi > 59 || sec > 59 {
-            return None;
-        }
-        ms += ((h * 60 + mi) * 60 + sec) * 1000;
-        let mut i = 19;
-        if b.get(i) == Some(&b'.') {
-            let start = i + 1;
-            i = start;
-            while i < b.len() && b[i].is_ascii_digit() {
-                i += 1;
-            }
-            let frac = s.get(start..i)?;
-            if frac.is_empty() {
-                return None;
-            }
-            let padded: String = frac.chars().chain("000".chars()).take(3).collect();
-            ms += padded.parse::<i64>().ok()?;
-        }
-        match &s[i..] {
-            "Z" | "" => {}
-            tz if tz.len() == 6 && (tz.starts_with('+') || tz.starts_with('-')) && &tz[3..4] == ":" => {
-                let sign = if tz.starts_with('-') { -1 } else { 1 };
-                let offset = num(i + 1..i + 3)? * 60 + num(i + 4..i + 6)?;
-                ms -= sign * offset * 60_000;
-            }
-            _ => return None,
-        }
-        Some(Self(ms))
+        // Floor, not truncation toward zero, so a fraction before 1970 keeps its millisecond.
+        let ms = i64::try_from(instant.unix_timestamp_nanos().div_euclid(NS_PER_MS)).ok()?;
+        (MIN_MILLIS..=MAX_MILLIS).contains(&ms).then_some(Self(ms))
     }
 }
 
 impl fmt::Display for Timestamp {
-    /// Always `YYYY-MM-DDTHH:MM:SS.sssZ`, UTC, three fraction digits.
+    /// Always `YYYY-MM-DDTHH:MM:SS.sssZ`, UTC, three fraction digits. Instants outside years
+    /// 0000–9999 (only reachable through arithmetic, never through parsing) print as the nearest end.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let days = self.0.div_euclid(MS_PER_DAY);
-        let rem = self.0.rem_euclid(MS_PER_DAY);
-        let (y, m, d) = civil_from_days(days);
-        let (h, mi, s, ms) = (rem / 3_600_000, rem / 60_000 % 60, rem / 1000 % 60, rem % 1000);
-        write!(f, "{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{ms:03}Z")
+        let ms = self.0.clamp(MIN_MILLIS, MAX_MILLIS);
+        let instant = OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * NS_PER_MS).map_err(|_| fmt::Error)?;
+        let text = instant.format(WIRE).map_err(|_| fmt::Error)?;
+        f.write_str(&text)
     }
 }
 
@@ -113,41 +104,6 @@ impl<'de> Deserialize<'de> for Timestamp {
         let s = String::deserialize(d)?;
         Timestamp::parse_iso(&s).ok_or_else(|| serde::de::Error::custom(format!("invalid date-time `{s}`")))
     }
-}
-
-fn is_leap(y: i64) -> bool {
-    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
-}
-
-fn days_in_month(y: i64, m: i64) -> i64 {
-    match m {
-        2 if is_leap(y) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-// Howard Hinnant's algorithms: exact for the proleptic Gregorian calendar, no tables, no dependency.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, m, d)
 }
 
 #[cfg(test)]
@@ -182,10 +138,88 @@ mod tests {
     }
 
     #[test]
+    fn rejects_what_the_old_parser_panicked_on_and_other_near_misses() {
+        for s in [
+            "2023-11-14T22:13:20+0é00",
+            "2023-11-14T22:13:20.5+0é:00",
+            "2023-11-14Té2:13:20Z",
+            "2023-11-14T22:13:20.é",
+            "+2023-11-14",
+            "-0001-01-01",
+            "2023-11-14T22:13:60Z",
+            "2023-11-14T22:13:20.Z",
+            "2023-11-14T22:13:20+2:00",
+            "9999-12-31T23:59:59-01:00",
+            "",
+        ] {
+            assert_eq!(Timestamp::parse_iso(s), None, "{s:?}");
+        }
+        assert_eq!(
+            Timestamp::parse_iso("2023-11-14 22:13:20.1239")
+                .map(|t| t.to_string())
+                .as_deref(),
+            Some("2023-11-14T22:13:20.123Z")
+        );
+        assert_eq!(
+            Timestamp::parse_iso("1969-12-31T23:59:59.9999Z"),
+            Some(Timestamp::from_millis(-1))
+        );
+    }
+
+    #[test]
+    fn out_of_range_instants_print_as_the_nearest_end() {
+        assert_eq!(Timestamp::from_millis(i64::MAX).to_string(), "9999-12-31T23:59:59.999Z");
+        assert_eq!(Timestamp::from_millis(i64::MIN).to_string(), "0000-01-01T00:00:00.000Z");
+        assert_eq!(
+            Timestamp::from_millis(MIN_MILLIS).to_string(),
+            "0000-01-01T00:00:00.000Z"
+        );
+    }
+
+    #[test]
     fn round_trips() {
-        for ms in [-86_400_001, 0, 1, 253_402_300_799_999] {
+        for ms in [MIN_MILLIS, -86_400_001, 0, 1, MAX_MILLIS] {
             let t = Timestamp::from_millis(ms);
             assert_eq!(Timestamp::parse_iso(&t.to_string()), Some(t));
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parse_iso_never_panics_on_any_string(s in "\\PC*") {
+            let _ = Timestamp::parse_iso(&s);
+        }
+
+        /// Strings shaped like dates, with multi-byte characters where the digits and separators go:
+        /// the inputs a byte-slicing parser trips over.
+        #[test]
+        fn parse_iso_never_panics_on_near_dates(
+            s in "[0-9é+]{4}-[0-9é]{2}-[0-9]{2}([T é][0-9é]{2}:[0-9]{2}:[0-9é]{2}([.][0-9é]{0,4})?([Zz+é-][0-9é:]{0,6})?)?"
+        ) {
+            if let Some(t) = Timestamp::parse_iso(&s) {
+                proptest::prop_assert!((MIN_MILLIS..=MAX_MILLIS).contains(&t.millis()));
+            }
+        }
+
+        #[test]
+        fn formatted_values_round_trip(ms in MIN_MILLIS..=MAX_MILLIS) {
+            let t = Timestamp::from_millis(ms);
+            let text = t.to_string();
+            proptest::prop_assert_eq!(text.len(), 24, "{}", text);
+            proptest::prop_assert_eq!(Timestamp::parse_iso(&text), Some(t));
+            let back: Timestamp = serde_json::from_value(serde_json::to_value(t).unwrap()).unwrap();
+            proptest::prop_assert_eq!(back, t);
+        }
+
+        /// The same instant written with an offset parses to the same millisecond.
+        #[test]
+        fn offsets_round_trip(ms in 0..=MAX_MILLIS - MS_PER_DAY, minutes in -(23 * 60 + 59)..=(23 * 60 + 59i64)) {
+            let t = Timestamp::from_millis(ms);
+            let local = Timestamp::from_millis(ms + minutes * 60_000).to_string();
+            let sign = if minutes < 0 { '-' } else { '+' };
+            let (h, m) = (minutes.abs() / 60, minutes.abs() % 60);
+            let text = format!("{}{sign}{h:02}:{m:02}", local.trim_end_matches('Z'));
+            proptest::prop_assert_eq!(Timestamp::parse_iso(&text), Some(t), "{}", text);
         }
     }
 }

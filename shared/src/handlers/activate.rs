@@ -37,7 +37,7 @@ pub async fn handle(req: &ApiRequest, state: &AppState) -> Result<ApiResponse, A
 pub(super) fn ident(req: &LicenseRequest) -> &str {
     match &req.credentials {
         Credentials::Key(k) => k.as_str(),
-        Credentials::User { username, .. } => username.as_str(),
+        Credentials::User { as_sent, .. } => as_sent.as_str(),
         Credentials::Sso => "",
     }
 }
