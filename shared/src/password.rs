@@ -1,10 +1,20 @@
-//! License-user passwords: argon2id hashes (PHC strings) only. Verification runs on the blocking pool,
-//! and an unknown user is checked against a dummy hash so both answers take the same time (SPEC §2.1).
+//! License-user passwords: argon2id hashes (PHC strings) only. An unknown user is checked against a
+//! dummy hash so both answers take the same time (SPEC §2.1).
+//!
+//! Each verification allocates 19 MiB and keeps a core busy, so it runs on a small pool of its own
+//! threads, never on the blocking pool the store shares: a flood of wrong passwords then costs at most
+//! `threads × 19 MiB` and cannot starve store work. A verification that cannot start within the wait
+//! deadline answers `429 too_many_requests` ([`ApiError::TooManyRequests`]) instead of queueing without
+//! bound.
 
+use crate::error::ApiError;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
-use std::sync::OnceLock;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 /// OWASP's argon2id baseline: 19 MiB, 2 passes, 1 lane.
 fn hasher() -> Argon2<'static> {
@@ -39,10 +49,141 @@ pub fn verify_blocking(password: &str, stored: Option<&str>) -> bool {
     ok && real
 }
 
+/// How much password hashing may run at once, and how long a request waits for its turn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HashLimits {
+    /// Verifications running at once, each on its own dedicated thread (and 19 MiB).
+    pub threads: usize,
+    /// How long a verification may wait for a free thread before the request answers 429.
+    pub wait: Duration,
+}
+
+impl Default for HashLimits {
+    /// One thread per CPU: more cannot finish sooner, only hold more memory.
+    fn default() -> Self {
+        Self {
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            wait: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Sets the process's hashing limits; only before the first verification (later calls change nothing
+/// and return `false`). Without it, the first verification starts the pool with [`HashLimits::default`].
+pub fn configure(limits: HashLimits) -> bool {
+    let mut applied = false;
+    POOL.get_or_init(|| {
+        applied = true;
+        Pool::start(limits)
+    });
+    applied
+}
+
+fn pool() -> &'static Pool {
+    POOL.get_or_init(|| Pool::start(HashLimits::default()))
+}
+
+/// For requests: whether `password` matches `stored` (see [`verify_blocking`]), computed on the hashing
+/// pool. `Err(TooManyRequests)` when no hashing thread became free within the wait deadline.
+pub async fn verify_limited(password: String, stored: Option<String>) -> Result<bool, ApiError> {
+    pool().verify(password, stored, Some(pool().wait)).await
+}
+
+/// For operator work (catalog import): like [`verify_limited`] but waits as long as it takes; any
+/// failure counts as "no match".
 pub async fn verify(password: String, stored: Option<String>) -> bool {
-    tokio::task::spawn_blocking(move || verify_blocking(&password, stored.as_deref()))
-        .await
-        .unwrap_or(false)
+    pool().verify(password, stored, None).await.unwrap_or(false)
+}
+
+static POOL: OnceLock<Pool> = OnceLock::new();
+
+struct Job {
+    password: String,
+    stored: Option<String>,
+    reply: oneshot::Sender<bool>,
+    /// Held until the hash is done, so a request that gave up cannot let more hashes run than threads.
+    _permit: OwnedSemaphorePermit,
+}
+
+/// Dedicated hashing threads fed by a channel. The semaphore has one permit per running thread, so a
+/// job never waits in the channel: it waits (bounded) for a permit, then a thread is free for it.
+struct Pool {
+    permits: Arc<Semaphore>,
+    /// Threads actually started; with none, verifications fail as Internal rather than as 429.
+    threads: usize,
+    jobs: Mutex<mpsc::Sender<Job>>,
+    wait: Duration,
+}
+
+impl Pool {
+    fn start(limits: HashLimits) -> Self {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        let mut started = 0;
+        for i in 0..limits.threads.max(1) {
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("password-hash-{i}"))
+                .spawn(move || worker(&rx));
+            match spawned {
+                Ok(_) => started += 1,
+                Err(e) => tracing::error!(error = %e, "cannot start a password hashing thread"),
+            }
+        }
+        Self {
+            permits: Arc::new(Semaphore::new(started)),
+            threads: started,
+            jobs: Mutex::new(tx),
+            wait: limits.wait,
+        }
+    }
+
+    async fn verify(&self, password: String, stored: Option<String>, wait: Option<Duration>) -> Result<bool, ApiError> {
+        if self.threads == 0 {
+            return Err(ApiError::internal("no password hashing thread could be started"));
+        }
+        let acquire = self.permits.clone().acquire_owned();
+        let acquired = match wait {
+            Some(wait) => tokio::time::timeout(wait, acquire)
+                .await
+                .map_err(|_elapsed| ApiError::TooManyRequests)?,
+            None => acquire.await,
+        };
+        let permit = acquired.map_err(|_closed| ApiError::internal("the password hashing pool is closed"))?;
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            password,
+            stored,
+            reply,
+            _permit: permit,
+        };
+        let sent = self
+            .jobs
+            .lock()
+            .map_err(|_| ApiError::internal("the password hashing queue is poisoned"))?
+            .send(job);
+        sent.map_err(|_| ApiError::internal("no password hashing thread is running"))?;
+        answer
+            .await
+            .map_err(|_| ApiError::internal("a password hashing thread stopped"))
+    }
+}
+
+fn worker(jobs: &Mutex<mpsc::Receiver<Job>>) {
+    loop {
+        // The lock is held only while waiting for the next job, never while hashing.
+        let next = match jobs.lock() {
+            Ok(rx) => rx.recv(),
+            Err(_) => return,
+        };
+        let Ok(job) = next else { return };
+        // The request may have ended (client gone) while the job waited: skip the 19 MiB.
+        if job.reply.is_closed() {
+            continue;
+        }
+        let ok = verify_blocking(&job.password, job.stored.as_deref());
+        let _ = job.reply.send(ok);
+    }
 }
 
 #[cfg(test)]
@@ -57,5 +198,32 @@ mod tests {
         assert!(!verify_blocking("S3cret", Some(&h)));
         assert!(!verify_blocking("s3cret", None));
         assert!(!verify_blocking("s3cret", Some("not a phc string")));
+    }
+
+    #[tokio::test]
+    async fn pool_verifies_off_the_runtime() {
+        let pool = Pool::start(HashLimits {
+            threads: 1,
+            wait: Duration::from_secs(30),
+        });
+        let h = hash("s3cret");
+        assert!(pool.verify("s3cret".into(), Some(h.clone()), None).await.unwrap());
+        assert!(!pool.verify("nope".into(), Some(h), None).await.unwrap());
+        assert!(!pool.verify("s3cret".into(), None, None).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_full_pool_answers_too_many_requests_after_the_wait() {
+        let pool = Arc::new(Pool::start(HashLimits {
+            threads: 1,
+            wait: Duration::from_millis(1),
+        }));
+        // Hold the only permit, as a running hash would.
+        let held = pool.permits.clone().acquire_owned().await.unwrap();
+        let wait = Some(pool.wait);
+        let err = pool.verify("x".into(), None, wait).await.unwrap_err();
+        assert_eq!((err.status(), err.code()), (429, "too_many_requests"));
+        drop(held);
+        assert!(!pool.verify("x".into(), None, wait).await.unwrap());
     }
 }
