@@ -15,6 +15,11 @@ use std::time::Duration;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
+// The server answers a panicking request with a 500 and serves on; under abort one panic would drop
+// every in-flight request instead (docs/limits.md).
+#[cfg(panic = "abort")]
+compile_error!("license-server must be built with panic = \"unwind\" (see [profile.release] in Cargo.toml)");
+
 #[derive(Parser)]
 #[command(name = "license-server", version, about = "Self-hosted License API v4 server")]
 struct Cli {
