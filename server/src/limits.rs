@@ -72,7 +72,7 @@ impl LimitArgs {
             } else {
                 self.hash_threads
             },
-            wait: Duration::from_millis(self.hash_wait_ms),
+            wait: Some(Duration::from_millis(self.hash_wait_ms)),
         }
     }
 }

@@ -262,7 +262,7 @@ async fn serve_limited(
         rate_per_key = ?limits.per_key.map(|r| (r.per_second, r.burst)),
         trust_forwarded_for = limits.trust_forwarded_for,
         hash_threads = hashing.threads,
-        hash_wait_ms = hashing.wait.as_millis() as u64,
+        hash_wait_ms = hashing.wait.map(|w| w.as_millis() as u64),
         "limits"
     );
     http_server::serve_with(listener, state, &limits, http_server::shutdown_signal()).await

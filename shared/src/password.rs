@@ -3,9 +3,9 @@
 //!
 //! Each verification allocates 19 MiB and keeps a core busy, so it runs on a small pool of its own
 //! threads, never on the blocking pool the store shares: a flood of wrong passwords then costs at most
-//! `threads × 19 MiB` and cannot starve store work. A verification that cannot start within the wait
-//! deadline answers `429 too_many_requests` ([`ApiError::TooManyRequests`]) instead of queueing without
-//! bound.
+//! `threads × 19 MiB` and cannot starve store work. With a wait deadline configured (the standalone
+//! server sets one), a verification that cannot start in time answers `429 too_many_requests`
+//! ([`ApiError::TooManyRequests`]) instead of queueing without bound.
 
 use crate::error::ApiError;
 use argon2::password_hash::rand_core::OsRng;
@@ -103,16 +103,19 @@ fn matches(password: &[u8], parsed: &PasswordHash<'_>, blocks: &mut Vec<Block>) 
 pub struct HashLimits {
     /// Verifications running at once, each on its own dedicated thread (and 19 MiB).
     pub threads: usize,
-    /// How long a verification may wait for a free thread before the request answers 429.
-    pub wait: Duration,
+    /// How long a request's verification may wait for a free thread before it answers 429; `None`:
+    /// as long as it takes.
+    pub wait: Option<Duration>,
 }
 
 impl Default for HashLimits {
-    /// One thread per CPU: more cannot finish sooner, only hold more memory.
+    /// One thread per CPU: more cannot finish sooner, only hold more memory. No deadline: a Lambda
+    /// instance serves one request at a time, so only a server sharing the pool between concurrent
+    /// requests needs one, and sets it.
     fn default() -> Self {
         Self {
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
-            wait: Duration::from_secs(1),
+            wait: None,
         }
     }
 }
@@ -135,7 +138,7 @@ fn pool() -> &'static Pool {
 /// For requests: whether `password` matches `stored` (see [`verify_blocking`]), computed on the hashing
 /// pool. `Err(TooManyRequests)` when no hashing thread became free within the wait deadline.
 pub async fn verify_limited(password: String, stored: Option<String>) -> Result<bool, ApiError> {
-    pool().verify(password, stored, Some(pool().wait)).await
+    pool().verify(password, stored, pool().wait).await
 }
 
 /// For operator work (catalog import): like [`verify_limited`] but waits as long as it takes; any
@@ -161,7 +164,7 @@ struct Pool {
     /// Threads actually started; with none, verifications fail as Internal rather than as 429.
     threads: usize,
     jobs: Mutex<mpsc::Sender<Job>>,
-    wait: Duration,
+    wait: Option<Duration>,
 }
 
 impl Pool {
@@ -279,10 +282,7 @@ mod tests {
 
     #[tokio::test]
     async fn pool_verifies_off_the_runtime() {
-        let pool = Pool::start(HashLimits {
-            threads: 1,
-            wait: Duration::from_secs(30),
-        });
+        let pool = Pool::start(HashLimits { threads: 1, wait: None });
         let h = hash("s3cret");
         assert!(pool.verify("s3cret".into(), Some(h.clone()), None).await.unwrap());
         assert!(!pool.verify("nope".into(), Some(h), None).await.unwrap());
@@ -293,11 +293,11 @@ mod tests {
     async fn a_full_pool_answers_too_many_requests_after_the_wait() {
         let pool = Arc::new(Pool::start(HashLimits {
             threads: 1,
-            wait: Duration::from_millis(1),
+            wait: Some(Duration::from_millis(1)),
         }));
         // Hold the only permit, as a running hash would.
         let held = pool.permits.clone().acquire_owned().await.unwrap();
-        let wait = Some(pool.wait);
+        let wait = pool.wait;
         let err = pool.verify("x".into(), None, wait).await.unwrap_err();
         assert_eq!((err.status(), err.code()), (429, "too_many_requests"));
         drop(held);
