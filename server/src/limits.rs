@@ -45,10 +45,10 @@ pub struct LimitArgs {
     #[arg(long, env = "LICENSE_SERVER_TRUST_FORWARDED_FOR")]
     pub trust_forwarded_for: bool,
     /// Password verifications running at once, each on its own thread with 19 MiB (0: one per CPU).
-    #[arg(long, env = "LICENSE_SERVER_HASH_THREADS", default_value_t = 0)]
-    pub hash_threads: usize,
+    #[arg(long, env = "LICENSE_SERVER_HASH_THREADS", default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=256))]
+    pub hash_threads: u16,
     /// Milliseconds a user-based activation waits for a hashing thread before answering 429.
-    #[arg(long, env = "LICENSE_SERVER_HASH_WAIT_MS", default_value_t = 1000)]
+    #[arg(long, env = "LICENSE_SERVER_HASH_WAIT_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=60_000))]
     pub hash_wait_ms: u64,
 }
 
@@ -70,7 +70,7 @@ impl LimitArgs {
             threads: if self.hash_threads == 0 {
                 default.threads
             } else {
-                self.hash_threads
+                usize::from(self.hash_threads)
             },
             wait: Some(Duration::from_millis(self.hash_wait_ms)),
         }
