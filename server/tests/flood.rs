@@ -31,6 +31,7 @@ type HttpClient = Client<HttpConnector, Full<Bytes>>;
 struct Server {
     child: Child,
     addr: String,
+    data: PathBuf,
 }
 
 impl Server {
@@ -67,7 +68,7 @@ impl Server {
             .expect("server reports its address");
         let public = std::fs::read_to_string(data.join("signing-key.pub.pem")).unwrap();
         let client = LicenseClient::new("demo-api-key", "demo-shared-key-change-me", public);
-        (Self { child, addr }, client)
+        (Self { child, addr, data }, client)
     }
 
     /// The process's peak resident set so far, in KiB.
@@ -103,6 +104,7 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.data);
     }
 }
 
