@@ -7,4 +7,5 @@ pub mod events;
 pub mod http_server;
 pub mod inspect;
 pub mod keys;
+pub mod limits;
 pub mod stores;

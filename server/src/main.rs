@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 use license_api::catalog::{import, Catalog};
 use license_api::state::AppState;
 use license_server::inspect::{self, LicenseSelector};
+use license_server::limits::LimitArgs;
 use license_server::stores::StoreArgs;
 use license_server::{demo, http_server, keys};
 use std::net::SocketAddr;
@@ -13,6 +14,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
+
+// The server answers a panicking request with a 500 and serves on; under abort one panic would drop
+// every in-flight request instead (docs/limits.md).
+#[cfg(panic = "abort")]
+compile_error!("license-server must be built with panic = \"unwind\" (see [profile.release] in Cargo.toml)");
 
 #[derive(Parser)]
 #[command(name = "license-server", version, about = "Self-hosted License API v4 server")]
@@ -86,6 +92,8 @@ struct ServeArgs {
     /// How long API key records are cached (0–60 s); revocations take effect within this time.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(0..=60))]
     api_key_cache_seconds: u64,
+    #[command(flatten)]
+    limits: LimitArgs,
 }
 
 fn key_bits(s: &str) -> Result<usize, String> {
@@ -120,8 +128,15 @@ fn main() -> ExitCode {
 
 async fn run(command: Command) -> Result<(), Error> {
     match command {
-        Command::Serve(args) if args.demo => serve_demo(args).await,
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => {
+            // Before anything (the demo's catalog import included) can start the pool with defaults.
+            license_api::password::configure(args.limits.hashing());
+            if args.demo {
+                serve_demo(args).await
+            } else {
+                serve(args).await
+            }
+        }
         Command::Import { file, store } => {
             let text = std::fs::read_to_string(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
             let catalog = Catalog::parse(&text, &file.display().to_string())?;
@@ -208,7 +223,7 @@ async fn serve(args: ServeArgs) -> Result<(), Error> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     tracing::info!(address = %listener.local_addr()?, store = %args.store.describe(), "License API listening");
-    http_server::serve(listener, state, http_server::shutdown_signal()).await?;
+    serve_limited(listener, state, &args.limits).await?;
     Ok(())
 }
 
@@ -226,7 +241,29 @@ async fn serve_demo(args: ServeArgs) -> Result<(), Error> {
         signer,
         Duration::from_secs(args.api_key_cache_seconds),
     ));
-    let served = http_server::serve(listener, state, http_server::shutdown_signal()).await;
+    let served = serve_limited(listener, state, &args.limits).await;
     demo::cleanup(&dir);
     Ok(served?)
+}
+
+/// Applies the limits of docs/limits.md and serves until Ctrl-C or SIGTERM.
+async fn serve_limited(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    args: &LimitArgs,
+) -> std::io::Result<()> {
+    let limits = args.limits();
+    let hashing = args.hashing();
+    tracing::info!(
+        max_connections = limits.max_connections,
+        header_timeout_s = limits.header_timeout.as_secs(),
+        body_timeout_s = limits.body_timeout.as_secs(),
+        rate_per_ip = ?limits.per_ip.map(|r| (r.per_second, r.burst)),
+        rate_per_key = ?limits.per_key.map(|r| (r.per_second, r.burst)),
+        trust_forwarded_for = limits.trust_forwarded_for,
+        hash_threads = hashing.threads,
+        hash_wait_ms = hashing.wait.map(|w| w.as_millis() as u64),
+        "limits"
+    );
+    http_server::serve_with(listener, state, &limits, http_server::shutdown_signal()).await
 }

@@ -80,7 +80,7 @@ pub async fn user_license(
             return Err(ApiError::MissingParameters("password".into()));
         };
         let stored = user.as_ref().and_then(|u| u.password_hash.clone());
-        if !password::verify(password.clone(), stored).await {
+        if !password::verify_limited(password.clone(), stored).await? {
             return Err(ApiError::LicenseNotFound("license user"));
         }
     }

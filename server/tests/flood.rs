@@ -1,0 +1,317 @@
+//! The `license-server` binary under abuse (docs/limits.md): a flood of wrong-password activations
+//! must neither exhaust memory nor stall key-based checks, and the rate limiter answers 429 in the SPEC
+//! shape once a client's burst is spent. The server runs as a child process so its peak memory (VmHWM)
+//! can be read from /proc.
+
+use bytes::Bytes;
+use futures::future::join_all;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use license_api::client::LicenseClient;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_license-server");
+const CATALOG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/catalog.json");
+/// No single request may take longer than this, flood or not: a hang fails the test.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(60);
+const FLOOD: usize = 500;
+const PEAK_BOUND_KIB: u64 = 512 * 1024;
+
+type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+/// A running `serve`, killed when dropped so a failed assertion leaves no process behind.
+struct Server {
+    child: Child,
+    addr: String,
+    data: PathBuf,
+}
+
+impl Server {
+    /// Keygen and import into a fresh data directory, then `serve` with `args`.
+    fn start(name: &str, args: &[&str]) -> (Self, LicenseClient) {
+        let data = scratch(name);
+        let d = data.to_str().unwrap();
+        for step in [
+            vec!["keygen", "--data", d, "--bits", "2048"],
+            vec!["import", CATALOG, "--data", d],
+        ] {
+            let out = Command::new(BIN).args(&step).output().expect("run license-server");
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        }
+        let mut child = Command::new(BIN)
+            .args(["serve", "--data", d, "--listen", "127.0.0.1:0"])
+            .args(args)
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn serve");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        // Keeps draining the log (one line per request) so the server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("address=").nth(1) {
+                    let _ = tx.send(rest.split_whitespace().next().unwrap_or_default().to_owned());
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("server reports its address");
+        let public = std::fs::read_to_string(data.join("signing-key.pub.pem")).unwrap();
+        let client = LicenseClient::new("demo-api-key", "demo-shared-key-change-me", public);
+        (Self { child, addr, data }, client)
+    }
+
+    /// The process's peak resident set so far, in KiB.
+    fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("read /proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc status")
+    }
+
+    async fn send(&self, client: &HttpClient, req: http::Request<Bytes>) -> http::Response<Bytes> {
+        let (mut parts, body) = req.into_parts();
+        parts.uri = format!("http://{}{}", self.addr, parts.uri.path_and_query().unwrap())
+            .parse()
+            .unwrap();
+        let exchange = async {
+            let resp = client
+                .request(http::Request::from_parts(parts, Full::new(body)))
+                .await
+                .expect("request");
+            let (parts, body) = resp.into_parts();
+            http::Response::from_parts(parts, body.collect().await.expect("response body").to_bytes())
+        };
+        tokio::time::timeout(REQUEST_DEADLINE, exchange)
+            .await
+            .expect("the server answers within the deadline")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.data);
+    }
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("license-server-flood-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn http_client() -> HttpClient {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// The SPEC §1.1 error body: exactly status, code and message, status repeating the HTTP status.
+fn error_body(resp: &http::Response<Bytes>) -> (u16, String) {
+    let body: Value = serde_json::from_slice(resp.body()).expect("error body is JSON");
+    let obj = body.as_object().expect("error body is an object");
+    assert_eq!(obj.len(), 3, "{body}");
+    assert_eq!(body["status"], resp.status().as_u16(), "{body}");
+    assert!(body["message"].is_string(), "{body}");
+    (resp.status().as_u16(), body["code"].as_str().unwrap().to_owned())
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn summary(mut latencies: Vec<Duration>) -> String {
+    latencies.sort();
+    format!(
+        "n={} p50={:.1} ms p99={:.1} ms max={:.1} ms",
+        latencies.len(),
+        percentile(&latencies, 0.5).as_secs_f64() * 1e3,
+        percentile(&latencies, 0.99).as_secs_f64() * 1e3,
+        latencies.last().unwrap().as_secs_f64() * 1e3
+    )
+}
+
+const KEY: &str = "DEMO-0000-0000-0001";
+
+fn key_body() -> Value {
+    json!({"product": "demo", "hardware_id": "checker", "license_key": KEY})
+}
+
+/// One signed, verified check; returns its latency.
+async fn check(server: &Server, http: &HttpClient, client: &LicenseClient) -> Duration {
+    let started = Instant::now();
+    let resp = server.send(http, client.check(&key_body())).await;
+    let elapsed = started.elapsed();
+    assert_eq!(resp.status(), 200, "{:?}", resp.body());
+    client
+        .verify_license(&resp, "checker", KEY)
+        .expect("a signed license object");
+    elapsed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(not(target_os = "linux"), ignore = "reads the server's peak memory from /proc")]
+async fn wrong_password_flood_neither_exhausts_memory_nor_stalls_checks() {
+    // Rate limits off: this is the distributed attacker the per-IP limit cannot see; what must hold
+    // is the hashing pool and the connection cap.
+    let (server, client) = Server::start("flood", &["--rate-per-ip", "0", "--rate-per-key", "0"]);
+    let server = Arc::new(server);
+    let http = http_client();
+    let resp = server.send(&http, client.activate(&key_body())).await;
+    client.verify_license(&resp, "checker", KEY).expect("activation");
+
+    let mut idle = Vec::new();
+    for _ in 0..100 {
+        idle.push(check(&server, &http, &client).await);
+    }
+    let idle_peak = server.peak_rss_kib();
+
+    let flooding = Arc::new(AtomicBool::new(true));
+    let checker = tokio::spawn({
+        let (server, client, flooding) = (server.clone(), client.clone(), flooding.clone());
+        async move {
+            let http = http_client();
+            let mut latencies = Vec::new();
+            while flooding.load(Ordering::Relaxed) || latencies.len() < 20 {
+                latencies.push(check(&server, &http, &client).await);
+            }
+            latencies
+        }
+    });
+    let flood_started = Instant::now();
+    let flood = join_all((0..FLOOD).map(|i| {
+        let (server, client) = (server.clone(), client.clone());
+        tokio::spawn(async move {
+            // One connection per request, as 500 separate clients would.
+            let http = http_client();
+            let body = json!({
+                "product": "demo-team", "hardware_id": format!("flood-{i}"),
+                "username": "ann@example.com", "password": format!("wrong-{i}"),
+            });
+            let resp = server.send(&http, client.activate(&body)).await;
+            error_body(&resp)
+        })
+    }))
+    .await;
+    let flood_time = flood_started.elapsed();
+    flooding.store(false, Ordering::Relaxed);
+    let during = checker.await.expect("checker task");
+
+    let (mut not_found, mut too_many) = (0, 0);
+    for answer in flood {
+        match answer.expect("flood task") {
+            (400, code) if code == "license_not_found" => not_found += 1,
+            (429, code) if code == "too_many_requests" => too_many += 1,
+            other => panic!("a flood request answered {other:?}"),
+        }
+    }
+    let peak = server.peak_rss_kib();
+    println!(
+        "flood of {FLOOD} wrong-password activations in {:.2} s: {not_found} × 400 license_not_found, \
+         {too_many} × 429 too_many_requests",
+        flood_time.as_secs_f64()
+    );
+    println!(
+        "server peak RSS (VmHWM): {:.1} MiB after idle checks, {:.1} MiB after the flood",
+        idle_peak as f64 / 1024.0,
+        peak as f64 / 1024.0
+    );
+    println!("check latency idle:        {}", summary(idle));
+    println!("check latency under flood: {}", summary(during));
+    assert_eq!(not_found + too_many, FLOOD);
+    assert!(not_found > 0, "some wrong passwords were actually checked");
+    assert!(
+        peak < PEAK_BOUND_KIB,
+        "peak RSS {peak} KiB exceeds {PEAK_BOUND_KIB} KiB"
+    );
+
+    // And the server is still itself afterwards.
+    check(&server, &http, &client).await;
+}
+
+#[tokio::test]
+async fn rate_limits_answer_429_after_the_burst() {
+    let (server, client) = Server::start(
+        "rate",
+        &[
+            "--trust-forwarded-for",
+            "--rate-per-ip",
+            "1",
+            "--burst-per-ip",
+            "3",
+            "--rate-per-key",
+            "1",
+            "--burst-per-key",
+            "5",
+        ],
+    );
+    let http = http_client();
+    let from = |ip: &str| {
+        let mut req = client.check(&key_body());
+        req.headers_mut().insert("x-forwarded-for", ip.parse().unwrap());
+        req
+    };
+    // The first request activates, so later checks are plain 200s.
+    let resp = server
+        .send(&http, {
+            let mut req = client.activate(&key_body());
+            req.headers_mut()
+                .insert("x-forwarded-for", "203.0.113.1".parse().unwrap());
+            req
+        })
+        .await;
+    assert_eq!(resp.status(), 200);
+    for _ in 0..2 {
+        assert_eq!(server.send(&http, from("203.0.113.1")).await.status(), 200);
+    }
+    // That IP's burst of 3 is spent (within 1 s, at most one more token has arrived).
+    let mut limited = None;
+    for _ in 0..2 {
+        let resp = server.send(&http, from("203.0.113.1")).await;
+        if resp.status() == 429 {
+            limited = Some(resp);
+            break;
+        }
+    }
+    let resp = limited.expect("the IP is limited after its burst");
+    assert_eq!(error_body(&resp), (429, "too_many_requests".to_owned()));
+    let retry: u64 = resp.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=2).contains(&retry), "Retry-After: {retry}");
+
+    // Other IPs still pass, until the API key's own burst of 5 (shared by every IP) is spent.
+    let mut statuses = Vec::new();
+    for i in 0..10 {
+        let resp = server.send(&http, from(&format!("198.51.100.{i}"))).await;
+        statuses.push(resp.status().as_u16());
+        if resp.status() == 429 {
+            assert_eq!(error_body(&resp), (429, "too_many_requests".to_owned()));
+            break;
+        }
+    }
+    assert_eq!(statuses[0], 200, "{statuses:?}");
+    assert_eq!(
+        statuses.last(),
+        Some(&429),
+        "the key is limited across IPs: {statuses:?}"
+    );
+
+    // A request with another API key is not held back by this key's bucket.
+    let other = LicenseClient::new("demo-read-only-key", "demo-read-only-secret", "");
+    let mut req = other.check(&key_body());
+    req.headers_mut()
+        .insert("x-forwarded-for", "192.0.2.99".parse().unwrap());
+    let resp = server.send(&http, req).await;
+    assert_ne!(resp.status(), 429, "{:?}", resp.body());
+}
