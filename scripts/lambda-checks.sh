@@ -2,7 +2,8 @@
 # Deployment checks, run by scripts/test.sh (which has DynamoDB Local up and DYNAMODB_ENDPOINT set):
 #   cfn-lint and `sam validate --lint` on template.yaml; `cargo lambda build --release --arm64` of every
 #   function (with the binary sizes); `sam build`; and requests through `cargo lambda watch`, the local
-#   Lambda mode without Docker. Tools come from PyPI into a virtualenv under target/tools/venv.
+#   Lambda mode without Docker, including the $default route's 404 and 405. Tools come from PyPI into a
+#   virtualenv under target/tools/venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${DYNAMODB_ENDPOINT:?run from scripts/test.sh, which starts DynamoDB Local}"
@@ -23,7 +24,7 @@ cfn-lint template.yaml
 echo "==> sam validate --lint"
 sam validate --lint --region us-east-1
 
-FUNCTIONS=(activate_license deactivate_license check_license)
+FUNCTIONS=(activate_license deactivate_license check_license default_route)
 echo "==> cargo lambda build --release --arm64"
 cargo lambda build --release --arm64 $(printf -- '-p %s ' "${FUNCTIONS[@]}")
 for f in "${FUNCTIONS[@]}"; do
@@ -32,7 +33,7 @@ done
 
 echo "==> sam build"
 sam build --build-dir target/sam-build >/dev/null
-for f in ActivateLicenseFunction DeactivateLicenseFunction CheckLicenseFunction; do
+for f in ActivateLicenseFunction DeactivateLicenseFunction CheckLicenseFunction DefaultRouteFunction; do
     test -x "target/sam-build/$f/bootstrap" || { echo "sam build produced no bootstrap for $f" >&2; exit 1; }
 done
 
@@ -64,7 +65,9 @@ signed() {  # METHOD PATH [BODY] — a request signed like a client does it (SPE
     local date sig
     date="$(LC_ALL=C date -u '+%a, %d %b %Y %H:%M:%S GMT')"
     sig="$(printf 'licenseSpring\ndate: %s' "$date" | openssl dgst -sha256 -hmac 'demo-shared-key-change-me' -binary | openssl base64 -A)"
-    curl -sS --max-time 900 -o "$WORK/body" -w '%{http_code}' -X "$1" "http://127.0.0.1:$PORT$2" \
+    local method=(-X "$1")
+    [ "$1" = HEAD ] && method=(--head)  # curl -X HEAD would wait for a body that never comes
+    curl -sS --max-time 900 -o "$WORK/body" -w '%{http_code}' "${method[@]}" "http://127.0.0.1:$PORT$2" \
         -H "Date: $date" -H "Authorization: algorithm=\"hmac-sha256\",headers=\"date\",signature=\"$sig\",apikey=\"demo-api-key\"" \
         -H 'Content-Type: application/json' ${3:+-d "$3"}
 }
@@ -75,13 +78,22 @@ expect() {  # NAME STATUS GOT — fail loudly with the body
         exit 1
     fi
     echo "    $1: $3"
+    PASSED=$((PASSED + 1))
 }
+PASSED=0
 DEVICE='{"product":"demo","hardware_id":"watch-device","license_key":"DEMO-0000-0000-0001"}'
 expect "POST /api/v4/activate_license" 200 "$(signed POST /api/v4/activate_license "$DEVICE")"
 grep -q '"request":"activation"' "$WORK/body" || { echo "not an activation: $(cat "$WORK/body")" >&2; exit 1; }
 expect "GET /api/v4/check_license" 200 \
     "$(signed GET '/api/v4/check_license?product=demo&hardware_id=watch-device&license_key=DEMO-0000-0000-0001')"
+expect "HEAD /api/v4/check_license" 200 \
+    "$(signed HEAD '/api/v4/check_license?product=demo&hardware_id=watch-device&license_key=DEMO-0000-0000-0001')"
 expect "POST /api/v4/deactivate_license" 200 "$(signed POST /api/v4/deactivate_license "$DEVICE")"
 expect "POST /api/v4/deactivate_license (again)" 400 "$(signed POST /api/v4/deactivate_license "$DEVICE")"
 grep -q '"code":"license_not_active"' "$WORK/body" || { echo "unexpected error: $(cat "$WORK/body")" >&2; exit 1; }
-echo "cargo lambda watch: 4 passed, 0 failed"
+# What the HTTP API's $default route gets: default_route answers the SPEC error shape.
+expect "GET /api/v4/no_such_endpoint" 404 "$(signed GET /api/v4/no_such_endpoint)"
+grep -q '"code":"not_found"' "$WORK/body" || { echo "unexpected error: $(cat "$WORK/body")" >&2; exit 1; }
+expect "POST /api/v4/check_license" 405 "$(signed POST /api/v4/check_license "$DEVICE")"
+grep -q '"code":"method_not_allowed"' "$WORK/body" || { echo "unexpected error: $(cat "$WORK/body")" >&2; exit 1; }
+echo "cargo lambda watch: $PASSED passed, 0 failed"

@@ -182,6 +182,29 @@ async fn apikey_parameter_is_case_insensitive_and_spaces_are_tolerated(setup) {
     assert_eq!(resp.status(), 200, "{}", String::from_utf8_lossy(resp.body()));
 }
 
+async fn unrouted_requests_get_the_error_shape(setup) {
+    let f = Fixture::new(setup).await;
+    let c = &f.client;
+    // On AWS these reach the HTTP API's `$default` route function; the server routes them itself.
+    for (method, path, status, code) in [
+        (Method::GET, "/api/v4/no_such_endpoint", 404, "not_found"),
+        (Method::POST, "/nope", 404, "not_found"),
+        (Method::DELETE, "/api/v4/activate_license/extra", 404, "not_found"),
+        (Method::POST, "/api/v4/check_license", 405, "method_not_allowed"),
+        (Method::PUT, ACTIVATE, 405, "method_not_allowed"),
+        (Method::HEAD, "/api/v4/deactivate_license", 405, "method_not_allowed"),
+        (Method::DELETE, "/", 405, "method_not_allowed"),
+    ] {
+        let resp = f.app.send(c.request(method.clone(), path, None)).await;
+        if method == Method::HEAD {
+            assert_eq!(resp.status(), status, "HEAD {path}");
+            assert!(resp.body().is_empty());
+        } else {
+            assert_error(&resp, status, code);
+        }
+    }
+}
+
 async fn transport_errors_use_the_error_shape(setup) {
     let f = Fixture::new(setup).await;
     f.key_license("K-1", |_| {}).await;

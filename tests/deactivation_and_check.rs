@@ -155,6 +155,38 @@ async fn every_check_exception_and_expired_is_200(setup) {
     assert_eq!(obj["is_expired"], true);
 }
 
+async fn head_check_answers_like_get_without_a_body(setup) {
+    let f = Fixture::new(setup).await;
+    f.key_license("C", |_| {}).await;
+    assert_eq!(f.app.send(f.client.activate(&key_body("C", "h1"))).await.status(), 200);
+    let head = |req: http::Request<bytes::Bytes>| {
+        let (mut parts, body) = req.into_parts();
+        parts.method = http::Method::HEAD;
+        http::Request::from_parts(parts, body)
+    };
+    // A HEAD carries its fields in the query like the GET; reading a JSON body instead would make
+    // every HEAD a 400 invalid_json. Same status and headers as the GET, no body.
+    for (body, status) in [(check_body("C", "h1"), 200), (check_body("C", "h2"), 400)] {
+        let get = f.app.send(f.client.check(&body)).await;
+        let resp = f.app.send(head(f.client.check(&body))).await;
+        assert_eq!(get.status(), status, "{}", String::from_utf8_lossy(get.body()));
+        assert_eq!(resp.status(), get.status(), "HEAD of {body}");
+        assert_eq!(resp.headers()["content-type"], get.headers()["content-type"]);
+        assert_eq!(
+            resp.headers().contains_key("LicenseSignature"),
+            get.headers().contains_key("LicenseSignature")
+        );
+        assert!(resp.body().is_empty(), "HEAD answered a body: {:?}", resp.body());
+    }
+    let unsigned = http::Request::head(format!("/api/v4/check_license?product={KEY_PRODUCT}&hardware_id=h1&license_key=C"))
+        .body(bytes::Bytes::new())
+        .unwrap();
+    assert_eq!(f.app.send(unsigned).await.status(), 400, "missing_headers, as for GET");
+    let root = f.app.send(http::Request::head("/").body(bytes::Bytes::new()).unwrap()).await;
+    assert_eq!(root.status(), 200);
+    assert!(root.body().is_empty());
+}
+
 async fn user_based_check(setup) {
     let f = Fixture::new(setup).await;
     let license = f.user_license(602, |_| {}).await;

@@ -73,11 +73,15 @@ async fn every_event_runs_through_the_handlers() {
         let request = lambda_http::request::from_str(&event.to_string())
             .unwrap_or_else(|e| panic!("{name} is not an API Gateway event: {e}"));
         let function = name.split('-').next().unwrap();
-        let endpoint = Endpoint::for_path(&format!("/api/v4/{function}"))
-            .unwrap_or_else(|| panic!("{name}: no function {function}"));
-        let response = license_api::lambda::serve(endpoint, &f.app.state, request)
-            .await
-            .unwrap();
+        let response = if function == "default_route" {
+            license_api::lambda::serve_default_route(request).await.unwrap()
+        } else {
+            let endpoint = Endpoint::for_path(&format!("/api/v4/{function}"))
+                .unwrap_or_else(|| panic!("{name}: no function {function}"));
+            license_api::lambda::serve(endpoint, &f.app.state, request)
+                .await
+                .unwrap()
+        };
         let status = response.status().as_u16();
         let body = match response.body() {
             lambda_http::Body::Text(t) => t.clone(),

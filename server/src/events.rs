@@ -3,7 +3,8 @@
 //! `Date`, so they go stale after 15 minutes: `license-server events` writes them freshly signed, and
 //! [`resign`] refreshes one in place (the tests use it before running each file through the handlers).
 //!
-//! File names are `<function>-<expected>.json`: `ok` for a 200, else the expected error code. They use
+//! File names are `<function>-<expected>.json`: `ok` for a 200, else the expected error code
+//! (`default_route` is the function behind the HTTP API's `$default` route). They use
 //! the example catalog (`examples/catalog.json`): run `activate_license-ok`, then `check_license-ok`,
 //! then `deactivate_license-ok`.
 
@@ -76,6 +77,22 @@ fn specs() -> Vec<Spec> {
             params: json!({"product": "no-such-product", "hardware_id": "sam-local-device", "license_key": "DEMO-0000-0000-0001"}),
             signed: true,
         },
+        // What the HTTP API's `$default` route passes on: a path no route has, and a route's path with
+        // a method it does not take.
+        Spec {
+            file: "default_route-not_found.json",
+            method: "GET",
+            path: "/api/v4/no_such_endpoint",
+            params: json!({}),
+            signed: false,
+        },
+        Spec {
+            file: "default_route-method_not_allowed.json",
+            method: "GET",
+            path: "/api/v4/activate_license",
+            params: json!({}),
+            signed: false,
+        },
     ]
 }
 
@@ -92,7 +109,13 @@ pub fn generate(api_key: &str, shared_key: &str, date: &str) -> Vec<(&'static st
     specs()
         .into_iter()
         .map(|s| {
-            let route = if s.path == "/" { "GET /".to_owned() } else { format!("{} {}", s.method, s.path) };
+            let route = if s.file.starts_with("default_route-") {
+                "$default".to_owned()
+            } else if s.path == "/" {
+                "GET /".to_owned()
+            } else {
+                format!("{} {}", s.method, s.path)
+            };
             let (body, query) =
                 if s.method == "POST" { (Value::String(s.params.to_string()), String::new()) } else { (Value::Null, query_string(&s.params)) };
             let mut headers = json!({"host": HOST, "user-agent": "license-client/1.0", "x-forwarded-proto": "https"});

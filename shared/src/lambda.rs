@@ -145,8 +145,27 @@ pub async fn serve(endpoint: Endpoint, state: &AppState, event: Request) -> Resu
         endpoint
     };
     let resp = handlers::handle(endpoint, &req, state).await;
+    Ok(respond(&req, resp, started))
+}
+
+/// One invocation of the function behind the HTTP API's `$default` route, which gets every request no
+/// other route matches: the SPEC error (404 `not_found`, 405 `method_not_allowed`) instead of API
+/// Gateway's own `{"message":"Not Found"}`, which has no `code`.
+pub async fn serve_default_route(event: Request) -> Result<Response<Body>, Infallible> {
+    let started = Instant::now();
+    let req = to_api_request(event);
+    let resp = handlers::unrouted(&req);
+    Ok(respond(&req, resp, started))
+}
+
+/// Logs the request line and converts the answer. A HEAD answer keeps its status and headers but not
+/// its body (RFC 9110 §9.3.2), like the local server's.
+fn respond(req: &ApiRequest, mut resp: ApiResponse, started: Instant) -> Response<Body> {
     crate::http::log_request(&req.method, &req.path, &resp, started);
-    Ok(to_lambda_response(resp))
+    if req.method == http::Method::HEAD {
+        resp.body = Bytes::new();
+    }
+    to_lambda_response(resp)
 }
 
 /// The whole body of a function's `main`: config, state, then the Lambda runtime loop.
@@ -158,4 +177,57 @@ pub async fn run(endpoint: Endpoint) -> Result<(), lambda_http::Error> {
         .inspect_err(|e| tracing::error!(error = %e, "startup failed"))?;
     let state = &state;
     lambda_http::run(lambda_http::service_fn(move |event| serve(endpoint, state, event))).await
+}
+
+/// The whole `main` of the `$default` route function. It has no configuration and no state: it reads
+/// nothing and answers from the request alone.
+pub async fn run_default_route() -> Result<(), lambda_http::Error> {
+    init_tracing();
+    lambda_http::run(lambda_http::service_fn(serve_default_route)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn default_route(method: http::Method, path: &str) -> (u16, String) {
+        let event = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .body(Body::Empty)
+            .expect("valid request");
+        let resp = serve_default_route(event).await.unwrap_or_else(|e| match e {});
+        let body = match resp.body() {
+            Body::Text(t) => t.clone(),
+            Body::Empty => String::new(),
+            other => panic!("unexpected body {other:?}"),
+        };
+        (resp.status().as_u16(), body)
+    }
+
+    #[tokio::test]
+    async fn default_route_answers_spec_errors() {
+        for (method, path, status, code) in [
+            (http::Method::GET, "/api/v4/no_such_endpoint", 404, "not_found"),
+            (http::Method::GET, "/favicon.ico", 404, "not_found"),
+            (http::Method::POST, "/api/v4/check_license", 405, "method_not_allowed"),
+            (http::Method::GET, "/api/v4/activate_license", 405, "method_not_allowed"),
+            (http::Method::OPTIONS, "/", 405, "method_not_allowed"),
+            // A spelling the gateway does not route to the endpoint, with the endpoint's own method.
+            (http::Method::GET, "/api/v4/check_license/", 404, "not_found"),
+        ] {
+            let (got, body) = default_route(method.clone(), path).await;
+            let body: serde_json::Value = serde_json::from_str(&body).expect("JSON error body");
+            assert_eq!((got, body["code"].as_str()), (status, Some(code)), "{method} {path}");
+            assert_eq!(body["status"], status);
+        }
+    }
+
+    #[tokio::test]
+    async fn default_route_head_has_status_and_no_body() {
+        assert_eq!(
+            default_route(http::Method::HEAD, "/api/v4/activate_license").await,
+            (405, String::new())
+        );
+    }
 }

@@ -317,19 +317,17 @@ impl Instance {
         }
     }
 
+    /// Routes like the HTTP API in template.yaml: an endpoint's own methods (and HEAD for GET) reach its
+    /// function, everything else the `$default` route's function.
     async fn send_lambda(&self, req: http::Request<Bytes>) -> http::Response<Bytes> {
-        let endpoint = Endpoint::for_path(req.uri().path());
+        let endpoint = Endpoint::for_path(req.uri().path()).filter(|e| e.accepts(req.method()));
         let (parts, body) = req.into_parts();
         let event = lambda_http::Request::from_parts(parts, lambda_http::Body::from(body.to_vec()));
         let response = match endpoint {
-            Some(endpoint) => license_api::lambda::serve(endpoint, &self.state, event)
-                .await
-                .expect("infallible"),
-            None => {
-                let req = license_api::lambda::to_api_request(event);
-                license_api::lambda::to_lambda_response(license_api::handlers::route(&req, &self.state).await)
-            }
-        };
+            Some(endpoint) => license_api::lambda::serve(endpoint, &self.state, event).await,
+            None => license_api::lambda::serve_default_route(event).await,
+        }
+        .expect("infallible");
         let (parts, body) = response.into_parts();
         let bytes = match body {
             lambda_http::Body::Empty => Bytes::new(),

@@ -108,8 +108,8 @@ impl Attempts {
 }
 
 /// Authenticates the request, then parses its license fields from where its method carries them
-/// (query string for GET, JSON body otherwise). Authentication comes first, so an unauthenticated
-/// caller learns nothing about the body.
+/// (query string for GET and HEAD, JSON body otherwise). Authentication comes first, so an
+/// unauthenticated caller learns nothing about the body.
 async fn authenticated(
     req: &ApiRequest,
     state: &AppState,
@@ -119,7 +119,7 @@ async fn authenticated(
         .auth
         .authenticate(&req.headers, &*state.store, access, SystemTime::now())
         .await?;
-    let params = if req.method == Method::GET {
+    let params = if matches!(req.method, Method::GET | Method::HEAD) {
         Params::from_query(req.query.as_deref())?
     } else {
         Params::from_json(&req.body)?
@@ -161,6 +161,11 @@ impl Endpoint {
         }
     }
 
+    /// Whether this endpoint serves `method`: its own, and HEAD where that is GET.
+    pub fn accepts(self, method: &Method) -> bool {
+        *method == self.method() || (*method == Method::HEAD && self.method() == Method::GET)
+    }
+
     /// The endpoint a path names; tolerates a trailing slash and an API Gateway stage prefix.
     pub fn for_path(path: &str) -> Option<Self> {
         let trimmed = path.trim_end_matches('/');
@@ -175,8 +180,7 @@ impl Endpoint {
 
 /// Serves one request for a known endpoint.
 pub async fn handle(endpoint: Endpoint, req: &ApiRequest, state: &AppState) -> ApiResponse {
-    let result = if req.method != endpoint.method() && !(req.method == Method::HEAD && endpoint.method() == Method::GET)
-    {
+    let result = if !endpoint.accepts(&req.method) {
         Err(ApiError::MethodNotAllowed)
     } else {
         match endpoint {
@@ -187,6 +191,19 @@ pub async fn handle(endpoint: Endpoint, req: &ApiRequest, state: &AppState) -> A
         }
     };
     result.unwrap_or_else(|e| ApiResponse::error(&e))
+}
+
+/// The answer to a request no route serves — on AWS, what the HTTP API's `$default` route function
+/// says: 405 when the path names an endpoint that takes another method, else 404. It needs no state, so
+/// that function has no store, key or permissions. A path [`Endpoint::for_path`] recognises that still
+/// reached it with an accepted method (a trailing slash the gateway does not route) gets 404: the gateway
+/// has no route there, and this function cannot serve it.
+pub fn unrouted(req: &ApiRequest) -> ApiResponse {
+    let err = match Endpoint::for_path(&req.path) {
+        Some(endpoint) if !endpoint.accepts(&req.method) => ApiError::MethodNotAllowed,
+        _ => ApiError::NotFound,
+    };
+    ApiResponse::error(&err)
 }
 
 /// Serves a request for any path: the local server's entry point.
