@@ -100,10 +100,14 @@ pub enum Cond {
     Or(Vec<Cond>),
 }
 
-impl Cond {
-    pub fn not(c: Cond) -> Self {
-        Self::Not(Box::new(c))
+impl std::ops::Not for Cond {
+    type Output = Cond;
+    fn not(self) -> Cond {
+        Cond::Not(Box::new(self))
     }
+}
+
+impl Cond {
     fn is(a: Attr, v: bool) -> Self {
         Self::Eq(a, Val::Bool(v))
     }
@@ -187,7 +191,7 @@ impl ActivationPlan {
         }
         let mut marker = None;
         match &self.slot {
-            Slot::Fresh => cond.push(Cond::not(Cond::Gt(Attr::ReleasedCount, 0))),
+            Slot::Fresh => cond.push(!Cond::Gt(Attr::ReleasedCount, 0)),
             Slot::Reuse => {
                 cond.push(Cond::Gt(Attr::ReleasedCount, 0));
                 effects.push(Effect::Add(Attr::ReleasedCount, -1));
@@ -293,14 +297,14 @@ impl CheckPlan {
     pub fn write(&self) -> Write {
         let (company, product) = self.addr.company_product();
         let hw = self.hardware_id.as_str().to_owned();
-        let not_blacklisted = || Cond::not(Cond::Contains(Attr::Blacklist, hw.clone()));
+        let not_blacklisted = || !Cond::Contains(Attr::Blacklist, hw.clone());
         let mut items = vec![
             ItemWrite {
                 item: Item::Product(company.clone(), product.clone()),
                 conditions: vec![
                     Cond::Exists,
-                    Cond::not(Cond::is(Attr::Disabled, true)),
-                    Cond::not(Cond::is(Attr::Archived, true)),
+                    !Cond::is(Attr::Disabled, true),
+                    !Cond::is(Attr::Archived, true),
                     not_blacklisted(),
                 ],
                 action: Action::Check,

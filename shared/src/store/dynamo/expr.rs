@@ -204,10 +204,7 @@ mod tests {
         let c = x.conditions(&[
             Cond::Exists,
             Cond::Lt(Attr::TimesActivated, Attr::MaxActivations),
-            Cond::Or(vec![
-                Cond::Missing,
-                Cond::not(Cond::Contains(Attr::Blacklist, "hw".into())),
-            ]),
+            Cond::Or(vec![Cond::Missing, !Cond::Contains(Attr::Blacklist, "hw".into())]),
             Cond::Eq(Attr::Enabled, Val::Bool(true)),
         ]);
         assert_eq!(
