@@ -120,72 +120,53 @@ pub fn key(item: &Item) -> ItemMap {
 
 const BUILT: &str = "table, key and expressions are set";
 
+/// What every action shares: the table, the condition with its placeholders, and the item returned
+/// when the condition fails (so the caller re-decides without another read). The SDK's four builders
+/// are distinct types with the same methods, hence a macro.
+macro_rules! conditional {
+    ($builder:expr, $table:expr, $condition:expr, $x:expr) => {
+        $builder
+            .table_name($table)
+            .set_condition_expression($condition)
+            .set_expression_attribute_names($x.names())
+            .set_expression_attribute_values($x.values())
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .expect(BUILT)
+    };
+}
+
 fn transact_item(table: &str, w: &ItemWrite) -> TransactWriteItem {
     let mut x = Expr::default();
     let condition = x.conditions(&w.conditions);
-    let old = ReturnValuesOnConditionCheckFailure::AllOld;
+    let key = || Some(key(&w.item));
     let b = TransactWriteItem::builder();
     match &w.action {
-        Action::Check => b.condition_check(
-            ConditionCheck::builder()
-                .table_name(table)
-                .set_key(Some(key(&w.item)))
-                .set_condition_expression(condition)
-                .set_expression_attribute_names(x.names())
-                .set_expression_attribute_values(x.values())
-                .return_values_on_condition_check_failure(old)
-                .build()
-                .expect(BUILT),
-        ),
+        Action::Check => b.condition_check(conditional!(
+            ConditionCheck::builder().set_key(key()),
+            table,
+            condition,
+            x
+        )),
         Action::Update(effects) => {
             let expression = x.update(effects);
-            b.update(
-                Update::builder()
-                    .table_name(table)
-                    .set_key(Some(key(&w.item)))
-                    .update_expression(expression)
-                    .set_condition_expression(condition)
-                    .set_expression_attribute_names(x.names())
-                    .set_expression_attribute_values(x.values())
-                    .return_values_on_condition_check_failure(old)
-                    .build()
-                    .expect(BUILT),
-            )
+            let update = Update::builder().set_key(key()).update_expression(expression);
+            b.update(conditional!(update, table, condition, x))
         }
         Action::PutDevice(_) | Action::PutMarker => {
             let item = match (&w.action, &w.item) {
                 (Action::PutDevice(device), Item::Device(addr, _)) => codec::device_item(addr, device),
                 (_, item) => {
-                    let mut marker = key(item);
+                    let mut marker = super::expr::key(item);
                     if let Item::Released(_, hw) = item {
                         marker.insert("hardware_id".into(), s(hw.as_str()));
                     }
                     marker
                 }
             };
-            b.put(
-                Put::builder()
-                    .table_name(table)
-                    .set_item(Some(item))
-                    .set_condition_expression(condition)
-                    .set_expression_attribute_names(x.names())
-                    .set_expression_attribute_values(x.values())
-                    .return_values_on_condition_check_failure(old)
-                    .build()
-                    .expect(BUILT),
-            )
+            b.put(conditional!(Put::builder().set_item(Some(item)), table, condition, x))
         }
-        Action::Delete => b.delete(
-            Delete::builder()
-                .table_name(table)
-                .set_key(Some(key(&w.item)))
-                .set_condition_expression(condition)
-                .set_expression_attribute_names(x.names())
-                .set_expression_attribute_values(x.values())
-                .return_values_on_condition_check_failure(old)
-                .build()
-                .expect(BUILT),
-        ),
+        Action::Delete => b.delete(conditional!(Delete::builder().set_key(key()), table, condition, x)),
     }
     .build()
 }
