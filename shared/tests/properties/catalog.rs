@@ -341,3 +341,19 @@ proptest! {
         check(&value.to_string(), Some(1))?;
     }
 }
+
+/// What the Unicode date generator found (shrunk) while `Timestamp::parse_iso` sliced the time zone by
+/// byte offset and panicked on a multi-byte character there; the `time` crate now rejects them.
+#[test]
+fn multi_byte_time_zones_are_errors_not_panics() {
+    for date in [
+        "2000-01-01 00:00:00+00\u{800}",
+        "2000-10-01T00:00:00-00\u{a1}0",
+        "2026-01-01T10:00:00+0\u{e9}00",
+    ] {
+        let catalog = json!({"companies": [{"code": "acme", "id": 1,
+            "products": [{"short_code": "app", "validity_period": date}]}]});
+        let err = Catalog::parse(&catalog.to_string(), FILE).expect_err(date);
+        assert_eq!(err.path, "companies[0].products[0].validity_period", "{date}");
+    }
+}
