@@ -225,3 +225,36 @@ async fn a_refused_check_changes_no_device(setup) {
     assert_eq!(after.activations, before.activations);
 }
 }
+
+/// Devices stored before devices had versions (no `activations` attribute) still deactivate and
+/// re-activate: they count as version 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn devices_stored_before_versions_still_work() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use integration_tests::{counter::RoundTrips, Backend, Setup, Transport};
+    let f = Fixture::new(Setup::new("legacy-device", Backend::DynamoDb, Transport::Lambda)).await;
+    let license = f.key_license("OLD", |_| {}).await;
+    let addr = LicenseAddr::of(&license);
+    assert_eq!(
+        f.app.send(f.client.activate(&key_body("OLD", "h1"))).await.status(),
+        200
+    );
+    integration_tests::client(&RoundTrips::default())
+        .update_item()
+        .table_name(f.env.location())
+        .key("PK", AttributeValue::S(addr.storage_key()))
+        .key("SK", AttributeValue::S("DEVICE#h1".into()))
+        .update_expression("REMOVE activations, write_token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(device(&f, &addr, "h1").await.activations, 0);
+    let resp = f.app.send(f.client.deactivate(&key_body("OLD", "h1"))).await;
+    assert_eq!(resp.status(), 200, "{:?}", resp.body());
+    assert_eq!(
+        f.app.send(f.client.activate(&key_body("OLD", "h1"))).await.status(),
+        200
+    );
+    assert_eq!(device(&f, &addr, "h1").await.activations, 1);
+    assert_eq!(f.license_now(&license).await.times_activated, 1);
+}

@@ -125,6 +125,7 @@ pub fn plan_activation(
         .then(|| now.plus_days(trial_days(license, product)));
     Ok(ActivationPlan {
         addr: LicenseAddr::of(license),
+        replaces: ctx.device.as_ref().map(|d| d.activations),
         device: activated_device(ctx, req, now),
         slot,
         enforce_max_activations,

@@ -134,8 +134,10 @@ impl Default for WriteToken {
 #[derive(Clone, Debug)]
 pub struct ActivationPlan {
     pub addr: LicenseAddr,
-    /// The device record to write, already marked active, with the next version and the write token.
+    /// The device record to write, already marked active, with the next version.
     pub device: Device,
+    /// The version of the stored device this activation replaces; `None` when there is none.
+    pub replaces: Option<i64>,
     pub slot: Slot,
     /// Enforce `times_activated < max_activations`; otherwise the license must still be unlimited.
     pub enforce_max_activations: bool,

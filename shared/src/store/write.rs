@@ -146,6 +146,17 @@ pub struct Write {
     pub items: Vec<ItemWrite>,
 }
 
+/// The device is at `version`. Devices stored before versions existed have no `activations` attribute
+/// and read as version 0.
+fn version_is(version: i64) -> Cond {
+    let exactly = Cond::Eq(Attr::Activations, Val::Int(version));
+    if version == 0 {
+        Cond::Or(vec![Cond::Absent(Attr::Activations), exactly])
+    } else {
+        exactly
+    }
+}
+
 fn update(item: Item, mut conditions: Vec<Cond>, effects: Vec<Effect>) -> ItemWrite {
     // An update of a missing item would create it (DynamoDB); every update here changes an existing one.
     conditions.insert(0, Cond::Exists);
@@ -164,12 +175,9 @@ impl ActivationPlan {
         let mut items = Vec::with_capacity(4);
 
         // The device: the 409 rule, on exactly the version the plan was made against.
-        let device_cond = match self.device.activations - 1 {
-            0 => vec![Cond::Missing],
-            previous => vec![
-                Cond::is(Attr::Active, false),
-                Cond::Eq(Attr::Activations, Val::Int(previous)),
-            ],
+        let device_cond = match self.replaces {
+            None => vec![Cond::Missing],
+            Some(version) => vec![Cond::is(Attr::Active, false), version_is(version)],
         };
         items.push(ItemWrite {
             item: Item::Device(addr.clone(), hw.clone()),
@@ -251,10 +259,7 @@ impl DeactivationPlan {
         let mut items = Vec::with_capacity(4);
         items.push(update(
             Item::Device(addr.clone(), self.hardware_id.clone()),
-            vec![
-                Cond::is(Attr::Active, true),
-                Cond::Eq(Attr::Activations, Val::Int(self.device_activations)),
-            ],
+            vec![Cond::is(Attr::Active, true), version_is(self.device_activations)],
             vec![
                 Effect::Set(Attr::Active, Val::Bool(false)),
                 Effect::Set(Attr::DeactivatedAt, Val::Str(self.at.to_string())),
