@@ -24,6 +24,11 @@ fn first(operation: &'static str, fault: Fault) -> Faults {
     Faults::new(move |op, n| if op == operation && n == 0 { fault } else { Fault::Pass })
 }
 
+/// Faults every call of `operation`.
+fn always(operation: &'static str, fault: Fault) -> Faults {
+    Faults::new(move |op, _| if op == operation { fault } else { Fault::Pass })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_committed_write_whose_answer_was_lost_is_reported_as_done() {
     for fault in [Fault::DropResponse, Fault::TimeoutAfterApply] {
@@ -122,13 +127,7 @@ async fn under_every_fault_answers_are_spec_shaped_and_counters_exact() {
 async fn endless_conflicts_end_in_503_at_the_deadline() {
     let f = fixture("endless-conflict").await;
     f.key_license("BUSY", |_| {}).await;
-    let faults = Faults::new(|op, _| {
-        if op == "TransactWriteItems" {
-            Fault::TransactionConflict
-        } else {
-            Fault::Pass
-        }
-    });
+    let faults = always("TransactWriteItems", Fault::TransactionConflict);
     let app = faulty(&f, &faults, false, Duration::from_secs(1)).await;
     let started = Instant::now();
     let resp = app
@@ -144,13 +143,7 @@ async fn endless_conflicts_end_in_503_at_the_deadline() {
 async fn a_batch_read_that_never_completes_ends_in_503() {
     let f = fixture("unprocessed").await;
     f.key_license("UNP", |_| {}).await;
-    let faults = Faults::new(|op, _| {
-        if op == "BatchGetItem" {
-            Fault::Unprocessed
-        } else {
-            Fault::Pass
-        }
-    });
+    let faults = always("BatchGetItem", Fault::Unprocessed);
     let app = faulty(&f, &faults, false, DEFAULT_DEADLINE).await;
     let started = Instant::now();
     let resp = app
@@ -166,7 +159,7 @@ async fn throttled_or_unreachable_reads_answer_503() {
     for fault in [Fault::Throttle, Fault::Unreachable] {
         let f = fixture("read-fault").await;
         f.key_license("RDF", |_| {}).await;
-        let faults = Faults::new(move |op, _| if op == "BatchGetItem" { fault } else { Fault::Pass });
+        let faults = always("BatchGetItem", fault);
         let app = faulty(&f, &faults, false, DEFAULT_DEADLINE).await;
         let resp = app
             .send(app.client(API_KEY, SHARED_KEY).check(&key_body("RDF", "h1")))

@@ -13,7 +13,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_license-server");
+mod support;
+
+use support::BIN;
+
 const CATALOG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/catalog.json");
 
 fn scratch(name: &str) -> PathBuf {
@@ -31,27 +34,8 @@ fn run(args: &[&str]) -> (bool, String, String) {
     )
 }
 
-/// Starts `serve` and waits for its "listening" log line; returns the child and its address.
 fn serve(data: &Path) -> (Child, String) {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--data", data.to_str().unwrap(), "--listen", "127.0.0.1:0"])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn serve");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("address=").nth(1) {
-                let _ = tx.send(rest.split_whitespace().next().unwrap_or_default().to_owned());
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("server reports its address");
-    (child, addr)
+    support::serve(data, &[])
 }
 
 async fn send(addr: &str, req: http::Request<Bytes>) -> http::Response<Bytes> {

@@ -11,14 +11,16 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use license_api::client::LicenseClient;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_license-server");
+mod support;
+
+use support::BIN;
+
 const CATALOG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/catalog.json");
 /// No single request may take longer than this, flood or not: a hang fails the test.
 const REQUEST_DEADLINE: Duration = Duration::from_secs(60);
@@ -46,26 +48,7 @@ impl Server {
             let out = Command::new(BIN).args(&step).output().expect("run license-server");
             assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         }
-        let mut child = Command::new(BIN)
-            .args(["serve", "--data", d, "--listen", "127.0.0.1:0"])
-            .args(args)
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawn serve");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        // Keeps draining the log (one line per request) so the server never blocks on a full pipe.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("address=").nth(1) {
-                    let _ = tx.send(rest.split_whitespace().next().unwrap_or_default().to_owned());
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("server reports its address");
+        let (child, addr) = support::serve(&data, args);
         let public = std::fs::read_to_string(data.join("signing-key.pub.pem")).unwrap();
         let client = LicenseClient::new("demo-api-key", "demo-shared-key-change-me", public);
         (Self { child, addr, data }, client)

@@ -228,7 +228,7 @@ impl Authenticator {
         if let Some(answer) = self.lock().get(id, self.ttl, self.negative_ttl) {
             return Ok(answer);
         }
-        let record = fetch().await.map_err(ApiError::internal)?;
+        let record = fetch().await.map_err(ApiError::store)?;
         self.lock().put(id, record.clone());
         Ok(record)
     }

@@ -224,11 +224,18 @@ impl World {
         if rules::needs_transfer_source(&ctx) {
             ctx.transfer_source = self.mem.released().first().cloned();
         }
-        match rules::plan_activation(&ctx, &req, self.now, Transport::Online) {
+        let write =
+            rules::plan_activation(&ctx, &req, self.now, Transport::Online).map(|p| p.write(&WriteToken::new()));
+        self.answer(write)
+    }
+
+    /// The rules' error code, or "ok" once the planned write applied.
+    fn answer(&mut self, write: Result<Write, license_api::error::ApiError>) -> String {
+        match write {
             Err(e) => e.code().to_owned(),
-            Ok(plan) => {
+            Ok(write) => {
                 self.mem
-                    .apply(&plan.write(&WriteToken::new()))
+                    .apply(&write)
                     .expect("a plan made on the current state applies");
                 "ok".into()
             }
@@ -238,15 +245,8 @@ impl World {
     fn deactivate(&mut self, user: usize, hw: u8) -> String {
         let req = request(user, hw);
         let ctx = self.context(user, &req.hardware_id);
-        match rules::plan_deactivation(&ctx, &req.hardware_id, self.now) {
-            Err(e) => e.code().to_owned(),
-            Ok(plan) => {
-                self.mem
-                    .apply(&plan.write(&WriteToken::new()))
-                    .expect("a plan made on the current state applies");
-                "ok".into()
-            }
-        }
+        let write = rules::plan_deactivation(&ctx, &req.hardware_id, self.now).map(|p| p.write(&WriteToken::new()));
+        self.answer(write)
     }
 
     fn reimport(&mut self, max_activations: i64, max_transfers: i64) {

@@ -12,10 +12,9 @@ use crate::model::{ApiKeyRecord, Company, Device, License, LicenseUser, ProductD
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, CancellationReason, KeySchemaElement, KeyType, KeysAndAttributes,
-    ReturnValue, ScalarAttributeType, TransactWriteItem,
+    ScalarAttributeType, TransactWriteItem,
 };
 use aws_sdk_dynamodb::Client;
 use codec::{n, s, ItemMap};
@@ -191,28 +190,22 @@ impl DynamoStore {
         Ok(())
     }
 
-    /// Runs an [`UpdateBuilder`] as one UpdateItem.
-    async fn update(
-        &self,
-        key: ItemMap,
-        update: UpdateBuilder,
-        return_values: Option<ReturnValue>,
-    ) -> Result<Option<ItemMap>, SdkError<UpdateItemError>> {
+    /// Runs an [`UpdateBuilder`] (a catalog upsert) as one UpdateItem.
+    async fn update(&self, key: ItemMap, update: UpdateBuilder) -> Result<(), StoreError> {
         let expression = update.expression();
         let names = (!update.names.is_empty()).then_some(update.names);
         let values = (!update.values.is_empty()).then_some(update.values);
-        let out = self
-            .client
+        self.client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key))
             .update_expression(expression)
             .set_expression_attribute_names(names)
             .set_expression_attribute_values(values)
-            .set_return_values(return_values)
             .send()
-            .await?;
-        Ok(out.attributes)
+            .await
+            .map_err(backend("UpdateItem", &self.table))?;
+        Ok(())
     }
 
     async fn transact(
@@ -433,10 +426,7 @@ impl Store for DynamoStore {
     async fn put_license(&self, license: &License) -> Result<(), StoreError> {
         let addr = LicenseAddr::of(license);
         let update = codec::license_upsert(license)?;
-        self.update(keys::license(&addr), update, None)
-            .await
-            .map_err(backend("UpdateItem", &self.table))?;
-        Ok(())
+        self.update(keys::license(&addr), update).await
     }
 
     async fn put_user(&self, company: &CompanyId, user: &LicenseUser) -> Result<(), StoreError> {
@@ -455,10 +445,7 @@ impl Store for DynamoStore {
             .set("unlimited = :unlimited")
             .set("total_activations = if_not_exists(total_activations, :zero)");
         update.names.insert("#user".into(), "user".into());
-        self.update(keys::seat(addr, &seat.user), update, None)
-            .await
-            .map_err(backend("UpdateItem", &self.table))?;
-        Ok(())
+        self.update(keys::seat(addr, &seat.user), update).await
     }
 
     async fn get_license(&self, addr: &LicenseAddr) -> Result<Option<License>, StoreError> {
