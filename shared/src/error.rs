@@ -22,6 +22,12 @@ pub enum ApiError {
     Validation(String),
     #[error("Missing parameters: {0}")]
     MissingParameters(String),
+    /// An offline upload whose file is empty (SPEC §6.1).
+    #[error("The uploaded file is empty")]
+    MissingContent,
+    /// An offline payload that cannot be read or lacks a field it needs (SPEC §6.1).
+    #[error("Some parameters are missing in the offline request: {0}")]
+    OfflinePayload(String),
 
     // --- authorization (SPEC §1.2) ---
     #[error("Some headers are missing")]
@@ -83,6 +89,16 @@ pub enum ApiError {
     #[error("Specified product code is not a bundle")]
     ProductNotBundle,
 
+    // --- consumptions (SPEC §6.2, §9) ---
+    #[error("The license is not a consumption license")]
+    LicenseNotConsumption,
+    #[error("The license does not have enough consumptions left")]
+    LicenseNotEnoughConsumptions,
+    #[error("Negative consumptions are not allowed on this {0}")]
+    NegativeConsumptionsNotAllowed(&'static str),
+    #[error("The license has no consumption feature with code {0}")]
+    InvalidLicenseFeatureCode(String),
+
     // --- server side ---
     #[error("The license is busy; retry the request")]
     Contention,
@@ -133,6 +149,8 @@ impl ApiError {
             InvalidJson(_) => "invalid_json",
             Validation(_) => "validation_error",
             MissingParameters(_) => "missing_parameters",
+            MissingContent => "missing_content",
+            OfflinePayload(_) => "authorization_missing_params",
             MissingHeaders => "missing_headers",
             AuthorizationInvalidHeaders => "authorization_invalid_headers",
             AuthorizationMissingParams(_) => "authorization_missing_params",
@@ -161,6 +179,10 @@ impl ApiError {
             LicenseNotActive => "license_not_active",
             DeviceNotFound => "device_not_found",
             ProductNotBundle => "product_not_bundle",
+            LicenseNotConsumption => "license_not_consumption",
+            LicenseNotEnoughConsumptions => "license_not_enough_consumptions",
+            NegativeConsumptionsNotAllowed(_) => "negative_consumptions_not_allowed",
+            InvalidLicenseFeatureCode(_) => "invalid_license_feature_code",
             Contention => "service_busy",
             TooManyRequests => "too_many_requests",
             Internal(_) => "internal_error",

@@ -12,6 +12,7 @@ pub mod http;
 pub mod ids;
 pub mod lambda;
 pub mod model;
+pub mod offline;
 pub mod password;
 pub mod render;
 pub mod request;
