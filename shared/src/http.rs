@@ -62,6 +62,17 @@ impl ApiResponse {
         }
     }
 
+    /// An already serialised JSON body with `LicenseSignature` over exactly its bytes.
+    pub fn signed_body(body: String, signer: &Signer) -> Self {
+        Self {
+            status: 200,
+            content_type: JSON,
+            signature: Some(signer.sign(body.as_bytes())),
+            body: Bytes::from(body),
+            error_code: None,
+        }
+    }
+
     pub fn text(body: &'static str) -> Self {
         Self {
             status: 200,

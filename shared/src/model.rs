@@ -7,7 +7,7 @@ use crate::secret::{redacted_option, Redacted};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// An API key with its secret. `products` empty means "every product of the company".
 #[derive(Clone)]
@@ -266,6 +266,12 @@ pub struct License {
     /// Which devices they are is kept beside the license, one marker each, so this item stays O(1) in
     /// the number of devices.
     pub released_count: i64,
+    /// Consumptions recorded since the catalog's `terms.total_consumptions` (offline deactivations, later
+    /// `add_consumption`): the license's total is the sum of both, so re-importing the catalog keeps them.
+    pub consumptions: i64,
+    /// Per consumption feature (by code), consumptions recorded on this license since the catalog's
+    /// `total_consumptions` of the feature.
+    pub feature_consumptions: BTreeMap<String, i64>,
 }
 
 impl License {
@@ -285,6 +291,8 @@ impl License {
             times_activated: 0,
             transfer_count: 0,
             released_count: 0,
+            consumptions: 0,
+            feature_consumptions: BTreeMap::new(),
         }
     }
 
@@ -292,6 +300,17 @@ impl License {
     /// so activating a new device on it is never a transfer and nothing needs remembering.
     pub fn tracks_transfers(&self) -> bool {
         !self.allow_unlimited_activations
+    }
+
+    /// The license's total consumptions: the catalog's starting value plus what was recorded since.
+    pub fn total_consumptions(&self) -> i64 {
+        self.terms.total_consumptions.saturating_add(self.consumptions)
+    }
+
+    /// A feature's total consumptions on this license.
+    pub fn feature_total(&self, feature: &Feature) -> i64 {
+        let recorded = self.feature_consumptions.get(&feature.code).copied().unwrap_or(0);
+        feature.total_consumptions.saturating_add(recorded)
     }
 }
 
@@ -381,4 +400,16 @@ pub fn device_id(license_id: i64, hardware_id: &HardwareId) -> i64 {
     bytes.copy_from_slice(&digest[..8]);
     let id = (u64::from_be_bytes(bytes) & ((1 << 53) - 1)) as i64;
     id.max(1)
+}
+
+/// An offline request that was applied, kept so that uploading the same file again answers the same
+/// result and changes nothing (SPEC §6; `store::write` makes it part of the request's own write).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcessedRequest {
+    pub key: crate::store::RequestKey,
+    /// The answer the request got, byte for byte.
+    pub answer: String,
+    pub processed_at: Timestamp,
+    /// When the record may be forgotten (Unix seconds; DynamoDB's TTL attribute).
+    pub expires_at: i64,
 }

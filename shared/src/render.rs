@@ -3,7 +3,9 @@
 //! integral floats, no index-like keys: `catalog` normalises vendor JSON on the way in).
 
 use crate::ids::HardwareId;
-use crate::model::{AuthorizationMethod, Device, Feature, FeatureType, LicenseType, LicenseUser, ProductDoc, Seat};
+use crate::model::{
+    AuthorizationMethod, Device, Feature, FeatureType, License, LicenseType, LicenseUser, ProductDoc, Seat,
+};
 use crate::rules::{is_expired, prevents_vm, LicenseContext};
 use crate::signing::Signer;
 use crate::time::Timestamp;
@@ -89,7 +91,9 @@ pub struct LicenseObject<'a> {
     variables: Vec<VariableObject<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     installation_file: Option<Option<&'a str>>,
-    license_signature: String,
+    /// Always set on online responses; the offline answer moves it behind its own fields (SPEC §6.3).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    license_signature: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -170,7 +174,7 @@ struct VariableObject<'a> {
     created_at: Timestamp,
 }
 
-fn feature(f: &Feature) -> FeatureObject<'_> {
+fn feature<'a>(f: &'a Feature, license: &License) -> FeatureObject<'a> {
     FeatureObject {
         id: f.id,
         code: &f.code,
@@ -182,7 +186,7 @@ fn feature(f: &Feature) -> FeatureObject<'_> {
         is_floating_cloud: f.is_floating_cloud,
         consumption: (f.feature_type == FeatureType::Consumption).then_some(FeatureConsumption {
             max_consumption: f.max_consumption,
-            total_consumptions: f.total_consumptions,
+            total_consumptions: license.feature_total(f),
             allow_unlimited_consumptions: f.allow_unlimited_consumptions,
             allow_overages: f.allow_overages,
             max_overages: f.max_overages,
@@ -267,7 +271,7 @@ pub fn license_object<'a>(
         start_date: t.start_date,
         consumption: (t.license_type == LicenseType::Consumption).then_some(Consumption {
             max_consumptions: t.max_consumptions,
-            total_consumptions: t.total_consumptions,
+            total_consumptions: l.total_consumptions(),
             allow_unlimited_consumptions: t.allow_unlimited_consumptions,
             allow_negative_consumptions: t.allow_negative_consumptions,
             reset_consumption: t.reset_consumption,
@@ -278,7 +282,7 @@ pub fn license_object<'a>(
         customer: &t.customer,
         company: CompanyObject { id: ctx.company.id },
         product_details: product_details(p),
-        product_features: p.features.iter().map(feature).collect(),
+        product_features: p.features.iter().map(|f| feature(f, l)).collect(),
         authorization_method: p.authorization_method,
         request: activation.then_some("activation"),
         active: activation.then_some(true),
@@ -300,6 +304,48 @@ pub fn license_object<'a>(
             })
             .collect(),
         installation_file: activation.then_some(None),
-        license_signature: signer.license_signature(who.hardware_id, who.ident, validity.as_deref()),
+        license_signature: Some(signer.license_signature(who.hardware_id, who.ident, validity.as_deref())),
     }
+}
+
+/// The offline activation answer (SPEC §6.3) to `request_id`, made at `date`.
+pub struct OfflineAnswer<'a> {
+    pub request_id: &'a str,
+    pub date: &'a str,
+    /// HMAC of the request's identity with the shared key (`auth::offline_message`).
+    pub offline_signature: String,
+}
+
+/// The offline activation file: the license object, then `request_id`, `date`, `offline_signature`,
+/// then `license_signature` and `license_signature_v2` — the RSA signature of the compact JSON of
+/// everything before them. Both come last, so a client that deletes them from the parsed object and
+/// re-serialises it gets exactly the bytes that were signed.
+pub fn offline_activation(
+    mut object: LicenseObject<'_>,
+    answer: &OfflineAnswer<'_>,
+    signer: &Signer,
+) -> Result<String, serde_json::Error> {
+    #[derive(Serialize)]
+    struct Signed<'a, 'b> {
+        #[serde(flatten)]
+        object: &'b LicenseObject<'a>,
+        request_id: &'b str,
+        date: &'b str,
+        offline_signature: &'b str,
+    }
+    let v1 = object.license_signature.take().unwrap_or_default();
+    let mut body = serde_json::to_string(&Signed {
+        object: &object,
+        request_id: answer.request_id,
+        date: answer.date,
+        offline_signature: &answer.offline_signature,
+    })?;
+    let v2 = signer.sign(body.as_bytes());
+    body.pop(); // the closing brace
+    body.push_str(&format!(
+        ",\"license_signature\":{},\"license_signature_v2\":{}}}",
+        serde_json::to_string(&v1)?,
+        serde_json::to_string(&v2)?
+    ));
+    Ok(body)
 }

@@ -4,9 +4,10 @@
 
 use crate::error::ApiError;
 use crate::ids::HardwareId;
-use crate::model::{device_id, Company, Device, DeviceVariable, License, ProductDoc, Seat};
+use crate::model::{device_id, Company, Device, DeviceVariable, FeatureType, License, LicenseType, ProductDoc, Seat};
 use crate::request::LicenseRequest;
-use crate::store::{ActivationPlan, CheckPlan, DeactivationPlan, LicenseAddr, Slot};
+use crate::store::write::Counter;
+use crate::store::{ActivationPlan, Charge, CheckPlan, DeactivationPlan, LicenseAddr, Slot};
 use crate::time::Timestamp;
 
 /// How an activation reached the server; offline activation is the same activation over a file.
@@ -134,6 +135,7 @@ pub fn plan_activation(
             .seat
             .as_ref()
             .map(|s| (s.user.clone(), !s.allow_unlimited_activations)),
+        once: None,
     })
 }
 
@@ -241,7 +243,120 @@ pub fn plan_deactivation(
         release_slot: ctx.license.tracks_transfers(),
         seat: device.user.clone(),
         at: now,
+        charges: Vec::new(),
+        once: None,
     })
+}
+
+/// Consumptions a request reports: on the license, and per consumption feature (by code).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Consumptions {
+    pub license: i64,
+    pub features: Vec<(String, i64)>,
+}
+
+/// The terms one consumption counter is limited by (SPEC §9 "Consumption rules").
+struct Allowance {
+    max: i64,
+    unlimited: bool,
+    allow_overages: bool,
+    max_overages: i64,
+    allow_negative: bool,
+}
+
+/// Decides one counter's charge: negative amounts only where allowed; a positive one must keep the
+/// total within `max` (+ `max_overages` when overages are allowed) unless consumptions are unlimited.
+/// `base` is the catalog's starting total the counter adds to.
+fn charge(counter: Counter, amount: i64, recorded: i64, base: i64, terms: &Allowance, what: &'static str) -> Result<Charge, ApiError> {
+    if amount < 0 && !terms.allow_negative {
+        return Err(ApiError::NegativeConsumptionsNotAllowed(what));
+    }
+    let at_most = if terms.unlimited || amount <= 0 {
+        None
+    } else {
+        let overages = if terms.allow_overages { terms.max_overages.max(0) } else { 0 };
+        let limit = terms.max.saturating_add(overages);
+        // The counter after the write must satisfy base + counter <= limit.
+        let bound = limit.saturating_sub(base).saturating_sub(amount);
+        if recorded > bound {
+            return Err(ApiError::LicenseNotEnoughConsumptions);
+        }
+        Some(bound)
+    };
+    Ok(Charge { counter, amount, at_most })
+}
+
+/// Decides the consumptions a request reports (offline deactivation, SPEC §6.2): the license's must be
+/// a consumption license's, each feature must be one of the product's consumption features. Amounts
+/// of one feature listed twice are added up; zero amounts change nothing.
+pub fn plan_consumptions(ctx: &LicenseContext, reported: &Consumptions) -> Result<Vec<Charge>, ApiError> {
+    let (license, terms) = (&ctx.license, &ctx.license.terms);
+    let mut charges = Vec::new();
+    if reported.license != 0 {
+        if terms.license_type != LicenseType::Consumption {
+            return Err(ApiError::LicenseNotConsumption);
+        }
+        let allowance = Allowance {
+            max: terms.max_consumptions,
+            unlimited: terms.allow_unlimited_consumptions,
+            allow_overages: terms.allow_overages,
+            max_overages: terms.max_overages,
+            allow_negative: terms.allow_negative_consumptions,
+        };
+        charges.push(charge(
+            Counter::Consumptions,
+            reported.license,
+            license.consumptions,
+            terms.total_consumptions,
+            &allowance,
+            "license",
+        )?);
+    }
+    let mut totals: Vec<(&str, i64)> = Vec::new();
+    for (code, amount) in &reported.features {
+        match totals.iter_mut().find(|(c, _)| c == code) {
+            Some((_, sum)) => *sum = sum.saturating_add(*amount),
+            None => totals.push((code, *amount)),
+        }
+    }
+    for (code, amount) in totals {
+        let feature = ctx
+            .product
+            .features
+            .iter()
+            .find(|f| f.code == code && f.feature_type == FeatureType::Consumption)
+            .ok_or_else(|| ApiError::InvalidLicenseFeatureCode(code.to_owned()))?;
+        if amount == 0 {
+            continue;
+        }
+        let allowance = Allowance {
+            max: feature.max_consumption,
+            unlimited: feature.allow_unlimited_consumptions,
+            allow_overages: feature.allow_overages,
+            max_overages: feature.max_overages,
+            allow_negative: feature.allow_negative_consumptions,
+        };
+        let recorded = license.feature_consumptions.get(code).copied().unwrap_or(0);
+        charges.push(charge(
+            Counter::Feature(code.to_owned()),
+            amount,
+            recorded,
+            feature.total_consumptions,
+            &allowance,
+            "feature",
+        )?);
+    }
+    Ok(charges)
+}
+
+/// The license as it stands after `charges` were written, for the response.
+pub fn apply_charges(license: &mut License, charges: &[Charge]) {
+    for c in charges {
+        match &c.counter {
+            Counter::Consumptions => license.consumptions += c.amount,
+            Counter::Feature(code) => *license.feature_consumptions.entry(code.clone()).or_insert(0) += c.amount,
+        }
+    }
 }
 
 /// `license_not_active` when nothing is active on the license, else `device_not_found`.

@@ -54,6 +54,11 @@ impl Timestamp {
         self.0
     }
 
+    /// Whole seconds since the epoch (floored): DynamoDB's TTL unit.
+    pub const fn unix_seconds(self) -> i64 {
+        self.0.div_euclid(1000)
+    }
+
     pub fn plus_days(self, days: i64) -> Self {
         Self(self.0.saturating_add(days.saturating_mul(MS_PER_DAY)))
     }

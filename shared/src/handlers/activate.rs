@@ -1,8 +1,10 @@
 //! `POST /api/v4/activate_license` (SPEC §2.2): the rules decide, the store writes atomically, and a
 //! write that lost a race is re-decided against the state that won, so the answer is always the one
-//! the rules give for the real state.
+//! the rules give for the real state. Offline activation (`offline`) is the same loop with a record of
+//! the request in the write.
 
 use super::lookup::{self, Resolved};
+use super::{replay_or, Once, Outcome};
 use crate::auth::{Access, Authenticated};
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
@@ -10,6 +12,7 @@ use crate::model::Device;
 use crate::render::{license_object, Identity, View};
 use crate::request::{Credentials, LicenseRequest};
 use crate::rules::{self, Transport};
+use crate::signing::Signer;
 use crate::state::AppState;
 use crate::store::{LicenseAddr, Rejection};
 use crate::time::Timestamp;
@@ -17,20 +20,28 @@ use crate::time::Timestamp;
 pub async fn handle(req: &ApiRequest, state: &AppState) -> Result<ApiResponse, ApiError> {
     let (auth, request) = super::authenticated(req, state, Access::Write).await?;
     let resolved = activate(state, &auth, &request, Transport::Online).await?;
-    let now = Timestamp::now();
+    let object = activation_object(&resolved, &request, Timestamp::now(), &state.signer)?;
+    Ok(ApiResponse::signed_json(&object, &state.signer))
+}
+
+/// The license object describing `resolved` after an activation of `request`'s device.
+pub(super) fn activation_object<'a>(
+    resolved: &'a Resolved,
+    request: &'a LicenseRequest,
+    now: Timestamp,
+    signer: &Signer,
+) -> Result<crate::render::LicenseObject<'a>, ApiError> {
     let device = resolved
         .ctx
         .device
         .as_ref()
         .ok_or_else(|| ApiError::internal("activated device missing"))?;
-    let seat = resolved.ctx.seat.as_ref();
     let who = Identity {
         hardware_id: &request.hardware_id,
-        ident: ident(&request),
-        user: resolved.user.as_ref().zip(seat),
+        ident: ident(request),
+        user: resolved.user.as_ref().zip(resolved.ctx.seat.as_ref()),
     };
-    let body = license_object(&resolved.ctx, device, &who, View::Activation, now, &state.signer);
-    Ok(ApiResponse::signed_json(&body, &state.signer))
+    Ok(license_object(&resolved.ctx, device, &who, View::Activation, now, signer))
 }
 
 /// The license key or username as the request carried it.
@@ -49,16 +60,46 @@ pub async fn activate(
     req: &LicenseRequest,
     transport: Transport,
 ) -> Result<Resolved, ApiError> {
+    activate_once(state, auth, req, transport, None).await?.resolved()
+}
+
+/// Activates `req.hardware_id`, recording `once` (an offline request) in the same write when given.
+pub(super) async fn activate_once(
+    state: &AppState,
+    auth: &Authenticated,
+    req: &LicenseRequest,
+    transport: Transport,
+    once: Option<&Once<'_>>,
+) -> Result<Outcome, ApiError> {
     let mut resolved = lookup::load(state, auth, req, true).await?;
     let now = Timestamp::now();
     let mut attempts = super::Attempts::new(state);
     loop {
-        let ctx = &mut resolved.ctx;
-        if rules::needs_transfer_source(ctx) {
-            let addr = LicenseAddr::of(&ctx.license);
-            ctx.transfer_source = state.store.released_slot(&addr).await.map_err(ApiError::store)?;
+        if rules::needs_transfer_source(&resolved.ctx) {
+            let addr = LicenseAddr::of(&resolved.ctx.license);
+            resolved.ctx.transfer_source = state.store.released_slot(&addr).await.map_err(ApiError::store)?;
         }
-        let plan = rules::plan_activation(ctx, req, now, transport)?;
+        let addr = LicenseAddr::of(&resolved.ctx.license);
+        let mut plan = match rules::plan_activation(&resolved.ctx, req, now, transport) {
+            Ok(plan) => plan,
+            Err(e) => return replay_or(state, once, &addr, e).await,
+        };
+        // The state this write leaves, which the answer describes.
+        let mut after = resolved.clone();
+        rules::apply_activation(&mut after.ctx.license, &plan);
+        if let Some(seat) = &mut after.ctx.seat {
+            seat.total_activations += 1;
+        }
+        after.ctx.device = Some(plan.device.clone());
+        let answer = match once {
+            Some(once) => {
+                let record = once.record(&after, now)?;
+                let answer = record.answer.clone();
+                plan.once = Some(record);
+                Some(answer)
+            }
+            None => None,
+        };
         let outcome = attempts
             .write(|token| {
                 let plan = &plan;
@@ -67,26 +108,33 @@ pub async fn activate(
             .await;
         match outcome {
             Ok(()) => {
-                rules::apply_activation(&mut ctx.license, &plan);
-                if let Some(seat) = &mut ctx.seat {
-                    seat.total_activations += 1;
-                }
-                ctx.device = Some(Device {
+                after.ctx.device = Some(Device {
                     write_token: Some(attempts.token().as_str().to_owned()),
                     ..plan.device
                 });
-                return Ok(resolved);
+                return Ok(Outcome::Applied {
+                    resolved: after,
+                    answer,
+                });
             }
+            Err(Rejection::Done(done)) => return Ok(Outcome::Replayed(done.answer)),
             // An earlier attempt whose answer was lost did commit: answer from the state it left.
             Err(Rejection::Device(Some(d))) if attempts.wrote(&d) => {
-                return lookup::load(state, auth, req, false).await;
+                if once.is_some() {
+                    let lost = ApiError::internal("an applied offline activation left no record");
+                    return replay_or(state, once, &addr, lost).await;
+                }
+                let resolved = lookup::load(state, auth, req, false).await?;
+                return Ok(Outcome::Applied { resolved, answer: None });
             }
-            Err(Rejection::Device(Some(d))) if d.active => return Err(ApiError::LicenseDeviceExists),
+            Err(Rejection::Device(Some(d))) if d.active => {
+                return replay_or(state, once, &addr, ApiError::LicenseDeviceExists).await;
+            }
             Err(Rejection::License(Some(current))) => {
-                ctx.license = *current;
-                ctx.transfer_source = None;
+                resolved.ctx.license = *current;
+                resolved.ctx.transfer_source = None;
             }
-            Err(Rejection::Seat(Some(current))) => ctx.seat = Some(current),
+            Err(Rejection::Seat(Some(current))) => resolved.ctx.seat = Some(current),
             // The device changed under us (activated and deactivated again), an item is gone, or the
             // released slot was taken: read everything again.
             Err(Rejection::Device(_) | Rejection::License(None) | Rejection::Seat(None) | Rejection::Stale) => {

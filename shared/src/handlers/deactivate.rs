@@ -1,32 +1,71 @@
 //! `POST /api/v4/deactivate_license` (SPEC §2.3): frees the device's slot. Answers `license_deactivated`
-//! as text/plain.
+//! as text/plain. Offline deactivation (`offline`) is the same loop with the consumptions the request
+//! reports and a record of the request in the write.
 
 use super::lookup;
+use super::{replay_or, Once, Outcome};
 use crate::auth::{Access, Authenticated};
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
 use crate::request::LicenseRequest;
-use crate::rules;
+use crate::rules::{self, Consumptions};
 use crate::state::AppState;
-use crate::store::Rejection;
+use crate::store::{LicenseAddr, Rejection};
 use crate::time::Timestamp;
+
+/// The answer to every successful deactivation (SPEC §8).
+pub const DEACTIVATED: &str = "license_deactivated";
 
 pub async fn handle(req: &ApiRequest, state: &AppState) -> Result<ApiResponse, ApiError> {
     let (auth, request) = super::authenticated(req, state, Access::Write).await?;
     deactivate(state, &auth, &request).await?;
-    Ok(ApiResponse::text("license_deactivated"))
+    Ok(ApiResponse::text(DEACTIVATED))
 }
 
 pub async fn deactivate(state: &AppState, auth: &Authenticated, req: &LicenseRequest) -> Result<(), ApiError> {
+    deactivate_once(state, auth, req, &Consumptions::default(), None)
+        .await?
+        .resolved()
+        .map(drop)
+}
+
+/// Deactivates `req.hardware_id`, adding `consumptions` and recording `once` (an offline request) in the
+/// same write when given.
+pub(super) async fn deactivate_once(
+    state: &AppState,
+    auth: &Authenticated,
+    req: &LicenseRequest,
+    consumptions: &Consumptions,
+    once: Option<&Once<'_>>,
+) -> Result<Outcome, ApiError> {
     let mut resolved = lookup::load(state, auth, req, false).await?;
     let now = Timestamp::now();
     let mut attempts = super::Attempts::new(state);
     let mut charge_seat = true;
     loop {
-        let mut plan = rules::plan_deactivation(&resolved.ctx, &req.hardware_id, now)?;
+        let addr = LicenseAddr::of(&resolved.ctx.license);
+        let planned = rules::plan_deactivation(&resolved.ctx, &req.hardware_id, now).and_then(|mut plan| {
+            plan.charges = rules::plan_consumptions(&resolved.ctx, consumptions)?;
+            Ok(plan)
+        });
+        let mut plan = match planned {
+            Ok(plan) => plan,
+            Err(e) => return replay_or(state, once, &addr, e).await,
+        };
         if !charge_seat {
             plan.seat = None;
         }
+        let mut after = resolved.clone();
+        rules::apply_charges(&mut after.ctx.license, &plan.charges);
+        let answer = match once {
+            Some(once) => {
+                let record = once.record(&after, now)?;
+                let answer = record.answer.clone();
+                plan.once = Some(record);
+                Some(answer)
+            }
+            None => None,
+        };
         let outcome = attempts
             .write(|token| {
                 let plan = &plan;
@@ -34,9 +73,24 @@ pub async fn deactivate(state: &AppState, auth: &Authenticated, req: &LicenseReq
             })
             .await;
         match outcome {
-            Ok(()) => return Ok(()),
+            Ok(()) => {
+                return Ok(Outcome::Applied {
+                    resolved: after,
+                    answer,
+                })
+            }
+            Err(Rejection::Done(done)) => return Ok(Outcome::Replayed(done.answer)),
             // An earlier attempt whose answer was lost did commit.
-            Err(Rejection::Device(Some(d))) if attempts.wrote(&d) => return Ok(()),
+            Err(Rejection::Device(Some(d))) if attempts.wrote(&d) => {
+                if once.is_some() {
+                    let lost = ApiError::internal("an applied offline deactivation left no record");
+                    return replay_or(state, once, &addr, lost).await;
+                }
+                return Ok(Outcome::Applied {
+                    resolved: after,
+                    answer,
+                });
+            }
             Err(Rejection::License(Some(current))) => resolved.ctx.license = *current,
             Err(Rejection::Seat(seat)) => {
                 // The device's activation charged a seat that is gone or already at 0: the stored

@@ -12,6 +12,7 @@ use crate::state::AppState;
 use crate::store::{ContextQuery, ContextRead, LicenseAddr};
 
 /// A loaded license and, for user-based licenses, the user who named it.
+#[derive(Clone, Debug)]
 pub struct Resolved {
     pub ctx: LicenseContext,
     pub user: Option<LicenseUser>,

@@ -5,6 +5,7 @@ mod activate;
 mod check;
 mod deactivate;
 mod lookup;
+mod offline;
 
 pub use activate::activate;
 pub use deactivate::deactivate;
@@ -15,7 +16,10 @@ use crate::http::{ApiRequest, ApiResponse};
 use crate::model::Device;
 use crate::request::{LicenseRequest, Params};
 use crate::state::AppState;
-use crate::store::{Rejection, WriteToken};
+use crate::model::ProcessedRequest;
+use crate::store::{LicenseAddr, Rejection, RequestKey, WriteToken};
+use crate::time::Timestamp;
+use lookup::Resolved;
 use http::Method;
 use std::future::Future;
 use std::time::{Duration, Instant, SystemTime};
@@ -107,6 +111,66 @@ impl Attempts {
     }
 }
 
+/// How long an applied offline request is remembered: re-uploading its file within this time answers
+/// the first result again and changes nothing.
+pub const OFFLINE_REQUEST_RETENTION_DAYS: i64 = 365;
+
+/// An offline request to apply at most once (SPEC §6): what identifies it, and its answer given the
+/// state its write leaves. The answer is stored in the same write, so a repeat gets it byte for byte.
+pub(crate) struct Once<'a> {
+    pub key: RequestKey,
+    pub answer: &'a (dyn Fn(&Resolved) -> Result<String, ApiError> + Send + Sync),
+}
+
+impl Once<'_> {
+    fn record(&self, after: &Resolved, now: Timestamp) -> Result<ProcessedRequest, ApiError> {
+        Ok(ProcessedRequest {
+            key: self.key.clone(),
+            answer: (self.answer)(after)?,
+            processed_at: now,
+            expires_at: now.plus_days(OFFLINE_REQUEST_RETENTION_DAYS).unix_seconds(),
+        })
+    }
+}
+
+/// What an activation or deactivation did.
+pub(crate) enum Outcome {
+    /// Written now: the state it left, and the answer recorded for an offline request.
+    Applied { resolved: Resolved, answer: Option<String> },
+    /// The offline request had been applied before: its answer then.
+    Replayed(String),
+}
+
+impl Outcome {
+    /// The state an online request left (online requests are never replayed).
+    fn resolved(self) -> Result<Resolved, ApiError> {
+        match self {
+            Self::Applied { resolved, .. } => Ok(resolved),
+            Self::Replayed(_) => Err(ApiError::internal("an online request was answered from a replay record")),
+        }
+    }
+}
+
+/// A refusal of an offline request that may be a repeat of an applied one (its device is already
+/// active, or already gone): if so, the answer it got then; otherwise `err`.
+async fn replay_or(
+    state: &AppState,
+    once: Option<&Once<'_>>,
+    addr: &LicenseAddr,
+    err: ApiError,
+) -> Result<Outcome, ApiError> {
+    let Some(once) = once else { return Err(err) };
+    match state
+        .store
+        .processed_request(addr, &once.key, Timestamp::now())
+        .await
+        .map_err(ApiError::store)?
+    {
+        Some(done) => Ok(Outcome::Replayed(done.answer)),
+        None => Err(err),
+    }
+}
+
 /// Authenticates the request, then parses its license fields from where its method carries them
 /// (query string for GET and HEAD, JSON body otherwise). Authentication comes first, so an
 /// unauthenticated caller learns nothing about the body.
@@ -135,14 +199,18 @@ pub enum Endpoint {
     ActivateLicense,
     DeactivateLicense,
     CheckLicense,
+    ActivateOffline,
+    DeactivateOffline,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 4] = [
+    pub const ALL: [Endpoint; 6] = [
         Self::Root,
         Self::ActivateLicense,
         Self::DeactivateLicense,
         Self::CheckLicense,
+        Self::ActivateOffline,
+        Self::DeactivateOffline,
     ];
 
     pub fn path(self) -> &'static str {
@@ -151,13 +219,17 @@ impl Endpoint {
             Self::ActivateLicense => "/api/v4/activate_license",
             Self::DeactivateLicense => "/api/v4/deactivate_license",
             Self::CheckLicense => "/api/v4/check_license",
+            Self::ActivateOffline => "/api/v4/activate_offline",
+            Self::DeactivateOffline => "/api/v4/deactivate_offline",
         }
     }
 
     pub fn method(self) -> Method {
         match self {
             Self::Root | Self::CheckLicense => Method::GET,
-            Self::ActivateLicense | Self::DeactivateLicense => Method::POST,
+            Self::ActivateLicense | Self::DeactivateLicense | Self::ActivateOffline | Self::DeactivateOffline => {
+                Method::POST
+            }
         }
     }
 
@@ -188,6 +260,8 @@ pub async fn handle(endpoint: Endpoint, req: &ApiRequest, state: &AppState) -> A
             Endpoint::ActivateLicense => activate::handle(req, state).await,
             Endpoint::DeactivateLicense => deactivate::handle(req, state).await,
             Endpoint::CheckLicense => check::handle(req, state).await,
+            Endpoint::ActivateOffline => offline::handle_activation(req, state).await,
+            Endpoint::DeactivateOffline => offline::handle_deactivation(req, state).await,
         }
     };
     result.unwrap_or_else(|e| ApiResponse::error(&e))

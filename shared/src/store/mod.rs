@@ -10,7 +10,7 @@ pub mod write;
 
 use crate::error::BoxError;
 use crate::ids::{ApiKeyId, CompanyId, HardwareId, LicenseKey, ProductCode, Username};
-use crate::model::{ApiKeyRecord, Company, Device, License, LicenseUser, ProductDoc, Seat};
+use crate::model::{ApiKeyRecord, Company, Device, License, LicenseUser, ProcessedRequest, ProductDoc, Seat};
 use crate::time::Timestamp;
 use async_trait::async_trait;
 use serde_json::{Map, Value};
@@ -129,6 +129,42 @@ impl Default for WriteToken {
     }
 }
 
+/// Names one offline request on one license: a digest of what the request is (activation or
+/// deactivation) and what identifies it (its `request_id`, else its signature), so any identifier a client
+/// sends fits a fixed-size key.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RequestKey(String);
+
+impl RequestKey {
+    pub fn new(kind: &str, id: &str) -> Self {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::new()
+            .chain_update(kind.as_bytes())
+            .chain_update([0u8])
+            .chain_update(id.as_bytes())
+            .finalize();
+        Self(digest.iter().map(|b| format!("{b:02x}")).collect())
+    }
+
+    /// A key as stored (read back from an item).
+    pub fn from_stored(digest: impl Into<String>) -> Self {
+        Self(digest.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A change to a consumption counter of the license, and the bound the rules checked it against: the
+/// counter after the change may be at most `at_most` (`None`: no upper limit applies).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Charge {
+    pub counter: write::Counter,
+    pub amount: i64,
+    pub at_most: Option<i64>,
+}
+
 /// An activation the rules have approved against a snapshot. The store applies it only if everything
 /// the decision relied on still holds at write time (see [`write`]).
 #[derive(Clone, Debug)]
@@ -145,6 +181,8 @@ pub struct ActivationPlan {
     pub set_validity: Option<Timestamp>,
     /// The license user's seat to charge, and whether its own limit applies (else it must be unlimited).
     pub seat: Option<(Username, bool)>,
+    /// An offline request this activation applies, recorded in the same write so it happens once.
+    pub once: Option<ProcessedRequest>,
 }
 
 #[derive(Clone, Debug)]
@@ -158,6 +196,10 @@ pub struct DeactivationPlan {
     /// The seat that the device's activation charged.
     pub seat: Option<Username>,
     pub at: Timestamp,
+    /// Consumptions the request reports (offline deactivation), added in the same write.
+    pub charges: Vec<Charge>,
+    /// An offline request this deactivation applies, recorded in the same write so it happens once.
+    pub once: Option<ProcessedRequest>,
 }
 
 /// A check to record on an active device: its last-seen time and the hardware details sent. Its write
@@ -184,6 +226,9 @@ pub enum Rejection {
     License(Option<Box<License>>),
     #[error("the seat changed")]
     Seat(Option<Seat>),
+    /// The offline request was already applied: this is the answer it got.
+    #[error("the request was already applied")]
+    Done(Box<ProcessedRequest>),
     /// Something else the plan relied on changed (a released slot, the product, the company).
     #[error("the state the write relied on changed")]
     Stale,
@@ -208,7 +253,8 @@ impl Rejection {
             (Item::License(..), _) => Self::License(None),
             (Item::Seat(..), Some(Image::Seat(s))) => Self::Seat(Some(s)),
             (Item::Seat(..), _) => Self::Seat(None),
-            (Item::Product(..) | Item::Company(..) | Item::Released(..), _) => Self::Stale,
+            (Item::Request(..), Some(Image::Request(done))) => Self::Done(done),
+            (Item::Product(..) | Item::Company(..) | Item::Released(..) | Item::Request(..), _) => Self::Stale,
         }
     }
 }
@@ -250,6 +296,14 @@ pub trait Store: Send + Sync {
     /// One released slot of the license waiting to be taken (the smallest hardware id), if any: the
     /// slot a transfer consumes. Only activations of a new device on a license with released slots ask.
     async fn released_slot(&self, addr: &LicenseAddr) -> Result<Option<HardwareId>, StoreError>;
+
+    /// The record of an offline request applied to the license, unless it expired.
+    async fn processed_request(
+        &self,
+        addr: &LicenseAddr,
+        key: &RequestKey,
+        now: Timestamp,
+    ) -> Result<Option<ProcessedRequest>, StoreError>;
 
     /// Applies one planned write atomically (see [`write::Write`]); `token` is the same on every retry
     /// of the same plan after an [`Rejection::Unknown`] outcome.

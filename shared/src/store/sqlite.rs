@@ -6,9 +6,11 @@
 //! thread, never on the runtime's shared blocking pool (password hashing cannot starve it).
 
 use super::write::{self, Image, Item, Refused, Write};
-use super::{ContextQuery, ContextRead, LicenseAddr, LicenseRead, Rejection, Store, StoreError, WriteToken};
+use super::{
+    ContextQuery, ContextRead, LicenseAddr, LicenseRead, Rejection, RequestKey, Store, StoreError, WriteToken,
+};
 use crate::ids::{ApiKeyId, CompanyId, HardwareId, LicenseKey, ProductCode, Username};
-use crate::model::{ApiKeyRecord, Company, Device, License, LicenseUser, ProductDoc, Seat};
+use crate::model::{ApiKeyRecord, Company, Device, License, LicenseUser, ProcessedRequest, ProductDoc, Seat};
 use crate::time::Timestamp;
 use async_trait::async_trait;
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior};
@@ -30,7 +32,8 @@ CREATE TABLE IF NOT EXISTS licenses (
     pk TEXT PRIMARY KEY, license_id INTEGER NOT NULL, license_key TEXT, enabled INTEGER NOT NULL,
     max_activations INTEGER NOT NULL, unlimited INTEGER NOT NULL, max_transfers INTEGER NOT NULL,
     validity_period TEXT, terms TEXT NOT NULL, times_activated INTEGER NOT NULL DEFAULT 0,
-    transfer_count INTEGER NOT NULL DEFAULT 0, released_count INTEGER NOT NULL DEFAULT 0);
+    transfer_count INTEGER NOT NULL DEFAULT 0, released_count INTEGER NOT NULL DEFAULT 0,
+    consumptions INTEGER NOT NULL DEFAULT 0, feature_consumptions TEXT NOT NULL DEFAULT '{}');
 CREATE TABLE IF NOT EXISTS devices (
     license_pk TEXT NOT NULL, hardware_id TEXT NOT NULL, device_id INTEGER NOT NULL, active INTEGER NOT NULL,
     user TEXT, first_activated_at TEXT NOT NULL, last_activated_at TEXT NOT NULL, deactivated_at TEXT,
@@ -39,6 +42,9 @@ CREATE TABLE IF NOT EXISTS devices (
     PRIMARY KEY (license_pk, hardware_id));
 CREATE TABLE IF NOT EXISTS released (
     license_pk TEXT NOT NULL, hardware_id TEXT NOT NULL, PRIMARY KEY (license_pk, hardware_id));
+CREATE TABLE IF NOT EXISTS requests (
+    license_pk TEXT NOT NULL, request_key TEXT NOT NULL, answer TEXT NOT NULL, processed_at TEXT NOT NULL,
+    expires_at INTEGER NOT NULL, PRIMARY KEY (license_pk, request_key));
 CREATE TABLE IF NOT EXISTS seats (
     license_pk TEXT NOT NULL, user TEXT NOT NULL, max_activations INTEGER NOT NULL, unlimited INTEGER NOT NULL,
     total_activations INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (license_pk, user));
@@ -110,6 +116,12 @@ fn migrate(c: &mut Connection) -> rusqlite::Result<()> {
         tx.execute_batch(
             "ALTER TABLE devices ADD COLUMN activations INTEGER NOT NULL DEFAULT 1;
              ALTER TABLE devices ADD COLUMN write_token TEXT;",
+        )?;
+    }
+    if !has_column(&tx, "licenses", "consumptions")? {
+        tx.execute_batch(
+            "ALTER TABLE licenses ADD COLUMN consumptions INTEGER NOT NULL DEFAULT 0;
+             ALTER TABLE licenses ADD COLUMN feature_consumptions TEXT NOT NULL DEFAULT '{}';",
         )?;
     }
     if has_column(&tx, "licenses", "released")? {
@@ -218,7 +230,8 @@ fn license_row(c: &Connection, addr: &LicenseAddr) -> rusqlite::Result<Option<Li
     };
     c.query_row(
         "SELECT license_id, license_key, enabled, max_activations, unlimited, max_transfers, validity_period, terms,
-                times_activated, transfer_count, released_count FROM licenses WHERE pk = ?1",
+                times_activated, transfer_count, released_count, consumptions, feature_consumptions
+         FROM licenses WHERE pk = ?1",
         [&pk],
         |r| {
             Ok(License {
@@ -238,6 +251,8 @@ fn license_row(c: &Connection, addr: &LicenseAddr) -> rusqlite::Result<Option<Li
                 times_activated: r.get(8)?,
                 transfer_count: r.get(9)?,
                 released_count: r.get(10)?,
+                consumptions: r.get(11)?,
+                feature_consumptions: from_json(&pk, &r.get::<_, String>(12)?)?,
             })
         },
     )
@@ -327,14 +342,17 @@ fn doc_row<T: DeserializeOwned>(c: &Connection, sql: &str, args: &[&str]) -> rus
 
 fn save_license_counters(c: &Connection, l: &License) -> rusqlite::Result<()> {
     c.execute(
-        "UPDATE licenses SET times_activated = ?2, transfer_count = ?3, released_count = ?4, validity_period = ?5
+        "UPDATE licenses SET times_activated = ?2, transfer_count = ?3, released_count = ?4, validity_period = ?5,
+            consumptions = ?6, feature_consumptions = ?7
          WHERE pk = ?1",
         params![
             LicenseAddr::of(l).storage_key(),
             l.times_activated,
             l.transfer_count,
             l.released_count,
-            l.validity_period.map(|t| t.to_string())
+            l.validity_period.map(|t| t.to_string()),
+            l.consumptions,
+            to_json(&l.feature_consumptions)
         ],
     )
     .map(|_| ())
@@ -343,6 +361,22 @@ fn save_license_counters(c: &Connection, l: &License) -> rusqlite::Result<()> {
 fn is_released(c: &Connection, addr: &LicenseAddr, hw: &HardwareId) -> rusqlite::Result<bool> {
     c.prepare_cached("SELECT 1 FROM released WHERE license_pk = ?1 AND hardware_id = ?2")?
         .exists(params![addr.storage_key(), hw.as_str()])
+}
+
+fn request_row(c: &Connection, addr: &LicenseAddr, key: &RequestKey) -> rusqlite::Result<Option<ProcessedRequest>> {
+    let pk = addr.storage_key();
+    c.prepare_cached(
+        "SELECT answer, processed_at, expires_at FROM requests WHERE license_pk = ?1 AND request_key = ?2",
+    )?
+    .query_row(params![pk, key.as_str()], |r| {
+        Ok(ProcessedRequest {
+            key: key.clone(),
+            answer: r.get(0)?,
+            processed_at: time(&pk, Some(r.get(1)?))?.unwrap_or(Timestamp::from_millis(0)),
+            expires_at: r.get(2)?,
+        })
+    })
+    .optional()
 }
 
 const PRODUCT_DOC: &str = "SELECT doc FROM products WHERE company = ?1 AND code = ?2";
@@ -360,6 +394,7 @@ fn load(c: &Connection, item: &Item) -> rusqlite::Result<Option<Image>> {
         Item::Device(addr, hw) => device_row(c, addr, hw)?.map(|d| Image::Device(Box::new(d))),
         Item::Seat(addr, user) => seat_row(c, addr, user)?.map(Image::Seat),
         Item::Released(addr, hw) => is_released(c, addr, hw)?.then_some(Image::Marker),
+        Item::Request(addr, key) => request_row(c, addr, key)?.map(|r| Image::Request(Box::new(r))),
     })
 }
 
@@ -386,6 +421,25 @@ fn save(c: &Connection, item: &Item, image: Option<&Image>) -> rusqlite::Result<
                 params![addr.storage_key(), hw.as_str()],
             )
             .map(drop),
+        (Item::Request(addr, key), Some(Image::Request(r))) => {
+            // Expired records go as new ones arrive, like DynamoDB's TTL deletes them.
+            c.execute(
+                "DELETE FROM requests WHERE license_pk = ?1 AND expires_at <= ?2",
+                params![addr.storage_key(), r.processed_at.unix_seconds()],
+            )?;
+            c.execute(
+                "INSERT OR REPLACE INTO requests (license_pk, request_key, answer, processed_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    addr.storage_key(),
+                    key.as_str(),
+                    r.answer,
+                    r.processed_at.to_string(),
+                    r.expires_at
+                ],
+            )
+            .map(drop)
+        }
         (item, _) => Err(corrupt("write", format!("cannot store {item:?} as written"))),
     }
 }
@@ -510,6 +564,18 @@ impl Store for SqliteStore {
             hw.map(|h| id(&pk, &h, HardwareId::parse)).transpose()
         })
         .await
+    }
+
+    async fn processed_request(
+        &self,
+        addr: &LicenseAddr,
+        key: &RequestKey,
+        now: Timestamp,
+    ) -> Result<Option<ProcessedRequest>, StoreError> {
+        let (addr, key) = (addr.clone(), key.clone());
+        self.read("read processed request", move |c| request_row(c, &addr, &key))
+            .await
+            .map(|r| r.filter(|r| r.expires_at > now.unix_seconds()))
     }
 
     async fn apply(&self, write: &Write, _token: &WriteToken) -> Result<(), Rejection> {

@@ -7,9 +7,9 @@
 //! Semantics follow DynamoDB's: a comparison with a missing attribute is false, `Add` to a missing
 //! number starts from 0, and every `Update` is conditioned on the item existing.
 
-use super::{ActivationPlan, CheckPlan, DeactivationPlan, LicenseAddr, Slot, WriteToken};
+use super::{ActivationPlan, CheckPlan, DeactivationPlan, LicenseAddr, RequestKey, Slot, WriteToken};
 use crate::ids::{CompanyId, HardwareId, ProductCode, Username};
-use crate::model::{Company, Device, License, ProductDoc, Seat};
+use crate::model::{Company, Device, License, ProcessedRequest, ProductDoc, Seat};
 use serde_json::Value;
 
 /// An item a write touches.
@@ -22,6 +22,8 @@ pub enum Item {
     Seat(LicenseAddr, Username),
     /// The marker of a released slot: the device that freed it (SPEC §3 transfers).
     Released(LicenseAddr, HardwareId),
+    /// The record of an applied offline request (SPEC §6).
+    Request(LicenseAddr, RequestKey),
 }
 
 /// Attributes that conditions compare or effects change. `name` is the attribute's name in every store.
@@ -45,7 +47,29 @@ pub enum Attr {
     Disabled,
     Archived,
     Blacklist,
+    ExpiresAt,
 }
+
+/// A consumption counter of a license. Feature counters are named by the feature's code, so a license
+/// holds exactly the counters its features have used, with no item per feature.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Counter {
+    Consumptions,
+    Feature(String),
+}
+
+impl Counter {
+    /// The attribute (DynamoDB) that holds the counter on the license item.
+    pub fn name(&self) -> String {
+        match self {
+            Self::Consumptions => "consumptions".to_owned(),
+            Self::Feature(code) => format!("{FEATURE_COUNTER_PREFIX}{code}"),
+        }
+    }
+}
+
+/// Prefix of the license attributes that count a feature's consumptions.
+pub const FEATURE_COUNTER_PREFIX: &str = "consumptions#";
 
 impl Attr {
     pub fn name(self) -> &'static str {
@@ -68,6 +92,7 @@ impl Attr {
             Self::Disabled => "disabled",
             Self::Archived => "archived",
             Self::Blacklist => "blacklist",
+            Self::ExpiresAt => "expires_at",
         }
     }
 }
@@ -96,6 +121,8 @@ pub enum Cond {
     Gt(Attr, i64),
     /// A set attribute holds the value.
     Contains(Attr, String),
+    /// The counter is at most the value; a counter never written counts as 0.
+    AtMost(Counter, i64),
     Not(Box<Cond>),
     Or(Vec<Cond>),
 }
@@ -119,6 +146,8 @@ pub enum Effect {
     Set(Attr, Val),
     /// One entry of the device's hardware-details map.
     SetDetail(String, Value),
+    /// Adds to a consumption counter (one never written starts from 0).
+    Count(Counter, i64),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -130,6 +159,8 @@ pub enum Action {
     PutDevice(Box<Device>),
     /// Writes a released-slot marker.
     PutMarker,
+    /// Writes the record of an applied offline request.
+    PutRequest(Box<ProcessedRequest>),
     Delete,
 }
 
@@ -172,7 +203,8 @@ impl ActivationPlan {
     pub fn write(&self, token: &WriteToken) -> Write {
         let addr = &self.addr;
         let hw = &self.device.hardware_id;
-        let mut items = Vec::with_capacity(4);
+        let mut items = Vec::with_capacity(5);
+        items.extend(once(addr, self.once.as_ref(), self.device.last_activated_at));
 
         // The device: the 409 rule, on exactly the version the plan was made against.
         let device_cond = match self.replaces {
@@ -256,7 +288,8 @@ impl DeactivationPlan {
     /// The write of this plan; `token` is recorded on the device.
     pub fn write(&self, token: &WriteToken) -> Write {
         let addr = &self.addr;
-        let mut items = Vec::with_capacity(4);
+        let mut items = Vec::with_capacity(5);
+        items.extend(once(addr, self.once.as_ref(), self.at));
         items.push(update(
             Item::Device(addr.clone(), self.hardware_id.clone()),
             vec![Cond::is(Attr::Active, true), version_is(self.device_activations)],
@@ -270,15 +303,19 @@ impl DeactivationPlan {
         if self.release_slot {
             effects.push(Effect::Add(Attr::ReleasedCount, 1));
         }
-        items.push(update(
-            Item::License(addr.clone()),
-            vec![
-                Cond::Gt(Attr::TimesActivated, 0),
-                // Whether a slot is remembered was decided on the license being limited.
-                Cond::is(Attr::Unlimited, !self.release_slot),
-            ],
-            effects,
-        ));
+        let mut cond = vec![
+            Cond::Gt(Attr::TimesActivated, 0),
+            // Whether a slot is remembered was decided on the license being limited.
+            Cond::is(Attr::Unlimited, !self.release_slot),
+        ];
+        for charge in &self.charges {
+            // The limit holds for the total the write produces, whatever was added concurrently.
+            if let Some(bound) = charge.at_most {
+                cond.push(Cond::AtMost(charge.counter.clone(), bound));
+            }
+            effects.push(Effect::Count(charge.counter.clone(), charge.amount));
+        }
+        items.push(update(Item::License(addr.clone()), cond, effects));
         if let Some(user) = &self.seat {
             items.push(update(
                 Item::Seat(addr.clone(), user.clone()),
@@ -295,6 +332,20 @@ impl DeactivationPlan {
         }
         Write { items }
     }
+}
+
+/// The record of an offline request, first in its write: it may be written only if the request was
+/// never applied (or its record expired), so of any number of uploads of one file exactly one writes.
+fn once(addr: &LicenseAddr, request: Option<&ProcessedRequest>, now: crate::time::Timestamp) -> Option<ItemWrite> {
+    let request = request?;
+    Some(ItemWrite {
+        item: Item::Request(addr.clone(), request.key.clone()),
+        conditions: vec![Cond::Or(vec![
+            Cond::Missing,
+            !Cond::Gt(Attr::ExpiresAt, now.unix_seconds()),
+        ])],
+        action: Action::PutRequest(Box::new(request.clone())),
+    })
 }
 
 impl CheckPlan {
@@ -360,6 +411,7 @@ pub enum Image {
     Device(Box<Device>),
     Seat(Seat),
     Marker,
+    Request(Box<ProcessedRequest>),
 }
 
 fn blacklist(set: &std::collections::BTreeSet<HardwareId>) -> Val {
@@ -393,8 +445,30 @@ impl Image {
             (Self::Seat(s), MaxActivations) => int(s.max_activations),
             (Self::Seat(s), Unlimited) => flag(s.allow_unlimited_activations),
             (Self::Seat(s), TotalActivations) => int(s.total_activations),
+            (Self::Request(r), ExpiresAt) => int(r.expires_at),
             _ => None,
         }
+    }
+
+    /// A consumption counter of a license (0 when never written); `None` for other items.
+    pub fn count(&self, counter: &Counter) -> Option<i64> {
+        let Self::License(l) = self else { return None };
+        Some(match counter {
+            Counter::Consumptions => l.consumptions,
+            Counter::Feature(code) => l.feature_consumptions.get(code).copied().unwrap_or(0),
+        })
+    }
+
+    fn add_count(&mut self, counter: &Counter, amount: i64) -> Result<(), String> {
+        let Self::License(l) = self else {
+            return Err("consumption counters belong to licenses".into());
+        };
+        let slot = match counter {
+            Counter::Consumptions => &mut l.consumptions,
+            Counter::Feature(code) => l.feature_consumptions.entry(code.clone()).or_insert(0),
+        };
+        *slot += amount;
+        Ok(())
     }
 
     fn set(&mut self, attr: Attr, value: Val) -> Result<(), String> {
@@ -440,6 +514,7 @@ pub fn holds(cond: &Cond, image: Option<&Image>) -> bool {
         Cond::Lt(a, b) => compare(get(*a), get(*b)) == Some(Less),
         Cond::Gt(a, n) => compare(get(*a), Some(Val::Int(*n))) == Some(Greater),
         Cond::Contains(a, v) => matches!(get(*a), Some(Val::Set(s)) if s.contains(v)),
+        Cond::AtMost(c, bound) => image.and_then(|i| i.count(c)).is_some_and(|v| v <= *bound),
         Cond::Not(c) => !holds(c, image),
         Cond::Or(cs) => cs.iter().any(|c| holds(c, image)),
     }
@@ -470,6 +545,7 @@ pub fn apply(write: &Write, images: &mut [Option<Image>]) -> Result<(), Refused>
             Action::Check => {}
             Action::PutDevice(device) => *image = Some(Image::Device(device.clone())),
             Action::PutMarker => *image = Some(Image::Marker),
+            Action::PutRequest(request) => *image = Some(Image::Request(request.clone())),
             Action::Delete => *image = None,
             Action::Update(effects) => {
                 let Some(target) = image.as_mut() else {
@@ -486,6 +562,7 @@ pub fn apply(write: &Write, images: &mut [Option<Image>]) -> Result<(), Refused>
                             };
                             target.set(*a, Val::Int(current + n)).map_err(Refused::Invalid)?;
                         }
+                        Effect::Count(c, n) => target.add_count(c, *n).map_err(Refused::Invalid)?,
                         Effect::SetDetail(k, v) => match target {
                             Image::Device(d) => {
                                 d.details.insert(k.clone(), v.clone());

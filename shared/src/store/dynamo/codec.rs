@@ -5,8 +5,11 @@
 use super::keys::{self, PK};
 use super::UpdateBuilder;
 use crate::ids::{ApiKeyId, CompanyId, HardwareId, LicenseKey, ProductCode, Username};
-use crate::model::{ApiKeyRecord, Company, Device, DeviceVariable, License, LicenseTerms, ProductDoc, Seat};
-use crate::store::{LicenseAddr, StoreError};
+use crate::model::{
+    ApiKeyRecord, Company, Device, DeviceVariable, License, LicenseTerms, ProcessedRequest, ProductDoc, Seat,
+};
+use crate::store::write::FEATURE_COUNTER_PREFIX;
+use crate::store::{LicenseAddr, RequestKey, StoreError};
 use crate::time::Timestamp;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::de::DeserializeOwned;
@@ -158,7 +161,34 @@ pub fn license(item: &ItemMap, addr: &LicenseAddr) -> Result<License, StoreError
         times_activated: i.int("times_activated")?,
         transfer_count: i.int("transfer_count")?,
         released_count: i.int("released_count")?,
+        consumptions: i.int("consumptions")?,
+        feature_consumptions: item
+            .keys()
+            .filter_map(|name| name.strip_prefix(FEATURE_COUNTER_PREFIX).map(|code| (name, code)))
+            .map(|(name, code)| Ok((code.to_owned(), i.int(name)?)))
+            .collect::<Result<_, StoreError>>()?,
     })
+}
+
+pub fn processed_request(item: &ItemMap) -> Result<ProcessedRequest, StoreError> {
+    let i = Item(item);
+    Ok(ProcessedRequest {
+        key: RequestKey::from_stored(i.str("request_key")?),
+        answer: i.str("answer")?.to_owned(),
+        processed_at: i
+            .time("processed_at")?
+            .ok_or_else(|| i.corrupt("`processed_at` is missing"))?,
+        expires_at: i.int("expires_at")?,
+    })
+}
+
+pub fn processed_request_item(addr: &LicenseAddr, r: &ProcessedRequest) -> ItemMap {
+    let mut item = keys::request(addr, &r.key);
+    item.insert("request_key".into(), s(r.key.as_str()));
+    item.insert("answer".into(), s(&r.answer));
+    item.insert("processed_at".into(), s(r.processed_at.to_string()));
+    item.insert("expires_at".into(), n(r.expires_at));
+    item
 }
 
 /// An upsert that sets everything the vendor controls and keeps the counters activations maintain.

@@ -55,6 +55,16 @@ impl Expr {
             Cond::Lt(a, b) => format!("{} < {}", self.name(*a), self.name(*b)),
             Cond::Gt(a, x) => format!("{} > {}", self.name(*a), self.value(n(*x))),
             Cond::Contains(a, v) => format!("contains({}, {})", self.name(*a), self.value(s(v))),
+            Cond::AtMost(c, bound) => {
+                let name = self.raw_name(&c.name());
+                let at_most = format!("{name} <= {}", self.value(n(*bound)));
+                // A counter never written is 0, which is within any bound ≥ 0.
+                if *bound >= 0 {
+                    format!("attribute_not_exists({name}) OR {at_most}")
+                } else {
+                    at_most
+                }
+            }
             Cond::Not(inner) => format!("NOT ({})", self.cond(inner)),
             Cond::Or(cs) => cs
                 .iter()
@@ -78,6 +88,7 @@ impl Expr {
         for e in effects {
             match e {
                 Effect::Add(a, x) => add.push(format!("{} {}", self.name(*a), self.value(n(*x)))),
+                Effect::Count(c, x) => add.push(format!("{} {}", self.raw_name(&c.name()), self.value(n(*x)))),
                 Effect::Set(a, v) => set.push(format!("{} = {}", self.name(*a), self.value(value_of(v)))),
                 Effect::SetDetail(k, v) => set.push(format!(
                     "{}.{} = {}",
@@ -115,6 +126,7 @@ pub fn key(item: &Item) -> ItemMap {
         Item::Device(addr, hw) => keys::device(addr, hw),
         Item::Seat(addr, user) => keys::seat(addr, user),
         Item::Released(addr, hw) => keys::released(addr, hw),
+        Item::Request(addr, request) => keys::request(addr, request),
     }
 }
 
@@ -153,9 +165,10 @@ fn transact_item(table: &str, w: &ItemWrite) -> TransactWriteItem {
             let update = Update::builder().set_key(key()).update_expression(expression);
             b.update(conditional!(update, table, condition, x))
         }
-        Action::PutDevice(_) | Action::PutMarker => {
+        Action::PutDevice(_) | Action::PutMarker | Action::PutRequest(_) => {
             let item = match (&w.action, &w.item) {
                 (Action::PutDevice(device), Item::Device(addr, _)) => codec::device_item(addr, device),
+                (Action::PutRequest(request), Item::Request(addr, _)) => codec::processed_request_item(addr, request),
                 (_, item) => {
                     let mut marker = super::expr::key(item);
                     if let Item::Released(_, hw) = item {

@@ -3,7 +3,7 @@
 
 use super::codec::{s, ItemMap};
 use crate::ids::{ApiKeyId, CompanyId, HardwareId, ProductCode, Username};
-use crate::store::LicenseAddr;
+use crate::store::{LicenseAddr, RequestKey};
 
 pub const PK: &str = "PK";
 pub const SK: &str = "SK";
@@ -12,6 +12,7 @@ const ROOT: &str = "#";
 pub const DEVICE_PREFIX: &str = "DEVICE#";
 const SEAT_PREFIX: &str = "SEAT#";
 pub const RELEASED_PREFIX: &str = "RELEASED#";
+pub const REQUEST_PREFIX: &str = "REQUEST#";
 
 fn key(pk: String, sk: impl Into<String>) -> ItemMap {
     ItemMap::from([(PK.to_owned(), s(pk)), (SK.to_owned(), s(sk.into()))])
@@ -52,4 +53,9 @@ pub fn seat(addr: &LicenseAddr, user: &Username) -> ItemMap {
 /// The marker of a released slot: kept beside the license, not on it, so the license item stays O(1).
 pub fn released(addr: &LicenseAddr, hardware_id: &HardwareId) -> ItemMap {
     key(license_pk(addr), format!("{RELEASED_PREFIX}{hardware_id}"))
+}
+
+/// The record of an applied offline request, beside its license.
+pub fn request(addr: &LicenseAddr, request: &RequestKey) -> ItemMap {
+    key(license_pk(addr), format!("{REQUEST_PREFIX}{}", request.as_str()))
 }

@@ -6,15 +6,18 @@ mod expr;
 mod keys;
 
 use super::write::{Image, Item, Write};
-use super::{ContextQuery, ContextRead, LicenseAddr, LicenseRead, Rejection, Store, StoreError, WriteToken};
+use super::{
+    ContextQuery, ContextRead, LicenseAddr, LicenseRead, Rejection, RequestKey, Store, StoreError, WriteToken,
+};
 use crate::ids::{ApiKeyId, CompanyId, HardwareId, Username};
-use crate::model::{ApiKeyRecord, Company, Device, License, LicenseUser, ProductDoc, Seat};
+use crate::model::{ApiKeyRecord, Company, Device, License, LicenseUser, ProcessedRequest, ProductDoc, Seat};
+use crate::time::Timestamp;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, CancellationReason, KeySchemaElement, KeyType, KeysAndAttributes,
-    ScalarAttributeType, TransactWriteItem,
+    ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem,
 };
 use aws_sdk_dynamodb::Client;
 use codec::{n, s, ItemMap};
@@ -63,6 +66,9 @@ where
 /// answers "unavailable": about 2.5 s of backoff in all, well below the function timeout.
 const BATCH_GET_ATTEMPTS: u32 = 8;
 
+/// The attribute DynamoDB's time to live reads (template.yaml sets the same).
+pub const TTL_ATTRIBUTE: &str = "expires_at";
+
 impl DynamoStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self {
@@ -110,7 +116,7 @@ impl DynamoStore {
                 .table
                 .and_then(|t| t.table_status);
             if status == Some(aws_sdk_dynamodb::types::TableStatus::Active) {
-                return Ok(());
+                return self.enable_ttl().await;
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
@@ -118,6 +124,30 @@ impl DynamoStore {
             "table {} did not become active",
             self.table
         )))
+    }
+
+    /// Lets DynamoDB delete records of applied offline requests once they expire (`expires_at`).
+    async fn enable_ttl(&self) -> Result<(), StoreError> {
+        let spec = TimeToLiveSpecification::builder()
+            .attribute_name(TTL_ATTRIBUTE)
+            .enabled(true)
+            .build()
+            .expect("name and flag are set");
+        let enabled = self
+            .client
+            .update_time_to_live()
+            .table_name(&self.table)
+            .time_to_live_specification(spec)
+            .send()
+            .await;
+        match enabled {
+            Ok(_) => Ok(()),
+            // Already enabled (a table created earlier): nothing to do.
+            Err(e) if e.as_service_error().and_then(|s| s.message()).is_some_and(|m| m.contains("already enabled")) => {
+                Ok(())
+            }
+            Err(e) => Err(backend("UpdateTimeToLive", &self.table)(e)),
+        }
     }
 
     /// BatchGetItem for up to 100 keys, following `UnprocessedKeys` for at most [`BATCH_GET_ATTEMPTS`].
@@ -256,6 +286,9 @@ fn image(item: &Item, returned: Option<&ItemMap>) -> Option<Image> {
         Item::License(addr) => codec::license(returned, addr).ok().map(|l| Image::License(Box::new(l))),
         Item::Device(..) => codec::device(returned).ok().map(|d| Image::Device(Box::new(d))),
         Item::Seat(..) => codec::seat(returned).ok().map(Image::Seat),
+        Item::Request(..) => codec::processed_request(returned)
+            .ok()
+            .map(|r| Image::Request(Box::new(r))),
         Item::Product(..) | Item::Company(..) | Item::Released(..) => None,
     }
 }
@@ -402,6 +435,20 @@ impl Store for DynamoStore {
                 })
             })
             .transpose()
+    }
+
+    async fn processed_request(
+        &self,
+        addr: &LicenseAddr,
+        key: &RequestKey,
+        now: Timestamp,
+    ) -> Result<Option<ProcessedRequest>, StoreError> {
+        // TTL deletes expired items eventually, not at once: one still there but expired is gone.
+        self.get(keys::request(addr, key))
+            .await?
+            .map(|item| codec::processed_request(&item))
+            .transpose()
+            .map(|r| r.filter(|r| r.expires_at > now.unix_seconds()))
     }
 
     async fn apply(&self, write: &Write, token: &WriteToken) -> Result<(), Rejection> {

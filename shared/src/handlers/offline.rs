@@ -1,0 +1,176 @@
+//! `POST /api/v4/activate_offline` and `POST /api/v4/deactivate_offline` (SPEC §6): the online activation
+//! and deactivation, reached through a request file. The uploader authenticates like any request; the
+//! file is read (`offline::transport`), its signature verified with the key of the company's API key it
+//! names (`offline::payload`), and the request applied at most once: its record goes into the very write
+//! that applies it, and a repeat upload answers what the first got.
+
+use super::activate::{activate_once, activation_object, ident};
+use super::deactivate::{deactivate_once, DEACTIVATED};
+use super::lookup::Resolved;
+use super::{Once, Outcome};
+use crate::auth::{hmac_base64, offline_message, Access, Authenticated};
+use crate::error::ApiError;
+use crate::http::{ApiRequest, ApiResponse};
+use crate::model::ApiKeyRecord;
+use crate::offline::payload::{KeyId, Kind, Payload};
+use crate::offline::transport;
+use crate::render::{offline_activation, OfflineAnswer};
+use crate::request::{LicenseRequest, Params};
+use crate::rules::{Consumptions, Transport};
+use crate::state::AppState;
+use crate::store::RequestKey;
+use crate::time::Timestamp;
+use serde_json::Value;
+use std::time::SystemTime;
+
+/// Most `product_features` entries one request may report.
+const MAX_FEATURE_CHARGES: usize = 100;
+
+/// An uploaded request file, authenticated and verified.
+struct Upload {
+    auth: Authenticated,
+    payload: Payload,
+    request: LicenseRequest,
+    /// The API key the file names (the one whose shared key signed it).
+    signer_key: ApiKeyRecord,
+}
+
+impl Upload {
+    async fn read(req: &ApiRequest, state: &AppState, kind: Kind) -> Result<Self, ApiError> {
+        let auth = state
+            .auth
+            .authenticate(&req.headers, &*state.store, Access::Write, SystemTime::now())
+            .await?;
+        let content_type = req
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        let text = transport::upload_text(content_type, req.body.clone()).await?;
+        let payload = Payload::parse(&transport::decode(&text)?)?;
+        if let Some(other) = payload.kind().filter(|k| *k != kind) {
+            return Err(ApiError::Validation(format!(
+                "this is an offline {} request file; upload it to {}",
+                kind_name(other),
+                match other {
+                    Kind::Activation => super::Endpoint::ActivateOffline.path(),
+                    Kind::Deactivation => super::Endpoint::DeactivateOffline.path(),
+                }
+            )));
+        }
+        let signer_key = match payload.key_id() {
+            KeyId::ApiKey(id) => state.auth.key_record(id, &*state.store).await?,
+            // OAuth clients are a later feature: no client id is known yet.
+            KeyId::ClientId(_) => None,
+        }
+        // A file signed for another company is refused like an unknown key: the uploader learns
+        // nothing about other companies' keys.
+        .filter(|k| k.company == auth.key.company)
+        .ok_or(ApiError::InvalidApiKey)?;
+        if signer_key.revoked {
+            return Err(ApiError::RevokedApiKey);
+        }
+        if !payload.verify(&signer_key.shared_key) {
+            return Err(ApiError::SignatureMismatch);
+        }
+        let request = LicenseRequest::parse(payload.fields())?;
+        Ok(Self {
+            auth,
+            payload,
+            request,
+            signer_key,
+        })
+    }
+
+    fn request_key(&self, kind: Kind) -> RequestKey {
+        RequestKey::new(kind_name(kind), self.payload.idempotency_key())
+    }
+}
+
+pub async fn handle_activation(req: &ApiRequest, state: &AppState) -> Result<ApiResponse, ApiError> {
+    let upload = Upload::read(req, state, Kind::Activation).await?;
+    let request = &upload.request;
+    let now = Timestamp::now();
+    let date = httpdate::fmt_http_date(SystemTime::now());
+    let request_id = match upload.payload.request_id() {
+        Some(id) => id.to_owned(),
+        // Clients refuse an answer without one; a file without one gets one of ours.
+        None => format!("{:032x}", rand::random::<u128>()),
+    };
+    let key_id = match upload.payload.key_id() {
+        KeyId::ApiKey(id) | KeyId::ClientId(id) => id,
+    };
+    let offline_signature = hmac_base64(
+        &upload.signer_key.shared_key,
+        offline_message(&date, ident(request), request.hardware_id.as_str(), key_id).as_bytes(),
+    );
+    let answer = |after: &Resolved| -> Result<String, ApiError> {
+        let object = activation_object(after, request, now, &state.signer)?;
+        let answer = OfflineAnswer {
+            request_id: &request_id,
+            date: &date,
+            offline_signature: offline_signature.clone(),
+        };
+        offline_activation(object, &answer, &state.signer).map_err(ApiError::internal)
+    };
+    let once = Once {
+        key: upload.request_key(Kind::Activation),
+        answer: &answer,
+    };
+    let outcome = activate_once(state, &upload.auth, request, Transport::Offline, Some(&once)).await?;
+    Ok(ApiResponse::signed_body(answer_of(outcome)?, &state.signer))
+}
+
+pub async fn handle_deactivation(req: &ApiRequest, state: &AppState) -> Result<ApiResponse, ApiError> {
+    let upload = Upload::read(req, state, Kind::Deactivation).await?;
+    let consumptions = consumptions(upload.payload.fields())?;
+    let answer = |_: &Resolved| Ok(DEACTIVATED.to_owned());
+    let once = Once {
+        key: upload.request_key(Kind::Deactivation),
+        answer: &answer,
+    };
+    let outcome = deactivate_once(state, &upload.auth, &upload.request, &consumptions, Some(&once)).await?;
+    answer_of(outcome)?;
+    Ok(ApiResponse::text(DEACTIVATED))
+}
+
+fn kind_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Activation => "activation",
+        Kind::Deactivation => "deactivation",
+    }
+}
+
+/// The answer recorded for an offline request, whether applied now or before.
+fn answer_of(outcome: Outcome) -> Result<String, ApiError> {
+    match outcome {
+        Outcome::Applied { answer: Some(a), .. } | Outcome::Replayed(a) => Ok(a),
+        Outcome::Applied { answer: None, .. } => Err(ApiError::internal("an offline request was applied without its answer")),
+    }
+}
+
+/// `consumptions` and `product_features: [{"feature", "consumptions"}]` (SPEC §6.2).
+fn consumptions(p: &Params) -> Result<Consumptions, ApiError> {
+    let license = p.integer("consumptions")?.unwrap_or(0);
+    let features = match p.get("product_features") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) if items.len() <= MAX_FEATURE_CHARGES => items
+            .iter()
+            .map(|item| {
+                let Value::Object(map) = item else {
+                    return Err(ApiError::Validation(
+                        "`product_features` items must be objects with `feature` and `consumptions`".into(),
+                    ));
+                };
+                let item = Params::from_map(map.clone());
+                let code = item.required("feature")?;
+                Ok((code, item.integer("consumptions")?.unwrap_or(0)))
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => {
+            return Err(ApiError::Validation(format!(
+                "`product_features` must be a list of at most {MAX_FEATURE_CHARGES} objects"
+            )))
+        }
+    };
+    Ok(Consumptions { license, features })
+}
