@@ -24,7 +24,7 @@ cfn-lint template.yaml
 echo "==> sam validate --lint"
 sam validate --lint --region us-east-1
 
-FUNCTIONS=(activate_license deactivate_license check_license default_route)
+FUNCTIONS=(activate_license deactivate_license check_license activate_offline deactivate_offline default_route)
 echo "==> cargo lambda build --release --arm64"
 cargo lambda build --release --arm64 $(printf -- '-p %s ' "${FUNCTIONS[@]}")
 for f in "${FUNCTIONS[@]}"; do
@@ -33,7 +33,7 @@ done
 
 echo "==> sam build"
 sam build --build-dir target/sam-build >/dev/null
-for f in ActivateLicenseFunction DeactivateLicenseFunction CheckLicenseFunction DefaultRouteFunction; do
+for f in ActivateLicenseFunction DeactivateLicenseFunction CheckLicenseFunction ActivateOfflineFunction DeactivateOfflineFunction DefaultRouteFunction; do
     test -x "target/sam-build/$f/bootstrap" || { echo "sam build produced no bootstrap for $f" >&2; exit 1; }
 done
 
@@ -91,6 +91,18 @@ expect "HEAD /api/v4/check_license" 200 \
 expect "POST /api/v4/deactivate_license" 200 "$(signed POST /api/v4/deactivate_license "$DEVICE")"
 expect "POST /api/v4/deactivate_license (again)" 400 "$(signed POST /api/v4/deactivate_license "$DEVICE")"
 grep -q '"code":"license_not_active"' "$WORK/body" || { echo "unexpected error: $(cat "$WORK/body")" >&2; exit 1; }
+offline_file() {  # KIND — a v1 request file (SPEC §6.2) for offline-device, signed with the demo key, base64
+    local date sig
+    date="$(LC_ALL=C date -u '+%a, %d %b %Y %H:%M:%S GMT')"
+    sig="$(printf 'licenseSpring\ndate: %s\n%s\n%s\n%s' "$date" DEMO-0000-0000-0001 offline-device demo-api-key |
+        openssl dgst -sha256 -hmac 'demo-shared-key-change-me' -binary | openssl base64 -A)"
+    printf '{"request":"%s","product":"demo","hardware_id":"offline-device","license_key":"DEMO-0000-0000-0001","api_key":"demo-api-key","date":"%s","request_id":"watch-%s","signature":"%s"}' \
+        "$1" "$date" "$1" "$sig" | openssl base64 -A
+}
+expect "POST /api/v4/activate_offline" 200 "$(signed POST /api/v4/activate_offline "$(offline_file activation)")"
+grep -q '"license_signature_v2":' "$WORK/body" || { echo "not an offline activation: $(cat "$WORK/body")" >&2; exit 1; }
+expect "POST /api/v4/deactivate_offline" 200 "$(signed POST /api/v4/deactivate_offline "$(offline_file deactivation)")"
+grep -qx 'license_deactivated' "$WORK/body" || { echo "unexpected answer: $(cat "$WORK/body")" >&2; exit 1; }
 # What the HTTP API's $default route gets: default_route answers the SPEC error shape.
 expect "GET /api/v4/no_such_endpoint" 404 "$(signed GET /api/v4/no_such_endpoint)"
 grep -q '"code":"not_found"' "$WORK/body" || { echo "unexpected error: $(cat "$WORK/body")" >&2; exit 1; }
