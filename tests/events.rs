@@ -25,7 +25,11 @@ fn order(file: &str) -> (u8, String) {
         "activate_license-ok.json" => 0,
         "check_license-ok.json" => 1,
         "deactivate_license-ok.json" => 2,
-        _ => 3,
+        "activate_offline-ok.json" => 3,
+        "deactivate_offline-ok.json" => 4,
+        "activate_offline-multipart-ok.json" => 5,
+        "deactivate_offline-multipart-ok.json" => 6,
+        _ => 7,
     };
     (rank, file.to_owned())
 }

@@ -6,14 +6,31 @@
 //! File names are `<function>-<expected>.json`: `ok` for a 200, else the expected error code
 //! (`default_route` is the function behind the HTTP API's `$default` route). They use
 //! the example catalog (`examples/catalog.json`): run `activate_license-ok`, then `check_license-ok`,
-//! then `deactivate_license-ok`.
+//! then `deactivate_license-ok`; then `activate_offline-ok`, `deactivate_offline-ok`,
+//! `activate_offline-multipart-ok`, `deactivate_offline-multipart-ok`. The offline request files inside
+//! the offline events are dated [`FILE_DATE`] and never go stale (SPEC §6.2: no window on their date);
+//! only the upload's own headers are re-signed. Multipart bodies are base64-encoded, as API Gateway
+//! delivers them.
 
+use base64::Engine;
 use license_api::client::LicenseClient;
-use serde_json::{json, Value};
+use license_api::offline::file::{multipart, RequestFile, Shape};
+use license_api::offline::payload::Kind;
+use serde_json::{json, Map, Value};
 
 pub const API_KEY: &str = "demo-api-key";
 pub const SHARED_KEY: &str = "demo-shared-key-change-me";
 const HOST: &str = "abcdef1234.execute-api.us-east-1.amazonaws.com";
+/// The date inside the offline request files of the events.
+pub const FILE_DATE: &str = "Mon, 23 Nov 2026 07:00:00 GMT";
+const FILE_DATE_JS: &str = "Mon Nov 23 2026 07:00:00 GMT+0000";
+const BOUNDARY: &str = "----sam-local-boundary-1f3a";
+
+/// An offline request file as an upload: the base64 text, raw or in a multipart `file` part.
+struct Upload {
+    text: String,
+    multipart: bool,
+}
 
 struct Spec {
     file: &'static str,
@@ -22,6 +39,37 @@ struct Spec {
     /// JSON body (POST) or query parameters (GET).
     params: Value,
     signed: bool,
+    /// The body of an offline upload (then `params` is unused).
+    upload: Option<Upload>,
+}
+
+/// An offline request file for the demo license's `sam-local-device` (the same device throughout, so
+/// the events take its own released slot back and never count a transfer).
+fn offline_file(kind: Kind, shape: Shape, request_id: Option<&str>, shared_key: &str) -> String {
+    let file = RequestFile {
+        kind,
+        product: "demo".into(),
+        hardware_id: "sam-local-device".into(),
+        license_key: Some("DEMO-0000-0000-0001".into()),
+        username: None,
+        password: None,
+        api_key: API_KEY.into(),
+        date: if shape == Shape::JavaScript { FILE_DATE_JS } else { FILE_DATE }.into(),
+        request_id: request_id.map(str::to_owned),
+        extra: Map::new(),
+    };
+    file.encode(shape, shared_key)
+}
+
+fn upload(path: &'static str, file: &'static str, text: String, multipart: bool) -> Spec {
+    Spec {
+        file,
+        method: "POST",
+        path,
+        params: Value::Null,
+        signed: true,
+        upload: Some(Upload { text, multipart }),
+    }
 }
 
 fn specs() -> Vec<Spec> {
@@ -34,6 +82,7 @@ fn specs() -> Vec<Spec> {
             params: json!({"product": "demo", "hardware_id": "sam-local-device", "license_key": "DEMO-0000-0000-0001",
                 "os_ver": "Ubuntu 24.04", "hostname": "build-box", "app_ver": "1.2.3", "variables": {"channel": "stable"}}),
             signed: true,
+            upload: None,
         },
         Spec {
             file: "activate_license-license_not_found.json",
@@ -41,6 +90,7 @@ fn specs() -> Vec<Spec> {
             path: "/api/v4/activate_license",
             params: json!({"product": "demo", "hardware_id": "sam-local-device", "license_key": "NO-SUCH-KEY"}),
             signed: true,
+            upload: None,
         },
         Spec {
             file: "check_license-ok.json",
@@ -48,6 +98,7 @@ fn specs() -> Vec<Spec> {
             path: "/api/v4/check_license",
             params: device.clone(),
             signed: true,
+            upload: None,
         },
         Spec {
             file: "check_license-missing_headers.json",
@@ -55,6 +106,7 @@ fn specs() -> Vec<Spec> {
             path: "/api/v4/check_license",
             params: device.clone(),
             signed: false,
+            upload: None,
         },
         Spec {
             file: "check_license-root-ok.json",
@@ -62,6 +114,7 @@ fn specs() -> Vec<Spec> {
             path: "/",
             params: json!({}),
             signed: false,
+            upload: None,
         },
         Spec {
             file: "deactivate_license-ok.json",
@@ -69,6 +122,7 @@ fn specs() -> Vec<Spec> {
             path: "/api/v4/deactivate_license",
             params: device,
             signed: true,
+            upload: None,
         },
         Spec {
             file: "deactivate_license-unknown_product.json",
@@ -76,7 +130,39 @@ fn specs() -> Vec<Spec> {
             path: "/api/v4/deactivate_license",
             params: json!({"product": "no-such-product", "hardware_id": "sam-local-device", "license_key": "DEMO-0000-0000-0001"}),
             signed: true,
+            upload: None,
         },
+        upload(
+            "/api/v4/activate_offline",
+            "activate_offline-ok.json",
+            offline_file(Kind::Activation, Shape::PythonActivation, Some("sam-local-offline-1"), SHARED_KEY),
+            false,
+        ),
+        upload(
+            "/api/v4/deactivate_offline",
+            "deactivate_offline-ok.json",
+            offline_file(Kind::Deactivation, Shape::JavaScript, Some("sam-local-offline-2"), SHARED_KEY),
+            false,
+        ),
+        upload(
+            "/api/v4/activate_offline",
+            "activate_offline-multipart-ok.json",
+            offline_file(Kind::Activation, Shape::V1, Some("sam-local-offline-3"), SHARED_KEY),
+            true,
+        ),
+        upload(
+            "/api/v4/deactivate_offline",
+            "deactivate_offline-multipart-ok.json",
+            offline_file(Kind::Deactivation, Shape::BareDeactivation, None, SHARED_KEY),
+            true,
+        ),
+        upload(
+            "/api/v4/activate_offline",
+            "activate_offline-signature_mismatch.json",
+            offline_file(Kind::Activation, Shape::V1, Some("sam-local-offline-4"), "not-the-shared-key"),
+            false,
+        ),
+        upload("/api/v4/deactivate_offline", "deactivate_offline-missing_content.json", String::new(), true),
         // What the HTTP API's `$default` route passes on: a path no route has, and a route's path with
         // a method it does not take.
         Spec {
@@ -85,6 +171,7 @@ fn specs() -> Vec<Spec> {
             path: "/api/v4/no_such_endpoint",
             params: json!({}),
             signed: false,
+            upload: None,
         },
         Spec {
             file: "default_route-method_not_allowed.json",
@@ -92,6 +179,7 @@ fn specs() -> Vec<Spec> {
             path: "/api/v4/activate_license",
             params: json!({}),
             signed: false,
+            upload: None,
         },
     ]
 }
@@ -116,12 +204,25 @@ pub fn generate(api_key: &str, shared_key: &str, date: &str) -> Vec<(&'static st
             } else {
                 format!("{} {}", s.method, s.path)
             };
-            let (body, query) =
-                if s.method == "POST" { (Value::String(s.params.to_string()), String::new()) } else { (Value::Null, query_string(&s.params)) };
             let mut headers = json!({"host": HOST, "user-agent": "license-client/1.0", "x-forwarded-proto": "https"});
-            if s.method == "POST" {
-                headers["content-type"] = json!("application/json");
-            }
+            let mut base64_encoded = false;
+            let (body, query) = match &s.upload {
+                Some(Upload { text, multipart: true }) => {
+                    let (content_type, body) = multipart(text, BOUNDARY);
+                    headers["content-type"] = json!(content_type);
+                    base64_encoded = true;
+                    (json!(base64::engine::general_purpose::STANDARD.encode(body)), String::new())
+                }
+                Some(Upload { text, multipart: false }) => {
+                    headers["content-type"] = json!("text/plain");
+                    (json!(format!("{text}\n")), String::new())
+                }
+                None if s.method == "POST" => {
+                    headers["content-type"] = json!("application/json");
+                    (Value::String(s.params.to_string()), String::new())
+                }
+                None => (Value::Null, query_string(&s.params)),
+            };
             let mut event = json!({
                 "version": "2.0",
                 "routeKey": route,
@@ -140,7 +241,7 @@ pub fn generate(api_key: &str, shared_key: &str, date: &str) -> Vec<(&'static st
                     "time": "23/Nov/2026:07:00:00 +0000",
                     "timeEpoch": 1_795_417_200_000_i64
                 },
-                "isBase64Encoded": false
+                "isBase64Encoded": base64_encoded
             });
             if !body.is_null() {
                 event["body"] = body;

@@ -110,6 +110,62 @@ impl LicenseClient {
         self.request(Method::GET, &format!("/api/v4/check_license?{}", query.finish()), None)
     }
 
+    /// A signed upload of an offline request file (SPEC §6.1) to `path`, e.g. `/api/v4/activate_offline`:
+    /// the base64 text as a `text/plain` body, or a multipart body with its content type
+    /// (`offline::file::multipart`).
+    pub fn upload(&self, path: &str, content_type: &str, body: impl Into<Bytes>) -> Request<Bytes> {
+        let mut req = self.request(Method::POST, path, None);
+        req.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_str(content_type).expect("a valid content type"),
+        );
+        *req.body_mut() = body.into();
+        req
+    }
+
+    /// Verifies an offline license file (SPEC §6.3) the way a client loading it does: the response
+    /// signature, `license_signature` (v1), `license_signature_v2` over the object without both
+    /// signatures, and `offline_signature` (HMAC with the shared key). Returns it parsed.
+    pub fn verify_offline_license(
+        &self,
+        resp: &Response<Bytes>,
+        hardware_id: &str,
+        ident: &str,
+    ) -> Result<Value, ClientError> {
+        let object = self.verify_license(resp, hardware_id, ident)?;
+        let body = std::str::from_utf8(resp.body()).map_err(|e| ClientError::Malformed(e.to_string()))?;
+        let field = |name: &str| {
+            object
+                .get(name)
+                .and_then(Value::as_str)
+                .ok_or_else(|| ClientError::Malformed(format!("`{name}` missing")))
+        };
+        // Deleting both signatures from the parsed object and serialising it again (what a
+        // JavaScript client does) leaves the body up to them, closed.
+        let tail = body
+            .rfind(",\"license_signature\":")
+            .ok_or_else(|| ClientError::Malformed("license_signature is not where SPEC §6.3 puts it".into()))?;
+        let after: Value = serde_json::from_str(&format!("{{{}", &body[tail + 1..]))
+            .map_err(|e| ClientError::Malformed(format!("signature fields: {e}")))?;
+        if after.as_object().map(|m| m.len()) != Some(2) || after.get("license_signature_v2").is_none() {
+            return Err(ClientError::Malformed("only the two signatures may follow license_signature".into()));
+        }
+        let signed = format!("{}}}", &body[..tail]);
+        if !verify(&self.public_key_pem, signed.as_bytes(), field("license_signature_v2")?) {
+            return Err(ClientError::BadLicenseSignature);
+        }
+        let message = crate::auth::offline_message(field("date")?, ident, hardware_id, &self.api_key);
+        if !crate::auth::verify_hmac_base64(
+            self.shared_key.expose_secret(),
+            message.as_bytes(),
+            field("offline_signature")?,
+        ) {
+            return Err(ClientError::BadSignature);
+        }
+        field("request_id")?;
+        Ok(object)
+    }
+
     /// Verifies a license-object response for `hardware_id` and `ident` (license key or username) and
     /// returns it parsed. Error responses become [`ClientError::Api`].
     pub fn verify_license(&self, resp: &Response<Bytes>, hardware_id: &str, ident: &str) -> Result<Value, ClientError> {

@@ -321,8 +321,8 @@ impl Instance {
     /// function, everything else the `$default` route's function.
     async fn send_lambda(&self, req: http::Request<Bytes>) -> http::Response<Bytes> {
         let endpoint = Endpoint::for_path(req.uri().path()).filter(|e| e.accepts(req.method()));
-        let (parts, body) = req.into_parts();
-        let event = lambda_http::Request::from_parts(parts, lambda_http::Body::from(body.to_vec()));
+        let event = lambda_http::request::from_str(&gateway_event(&req).to_string())
+            .expect("an API Gateway HTTP API event");
         let response = match endpoint {
             Some(endpoint) => license_api::lambda::serve(endpoint, &self.state, event).await,
             None => license_api::lambda::serve_default_route(event).await,
@@ -345,6 +345,53 @@ impl Instance {
     pub fn client(&self, api_key: &str, shared_key: &str) -> LicenseClient {
         LicenseClient::new(api_key, shared_key, self.public_key_pem())
     }
+}
+
+/// The API Gateway HTTP API (payload 2.0) event that carries `req`, as the gateway writes it: a body
+/// that is not UTF-8 text, or is multipart, is base64-encoded with `isBase64Encoded`, so the Lambda
+/// adapter's decoding is exercised, not bypassed.
+pub fn gateway_event(req: &http::Request<Bytes>) -> serde_json::Value {
+    use base64::Engine;
+    let mut headers = serde_json::Map::new();
+    for (name, value) in req.headers() {
+        headers.insert(
+            name.as_str().to_owned(),
+            serde_json::Value::String(value.to_str().expect("test headers are text").to_owned()),
+        );
+    }
+    let multipart = req
+        .headers()
+        .get("content-type")
+        .is_some_and(|v| v.as_bytes().starts_with(b"multipart/"));
+    let (body, encoded) = match std::str::from_utf8(req.body()) {
+        Ok(text) if !multipart => (text.to_owned(), false),
+        _ => (base64::engine::general_purpose::STANDARD.encode(req.body()), true),
+    };
+    let path = req.uri().path();
+    let method = req.method().as_str();
+    let mut event = serde_json::json!({
+        "version": "2.0",
+        "routeKey": format!("{method} {path}"),
+        "rawPath": path,
+        "rawQueryString": req.uri().query().unwrap_or(""),
+        "headers": headers,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "test",
+            "domainName": "test.execute-api.us-east-1.amazonaws.com",
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "203.0.113.10", "userAgent": "test"},
+            "requestId": "test",
+            "routeKey": format!("{method} {path}"),
+            "stage": "$default",
+            "time": "23/Nov/2026:07:00:00 +0000",
+            "timeEpoch": 1_795_417_200_000_i64
+        },
+        "isBase64Encoded": encoded
+    });
+    if !req.body().is_empty() {
+        event["body"] = serde_json::Value::String(body);
+    }
+    event
 }
 
 /// Parses an error response and checks its shape: JSON content type, exactly `status`, `code`,
