@@ -49,6 +49,11 @@ impl Params {
         }
     }
 
+    /// Fields that arrived inside another envelope: an offline request file (SPEC §6.2).
+    pub fn from_map(map: Map<String, Value>) -> Self {
+        Self(map)
+    }
+
     /// Query-string parameters; every value arrives as a string and is converted on access.
     pub fn from_query(query: Option<&str>) -> Result<Self, ApiError> {
         let query = query.unwrap_or("");
