@@ -49,7 +49,7 @@ impl Params {
         }
     }
 
-    /// Fields already parsed as a JSON object (an offline request file's).
+    /// Fields that arrived inside another envelope: an offline request file (SPEC §6.2).
     pub fn from_map(map: Map<String, Value>) -> Self {
         Self(map)
     }
