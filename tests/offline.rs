@@ -392,4 +392,31 @@ async fn twenty_concurrent_uploads_of_one_file_apply_once(setup) {
     assert_eq!(now.feature_consumptions.get("f1").copied(), Some(5));
     assert_eq!((now.times_activated, now.released_count, now.transfer_count), (0, 1, 0));
 }
+
+async fn concurrent_consumption_reports_never_pass_the_limit(setup) {
+    let f = Fixture::new(setup).await;
+    let license = f.key_license("OFF-L", |l| {
+        l.max_activations = 10;
+        l.terms.license_type = LicenseType::Consumption;
+        l.terms.max_consumptions = 10;
+    }).await;
+    for i in 0..10 {
+        assert_eq!(f.app.send(f.client.activate(&key_body("OFF-L", &format!("l-hw-{i}")))).await.status(), 200);
+    }
+    let instances = [f.env.instance().await, f.env.instance().await, f.env.instance().await];
+    // Ten devices each report 3 at once: only three reports fit in 10.
+    let answers = futures::future::join_all((0..10).map(|i| {
+        let mut file = key_file(Kind::Deactivation, "OFF-L", &format!("l-hw-{i}"), &format!("l-{i}"));
+        file.extra = json!({"consumptions": 3}).as_object().unwrap().clone();
+        instances[i % 3].send(upload(&f.client, DEACTIVATE, &file.encode(Shape::V1, SHARED_KEY), Upload::Text))
+    }))
+    .await;
+    let ok = answers.iter().filter(|r| r.status() == 200).count();
+    for resp in answers.iter().filter(|r| r.status() != 200) {
+        assert_error(resp, 400, "license_not_enough_consumptions");
+    }
+    assert_eq!(ok, 3, "exactly the reports that fit");
+    let now = f.license_now(&license).await;
+    assert_eq!((now.consumptions, now.times_activated), (9, 7), "a refused report deactivated nothing");
+}
 }

@@ -45,7 +45,7 @@ struct Spec {
 
 /// An offline request file for the demo license's `sam-local-device` (the same device throughout, so
 /// the events take its own released slot back and never count a transfer).
-fn offline_file(kind: Kind, shape: Shape, request_id: Option<&str>, shared_key: &str) -> String {
+fn offline_file(kind: Kind, shape: Shape, request_id: Option<&str>, api_key: &str, shared_key: &str) -> String {
     let file = RequestFile {
         kind,
         product: "demo".into(),
@@ -53,7 +53,7 @@ fn offline_file(kind: Kind, shape: Shape, request_id: Option<&str>, shared_key: 
         license_key: Some("DEMO-0000-0000-0001".into()),
         username: None,
         password: None,
-        api_key: API_KEY.into(),
+        api_key: api_key.into(),
         date: if shape == Shape::JavaScript { FILE_DATE_JS } else { FILE_DATE }.into(),
         request_id: request_id.map(str::to_owned),
         extra: Map::new(),
@@ -72,7 +72,7 @@ fn upload(path: &'static str, file: &'static str, text: String, multipart: bool)
     }
 }
 
-fn specs() -> Vec<Spec> {
+fn specs(api_key: &str, shared_key: &str) -> Vec<Spec> {
     let device = json!({"product": "demo", "hardware_id": "sam-local-device", "license_key": "DEMO-0000-0000-0001"});
     vec![
         Spec {
@@ -135,31 +135,31 @@ fn specs() -> Vec<Spec> {
         upload(
             "/api/v4/activate_offline",
             "activate_offline-ok.json",
-            offline_file(Kind::Activation, Shape::PythonActivation, Some("sam-local-offline-1"), SHARED_KEY),
+            offline_file(Kind::Activation, Shape::PythonActivation, Some("sam-local-offline-1"), api_key, shared_key),
             false,
         ),
         upload(
             "/api/v4/deactivate_offline",
             "deactivate_offline-ok.json",
-            offline_file(Kind::Deactivation, Shape::JavaScript, Some("sam-local-offline-2"), SHARED_KEY),
+            offline_file(Kind::Deactivation, Shape::JavaScript, Some("sam-local-offline-2"), api_key, shared_key),
             false,
         ),
         upload(
             "/api/v4/activate_offline",
             "activate_offline-multipart-ok.json",
-            offline_file(Kind::Activation, Shape::V1, Some("sam-local-offline-3"), SHARED_KEY),
+            offline_file(Kind::Activation, Shape::V1, Some("sam-local-offline-3"), api_key, shared_key),
             true,
         ),
         upload(
             "/api/v4/deactivate_offline",
             "deactivate_offline-multipart-ok.json",
-            offline_file(Kind::Deactivation, Shape::BareDeactivation, None, SHARED_KEY),
+            offline_file(Kind::Deactivation, Shape::BareDeactivation, None, api_key, shared_key),
             true,
         ),
         upload(
             "/api/v4/activate_offline",
             "activate_offline-signature_mismatch.json",
-            offline_file(Kind::Activation, Shape::V1, Some("sam-local-offline-4"), "not-the-shared-key"),
+            offline_file(Kind::Activation, Shape::V1, Some("sam-local-offline-4"), api_key, "not-the-shared-key"),
             false,
         ),
         upload("/api/v4/deactivate_offline", "deactivate_offline-missing_content.json", String::new(), true),
@@ -194,7 +194,7 @@ fn query_string(params: &Value) -> String {
 
 /// Every event, signed for `api_key`/`shared_key` at `date` (an IMF-fixdate).
 pub fn generate(api_key: &str, shared_key: &str, date: &str) -> Vec<(&'static str, Value)> {
-    specs()
+    specs(api_key, shared_key)
         .into_iter()
         .map(|s| {
             let route = if s.file.starts_with("default_route-") {

@@ -27,12 +27,6 @@ pub fn signing_message(date: &str) -> String {
     format!("licenseSpring\ndate: {date}")
 }
 
-/// The message an offline request file and the offline activation answer sign (SPEC §6.2, §6.3):
-/// the date as written, the license key or username, the hardware id and the API key or client id.
-pub fn offline_message(date: &str, ident: &str, hardware_id: &str, key_id: &str) -> String {
-    format!("licenseSpring\ndate: {date}\n{ident}\n{hardware_id}\n{key_id}")
-}
-
 /// base64(HMAC-SHA256(shared key, message)).
 pub fn hmac_base64(shared_key: &str, message: &[u8]) -> String {
     B64.encode(hmac_raw(shared_key, message))

@@ -154,7 +154,7 @@ impl LicenseClient {
         if !verify(&self.public_key_pem, signed.as_bytes(), field("license_signature_v2")?) {
             return Err(ClientError::BadLicenseSignature);
         }
-        let message = crate::auth::offline_message(field("date")?, ident, hardware_id, &self.api_key);
+        let message = crate::offline::payload::v1_message(field("date")?, ident, hardware_id, &self.api_key);
         if !crate::auth::verify_hmac_base64(
             self.shared_key.expose_secret(),
             message.as_bytes(),

@@ -312,7 +312,7 @@ pub fn license_object<'a>(
 pub struct OfflineAnswer<'a> {
     pub request_id: &'a str,
     pub date: &'a str,
-    /// HMAC of the request's identity with the shared key (`auth::offline_message`).
+    /// HMAC of the request's identity with the shared key (`offline::payload::v1_message`).
     pub offline_signature: String,
 }
 

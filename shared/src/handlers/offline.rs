@@ -8,11 +8,11 @@ use super::activate::{activate_once, activation_object, ident};
 use super::deactivate::{deactivate_once, DEACTIVATED};
 use super::lookup::Resolved;
 use super::{Once, Outcome};
-use crate::auth::{hmac_base64, offline_message, Access, Authenticated};
+use crate::auth::{hmac_base64, Access, Authenticated};
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
 use crate::model::ApiKeyRecord;
-use crate::offline::payload::{KeyId, Kind, Payload};
+use crate::offline::payload::{v1_message, KeyId, Kind, Payload};
 use crate::offline::transport;
 use crate::render::{offline_activation, OfflineAnswer};
 use crate::request::{LicenseRequest, Params};
@@ -50,7 +50,7 @@ impl Upload {
         if let Some(other) = payload.kind().filter(|k| *k != kind) {
             return Err(ApiError::Validation(format!(
                 "this is an offline {} request file; upload it to {}",
-                kind_name(other),
+                other.as_str(),
                 match other {
                     Kind::Activation => super::Endpoint::ActivateOffline.path(),
                     Kind::Deactivation => super::Endpoint::DeactivateOffline.path(),
@@ -82,7 +82,7 @@ impl Upload {
     }
 
     fn request_key(&self, kind: Kind) -> RequestKey {
-        RequestKey::new(kind_name(kind), self.payload.idempotency_key())
+        RequestKey::new(kind.as_str(), self.payload.idempotency_key())
     }
 }
 
@@ -96,12 +96,10 @@ pub async fn handle_activation(req: &ApiRequest, state: &AppState) -> Result<Api
         // Clients refuse an answer without one; a file without one gets one of ours.
         None => format!("{:032x}", rand::random::<u128>()),
     };
-    let key_id = match upload.payload.key_id() {
-        KeyId::ApiKey(id) | KeyId::ClientId(id) => id,
-    };
+    let key_id = upload.payload.key_id().as_str();
     let offline_signature = hmac_base64(
         &upload.signer_key.shared_key,
-        offline_message(&date, ident(request), request.hardware_id.as_str(), key_id).as_bytes(),
+        v1_message(&date, ident(request), request.hardware_id.as_str(), key_id).as_bytes(),
     );
     let answer = |after: &Resolved| -> Result<String, ApiError> {
         let object = activation_object(after, request, now, &state.signer)?;
@@ -131,13 +129,6 @@ pub async fn handle_deactivation(req: &ApiRequest, state: &AppState) -> Result<A
     let outcome = deactivate_once(state, &upload.auth, &upload.request, &consumptions, Some(&once)).await?;
     answer_of(outcome)?;
     Ok(ApiResponse::text(DEACTIVATED))
-}
-
-fn kind_name(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Activation => "activation",
-        Kind::Deactivation => "deactivation",
-    }
 }
 
 /// The answer recorded for an offline request, whether applied now or before.
