@@ -1,14 +1,18 @@
 //! DynamoDB round trips per operation on a warm function (API key cached), counted on the wire:
-//! key-based activate/deactivate ≤ 2, user-based ≤ 3, check ≤ 2 requests in one round trip of latency.
+//! key-based activate/deactivate ≤ 2, user-based ≤ 3, check ≤ 2 requests in one round trip of latency;
+//! offline uploads cost what the online request costs, a repeat upload the read plus one GetItem.
 
-use integration_tests::fixtures::{key_body, user_body};
+use integration_tests::fixtures::{key_body, user_body, API_KEY, KEY_PRODUCT, SHARED_KEY};
 use integration_tests::{Backend, Fixture, Setup, Transport};
+use license_api::offline::file::Shape;
+use license_api::offline::payload::Kind;
 use serde_json::json;
 
 #[tokio::test]
 async fn round_trips_per_operation() {
     let f = Fixture::new(Setup::new("round-trips", Backend::DynamoDb, Transport::Lambda)).await;
     f.key_license("RT", |_| {}).await;
+    f.key_license("RT-OFF", |_| {}).await;
     let license = f.user_license(800, |_| {}).await;
     f.user("ann@example.com", 1, &[(&license, 0)]).await;
     let app = &f.app;
@@ -19,8 +23,32 @@ async fn round_trips_per_operation() {
     assert_eq!(app.send(f.client.check(&key_body("RT", "warmup"))).await.status(), 400);
     let (cold_requests, _) = rt.get();
 
+    // Offline request files (SPEC §6): the same writes as online, one request record more in them.
+    let offline = |kind, hw: &str, id: &str| {
+        let file = license_api::offline::file::RequestFile {
+            kind,
+            product: KEY_PRODUCT.into(),
+            hardware_id: hw.into(),
+            license_key: Some("RT-OFF".into()),
+            username: None,
+            password: None,
+            api_key: API_KEY.into(),
+            date: license_api::offline::file::rfc7231_date(std::time::SystemTime::now()),
+            request_id: Some(id.into()),
+            extra: Default::default(),
+        };
+        let path = match kind {
+            Kind::Activation => "/api/v4/activate_offline",
+            Kind::Deactivation => "/api/v4/deactivate_offline",
+        };
+        f.client.upload(path, "text/plain", file.encode(Shape::V1, SHARED_KEY))
+    };
     let mut measure = Vec::new();
     for (name, req, status) in [
+        ("offline activate", offline(Kind::Activation, "h0", "o1"), 200),
+        ("offline activate (repeat upload)", offline(Kind::Activation, "h0", "o1"), 200),
+        ("offline deactivate", offline(Kind::Deactivation, "h0", "o2"), 200),
+        ("offline deactivate (repeat upload)", offline(Kind::Deactivation, "h0", "o2"), 200),
         ("key activate", f.client.activate(&key_body("RT", "h1")), 200),
         ("key check", f.client.check(&key_body("RT", "h1")), 200),
         ("key deactivate", f.client.deactivate(&key_body("RT", "h1")), 200),
@@ -63,4 +91,9 @@ async fn round_trips_per_operation() {
     assert_eq!(get("user activate"), (3, 3));
     assert_eq!(get("user deactivate"), (3, 3));
     assert_eq!(get("user check"), (3, 2));
+    assert_eq!(get("offline activate"), (2, 2));
+    assert_eq!(get("offline deactivate"), (2, 2));
+    // The rules refuse a repeat first (device already active / gone); one GetItem finds the record.
+    assert_eq!(get("offline activate (repeat upload)"), (2, 2));
+    assert_eq!(get("offline deactivate (repeat upload)"), (2, 2));
 }
