@@ -405,8 +405,7 @@ async fn floating_cloud_cannot_be_activated_offline(setup) {
     let req = LicenseRequest::parse(&Params::from_json(key_body("FC", "h").to_string().as_bytes()).unwrap()).unwrap();
     let err = activate(&f.app.state, &auth, &req, Transport::Offline)
         .await
-        .err()
-        .expect("offline activation refused");
+        .expect_err("offline activation refused");
     assert_eq!(err.code(), "offline_floating_cloud_not_supported");
     assert!(activate(&f.app.state, &auth, &req, Transport::Online).await.is_ok());
 }

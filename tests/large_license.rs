@@ -81,6 +81,8 @@ async fn large_license(setup: Setup) {
                     release_slot: true,
                     seat: None,
                     at: now,
+                    charges: Vec::new(),
+                    once: None,
                 };
                 let token = WriteToken::new();
                 until_done(|| store.deactivate_device(&plan, &token)).await;

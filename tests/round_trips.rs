@@ -46,9 +46,17 @@ async fn round_trips_per_operation() {
     let mut measure = Vec::new();
     for (name, req, status) in [
         ("offline activate", offline(Kind::Activation, "h0", "o1"), 200),
-        ("offline activate (repeat upload)", offline(Kind::Activation, "h0", "o1"), 200),
+        (
+            "offline activate (repeat upload)",
+            offline(Kind::Activation, "h0", "o1"),
+            200,
+        ),
         ("offline deactivate", offline(Kind::Deactivation, "h0", "o2"), 200),
-        ("offline deactivate (repeat upload)", offline(Kind::Deactivation, "h0", "o2"), 200),
+        (
+            "offline deactivate (repeat upload)",
+            offline(Kind::Deactivation, "h0", "o2"),
+            200,
+        ),
         ("key activate", f.client.activate(&key_body("RT", "h1")), 200),
         ("key check", f.client.check(&key_body("RT", "h1")), 200),
         ("key deactivate", f.client.deactivate(&key_body("RT", "h1")), 200),

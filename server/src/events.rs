@@ -54,7 +54,12 @@ fn offline_file(kind: Kind, shape: Shape, request_id: Option<&str>, api_key: &st
         username: None,
         password: None,
         api_key: api_key.into(),
-        date: if shape == Shape::JavaScript { FILE_DATE_JS } else { FILE_DATE }.into(),
+        date: if shape == Shape::JavaScript {
+            FILE_DATE_JS
+        } else {
+            FILE_DATE
+        }
+        .into(),
         request_id: request_id.map(str::to_owned),
         extra: Map::new(),
     };
@@ -135,19 +140,37 @@ fn specs(api_key: &str, shared_key: &str) -> Vec<Spec> {
         upload(
             "/api/v4/activate_offline",
             "activate_offline-ok.json",
-            offline_file(Kind::Activation, Shape::PythonActivation, Some("sam-local-offline-1"), api_key, shared_key),
+            offline_file(
+                Kind::Activation,
+                Shape::PythonActivation,
+                Some("sam-local-offline-1"),
+                api_key,
+                shared_key,
+            ),
             false,
         ),
         upload(
             "/api/v4/deactivate_offline",
             "deactivate_offline-ok.json",
-            offline_file(Kind::Deactivation, Shape::JavaScript, Some("sam-local-offline-2"), api_key, shared_key),
+            offline_file(
+                Kind::Deactivation,
+                Shape::JavaScript,
+                Some("sam-local-offline-2"),
+                api_key,
+                shared_key,
+            ),
             false,
         ),
         upload(
             "/api/v4/activate_offline",
             "activate_offline-multipart-ok.json",
-            offline_file(Kind::Activation, Shape::V1, Some("sam-local-offline-3"), api_key, shared_key),
+            offline_file(
+                Kind::Activation,
+                Shape::V1,
+                Some("sam-local-offline-3"),
+                api_key,
+                shared_key,
+            ),
             true,
         ),
         upload(
@@ -159,10 +182,21 @@ fn specs(api_key: &str, shared_key: &str) -> Vec<Spec> {
         upload(
             "/api/v4/activate_offline",
             "activate_offline-signature_mismatch.json",
-            offline_file(Kind::Activation, Shape::V1, Some("sam-local-offline-4"), api_key, "not-the-shared-key"),
+            offline_file(
+                Kind::Activation,
+                Shape::V1,
+                Some("sam-local-offline-4"),
+                api_key,
+                "not-the-shared-key",
+            ),
             false,
         ),
-        upload("/api/v4/deactivate_offline", "deactivate_offline-missing_content.json", String::new(), true),
+        upload(
+            "/api/v4/deactivate_offline",
+            "deactivate_offline-missing_content.json",
+            String::new(),
+            true,
+        ),
         // What the HTTP API's `$default` route passes on: a path no route has, and a route's path with
         // a method it does not take.
         Spec {

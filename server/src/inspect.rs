@@ -68,6 +68,9 @@ fn license_json(l: &License, devices: &[Device]) -> Value {
         "times_activated": l.times_activated,
         "transfer_count": l.transfer_count,
         "released_slots": l.released_count,
+        "total_consumptions": l.total_consumptions(),
+        "recorded_consumptions": l.consumptions,
+        "feature_consumptions": l.feature_consumptions,
         "terms": l.terms,
         "devices": devices.iter().map(device_json).collect::<Vec<_>>(),
     })
@@ -104,6 +107,20 @@ pub fn show(v: &Value) -> String {
         s("id"), s("product"), s("license_key"), s("enabled"), s("times_activated"), limit, s("transfer_count"), transfers,
         s("validity_period"), s("released_slots"),
     );
+    let features = v["feature_consumptions"].as_object().cloned().unwrap_or_default();
+    if v["terms"]["license_type"] == "consumption" || !features.is_empty() {
+        let per_feature: Vec<String> = features.iter().map(|(code, n)| format!("{code} +{n}")).collect();
+        out.push_str(&format!(
+            "  consumptions: {} of {}   features: {}\n",
+            s("total_consumptions"),
+            v["terms"]["max_consumptions"],
+            if per_feature.is_empty() {
+                "—".to_owned()
+            } else {
+                per_feature.join(", ")
+            },
+        ));
+    }
     let devices = v["devices"].as_array().cloned().unwrap_or_default();
     out.push_str(&format!("Devices ({}):\n", devices.len()));
     for d in &devices {

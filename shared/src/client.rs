@@ -148,7 +148,9 @@ impl LicenseClient {
         let after: Value = serde_json::from_str(&format!("{{{}", &body[tail + 1..]))
             .map_err(|e| ClientError::Malformed(format!("signature fields: {e}")))?;
         if after.as_object().map(|m| m.len()) != Some(2) || after.get("license_signature_v2").is_none() {
-            return Err(ClientError::Malformed("only the two signatures may follow license_signature".into()));
+            return Err(ClientError::Malformed(
+                "only the two signatures may follow license_signature".into(),
+            ));
         }
         let signed = format!("{}}}", &body[..tail]);
         if !verify(&self.public_key_pem, signed.as_bytes(), field("license_signature_v2")?) {

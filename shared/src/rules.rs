@@ -267,14 +267,25 @@ struct Allowance {
 /// Decides one counter's charge: negative amounts only where allowed; a positive one must keep the
 /// total within `max` (+ `max_overages` when overages are allowed) unless consumptions are unlimited.
 /// `base` is the catalog's starting total the counter adds to.
-fn charge(counter: Counter, amount: i64, recorded: i64, base: i64, terms: &Allowance, what: &'static str) -> Result<Charge, ApiError> {
+fn charge(
+    counter: Counter,
+    amount: i64,
+    recorded: i64,
+    base: i64,
+    terms: &Allowance,
+    what: &'static str,
+) -> Result<Charge, ApiError> {
     if amount < 0 && !terms.allow_negative {
         return Err(ApiError::NegativeConsumptionsNotAllowed(what));
     }
     let at_most = if terms.unlimited || amount <= 0 {
         None
     } else {
-        let overages = if terms.allow_overages { terms.max_overages.max(0) } else { 0 };
+        let overages = if terms.allow_overages {
+            terms.max_overages.max(0)
+        } else {
+            0
+        };
         let limit = terms.max.saturating_add(overages);
         // The counter after the write must satisfy base + counter <= limit.
         let bound = limit.saturating_sub(base).saturating_sub(amount);
@@ -283,7 +294,11 @@ fn charge(counter: Counter, amount: i64, recorded: i64, base: i64, terms: &Allow
         }
         Some(bound)
     };
-    Ok(Charge { counter, amount, at_most })
+    Ok(Charge {
+        counter,
+        amount,
+        at_most,
+    })
 }
 
 /// Decides the consumptions a request reports (offline deactivation, SPEC §6.2): the license's must be

@@ -321,8 +321,8 @@ impl Instance {
     /// function, everything else the `$default` route's function.
     async fn send_lambda(&self, req: http::Request<Bytes>) -> http::Response<Bytes> {
         let endpoint = Endpoint::for_path(req.uri().path()).filter(|e| e.accepts(req.method()));
-        let event = lambda_http::request::from_str(&gateway_event(&req).to_string())
-            .expect("an API Gateway HTTP API event");
+        let event =
+            lambda_http::request::from_str(&gateway_event(&req).to_string()).expect("an API Gateway HTTP API event");
         let response = match endpoint {
             Some(endpoint) => license_api::lambda::serve(endpoint, &self.state, event).await,
             None => license_api::lambda::serve_default_route(event).await,

@@ -41,7 +41,14 @@ pub(super) fn activation_object<'a>(
         ident: ident(request),
         user: resolved.user.as_ref().zip(resolved.ctx.seat.as_ref()),
     };
-    Ok(license_object(&resolved.ctx, device, &who, View::Activation, now, signer))
+    Ok(license_object(
+        &resolved.ctx,
+        device,
+        &who,
+        View::Activation,
+        now,
+        signer,
+    ))
 }
 
 /// The license key or username as the request carried it.
@@ -113,7 +120,7 @@ pub(super) async fn activate_once(
                     ..plan.device
                 });
                 return Ok(Outcome::Applied {
-                    resolved: after,
+                    resolved: Box::new(after),
                     answer,
                 });
             }
@@ -125,7 +132,10 @@ pub(super) async fn activate_once(
                     return replay_or(state, once, &addr, lost).await;
                 }
                 let resolved = lookup::load(state, auth, req, false).await?;
-                return Ok(Outcome::Applied { resolved, answer: None });
+                return Ok(Outcome::Applied {
+                    resolved: Box::new(resolved),
+                    answer: None,
+                });
             }
             Err(Rejection::Device(Some(d))) if d.active => {
                 return replay_or(state, once, &addr, ApiError::LicenseDeviceExists).await;

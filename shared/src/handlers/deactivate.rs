@@ -75,7 +75,7 @@ pub(super) async fn deactivate_once(
         match outcome {
             Ok(()) => {
                 return Ok(Outcome::Applied {
-                    resolved: after,
+                    resolved: Box::new(after),
                     answer,
                 })
             }
@@ -87,7 +87,7 @@ pub(super) async fn deactivate_once(
                     return replay_or(state, once, &addr, lost).await;
                 }
                 return Ok(Outcome::Applied {
-                    resolved: after,
+                    resolved: Box::new(after),
                     answer,
                 });
             }

@@ -14,13 +14,13 @@ use crate::auth::{Access, Authenticated};
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
 use crate::model::Device;
+use crate::model::ProcessedRequest;
 use crate::request::{LicenseRequest, Params};
 use crate::state::AppState;
-use crate::model::ProcessedRequest;
 use crate::store::{LicenseAddr, Rejection, RequestKey, WriteToken};
 use crate::time::Timestamp;
-use lookup::Resolved;
 use http::Method;
+use lookup::Resolved;
 use std::future::Future;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -136,7 +136,10 @@ impl Once<'_> {
 /// What an activation or deactivation did.
 pub(crate) enum Outcome {
     /// Written now: the state it left, and the answer recorded for an offline request.
-    Applied { resolved: Resolved, answer: Option<String> },
+    Applied {
+        resolved: Box<Resolved>,
+        answer: Option<String>,
+    },
     /// The offline request had been applied before: its answer then.
     Replayed(String),
 }
@@ -145,8 +148,10 @@ impl Outcome {
     /// The state an online request left (online requests are never replayed).
     fn resolved(self) -> Result<Resolved, ApiError> {
         match self {
-            Self::Applied { resolved, .. } => Ok(resolved),
-            Self::Replayed(_) => Err(ApiError::internal("an online request was answered from a replay record")),
+            Self::Applied { resolved, .. } => Ok(*resolved),
+            Self::Replayed(_) => Err(ApiError::internal(
+                "an online request was answered from a replay record",
+            )),
         }
     }
 }

@@ -135,7 +135,9 @@ pub async fn handle_deactivation(req: &ApiRequest, state: &AppState) -> Result<A
 fn answer_of(outcome: Outcome) -> Result<String, ApiError> {
     match outcome {
         Outcome::Applied { answer: Some(a), .. } | Outcome::Replayed(a) => Ok(a),
-        Outcome::Applied { answer: None, .. } => Err(ApiError::internal("an offline request was applied without its answer")),
+        Outcome::Applied { answer: None, .. } => {
+            Err(ApiError::internal("an offline request was applied without its answer"))
+        }
     }
 }
 

@@ -143,7 +143,11 @@ impl DynamoStore {
         match enabled {
             Ok(_) => Ok(()),
             // Already enabled (a table created earlier): nothing to do.
-            Err(e) if e.as_service_error().and_then(|s| s.message()).is_some_and(|m| m.contains("already enabled")) => {
+            Err(e)
+                if e.as_service_error()
+                    .and_then(|s| s.message())
+                    .is_some_and(|m| m.contains("already enabled")) =>
+            {
                 Ok(())
             }
             Err(e) => Err(backend("UpdateTimeToLive", &self.table)(e)),
