@@ -73,6 +73,10 @@ impl Upload {
             return Err(ApiError::SignatureMismatch);
         }
         let request = LicenseRequest::parse(payload.fields())?;
+        // The file's key is held to its product restriction like the uploader's own.
+        if !signer_key.allows(&request.product) {
+            return Err(ApiError::ApiKeyProductNotAllowed);
+        }
         Ok(Self {
             auth,
             payload,
