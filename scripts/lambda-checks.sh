@@ -24,16 +24,19 @@ cfn-lint template.yaml
 echo "==> sam validate --lint"
 sam validate --lint --region us-east-1
 
-FUNCTIONS=(activate_license deactivate_license check_license activate_offline deactivate_offline default_route)
+FUNCTIONS=(activate_license deactivate_license check_license activate_offline deactivate_offline
+    activate_bundle check_bundle deactivate_bundle activate_bundle_offline deactivate_bundle_offline default_route)
 echo "==> cargo lambda build --release --arm64"
 cargo lambda build --release --arm64 $(printf -- '-p %s ' "${FUNCTIONS[@]}")
 for f in "${FUNCTIONS[@]}"; do
-    printf '    %-20s %8d bytes\n' "$f" "$(stat -c %s "target/lambda/$f/bootstrap")"
+    printf '    %-26s %8d bytes\n' "$f" "$(stat -c %s "target/lambda/$f/bootstrap")"
 done
 
 echo "==> sam build"
 sam build --build-dir target/sam-build >/dev/null
-for f in ActivateLicenseFunction DeactivateLicenseFunction CheckLicenseFunction ActivateOfflineFunction DeactivateOfflineFunction DefaultRouteFunction; do
+for f in ActivateLicenseFunction DeactivateLicenseFunction CheckLicenseFunction ActivateOfflineFunction \
+    DeactivateOfflineFunction ActivateBundleFunction CheckBundleFunction DeactivateBundleFunction \
+    ActivateBundleOfflineFunction DeactivateBundleOfflineFunction DefaultRouteFunction; do
     test -x "target/sam-build/$f/bootstrap" || { echo "sam build produced no bootstrap for $f" >&2; exit 1; }
 done
 

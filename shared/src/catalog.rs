@@ -425,7 +425,10 @@ fn company(cx: &Ctx<'_>, path: &str, c: RawCompany) -> Result<CompanyEntry, Cata
             let m_path = format!("{b_path}[{m}]");
             // Products are per company: a member of another company is unknown here.
             let Some(doc) = products.get(member) else {
-                return Err(cx.err(m_path, format!("unknown product `{member}` (members must be products of the same company)")));
+                return Err(cx.err(
+                    m_path,
+                    format!("unknown product `{member}` (members must be products of the same company)"),
+                ));
             };
             if doc.is_bundle() || member == code {
                 return Err(cx.err(m_path, format!("`{member}` is a bundle; a bundle cannot be a member")));
@@ -513,7 +516,10 @@ fn company(cx: &Ctx<'_>, path: &str, c: RawCompany) -> Result<CompanyEntry, Cata
         };
         if !product.is_bundle() {
             if !members.is_empty() {
-                return Err(cx.err(format!("{l_path}.members"), format!("product `{}` is not a bundle", product.code)));
+                return Err(cx.err(
+                    format!("{l_path}.members"),
+                    format!("product `{}` is not a bundle", product.code),
+                ));
             }
             licenses.push((license, seats));
             continue;
@@ -533,10 +539,16 @@ fn company(cx: &Ctx<'_>, path: &str, c: RawCompany) -> Result<CompanyEntry, Cata
                     format!("`{}` is not a member of bundle `{}`", member.product, product.code),
                 ));
             }
-            if member_licenses.iter().any(|(l, _): &(License, _)| l.product == member.product) {
+            if member_licenses
+                .iter()
+                .any(|(l, _): &(License, _)| l.product == member.product)
+            {
                 return Err(cx.err(
                     format!("{m_path}.product"),
-                    format!("bundle license {} has two member licenses of `{}`", license.id, member.product),
+                    format!(
+                        "bundle license {} has two member licenses of `{}`",
+                        license.id, member.product
+                    ),
                 ));
             }
             member_licenses.push((member, member_seats));
@@ -600,10 +612,13 @@ fn license_entry(
     let (users, ids, keys) = (&mut *known.users, &mut *known.ids, &mut *known.keys);
     for set_by_import in ["bundle", "bundle_members"] {
         if entry.contains_key(set_by_import) {
-            return Err(cx.err(format!("{l_path}.{set_by_import}"), "is set by the importer, not the catalog"));
+            return Err(cx.err(
+                format!("{l_path}.{set_by_import}"),
+                "is set by the importer, not the catalog",
+            ));
         }
     }
-        let head_map: Map<String, Value> = HEAD_FIELDS
+    let head_map: Map<String, Value> = HEAD_FIELDS
         .iter()
         .filter_map(|f| entry.remove(*f).map(|v| ((*f).to_owned(), v)))
         .collect();
@@ -641,14 +656,12 @@ fn license_entry(
     if product.authorization_method == AuthorizationMethod::LicenseKey && !head.users.is_empty() {
         return Err(cx.err(field("users"), "only user-based licenses have users"));
     }
-    terms.metadata =
-        normalize_map(&terms.metadata, &field("metadata")).map_err(|m| cx.err(field("metadata"), m))?;
+    terms.metadata = normalize_map(&terms.metadata, &field("metadata")).map_err(|m| cx.err(field("metadata"), m))?;
     terms.customer.metadata = normalize_map(&terms.customer.metadata, &field("customer.metadata"))
         .map_err(|m| cx.err(field("customer"), m))?;
     if let Some(account) = &terms.customer.customer_account {
         terms.customer.customer_account = Some(
-            normalize_json(account, &field("customer.customer_account"))
-                .map_err(|m| cx.err(field("customer"), m))?,
+            normalize_json(account, &field("customer.customer_account")).map_err(|m| cx.err(field("customer"), m))?,
         );
     }
     if bundle.is_some() && product.is_bundle() {
@@ -792,32 +805,86 @@ mod tests {
         let licenses = &c.companies[0].licenses;
         let find = |id: i64| &licenses.iter().find(|(l, _)| l.id == id).unwrap().0;
         let (bundle, app, viewer) = (find(20), find(21), find(22));
-        assert_eq!(bundle.terms.bundle_members, vec![(ProductCode::parse("app").unwrap(), 21), (ProductCode::parse("viewer").unwrap(), 22)]);
-        assert_eq!(app.key.as_ref().map(|k| k.as_str()), Some("S-1"), "members share the bundle's key");
-        assert_eq!((app.max_activations, viewer.max_activations), (3, 7), "a member's own terms win");
+        assert_eq!(
+            bundle.terms.bundle_members,
+            vec![
+                (ProductCode::parse("app").unwrap(), 21),
+                (ProductCode::parse("viewer").unwrap(), 22)
+            ]
+        );
+        assert_eq!(
+            app.key.as_ref().map(|k| k.as_str()),
+            Some("S-1"),
+            "members share the bundle's key"
+        );
+        assert_eq!(
+            (app.max_activations, viewer.max_activations),
+            (3, 7),
+            "a member's own terms win"
+        );
         assert!(app.terms.is_trial && viewer.terms.is_trial);
         assert_eq!(viewer.terms.bundle.as_ref().map(|b| b.as_str()), Some("suite"));
         let user = &c.companies[0].users[0].0;
         assert_eq!(user.licenses, vec![(ProductCode::parse("team-suite").unwrap(), 30)]);
         assert_eq!(user.bundle_licenses.len(), 2);
         let seats = &licenses.iter().find(|(l, _)| l.id == 32).unwrap().1;
-        assert_eq!(seats[0].max_activations, 1, "member seats default from the bundle's users");
+        assert_eq!(
+            seats[0].max_activations, 1,
+            "member seats default from the bundle's users"
+        );
     }
 
     #[test]
     fn broken_bundles_are_refused_naming_the_entry() {
-        let cases: Vec<(fn(&mut Value), &str)> = vec![
-            (|c| c["companies"][0]["products"][0]["bundle_products"] = serde_json::json!(["viewer"]), "companies[0].products[2].bundle_products[0]"),
-            (|c| c["companies"][0]["products"][2]["bundle_products"] = serde_json::json!(["app", "elsewhere"]), "companies[0].products[2].bundle_products[1]"),
-            (|c| c["companies"][0]["products"][2]["bundle_products"] = serde_json::json!(["app", "team"]), "companies[0].products[2].bundle_products[1]"),
-            (|c| c["companies"][0]["products"][2]["bundle_products"] = serde_json::json!(["app", "app"]), "companies[0].products[2].bundle_products[1]"),
-            (|c| c["companies"][0]["products"][2]["bundle_products"] = serde_json::json!((0..25).map(|i| format!("p{i}")).collect::<Vec<_>>()), "companies[0].products[2].bundle_products"),
-            (|c| c["companies"][0]["licenses"][0]["license_key"] = serde_json::json!("S-1"), "companies[0].licenses[1].members[0].license_key"),
-            (|c| c["companies"][0]["licenses"][1]["members"] = serde_json::json!([{"id": 21, "product": "app"}]), "companies[0].licenses[1].members"),
-            (|c| c["companies"][0]["licenses"][1]["members"][1]["product"] = serde_json::json!("app"), "companies[0].licenses[1].members[1]"),
-            (|c| c["companies"][0]["licenses"][0]["members"] = serde_json::json!([{"id": 99, "product": "viewer"}]), "companies[0].licenses[0].members"),
-            (|c| c["companies"][0]["licenses"][0]["bundle"] = serde_json::json!("suite"), "companies[0].licenses[0].bundle"),
-            (|c| c["companies"][0]["licenses"][1]["members"][0]["id"] = serde_json::json!(10), "companies[0].licenses[1].members[0].id"),
+        type Breaks = fn(&mut Value);
+        let cases: Vec<(Breaks, &str)> = vec![
+            (
+                |c| c["companies"][0]["products"][0]["bundle_products"] = serde_json::json!(["viewer"]),
+                "companies[0].products[2].bundle_products[0]",
+            ),
+            (
+                |c| c["companies"][0]["products"][2]["bundle_products"] = serde_json::json!(["app", "elsewhere"]),
+                "companies[0].products[2].bundle_products[1]",
+            ),
+            (
+                |c| c["companies"][0]["products"][2]["bundle_products"] = serde_json::json!(["app", "team"]),
+                "companies[0].products[2].bundle_products[1]",
+            ),
+            (
+                |c| c["companies"][0]["products"][2]["bundle_products"] = serde_json::json!(["app", "app"]),
+                "companies[0].products[2].bundle_products[1]",
+            ),
+            (
+                |c| {
+                    c["companies"][0]["products"][2]["bundle_products"] =
+                        serde_json::json!((0..25).map(|i| format!("p{i}")).collect::<Vec<_>>())
+                },
+                "companies[0].products[2].bundle_products",
+            ),
+            (
+                |c| c["companies"][0]["licenses"][0]["license_key"] = serde_json::json!("S-1"),
+                "companies[0].licenses[1].members[0].license_key",
+            ),
+            (
+                |c| c["companies"][0]["licenses"][1]["members"] = serde_json::json!([{"id": 21, "product": "app"}]),
+                "companies[0].licenses[1].members",
+            ),
+            (
+                |c| c["companies"][0]["licenses"][1]["members"][1]["product"] = serde_json::json!("app"),
+                "companies[0].licenses[1].members[1]",
+            ),
+            (
+                |c| c["companies"][0]["licenses"][0]["members"] = serde_json::json!([{"id": 99, "product": "viewer"}]),
+                "companies[0].licenses[0].members",
+            ),
+            (
+                |c| c["companies"][0]["licenses"][0]["bundle"] = serde_json::json!("suite"),
+                "companies[0].licenses[0].bundle",
+            ),
+            (
+                |c| c["companies"][0]["licenses"][1]["members"][0]["id"] = serde_json::json!(10),
+                "companies[0].licenses[1].members[0].id",
+            ),
         ];
         for (i, (breaks, path)) in cases.into_iter().enumerate() {
             let mut c = bundle_catalog();
