@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Deployment checks, run by scripts/test.sh (which has DynamoDB Local up and DYNAMODB_ENDPOINT set):
-#   cfn-lint and `sam validate --lint` on template.yaml; `cargo lambda build --release --arm64` of every
-#   function (with the binary sizes); `sam build`; and requests through `cargo lambda watch`, the local
+#   cfn-lint and `sam validate --lint` on template.yaml; `sam build` (`cargo lambda build --release --arm64`
+#   of every function, with the binary sizes); and requests through `cargo lambda watch`, the local
 #   Lambda mode without Docker, including the $default route's 404 and 405. Tools come from PyPI into a
 #   virtualenv under target/tools/venv.
 set -euo pipefail
@@ -26,18 +26,16 @@ sam validate --lint --region us-east-1
 
 FUNCTIONS=(activate_license deactivate_license check_license activate_offline deactivate_offline
     activate_bundle check_bundle deactivate_bundle activate_bundle_offline deactivate_bundle_offline default_route)
-echo "==> cargo lambda build --release --arm64"
-cargo lambda build --release --arm64 $(printf -- '-p %s ' "${FUNCTIONS[@]}")
-for f in "${FUNCTIONS[@]}"; do
-    printf '    %-26s %8d bytes\n' "$f" "$(stat -c %s "target/lambda/$f/bootstrap")"
-done
-
-echo "==> sam build"
+# `sam build` runs `cargo lambda build --release --arm64 --bin <function>` for each function, with its
+# own rustflags (Graviton) and the workspace's feature set. A separate `cargo lambda build` here would
+# use other flags and features, and each would invalidate the other's artifacts: every run would compile
+# the AWS SDK twice. So the release binaries are sam build's, and their sizes are measured there.
+echo "==> sam build (cargo lambda build --release --arm64 of every function)"
 sam build --build-dir target/sam-build >/dev/null
-for f in ActivateLicenseFunction DeactivateLicenseFunction CheckLicenseFunction ActivateOfflineFunction \
-    DeactivateOfflineFunction ActivateBundleFunction CheckBundleFunction DeactivateBundleFunction \
-    ActivateBundleOfflineFunction DeactivateBundleOfflineFunction DefaultRouteFunction; do
-    test -x "target/sam-build/$f/bootstrap" || { echo "sam build produced no bootstrap for $f" >&2; exit 1; }
+for f in "${FUNCTIONS[@]}"; do
+    logical="$(printf '%s' "$f" | sed -E 's/(^|_)([a-z])/\U\2/g')Function"
+    test -x "target/sam-build/$logical/bootstrap" || { echo "sam build produced no bootstrap for $logical" >&2; exit 1; }
+    printf '    %-26s %8d bytes\n' "$f" "$(stat -c %s "target/sam-build/$logical/bootstrap")"
 done
 
 echo "==> cargo lambda watch"
