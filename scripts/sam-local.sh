@@ -82,6 +82,7 @@ command -v docker >/dev/null 2>&1 || need_pkgs+=(docker.io)
 command -v update-binfmts >/dev/null 2>&1 || need_pkgs+=(binfmt-support)
 [ -f "$ROOTFS_TAR" ] || command -v debootstrap >/dev/null 2>&1 || need_pkgs+=(debootstrap)
 command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
+command -v readelf >/dev/null 2>&1 || need_pkgs+=(binutils)
 install_pkgs() {
     log "installing ${need_pkgs[*]} (apt)"
     apt-get update -qq
@@ -223,6 +224,22 @@ for lid, r in t["Resources"].items():
 PY
 )
 [ ${#LOGICAL_ID[@]} -gt 0 ] || { echo "no functions found in template.yaml" >&2; exit 1; }
+
+# ---- the binaries must also run on the real base image ------------------------------------------------
+# The image here is Debian bookworm (glibc 2.36); AWS's provided.al2023 has glibc 2.34. A binary that
+# needed a newer glibc symbol would pass here and fail on AWS, so check the versions they require.
+AL2023_GLIBC=2.34
+NEED_GLIBC=0
+for f in "$ROOT"/target/sam-build/*/bootstrap; do
+    need="$(readelf -V "$f" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -n 1)"
+    if [ "$(printf '%s\n' "$need" "$AL2023_GLIBC" | sort -V | tail -n 1)" != "$AL2023_GLIBC" ]; then
+        echo "${f#"$ROOT"/} needs glibc $need; provided.al2023 has $AL2023_GLIBC" >&2
+        exit 1
+    fi
+    NEED_GLIBC="$(printf '%s\n' "$need" "$NEED_GLIBC" | sort -V | tail -n 1)"
+done
+log "the function binaries need glibc $NEED_GLIBC (provided.al2023 has $AL2023_GLIBC, the image here $(
+    docker run --rm --platform linux/arm64 "$IMAGE" sh -c 'ldd --version | head -n 1 | grep -o "[0-9.]*$"'))"
 
 # ---- store, key, env-vars ----------------------------------------------------------------------------
 "$SERVER" keygen --out "$WORK" --bits 2048 >/dev/null
