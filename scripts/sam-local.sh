@@ -121,6 +121,8 @@ start_dockerd() {
         return
     fi
     log "starting dockerd"
+    # dockerd leaves its bridge behind when it stops; remove it too if it is ours.
+    ip link show docker0 >/dev/null 2>&1 || on_exit "ip link delete docker0 2>/dev/null"
     # Without the userland proxy a published port refuses connections until the container listens on
     # it. With it, the proxy accepts at once, SAM takes that for the emulator being up, and gives up
     # after three quick retries while the emulator still starts under qemu (502 "Internal server error").
