@@ -259,9 +259,11 @@ PY
 SAM_ARGS=(--template "$TEMPLATE" --invoke-image "$IMAGE" --skip-pull-image --docker-network "$NETWORK")
 
 # ---- every event through `sam local invoke` ----------------------------------------------------------
-# Success cases in the order a session runs them (as tests/events.rs does), then every other file.
-ORDER=(activate_license-ok check_license-ok deactivate_license-ok activate_offline-ok deactivate_offline-ok
-    activate_offline-multipart-ok deactivate_offline-multipart-ok)
+# Success cases in the order a session runs them, then every other file: the order tests/events.rs
+# gives them (its `fn order`: `"<file>.json" => rank,` arms), read from there so that both stay the same.
+mapfile -t ORDER < <(sed -n '/^fn order/,/^}/p' "$ROOT/tests/events.rs" | grep -o '"[^"]*\.json" => [0-9]*' |
+    sort -t '>' -k 2 -n | sed 's/^"\([^"]*\)\.json".*/\1/')
+[ ${#ORDER[@]} -gt 0 ] || { echo "cannot read the order of the events from tests/events.rs (fn order)" >&2; exit 1; }
 check_answer() {  # FILE ANSWER.json — prints "status code"; the code is "-" for a 200
     python - "$2" <<'PY'
 import base64, json, sys
