@@ -26,16 +26,19 @@ cfn-lint template.yaml
 echo "==> sam validate --lint"
 sam validate --lint --region us-east-1
 
-FUNCTIONS=(activate_license deactivate_license check_license activate_offline deactivate_offline default_route)
+FUNCTIONS=(activate_license deactivate_license check_license activate_offline deactivate_offline
+    activate_bundle check_bundle deactivate_bundle activate_bundle_offline deactivate_bundle_offline default_route)
 echo "==> cargo lambda build --release --arm64"
 cargo lambda build --release --arm64 $(printf -- '-p %s ' "${FUNCTIONS[@]}")
 for f in "${FUNCTIONS[@]}"; do
-    printf '    %-20s %8d bytes\n' "$f" "$(stat -c %s "target/lambda/$f/bootstrap")"
+    printf '    %-26s %8d bytes\n' "$f" "$(stat -c %s "target/lambda/$f/bootstrap")"
 done
 
 echo "==> sam build"
 sam build --build-dir target/sam-build >/dev/null
-for f in ActivateLicenseFunction DeactivateLicenseFunction CheckLicenseFunction ActivateOfflineFunction DeactivateOfflineFunction DefaultRouteFunction; do
+for f in ActivateLicenseFunction DeactivateLicenseFunction CheckLicenseFunction ActivateOfflineFunction \
+    DeactivateOfflineFunction ActivateBundleFunction CheckBundleFunction DeactivateBundleFunction \
+    ActivateBundleOfflineFunction DeactivateBundleOfflineFunction DefaultRouteFunction; do
     test -x "target/sam-build/$f/bootstrap" || { echo "sam build produced no bootstrap for $f" >&2; exit 1; }
 done
 
@@ -105,6 +108,12 @@ expect "POST /api/v4/activate_offline" 200 "$(signed POST /api/v4/activate_offli
 grep -q '"license_signature_v2":' "$WORK/body" || { echo "not an offline activation: $(cat "$WORK/body")" >&2; exit 1; }
 expect "POST /api/v4/deactivate_offline" 200 "$(signed POST /api/v4/deactivate_offline "$(offline_file deactivation)")"
 grep -qx 'license_deactivated' "$WORK/body" || { echo "unexpected answer: $(cat "$WORK/body")" >&2; exit 1; }
+SUITE='{"product":"demo-suite","hardware_id":"watch-device","license_key":"SUITE-0000-0007"}'
+expect "POST /api/v4/activate_bundle" 200 "$(signed POST /api/v4/activate_bundle "$SUITE")"
+grep -q '"short_code":"demo-viewer"' "$WORK/body" || { echo "not a bundle answer: $(cat "$WORK/body")" >&2; exit 1; }
+expect "GET /api/v4/check_bundle" 200 \
+    "$(signed GET '/api/v4/check_bundle?product=demo-suite&hardware_id=watch-device&license_key=SUITE-0000-0007')"
+expect "POST /api/v4/deactivate_bundle" 200 "$(signed POST /api/v4/deactivate_bundle "$SUITE")"
 # What the HTTP API's $default route gets: default_route answers the SPEC error shape.
 expect "GET /api/v4/no_such_endpoint" 404 "$(signed GET /api/v4/no_such_endpoint)"
 grep -q '"code":"not_found"' "$WORK/body" || { echo "unexpected error: $(cat "$WORK/body")" >&2; exit 1; }

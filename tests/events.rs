@@ -29,7 +29,12 @@ fn order(file: &str) -> (u8, String) {
         "deactivate_offline-ok.json" => 4,
         "activate_offline-multipart-ok.json" => 5,
         "deactivate_offline-multipart-ok.json" => 6,
-        _ => 7,
+        "activate_bundle-ok.json" => 7,
+        "check_bundle-ok.json" => 8,
+        "deactivate_bundle-ok.json" => 9,
+        "activate_bundle_offline-ok.json" => 10,
+        "deactivate_bundle_offline-multipart-ok.json" => 11,
+        _ => 12,
     };
     (rank, file.to_owned())
 }

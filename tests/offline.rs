@@ -216,6 +216,10 @@ async fn every_transport_and_payload_exception(setup) {
     drop(other_company);
     let unknown = RequestFile { api_key: "no-such-key".into(), ..good.clone() }.encode(Shape::V1, SHARED_KEY);
     assert_error(&send(upload(&f.client, ACTIVATE, &unknown, Upload::Text)).await, 400, "invalid_api_key");
+    // Signed by a key of the company that is restricted to another product.
+    f.put_key("other-product-key", |k| k.products = vec![integration_tests::fixtures::product_code(USER_PRODUCT)]).await;
+    let restricted = RequestFile { api_key: "other-product-key".into(), ..good.clone() }.encode(Shape::V1, "other-product-key-secret");
+    assert_error(&send(upload(&f.client, ACTIVATE, &restricted, Upload::Text)).await, 400, "api_key_product_not_allowed");
     // A deactivation file on the activation endpoint.
     let wrong_kind = key_file(Kind::Deactivation, "OFF-E", "hw-e", "e-2").encode(Shape::V1, SHARED_KEY);
     assert_error(&send(upload(&f.client, ACTIVATE, &wrong_kind, Upload::Text)).await, 400, "validation_error");

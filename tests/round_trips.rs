@@ -105,3 +105,48 @@ async fn round_trips_per_operation() {
     assert_eq!(get("offline activate (repeat upload)"), (2, 2));
     assert_eq!(get("offline deactivate (repeat upload)"), (2, 2));
 }
+
+#[tokio::test]
+async fn round_trips_per_bundle_operation() {
+    let f = Fixture::new(Setup::new("round-trips-bundle", Backend::DynamoDb, Transport::Lambda)).await;
+    let catalog = json!({"companies": [{"code": "c1", "id": 7,
+        "products": [{"short_code": "m1"}, {"short_code": "m2"}, {"short_code": "m3"},
+                     {"short_code": "kb", "bundle_products": ["m1", "m2", "m3"]}],
+        "licenses": [{"id": 300, "product": "kb", "license_key": "KB-1", "max_activations": 2,
+                      "members": [{"id": 301, "product": "m1"}, {"id": 302, "product": "m2"}, {"id": 303, "product": "m3"}]}]}]});
+    let catalog = license_api::catalog::Catalog::parse(&catalog.to_string(), "rt.json").unwrap();
+    license_api::catalog::import(f.store(), &catalog).await.unwrap();
+    let body = json!({"product": "kb", "hardware_id": "h1", "license_key": "KB-1"});
+    let rt = &f.app.round_trips;
+    assert_eq!(
+        f.app.send(f.client.check(&key_body("KB-1", "warmup"))).await.status(),
+        400
+    );
+    let mut measure = Vec::new();
+    for (name, method, path) in [
+        ("bundle activate", http::Method::POST, "/api/v4/activate_bundle"),
+        ("bundle check", http::Method::GET, "/api/v4/check_bundle"),
+        ("bundle deactivate", http::Method::POST, "/api/v4/deactivate_bundle"),
+    ] {
+        let req = if method == http::Method::GET {
+            f.client.request(
+                method,
+                &format!("{path}?product=kb&hardware_id=h1&license_key=KB-1"),
+                None,
+            )
+        } else {
+            f.client.request(method, path, Some(body.to_string().into_bytes()))
+        };
+        rt.reset();
+        let resp = f.app.send(req).await;
+        assert_eq!(resp.status(), 200, "{name}: {}", String::from_utf8_lossy(resp.body()));
+        measure.push((name, rt.get()));
+    }
+    for (name, (requests, sequential)) in &measure {
+        println!("{name} (3 members): {requests} requests, {sequential} sequential round trips");
+    }
+    // One read of the bundle license, then every member's product and license at once, then one write.
+    for (name, got) in &measure {
+        assert_eq!(*got, (1 + 2 * 3 + 1, 3), "{name}");
+    }
+}

@@ -7,7 +7,9 @@
 //! (`default_route` is the function behind the HTTP API's `$default` route). They use
 //! the example catalog (`examples/catalog.json`): run `activate_license-ok`, then `check_license-ok`,
 //! then `deactivate_license-ok`; then `activate_offline-ok`, `deactivate_offline-ok`,
-//! `activate_offline-multipart-ok`, `deactivate_offline-multipart-ok`. The offline request files inside
+//! `activate_offline-multipart-ok`, `deactivate_offline-multipart-ok`; then `activate_bundle-ok`,
+//! `check_bundle-ok`, `deactivate_bundle-ok`, `activate_bundle_offline-ok`,
+//! `deactivate_bundle_offline-multipart-ok` (the example bundle `demo-suite`). The offline request files inside
 //! the offline events are dated [`FILE_DATE`] and never go stale (SPEC §6.2: no window on their date);
 //! only the upload's own headers are re-signed. Multipart bodies are base64-encoded, as API Gateway
 //! delivers them.
@@ -24,6 +26,7 @@ const HOST: &str = "abcdef1234.execute-api.us-east-1.amazonaws.com";
 /// The date inside the offline request files of the events.
 pub const FILE_DATE: &str = "Mon, 23 Nov 2026 07:00:00 GMT";
 const FILE_DATE_JS: &str = "Mon Nov 23 2026 07:00:00 GMT+0000";
+const SUITE: (&str, &str) = ("demo-suite", "SUITE-0000-0007");
 const BOUNDARY: &str = "----sam-local-boundary-1f3a";
 
 /// An offline request file as an upload: the base64 text, raw or in a multipart `file` part.
@@ -46,11 +49,30 @@ struct Spec {
 /// An offline request file for the demo license's `sam-local-device` (the same device throughout, so
 /// the events take its own released slot back and never count a transfer).
 fn offline_file(kind: Kind, shape: Shape, request_id: Option<&str>, api_key: &str, shared_key: &str) -> String {
+    license_file(
+        ("demo", "DEMO-0000-0000-0001"),
+        kind,
+        shape,
+        request_id,
+        api_key,
+        shared_key,
+    )
+}
+
+/// An offline request file of `sam-local-device` for the license (product, key).
+fn license_file(
+    (product, key): (&str, &str),
+    kind: Kind,
+    shape: Shape,
+    request_id: Option<&str>,
+    api_key: &str,
+    shared_key: &str,
+) -> String {
     let file = RequestFile {
         kind,
-        product: "demo".into(),
+        product: product.into(),
         hardware_id: "sam-local-device".into(),
-        license_key: Some("DEMO-0000-0000-0001".into()),
+        license_key: Some(key.into()),
         username: None,
         password: None,
         api_key: api_key.into(),
@@ -78,6 +100,7 @@ fn upload(path: &'static str, file: &'static str, text: String, multipart: bool)
 }
 
 fn specs(api_key: &str, shared_key: &str) -> Vec<Spec> {
+    let suite = json!({"product": "demo-suite", "hardware_id": "sam-local-device", "license_key": "SUITE-0000-0007"});
     let device = json!({"product": "demo", "hardware_id": "sam-local-device", "license_key": "DEMO-0000-0000-0001"});
     vec![
         Spec {
@@ -196,6 +219,87 @@ fn specs(api_key: &str, shared_key: &str) -> Vec<Spec> {
             "deactivate_offline-missing_content.json",
             String::new(),
             true,
+        ),
+        // The example catalog's bundle `demo-suite` (members `demo` and `demo-viewer`).
+        Spec {
+            file: "activate_bundle-ok.json",
+            method: "POST",
+            path: "/api/v4/activate_bundle",
+            params: suite.clone(),
+            signed: true,
+            upload: None,
+        },
+        Spec {
+            file: "activate_bundle-product_not_bundle.json",
+            method: "POST",
+            path: "/api/v4/activate_bundle",
+            params: json!({"product": "demo", "hardware_id": "sam-local-device", "license_key": "DEMO-0000-0000-0001"}),
+            signed: true,
+            upload: None,
+        },
+        Spec {
+            file: "check_bundle-ok.json",
+            method: "GET",
+            path: "/api/v4/check_bundle",
+            params: suite.clone(),
+            signed: true,
+            upload: None,
+        },
+        Spec {
+            file: "check_bundle-missing_headers.json",
+            method: "GET",
+            path: "/api/v4/check_bundle",
+            params: suite.clone(),
+            signed: false,
+            upload: None,
+        },
+        Spec {
+            file: "deactivate_bundle-ok.json",
+            method: "POST",
+            path: "/api/v4/deactivate_bundle",
+            params: suite.clone(),
+            signed: true,
+            upload: None,
+        },
+        Spec {
+            file: "deactivate_bundle-license_not_found.json",
+            method: "POST",
+            path: "/api/v4/deactivate_bundle",
+            params: json!({"product": "demo-suite", "hardware_id": "sam-local-device", "license_key": "NO-SUCH-KEY"}),
+            signed: true,
+            upload: None,
+        },
+        upload(
+            "/api/v4/activate_bundle_offline",
+            "activate_bundle_offline-ok.json",
+            license_file(
+                SUITE,
+                Kind::Activation,
+                Shape::JavaScript,
+                Some("sam-local-bundle-1"),
+                api_key,
+                shared_key,
+            ),
+            false,
+        ),
+        upload(
+            "/api/v4/deactivate_bundle_offline",
+            "deactivate_bundle_offline-multipart-ok.json",
+            license_file(
+                SUITE,
+                Kind::Deactivation,
+                Shape::PythonDeactivation,
+                Some("sam-local-bundle-2"),
+                api_key,
+                shared_key,
+            ),
+            true,
+        ),
+        upload(
+            "/api/v4/deactivate_bundle_offline",
+            "deactivate_bundle_offline-missing_parameters.json",
+            String::new(),
+            false,
         ),
         // What the HTTP API's `$default` route passes on: a path no route has, and a route's path with
         // a method it does not take.

@@ -82,7 +82,35 @@ pub async fn export(store: &dyn Store, addr: &LicenseAddr) -> Result<Option<Valu
         return Ok(None);
     };
     let devices = store.list_devices(addr).await.map_err(|e| e.to_string())?;
-    Ok(Some(license_json(&license, &devices)))
+    let mut out = license_json(&license, &devices);
+    // A bundle license: each member license with its own devices and counters.
+    let mut members = Vec::new();
+    for (product, id) in &license.terms.bundle_members {
+        let (company, _) = addr.company_product();
+        let member_addr = match &license.key {
+            Some(key) => LicenseAddr::Key {
+                company: company.clone(),
+                product: product.clone(),
+                key: key.clone(),
+            },
+            None => LicenseAddr::Id {
+                company: company.clone(),
+                product: product.clone(),
+                id: *id,
+            },
+        };
+        let Some(member) = store.get_license(&member_addr).await.map_err(|e| e.to_string())? else {
+            return Err(format!(
+                "member license {id} of product {product} is missing: re-import the catalog"
+            ));
+        };
+        let devices = store.list_devices(&member_addr).await.map_err(|e| e.to_string())?;
+        members.push(license_json(&member, &devices));
+    }
+    if !members.is_empty() {
+        out["members"] = Value::Array(members);
+    }
+    Ok(Some(out))
 }
 
 /// A human-readable rendering of [`export`]'s JSON.
@@ -139,6 +167,16 @@ pub fn show(v: &Value) -> String {
             g("last_seen_at"),
             g("deactivated_at"),
         ));
+    }
+    if let Some(members) = v["members"].as_array() {
+        out.push_str(&format!("Bundle members ({}):\n", members.len()));
+        for m in members {
+            for line in show(m).lines() {
+                out.push_str("  ");
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
     }
     out
 }

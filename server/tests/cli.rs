@@ -69,7 +69,7 @@ async fn operator_workflow_survives_kill_9() {
     for _ in 0..2 {
         let (ok, out, err) = run(&["import", CATALOG, "--data", d]);
         assert!(ok, "{err}");
-        assert!(out.contains("6 licenses"), "{out}");
+        assert!(out.contains("9 licenses"), "{out}");
     }
 
     let public = std::fs::read_to_string(data.join("signing-key.pub.pem")).unwrap();

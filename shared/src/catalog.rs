@@ -409,6 +409,42 @@ fn company(cx: &Ctx<'_>, path: &str, c: RawCompany) -> Result<CompanyEntry, Cata
         products.insert(p.code.clone(), p);
     }
 
+    for (i, code) in product_order.iter().enumerate() {
+        let bundle = &products[code];
+        let b_path = format!("{path}.products[{i}].bundle_products");
+        if bundle.bundle_products.len() > MAX_BUNDLE_MEMBERS {
+            return Err(cx.err(
+                b_path,
+                format!(
+                    "{} members; a bundle has at most {MAX_BUNDLE_MEMBERS} (one activation writes up to 4 items per member and DynamoDB allows 100 per transaction)",
+                    bundle.bundle_products.len()
+                ),
+            ));
+        }
+        for (m, member) in bundle.bundle_products.iter().enumerate() {
+            let m_path = format!("{b_path}[{m}]");
+            // Products are per company: a member of another company is unknown here.
+            let Some(doc) = products.get(member) else {
+                return Err(cx.err(
+                    m_path,
+                    format!("unknown product `{member}` (members must be products of the same company)"),
+                ));
+            };
+            if doc.is_bundle() || member == code {
+                return Err(cx.err(m_path, format!("`{member}` is a bundle; a bundle cannot be a member")));
+            }
+            if doc.authorization_method != bundle.authorization_method {
+                return Err(cx.err(
+                    m_path,
+                    format!("`{member}` and bundle `{code}` must both be key-based or both user-based"),
+                ));
+            }
+            if bundle.bundle_products[..m].contains(member) {
+                return Err(cx.err(m_path, format!("`{member}` is listed twice")));
+            }
+        }
+    }
+
     let api_keys = c
         .api_keys
         .into_iter()
@@ -449,6 +485,7 @@ fn company(cx: &Ctx<'_>, path: &str, c: RawCompany) -> Result<CompanyEntry, Cata
             is_initial_password: u.is_initial_password,
             password_hash: None,
             licenses: Vec::new(),
+            bundle_licenses: Vec::new(),
         };
         users.insert(u.email, (i, user, u.password.map(SecretString::from)));
     }
@@ -456,83 +493,79 @@ fn company(cx: &Ctx<'_>, path: &str, c: RawCompany) -> Result<CompanyEntry, Cata
     let mut licenses = Vec::new();
     let mut ids = BTreeSet::new();
     let mut keys = BTreeSet::new();
+    let mut known = Known {
+        company: &c.code,
+        products: &products,
+        users: &mut users,
+        ids: &mut ids,
+        keys: &mut keys,
+    };
     for (i, mut entry) in c.licenses.into_iter().enumerate() {
         let l_path = format!("{path}.licenses[{i}]");
-        let head_map: Map<String, Value> = HEAD_FIELDS
+        let members = entry.remove("members");
+        // Member licenses default to the bundle license's fields (all but its id and product).
+        let mut defaults = entry.clone();
+        defaults.remove("id");
+        defaults.remove("product");
+        let (mut license, seats) = license_entry(cx, &l_path, entry, &mut known, None)?;
+        let product = &products[&license.product];
+        let members: Vec<Value> = match members {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(m)) => m,
+            Some(_) => return Err(cx.err(format!("{l_path}.members"), "must be a list of member licenses")),
+        };
+        if !product.is_bundle() {
+            if !members.is_empty() {
+                return Err(cx.err(
+                    format!("{l_path}.members"),
+                    format!("product `{}` is not a bundle", product.code),
+                ));
+            }
+            licenses.push((license, seats));
+            continue;
+        }
+        let mut member_licenses = Vec::new();
+        for (m, member) in members.into_iter().enumerate() {
+            let m_path = format!("{l_path}.members[{m}]");
+            let Value::Object(member) = member else {
+                return Err(cx.err(&m_path, "must be an object"));
+            };
+            let mut merged = defaults.clone();
+            merged.extend(member);
+            let (member, member_seats) = license_entry(cx, &m_path, merged, &mut known, Some(&license))?;
+            if !product.bundle_products.contains(&member.product) {
+                return Err(cx.err(
+                    format!("{m_path}.product"),
+                    format!("`{}` is not a member of bundle `{}`", member.product, product.code),
+                ));
+            }
+            if member_licenses
+                .iter()
+                .any(|(l, _): &(License, _)| l.product == member.product)
+            {
+                return Err(cx.err(
+                    format!("{m_path}.product"),
+                    format!(
+                        "bundle license {} has two member licenses of `{}`",
+                        license.id, member.product
+                    ),
+                ));
+            }
+            member_licenses.push((member, member_seats));
+        }
+        if let Some(missing) = product
+            .bundle_products
             .iter()
-            .filter_map(|f| entry.remove(*f).map(|v| ((*f).to_owned(), v)))
-            .collect();
-        let head: RawLicenseHead = cx.typed(&l_path, Value::Object(head_map))?;
-        let mut terms: LicenseTerms = cx.typed(&l_path, Value::Object(entry))?;
-        let field = |f: &str| format!("{l_path}.{f}");
-        let product = products
-            .get(&head.product)
-            .ok_or_else(|| cx.err(field("product"), format!("unknown product `{}`", head.product)))?;
-        if !ids.insert(head.id) {
-            return Err(cx.err(field("id"), format!("license id {} appears twice", head.id)));
-        }
-        match (product.authorization_method, &head.license_key) {
-            (AuthorizationMethod::LicenseKey, None) => {
-                return Err(cx.err(field("license_key"), "required for a key-based product"))
-            }
-            (AuthorizationMethod::User, Some(_)) => {
-                return Err(cx.err(field("license_key"), "not allowed for a user-based product"))
-            }
-            (AuthorizationMethod::LicenseKey, Some(key)) if !keys.insert((head.product.clone(), key.clone())) => {
-                return Err(cx.err(field("license_key"), format!("license key `{key}` appears twice")))
-            }
-            _ => {}
-        }
-        if terms.max_license_users > 0 && head.users.len() as i64 > terms.max_license_users {
+            .find(|code| !member_licenses.iter().any(|(l, _)| l.product == **code))
+        {
             return Err(cx.err(
-                field("users"),
-                format!(
-                    "{} users exceed max_license_users {}",
-                    head.users.len(),
-                    terms.max_license_users
-                ),
+                format!("{l_path}.members"),
+                format!("no member license for product `{missing}` of bundle `{}`", product.code),
             ));
         }
-        if product.authorization_method == AuthorizationMethod::LicenseKey && !head.users.is_empty() {
-            return Err(cx.err(field("users"), "only user-based licenses have users"));
-        }
-        terms.metadata =
-            normalize_map(&terms.metadata, &field("metadata")).map_err(|m| cx.err(field("metadata"), m))?;
-        terms.customer.metadata = normalize_map(&terms.customer.metadata, &field("customer.metadata"))
-            .map_err(|m| cx.err(field("customer"), m))?;
-        if let Some(account) = &terms.customer.customer_account {
-            terms.customer.customer_account = Some(
-                normalize_json(account, &field("customer.customer_account"))
-                    .map_err(|m| cx.err(field("customer"), m))?,
-            );
-        }
-        let mut seats = Vec::new();
-        for (s_i, s) in head.users.into_iter().enumerate() {
-            let s_path = format!("{l_path}.users[{s_i}]");
-            let Some((_, user, _)) = users.get_mut(&s.email) else {
-                return Err(cx.err(format!("{s_path}.email"), format!("unknown license user `{}`", s.email)));
-            };
-            if seats.iter().any(|seat: &Seat| seat.user == s.email) {
-                return Err(cx.err(format!("{s_path}.email"), format!("user `{}` appears twice", s.email)));
-            }
-            user.licenses.push((head.product.clone(), head.id));
-            seats.push(Seat {
-                user: s.email,
-                max_activations: s.max_activations,
-                allow_unlimited_activations: s.allow_unlimited_activations || s.max_activations == 0,
-                total_activations: 0,
-            });
-        }
-        let license = License {
-            enabled: head.enabled,
-            max_activations: head.max_activations,
-            allow_unlimited_activations: head.allow_unlimited_activations,
-            max_transfers: head.max_transfers,
-            validity_period: head.validity_period,
-            terms,
-            ..License::new(head.id, c.code.clone(), head.product, head.license_key)
-        };
+        license.terms.bundle_members = member_licenses.iter().map(|(l, _)| (l.product.clone(), l.id)).collect();
         licenses.push((license, seats));
+        licenses.extend(member_licenses);
     }
 
     let mut users: Vec<_> = users.into_values().collect();
@@ -551,6 +584,127 @@ fn company(cx: &Ctx<'_>, path: &str, c: RawCompany) -> Result<CompanyEntry, Cata
         users: users.into_iter().map(|(_, u, p)| (u, p)).collect(),
         licenses,
     })
+}
+
+/// Most member products of one bundle: activating a bundle writes up to four items per member (device,
+/// license, seat, released-slot marker) plus an offline request's record in one `TransactWriteItems`,
+/// which DynamoDB caps at 100 items: 4 × 24 + 1 = 97.
+pub const MAX_BUNDLE_MEMBERS: usize = 24;
+
+/// What the licenses of a company are checked against while they are read.
+struct Known<'a> {
+    company: &'a CompanyId,
+    products: &'a BTreeMap<ProductCode, ProductDoc>,
+    users: &'a mut BTreeMap<Username, (usize, LicenseUser, Option<SecretString>)>,
+    ids: &'a mut BTreeSet<i64>,
+    keys: &'a mut BTreeSet<(ProductCode, LicenseKey)>,
+}
+
+/// One license entry at `l_path` (`bundle`: the bundle license it is a member license of).
+fn license_entry(
+    cx: &Ctx<'_>,
+    l_path: &str,
+    mut entry: Map<String, Value>,
+    known: &mut Known<'_>,
+    bundle: Option<&License>,
+) -> Result<(License, Vec<Seat>), CatalogError> {
+    let products = known.products;
+    let (users, ids, keys) = (&mut *known.users, &mut *known.ids, &mut *known.keys);
+    for set_by_import in ["bundle", "bundle_members"] {
+        if entry.contains_key(set_by_import) {
+            return Err(cx.err(
+                format!("{l_path}.{set_by_import}"),
+                "is set by the importer, not the catalog",
+            ));
+        }
+    }
+    let head_map: Map<String, Value> = HEAD_FIELDS
+        .iter()
+        .filter_map(|f| entry.remove(*f).map(|v| ((*f).to_owned(), v)))
+        .collect();
+    let head: RawLicenseHead = cx.typed(l_path, Value::Object(head_map))?;
+    let mut terms: LicenseTerms = cx.typed(l_path, Value::Object(entry))?;
+    let field = |f: &str| format!("{l_path}.{f}");
+    let product = products
+        .get(&head.product)
+        .ok_or_else(|| cx.err(field("product"), format!("unknown product `{}`", head.product)))?;
+    if !ids.insert(head.id) {
+        return Err(cx.err(field("id"), format!("license id {} appears twice", head.id)));
+    }
+    match (product.authorization_method, &head.license_key) {
+        (AuthorizationMethod::LicenseKey, None) => {
+            return Err(cx.err(field("license_key"), "required for a key-based product"))
+        }
+        (AuthorizationMethod::User, Some(_)) => {
+            return Err(cx.err(field("license_key"), "not allowed for a user-based product"))
+        }
+        (AuthorizationMethod::LicenseKey, Some(key)) if !keys.insert((head.product.clone(), key.clone())) => {
+            return Err(cx.err(field("license_key"), format!("license key `{key}` appears twice")))
+        }
+        _ => {}
+    }
+    if terms.max_license_users > 0 && head.users.len() as i64 > terms.max_license_users {
+        return Err(cx.err(
+            field("users"),
+            format!(
+                "{} users exceed max_license_users {}",
+                head.users.len(),
+                terms.max_license_users
+            ),
+        ));
+    }
+    if product.authorization_method == AuthorizationMethod::LicenseKey && !head.users.is_empty() {
+        return Err(cx.err(field("users"), "only user-based licenses have users"));
+    }
+    terms.metadata = normalize_map(&terms.metadata, &field("metadata")).map_err(|m| cx.err(field("metadata"), m))?;
+    terms.customer.metadata = normalize_map(&terms.customer.metadata, &field("customer.metadata"))
+        .map_err(|m| cx.err(field("customer"), m))?;
+    if let Some(account) = &terms.customer.customer_account {
+        terms.customer.customer_account = Some(
+            normalize_json(account, &field("customer.customer_account")).map_err(|m| cx.err(field("customer"), m))?,
+        );
+    }
+    if bundle.is_some() && product.is_bundle() {
+        return Err(cx.err(
+            field("product"),
+            format!("`{}` is a bundle; a bundle cannot be a member", head.product),
+        ));
+    }
+    let mut seats = Vec::new();
+    for (s_i, s) in head.users.into_iter().enumerate() {
+        let s_path = format!("{l_path}.users[{s_i}]");
+        let Some((_, user, _)) = users.get_mut(&s.email) else {
+            return Err(cx.err(format!("{s_path}.email"), format!("unknown license user `{}`", s.email)));
+        };
+        if seats.iter().any(|seat: &Seat| seat.user == s.email) {
+            return Err(cx.err(format!("{s_path}.email"), format!("user `{}` appears twice", s.email)));
+        }
+        match bundle {
+            Some(b) => user
+                .bundle_licenses
+                .push((head.product.clone(), head.id, b.product.clone())),
+            None => user.licenses.push((head.product.clone(), head.id)),
+        }
+        seats.push(Seat {
+            user: s.email,
+            max_activations: s.max_activations,
+            allow_unlimited_activations: s.allow_unlimited_activations || s.max_activations == 0,
+            total_activations: 0,
+        });
+    }
+    if let Some(b) = bundle {
+        terms.bundle = Some(b.product.clone());
+    }
+    let license = License {
+        enabled: head.enabled,
+        max_activations: head.max_activations,
+        allow_unlimited_activations: head.allow_unlimited_activations,
+        max_transfers: head.max_transfers,
+        validity_period: head.validity_period,
+        terms,
+        ..License::new(head.id, known.company.clone(), head.product, head.license_key)
+    };
+    Ok((license, seats))
 }
 
 /// What an import wrote.
@@ -627,6 +781,117 @@ mod tests {
             "license_users": [{"id": 1, "email": "a@b.c", "password": "pw"}],
             "licenses": [{"id": 10, "product": "app", "license_key": "K-1", "max_activations": 2, "metadata": {"x": 1.0}},
                          {"id": 11, "product": "team", "users": [{"email": "a@b.c", "max_activations": 1}]}]}]})
+    }
+
+    fn bundle_catalog() -> Value {
+        serde_json::json!({"companies": [{"code": "acme", "id": 1,
+            "products": [{"short_code": "app", "name": "App"}, {"short_code": "viewer"},
+                         {"short_code": "suite", "bundle_products": ["app", "viewer"]},
+                         {"short_code": "team", "authorization_method": "user"},
+                         {"short_code": "team2", "authorization_method": "user"},
+                         {"short_code": "team-suite", "authorization_method": "user", "bundle_products": ["team", "team2"]}],
+            "license_users": [{"id": 1, "email": "a@b.c", "password": "pw"}],
+            "licenses": [
+                {"id": 10, "product": "app", "license_key": "K-1"},
+                {"id": 20, "product": "suite", "license_key": "S-1", "max_activations": 3, "is_trial": true,
+                 "members": [{"id": 21, "product": "app"}, {"id": 22, "product": "viewer", "max_activations": 7}]},
+                {"id": 30, "product": "team-suite", "users": [{"email": "a@b.c", "max_activations": 1}],
+                 "members": [{"id": 31, "product": "team"}, {"id": 32, "product": "team2"}]}]}]})
+    }
+
+    #[test]
+    fn bundle_members_default_from_the_bundle_license() {
+        let c = parse(bundle_catalog()).unwrap();
+        let licenses = &c.companies[0].licenses;
+        let find = |id: i64| &licenses.iter().find(|(l, _)| l.id == id).unwrap().0;
+        let (bundle, app, viewer) = (find(20), find(21), find(22));
+        assert_eq!(
+            bundle.terms.bundle_members,
+            vec![
+                (ProductCode::parse("app").unwrap(), 21),
+                (ProductCode::parse("viewer").unwrap(), 22)
+            ]
+        );
+        assert_eq!(
+            app.key.as_ref().map(|k| k.as_str()),
+            Some("S-1"),
+            "members share the bundle's key"
+        );
+        assert_eq!(
+            (app.max_activations, viewer.max_activations),
+            (3, 7),
+            "a member's own terms win"
+        );
+        assert!(app.terms.is_trial && viewer.terms.is_trial);
+        assert_eq!(viewer.terms.bundle.as_ref().map(|b| b.as_str()), Some("suite"));
+        let user = &c.companies[0].users[0].0;
+        assert_eq!(user.licenses, vec![(ProductCode::parse("team-suite").unwrap(), 30)]);
+        assert_eq!(user.bundle_licenses.len(), 2);
+        let seats = &licenses.iter().find(|(l, _)| l.id == 32).unwrap().1;
+        assert_eq!(
+            seats[0].max_activations, 1,
+            "member seats default from the bundle's users"
+        );
+    }
+
+    #[test]
+    fn broken_bundles_are_refused_naming_the_entry() {
+        type Breaks = fn(&mut Value);
+        let cases: Vec<(Breaks, &str)> = vec![
+            (
+                |c| c["companies"][0]["products"][0]["bundle_products"] = serde_json::json!(["viewer"]),
+                "companies[0].products[2].bundle_products[0]",
+            ),
+            (
+                |c| c["companies"][0]["products"][2]["bundle_products"] = serde_json::json!(["app", "elsewhere"]),
+                "companies[0].products[2].bundle_products[1]",
+            ),
+            (
+                |c| c["companies"][0]["products"][2]["bundle_products"] = serde_json::json!(["app", "team"]),
+                "companies[0].products[2].bundle_products[1]",
+            ),
+            (
+                |c| c["companies"][0]["products"][2]["bundle_products"] = serde_json::json!(["app", "app"]),
+                "companies[0].products[2].bundle_products[1]",
+            ),
+            (
+                |c| {
+                    c["companies"][0]["products"][2]["bundle_products"] =
+                        serde_json::json!((0..25).map(|i| format!("p{i}")).collect::<Vec<_>>())
+                },
+                "companies[0].products[2].bundle_products",
+            ),
+            (
+                |c| c["companies"][0]["licenses"][0]["license_key"] = serde_json::json!("S-1"),
+                "companies[0].licenses[1].members[0].license_key",
+            ),
+            (
+                |c| c["companies"][0]["licenses"][1]["members"] = serde_json::json!([{"id": 21, "product": "app"}]),
+                "companies[0].licenses[1].members",
+            ),
+            (
+                |c| c["companies"][0]["licenses"][1]["members"][1]["product"] = serde_json::json!("app"),
+                "companies[0].licenses[1].members[1]",
+            ),
+            (
+                |c| c["companies"][0]["licenses"][0]["members"] = serde_json::json!([{"id": 99, "product": "viewer"}]),
+                "companies[0].licenses[0].members",
+            ),
+            (
+                |c| c["companies"][0]["licenses"][0]["bundle"] = serde_json::json!("suite"),
+                "companies[0].licenses[0].bundle",
+            ),
+            (
+                |c| c["companies"][0]["licenses"][1]["members"][0]["id"] = serde_json::json!(10),
+                "companies[0].licenses[1].members[0].id",
+            ),
+        ];
+        for (i, (breaks, path)) in cases.into_iter().enumerate() {
+            let mut c = bundle_catalog();
+            breaks(&mut c);
+            let err = parse(c).expect_err(&format!("case {i} parses"));
+            assert!(err.to_string().contains(path), "case {i}: {err}");
+        }
     }
 
     #[test]

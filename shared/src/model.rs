@@ -77,6 +77,16 @@ pub struct ProductDoc {
     pub archived: bool,
     pub blacklist: BTreeSet<HardwareId>,
     pub features: Vec<Feature>,
+    /// A bundle's member products (empty: not a bundle). A bundle license has one member license per
+    /// member product (see `catalog` and docs/catalog.md).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub bundle_products: Vec<ProductCode>,
+}
+
+impl ProductDoc {
+    pub fn is_bundle(&self) -> bool {
+        !self.bundle_products.is_empty()
+    }
 }
 
 impl Default for ProductDoc {
@@ -98,6 +108,7 @@ impl Default for ProductDoc {
             archived: false,
             blacklist: BTreeSet::new(),
             features: Vec::new(),
+            bundle_products: Vec::new(),
         }
     }
 }
@@ -203,6 +214,12 @@ pub struct LicenseTerms {
     pub allow_negative_consumptions: bool,
     pub reset_consumption: bool,
     pub consumption_period: Option<String>,
+    /// Set by the importer on a member license: the bundle product it belongs to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<ProductCode>,
+    /// Set by the importer on a bundle license: its member licenses, (member product, license id).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub bundle_members: Vec<(ProductCode, i64)>,
 }
 
 impl Default for LicenseTerms {
@@ -239,6 +256,8 @@ impl Default for LicenseTerms {
             allow_negative_consumptions: false,
             reset_consumption: false,
             consumption_period: None,
+            bundle: None,
+            bundle_members: Vec::new(),
         }
     }
 }
@@ -333,6 +352,9 @@ pub struct LicenseUser {
     /// Licenses assigned to the user: (product, license id), in assignment order.
     #[serde(default)]
     pub licenses: Vec<(ProductCode, i64)>,
+    /// Member licenses of bundles assigned to the user: (member product, license id, bundle product).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bundle_licenses: Vec<(ProductCode, i64, ProductCode)>,
 }
 
 impl std::fmt::Debug for LicenseUser {
@@ -346,6 +368,7 @@ impl std::fmt::Debug for LicenseUser {
             .field("is_initial_password", &self.is_initial_password)
             .field("password_hash", &redacted_option(&self.password_hash))
             .field("licenses", &self.licenses)
+            .field("bundle_licenses", &self.bundle_licenses)
             .finish()
     }
 }

@@ -165,6 +165,8 @@ pub struct LicenseRequest {
     pub hardware_id: HardwareId,
     pub credentials: Credentials,
     pub license_id: Option<i64>,
+    /// Picks the member license of this bundle (SPEC §2.1).
+    pub bundle_code: Option<ProductCode>,
     pub is_vm: bool,
     pub details: Map<String, Value>,
     pub variables: Vec<(String, String)>,
@@ -221,6 +223,10 @@ impl LicenseRequest {
             hardware_id,
             credentials,
             license_id: p.integer("license_id")?,
+            bundle_code: p
+                .string("bundle_code")?
+                .map(|code| id("bundle_code", code, ProductCode::parse))
+                .transpose()?,
             is_vm: p.bool("is_vm")?.unwrap_or(false),
             details: device_details(p)?,
             variables: variables(p)?,

@@ -56,6 +56,7 @@ mod tests {
             is_initial_password: false,
             password_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into()),
             licenses: Vec::new(),
+            bundle_licenses: Vec::new(),
         };
         let printed = format!("{user:?}");
         assert!(

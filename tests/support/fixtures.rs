@@ -158,6 +158,7 @@ impl Fixture {
             is_initial_password: false,
             password_hash: Some(password::hash(PASSWORD)),
             licenses: licenses.iter().map(|(l, _)| (l.product.clone(), l.id)).collect(),
+            bundle_licenses: Vec::new(),
         };
         self.store().put_user(&self.company, &user).await.unwrap();
         for (license, max) in licenses {

@@ -65,6 +65,20 @@ async fn attempt(
     // Key-based: the license's address is known from the request, so the read and the write go out
     // together. User-based: the user's record names the license first.
     match &request.credentials {
+        // A bundle's member: whether the license belongs to that bundle is known only once it is read,
+        // and a refused check must write nothing, so the write waits for the read.
+        Credentials::Key(_) if request.bundle_code.is_some() => {
+            let mut read = lookup::read_context(state, auth, request, true).await?;
+            let product = lookup::product(&mut read, request)?;
+            let license = lookup::key_license(&mut read, request)?;
+            let plan = rules::plan_check(LicenseAddr::of(&license), request, None, now);
+            let recorded = store.record_check(&plan, token).await;
+            let ctx = LicenseContext {
+                device: read.device.take(),
+                ..LicenseContext::new(product, read.company.take().unwrap_or_default(), license)
+            };
+            Ok((rules::check(&ctx, &request.hardware_id).map(|()| (ctx, None)), recorded))
+        }
         Credentials::Key(key) => {
             let addr = LicenseAddr::Key {
                 company: auth.key.company.clone(),

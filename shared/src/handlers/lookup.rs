@@ -55,11 +55,12 @@ pub fn product(read: &mut ContextRead, req: &LicenseRequest) -> Result<ProductDo
     }
 }
 
-/// The key-based license of the first read, honouring an explicit `license_id`.
+/// The key-based license of the first read, honouring an explicit `license_id` and `bundle_code`.
 pub fn key_license(read: &mut ContextRead, req: &LicenseRequest) -> Result<License, ApiError> {
     read.license
         .take()
         .filter(|l| req.license_id.is_none_or(|id| id == l.id))
+        .filter(|l| req.bundle_code.is_none() || l.terms.bundle == req.bundle_code)
         .ok_or(ApiError::LicenseNotFound("license key"))
 }
 
@@ -86,13 +87,27 @@ pub async fn user_license(
         }
     }
     let user = user.ok_or(ApiError::LicenseNotFound("license user"))?;
-    let id = user
-        .licenses
+    let wanted = |id: &i64| req.license_id.is_none_or(|wanted| wanted == *id);
+    // Bundle members are reached with their bundle's code; without one, a license of the product held
+    // on its own comes first.
+    let members = user
+        .bundle_licenses
         .iter()
-        .filter(|(product, _)| *product == req.product)
-        .map(|(_, id)| *id)
-        .find(|id| req.license_id.is_none_or(|wanted| wanted == *id))
-        .ok_or(ApiError::LicenseNotFound("license user"))?;
+        .filter(|(product, _, bundle)| {
+            *product == req.product && req.bundle_code.as_ref().is_none_or(|code| code == bundle)
+        })
+        .map(|(_, id, _)| *id);
+    let id = match &req.bundle_code {
+        Some(_) => members.into_iter().find(wanted),
+        None => user
+            .licenses
+            .iter()
+            .filter(|(product, _)| *product == req.product)
+            .map(|(_, id)| *id)
+            .chain(members)
+            .find(wanted),
+    }
+    .ok_or(ApiError::LicenseNotFound("license user"))?;
     Ok((
         user,
         LicenseAddr::Id {

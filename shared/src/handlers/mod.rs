@@ -2,6 +2,7 @@
 //! `Result<ApiResponse, ApiError>`; [`handle`] turns errors into responses in the one shared way.
 
 mod activate;
+mod bundle;
 mod check;
 mod deactivate;
 mod lookup;
@@ -117,13 +118,14 @@ pub const OFFLINE_REQUEST_RETENTION_DAYS: i64 = 365;
 
 /// An offline request to apply at most once (SPEC §6): what identifies it, and its answer given the
 /// state its write leaves. The answer is stored in the same write, so a repeat gets it byte for byte.
-pub(crate) struct Once<'a> {
+/// `S` is what the answer is made from: a license (`Resolved`) or a bundle.
+pub(crate) struct Once<'a, S = Resolved> {
     pub key: RequestKey,
-    pub answer: &'a (dyn Fn(&Resolved) -> Result<String, ApiError> + Send + Sync),
+    pub answer: &'a (dyn Fn(&S) -> Result<String, ApiError> + Send + Sync),
 }
 
-impl Once<'_> {
-    fn record(&self, after: &Resolved, now: Timestamp) -> Result<ProcessedRequest, ApiError> {
+impl<S> Once<'_, S> {
+    fn record(&self, after: &S, now: Timestamp) -> Result<ProcessedRequest, ApiError> {
         Ok(ProcessedRequest {
             key: self.key.clone(),
             answer: (self.answer)(after)?,
@@ -156,6 +158,22 @@ impl Outcome {
     }
 }
 
+/// The answer an applied offline request got, if `once` names one that was applied to the license at
+/// `addr` (its record lives beside that license).
+async fn replayed<S>(
+    state: &AppState,
+    once: Option<&Once<'_, S>>,
+    addr: &LicenseAddr,
+) -> Result<Option<String>, ApiError> {
+    let Some(once) = once else { return Ok(None) };
+    Ok(state
+        .store
+        .processed_request(addr, &once.key, Timestamp::now())
+        .await
+        .map_err(ApiError::store)?
+        .map(|done| done.answer))
+}
+
 /// A refusal of an offline request that may be a repeat of an applied one (its device is already
 /// active, or already gone): if so, the answer it got then; otherwise `err`.
 async fn replay_or(
@@ -164,14 +182,8 @@ async fn replay_or(
     addr: &LicenseAddr,
     err: ApiError,
 ) -> Result<Outcome, ApiError> {
-    let Some(once) = once else { return Err(err) };
-    match state
-        .store
-        .processed_request(addr, &once.key, Timestamp::now())
-        .await
-        .map_err(ApiError::store)?
-    {
-        Some(done) => Ok(Outcome::Replayed(done.answer)),
+    match replayed(state, once, addr).await? {
+        Some(answer) => Ok(Outcome::Replayed(answer)),
         None => Err(err),
     }
 }
@@ -206,16 +218,26 @@ pub enum Endpoint {
     CheckLicense,
     ActivateOffline,
     DeactivateOffline,
+    ActivateBundle,
+    CheckBundle,
+    DeactivateBundle,
+    ActivateBundleOffline,
+    DeactivateBundleOffline,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 6] = [
+    pub const ALL: [Endpoint; 11] = [
         Self::Root,
         Self::ActivateLicense,
         Self::DeactivateLicense,
         Self::CheckLicense,
         Self::ActivateOffline,
         Self::DeactivateOffline,
+        Self::ActivateBundle,
+        Self::CheckBundle,
+        Self::DeactivateBundle,
+        Self::ActivateBundleOffline,
+        Self::DeactivateBundleOffline,
     ];
 
     pub fn path(self) -> &'static str {
@@ -226,15 +248,25 @@ impl Endpoint {
             Self::CheckLicense => "/api/v4/check_license",
             Self::ActivateOffline => "/api/v4/activate_offline",
             Self::DeactivateOffline => "/api/v4/deactivate_offline",
+            Self::ActivateBundle => "/api/v4/activate_bundle",
+            Self::CheckBundle => "/api/v4/check_bundle",
+            Self::DeactivateBundle => "/api/v4/deactivate_bundle",
+            Self::ActivateBundleOffline => "/api/v4/activate_bundle_offline",
+            Self::DeactivateBundleOffline => "/api/v4/deactivate_bundle_offline",
         }
     }
 
     pub fn method(self) -> Method {
         match self {
-            Self::Root | Self::CheckLicense => Method::GET,
-            Self::ActivateLicense | Self::DeactivateLicense | Self::ActivateOffline | Self::DeactivateOffline => {
-                Method::POST
-            }
+            Self::Root | Self::CheckLicense | Self::CheckBundle => Method::GET,
+            Self::ActivateLicense
+            | Self::DeactivateLicense
+            | Self::ActivateOffline
+            | Self::DeactivateOffline
+            | Self::ActivateBundle
+            | Self::DeactivateBundle
+            | Self::ActivateBundleOffline
+            | Self::DeactivateBundleOffline => Method::POST,
         }
     }
 
@@ -267,6 +299,11 @@ pub async fn handle(endpoint: Endpoint, req: &ApiRequest, state: &AppState) -> A
             Endpoint::CheckLicense => check::handle(req, state).await,
             Endpoint::ActivateOffline => offline::handle_activation(req, state).await,
             Endpoint::DeactivateOffline => offline::handle_deactivation(req, state).await,
+            Endpoint::ActivateBundle => bundle::handle_activation(req, state).await,
+            Endpoint::CheckBundle => bundle::handle_check(req, state).await,
+            Endpoint::DeactivateBundle => bundle::handle_deactivation(req, state).await,
+            Endpoint::ActivateBundleOffline => offline::handle_bundle_activation(req, state).await,
+            Endpoint::DeactivateBundleOffline => offline::handle_bundle_deactivation(req, state).await,
         }
     };
     result.unwrap_or_else(|e| ApiResponse::error(&e))

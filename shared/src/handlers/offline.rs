@@ -5,6 +5,7 @@
 //! that applies it, and a repeat upload answers what the first got.
 
 use super::activate::{activate_once, activation_object, ident};
+use super::bundle::{self, member_objects, Bundle, BundleOutcome};
 use super::deactivate::{deactivate_once, DEACTIVATED};
 use super::lookup::Resolved;
 use super::{Once, Outcome};
@@ -14,7 +15,7 @@ use crate::http::{ApiRequest, ApiResponse};
 use crate::model::ApiKeyRecord;
 use crate::offline::payload::{v1_message, KeyId, Kind, Payload};
 use crate::offline::transport;
-use crate::render::{offline_activation, OfflineAnswer};
+use crate::render::{offline_activation, OfflineAnswer, View};
 use crate::request::{LicenseRequest, Params};
 use crate::rules::{Consumptions, Transport};
 use crate::state::AppState;
@@ -73,12 +74,35 @@ impl Upload {
             return Err(ApiError::SignatureMismatch);
         }
         let request = LicenseRequest::parse(payload.fields())?;
+        // The file's key is held to its product restriction like the uploader's own.
+        if !signer_key.allows(&request.product) {
+            return Err(ApiError::ApiKeyProductNotAllowed);
+        }
         Ok(Self {
             auth,
             payload,
             request,
             signer_key,
         })
+    }
+
+    /// The file's `request_id`; clients refuse an answer without one, so a file without one gets ours.
+    fn request_id(&self) -> String {
+        match self.payload.request_id() {
+            Some(id) => id.to_owned(),
+            None => format!("{:032x}", rand::random::<u128>()),
+        }
+    }
+
+    /// `offline_signature` of an answer dated `date` (SPEC §6.3).
+    fn offline_signature(&self, date: &str) -> String {
+        let message = v1_message(
+            date,
+            ident(&self.request),
+            self.request.hardware_id.as_str(),
+            self.payload.key_id().as_str(),
+        );
+        hmac_base64(&self.signer_key.shared_key, message.as_bytes())
     }
 
     fn request_key(&self, kind: Kind) -> RequestKey {
@@ -91,16 +115,8 @@ pub async fn handle_activation(req: &ApiRequest, state: &AppState) -> Result<Api
     let request = &upload.request;
     let now = Timestamp::now();
     let date = httpdate::fmt_http_date(SystemTime::now());
-    let request_id = match upload.payload.request_id() {
-        Some(id) => id.to_owned(),
-        // Clients refuse an answer without one; a file without one gets one of ours.
-        None => format!("{:032x}", rand::random::<u128>()),
-    };
-    let key_id = upload.payload.key_id().as_str();
-    let offline_signature = hmac_base64(
-        &upload.signer_key.shared_key,
-        v1_message(&date, ident(request), request.hardware_id.as_str(), key_id).as_bytes(),
-    );
+    let request_id = upload.request_id();
+    let offline_signature = upload.offline_signature(&date);
     let answer = |after: &Resolved| -> Result<String, ApiError> {
         let object = activation_object(after, request, now, &state.signer)?;
         let answer = OfflineAnswer {
@@ -129,6 +145,69 @@ pub async fn handle_deactivation(req: &ApiRequest, state: &AppState) -> Result<A
     let outcome = deactivate_once(state, &upload.auth, &upload.request, &consumptions, Some(&once)).await?;
     answer_of(outcome)?;
     Ok(ApiResponse::text(DEACTIVATED))
+}
+
+pub async fn handle_bundle_activation(req: &ApiRequest, state: &AppState) -> Result<ApiResponse, ApiError> {
+    let upload = Upload::read(req, state, Kind::Activation).await?;
+    let request = &upload.request;
+    let now = Timestamp::now();
+    let date = httpdate::fmt_http_date(SystemTime::now());
+    let request_id = upload.request_id();
+    let offline_signature = upload.offline_signature(&date);
+    let answer = |after: &Bundle| -> Result<String, ApiError> {
+        let signed = OfflineAnswer {
+            request_id: &request_id,
+            date: &date,
+            offline_signature: offline_signature.clone(),
+        };
+        let licenses = member_objects(after, request, View::Activation, now, &state.signer)?
+            .into_iter()
+            .map(|object| offline_activation(object, &signed, &state.signer).map_err(ApiError::internal))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(offline_bundle(&licenses, &state.signer))
+    };
+    let once = Once {
+        key: upload.request_key(Kind::Activation),
+        answer: &answer,
+    };
+    let outcome = bundle::activate(state, &upload.auth, request, Transport::Offline, Some(&once)).await?;
+    Ok(ApiResponse::signed_body(bundle_answer(outcome)?, &state.signer))
+}
+
+pub async fn handle_bundle_deactivation(req: &ApiRequest, state: &AppState) -> Result<ApiResponse, ApiError> {
+    let upload = Upload::read(req, state, Kind::Deactivation).await?;
+    if consumptions(upload.payload.fields())? != Consumptions::default() {
+        // A bundle has several licenses: which one consumed is not said, and guessing would lose data.
+        return Err(ApiError::Validation(
+            "report consumptions with each member license's own deactivation file (deactivate_offline)".into(),
+        ));
+    }
+    let answer = |_: &Bundle| Ok(DEACTIVATED.to_owned());
+    let once = Once {
+        key: upload.request_key(Kind::Deactivation),
+        answer: &answer,
+    };
+    let outcome = bundle::deactivate(state, &upload.auth, &upload.request, Some(&once)).await?;
+    bundle_answer(outcome)?;
+    Ok(ApiResponse::text(DEACTIVATED))
+}
+
+/// `{"licenses": [...], "bundle_signature_v2": ...}` (SPEC §6.3): the signature is over the compact
+/// JSON of the `licenses` array exactly as it appears in the answer.
+fn offline_bundle(licenses: &[String], signer: &crate::signing::Signer) -> String {
+    let array = format!("[{}]", licenses.join(","));
+    let signature = signer.sign(array.as_bytes());
+    format!(
+        "{{\"licenses\":{array},\"bundle_signature_v2\":{}}}",
+        serde_json::Value::String(signature)
+    )
+}
+
+fn bundle_answer(outcome: BundleOutcome) -> Result<String, ApiError> {
+    match outcome {
+        BundleOutcome::Applied(_, Some(a)) | BundleOutcome::Replayed(a) => Ok(a),
+        BundleOutcome::Applied(_, None) => Err(ApiError::internal("an offline request was applied without its answer")),
+    }
 }
 
 /// The answer recorded for an offline request, whether applied now or before.

@@ -36,6 +36,7 @@ fn req(hw: &str) -> LicenseRequest {
         hardware_id: HardwareId::parse(hw).unwrap(),
         credentials: Credentials::Key(LicenseKey::parse("K").unwrap()),
         license_id: None,
+        bundle_code: None,
         is_vm: false,
         details: Default::default(),
         variables: vec![],

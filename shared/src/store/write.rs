@@ -171,6 +171,16 @@ pub struct ItemWrite {
     pub action: Action,
 }
 
+impl ItemWrite {
+    /// The answer an offline request's record holds.
+    pub fn recorded_answer(&self) -> Option<String> {
+        match &self.action {
+            Action::PutRequest(r) => Some(r.answer.clone()),
+            _ => None,
+        }
+    }
+}
+
 /// All items of one atomic write: all conditions hold and every action happens, or nothing does.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Write {
@@ -337,15 +347,20 @@ impl DeactivationPlan {
 /// The record of an offline request, first in its write: it may be written only if the request was
 /// never applied (or its record expired), so of any number of uploads of one file exactly one writes.
 fn once(addr: &LicenseAddr, request: Option<&ProcessedRequest>, now: crate::time::Timestamp) -> Option<ItemWrite> {
-    let request = request?;
-    Some(ItemWrite {
+    request.map(|r| request_record(addr, r, now))
+}
+
+/// The record of an applied offline request beside the license at `addr` (see [`once`]); a write
+/// that joins several licenses' writes (bundles) carries it once.
+pub fn request_record(addr: &LicenseAddr, request: &ProcessedRequest, now: crate::time::Timestamp) -> ItemWrite {
+    ItemWrite {
         item: Item::Request(addr.clone(), request.key.clone()),
         conditions: vec![Cond::Or(vec![
             Cond::Missing,
             !Cond::Gt(Attr::ExpiresAt, now.unix_seconds()),
         ])],
         action: Action::PutRequest(Box::new(request.clone())),
-    })
+    }
 }
 
 impl CheckPlan {

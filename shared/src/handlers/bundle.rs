@@ -1,0 +1,397 @@
+//! Bundles (seed 001, SPEC §2): `activate_bundle`, `check_bundle`, `deactivate_bundle` and their offline
+//! forms. A bundle license has one member license per member product; each member follows exactly the
+//! single-license rules, and the bundle's operation is the members' writes joined into **one**
+//! conditional write — every member or none. A write refused by any member re-reads every member and
+//! decides again, within the request's deadline.
+//!
+//! Partly active bundles (the device is active on some members only, e.g. after a single member was
+//! deactivated with `bundle_code`): activation activates it on the remaining members and answers every
+//! member; only a device active on *every* member is 409 `license_device_exists`. Deactivation likewise
+//! deactivates it where it is active and fails only when it is active on none.
+
+use super::activate::ident;
+use super::lookup;
+use super::{replayed, Once};
+use crate::auth::{Access, Authenticated};
+use crate::error::ApiError;
+use crate::http::{ApiRequest, ApiResponse};
+use crate::model::{AuthorizationMethod, License, LicenseUser};
+use crate::render::{license_object, Identity, LicenseObject, View};
+use crate::request::{Credentials, LicenseRequest};
+use crate::rules::{self, LicenseContext, Transport};
+use crate::signing::Signer;
+use crate::state::AppState;
+use crate::store::write::{request_record, Item, ItemWrite, Write};
+use crate::store::{ContextQuery, LicenseAddr, Rejection};
+use crate::time::Timestamp;
+use futures::future::try_join_all;
+
+/// A bundle license and its members as read for one request.
+#[derive(Clone, Debug)]
+pub(crate) struct Bundle {
+    /// The bundle license itself (it holds no devices; it names the members).
+    pub license: License,
+    pub user: Option<LicenseUser>,
+    /// One context per member product, in the bundle's order.
+    pub members: Vec<LicenseContext>,
+}
+
+impl Bundle {
+    /// Where the request's bundle license is: read with the rules of the single-license endpoints,
+    /// then checked to be a bundle.
+    async fn load(
+        state: &AppState,
+        auth: &Authenticated,
+        req: &LicenseRequest,
+        check_password: bool,
+    ) -> Result<Self, ApiError> {
+        let mut read = lookup::read_context(state, auth, req, false).await?;
+        let product = lookup::product(&mut read, req)?;
+        if !product.is_bundle() {
+            return Err(ApiError::ProductNotBundle);
+        }
+        let (license, user, seat_user) = match &req.credentials {
+            Credentials::Key(_) => (lookup::key_license(&mut read, req)?, None, None),
+            _ => {
+                let (user, addr) = lookup::user_license(&mut read, &auth.key.company, req, check_password).await?;
+                let license = state
+                    .store
+                    .get_license(&addr)
+                    .await
+                    .map_err(ApiError::store)?
+                    .ok_or(ApiError::LicenseNotFound("license user"))?;
+                let email = user.email.clone();
+                (license, Some(user), Some(email))
+            }
+        };
+        // Every member read at once: its product, and its license with the device and the user's seat.
+        let members = try_join_all(license.terms.bundle_members.iter().map(|(code, id)| {
+            let addr = member_addr(&license, product.authorization_method, code, *id);
+            let seat_user = seat_user.as_ref();
+            async move {
+                let q = ContextQuery {
+                    company: &auth.key.company,
+                    product: code,
+                    key: None,
+                    hardware_id: None,
+                    user: None,
+                };
+                let (read, found) = tokio::try_join!(
+                    state.store.read_context(&q),
+                    state.store.read_license(&addr, seat_user, &req.hardware_id)
+                )
+                .map_err(ApiError::store)?;
+                let member_product = rules::usable_product(read.product)?;
+                let missing = || ApiError::LicenseNotFound("license key");
+                let member = found.license.ok_or_else(missing)?;
+                if seat_user.is_some() && found.seat.is_none() {
+                    return Err(ApiError::LicenseNotFound("license user"));
+                }
+                Ok(LicenseContext {
+                    seat: found.seat,
+                    device: found.device,
+                    released_here: found.released,
+                    ..LicenseContext::new(member_product, read.company.unwrap_or_default(), member)
+                })
+            }
+        }))
+        .await?;
+        if members.is_empty() {
+            return Err(ApiError::internal(format!(
+                "bundle license {} lists no member licenses: re-import the catalog",
+                license.id
+            )));
+        }
+        Ok(Self { license, user, members })
+    }
+
+    /// The member as a single-license request would name it.
+    fn member_request(&self, req: &LicenseRequest, member: &LicenseContext) -> LicenseRequest {
+        LicenseRequest {
+            product: member.product.code.clone(),
+            license_id: Some(member.license.id),
+            bundle_code: Some(self.license.product.clone()),
+            ..req.clone()
+        }
+    }
+}
+
+/// A member license's address: key-based members share the bundle's key; user-based ones have their id.
+fn member_addr(
+    bundle: &License,
+    method: AuthorizationMethod,
+    product: &crate::ids::ProductCode,
+    id: i64,
+) -> LicenseAddr {
+    match (&bundle.key, method) {
+        (Some(key), AuthorizationMethod::LicenseKey) => LicenseAddr::Key {
+            company: bundle.company.clone(),
+            product: product.clone(),
+            key: key.clone(),
+        },
+        _ => LicenseAddr::Id {
+            company: bundle.company.clone(),
+            product: product.clone(),
+            id,
+        },
+    }
+}
+
+/// The license object of each member after an activation or a check, for the request's identity.
+pub(crate) fn member_objects<'a>(
+    bundle: &'a Bundle,
+    req: &'a LicenseRequest,
+    view: View,
+    now: Timestamp,
+    signer: &Signer,
+) -> Result<Vec<LicenseObject<'a>>, ApiError> {
+    bundle
+        .members
+        .iter()
+        .map(|m| {
+            let device = m
+                .device
+                .as_ref()
+                .ok_or_else(|| ApiError::internal("member device missing"))?;
+            let who = Identity {
+                hardware_id: &req.hardware_id,
+                ident: ident(req),
+                user: bundle.user.as_ref().zip(m.seat.as_ref()),
+            };
+            Ok(license_object(m, device, &who, view, now, signer))
+        })
+        .collect()
+}
+
+/// Joins the members' writes into one; an item several members touch (the company, for checks) is
+/// written once.
+fn join(writes: impl IntoIterator<Item = Write>) -> Write {
+    let mut items: Vec<crate::store::write::ItemWrite> = Vec::new();
+    for w in writes {
+        for item in w.items {
+            if matches!(item.item, Item::Company(_)) && items.iter().any(|i| i.item == item.item) {
+                continue;
+            }
+            items.push(item);
+        }
+    }
+    Write { items }
+}
+
+pub async fn handle_activation(req: &ApiRequest, state: &AppState) -> Result<ApiResponse, ApiError> {
+    let (auth, request) = super::authenticated(req, state, Access::Write).await?;
+    let outcome = activate(state, &auth, &request, Transport::Online, None).await?;
+    let bundle = match outcome {
+        BundleOutcome::Applied(bundle, _) => bundle,
+        BundleOutcome::Replayed(_) => return Err(ApiError::internal("an online request was replayed")),
+    };
+    let objects = member_objects(&bundle, &request, View::Activation, Timestamp::now(), &state.signer)?;
+    Ok(ApiResponse::signed_json(&objects, &state.signer))
+}
+
+/// What a bundle activation or deactivation did (see [`Outcome`] for single licenses).
+pub(crate) enum BundleOutcome {
+    Applied(Box<Bundle>, Option<String>),
+    Replayed(String),
+}
+
+/// A refusal of a bundle request that may repeat an applied offline one (see `handlers::replay_or`).
+async fn replay_or_bundle(
+    state: &AppState,
+    once: Option<&Once<'_, Bundle>>,
+    addr: &LicenseAddr,
+    err: ApiError,
+) -> Result<BundleOutcome, ApiError> {
+    match replayed(state, once, addr).await? {
+        Some(answer) => Ok(BundleOutcome::Replayed(answer)),
+        None => Err(err),
+    }
+}
+
+/// The members' writes joined, with an offline request's record (kept beside the first member) first.
+fn joined(writes: impl IntoIterator<Item = Write>, record: Option<ItemWrite>) -> Write {
+    let mut write = join(writes);
+    write.items.splice(0..0, record);
+    write
+}
+
+/// Activates the device on every member not yet holding it, in one write.
+pub(crate) async fn activate(
+    state: &AppState,
+    auth: &Authenticated,
+    req: &LicenseRequest,
+    transport: Transport,
+    once: Option<&Once<'_, Bundle>>,
+) -> Result<BundleOutcome, ApiError> {
+    let mut bundle = Bundle::load(state, auth, req, true).await?;
+    let now = Timestamp::now();
+    let mut attempts = super::Attempts::new(state);
+    loop {
+        // An offline request's record lives beside the first member, whichever members are written.
+        let addrs: Vec<LicenseAddr> = bundle.members.iter().map(|m| LicenseAddr::of(&m.license)).collect();
+        // Transfer sources, where a member needs one, all at once.
+        let sources = try_join_all(bundle.members.iter().zip(&addrs).map(|(m, addr)| async move {
+            if rules::needs_transfer_source(m) {
+                state.store.released_slot(addr).await.map(Some)
+            } else {
+                Ok(None)
+            }
+        }))
+        .await
+        .map_err(ApiError::store)?;
+        for (m, source) in bundle.members.iter_mut().zip(sources) {
+            if let Some(source) = source {
+                m.transfer_source = source;
+            }
+        }
+        let mut after = bundle.clone();
+        let mut writes = Vec::new();
+        for (i, m) in bundle.members.iter().enumerate() {
+            if m.device.as_ref().is_some_and(|d| d.active) {
+                continue;
+            }
+            let member_req = bundle.member_request(req, m);
+            let plan = match rules::plan_activation(m, &member_req, now, transport) {
+                Ok(plan) => plan,
+                Err(e) => return replay_or_bundle(state, once, &addrs[0], e).await,
+            };
+            let a = &mut after.members[i];
+            rules::apply_activation(&mut a.license, &plan);
+            if let Some(seat) = &mut a.seat {
+                seat.total_activations += 1;
+            }
+            a.device = Some(plan.device.clone());
+            writes.push(plan);
+        }
+        if writes.is_empty() {
+            return replay_or_bundle(state, once, &addrs[0], ApiError::LicenseDeviceExists).await;
+        }
+        let record = once
+            .map(|o| o.record(&after, now))
+            .transpose()?
+            .map(|r| request_record(&addrs[0], &r, now));
+        let answer = record.as_ref().and_then(ItemWrite::recorded_answer);
+        let outcome = attempts
+            .write(|token| {
+                let write = joined(writes.iter().map(|p| p.write(&token)), record.clone());
+                async move { state.store.apply(&write, &token).await }
+            })
+            .await;
+        match outcome {
+            Ok(()) => return Ok(BundleOutcome::Applied(Box::new(after), answer)),
+            Err(Rejection::Done(done)) => return Ok(BundleOutcome::Replayed(done.answer)),
+            Err(Rejection::Device(Some(d))) if attempts.wrote(&d) => {
+                if once.is_some() {
+                    let lost = ApiError::internal("an applied offline bundle activation left no record");
+                    return replay_or_bundle(state, once, &addrs[0], lost).await;
+                }
+                let bundle = Bundle::load(state, auth, req, false).await?;
+                return Ok(BundleOutcome::Applied(Box::new(bundle), None));
+            }
+            Err(Rejection::Conflict | Rejection::Unknown(_)) => return Err(ApiError::Contention),
+            Err(Rejection::Store(e)) => return Err(ApiError::store(e)),
+            // Some member changed: read every member again and decide again.
+            Err(_) => bundle = Bundle::load(state, auth, req, false).await?,
+        }
+        attempts.next_plan()?;
+    }
+}
+
+pub async fn handle_deactivation(req: &ApiRequest, state: &AppState) -> Result<ApiResponse, ApiError> {
+    let (auth, request) = super::authenticated(req, state, Access::Write).await?;
+    deactivate(state, &auth, &request, None).await?;
+    Ok(ApiResponse::text(super::deactivate::DEACTIVATED))
+}
+
+/// Deactivates the device on every member where it is active, in one write.
+pub(crate) async fn deactivate(
+    state: &AppState,
+    auth: &Authenticated,
+    req: &LicenseRequest,
+    once: Option<&Once<'_, Bundle>>,
+) -> Result<BundleOutcome, ApiError> {
+    let mut bundle = Bundle::load(state, auth, req, false).await?;
+    let now = Timestamp::now();
+    let mut attempts = super::Attempts::new(state);
+    loop {
+        // An offline request's record lives beside the first member.
+        let addr = LicenseAddr::of(&bundle.members[0].license);
+        let mut plans = Vec::new();
+        let mut refusal = None;
+        for m in &bundle.members {
+            match rules::plan_deactivation(m, &req.hardware_id, now) {
+                Ok(plan) => plans.push(plan),
+                Err(e) => {
+                    refusal.get_or_insert(e);
+                }
+            }
+        }
+        if plans.is_empty() {
+            let err = refusal.unwrap_or(ApiError::DeviceNotFound);
+            return replay_or_bundle(state, once, &addr, err).await;
+        }
+        let record = once
+            .map(|o| o.record(&bundle, now))
+            .transpose()?
+            .map(|r| request_record(&addr, &r, now));
+        let answer = record.as_ref().and_then(ItemWrite::recorded_answer);
+        let outcome = attempts
+            .write(|token| {
+                let write = joined(plans.iter().map(|p| p.write(&token)), record.clone());
+                async move { state.store.apply(&write, &token).await }
+            })
+            .await;
+        match outcome {
+            Ok(()) => return Ok(BundleOutcome::Applied(Box::new(bundle), answer)),
+            Err(Rejection::Done(done)) => return Ok(BundleOutcome::Replayed(done.answer)),
+            Err(Rejection::Device(Some(d))) if attempts.wrote(&d) => {
+                if once.is_some() {
+                    let lost = ApiError::internal("an applied offline bundle deactivation left no record");
+                    return replay_or_bundle(state, once, &addr, lost).await;
+                }
+                return Ok(BundleOutcome::Applied(Box::new(bundle), None));
+            }
+            Err(Rejection::Conflict | Rejection::Unknown(_)) => return Err(ApiError::Contention),
+            Err(Rejection::Store(e)) => return Err(ApiError::store(e)),
+            Err(_) => bundle = Bundle::load(state, auth, req, false).await?,
+        }
+        attempts.next_plan()?;
+    }
+}
+
+pub async fn handle_check(req: &ApiRequest, state: &AppState) -> Result<ApiResponse, ApiError> {
+    let (auth, request) = super::authenticated(req, state, Access::Read).await?;
+    auth.ensure_product(&request.product)?;
+    let now = Timestamp::now();
+    let mut attempts = super::Attempts::new(state);
+    let bundle = loop {
+        let bundle = Bundle::load(state, &auth, &request, false).await?;
+        for m in &bundle.members {
+            rules::check(m, &request.hardware_id)?;
+        }
+        let plans: Vec<_> = bundle
+            .members
+            .iter()
+            .map(|m| {
+                let seat = m.seat.as_ref().map(|s| s.user.clone());
+                rules::plan_check(LicenseAddr::of(&m.license), &request, seat, now)
+            })
+            .collect();
+        let write = join(plans.iter().map(|p| p.write()));
+        match attempts
+            .write(|token| {
+                let write = &write;
+                async move { state.store.apply(write, &token).await }
+            })
+            .await
+        {
+            Ok(()) => break bundle,
+            Err(Rejection::Store(e)) => return Err(ApiError::store(e)),
+            Err(Rejection::Conflict | Rejection::Unknown(_)) => return Err(ApiError::Contention),
+            // A member changed between the read and the write: read again.
+            Err(_) => attempts.next_plan()?,
+        }
+    };
+    let objects = member_objects(&bundle, &request, View::Check, now, &state.signer)?;
+    Ok(ApiResponse::signed_json(&objects, &state.signer))
+}
