@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Deployment checks, run by scripts/test.sh (which has DynamoDB Local up and DYNAMODB_ENDPOINT set):
 #   cfn-lint and `sam validate --lint` on template.yaml; `sam build` (`cargo lambda build --release --arm64`
-#   of every function, with the binary sizes); and requests through `cargo lambda watch`, the local
-#   Lambda mode without Docker, including the $default route's 404 and 405. Tools come from PyPI into a
-#   virtualenv under target/tools/venv.
+#   of every function, with the binary sizes); requests through `cargo lambda watch`, the local
+#   Lambda mode without Docker, including the $default route's 404 and 405; then scripts/sam-local.sh:
+#   every event through `sam local invoke` and HTTP requests through `sam local start-api`, in Docker
+#   with the real arm64 binaries (SKIP_SAM_LOCAL=1 skips it). Tools come from PyPI into a virtualenv
+#   under target/tools/venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${DYNAMODB_ENDPOINT:?run from scripts/test.sh, which starts DynamoDB Local}"
@@ -116,3 +118,9 @@ grep -q '"code":"not_found"' "$WORK/body" || { echo "unexpected error: $(cat "$W
 expect "POST /api/v4/check_license" 405 "$(signed POST /api/v4/check_license "$DEVICE")"
 grep -q '"code":"method_not_allowed"' "$WORK/body" || { echo "unexpected error: $(cat "$WORK/body")" >&2; exit 1; }
 echo "cargo lambda watch: $PASSED passed, 0 failed"
+
+if [ "${SKIP_SAM_LOCAL:-0}" != 1 ]; then
+    stop_watch
+    echo "==> sam local invoke / start-api (Docker, arm64 through qemu)"
+    scripts/sam-local.sh
+fi

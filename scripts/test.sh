@@ -6,7 +6,9 @@
 #   - runs cargo fmt --check, clippy with -D warnings, and every test in the workspace;
 #   - runs the deployment checks (scripts/lambda-checks.sh: cfn-lint, sam validate --lint,
 #     cargo lambda build --release --arm64, sam build, cargo lambda watch), installing their tools from
-#     PyPI into target/tools/venv; set SKIP_LAMBDA_CHECKS=1 to skip them while iterating;
+#     PyPI into target/tools/venv; then `sam local invoke` / `start-api` in Docker (scripts/sam-local.sh:
+#     installs docker.io, qemu-user-static and a locally built arm64 base image, cached under target/);
+#     set SKIP_LAMBDA_CHECKS=1 to skip them all, SKIP_SAM_LOCAL=1 just the Docker part, while iterating;
 #   - stops DynamoDB Local again, whatever happened.
 set -euo pipefail
 cd "$(dirname "$0")/.."

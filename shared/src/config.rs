@@ -50,10 +50,14 @@ pub const MAX_API_KEY_CACHE: Duration = Duration::from_secs(60);
 
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+        Self::from_lookup(|name| std::env::var(name).ok())
     }
 
+    /// An empty value counts as unset: `template.yaml` declares the local-only variables
+    /// (`DYNAMODB_ENDPOINT`, `SIGNING_KEY_PEM`) with empty defaults so that `sam local --env-vars` can set
+    /// them, and on AWS they must change nothing.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| get(name).filter(|v| !v.is_empty());
         let table = get("TABLE_NAME").ok_or(ConfigError::Missing("TABLE_NAME"))?;
         let signing_key = match (
             get("SIGNING_KEY_SSM_PARAMETER"),
@@ -135,6 +139,32 @@ mod tests {
         ]))
         .unwrap();
         assert!(matches!(ssm.signing_key, SigningKeySource::SsmParameter(ref n) if n == "/license-api/key"));
+    }
+
+    #[test]
+    fn empty_values_are_unset() {
+        // What template.yaml sets on AWS: the local-only variables declared, empty.
+        let aws = Config::from_lookup(lookup(&[
+            ("TABLE_NAME", "t"),
+            ("SIGNING_KEY_SSM_PARAMETER", "/license-api/key"),
+            ("SIGNING_KEY_PEM", ""),
+            ("DYNAMODB_ENDPOINT", ""),
+        ]))
+        .unwrap();
+        assert!(matches!(aws.signing_key, SigningKeySource::SsmParameter(ref n) if n == "/license-api/key"));
+        assert_eq!(aws.dynamodb_endpoint, None);
+        // What `sam local --env-vars` sets: the SSM parameter emptied, an inline key and a local endpoint.
+        let local = Config::from_lookup(lookup(&[
+            ("TABLE_NAME", "t"),
+            ("SIGNING_KEY_SSM_PARAMETER", ""),
+            ("SIGNING_KEY_PEM", "pem"),
+            ("DYNAMODB_ENDPOINT", "http://172.17.0.1:8000"),
+        ]))
+        .unwrap();
+        assert!(matches!(local.signing_key, SigningKeySource::Inline(_)));
+        assert_eq!(local.dynamodb_endpoint.as_deref(), Some("http://172.17.0.1:8000"));
+        let err = Config::from_lookup(lookup(&[("TABLE_NAME", ""), ("SIGNING_KEY_FILE", "k")])).unwrap_err();
+        assert_eq!(err.to_string(), "environment variable TABLE_NAME is required");
     }
 
     #[test]

@@ -1,0 +1,499 @@
+#!/usr/bin/env bash
+# `sam local invoke` and `sam local start-api` for real: the built stack (target/sam-build, from `sam build`),
+# its arm64 `bootstrap` binaries, in containers, against DynamoDB Local. Run by scripts/lambda-checks.sh
+# (which has built it; scripts/test.sh has DynamoDB Local up and DYNAMODB_ENDPOINT set). Works offline,
+# with Debian packages only:
+#   - installs what is missing: docker.io, qemu-user-static + binfmt-support (arm64 binaries run through
+#     binfmt), and debootstrap when the base image is not cached yet;
+#   - starts dockerd if no Docker daemon answers, and registers qemu-aarch64 with binfmt_misc if needed;
+#   - builds a Lambda-like arm64 base image from a `debootstrap --variant=minbase --arch=arm64 bookworm`
+#     root filesystem, cached as a tarball under target/sam-local/cache/ (never committed), so only the
+#     first run pays for debootstrap; SAM layers its own Runtime Interface Emulator on top of it
+#     (`--invoke-image ... --skip-pull-image`), as it does on the AWS base image;
+#   - creates a Docker network for the run; the functions reach DynamoDB Local at that network's gateway
+#     (this machine's own address on the bridge), never any other address;
+#   - runs every file in events/ (regenerated, freshly signed) through `sam local invoke` and checks the
+#     status and error code its name says;
+#   - serves the stack with `sam local start-api` on a loopback port and sends a named set of HTTP
+#     requests through it: success and error per endpoint, HEAD, the $default route's 404 and 405, a
+#     user-based activation and a race of 6 concurrent activations for 3 free slots;
+#   - stops and removes everything it started (sam, containers, the network, the images, dockerd, the
+#     binfmt registration), also when a check fails; prints how long each step took.
+# SAM_LOCAL_KEEP_IMAGES=1 keeps the images (faster reruns while iterating).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+: "${DYNAMODB_ENDPOINT:?run from scripts/test.sh (through scripts/lambda-checks.sh), which starts DynamoDB Local}"
+TEMPLATE="$ROOT/target/sam-build/template.yaml"
+[ -f "$TEMPLATE" ] || { echo "no $TEMPLATE: run \`sam build --build-dir target/sam-build\` first" >&2; exit 1; }
+
+VENV="$ROOT/target/tools/venv"
+export PATH="$VENV/bin:$PATH"
+export SAM_CLI_TELEMETRY=0 AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
+# SAM passes the host's credentials into the containers; DynamoDB Local accepts any.
+export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-local}" AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-local}"
+# Every `sam local` command asks AWS STS for the account id (sts:GetCallerIdentity) and falls back to
+# 123456789012. Point STS at a closed loopback port: nothing leaves this machine, and no ~7 s of DNS
+# retries per command.
+export AWS_ENDPOINT_URL_STS=http://127.0.0.1:9 AWS_MAX_ATTEMPTS=1 AWS_EC2_METADATA_DISABLED=true
+SERVER="$ROOT/target/debug/license-server"
+[ -x "$SERVER" ] || cargo build -q -p license-server
+
+CACHE="$ROOT/target/sam-local/cache"
+SUITE=bookworm
+ROOTFS_TAR="$CACHE/debian-$SUITE-arm64-minbase.tar.gz"
+MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+RUN_ID="$$"
+IMAGE="license-api-lambda-base-$RUN_ID:$SUITE-arm64"   # SAM builds license-api-lambda-base-$RUN_ID:rapid-arm64 on it
+NETWORK="license-api-sam-$RUN_ID"
+WORK="$ROOT/target/sam-local/run"
+rm -rf "$WORK" && mkdir -p "$WORK" "$CACHE"
+
+# ---- cleanup: everything registered here runs once at exit, newest first, whatever happened ----------
+cleanup=()
+on_exit() { cleanup=("$*" "${cleanup[@]}"); }
+run_cleanup() {
+    local status=$?
+    for c in "${cleanup[@]}"; do eval "$c" || true; done
+    exit "$status"
+}
+trap run_cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---- timing ------------------------------------------------------------------------------------------
+TIMINGS=()
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+timed() {  # NAME CMD... — runs CMD, records its duration under NAME
+    local name=$1 t0
+    shift
+    t0=$(now)
+    "$@"
+    TIMINGS+=("$(printf '%-52s %7ss' "$name" "$(elapsed "$t0")")")
+}
+STAGE_START=$(now)
+log() { printf '==> sam local: %s\n' "$*"; }
+
+# ---- packages ----------------------------------------------------------------------------------------
+need_pkgs=()
+command -v dockerd >/dev/null 2>&1 || docker info >/dev/null 2>&1 || need_pkgs+=(docker.io)
+command -v docker >/dev/null 2>&1 || need_pkgs+=(docker.io)
+[ -e /usr/libexec/qemu-binfmt/aarch64-binfmt-P ] || [ -x /usr/bin/qemu-aarch64-static ] || need_pkgs+=(qemu-user-static)
+command -v update-binfmts >/dev/null 2>&1 || need_pkgs+=(binfmt-support)
+[ -f "$ROOTFS_TAR" ] || command -v debootstrap >/dev/null 2>&1 || need_pkgs+=(debootstrap)
+command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
+command -v readelf >/dev/null 2>&1 || need_pkgs+=(binutils)
+install_pkgs() {
+    log "installing ${need_pkgs[*]} (apt)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+}
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+    mapfile -t need_pkgs < <(printf '%s\n' "${need_pkgs[@]}" | sort -u)
+    timed "apt-get install ${need_pkgs[*]}" install_pkgs
+fi
+
+# ---- binfmt: arm64 binaries on this machine through qemu ---------------------------------------------
+setup_binfmt() {
+    if [ ! -e /proc/sys/fs/binfmt_misc/register ]; then
+        mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+        on_exit "umount /proc/sys/fs/binfmt_misc 2>/dev/null"
+    fi
+    if ! grep -qx enabled /proc/sys/fs/binfmt_misc/qemu-aarch64 2>/dev/null; then
+        log "registering qemu-aarch64 with binfmt_misc"
+        update-binfmts --enable qemu-aarch64
+        on_exit "update-binfmts --disable qemu-aarch64 >/dev/null 2>&1"
+    fi
+    # F (fix binary): the kernel holds the interpreter open, so it also works inside containers, which
+    # do not have the host's /usr/libexec/qemu-binfmt.
+    grep -q '^flags: .*F' /proc/sys/fs/binfmt_misc/qemu-aarch64 || {
+        echo "qemu-aarch64 is registered without the F flag; containers cannot run arm64 binaries" >&2
+        cat /proc/sys/fs/binfmt_misc/qemu-aarch64 >&2
+        exit 1
+    }
+}
+timed "binfmt (qemu-aarch64)" setup_binfmt
+
+# ---- Docker daemon -----------------------------------------------------------------------------------
+start_dockerd() {
+    if docker info >/dev/null 2>&1; then
+        log "using the Docker daemon already running (left running)"
+        return
+    fi
+    log "starting dockerd"
+    # dockerd leaves its bridge behind when it stops; remove it too if it is ours.
+    ip link show docker0 >/dev/null 2>&1 || on_exit "ip link delete docker0 2>/dev/null"
+    # Without the userland proxy a published port refuses connections until the container listens on
+    # it. With it, the proxy accepts at once, SAM takes that for the emulator being up, and gives up
+    # after three quick retries while the emulator still starts under qemu (502 "Internal server error").
+    dockerd --userland-proxy=false >"$WORK/dockerd.log" 2>&1 &
+    local pid=$!
+    on_exit "stop_dockerd $pid"
+    for _ in $(seq 1 150); do
+        docker info >/dev/null 2>&1 && return
+        kill -0 "$pid" 2>/dev/null || { cat "$WORK/dockerd.log" >&2; exit 1; }
+        sleep 0.2
+    done
+    echo "dockerd did not answer within 30 s" >&2
+    tail -n 30 "$WORK/dockerd.log" >&2
+    exit 1
+}
+stop_dockerd() {  # PID — SIGTERM, then wait for it (and the containerd it started) to exit
+    kill -TERM "$1" 2>/dev/null || return 0
+    for _ in $(seq 1 150); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.2; done
+    kill -KILL "$1" 2>/dev/null || true
+}
+timed "dockerd" start_dockerd
+
+# ---- the base image ----------------------------------------------------------------------------------
+build_rootfs() {
+    log "debootstrap --variant=minbase --arch=arm64 $SUITE (once; cached as ${ROOTFS_TAR#"$ROOT"/})"
+    local dir="$WORK/rootfs"
+    debootstrap --variant=minbase --arch=arm64 --include=ca-certificates "$SUITE" "$dir" "$MIRROR" >"$WORK/debootstrap.log" 2>&1 || {
+        tail -n 30 "$WORK/debootstrap.log" >&2
+        exit 1
+    }
+    # What a Lambda image has no use for: package caches and lists, documentation, translations.
+    rm -rf "$dir"/var/cache/apt/archives/*.deb "$dir"/var/lib/apt/lists/* "$dir"/usr/share/doc/* \
+        "$dir"/usr/share/man/* "$dir"/usr/share/locale/*
+    mkdir -p "$dir/var/task" "$dir/var/runtime" "$dir/opt"
+    tar -C "$dir" --numeric-owner -czf "$ROOTFS_TAR.tmp" .
+    mv "$ROOTFS_TAR.tmp" "$ROOTFS_TAR"
+    rm -rf "$dir"
+}
+[ -f "$ROOTFS_TAR" ] || timed "debootstrap arm64 rootfs (first run only)" build_rootfs
+build_image() {
+    # `docker import` would label the image amd64 (this daemon ignores its --platform); a FROM-scratch
+    # build with --platform labels it arm64, which SAM's `docker build --platform linux/arm64` needs.
+    local ctx="$WORK/image"
+    mkdir -p "$ctx"
+    ln -f "$ROOTFS_TAR" "$ctx/rootfs.tar.gz" 2>/dev/null || cp "$ROOTFS_TAR" "$ctx/rootfs.tar.gz"
+    cat >"$ctx/Dockerfile" <<'DOCKERFILE'
+FROM scratch
+ADD rootfs.tar.gz /
+ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LAMBDA_TASK_ROOT=/var/task LAMBDA_RUNTIME_DIR=/var/runtime
+WORKDIR /var/task
+DOCKERFILE
+    DOCKER_BUILDKIT=0 docker build -q --platform linux/arm64 -t "$IMAGE" "$ctx" >/dev/null 2>"$WORK/image-build.log" || {
+        cat "$WORK/image-build.log" >&2
+        exit 1
+    }
+    rm -rf "$ctx"
+}
+timed "base image from the cached rootfs" build_image
+if [ "${SAM_LOCAL_KEEP_IMAGES:-0}" != 1 ]; then
+    # The base image and the one SAM builds on it (same repository, tag rapid-arm64).
+    on_exit "docker rmi -f '$IMAGE' '${IMAGE%%:*}:rapid-arm64' >/dev/null 2>&1"
+fi
+
+# ---- network: the functions reach DynamoDB Local on this machine through the bridge's gateway --------
+setup_network() {
+    docker network create "$NETWORK" >/dev/null
+    on_exit "docker network rm '$NETWORK' >/dev/null 2>&1"
+    on_exit "remove_containers"
+    GATEWAY="$(docker network inspect -f '{{range .IPAM.Config}}{{.Gateway}}{{end}}' "$NETWORK")"
+    [ -n "$GATEWAY" ] || { echo "network $NETWORK has no gateway" >&2; exit 1; }
+    DDB_PORT="${DYNAMODB_ENDPOINT##*:}"
+    CONTAINER_DDB="http://$GATEWAY:$DDB_PORT"
+    # DynamoDB Local listens on every address of this machine; check it is reachable from a container.
+    docker run --rm --network "$NETWORK" --platform linux/arm64 "$IMAGE" \
+        timeout 10 bash -c "exec 3<>/dev/tcp/$GATEWAY/$DDB_PORT" || {
+        echo "containers on $NETWORK cannot reach DynamoDB Local at $GATEWAY:$DDB_PORT (a firewall?)" >&2
+        exit 1
+    }
+}
+remove_containers() {  # whatever sam left behind on the run's network
+    local ids
+    ids="$(docker ps -aq --filter "network=$NETWORK")"
+    [ -z "$ids" ] || docker rm -f $ids >/dev/null 2>&1
+}
+timed "network + DynamoDB Local reachable from a container" setup_network
+log "network $NETWORK, DynamoDB Local at $CONTAINER_DDB for the functions"
+
+# ---- the stack's functions, from the template ------------------------------------------------------
+# binary name (events/ prefix) -> logical id, from Metadata.BuildProperties.Binary of each function.
+declare -A LOGICAL_ID=()
+while read -r binary id; do LOGICAL_ID[$binary]=$id; done < <(
+    python - "$ROOT/template.yaml" <<'PY'
+import sys
+from samcli.yamlhelper import yaml_parse
+t = yaml_parse(open(sys.argv[1]).read())
+for lid, r in t["Resources"].items():
+    if r.get("Type") == "AWS::Serverless::Function":
+        binary = ((r.get("Metadata") or {}).get("BuildProperties") or {}).get("Binary")
+        if binary:
+            print(binary, lid)
+PY
+)
+[ ${#LOGICAL_ID[@]} -gt 0 ] || { echo "no functions found in template.yaml" >&2; exit 1; }
+
+# ---- the binaries must also run on the real base image ------------------------------------------------
+# The image here is Debian bookworm (glibc 2.36); AWS's provided.al2023 has glibc 2.34. A binary that
+# needed a newer glibc symbol would pass here and fail on AWS, so check the versions they require.
+AL2023_GLIBC=2.34
+NEED_GLIBC=0
+for f in "$ROOT"/target/sam-build/*/bootstrap; do
+    need="$(readelf -V "$f" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -n 1)"
+    if [ "$(printf '%s\n' "$need" "$AL2023_GLIBC" | sort -V | tail -n 1)" != "$AL2023_GLIBC" ]; then
+        echo "${f#"$ROOT"/} needs glibc $need; provided.al2023 has $AL2023_GLIBC" >&2
+        exit 1
+    fi
+    NEED_GLIBC="$(printf '%s\n' "$need" "$NEED_GLIBC" | sort -V | tail -n 1)"
+done
+log "the function binaries need glibc $NEED_GLIBC (provided.al2023 has $AL2023_GLIBC, the image here $(
+    docker run --rm --platform linux/arm64 "$IMAGE" sh -c 'ldd --version | head -n 1 | grep -o "[0-9.]*$"'))"
+
+# ---- store, key, env-vars ----------------------------------------------------------------------------
+"$SERVER" keygen --out "$WORK" --bits 2048 >/dev/null
+env_vars() {  # TABLE — the --env-vars file for every function (the SSM parameter emptied, an inline key)
+    python - "$1" "$CONTAINER_DDB" "$WORK/signing-key.pem" >"$WORK/env-$1.json" <<'PY'
+import json, sys
+table, endpoint, key = sys.argv[1:4]
+print(json.dumps({"Parameters": {
+    "TABLE_NAME": table, "DYNAMODB_ENDPOINT": endpoint, "SIGNING_KEY_SSM_PARAMETER": "",
+    "SIGNING_KEY_PEM": open(key).read(), "RUST_LOG": "warn"}}))
+PY
+    "$SERVER" import examples/catalog.json --dynamodb-table "$1" --dynamodb-endpoint "$DYNAMODB_ENDPOINT" \
+        --create-table >/dev/null
+}
+SAM_ARGS=(--template "$TEMPLATE" --invoke-image "$IMAGE" --skip-pull-image --docker-network "$NETWORK")
+
+# ---- every event through `sam local invoke` ----------------------------------------------------------
+# Success cases in the order a session runs them, then every other file: the order tests/events.rs
+# gives them (its `fn order`: `"<file>.json" => rank,` arms), read from there so that both stay the same.
+mapfile -t ORDER < <(sed -n '/^fn order/,/^}/p' "$ROOT/tests/events.rs" | grep -o '"[^"]*\.json" => [0-9]*' |
+    sort -t '>' -k 2 -n | sed 's/^"\([^"]*\)\.json".*/\1/')
+[ ${#ORDER[@]} -gt 0 ] || { echo "cannot read the order of the events from tests/events.rs (fn order)" >&2; exit 1; }
+check_answer() {  # FILE ANSWER.json — prints "status code"; the code is "-" for a 200
+    python - "$2" <<'PY'
+import base64, json, sys
+a = json.load(open(sys.argv[1]))
+status = a.get("statusCode")
+body = a.get("body") or ""
+if a.get("isBase64Encoded"):
+    body = base64.b64decode(body).decode()
+code = "-"
+if status != 200:
+    try:
+        code = json.loads(body)["code"]
+    except Exception:
+        code = "unparsable:" + body[:200].replace(" ", "_")
+print(status, code)
+PY
+}
+invoke_events() {
+    local events="$WORK/events" files=() name f function id expected got t0 n=0
+    "$SERVER" events --out "$events" >/dev/null
+    env_vars sam-invoke
+    for name in "${ORDER[@]}"; do [ -f "$events/$name.json" ] && files+=("$name.json"); done
+    for f in $(cd "$events" && ls -- *.json); do
+        [[ " ${files[*]} " == *" $f "* ]] || files+=("$f")
+    done
+    # Every committed file is run (the generator writes the same set; tests/events.rs checks that).
+    for f in "$ROOT"/events/*.json; do
+        [ -f "$events/${f##*/}" ] || { echo "events/${f##*/} is not what \`license-server events\` writes" >&2; exit 1; }
+    done
+    for f in "${files[@]}"; do
+        function="${f%%-*}"
+        id="${LOGICAL_ID[$function]:-}"
+        [ -n "$id" ] || { echo "$f: no function with Binary: $function in template.yaml" >&2; exit 1; }
+        expected="${f%.json}"
+        expected="${expected##*-}"
+        t0=$(now)
+        if ! sam local invoke "$id" -e "$events/$f" "${SAM_ARGS[@]}" --env-vars "$WORK/env-sam-invoke.json" \
+            >"$WORK/answer.json" 2>"$WORK/invoke.log"; then
+            echo "sam local invoke $id -e $f failed:" >&2
+            tail -n 40 "$WORK/invoke.log" >&2
+            exit 1
+        fi
+        got="$(check_answer "$f" "$WORK/answer.json")"
+        local want
+        if [ "$expected" = ok ]; then want="200 -"; else want="${got%% *} $expected"; fi
+        if [ "$got" != "$want" ] || { [ "$expected" != ok ] && [ "${got%% *}" -lt 400 ]; }; then
+            echo "sam local invoke $id -e $f: answered $got, expected ${expected/#ok/200}" >&2
+            cat "$WORK/answer.json" >&2
+            tail -n 20 "$WORK/invoke.log" >&2
+            exit 1
+        fi
+        printf '    %-44s %-28s %s %5ss\n' "$f" "$id" "$got" "$(elapsed "$t0")"
+        n=$((n + 1))
+    done
+    INVOKED=$n
+}
+log "sam local invoke: every file in events/"
+timed "sam local invoke (every event)" invoke_events
+echo "sam local invoke: $INVOKED passed, 0 failed"
+
+# ---- the HTTP API through `sam local start-api` ------------------------------------------------------
+API_PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+BASE="http://127.0.0.1:$API_PORT"
+start_api() {
+    env_vars sam-api
+    # One container per request, as Lambda runs concurrent requests in separate instances (warm
+    # containers would run one function's requests one after the other).
+    # Started with SIGINT at its default (a background job of a script ignores it), so that Ctrl-C's
+    # signal makes sam stop and remove its containers.
+    python3 -c 'import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execvp(sys.argv[1], sys.argv[1:])' \
+        sam local start-api "${SAM_ARGS[@]}" --env-vars "$WORK/env-sam-api.json" --host 127.0.0.1 --port "$API_PORT" \
+        >"$WORK/start-api.log" 2>&1 &
+    API_PID=$!
+    on_exit "stop_api"
+    for _ in $(seq 1 300); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$API_PORT") 2>/dev/null && return
+        kill -0 "$API_PID" 2>/dev/null || { cat "$WORK/start-api.log" >&2; exit 1; }
+        sleep 0.2
+    done
+    echo "sam local start-api did not listen within 60 s" >&2
+    tail -n 30 "$WORK/start-api.log" >&2
+    exit 1
+}
+stop_api() {  # Ctrl-C is what makes sam stop its containers
+    kill -INT "$API_PID" 2>/dev/null || return 0
+    for _ in $(seq 1 100); do kill -0 "$API_PID" 2>/dev/null || return 0; sleep 0.2; done
+    kill -KILL "$API_PID" 2>/dev/null || true
+}
+timed "sam local start-api (until it listens)" start_api
+
+auth_headers() {  # — Date and Authorization headers, signed like a client does it (SPEC §1.2)
+    local date sig
+    date="$(LC_ALL=C date -u '+%a, %d %b %Y %H:%M:%S GMT')"
+    sig="$(printf 'licenseSpring\ndate: %s' "$date" | openssl dgst -sha256 -hmac 'demo-shared-key-change-me' -binary | openssl base64 -A)"
+    printf '%s\n' "Date: $date" \
+        "Authorization: algorithm=\"hmac-sha256\",headers=\"date\",signature=\"$sig\",apikey=\"demo-api-key\""
+}
+LATENCIES=()
+request() {  # OUT METHOD PATH [BODY [CONTENT-TYPE]] — signed; writes OUT.body, prints the status
+    local out=$1 method=(-X "$2") hdrs=() h
+    [ "$2" = HEAD ] && method=(--head)  # curl -X HEAD would wait for a body that never comes
+    while IFS= read -r h; do hdrs+=(-H "$h"); done < <(auth_headers)
+    curl -sS --max-time 120 -o "$out.body" -w '%{http_code} %{time_total}' "${method[@]}" "$BASE$3" \
+        "${hdrs[@]}" -H "Content-Type: ${5:-application/json}" ${4:+--data-binary "$4"} >"$out.status"
+    cut -d' ' -f1 "$out.status"
+}
+PASSED=0
+expect() {  # NAME STATUS [CODE] — checks the last request (files $WORK/r.*)
+    local got latency
+    read -r got latency <"$WORK/r.status" || true  # no newline at the end
+    LATENCIES+=("$latency")
+    if [ "$got" != "$2" ] || { [ -n "${3:-}" ] && ! grep -q "\"code\":\"$3\"" "$WORK/r.body"; }; then
+        echo "sam local start-api: $1 answered $got $(head -c 400 "$WORK/r.body"), expected $2 ${3:-}" >&2
+        tail -n 40 "$WORK/start-api.log" >&2
+        exit 1
+    fi
+    printf '    %-58s %s %-28s %5.2fs\n' "$1" "$got" "${3:-}" "$latency"
+    PASSED=$((PASSED + 1))
+}
+has() {  # NAME PATTERN — the last answer's body contains PATTERN
+    grep -qi -- "$2" "$WORK/r.body" || { echo "sam local start-api: $1: no $2 in $(head -c 400 "$WORK/r.body")" >&2; exit 1; }
+}
+device() { printf '{"product":"demo","hardware_id":"%s","license_key":"DEMO-0000-0000-0001"}' "$1"; }
+offline_file() {  # KIND HARDWARE_ID [SHARED_KEY] — a v1 request file (SPEC §6.2), base64
+    local date sig
+    date="$(LC_ALL=C date -u '+%a, %d %b %Y %H:%M:%S GMT')"
+    sig="$(printf 'licenseSpring\ndate: %s\n%s\n%s\n%s' "$date" DEMO-0000-0000-0001 "$2" demo-api-key |
+        openssl dgst -sha256 -hmac "${3:-demo-shared-key-change-me}" -binary | openssl base64 -A)"
+    printf '{"request":"%s","product":"demo","hardware_id":"%s","license_key":"DEMO-0000-0000-0001","api_key":"demo-api-key","date":"%s","request_id":"sam-api-%s-%s","signature":"%s"}' \
+        "$1" "$2" "$date" "$1" "$RUN_ID" "$sig" | openssl base64 -A
+}
+R="$WORK/r"
+http_checks() {
+    # A race first, on the fresh table: 6 devices activate DEMO-0000-0000-0001 (max_activations 3) at
+    # once, each request in its own container: exactly 3 get the license, 3 license_activated_max_times.
+    local i pids=() ok=0 full=0 other=0 t0
+    t0=$(now)
+    for i in 1 2 3 4 5 6; do
+        request "$WORK/race$i" POST /api/v4/activate_license "$(device "race-$i")" >/dev/null &
+        pids+=($!)
+    done
+    for i in "${pids[@]}"; do wait "$i"; done
+    for i in 1 2 3 4 5 6; do
+        case "$(cut -d' ' -f1 "$WORK/race$i.status")" in
+            200) ok=$((ok + 1)) ;;
+            400) if grep -q '"code":"license_activated_max_times"' "$WORK/race$i.body"; then full=$((full + 1)); else other=$((other + 1)); fi ;;
+            *) other=$((other + 1)) ;;
+        esac
+    done
+    if [ "$ok" != 3 ] || [ "$full" != 3 ]; then
+        echo "race: $ok × 200, $full × license_activated_max_times, $other other; expected 3 and 3" >&2
+        for i in 1 2 3 4 5 6; do echo "race-$i: $(cat "$WORK/race$i.status") $(head -c 300 "$WORK/race$i.body")" >&2; done
+        exit 1
+    fi
+    printf '    %-58s 3 × 200, 3 × 400 license_activated_max_times %5.1fs\n' \
+        "race: 6 concurrent activations, 3 free slots" "$(elapsed "$t0")"
+    PASSED=$((PASSED + 1))
+    local winner
+    winner="$(for i in 1 2 3 4 5 6; do [ "$(cut -d' ' -f1 "$WORK/race$i.status")" = 200 ] && { echo "race-$i"; break; }; done)"
+
+    request "$R" GET "/api/v4/check_license?product=demo&hardware_id=$winner&license_key=DEMO-0000-0000-0001" >/dev/null
+    expect "GET /api/v4/check_license ($winner)" 200
+    has "check_license" '"license_signature":'
+    request "$R" HEAD "/api/v4/check_license?product=demo&hardware_id=$winner&license_key=DEMO-0000-0000-0001" >/dev/null
+    expect "HEAD /api/v4/check_license" 200
+    # curl --head writes the headers where the body would go: signed, and no body.
+    has "HEAD" '^licensesignature: '
+    has "HEAD" '^Content-Length: 0'
+    curl -sS --max-time 120 -o "$R.body" -w '%{http_code} %{time_total}' \
+        "$BASE/api/v4/check_license?product=demo&hardware_id=$winner&license_key=DEMO-0000-0000-0001" >"$R.status"
+    expect "GET /api/v4/check_license (unsigned)" 400 missing_headers
+    request "$R" GET / >/dev/null
+    expect "GET / (is online)" 200
+
+    request "$R" POST /api/v4/deactivate_license "$(device "$winner")" >/dev/null
+    expect "POST /api/v4/deactivate_license ($winner)" 200
+    has "deactivate_license" 'license_deactivated'
+    request "$R" POST /api/v4/deactivate_license "$(device "$winner")" >/dev/null
+    expect "POST /api/v4/deactivate_license (again)" 400 device_not_found
+
+    request "$R" POST /api/v4/activate_license \
+        '{"product":"demo","hardware_id":"sam-api-device","license_key":"NO-SUCH-KEY"}' >/dev/null
+    expect "POST /api/v4/activate_license (unknown key)" 400 license_not_found
+
+    # The slot the deactivation freed, taken offline and given back.
+    request "$R" POST /api/v4/activate_offline "$(offline_file activation offline-device)" text/plain >/dev/null
+    expect "POST /api/v4/activate_offline (raw request file)" 200
+    has "activate_offline" '"license_signature_v2":'
+    request "$R" POST /api/v4/activate_offline "$(offline_file activation offline-forged not-the-shared-key)" \
+        text/plain >/dev/null
+    expect "POST /api/v4/activate_offline (forged file)" 400 signature_mismatch
+    local boundary=----sam-local-api-boundary
+    request "$R" POST /api/v4/deactivate_offline \
+        "$(printf -- '--%s\r\nContent-Disposition: form-data; name="file"; filename="deactivate.req"\r\nContent-Type: application/octet-stream\r\n\r\n%s\r\n--%s--\r\n' \
+            "$boundary" "$(offline_file deactivation offline-device)" "$boundary")" \
+        "multipart/form-data; boundary=$boundary" >/dev/null
+    expect "POST /api/v4/deactivate_offline (multipart)" 200
+    has "deactivate_offline" 'license_deactivated'
+    request "$R" POST /api/v4/deactivate_offline \
+        "$(printf -- '--%s\r\nContent-Disposition: form-data; name="file"; filename="empty.req"\r\n\r\n\r\n--%s--\r\n' \
+            "$boundary" "$boundary")" "multipart/form-data; boundary=$boundary" >/dev/null
+    expect "POST /api/v4/deactivate_offline (multipart, empty file)" 400 missing_content
+
+    # A user-based license (product demo-team): username and password instead of a key.
+    request "$R" POST /api/v4/activate_license \
+        '{"product":"demo-team","hardware_id":"sam-api-user-device","username":"ann@example.com","password":"demo-password"}' >/dev/null
+    expect "POST /api/v4/activate_license (user ann@example.com)" 200
+    has "user activation" '"email":"ann@example.com"'
+    request "$R" POST /api/v4/activate_license \
+        '{"product":"demo-team","hardware_id":"sam-api-user-device","username":"ann@example.com","password":"wrong"}' >/dev/null
+    expect "POST /api/v4/activate_license (user, wrong password)" 400 license_not_found
+
+    # What the HTTP API's $default route gets: sam local routes it to DefaultRouteFunction too.
+    request "$R" GET /api/v4/no_such_endpoint >/dev/null
+    expect "GET /api/v4/no_such_endpoint (\$default)" 404 not_found
+    has "not_found" '"status":404'
+    request "$R" POST /api/v4/check_license "$(device "$winner")" >/dev/null
+    expect "POST /api/v4/check_license (\$default)" 405 method_not_allowed
+    request "$R" GET /api/v4/activate_license >/dev/null
+    expect "GET /api/v4/activate_license (\$default)" 405 method_not_allowed
+}
+log "sam local start-api on $BASE"
+timed "sam local start-api requests" http_checks
+echo "sam local start-api: $PASSED passed, 0 failed"
+LATENCY_SUMMARY="$(printf '%s\n' "${LATENCIES[@]}" | sort -n | awk '{ v[NR] = $1; s += $1 } END {
+    printf "%d requests: min %.2fs, median %.2fs, mean %.2fs, max %.2fs", NR, v[1], v[int((NR + 1) / 2)], s / NR, v[NR] }')"
+
+TIMINGS+=("$(printf '%-52s %7ss' "sam-local stage in all" "$(elapsed "$STAGE_START")")")
+{
+    echo "sam local timings ($(date -u '+%Y-%m-%d %H:%M:%S UTC')):"
+    printf '    %s\n' "${TIMINGS[@]}"
+    echo "    per request through start-api (sequential ones): $LATENCY_SUMMARY"
+} | tee "$ROOT/target/sam-local/timings.txt"
