@@ -37,7 +37,7 @@ export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-local}" AWS_SECRET_ACCESS_KEY="${
 # retries per command.
 export AWS_ENDPOINT_URL_STS=http://127.0.0.1:9 AWS_MAX_ATTEMPTS=1 AWS_EC2_METADATA_DISABLED=true
 SERVER="$ROOT/target/debug/license-server"
-[ -x "$SERVER" ] || cargo build -q -p license-server
+cargo build -q -p license-server  # a no-op when up to date; a stale one cannot read today's catalog
 
 CACHE="$ROOT/target/sam-local/cache"
 SUITE=bookworm
@@ -315,7 +315,7 @@ invoke_events() {
             tail -n 20 "$WORK/invoke.log" >&2
             exit 1
         fi
-        printf '    %-44s %-28s %s %5ss\n' "$f" "$id" "$got" "$(elapsed "$t0")"
+        printf '    %-50s %-32s %s %5ss\n' "$f" "$id" "$got" "$(elapsed "$t0")"
         n=$((n + 1))
     done
     INVOKED=$n
@@ -387,13 +387,13 @@ has() {  # NAME PATTERN — the last answer's body contains PATTERN
     grep -qi -- "$2" "$WORK/r.body" || { echo "sam local start-api: $1: no $2 in $(head -c 400 "$WORK/r.body")" >&2; exit 1; }
 }
 device() { printf '{"product":"demo","hardware_id":"%s","license_key":"DEMO-0000-0000-0001"}' "$1"; }
-offline_file() {  # KIND HARDWARE_ID [SHARED_KEY] — a v1 request file (SPEC §6.2), base64
-    local date sig
+offline_file() {  # KIND HARDWARE_ID [SHARED_KEY [PRODUCT LICENSE_KEY]] — a v1 request file (SPEC §6.2), base64
+    local date sig product="${4:-demo}" key="${5:-DEMO-0000-0000-0001}"
     date="$(LC_ALL=C date -u '+%a, %d %b %Y %H:%M:%S GMT')"
-    sig="$(printf 'licenseSpring\ndate: %s\n%s\n%s\n%s' "$date" DEMO-0000-0000-0001 "$2" demo-api-key |
+    sig="$(printf 'licenseSpring\ndate: %s\n%s\n%s\n%s' "$date" "$key" "$2" demo-api-key |
         openssl dgst -sha256 -hmac "${3:-demo-shared-key-change-me}" -binary | openssl base64 -A)"
-    printf '{"request":"%s","product":"demo","hardware_id":"%s","license_key":"DEMO-0000-0000-0001","api_key":"demo-api-key","date":"%s","request_id":"sam-api-%s-%s","signature":"%s"}' \
-        "$1" "$2" "$date" "$1" "$RUN_ID" "$sig" | openssl base64 -A
+    printf '{"request":"%s","product":"%s","hardware_id":"%s","license_key":"%s","api_key":"demo-api-key","date":"%s","request_id":"sam-api-%s-%s-%s","signature":"%s"}' \
+        "$1" "$product" "$2" "$key" "$date" "$product" "$1" "$RUN_ID" "$sig" | openssl base64 -A
 }
 R="$WORK/r"
 http_checks() {
@@ -475,6 +475,29 @@ http_checks() {
     request "$R" POST /api/v4/activate_license \
         '{"product":"demo-team","hardware_id":"sam-api-user-device","username":"ann@example.com","password":"wrong"}' >/dev/null
     expect "POST /api/v4/activate_license (user, wrong password)" 400 license_not_found
+
+    # A bundle license (demo-suite: members demo and demo-viewer), online and offline.
+    local suite='{"product":"demo-suite","hardware_id":"sam-api-suite","license_key":"SUITE-0000-0007"}'
+    request "$R" POST /api/v4/activate_bundle "$suite" >/dev/null
+    expect "POST /api/v4/activate_bundle (demo-suite)" 200
+    has "activate_bundle" '^\['
+    request "$R" GET "/api/v4/check_bundle?product=demo-suite&hardware_id=sam-api-suite&license_key=SUITE-0000-0007" >/dev/null
+    expect "GET /api/v4/check_bundle" 200
+    has "check_bundle" '^\['
+    request "$R" POST /api/v4/deactivate_bundle "$suite" >/dev/null
+    expect "POST /api/v4/deactivate_bundle" 200
+    request "$R" POST /api/v4/activate_bundle "$(device sam-api-suite)" >/dev/null
+    expect "POST /api/v4/activate_bundle (not a bundle)" 400 product_not_bundle
+    request "$R" POST /api/v4/activate_bundle_offline \
+        "$(offline_file activation offline-suite demo-shared-key-change-me demo-suite SUITE-0000-0007)" text/plain >/dev/null
+    expect "POST /api/v4/activate_bundle_offline (raw request file)" 200
+    has "activate_bundle_offline" '"bundle_signature_v2":'
+    request "$R" POST /api/v4/deactivate_bundle_offline \
+        "$(offline_file deactivation offline-suite demo-shared-key-change-me demo-suite SUITE-0000-0007)" text/plain >/dev/null
+    expect "POST /api/v4/deactivate_bundle_offline (raw request file)" 200
+    has "deactivate_bundle_offline" 'license_deactivated'
+    request "$R" POST /api/v4/deactivate_bundle_offline "" text/plain >/dev/null
+    expect "POST /api/v4/deactivate_bundle_offline (empty body)" 400 missing_parameters
 
     # What the HTTP API's $default route gets: sam local routes it to DefaultRouteFunction too.
     request "$R" GET /api/v4/no_such_endpoint >/dev/null
