@@ -47,6 +47,13 @@ RUN_ID="$$"
 IMAGE="license-api-lambda-base-$RUN_ID:$SUITE-arm64"   # SAM builds license-api-lambda-base-$RUN_ID:rapid-arm64 on it
 NETWORK="license-api-sam-$RUN_ID"
 WORK="$ROOT/target/sam-local/run"
+# A debootstrap that died (killed, or its binfmt registration removed under it) leaves /proc and /sys
+# mounted inside its root filesystem: unmount them before anything is deleted there.
+unmount_under() {
+    local m
+    for m in $(findmnt -rn -o TARGET | grep "^$1/" | sort -r); do umount -l "$m" || true; done
+}
+unmount_under "$WORK"
 rm -rf "$WORK" && mkdir -p "$WORK" "$CACHE"
 
 # ---- cleanup: everything registered here runs once at exit, newest first, whatever happened ----------
@@ -149,10 +156,12 @@ timed "dockerd" start_dockerd
 build_rootfs() {
     log "debootstrap --variant=minbase --arch=arm64 $SUITE (once; cached as ${ROOTFS_TAR#"$ROOT"/})"
     local dir="$WORK/rootfs"
+    on_exit "unmount_under '$dir'"
     debootstrap --variant=minbase --arch=arm64 --include=ca-certificates "$SUITE" "$dir" "$MIRROR" >"$WORK/debootstrap.log" 2>&1 || {
         tail -n 30 "$WORK/debootstrap.log" >&2
         exit 1
     }
+    unmount_under "$dir"
     # What a Lambda image has no use for: package caches and lists, documentation, translations.
     rm -rf "$dir"/var/cache/apt/archives/*.deb "$dir"/var/lib/apt/lists/* "$dir"/usr/share/doc/* \
         "$dir"/usr/share/man/* "$dir"/usr/share/locale/*
