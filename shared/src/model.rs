@@ -436,3 +436,10 @@ pub struct ProcessedRequest {
     /// When the record may be forgotten (Unix seconds; DynamoDB's TTL attribute).
     pub expires_at: i64,
 }
+
+impl ProcessedRequest {
+    /// Whether the record still stands at `now` (the write's condition on it says the same).
+    pub fn is_live(&self, now: Timestamp) -> bool {
+        self.expires_at > now.unix_seconds()
+    }
+}

@@ -309,9 +309,9 @@ pub fn license_object<'a>(
 }
 
 /// The offline activation answer (SPEC §6.3) to `request_id`, made at `date`.
-pub struct OfflineAnswer<'a> {
-    pub request_id: &'a str,
-    pub date: &'a str,
+pub struct OfflineAnswer {
+    pub request_id: String,
+    pub date: String,
     /// HMAC of the request's identity with the shared key (`offline::payload::v1_message`).
     pub offline_signature: String,
 }
@@ -322,7 +322,7 @@ pub struct OfflineAnswer<'a> {
 /// re-serialises it gets exactly the bytes that were signed.
 pub fn offline_activation(
     mut object: LicenseObject<'_>,
-    answer: &OfflineAnswer<'_>,
+    answer: &OfflineAnswer,
     signer: &Signer,
 ) -> Result<String, serde_json::Error> {
     #[derive(Serialize)]
@@ -336,8 +336,8 @@ pub fn offline_activation(
     let v1 = object.license_signature.take().unwrap_or_default();
     let mut body = serde_json::to_string(&Signed {
         object: &object,
-        request_id: answer.request_id,
-        date: answer.date,
+        request_id: &answer.request_id,
+        date: &answer.date,
         offline_signature: &answer.offline_signature,
     })?;
     let v2 = signer.sign(body.as_bytes());

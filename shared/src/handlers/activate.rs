@@ -98,15 +98,8 @@ pub(super) async fn activate_once(
             seat.total_activations += 1;
         }
         after.ctx.device = Some(plan.device.clone());
-        let answer = match once {
-            Some(once) => {
-                let record = once.record(&after, now)?;
-                let answer = record.answer.clone();
-                plan.once = Some(record);
-                Some(answer)
-            }
-            None => None,
-        };
+        plan.once = super::record_of(once, &after, now)?;
+        let answer = plan.once.as_ref().map(|r| r.answer.clone());
         let outcome = attempts
             .write(|token| {
                 let plan = &plan;

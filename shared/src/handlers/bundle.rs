@@ -266,10 +266,7 @@ pub(crate) async fn activate(
         if writes.is_empty() {
             return replay_or_bundle(state, once, &addrs[0], ApiError::LicenseDeviceExists).await;
         }
-        let record = once
-            .map(|o| o.record(&after, now))
-            .transpose()?
-            .map(|r| request_record(&addrs[0], &r, now));
+        let record = super::record_of(once, &after, now)?.map(|r| request_record(&addrs[0], &r, now));
         let answer = record.as_ref().and_then(ItemWrite::recorded_answer);
         let outcome = attempts
             .write(|token| {
@@ -330,10 +327,7 @@ pub(crate) async fn deactivate(
             let err = refusal.unwrap_or(ApiError::DeviceNotFound);
             return replay_or_bundle(state, once, &addr, err).await;
         }
-        let record = once
-            .map(|o| o.record(&bundle, now))
-            .transpose()?
-            .map(|r| request_record(&addr, &r, now));
+        let record = super::record_of(once, &bundle, now)?.map(|r| request_record(&addr, &r, now));
         let answer = record.as_ref().and_then(ItemWrite::recorded_answer);
         let outcome = attempts
             .write(|token| {

@@ -57,15 +57,8 @@ pub(super) async fn deactivate_once(
         }
         let mut after = resolved.clone();
         rules::apply_charges(&mut after.ctx.license, &plan.charges);
-        let answer = match once {
-            Some(once) => {
-                let record = once.record(&after, now)?;
-                let answer = record.answer.clone();
-                plan.once = Some(record);
-                Some(answer)
-            }
-            None => None,
-        };
+        plan.once = super::record_of(once, &after, now)?;
+        let answer = plan.once.as_ref().map(|r| r.answer.clone());
         let outcome = attempts
             .write(|token| {
                 let plan = &plan;

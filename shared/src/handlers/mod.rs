@@ -124,6 +124,11 @@ pub(crate) struct Once<'a, S = Resolved> {
     pub answer: &'a (dyn Fn(&S) -> Result<String, ApiError> + Send + Sync),
 }
 
+/// The record of `once` for the state `after` its write, if the request is an offline one.
+fn record_of<S>(once: Option<&Once<'_, S>>, after: &S, now: Timestamp) -> Result<Option<ProcessedRequest>, ApiError> {
+    once.map(|o| o.record(after, now)).transpose()
+}
+
 impl<S> Once<'_, S> {
     fn record(&self, after: &S, now: Timestamp) -> Result<ProcessedRequest, ApiError> {
         Ok(ProcessedRequest {

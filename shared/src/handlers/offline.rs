@@ -86,23 +86,25 @@ impl Upload {
         })
     }
 
-    /// The file's `request_id`; clients refuse an answer without one, so a file without one gets ours.
-    fn request_id(&self) -> String {
-        match self.payload.request_id() {
-            Some(id) => id.to_owned(),
-            None => format!("{:032x}", rand::random::<u128>()),
-        }
-    }
-
-    /// `offline_signature` of an answer dated `date` (SPEC §6.3).
-    fn offline_signature(&self, date: &str) -> String {
+    /// The fields an offline activation answer adds, dated now (SPEC §6.3): the file's `request_id`
+    /// (clients refuse an answer without one, so a file without one gets ours), the date, and
+    /// `offline_signature` over the request's identity at that date.
+    fn offline_answer(&self) -> OfflineAnswer {
+        let date = httpdate::fmt_http_date(SystemTime::now());
         let message = v1_message(
-            date,
+            &date,
             ident(&self.request),
             self.request.hardware_id.as_str(),
             self.payload.key_id().as_str(),
         );
-        hmac_base64(&self.signer_key.shared_key, message.as_bytes())
+        OfflineAnswer {
+            request_id: match self.payload.request_id() {
+                Some(id) => id.to_owned(),
+                None => format!("{:032x}", rand::random::<u128>()),
+            },
+            offline_signature: hmac_base64(&self.signer_key.shared_key, message.as_bytes()),
+            date,
+        }
     }
 
     fn request_key(&self, kind: Kind) -> RequestKey {
@@ -114,17 +116,10 @@ pub async fn handle_activation(req: &ApiRequest, state: &AppState) -> Result<Api
     let upload = Upload::read(req, state, Kind::Activation).await?;
     let request = &upload.request;
     let now = Timestamp::now();
-    let date = httpdate::fmt_http_date(SystemTime::now());
-    let request_id = upload.request_id();
-    let offline_signature = upload.offline_signature(&date);
+    let signed = upload.offline_answer();
     let answer = |after: &Resolved| -> Result<String, ApiError> {
         let object = activation_object(after, request, now, &state.signer)?;
-        let answer = OfflineAnswer {
-            request_id: &request_id,
-            date: &date,
-            offline_signature: offline_signature.clone(),
-        };
-        offline_activation(object, &answer, &state.signer).map_err(ApiError::internal)
+        offline_activation(object, &signed, &state.signer).map_err(ApiError::internal)
     };
     let once = Once {
         key: upload.request_key(Kind::Activation),
@@ -151,15 +146,8 @@ pub async fn handle_bundle_activation(req: &ApiRequest, state: &AppState) -> Res
     let upload = Upload::read(req, state, Kind::Activation).await?;
     let request = &upload.request;
     let now = Timestamp::now();
-    let date = httpdate::fmt_http_date(SystemTime::now());
-    let request_id = upload.request_id();
-    let offline_signature = upload.offline_signature(&date);
+    let signed = upload.offline_answer();
     let answer = |after: &Bundle| -> Result<String, ApiError> {
-        let signed = OfflineAnswer {
-            request_id: &request_id,
-            date: &date,
-            offline_signature: offline_signature.clone(),
-        };
         let licenses = member_objects(after, request, View::Activation, now, &state.signer)?
             .into_iter()
             .map(|object| offline_activation(object, &signed, &state.signer).map_err(ApiError::internal))

@@ -575,7 +575,7 @@ impl Store for SqliteStore {
         let (addr, key) = (addr.clone(), key.clone());
         self.read("read processed request", move |c| request_row(c, &addr, &key))
             .await
-            .map(|r| r.filter(|r| r.expires_at > now.unix_seconds()))
+            .map(|r| r.filter(|r| r.is_live(now)))
     }
 
     async fn apply(&self, write: &Write, _token: &WriteToken) -> Result<(), Rejection> {

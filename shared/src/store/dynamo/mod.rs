@@ -452,7 +452,7 @@ impl Store for DynamoStore {
             .await?
             .map(|item| codec::processed_request(&item))
             .transpose()
-            .map(|r| r.filter(|r| r.expires_at > now.unix_seconds()))
+            .map(|r| r.filter(|r| r.is_live(now)))
     }
 
     async fn apply(&self, write: &Write, token: &WriteToken) -> Result<(), Rejection> {
