@@ -94,6 +94,9 @@ pub enum ApiError {
     LicenseNotConsumption,
     #[error("The license does not have enough consumptions left")]
     LicenseNotEnoughConsumptions,
+    /// The total would leave ±(2^53 − 1), the integers every client reads exactly.
+    #[error("The {0}'s total consumptions would leave ±9007199254740991, the range every client reads exactly; report a smaller amount")]
+    ConsumptionTotalOutOfRange(&'static str),
     #[error("Negative consumptions are not allowed on this {0}")]
     NegativeConsumptionsNotAllowed(&'static str),
     #[error("The license has no consumption feature with code {0}")]
@@ -180,7 +183,7 @@ impl ApiError {
             DeviceNotFound => "device_not_found",
             ProductNotBundle => "product_not_bundle",
             LicenseNotConsumption => "license_not_consumption",
-            LicenseNotEnoughConsumptions => "license_not_enough_consumptions",
+            LicenseNotEnoughConsumptions | ConsumptionTotalOutOfRange(_) => "license_not_enough_consumptions",
             NegativeConsumptionsNotAllowed(_) => "negative_consumptions_not_allowed",
             InvalidLicenseFeatureCode(_) => "invalid_license_feature_code",
             Contention => "service_busy",

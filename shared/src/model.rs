@@ -291,6 +291,11 @@ pub struct License {
     /// Per consumption feature (by code), consumptions recorded on this license since the catalog's
     /// `total_consumptions` of the feature.
     pub feature_consumptions: BTreeMap<String, i64>,
+    /// The start of the period `consumptions` counts, when the license's consumptions reset
+    /// (`reset_consumption`); absent until the first write that applied the period.
+    pub consumptions_period: Option<Timestamp>,
+    /// Per periodic consumption feature (by code), the start of the period its counter counts.
+    pub feature_periods: BTreeMap<String, Timestamp>,
 }
 
 impl License {
@@ -312,6 +317,8 @@ impl License {
             released_count: 0,
             consumptions: 0,
             feature_consumptions: BTreeMap::new(),
+            consumptions_period: None,
+            feature_periods: BTreeMap::new(),
         }
     }
 
@@ -330,6 +337,29 @@ impl License {
     pub fn feature_total(&self, feature: &Feature) -> i64 {
         let recorded = self.feature_consumptions.get(&feature.code).copied().unwrap_or(0);
         feature.total_consumptions.saturating_add(recorded)
+    }
+
+    /// The license's total consumptions at `now`: 0 once the period its counter counts has ended
+    /// (counters reset when next written; answers already show the new period).
+    pub fn total_consumptions_at(&self, now: Timestamp) -> i64 {
+        let t = &self.terms;
+        let period = ConsumptionPeriod::of(t.reset_consumption, t.consumption_period.as_deref());
+        if ended(period, t.start_date, self.consumptions_period, now) {
+            0
+        } else {
+            self.total_consumptions()
+        }
+    }
+
+    /// A feature's total consumptions at `now` (see [`License::total_consumptions_at`]).
+    pub fn feature_total_at(&self, feature: &Feature, now: Timestamp) -> i64 {
+        let period = ConsumptionPeriod::of(feature.reset_consumption, feature.consumption_period.as_deref());
+        let stored = self.feature_periods.get(&feature.code).copied();
+        if ended(period, self.terms.start_date, stored, now) {
+            0
+        } else {
+            self.feature_total(feature)
+        }
     }
 }
 
@@ -404,6 +434,18 @@ pub struct Device {
     pub write_token: Option<String>,
 }
 
+/// Most variables one device holds, all activations together.
+pub const MAX_DEVICE_VARIABLES: usize = 100;
+/// Most bytes a device's variables take as stored (their JSON, names, values and dates included): far
+/// below DynamoDB's 400 KB per item, and small enough that an offline bundle's recorded answer, which
+/// repeats them for each of up to 24 members, fits one item too.
+pub const MAX_DEVICE_VARIABLE_BYTES: usize = 8 * 1024;
+
+/// The size of `variables` as stored, counted against [`MAX_DEVICE_VARIABLE_BYTES`].
+pub fn variables_size(variables: &[DeviceVariable]) -> usize {
+    serde_json::to_string(variables).map_or(usize::MAX, |s| s.len())
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct DeviceVariable {
     pub variable: String,
@@ -441,5 +483,103 @@ impl ProcessedRequest {
     /// Whether the record still stands at `now` (the write's condition on it says the same).
     pub fn is_live(&self, now: Timestamp) -> bool {
         self.expires_at > now.unix_seconds()
+    }
+}
+
+/// How often a consumption counter starts again at zero (`reset_consumption` with `consumption_period`,
+/// SPEC §9). Periods are anchored at the license's `start_date` when it has one (a monthly period then
+/// starts each month on the start date's day and time, clamped to the month's last day), otherwise at the
+/// UTC calendar: midnight, Monday, the 1st of the month, January 1st.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConsumptionPeriod {
+    Daily,
+    Weekly,
+    Monthly,
+    Annually,
+}
+
+impl ConsumptionPeriod {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "daily" => Some(Self::Daily),
+            "weekly" => Some(Self::Weekly),
+            "monthly" => Some(Self::Monthly),
+            "annually" => Some(Self::Annually),
+            _ => None,
+        }
+    }
+
+    /// The period a counter with these settings is reset by; `None`: it never resets.
+    pub fn of(reset: bool, period: Option<&str>) -> Option<Self> {
+        reset.then(|| period.and_then(Self::parse)).flatten()
+    }
+
+    /// The start of the period holding `now`, for periods anchored at `anchor` (see the type).
+    pub fn start(self, anchor: Option<Timestamp>, now: Timestamp) -> Timestamp {
+        const DAY: i64 = 86_400_000;
+        // 1970-01-05 was a Monday.
+        let (step_days, default_anchor) = match self {
+            Self::Daily => (1, 0),
+            Self::Weekly => (7, 4 * DAY),
+            Self::Monthly => return months_start(anchor, now, 1),
+            Self::Annually => return months_start(anchor, now, 12),
+        };
+        let anchor = anchor.map_or(default_anchor, Timestamp::millis);
+        let step = step_days * DAY;
+        let periods = now.millis().saturating_sub(anchor).div_euclid(step);
+        Timestamp::from_millis(anchor.saturating_add(periods.saturating_mul(step)))
+    }
+}
+
+/// Whether the period a counter recorded (`stored`) has ended by `now`.
+fn ended(
+    period: Option<ConsumptionPeriod>,
+    anchor: Option<Timestamp>,
+    stored: Option<Timestamp>,
+    now: Timestamp,
+) -> bool {
+    period
+        .zip(stored)
+        .is_some_and(|(period, stored)| stored < period.start(anchor, now))
+}
+
+/// The start of the period of `step` months holding `now`, counted from `anchor` (default 1970-01-01).
+fn months_start(anchor: Option<Timestamp>, now: Timestamp, step: i64) -> Timestamp {
+    let anchor = anchor.unwrap_or(Timestamp::from_millis(0));
+    let (a, n) = (civil(anchor), civil(now));
+    let months = (n.0 * 12 + n.1) - (a.0 * 12 + a.1);
+    let mut k = months.div_euclid(step) * step;
+    // The anchor's day and time may lie later in the month than now: then the period began `step` earlier.
+    if plus_months(anchor, k) > now {
+        k -= step;
+    }
+    plus_months(anchor, k)
+}
+
+/// (year, month 0–11) of an instant, UTC.
+fn civil(t: Timestamp) -> (i64, i64) {
+    let d = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(t.millis()) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    (i64::from(d.year()), i64::from(u8::from(d.month())) - 1)
+}
+
+/// `t` moved by `months` calendar months, its day clamped to the target month's length.
+fn plus_months(t: Timestamp, months: i64) -> Timestamp {
+    let Ok(d) = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(t.millis()) * 1_000_000) else {
+        return t;
+    };
+    let total = i64::from(d.year()) * 12 + i64::from(u8::from(d.month())) - 1 + months;
+    let (year, month) = (total.div_euclid(12), total.rem_euclid(12) + 1);
+    let Ok(year) = i32::try_from(year) else { return t };
+    let Ok(month) = time::Month::try_from(month as u8) else {
+        return t;
+    };
+    let day = d.day().min(month.length(year));
+    match time::Date::from_calendar_date(year, month, day) {
+        Ok(date) => {
+            let moved = date.with_time(d.time()).assume_utc();
+            Timestamp::from_millis((moved.unix_timestamp_nanos() / 1_000_000) as i64)
+        }
+        Err(_) => t,
     }
 }

@@ -174,7 +174,7 @@ struct VariableObject<'a> {
     created_at: Timestamp,
 }
 
-fn feature<'a>(f: &'a Feature, license: &License) -> FeatureObject<'a> {
+fn feature<'a>(f: &'a Feature, license: &License, now: Timestamp) -> FeatureObject<'a> {
     FeatureObject {
         id: f.id,
         code: &f.code,
@@ -186,7 +186,7 @@ fn feature<'a>(f: &'a Feature, license: &License) -> FeatureObject<'a> {
         is_floating_cloud: f.is_floating_cloud,
         consumption: (f.feature_type == FeatureType::Consumption).then_some(FeatureConsumption {
             max_consumption: f.max_consumption,
-            total_consumptions: license.feature_total(f),
+            total_consumptions: license.feature_total_at(f, now),
             allow_unlimited_consumptions: f.allow_unlimited_consumptions,
             allow_overages: f.allow_overages,
             max_overages: f.max_overages,
@@ -271,7 +271,7 @@ pub fn license_object<'a>(
         start_date: t.start_date,
         consumption: (t.license_type == LicenseType::Consumption).then_some(Consumption {
             max_consumptions: t.max_consumptions,
-            total_consumptions: l.total_consumptions(),
+            total_consumptions: l.total_consumptions_at(now),
             allow_unlimited_consumptions: t.allow_unlimited_consumptions,
             allow_negative_consumptions: t.allow_negative_consumptions,
             reset_consumption: t.reset_consumption,
@@ -282,7 +282,7 @@ pub fn license_object<'a>(
         customer: &t.customer,
         company: CompanyObject { id: ctx.company.id },
         product_details: product_details(p),
-        product_features: p.features.iter().map(|f| feature(f, l)).collect(),
+        product_features: p.features.iter().map(|f| feature(f, l, now)).collect(),
         authorization_method: p.authorization_method,
         request: activation.then_some("activation"),
         active: activation.then_some(true),

@@ -10,7 +10,8 @@ use std::fmt;
 
 /// Largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
-const MAX_VARIABLES: usize = 100;
+/// Most variables one request may send: as many as a device may hold at all.
+const MAX_VARIABLES: usize = crate::model::MAX_DEVICE_VARIABLES;
 const MAX_VARIABLE_NAME: usize = 255;
 const MAX_DETAIL_VALUE: usize = 4096;
 

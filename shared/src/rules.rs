@@ -4,7 +4,10 @@
 
 use crate::error::ApiError;
 use crate::ids::HardwareId;
-use crate::model::{device_id, Company, Device, DeviceVariable, FeatureType, License, LicenseType, ProductDoc, Seat};
+use crate::model::{
+    device_id, variables_size, Company, ConsumptionPeriod, Device, DeviceVariable, FeatureType, License, LicenseType,
+    ProductDoc, Seat, MAX_DEVICE_VARIABLES, MAX_DEVICE_VARIABLE_BYTES,
+};
 use crate::request::LicenseRequest;
 use crate::store::write::Counter;
 use crate::store::{ActivationPlan, Charge, CheckPlan, DeactivationPlan, LicenseAddr, Slot};
@@ -127,7 +130,7 @@ pub fn plan_activation(
     Ok(ActivationPlan {
         addr: LicenseAddr::of(license),
         replaces: ctx.device.as_ref().map(|d| d.activations),
-        device: activated_device(ctx, req, now),
+        device: activated_device(ctx, req, now)?,
         slot,
         enforce_max_activations,
         set_validity,
@@ -179,10 +182,14 @@ fn choose_slot(ctx: &LicenseContext) -> Result<Slot, ApiError> {
     })
 }
 
-fn activated_device(ctx: &LicenseContext, req: &LicenseRequest, now: Timestamp) -> Device {
-    let previous = ctx.device.as_ref();
-    let mut details = previous.map(|d| d.details.clone()).unwrap_or_default();
-    details.extend(req.details.clone());
+/// The device's variables after an activation: the request's merged into the stored ones (a name
+/// already held takes the new value), bounded in total per device. The device write is conditioned on
+/// the version read, so the bound holds for the set actually stored.
+fn merged_variables(
+    previous: Option<&Device>,
+    req: &LicenseRequest,
+    now: Timestamp,
+) -> Result<Vec<DeviceVariable>, ApiError> {
     let mut variables = previous.map(|d| d.variables.clone()).unwrap_or_default();
     for (name, value) in &req.variables {
         match variables.iter_mut().find(|v| &v.variable == name) {
@@ -194,7 +201,27 @@ fn activated_device(ctx: &LicenseContext, req: &LicenseRequest, now: Timestamp) 
             }),
         }
     }
-    Device {
+    if variables.len() > MAX_DEVICE_VARIABLES {
+        return Err(ApiError::Validation(format!(
+            "the device would hold {} variables; a device holds at most {MAX_DEVICE_VARIABLES} (send only names it already holds, or fewer new ones)",
+            variables.len()
+        )));
+    }
+    let size = variables_size(&variables);
+    if size > MAX_DEVICE_VARIABLE_BYTES {
+        return Err(ApiError::Validation(format!(
+            "the device's variables would take {size} bytes; a device holds at most {MAX_DEVICE_VARIABLE_BYTES} bytes of variables (names, values and dates as stored): send shorter or fewer variables"
+        )));
+    }
+    Ok(variables)
+}
+
+fn activated_device(ctx: &LicenseContext, req: &LicenseRequest, now: Timestamp) -> Result<Device, ApiError> {
+    let previous = ctx.device.as_ref();
+    let mut details = previous.map(|d| d.details.clone()).unwrap_or_default();
+    details.extend(req.details.clone());
+    let variables = merged_variables(previous, req, now)?;
+    Ok(Device {
         id: previous.map_or_else(|| device_id(ctx.license.id, &req.hardware_id), |d| d.id),
         hardware_id: req.hardware_id.clone(),
         active: true,
@@ -207,7 +234,7 @@ fn activated_device(ctx: &LicenseContext, req: &LicenseRequest, now: Timestamp) 
         variables,
         activations: previous.map_or(1, |d| d.activations + 1),
         write_token: None,
-    }
+    })
 }
 
 /// The license as it stands after `plan` was applied, for the response.
@@ -255,6 +282,10 @@ pub struct Consumptions {
     pub features: Vec<(String, i64)>,
 }
 
+/// The largest total a consumption counter may reach either way: every JSON client reads integers
+/// exactly only up to 2^53 − 1, and `license_signature` checks compare the totals they read.
+pub const MAX_TOTAL_CONSUMPTIONS: i64 = crate::catalog::MAX_SAFE_INTEGER;
+
 /// The terms one consumption counter is limited by (SPEC §9 "Consumption rules").
 struct Allowance {
     max: i64,
@@ -262,52 +293,128 @@ struct Allowance {
     allow_overages: bool,
     max_overages: i64,
     allow_negative: bool,
+    period: Option<ConsumptionPeriod>,
+    what: &'static str,
 }
 
-/// Decides one counter's charge: negative amounts only where allowed; a positive one must keep the
-/// total within `max` (+ `max_overages` when overages are allowed) unless consumptions are unlimited.
-/// `base` is the catalog's starting total the counter adds to.
-fn charge(
+/// One counter as read: its value, the period it counts (periodic counters), the catalog's starting
+/// total it adds to.
+struct Recorded {
     counter: Counter,
-    amount: i64,
-    recorded: i64,
+    /// `None`: never written (features); the license's own counter reads 0 when never written.
+    value: Option<i64>,
+    period: Option<Timestamp>,
     base: i64,
+}
+
+/// Decides one counter's charge: negative amounts only where allowed; the total must stay within `max`
+/// (+ `max_overages` when overages are allowed) unless consumptions are unlimited, and always within
+/// ±[`MAX_TOTAL_CONSUMPTIONS`]. A periodic counter whose period has rolled over starts again at zero.
+fn charge(
+    c: Recorded,
+    amount: i64,
     terms: &Allowance,
-    what: &'static str,
+    anchor: Option<Timestamp>,
+    now: Timestamp,
 ) -> Result<Charge, ApiError> {
     if amount < 0 && !terms.allow_negative {
-        return Err(ApiError::NegativeConsumptionsNotAllowed(what));
+        return Err(ApiError::NegativeConsumptionsNotAllowed(terms.what));
     }
-    let at_most = if terms.unlimited || amount <= 0 {
-        None
-    } else {
-        let overages = if terms.allow_overages {
-            terms.max_overages.max(0)
-        } else {
-            0
-        };
-        let limit = terms.max.saturating_add(overages);
-        // The counter after the write must satisfy base + counter <= limit.
-        let bound = limit.saturating_sub(base).saturating_sub(amount);
-        if recorded > bound {
-            return Err(ApiError::LicenseNotEnoughConsumptions);
-        }
-        Some(bound)
+    let value = c.value.unwrap_or(0);
+    let (period_start, restart) = match terms.period.map(|p| p.start(anchor, now)) {
+        None => (None, None),
+        Some(current) => match c.period {
+            Some(stored) if stored >= current => (None, None),
+            // A new period: the total starts at zero, so the counter at minus the catalog's total.
+            Some(_) => (Some(current), Some(c.base.saturating_neg())),
+            // The first write since the period applies: what was counted so far is this period's.
+            None => (Some(current), None),
+        },
     };
+    let (at_most, at_least) = bounds(restart.unwrap_or(value), amount, c.base, terms)?;
     Ok(Charge {
-        counter,
+        stored: match c.counter {
+            Counter::Consumptions => None,
+            Counter::Feature(_) => Some(c.value.is_some()),
+        },
+        counter: c.counter,
         amount,
         at_most,
+        at_least,
+        period_start,
+        period_read: c.period,
+        restart,
     })
 }
 
-/// Decides the consumptions a request reports (offline deactivation, SPEC §6.2): the license's must be
-/// a consumption license's, each feature must be one of the product's consumption features. Amounts
-/// of one feature listed twice are added up; zero amounts change nothing.
-pub fn plan_consumptions(ctx: &LicenseContext, reported: &Consumptions) -> Result<Vec<Charge>, ApiError> {
+/// The bounds the counter must meet before adding `amount` (see [`Charge`]), refused when `value`
+/// does not: above the vendor's limit is `license_not_enough_consumptions`, and so is a total that
+/// would leave ±(2^53 − 1) (the license has no room for the amount).
+fn bounds(value: i64, amount: i64, base: i64, terms: &Allowance) -> Result<(Option<i64>, Option<i64>), ApiError> {
+    let (value, amount, base) = (i128::from(value), i128::from(amount), i128::from(base));
+    let range = i128::from(MAX_TOTAL_CONSUMPTIONS);
+    let narrow = |b: i128| i64::try_from(b).unwrap_or(if b < 0 { i64::MIN } else { i64::MAX });
+    if amount > 0 {
+        let in_range = range - base - amount;
+        let mut bound = in_range;
+        if !terms.unlimited {
+            let overages = if terms.allow_overages {
+                terms.max_overages.max(0)
+            } else {
+                0
+            };
+            let limit = i128::from(terms.max) + i128::from(overages);
+            bound = bound.min(limit - base - amount);
+            if value > bound && bound < in_range {
+                return Err(ApiError::LicenseNotEnoughConsumptions);
+            }
+        }
+        if value > bound {
+            return Err(ApiError::ConsumptionTotalOutOfRange(terms.what));
+        }
+        Ok((Some(narrow(bound)), None))
+    } else if amount < 0 {
+        let bound = -range - base - amount;
+        if value < bound {
+            return Err(ApiError::ConsumptionTotalOutOfRange(terms.what));
+        }
+        Ok((None, Some(narrow(bound))))
+    } else {
+        Ok((None, None))
+    }
+}
+
+/// An amount a request reports, within ±[`MAX_TOTAL_CONSUMPTIONS`] (`validation_error` otherwise).
+fn reported_amount(what: &str, amount: i64) -> Result<i64, ApiError> {
+    if amount.unsigned_abs() > MAX_TOTAL_CONSUMPTIONS.unsigned_abs() {
+        return Err(ApiError::Validation(format!(
+            "{what} must be between -{MAX_TOTAL_CONSUMPTIONS} and {MAX_TOTAL_CONSUMPTIONS}"
+        )));
+    }
+    Ok(amount)
+}
+
+/// Decides the consumptions a request reports (offline deactivation, SPEC §6.2) at `now`: the license's
+/// must be a consumption license's, each feature must be one of the product's consumption features.
+/// Amounts of one feature listed twice are added up; zero amounts change nothing.
+pub fn plan_consumptions(
+    ctx: &LicenseContext,
+    reported: &Consumptions,
+    now: Timestamp,
+) -> Result<Vec<Charge>, ApiError> {
     let (license, terms) = (&ctx.license, &ctx.license.terms);
+    let anchor = terms.start_date;
+    let amount = reported_amount("`consumptions`", reported.license)?;
+    let mut totals: Vec<(&str, i64)> = Vec::new();
+    for (code, amount) in &reported.features {
+        let what = "each feature's `consumptions` (added up per feature)";
+        match totals.iter_mut().find(|(c, _)| c == code) {
+            Some((_, sum)) => *sum = reported_amount(what, sum.saturating_add(*amount))?,
+            None => totals.push((code, reported_amount(what, *amount)?)),
+        }
+    }
     let mut charges = Vec::new();
-    if reported.license != 0 {
+    if amount != 0 {
         if terms.license_type != LicenseType::Consumption {
             return Err(ApiError::LicenseNotConsumption);
         }
@@ -317,22 +424,16 @@ pub fn plan_consumptions(ctx: &LicenseContext, reported: &Consumptions) -> Resul
             allow_overages: terms.allow_overages,
             max_overages: terms.max_overages,
             allow_negative: terms.allow_negative_consumptions,
+            period: ConsumptionPeriod::of(terms.reset_consumption, terms.consumption_period.as_deref()),
+            what: "license",
         };
-        charges.push(charge(
-            Counter::Consumptions,
-            reported.license,
-            license.consumptions,
-            terms.total_consumptions,
-            &allowance,
-            "license",
-        )?);
-    }
-    let mut totals: Vec<(&str, i64)> = Vec::new();
-    for (code, amount) in &reported.features {
-        match totals.iter_mut().find(|(c, _)| c == code) {
-            Some((_, sum)) => *sum = sum.saturating_add(*amount),
-            None => totals.push((code, *amount)),
-        }
+        let recorded = Recorded {
+            counter: Counter::Consumptions,
+            value: Some(license.consumptions),
+            period: license.consumptions_period,
+            base: terms.total_consumptions,
+        };
+        charges.push(charge(recorded, amount, &allowance, anchor, now)?);
     }
     for (code, amount) in totals {
         let feature = ctx
@@ -350,16 +451,16 @@ pub fn plan_consumptions(ctx: &LicenseContext, reported: &Consumptions) -> Resul
             allow_overages: feature.allow_overages,
             max_overages: feature.max_overages,
             allow_negative: feature.allow_negative_consumptions,
+            period: ConsumptionPeriod::of(feature.reset_consumption, feature.consumption_period.as_deref()),
+            what: "feature",
         };
-        let recorded = license.feature_consumptions.get(code).copied().unwrap_or(0);
-        charges.push(charge(
-            Counter::Feature(code.to_owned()),
-            amount,
-            recorded,
-            feature.total_consumptions,
-            &allowance,
-            "feature",
-        )?);
+        let recorded = Recorded {
+            counter: Counter::Feature(code.to_owned()),
+            value: license.feature_consumptions.get(code).copied(),
+            period: license.feature_periods.get(code).copied(),
+            base: feature.total_consumptions,
+        };
+        charges.push(charge(recorded, amount, &allowance, anchor, now)?);
     }
     Ok(charges)
 }
@@ -367,9 +468,17 @@ pub fn plan_consumptions(ctx: &LicenseContext, reported: &Consumptions) -> Resul
 /// The license as it stands after `charges` were written, for the response.
 pub fn apply_charges(license: &mut License, charges: &[Charge]) {
     for c in charges {
-        match &c.counter {
-            Counter::Consumptions => license.consumptions += c.amount,
-            Counter::Feature(code) => *license.feature_consumptions.entry(code.clone()).or_insert(0) += c.amount,
+        let slot = match &c.counter {
+            Counter::Consumptions => &mut license.consumptions,
+            Counter::Feature(code) => license.feature_consumptions.entry(code.clone()).or_insert(0),
+        };
+        *slot = c.restart.unwrap_or(*slot).saturating_add(c.amount);
+        match (c.period_start, &c.counter) {
+            (None, _) => {}
+            (Some(start), Counter::Consumptions) => license.consumptions_period = Some(start),
+            (Some(start), Counter::Feature(code)) => {
+                license.feature_periods.insert(code.clone(), start);
+            }
         }
     }
 }

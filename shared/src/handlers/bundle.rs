@@ -21,7 +21,7 @@ use crate::request::{Credentials, LicenseRequest};
 use crate::rules::{self, LicenseContext, Transport};
 use crate::signing::Signer;
 use crate::state::AppState;
-use crate::store::write::{request_record, Item, ItemWrite, Write};
+use crate::store::write::{bounded_request_record, request_record, Item, ItemWrite, Write};
 use crate::store::{ContextQuery, LicenseAddr, Rejection};
 use crate::time::Timestamp;
 use futures::future::try_join_all;
@@ -266,7 +266,9 @@ pub(crate) async fn activate(
         if writes.is_empty() {
             return replay_or_bundle(state, once, &addrs[0], ApiError::LicenseDeviceExists).await;
         }
-        let record = super::record_of(once, &after, now)?.map(|r| request_record(&addrs[0], &r, now));
+        let record = super::record_of(once, &after, now)?
+            .map(|r| bounded_request_record(&addrs[0], &r, now))
+            .transpose()?;
         let answer = record.as_ref().and_then(ItemWrite::recorded_answer);
         let outcome = attempts
             .write(|token| {

@@ -45,7 +45,7 @@ pub(super) async fn deactivate_once(
     loop {
         let addr = LicenseAddr::of(&resolved.ctx.license);
         let planned = rules::plan_deactivation(&resolved.ctx, &req.hardware_id, now).and_then(|mut plan| {
-            plan.charges = rules::plan_consumptions(&resolved.ctx, consumptions)?;
+            plan.charges = rules::plan_consumptions(&resolved.ctx, consumptions, now)?;
             Ok(plan)
         });
         let mut plan = match planned {

@@ -275,3 +275,218 @@ fn deactivation_and_check_errors() {
     c.company.blacklist.insert(h.clone());
     assert_eq!(check(&c, &h).unwrap_err().code(), "blacklisted");
 }
+
+fn at(s: &str) -> Timestamp {
+    Timestamp::parse_iso(s).unwrap()
+}
+
+#[test]
+fn periods_start_on_the_calendar_or_at_the_license_start() {
+    use ConsumptionPeriod::*;
+    // 2026-06-01 is a Monday.
+    for (period, start) in [
+        (Daily, "2026-06-01T00:00:00Z"),
+        (Weekly, "2026-06-01T00:00:00Z"),
+        (Monthly, "2026-06-01T00:00:00Z"),
+        (Annually, "2026-01-01T00:00:00Z"),
+    ] {
+        assert_eq!(period.start(None, now()), at(start), "{period:?}");
+        assert_eq!(
+            period.start(None, at(start)),
+            at(start),
+            "{period:?}: a period includes its start"
+        );
+    }
+    let anchor = Some(at("2025-01-31T10:00:00Z"));
+    for (period, start) in [
+        (Daily, "2026-06-01T10:00:00Z"),
+        (Weekly, "2026-05-29T10:00:00Z"),
+        // On the anchor's day, clamped to the month's length (June has 30 days, May 31).
+        (Monthly, "2026-05-31T10:00:00Z"),
+        (Annually, "2026-01-31T10:00:00Z"),
+    ] {
+        let at_noon = now();
+        let start = at(start);
+        assert_eq!(period.start(anchor, at_noon), start, "{period:?}");
+        assert!(start <= at_noon);
+    }
+    assert_eq!(
+        Monthly.start(Some(at("2026-01-31T00:00:00Z")), at("2026-03-01T00:00:00Z")),
+        at("2026-02-28T00:00:00Z")
+    );
+    assert_eq!(
+        Monthly.start(anchor, at("2026-06-30T10:00:00Z")),
+        at("2026-06-30T10:00:00Z")
+    );
+    assert_eq!(ConsumptionPeriod::of(true, Some("quarterly")), None);
+    assert_eq!(ConsumptionPeriod::of(false, Some("monthly")), None);
+}
+
+/// A monthly consumption license with 10 consumptions a month, 2 of them counted by the catalog.
+fn monthly() -> LicenseContext {
+    let mut c = ctx();
+    let terms = &mut c.license.terms;
+    terms.license_type = LicenseType::Consumption;
+    terms.max_consumptions = 10;
+    terms.total_consumptions = 2;
+    terms.reset_consumption = true;
+    terms.consumption_period = Some("monthly".into());
+    c
+}
+
+fn report(license: i64) -> Consumptions {
+    Consumptions {
+        license,
+        features: vec![],
+    }
+}
+
+#[test]
+fn a_periodic_counter_starts_again_at_zero_in_a_new_period() {
+    let mut c = monthly();
+    // The first write since the period applies counts on from the catalog's total, and records the period.
+    let charges = plan_consumptions(&c, &report(8), now()).unwrap();
+    assert_eq!(
+        (charges[0].period_start, charges[0].restart),
+        (Some(at("2026-06-01T00:00:00Z")), None)
+    );
+    apply_charges(&mut c.license, &charges);
+    assert_eq!(
+        (c.license.total_consumptions(), c.license.consumptions_period),
+        (10, Some(at("2026-06-01T00:00:00Z")))
+    );
+    // At the limit for the rest of June.
+    let code = |r: Result<Vec<Charge>, ApiError>| r.err().map_or("ok", |e| e.code());
+    assert_eq!(
+        code(plan_consumptions(&c, &report(1), at("2026-06-30T23:59:59Z"))),
+        "license_not_enough_consumptions"
+    );
+    // July: a new period at zero (the counter at minus the catalog's 2), up to the full 10 again.
+    let july = at("2026-07-01T00:00:00Z");
+    assert_eq!(
+        code(plan_consumptions(&c, &report(11), july)),
+        "license_not_enough_consumptions"
+    );
+    let charges = plan_consumptions(&c, &report(10), july).unwrap();
+    assert_eq!((charges[0].period_start, charges[0].restart), (Some(july), Some(-2)));
+    apply_charges(&mut c.license, &charges);
+    assert_eq!((c.license.total_consumptions(), c.license.consumptions), (10, 8));
+    // Without `reset_consumption` the total only grows.
+    let mut c = monthly();
+    c.license.terms.reset_consumption = false;
+    apply_charges(&mut c.license, &plan_consumptions(&c, &report(8), now()).unwrap());
+    assert_eq!(
+        code(plan_consumptions(&c, &report(1), july)),
+        "license_not_enough_consumptions"
+    );
+}
+
+#[test]
+fn starting_a_period_is_one_write_of_many() {
+    use crate::store::write::{apply, Image, Refused};
+    use crate::store::WriteToken;
+    let mut c = monthly();
+    c.device = Some(activate(&mut sim(c.clone()), "hw").device);
+    c.license.times_activated = 1;
+    c.license.consumptions = 8;
+    c.license.consumptions_period = Some(at("2026-05-01T00:00:00Z"));
+    let plan = |amount| {
+        let mut p = plan_deactivation(&c, &HardwareId::parse("hw").unwrap(), now()).unwrap();
+        p.charges = plan_consumptions(&c, &report(amount), now()).unwrap();
+        p.write(&WriteToken::new())
+    };
+    // Two writers read May's counter; the first starts June, the second is refused and must re-read.
+    let (first, second) = (plan(4), plan(5));
+    let index = first
+        .items
+        .iter()
+        .position(|i| matches!(i.item, crate::store::write::Item::License(_)))
+        .unwrap();
+    let mut license = Some(Image::License(Box::new(c.license.clone())));
+    let mut images: Vec<Option<Image>> = first.items.iter().map(|_| None).collect();
+    images[index] = license.take();
+    images[index - 1] = Some(Image::Device(Box::new(c.device.clone().unwrap())));
+    apply(&first, &mut images).unwrap();
+    let Some(Image::License(after)) = images[index].clone() else {
+        panic!("license")
+    };
+    assert_eq!(
+        (after.total_consumptions(), after.consumptions_period),
+        (4, Some(at("2026-06-01T00:00:00Z")))
+    );
+    let mut again: Vec<Option<Image>> = second.items.iter().map(|_| None).collect();
+    again[index] = Some(Image::License(after));
+    again[index - 1] = Some(Image::Device(Box::new(c.device.clone().unwrap())));
+    assert_eq!(apply(&second, &mut again), Err(Refused::Condition { index }));
+}
+
+#[test]
+fn amounts_and_totals_stay_within_2_pow_53() {
+    let max = MAX_TOTAL_CONSUMPTIONS;
+    let mut c = monthly();
+    c.license.terms.reset_consumption = false;
+    c.license.terms.allow_unlimited_consumptions = true;
+    c.license.terms.allow_negative_consumptions = true;
+    let code = |c: &LicenseContext, n: i64| plan_consumptions(c, &report(n), now()).err().map_or("ok", |e| e.code());
+    for n in [max + 1, i64::MAX, -max - 1, i64::MIN] {
+        assert_eq!(code(&c, n), "validation_error", "{n}");
+    }
+    // The catalog counts 2: up to max − 2 more, down to −max − 2.
+    assert_eq!(code(&c, max - 1), "license_not_enough_consumptions");
+    assert_eq!(code(&c, -max - 1 + 1), "ok");
+    let charges = plan_consumptions(&c, &report(max - 2), now()).unwrap();
+    assert_eq!(
+        (charges[0].at_most, charges[0].at_least),
+        (Some(0), None),
+        "the bound is in the write"
+    );
+    let charges = plan_consumptions(&c, &report(-max), now()).unwrap();
+    assert_eq!((charges[0].at_most, charges[0].at_least), (None, Some(-2)));
+    // Two reports of one feature add up beyond the range.
+    c.product.features = vec![crate::model::Feature {
+        code: "f".into(),
+        feature_type: FeatureType::Consumption,
+        allow_unlimited_consumptions: true,
+        ..Default::default()
+    }];
+    let twice = Consumptions {
+        license: 0,
+        features: vec![("f".into(), max), ("f".into(), 1)],
+    };
+    assert_eq!(
+        plan_consumptions(&c, &twice, now()).err().map(|e| e.code()),
+        Some("validation_error")
+    );
+}
+
+#[test]
+fn device_variables_are_bounded_in_total() {
+    let mut c = ctx();
+    let mut r = req("hw");
+    let names = |from: usize, n: usize| {
+        (from..from + n)
+            .map(|i| (format!("v{i}"), "x".to_owned()))
+            .collect::<Vec<_>>()
+    };
+    r.variables = names(0, 60);
+    c.device = Some(plan_activation(&c, &r, now(), Transport::Online).unwrap().device);
+    c.device.as_mut().unwrap().active = false;
+    r.variables = names(60, 41);
+    let err = plan_activation(&c, &r, now(), Transport::Online).unwrap_err();
+    assert!(err.to_string().contains("101 variables"), "{err}");
+    // Names the device holds already do not count again.
+    r.variables = names(20, 80);
+    assert_eq!(
+        plan_activation(&c, &r, now(), Transport::Online)
+            .unwrap()
+            .device
+            .variables
+            .len(),
+        100
+    );
+    r.variables = vec![("big".into(), "x".repeat(MAX_DEVICE_VARIABLE_BYTES))];
+    assert_eq!(
+        code(plan_activation(&c, &r, now(), Transport::Online)),
+        "validation_error"
+    );
+}

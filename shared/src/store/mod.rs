@@ -156,13 +156,26 @@ impl RequestKey {
     }
 }
 
-/// A change to a consumption counter of the license, and the bound the rules checked it against: the
-/// counter after the change may be at most `at_most` (`None`: no upper limit applies).
+/// A change to a consumption counter of the license, and the bounds the rules checked it against: the
+/// counter *before* the change must be at most `at_most` and at least `at_least` (`None`: no bound on
+/// that side), which keeps the total within the limits and within ±(2^53 − 1).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Charge {
     pub counter: write::Counter,
     pub amount: i64,
     pub at_most: Option<i64>,
+    pub at_least: Option<i64>,
+    /// Whether the counter was stored when read (`None`: unknown, the license's own counter reads 0
+    /// either way). A known state lets the write's condition be one operator (DynamoDB allows 300).
+    pub stored: Option<bool>,
+    /// A periodic counter whose stored period is older than the current one (or absent): the write
+    /// records this period start, on condition that no other write did first.
+    pub period_start: Option<Timestamp>,
+    /// The period start read with the counter (with `period_start`: the one the write replaces).
+    pub period_read: Option<Timestamp>,
+    /// The counter's value at the start of a new period (total zero: minus the catalog's starting
+    /// total): the write sets the counter to it plus `amount` instead of adding.
+    pub restart: Option<i64>,
 }
 
 /// An activation the rules have approved against a snapshot. The store applies it only if everything

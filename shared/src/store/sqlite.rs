@@ -33,7 +33,8 @@ CREATE TABLE IF NOT EXISTS licenses (
     max_activations INTEGER NOT NULL, unlimited INTEGER NOT NULL, max_transfers INTEGER NOT NULL,
     validity_period TEXT, terms TEXT NOT NULL, times_activated INTEGER NOT NULL DEFAULT 0,
     transfer_count INTEGER NOT NULL DEFAULT 0, released_count INTEGER NOT NULL DEFAULT 0,
-    consumptions INTEGER NOT NULL DEFAULT 0, feature_consumptions TEXT NOT NULL DEFAULT '{}');
+    consumptions INTEGER NOT NULL DEFAULT 0, feature_consumptions TEXT NOT NULL DEFAULT '{}',
+    consumptions_period INTEGER, feature_periods TEXT NOT NULL DEFAULT '{}');
 CREATE TABLE IF NOT EXISTS devices (
     license_pk TEXT NOT NULL, hardware_id TEXT NOT NULL, device_id INTEGER NOT NULL, active INTEGER NOT NULL,
     user TEXT, first_activated_at TEXT NOT NULL, last_activated_at TEXT NOT NULL, deactivated_at TEXT,
@@ -122,6 +123,12 @@ fn migrate(c: &mut Connection) -> rusqlite::Result<()> {
         tx.execute_batch(
             "ALTER TABLE licenses ADD COLUMN consumptions INTEGER NOT NULL DEFAULT 0;
              ALTER TABLE licenses ADD COLUMN feature_consumptions TEXT NOT NULL DEFAULT '{}';",
+        )?;
+    }
+    if !has_column(&tx, "licenses", "consumptions_period")? {
+        tx.execute_batch(
+            "ALTER TABLE licenses ADD COLUMN consumptions_period INTEGER;
+             ALTER TABLE licenses ADD COLUMN feature_periods TEXT NOT NULL DEFAULT '{}';",
         )?;
     }
     if has_column(&tx, "licenses", "released")? {
@@ -230,7 +237,8 @@ fn license_row(c: &Connection, addr: &LicenseAddr) -> rusqlite::Result<Option<Li
     };
     c.query_row(
         "SELECT license_id, license_key, enabled, max_activations, unlimited, max_transfers, validity_period, terms,
-                times_activated, transfer_count, released_count, consumptions, feature_consumptions
+                times_activated, transfer_count, released_count, consumptions, feature_consumptions,
+                consumptions_period, feature_periods
          FROM licenses WHERE pk = ?1",
         [&pk],
         |r| {
@@ -253,6 +261,8 @@ fn license_row(c: &Connection, addr: &LicenseAddr) -> rusqlite::Result<Option<Li
                 released_count: r.get(10)?,
                 consumptions: r.get(11)?,
                 feature_consumptions: from_json(&pk, &r.get::<_, String>(12)?)?,
+                consumptions_period: r.get::<_, Option<i64>>(13)?.map(Timestamp::from_millis),
+                feature_periods: from_json(&pk, &r.get::<_, String>(14)?)?,
             })
         },
     )
@@ -343,7 +353,7 @@ fn doc_row<T: DeserializeOwned>(c: &Connection, sql: &str, args: &[&str]) -> rus
 fn save_license_counters(c: &Connection, l: &License) -> rusqlite::Result<()> {
     c.execute(
         "UPDATE licenses SET times_activated = ?2, transfer_count = ?3, released_count = ?4, validity_period = ?5,
-            consumptions = ?6, feature_consumptions = ?7
+            consumptions = ?6, feature_consumptions = ?7, consumptions_period = ?8, feature_periods = ?9
          WHERE pk = ?1",
         params![
             LicenseAddr::of(l).storage_key(),
@@ -352,7 +362,9 @@ fn save_license_counters(c: &Connection, l: &License) -> rusqlite::Result<()> {
             l.released_count,
             l.validity_period.map(|t| t.to_string()),
             l.consumptions,
-            to_json(&l.feature_consumptions)
+            to_json(&l.feature_consumptions),
+            l.consumptions_period.map(Timestamp::millis),
+            to_json(&l.feature_periods)
         ],
     )
     .map(|_| ())

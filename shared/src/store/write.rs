@@ -66,10 +66,22 @@ impl Counter {
             Self::Feature(code) => format!("{FEATURE_COUNTER_PREFIX}{code}"),
         }
     }
+
+    /// The attribute that holds the start of the period a periodic counter counts (Unix milliseconds).
+    pub fn period_name(&self) -> String {
+        match self {
+            Self::Consumptions => LICENSE_PERIOD.to_owned(),
+            Self::Feature(code) => format!("{FEATURE_PERIOD_PREFIX}{code}"),
+        }
+    }
 }
 
 /// Prefix of the license attributes that count a feature's consumptions.
 pub const FEATURE_COUNTER_PREFIX: &str = "consumptions#";
+/// The attribute with the start of the period the license's own counter counts.
+pub const LICENSE_PERIOD: &str = "consumptions_period";
+/// Prefix of the attributes with the start of the period a feature's counter counts.
+pub const FEATURE_PERIOD_PREFIX: &str = "consumptions_period#";
 
 impl Attr {
     pub fn name(self) -> &'static str {
@@ -123,6 +135,16 @@ pub enum Cond {
     Contains(Attr, String),
     /// The counter is at most the value; a counter never written counts as 0.
     AtMost(Counter, i64),
+    /// The counter is at least the value; a counter never written counts as 0.
+    AtLeast(Counter, i64),
+    /// The counter is stored and at most the value.
+    StoredAtMost(Counter, i64),
+    /// The counter is stored and at least the value.
+    StoredAtLeast(Counter, i64),
+    /// The counter was never written.
+    NoCounter(Counter),
+    /// The counter's recorded period start is the value (Unix ms); `None`: none is recorded.
+    PeriodIs(Counter, Option<i64>),
     Not(Box<Cond>),
     Or(Vec<Cond>),
 }
@@ -148,6 +170,10 @@ pub enum Effect {
     SetDetail(String, Value),
     /// Adds to a consumption counter (one never written starts from 0).
     Count(Counter, i64),
+    /// Sets a consumption counter (the first write of a new period).
+    SetCount(Counter, i64),
+    /// Records the start of the period a counter counts (Unix ms).
+    SetPeriod(Counter, i64),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -319,11 +345,7 @@ impl DeactivationPlan {
             Cond::is(Attr::Unlimited, !self.release_slot),
         ];
         for charge in &self.charges {
-            // The limit holds for the total the write produces, whatever was added concurrently.
-            if let Some(bound) = charge.at_most {
-                cond.push(Cond::AtMost(charge.counter.clone(), bound));
-            }
-            effects.push(Effect::Count(charge.counter.clone(), charge.amount));
+            charge_write(charge, &mut cond, &mut effects);
         }
         items.push(update(Item::License(addr.clone()), cond, effects));
         if let Some(user) = &self.seat {
@@ -344,6 +366,45 @@ impl DeactivationPlan {
     }
 }
 
+/// One consumption charge's conditions and effects on the license. One condition of one operator per
+/// feature counter keeps the license's condition within DynamoDB's limits (4 KB, 300 operators) for
+/// the 100 features a file may report.
+fn charge_write(charge: &super::Charge, cond: &mut Vec<Cond>, effects: &mut Vec<Effect>) {
+    let counter = &charge.counter;
+    if let Some(start) = charge.period_start {
+        // Of the writes that read the old period, exactly one starts the new one; the others fail
+        // this condition and re-read. So the counter cannot change between this write's read and its
+        // commit, and the bounds the rules checked on the value read hold without a condition.
+        cond.push(Cond::PeriodIs(counter.clone(), charge.period_read.map(|t| t.millis())));
+        effects.push(Effect::SetPeriod(counter.clone(), start.millis()));
+    } else if charge.stored == Some(false) && (charge.at_most.is_some() || charge.at_least.is_some()) {
+        // Never written: 0, which the rules found within the bounds; a concurrent first write fails this.
+        cond.push(Cond::NoCounter(counter.clone()));
+    } else {
+        // The bounds hold for the total the write produces, whatever was added concurrently. Only
+        // the side the amount moves towards needs a condition: every write keeps the other.
+        let stored = charge.stored == Some(true);
+        if let Some(bound) = charge.at_most {
+            cond.push(if stored {
+                Cond::StoredAtMost(counter.clone(), bound)
+            } else {
+                Cond::AtMost(counter.clone(), bound)
+            });
+        }
+        if let Some(bound) = charge.at_least {
+            cond.push(if stored {
+                Cond::StoredAtLeast(counter.clone(), bound)
+            } else {
+                Cond::AtLeast(counter.clone(), bound)
+            });
+        }
+    }
+    effects.push(match charge.restart {
+        Some(start) => Effect::SetCount(counter.clone(), start.saturating_add(charge.amount)),
+        None => Effect::Count(counter.clone(), charge.amount),
+    });
+}
+
 /// The record of an offline request, first in its write: it may be written only if the request was
 /// never applied (or its record expired), so of any number of uploads of one file exactly one writes.
 fn once(addr: &LicenseAddr, request: Option<&ProcessedRequest>, now: crate::time::Timestamp) -> Option<ItemWrite> {
@@ -361,6 +422,28 @@ pub fn request_record(addr: &LicenseAddr, request: &ProcessedRequest, now: crate
         ])],
         action: Action::PutRequest(Box::new(request.clone())),
     }
+}
+
+/// Most bytes an offline request's recorded answer may take: DynamoDB's 400 KB item limit less 4 KiB
+/// for the record's keys (at most 3 KB) and its other attributes.
+pub const MAX_RECORDED_ANSWER_BYTES: usize = 396 * 1024;
+
+/// [`request_record`] for an answer that must fit one item: an offline bundle's answer repeats every
+/// member's license (up to 24) with the device's variables. Devices' variables are bounded so that
+/// this holds for the largest bundle; a catalog whose licenses are still too large for it gets a
+/// 4xx that says so rather than a write the store refuses.
+pub fn bounded_request_record(
+    addr: &LicenseAddr,
+    request: &ProcessedRequest,
+    now: crate::time::Timestamp,
+) -> Result<ItemWrite, crate::error::ApiError> {
+    let size = request.answer.len();
+    if size > MAX_RECORDED_ANSWER_BYTES {
+        return Err(crate::error::ApiError::Validation(format!(
+            "the answer to this request would take {size} bytes, more than the {MAX_RECORDED_ANSWER_BYTES} an offline request's record holds: activate the bundle's members with separate files, or with fewer device variables"
+        )));
+    }
+    Ok(request_record(addr, request, now))
 }
 
 impl CheckPlan {
@@ -474,15 +557,49 @@ impl Image {
         })
     }
 
-    fn add_count(&mut self, counter: &Counter, amount: i64) -> Result<(), String> {
+    /// A counter that was written (the license's own one always reads as written); `None` otherwise.
+    fn stored_count(&self, counter: &Counter) -> Option<i64> {
+        let Self::License(l) = self else { return None };
+        match counter {
+            Counter::Consumptions => Some(l.consumptions),
+            Counter::Feature(code) => l.feature_consumptions.get(code).copied(),
+        }
+    }
+
+    /// The start of the period a counter counts (Unix ms), if recorded; `None` for other items.
+    pub fn period(&self, counter: &Counter) -> Option<i64> {
+        let Self::License(l) = self else { return None };
+        match counter {
+            Counter::Consumptions => l.consumptions_period,
+            Counter::Feature(code) => l.feature_periods.get(code).copied(),
+        }
+        .map(crate::time::Timestamp::millis)
+    }
+
+    /// Changes a counter (`set`: replaces it, else adds to it) or, with `period`, its period start.
+    fn change_count(&mut self, counter: &Counter, value: i64, how: CountChange) -> Result<(), String> {
         let Self::License(l) = self else {
             return Err("consumption counters belong to licenses".into());
         };
+        if how == CountChange::Period {
+            let start = crate::time::Timestamp::from_millis(value);
+            match counter {
+                Counter::Consumptions => l.consumptions_period = Some(start),
+                Counter::Feature(code) => {
+                    l.feature_periods.insert(code.clone(), start);
+                }
+            }
+            return Ok(());
+        }
         let slot = match counter {
             Counter::Consumptions => &mut l.consumptions,
             Counter::Feature(code) => l.feature_consumptions.entry(code.clone()).or_insert(0),
         };
-        *slot += amount;
+        // The conditions keep every total within ±(2^53 − 1); an overflow here is a bug in a plan.
+        *slot = match how {
+            CountChange::Add => slot.checked_add(value).ok_or("consumption counter overflow")?,
+            _ => value,
+        };
         Ok(())
     }
 
@@ -509,6 +626,13 @@ impl Image {
     }
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum CountChange {
+    Add,
+    Set,
+    Period,
+}
+
 fn compare(a: Option<Val>, b: Option<Val>) -> Option<std::cmp::Ordering> {
     match (a?, b?) {
         (Val::Int(x), Val::Int(y)) => Some(x.cmp(&y)),
@@ -530,6 +654,11 @@ pub fn holds(cond: &Cond, image: Option<&Image>) -> bool {
         Cond::Gt(a, n) => compare(get(*a), Some(Val::Int(*n))) == Some(Greater),
         Cond::Contains(a, v) => matches!(get(*a), Some(Val::Set(s)) if s.contains(v)),
         Cond::AtMost(c, bound) => image.and_then(|i| i.count(c)).is_some_and(|v| v <= *bound),
+        Cond::AtLeast(c, bound) => image.and_then(|i| i.count(c)).is_some_and(|v| v >= *bound),
+        Cond::StoredAtMost(c, bound) => image.and_then(|i| i.stored_count(c)).is_some_and(|v| v <= *bound),
+        Cond::StoredAtLeast(c, bound) => image.and_then(|i| i.stored_count(c)).is_some_and(|v| v >= *bound),
+        Cond::NoCounter(c) => image.is_some_and(|i| i.stored_count(c).is_none()),
+        Cond::PeriodIs(c, start) => image.is_some_and(|i| i.period(c) == *start),
         Cond::Not(c) => !holds(c, image),
         Cond::Or(cs) => cs.iter().any(|c| holds(c, image)),
     }
@@ -577,7 +706,15 @@ pub fn apply(write: &Write, images: &mut [Option<Image>]) -> Result<(), Refused>
                             };
                             target.set(*a, Val::Int(current + n)).map_err(Refused::Invalid)?;
                         }
-                        Effect::Count(c, n) => target.add_count(c, *n).map_err(Refused::Invalid)?,
+                        Effect::Count(c, n) => {
+                            target.change_count(c, *n, CountChange::Add).map_err(Refused::Invalid)?
+                        }
+                        Effect::SetCount(c, n) => {
+                            target.change_count(c, *n, CountChange::Set).map_err(Refused::Invalid)?
+                        }
+                        Effect::SetPeriod(c, t) => target
+                            .change_count(c, *t, CountChange::Period)
+                            .map_err(Refused::Invalid)?,
                         Effect::SetDetail(k, v) => match target {
                             Image::Device(d) => {
                                 d.details.insert(k.clone(), v.clone());

@@ -8,7 +8,7 @@ use crate::ids::{ApiKeyId, CompanyId, HardwareId, LicenseKey, ProductCode, Usern
 use crate::model::{
     ApiKeyRecord, Company, Device, DeviceVariable, License, LicenseTerms, ProcessedRequest, ProductDoc, Seat,
 };
-use crate::store::write::FEATURE_COUNTER_PREFIX;
+use crate::store::write::{FEATURE_COUNTER_PREFIX, FEATURE_PERIOD_PREFIX, LICENSE_PERIOD};
 use crate::store::{LicenseAddr, RequestKey, StoreError};
 use crate::time::Timestamp;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -59,6 +59,13 @@ impl<'a> Item<'a> {
                 .parse()
                 .map_err(|_| self.corrupt(format!("`{name}` is not an integer"))),
             Some(_) => Err(self.corrupt(format!("`{name}` is not a number"))),
+        }
+    }
+    /// An instant stored as Unix milliseconds (a number, so conditions compare it).
+    fn millis(&self, name: &str) -> Result<Option<Timestamp>, StoreError> {
+        match self.0.get(name) {
+            None => Ok(None),
+            Some(_) => self.int(name).map(|ms| Some(Timestamp::from_millis(ms))),
         }
     }
     fn bool(&self, name: &str) -> Result<bool, StoreError> {
@@ -166,6 +173,12 @@ pub fn license(item: &ItemMap, addr: &LicenseAddr) -> Result<License, StoreError
             .keys()
             .filter_map(|name| name.strip_prefix(FEATURE_COUNTER_PREFIX).map(|code| (name, code)))
             .map(|(name, code)| Ok((code.to_owned(), i.int(name)?)))
+            .collect::<Result<_, StoreError>>()?,
+        consumptions_period: i.millis(LICENSE_PERIOD)?,
+        feature_periods: item
+            .keys()
+            .filter_map(|name| name.strip_prefix(FEATURE_PERIOD_PREFIX).map(|code| (name, code)))
+            .filter_map(|(name, code)| i.millis(name).transpose().map(|t| Ok((code.to_owned(), t?))))
             .collect::<Result<_, StoreError>>()?,
     })
 }

@@ -55,15 +55,31 @@ impl Expr {
             Cond::Lt(a, b) => format!("{} < {}", self.name(*a), self.name(*b)),
             Cond::Gt(a, x) => format!("{} > {}", self.name(*a), self.value(n(*x))),
             Cond::Contains(a, v) => format!("contains({}, {})", self.name(*a), self.value(s(v))),
+            // A comparison with a missing attribute is false, and a counter never written is 0: so
+            // `NOT c > b` (missing or ≤ b) where 0 is within the bound, else `c <= b`. The short
+            // forms keep 100 counters' conditions well within DynamoDB's 4 KB per expression.
             Cond::AtMost(c, bound) => {
-                let name = self.raw_name(&c.name());
-                let at_most = format!("{name} <= {}", self.value(n(*bound)));
-                // A counter never written is 0, which is within any bound ≥ 0.
+                let (name, value) = (self.raw_name(&c.name()), self.value(n(*bound)));
                 if *bound >= 0 {
-                    format!("attribute_not_exists({name}) OR {at_most}")
+                    format!("NOT {name} > {value}")
                 } else {
-                    at_most
+                    format!("{name} <= {value}")
                 }
+            }
+            Cond::AtLeast(c, bound) => {
+                let (name, value) = (self.raw_name(&c.name()), self.value(n(*bound)));
+                if *bound <= 0 {
+                    format!("NOT {name} < {value}")
+                } else {
+                    format!("{name} >= {value}")
+                }
+            }
+            Cond::StoredAtMost(c, bound) => format!("{} <= {}", self.raw_name(&c.name()), self.value(n(*bound))),
+            Cond::StoredAtLeast(c, bound) => format!("{} >= {}", self.raw_name(&c.name()), self.value(n(*bound))),
+            Cond::NoCounter(c) => format!("attribute_not_exists({})", self.raw_name(&c.name())),
+            Cond::PeriodIs(c, None) => format!("attribute_not_exists({})", self.raw_name(&c.period_name())),
+            Cond::PeriodIs(c, Some(start)) => {
+                format!("{} = {}", self.raw_name(&c.period_name()), self.value(n(*start)))
             }
             Cond::Not(inner) => format!("NOT ({})", self.cond(inner)),
             Cond::Or(cs) => cs
@@ -89,6 +105,10 @@ impl Expr {
             match e {
                 Effect::Add(a, x) => add.push(format!("{} {}", self.name(*a), self.value(n(*x)))),
                 Effect::Count(c, x) => add.push(format!("{} {}", self.raw_name(&c.name()), self.value(n(*x)))),
+                Effect::SetCount(c, x) => set.push(format!("{} = {}", self.raw_name(&c.name()), self.value(n(*x)))),
+                Effect::SetPeriod(c, t) => {
+                    set.push(format!("{} = {}", self.raw_name(&c.period_name()), self.value(n(*t))))
+                }
                 Effect::Set(a, v) => set.push(format!("{} = {}", self.name(*a), self.value(value_of(v)))),
                 Effect::SetDetail(k, v) => set.push(format!(
                     "{}.{} = {}",
@@ -209,6 +229,105 @@ mod tests {
         );
         assert_eq!(x.names.len(), 4);
         assert_eq!(x.values.len(), 2);
+    }
+
+    /// DynamoDB refuses any expression over 4 KB: a deactivation reporting the 100 features a file
+    /// may carry (with the license's own counter) stays well within it, whichever way each counter
+    /// goes, also when every counter starts a new period.
+    #[test]
+    fn the_largest_consumption_report_fits_the_expression_limits() {
+        use crate::store::write::Counter;
+        use crate::store::{Charge, DeactivationPlan, LicenseAddr, WriteToken};
+        use crate::time::Timestamp;
+        let addr = LicenseAddr::Id {
+            company: crate::ids::CompanyId::parse("c").unwrap(),
+            product: crate::ids::ProductCode::parse("p").unwrap(),
+            id: 1,
+        };
+        let counters = std::iter::once(Counter::Consumptions)
+            .chain((0..100).map(|i| Counter::Feature(format!("a-feature-code-as-long-as-a-vendor-likes-{i}"))));
+        let charge = |(i, counter): (usize, Counter)| {
+            let b = i64::MAX - i as i64;
+            let t = Some(Timestamp::from_millis(b));
+            let stored = matches!(counter, Counter::Feature(_)).then_some(i % 2 == 0);
+            // (at_most, at_least, period_start, period_read, restart)
+            let kinds = [
+                (Some(b), None, None, None, None),
+                (None, Some(-b), None, None, None),
+                (Some(-b), None, t, t, Some(-b)),
+                (None, Some(b), t, None, None),
+            ];
+            let (at_most, at_least, period_start, period_read, restart) = kinds[i % 4];
+            Charge {
+                counter,
+                amount: -b,
+                at_most,
+                at_least,
+                stored,
+                period_start,
+                period_read,
+                restart,
+            }
+        };
+        for shift in 0..4 {
+            let plan = DeactivationPlan {
+                addr: addr.clone(),
+                hardware_id: crate::ids::HardwareId::parse("hw").unwrap(),
+                device_activations: 1,
+                release_slot: true,
+                seat: None,
+                at: Timestamp::from_millis(0),
+                charges: counters
+                    .clone()
+                    .enumerate()
+                    .map(|(i, c)| charge((i + shift, c)))
+                    .collect(),
+                once: None,
+            };
+            let write = plan.write(&WriteToken::new());
+            let license = write.items.iter().find(|w| matches!(w.item, Item::License(_))).unwrap();
+            let mut x = Expr::default();
+            let condition = x.conditions(&license.conditions).unwrap();
+            let Action::Update(effects) = &license.action else {
+                panic!("an update")
+            };
+            let update = x.update(effects);
+            for (what, expression) in [("condition", &condition), ("update", &update)] {
+                assert!(expression.len() <= 3000, "{what}: {} bytes", expression.len());
+                assert!(
+                    operators(expression) <= 250,
+                    "{what}: {} operators",
+                    operators(expression)
+                );
+            }
+        }
+    }
+
+    /// Operators and functions as DynamoDB counts them against its 300 per expression.
+    fn operators(expression: &str) -> usize {
+        const COUNTED: &[&str] = &[
+            "AND",
+            "OR",
+            "NOT",
+            "=",
+            "<>",
+            "<",
+            "<=",
+            ">",
+            ">=",
+            "BETWEEN",
+            "IN",
+            "attribute_exists",
+            "attribute_not_exists",
+            "contains",
+            "begins_with",
+            "size",
+            "if_not_exists",
+        ];
+        expression
+            .split(|c: char| c.is_whitespace() || c == '(' || c == ')' || c == ',')
+            .filter(|t| COUNTED.contains(t))
+            .count()
     }
 
     #[test]
