@@ -272,6 +272,19 @@ fn check_numbers(cx: &Ctx<'_>, path: &str, entry: &Value, fields: &[(&str, Bound
 }
 
 /// The array under `key`, or nothing when it is absent or not an array (the typed parse reports that).
+/// A counter that resets needs a period the server applies (`model::ConsumptionPeriod`); otherwise it
+/// would silently accumulate forever.
+fn check_period(reset: bool, period: Option<&str>) -> Result<(), String> {
+    match period {
+        _ if !reset => Ok(()),
+        Some(p) if crate::model::ConsumptionPeriod::parse(p).is_some() => Ok(()),
+        other => Err(format!(
+            "`reset_consumption` needs `consumption_period` daily, weekly, monthly or annually, not {}",
+            other.map_or("none".to_owned(), |p| format!("`{p}`"))
+        )),
+    }
+}
+
 fn items<'v>(value: &'v Value, key: &str) -> &'v [Value] {
     value.get(key).and_then(Value::as_array).map_or(&[], Vec::as_slice)
 }
@@ -398,6 +411,8 @@ fn company(cx: &Ctx<'_>, path: &str, c: RawCompany) -> Result<CompanyEntry, Cata
         for (f_i, feature) in p.features.iter_mut().enumerate() {
             let f_path = format!("{p_path}.features[{f_i}].metadata");
             feature.metadata = normalize_map(&feature.metadata, &f_path).map_err(|m| cx.err(&f_path, m))?;
+            check_period(feature.reset_consumption, feature.consumption_period.as_deref())
+                .map_err(|m| cx.err(format!("{p_path}.features[{f_i}].consumption_period"), m))?;
         }
         if products.contains_key(&p.code) {
             return Err(cx.err(
@@ -657,6 +672,8 @@ fn license_entry(
         return Err(cx.err(field("users"), "only user-based licenses have users"));
     }
     terms.metadata = normalize_map(&terms.metadata, &field("metadata")).map_err(|m| cx.err(field("metadata"), m))?;
+    check_period(terms.reset_consumption, terms.consumption_period.as_deref())
+        .map_err(|m| cx.err(field("consumption_period"), m))?;
     terms.customer.metadata = normalize_map(&terms.customer.metadata, &field("customer.metadata"))
         .map_err(|m| cx.err(field("customer"), m))?;
     if let Some(account) = &terms.customer.customer_account {
@@ -1006,6 +1023,25 @@ mod tests {
         v["companies"][0]["licenses"][0]["max_transfers"] = Value::from(-1);
         v["companies"][0]["licenses"][0]["max_activations"] = Value::from(1_000_000);
         v["companies"][0]["licenses"][0]["metadata"] = serde_json::json!({"n": -MAX_SAFE_INTEGER});
+        parse(v).unwrap();
+    }
+
+    #[test]
+    fn a_reset_needs_a_period_the_server_applies() {
+        let mut v = base();
+        v["companies"][0]["licenses"][0]["reset_consumption"] = Value::Bool(true);
+        v["companies"][0]["licenses"][0]["consumption_period"] = Value::from("quarterly");
+        let e = parse(v.clone()).unwrap_err();
+        assert_eq!(e.path, "companies[0].licenses[0].consumption_period", "{e}");
+        assert!(e.to_string().contains("`quarterly`"), "{e}");
+        v["companies"][0]["licenses"][0]["consumption_period"] = Value::from("monthly");
+        parse(v).unwrap();
+        let mut v = base();
+        v["companies"][0]["products"][0]["features"] =
+            serde_json::json!([{"id": 1, "code": "f", "feature_type": "consumption", "reset_consumption": true}]);
+        let e = parse(v.clone()).unwrap_err();
+        assert_eq!(e.path, "companies[0].products[0].features[0].consumption_period", "{e}");
+        v["companies"][0]["products"][0]["features"][0]["reset_consumption"] = Value::Bool(false);
         parse(v).unwrap();
     }
 

@@ -374,7 +374,8 @@ fn a_periodic_counter_starts_again_at_zero_in_a_new_period() {
     // Without `reset_consumption` the total only grows.
     let mut c = monthly();
     c.license.terms.reset_consumption = false;
-    apply_charges(&mut c.license, &plan_consumptions(&c, &report(8), now()).unwrap());
+    let charges = plan_consumptions(&c, &report(8), now()).unwrap();
+    apply_charges(&mut c.license, &charges);
     assert_eq!(
         code(plan_consumptions(&c, &report(1), july)),
         "license_not_enough_consumptions"
