@@ -347,6 +347,9 @@ async fn an_offline_bundle_of_24_members_with_the_most_variables(setup) {
     let answer: Value = serde_json::from_slice(&f.client.verify_body(&resp).unwrap()).unwrap();
     let licenses = answer["licenses"].as_array().unwrap();
     assert_eq!(licenses.len(), 24);
+    let size = resp.body().len();
+    eprintln!("offline bundle answer at the variables bound, 24 members: {size} bytes");
+    assert!(size < license_api::store::write::MAX_RECORDED_ANSWER_BYTES, "{size} bytes");
     assert!(licenses.iter().all(|l| l["variables"].as_array().unwrap().len() == 100));
     assert!(times().await.iter().all(|t| *t == 1));
     // The repeat upload answers the recorded answer, byte for byte.

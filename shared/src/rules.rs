@@ -394,6 +394,19 @@ fn reported_amount(what: &str, amount: i64) -> Result<i64, ApiError> {
     Ok(amount)
 }
 
+/// The amounts reported per feature, one feature listed twice added up, each within the range.
+fn feature_totals(reported: &Consumptions) -> Result<Vec<(&str, i64)>, ApiError> {
+    let what = "each feature's `consumptions` (added up per feature)";
+    let mut totals: Vec<(&str, i64)> = Vec::new();
+    for (code, amount) in &reported.features {
+        match totals.iter_mut().find(|(c, _)| c == code) {
+            Some((_, sum)) => *sum = reported_amount(what, sum.saturating_add(*amount))?,
+            None => totals.push((code, reported_amount(what, *amount)?)),
+        }
+    }
+    Ok(totals)
+}
+
 /// Decides the consumptions a request reports (offline deactivation, SPEC §6.2) at `now`: the license's
 /// must be a consumption license's, each feature must be one of the product's consumption features.
 /// Amounts of one feature listed twice are added up; zero amounts change nothing.
@@ -405,14 +418,7 @@ pub fn plan_consumptions(
     let (license, terms) = (&ctx.license, &ctx.license.terms);
     let anchor = terms.start_date;
     let amount = reported_amount("`consumptions`", reported.license)?;
-    let mut totals: Vec<(&str, i64)> = Vec::new();
-    for (code, amount) in &reported.features {
-        let what = "each feature's `consumptions` (added up per feature)";
-        match totals.iter_mut().find(|(c, _)| c == code) {
-            Some((_, sum)) => *sum = reported_amount(what, sum.saturating_add(*amount))?,
-            None => totals.push((code, reported_amount(what, *amount)?)),
-        }
-    }
+    let totals = feature_totals(reported)?;
     let mut charges = Vec::new();
     if amount != 0 {
         if terms.license_type != LicenseType::Consumption {
