@@ -155,6 +155,41 @@ async fn consumption_periods_restart_inside_the_write(setup) {
     assert_error(&f.app.send(upload(&f, DEACTIVATE, &report)).await, 400, "license_not_enough_consumptions");
 }
 
+async fn concurrent_reports_start_a_new_period_once(setup) {
+    let f = Fixture::new(setup).await;
+    let product = f.put_product(|p| p.code = product_code(KEY_PRODUCT)).await;
+    let license = f.key_license("PER-2", |l| {
+        l.max_activations = 20;
+        l.terms.license_type = LicenseType::Consumption;
+        l.terms.max_consumptions = 10;
+        l.terms.total_consumptions = 2;
+        l.terms.reset_consumption = true;
+        l.terms.consumption_period = Some("monthly".into());
+    }).await;
+    for i in 0..11 {
+        assert_eq!(f.app.send(f.client.activate(&key_body("PER-2", &format!("per2-hw-{i}")))).await.status(), 200);
+    }
+    // January 2026 used up.
+    let used = Consumptions { license: 8, features: vec![] };
+    let plan = planned_at(&f, &product, &license, "per2-hw-10", &used, "2026-01-15T10:00:00Z").await.unwrap();
+    assert!(f.store().deactivate_device(&plan, &WriteToken::new()).await.is_ok());
+    // Ten devices report 3 at once in a later month: every one finds January's counter, one starts
+    // the new period and the others add to it, so exactly three fit in 10. Two resets would lose counts.
+    let instances = [f.env.instance().await, f.env.instance().await, f.env.instance().await];
+    let answers = futures::future::join_all((0..10).map(|i| {
+        let hw = format!("per2-hw-{i}");
+        let report = file(Kind::Deactivation, KEY_PRODUCT, "PER-2", &hw, &format!("per2-{i}"), json!({"consumptions": 3}));
+        instances[i % 3].send(upload(&f, DEACTIVATE, &report))
+    }))
+    .await;
+    for resp in answers.iter().filter(|r| r.status() != 200) {
+        assert_error(resp, 400, "license_not_enough_consumptions");
+    }
+    assert_eq!(answers.iter().filter(|r| r.status() == 200).count(), 3);
+    let now = f.license_now(&license).await;
+    assert_eq!((now.total_consumptions(), now.times_activated), (9, 10 - 3));
+}
+
 async fn consumption_totals_stay_within_2_pow_53(setup) {
     let f = Fixture::new(setup).await;
     f.put_product(|p| {
