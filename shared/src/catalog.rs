@@ -530,6 +530,17 @@ fn company(cx: &Ctx<'_>, path: &str, c: RawCompany) -> Result<CompanyEntry, Cata
             let Value::Object(member) = member else {
                 return Err(cx.err(&m_path, "must be an object"));
             };
+            // A client names a bundle by one key, and every member is found under it: a member key of
+            // its own would leave the member unreachable and let another license hold its address.
+            if let Some(own) = member
+                .get("license_key")
+                .filter(|k| Some(*k) != defaults.get("license_key"))
+            {
+                return Err(cx.err(
+                    format!("{m_path}.license_key"),
+                    format!("a member license has its bundle's key, not one of its own ({own}): remove this field"),
+                ));
+            }
             let mut merged = defaults.clone();
             merged.extend(member);
             let (member, member_seats) = license_entry(cx, &m_path, merged, &mut known, Some(&license))?;
@@ -801,6 +812,9 @@ mod tests {
 
     #[test]
     fn bundle_members_default_from_the_bundle_license() {
+        let mut same_key = bundle_catalog();
+        same_key["companies"][0]["licenses"][1]["members"][0]["license_key"] = serde_json::json!("S-1");
+        parse(same_key).expect("a member may repeat its bundle's key");
         let c = parse(bundle_catalog()).unwrap();
         let licenses = &c.companies[0].licenses;
         let find = |id: i64| &licenses.iter().find(|(l, _)| l.id == id).unwrap().0;
@@ -884,6 +898,10 @@ mod tests {
             (
                 |c| c["companies"][0]["licenses"][1]["members"][0]["id"] = serde_json::json!(10),
                 "companies[0].licenses[1].members[0].id",
+            ),
+            (
+                |c| c["companies"][0]["licenses"][1]["members"][1]["license_key"] = serde_json::json!("V-1"),
+                "companies[0].licenses[1].members[1].license_key",
             ),
         ];
         for (i, (breaks, path)) in cases.into_iter().enumerate() {

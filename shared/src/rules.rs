@@ -126,6 +126,7 @@ pub fn plan_activation(
         .then(|| now.plus_days(trial_days(license, product)));
     Ok(ActivationPlan {
         addr: LicenseAddr::of(license),
+        license_id: license.id,
         replaces: ctx.device.as_ref().map(|d| d.activations),
         device: activated_device(ctx, req, now),
         slot,
@@ -238,6 +239,7 @@ pub fn plan_deactivation(
     };
     Ok(DeactivationPlan {
         addr: LicenseAddr::of(&ctx.license),
+        license_id: ctx.license.id,
         hardware_id: hardware_id.clone(),
         device_activations: device.activations,
         release_slot: ctx.license.tracks_transfers(),

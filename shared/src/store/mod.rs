@@ -170,6 +170,8 @@ pub struct Charge {
 #[derive(Clone, Debug)]
 pub struct ActivationPlan {
     pub addr: LicenseAddr,
+    /// The id of the license the rules decided on: the write holds only if `addr` still holds it.
+    pub license_id: i64,
     /// The device record to write, already marked active, with the next version.
     pub device: Device,
     /// The version of the stored device this activation replaces; `None` when there is none.
@@ -188,6 +190,8 @@ pub struct ActivationPlan {
 #[derive(Clone, Debug)]
 pub struct DeactivationPlan {
     pub addr: LicenseAddr,
+    /// The id of the license the rules decided on: the write holds only if `addr` still holds it.
+    pub license_id: i64,
     pub hardware_id: HardwareId,
     /// The device version (activation count) the plan was made against.
     pub device_activations: i64,
