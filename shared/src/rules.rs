@@ -96,6 +96,9 @@ pub fn plan_activation(
     if transport == Transport::Offline && license.terms.is_floating_cloud {
         return Err(ApiError::OfflineFloatingCloudNotSupported);
     }
+    if transport == Transport::Offline && !license.terms.allow_offline_activation {
+        return Err(ApiError::OfflineActivationNotAllowed);
+    }
     if let Some(start) = license.terms.start_date.filter(|s| *s > now) {
         return Err(ApiError::LicenseStartDate(start));
     }

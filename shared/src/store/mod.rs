@@ -130,8 +130,8 @@ impl Default for WriteToken {
 }
 
 /// Names one offline request on one license: a digest of what the request is (activation or
-/// deactivation) and what identifies it (its `request_id`, else its signature), so any identifier a client
-/// sends fits a fixed-size key.
+/// deactivation) and of the content its signature covers (`Payload::content_digest`), so a file is
+/// recognised whatever its `request_id` or the spelling of its signature, and fits a fixed-size key.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct RequestKey(String);
 
