@@ -10,7 +10,7 @@
 //! deactivates it where it is active and fails only when it is active on none.
 
 use super::activate::ident;
-use super::lookup;
+use super::lookup::{self, UserCheck};
 use super::{replayed, Once};
 use crate::auth::{Access, Authenticated};
 use crate::error::ApiError;
@@ -43,7 +43,7 @@ impl Bundle {
         state: &AppState,
         auth: &Authenticated,
         req: &LicenseRequest,
-        check_password: bool,
+        how: UserCheck,
     ) -> Result<Self, ApiError> {
         let mut read = lookup::read_context(state, auth, req, false).await?;
         let product = lookup::product(&mut read, req)?;
@@ -53,7 +53,14 @@ impl Bundle {
         let (license, user, seat_user) = match &req.credentials {
             Credentials::Key(_) => (lookup::key_license(&mut read, req)?, None, None),
             _ => {
-                let (user, addr) = lookup::user_license(&mut read, &auth.key.company, req, check_password).await?;
+                let found = lookup::user_license(state, &mut read, &auth.key.company, req, how).await;
+                let (user, addr) = match found {
+                    // A found user's bundle takes one more read (the members) before any answer.
+                    Err(ApiError::DeviceNotFound) if how == UserCheck::Concealed => {
+                        return Err(lookup::conceal_missing_user(state, &auth.key.company, req).await)
+                    }
+                    found => found?,
+                };
                 let license = state
                     .store
                     .get_license(&addr)
@@ -86,7 +93,10 @@ impl Bundle {
                 let member = found.license.ok_or(ApiError::LicenseNotFound("license key"))?;
                 ensure_member(bundle, &member, *id)?;
                 if seat_user.is_some() && found.seat.is_none() {
-                    return Err(ApiError::LicenseNotFound("license user"));
+                    return Err(match how {
+                        UserCheck::Concealed => lookup::CONCEALED,
+                        _ => ApiError::LicenseNotFound("license user"),
+                    });
                 }
                 Ok(LicenseContext {
                     seat: found.seat,
@@ -97,6 +107,14 @@ impl Bundle {
             }
         }))
         .await?;
+        let concealed = how == UserCheck::Concealed && user.is_some();
+        if concealed
+            && members
+                .iter()
+                .all(|m| lookup::ensure_active(m.device.as_ref()).is_err())
+        {
+            return Err(lookup::CONCEALED);
+        }
         if members.is_empty() {
             return Err(ApiError::internal(format!(
                 "bundle license {} lists no member licenses: re-import the catalog",
@@ -244,7 +262,7 @@ pub(crate) async fn activate(
     transport: Transport,
     once: Option<&Once<'_, Bundle>>,
 ) -> Result<BundleOutcome, ApiError> {
-    let mut bundle = Bundle::load(state, auth, req, true).await?;
+    let mut bundle = Bundle::load(state, auth, req, UserCheck::Password).await?;
     let now = Timestamp::now();
     let mut attempts = super::Attempts::new(state);
     loop {
@@ -306,13 +324,13 @@ pub(crate) async fn activate(
                     let lost = ApiError::internal("an applied offline bundle activation left no record");
                     return replay_or_bundle(state, once, &addrs[0], lost).await;
                 }
-                let bundle = Bundle::load(state, auth, req, false).await?;
+                let bundle = Bundle::load(state, auth, req, UserCheck::Verified).await?;
                 return Ok(BundleOutcome::Applied(Box::new(bundle), None));
             }
             Err(Rejection::Conflict | Rejection::Unknown(_)) => return Err(ApiError::Contention),
             Err(Rejection::Store(e)) => return Err(ApiError::store(e)),
             // Some member changed: read every member again and decide again.
-            Err(_) => bundle = Bundle::load(state, auth, req, false).await?,
+            Err(_) => bundle = Bundle::load(state, auth, req, UserCheck::Verified).await?,
         }
         attempts.next_plan()?;
     }
@@ -331,7 +349,7 @@ pub(crate) async fn deactivate(
     req: &LicenseRequest,
     once: Option<&Once<'_, Bundle>>,
 ) -> Result<BundleOutcome, ApiError> {
-    let mut bundle = Bundle::load(state, auth, req, false).await?;
+    let mut bundle = Bundle::load(state, auth, req, UserCheck::Concealed).await?;
     let now = Timestamp::now();
     let mut attempts = super::Attempts::new(state);
     // Members whose device's seat is missing or at 0 (see `deactivate`): released without the seat.
@@ -381,12 +399,12 @@ pub(crate) async fn deactivate(
                 return Ok(BundleOutcome::Applied(Box::new(bundle), None));
             }
             Err(Rejection::Seat(_)) => {
-                bundle = Bundle::load(state, auth, req, false).await?;
+                bundle = Bundle::load(state, auth, req, UserCheck::Concealed).await?;
                 seatless = seats_gone(state, &bundle, &req.hardware_id).await?;
             }
             Err(Rejection::Conflict | Rejection::Unknown(_)) => return Err(ApiError::Contention),
             Err(Rejection::Store(e)) => return Err(ApiError::store(e)),
-            Err(_) => bundle = Bundle::load(state, auth, req, false).await?,
+            Err(_) => bundle = Bundle::load(state, auth, req, UserCheck::Concealed).await?,
         }
         attempts.next_plan()?;
     }
@@ -419,8 +437,11 @@ pub async fn handle_check(req: &ApiRequest, state: &AppState) -> Result<ApiRespo
     let now = Timestamp::now();
     let mut attempts = super::Attempts::new(state);
     let bundle = loop {
-        let bundle = Bundle::load(state, &auth, &request, false).await?;
+        let bundle = Bundle::load(state, &auth, &request, UserCheck::Concealed).await?;
         for m in &bundle.members {
+            if bundle.user.is_some() {
+                lookup::ensure_active(m.device.as_ref())?;
+            }
             rules::check(m, &request.hardware_id)?;
         }
         let plans: Vec<_> = bundle
