@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 use license_api::catalog::{import, Catalog};
 use license_api::state::AppState;
+use license_api::store::ErrorChain;
 use license_server::inspect::{self, LicenseSelector};
 use license_server::limits::LimitArgs;
 use license_server::stores::StoreArgs;
@@ -120,7 +121,7 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", ErrorChain(&*e));
             ExitCode::FAILURE
         }
     }
@@ -175,7 +176,7 @@ async fn run(command: Command) -> Result<(), Error> {
             shared_key,
         } => {
             let date = httpdate::fmt_http_date(std::time::SystemTime::now());
-            std::fs::create_dir_all(&out)?;
+            std::fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
             for (file, event) in license_server::events::generate(&api_key, &shared_key, &date) {
                 let path = out.join(file);
                 std::fs::write(&path, serde_json::to_string_pretty(&event)? + "\n")
