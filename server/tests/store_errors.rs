@@ -40,7 +40,7 @@ fn the_database_and_its_wal_are_created_private() {
     let dir = std::env::temp_dir().join(format!("license-server-perms-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let out = Command::new(BIN)
-        .args(["import", CATALOG, "--data", dir.to_str().unwrap()])
+        .args(["import", CATALOG, "--data", dir.to_str().unwrap(), "--create"])
         .output()
         .expect("run license-server");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -284,6 +284,9 @@ pub enum StoreError {
         #[source]
         source: BoxError,
     },
+    /// The embedded database is not where it was looked for, and this command may not create it.
+    #[error("database {} does not exist: check the data directory (--data, $LICENSE_SERVER_DATA) for a typo, or create the database with `license-server import CATALOG --create`", path.display())]
+    DatabaseMissing { path: std::path::PathBuf },
     #[error("stored item {key} is malformed: {reason}")]
     Corrupt { key: String, reason: String },
     #[error("invalid catalog entry: {0}")]

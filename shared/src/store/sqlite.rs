@@ -148,8 +148,17 @@ fn migrate(c: &mut Connection) -> rusqlite::Result<()> {
     tx.commit()
 }
 
-/// Makes sure the database file exists (creating it, mode 0600), naming the path on error.
-fn prepare_file(path: &Path) -> Result<(), StoreError> {
+/// What opening does when the database file does not exist.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IfMissing {
+    /// Create it (and its directory): tests, the demo, and an operator who asked for it.
+    Create,
+    /// Fail naming the path: a mistyped data directory must not silently become an empty store.
+    Fail,
+}
+
+/// Makes sure the database file exists (creating it, mode 0600, when allowed), naming the path on error.
+fn prepare_file(path: &Path, if_missing: IfMissing) -> Result<(), StoreError> {
     let file = |operation, at: &Path| {
         let path = at.to_path_buf();
         move |e: std::io::Error| StoreError::File {
@@ -161,6 +170,11 @@ fn prepare_file(path: &Path) -> Result<(), StoreError> {
     // `try_exists`: a directory that cannot be searched is that error, not "missing".
     if path.try_exists().map_err(file("look for database", path))? {
         return Ok(());
+    }
+    if if_missing == IfMissing::Fail {
+        return Err(StoreError::DatabaseMissing {
+            path: path.to_path_buf(),
+        });
     }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(file("create data directory", dir))?;
@@ -196,8 +210,13 @@ fn connect(path: &Path) -> Result<Connection, StoreError> {
 impl SqliteStore {
     /// Opens the database file and its schema, creating the file (mode 0600) if needed.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with(path, IfMissing::Create)
+    }
+
+    /// Opens the database file and its schema; `if_missing` says whether a missing file is created.
+    pub fn open_with(path: impl AsRef<Path>, if_missing: IfMissing) -> Result<Self, StoreError> {
         let path = path.as_ref();
-        prepare_file(path)?;
+        prepare_file(path, if_missing)?;
         let mut conn = connect(path)?;
         let (jobs, queue) = std::sync::mpsc::channel::<Job>();
         std::thread::Builder::new()
