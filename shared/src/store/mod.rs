@@ -304,7 +304,7 @@ pub enum StoreError {
 
 /// An error and its causes, plainly: `cause: inner cause`. A cause whose text the message already
 /// contains (`cannot read X: {source}` with `source` marked as the source too) is printed once.
-pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+pub struct ErrorChain<'a>(pub &'a dyn std::error::Error);
 
 impl std::fmt::Display for ErrorChain<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
