@@ -15,7 +15,7 @@ WORK="$(mktemp -d)"
 on_exit "rm -rf '$WORK'"
 
 $BIN keygen --out "$WORK" --bits 3072 >/dev/null
-$BIN import examples/catalog.json --data "$WORK/sqlite" >/dev/null
+$BIN import examples/catalog.json --data "$WORK/sqlite" --create >/dev/null
 $BIN import examples/catalog.json --dynamodb-table bench --dynamodb-endpoint "$DYNAMODB_ENDPOINT" --create-table >/dev/null
 
 bench() {

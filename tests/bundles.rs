@@ -4,6 +4,7 @@
 
 use bytes::Bytes;
 use integration_tests::fixtures::{API_KEY, PASSWORD, SHARED_KEY};
+use integration_tests::interleave;
 use integration_tests::{assert_error, Fixture};
 use license_api::catalog::{import, Catalog};
 use license_api::client::LicenseClient;
@@ -12,8 +13,10 @@ use license_api::model::License;
 use license_api::offline::file::{self, RequestFile, Shape};
 use license_api::offline::payload::Kind;
 use license_api::signing::verify;
-use license_api::store::LicenseAddr;
+use license_api::store::write::{Action, Attr, Effect, Item, ItemWrite, Write};
+use license_api::store::{LicenseAddr, WriteToken};
 use serde_json::{json, Value};
+use std::time::Duration;
 
 /// Company `c1` of the fixture with two key-based products bundled as `kb` and two user-based ones
 /// bundled as `ub`. Members' limits: m1 2, m2 3 (key-based); the user ann may activate 2 devices.
@@ -260,5 +263,122 @@ async fn concurrent_mixes_keep_every_member_exact(setup) {
         }
     }
     let _ = CompanyId::parse("c1");
+}
+
+async fn a_bundle_acts_only_on_its_own_members(setup) {
+    let f = Fixture::new(setup).await;
+    bundles(&f).await;
+    // Another customer's standalone license of m1 now holds the address (m1, KB-1) — e.g. imported
+    // from another catalog: a bundle request must neither change it nor answer for it.
+    let standalone = License {
+        max_activations: 5,
+        ..License::new(500, f.company.clone(), ProductCode::parse("m1").unwrap(), Some(LicenseKey::parse("KB-1").unwrap()))
+    };
+    f.store().put_license(&standalone).await.unwrap();
+    let before = f.env.dump().await;
+    assert_error(&f.app.send(post(&f.client, "/api/v4/activate_bundle", &suite("hw-x"))).await, 400, "license_not_found");
+    assert_error(&f.app.send(check(&f.client, &suite("hw-x"))).await, 400, "license_not_found");
+    assert_error(&f.app.send(post(&f.client, "/api/v4/deactivate_bundle", &suite("hw-x"))).await, 400, "license_not_found");
+    assert_eq!(f.env.dump().await, before, "nothing written");
+    let now = member(&f, "m1").await;
+    assert_eq!((now.id, now.times_activated), (500, 0), "the standalone license is untouched");
+}
+
+async fn a_member_skipped_by_activation_must_still_be_active_at_the_write(setup) {
+    let f = Fixture::new(setup).await;
+    bundles(&f).await;
+    let single = |path: &str| post(&f.client, path, &json!({"product": "m1", "hardware_id": "sk", "license_key": "KB-1", "bundle_code": "kb"}));
+    assert_eq!(f.app.send(single("/api/v4/activate_license")).await.status(), 200);
+    // The bundle activation reads m1 active (and skips it); before its write, m1 is deactivated alone.
+    let other = f.env.instance().await;
+    let deactivate = single("/api/v4/deactivate_license");
+    let store = interleave::Interleave::new(f.env.new_store(), move || {
+        Box::pin(async move { assert_eq!(other.send(deactivate).await.status(), 200) })
+    });
+    let racing = f.env.instance_on(std::sync::Arc::new(store), Default::default(), Duration::from_secs(8)).await;
+    let resp = racing.send(post(&f.client, "/api/v4/activate_bundle", &suite("sk"))).await;
+    let items = verify_array(&f.client, &resp, "sk", "KB-1");
+    assert!(items.iter().all(|i| i["times_activated"] == 1), "{items:?}");
+    for product in ["m1", "m2"] {
+        let devices = f.store().list_devices(&key_member(&f, product)).await.unwrap();
+        assert!(devices.iter().any(|d| d.hardware_id.as_str() == "sk" && d.active), "{product}: the answer says active");
+        assert_eq!(member(&f, product).await.times_activated, 1, "{product}");
+    }
+}
+
+async fn a_member_skipped_by_deactivation_must_still_be_inactive_at_the_write(setup) {
+    let f = Fixture::new(setup).await;
+    bundles(&f).await;
+    let single = |path: &str| post(&f.client, path, &json!({"product": "m1", "hardware_id": "sd", "license_key": "KB-1", "bundle_code": "kb"}));
+    assert_eq!(f.app.send(post(&f.client, "/api/v4/activate_bundle", &suite("sd"))).await.status(), 200);
+    assert_eq!(f.app.send(single("/api/v4/deactivate_license")).await.status(), 200);
+    // The bundle deactivation reads m1 inactive (and skips it); before its write, m1 is activated alone.
+    let other = f.env.instance().await;
+    let activate = single("/api/v4/activate_license");
+    let store = interleave::Interleave::new(f.env.new_store(), move || {
+        Box::pin(async move { assert_eq!(other.send(activate).await.status(), 200) })
+    });
+    let racing = f.env.instance_on(std::sync::Arc::new(store), Default::default(), Duration::from_secs(8)).await;
+    let resp = racing.send(post(&f.client, "/api/v4/deactivate_bundle", &suite("sd"))).await;
+    assert_eq!(resp.status(), 200, "{}", String::from_utf8_lossy(resp.body()));
+    for product in ["m1", "m2"] {
+        let devices = f.store().list_devices(&key_member(&f, product)).await.unwrap();
+        assert!(devices.iter().all(|d| !d.active), "{product}: deactivated means inactive on every member");
+        assert_eq!(member(&f, product).await.times_activated, 0, "{product}");
+    }
+}
+
+async fn a_bundle_deactivation_releases_a_member_whose_seat_is_gone(setup) {
+    let f = Fixture::new(setup).await;
+    bundles(&f).await;
+    let ann = |hw: &str| json!({"product": "ub", "hardware_id": hw, "username": "ann@example.com", "password": PASSWORD});
+    assert_eq!(f.app.send(post(&f.client, "/api/v4/activate_bundle", &ann("seat-1"))).await.status(), 200);
+    // um1's seat count is inconsistent (at 0 while ann's device is active).
+    let um1 = LicenseAddr::Id { company: f.company.clone(), product: ProductCode::parse("um1").unwrap(), id: 401 };
+    let ann_user = license_api::ids::Username::parse("ann@example.com").unwrap();
+    let fix = Write {
+        items: vec![ItemWrite {
+            item: Item::Seat(um1.clone(), ann_user.clone()),
+            conditions: vec![],
+            action: Action::Update(vec![Effect::Add(Attr::TotalActivations, -1)]),
+        }],
+    };
+    f.store().apply(&fix, &WriteToken::new()).await.unwrap();
+    let deact = json!({"product": "ub", "hardware_id": "seat-1", "username": "ann@example.com"});
+    let resp = f.app.send(post(&f.client, "/api/v4/deactivate_bundle", &deact)).await;
+    assert_eq!(resp.status(), 200, "{}", String::from_utf8_lossy(resp.body()));
+    assert_eq!(f.store().get_seat(&um1, &ann_user).await.unwrap().unwrap().total_activations, 0, "not below 0");
+    let um2 = LicenseAddr::Id { company: f.company.clone(), product: ProductCode::parse("um2").unwrap(), id: 402 };
+    assert_eq!(f.store().get_seat(&um2, &ann_user).await.unwrap().unwrap().total_activations, 0, "um2's seat released");
+    for addr in [&um1, &um2] {
+        assert_eq!(f.store().get_license(addr).await.unwrap().unwrap().times_activated, 0);
+    }
+}
+
+async fn concurrent_single_and_bundle_operations_on_one_device(setup) {
+    let f = Fixture::new(setup).await;
+    bundles(&f).await;
+    let instances = [f.env.instance().await, f.env.instance().await, f.env.instance().await];
+    let single = |path: &str, product: &str| post(&f.client, path, &json!({"product": product, "hardware_id": "one", "license_key": "KB-1", "bundle_code": "kb"}));
+    for round in 0..6 {
+        let requests: Vec<http::Request<Bytes>> = (0..10)
+            .map(|i| match (i + round) % 5 {
+                0 => post(&f.client, "/api/v4/activate_bundle", &suite("one")),
+                1 => post(&f.client, "/api/v4/deactivate_bundle", &suite("one")),
+                2 => single("/api/v4/activate_license", if i % 2 == 0 { "m1" } else { "m2" }),
+                3 => single("/api/v4/deactivate_license", if i % 2 == 0 { "m2" } else { "m1" }),
+                _ => check(&f.client, &suite("one")),
+            })
+            .collect();
+        let answers = futures::future::join_all(requests.into_iter().enumerate().map(|(i, r)| instances[i % 3].send(r))).await;
+        for resp in &answers {
+            assert!(matches!(resp.status().as_u16(), 200 | 400 | 409), "{}", String::from_utf8_lossy(resp.body()));
+        }
+        for product in ["m1", "m2"] {
+            let devices = f.store().list_devices(&key_member(&f, product)).await.unwrap();
+            let active = devices.iter().filter(|d| d.active).count() as i64;
+            assert_eq!(member(&f, product).await.times_activated, active, "round {round}: {product}");
+        }
+    }
 }
 }

@@ -206,7 +206,8 @@ async fn user_based_check(setup) {
     assert_eq!(obj["user"]["total_activations"], 1);
     assert_eq!(obj["user"]["max_activations"], 3);
     assert!(obj.get("username").is_none(), "only activation echoes username");
+    // An unknown user answers like a known one without that device (SPEC §2.1).
     let q = json!({"product": "up", "hardware_id": "h1", "username": "zed@example.com"});
-    assert_error(&f.app.send(f.client.check(&q)).await, 400, "license_not_found");
+    assert_error(&f.app.send(f.client.check(&q)).await, 400, "device_not_found");
 }
 }

@@ -76,6 +76,7 @@ async fn large_license(setup: Setup) {
             async move {
                 let plan = DeactivationPlan {
                     addr: addr.clone(),
+                    license_id: license.id,
                     hardware_id: HardwareId::parse(&long_id(i)).unwrap(),
                     device_activations: 1,
                     release_slot: true,

@@ -3,6 +3,8 @@
 use clap::{Parser, Subcommand};
 use license_api::catalog::{import, Catalog};
 use license_api::state::AppState;
+use license_api::store::sqlite::IfMissing;
+use license_api::store::ErrorChain;
 use license_server::inspect::{self, LicenseSelector};
 use license_server::limits::LimitArgs;
 use license_server::stores::StoreArgs;
@@ -36,6 +38,8 @@ enum Command {
         file: PathBuf,
         #[command(flatten)]
         store: StoreArgs,
+        #[command(flatten)]
+        create: CreateArg,
     },
     /// Write a new RSA signing key pair (private PKCS#8 PEM, public SPKI PEM).
     Keygen {
@@ -50,6 +54,8 @@ enum Command {
         force: bool,
         #[command(flatten)]
         store: StoreArgs,
+        #[command(flatten)]
+        create: CreateArg,
     },
     /// Write the API Gateway events (events/*.json) freshly signed; signatures expire after 15 minutes.
     Events {
@@ -74,6 +80,15 @@ enum Command {
         #[command(flatten)]
         license: LicenseSelector,
     },
+}
+
+/// `--create`, for the commands that may create the embedded store (see `StoreArgs::if_missing`).
+#[derive(clap::Args)]
+struct CreateArg {
+    /// Create the data directory and database given with --data if they do not exist (the default
+    /// data directory is created on first use without it).
+    #[arg(long, conflicts_with = "dynamodb_table")]
+    create: bool,
 }
 
 #[derive(clap::Args)]
@@ -120,7 +135,7 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", ErrorChain(&*e));
             ExitCode::FAILURE
         }
     }
@@ -137,10 +152,10 @@ async fn run(command: Command) -> Result<(), Error> {
                 serve(args).await
             }
         }
-        Command::Import { file, store } => {
+        Command::Import { file, store, create } => {
             let text = std::fs::read_to_string(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
             let catalog = Catalog::parse(&text, &file.display().to_string())?;
-            let target = store.open().await?;
+            let target = store.open(store.if_missing(create.create)).await?;
             let report = import(&*target, &catalog).await?;
             println!(
                 "imported {} into {}: {} companies, {} API keys, {} products, {} license users, {} licenses",
@@ -159,8 +174,13 @@ async fn run(command: Command) -> Result<(), Error> {
             bits,
             force,
             store,
+            create,
         } => {
-            let dir = out.unwrap_or_else(|| store.data_dir());
+            // `--out` names a directory for keys alone, created as needed like `events --out`.
+            let dir = match out {
+                Some(dir) => dir,
+                None => store.key_dir(create.create)?,
+            };
             let (_, private, public) = keys::generate(&dir, bits, force)?;
             println!(
                 "wrote RSA-{bits} signing key {}\nwrote public key {} (configure clients with this one)",
@@ -175,7 +195,7 @@ async fn run(command: Command) -> Result<(), Error> {
             shared_key,
         } => {
             let date = httpdate::fmt_http_date(std::time::SystemTime::now());
-            std::fs::create_dir_all(&out)?;
+            std::fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
             for (file, event) in license_server::events::generate(&api_key, &shared_key, &date) {
                 let path = out.join(file);
                 std::fs::write(&path, serde_json::to_string_pretty(&event)? + "\n")
@@ -200,7 +220,7 @@ async fn run(command: Command) -> Result<(), Error> {
 
 async fn exported(store: &StoreArgs, license: &LicenseSelector) -> Result<serde_json::Value, Error> {
     let addr = license.addr()?;
-    let target = store.open().await?;
+    let target = store.open(IfMissing::Fail).await?;
     Ok(inspect::export(&*target, &addr)
         .await?
         .ok_or_else(|| format!("no such license in {}", store.describe()))?)
@@ -213,7 +233,7 @@ async fn serve(args: ServeArgs) -> Result<(), Error> {
         .or_else(|| args.store.default_signing_key())
         .ok_or("--signing-key is required with --dynamodb-table")?;
     let signer = keys::load(&key_path)?;
-    let store = args.store.open().await?;
+    let store = args.store.open(IfMissing::Fail).await?;
     let state = Arc::new(AppState::new(
         store,
         signer,

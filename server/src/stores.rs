@@ -3,7 +3,7 @@
 
 use clap::Args;
 use license_api::store::dynamo::DynamoStore;
-use license_api::store::sqlite::SqliteStore;
+use license_api::store::sqlite::{IfMissing, SqliteStore};
 use license_api::store::{Store, StoreError};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -41,9 +41,34 @@ pub fn default_data_dir() -> PathBuf {
     home.join(".local/share/license-server")
 }
 
+/// `keygen --data DIR` where DIR does not exist and `--create` was not given.
+#[derive(Debug, thiserror::Error)]
+#[error("data directory {} does not exist: check --data for a typo, or add --create to create it", .0.display())]
+pub struct DataDirMissing(pub PathBuf);
+
 impl StoreArgs {
     pub fn data_dir(&self) -> PathBuf {
         self.data.clone().unwrap_or_else(default_data_dir)
+    }
+
+    /// Whether a command may create the embedded store: when asked (`create`: `--create`), or on the
+    /// first run in the default data directory. A directory named with `--data` must exist otherwise,
+    /// so a typo fails naming the path instead of filling a new, empty store.
+    pub fn if_missing(&self, create: bool) -> IfMissing {
+        if create || self.data.is_none() {
+            IfMissing::Create
+        } else {
+            IfMissing::Fail
+        }
+    }
+
+    /// The data directory `keygen` writes into, by the rule of [`Self::if_missing`].
+    pub fn key_dir(&self, create: bool) -> Result<PathBuf, DataDirMissing> {
+        let dir = self.data_dir();
+        match self.if_missing(create) {
+            IfMissing::Fail if matches!(dir.try_exists(), Ok(false)) => Err(DataDirMissing(dir)),
+            _ => Ok(dir),
+        }
     }
 
     /// Where this store's default signing key lives (embedded store only).
@@ -66,7 +91,9 @@ impl StoreArgs {
         }
     }
 
-    pub async fn open(&self) -> Result<Arc<dyn Store>, StoreError> {
+    /// Opens the store; `if_missing` applies to the embedded store (a table is created only with
+    /// `--create-table`).
+    pub async fn open(&self, if_missing: IfMissing) -> Result<Arc<dyn Store>, StoreError> {
         match &self.dynamodb_table {
             Some(table) => {
                 // The full default provider chain: an operator's profile, SSO session or role.
@@ -78,7 +105,10 @@ impl StoreArgs {
                 }
                 Ok(Arc::new(store))
             }
-            None => Ok(Arc::new(SqliteStore::open(self.data_dir().join(DB_FILE))?)),
+            None => Ok(Arc::new(SqliteStore::open_with(
+                self.data_dir().join(DB_FILE),
+                if_missing,
+            )?)),
         }
     }
 }

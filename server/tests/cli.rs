@@ -1,5 +1,6 @@
 //! The `license-server` binary as an operator uses it: keygen, import (twice, and a broken file),
-//! serve, a kill -9 between requests, show; and `serve --demo` with its printed example request.
+//! serve, a kill -9 between requests, show; a mistyped data directory and the first run in the default
+//! one; and `serve --demo` with its printed example request.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -11,7 +12,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 mod support;
 
@@ -61,13 +62,13 @@ fn terminate(child: &mut Child) {
 async fn operator_workflow_survives_kill_9() {
     let data = scratch("workflow");
     let d = data.to_str().unwrap();
-    let (ok, out, err) = run(&["keygen", "--data", d, "--bits", "2048"]);
+    let (ok, out, err) = run(&["keygen", "--data", d, "--create", "--bits", "2048"]);
     assert!(ok, "{err}");
     assert!(out.contains("signing-key.pub.pem"));
     let (ok, _, err) = run(&["keygen", "--data", d]);
     assert!(!ok && err.contains("--force"), "keygen refuses to replace a key: {err}");
     for _ in 0..2 {
-        let (ok, out, err) = run(&["import", CATALOG, "--data", d]);
+        let (ok, out, err) = run(&["import", CATALOG, "--data", d, "--create"]);
         assert!(ok, "{err}");
         assert!(out.contains("9 licenses"), "{out}");
     }
@@ -237,4 +238,100 @@ fn demo_prints_a_request_that_works() {
     let demo_dir = Path::new(&public_key).parent().unwrap().to_path_buf();
     terminate(&mut child);
     assert!(!demo_dir.exists(), "the temporary store is removed on shutdown");
+}
+
+const DEMO_LICENSE: [&str; 6] = [
+    "--company",
+    "demo",
+    "--product",
+    "demo",
+    "--license-key",
+    "DEMO-0000-0000-0001",
+];
+
+/// Runs `args` expecting the process to exit within 30 s (a `serve` that opened a store would not);
+/// returns success and stderr.
+fn run_to_exit(args: &[&str]) -> (bool, String) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run license-server");
+    let start = Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if start.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{args:?} is still running: it opened a store it should have refused");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("collect output");
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+/// A mistyped `--data` creates nothing: every command names the path it looked at and fails; only
+/// `keygen`/`import` with `--create` create a data directory given by hand.
+#[test]
+fn a_mistyped_data_directory_is_named_not_created() {
+    let data = scratch("typo");
+    let d = data.to_str().unwrap();
+    let missing_db = format!("database {} does not exist", data.join("license.db").display());
+    for command in [vec!["show", "--data", d], vec!["export", "--data", d]] {
+        let args = [command.as_slice(), &DEMO_LICENSE].concat();
+        let (ok, _, err) = run(&args);
+        assert!(
+            !ok && err.contains(&missing_db) && err.contains("--create"),
+            "{args:?}: {err}"
+        );
+        assert!(!data.exists(), "{args:?} created {d}");
+    }
+    let (ok, _, err) = run(&["import", CATALOG, "--data", d]);
+    assert!(!ok && err.contains(&missing_db), "{err}");
+    assert!(!data.exists(), "import created {d}");
+    let (ok, _, err) = run(&["keygen", "--data", d, "--bits", "2048"]);
+    assert!(
+        !ok && err.contains(&format!("data directory {d} does not exist")) && err.contains("--create"),
+        "{err}"
+    );
+    assert!(!data.exists(), "keygen created {d}");
+
+    // A key but no database yet: `serve` refuses rather than serving an empty store.
+    let (ok, _, err) = run(&["keygen", "--data", d, "--create", "--bits", "2048"]);
+    assert!(ok, "{err}");
+    let (ok, err) = run_to_exit(&["serve", "--data", d, "--listen", "127.0.0.1:0"]);
+    assert!(!ok && err.contains(&missing_db), "{err}");
+    assert!(!data.join("license.db").exists(), "serve created the database");
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+/// The documented first run (README): `keygen` and `import` without `--data` create the default data
+/// directory; `show` before the import names the database it did not find.
+#[test]
+fn the_first_run_creates_the_default_data_directory() {
+    let xdg = scratch("first-run");
+    let default = xdg.join("license-server");
+    let run_default = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(args)
+            .env_remove("LICENSE_SERVER_DATA")
+            .env("XDG_DATA_HOME", &xdg)
+            .output()
+            .expect("run license-server");
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (ok, err) = run_default(&["keygen", "--bits", "2048"]);
+    assert!(ok, "{err}");
+    assert!(default.join("signing-key.pem").exists());
+    let show = [&["show"][..], &DEMO_LICENSE].concat();
+    let (ok, err) = run_default(&show);
+    let missing_db = format!("database {} does not exist", default.join("license.db").display());
+    assert!(!ok && err.contains(&missing_db), "{err}");
+    assert!(!default.join("license.db").exists(), "show created the database");
+    let (ok, err) = run_default(&["import", CATALOG]);
+    assert!(ok, "{err}");
+    let (ok, err) = run_default(&show);
+    assert!(ok, "{err}");
+    let _ = std::fs::remove_dir_all(&xdg);
 }

@@ -42,8 +42,8 @@ impl Server {
         let data = scratch(name);
         let d = data.to_str().unwrap();
         for step in [
-            vec!["keygen", "--data", d, "--bits", "2048"],
-            vec!["import", CATALOG, "--data", d],
+            vec!["keygen", "--data", d, "--create", "--bits", "2048"],
+            vec!["import", CATALOG, "--data", d, "--create"],
         ] {
             let out = Command::new(BIN).args(&step).output().expect("run license-server");
             assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -159,16 +159,109 @@ impl Ctx<'_> {
 
     /// Deserialises `value` reporting the failing field's full path.
     fn typed<T: DeserializeOwned>(&self, path: &str, value: Value) -> Result<T, CatalogError> {
+        self.typed_offering(path, value, &Offer::SERDE)
+    }
+
+    /// [`Self::typed`], with `offer` adjusting the fields an unknown field's hint lists.
+    fn typed_offering<T: DeserializeOwned>(&self, path: &str, value: Value, offer: &Offer) -> Result<T, CatalogError> {
         serde_path_to_error::deserialize(value).map_err(|e| {
+            let top_level = e.path().iter().count() == 1;
             let inner = e.path().to_string();
             let full = if inner == "." {
                 path.to_owned()
             } else {
                 format!("{path}.{inner}")
             };
-            self.err(full, e.inner().to_string())
+            let offer = if top_level { offer } else { &Offer::SERDE };
+            self.err(full, plain(&e.inner().to_string(), offer))
         })
     }
+}
+
+/// License fields the importer sets (a member license's bundle and a bundle's members), never the vendor.
+const SET_BY_IMPORTER: &[&str] = &["bundle", "bundle_members"];
+
+/// The fields an unknown field's hint offers, beyond those serde lists for the entry's type.
+struct Offer {
+    /// Fields of the same entry that another type parses (a license's head fields).
+    also: &'static [&'static str],
+    /// Fields the type has that a vendor may not set.
+    except: &'static [&'static str],
+}
+
+impl Offer {
+    const SERDE: Offer = Offer { also: &[], except: &[] };
+    const LICENSE: Offer = Offer {
+        also: HEAD_FIELDS,
+        except: SET_BY_IMPORTER,
+    };
+}
+
+/// A serde message in the vendor's words: an unknown field names the closest valid one and lists only
+/// fields a vendor may set; a wrong type names the type in plain words ("a whole number", not `i64`).
+fn plain(message: &str, offer: &Offer) -> String {
+    if let Some((field, expected)) = message
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split_once('`'))
+    {
+        let valid: Vec<&str> = offer
+            .also
+            .iter()
+            .copied()
+            .chain(expected.split('`').skip(1).step_by(2))
+            .filter(|f| !offer.except.contains(f))
+            .collect();
+        return unknown_field(field, &valid);
+    }
+    match message.rsplit_once(", expected ") {
+        Some((got, expected)) => format!("{got}, expected {}", plain_type(expected)),
+        None => message.to_owned(),
+    }
+}
+
+/// serde's name for an expected type, as a vendor writing JSON would say it.
+fn plain_type(expected: &str) -> &str {
+    match expected {
+        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "a whole number",
+        "u8" | "u16" | "u32" | "u64" | "u128" | "usize" => "a whole number, 0 or more",
+        "f32" | "f64" => "a number",
+        "a boolean" => "true or false",
+        "a map" => "an object",
+        "a sequence" => "a list",
+        s if s.starts_with("struct ") => "an object",
+        other => other,
+    }
+}
+
+/// "unknown field `x`: did you mean `y`? Valid fields: ..." (the suggestion only when it is close).
+fn unknown_field(field: &str, valid: &[&str]) -> String {
+    let list = valid.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", ");
+    let closest = valid
+        .iter()
+        .map(|v| (edit_distance(field, v), *v))
+        .min()
+        .filter(|(d, _)| *d <= (field.chars().count() / 3).max(2));
+    match closest {
+        Some((_, near)) => format!("unknown field `{field}`: did you mean `{near}`? Valid fields: {list}"),
+        None if valid.is_empty() => format!("unknown field `{field}`: this entry has no fields"),
+        None => format!("unknown field `{field}`. Valid fields: {list}"),
+    }
+}
+
+/// Levenshtein distance: single-character insertions, deletions and substitutions.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitute = diagonal + usize::from(ca != *cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitute.min(row[j] + 1).min(diagonal + 1);
+        }
+    }
+    row[b.len()]
 }
 
 /// Largest integer a JavaScript client reads back exactly (`Number.MAX_SAFE_INTEGER`, 2^53 − 1).
@@ -545,6 +638,17 @@ fn company(cx: &Ctx<'_>, path: &str, c: RawCompany) -> Result<CompanyEntry, Cata
             let Value::Object(member) = member else {
                 return Err(cx.err(&m_path, "must be an object"));
             };
+            // A client names a bundle by one key, and every member is found under it: a member key of
+            // its own would leave the member unreachable and let another license hold its address.
+            if let Some(own) = member
+                .get("license_key")
+                .filter(|k| Some(*k) != defaults.get("license_key"))
+            {
+                return Err(cx.err(
+                    format!("{m_path}.license_key"),
+                    format!("a member license has its bundle's key, not one of its own ({own}): remove this field"),
+                ));
+            }
             let mut merged = defaults.clone();
             merged.extend(member);
             let (member, member_seats) = license_entry(cx, &m_path, merged, &mut known, Some(&license))?;
@@ -625,7 +729,7 @@ fn license_entry(
 ) -> Result<(License, Vec<Seat>), CatalogError> {
     let products = known.products;
     let (users, ids, keys) = (&mut *known.users, &mut *known.ids, &mut *known.keys);
-    for set_by_import in ["bundle", "bundle_members"] {
+    for &set_by_import in SET_BY_IMPORTER {
         if entry.contains_key(set_by_import) {
             return Err(cx.err(
                 format!("{l_path}.{set_by_import}"),
@@ -638,7 +742,7 @@ fn license_entry(
         .filter_map(|f| entry.remove(*f).map(|v| ((*f).to_owned(), v)))
         .collect();
     let head: RawLicenseHead = cx.typed(l_path, Value::Object(head_map))?;
-    let mut terms: LicenseTerms = cx.typed(l_path, Value::Object(entry))?;
+    let mut terms: LicenseTerms = cx.typed_offering(l_path, Value::Object(entry), &Offer::LICENSE)?;
     let field = |f: &str| format!("{l_path}.{f}");
     let product = products
         .get(&head.product)
@@ -818,6 +922,9 @@ mod tests {
 
     #[test]
     fn bundle_members_default_from_the_bundle_license() {
+        let mut same_key = bundle_catalog();
+        same_key["companies"][0]["licenses"][1]["members"][0]["license_key"] = serde_json::json!("S-1");
+        parse(same_key).expect("a member may repeat its bundle's key");
         let c = parse(bundle_catalog()).unwrap();
         let licenses = &c.companies[0].licenses;
         let find = |id: i64| &licenses.iter().find(|(l, _)| l.id == id).unwrap().0;
@@ -901,6 +1008,10 @@ mod tests {
             (
                 |c| c["companies"][0]["licenses"][1]["members"][0]["id"] = serde_json::json!(10),
                 "companies[0].licenses[1].members[0].id",
+            ),
+            (
+                |c| c["companies"][0]["licenses"][1]["members"][1]["license_key"] = serde_json::json!("V-1"),
+                "companies[0].licenses[1].members[1].license_key",
             ),
         ];
         for (i, (breaks, path)) in cases.into_iter().enumerate() {
@@ -1108,5 +1219,101 @@ mod tests {
 
         let e = Catalog::parse("{", "c.json").unwrap_err();
         assert!(e.path.starts_with("line 1"), "{e}");
+    }
+
+    /// The message for `base()` changed by `edit`, at `path`.
+    fn message(edit: impl FnOnce(&mut Value), path: &str) -> String {
+        let mut v = base();
+        edit(&mut v);
+        let e = parse(v).unwrap_err();
+        assert_eq!(e.path, path, "{e}");
+        e.message
+    }
+
+    #[test]
+    fn a_typo_names_the_closest_field_a_vendor_may_set() {
+        let m = message(
+            |v| {
+                v["companies"][0]["api_keys"] =
+                    serde_json::json!([{"api_key": "k", "shared_key": "s", "read_onyl": true}])
+            },
+            "catalog.companies[0].api_keys[0].read_onyl",
+        );
+        assert_eq!(
+            m,
+            "unknown field `read_onyl`: did you mean `read_only`? \
+             Valid fields: `api_key`, `shared_key`, `products`, `read_only`, `revoked`"
+        );
+        let m = message(
+            |v| v["companies"][0]["licences"] = serde_json::json!([]),
+            "catalog.companies[0].licences",
+        );
+        assert_eq!(
+            m,
+            "unknown field `licences`: did you mean `licenses`? \
+             Valid fields: `code`, `id`, `blacklist`, `api_keys`, `products`, `license_users`, `licenses`"
+        );
+        // A license's fields are parsed in two parts; the hint offers both, and not what the importer sets.
+        let m = message(
+            |v| v["companies"][0]["licenses"][0]["max_activation"] = Value::from(3),
+            "companies[0].licenses[0].max_activation",
+        );
+        assert!(
+            m.starts_with(
+                "unknown field `max_activation`: did you mean `max_activations`? \
+                 Valid fields: `id`, `product`, `license_key`, `enabled`, `max_activations`, \
+                 `allow_unlimited_activations`, `max_transfers`, `validity_period`, `users`, `license_type`, "
+            ),
+            "{m}"
+        );
+        assert!(m.contains("`prevent_vm`") && m.contains("`customer`"), "{m}");
+        assert!(!m.contains("`bundle`") && !m.contains("`bundle_members`"), "{m}");
+        let m = message(
+            |v| v["companies"][0]["products"][0]["trial_dayz"] = Value::from(3),
+            "companies[0].products[0].trial_dayz",
+        );
+        assert!(
+            m.starts_with("unknown field `trial_dayz`: did you mean `trial_days`? Valid fields: `id`, "),
+            "{m}"
+        );
+        // Nothing close: no guess, still the list.
+        let m = message(
+            |v| v["companies"][0]["licenses"][0]["colour"] = Value::from(3),
+            "companies[0].licenses[0].colour",
+        );
+        assert!(
+            m.starts_with("unknown field `colour`. Valid fields: `id`, `product`, "),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn a_wrong_type_is_named_in_plain_words() {
+        let license = |field: &'static str, value: Value| {
+            message(
+                move |v| v["companies"][0]["licenses"][0][field] = value,
+                &format!("companies[0].licenses[0].{field}"),
+            )
+        };
+        assert_eq!(
+            license("max_activations", Value::from("3")),
+            "invalid type: string \"3\", expected a whole number"
+        );
+        assert_eq!(
+            license("trial_days", Value::from(2.5)),
+            "invalid type: floating point `2.5`, expected a whole number"
+        );
+        assert_eq!(
+            license("enabled", Value::from(1)),
+            "invalid type: integer `1`, expected true or false"
+        );
+        assert_eq!(
+            license("metadata", Value::from(5)),
+            "invalid type: integer `5`, expected an object"
+        );
+        assert_eq!(
+            license("users", Value::from("a@b.c")),
+            "invalid type: string \"a@b.c\", expected a list"
+        );
     }
 }

@@ -66,6 +66,9 @@ pub enum ApiError {
     VmNotAllowed,
     #[error("Floating cloud licenses cannot be activated offline")]
     OfflineFloatingCloudNotSupported,
+    /// The vendor turned off offline activation for the license (`allow_offline_activation: false`).
+    #[error("Offline activation is not allowed for this license")]
+    OfflineActivationNotAllowed,
     #[error("This license cannot be activated before start date: {0}")]
     LicenseStartDate(Timestamp),
     #[error("This device is blacklisted")]
@@ -171,6 +174,7 @@ impl ApiError {
             LicenseNotEnabled => "license_not_enabled",
             VmNotAllowed => "vm_not_allowed",
             OfflineFloatingCloudNotSupported => "offline_floating_cloud_not_supported",
+            OfflineActivationNotAllowed => "offline_activation_not_allowed",
             LicenseStartDate(_) => "license_start_date_error",
             Blacklisted => "blacklisted",
             LicenseActivatedMaxTimes => "license_activated_max_times",

@@ -98,12 +98,5 @@ pub fn log_request(method: &http::Method, path: &str, resp: &ApiResponse, starte
 
 /// An error and its sources, `: `-separated, for the log.
 pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
+    crate::store::ErrorChain(err).to_string()
 }

@@ -99,6 +99,9 @@ pub fn plan_activation(
     if transport == Transport::Offline && license.terms.is_floating_cloud {
         return Err(ApiError::OfflineFloatingCloudNotSupported);
     }
+    if transport == Transport::Offline && !license.terms.allow_offline_activation {
+        return Err(ApiError::OfflineActivationNotAllowed);
+    }
     if let Some(start) = license.terms.start_date.filter(|s| *s > now) {
         return Err(ApiError::LicenseStartDate(start));
     }
@@ -129,6 +132,7 @@ pub fn plan_activation(
         .then(|| now.plus_days(trial_days(license, product)));
     Ok(ActivationPlan {
         addr: LicenseAddr::of(license),
+        license_id: license.id,
         replaces: ctx.device.as_ref().map(|d| d.activations),
         device: activated_device(ctx, req, now)?,
         slot,
@@ -265,6 +269,7 @@ pub fn plan_deactivation(
     };
     Ok(DeactivationPlan {
         addr: LicenseAddr::of(&ctx.license),
+        license_id: ctx.license.id,
         hardware_id: hardware_id.clone(),
         device_activations: device.activations,
         release_slot: ctx.license.tracks_transfers(),

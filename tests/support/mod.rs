@@ -7,6 +7,7 @@
 pub mod counter;
 pub mod faults;
 pub mod fixtures;
+pub mod interleave;
 
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use bytes::Bytes;
@@ -163,6 +164,11 @@ impl TestEnv {
         let store = open(self.setup.backend, &self.location, &round_trips);
         self.instance_on(store, round_trips, license_api::state::DEFAULT_DEADLINE)
             .await
+    }
+
+    /// A new handle (client or connection) on this test's table or file.
+    pub fn new_store(&self) -> Arc<dyn Store> {
+        open(self.setup.backend, &self.location, &RoundTrips::default())
     }
 
     /// A DynamoDB store on this test's table whose every request goes through `faults`, with the SDK's

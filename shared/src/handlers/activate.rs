@@ -3,7 +3,7 @@
 //! the rules give for the real state. Offline activation (`offline`) is the same loop with a record of
 //! the request in the write.
 
-use super::lookup::{self, Resolved};
+use super::lookup::{self, Resolved, UserCheck};
 use super::{replay_or, Once, Outcome};
 use crate::auth::{Access, Authenticated};
 use crate::error::ApiError;
@@ -78,7 +78,7 @@ pub(super) async fn activate_once(
     transport: Transport,
     once: Option<&Once<'_>>,
 ) -> Result<Outcome, ApiError> {
-    let mut resolved = lookup::load(state, auth, req, true).await?;
+    let mut resolved = lookup::load(state, auth, req, UserCheck::Password).await?;
     let now = Timestamp::now();
     let mut attempts = super::Attempts::new(state);
     loop {
@@ -124,7 +124,7 @@ pub(super) async fn activate_once(
                     let lost = ApiError::internal("an applied offline activation left no record");
                     return replay_or(state, once, &addr, lost).await;
                 }
-                let resolved = lookup::load(state, auth, req, false).await?;
+                let resolved = lookup::load(state, auth, req, UserCheck::Verified).await?;
                 return Ok(Outcome::Applied {
                     resolved: Box::new(resolved),
                     answer: None,
@@ -141,7 +141,7 @@ pub(super) async fn activate_once(
             // The device changed under us (activated and deactivated again), an item is gone, or the
             // released slot was taken: read everything again.
             Err(Rejection::Device(_) | Rejection::License(None) | Rejection::Seat(None) | Rejection::Stale) => {
-                resolved = lookup::load(state, auth, req, false).await?;
+                resolved = lookup::load(state, auth, req, UserCheck::Verified).await?;
             }
             Err(Rejection::Conflict | Rejection::Unknown(_)) => return Err(ApiError::Contention),
             Err(Rejection::Store(e)) => return Err(ApiError::store(e)),

@@ -10,7 +10,7 @@
 //! deactivates it where it is active and fails only when it is active on none.
 
 use super::activate::ident;
-use super::lookup;
+use super::lookup::{self, UserCheck};
 use super::{replayed, Once};
 use crate::auth::{Access, Authenticated};
 use crate::error::ApiError;
@@ -21,7 +21,7 @@ use crate::request::{Credentials, LicenseRequest};
 use crate::rules::{self, LicenseContext, Transport};
 use crate::signing::Signer;
 use crate::state::AppState;
-use crate::store::write::{bounded_request_record, request_record, Item, ItemWrite, Write};
+use crate::store::write::{bounded_request_record, device_as_read, request_record, Item, ItemWrite, Write};
 use crate::store::{ContextQuery, LicenseAddr, Rejection};
 use crate::time::Timestamp;
 use futures::future::try_join_all;
@@ -43,7 +43,7 @@ impl Bundle {
         state: &AppState,
         auth: &Authenticated,
         req: &LicenseRequest,
-        check_password: bool,
+        how: UserCheck,
     ) -> Result<Self, ApiError> {
         let mut read = lookup::read_context(state, auth, req, false).await?;
         let product = lookup::product(&mut read, req)?;
@@ -53,7 +53,14 @@ impl Bundle {
         let (license, user, seat_user) = match &req.credentials {
             Credentials::Key(_) => (lookup::key_license(&mut read, req)?, None, None),
             _ => {
-                let (user, addr) = lookup::user_license(&mut read, &auth.key.company, req, check_password).await?;
+                let found = lookup::user_license(state, &mut read, &auth.key.company, req, how).await;
+                let (user, addr) = match found {
+                    // A found user's bundle takes one more read (the members) before any answer.
+                    Err(ApiError::DeviceNotFound) if how == UserCheck::Concealed => {
+                        return Err(lookup::conceal_missing_user(state, &auth.key.company, req).await)
+                    }
+                    found => found?,
+                };
                 let license = state
                     .store
                     .get_license(&addr)
@@ -68,6 +75,7 @@ impl Bundle {
         let members = try_join_all(license.terms.bundle_members.iter().map(|(code, id)| {
             let addr = member_addr(&license, product.authorization_method, code, *id);
             let seat_user = seat_user.as_ref();
+            let bundle = &license;
             async move {
                 let q = ContextQuery {
                     company: &auth.key.company,
@@ -82,10 +90,13 @@ impl Bundle {
                 )
                 .map_err(ApiError::store)?;
                 let member_product = rules::usable_product(read.product)?;
-                let missing = || ApiError::LicenseNotFound("license key");
-                let member = found.license.ok_or_else(missing)?;
+                let member = found.license.ok_or(ApiError::LicenseNotFound("license key"))?;
+                ensure_member(bundle, &member, *id)?;
                 if seat_user.is_some() && found.seat.is_none() {
-                    return Err(ApiError::LicenseNotFound("license user"));
+                    return Err(match how {
+                        UserCheck::Concealed => lookup::CONCEALED,
+                        _ => ApiError::LicenseNotFound("license user"),
+                    });
                 }
                 Ok(LicenseContext {
                     seat: found.seat,
@@ -96,6 +107,14 @@ impl Bundle {
             }
         }))
         .await?;
+        let concealed = how == UserCheck::Concealed && user.is_some();
+        if concealed
+            && members
+                .iter()
+                .all(|m| lookup::ensure_active(m.device.as_ref()).is_err())
+        {
+            return Err(lookup::CONCEALED);
+        }
         if members.is_empty() {
             return Err(ApiError::internal(format!(
                 "bundle license {} lists no member licenses: re-import the catalog",
@@ -116,7 +135,25 @@ impl Bundle {
     }
 }
 
-/// A member license's address: key-based members share the bundle's key; user-based ones have their id.
+/// Refuses a license found at a member's address that is not the member the bundle names (its id, and
+/// the bundle it was imported into): another license may hold that address (a standalone license of the
+/// member product with the same key), and acting on it would change another customer's license.
+fn ensure_member(bundle: &License, found: &License, id: i64) -> Result<(), ApiError> {
+    if found.id == id && found.terms.bundle.as_ref() == Some(&bundle.product) {
+        return Ok(());
+    }
+    tracing::error!(
+        bundle = bundle.id,
+        member = id,
+        found = found.id,
+        product = %found.product,
+        "the license at a bundle member's address is not that member: re-import the catalog"
+    );
+    Err(ApiError::LicenseNotFound("license key"))
+}
+
+/// A member license's address: key-based members share the bundle's key (the importer refuses a
+/// member key of their own); user-based ones have their id.
 fn member_addr(
     bundle: &License,
     method: AuthorizationMethod,
@@ -208,10 +245,12 @@ async fn replay_or_bundle(
     }
 }
 
-/// The members' writes joined, with an offline request's record (kept beside the first member) first.
-fn joined(writes: impl IntoIterator<Item = Write>, record: Option<ItemWrite>) -> Write {
+/// The members' writes joined, with an offline request's record (kept beside the first member) first
+/// and the conditions on the members the write skips last.
+fn joined(writes: impl IntoIterator<Item = Write>, record: Option<ItemWrite>, unchanged: &[ItemWrite]) -> Write {
     let mut write = join(writes);
     write.items.splice(0..0, record);
+    write.items.extend_from_slice(unchanged);
     write
 }
 
@@ -223,7 +262,7 @@ pub(crate) async fn activate(
     transport: Transport,
     once: Option<&Once<'_, Bundle>>,
 ) -> Result<BundleOutcome, ApiError> {
-    let mut bundle = Bundle::load(state, auth, req, true).await?;
+    let mut bundle = Bundle::load(state, auth, req, UserCheck::Password).await?;
     let now = Timestamp::now();
     let mut attempts = super::Attempts::new(state);
     loop {
@@ -246,8 +285,11 @@ pub(crate) async fn activate(
         }
         let mut after = bundle.clone();
         let mut writes = Vec::new();
+        let mut unchanged = Vec::new();
         for (i, m) in bundle.members.iter().enumerate() {
             if m.device.as_ref().is_some_and(|d| d.active) {
+                // Answered as active: the write holds only if it still is.
+                unchanged.push(device_as_read(&addrs[i], &req.hardware_id, m.device.as_ref()));
                 continue;
             }
             let member_req = bundle.member_request(req, m);
@@ -272,7 +314,7 @@ pub(crate) async fn activate(
         let answer = record.as_ref().and_then(ItemWrite::recorded_answer);
         let outcome = attempts
             .write(|token| {
-                let write = joined(writes.iter().map(|p| p.write(&token)), record.clone());
+                let write = joined(writes.iter().map(|p| p.write(&token)), record.clone(), &unchanged);
                 async move { state.store.apply(&write, &token).await }
             })
             .await;
@@ -284,13 +326,13 @@ pub(crate) async fn activate(
                     let lost = ApiError::internal("an applied offline bundle activation left no record");
                     return replay_or_bundle(state, once, &addrs[0], lost).await;
                 }
-                let bundle = Bundle::load(state, auth, req, false).await?;
+                let bundle = Bundle::load(state, auth, req, UserCheck::Verified).await?;
                 return Ok(BundleOutcome::Applied(Box::new(bundle), None));
             }
             Err(Rejection::Conflict | Rejection::Unknown(_)) => return Err(ApiError::Contention),
             Err(Rejection::Store(e)) => return Err(ApiError::store(e)),
             // Some member changed: read every member again and decide again.
-            Err(_) => bundle = Bundle::load(state, auth, req, false).await?,
+            Err(_) => bundle = Bundle::load(state, auth, req, UserCheck::Verified).await?,
         }
         attempts.next_plan()?;
     }
@@ -309,18 +351,29 @@ pub(crate) async fn deactivate(
     req: &LicenseRequest,
     once: Option<&Once<'_, Bundle>>,
 ) -> Result<BundleOutcome, ApiError> {
-    let mut bundle = Bundle::load(state, auth, req, false).await?;
+    let mut bundle = Bundle::load(state, auth, req, UserCheck::Concealed).await?;
     let now = Timestamp::now();
     let mut attempts = super::Attempts::new(state);
+    // Members whose device's seat is missing or at 0 (see `deactivate`): released without the seat.
+    let mut seatless: Vec<bool> = vec![false; bundle.members.len()];
     loop {
         // An offline request's record lives beside the first member.
         let addr = LicenseAddr::of(&bundle.members[0].license);
         let mut plans = Vec::new();
+        let mut unchanged = Vec::new();
         let mut refusal = None;
-        for m in &bundle.members {
+        for (m, seatless) in bundle.members.iter().zip(&seatless) {
             match rules::plan_deactivation(m, &req.hardware_id, now) {
-                Ok(plan) => plans.push(plan),
+                Ok(mut plan) => {
+                    if *seatless {
+                        plan.seat = None;
+                    }
+                    plans.push(plan)
+                }
                 Err(e) => {
+                    // Answered as not active there: the write holds only if it still is not.
+                    let member = LicenseAddr::of(&m.license);
+                    unchanged.push(device_as_read(&member, &req.hardware_id, m.device.as_ref()));
                     refusal.get_or_insert(e);
                 }
             }
@@ -333,7 +386,7 @@ pub(crate) async fn deactivate(
         let answer = record.as_ref().and_then(ItemWrite::recorded_answer);
         let outcome = attempts
             .write(|token| {
-                let write = joined(plans.iter().map(|p| p.write(&token)), record.clone());
+                let write = joined(plans.iter().map(|p| p.write(&token)), record.clone(), &unchanged);
                 async move { state.store.apply(&write, &token).await }
             })
             .await;
@@ -347,12 +400,37 @@ pub(crate) async fn deactivate(
                 }
                 return Ok(BundleOutcome::Applied(Box::new(bundle), None));
             }
+            Err(Rejection::Seat(_)) => {
+                bundle = Bundle::load(state, auth, req, UserCheck::Concealed).await?;
+                seatless = seats_gone(state, &bundle, &req.hardware_id).await?;
+            }
             Err(Rejection::Conflict | Rejection::Unknown(_)) => return Err(ApiError::Contention),
             Err(Rejection::Store(e)) => return Err(ApiError::store(e)),
-            Err(_) => bundle = Bundle::load(state, auth, req, false).await?,
+            Err(_) => bundle = Bundle::load(state, auth, req, UserCheck::Concealed).await?,
         }
         attempts.next_plan()?;
     }
+}
+
+/// Per member, whether the seat its active device's activation charged is missing or at 0: the stored
+/// counts are inconsistent, and (as for a single license) the slot is released without the seat rather
+/// than keeping the device active for ever.
+async fn seats_gone(state: &AppState, bundle: &Bundle, hw: &crate::ids::HardwareId) -> Result<Vec<bool>, ApiError> {
+    let gone = try_join_all(bundle.members.iter().map(|m| async move {
+        let Some(user) = m.device.as_ref().filter(|d| d.active).and_then(|d| d.user.as_ref()) else {
+            return Ok(false);
+        };
+        let seat = state.store.get_seat(&LicenseAddr::of(&m.license), user).await?;
+        Ok(seat.is_none_or(|s| s.total_activations <= 0))
+    }))
+    .await
+    .map_err(ApiError::store)?;
+    for (m, gone) in bundle.members.iter().zip(&gone) {
+        if *gone {
+            tracing::error!(license = m.license.id, hardware_id = %hw, "seat missing or at 0 while its device is active; releasing without it");
+        }
+    }
+    Ok(gone)
 }
 
 pub async fn handle_check(req: &ApiRequest, state: &AppState) -> Result<ApiResponse, ApiError> {
@@ -361,8 +439,11 @@ pub async fn handle_check(req: &ApiRequest, state: &AppState) -> Result<ApiRespo
     let now = Timestamp::now();
     let mut attempts = super::Attempts::new(state);
     let bundle = loop {
-        let bundle = Bundle::load(state, &auth, &request, false).await?;
+        let bundle = Bundle::load(state, &auth, &request, UserCheck::Concealed).await?;
         for m in &bundle.members {
+            if bundle.user.is_some() {
+                lookup::ensure_active(m.device.as_ref())?;
+            }
             rules::check(m, &request.hardware_id)?;
         }
         let plans: Vec<_> = bundle
@@ -370,7 +451,13 @@ pub async fn handle_check(req: &ApiRequest, state: &AppState) -> Result<ApiRespo
             .iter()
             .map(|m| {
                 let seat = m.seat.as_ref().map(|s| s.user.clone());
-                rules::plan_check(LicenseAddr::of(&m.license), &request, seat, now)
+                // Conditioned on the member's own id: the address must still hold that member.
+                rules::plan_check(
+                    LicenseAddr::of(&m.license),
+                    &bundle.member_request(&request, m),
+                    seat,
+                    now,
+                )
             })
             .collect();
         let write = join(plans.iter().map(|p| p.write()));

@@ -5,7 +5,7 @@
 //! before any store I/O.
 
 use super::activate::ident;
-use super::lookup;
+use super::lookup::{self, UserCheck};
 use crate::auth::{Access, Authenticated};
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
@@ -105,7 +105,8 @@ async fn attempt(
         _ => {
             let mut read = lookup::read_context(state, auth, request, false).await?;
             let product = lookup::product(&mut read, request)?;
-            let (user, addr) = lookup::user_license(&mut read, &auth.key.company, request, false).await?;
+            let (user, addr) =
+                lookup::user_license(state, &mut read, &auth.key.company, request, UserCheck::Concealed).await?;
             let plan = rules::plan_check(addr.clone(), request, Some(user.email.clone()), now);
             let (found, recorded) = tokio::join!(
                 store.read_license(&addr, Some(&user.email), &request.hardware_id),
@@ -113,8 +114,9 @@ async fn attempt(
             );
             let decision = found.map_err(ApiError::store).and_then(|found| {
                 let (Some(license), Some(seat)) = (found.license, found.seat) else {
-                    return Err(ApiError::LicenseNotFound("license user"));
+                    return Err(lookup::CONCEALED);
                 };
+                lookup::ensure_active(found.device.as_ref())?;
                 let ctx = LicenseContext {
                     seat: Some(seat),
                     device: found.device,

@@ -2,7 +2,7 @@
 //! as text/plain. Offline deactivation (`offline`) is the same loop with the consumptions the request
 //! reports and a record of the request in the write.
 
-use super::lookup;
+use super::lookup::{self, UserCheck};
 use super::{replay_or, Once, Outcome};
 use crate::auth::{Access, Authenticated};
 use crate::error::ApiError;
@@ -38,7 +38,7 @@ pub(super) async fn deactivate_once(
     consumptions: &Consumptions,
     once: Option<&Once<'_>>,
 ) -> Result<Outcome, ApiError> {
-    let mut resolved = lookup::load(state, auth, req, false).await?;
+    let mut resolved = lookup::load(state, auth, req, UserCheck::Concealed).await?;
     let now = Timestamp::now();
     let mut attempts = super::Attempts::new(state);
     let mut charge_seat = true;
@@ -99,7 +99,7 @@ pub(super) async fn deactivate_once(
             // Someone deactivated (and maybe re-activated) the device first, or an item changed: which
             // answer applies depends on the state as it is now, so read it again.
             Err(Rejection::Device(_) | Rejection::License(None) | Rejection::Stale) => {
-                resolved = lookup::load(state, auth, req, false).await?;
+                resolved = lookup::load(state, auth, req, UserCheck::Concealed).await?;
             }
             Err(Rejection::Conflict | Rejection::Unknown(_)) => return Err(ApiError::Contention),
             Err(Rejection::Store(e)) => return Err(ApiError::store(e)),

@@ -11,6 +11,50 @@ use crate::rules::{self, LicenseContext};
 use crate::state::AppState;
 use crate::store::{ContextQuery, ContextRead, LicenseAddr};
 
+/// How a request that names a license user establishes them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UserCheck {
+    /// Activation: the password must match (a wrong one answers like an unknown user).
+    Password,
+    /// A re-read within a request whose password was already verified.
+    Verified,
+    /// Check and deactivation name the user without a password. SPEC §2.1: the API never reveals which
+    /// emails exist, so every way of not finding an active device of that user with the request's
+    /// hardware id — unknown user, no license of the product, no seat, device not active — answers
+    /// [`CONCEALED`], after the same store round trips, and before any other rule.
+    Concealed,
+}
+
+/// What a [`UserCheck::Concealed`] request gets when the user has no active device with its hardware id.
+pub const CONCEALED: ApiError = ApiError::DeviceNotFound;
+
+/// For a concealed lookup that found no user (or no license of the product): the read a found one makes
+/// next, so both take the same time, then [`CONCEALED`].
+pub async fn conceal_missing_user(state: &AppState, company: &CompanyId, req: &LicenseRequest) -> ApiError {
+    let nowhere = LicenseAddr::Id {
+        company: company.clone(),
+        product: req.product.clone(),
+        id: i64::MIN,
+    };
+    let user = match &req.credentials {
+        Credentials::User { username, .. } => Some(username),
+        _ => None,
+    };
+    if let Err(e) = state.store.read_license(&nowhere, user, &req.hardware_id).await {
+        tracing::warn!(error = %crate::http::error_chain(&e), "read for timing parity failed");
+    }
+    CONCEALED
+}
+
+/// For a concealed lookup: the device must be active, else [`CONCEALED`].
+pub fn ensure_active(device: Option<&crate::model::Device>) -> Result<(), ApiError> {
+    if device.is_some_and(|d| d.active) {
+        Ok(())
+    } else {
+        Err(CONCEALED)
+    }
+}
+
 /// A loaded license and, for user-based licenses, the user who named it.
 #[derive(Clone, Debug)]
 pub struct Resolved {
@@ -66,14 +110,30 @@ pub fn key_license(read: &mut ContextRead, req: &LicenseRequest) -> Result<Licen
 
 /// The user-based license a request names: the user must exist (and, for activation, the password
 /// match, timed the same either way), and hold a license of the product (`license_id` picks one).
+/// Concealed lookups that find none answer [`CONCEALED`] in the time a found one takes.
 pub async fn user_license(
+    state: &AppState,
     read: &mut ContextRead,
     company: &CompanyId,
     req: &LicenseRequest,
-    check_password: bool,
+    how: UserCheck,
+) -> Result<(LicenseUser, LicenseAddr), ApiError> {
+    match find_user_license(read, company, req, how).await {
+        Err(ApiError::LicenseNotFound(_)) if how == UserCheck::Concealed => {
+            Err(conceal_missing_user(state, company, req).await)
+        }
+        found => found,
+    }
+}
+
+async fn find_user_license(
+    read: &mut ContextRead,
+    company: &CompanyId,
+    req: &LicenseRequest,
+    how: UserCheck,
 ) -> Result<(LicenseUser, LicenseAddr), ApiError> {
     let user = read.user.take();
-    if check_password {
+    if how == UserCheck::Password {
         let Credentials::User {
             password: Some(password),
             ..
@@ -123,7 +183,7 @@ pub async fn load(
     state: &AppState,
     auth: &Authenticated,
     req: &LicenseRequest,
-    check_password: bool,
+    how: UserCheck,
 ) -> Result<Resolved, ApiError> {
     let mut read = read_context(state, auth, req, true).await?;
     let product = product(&mut read, req)?;
@@ -137,15 +197,21 @@ pub async fn load(
         };
         return Ok(Resolved { ctx, user: None });
     }
-    let (user, addr) = user_license(&mut read, &auth.key.company, req, check_password).await?;
+    let (user, addr) = user_license(state, &mut read, &auth.key.company, req, how).await?;
     let found = state
         .store
         .read_license(&addr, Some(&user.email), &req.hardware_id)
         .await
         .map_err(ApiError::store)?;
     let (Some(license), Some(seat)) = (found.license, found.seat) else {
-        return Err(ApiError::LicenseNotFound("license user"));
+        return Err(match how {
+            UserCheck::Concealed => CONCEALED,
+            _ => ApiError::LicenseNotFound("license user"),
+        });
     };
+    if how == UserCheck::Concealed {
+        ensure_active(found.device.as_ref())?;
+    }
     let ctx = LicenseContext {
         seat: Some(seat),
         device: found.device,

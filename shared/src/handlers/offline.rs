@@ -73,6 +73,10 @@ impl Upload {
         if !payload.verify(&signer_key.shared_key) {
             return Err(ApiError::SignatureMismatch);
         }
+        // The file changes state as much as an online activation does: a read-only key may not sign one.
+        if signer_key.read_only {
+            return Err(ApiError::ReadOnlyApiKey);
+        }
         let request = LicenseRequest::parse(payload.fields())?;
         // The file's key is held to its product restriction like the uploader's own.
         if !signer_key.allows(&request.product) {
@@ -108,7 +112,7 @@ impl Upload {
     }
 
     fn request_key(&self, kind: Kind) -> RequestKey {
-        RequestKey::new(kind.as_str(), self.payload.idempotency_key())
+        RequestKey::new(kind.as_str(), &self.payload.content_digest())
     }
 }
 

@@ -239,10 +239,30 @@ impl Payload {
         })
     }
 
-    /// What identifies the request for idempotency: `request_id` when present and non-empty, else the
-    /// signature (bare deactivation files carry no `request_id`).
-    pub fn idempotency_key(&self) -> &str {
-        self.request_id.as_deref().unwrap_or(&self.signature)
+    /// What identifies the request for at-most-once application: a digest of exactly what its signature
+    /// covers (v2: the `request` bytes; v1: the signed message) and, for v1, the product it does not sign.
+    /// Not the `request_id`: v1 does not sign it and two devices' files may share one, and a file must
+    /// never get another request's answer. Not the signature's spelling either (base64 or hex, padded or
+    /// not): the same file re-spelled is the same request.
+    pub fn content_digest(&self) -> String {
+        use sha2::Digest;
+        let digest = match &self.signed_span {
+            Some(span) => Sha256::new().chain_update(b"v2\0").chain_update(span.as_bytes()),
+            None => Sha256::new()
+                .chain_update(b"v1\0")
+                .chain_update(v1_message(&self.date, &self.identity, &self.hardware_id, &self.key_id).as_bytes())
+                .chain_update(b"\0")
+                .chain_update(
+                    self.fields
+                        .string("product")
+                        .ok()
+                        .flatten()
+                        .unwrap_or_default()
+                        .as_bytes(),
+                ),
+        }
+        .finalize();
+        digest.iter().map(|b| format!("{b:02x}")).collect()
     }
 }
 
@@ -589,14 +609,26 @@ mod tests {
     }
 
     #[test]
-    fn idempotency_key_falls_back_to_the_signature() {
-        let p = parse(&v1_signed(r#","request_id":"r-9""#, "Tue, 03 Nov 2026 05:58:48 GMT")).unwrap();
-        assert_eq!(p.idempotency_key(), "r-9");
-        for extra in ["", r#","request_id":"""#, r#","request_id":null"#] {
-            let p = parse(&v1_signed(extra, "Tue, 03 Nov 2026 05:58:48 GMT")).unwrap();
-            assert_eq!(p.request_id(), None);
-            assert_eq!(p.idempotency_key(), p.signature());
+    fn the_content_digest_is_what_was_signed_not_the_request_id_or_the_signature_spelling() {
+        let date = "Tue, 03 Nov 2026 05:58:48 GMT";
+        let p = parse(&v1_signed(r#","request_id":"r-9""#, date)).unwrap();
+        assert_eq!(p.request_id(), Some("r-9"));
+        for extra in ["", r#","request_id":"""#, r#","request_id":"r-10""#] {
+            let same = parse(&v1_signed(extra, date)).unwrap();
+            assert_eq!(
+                same.content_digest(),
+                p.content_digest(),
+                "v1 does not sign `request_id`"
+            );
         }
+        let other_day = parse(&v1_signed(r#","request_id":"r-9""#, "Wed, 04 Nov 2026 05:58:48 GMT")).unwrap();
+        assert_ne!(other_day.content_digest(), p.content_digest());
+        let other_product = v1_signed(r#","request_id":"r-9""#, date).replace(r#""p""#, r#""q""#);
+        assert_ne!(
+            parse(&other_product).unwrap().content_digest(),
+            p.content_digest(),
+            "v1's product counts"
+        );
     }
 
     #[test]

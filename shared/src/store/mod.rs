@@ -130,8 +130,8 @@ impl Default for WriteToken {
 }
 
 /// Names one offline request on one license: a digest of what the request is (activation or
-/// deactivation) and what identifies it (its `request_id`, else its signature), so any identifier a client
-/// sends fits a fixed-size key.
+/// deactivation) and of the content its signature covers (`Payload::content_digest`), so a file is
+/// recognised whatever its `request_id` or the spelling of its signature, and fits a fixed-size key.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct RequestKey(String);
 
@@ -183,6 +183,8 @@ pub struct Charge {
 #[derive(Clone, Debug)]
 pub struct ActivationPlan {
     pub addr: LicenseAddr,
+    /// The id of the license the rules decided on: the write holds only if `addr` still holds it.
+    pub license_id: i64,
     /// The device record to write, already marked active, with the next version.
     pub device: Device,
     /// The version of the stored device this activation replaces; `None` when there is none.
@@ -201,6 +203,8 @@ pub struct ActivationPlan {
 #[derive(Clone, Debug)]
 pub struct DeactivationPlan {
     pub addr: LicenseAddr,
+    /// The id of the license the rules decided on: the write holds only if `addr` still holds it.
+    pub license_id: i64,
     pub hardware_id: HardwareId,
     /// The device version (activation count) the plan was made against.
     pub device_activations: i64,
@@ -274,12 +278,32 @@ impl Rejection {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// An AWS SDK error: its own `Display` says only "service error", so it goes through
+    /// `DisplayErrorContext`, which prints the whole chain with the service's code and message.
     #[error("{operation} failed: {}", aws_sdk_dynamodb::error::DisplayErrorContext(&**source))]
+    Aws {
+        operation: &'static str,
+        #[source]
+        source: BoxError,
+    },
+    /// Any other backend error (SQLite): its chain, plainly.
+    #[error("{operation} failed: {}", ErrorChain(&**source))]
     Backend {
         operation: &'static str,
         #[source]
         source: BoxError,
     },
+    /// A file or directory of the embedded store could not be used: names it.
+    #[error("cannot {operation} {}: {}", path.display(), ErrorChain(&**source))]
+    File {
+        operation: &'static str,
+        path: std::path::PathBuf,
+        #[source]
+        source: BoxError,
+    },
+    /// The embedded database is not where it was looked for, and this command may not create it.
+    #[error("database {} does not exist: check the data directory (--data, $LICENSE_SERVER_DATA) for a typo, or create the database with `license-server import CATALOG --create`", path.display())]
+    DatabaseMissing { path: std::path::PathBuf },
     #[error("stored item {key} is malformed: {reason}")]
     Corrupt { key: String, reason: String },
     #[error("invalid catalog entry: {0}")]
@@ -289,6 +313,26 @@ pub enum StoreError {
     /// The store did not answer in time (throttled, unreachable): the request may be retried.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+}
+
+/// An error and its causes, plainly: `cause: inner cause`. A cause whose text the message already
+/// contains (`cannot read X: {source}` with `source` marked as the source too) is printed once.
+pub struct ErrorChain<'a>(pub &'a dyn std::error::Error);
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut text = self.0.to_string();
+        let mut next = self.0.source();
+        while let Some(cause) = next {
+            let line = cause.to_string();
+            if !text.contains(&line) {
+                text.push_str(": ");
+                text.push_str(&line);
+            }
+            next = cause.source();
+        }
+        f.write_str(&text)
+    }
 }
 
 #[async_trait]

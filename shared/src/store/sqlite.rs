@@ -155,30 +155,76 @@ fn migrate(c: &mut Connection) -> rusqlite::Result<()> {
     tx.commit()
 }
 
+/// What opening does when the database file does not exist.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IfMissing {
+    /// Create it (and its directory): tests, the demo, and an operator who asked for it.
+    Create,
+    /// Fail naming the path: a mistyped data directory must not silently become an empty store.
+    Fail,
+}
+
+/// Makes sure the database file exists (creating it, mode 0600, when allowed), naming the path on error.
+fn prepare_file(path: &Path, if_missing: IfMissing) -> Result<(), StoreError> {
+    let file = |operation, at: &Path| {
+        let path = at.to_path_buf();
+        move |e: std::io::Error| StoreError::File {
+            operation,
+            path,
+            source: Box::new(e),
+        }
+    };
+    // `try_exists`: a directory that cannot be searched is that error, not "missing".
+    if path.try_exists().map_err(file("look for database", path))? {
+        return Ok(());
+    }
+    if if_missing == IfMissing::Fail {
+        return Err(StoreError::DatabaseMissing {
+            path: path.to_path_buf(),
+        });
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(file("create data directory", dir))?;
+    }
+    create_private(path).map_err(file("create database", path))
+}
+
+/// Connects to an existing database file and brings its schema up to date.
+fn connect(path: &Path) -> Result<Connection, StoreError> {
+    let file = |operation| {
+        let path = path.to_path_buf();
+        move |e: rusqlite::Error| StoreError::File {
+            operation,
+            path,
+            source: Box::new(e),
+        }
+    };
+    // Never SQLite's own create: the file exists by now, created private by `prepare_file`.
+    let flags = rusqlite::OpenFlags::default().difference(rusqlite::OpenFlags::SQLITE_OPEN_CREATE);
+    let mut conn = Connection::open_with_flags(path, flags).map_err(file("open database"))?;
+    conn.busy_timeout(Duration::from_secs(10))
+        .map_err(file("open database"))?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(file("open database"))?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(file("open database"))?;
+    conn.execute_batch(SCHEMA)
+        .map_err(file("create the schema of database"))?;
+    migrate(&mut conn).map_err(file("migrate database"))?;
+    Ok(conn)
+}
+
 impl SqliteStore {
-    /// Opens (creating if needed, mode 0600) the database file and its schema.
+    /// Opens the database file and its schema, creating the file (mode 0600) if needed.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with(path, IfMissing::Create)
+    }
+
+    /// Opens the database file and its schema; `if_missing` says whether a missing file is created.
+    pub fn open_with(path: impl AsRef<Path>, if_missing: IfMissing) -> Result<Self, StoreError> {
         let path = path.as_ref();
-        let io = |operation| {
-            move |e: std::io::Error| StoreError::Backend {
-                operation,
-                source: Box::new(e),
-            }
-        };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(io("create data directory"))?;
-        }
-        if !path.exists() {
-            create_private(path).map_err(io("create database file"))?;
-        }
-        let mut conn = Connection::open(path).map_err(backend("open"))?;
-        conn.busy_timeout(Duration::from_secs(10)).map_err(backend("open"))?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(backend("open"))?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(backend("open"))?;
-        conn.execute_batch(SCHEMA).map_err(backend("create schema"))?;
-        migrate(&mut conn).map_err(backend("migrate schema"))?;
+        prepare_file(path, if_missing)?;
+        let mut conn = connect(path)?;
         let (jobs, queue) = std::sync::mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("sqlite-store".into())
@@ -189,7 +235,10 @@ impl SqliteStore {
                     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut conn)));
                 }
             })
-            .map_err(io("start store thread"))?;
+            .map_err(|e| StoreError::Backend {
+                operation: "start store thread",
+                source: Box::new(e),
+            })?;
         Ok(Self { jobs })
     }
 

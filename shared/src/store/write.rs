@@ -256,8 +256,13 @@ impl ActivationPlan {
             })),
         });
 
-        // The license: one more active device, within every limit the plan relied on.
-        let mut cond = vec![Cond::is(Attr::Enabled, true)];
+        // The license: the one decided on (an address re-imported with another license, or a bundle
+        // member's address holding a license that is not that member, refuses), one more active device,
+        // within every limit the plan relied on.
+        let mut cond = vec![
+            Cond::Eq(Attr::LicenseId, Val::Int(self.license_id)),
+            Cond::is(Attr::Enabled, true),
+        ];
         let mut effects = vec![Effect::Add(Attr::TimesActivated, 1)];
         if self.enforce_max_activations {
             cond.push(Cond::is(Attr::Unlimited, false));
@@ -340,6 +345,7 @@ impl DeactivationPlan {
             effects.push(Effect::Add(Attr::ReleasedCount, 1));
         }
         let mut cond = vec![
+            Cond::Eq(Attr::LicenseId, Val::Int(self.license_id)),
             Cond::Gt(Attr::TimesActivated, 0),
             // Whether a slot is remembered was decided on the license being limited.
             Cond::is(Attr::Unlimited, !self.release_slot),
@@ -403,6 +409,25 @@ fn charge_write(charge: &super::Charge, cond: &mut Vec<Cond>, effects: &mut Vec<
         Some(start) => Effect::SetCount(counter.clone(), start.saturating_add(charge.amount)),
         None => Effect::Count(counter.clone(), charge.amount),
     });
+}
+
+/// A condition-only item: the device at `addr` is still as read (`None`: there is none), so a write
+/// that relied on a device it does not change (a bundle member it skips) holds only if that device
+/// did not change meanwhile.
+pub fn device_as_read(addr: &LicenseAddr, hardware_id: &HardwareId, device: Option<&Device>) -> ItemWrite {
+    let conditions = match device {
+        None => vec![Cond::Missing],
+        Some(d) => vec![
+            Cond::Exists,
+            Cond::is(Attr::Active, d.active),
+            version_is(d.activations),
+        ],
+    };
+    ItemWrite {
+        item: Item::Device(addr.clone(), hardware_id.clone()),
+        conditions,
+        action: Action::Check,
+    }
 }
 
 /// The record of an offline request, first in its write: it may be written only if the request was

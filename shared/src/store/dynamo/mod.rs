@@ -55,7 +55,7 @@ where
         if throttled || matches!(source, SdkError::TimeoutError(_) | SdkError::DispatchFailure(_)) {
             return StoreError::Unavailable(format!("{operation}: {}", DisplayErrorContext(&source)));
         }
-        StoreError::Backend {
+        StoreError::Aws {
             operation,
             source: Box::new(source),
         }
