@@ -75,6 +75,7 @@ pub async fn user_license(
     let user = read.user.take();
     if check_password {
         let Credentials::User {
+            username,
             password: Some(password),
             ..
         } = &req.credentials
@@ -82,7 +83,7 @@ pub async fn user_license(
             return Err(ApiError::MissingParameters("password".into()));
         };
         let stored = user.as_ref().and_then(|u| u.password_hash.clone());
-        if !password::verify_limited(password.clone(), stored).await? {
+        if !password::verify_limited(username, password.clone(), stored).await? {
             return Err(ApiError::LicenseNotFound("license user"));
         }
     }
