@@ -40,8 +40,9 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// What answers a request once it passed the limits: the API's router, or a stand-in in tests.
 pub type Route = Arc<dyn Fn(ApiRequest) -> BoxFuture<'static, ApiResponse> + Send + Sync>;
 
-/// Serves until `shutdown` completes, then drains open connections. Rate limits are a deployment
-/// policy, so this embedding entry point applies none; `license-server serve` uses [`serve_with`].
+/// Serves until `shutdown` completes, then drains open connections. Rate and per-address limits are a
+/// deployment policy, so this embedding entry point applies none ([`Limits::unlimited`]);
+/// `license-server serve` uses [`serve_with`].
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
@@ -73,6 +74,13 @@ pub async fn serve_route(
     limits: &Limits,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    // The rest is on `license-server serve`'s `limits` line.
+    tracing::info!(
+        max_connections_per_ip = limits.connections_per_ip(),
+        password_checks_per_ip_per_minute = limits.passwords_per_ip,
+        password_checks_per_user_per_minute = limits.passwords_per_user,
+        "limits per address and username"
+    );
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let per_address = AddressSlots::new(limits.connections_per_ip());
