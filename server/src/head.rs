@@ -256,22 +256,45 @@ impl<S: AsyncRead + AsyncWrite + Unpin> HeadCheck<S> {
         n
     }
 
+    /// At a request boundary: hands the head on once complete and valid, or refuses it.
+    fn at_head(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match check_head(&self.pending) {
+            Ok(Some(Framing::Sized { head, body })) => self.handing_on(head as u64 + body, false),
+            Ok(Some(Framing::Chunked { head })) => self.handing_on(head as u64, true),
+            Ok(None) if ready!(self.fill(cx))? == 0 => {
+                // The client closed, maybe mid-head: nothing for hyper to answer.
+                self.state = State::Done;
+            }
+            Ok(None) => {}
+            Err(err) => {
+                tracing::info!(status = err.status(), code = err.code(), message = %err, "request head refused");
+                self.state = State::Refused(raw_response(&err));
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Writes the answer, shuts the writing side down, and starts lingering.
+    fn write_answer(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if let State::Answer(answer) = &mut self.state {
+            while !answer.is_empty() {
+                let n = ready!(Pin::new(&mut self.inner).poll_write(cx, answer))?;
+                if n == 0 {
+                    break;
+                }
+                answer.advance(n);
+            }
+        }
+        ready!(Pin::new(&mut self.inner).poll_shutdown(cx))?;
+        self.pending.clear();
+        self.state = State::Linger(Box::pin(tokio::time::sleep(LINGER)));
+        Poll::Ready(Ok(()))
+    }
+
     /// One step of the state machine; `Ready(Ok(true))` when `out` got bytes or the stream ended.
     fn step(&mut self, cx: &mut Context<'_>, out: &mut ReadBuf<'_>) -> Poll<io::Result<bool>> {
         match &mut self.state {
-            State::Head => match check_head(&self.pending) {
-                Ok(Some(Framing::Sized { head, body })) => self.handing_on(head as u64 + body, false),
-                Ok(Some(Framing::Chunked { head })) => self.handing_on(head as u64, true),
-                Ok(None) if ready!(self.fill(cx))? == 0 => {
-                    // The client closed, maybe mid-head: nothing for hyper to answer.
-                    self.state = State::Done;
-                }
-                Ok(None) => {}
-                Err(err) => {
-                    tracing::info!(status = err.status(), code = err.code(), message = %err, "request head refused");
-                    self.state = State::Refused(raw_response(&err));
-                }
-            },
+            State::Head => ready!(self.at_head(cx))?,
             State::Message { left: 0, chunked } => {
                 self.state = if *chunked { State::Passthrough } else { State::Head };
             }
@@ -298,18 +321,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> HeadCheck<S> {
             }
             State::Refused(_) if self.in_flight.is_idle(cx) => return Poll::Ready(Ok(true)),
             State::Refused(_) => return Poll::Pending,
-            State::Answer(answer) => {
-                while !answer.is_empty() {
-                    let n = ready!(Pin::new(&mut self.inner).poll_write(cx, answer))?;
-                    if n == 0 {
-                        break;
-                    }
-                    answer.advance(n);
-                }
-                ready!(Pin::new(&mut self.inner).poll_shutdown(cx))?;
-                self.pending.clear();
-                self.state = State::Linger(Box::pin(tokio::time::sleep(LINGER)));
-            }
+            State::Answer(_) => ready!(self.write_answer(cx))?,
             State::Linger(timer) => {
                 if timer.as_mut().poll(cx).is_ready() || ready!(self.fill(cx))? == 0 {
                     self.state = State::Done;

@@ -5,7 +5,7 @@
 //! (in-flight requests finish, new connections stop).
 
 use crate::head::{HeadCheck, InFlight};
-use crate::limits::{AddressSlots, Admit, Limits, RateLimiters};
+use crate::limits::{AddressSlot, AddressSlots, Admit, Limits, RateLimiters};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::FutureExt;
@@ -28,8 +28,8 @@ use std::net::IpAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// How long shutdown waits for in-flight requests.
 const DRAIN: Duration = Duration::from_secs(10);
@@ -84,18 +84,13 @@ pub async fn serve_route(
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let per_address = AddressSlots::new(limits.connections_per_ip());
-    let rates = Arc::new(RateLimiters::new(limits));
-    let pruner = tokio::spawn({
-        let rates = rates.clone();
-        async move {
-            let mut every = tokio::time::interval(PRUNE_EVERY);
-            loop {
-                every.tick().await;
-                rates.prune();
-            }
-        }
-    });
-    let body_timeout = limits.body_timeout;
+    let serving = Serving {
+        route,
+        rates: Arc::new(RateLimiters::new(limits)),
+        header_timeout: limits.header_timeout,
+        body_timeout: limits.body_timeout,
+    };
+    let pruner = spawn_pruner(serving.rates.clone());
     tokio::pin!(shutdown);
     loop {
         let slot = tokio::select! {
@@ -117,23 +112,62 @@ pub async fn serve_route(
             },
             () = &mut shutdown => break,
         };
-        let peer = peer.ip();
-        let address_slot = match per_address.admit(peer) {
-            Admit::Serve(address_slot) => address_slot,
-            Admit::Refuse(address_slot) => {
-                tracing::info!(peer = %peer, "connection refused: too many open from this address");
-                tokio::spawn(async move {
-                    let mut refusing = HeadCheck::refusing(stream, &ApiError::TooManyRequests);
-                    let _ = tokio::io::copy(&mut refusing, &mut tokio::io::sink()).await;
-                    drop(address_slot);
-                });
-                continue;
-            }
-            Admit::Close => continue,
-        };
+        match per_address.admit(peer.ip()) {
+            Admit::Serve(address_slot) => serving.spawn(stream, peer.ip(), &graceful, (slot, address_slot)),
+            Admit::Refuse(address_slot) => refuse(stream, peer.ip(), address_slot),
+            Admit::Close => {}
+        }
+    }
+    drop(listener);
+    pruner.abort();
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(DRAIN) => tracing::warn!("shutdown: connections still open after {DRAIN:?}"),
+    }
+    Ok(())
+}
+
+/// Forgets idle rate-limit buckets every [`PRUNE_EVERY`].
+fn spawn_pruner(rates: Arc<RateLimiters>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(PRUNE_EVERY);
+        loop {
+            every.tick().await;
+            rates.prune();
+        }
+    })
+}
+
+/// Answers a connection over its address's cap with 429 and closes it; it holds its place in the
+/// address's count until closed.
+fn refuse(stream: TcpStream, peer: IpAddr, address_slot: AddressSlot) {
+    tracing::info!(peer = %peer, "connection refused: too many open from this address");
+    tokio::spawn(async move {
+        let mut refusing = HeadCheck::refusing(stream, &ApiError::TooManyRequests);
+        let _ = tokio::io::copy(&mut refusing, &mut tokio::io::sink()).await;
+        drop(address_slot);
+    });
+}
+
+/// What serves each accepted connection.
+struct Serving {
+    route: Route,
+    rates: Arc<RateLimiters>,
+    header_timeout: Duration,
+    body_timeout: Duration,
+}
+
+impl Serving {
+    /// Serves `stream` on its own task until it closes, holding its global and per-address slots.
+    fn spawn(
+        &self,
+        stream: TcpStream,
+        peer: IpAddr,
+        graceful: &GracefulShutdown,
+        held: (OwnedSemaphorePermit, AddressSlot),
+    ) {
         let _ = stream.set_nodelay(true);
-        let route = route.clone();
-        let rates = rates.clone();
+        let (route, rates, body_timeout) = (self.route.clone(), self.rates.clone(), self.body_timeout);
         let in_flight = Arc::new(InFlight::default());
         let service = hyper::service::service_fn({
             let in_flight = in_flight.clone();
@@ -148,23 +182,16 @@ pub async fn serve_route(
         });
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_timeout)
+            .header_read_timeout(self.header_timeout)
             .serve_connection(TokioIo::new(HeadCheck::new(stream, in_flight)), service);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
-            drop((slot, address_slot));
+            drop(held);
         });
     }
-    drop(listener);
-    pruner.abort();
-    tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(DRAIN) => tracing::warn!("shutdown: connections still open after {DRAIN:?}"),
-    }
-    Ok(())
 }
 
 /// The largest body `path` takes: offline uploads carry a base64 or multipart request file and get
