@@ -32,8 +32,9 @@ pub struct LimitArgs {
     #[arg(long, env = "LICENSE_SERVER_MAX_CONNECTIONS", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
     /// Open connections from one client address (IPv6: one /64), counted from accept, before any
-    /// header arrived; beyond it a connection is answered 429 and closed (0: no limit). Not applied
-    /// with --trust-forwarded-for, where every connection comes from the proxy.
+    /// header arrived; beyond it a connection is answered 429 and closed (0: no limit). At most half
+    /// of --max-connections. Not applied with --trust-forwarded-for, where every connection comes
+    /// from the proxy.
     #[arg(long, env = "LICENSE_SERVER_MAX_CONNECTIONS_PER_IP", default_value_t = 64)]
     pub max_connections_per_ip: u32,
     /// Seconds a client has to send a request's headers; also closes idle keep-alive connections.
@@ -159,10 +160,12 @@ impl Limits {
         }
     }
 
-    /// The per-address connection cap in force: none behind a trusted proxy, whose address every
-    /// connection has.
+    /// The per-address connection cap in force: at most half the global cap, so one address never
+    /// takes every connection whatever the two options say; none behind a trusted proxy, whose
+    /// address every connection has.
     pub fn connections_per_ip(&self) -> Option<usize> {
-        (self.max_connections_per_ip > 0 && !self.trust_forwarded_for).then_some(self.max_connections_per_ip)
+        (self.max_connections_per_ip > 0 && !self.trust_forwarded_for)
+            .then(|| self.max_connections_per_ip.min(self.max_connections / 2).max(1))
     }
 }
 
@@ -465,6 +468,17 @@ mod tests {
         };
         assert_eq!(proxied.connections_per_ip(), None);
         assert_eq!(Limits::unlimited().connections_per_ip(), None);
+    }
+
+    #[test]
+    fn one_address_gets_at_most_half_the_connections() {
+        let small = |max_connections| Limits {
+            max_connections,
+            ..Limits::default()
+        };
+        assert_eq!(small(32).connections_per_ip(), Some(16));
+        assert_eq!(small(1).connections_per_ip(), Some(1));
+        assert_eq!(small(10_000).connections_per_ip(), Some(64));
     }
 
     #[test]
