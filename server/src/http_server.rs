@@ -1,9 +1,11 @@
-//! HTTP/1.1 serving with hyper: the limits of docs/limits.md (connection cap, header and body timeouts,
-//! per-IP and per-API-key rates), body size limit, one log line per request, a panicking handler
-//! answered as a 500 without disturbing other requests, and graceful shutdown (in-flight requests
-//! finish, new connections stop).
+//! HTTP/1.1 serving with hyper: the limits of docs/limits.md (connection caps, header and body
+//! timeouts, per-IP, per-API-key and password-check rates), body size limits per route, request heads
+//! checked so malformed HTTP gets the SPEC error body ([`crate::head`]), one log line per request, a
+//! panicking handler answered as a 500 without disturbing other requests, and graceful shutdown
+//! (in-flight requests finish, new connections stop).
 
-use crate::limits::{Limits, RateLimiters};
+use crate::head::{HeadCheck, InFlight};
+use crate::limits::{AddressSlot, AddressSlots, Admit, Limits, RateLimiters};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::FutureExt;
@@ -12,9 +14,12 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
+use license_api::auth::{self, Admission};
 use license_api::error::ApiError;
-use license_api::handlers;
+use license_api::handlers::{self, Endpoint};
 use license_api::http::{log_request, ApiRequest, ApiResponse, SIGNATURE_HEADER};
+use license_api::ids::{ApiKeyId, Username};
+use license_api::offline::transport::MAX_UPLOAD_BYTES;
 use license_api::request::MAX_BODY_BYTES;
 use license_api::state::AppState;
 use std::convert::Infallible;
@@ -23,8 +28,8 @@ use std::net::IpAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// How long shutdown waits for in-flight requests.
 const DRAIN: Duration = Duration::from_secs(10);
@@ -35,19 +40,15 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// What answers a request once it passed the limits: the API's router, or a stand-in in tests.
 pub type Route = Arc<dyn Fn(ApiRequest) -> BoxFuture<'static, ApiResponse> + Send + Sync>;
 
-/// Serves until `shutdown` completes, then drains open connections. Rate limits are a deployment
-/// policy, so this embedding entry point applies none; `license-server serve` uses [`serve_with`].
+/// Serves until `shutdown` completes, then drains open connections. Rate and per-address limits are a
+/// deployment policy, so this embedding entry point applies none ([`Limits::unlimited`]);
+/// `license-server serve` uses [`serve_with`].
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let limits = Limits {
-        per_ip: None,
-        per_key: None,
-        ..Limits::default()
-    };
-    serve_with(listener, state, &limits, shutdown).await
+    serve_with(listener, state, &Limits::unlimited(), shutdown).await
 }
 
 /// Serves the License API under `limits` until `shutdown` completes, then drains open connections.
@@ -65,27 +66,31 @@ pub async fn serve_with(
 }
 
 /// The accept loop: at most `limits.max_connections` connections are open; while all are taken the
-/// server stops accepting and new clients wait in the kernel's listen backlog.
+/// server stops accepting and new clients wait in the kernel's listen backlog. An address over its own
+/// cap is answered 429 at once, so one client cannot hold every connection.
 pub async fn serve_route(
     listener: TcpListener,
     route: Route,
     limits: &Limits,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    // The rest is on `license-server serve`'s `limits` line.
+    tracing::info!(
+        max_connections_per_ip = limits.connections_per_ip(),
+        password_checks_per_ip_per_minute = limits.passwords_per_ip,
+        password_checks_per_user_per_minute = limits.passwords_per_user,
+        "limits per address and username"
+    );
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let rates = Arc::new(RateLimiters::new(limits));
-    let pruner = tokio::spawn({
-        let rates = rates.clone();
-        async move {
-            let mut every = tokio::time::interval(PRUNE_EVERY);
-            loop {
-                every.tick().await;
-                rates.prune();
-            }
-        }
-    });
-    let body_timeout = limits.body_timeout;
+    let per_address = AddressSlots::new(limits.connections_per_ip());
+    let serving = Serving {
+        route,
+        rates: Arc::new(RateLimiters::new(limits)),
+        header_timeout: limits.header_timeout,
+        body_timeout: limits.body_timeout,
+    };
+    let pruner = spawn_pruner(serving.rates.clone());
     tokio::pin!(shutdown);
     loop {
         let slot = tokio::select! {
@@ -107,25 +112,11 @@ pub async fn serve_route(
             },
             () = &mut shutdown => break,
         };
-        let _ = stream.set_nodelay(true);
-        let route = route.clone();
-        let rates = rates.clone();
-        let peer = peer.ip();
-        let service = hyper::service::service_fn(move |req| {
-            let (route, rates) = (route.clone(), rates.clone());
-            async move { Ok::<_, Infallible>(handle(req, peer, &route, &rates, body_timeout).await) }
-        });
-        let conn = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_timeout)
-            .serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "connection ended with an error");
-            }
-            drop(slot);
-        });
+        match per_address.admit(peer.ip()) {
+            Admit::Serve(address_slot) => serving.spawn(stream, peer.ip(), &graceful, (slot, address_slot)),
+            Admit::Refuse(address_slot) => refuse(stream, peer.ip(), address_slot),
+            Admit::Close => {}
+        }
     }
     drop(listener);
     pruner.abort();
@@ -136,24 +127,125 @@ pub async fn serve_route(
     Ok(())
 }
 
+/// Forgets idle rate-limit buckets every [`PRUNE_EVERY`].
+fn spawn_pruner(rates: Arc<RateLimiters>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(PRUNE_EVERY);
+        loop {
+            every.tick().await;
+            rates.prune();
+        }
+    })
+}
+
+/// Answers a connection over its address's cap with 429 and closes it; it holds its place in the
+/// address's count until closed.
+fn refuse(stream: TcpStream, peer: IpAddr, address_slot: AddressSlot) {
+    tracing::info!(peer = %peer, "connection refused: too many open from this address");
+    tokio::spawn(async move {
+        let mut refusing = HeadCheck::refusing(stream, &ApiError::TooManyRequests);
+        let _ = tokio::io::copy(&mut refusing, &mut tokio::io::sink()).await;
+        drop(address_slot);
+    });
+}
+
+/// What serves each accepted connection.
+struct Serving {
+    route: Route,
+    rates: Arc<RateLimiters>,
+    header_timeout: Duration,
+    body_timeout: Duration,
+}
+
+impl Serving {
+    /// Serves `stream` on its own task until it closes, holding its global and per-address slots.
+    fn spawn(
+        &self,
+        stream: TcpStream,
+        peer: IpAddr,
+        graceful: &GracefulShutdown,
+        held: (OwnedSemaphorePermit, AddressSlot),
+    ) {
+        let _ = stream.set_nodelay(true);
+        let (route, rates, body_timeout) = (self.route.clone(), self.rates.clone(), self.body_timeout);
+        let in_flight = Arc::new(InFlight::default());
+        let service = hyper::service::service_fn({
+            let in_flight = in_flight.clone();
+            move |req| {
+                let (route, rates, answering) = (route.clone(), rates.clone(), in_flight.answering());
+                async move {
+                    let resp = handle(req, peer, &route, &rates, body_timeout).await;
+                    drop(answering);
+                    Ok::<_, Infallible>(resp)
+                }
+            }
+        });
+        let conn = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.header_timeout)
+            .serve_connection(TokioIo::new(HeadCheck::new(stream, in_flight)), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+            drop(held);
+        });
+    }
+}
+
+/// The largest body `path` takes: offline uploads carry a base64 or multipart request file and get
+/// the larger limit docs/limits.md promises them.
+fn body_limit(path: &str) -> usize {
+    match Endpoint::for_path(path) {
+        Some(
+            Endpoint::ActivateOffline
+            | Endpoint::DeactivateOffline
+            | Endpoint::ActivateBundleOffline
+            | Endpoint::DeactivateBundleOffline,
+        ) => MAX_UPLOAD_BYTES,
+        _ => MAX_BODY_BYTES,
+    }
+}
+
+/// The limits applied once a request proved who it is: its verified API key's rate, and password
+/// checks per client address and per username.
+struct RequestAdmission {
+    rates: Arc<RateLimiters>,
+    client: IpAddr,
+}
+
+impl Admission for RequestAdmission {
+    fn verified_key(&self, key: &ApiKeyId) -> Result<(), ApiError> {
+        self.rates.check_key(key)
+    }
+
+    fn password_check(&self, username: &Username) -> Result<(), ApiError> {
+        self.rates.check_password(self.client, username)
+    }
+}
+
 async fn handle(
     req: hyper::Request<Incoming>,
     peer: IpAddr,
     route: &Route,
-    rates: &RateLimiters,
+    rates: &Arc<RateLimiters>,
     body_timeout: Duration,
 ) -> hyper::Response<Full<Bytes>> {
     let started = Instant::now();
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_owned();
+    let client = rates.client(peer, &parts.headers);
     let mut retry_after = None;
-    let mut close = false;
-    // Limits first: a client over its rate costs neither a body read nor a store round trip.
-    let resp = if let Err(wait) = rates.check(peer, &parts.headers) {
+    // After a chunked body the head check cannot find the next request head (crate::head).
+    let mut close = parts.headers.contains_key(http::header::TRANSFER_ENCODING);
+    let limit = body_limit(&path);
+    // The address's rate first: a client over it costs neither a body read nor a store round trip.
+    let resp = if let Err(wait) = rates.check_ip(client) {
         retry_after = Some(wait);
         ApiResponse::error(&ApiError::TooManyRequests)
     } else {
-        match tokio::time::timeout(body_timeout, Limited::new(body, MAX_BODY_BYTES).collect()).await {
+        match tokio::time::timeout(body_timeout, Limited::new(body, limit).collect()).await {
             Ok(Ok(collected)) => {
                 let api = ApiRequest {
                     method: parts.method.clone(),
@@ -162,10 +254,14 @@ async fn handle(
                     headers: parts.headers,
                     body: collected.to_bytes(),
                 };
-                answer(route, api).await
+                let admission = Arc::new(RequestAdmission {
+                    rates: rates.clone(),
+                    client,
+                });
+                answer(route, api, admission).await
             }
             Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-                ApiResponse::error(&ApiError::PayloadTooLarge(MAX_BODY_BYTES))
+                ApiResponse::error(&ApiError::PayloadTooLarge(limit))
             }
             Ok(Err(e)) => ApiResponse::error(&ApiError::Validation(format!("could not read the request body: {e}"))),
             Err(_elapsed) => {
@@ -198,10 +294,13 @@ async fn handle(
         .unwrap_or_else(|_| hyper::Response::new(Full::new(Bytes::new())))
 }
 
-/// Runs the route; a panic becomes a SPEC-shaped 500 for this request only (the panic hook has
+/// Runs the route under the request's admission limits; a panic becomes a SPEC-shaped 500 for this request only (the panic hook has
 /// already logged where it happened).
-async fn answer(route: &Route, api: ApiRequest) -> ApiResponse {
-    match AssertUnwindSafe(route(api)).catch_unwind().await {
+async fn answer(route: &Route, api: ApiRequest, admission: Arc<dyn Admission>) -> ApiResponse {
+    match AssertUnwindSafe(auth::admitted(admission, route(api)))
+        .catch_unwind()
+        .await
+    {
         Ok(resp) => resp,
         Err(_panic) => ApiResponse::error(&ApiError::internal("the request handler panicked")),
     }

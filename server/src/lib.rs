@@ -4,6 +4,7 @@
 
 pub mod demo;
 pub mod events;
+pub mod head;
 pub mod http_server;
 pub mod inspect;
 pub mod keys;

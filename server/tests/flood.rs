@@ -1,7 +1,8 @@
 //! The `license-server` binary under abuse (docs/limits.md): a flood of wrong-password activations
-//! must neither exhaust memory nor stall key-based checks, and the rate limiter answers 429 in the SPEC
-//! shape once a client's burst is spent. The server runs as a child process so its peak memory (VmHWM)
-//! can be read from /proc.
+//! must neither exhaust memory nor stall key-based checks; the rate limiter answers 429 in the SPEC
+//! shape once a client's burst is spent; forged signatures cannot spend an API key's budget; password
+//! guesses are bounded per username and per address. The server runs as a child process so its peak
+//! memory (VmHWM) can be read from /proc.
 
 use bytes::Bytes;
 use futures::future::join_all;
@@ -149,7 +150,23 @@ async fn check(server: &Server, http: &HttpClient, client: &LicenseClient) -> Du
 async fn wrong_password_flood_neither_exhausts_memory_nor_stalls_checks() {
     // Rate limits off: this is the distributed attacker the per-IP limit cannot see; what must hold
     // is the hashing pool and the connection cap.
-    let (server, client) = Server::start("flood", &["--rate-per-ip", "0", "--rate-per-key", "0"]);
+    // Likewise the per-address connection and password-check limits: 500 connections from one address
+    // stand for 500 clients.
+    let (server, client) = Server::start(
+        "flood",
+        &[
+            "--rate-per-ip",
+            "0",
+            "--rate-per-key",
+            "0",
+            "--max-connections-per-ip",
+            "0",
+            "--password-checks-per-ip",
+            "0",
+            "--password-checks-per-user",
+            "0",
+        ],
+    );
     let server = Arc::new(server);
     let http = http_client();
     let resp = server.send(&http, client.activate(&key_body())).await;
@@ -297,4 +314,106 @@ async fn rate_limits_answer_429_after_the_burst() {
         .insert("x-forwarded-for", "192.0.2.99".parse().unwrap());
     let resp = server.send(&http, req).await;
     assert_ne!(resp.status(), 429, "{:?}", resp.body());
+}
+
+/// `req` as sent through a trusted proxy for `ip`.
+fn via(ip: &str, mut req: http::Request<Bytes>) -> http::Request<Bytes> {
+    req.headers_mut().insert("x-forwarded-for", ip.parse().unwrap());
+    req
+}
+
+/// `req` with its signature replaced: it names the vendor's API key (public: it ships inside every
+/// copy of the application) without having been signed with the key's shared key.
+fn forged(mut req: http::Request<Bytes>) -> http::Request<Bytes> {
+    let auth = req.headers()["authorization"].to_str().unwrap().to_owned();
+    let start = auth.find("signature=\"").unwrap() + "signature=\"".len();
+    let end = start + auth[start..].find('"').unwrap();
+    let forged = format!("{}Zm9yZ2VkIHNpZ25hdHVyZQ=={}", &auth[..start], &auth[end..]);
+    req.headers_mut().insert("authorization", forged.parse().unwrap());
+    req
+}
+
+#[tokio::test]
+async fn forged_signatures_from_many_addresses_do_not_spend_the_keys_budget() {
+    let (server, client) = Server::start(
+        "forged",
+        &["--trust-forwarded-for", "--rate-per-key", "2", "--burst-per-key", "10"],
+    );
+    let http = http_client();
+    let resp = server
+        .send(&http, via("203.0.113.1", client.activate(&key_body())))
+        .await;
+    client.verify_license(&resp, "checker", KEY).expect("activation");
+    // 200 forged checks from 20 addresses, each within its address's own limit.
+    for a in 0..20 {
+        for _ in 0..10 {
+            let req = via(&format!("198.51.100.{a}"), forged(client.check(&key_body())));
+            let resp = server.send(&http, req).await;
+            assert_eq!(error_body(&resp), (400, "signature_mismatch".to_owned()));
+        }
+    }
+    // The key's budget is untouched: the real client's signed checks from its own address pass.
+    for _ in 0..5 {
+        let resp = server.send(&http, via("203.0.113.1", client.check(&key_body()))).await;
+        assert_eq!(resp.status(), 200, "{:?}", resp.body());
+    }
+}
+
+/// A wrong-password activation for `username` from `ip`: `(status, code)`.
+async fn guess(server: &Server, http: &HttpClient, client: &LicenseClient, ip: &str, username: &str) -> (u16, String) {
+    let body = json!({
+        "product": "demo-team", "hardware_id": format!("guess-{ip}"),
+        "username": username, "password": "not the password",
+    });
+    error_body(&server.send(http, via(ip, client.activate(&body))).await)
+}
+
+/// Answers until the first 429, then only 429s; how many were checked (400 license_not_found).
+fn checked_then_limited(answers: &[(u16, String)]) -> usize {
+    let checked = answers.iter().take_while(|a| a.0 == 400).count();
+    for answer in &answers[..checked] {
+        assert_eq!(answer.1, "license_not_found", "{answers:?}");
+    }
+    for answer in &answers[checked..] {
+        assert_eq!(*answer, (429, "too_many_requests".to_owned()), "{answers:?}");
+    }
+    checked
+}
+
+#[tokio::test]
+async fn password_guesses_are_bounded_per_username_across_addresses() {
+    // Defaults: 10 checks per username per minute.
+    let (server, client) = Server::start("guess-user", &["--trust-forwarded-for"]);
+    let http = http_client();
+    let started = Instant::now();
+    let mut answers = Vec::new();
+    for i in 0..15 {
+        answers.push(guess(&server, &http, &client, &format!("198.51.100.{i}"), "ann@example.com").await);
+    }
+    let refilled = started.elapsed().as_secs() as usize / 6 + 1;
+    let checked = checked_then_limited(&answers);
+    assert!((10..=10 + refilled).contains(&checked), "{answers:?}");
+    assert!(checked < 15, "{answers:?}");
+    // Another username is not held back by ann's bucket.
+    let other = guess(&server, &http, &client, "198.51.100.99", "bob@example.com").await;
+    assert_eq!(other, (400, "license_not_found".to_owned()));
+}
+
+#[tokio::test]
+async fn password_guesses_are_bounded_per_address_across_usernames() {
+    // Defaults: 60 checks per address per minute.
+    let (server, client) = Server::start("guess-ip", &["--trust-forwarded-for"]);
+    let http = http_client();
+    let started = Instant::now();
+    let mut answers = Vec::new();
+    for i in 0..90 {
+        answers.push(guess(&server, &http, &client, "203.0.113.9", &format!("user-{i}@example.com")).await);
+    }
+    let refilled = started.elapsed().as_secs() as usize + 1;
+    let checked = checked_then_limited(&answers);
+    assert!((60..=60 + refilled).contains(&checked), "{answers:?}");
+    assert!(checked < 90, "{answers:?}");
+    // Another address is not held back by this one's bucket.
+    let other = guess(&server, &http, &client, "203.0.113.10", "user-0@example.com").await;
+    assert_eq!(other, (400, "license_not_found".to_owned()));
 }

@@ -1,9 +1,13 @@
 //! Request authentication (SPEC §1.2): the `Date` + `Authorization: algorithm=…,headers=…,signature=…,
 //! apikey=…` scheme, HMAC-SHA256 over `"licenseSpring\ndate: " + Date`, a ±15 minute window, and API
 //! key records looked up in the store with a short in-process LRU cache.
+//!
+//! An embedding server may scope a request in an [`Admission`] (see [`admitted`]): it is asked once the
+//! request's signature verified, and before each password check, whether the request may go on. The
+//! Lambda functions set none.
 
 use crate::error::ApiError;
-use crate::ids::{ApiKeyId, ProductCode};
+use crate::ids::{ApiKeyId, ProductCode, Username};
 use crate::model::ApiKeyRecord;
 use crate::store::{Store, StoreError};
 use base64::engine::general_purpose::STANDARD as B64;
@@ -14,7 +18,7 @@ use sha2::Sha256;
 use std::collections::HashMap;
 use std::future::Future;
 use std::num::NonZeroUsize;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 type HmacSha256 = Hmac<Sha256>;
@@ -89,6 +93,30 @@ pub fn check_date(date: &str, now: SystemTime) -> Result<(), ApiError> {
         return Err(ApiError::DateHeaderDiff);
     }
     Ok(())
+}
+
+/// Per-request limits an embedding server applies once it knows who is asking. Refusals are
+/// [`ApiError::TooManyRequests`].
+pub trait Admission: Send + Sync {
+    /// A request signed with `key`'s shared key: charge the key's budget. Only verified requests
+    /// reach this, so an unsigned flood naming a vendor's (public) API key cannot spend its budget.
+    fn verified_key(&self, key: &ApiKeyId) -> Result<(), ApiError>;
+    /// A password is about to be checked for `username` (known or not): bound guessing per user.
+    fn password_check(&self, username: &Username) -> Result<(), ApiError>;
+}
+
+tokio::task_local! {
+    static ADMISSION: Arc<dyn Admission>;
+}
+
+/// Runs a request's future under `admission`.
+pub async fn admitted<F: Future>(admission: Arc<dyn Admission>, request: F) -> F::Output {
+    ADMISSION.scope(admission, request).await
+}
+
+/// Asks the current request's [`Admission`], if any.
+pub(crate) fn admit(ask: impl FnOnce(&dyn Admission) -> Result<(), ApiError>) -> Result<(), ApiError> {
+    ADMISSION.try_with(|a| ask(a.as_ref())).unwrap_or(Ok(()))
 }
 
 /// Whether the endpoint changes state (read-only keys may only check).
@@ -209,6 +237,7 @@ impl Authenticator {
         if !verify_hmac_base64(&record.shared_key, signing_message(date).as_bytes(), &params.signature) {
             return Err(ApiError::SignatureMismatch);
         }
+        admit(|a| a.verified_key(&record.id))?;
         if access == Access::Write && record.read_only {
             return Err(ApiError::ReadOnlyApiKey);
         }

@@ -16,6 +16,12 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("Request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
+    /// A request line whose target is too long (the standalone server's head check).
+    #[error("The request URI is longer than {0} bytes")]
+    UriTooLong(usize),
+    /// A request head with too many or too large header lines (the standalone server's head check).
+    #[error("The request headers are larger than {0} bytes or more than 100 lines")]
+    HeadTooLarge(usize),
     #[error("Request body is not valid JSON: {0}")]
     InvalidJson(String),
     #[error("{0}")]
@@ -138,6 +144,8 @@ impl ApiError {
             NotFound => 404,
             MethodNotAllowed => 405,
             PayloadTooLarge(_) => 413,
+            UriTooLong(_) => 414,
+            HeadTooLarge(_) => 431,
             LicenseDeviceExists => 409,
             Contention => 503,
             TooManyRequests => 429,
@@ -153,7 +161,7 @@ impl ApiError {
             MethodNotAllowed => "method_not_allowed",
             PayloadTooLarge(_) => "payload_too_large",
             InvalidJson(_) => "invalid_json",
-            Validation(_) => "validation_error",
+            Validation(_) | UriTooLong(_) | HeadTooLarge(_) => "validation_error",
             MissingParameters(_) => "missing_parameters",
             MissingContent => "missing_content",
             OfflinePayload(_) => "authorization_missing_params",

@@ -8,6 +8,7 @@
 //! ([`ApiError::TooManyRequests`]) instead of queueing without bound.
 
 use crate::error::ApiError;
+use crate::ids::Username;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{Output, PasswordHash, PasswordHasher, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
@@ -135,9 +136,12 @@ fn pool() -> &'static Pool {
     POOL.get_or_init(|| Pool::start(HashLimits::default()))
 }
 
-/// For requests: whether `password` matches `stored` (see [`verify_blocking`]), computed on the hashing
-/// pool. `Err(TooManyRequests)` when no hashing thread became free within the wait deadline.
-pub async fn verify_limited(password: String, stored: Option<String>) -> Result<bool, ApiError> {
+/// For requests: whether `password` matches `stored`, `username`'s hash (see [`verify_blocking`]),
+/// computed on the hashing pool. `Err(TooManyRequests)` when the request's
+/// [`Admission`](crate::auth::Admission) refuses another check for `username`, or no hashing thread
+/// became free within the wait deadline.
+pub async fn verify_limited(username: &Username, password: String, stored: Option<String>) -> Result<bool, ApiError> {
+    crate::auth::admit(|a| a.password_check(username))?;
     pool().verify(password, stored, pool().wait).await
 }
 

@@ -135,6 +135,7 @@ async fn find_user_license(
     let user = read.user.take();
     if how == UserCheck::Password {
         let Credentials::User {
+            username,
             password: Some(password),
             ..
         } = &req.credentials
@@ -142,7 +143,7 @@ async fn find_user_license(
             return Err(ApiError::MissingParameters("password".into()));
         };
         let stored = user.as_ref().and_then(|u| u.password_hash.clone());
-        if !password::verify_limited(password.clone(), stored).await? {
+        if !password::verify_limited(username, password.clone(), stored).await? {
             return Err(ApiError::LicenseNotFound("license user"));
         }
     }
