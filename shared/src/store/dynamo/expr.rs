@@ -272,6 +272,7 @@ mod tests {
         for shift in 0..4 {
             let plan = DeactivationPlan {
                 addr: addr.clone(),
+                license_id: 1,
                 hardware_id: crate::ids::HardwareId::parse("hw").unwrap(),
                 device_activations: 1,
                 release_slot: true,
