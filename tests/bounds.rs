@@ -377,7 +377,9 @@ async fn an_offline_bundle_of_24_members_with_the_most_variables(setup) {
     assert!(times().await.iter().all(|t| *t == 0));
     // At the bound: 100 names holding 8 KiB in all, on every member; the record of the answer fits.
     let vars = variables("v", 100, 12);
-    let resp = f.app.send(activation("big-hw-2", "big-2", vars.clone())).await;
+    let upload = activation("big-hw-2", "big-2", vars);
+    let resend = upload.clone();
+    let resp = f.app.send(upload).await;
     assert_eq!(resp.status(), 200, "{}", text_of(&resp));
     let answer: Value = serde_json::from_slice(&f.client.verify_body(&resp).unwrap()).unwrap();
     let licenses = answer["licenses"].as_array().unwrap();
@@ -387,8 +389,8 @@ async fn an_offline_bundle_of_24_members_with_the_most_variables(setup) {
     assert!(size < license_api::store::write::MAX_RECORDED_ANSWER_BYTES, "{size} bytes");
     assert!(licenses.iter().all(|l| l["variables"].as_array().unwrap().len() == 100));
     assert!(times().await.iter().all(|t| *t == 1));
-    // The repeat upload answers the recorded answer, byte for byte.
-    let again = f.app.send(activation("big-hw-2", "big-2", vars)).await;
+    // The repeat upload of the same file answers the recorded answer, byte for byte.
+    let again = f.app.send(resend).await;
     assert_eq!(again.body(), resp.body());
 }
 }
