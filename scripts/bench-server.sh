@@ -24,7 +24,7 @@ bench() {
     port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
     # One client IP and one API key at full speed: the rate limits (docs/limits.md) would throttle it.
     RUST_LOG=warn $BIN serve --listen "127.0.0.1:$port" --signing-key "$WORK/signing-key.pem" \
-        --rate-per-ip 0 --rate-per-key 0 "$@" &
+        --rate-per-ip 0 --rate-per-key 0 --max-connections-per-ip 0 "$@" &
     local pid=$!
     for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
     printf '%-28s ' "$name:"
