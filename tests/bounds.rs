@@ -5,18 +5,17 @@
 //! while anything beyond the bounds answers a 4xx and changes nothing.
 
 use bytes::Bytes;
-use integration_tests::fixtures::{key_body, product_code, API_KEY, KEY_PRODUCT, SHARED_KEY};
+use integration_tests::fixtures::{key_body, product_code, KEY_PRODUCT, SHARED_KEY};
 use integration_tests::{assert_error, Fixture};
 use license_api::catalog::{import, Catalog};
 use license_api::ids::{LicenseKey, ProductCode};
 use license_api::model::{Company, Feature, FeatureType, License, LicenseType, ProductDoc};
-use license_api::offline::file::{self, RequestFile, Shape};
+use license_api::offline::file::{RequestFile, Shape};
 use license_api::offline::payload::Kind;
 use license_api::rules::{self, Consumptions, LicenseContext};
 use license_api::store::{LicenseAddr, Rejection, WriteToken};
 use license_api::time::Timestamp;
 use serde_json::{json, Map, Value};
-use std::time::SystemTime;
 
 const DEACTIVATE: &str = "/api/v4/deactivate_offline";
 /// `Number.MAX_SAFE_INTEGER`.
@@ -24,16 +23,8 @@ const MAX: i64 = 9_007_199_254_740_991;
 
 fn file(kind: Kind, product: &str, key: &str, hw: &str, request_id: &str, extra: Value) -> RequestFile {
     RequestFile {
-        kind,
-        product: product.into(),
-        hardware_id: hw.into(),
-        license_key: Some(key.into()),
-        username: None,
-        password: None,
-        api_key: API_KEY.into(),
-        date: file::rfc7231_date(SystemTime::now()),
-        request_id: Some(request_id.into()),
         extra: extra.as_object().cloned().unwrap_or_default(),
+        ..integration_tests::fixtures::key_file(kind, product, key, hw, Some(request_id))
     }
 }
 

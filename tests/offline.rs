@@ -3,7 +3,7 @@
 //! one file applied at most once, also when 20 race.
 
 use bytes::Bytes;
-use integration_tests::fixtures::{key_body, API_KEY, KEY_PRODUCT, PASSWORD, SHARED_KEY, USER_PRODUCT};
+use integration_tests::fixtures::{key_body, KEY_PRODUCT, PASSWORD, SHARED_KEY, USER_PRODUCT};
 use integration_tests::{assert_error, Fixture};
 use license_api::client::LicenseClient;
 use license_api::model::{Feature, FeatureType, LicenseType};
@@ -34,18 +34,7 @@ fn upload(client: &LicenseClient, path: &str, base64_text: &str, how: Upload) ->
 }
 
 fn key_file(kind: Kind, key: &str, hw: &str, request_id: &str) -> RequestFile {
-    RequestFile {
-        kind,
-        product: KEY_PRODUCT.into(),
-        hardware_id: hw.into(),
-        license_key: Some(key.into()),
-        username: None,
-        password: None,
-        api_key: API_KEY.into(),
-        date: file::rfc7231_date(SystemTime::now()),
-        request_id: Some(request_id.into()),
-        extra: Map::new(),
-    }
+    integration_tests::fixtures::key_file(kind, KEY_PRODUCT, key, hw, Some(request_id))
 }
 
 /// What a client puts besides the required fields: hardware details, a float written `1.0` by Python,

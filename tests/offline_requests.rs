@@ -5,32 +5,20 @@
 
 use base64::Engine;
 use bytes::Bytes;
-use integration_tests::fixtures::{key_body, API_KEY, KEY_PRODUCT, SHARED_KEY};
+use integration_tests::fixtures::{key_body, KEY_PRODUCT, SHARED_KEY};
 use integration_tests::{assert_error, Fixture};
 use license_api::client::LicenseClient;
 use license_api::model::LicenseType;
-use license_api::offline::file::{self, RequestFile, Shape};
+use license_api::offline::file::{RequestFile, Shape};
 use license_api::offline::payload::Kind;
-use serde_json::{json, Map, Value};
-use std::time::SystemTime;
+use serde_json::{json, Value};
 
 const ACTIVATE: &str = "/api/v4/activate_offline";
 const DEACTIVATE: &str = "/api/v4/deactivate_offline";
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
 fn key_file(kind: Kind, key: &str, hw: &str, request_id: Option<&str>) -> RequestFile {
-    RequestFile {
-        kind,
-        product: KEY_PRODUCT.into(),
-        hardware_id: hw.into(),
-        license_key: Some(key.into()),
-        username: None,
-        password: None,
-        api_key: API_KEY.into(),
-        date: file::rfc7231_date(SystemTime::now()),
-        request_id: request_id.map(Into::into),
-        extra: Map::new(),
-    }
+    integration_tests::fixtures::key_file(kind, KEY_PRODUCT, key, hw, request_id)
 }
 
 fn upload(client: &LicenseClient, path: &str, text: &str) -> http::Request<Bytes> {

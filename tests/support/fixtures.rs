@@ -5,6 +5,8 @@ use super::{Instance, Setup, TestEnv};
 use license_api::client::LicenseClient;
 use license_api::ids::{ApiKeyId, CompanyId, HardwareId, LicenseKey, ProductCode, Username};
 use license_api::model::{ApiKeyRecord, AuthorizationMethod, Company, License, LicenseUser, ProductDoc, Seat};
+use license_api::offline::file::{self, RequestFile};
+use license_api::offline::payload::Kind;
 use license_api::password;
 use license_api::store::{LicenseAddr, Store};
 use serde_json::{json, Value};
@@ -194,6 +196,23 @@ pub fn key_body(key: &str, hw: &str) -> Value {
 
 pub fn user_body(email: &str, hw: &str) -> Value {
     json!({"product": USER_PRODUCT, "hardware_id": hw, "username": email, "password": PASSWORD})
+}
+
+/// An offline request file for the key-based license `key` of `product`, naming the fixture's API key and
+/// dated now; tests sign it with [`SHARED_KEY`] in the shape they need.
+pub fn key_file(kind: Kind, product: &str, key: &str, hw: &str, request_id: Option<&str>) -> RequestFile {
+    RequestFile {
+        kind,
+        product: product.into(),
+        hardware_id: hw.into(),
+        license_key: Some(key.into()),
+        username: None,
+        password: None,
+        api_key: API_KEY.into(),
+        date: file::rfc7231_date(std::time::SystemTime::now()),
+        request_id: request_id.map(Into::into),
+        extra: Default::default(),
+    }
 }
 
 pub fn hw(s: &str) -> HardwareId {
