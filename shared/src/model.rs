@@ -550,36 +550,14 @@ fn months_start(anchor: Option<Timestamp>, now: Timestamp, step: i64) -> Timesta
     let months = (n.0 * 12 + n.1) - (a.0 * 12 + a.1);
     let mut k = months.div_euclid(step) * step;
     // The anchor's day and time may lie later in the month than now: then the period began `step` earlier.
-    if plus_months(anchor, k) > now {
+    if anchor.plus_months(k) > now {
         k -= step;
     }
-    plus_months(anchor, k)
+    anchor.plus_months(k)
 }
 
 /// (year, month 0–11) of an instant, UTC.
 fn civil(t: Timestamp) -> (i64, i64) {
-    let d = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(t.millis()) * 1_000_000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let d = t.to_utc().unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     (i64::from(d.year()), i64::from(u8::from(d.month())) - 1)
-}
-
-/// `t` moved by `months` calendar months, its day clamped to the target month's length.
-fn plus_months(t: Timestamp, months: i64) -> Timestamp {
-    let Ok(d) = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(t.millis()) * 1_000_000) else {
-        return t;
-    };
-    let total = i64::from(d.year()) * 12 + i64::from(u8::from(d.month())) - 1 + months;
-    let (year, month) = (total.div_euclid(12), total.rem_euclid(12) + 1);
-    let Ok(year) = i32::try_from(year) else { return t };
-    let Ok(month) = time::Month::try_from(month as u8) else {
-        return t;
-    };
-    let day = d.day().min(month.length(year));
-    match time::Date::from_calendar_date(year, month, day) {
-        Ok(date) => {
-            let moved = date.with_time(d.time()).assume_utc();
-            Timestamp::from_millis((moved.unix_timestamp_nanos() / 1_000_000) as i64)
-        }
-        Err(_) => t,
-    }
 }

@@ -63,6 +63,35 @@ impl Timestamp {
         Self(self.0.saturating_add(days.saturating_mul(MS_PER_DAY)))
     }
 
+    /// Moved by `months` calendar months (UTC), the day clamped to the target month's length; unmoved
+    /// where the result would leave what `time` represents.
+    pub fn plus_months(self, months: i64) -> Self {
+        let Some(d) = self.to_utc() else { return self };
+        let total = i64::from(d.year()) * 12 + i64::from(u8::from(d.month())) - 1 + months;
+        let (year, month) = (total.div_euclid(12), total.rem_euclid(12) + 1);
+        let (Ok(year), Ok(month)) = (i32::try_from(year), time::Month::try_from(month as u8)) else {
+            return self;
+        };
+        let day = d.day().min(month.length(year));
+        Date::from_calendar_date(year, month, day)
+            .ok()
+            .and_then(|date| Self::from_utc(date.with_time(d.time()).assume_utc()))
+            .unwrap_or(self)
+    }
+
+    /// The instant as a UTC date-time; `None` outside what `time` represents.
+    pub fn to_utc(self) -> Option<OffsetDateTime> {
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0) * NS_PER_MS).ok()
+    }
+
+    /// A date-time to the millisecond, floored (not truncated toward zero), so a fraction before 1970
+    /// keeps its millisecond.
+    pub fn from_utc(t: OffsetDateTime) -> Option<Self> {
+        i64::try_from(t.unix_timestamp_nanos().div_euclid(NS_PER_MS))
+            .ok()
+            .map(Self)
+    }
+
     /// Parses the wire format and the looser ISO-8601 forms a vendor may write in a catalog:
     /// `2026-01-31`, `2026-01-31T10:00:00Z`, `2026-01-31T10:00:00.5+02:00`; no offset means UTC.
     /// Anything else, and instants outside years 0000–9999 (which the wire format cannot write), is
@@ -81,9 +110,8 @@ impl Timestamp {
         } else {
             Date::parse(s, DATE).ok()?.midnight().assume_utc()
         };
-        // Floor, not truncation toward zero, so a fraction before 1970 keeps its millisecond.
-        let ms = i64::try_from(instant.unix_timestamp_nanos().div_euclid(NS_PER_MS)).ok()?;
-        (MIN_MILLIS..=MAX_MILLIS).contains(&ms).then_some(Self(ms))
+        let t = Self::from_utc(instant)?;
+        (MIN_MILLIS..=MAX_MILLIS).contains(&t.0).then_some(t)
     }
 }
 
@@ -91,8 +119,7 @@ impl fmt::Display for Timestamp {
     /// Always `YYYY-MM-DDTHH:MM:SS.sssZ`, UTC, three fraction digits. Instants outside years
     /// 0000–9999 (only reachable through arithmetic, never through parsing) print as the nearest end.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ms = self.0.clamp(MIN_MILLIS, MAX_MILLIS);
-        let instant = OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * NS_PER_MS).map_err(|_| fmt::Error)?;
+        let instant = Self(self.0.clamp(MIN_MILLIS, MAX_MILLIS)).to_utc().ok_or(fmt::Error)?;
         let text = instant.format(WIRE).map_err(|_| fmt::Error)?;
         f.write_str(&text)
     }

@@ -244,9 +244,9 @@ impl Payload {
     /// Not the `request_id`: v1 does not sign it and two devices' files may share one, and a file must
     /// never get another request's answer. Not the signature's spelling either (base64 or hex, padded or
     /// not): the same file re-spelled is the same request.
-    pub fn content_digest(&self) -> String {
+    pub fn content_digest(&self) -> [u8; 32] {
         use sha2::Digest;
-        let digest = match &self.signed_span {
+        match &self.signed_span {
             Some(span) => Sha256::new().chain_update(b"v2\0").chain_update(span.as_bytes()),
             None => Sha256::new()
                 .chain_update(b"v1\0")
@@ -261,8 +261,8 @@ impl Payload {
                         .as_bytes(),
                 ),
         }
-        .finalize();
-        digest.iter().map(|b| format!("{b:02x}")).collect()
+        .finalize()
+        .into()
     }
 }
 

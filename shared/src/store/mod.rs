@@ -136,12 +136,12 @@ impl Default for WriteToken {
 pub struct RequestKey(String);
 
 impl RequestKey {
-    pub fn new(kind: &str, id: &str) -> Self {
+    pub fn new(kind: &str, id: &[u8]) -> Self {
         use sha2::{Digest, Sha256};
         let digest = Sha256::new()
             .chain_update(kind.as_bytes())
             .chain_update([0u8])
-            .chain_update(id.as_bytes())
+            .chain_update(id)
             .finalize();
         Self(digest.iter().map(|b| format!("{b:02x}")).collect())
     }

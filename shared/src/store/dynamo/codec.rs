@@ -15,7 +15,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{Map, Value};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 pub type ItemMap = HashMap<String, AttributeValue>;
 
@@ -67,6 +67,14 @@ impl<'a> Item<'a> {
             None => Ok(None),
             Some(_) => self.int(name).map(|ms| Some(Timestamp::from_millis(ms))),
         }
+    }
+    /// The numbers named `<prefix><code>` (one per feature), by code.
+    fn ints_by_code(&self, prefix: &str) -> Result<BTreeMap<String, i64>, StoreError> {
+        self.0
+            .keys()
+            .filter_map(|name| name.strip_prefix(prefix).map(|code| (name, code)))
+            .map(|(name, code)| Ok((code.to_owned(), self.int(name)?)))
+            .collect()
     }
     fn bool(&self, name: &str) -> Result<bool, StoreError> {
         match self.0.get(name) {
@@ -169,17 +177,13 @@ pub fn license(item: &ItemMap, addr: &LicenseAddr) -> Result<License, StoreError
         transfer_count: i.int("transfer_count")?,
         released_count: i.int("released_count")?,
         consumptions: i.int("consumptions")?,
-        feature_consumptions: item
-            .keys()
-            .filter_map(|name| name.strip_prefix(FEATURE_COUNTER_PREFIX).map(|code| (name, code)))
-            .map(|(name, code)| Ok((code.to_owned(), i.int(name)?)))
-            .collect::<Result<_, StoreError>>()?,
+        feature_consumptions: i.ints_by_code(FEATURE_COUNTER_PREFIX)?,
         consumptions_period: i.millis(LICENSE_PERIOD)?,
-        feature_periods: item
-            .keys()
-            .filter_map(|name| name.strip_prefix(FEATURE_PERIOD_PREFIX).map(|code| (name, code)))
-            .filter_map(|(name, code)| i.millis(name).transpose().map(|t| Ok((code.to_owned(), t?))))
-            .collect::<Result<_, StoreError>>()?,
+        feature_periods: i
+            .ints_by_code(FEATURE_PERIOD_PREFIX)?
+            .into_iter()
+            .map(|(code, ms)| (code, Timestamp::from_millis(ms)))
+            .collect(),
     })
 }
 
