@@ -34,6 +34,10 @@ pub struct LicenseContext {
     /// A released slot of another device that an activation of this one would take (a transfer); looked
     /// up only when [`needs_transfer_source`] says so.
     pub transfer_source: Option<HardwareId>,
+    /// Whether the seat the device's activation charged is known to be missing or at 0 (read after a
+    /// write was refused by that seat): the stored counts are inconsistent, and a deactivation releases
+    /// the slot without the seat rather than keep the device active for ever.
+    pub charged_seat_gone: bool,
 }
 
 impl LicenseContext {
@@ -46,6 +50,7 @@ impl LicenseContext {
             device: None,
             released_here: false,
             transfer_source: None,
+            charged_seat_gone: false,
         }
     }
 }
@@ -241,22 +246,6 @@ fn activated_device(ctx: &LicenseContext, req: &LicenseRequest, now: Timestamp) 
     })
 }
 
-/// The license as it stands after `plan` was applied, for the response.
-pub fn apply_activation(license: &mut License, plan: &ActivationPlan) {
-    license.times_activated += 1;
-    match &plan.slot {
-        Slot::Reuse => license.released_count -= 1,
-        Slot::Transfer { .. } => {
-            license.released_count -= 1;
-            license.transfer_count += 1;
-        }
-        Slot::Fresh | Slot::Untracked => {}
-    }
-    if let Some(v) = plan.set_validity {
-        license.validity_period = Some(v);
-    }
-}
-
 /// Decides a deactivation (SPEC §2.3): the device must be active on the license.
 pub fn plan_deactivation(
     ctx: &LicenseContext,
@@ -273,7 +262,7 @@ pub fn plan_deactivation(
         hardware_id: hardware_id.clone(),
         device_activations: device.activations,
         release_slot: ctx.license.tracks_transfers(),
-        seat: device.user.clone(),
+        seat: device.user.clone().filter(|_| !ctx.charged_seat_gone),
         at: now,
         charges: Vec::new(),
         once: None,
@@ -474,24 +463,6 @@ pub fn plan_consumptions(
         charges.push(charge(recorded, amount, &allowance, anchor, now)?);
     }
     Ok(charges)
-}
-
-/// The license as it stands after `charges` were written, for the response.
-pub fn apply_charges(license: &mut License, charges: &[Charge]) {
-    for c in charges {
-        let slot = match &c.counter {
-            Counter::Consumptions => &mut license.consumptions,
-            Counter::Feature(code) => license.feature_consumptions.entry(code.clone()).or_insert(0),
-        };
-        *slot = c.restart.unwrap_or(*slot).saturating_add(c.amount);
-        match (c.period_start, &c.counter) {
-            (None, _) => {}
-            (Some(start), Counter::Consumptions) => license.consumptions_period = Some(start),
-            (Some(start), Counter::Feature(code)) => {
-                license.feature_periods.insert(code.clone(), start);
-            }
-        }
-    }
 }
 
 /// `license_not_active` when nothing is active on the license, else `device_not_found`.

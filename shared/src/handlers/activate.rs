@@ -1,20 +1,20 @@
 //! `POST /api/v4/activate_license` (SPEC §2.2): the rules decide, the store writes atomically, and a
-//! write that lost a race is re-decided against the state that won, so the answer is always the one
-//! the rules give for the real state. Offline activation (`offline`) is the same loop with a record of
-//! the request in the write.
+//! write that lost a race is re-decided against the state that won (`runner`), so the answer is always
+//! the one the rules give for the real state. Offline activation (`offline`) is the same operation with a
+//! record of the request in the write.
 
 use super::lookup::{self, Resolved, UserCheck};
-use super::{replay_or, Once, Outcome};
+use super::runner::{self, WriteOp};
 use crate::auth::{Access, Authenticated};
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
-use crate::model::Device;
 use crate::render::{license_object, Identity, View};
 use crate::request::{Credentials, LicenseRequest};
 use crate::rules::{self, Transport};
 use crate::signing::Signer;
 use crate::state::AppState;
-use crate::store::{LicenseAddr, Rejection};
+use crate::store::write::Write;
+use crate::store::{ActivationPlan, LicenseAddr, Rejection, WriteToken};
 use crate::time::Timestamp;
 
 pub async fn handle(req: &ApiRequest, state: &AppState) -> Result<ApiResponse, ApiError> {
@@ -67,85 +67,76 @@ pub async fn activate(
     req: &LicenseRequest,
     transport: Transport,
 ) -> Result<Resolved, ApiError> {
-    activate_once(state, auth, req, transport, None).await?.resolved()
+    let op = Activation::new(state, auth, req, transport);
+    runner::run(state, &op, None).await?.online()
 }
 
-/// Activates `req.hardware_id`, recording `once` (an offline request) in the same write when given.
-pub(super) async fn activate_once(
-    state: &AppState,
-    auth: &Authenticated,
-    req: &LicenseRequest,
+/// An activation of one license's device: the rules' decision for [`runner::run`].
+pub(super) struct Activation<'a> {
+    app: &'a AppState,
+    auth: &'a Authenticated,
+    req: &'a LicenseRequest,
     transport: Transport,
-    once: Option<&Once<'_>>,
-) -> Result<Outcome, ApiError> {
-    let mut resolved = lookup::load(state, auth, req, UserCheck::Password).await?;
-    let now = Timestamp::now();
-    let mut attempts = super::Attempts::new(state);
-    loop {
+    now: Timestamp,
+}
+
+impl<'a> Activation<'a> {
+    pub fn new(app: &'a AppState, auth: &'a Authenticated, req: &'a LicenseRequest, transport: Transport) -> Self {
+        Self {
+            app,
+            auth,
+            req,
+            transport,
+            now: Timestamp::now(),
+        }
+    }
+}
+
+impl WriteOp for Activation<'_> {
+    type State = Resolved;
+    type Plan = ActivationPlan;
+
+    async fn load(&self, after: Option<&Rejection>) -> Result<Resolved, ApiError> {
+        // The password was verified by the first read.
+        let how = if after.is_some() {
+            UserCheck::Verified
+        } else {
+            UserCheck::Password
+        };
+        lookup::load(self.app, self.auth, self.req, how).await
+    }
+
+    async fn complete(&self, resolved: &mut Resolved) -> Result<(), ApiError> {
         if rules::needs_transfer_source(&resolved.ctx) {
             let addr = LicenseAddr::of(&resolved.ctx.license);
-            resolved.ctx.transfer_source = state.store.released_slot(&addr).await.map_err(ApiError::store)?;
+            resolved.ctx.transfer_source = self.app.store.released_slot(&addr).await.map_err(ApiError::store)?;
         }
-        let addr = LicenseAddr::of(&resolved.ctx.license);
-        let mut plan = match rules::plan_activation(&resolved.ctx, req, now, transport) {
-            Ok(plan) => plan,
-            Err(e) => return replay_or(state, once, &addr, e).await,
-        };
-        // The state this write leaves, which the answer describes.
-        let mut after = resolved.clone();
-        rules::apply_activation(&mut after.ctx.license, &plan);
-        if let Some(seat) = &mut after.ctx.seat {
-            seat.total_activations += 1;
-        }
-        after.ctx.device = Some(plan.device.clone());
-        plan.once = super::record_of(once, &after, now)?;
-        let answer = plan.once.as_ref().map(|r| r.answer.clone());
-        let outcome = attempts
-            .write(|token| {
-                let plan = &plan;
-                async move { state.store.activate_device(plan, &token).await }
-            })
-            .await;
-        match outcome {
-            Ok(()) => {
-                after.ctx.device = Some(Device {
-                    write_token: Some(attempts.token().as_str().to_owned()),
-                    ..plan.device
-                });
-                return Ok(Outcome::Applied {
-                    resolved: Box::new(after),
-                    answer,
-                });
-            }
-            Err(Rejection::Done(done)) => return Ok(Outcome::Replayed(done.answer)),
-            // An earlier attempt whose answer was lost did commit: answer from the state it left.
-            Err(Rejection::Device(Some(d))) if attempts.wrote(&d) => {
-                if once.is_some() {
-                    let lost = ApiError::internal("an applied offline activation left no record");
-                    return replay_or(state, once, &addr, lost).await;
-                }
-                let resolved = lookup::load(state, auth, req, UserCheck::Verified).await?;
-                return Ok(Outcome::Applied {
-                    resolved: Box::new(resolved),
-                    answer: None,
-                });
-            }
-            Err(Rejection::Device(Some(d))) if d.active => {
-                return replay_or(state, once, &addr, ApiError::LicenseDeviceExists).await;
-            }
-            Err(Rejection::License(Some(current))) => {
-                resolved.ctx.license = *current;
+        Ok(())
+    }
+
+    fn absorb(&self, resolved: &mut Resolved, refusal: &Rejection) -> bool {
+        match refusal {
+            Rejection::License(Some(current)) => {
+                resolved.ctx.license = (**current).clone();
                 resolved.ctx.transfer_source = None;
             }
-            Err(Rejection::Seat(Some(current))) => resolved.ctx.seat = Some(current),
-            // The device changed under us (activated and deactivated again), an item is gone, or the
-            // released slot was taken: read everything again.
-            Err(Rejection::Device(_) | Rejection::License(None) | Rejection::Seat(None) | Rejection::Stale) => {
-                resolved = lookup::load(state, auth, req, UserCheck::Verified).await?;
-            }
-            Err(Rejection::Conflict | Rejection::Unknown(_)) => return Err(ApiError::Contention),
-            Err(Rejection::Store(e)) => return Err(ApiError::store(e)),
+            Rejection::Seat(Some(current)) => resolved.ctx.seat = Some(current.clone()),
+            // The device changed under us (activated, or activated and deactivated again), an item is
+            // gone, or the released slot was taken: read everything again.
+            _ => return false,
         }
-        attempts.next_plan()?;
+        true
+    }
+
+    fn now(&self) -> Timestamp {
+        self.now
+    }
+
+    fn decide(&self, resolved: &Resolved) -> Result<ActivationPlan, ApiError> {
+        rules::plan_activation(&resolved.ctx, self.req, self.now, self.transport)
+    }
+
+    fn write(&self, plan: &ActivationPlan, token: &WriteToken) -> Write {
+        plan.write(token)
     }
 }

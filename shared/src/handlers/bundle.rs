@@ -11,7 +11,7 @@
 
 use super::activate::ident;
 use super::lookup::{self, UserCheck};
-use super::{replayed, Once};
+use super::runner::{self, Images, WriteOp};
 use crate::auth::{Access, Authenticated};
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
@@ -21,8 +21,8 @@ use crate::request::{Credentials, LicenseRequest};
 use crate::rules::{self, LicenseContext, Transport};
 use crate::signing::Signer;
 use crate::state::AppState;
-use crate::store::write::{bounded_request_record, device_as_read, request_record, Item, ItemWrite, Write};
-use crate::store::{ContextQuery, LicenseAddr, Rejection};
+use crate::store::write::{device_as_read, Image, Item, ItemWrite, Write};
+use crate::store::{ActivationPlan, ContextQuery, DeactivationPlan, LicenseAddr, Rejection, WriteToken};
 use crate::time::Timestamp;
 use futures::future::try_join_all;
 
@@ -217,220 +217,200 @@ fn join(writes: impl IntoIterator<Item = Write>) -> Write {
 
 pub async fn handle_activation(req: &ApiRequest, state: &AppState) -> Result<ApiResponse, ApiError> {
     let (auth, request) = super::authenticated(req, state, Access::Write).await?;
-    let outcome = activate(state, &auth, &request, Transport::Online, None).await?;
-    let bundle = match outcome {
-        BundleOutcome::Applied(bundle, _) => bundle,
-        BundleOutcome::Replayed(_) => return Err(ApiError::internal("an online request was replayed")),
-    };
+    let op = BundleActivation::new(state, &auth, &request, Transport::Online);
+    let bundle = runner::run(state, &op, None).await?.online()?;
     let objects = member_objects(&bundle, &request, View::Activation, Timestamp::now(), &state.signer)?;
     Ok(ApiResponse::signed_json(&objects, &state.signer))
 }
 
-/// What a bundle activation or deactivation did (see [`Outcome`] for single licenses).
-pub(crate) enum BundleOutcome {
-    Applied(Box<Bundle>, Option<String>),
-    Replayed(String),
-}
-
-/// A refusal of a bundle request that may repeat an applied offline one (see `handlers::replay_or`).
-async fn replay_or_bundle(
-    state: &AppState,
-    once: Option<&Once<'_, Bundle>>,
-    addr: &LicenseAddr,
-    err: ApiError,
-) -> Result<BundleOutcome, ApiError> {
-    match replayed(state, once, addr).await? {
-        Some(answer) => Ok(BundleOutcome::Replayed(answer)),
-        None => Err(err),
-    }
-}
-
-/// The members' writes joined, with an offline request's record (kept beside the first member) first
-/// and the conditions on the members the write skips last.
-fn joined(writes: impl IntoIterator<Item = Write>, record: Option<ItemWrite>, unchanged: &[ItemWrite]) -> Write {
-    let mut write = join(writes);
-    write.items.splice(0..0, record);
-    write.items.extend_from_slice(unchanged);
-    write
-}
-
-/// Activates the device on every member not yet holding it, in one write.
-pub(crate) async fn activate(
-    state: &AppState,
-    auth: &Authenticated,
-    req: &LicenseRequest,
-    transport: Transport,
-    once: Option<&Once<'_, Bundle>>,
-) -> Result<BundleOutcome, ApiError> {
-    let mut bundle = Bundle::load(state, auth, req, UserCheck::Password).await?;
-    let now = Timestamp::now();
-    let mut attempts = super::Attempts::new(state);
-    loop {
-        // An offline request's record lives beside the first member, whichever members are written.
-        let addrs: Vec<LicenseAddr> = bundle.members.iter().map(|m| LicenseAddr::of(&m.license)).collect();
-        // Transfer sources, where a member needs one, all at once.
-        let sources = try_join_all(bundle.members.iter().zip(&addrs).map(|(m, addr)| async move {
-            if rules::needs_transfer_source(m) {
-                state.store.released_slot(addr).await.map(Some)
-            } else {
-                Ok(None)
-            }
-        }))
-        .await
-        .map_err(ApiError::store)?;
-        for (m, source) in bundle.members.iter_mut().zip(sources) {
-            if let Some(source) = source {
-                m.transfer_source = source;
-            }
-        }
-        let mut after = bundle.clone();
-        let mut writes = Vec::new();
-        let mut unchanged = Vec::new();
-        for (i, m) in bundle.members.iter().enumerate() {
-            if m.device.as_ref().is_some_and(|d| d.active) {
-                // Answered as active: the write holds only if it still is.
-                unchanged.push(device_as_read(&addrs[i], &req.hardware_id, m.device.as_ref()));
-                continue;
-            }
-            let member_req = bundle.member_request(req, m);
-            let plan = match rules::plan_activation(m, &member_req, now, transport) {
-                Ok(plan) => plan,
-                Err(e) => return replay_or_bundle(state, once, &addrs[0], e).await,
-            };
-            let a = &mut after.members[i];
-            rules::apply_activation(&mut a.license, &plan);
-            if let Some(seat) = &mut a.seat {
-                seat.total_activations += 1;
-            }
-            a.device = Some(plan.device.clone());
-            writes.push(plan);
-        }
-        if writes.is_empty() {
-            return replay_or_bundle(state, once, &addrs[0], ApiError::LicenseDeviceExists).await;
-        }
-        let record = super::record_of(once, &after, now)?
-            .map(|r| bounded_request_record(&addrs[0], &r, now))
-            .transpose()?;
-        let answer = record.as_ref().and_then(ItemWrite::recorded_answer);
-        let outcome = attempts
-            .write(|token| {
-                let write = joined(writes.iter().map(|p| p.write(&token)), record.clone(), &unchanged);
-                async move { state.store.apply(&write, &token).await }
-            })
-            .await;
-        match outcome {
-            Ok(()) => return Ok(BundleOutcome::Applied(Box::new(after), answer)),
-            Err(Rejection::Done(done)) => return Ok(BundleOutcome::Replayed(done.answer)),
-            Err(Rejection::Device(Some(d))) if attempts.wrote(&d) => {
-                if once.is_some() {
-                    let lost = ApiError::internal("an applied offline bundle activation left no record");
-                    return replay_or_bundle(state, once, &addrs[0], lost).await;
-                }
-                let bundle = Bundle::load(state, auth, req, UserCheck::Verified).await?;
-                return Ok(BundleOutcome::Applied(Box::new(bundle), None));
-            }
-            Err(Rejection::Conflict | Rejection::Unknown(_)) => return Err(ApiError::Contention),
-            Err(Rejection::Store(e)) => return Err(ApiError::store(e)),
-            // Some member changed: read every member again and decide again.
-            Err(_) => bundle = Bundle::load(state, auth, req, UserCheck::Verified).await?,
-        }
-        attempts.next_plan()?;
-    }
-}
-
 pub async fn handle_deactivation(req: &ApiRequest, state: &AppState) -> Result<ApiResponse, ApiError> {
     let (auth, request) = super::authenticated(req, state, Access::Write).await?;
-    deactivate(state, &auth, &request, None).await?;
+    let op = BundleDeactivation::new(state, &auth, &request);
+    runner::run(state, &op, None).await?;
     Ok(ApiResponse::text(super::deactivate::DEACTIVATED))
 }
 
+/// A bundle holds its members' licenses, devices and seats.
+impl Images for Bundle {
+    fn image(&self, item: &Item) -> Option<Option<Image>> {
+        self.members.iter().find_map(|m| m.image(item))
+    }
+
+    fn set_image(&mut self, item: &Item, image: Option<Image>) {
+        let addr = runner::license_of(item);
+        if let Some(m) = self
+            .members
+            .iter_mut()
+            .find(|m| addr == Some(&LicenseAddr::of(&m.license)))
+        {
+            m.set_image(item, image);
+        }
+    }
+
+    /// The first member's: the record is found there whichever members a write changes.
+    fn record_addr(&self) -> LicenseAddr {
+        LicenseAddr::of(&self.members[0].license)
+    }
+}
+
+/// The members' plans a bundle write joins, and conditions on the members it leaves as they are.
+pub(crate) struct Joined<P> {
+    plans: Vec<P>,
+    unchanged: Vec<ItemWrite>,
+}
+
+impl<P> Joined<P> {
+    fn write(&self, token: &WriteToken, write: impl Fn(&P, &WriteToken) -> Write) -> Write {
+        let mut joined = join(self.plans.iter().map(|p| write(p, token)));
+        joined.items.extend_from_slice(&self.unchanged);
+        joined
+    }
+}
+
+/// What every bundle operation works with.
+pub(crate) struct BundleRequest<'a> {
+    app: &'a AppState,
+    auth: &'a Authenticated,
+    req: &'a LicenseRequest,
+    now: Timestamp,
+}
+
+/// Activates the device on every member not yet holding it, in one write.
+pub(crate) struct BundleActivation<'a> {
+    on: BundleRequest<'a>,
+    transport: Transport,
+}
+
+impl<'a> BundleActivation<'a> {
+    pub fn new(app: &'a AppState, auth: &'a Authenticated, req: &'a LicenseRequest, transport: Transport) -> Self {
+        let now = Timestamp::now();
+        Self {
+            on: BundleRequest { app, auth, req, now },
+            transport,
+        }
+    }
+}
+
+impl WriteOp for BundleActivation<'_> {
+    type State = Bundle;
+    type Plan = Joined<ActivationPlan>;
+
+    async fn load(&self, after: Option<&Rejection>) -> Result<Bundle, ApiError> {
+        let how = if after.is_some() {
+            UserCheck::Verified
+        } else {
+            UserCheck::Password
+        };
+        Bundle::load(self.on.app, self.on.auth, self.on.req, how).await
+    }
+
+    /// Transfer sources, where a member needs one, all at once.
+    async fn complete(&self, bundle: &mut Bundle) -> Result<(), ApiError> {
+        let store = &self.on.app.store;
+        try_join_all(bundle.members.iter_mut().map(|m| async move {
+            if rules::needs_transfer_source(m) {
+                m.transfer_source = store.released_slot(&LicenseAddr::of(&m.license)).await?;
+            }
+            Ok(())
+        }))
+        .await
+        .map_err(ApiError::store)
+        .map(drop)
+    }
+
+    fn now(&self) -> Timestamp {
+        self.on.now
+    }
+
+    fn decide(&self, bundle: &Bundle) -> Result<Joined<ActivationPlan>, ApiError> {
+        let (req, now) = (self.on.req, self.on.now);
+        let mut joined = Joined {
+            plans: Vec::new(),
+            unchanged: Vec::new(),
+        };
+        for m in &bundle.members {
+            if m.device.as_ref().is_some_and(|d| d.active) {
+                // Answered as active: the write holds only if it still is.
+                let addr = LicenseAddr::of(&m.license);
+                joined
+                    .unchanged
+                    .push(device_as_read(&addr, &req.hardware_id, m.device.as_ref()));
+                continue;
+            }
+            let member_req = bundle.member_request(req, m);
+            joined
+                .plans
+                .push(rules::plan_activation(m, &member_req, now, self.transport)?);
+        }
+        if joined.plans.is_empty() {
+            return Err(ApiError::LicenseDeviceExists);
+        }
+        Ok(joined)
+    }
+
+    fn write(&self, plan: &Joined<ActivationPlan>, token: &WriteToken) -> Write {
+        plan.write(token, ActivationPlan::write)
+    }
+}
+
 /// Deactivates the device on every member where it is active, in one write.
-pub(crate) async fn deactivate(
-    state: &AppState,
-    auth: &Authenticated,
-    req: &LicenseRequest,
-    once: Option<&Once<'_, Bundle>>,
-) -> Result<BundleOutcome, ApiError> {
-    let mut bundle = Bundle::load(state, auth, req, UserCheck::Concealed).await?;
-    let now = Timestamp::now();
-    let mut attempts = super::Attempts::new(state);
-    // Members whose device's seat is missing or at 0 (see `deactivate`): released without the seat.
-    let mut seatless: Vec<bool> = vec![false; bundle.members.len()];
-    loop {
-        // An offline request's record lives beside the first member.
-        let addr = LicenseAddr::of(&bundle.members[0].license);
-        let mut plans = Vec::new();
-        let mut unchanged = Vec::new();
+pub(crate) struct BundleDeactivation<'a> {
+    on: BundleRequest<'a>,
+}
+
+impl<'a> BundleDeactivation<'a> {
+    pub fn new(app: &'a AppState, auth: &'a Authenticated, req: &'a LicenseRequest) -> Self {
+        let now = Timestamp::now();
+        Self {
+            on: BundleRequest { app, auth, req, now },
+        }
+    }
+}
+
+impl WriteOp for BundleDeactivation<'_> {
+    type State = Bundle;
+    type Plan = Joined<DeactivationPlan>;
+
+    async fn load(&self, after: Option<&Rejection>) -> Result<Bundle, ApiError> {
+        let app = self.on.app;
+        let mut bundle = Bundle::load(app, self.on.auth, self.on.req, UserCheck::Concealed).await?;
+        if let Some(Rejection::Seat(_)) = after {
+            try_join_all(bundle.members.iter_mut().map(|m| runner::mark_gone_seat(app, m))).await?;
+        }
+        Ok(bundle)
+    }
+
+    fn now(&self) -> Timestamp {
+        self.on.now
+    }
+
+    fn decide(&self, bundle: &Bundle) -> Result<Joined<DeactivationPlan>, ApiError> {
+        let hw = &self.on.req.hardware_id;
+        let mut joined = Joined {
+            plans: Vec::new(),
+            unchanged: Vec::new(),
+        };
         let mut refusal = None;
-        for (m, seatless) in bundle.members.iter().zip(&seatless) {
-            match rules::plan_deactivation(m, &req.hardware_id, now) {
-                Ok(mut plan) => {
-                    if *seatless {
-                        plan.seat = None;
-                    }
-                    plans.push(plan)
-                }
+        for m in &bundle.members {
+            match rules::plan_deactivation(m, hw, self.on.now) {
+                Ok(plan) => joined.plans.push(plan),
                 Err(e) => {
                     // Answered as not active there: the write holds only if it still is not.
                     let member = LicenseAddr::of(&m.license);
-                    unchanged.push(device_as_read(&member, &req.hardware_id, m.device.as_ref()));
+                    joined.unchanged.push(device_as_read(&member, hw, m.device.as_ref()));
                     refusal.get_or_insert(e);
                 }
             }
         }
-        if plans.is_empty() {
-            let err = refusal.unwrap_or(ApiError::DeviceNotFound);
-            return replay_or_bundle(state, once, &addr, err).await;
+        if joined.plans.is_empty() {
+            return Err(refusal.unwrap_or(ApiError::DeviceNotFound));
         }
-        let record = super::record_of(once, &bundle, now)?.map(|r| request_record(&addr, &r, now));
-        let answer = record.as_ref().and_then(ItemWrite::recorded_answer);
-        let outcome = attempts
-            .write(|token| {
-                let write = joined(plans.iter().map(|p| p.write(&token)), record.clone(), &unchanged);
-                async move { state.store.apply(&write, &token).await }
-            })
-            .await;
-        match outcome {
-            Ok(()) => return Ok(BundleOutcome::Applied(Box::new(bundle), answer)),
-            Err(Rejection::Done(done)) => return Ok(BundleOutcome::Replayed(done.answer)),
-            Err(Rejection::Device(Some(d))) if attempts.wrote(&d) => {
-                if once.is_some() {
-                    let lost = ApiError::internal("an applied offline bundle deactivation left no record");
-                    return replay_or_bundle(state, once, &addr, lost).await;
-                }
-                return Ok(BundleOutcome::Applied(Box::new(bundle), None));
-            }
-            Err(Rejection::Seat(_)) => {
-                bundle = Bundle::load(state, auth, req, UserCheck::Concealed).await?;
-                seatless = seats_gone(state, &bundle, &req.hardware_id).await?;
-            }
-            Err(Rejection::Conflict | Rejection::Unknown(_)) => return Err(ApiError::Contention),
-            Err(Rejection::Store(e)) => return Err(ApiError::store(e)),
-            Err(_) => bundle = Bundle::load(state, auth, req, UserCheck::Concealed).await?,
-        }
-        attempts.next_plan()?;
+        Ok(joined)
     }
-}
 
-/// Per member, whether the seat its active device's activation charged is missing or at 0: the stored
-/// counts are inconsistent, and (as for a single license) the slot is released without the seat rather
-/// than keeping the device active for ever.
-async fn seats_gone(state: &AppState, bundle: &Bundle, hw: &crate::ids::HardwareId) -> Result<Vec<bool>, ApiError> {
-    let gone = try_join_all(bundle.members.iter().map(|m| async move {
-        let Some(user) = m.device.as_ref().filter(|d| d.active).and_then(|d| d.user.as_ref()) else {
-            return Ok(false);
-        };
-        let seat = state.store.get_seat(&LicenseAddr::of(&m.license), user).await?;
-        Ok(seat.is_none_or(|s| s.total_activations <= 0))
-    }))
-    .await
-    .map_err(ApiError::store)?;
-    for (m, gone) in bundle.members.iter().zip(&gone) {
-        if *gone {
-            tracing::error!(license = m.license.id, hardware_id = %hw, "seat missing or at 0 while its device is active; releasing without it");
-        }
+    fn write(&self, plan: &Joined<DeactivationPlan>, token: &WriteToken) -> Write {
+        plan.write(token, DeactivationPlan::write)
     }
-    Ok(gone)
 }
 
 pub async fn handle_check(req: &ApiRequest, state: &AppState) -> Result<ApiResponse, ApiError> {

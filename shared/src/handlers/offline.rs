@@ -4,11 +4,11 @@
 //! names (`offline::payload`), and the request applied at most once: its record goes into the very write
 //! that applies it, and a repeat upload answers what the first got.
 
-use super::activate::{activate_once, activation_object, ident};
-use super::bundle::{self, member_objects, Bundle, BundleOutcome};
-use super::deactivate::{deactivate_once, DEACTIVATED};
+use super::activate::{activation_object, ident, Activation};
+use super::bundle::{member_objects, Bundle, BundleActivation, BundleDeactivation};
+use super::deactivate::{Deactivation, DEACTIVATED};
 use super::lookup::Resolved;
-use super::{Once, Outcome};
+use super::runner::{self, Once, WriteOp};
 use crate::auth::{hmac_base64, Access, Authenticated};
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
@@ -20,7 +20,6 @@ use crate::request::{LicenseRequest, Params};
 use crate::rules::{Consumptions, Transport};
 use crate::state::AppState;
 use crate::store::RequestKey;
-use crate::time::Timestamp;
 use serde_json::Value;
 use std::time::SystemTime;
 
@@ -119,18 +118,18 @@ impl Upload {
 pub async fn handle_activation(req: &ApiRequest, state: &AppState) -> Result<ApiResponse, ApiError> {
     let upload = Upload::read(req, state, Kind::Activation).await?;
     let request = &upload.request;
-    let now = Timestamp::now();
+    let op = Activation::new(state, &upload.auth, request, Transport::Offline);
     let signed = upload.offline_answer();
     let answer = |after: &Resolved| -> Result<String, ApiError> {
-        let object = activation_object(after, request, now, &state.signer)?;
+        let object = activation_object(after, request, op.now(), &state.signer)?;
         offline_activation(object, &signed, &state.signer).map_err(ApiError::internal)
     };
     let once = Once {
         key: upload.request_key(Kind::Activation),
         answer: &answer,
     };
-    let outcome = activate_once(state, &upload.auth, request, Transport::Offline, Some(&once)).await?;
-    Ok(ApiResponse::signed_body(answer_of(outcome)?, &state.signer))
+    let outcome = runner::run(state, &op, Some(&once)).await?;
+    Ok(ApiResponse::signed_body(outcome.recorded()?, &state.signer))
 }
 
 pub async fn handle_deactivation(req: &ApiRequest, state: &AppState) -> Result<ApiResponse, ApiError> {
@@ -141,18 +140,18 @@ pub async fn handle_deactivation(req: &ApiRequest, state: &AppState) -> Result<A
         key: upload.request_key(Kind::Deactivation),
         answer: &answer,
     };
-    let outcome = deactivate_once(state, &upload.auth, &upload.request, &consumptions, Some(&once)).await?;
-    answer_of(outcome)?;
+    let op = Deactivation::new(state, &upload.auth, &upload.request, &consumptions);
+    runner::run(state, &op, Some(&once)).await?.recorded()?;
     Ok(ApiResponse::text(DEACTIVATED))
 }
 
 pub async fn handle_bundle_activation(req: &ApiRequest, state: &AppState) -> Result<ApiResponse, ApiError> {
     let upload = Upload::read(req, state, Kind::Activation).await?;
     let request = &upload.request;
-    let now = Timestamp::now();
+    let op = BundleActivation::new(state, &upload.auth, request, Transport::Offline);
     let signed = upload.offline_answer();
     let answer = |after: &Bundle| -> Result<String, ApiError> {
-        let licenses = member_objects(after, request, View::Activation, now, &state.signer)?
+        let licenses = member_objects(after, request, View::Activation, op.now(), &state.signer)?
             .into_iter()
             .map(|object| offline_activation(object, &signed, &state.signer).map_err(ApiError::internal))
             .collect::<Result<Vec<_>, _>>()?;
@@ -162,8 +161,8 @@ pub async fn handle_bundle_activation(req: &ApiRequest, state: &AppState) -> Res
         key: upload.request_key(Kind::Activation),
         answer: &answer,
     };
-    let outcome = bundle::activate(state, &upload.auth, request, Transport::Offline, Some(&once)).await?;
-    Ok(ApiResponse::signed_body(bundle_answer(outcome)?, &state.signer))
+    let outcome = runner::run(state, &op, Some(&once)).await?;
+    Ok(ApiResponse::signed_body(outcome.recorded()?, &state.signer))
 }
 
 pub async fn handle_bundle_deactivation(req: &ApiRequest, state: &AppState) -> Result<ApiResponse, ApiError> {
@@ -179,8 +178,8 @@ pub async fn handle_bundle_deactivation(req: &ApiRequest, state: &AppState) -> R
         key: upload.request_key(Kind::Deactivation),
         answer: &answer,
     };
-    let outcome = bundle::deactivate(state, &upload.auth, &upload.request, Some(&once)).await?;
-    bundle_answer(outcome)?;
+    let op = BundleDeactivation::new(state, &upload.auth, &upload.request);
+    runner::run(state, &op, Some(&once)).await?.recorded()?;
     Ok(ApiResponse::text(DEACTIVATED))
 }
 
@@ -193,23 +192,6 @@ fn offline_bundle(licenses: &[String], signer: &crate::signing::Signer) -> Strin
         "{{\"licenses\":{array},\"bundle_signature_v2\":{}}}",
         serde_json::Value::String(signature)
     )
-}
-
-fn bundle_answer(outcome: BundleOutcome) -> Result<String, ApiError> {
-    match outcome {
-        BundleOutcome::Applied(_, Some(a)) | BundleOutcome::Replayed(a) => Ok(a),
-        BundleOutcome::Applied(_, None) => Err(ApiError::internal("an offline request was applied without its answer")),
-    }
-}
-
-/// The answer recorded for an offline request, whether applied now or before.
-fn answer_of(outcome: Outcome) -> Result<String, ApiError> {
-    match outcome {
-        Outcome::Applied { answer: Some(a), .. } | Outcome::Replayed(a) => Ok(a),
-        Outcome::Applied { answer: None, .. } => {
-            Err(ApiError::internal("an offline request was applied without its answer"))
-        }
-    }
 }
 
 /// `consumptions` and `product_features: [{"feature", "consumptions"}]` (SPEC §6.2).

@@ -5,6 +5,8 @@ use crate::ids::Username;
 use crate::ids::{CompanyId, LicenseKey, ProductCode};
 use crate::model::Seat;
 use crate::request::{Credentials, LicenseRequest};
+use crate::store::write::{apply_actions, Action, Effect, Image, Item, Write};
+use crate::store::WriteToken;
 
 fn now() -> Timestamp {
     Timestamp::parse_iso("2026-06-01T12:00:00Z").unwrap()
@@ -27,6 +29,7 @@ fn ctx() -> LicenseContext {
         device: None,
         released_here: false,
         transfer_source: None,
+        charged_seat_gone: false,
     }
 }
 
@@ -60,6 +63,43 @@ fn sim(c: LicenseContext) -> Sim {
     }
 }
 
+/// The license as `write` leaves it: the write's actions on the license item, as the handlers derive it.
+fn written(license: &mut License, write: Write) {
+    let item = write
+        .items
+        .iter()
+        .find(|i| matches!(i.item, Item::License(_)))
+        .expect("a license item");
+    let mut image = Some(Image::License(Box::new(license.clone())));
+    apply_actions([(item, &mut image)]).expect("the write fits the license");
+    let Some(Image::License(after)) = image else {
+        panic!("the license is gone")
+    };
+    *license = *after;
+}
+
+/// The license with `charges` written: a deactivation's write reduced to its counters.
+fn charged(license: &mut License, charges: Vec<Charge>) {
+    let plan = DeactivationPlan {
+        addr: LicenseAddr::of(license),
+        license_id: license.id,
+        hardware_id: HardwareId::parse("h").unwrap(),
+        device_activations: 1,
+        release_slot: false,
+        seat: None,
+        at: now(),
+        charges,
+        once: None,
+    };
+    let mut write = plan.write(&WriteToken::new());
+    for item in &mut write.items {
+        if let Action::Update(effects) = &mut item.action {
+            effects.retain(|e| matches!(e, Effect::Count(..) | Effect::SetCount(..) | Effect::SetPeriod(..)));
+        }
+    }
+    written(license, write);
+}
+
 /// Applies an activation, as the handler and store would, to the context.
 fn activate(s: &mut Sim, hw: &str) -> ActivationPlan {
     let hw_id = HardwareId::parse(hw).unwrap();
@@ -70,7 +110,7 @@ fn activate(s: &mut Sim, hw: &str) -> ActivationPlan {
         s.c.transfer_source = s.released.iter().next().cloned();
     }
     let plan = plan_activation(&s.c, &req(hw), now(), Transport::Online).expect("activation allowed");
-    apply_activation(&mut s.c.license, &plan);
+    written(&mut s.c.license, plan.write(&WriteToken::new()));
     match &plan.slot {
         Slot::Reuse => s.released.remove(&hw_id),
         Slot::Transfer { released_by } => s.released.remove(released_by),
@@ -350,7 +390,7 @@ fn a_periodic_counter_starts_again_at_zero_in_a_new_period() {
         (charges[0].period_start, charges[0].restart),
         (Some(at("2026-06-01T00:00:00Z")), None)
     );
-    apply_charges(&mut c.license, &charges);
+    charged(&mut c.license, charges);
     assert_eq!(
         (c.license.total_consumptions(), c.license.consumptions_period),
         (10, Some(at("2026-06-01T00:00:00Z")))
@@ -369,13 +409,13 @@ fn a_periodic_counter_starts_again_at_zero_in_a_new_period() {
     );
     let charges = plan_consumptions(&c, &report(10), july).unwrap();
     assert_eq!((charges[0].period_start, charges[0].restart), (Some(july), Some(-2)));
-    apply_charges(&mut c.license, &charges);
+    charged(&mut c.license, charges);
     assert_eq!((c.license.total_consumptions(), c.license.consumptions), (10, 8));
     // Without `reset_consumption` the total only grows.
     let mut c = monthly();
     c.license.terms.reset_consumption = false;
     let charges = plan_consumptions(&c, &report(8), now()).unwrap();
-    apply_charges(&mut c.license, &charges);
+    charged(&mut c.license, charges);
     assert_eq!(
         code(plan_consumptions(&c, &report(1), july)),
         "license_not_enough_consumptions"

@@ -709,7 +709,16 @@ pub fn apply(write: &Write, images: &mut [Option<Image>]) -> Result<(), Refused>
             return Err(Refused::Condition { index });
         }
     }
-    for (item, image) in write.items.iter().zip(images.iter_mut()) {
+    apply_actions(write.items.iter().zip(images.iter_mut()))
+}
+
+/// Applies the actions of `items` to their images without looking at their conditions: the state a
+/// write leaves, derived from the images it was decided on once a store has committed it (the store
+/// checked the conditions).
+pub fn apply_actions<'a>(
+    items: impl IntoIterator<Item = (&'a ItemWrite, &'a mut Option<Image>)>,
+) -> Result<(), Refused> {
+    for (item, image) in items {
         match &item.action {
             Action::Check => {}
             Action::PutDevice(device) => *image = Some(Image::Device(device.clone())),
@@ -721,35 +730,34 @@ pub fn apply(write: &Write, images: &mut [Option<Image>]) -> Result<(), Refused>
                     return Err(Refused::Invalid("update of a missing item".into()));
                 };
                 for effect in effects {
-                    match effect {
-                        Effect::Set(a, v) => target.set(*a, v.clone()).map_err(Refused::Invalid)?,
-                        Effect::Add(a, n) => {
-                            let current = match target.get(*a) {
-                                None => 0,
-                                Some(Val::Int(v)) => v,
-                                Some(other) => return Err(Refused::Invalid(format!("cannot add to {other:?}"))),
-                            };
-                            target.set(*a, Val::Int(current + n)).map_err(Refused::Invalid)?;
-                        }
-                        Effect::Count(c, n) => {
-                            target.change_count(c, *n, CountChange::Add).map_err(Refused::Invalid)?
-                        }
-                        Effect::SetCount(c, n) => {
-                            target.change_count(c, *n, CountChange::Set).map_err(Refused::Invalid)?
-                        }
-                        Effect::SetPeriod(c, t) => target
-                            .change_count(c, *t, CountChange::Period)
-                            .map_err(Refused::Invalid)?,
-                        Effect::SetDetail(k, v) => match target {
-                            Image::Device(d) => {
-                                d.details.insert(k.clone(), v.clone());
-                            }
-                            _ => return Err(Refused::Invalid("details belong to devices".into())),
-                        },
-                    }
+                    apply_effect(target, effect).map_err(Refused::Invalid)?;
                 }
             }
         }
     }
     Ok(())
+}
+
+fn apply_effect(target: &mut Image, effect: &Effect) -> Result<(), String> {
+    match effect {
+        Effect::Set(a, v) => target.set(*a, v.clone()),
+        Effect::Add(a, n) => {
+            let current = match target.get(*a) {
+                None => 0,
+                Some(Val::Int(v)) => v,
+                Some(other) => return Err(format!("cannot add to {other:?}")),
+            };
+            target.set(*a, Val::Int(current + n))
+        }
+        Effect::Count(c, n) => target.change_count(c, *n, CountChange::Add),
+        Effect::SetCount(c, n) => target.change_count(c, *n, CountChange::Set),
+        Effect::SetPeriod(c, t) => target.change_count(c, *t, CountChange::Period),
+        Effect::SetDetail(k, v) => match target {
+            Image::Device(d) => {
+                d.details.insert(k.clone(), v.clone());
+                Ok(())
+            }
+            _ => Err("details belong to devices".into()),
+        },
+    }
 }
