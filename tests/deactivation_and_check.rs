@@ -3,7 +3,8 @@
 use integration_tests::fixtures::{hw, key_body, user_body, KEY_PRODUCT};
 use integration_tests::{assert_error, error_of, Fixture};
 use license_api::ids::Username;
-use license_api::store::LicenseAddr;
+use license_api::store::write::{Action, Attr, Effect, Item, ItemWrite, Write};
+use license_api::store::{LicenseAddr, WriteToken};
 use license_api::time::Timestamp;
 use serde_json::{json, Value};
 
@@ -85,6 +86,40 @@ async fn user_deactivation_returns_the_users_activation(setup) {
             .status(),
         200
     );
+}
+
+async fn a_deactivation_releases_a_device_whose_seat_is_gone(setup) {
+    // The seat a device's activation charged is at 0 (stored counts inconsistent, e.g. after a
+    // re-import): the slot is released without the seat, whoever deactivates, rather than never.
+    let f = Fixture::new(setup).await;
+    let license = f.user_license(602, |l| l.max_activations = 5).await;
+    let addr = LicenseAddr::of(&license);
+    f.user("ann@example.com", 1, &[(&license, 2)]).await;
+    f.user("bob@example.com", 2, &[(&license, 2)]).await;
+    for h in ["a1", "a2"] {
+        assert_eq!(f.app.send(f.client.activate(&user_body("ann@example.com", h))).await.status(), 200);
+    }
+    let ann = Username::parse("ann@example.com").unwrap();
+    let zero = Write {
+        items: vec![ItemWrite {
+            item: Item::Seat(addr.clone(), ann.clone()),
+            conditions: vec![],
+            action: Action::Update(vec![Effect::Add(Attr::TotalActivations, -2)]),
+        }],
+    };
+    f.store().apply(&zero, &WriteToken::new()).await.unwrap();
+    // Ann deactivates her own device; Bob deactivates Ann's other one.
+    for (user, h) in [("ann@example.com", "a1"), ("bob@example.com", "a2")] {
+        let body = json!({"product": "up", "hardware_id": h, "username": user});
+        let resp = f.app.send(f.client.deactivate(&body)).await;
+        assert_eq!(resp.status(), 200, "{user} {h}: {}", String::from_utf8_lossy(resp.body()));
+        assert_eq!(resp.body().as_ref(), b"license_deactivated");
+    }
+    assert_eq!(f.store().get_seat(&addr, &ann).await.unwrap().unwrap().total_activations, 0, "not below 0");
+    let bob = Username::parse("bob@example.com").unwrap();
+    assert_eq!(f.store().get_seat(&addr, &bob).await.unwrap().unwrap().total_activations, 0, "Bob's untouched");
+    assert_eq!(f.license_now(&license).await.times_activated, 0);
+    assert!(f.store().list_devices(&addr).await.unwrap().iter().all(|d| !d.active));
 }
 
 async fn check_reports_the_license_and_records_the_device(setup) {

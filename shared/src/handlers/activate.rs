@@ -4,7 +4,7 @@
 //! record of the request in the write.
 
 use super::lookup::{self, Resolved, UserCheck};
-use super::runner::{self, WriteOp};
+use super::runner::{self, Call, WriteOp};
 use crate::auth::{Access, Authenticated};
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
@@ -73,21 +73,15 @@ pub async fn activate(
 
 /// An activation of one license's device: the rules' decision for [`runner::run`].
 pub(super) struct Activation<'a> {
-    app: &'a AppState,
-    auth: &'a Authenticated,
-    req: &'a LicenseRequest,
+    on: Call<'a>,
     transport: Transport,
-    now: Timestamp,
 }
 
 impl<'a> Activation<'a> {
     pub fn new(app: &'a AppState, auth: &'a Authenticated, req: &'a LicenseRequest, transport: Transport) -> Self {
         Self {
-            app,
-            auth,
-            req,
+            on: Call::new(app, auth, req),
             transport,
-            now: Timestamp::now(),
         }
     }
 }
@@ -103,13 +97,13 @@ impl WriteOp for Activation<'_> {
         } else {
             UserCheck::Password
         };
-        lookup::load(self.app, self.auth, self.req, how).await
+        lookup::load(self.on.app, self.on.auth, self.on.req, how).await
     }
 
     async fn complete(&self, resolved: &mut Resolved) -> Result<(), ApiError> {
         if rules::needs_transfer_source(&resolved.ctx) {
             let addr = LicenseAddr::of(&resolved.ctx.license);
-            resolved.ctx.transfer_source = self.app.store.released_slot(&addr).await.map_err(ApiError::store)?;
+            resolved.ctx.transfer_source = self.on.app.store.released_slot(&addr).await.map_err(ApiError::store)?;
         }
         Ok(())
     }
@@ -128,12 +122,12 @@ impl WriteOp for Activation<'_> {
         true
     }
 
-    fn now(&self) -> Timestamp {
-        self.now
+    fn call(&self) -> &Call<'_> {
+        &self.on
     }
 
     fn decide(&self, resolved: &Resolved) -> Result<ActivationPlan, ApiError> {
-        rules::plan_activation(&resolved.ctx, self.req, self.now, self.transport)
+        rules::plan_activation(&resolved.ctx, self.on.req, self.on.now, self.transport)
     }
 
     fn write(&self, plan: &ActivationPlan, token: &WriteToken) -> Write {

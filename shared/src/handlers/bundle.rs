@@ -11,7 +11,7 @@
 
 use super::activate::ident;
 use super::lookup::{self, UserCheck};
-use super::runner::{self, Images, WriteOp};
+use super::runner::{self, Call, Images, WriteOp};
 use crate::auth::{Access, Authenticated};
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
@@ -267,25 +267,16 @@ impl<P> Joined<P> {
     }
 }
 
-/// What every bundle operation works with.
-pub(crate) struct BundleRequest<'a> {
-    app: &'a AppState,
-    auth: &'a Authenticated,
-    req: &'a LicenseRequest,
-    now: Timestamp,
-}
-
 /// Activates the device on every member not yet holding it, in one write.
 pub(crate) struct BundleActivation<'a> {
-    on: BundleRequest<'a>,
+    on: Call<'a>,
     transport: Transport,
 }
 
 impl<'a> BundleActivation<'a> {
     pub fn new(app: &'a AppState, auth: &'a Authenticated, req: &'a LicenseRequest, transport: Transport) -> Self {
-        let now = Timestamp::now();
         Self {
-            on: BundleRequest { app, auth, req, now },
+            on: Call::new(app, auth, req),
             transport,
         }
     }
@@ -318,8 +309,8 @@ impl WriteOp for BundleActivation<'_> {
         .map(drop)
     }
 
-    fn now(&self) -> Timestamp {
-        self.on.now
+    fn call(&self) -> &Call<'_> {
+        &self.on
     }
 
     fn decide(&self, bundle: &Bundle) -> Result<Joined<ActivationPlan>, ApiError> {
@@ -355,14 +346,13 @@ impl WriteOp for BundleActivation<'_> {
 
 /// Deactivates the device on every member where it is active, in one write.
 pub(crate) struct BundleDeactivation<'a> {
-    on: BundleRequest<'a>,
+    on: Call<'a>,
 }
 
 impl<'a> BundleDeactivation<'a> {
     pub fn new(app: &'a AppState, auth: &'a Authenticated, req: &'a LicenseRequest) -> Self {
-        let now = Timestamp::now();
         Self {
-            on: BundleRequest { app, auth, req, now },
+            on: Call::new(app, auth, req),
         }
     }
 }
@@ -380,8 +370,8 @@ impl WriteOp for BundleDeactivation<'_> {
         Ok(bundle)
     }
 
-    fn now(&self) -> Timestamp {
-        self.on.now
+    fn call(&self) -> &Call<'_> {
+        &self.on
     }
 
     fn decide(&self, bundle: &Bundle) -> Result<Joined<DeactivationPlan>, ApiError> {

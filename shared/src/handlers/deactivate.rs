@@ -3,7 +3,7 @@
 //! reports and a record of the request in the write.
 
 use super::lookup::{self, Resolved, UserCheck};
-use super::runner::{self, WriteOp};
+use super::runner::{self, Call, WriteOp};
 use crate::auth::{Access, Authenticated};
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
@@ -12,7 +12,6 @@ use crate::rules::{self, Consumptions};
 use crate::state::AppState;
 use crate::store::write::Write;
 use crate::store::{DeactivationPlan, Rejection, WriteToken};
-use crate::time::Timestamp;
 
 /// The answer to every successful deactivation (SPEC §8).
 pub const DEACTIVATED: &str = "license_deactivated";
@@ -32,11 +31,8 @@ pub async fn deactivate(state: &AppState, auth: &Authenticated, req: &LicenseReq
 /// A deactivation of one license's device, adding the consumptions it reports: the rules' decision
 /// for [`runner::run`].
 pub(super) struct Deactivation<'a> {
-    app: &'a AppState,
-    auth: &'a Authenticated,
-    req: &'a LicenseRequest,
+    on: Call<'a>,
     consumptions: &'a Consumptions,
-    now: Timestamp,
 }
 
 impl<'a> Deactivation<'a> {
@@ -47,11 +43,8 @@ impl<'a> Deactivation<'a> {
         consumptions: &'a Consumptions,
     ) -> Self {
         Self {
-            app,
-            auth,
-            req,
+            on: Call::new(app, auth, req),
             consumptions,
-            now: Timestamp::now(),
         }
     }
 }
@@ -61,9 +54,9 @@ impl WriteOp for Deactivation<'_> {
     type Plan = DeactivationPlan;
 
     async fn load(&self, after: Option<&Rejection>) -> Result<Resolved, ApiError> {
-        let mut resolved = lookup::load(self.app, self.auth, self.req, UserCheck::Concealed).await?;
+        let mut resolved = lookup::load(self.on.app, self.on.auth, self.on.req, UserCheck::Concealed).await?;
         if let Some(Rejection::Seat(_)) = after {
-            runner::mark_gone_seat(self.app, &mut resolved.ctx).await?;
+            runner::mark_gone_seat(self.on.app, &mut resolved.ctx).await?;
         }
         Ok(resolved)
     }
@@ -78,13 +71,13 @@ impl WriteOp for Deactivation<'_> {
         true
     }
 
-    fn now(&self) -> Timestamp {
-        self.now
+    fn call(&self) -> &Call<'_> {
+        &self.on
     }
 
     fn decide(&self, resolved: &Resolved) -> Result<DeactivationPlan, ApiError> {
-        let mut plan = rules::plan_deactivation(&resolved.ctx, &self.req.hardware_id, self.now)?;
-        plan.charges = rules::plan_consumptions(&resolved.ctx, self.consumptions, self.now)?;
+        let mut plan = rules::plan_deactivation(&resolved.ctx, &self.on.req.hardware_id, self.on.now)?;
+        plan.charges = rules::plan_consumptions(&resolved.ctx, self.consumptions, self.on.now)?;
         Ok(plan)
     }
 

@@ -121,7 +121,7 @@ pub async fn handle_activation(req: &ApiRequest, state: &AppState) -> Result<Api
     let op = Activation::new(state, &upload.auth, request, Transport::Offline);
     let signed = upload.offline_answer();
     let answer = |after: &Resolved| -> Result<String, ApiError> {
-        let object = activation_object(after, request, op.now(), &state.signer)?;
+        let object = activation_object(after, request, op.call().now, &state.signer)?;
         offline_activation(object, &signed, &state.signer).map_err(ApiError::internal)
     };
     let once = Once {
@@ -151,7 +151,7 @@ pub async fn handle_bundle_activation(req: &ApiRequest, state: &AppState) -> Res
     let op = BundleActivation::new(state, &upload.auth, request, Transport::Offline);
     let signed = upload.offline_answer();
     let answer = |after: &Bundle| -> Result<String, ApiError> {
-        let licenses = member_objects(after, request, View::Activation, op.now(), &state.signer)?
+        let licenses = member_objects(after, request, View::Activation, op.call().now, &state.signer)?
             .into_iter()
             .map(|object| offline_activation(object, &signed, &state.signer).map_err(ApiError::internal))
             .collect::<Result<Vec<_>, _>>()?;

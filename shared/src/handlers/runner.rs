@@ -8,8 +8,10 @@
 //! ([`write::apply_actions`]), so the answer describes exactly what was written.
 
 use super::lookup::Resolved;
+use crate::auth::Authenticated;
 use crate::error::ApiError;
 use crate::model::{Device, ProcessedRequest};
+use crate::request::LicenseRequest;
 use crate::rules::LicenseContext;
 use crate::state::AppState;
 use crate::store::write::{self, bounded_request_record, Image, Item, ItemWrite, Write};
@@ -232,6 +234,26 @@ impl Images for Resolved {
     }
 }
 
+/// What every write operation works with: the server, the caller, the request and the time it is
+/// decided and recorded at.
+pub(crate) struct Call<'a> {
+    pub app: &'a AppState,
+    pub auth: &'a Authenticated,
+    pub req: &'a LicenseRequest,
+    pub now: Timestamp,
+}
+
+impl<'a> Call<'a> {
+    pub fn new(app: &'a AppState, auth: &'a Authenticated, req: &'a LicenseRequest) -> Self {
+        Self {
+            app,
+            auth,
+            req,
+            now: Timestamp::now(),
+        }
+    }
+}
+
 /// One write-making request: how it reads its state, and its decision. Everything else is [`run`]'s.
 pub(crate) trait WriteOp: Sync {
     /// What the decision is made from, and the answer describes after the write.
@@ -239,8 +261,7 @@ pub(crate) trait WriteOp: Sync {
     /// What the rules decided.
     type Plan: Send + Sync;
 
-    /// The time the request is decided and recorded at.
-    fn now(&self) -> Timestamp;
+    fn call(&self) -> &Call<'_>;
 
     /// Reads the state; `after`: the refusal that made a re-read necessary (`None`: the first read).
     fn load(&self, after: Option<&Rejection>) -> impl Future<Output = Result<Self::State, ApiError>> + Send;
@@ -289,7 +310,7 @@ pub(crate) async fn run<O: WriteOp>(
     op: &O,
     once: Option<&Once<'_, O::State>>,
 ) -> Result<Outcome<O::State>, ApiError> {
-    let now = op.now();
+    let now = op.call().now;
     let mut state = op.load(None).await?;
     let mut attempts = Attempts::new(app);
     loop {
@@ -299,11 +320,10 @@ pub(crate) async fn run<O: WriteOp>(
             Ok(plan) => plan,
             Err(e) => return replay_or(app, once, &addr, e).await,
         };
-        // The record goes first in the write, so a repeat upload is refused by it before anything else.
-        let record = match once {
-            Some(o) => Some(o.record(&addr, &after(&state, &op.write(&plan, attempts.token()))?, now)?),
-            None => None,
-        };
+        // Derived before writing, so a plan that does not fit its state fails before it is written; the
+        // record goes first in the write, so a repeat upload is refused by it before anything else.
+        let planned = after(&state, &op.write(&plan, attempts.token()))?;
+        let record = once.map(|o| o.record(&addr, &planned, now)).transpose()?;
         let outcome = attempts
             .write(|token| {
                 let mut write = op.write(&plan, &token);
@@ -393,4 +413,128 @@ pub(super) async fn mark_gone_seat(app: &AppState, ctx: &mut LicenseContext) -> 
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    //! The state after a write, derived from the write: what an answer describes.
+
+    use super::*;
+    use crate::ids::{CompanyId, HardwareId, LicenseKey, ProductCode, Username};
+    use crate::model::{Company, License, ProductDoc, Seat};
+    use crate::request::{Credentials, LicenseRequest};
+    use crate::rules::{self, Transport};
+
+    fn at(s: &str) -> Timestamp {
+        Timestamp::parse_iso(s).unwrap()
+    }
+
+    fn hw(s: &str) -> HardwareId {
+        HardwareId::parse(s).unwrap()
+    }
+
+    /// A limited trial license with one released slot of another device waiting, and a user's seat.
+    fn ctx() -> LicenseContext {
+        let mut license = License::new(
+            7,
+            CompanyId::parse("c").unwrap(),
+            ProductCode::parse("p").unwrap(),
+            Some(LicenseKey::parse("K").unwrap()),
+        );
+        license.max_activations = 3;
+        license.times_activated = 1;
+        license.released_count = 1;
+        license.terms.is_trial = true;
+        license.terms.trial_days = 10;
+        LicenseContext {
+            seat: Some(Seat {
+                user: Username::parse("u@example.com").unwrap(),
+                max_activations: 2,
+                allow_unlimited_activations: false,
+                total_activations: 1,
+            }),
+            transfer_source: Some(hw("gone")),
+            ..LicenseContext::new(ProductDoc::default(), Company::default(), license)
+        }
+    }
+
+    fn req(device: &str) -> LicenseRequest {
+        LicenseRequest {
+            product: ProductCode::parse("p").unwrap(),
+            hardware_id: hw(device),
+            credentials: Credentials::Key(LicenseKey::parse("K").unwrap()),
+            license_id: None,
+            bundle_code: None,
+            is_vm: false,
+            details: Default::default(),
+            variables: vec![],
+        }
+    }
+
+    #[test]
+    fn an_activation_leaves_what_its_write_writes() {
+        let before = ctx();
+        let now = at("2026-06-01T12:00:00.123Z");
+        let plan = rules::plan_activation(&before, &req("new"), now, Transport::Online).unwrap();
+        let token = WriteToken::new();
+        let after = after(&before, &plan.write(&token)).unwrap();
+        let l = &after.license;
+        assert_eq!(
+            (l.times_activated, l.released_count, l.transfer_count),
+            (2, 0, 1),
+            "a transfer"
+        );
+        assert_eq!(
+            l.validity_period,
+            Some(at("2026-06-11T12:00:00.123Z")),
+            "the trial starts"
+        );
+        assert_eq!(after.seat.as_ref().map(|s| s.total_activations), Some(2));
+        let device = after.device.expect("the device written");
+        assert_eq!(device.write_token.as_deref(), Some(token.as_str()));
+        assert_eq!(
+            Device {
+                write_token: None,
+                ..device
+            },
+            plan.device
+        );
+        // What the state did not hold (the released slot's marker) is not invented.
+        assert_eq!(after.transfer_source, before.transfer_source);
+    }
+
+    #[test]
+    fn a_deactivation_leaves_what_its_write_writes() {
+        let mut before = ctx();
+        let now = at("2026-06-01T12:00:00Z");
+        let plan = rules::plan_activation(&before, &req("d"), now, Transport::Online).unwrap();
+        before = after(&before, &plan.write(&WriteToken::new())).unwrap();
+        let later = at("2026-06-02T08:00:00Z");
+        let plan = rules::plan_deactivation(&before, &hw("d"), later).unwrap();
+        let after = after(&before, &plan.write(&WriteToken::new())).unwrap();
+        let device = after.device.as_ref().unwrap();
+        assert!(!device.active);
+        assert_eq!(device.deactivated_at, Some(later));
+        assert_eq!((after.license.times_activated, after.license.released_count), (1, 1));
+        assert_eq!(
+            after.seat.as_ref().map(|s| s.total_activations),
+            Some(1),
+            "the seat given back"
+        );
+    }
+
+    #[test]
+    fn a_deactivation_whose_seat_is_gone_releases_the_slot_without_it() {
+        let mut c = ctx();
+        let plan = rules::plan_activation(&c, &req("d"), at("2026-06-01T12:00:00Z"), Transport::Online).unwrap();
+        c = after(&c, &plan.write(&WriteToken::new())).unwrap();
+        c.charged_seat_gone = true;
+        let plan = rules::plan_deactivation(&c, &hw("d"), at("2026-06-02T08:00:00Z")).unwrap();
+        assert_eq!(plan.seat, None);
+        assert!(!plan
+            .write(&WriteToken::new())
+            .items
+            .iter()
+            .any(|i| matches!(i.item, Item::Seat(..))));
+    }
 }
