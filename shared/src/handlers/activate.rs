@@ -5,7 +5,7 @@
 
 use super::lookup::{self, Resolved, UserCheck};
 use super::runner::{self, Call, WriteOp};
-use crate::auth::{Access, Authenticated};
+use crate::auth::{Access, Principal};
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
 use crate::render::{license_object, Identity, View};
@@ -18,8 +18,8 @@ use crate::store::{ActivationPlan, LicenseAddr, Rejection, WriteToken};
 use crate::time::Timestamp;
 
 pub async fn handle(req: &ApiRequest, state: &AppState) -> Result<ApiResponse, ApiError> {
-    let (auth, request) = super::authenticated(req, state, Access::Write).await?;
-    let resolved = activate(state, &auth, &request, Transport::Online).await?;
+    let (principal, request) = super::authenticated(req, state, Access::Write).await?;
+    let resolved = activate(state, &principal, &request, Transport::Online).await?;
     let object = activation_object(&resolved, &request, Timestamp::now(), &state.signer)?;
     Ok(ApiResponse::signed_json(&object, &state.signer))
 }
@@ -56,18 +56,18 @@ pub(super) fn ident(req: &LicenseRequest) -> &str {
     match &req.credentials {
         Credentials::Key(k) => k.as_str(),
         Credentials::User { as_sent, .. } => as_sent.as_str(),
-        Credentials::Sso => "",
+        Credentials::Sso(_) => "",
     }
 }
 
 /// Activates `req.hardware_id`; returns the context as it stands after the write.
 pub async fn activate(
     state: &AppState,
-    auth: &Authenticated,
+    principal: &Principal,
     req: &LicenseRequest,
     transport: Transport,
 ) -> Result<Resolved, ApiError> {
-    let op = Activation::new(state, auth, req, transport);
+    let op = Activation::new(state, principal, req, transport);
     runner::run(state, &op, None).await?.online()
 }
 
@@ -78,9 +78,9 @@ pub(super) struct Activation<'a> {
 }
 
 impl<'a> Activation<'a> {
-    pub fn new(app: &'a AppState, auth: &'a Authenticated, req: &'a LicenseRequest, transport: Transport) -> Self {
+    pub fn new(app: &'a AppState, principal: &'a Principal, req: &'a LicenseRequest, transport: Transport) -> Self {
         Self {
-            on: Call::new(app, auth, req),
+            on: Call::new(app, principal, req),
             transport,
         }
     }
@@ -97,7 +97,7 @@ impl WriteOp for Activation<'_> {
         } else {
             UserCheck::Password
         };
-        lookup::load(self.on.app, self.on.auth, self.on.req, how).await
+        lookup::load(self.on.app, self.on.principal, self.on.req, how).await
     }
 
     async fn complete(&self, resolved: &mut Resolved) -> Result<(), ApiError> {

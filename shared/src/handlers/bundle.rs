@@ -12,7 +12,7 @@
 use super::activate::ident;
 use super::lookup::{self, UserCheck};
 use super::runner::{self, Call, Images, WriteOp};
-use crate::auth::{Access, Authenticated};
+use crate::auth::{Access, Principal};
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
 use crate::model::{AuthorizationMethod, License, LicenseUser};
@@ -41,11 +41,11 @@ impl Bundle {
     /// then checked to be a bundle.
     async fn load(
         state: &AppState,
-        auth: &Authenticated,
+        principal: &Principal,
         req: &LicenseRequest,
         how: UserCheck,
     ) -> Result<Self, ApiError> {
-        let mut read = lookup::read_context(state, auth, req, false).await?;
+        let mut read = lookup::read_context(state, principal, req, false).await?;
         let product = lookup::product(&mut read, req)?;
         if !product.is_bundle() {
             return Err(ApiError::ProductNotBundle);
@@ -53,11 +53,11 @@ impl Bundle {
         let (license, user, seat_user) = match &req.credentials {
             Credentials::Key(_) => (lookup::key_license(&mut read, req)?, None, None),
             _ => {
-                let found = lookup::user_license(state, &mut read, &auth.key.company, req, how).await;
+                let found = lookup::user_license(state, &mut read, &principal.company, req, how).await;
                 let (user, addr) = match found {
                     // A found user's bundle takes one more read (the members) before any answer.
                     Err(ApiError::DeviceNotFound) if how == UserCheck::Concealed => {
-                        return Err(lookup::conceal_missing_user(state, &auth.key.company, req).await)
+                        return Err(lookup::conceal_missing_user(state, &principal.company, req).await)
                     }
                     found => found?,
                 };
@@ -78,7 +78,7 @@ impl Bundle {
             let bundle = &license;
             async move {
                 let q = ContextQuery {
-                    company: &auth.key.company,
+                    company: &principal.company,
                     product: code,
                     key: None,
                     hardware_id: None,
@@ -216,16 +216,16 @@ fn join(writes: impl IntoIterator<Item = Write>) -> Write {
 }
 
 pub async fn handle_activation(req: &ApiRequest, state: &AppState) -> Result<ApiResponse, ApiError> {
-    let (auth, request) = super::authenticated(req, state, Access::Write).await?;
-    let op = BundleActivation::new(state, &auth, &request, Transport::Online);
+    let (principal, request) = super::authenticated(req, state, Access::Write).await?;
+    let op = BundleActivation::new(state, &principal, &request, Transport::Online);
     let bundle = runner::run(state, &op, None).await?.online()?;
     let objects = member_objects(&bundle, &request, View::Activation, Timestamp::now(), &state.signer)?;
     Ok(ApiResponse::signed_json(&objects, &state.signer))
 }
 
 pub async fn handle_deactivation(req: &ApiRequest, state: &AppState) -> Result<ApiResponse, ApiError> {
-    let (auth, request) = super::authenticated(req, state, Access::Write).await?;
-    let op = BundleDeactivation::new(state, &auth, &request);
+    let (principal, request) = super::authenticated(req, state, Access::Write).await?;
+    let op = BundleDeactivation::new(state, &principal, &request);
     runner::run(state, &op, None).await?;
     Ok(ApiResponse::text(super::deactivate::DEACTIVATED))
 }
@@ -274,9 +274,9 @@ pub(crate) struct BundleActivation<'a> {
 }
 
 impl<'a> BundleActivation<'a> {
-    pub fn new(app: &'a AppState, auth: &'a Authenticated, req: &'a LicenseRequest, transport: Transport) -> Self {
+    pub fn new(app: &'a AppState, principal: &'a Principal, req: &'a LicenseRequest, transport: Transport) -> Self {
         Self {
-            on: Call::new(app, auth, req),
+            on: Call::new(app, principal, req),
             transport,
         }
     }
@@ -292,7 +292,7 @@ impl WriteOp for BundleActivation<'_> {
         } else {
             UserCheck::Password
         };
-        Bundle::load(self.on.app, self.on.auth, self.on.req, how).await
+        Bundle::load(self.on.app, self.on.principal, self.on.req, how).await
     }
 
     /// Transfer sources, where a member needs one, all at once.
@@ -350,9 +350,9 @@ pub(crate) struct BundleDeactivation<'a> {
 }
 
 impl<'a> BundleDeactivation<'a> {
-    pub fn new(app: &'a AppState, auth: &'a Authenticated, req: &'a LicenseRequest) -> Self {
+    pub fn new(app: &'a AppState, principal: &'a Principal, req: &'a LicenseRequest) -> Self {
         Self {
-            on: Call::new(app, auth, req),
+            on: Call::new(app, principal, req),
         }
     }
 }
@@ -363,7 +363,7 @@ impl WriteOp for BundleDeactivation<'_> {
 
     async fn load(&self, after: Option<&Rejection>) -> Result<Bundle, ApiError> {
         let app = self.on.app;
-        let mut bundle = Bundle::load(app, self.on.auth, self.on.req, UserCheck::Concealed).await?;
+        let mut bundle = Bundle::load(app, self.on.principal, self.on.req, UserCheck::Concealed).await?;
         if let Some(Rejection::Seat(_)) = after {
             try_join_all(bundle.members.iter_mut().map(|m| runner::mark_gone_seat(app, m))).await?;
         }
@@ -404,12 +404,12 @@ impl WriteOp for BundleDeactivation<'_> {
 }
 
 pub async fn handle_check(req: &ApiRequest, state: &AppState) -> Result<ApiResponse, ApiError> {
-    let (auth, request) = super::authenticated(req, state, Access::Read).await?;
-    auth.ensure_product(&request.product)?;
+    let (principal, request) = super::authenticated(req, state, Access::Read).await?;
+    principal.ensure_product(&request.product)?;
     let now = Timestamp::now();
     let mut attempts = super::Attempts::new(state);
     let bundle = loop {
-        let bundle = Bundle::load(state, &auth, &request, UserCheck::Concealed).await?;
+        let bundle = Bundle::load(state, &principal, &request, UserCheck::Concealed).await?;
         for m in &bundle.members {
             if bundle.user.is_some() {
                 lookup::ensure_active(m.device.as_ref())?;

@@ -4,7 +4,7 @@
 
 use super::lookup::{self, Resolved, UserCheck};
 use super::runner::{self, Call, WriteOp};
-use crate::auth::{Access, Authenticated};
+use crate::auth::{Access, Principal};
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
 use crate::request::LicenseRequest;
@@ -17,14 +17,14 @@ use crate::store::{DeactivationPlan, Rejection, WriteToken};
 pub const DEACTIVATED: &str = "license_deactivated";
 
 pub async fn handle(req: &ApiRequest, state: &AppState) -> Result<ApiResponse, ApiError> {
-    let (auth, request) = super::authenticated(req, state, Access::Write).await?;
-    deactivate(state, &auth, &request).await?;
+    let (principal, request) = super::authenticated(req, state, Access::Write).await?;
+    deactivate(state, &principal, &request).await?;
     Ok(ApiResponse::text(DEACTIVATED))
 }
 
-pub async fn deactivate(state: &AppState, auth: &Authenticated, req: &LicenseRequest) -> Result<(), ApiError> {
+pub async fn deactivate(state: &AppState, principal: &Principal, req: &LicenseRequest) -> Result<(), ApiError> {
     let none = Consumptions::default();
-    let op = Deactivation::new(state, auth, req, &none);
+    let op = Deactivation::new(state, principal, req, &none);
     runner::run(state, &op, None).await?.online().map(drop)
 }
 
@@ -38,12 +38,12 @@ pub(super) struct Deactivation<'a> {
 impl<'a> Deactivation<'a> {
     pub fn new(
         app: &'a AppState,
-        auth: &'a Authenticated,
+        principal: &'a Principal,
         req: &'a LicenseRequest,
         consumptions: &'a Consumptions,
     ) -> Self {
         Self {
-            on: Call::new(app, auth, req),
+            on: Call::new(app, principal, req),
             consumptions,
         }
     }
@@ -54,7 +54,7 @@ impl WriteOp for Deactivation<'_> {
     type Plan = DeactivationPlan;
 
     async fn load(&self, after: Option<&Rejection>) -> Result<Resolved, ApiError> {
-        let mut resolved = lookup::load(self.on.app, self.on.auth, self.on.req, UserCheck::Concealed).await?;
+        let mut resolved = lookup::load(self.on.app, self.on.principal, self.on.req, UserCheck::Concealed).await?;
         if let Some(Rejection::Seat(_)) = after {
             runner::mark_gone_seat(self.on.app, &mut resolved.ctx).await?;
         }

@@ -14,7 +14,7 @@ pub use deactivate::deactivate;
 pub(crate) use runner::Attempts;
 pub use runner::OFFLINE_REQUEST_RETENTION_DAYS;
 
-use crate::auth::{Access, Authenticated};
+use crate::auth::{Access, Principal};
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
 use crate::request::{LicenseRequest, Params};
@@ -23,14 +23,14 @@ use http::Method;
 use std::time::SystemTime;
 
 /// Authenticates the request, then parses its license fields from where its method carries them
-/// (query string for GET and HEAD, JSON body otherwise). Authentication comes first, so an
-/// unauthenticated caller learns nothing about the body.
+/// (query string for GET and HEAD, JSON body otherwise) and resolves its credentials to a license key or
+/// user. Authentication comes first, so an unauthenticated caller learns nothing about the body.
 async fn authenticated(
     req: &ApiRequest,
     state: &AppState,
     access: Access,
-) -> Result<(Authenticated, LicenseRequest), ApiError> {
-    let auth = state
+) -> Result<(Principal, LicenseRequest), ApiError> {
+    let principal = state
         .auth
         .authenticate(&req.headers, &*state.store, access, SystemTime::now())
         .await?;
@@ -39,7 +39,20 @@ async fn authenticated(
     } else {
         Params::from_json(&req.body)?
     };
-    Ok((auth, LicenseRequest::parse(&params)?))
+    let request = resolved(state, &principal, LicenseRequest::parse(&params)?).await?;
+    Ok((principal, request))
+}
+
+/// `request` with its credentials resolved (`identity::Resolvers`), once the principal may name its
+/// product: an identity provider is asked only on behalf of a caller allowed to ask.
+async fn resolved(
+    state: &AppState,
+    principal: &Principal,
+    mut request: LicenseRequest,
+) -> Result<LicenseRequest, ApiError> {
+    principal.ensure_product(&request.product)?;
+    state.identity.resolve(principal, &mut request).await?;
+    Ok(request)
 }
 
 /// Every endpoint this server implements.

@@ -9,7 +9,7 @@ use super::bundle::{member_objects, Bundle, BundleActivation, BundleDeactivation
 use super::deactivate::{Deactivation, DEACTIVATED};
 use super::lookup::Resolved;
 use super::runner::{self, Once, WriteOp};
-use crate::auth::{hmac_base64, Access, Authenticated};
+use crate::auth::{hmac_base64, Access, Principal};
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
 use crate::model::ApiKeyRecord;
@@ -28,7 +28,7 @@ const MAX_FEATURE_CHARGES: usize = 100;
 
 /// An uploaded request file, authenticated and verified.
 struct Upload {
-    auth: Authenticated,
+    principal: Principal,
     payload: Payload,
     request: LicenseRequest,
     /// The API key the file names (the one whose shared key signed it).
@@ -37,7 +37,7 @@ struct Upload {
 
 impl Upload {
     async fn read(req: &ApiRequest, state: &AppState, kind: Kind) -> Result<Self, ApiError> {
-        let auth = state
+        let principal = state
             .auth
             .authenticate(&req.headers, &*state.store, Access::Write, SystemTime::now())
             .await?;
@@ -64,7 +64,7 @@ impl Upload {
         }
         // A file signed for another company is refused like an unknown key: the uploader learns
         // nothing about other companies' keys.
-        .filter(|k| k.company == auth.key.company)
+        .filter(|k| k.company == principal.company)
         .ok_or(ApiError::InvalidApiKey)?;
         if signer_key.revoked {
             return Err(ApiError::RevokedApiKey);
@@ -78,11 +78,10 @@ impl Upload {
         }
         let request = LicenseRequest::parse(payload.fields())?;
         // The file's key is held to its product restriction like the uploader's own.
-        if !signer_key.allows(&request.product) {
-            return Err(ApiError::ApiKeyProductNotAllowed);
-        }
+        Principal::api_key(&signer_key).ensure_product(&request.product)?;
+        let request = super::resolved(state, &principal, request).await?;
         Ok(Self {
-            auth,
+            principal,
             payload,
             request,
             signer_key,
@@ -118,7 +117,7 @@ impl Upload {
 pub async fn handle_activation(req: &ApiRequest, state: &AppState) -> Result<ApiResponse, ApiError> {
     let upload = Upload::read(req, state, Kind::Activation).await?;
     let request = &upload.request;
-    let op = Activation::new(state, &upload.auth, request, Transport::Offline);
+    let op = Activation::new(state, &upload.principal, request, Transport::Offline);
     let signed = upload.offline_answer();
     let answer = |after: &Resolved| -> Result<String, ApiError> {
         let object = activation_object(after, request, op.call().now, &state.signer)?;
@@ -140,7 +139,7 @@ pub async fn handle_deactivation(req: &ApiRequest, state: &AppState) -> Result<A
         key: upload.request_key(Kind::Deactivation),
         answer: &answer,
     };
-    let op = Deactivation::new(state, &upload.auth, &upload.request, &consumptions);
+    let op = Deactivation::new(state, &upload.principal, &upload.request, &consumptions);
     runner::run(state, &op, Some(&once)).await?.recorded()?;
     Ok(ApiResponse::text(DEACTIVATED))
 }
@@ -148,7 +147,7 @@ pub async fn handle_deactivation(req: &ApiRequest, state: &AppState) -> Result<A
 pub async fn handle_bundle_activation(req: &ApiRequest, state: &AppState) -> Result<ApiResponse, ApiError> {
     let upload = Upload::read(req, state, Kind::Activation).await?;
     let request = &upload.request;
-    let op = BundleActivation::new(state, &upload.auth, request, Transport::Offline);
+    let op = BundleActivation::new(state, &upload.principal, request, Transport::Offline);
     let signed = upload.offline_answer();
     let answer = |after: &Bundle| -> Result<String, ApiError> {
         let licenses = member_objects(after, request, View::Activation, op.call().now, &state.signer)?
@@ -178,7 +177,7 @@ pub async fn handle_bundle_deactivation(req: &ApiRequest, state: &AppState) -> R
         key: upload.request_key(Kind::Deactivation),
         answer: &answer,
     };
-    let op = BundleDeactivation::new(state, &upload.auth, &upload.request);
+    let op = BundleDeactivation::new(state, &upload.principal, &upload.request);
     runner::run(state, &op, Some(&once)).await?.recorded()?;
     Ok(ApiResponse::text(DEACTIVATED))
 }

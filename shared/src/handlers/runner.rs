@@ -8,7 +8,7 @@
 //! ([`write::apply_actions`]), so the answer describes exactly what was written.
 
 use super::lookup::Resolved;
-use crate::auth::Authenticated;
+use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::model::{Device, ProcessedRequest};
 use crate::request::LicenseRequest;
@@ -238,16 +238,16 @@ impl Images for Resolved {
 /// decided and recorded at.
 pub(crate) struct Call<'a> {
     pub app: &'a AppState,
-    pub auth: &'a Authenticated,
+    pub principal: &'a Principal,
     pub req: &'a LicenseRequest,
     pub now: Timestamp,
 }
 
 impl<'a> Call<'a> {
-    pub fn new(app: &'a AppState, auth: &'a Authenticated, req: &'a LicenseRequest) -> Self {
+    pub fn new(app: &'a AppState, principal: &'a Principal, req: &'a LicenseRequest) -> Self {
         Self {
             app,
-            auth,
+            principal,
             req,
             now: Timestamp::now(),
         }
