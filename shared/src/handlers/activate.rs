@@ -68,7 +68,7 @@ pub async fn activate(
     transport: Transport,
 ) -> Result<Resolved, ApiError> {
     let op = Activation::new(state, principal, req, transport);
-    runner::run(state, &op, None).await?.online()
+    runner::run(&op, None).await?.online()
 }
 
 /// An activation of one license's device: the rules' decision for [`runner::run`].

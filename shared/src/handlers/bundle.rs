@@ -218,7 +218,7 @@ fn join(writes: impl IntoIterator<Item = Write>) -> Write {
 pub async fn handle_activation(req: &ApiRequest, state: &AppState) -> Result<ApiResponse, ApiError> {
     let (principal, request) = super::authenticated(req, state, Access::Write).await?;
     let op = BundleActivation::new(state, &principal, &request, Transport::Online);
-    let bundle = runner::run(state, &op, None).await?.online()?;
+    let bundle = runner::run(&op, None).await?.online()?;
     let objects = member_objects(&bundle, &request, View::Activation, Timestamp::now(), &state.signer)?;
     Ok(ApiResponse::signed_json(&objects, &state.signer))
 }
@@ -226,7 +226,7 @@ pub async fn handle_activation(req: &ApiRequest, state: &AppState) -> Result<Api
 pub async fn handle_deactivation(req: &ApiRequest, state: &AppState) -> Result<ApiResponse, ApiError> {
     let (principal, request) = super::authenticated(req, state, Access::Write).await?;
     let op = BundleDeactivation::new(state, &principal, &request);
-    runner::run(state, &op, None).await?;
+    runner::run(&op, None).await?;
     Ok(ApiResponse::text(super::deactivate::DEACTIVATED))
 }
 

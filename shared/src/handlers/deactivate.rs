@@ -25,7 +25,7 @@ pub async fn handle(req: &ApiRequest, state: &AppState) -> Result<ApiResponse, A
 pub async fn deactivate(state: &AppState, principal: &Principal, req: &LicenseRequest) -> Result<(), ApiError> {
     let none = Consumptions::default();
     let op = Deactivation::new(state, principal, req, &none);
-    runner::run(state, &op, None).await?.online().map(drop)
+    runner::run(&op, None).await?.online().map(drop)
 }
 
 /// A deactivation of one license's device, adding the consumptions it reports: the rules' decision

@@ -127,7 +127,7 @@ pub async fn handle_activation(req: &ApiRequest, state: &AppState) -> Result<Api
         key: upload.request_key(Kind::Activation),
         answer: &answer,
     };
-    let outcome = runner::run(state, &op, Some(&once)).await?;
+    let outcome = runner::run(&op, Some(&once)).await?;
     Ok(ApiResponse::signed_body(outcome.recorded()?, &state.signer))
 }
 
@@ -140,7 +140,7 @@ pub async fn handle_deactivation(req: &ApiRequest, state: &AppState) -> Result<A
         answer: &answer,
     };
     let op = Deactivation::new(state, &upload.principal, &upload.request, &consumptions);
-    runner::run(state, &op, Some(&once)).await?.recorded()?;
+    runner::run(&op, Some(&once)).await?.recorded()?;
     Ok(ApiResponse::text(DEACTIVATED))
 }
 
@@ -160,7 +160,7 @@ pub async fn handle_bundle_activation(req: &ApiRequest, state: &AppState) -> Res
         key: upload.request_key(Kind::Activation),
         answer: &answer,
     };
-    let outcome = runner::run(state, &op, Some(&once)).await?;
+    let outcome = runner::run(&op, Some(&once)).await?;
     Ok(ApiResponse::signed_body(outcome.recorded()?, &state.signer))
 }
 
@@ -178,7 +178,7 @@ pub async fn handle_bundle_deactivation(req: &ApiRequest, state: &AppState) -> R
         answer: &answer,
     };
     let op = BundleDeactivation::new(state, &upload.principal, &upload.request);
-    runner::run(state, &op, Some(&once)).await?.recorded()?;
+    runner::run(&op, Some(&once)).await?.recorded()?;
     Ok(ApiResponse::text(DEACTIVATED))
 }
 

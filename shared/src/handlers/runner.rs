@@ -261,6 +261,7 @@ pub(crate) trait WriteOp: Sync {
     /// What the rules decided.
     type Plan: Send + Sync;
 
+    /// The request this operation serves.
     fn call(&self) -> &Call<'_>;
 
     /// Reads the state; `after`: the refusal that made a re-read necessary (`None`: the first read).
@@ -305,12 +306,8 @@ fn after<S: Images + Clone>(state: &S, write: &Write) -> Result<S, ApiError> {
 
 /// Runs `op` to a definite answer within the request's deadline, recording `once` (an offline request)
 /// in the same write when given.
-pub(crate) async fn run<O: WriteOp>(
-    app: &AppState,
-    op: &O,
-    once: Option<&Once<'_, O::State>>,
-) -> Result<Outcome<O::State>, ApiError> {
-    let now = op.call().now;
+pub(crate) async fn run<O: WriteOp>(op: &O, once: Option<&Once<'_, O::State>>) -> Result<Outcome<O::State>, ApiError> {
+    let Call { app, now, .. } = *op.call();
     let mut state = op.load(None).await?;
     let mut attempts = Attempts::new(app);
     loop {
