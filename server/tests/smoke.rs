@@ -38,7 +38,7 @@ fn store(name: &str) -> PathBuf {
 }
 
 /// `smoke` with the example catalog's demo, bundle and user licenses.
-fn smoke(addr: &str, public_key: &Path) -> Output {
+fn smoke(addr: &str, public_key: &Path, extra: &[&str]) -> Output {
     let base = format!("http://{addr}");
     #[rustfmt::skip]
     let args = [
@@ -47,7 +47,7 @@ fn smoke(addr: &str, public_key: &Path) -> Output {
         "--bundle-product", "demo-suite", "--bundle-license-key", "SUITE-0000-0007",
         "--user-product", "demo-team", "--username", "ann@example.com", "--password", "demo-password",
     ];
-    run(&args)
+    run(&[&args[..], extra].concat())
 }
 
 /// The devices of a license still active, from `export`.
@@ -75,12 +75,14 @@ fn text(out: &Output) -> (String, String) {
 fn smoke_passes_against_serve_and_leaves_the_licenses_as_they_were() {
     let data = store("pass");
     let (mut server, addr) = support::serve(&data, &[]);
-    let out = smoke(&addr, &data.join("signing-key.pub.pem"));
+    // The demo license has 3 slots, all free.
+    let out = smoke(&addr, &data.join("signing-key.pub.pem"), &["--race-slots", "3"]);
     let (stdout, stderr) = text(&out);
     let _ = server.kill();
     let _ = server.wait();
     assert!(out.status.success(), "{stdout}\n{stderr}");
     for line in [
+        "ok    race: 6 concurrent activations, 3 free slots",
         "ok    POST activate_license ",
         "ok    GET check_license (wrong shared key)",
         "ok    POST activate_offline (raw request file)",
@@ -90,8 +92,12 @@ fn smoke_passes_against_serve_and_leaves_the_licenses_as_they_were() {
     ] {
         assert!(stdout.contains(line), "no `{line}` in\n{stdout}");
     }
-    assert!(!stdout.contains("FAIL") && !stdout.contains("cleanup:"), "{stdout}");
-    assert!(stdout.contains("smoke: 26 passed, 0 failed"), "{stdout}");
+    assert!(
+        !stdout.contains("FAIL") && !stdout.contains("\nok    cleanup:"),
+        "{stdout}"
+    );
+    // 26 checks, the race and the deactivation of its 3 winners.
+    assert!(stdout.contains("smoke: 30 passed, 0 failed"), "{stdout}");
     // Activated: the licenses' devices were used, and every one of them is free again.
     assert_eq!(
         active_devices(&data, "demo", "DEMO-0000-0000-0001"),
@@ -110,7 +116,7 @@ fn a_wrong_public_key_fails_naming_the_check_and_still_cleans_up() {
     let other = scratch("other-key");
     run(&["keygen", "--out", other.to_str().unwrap(), "--bits", "2048"]);
     let (mut server, addr) = support::serve(&data, &[]);
-    let out = smoke(&addr, &other.join("signing-key.pub.pem"));
+    let out = smoke(&addr, &other.join("signing-key.pub.pem"), &[]);
     let (stdout, stderr) = text(&out);
     let _ = server.kill();
     let _ = server.wait();

@@ -11,6 +11,7 @@
 
 mod checks;
 mod invoke;
+mod race;
 mod transport;
 
 use checks::{Check, Ledger};
@@ -43,6 +44,10 @@ pub struct SmokeArgs {
     pub public_key: PathBuf,
     #[command(flatten)]
     pub license: SmokeLicense,
+    /// First race 2×N concurrent activations of the license, which must have exactly N free slots:
+    /// exactly N must get it (the winners are deactivated again). Off by default.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=50))]
+    pub race_slots: Option<u16>,
     /// How long one request may take (cargo lambda watch compiles a function on its first request).
     #[arg(long, default_value_t = 120, value_name = "SECONDS")]
     pub timeout_seconds: u64,
@@ -104,7 +109,14 @@ pub async fn run(args: SmokeArgs) -> Result<(), Error> {
             for what in skipped {
                 say(format_args!("skip  {what}"));
             }
-            run_http(&transport, &client, checks).await
+            let mut report = Report::default();
+            if let (Some(slots), Some(product), Some(key)) =
+                (args.race_slots, &args.license.product, &args.license.license_key)
+            {
+                let license = (product.as_str(), key.as_str(), args.license.hardware_id.as_str());
+                race::run(&mut report, &transport, &client, license, usize::from(slots)).await;
+            }
+            run_http(report, &transport, &client, checks).await
         }
     };
     if failed.is_empty() {
@@ -115,8 +127,12 @@ pub async fn run(args: SmokeArgs) -> Result<(), Error> {
 }
 
 /// Sends the checks in order, then undoes what is still activated; returns the failed checks' names.
-async fn run_http(transport: &Transport, client: &LicenseClient, checks: Vec<Check>) -> Vec<String> {
-    let mut report = Report::default();
+async fn run_http(
+    mut report: Report,
+    transport: &Transport,
+    client: &LicenseClient,
+    checks: Vec<Check>,
+) -> Vec<String> {
     let mut open: Vec<(&'static str, Check)> = Vec::new();
     for check in checks {
         let answer = transport.send(check.request.build(client)).await;
