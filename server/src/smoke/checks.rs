@@ -175,7 +175,7 @@ fn judge_error(want: u16, codes: &[String], resp: &Response<Bytes>) -> Result<St
     if status != want || !codes.iter().any(|c| c == code) {
         return Err(expected);
     }
-    if body["status"].as_u64() != Some(u64::from(status)) || !body["message"].as_str().is_some_and(|m| !m.is_empty()) {
+    if body["status"].as_u64() != Some(u64::from(status)) || body["message"].as_str().is_none_or(str::is_empty) {
         return Err(format!("{expected} with `status` and a `message` in the body"));
     }
     Ok(format!("{status} {code}"))
