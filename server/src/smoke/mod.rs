@@ -200,3 +200,101 @@ fn plural(n: usize, what: &str) -> String {
         format!("{n} {what}s")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::checks::{Body, Expect, Req, Sign};
+    use super::*;
+    use crate::demo::EXAMPLE_CATALOG;
+    use http::Method;
+    use license_api::catalog::{import, Catalog};
+    use license_api::handlers::Endpoint;
+    use license_api::state::AppState;
+    use license_api::store::sqlite::SqliteStore;
+    use serde_json::json;
+    use std::sync::Arc;
+
+    /// `license-server serve`'s handling on a fresh SQLite store with the example catalog, in process.
+    async fn server(dir: &std::path::Path) -> (String, String, tokio::sync::oneshot::Sender<()>) {
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir).unwrap();
+        let (signer, _, _) = crate::keys::generate(dir, 2048, true).unwrap();
+        let public_key = signer.public_key_pem().to_owned();
+        let store = Arc::new(SqliteStore::open(dir.join(crate::stores::DB_FILE)).unwrap());
+        import(
+            &*store,
+            &Catalog::parse(EXAMPLE_CATALOG, "examples/catalog.json").unwrap(),
+        )
+        .await
+        .unwrap();
+        let state = Arc::new(AppState::new(store, signer, Duration::ZERO));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let limits = crate::limits::Limits::unlimited();
+        tokio::spawn(async move {
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            crate::http_server::serve_with(listener, state, &limits, shutdown).await
+        });
+        (base, public_key, stop)
+    }
+
+    /// A run whose deactivation fails still gives back what it activated: the cleanup deactivates it,
+    /// and the failure names the check, not the cleanup.
+    #[tokio::test]
+    async fn what_a_failed_run_activated_is_deactivated_at_the_end() {
+        let dir = std::env::temp_dir().join(format!("license-server-smoke-unit-{}", std::process::id()));
+        let (base, public_key, stop) = server(&dir).await;
+        let client = LicenseClient::new("demo-api-key", "demo-shared-key-change-me", public_key);
+        let transport = Transport::new(&base, Duration::from_secs(30)).unwrap();
+        let device = json!({"product": "demo", "hardware_id": "half-way", "license_key": "DEMO-0000-0000-0001"});
+        let deactivate = Req {
+            method: Method::POST,
+            path: Endpoint::DeactivateLicense.path(),
+            body: Body::Json(device.clone()),
+            sign: Sign::Client,
+        };
+        let activate = Req {
+            path: Endpoint::ActivateLicense.path(),
+            ..deactivate.clone()
+        };
+        let check = |name: &str, request: Req, expect: Expect, ledger: Ledger| Check {
+            name: name.into(),
+            request,
+            expect,
+            ledger,
+        };
+        let undo = check(
+            "deactivate",
+            deactivate.clone(),
+            Expect::Text("license_deactivated"),
+            Ledger::None,
+        );
+        let license = Expect::License {
+            hardware_id: "half-way".into(),
+            ident: "DEMO-0000-0000-0001".into(),
+        };
+        let forged = Req {
+            sign: Sign::WrongSharedKey,
+            ..deactivate
+        };
+        let checks = vec![
+            check("activate", activate, license, Ledger::Opens("online", Box::new(undo))),
+            check(
+                "deactivate (fails)",
+                forged,
+                Expect::Text("license_deactivated"),
+                Ledger::Closes("online"),
+            ),
+        ];
+        let failed = run_http(Report::default(), &transport, &client, checks).await;
+        assert_eq!(failed, ["deactivate (fails)"]);
+        let resp = transport.send(client.check(&device)).await.unwrap();
+        let inactive = Expect::error(400, &["device_not_found", "license_not_active"]);
+        assert_eq!(inactive.judge(&client, &resp), Ok("400 license_not_active".into()));
+        let _ = stop.send(());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
