@@ -135,14 +135,8 @@ async fn run_http(
 ) -> Vec<String> {
     let mut open: Vec<(&'static str, Check)> = Vec::new();
     for check in checks {
-        let answer = transport.send(check.request.build(client)).await;
-        let acknowledged = answer.as_ref().is_ok_and(|r| r.status().is_success());
-        report.judge(
-            &check.name,
-            answer
-                .map_err(|e| e.to_string())
-                .and_then(|r| check.expect.judge(client, &r)),
-        );
+        let (acknowledged, verdict) = exchange(transport, client, &check).await;
+        report.judge(&check.name, verdict);
         match check.ledger {
             Ledger::Opens(tag, undo) if acknowledged => open.push((tag, *undo)),
             Ledger::Closes(tag) if acknowledged => open.retain(|(t, _)| *t != tag),
@@ -151,10 +145,7 @@ async fn run_http(
     }
     // Newest first, like a client giving back what it took; a failed cleanup is a failed check.
     for (_, undo) in open.into_iter().rev() {
-        let answer = transport.send(undo.request.build(client)).await;
-        let verdict = answer
-            .map_err(|e| e.to_string())
-            .and_then(|r| undo.expect.judge(client, &r));
+        let (_, verdict) = exchange(transport, client, &undo).await;
         report.judge(&format!("cleanup: {}", undo.name), verdict);
     }
     say(format_args!(
@@ -163,6 +154,23 @@ async fn run_http(
         report.failed.len()
     ));
     report.failed
+}
+
+/// Sends a check's request, dated now; whether the server acknowledged it (2xx, whatever the
+/// verification says: what it took must be given back) and the verdict with the time it took.
+pub(crate) async fn exchange(
+    transport: &Transport,
+    client: &LicenseClient,
+    check: &Check,
+) -> (bool, Result<String, String>) {
+    let started = std::time::Instant::now();
+    let answer = transport.send(check.request.build(client)).await;
+    let acknowledged = answer.as_ref().is_ok_and(|r| r.status().is_success());
+    let verdict = answer
+        .map_err(|e| e.to_string())
+        .and_then(|r| check.expect.judge(client, &r))
+        .map(|detail| format!("{detail:<32} {:6.2} s", started.elapsed().as_secs_f64()));
+    (acknowledged, verdict)
 }
 
 /// One line per check; the failed checks' names for the final error.
