@@ -117,3 +117,46 @@ pub fn response(answer: &Value) -> Result<Response<Bytes>, String> {
     }
     builder.body(Bytes::from(body)).map_err(|e| e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every event's function is a function of the template, under the logical id `invoke` derives,
+    /// built from the binary the event is named after.
+    #[test]
+    fn every_event_names_a_function_of_the_template() {
+        let template = include_str!("../../../template.yaml");
+        let events = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events");
+        for entry in std::fs::read_dir(events).unwrap() {
+            let file = entry.unwrap().file_name().to_string_lossy().into_owned();
+            let id = logical_id(&file);
+            let at = template
+                .find(&format!("\n  {id}:\n"))
+                .unwrap_or_else(|| panic!("{file}: no {id} in template.yaml"));
+            let binary = file.split('-').next().unwrap();
+            // The resource's block: its lines indented deeper than the resource names.
+            let rest = &template[at + 1..];
+            let block: Vec<&str> = rest
+                .lines()
+                .skip(1)
+                .take_while(|l| l.is_empty() || l.starts_with("   "))
+                .collect();
+            assert!(
+                block.contains(&format!("        Binary: {binary}").as_str()),
+                "{file}: {id} is not built from {binary}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_answer_becomes_a_response_with_its_headers_and_decoded_body() {
+        let answer = serde_json::json!({"statusCode": 200, "isBase64Encoded": true,
+            "headers": {"content-type": "text/plain", "licensesignature": "c2ln"}, "body": "bGljZW5zZV9kZWFjdGl2YXRlZA=="});
+        let resp = response(&answer).unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.body().as_ref(), b"license_deactivated");
+        assert_eq!(resp.headers()["licensesignature"], "c2ln");
+        assert_eq!(response(&serde_json::json!({"body": ""})).unwrap_err(), "no statusCode");
+    }
+}
