@@ -253,7 +253,12 @@ async fn serve(args: ServeArgs) -> Result<(), Error> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
-    tracing::info!(address = %listener.local_addr()?, store = %args.store.describe(), "License API listening");
+    tracing::info!(
+        address = %listener.local_addr()?,
+        store = %args.store.describe(),
+        last_seen_interval_seconds = args.last_seen_interval_seconds,
+        "License API listening"
+    );
     serve_limited(listener, state, &args.limits).await?;
     Ok(())
 }

@@ -18,7 +18,14 @@ struct Counts {
     requests: usize,
     sequential: usize,
     in_flight: usize,
-    writes: Vec<Vec<ItemKey>>,
+    writes: Vec<Written>,
+}
+
+/// One write request: its operation and the items it names.
+#[derive(Clone, Debug)]
+pub struct Written {
+    pub operation: String,
+    pub items: Vec<ItemKey>,
 }
 
 /// An item's table key: (`PK`, `SK`).
@@ -70,8 +77,8 @@ impl RoundTrips {
         let c = self.0.lock().unwrap();
         (c.requests, c.sequential)
     }
-    /// The items of every write sent, one list per write request.
-    pub fn writes(&self) -> Vec<Vec<ItemKey>> {
+    /// Every write request sent, in order.
+    pub fn writes(&self) -> Vec<Written> {
         self.0.lock().unwrap().writes.clone()
     }
 }
@@ -98,7 +105,10 @@ impl Intercept for RoundTrips {
         let written = written_items(operation, &body);
         let mut c = self.0.lock().unwrap();
         if !written.is_empty() {
-            c.writes.push(written);
+            c.writes.push(Written {
+                operation: operation.to_owned(),
+                items: written,
+            });
         }
         c.requests += 1;
         if c.in_flight == 0 {

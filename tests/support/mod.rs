@@ -206,13 +206,14 @@ impl TestEnv {
         self.serve(self.state(store, deadline), round_trips).await
     }
 
-    fn state(&self, store: Arc<dyn Store>, deadline: Duration) -> AppState {
+    /// The state an instance on `store` serves, with a request deadline.
+    pub fn state(&self, store: Arc<dyn Store>, deadline: Duration) -> AppState {
         let signer = Signer::from_pem(signing_key_pem()).expect("test key parses");
         AppState::new(store, signer, Duration::from_secs(60)).with_deadline(deadline)
     }
 
     /// Serves `state` the way the setup does (through the Lambda adapter, or a loopback HTTP server).
-    async fn serve(&self, state: AppState, round_trips: RoundTrips) -> Instance {
+    pub async fn serve(&self, state: AppState, round_trips: RoundTrips) -> Instance {
         let state = Arc::new(state);
         let server = match self.setup.transport {
             Transport::Lambda => None,

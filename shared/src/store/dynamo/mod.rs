@@ -4,11 +4,13 @@
 mod codec;
 mod expr;
 mod keys;
+mod plain;
 mod usage;
 
-use super::write::{Image, Item, Write};
+use super::write::{self, Image, Item, Write};
 use super::{
-    ContextQuery, ContextRead, LicenseAddr, LicenseRead, Rejection, RequestKey, Store, StoreError, WriteToken,
+    CheckPlan, ContextQuery, ContextRead, LicenseAddr, LicenseRead, Rejection, RequestKey, Store, StoreError,
+    WriteToken,
 };
 use crate::ids::{ApiKeyId, CompanyId, HardwareId, Username};
 use crate::model::{ApiKeyRecord, Company, Device, License, LicenseUser, ProcessedRequest, ProductDoc, Seat};
@@ -491,6 +493,15 @@ impl Store for DynamoStore {
         self.transact(expr::transact_items(&self.table, write), token)
             .await
             .map_err(|e| rejection_from(e, write, &self.table, &self.usage))
+    }
+
+    async fn record_checks(&self, plans: &[CheckPlan], token: &WriteToken) -> Result<(), Rejection> {
+        let write = write::checks_write(plans);
+        if write.items.len() == 1 {
+            // One device (a single license's check, or a bundle with one member due): no transaction.
+            return self.update_alone(&write).await;
+        }
+        self.apply(&write, token).await
     }
 
     async fn put_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
