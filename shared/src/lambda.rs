@@ -91,7 +91,7 @@ pub async fn build_state(config: &Config) -> Result<AppState, BoxError> {
         crate::store::dynamo::client_from(&sdk, config.dynamodb_endpoint.as_deref()),
         &config.table,
     );
-    Ok(AppState::new(Arc::new(store), signer, config.api_key_cache))
+    Ok(AppState::new(Arc::new(store), signer, config.api_key_cache).with_last_seen_interval(config.last_seen_interval))
 }
 
 pub fn to_api_request(req: Request) -> ApiRequest {

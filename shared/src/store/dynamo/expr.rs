@@ -204,6 +204,11 @@ fn transact_item(table: &str, w: &ItemWrite) -> TransactWriteItem {
     .build()
 }
 
+/// An item's update on its own (see `dynamo::plain`); `None` when its action is not an update.
+pub fn update(table: &str, w: &ItemWrite) -> Option<Update> {
+    transact_item(table, w).update
+}
+
 pub fn transact_items(table: &str, write: &Write) -> Vec<TransactWriteItem> {
     write.items.iter().map(|w| transact_item(table, w)).collect()
 }
