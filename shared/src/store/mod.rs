@@ -12,10 +12,10 @@ pub mod write;
 /// Offline requests are stored under their key (an identifier of the domain, defined in `ids`).
 pub use crate::ids::RequestKey;
 
-use crate::error::BoxError;
 use crate::ids::{ApiKeyId, CompanyId, HardwareId, LicenseKey, ProductCode, Username};
 use crate::model::{ApiKeyRecord, Company, Device, License, LicenseUser, ProcessedRequest, ProductDoc, Seat};
 use crate::time::Timestamp;
+use crate::BoxError;
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
