@@ -45,7 +45,7 @@ pub enum ConfigError {
     Ssm {
         name: String,
         #[source]
-        source: crate::error::BoxError,
+        source: crate::BoxError,
     },
 }
 

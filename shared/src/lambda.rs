@@ -2,13 +2,13 @@
 //! events (via lambda_http) and the transport-neutral [`ApiRequest`]/[`ApiResponse`].
 
 use crate::config::{Config, ConfigError, SigningKeySource};
-use crate::error::BoxError;
 use crate::handlers::{self, Endpoint};
 use crate::http::{ApiRequest, ApiResponse, SIGNATURE_HEADER};
 use crate::secret::{ExposeSecret, SecretString};
 use crate::signing::Signer;
 use crate::state::AppState;
 use crate::store::dynamo::DynamoStore;
+use crate::BoxError;
 use bytes::Bytes;
 use lambda_http::{Body, Request, Response};
 use std::convert::Infallible;
