@@ -979,3 +979,94 @@ pub fn apply(write: &Write, images: &mut [Option<Image>]) -> Result<(), Refused>
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::Timestamp;
+
+    fn addr() -> LicenseAddr {
+        LicenseAddr::Id {
+            company: CompanyId::parse("c").unwrap(),
+            product: ProductCode::parse("p").unwrap(),
+            id: 1,
+        }
+    }
+
+    fn catalog_license(validity: Option<Timestamp>) -> License {
+        License {
+            max_activations: 9,
+            validity_period: validity,
+            ..License::new(1, CompanyId::parse("c").unwrap(), ProductCode::parse("p").unwrap(), None)
+        }
+    }
+
+    /// The catalog's rule, once for every store: an upsert replaces what the vendor sets and keeps what
+    /// requests changed; a validity the catalog leaves unset stays as a trial's first activation set it.
+    #[test]
+    fn an_upsert_keeps_counters_and_a_started_validity() {
+        let used = License {
+            max_activations: 2,
+            times_activated: 2,
+            transfer_count: 1,
+            released_count: 1,
+            consumptions: 5,
+            feature_consumptions: [("f".to_owned(), 3)].into(),
+            consumptions_period: Some(Timestamp::from_millis(7)),
+            feature_periods: [("f".to_owned(), Timestamp::from_millis(8))].into(),
+            validity_period: Some(Timestamp::from_millis(9)),
+            ..catalog_license(None)
+        };
+        let item = Item::License(addr());
+        let mut images = [Some(Image::License(Box::new(used.clone())))];
+        apply(&Write::upsert(item.clone(), Image::License(Box::new(catalog_license(None)))), &mut images).unwrap();
+        let Some(Image::License(after)) = &images[0] else { panic!("a license") };
+        let expected = License {
+            max_activations: 9,
+            ..used.clone()
+        };
+        assert_eq!(Image::License(after.clone()), Image::License(Box::new(expected)));
+
+        let given = Some(Timestamp::from_millis(99));
+        let mut images = [Some(Image::License(Box::new(used)))];
+        apply(&Write::upsert(item.clone(), Image::License(Box::new(catalog_license(given)))), &mut images).unwrap();
+        let Some(Image::License(after)) = &images[0] else { panic!("a license") };
+        assert_eq!(after.validity_period, given, "a validity the catalog sets replaces the stored one");
+
+        let mut images = [None];
+        let new = Image::License(Box::new(catalog_license(None)));
+        apply(&Write::upsert(item, new.clone()), &mut images).unwrap();
+        assert_eq!(images[0], Some(new), "a new item is written as given");
+    }
+
+    #[test]
+    fn create_refuses_an_existing_item_and_delete_removes_it() {
+        let item = Item::Released(addr(), HardwareId::parse("hw").unwrap());
+        let mut images = [Some(Image::Marker)];
+        assert_eq!(
+            apply(&Write::create(item.clone(), Image::Marker), &mut images),
+            Err(Refused::Condition { index: 0 })
+        );
+        apply(&Write::delete(item), &mut images).unwrap();
+        assert_eq!(images[0], None);
+    }
+
+    /// Every attribute an effect may change is settable on the item that holds it, and every other
+    /// attribute is refused with its name rather than ignored.
+    #[test]
+    fn set_names_what_no_write_changes() {
+        let mut seat = Image::Seat(Seat {
+            user: Username::parse("u@example.com").unwrap(),
+            max_activations: 1,
+            allow_unlimited_activations: false,
+            total_activations: 0,
+        });
+        seat.set(Attr::TotalActivations, Val::Int(3)).unwrap();
+        assert_eq!(seat.get(Attr::TotalActivations), Some(Val::Int(3)));
+        assert_eq!(
+            seat.set(Attr::MaxActivations, Val::Int(3)),
+            Err("max_activations is not changed by a write".to_owned())
+        );
+        assert!(seat.set(Attr::TimesActivated, Val::Int(3)).is_err(), "not an attribute of a seat");
+    }
+}
