@@ -113,7 +113,12 @@ fn every_kind(company: &license_api::ids::CompanyId) -> Vec<(Item, Image)> {
         feature_consumptions: [("f1".to_owned(), 5)].into(),
         consumptions_period: Some(t(2)),
         feature_periods: [("f1".to_owned(), t(3))].into(),
-        ..License::new(41, company.clone(), product.clone(), Some(LicenseKey::parse("EVERY-ATTR").unwrap()))
+        ..License::new(
+            41,
+            company.clone(),
+            product.clone(),
+            Some(LicenseKey::parse("EVERY-ATTR").unwrap()),
+        )
     };
     let mut doc = ProductDoc {
         disabled: true,
@@ -132,7 +137,11 @@ fn every_kind(company: &license_api::ids::CompanyId) -> Vec<(Item, Image)> {
         deactivated_at: Some(t(6)),
         last_seen_at: Some(t(7)),
         details: serde_json::from_value(json!({"os": "linux", "vm": true})).unwrap(),
-        variables: vec![DeviceVariable { variable: "v".into(), value: "1".into(), created_at: t(8) }],
+        variables: vec![DeviceVariable {
+            variable: "v".into(),
+            value: "1".into(),
+            created_at: t(8),
+        }],
         activations: 3,
         write_token: Some("token".into()),
     };
@@ -151,9 +160,15 @@ fn every_kind(company: &license_api::ids::CompanyId) -> Vec<(Item, Image)> {
         ),
         (
             Item::Company(company.clone()),
-            Image::Company(Box::new(Company { id: 5, blacklist: [hw.clone()].into() })),
+            Image::Company(Box::new(Company {
+                id: 5,
+                blacklist: [hw.clone()].into(),
+            })),
         ),
-        (Item::Product(company.clone(), product.clone()), Image::Product(Box::new(doc))),
+        (
+            Item::Product(company.clone(), product.clone()),
+            Image::Product(Box::new(doc)),
+        ),
         (
             Item::User(company.clone(), user.clone()),
             Image::User(Box::new(LicenseUser {
@@ -172,12 +187,22 @@ fn every_kind(company: &license_api::ids::CompanyId) -> Vec<(Item, Image)> {
         (Item::Device(addr.clone(), hw.clone()), Image::Device(Box::new(device))),
         (
             Item::Seat(addr.clone(), user.clone()),
-            Image::Seat(Seat { user, max_activations: 4, allow_unlimited_activations: true, total_activations: 2 }),
+            Image::Seat(Seat {
+                user,
+                max_activations: 4,
+                allow_unlimited_activations: true,
+                total_activations: 2,
+            }),
         ),
         (Item::Released(addr.clone(), hw), Image::Marker),
         (
             Item::Request(addr, key.clone()),
-            Image::Request(Box::new(ProcessedRequest { key, answer: "{}".into(), processed_at: t(9), expires_at: 4_000_000_000 })),
+            Image::Request(Box::new(ProcessedRequest {
+                key,
+                answer: "{}".into(),
+                processed_at: t(9),
+                expires_at: 4_000_000_000,
+            })),
         ),
         (
             Item::Audit(company.clone(), "0001700000000000#a".into()),
@@ -193,7 +218,6 @@ fn every_kind(company: &license_api::ids::CompanyId) -> Vec<(Item, Image)> {
         ),
     ]
 }
-
 
 integration_tests::matrix! {
     // Every attribute is written and read back by the store: one a codec or a table forgot fails here.

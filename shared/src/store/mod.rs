@@ -422,7 +422,9 @@ pub trait Store: Send + Sync {
                 Err(Rejection::Store(e)) => return Err(e),
                 Err(refused) => {
                     let items: Vec<_> = write.items.iter().map(|w| &w.item).collect();
-                    return Err(StoreError::Invalid(format!("the write of {items:?} was refused: {refused}")));
+                    return Err(StoreError::Invalid(format!(
+                        "the write of {items:?} was refused: {refused}"
+                    )));
                 }
             }
         }
@@ -434,22 +436,34 @@ pub trait Store: Send + Sync {
     // --- catalog administration: each one `Write` (see `write::Write::upsert`); counters of existing
     // items are preserved ---
     async fn put_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
-        self.write(&write::Write::put(write::Item::ApiKey(key.id.clone()), write::Image::ApiKey(Box::new(key.clone()))))
-            .await
+        self.write(&write::Write::put(
+            write::Item::ApiKey(key.id.clone()),
+            write::Image::ApiKey(Box::new(key.clone())),
+        ))
+        .await
     }
     async fn put_company(&self, company: &CompanyId, doc: &Company) -> Result<(), StoreError> {
-        self.write(&write::Write::put(write::Item::Company(company.clone()), write::Image::Company(Box::new(doc.clone()))))
-            .await
+        self.write(&write::Write::put(
+            write::Item::Company(company.clone()),
+            write::Image::Company(Box::new(doc.clone())),
+        ))
+        .await
     }
     async fn put_product(&self, company: &CompanyId, product: &ProductDoc) -> Result<(), StoreError> {
         let item = write::Item::Product(company.clone(), product.code.clone());
-        self.write(&write::Write::put(item, write::Image::Product(Box::new(product.clone()))))
-            .await
+        self.write(&write::Write::put(
+            item,
+            write::Image::Product(Box::new(product.clone())),
+        ))
+        .await
     }
     async fn put_license(&self, license: &License) -> Result<(), StoreError> {
         let item = write::Item::License(LicenseAddr::of(license));
-        self.write(&write::Write::upsert(item, write::Image::License(Box::new(license.clone()))))
-            .await
+        self.write(&write::Write::upsert(
+            item,
+            write::Image::License(Box::new(license.clone())),
+        ))
+        .await
     }
     async fn put_user(&self, company: &CompanyId, user: &LicenseUser) -> Result<(), StoreError> {
         let item = write::Item::User(company.clone(), user.email.clone());
@@ -489,6 +503,8 @@ pub trait Store: Send + Sync {
 fn unexpected<T>(image: Option<write::Image>) -> Result<Option<T>, StoreError> {
     match image {
         None => Ok(None),
-        Some(other) => Err(StoreError::Invalid(format!("the store loaded {other:?} for another kind of item"))),
+        Some(other) => Err(StoreError::Invalid(format!(
+            "the store loaded {other:?} for another kind of item"
+        ))),
     }
 }

@@ -65,10 +65,7 @@ CREATE TABLE IF NOT EXISTS audit (
 /// Every schema change, in order; the database's `user_version` is how many it has. Kept forever: a
 /// change is a new entry, never an edit of one that shipped.
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![
-        M::up_with_hook(SCHEMA_V1, adopt_unversioned),
-        M::up(SCHEMA_V2),
-    ])
+    Migrations::new(vec![M::up_with_hook(SCHEMA_V1, adopt_unversioned), M::up(SCHEMA_V2)])
 }
 
 /// The schema version this build knows (the number of migrations).
@@ -325,13 +322,25 @@ fn place(item: &Item) -> (&'static str, Vec<(&'static str, Sql)>) {
             vec![("company", text(company.as_str())), ("email", text(user.as_str()))],
         ),
         Item::License(addr) => ("licenses", vec![("pk", Sql::Text(addr.storage_key()))]),
-        Item::Device(addr, hw) => ("devices", vec![license(addr), (Attr::HardwareId.name(), text(hw.as_str()))]),
+        Item::Device(addr, hw) => (
+            "devices",
+            vec![license(addr), (Attr::HardwareId.name(), text(hw.as_str()))],
+        ),
         Item::Seat(addr, user) => ("seats", vec![license(addr), (Attr::User.name(), text(user.as_str()))]),
-        Item::Released(addr, hw) => ("released", vec![license(addr), (Attr::HardwareId.name(), text(hw.as_str()))]),
-        Item::Request(addr, key) => ("requests", vec![license(addr), (Attr::RequestKey.name(), text(key.as_str()))]),
+        Item::Released(addr, hw) => (
+            "released",
+            vec![license(addr), (Attr::HardwareId.name(), text(hw.as_str()))],
+        ),
+        Item::Request(addr, key) => (
+            "requests",
+            vec![license(addr), (Attr::RequestKey.name(), text(key.as_str()))],
+        ),
         Item::Audit(company, id) => (
             "audit",
-            vec![(Attr::Company.name(), text(company.as_str())), (Attr::AuditId.name(), text(id))],
+            vec![
+                (Attr::Company.name(), text(company.as_str())),
+                (Attr::AuditId.name(), text(id)),
+            ],
         ),
     }
 }
@@ -410,7 +419,11 @@ fn where_clause(key: &[(&str, Sql)]) -> String {
 fn load(c: &Connection, item: &Item) -> rusqlite::Result<Option<Image>> {
     let (table, key) = place(item);
     let attrs = columns(item);
-    let selected = if attrs.is_empty() { "1".to_owned() } else { column_list(attrs) };
+    let selected = if attrs.is_empty() {
+        "1".to_owned()
+    } else {
+        column_list(attrs)
+    };
     let sql = format!("SELECT {selected} FROM {table} WHERE {}", where_clause(&key));
     let values: Vec<Sql> = key.into_iter().map(|(_, v)| v).collect();
     c.prepare_cached(&sql)?
@@ -472,7 +485,11 @@ impl Cols<'_, '_> {
     fn id<T>(&self, a: Attr, parse: impl Fn(&str) -> Result<T, crate::ids::IdError>) -> rusqlite::Result<T> {
         id(&self.key, &self.get::<String>(a)?, parse)
     }
-    fn opt_id<T>(&self, a: Attr, parse: impl Fn(&str) -> Result<T, crate::ids::IdError>) -> rusqlite::Result<Option<T>> {
+    fn opt_id<T>(
+        &self,
+        a: Attr,
+        parse: impl Fn(&str) -> Result<T, crate::ids::IdError>,
+    ) -> rusqlite::Result<Option<T>> {
         self.get::<Option<String>>(a)?
             .map(|v| id(&self.key, &v, &parse))
             .transpose()
@@ -803,7 +820,10 @@ mod tests {
 
         let store = SqliteStore::open(&path).expect("an unversioned database opens");
         let license = store.get_license(&addr()).await.unwrap().expect("the license is kept");
-        assert_eq!((license.id, license.max_activations, license.times_activated), (7, 3, 2));
+        assert_eq!(
+            (license.id, license.max_activations, license.times_activated),
+            (7, 3, 2)
+        );
         assert_eq!(version(&path), SCHEMA_VERSION as i64);
         // Migration 2 ran: audit records can be written.
         let record = AuditRecord {

@@ -9,9 +9,11 @@
 
 use super::{ActivationPlan, CheckPlan, DeactivationPlan, LicenseAddr, RequestKey, Slot, WriteToken};
 use crate::ids::{ApiKeyId, CompanyId, HardwareId, ProductCode, Username};
-use crate::model::{ApiKeyRecord, AuditRecord, Company, Device, License, LicenseUser, ProcessedRequest, ProductDoc, Seat};
-use std::collections::BTreeMap;
+use crate::model::{
+    ApiKeyRecord, AuditRecord, Company, Device, License, LicenseUser, ProcessedRequest, ProductDoc, Seat,
+};
 use serde_json::Value;
+use std::collections::BTreeMap;
 
 /// An item a write touches.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -668,7 +670,9 @@ fn set_of<'a>(items: impl IntoIterator<Item = &'a str>) -> Val {
 }
 
 fn json_of<T: serde::Serialize>(value: &T) -> Option<Val> {
-    Some(Val::Str(serde_json::to_string(value).expect("domain types serialise to JSON")))
+    Some(Val::Str(
+        serde_json::to_string(value).expect("domain types serialise to JSON"),
+    ))
 }
 
 fn time_of(t: Option<crate::time::Timestamp>) -> Option<Val> {
@@ -744,13 +748,13 @@ impl Image {
             (Detail, I::Audit(r)) => json_of(&r.detail),
             // Each attribute above is named; what remains is an attribute of another kind of item.
             (
-                ApiKey | Company | SharedKey | Products | ReadOnly | Revoked | Doc | Disabled | Archived
-                | Blacklist | LicenseId | LicenseKey | Enabled | Unlimited | MaxActivations | TimesActivated
-                | MaxTransfers | TransferCount | ReleasedCount | ValidityPeriod | Terms | Consumptions
-                | FeatureConsumptions | ConsumptionsPeriod | FeaturePeriods | DeviceId | HardwareId | Active
-                | User | FirstActivatedAt | LastActivatedAt | DeactivatedAt | LastSeenAt | Details | Variables
-                | Activations | WriteToken | TotalActivations | RequestKey | Answer | ProcessedAt | ExpiresAt
-                | AuditId | At | Actor | Change | Subject | Detail,
+                ApiKey | Company | SharedKey | Products | ReadOnly | Revoked | Doc | Disabled | Archived | Blacklist
+                | LicenseId | LicenseKey | Enabled | Unlimited | MaxActivations | TimesActivated | MaxTransfers
+                | TransferCount | ReleasedCount | ValidityPeriod | Terms | Consumptions | FeatureConsumptions
+                | ConsumptionsPeriod | FeaturePeriods | DeviceId | HardwareId | Active | User | FirstActivatedAt
+                | LastActivatedAt | DeactivatedAt | LastSeenAt | Details | Variables | Activations | WriteToken
+                | TotalActivations | RequestKey | Answer | ProcessedAt | ExpiresAt | AuditId | At | Actor | Change
+                | Subject | Detail,
                 _,
             ) => None,
         }
@@ -839,19 +843,18 @@ impl Image {
             (LastSeenAt, I::Device(d), v) => d.last_seen_at = Some(time(v)?),
             (TotalActivations, I::Seat(s), Val::Int(v)) => s.total_activations = *v,
             (
-                TimesActivated | TransferCount | ReleasedCount | ValidityPeriod | Consumptions
-                | FeatureConsumptions | ConsumptionsPeriod | FeaturePeriods | Active | WriteToken | DeactivatedAt
-                | LastSeenAt | TotalActivations,
+                TimesActivated | TransferCount | ReleasedCount | ValidityPeriod | Consumptions | FeatureConsumptions
+                | ConsumptionsPeriod | FeaturePeriods | Active | WriteToken | DeactivatedAt | LastSeenAt
+                | TotalActivations,
                 _,
                 _,
             ) => return Err(bad()),
             // Set by the catalog or when the item is first written, never by an effect.
             (
-                ApiKey | Company | SharedKey | Products | ReadOnly | Revoked | Doc | Disabled | Archived
-                | Blacklist | LicenseId | LicenseKey | Enabled | Unlimited | MaxActivations | MaxTransfers | Terms
-                | DeviceId | HardwareId | User | FirstActivatedAt | LastActivatedAt | Details | Variables
-                | Activations | RequestKey | Answer | ProcessedAt | ExpiresAt | AuditId | At | Actor | Change
-                | Subject | Detail,
+                ApiKey | Company | SharedKey | Products | ReadOnly | Revoked | Doc | Disabled | Archived | Blacklist
+                | LicenseId | LicenseKey | Enabled | Unlimited | MaxActivations | MaxTransfers | Terms | DeviceId
+                | HardwareId | User | FirstActivatedAt | LastActivatedAt | Details | Variables | Activations
+                | RequestKey | Answer | ProcessedAt | ExpiresAt | AuditId | At | Actor | Change | Subject | Detail,
                 _,
                 _,
             ) => return Err(format!("{} is not changed by a write", attr.name())),
@@ -997,7 +1000,12 @@ mod tests {
         License {
             max_activations: 9,
             validity_period: validity,
-            ..License::new(1, CompanyId::parse("c").unwrap(), ProductCode::parse("p").unwrap(), None)
+            ..License::new(
+                1,
+                CompanyId::parse("c").unwrap(),
+                ProductCode::parse("p").unwrap(),
+                None,
+            )
         }
     }
 
@@ -1019,8 +1027,14 @@ mod tests {
         };
         let item = Item::License(addr());
         let mut images = [Some(Image::License(Box::new(used.clone())))];
-        apply(&Write::upsert(item.clone(), Image::License(Box::new(catalog_license(None)))), &mut images).unwrap();
-        let Some(Image::License(after)) = &images[0] else { panic!("a license") };
+        apply(
+            &Write::upsert(item.clone(), Image::License(Box::new(catalog_license(None)))),
+            &mut images,
+        )
+        .unwrap();
+        let Some(Image::License(after)) = &images[0] else {
+            panic!("a license")
+        };
         let expected = License {
             max_activations: 9,
             ..used.clone()
@@ -1029,9 +1043,18 @@ mod tests {
 
         let given = Some(Timestamp::from_millis(99));
         let mut images = [Some(Image::License(Box::new(used)))];
-        apply(&Write::upsert(item.clone(), Image::License(Box::new(catalog_license(given)))), &mut images).unwrap();
-        let Some(Image::License(after)) = &images[0] else { panic!("a license") };
-        assert_eq!(after.validity_period, given, "a validity the catalog sets replaces the stored one");
+        apply(
+            &Write::upsert(item.clone(), Image::License(Box::new(catalog_license(given)))),
+            &mut images,
+        )
+        .unwrap();
+        let Some(Image::License(after)) = &images[0] else {
+            panic!("a license")
+        };
+        assert_eq!(
+            after.validity_period, given,
+            "a validity the catalog sets replaces the stored one"
+        );
 
         let mut images = [None];
         let new = Image::License(Box::new(catalog_license(None)));
@@ -1067,6 +1090,9 @@ mod tests {
             seat.set(Attr::MaxActivations, Val::Int(3)),
             Err("max_activations is not changed by a write".to_owned())
         );
-        assert!(seat.set(Attr::TimesActivated, Val::Int(3)).is_err(), "not an attribute of a seat");
+        assert!(
+            seat.set(Attr::TimesActivated, Val::Int(3)).is_err(),
+            "not an attribute of a seat"
+        );
     }
 }

@@ -414,11 +414,7 @@ pub fn encode(at: &WriteItem, image: &Image) -> Result<ItemMap, StoreError> {
         }
         (WriteItem::Request(addr, _), Image::Request(r)) => processed_request_item(addr, r),
         (WriteItem::Audit(..), Image::Audit(r)) => audit_item(key, r)?,
-        (at, image) => {
-            return Err(StoreError::Invalid(format!(
-                "{image:?} cannot be stored as {at:?}"
-            )))
-        }
+        (at, image) => return Err(StoreError::Invalid(format!("{image:?} cannot be stored as {at:?}"))),
     })
 }
 
