@@ -3,7 +3,7 @@
 
 use integration_tests::fixtures::{hw, key_body, user_body, KEY_PRODUCT, USER_PRODUCT};
 use integration_tests::{assert_error, Fixture};
-use license_api::auth::Authenticated;
+use license_api::auth::Principal;
 use license_api::client::ClientError;
 use license_api::handlers::activate;
 use license_api::model::{ApiKeyRecord, LicenseType};
@@ -401,7 +401,7 @@ async fn floating_cloud_cannot_be_activated_offline(setup) {
         .await
         .unwrap()
         .unwrap();
-    let auth = Authenticated { key };
+    let auth = Principal::api_key(&key);
     let req = LicenseRequest::parse(&Params::from_json(key_body("FC", "h").to_string().as_bytes()).unwrap()).unwrap();
     let err = activate(&f.app.state, &auth, &req, Transport::Offline)
         .await

@@ -7,7 +7,7 @@
 //! Lambda functions set none.
 
 use crate::error::ApiError;
-use crate::ids::{ApiKeyId, ProductCode, Username};
+use crate::ids::{ApiKeyId, CompanyId, ProductCode, Username};
 use crate::model::ApiKeyRecord;
 use crate::store::{Store, StoreError};
 use base64::engine::general_purpose::STANDARD as B64;
@@ -126,20 +126,56 @@ pub enum Access {
     Write,
 }
 
-/// A request whose API key and signature have been verified.
-#[derive(Clone, Debug)]
-pub struct Authenticated {
-    pub key: ApiKeyRecord,
+/// Who is calling, once a request's credentials verified: the company whose licenses it acts on, the
+/// products it may name, whether it may change state, and how it proved who it is. Handlers and rules
+/// read only this, so another way to authenticate (an OAuth client, a management key, the CLI) is
+/// another [`Via`], not another code path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    pub company: CompanyId,
+    /// The products it may name; empty: every product of its company.
+    pub products: Vec<ProductCode>,
+    pub read_only: bool,
+    pub via: Via,
 }
 
-impl Authenticated {
+/// How a [`Principal`] authenticated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Via {
+    /// A License API key and its HMAC request signature (SPEC §1.2).
+    ApiKey(ApiKeyId),
+}
+
+impl Principal {
+    /// The caller an API key's verified signature names.
+    pub fn api_key(key: &ApiKeyRecord) -> Self {
+        Self {
+            company: key.company.clone(),
+            products: key.products.clone(),
+            read_only: key.read_only,
+            via: Via::ApiKey(key.id.clone()),
+        }
+    }
+
+    pub fn allows(&self, product: &ProductCode) -> bool {
+        self.products.is_empty() || self.products.contains(product)
+    }
+
     /// The product restriction is checked once the body has named the product.
     pub fn ensure_product(&self, product: &ProductCode) -> Result<(), ApiError> {
-        if self.key.allows(product) {
+        if self.allows(product) {
             Ok(())
         } else {
             Err(ApiError::ApiKeyProductNotAllowed)
         }
+    }
+
+    /// Read-only callers may only check.
+    pub fn ensure_access(&self, access: Access) -> Result<(), ApiError> {
+        if access == Access::Write && self.read_only {
+            return Err(ApiError::ReadOnlyApiKey);
+        }
+        Ok(())
     }
 }
 
@@ -216,7 +252,7 @@ impl Authenticator {
         store: &dyn Store,
         access: Access,
         now: SystemTime,
-    ) -> Result<Authenticated, ApiError> {
+    ) -> Result<Principal, ApiError> {
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         let (Some(date), Some(authorization)) = (header("date"), header("authorization")) else {
             return Err(ApiError::MissingHeaders);
@@ -238,10 +274,9 @@ impl Authenticator {
             return Err(ApiError::SignatureMismatch);
         }
         admit(|a| a.verified_key(&record.id))?;
-        if access == Access::Write && record.read_only {
-            return Err(ApiError::ReadOnlyApiKey);
-        }
-        Ok(Authenticated { key: record })
+        let principal = Principal::api_key(&record);
+        principal.ensure_access(access)?;
+        Ok(principal)
     }
 
     /// The record of the API key `id` names (through the cache), for checks beyond the request's own
@@ -318,7 +353,7 @@ mod tests {
     fn key(id: &str) -> ApiKeyRecord {
         ApiKeyRecord {
             id: ApiKeyId::parse(id).unwrap(),
-            company: crate::ids::CompanyId::parse("c").unwrap(),
+            company: CompanyId::parse("c").unwrap(),
             shared_key: "s".into(),
             products: Vec::new(),
             read_only: false,

@@ -85,6 +85,11 @@ string_id!(
     CompanyId,
     forbid_hash = true
 );
+string_id!(
+    /// A customer account, whose identity provider vouches for single sign-on grants (SPEC §2.1).
+    CustomerAccountCode,
+    forbid_hash = false
+);
 
 /// A license user's login: an email address, compared case-insensitively.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -9,6 +9,7 @@ pub mod config;
 pub mod error;
 pub mod handlers;
 pub mod http;
+pub mod identity;
 pub mod ids;
 pub mod lambda;
 pub mod model;

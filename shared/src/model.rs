@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 pub struct ApiKeyRecord {
     pub id: ApiKeyId,
     pub company: CompanyId,
-    /// The HMAC secret; `Debug` redacts it (records travel inside `Authenticated`, which handlers log).
+    /// The HMAC secret; `Debug` redacts it (records are cached and may be logged).
     pub shared_key: String,
     pub products: Vec<ProductCode>,
     pub read_only: bool,
@@ -31,12 +31,6 @@ impl std::fmt::Debug for ApiKeyRecord {
             .field("read_only", &self.read_only)
             .field("revoked", &self.revoked)
             .finish()
-    }
-}
-
-impl ApiKeyRecord {
-    pub fn allows(&self, product: &ProductCode) -> bool {
-        self.products.is_empty() || self.products.contains(product)
     }
 }
 

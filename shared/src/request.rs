@@ -3,8 +3,7 @@
 //! `true`/`false`. Every malformed input becomes a 400 with a message naming the field.
 
 use crate::error::ApiError;
-use crate::ids::{HardwareId, IdError, LicenseKey, ProductCode, Username, MAX_ID_LEN};
-use crate::secret::redacted_option;
+use crate::ids::{CustomerAccountCode, HardwareId, IdError, LicenseKey, ProductCode, Username, MAX_ID_LEN};
 use serde_json::{Map, Value};
 use std::fmt;
 
@@ -14,6 +13,8 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 const MAX_VARIABLES: usize = crate::model::MAX_DEVICE_VARIABLES;
 const MAX_VARIABLE_NAME: usize = 255;
 const MAX_DETAIL_VALUE: usize = 4096;
+/// Longest `id_token` or `code` accepted: OpenID Connect ID tokens are a few KiB at most.
+pub const MAX_SSO_GRANT_BYTES: usize = 8192;
 
 /// Hardware details a device reports; stored on the device record (SPEC §3).
 pub const DEVICE_DETAIL_FIELDS: &[&str] = &[
@@ -122,7 +123,7 @@ fn id<T>(name: &str, value: String, parse: impl Fn(&str) -> Result<T, IdError>) 
     parse(&value).map_err(|e| ApiError::Validation(format!("`{name}` {e}")))
 }
 
-/// How the request names its license (SPEC §2.1). `Debug` redacts the password.
+/// How the request names its license (SPEC §2.1). `Debug` redacts the password and SSO grants.
 #[derive(Clone)]
 pub enum Credentials {
     Key(LicenseKey),
@@ -133,10 +134,37 @@ pub enum Credentials {
         /// signed in `license_signature` (SPEC §4.1, §5.2), because clients re-derive the signature
         /// from what they sent and would reject one made over a trimmed value.
         as_sent: String,
-        password: Option<String>,
+        proof: Proof,
     },
-    /// SSO grants are recognised so they get a clear answer; verifying them is a later feature.
-    Sso,
+    /// A single sign-on grant, as sent. `identity::Resolvers` turns it into the `User` it names before
+    /// any license is looked up, so nothing past that step sees this variant.
+    Sso(SsoGrant),
+}
+
+/// How a license user's identity is established.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Proof {
+    /// None given: enough for check and deactivation, which reveal nothing to a wrong caller.
+    Unproven,
+    /// The password sent with the request, checked against the user's stored hash.
+    Password(String),
+    /// The customer account's identity provider vouched for the user (a verified SSO grant).
+    IdentityProvider(CustomerAccountCode),
+}
+
+/// A single sign-on grant (SPEC §2.1): a token or code issued by the identity provider of a customer
+/// account.
+#[derive(Clone)]
+pub struct SsoGrant {
+    pub grant: SsoToken,
+    pub customer_account_code: CustomerAccountCode,
+}
+
+/// What the identity provider issued: an ID token (implicit grant) or an authorization code.
+#[derive(Clone)]
+pub enum SsoToken {
+    IdToken(String),
+    Code(String),
 }
 
 impl fmt::Debug for Credentials {
@@ -146,15 +174,38 @@ impl fmt::Debug for Credentials {
             Self::User {
                 username,
                 as_sent,
-                password,
+                proof,
             } => f
                 .debug_struct("User")
                 .field("username", username)
                 .field("as_sent", as_sent)
-                .field("password", &redacted_option(password))
+                .field("proof", proof)
                 .finish(),
-            Self::Sso => f.write_str("Sso"),
+            Self::Sso(grant) => f.debug_tuple("Sso").field(grant).finish(),
         }
+    }
+}
+
+impl fmt::Debug for Proof {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unproven => f.write_str("Unproven"),
+            Self::Password(_) => f.write_str("Password([REDACTED])"),
+            Self::IdentityProvider(account) => f.debug_tuple("IdentityProvider").field(account).finish(),
+        }
+    }
+}
+
+impl fmt::Debug for SsoGrant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.grant {
+            SsoToken::IdToken(_) => "id_token",
+            SsoToken::Code(_) => "code",
+        };
+        f.debug_struct("SsoGrant")
+            .field(kind, &crate::secret::Redacted)
+            .field("customer_account_code", &self.customer_account_code)
+            .finish()
     }
 }
 
@@ -209,13 +260,16 @@ impl LicenseRequest {
             Credentials::User {
                 username: id("username", user.clone(), Username::parse)?,
                 as_sent: user,
-                password: p.string("password")?,
+                proof: p.string("password")?.map_or(Proof::Unproven, Proof::Password),
             }
-        } else if id_token.is_some() || code.is_some() {
-            if p.string("customer_account_code")?.is_none() {
+        } else if let Some(grant) = sso_grant(id_token, code)? {
+            let Some(account) = p.string("customer_account_code")? else {
                 return Err(ApiError::MissingParameters("customer_account_code".into()));
-            }
-            Credentials::Sso
+            };
+            Credentials::Sso(SsoGrant {
+                grant,
+                customer_account_code: id("customer_account_code", account, CustomerAccountCode::parse)?,
+            })
         } else {
             return Err(ApiError::MissingParameters("license_key or username".into()));
         };
@@ -233,6 +287,22 @@ impl LicenseRequest {
             variables: variables(p)?,
         })
     }
+}
+
+/// The `id_token` or `code` a request carries (at most one, checked by the caller), bounded.
+fn sso_grant(id_token: Option<String>, code: Option<String>) -> Result<Option<SsoToken>, ApiError> {
+    let (name, grant) = match (id_token, code) {
+        (Some(token), _) => ("id_token", SsoToken::IdToken(token)),
+        (None, Some(code)) => ("code", SsoToken::Code(code)),
+        (None, None) => return Ok(None),
+    };
+    let (SsoToken::IdToken(value) | SsoToken::Code(value)) = &grant;
+    if value.len() > MAX_SSO_GRANT_BYTES {
+        return Err(ApiError::Validation(format!(
+            "`{name}` is longer than {MAX_SSO_GRANT_BYTES} bytes"
+        )));
+    }
+    Ok(Some(grant))
 }
 
 fn device_details(p: &Params) -> Result<Map<String, Value>, ApiError> {

@@ -25,7 +25,6 @@ pub fn redacted_option<T>(value: &Option<T>) -> Option<Redacted> {
 
 #[cfg(test)]
 mod tests {
-    use crate::auth::Authenticated;
     use crate::client::LicenseClient;
     use crate::ids::{ApiKeyId, CompanyId, Username};
     use crate::model::{ApiKeyRecord, LicenseUser};
@@ -40,7 +39,7 @@ mod tests {
             read_only: false,
             revoked: false,
         };
-        let printed = format!("{:?}", Authenticated { key });
+        let printed = format!("{key:?}");
         assert!(!printed.contains("s3cr3t-shared"), "{printed}");
         assert!(printed.contains("key-1") && printed.contains("[REDACTED]"), "{printed}");
     }

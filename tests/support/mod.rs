@@ -195,8 +195,25 @@ impl TestEnv {
 
     /// A new instance on a given store (e.g. one behind injected faults) with a request deadline.
     pub async fn instance_on(&self, store: Arc<dyn Store>, round_trips: RoundTrips, deadline: Duration) -> Instance {
+        self.configured(store, round_trips, |state| state.with_deadline(deadline))
+            .await
+    }
+
+    /// A new instance whose state `configure` completes (e.g. with an identity resolver).
+    pub async fn instance_with(&self, configure: impl FnOnce(AppState) -> AppState) -> Instance {
+        let round_trips = RoundTrips::default();
+        let store = open(self.setup.backend, &self.location, &round_trips);
+        self.configured(store, round_trips, configure).await
+    }
+
+    async fn configured(
+        &self,
+        store: Arc<dyn Store>,
+        round_trips: RoundTrips,
+        configure: impl FnOnce(AppState) -> AppState,
+    ) -> Instance {
         let signer = Signer::from_pem(signing_key_pem()).expect("test key parses");
-        let state = Arc::new(AppState::new(store, signer, Duration::from_secs(60)).with_deadline(deadline));
+        let state = Arc::new(configure(AppState::new(store, signer, Duration::from_secs(60))));
         let server = match self.setup.transport {
             Transport::Lambda => None,
             Transport::Http => {

@@ -5,7 +5,7 @@
 
 use super::lookup::{self, Resolved, UserCheck};
 use super::{replay_or, Once, Outcome};
-use crate::auth::{Access, Authenticated};
+use crate::auth::{Access, Principal};
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
 use crate::model::Device;
@@ -18,8 +18,8 @@ use crate::store::{LicenseAddr, Rejection};
 use crate::time::Timestamp;
 
 pub async fn handle(req: &ApiRequest, state: &AppState) -> Result<ApiResponse, ApiError> {
-    let (auth, request) = super::authenticated(req, state, Access::Write).await?;
-    let resolved = activate(state, &auth, &request, Transport::Online).await?;
+    let (principal, request) = super::authenticated(req, state, Access::Write).await?;
+    let resolved = activate(state, &principal, &request, Transport::Online).await?;
     let object = activation_object(&resolved, &request, Timestamp::now(), &state.signer)?;
     Ok(ApiResponse::signed_json(&object, &state.signer))
 }
@@ -56,29 +56,29 @@ pub(super) fn ident(req: &LicenseRequest) -> &str {
     match &req.credentials {
         Credentials::Key(k) => k.as_str(),
         Credentials::User { as_sent, .. } => as_sent.as_str(),
-        Credentials::Sso => "",
+        Credentials::Sso(_) => "",
     }
 }
 
 /// Activates `req.hardware_id`; returns the context as it stands after the write.
 pub async fn activate(
     state: &AppState,
-    auth: &Authenticated,
+    principal: &Principal,
     req: &LicenseRequest,
     transport: Transport,
 ) -> Result<Resolved, ApiError> {
-    activate_once(state, auth, req, transport, None).await?.resolved()
+    activate_once(state, principal, req, transport, None).await?.resolved()
 }
 
 /// Activates `req.hardware_id`, recording `once` (an offline request) in the same write when given.
 pub(super) async fn activate_once(
     state: &AppState,
-    auth: &Authenticated,
+    principal: &Principal,
     req: &LicenseRequest,
     transport: Transport,
     once: Option<&Once<'_>>,
 ) -> Result<Outcome, ApiError> {
-    let mut resolved = lookup::load(state, auth, req, UserCheck::Password).await?;
+    let mut resolved = lookup::load(state, principal, req, UserCheck::Password).await?;
     let now = Timestamp::now();
     let mut attempts = super::Attempts::new(state);
     loop {
@@ -124,7 +124,7 @@ pub(super) async fn activate_once(
                     let lost = ApiError::internal("an applied offline activation left no record");
                     return replay_or(state, once, &addr, lost).await;
                 }
-                let resolved = lookup::load(state, auth, req, UserCheck::Verified).await?;
+                let resolved = lookup::load(state, principal, req, UserCheck::Verified).await?;
                 return Ok(Outcome::Applied {
                     resolved: Box::new(resolved),
                     answer: None,
@@ -141,7 +141,7 @@ pub(super) async fn activate_once(
             // The device changed under us (activated and deactivated again), an item is gone, or the
             // released slot was taken: read everything again.
             Err(Rejection::Device(_) | Rejection::License(None) | Rejection::Seat(None) | Rejection::Stale) => {
-                resolved = lookup::load(state, auth, req, UserCheck::Verified).await?;
+                resolved = lookup::load(state, principal, req, UserCheck::Verified).await?;
             }
             Err(Rejection::Conflict | Rejection::Unknown(_)) => return Err(ApiError::Contention),
             Err(Rejection::Store(e)) => return Err(ApiError::store(e)),

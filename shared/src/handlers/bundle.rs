@@ -12,7 +12,7 @@
 use super::activate::ident;
 use super::lookup::{self, UserCheck};
 use super::{replayed, Once};
-use crate::auth::{Access, Authenticated};
+use crate::auth::{Access, Principal};
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
 use crate::model::{AuthorizationMethod, License, LicenseUser};
@@ -41,11 +41,11 @@ impl Bundle {
     /// then checked to be a bundle.
     async fn load(
         state: &AppState,
-        auth: &Authenticated,
+        principal: &Principal,
         req: &LicenseRequest,
         how: UserCheck,
     ) -> Result<Self, ApiError> {
-        let mut read = lookup::read_context(state, auth, req, false).await?;
+        let mut read = lookup::read_context(state, principal, req, false).await?;
         let product = lookup::product(&mut read, req)?;
         if !product.is_bundle() {
             return Err(ApiError::ProductNotBundle);
@@ -53,11 +53,11 @@ impl Bundle {
         let (license, user, seat_user) = match &req.credentials {
             Credentials::Key(_) => (lookup::key_license(&mut read, req)?, None, None),
             _ => {
-                let found = lookup::user_license(state, &mut read, &auth.key.company, req, how).await;
+                let found = lookup::user_license(state, &mut read, &principal.company, req, how).await;
                 let (user, addr) = match found {
                     // A found user's bundle takes one more read (the members) before any answer.
                     Err(ApiError::DeviceNotFound) if how == UserCheck::Concealed => {
-                        return Err(lookup::conceal_missing_user(state, &auth.key.company, req).await)
+                        return Err(lookup::conceal_missing_user(state, &principal.company, req).await)
                     }
                     found => found?,
                 };
@@ -78,7 +78,7 @@ impl Bundle {
             let bundle = &license;
             async move {
                 let q = ContextQuery {
-                    company: &auth.key.company,
+                    company: &principal.company,
                     product: code,
                     key: None,
                     hardware_id: None,
@@ -216,8 +216,8 @@ fn join(writes: impl IntoIterator<Item = Write>) -> Write {
 }
 
 pub async fn handle_activation(req: &ApiRequest, state: &AppState) -> Result<ApiResponse, ApiError> {
-    let (auth, request) = super::authenticated(req, state, Access::Write).await?;
-    let outcome = activate(state, &auth, &request, Transport::Online, None).await?;
+    let (principal, request) = super::authenticated(req, state, Access::Write).await?;
+    let outcome = activate(state, &principal, &request, Transport::Online, None).await?;
     let bundle = match outcome {
         BundleOutcome::Applied(bundle, _) => bundle,
         BundleOutcome::Replayed(_) => return Err(ApiError::internal("an online request was replayed")),
@@ -257,12 +257,12 @@ fn joined(writes: impl IntoIterator<Item = Write>, record: Option<ItemWrite>, un
 /// Activates the device on every member not yet holding it, in one write.
 pub(crate) async fn activate(
     state: &AppState,
-    auth: &Authenticated,
+    principal: &Principal,
     req: &LicenseRequest,
     transport: Transport,
     once: Option<&Once<'_, Bundle>>,
 ) -> Result<BundleOutcome, ApiError> {
-    let mut bundle = Bundle::load(state, auth, req, UserCheck::Password).await?;
+    let mut bundle = Bundle::load(state, principal, req, UserCheck::Password).await?;
     let now = Timestamp::now();
     let mut attempts = super::Attempts::new(state);
     loop {
@@ -326,32 +326,32 @@ pub(crate) async fn activate(
                     let lost = ApiError::internal("an applied offline bundle activation left no record");
                     return replay_or_bundle(state, once, &addrs[0], lost).await;
                 }
-                let bundle = Bundle::load(state, auth, req, UserCheck::Verified).await?;
+                let bundle = Bundle::load(state, principal, req, UserCheck::Verified).await?;
                 return Ok(BundleOutcome::Applied(Box::new(bundle), None));
             }
             Err(Rejection::Conflict | Rejection::Unknown(_)) => return Err(ApiError::Contention),
             Err(Rejection::Store(e)) => return Err(ApiError::store(e)),
             // Some member changed: read every member again and decide again.
-            Err(_) => bundle = Bundle::load(state, auth, req, UserCheck::Verified).await?,
+            Err(_) => bundle = Bundle::load(state, principal, req, UserCheck::Verified).await?,
         }
         attempts.next_plan()?;
     }
 }
 
 pub async fn handle_deactivation(req: &ApiRequest, state: &AppState) -> Result<ApiResponse, ApiError> {
-    let (auth, request) = super::authenticated(req, state, Access::Write).await?;
-    deactivate(state, &auth, &request, None).await?;
+    let (principal, request) = super::authenticated(req, state, Access::Write).await?;
+    deactivate(state, &principal, &request, None).await?;
     Ok(ApiResponse::text(super::deactivate::DEACTIVATED))
 }
 
 /// Deactivates the device on every member where it is active, in one write.
 pub(crate) async fn deactivate(
     state: &AppState,
-    auth: &Authenticated,
+    principal: &Principal,
     req: &LicenseRequest,
     once: Option<&Once<'_, Bundle>>,
 ) -> Result<BundleOutcome, ApiError> {
-    let mut bundle = Bundle::load(state, auth, req, UserCheck::Concealed).await?;
+    let mut bundle = Bundle::load(state, principal, req, UserCheck::Concealed).await?;
     let now = Timestamp::now();
     let mut attempts = super::Attempts::new(state);
     // Members whose device's seat is missing or at 0 (see `deactivate`): released without the seat.
@@ -401,12 +401,12 @@ pub(crate) async fn deactivate(
                 return Ok(BundleOutcome::Applied(Box::new(bundle), None));
             }
             Err(Rejection::Seat(_)) => {
-                bundle = Bundle::load(state, auth, req, UserCheck::Concealed).await?;
+                bundle = Bundle::load(state, principal, req, UserCheck::Concealed).await?;
                 seatless = seats_gone(state, &bundle, &req.hardware_id).await?;
             }
             Err(Rejection::Conflict | Rejection::Unknown(_)) => return Err(ApiError::Contention),
             Err(Rejection::Store(e)) => return Err(ApiError::store(e)),
-            Err(_) => bundle = Bundle::load(state, auth, req, UserCheck::Concealed).await?,
+            Err(_) => bundle = Bundle::load(state, principal, req, UserCheck::Concealed).await?,
         }
         attempts.next_plan()?;
     }
@@ -434,12 +434,12 @@ async fn seats_gone(state: &AppState, bundle: &Bundle, hw: &crate::ids::Hardware
 }
 
 pub async fn handle_check(req: &ApiRequest, state: &AppState) -> Result<ApiResponse, ApiError> {
-    let (auth, request) = super::authenticated(req, state, Access::Read).await?;
-    auth.ensure_product(&request.product)?;
+    let (principal, request) = super::authenticated(req, state, Access::Read).await?;
+    principal.ensure_product(&request.product)?;
     let now = Timestamp::now();
     let mut attempts = super::Attempts::new(state);
     let bundle = loop {
-        let bundle = Bundle::load(state, &auth, &request, UserCheck::Concealed).await?;
+        let bundle = Bundle::load(state, &principal, &request, UserCheck::Concealed).await?;
         for m in &bundle.members {
             if bundle.user.is_some() {
                 lookup::ensure_active(m.device.as_ref())?;

@@ -6,7 +6,7 @@
 
 use super::activate::ident;
 use super::lookup::{self, UserCheck};
-use crate::auth::{Access, Authenticated};
+use crate::auth::{Access, Principal};
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
 use crate::model::LicenseUser;
@@ -18,12 +18,12 @@ use crate::store::{LicenseAddr, Rejection, WriteToken};
 use crate::time::Timestamp;
 
 pub async fn handle(req: &ApiRequest, state: &AppState) -> Result<ApiResponse, ApiError> {
-    let (auth, request) = super::authenticated(req, state, Access::Read).await?;
-    auth.ensure_product(&request.product)?;
+    let (principal, request) = super::authenticated(req, state, Access::Read).await?;
+    principal.ensure_product(&request.product)?;
     let now = Timestamp::now();
     let mut attempts = super::Attempts::new(state);
     let (ctx, user) = loop {
-        let (decision, recorded) = attempt(state, &auth, &request, now, attempts.token()).await?;
+        let (decision, recorded) = attempt(state, &principal, &request, now, attempts.token()).await?;
         match (decision, recorded) {
             (Ok(checked), Ok(())) => break checked,
             // Both refuse: the read's error is the answer, and nothing was written.
@@ -56,7 +56,7 @@ type Checked = (LicenseContext, Option<LicenseUser>);
 /// outcome. Errors that come before the write (the user's record) return early.
 async fn attempt(
     state: &AppState,
-    auth: &Authenticated,
+    principal: &Principal,
     request: &LicenseRequest,
     now: Timestamp,
     token: &WriteToken,
@@ -68,7 +68,7 @@ async fn attempt(
         // A bundle's member: whether the license belongs to that bundle is known only once it is read,
         // and a refused check must write nothing, so the write waits for the read.
         Credentials::Key(_) if request.bundle_code.is_some() => {
-            let mut read = lookup::read_context(state, auth, request, true).await?;
+            let mut read = lookup::read_context(state, principal, request, true).await?;
             let product = lookup::product(&mut read, request)?;
             let license = lookup::key_license(&mut read, request)?;
             let plan = rules::plan_check(LicenseAddr::of(&license), request, None, now);
@@ -81,13 +81,13 @@ async fn attempt(
         }
         Credentials::Key(key) => {
             let addr = LicenseAddr::Key {
-                company: auth.key.company.clone(),
+                company: principal.company.clone(),
                 product: request.product.clone(),
                 key: key.clone(),
             };
             let plan = rules::plan_check(addr, request, None, now);
             let (read, recorded) = tokio::join!(
-                lookup::read_context(state, auth, request, true),
+                lookup::read_context(state, principal, request, true),
                 store.record_check(&plan, token)
             );
             let decision = read.and_then(|mut read| {
@@ -103,10 +103,10 @@ async fn attempt(
             Ok((decision, recorded))
         }
         _ => {
-            let mut read = lookup::read_context(state, auth, request, false).await?;
+            let mut read = lookup::read_context(state, principal, request, false).await?;
             let product = lookup::product(&mut read, request)?;
             let (user, addr) =
-                lookup::user_license(state, &mut read, &auth.key.company, request, UserCheck::Concealed).await?;
+                lookup::user_license(state, &mut read, &principal.company, request, UserCheck::Concealed).await?;
             let plan = rules::plan_check(addr.clone(), request, Some(user.email.clone()), now);
             let (found, recorded) = tokio::join!(
                 store.read_license(&addr, Some(&user.email), &request.hardware_id),

@@ -4,7 +4,7 @@
 
 use super::lookup::{self, UserCheck};
 use super::{replay_or, Once, Outcome};
-use crate::auth::{Access, Authenticated};
+use crate::auth::{Access, Principal};
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
 use crate::request::LicenseRequest;
@@ -17,13 +17,13 @@ use crate::time::Timestamp;
 pub const DEACTIVATED: &str = "license_deactivated";
 
 pub async fn handle(req: &ApiRequest, state: &AppState) -> Result<ApiResponse, ApiError> {
-    let (auth, request) = super::authenticated(req, state, Access::Write).await?;
-    deactivate(state, &auth, &request).await?;
+    let (principal, request) = super::authenticated(req, state, Access::Write).await?;
+    deactivate(state, &principal, &request).await?;
     Ok(ApiResponse::text(DEACTIVATED))
 }
 
-pub async fn deactivate(state: &AppState, auth: &Authenticated, req: &LicenseRequest) -> Result<(), ApiError> {
-    deactivate_once(state, auth, req, &Consumptions::default(), None)
+pub async fn deactivate(state: &AppState, principal: &Principal, req: &LicenseRequest) -> Result<(), ApiError> {
+    deactivate_once(state, principal, req, &Consumptions::default(), None)
         .await?
         .resolved()
         .map(drop)
@@ -33,12 +33,12 @@ pub async fn deactivate(state: &AppState, auth: &Authenticated, req: &LicenseReq
 /// same write when given.
 pub(super) async fn deactivate_once(
     state: &AppState,
-    auth: &Authenticated,
+    principal: &Principal,
     req: &LicenseRequest,
     consumptions: &Consumptions,
     once: Option<&Once<'_>>,
 ) -> Result<Outcome, ApiError> {
-    let mut resolved = lookup::load(state, auth, req, UserCheck::Concealed).await?;
+    let mut resolved = lookup::load(state, principal, req, UserCheck::Concealed).await?;
     let now = Timestamp::now();
     let mut attempts = super::Attempts::new(state);
     let mut charge_seat = true;
@@ -99,7 +99,7 @@ pub(super) async fn deactivate_once(
             // Someone deactivated (and maybe re-activated) the device first, or an item changed: which
             // answer applies depends on the state as it is now, so read it again.
             Err(Rejection::Device(_) | Rejection::License(None) | Rejection::Stale) => {
-                resolved = lookup::load(state, auth, req, UserCheck::Concealed).await?;
+                resolved = lookup::load(state, principal, req, UserCheck::Concealed).await?;
             }
             Err(Rejection::Conflict | Rejection::Unknown(_)) => return Err(ApiError::Contention),
             Err(Rejection::Store(e)) => return Err(ApiError::store(e)),

@@ -1,12 +1,12 @@
 //! Finding the license a request names (SPEC §2.1) and loading what the rules need, in the fewest
 //! sequential store round trips: one read for key-based licenses, two for user-based ones.
 
-use crate::auth::Authenticated;
+use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::ids::CompanyId;
 use crate::model::{AuthorizationMethod, License, LicenseUser, ProductDoc};
 use crate::password;
-use crate::request::{Credentials, LicenseRequest};
+use crate::request::{Credentials, LicenseRequest, Proof};
 use crate::rules::{self, LicenseContext};
 use crate::state::AppState;
 use crate::store::{ContextQuery, ContextRead, LicenseAddr};
@@ -65,18 +65,18 @@ pub struct Resolved {
 /// The first read: product, company, and the key-based license with its device or the license user.
 pub async fn read_context(
     state: &AppState,
-    auth: &Authenticated,
+    principal: &Principal,
     req: &LicenseRequest,
     with_device: bool,
 ) -> Result<ContextRead, ApiError> {
-    auth.ensure_product(&req.product)?;
+    principal.ensure_product(&req.product)?;
     let (key, user) = match &req.credentials {
         Credentials::Key(key) => (Some(key), None),
         Credentials::User { username, .. } => (None, Some(username)),
-        Credentials::Sso => (None, None),
+        Credentials::Sso(_) => (None, None),
     };
     let q = ContextQuery {
-        company: &auth.key.company,
+        company: &principal.company,
         product: &req.product,
         key,
         hardware_id: with_device.then_some(&req.hardware_id),
@@ -91,8 +91,8 @@ pub fn product(read: &mut ContextRead, req: &LicenseRequest) -> Result<ProductDo
     match (&req.credentials, product.authorization_method) {
         (Credentials::Key(_), AuthorizationMethod::LicenseKey)
         | (Credentials::User { .. }, AuthorizationMethod::User) => Ok(product),
-        (Credentials::Sso, _) => Err(ApiError::Validation(
-            "single sign-on is not configured for this product".into(),
+        (Credentials::Sso(_), _) => Err(ApiError::internal(
+            "a single sign-on grant reached the lookup unresolved",
         )),
         (_, AuthorizationMethod::LicenseKey) => Err(ApiError::MissingParameters("license_key".into())),
         (_, AuthorizationMethod::User) => Err(ApiError::MissingParameters("username".into())),
@@ -134,17 +134,19 @@ async fn find_user_license(
 ) -> Result<(LicenseUser, LicenseAddr), ApiError> {
     let user = read.user.take();
     if how == UserCheck::Password {
-        let Credentials::User {
-            username,
-            password: Some(password),
-            ..
-        } = &req.credentials
-        else {
+        let Credentials::User { username, proof, .. } = &req.credentials else {
             return Err(ApiError::MissingParameters("password".into()));
         };
-        let stored = user.as_ref().and_then(|u| u.password_hash.clone());
-        if !password::verify_limited(username, password.clone(), stored).await? {
-            return Err(ApiError::LicenseNotFound("license user"));
+        match proof {
+            Proof::Password(password) => {
+                let stored = user.as_ref().and_then(|u| u.password_hash.clone());
+                if !password::verify_limited(username, password.clone(), stored).await? {
+                    return Err(ApiError::LicenseNotFound("license user"));
+                }
+            }
+            // The customer account's identity provider vouched for this user.
+            Proof::IdentityProvider(_) => {}
+            Proof::Unproven => return Err(ApiError::MissingParameters("password".into())),
         }
     }
     let user = user.ok_or(ApiError::LicenseNotFound("license user"))?;
@@ -182,11 +184,11 @@ async fn find_user_license(
 /// Everything activation and deactivation need, with the device.
 pub async fn load(
     state: &AppState,
-    auth: &Authenticated,
+    principal: &Principal,
     req: &LicenseRequest,
     how: UserCheck,
 ) -> Result<Resolved, ApiError> {
-    let mut read = read_context(state, auth, req, true).await?;
+    let mut read = read_context(state, principal, req, true).await?;
     let product = product(&mut read, req)?;
     let company = read.company.take().unwrap_or_default();
     if let Credentials::Key(_) = req.credentials {
@@ -198,7 +200,7 @@ pub async fn load(
         };
         return Ok(Resolved { ctx, user: None });
     }
-    let (user, addr) = user_license(state, &mut read, &auth.key.company, req, how).await?;
+    let (user, addr) = user_license(state, &mut read, &principal.company, req, how).await?;
     let found = state
         .store
         .read_license(&addr, Some(&user.email), &req.hardware_id)

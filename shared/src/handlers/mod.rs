@@ -11,7 +11,7 @@ mod offline;
 pub use activate::activate;
 pub use deactivate::deactivate;
 
-use crate::auth::{Access, Authenticated};
+use crate::auth::{Access, Principal};
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
 use crate::model::Device;
@@ -194,14 +194,14 @@ async fn replay_or(
 }
 
 /// Authenticates the request, then parses its license fields from where its method carries them
-/// (query string for GET and HEAD, JSON body otherwise). Authentication comes first, so an
-/// unauthenticated caller learns nothing about the body.
+/// (query string for GET and HEAD, JSON body otherwise) and resolves its credentials to a license key or
+/// user. Authentication comes first, so an unauthenticated caller learns nothing about the body.
 async fn authenticated(
     req: &ApiRequest,
     state: &AppState,
     access: Access,
-) -> Result<(Authenticated, LicenseRequest), ApiError> {
-    let auth = state
+) -> Result<(Principal, LicenseRequest), ApiError> {
+    let principal = state
         .auth
         .authenticate(&req.headers, &*state.store, access, SystemTime::now())
         .await?;
@@ -210,7 +210,20 @@ async fn authenticated(
     } else {
         Params::from_json(&req.body)?
     };
-    Ok((auth, LicenseRequest::parse(&params)?))
+    let request = resolved(state, &principal, LicenseRequest::parse(&params)?).await?;
+    Ok((principal, request))
+}
+
+/// `request` with its credentials resolved (`identity::Resolvers`), once the principal may name its
+/// product: an identity provider is asked only on behalf of a caller allowed to ask.
+async fn resolved(
+    state: &AppState,
+    principal: &Principal,
+    mut request: LicenseRequest,
+) -> Result<LicenseRequest, ApiError> {
+    principal.ensure_product(&request.product)?;
+    state.identity.resolve(principal, &mut request).await?;
+    Ok(request)
 }
 
 /// Every endpoint this server implements.

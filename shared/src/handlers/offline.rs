@@ -9,7 +9,7 @@ use super::bundle::{self, member_objects, Bundle, BundleOutcome};
 use super::deactivate::{deactivate_once, DEACTIVATED};
 use super::lookup::Resolved;
 use super::{Once, Outcome};
-use crate::auth::{hmac_base64, Access, Authenticated};
+use crate::auth::{hmac_base64, Access, Principal};
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
 use crate::model::ApiKeyRecord;
@@ -29,7 +29,7 @@ const MAX_FEATURE_CHARGES: usize = 100;
 
 /// An uploaded request file, authenticated and verified.
 struct Upload {
-    auth: Authenticated,
+    principal: Principal,
     payload: Payload,
     request: LicenseRequest,
     /// The API key the file names (the one whose shared key signed it).
@@ -38,7 +38,7 @@ struct Upload {
 
 impl Upload {
     async fn read(req: &ApiRequest, state: &AppState, kind: Kind) -> Result<Self, ApiError> {
-        let auth = state
+        let principal = state
             .auth
             .authenticate(&req.headers, &*state.store, Access::Write, SystemTime::now())
             .await?;
@@ -65,7 +65,7 @@ impl Upload {
         }
         // A file signed for another company is refused like an unknown key: the uploader learns
         // nothing about other companies' keys.
-        .filter(|k| k.company == auth.key.company)
+        .filter(|k| k.company == principal.company)
         .ok_or(ApiError::InvalidApiKey)?;
         if signer_key.revoked {
             return Err(ApiError::RevokedApiKey);
@@ -79,11 +79,10 @@ impl Upload {
         }
         let request = LicenseRequest::parse(payload.fields())?;
         // The file's key is held to its product restriction like the uploader's own.
-        if !signer_key.allows(&request.product) {
-            return Err(ApiError::ApiKeyProductNotAllowed);
-        }
+        Principal::api_key(&signer_key).ensure_product(&request.product)?;
+        let request = super::resolved(state, &principal, request).await?;
         Ok(Self {
-            auth,
+            principal,
             payload,
             request,
             signer_key,
@@ -129,7 +128,7 @@ pub async fn handle_activation(req: &ApiRequest, state: &AppState) -> Result<Api
         key: upload.request_key(Kind::Activation),
         answer: &answer,
     };
-    let outcome = activate_once(state, &upload.auth, request, Transport::Offline, Some(&once)).await?;
+    let outcome = activate_once(state, &upload.principal, request, Transport::Offline, Some(&once)).await?;
     Ok(ApiResponse::signed_body(answer_of(outcome)?, &state.signer))
 }
 
@@ -141,7 +140,7 @@ pub async fn handle_deactivation(req: &ApiRequest, state: &AppState) -> Result<A
         key: upload.request_key(Kind::Deactivation),
         answer: &answer,
     };
-    let outcome = deactivate_once(state, &upload.auth, &upload.request, &consumptions, Some(&once)).await?;
+    let outcome = deactivate_once(state, &upload.principal, &upload.request, &consumptions, Some(&once)).await?;
     answer_of(outcome)?;
     Ok(ApiResponse::text(DEACTIVATED))
 }
@@ -162,7 +161,7 @@ pub async fn handle_bundle_activation(req: &ApiRequest, state: &AppState) -> Res
         key: upload.request_key(Kind::Activation),
         answer: &answer,
     };
-    let outcome = bundle::activate(state, &upload.auth, request, Transport::Offline, Some(&once)).await?;
+    let outcome = bundle::activate(state, &upload.principal, request, Transport::Offline, Some(&once)).await?;
     Ok(ApiResponse::signed_body(bundle_answer(outcome)?, &state.signer))
 }
 
@@ -179,7 +178,7 @@ pub async fn handle_bundle_deactivation(req: &ApiRequest, state: &AppState) -> R
         key: upload.request_key(Kind::Deactivation),
         answer: &answer,
     };
-    let outcome = bundle::deactivate(state, &upload.auth, &upload.request, Some(&once)).await?;
+    let outcome = bundle::deactivate(state, &upload.principal, &upload.request, Some(&once)).await?;
     bundle_answer(outcome)?;
     Ok(ApiResponse::text(DEACTIVATED))
 }

@@ -1,0 +1,21 @@
+//! The integration suite, one test binary: each module is one area of behaviour, run on every setup of
+//! `integration_tests::matrix!`. One binary links the AWS SDK, hyper and the server once instead of once
+//! per file (docs/testing.md, "Build time"). Run one area with
+//! `cargo test -p integration-tests --test integration bundles::`.
+
+mod activation;
+mod auth;
+mod bounds;
+mod bundles;
+mod catalog;
+mod concurrency;
+mod credentials;
+mod deactivation_and_check;
+mod events;
+mod faults;
+mod hardening;
+mod large_license;
+mod offline;
+mod offline_requests;
+mod round_trips;
+mod user_privacy;
