@@ -411,3 +411,36 @@ pub fn expected(file: &str) -> Option<&str> {
     let outcome = stem.rsplit('-').next()?;
     (outcome != "ok").then_some(outcome)
 }
+
+/// The HTTP status the outcome of a file name means: 200 for `ok`; `not_found` and
+/// `method_not_allowed` (the `$default` route's answers) are 404 and 405, and every other error code
+/// the events expect is a 400 (SPEC §1.1, §1.2).
+pub fn expected_status(file: &str) -> u16 {
+    match expected(file) {
+        None => 200,
+        Some("not_found") => 404,
+        Some("method_not_allowed") => 405,
+        Some(_) => 400,
+    }
+}
+
+/// The order the events run in against one store: success cases in the order a session runs them (an
+/// activation before its check and deactivation), then every other file by name.
+pub fn order(file: &str) -> (u8, String) {
+    const SESSION: [&str; 12] = [
+        "activate_license-ok.json",
+        "check_license-ok.json",
+        "deactivate_license-ok.json",
+        "activate_offline-ok.json",
+        "deactivate_offline-ok.json",
+        "activate_offline-multipart-ok.json",
+        "deactivate_offline-multipart-ok.json",
+        "activate_bundle-ok.json",
+        "check_bundle-ok.json",
+        "deactivate_bundle-ok.json",
+        "activate_bundle_offline-ok.json",
+        "deactivate_bundle_offline-multipart-ok.json",
+    ];
+    let rank = SESSION.iter().position(|f| *f == file).unwrap_or(SESSION.len());
+    (rank as u8, file.to_owned())
+}

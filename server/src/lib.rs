@@ -1,6 +1,6 @@
 //! The standalone License API server: the same handlers the Lambda functions run, served over HTTP by
 //! hyper, on the embedded SQLite store or on DynamoDB; plus the operator commands (import, keygen,
-//! show/export, demo) behind the `license-server` binary.
+//! show/export, demo, smoke) behind the `license-server` binary.
 
 pub mod demo;
 pub mod events;
@@ -9,4 +9,5 @@ pub mod http_server;
 pub mod inspect;
 pub mod keys;
 pub mod limits;
+pub mod smoke;
 pub mod stores;

@@ -66,6 +66,8 @@ enum Command {
         #[arg(long, default_value = license_server::events::SHARED_KEY)]
         shared_key: String,
     },
+    /// Check a deployment end to end through the client, cleaning up what it activates (docs/deploy.md).
+    Smoke(Box<license_server::smoke::SmokeArgs>),
     /// Print a license and its devices.
     Show {
         #[command(flatten)]
@@ -205,6 +207,7 @@ async fn run(command: Command) -> Result<(), Error> {
             println!("signed with API key {api_key} at {date}; valid for 15 minutes");
             Ok(())
         }
+        Command::Smoke(args) => license_server::smoke::run(*args).await,
         Command::Show { store, license } => {
             let value = exported(&store, &license).await?;
             print!("{}", inspect::show(&value));

@@ -98,7 +98,7 @@ impl StoreArgs {
             Some(table) => {
                 // The full default provider chain: an operator's profile, SSO session or role.
                 let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
-                let client = license_api::lambda::dynamodb_client_from(&sdk, self.dynamodb_endpoint.as_deref());
+                let client = license_api::store::dynamo::client_from(&sdk, self.dynamodb_endpoint.as_deref());
                 let store = DynamoStore::new(client, table);
                 if self.create_table {
                     store.create_table().await?;

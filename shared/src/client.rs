@@ -79,24 +79,13 @@ impl LicenseClient {
             .expect("method, uri and headers are valid")
     }
 
-    pub fn activate(&self, params: &Value) -> Request<Bytes> {
-        self.request(
-            Method::POST,
-            "/api/v4/activate_license",
-            Some(params.to_string().into_bytes()),
-        )
+    /// A signed POST of `params` as a JSON body to `path`.
+    pub fn post_json(&self, path: &str, params: &Value) -> Request<Bytes> {
+        self.request(Method::POST, path, Some(params.to_string().into_bytes()))
     }
 
-    pub fn deactivate(&self, params: &Value) -> Request<Bytes> {
-        self.request(
-            Method::POST,
-            "/api/v4/deactivate_license",
-            Some(params.to_string().into_bytes()),
-        )
-    }
-
-    /// `params` is a JSON object whose values become query parameters.
-    pub fn check(&self, params: &Value) -> Request<Bytes> {
+    /// A signed GET of `path` with `params` (a JSON object) as query parameters.
+    pub fn get(&self, path: &str, params: &Value) -> Request<Bytes> {
         let mut query = url::form_urlencoded::Serializer::new(String::new());
         if let Some(map) = params.as_object() {
             for (k, v) in map {
@@ -107,7 +96,20 @@ impl LicenseClient {
                 query.append_pair(k, &text);
             }
         }
-        self.request(Method::GET, &format!("/api/v4/check_license?{}", query.finish()), None)
+        self.request(Method::GET, &format!("{path}?{}", query.finish()), None)
+    }
+
+    pub fn activate(&self, params: &Value) -> Request<Bytes> {
+        self.post_json("/api/v4/activate_license", params)
+    }
+
+    pub fn deactivate(&self, params: &Value) -> Request<Bytes> {
+        self.post_json("/api/v4/deactivate_license", params)
+    }
+
+    /// `params` is a JSON object whose values become query parameters.
+    pub fn check(&self, params: &Value) -> Request<Bytes> {
+        self.get("/api/v4/check_license", params)
     }
 
     /// A signed upload of an offline request file (SPEC §6.1) to `path`, e.g. `/api/v4/activate_offline`:
@@ -173,6 +175,12 @@ impl LicenseClient {
     pub fn verify_license(&self, resp: &Response<Bytes>, hardware_id: &str, ident: &str) -> Result<Value, ClientError> {
         let body = self.verify_body(resp)?;
         let object: Value = serde_json::from_slice(&body).map_err(|e| ClientError::Malformed(e.to_string()))?;
+        self.verify_license_signature(&object, hardware_id, ident)?;
+        Ok(object)
+    }
+
+    /// `license_signature` (SPEC §5.2) of one license object.
+    fn verify_license_signature(&self, object: &Value, hardware_id: &str, ident: &str) -> Result<(), ClientError> {
         let validity = object.get("validity_period").and_then(Value::as_str).unwrap_or("");
         let sig = object
             .get("license_signature")
@@ -182,7 +190,42 @@ impl LicenseClient {
         if !verify(&self.public_key_pem, message.as_bytes(), sig) {
             return Err(ClientError::BadLicenseSignature);
         }
-        Ok(object)
+        Ok(())
+    }
+
+    /// Verifies a bundle answer (SPEC §9): the `LicenseSignature` header over the array and each
+    /// element's `license_signature` for `hardware_id` and `ident`. Returns the elements.
+    pub fn verify_licenses(
+        &self,
+        resp: &Response<Bytes>,
+        hardware_id: &str,
+        ident: &str,
+    ) -> Result<Vec<Value>, ClientError> {
+        let body = self.verify_body(resp)?;
+        let items: Vec<Value> = serde_json::from_slice(&body).map_err(|e| ClientError::Malformed(e.to_string()))?;
+        for item in &items {
+            self.verify_license_signature(item, hardware_id, ident)?;
+        }
+        Ok(items)
+    }
+
+    /// Verifies an offline bundle file: the `LicenseSignature` header and `bundle_signature_v2`, which
+    /// signs the `licenses` array exactly as it appears in the body. Returns it parsed.
+    pub fn verify_offline_bundle(&self, resp: &Response<Bytes>) -> Result<Value, ClientError> {
+        let body = self.verify_body(resp)?;
+        let text = std::str::from_utf8(&body).map_err(|e| ClientError::Malformed(e.to_string()))?;
+        let answer: Value = serde_json::from_str(text).map_err(|e| ClientError::Malformed(e.to_string()))?;
+        let array = text
+            .strip_prefix("{\"licenses\":")
+            .and_then(|rest| Some(&rest[..rest.rfind(",\"bundle_signature_v2\"")?]))
+            .ok_or_else(|| {
+                ClientError::Malformed("not an offline bundle file (licenses, bundle_signature_v2)".into())
+            })?;
+        let sig = answer["bundle_signature_v2"].as_str().unwrap_or_default();
+        if !verify(&self.public_key_pem, array.as_bytes(), sig) {
+            return Err(ClientError::BadLicenseSignature);
+        }
+        Ok(answer)
     }
 
     /// Checks the status and, for JSON success bodies, the `LicenseSignature` header; returns the body.

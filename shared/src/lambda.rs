@@ -55,15 +55,6 @@ pub fn lambda_sdk_config() -> aws_config::SdkConfig {
         .build()
 }
 
-/// A DynamoDB client for an AWS configuration, optionally at another endpoint (e.g. DynamoDB Local).
-pub fn dynamodb_client_from(sdk: &aws_config::SdkConfig, endpoint: Option<&str>) -> aws_sdk_dynamodb::Client {
-    let mut builder = aws_sdk_dynamodb::config::Builder::from(sdk);
-    if let Some(url) = endpoint {
-        builder = builder.endpoint_url(url);
-    }
-    aws_sdk_dynamodb::Client::from_conf(builder.build())
-}
-
 /// Fetches the signing key PEM from an SSM SecureString parameter (decrypted with its KMS key).
 async fn signer_from_ssm(sdk: &aws_config::SdkConfig, name: &str) -> Result<Signer, ConfigError> {
     let failed = |source: BoxError| ConfigError::Ssm {
@@ -97,7 +88,7 @@ pub async fn build_state(config: &Config) -> Result<AppState, BoxError> {
         (None, _) => return Err("signing key source yielded no key".into()),
     };
     let store = DynamoStore::new(
-        dynamodb_client_from(&sdk, config.dynamodb_endpoint.as_deref()),
+        crate::store::dynamo::client_from(&sdk, config.dynamodb_endpoint.as_deref()),
         &config.table,
     );
     Ok(AppState::new(Arc::new(store), signer, config.api_key_cache))

@@ -11,6 +11,7 @@ pub mod handlers;
 pub mod http;
 pub mod identity;
 pub mod ids;
+#[cfg(feature = "lambda")]
 pub mod lambda;
 pub mod model;
 pub mod offline;

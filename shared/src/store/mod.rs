@@ -3,6 +3,7 @@
 //! `TransactWriteItems`). Reads are bounded: no operation reads a number of items that grows with the
 //! number of devices on a license, except the explicitly administrative `list_devices`.
 
+#[cfg(feature = "dynamodb")]
 pub mod dynamo;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
@@ -289,6 +290,7 @@ impl Rejection {
 pub enum StoreError {
     /// An AWS SDK error: its own `Display` says only "service error", so it goes through
     /// `DisplayErrorContext`, which prints the whole chain with the service's code and message.
+    #[cfg(feature = "dynamodb")]
     #[error("{operation} failed: {}", aws_sdk_dynamodb::error::DisplayErrorContext(&**source))]
     Aws {
         operation: &'static str,

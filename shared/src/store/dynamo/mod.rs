@@ -25,6 +25,15 @@ pub use keys::{PK, SK};
 use std::collections::HashMap;
 use std::time::Duration;
 
+/// A DynamoDB client for an AWS configuration, optionally at another endpoint (e.g. DynamoDB Local).
+pub fn client_from(sdk: &aws_config::SdkConfig, endpoint: Option<&str>) -> aws_sdk_dynamodb::Client {
+    let mut builder = aws_sdk_dynamodb::config::Builder::from(sdk);
+    if let Some(url) = endpoint {
+        builder = builder.endpoint_url(url);
+    }
+    aws_sdk_dynamodb::Client::from_conf(builder.build())
+}
+
 #[derive(Clone, Debug)]
 pub struct DynamoStore {
     client: Client,
