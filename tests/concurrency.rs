@@ -201,6 +201,63 @@ async fn transfer_limit_under_races(setup) {
     assert_eq!(f.device_counts(&license).await, (3, 13));
 }
 
+// Item 10 of issue 15: a request's write touches only its own license's items, so requests on
+// different licenses of one product never cancel each other, however many run at once. Every check
+// here writes (interval 0), racing the activations' transactions. DynamoDB cancels concurrent
+// transactions that share an item, and only those: so on DynamoDB every write sent must name items
+// of one license only (all under its partition key). DynamoDB Local serialises transactions and never
+// reports `TransactionConflict` (64 concurrent transactions updating one item all succeed there), so
+// the store's conflict counter, which must stay 0, proves it only against real DynamoDB; the items
+// each write names prove it here.
+async fn checks_and_activations_of_different_licenses_of_one_product_never_conflict(setup) {
+    const PER_KIND: usize = 24;
+    let f = Fixture::new(setup).await;
+    let checked: Vec<String> = (0..PER_KIND).map(|i| format!("CHK-{i}")).collect();
+    let activated: Vec<String> = (0..PER_KIND).map(|i| format!("ACT-{i}")).collect();
+    let mut licenses = HashMap::new();
+    for key in checked.iter().chain(&activated) {
+        licenses.insert(key.clone(), f.key_license(key, |_| {}).await);
+    }
+    for key in &checked {
+        assert_eq!(f.app.send(f.client.activate(&key_body(key, "d0"))).await.status(), 200);
+    }
+    let mut apps = Vec::new();
+    for _ in 0..INSTANCES {
+        apps.push(f.env.configured_instance(|s| s.with_last_seen_interval(std::time::Duration::ZERO)).await);
+    }
+    let started = license_api::time::Timestamp::now();
+    // Interleaved: a check, an activation, a check, ...
+    let reqs = checked
+        .iter()
+        .zip(&activated)
+        .flat_map(|(c, a)| [f.client.check(&key_body(c, "d0")), f.client.activate(&key_body(a, "d1"))])
+        .collect();
+    let t = tally(&race(&apps, reqs).await);
+    assert_eq!(count(&t, 200, ""), 2 * PER_KIND, "{t:?}");
+    let conflicts: u64 = apps.iter().map(|a| a.usage().conflicts).sum();
+    assert_eq!(conflicts, 0, "transaction conflicts between requests on different licenses");
+    if f.env.setup.backend == integration_tests::Backend::DynamoDb {
+        let writes: Vec<_> = apps.iter().flat_map(|a| a.round_trips.writes()).collect();
+        assert_eq!(writes.len(), 2 * PER_KIND, "one write per request");
+        for write in &writes {
+            let items = &write.items;
+            let license = &items[0].0;
+            assert!(
+                license.starts_with("LICENSE#") && items.iter().all(|(pk, _)| pk == license),
+                "a write names items beyond its own license: {items:?}"
+            );
+        }
+    }
+    // Every check was recorded, every activation happened.
+    for key in &checked {
+        let devices = f.store().list_devices(&LicenseAddr::of(&licenses[key])).await.unwrap();
+        assert!(devices[0].last_seen_at.unwrap() >= started, "{key}: the check was recorded");
+    }
+    for key in &activated {
+        assert_eq!(f.license_now(&licenses[key]).await.times_activated, 1, "{key}");
+    }
+}
+
 async fn concurrent_deactivations_of_one_device_decrement_once(setup) {
     let f = Fixture::new(setup).await;
     let license = f.key_license("DD", |_| {}).await;

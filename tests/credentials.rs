@@ -103,7 +103,7 @@ async fn an_sso_grant_names_the_user_its_provider_vouches_for(setup) {
     f.user("ann@example.com", 84, &[(&license, 0)]).await;
     let app = f
         .env
-        .instance_with(|state| AppState {
+        .configured_instance(|state| AppState {
             identity: Resolvers { sso: Some(Arc::new(OneToken)) },
             ..state
         })

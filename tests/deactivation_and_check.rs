@@ -1,14 +1,38 @@
 //! SPEC §2.3 and §3 "Check": deactivation answers and state, check fields and exceptions.
 
 use integration_tests::fixtures::{hw, key_body, user_body, KEY_PRODUCT};
-use integration_tests::{assert_error, error_of, Fixture};
+use integration_tests::{assert_error, error_of, Fixture, Instance};
+use license_api::client::LicenseClient;
 use license_api::ids::Username;
+use license_api::model::{Device, License, ProductDoc};
 use license_api::store::LicenseAddr;
 use license_api::time::Timestamp;
 use serde_json::{json, Value};
+use std::time::Duration;
 
 fn check_body(key: &str, h: &str) -> Value {
     json!({"product": KEY_PRODUCT, "hardware_id": h, "license_key": key})
+}
+
+/// The last-seen interval of the coalescing test: long enough that two checks in a row fall within it on
+/// a loaded machine, short enough to wait out.
+const INTERVAL: Duration = Duration::from_secs(3);
+
+/// The device `hw` of `license` as stored.
+async fn device(f: &Fixture, license: &License, hw: &str) -> Device {
+    let devices = f.store().list_devices(&LicenseAddr::of(license)).await.unwrap();
+    devices
+        .into_iter()
+        .find(|d| d.hardware_id.as_str() == hw)
+        .expect("device stored")
+}
+
+/// Sends a check that must answer 200; returns the write units DynamoDB reported for it (0 on SQLite).
+async fn checked(app: &Instance, client: &LicenseClient, body: &Value) -> f64 {
+    let before = app.usage();
+    let resp = app.send(client.check(body)).await;
+    assert_eq!(resp.status(), 200, "{}", String::from_utf8_lossy(resp.body()));
+    (app.usage() - before).write_units
 }
 
 integration_tests::matrix! {
@@ -209,5 +233,103 @@ async fn user_based_check(setup) {
     // An unknown user answers like a known one without that device (SPEC §2.1).
     let q = json!({"product": "up", "hardware_id": "h1", "username": "zed@example.com"});
     assert_error(&f.app.send(f.client.check(&q)).await, 400, "device_not_found");
+}
+
+// Item 10 of issue 15: a device's checks are recorded at most once per interval, and at once when the
+// hardware details change; every other check writes nothing at all.
+async fn checks_are_recorded_once_per_interval_or_when_details_change(setup) {
+    let dynamodb = setup.backend == integration_tests::Backend::DynamoDb;
+    let f = Fixture::new(setup).await;
+    let license = f.key_license("C", |_| {}).await;
+    let app = f.env.configured_instance(|s| s.with_last_seen_interval(INTERVAL)).await;
+    let client = &f.client;
+    let mut body = check_body("C", "h1");
+    body["os_ver"] = json!("15.0");
+    assert_eq!(app.send(client.activate(&body)).await.status(), 200);
+    let activated = device(&f, &license, "h1").await;
+    assert_eq!(activated.last_seen_at, Some(activated.last_activated_at), "activation records a sighting");
+
+    // Within the interval, with the details as stored: two checks, nothing written.
+    let before = f.env.dump().await;
+    assert_eq!(checked(&app, client, &body).await, 0.0);
+    assert_eq!(checked(&app, client, &body).await, 0.0);
+    assert_eq!(f.env.dump().await, before, "checks within the interval wrote");
+
+    // Once the interval has passed: the next check records the device, the one after it does not.
+    tokio::time::sleep(INTERVAL + Duration::from_millis(100)).await;
+    let due = Timestamp::now();
+    let units = checked(&app, client, &body).await;
+    let recorded = device(&f, &license, "h1").await;
+    assert!(recorded.last_seen_at.unwrap() >= due, "the check after the interval was not recorded");
+    let before = f.env.dump().await;
+    assert_eq!(checked(&app, client, &body).await, 0.0);
+    assert_eq!(f.env.dump().await, before, "a check right after a recorded one wrote");
+
+    // Changed details are recorded at once, within the interval; the same details again are not.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    body["os_ver"] = json!("16.0");
+    assert_eq!(checked(&app, client, &body).await, units);
+    let changed = device(&f, &license, "h1").await;
+    assert_eq!(changed.details["os_ver"], "16.0");
+    assert!(changed.last_seen_at > recorded.last_seen_at);
+    let before = f.env.dump().await;
+    assert_eq!(checked(&app, client, &body).await, 0.0);
+    assert_eq!(f.env.dump().await, before, "a check with the details as stored wrote");
+    // What a write costs: one plain update of the small device item (DynamoDB Local reports units).
+    if dynamodb {
+        assert_eq!(units, 1.0, "a recorded check's write units");
+    }
+}
+
+// A check that any rule refuses writes nothing, even where an accepted one would write (interval 0):
+// the gates on shared items (product, company) are decided from the request's consistent read.
+async fn a_refused_check_writes_nothing(setup) {
+    let f = Fixture::new(setup).await;
+    let license = f.key_license("C", |_| {}).await;
+    let app = f.env.configured_instance(|s| s.with_last_seen_interval(Duration::ZERO)).await;
+    for hw in ["h1", "h2"] {
+        assert_eq!(app.send(f.client.activate(&check_body("C", hw))).await.status(), 200);
+    }
+    assert_eq!(app.send(f.client.deactivate(&check_body("C", "h2"))).await.status(), 200);
+    let product = |shape: fn(&mut ProductDoc)| {
+        let mut p = ProductDoc {
+            id: 11,
+            code: integration_tests::fixtures::product_code(KEY_PRODUCT),
+            name: "Key Product".into(),
+            ..ProductDoc::default()
+        };
+        shape(&mut p);
+        p
+    };
+    let mut body = check_body("C", "h1");
+    body["hostname"] = json!("a new name");
+    let refused = |body: Value, status: u16, code: &'static str| {
+        let (app, f) = (&app, &f);
+        async move {
+            let before = f.env.dump().await;
+            assert_error(&app.send(f.client.check(&body)).await, status, code);
+            assert_eq!(f.env.dump().await, before, "a check refused with {code} wrote");
+        }
+    };
+    refused(check_body("C", "h2"), 400, "device_not_found").await;
+    let mut wrong_id = body.clone();
+    wrong_id["license_id"] = json!(license.id + 1);
+    refused(wrong_id, 400, "license_not_found").await;
+    f.store().put_product(&f.company, &product(|p| p.blacklist = [hw("h1")].into())).await.unwrap();
+    refused(body.clone(), 400, "blacklisted").await;
+    f.store().put_product(&f.company, &product(|p| p.disabled = true)).await.unwrap();
+    refused(body.clone(), 400, "disabled_product").await;
+    f.store().put_product(&f.company, &product(|p| p.archived = true)).await.unwrap();
+    refused(body.clone(), 400, "archived_product").await;
+    f.store().put_product(&f.company, &product(|_| {})).await.unwrap();
+    f.update_company(|c| c.blacklist = [hw("h1")].into()).await;
+    refused(body.clone(), 400, "blacklisted").await;
+    f.update_company(|_| {}).await;
+    f.key_license("C", |l| l.enabled = false).await;
+    refused(body.clone(), 400, "license_not_enabled").await;
+    // Nothing refuses it any more: it writes.
+    f.key_license("C", |_| {}).await;
+    assert_eq!(app.send(f.client.check(&body)).await.status(), 200);
+    assert_eq!(device(&f, &license, "h1").await.details["hostname"], "a new name");
 }
 }

@@ -167,3 +167,56 @@ async fn throttled_or_unreachable_reads_answer_503() {
         assert_error(&resp, 503, "service_busy");
     }
 }
+
+/// A check whose device's record is due writes it with one plain `UpdateItem`: under every fault of that
+/// write the check answers 200 once the retry gets through, and the device is recorded; endless
+/// conflicts answer 503 at the deadline, never a 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_recorded_check_survives_faults_of_its_update() {
+    for fault in [
+        Fault::Throttle,
+        Fault::TransactionConflict,
+        Fault::TimeoutAfterApply,
+        Fault::DropResponse,
+        Fault::Unreachable,
+    ] {
+        let f = fixture("check-fault").await;
+        let license = f.key_license("CF", |_| {}).await;
+        assert_eq!(f.app.send(f.client.activate(&key_body("CF", "h1"))).await.status(), 200);
+        let faults = first("UpdateItem", fault);
+        let app = eager(&f, &faults, DEFAULT_DEADLINE).await;
+        let started = license_api::time::Timestamp::now();
+        let resp = app
+            .send(app.client(API_KEY, SHARED_KEY).check(&key_body("CF", "h1")))
+            .await;
+        assert_eq!(resp.status(), 200, "{fault:?}: {:?}", resp.body());
+        assert_eq!(faults.injected(), [("UpdateItem".to_owned(), fault)]);
+        let devices = f
+            .store()
+            .list_devices(&license_api::store::LicenseAddr::of(&license))
+            .await
+            .unwrap();
+        assert!(
+            devices[0].last_seen_at.unwrap() >= started,
+            "{fault:?}: the check was recorded"
+        );
+    }
+    let f = fixture("check-conflicts").await;
+    f.key_license("CB", |_| {}).await;
+    assert_eq!(f.app.send(f.client.activate(&key_body("CB", "h1"))).await.status(), 200);
+    let faults = always("UpdateItem", Fault::TransactionConflict);
+    let app = eager(&f, &faults, Duration::from_secs(1)).await;
+    let resp = app
+        .send(app.client(API_KEY, SHARED_KEY).check(&key_body("CB", "h1")))
+        .await;
+    assert_error(&resp, 503, "service_busy");
+    assert!(faults.injected().len() > 1, "it did retry");
+}
+
+/// An instance on a faulty store whose every check is due (interval 0).
+async fn eager(f: &Fixture, faults: &Faults, deadline: Duration) -> Instance {
+    let state = f.env.state(f.env.faulty_store(faults, false), deadline);
+    f.env
+        .serve(state.with_last_seen_interval(Duration::ZERO), RoundTrips::default())
+        .await
+}

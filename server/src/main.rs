@@ -109,8 +109,23 @@ struct ServeArgs {
     /// How long API key records are cached (0–60 s); revocations take effect within this time.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(0..=60))]
     api_key_cache_seconds: u64,
+    /// How often a device's checks are recorded (0–86400 s): a check within this time of the device's
+    /// last recorded one, with the same hardware details, writes nothing (docs/data-model.md).
+    #[arg(long, env = "LICENSE_SERVER_LAST_SEEN_INTERVAL", value_name = "SECONDS",
+          default_value_t = license_api::state::DEFAULT_LAST_SEEN_INTERVAL.as_secs(),
+          value_parser = clap::value_parser!(u64).range(0..=license_api::state::MAX_LAST_SEEN_INTERVAL.as_secs()))]
+    last_seen_interval_seconds: u64,
     #[command(flatten)]
     limits: LimitArgs,
+}
+
+impl ServeArgs {
+    /// The handlers' shared state over `store`, configured by these options.
+    fn state(&self, store: Arc<dyn license_api::store::Store>, signer: license_api::signing::Signer) -> Arc<AppState> {
+        let state = AppState::new(store, signer, Duration::from_secs(self.api_key_cache_seconds))
+            .with_last_seen_interval(Duration::from_secs(self.last_seen_interval_seconds));
+        Arc::new(state)
+    }
 }
 
 fn key_bits(s: &str) -> Result<usize, String> {
@@ -237,15 +252,16 @@ async fn serve(args: ServeArgs) -> Result<(), Error> {
         .ok_or("--signing-key is required with --dynamodb-table")?;
     let signer = keys::load(&key_path)?;
     let store = args.store.open(IfMissing::Fail).await?;
-    let state = Arc::new(AppState::new(
-        store,
-        signer,
-        Duration::from_secs(args.api_key_cache_seconds),
-    ));
+    let state = args.state(store, signer);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
-    tracing::info!(address = %listener.local_addr()?, store = %args.store.describe(), "License API listening");
+    tracing::info!(
+        address = %listener.local_addr()?,
+        store = %args.store.describe(),
+        last_seen_interval_seconds = args.last_seen_interval_seconds,
+        "License API listening"
+    );
     serve_limited(listener, state, &args.limits).await?;
     Ok(())
 }
@@ -259,11 +275,7 @@ async fn serve_demo(args: ServeArgs) -> Result<(), Error> {
     print!("{}", demo::banner(addr, &prepared));
     std::io::Write::flush(&mut std::io::stdout())?;
     let demo::Demo { dir, store, signer, .. } = prepared;
-    let state = Arc::new(AppState::new(
-        store,
-        signer,
-        Duration::from_secs(args.api_key_cache_seconds),
-    ));
+    let state = args.state(store, signer);
     let served = serve_limited(listener, state, &args.limits).await;
     demo::cleanup(&dir);
     Ok(served?)

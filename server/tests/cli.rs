@@ -180,6 +180,26 @@ fn broken_catalog_is_rejected_naming_the_field() {
 }
 
 #[test]
+fn a_last_seen_interval_out_of_bounds_is_refused_naming_it() {
+    let data = scratch("interval");
+    let d = data.to_str().unwrap();
+    let (ok, _, err) = run(&["serve", "--data", d, "--last-seen-interval-seconds", "86401"]);
+    assert!(!ok);
+    assert!(
+        err.contains("--last-seen-interval-seconds") && err.contains("86400"),
+        "{err}"
+    );
+    let out = Command::new(BIN)
+        .args(["serve", "--data", d])
+        .env("LICENSE_SERVER_LAST_SEEN_INTERVAL", "an hour")
+        .output()
+        .expect("run license-server");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("--last-seen-interval-seconds"), "{err}");
+}
+
+#[test]
 fn serve_without_a_key_explains_what_to_do() {
     let data = scratch("nokey");
     let (ok, _, err) = run(&["serve", "--data", data.to_str().unwrap(), "--listen", "127.0.0.1:0"]);

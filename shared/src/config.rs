@@ -2,6 +2,7 @@
 //! the variable's name so a misconfigured function fails fast and says why.
 
 use crate::secret::{ExposeSecret, SecretString};
+use crate::state::{DEFAULT_LAST_SEEN_INTERVAL, MAX_LAST_SEEN_INTERVAL};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -25,6 +26,9 @@ pub struct Config {
     pub signing_key: SigningKeySource,
     /// `API_KEY_CACHE_SECONDS` (default 60, at most 60): how long API key records are cached.
     pub api_key_cache: Duration,
+    /// `LAST_SEEN_INTERVAL_SECONDS` (default 3600, at most 86400): how often a device's checks are
+    /// recorded (`AppState::last_seen_interval`).
+    pub last_seen_interval: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -41,12 +45,29 @@ pub enum ConfigError {
     Ssm {
         name: String,
         #[source]
-        source: crate::error::BoxError,
+        source: crate::BoxError,
     },
 }
 
 /// Longest API key cache the documentation promises (revocation takes effect within this time).
 pub const MAX_API_KEY_CACHE: Duration = Duration::from_secs(60);
+
+/// `LAST_SEEN_INTERVAL_SECONDS`: whole seconds up to [`MAX_LAST_SEEN_INTERVAL`]; a larger value is an
+/// error rather than silently lowered, since it is a choice about what `last_seen_at` means.
+fn last_seen_interval(v: &str) -> Result<Duration, ConfigError> {
+    let invalid = |reason: String| ConfigError::Invalid {
+        name: "LAST_SEEN_INTERVAL_SECONDS",
+        reason,
+    };
+    let secs: u64 = v
+        .parse()
+        .map_err(|_| invalid(format!("`{v}` is not a whole number of seconds")))?;
+    let max = MAX_LAST_SEEN_INTERVAL.as_secs();
+    if secs > max {
+        return Err(invalid(format!("{secs} is more than {max} (one day)")));
+    }
+    Ok(Duration::from_secs(secs))
+}
 
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -85,11 +106,16 @@ impl Config {
                 Duration::from_secs(secs).min(MAX_API_KEY_CACHE)
             }
         };
+        let last_seen_interval = match get("LAST_SEEN_INTERVAL_SECONDS") {
+            None => DEFAULT_LAST_SEEN_INTERVAL,
+            Some(v) => last_seen_interval(&v)?,
+        };
         Ok(Self {
             table,
             dynamodb_endpoint: get("DYNAMODB_ENDPOINT"),
             signing_key,
             api_key_cache,
+            last_seen_interval,
         })
     }
 
@@ -179,6 +205,24 @@ mod tests {
         );
         assert!(printed.contains("REDACTED"), "{printed}");
         assert!(matches!(&c.signing_key, SigningKeySource::Inline(s) if s.expose_secret() == pem));
+    }
+
+    #[test]
+    fn reads_the_last_seen_interval_and_names_a_bad_one() {
+        let with = |v: &str| {
+            Config::from_lookup(lookup(&[
+                ("TABLE_NAME", "t"),
+                ("SIGNING_KEY_FILE", "k"),
+                ("LAST_SEEN_INTERVAL_SECONDS", v),
+            ]))
+        };
+        assert_eq!(with("").unwrap().last_seen_interval, DEFAULT_LAST_SEEN_INTERVAL);
+        assert_eq!(with("0").unwrap().last_seen_interval, Duration::ZERO);
+        assert_eq!(with("86400").unwrap().last_seen_interval, MAX_LAST_SEEN_INTERVAL);
+        for bad in ["86401", "-1", "1h"] {
+            let err = with(bad).unwrap_err().to_string();
+            assert!(err.contains("LAST_SEEN_INTERVAL_SECONDS"), "{err}");
+        }
     }
 
     #[test]

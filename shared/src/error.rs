@@ -4,8 +4,7 @@
 //! reach the body.
 
 use crate::time::Timestamp;
-
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+use crate::BoxError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {

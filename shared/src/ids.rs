@@ -172,3 +172,30 @@ mod tests {
         );
     }
 }
+
+/// Names one offline request on one license: a digest of what the request is (activation or
+/// deactivation) and of the content its signature covers (`Payload::content_digest`), so a file is
+/// recognised whatever its `request_id` or the spelling of its signature, and fits a fixed-size key.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RequestKey(String);
+
+impl RequestKey {
+    pub fn new(kind: &str, id: &[u8]) -> Self {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::new()
+            .chain_update(kind.as_bytes())
+            .chain_update([0u8])
+            .chain_update(id)
+            .finalize();
+        Self(digest.iter().map(|b| format!("{b:02x}")).collect())
+    }
+
+    /// A key as stored (read back from an item).
+    pub fn from_stored(digest: impl Into<String>) -> Self {
+        Self(digest.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}

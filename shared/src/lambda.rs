@@ -2,13 +2,13 @@
 //! events (via lambda_http) and the transport-neutral [`ApiRequest`]/[`ApiResponse`].
 
 use crate::config::{Config, ConfigError, SigningKeySource};
-use crate::error::BoxError;
 use crate::handlers::{self, Endpoint};
 use crate::http::{ApiRequest, ApiResponse, SIGNATURE_HEADER};
 use crate::secret::{ExposeSecret, SecretString};
 use crate::signing::Signer;
 use crate::state::AppState;
 use crate::store::dynamo::DynamoStore;
+use crate::BoxError;
 use bytes::Bytes;
 use lambda_http::{Body, Request, Response};
 use std::convert::Infallible;
@@ -91,7 +91,7 @@ pub async fn build_state(config: &Config) -> Result<AppState, BoxError> {
         crate::store::dynamo::client_from(&sdk, config.dynamodb_endpoint.as_deref()),
         &config.table,
     );
-    Ok(AppState::new(Arc::new(store), signer, config.api_key_cache))
+    Ok(AppState::new(Arc::new(store), signer, config.api_key_cache).with_last_seen_interval(config.last_seen_interval))
 }
 
 pub fn to_api_request(req: Request) -> ApiRequest {

@@ -24,3 +24,6 @@ pub mod signing;
 pub mod state;
 pub mod store;
 pub mod time;
+
+/// An error's cause, kept whole for its source chain (the log prints it; the wire never sees it).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

@@ -465,7 +465,7 @@ pub fn device_id(license_id: i64, hardware_id: &HardwareId) -> i64 {
 /// result and changes nothing (SPEC §6; `store::write` makes it part of the request's own write).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProcessedRequest {
-    pub key: crate::store::RequestKey,
+    pub key: crate::ids::RequestKey,
     /// The answer the request got, byte for byte.
     pub answer: String,
     pub processed_at: Timestamp,

@@ -10,7 +10,7 @@ use crate::model::{
 };
 use crate::request::LicenseRequest;
 use crate::store::write::Counter;
-use crate::store::{ActivationPlan, Charge, CheckPlan, DeactivationPlan, LicenseAddr, Slot};
+use crate::store::{ActivationPlan, Charge, CheckDue, CheckPlan, DeactivationPlan, LicenseAddr, Slot};
 use crate::time::Timestamp;
 
 /// How an activation reached the server; offline activation is the same activation over a file.
@@ -503,24 +503,42 @@ pub fn inactive_device_error(license: &License) -> ApiError {
     }
 }
 
-/// The write that records a check of `req` on the license at `addr` (conditions: see `store::write`).
+/// Whether an accepted check is recorded, and why (SPEC §3: a check records the device's last-seen
+/// time and the hardware details sent). It is due when the details sent differ from the stored ones, or
+/// when `interval` has passed since the device was last seen; otherwise it writes nothing, so a device
+/// that checks often costs one write per interval. `None` also when the context holds no device (the
+/// rules refuse such a check first).
 pub fn plan_check(
-    addr: LicenseAddr,
+    ctx: &LicenseContext,
     req: &LicenseRequest,
-    seat: Option<crate::ids::Username>,
     now: Timestamp,
-) -> CheckPlan {
-    CheckPlan {
-        addr,
+    interval: std::time::Duration,
+) -> Option<CheckPlan> {
+    let device = ctx.device.as_ref()?;
+    let changed = req.details.iter().any(|(k, v)| device.details.get(k) != Some(v));
+    let due = if changed {
+        CheckDue::Details
+    } else {
+        let interval = i64::try_from(interval.as_millis()).unwrap_or(i64::MAX);
+        let elapsed = |seen: Timestamp| now.millis().saturating_sub(seen.millis()) >= interval;
+        if !device.last_seen_at.is_none_or(elapsed) {
+            return None;
+        }
+        CheckDue::Interval {
+            seen: device.last_seen_at,
+        }
+    };
+    Some(CheckPlan {
+        addr: LicenseAddr::of(&ctx.license),
         hardware_id: req.hardware_id.clone(),
-        license_id: req.license_id,
-        seat,
+        device_activations: device.activations,
+        due,
         details: req.details.clone(),
         at: now,
-    }
+    })
 }
 
-/// Decides a check (SPEC §3 "Check"), given the device as recorded by the check itself.
+/// Decides a check (SPEC §3 "Check") on what the request read.
 pub fn check(ctx: &LicenseContext, hardware_id: &HardwareId) -> Result<(), ApiError> {
     if !ctx.license.enabled {
         return Err(ApiError::LicenseNotEnabled);

@@ -16,10 +16,21 @@ pub struct AppState {
     /// How long a request may keep retrying its writes before it answers 503 `service_busy`; below the
     /// Lambda timeout (10 s in `template.yaml`) so the client always gets a SPEC-shaped answer.
     pub deadline: Duration,
+    /// How often a device's checks are recorded: a check whose device was last seen less than this long
+    /// ago, and whose hardware details are unchanged, writes nothing (`rules::plan_check`).
+    pub last_seen_interval: Duration,
 }
 
 /// Default for [`AppState::deadline`].
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(8);
+
+/// Default for [`AppState::last_seen_interval`]: `last_seen_at` is then exact to the hour, which is what
+/// "is this installation still in use" needs, and a device that checks more often than hourly (an SDK
+/// watchdog, restarts) writes at most once an hour.
+pub const DEFAULT_LAST_SEEN_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Longest [`AppState::last_seen_interval`] accepted: beyond a day `last_seen_at` says little.
+pub const MAX_LAST_SEEN_INTERVAL: Duration = Duration::from_secs(86_400);
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>, signer: Signer, api_key_cache: Duration) -> Self {
@@ -29,10 +40,18 @@ impl AppState {
             auth: Authenticator::new(api_key_cache),
             identity: Resolvers::default(),
             deadline: DEFAULT_DEADLINE,
+            last_seen_interval: DEFAULT_LAST_SEEN_INTERVAL,
         }
     }
 
     pub fn with_deadline(self, deadline: Duration) -> Self {
         Self { deadline, ..self }
+    }
+
+    pub fn with_last_seen_interval(self, last_seen_interval: Duration) -> Self {
+        Self {
+            last_seen_interval,
+            ..self
+        }
     }
 }

@@ -23,7 +23,8 @@ pub enum Fault {
     Pass,
     /// 400 `ThrottlingException`; nothing reaches DynamoDB.
     Throttle,
-    /// 400 `TransactionCanceledException` with reason `TransactionConflict`; nothing reaches DynamoDB.
+    /// 400 `TransactionCanceledException` with reason `TransactionConflict` (to a transaction; to a
+    /// single-item write, `TransactionConflictException`); nothing reaches DynamoDB.
     TransactionConflict,
     /// The request reaches DynamoDB and is applied, then the client sees a timeout.
     TimeoutAfterApply,
@@ -94,6 +95,13 @@ impl Faults {
                 return Ok(error(
                     "ThrottlingException",
                     "Rate of requests exceeds the allowed throughput.",
+                    "",
+                ))
+            }
+            Fault::TransactionConflict if operation != "TransactWriteItems" => {
+                return Ok(error(
+                    "TransactionConflictException",
+                    "Operation was rejected because there is an ongoing transaction for the item.",
                     "",
                 ))
             }

@@ -19,7 +19,7 @@ use license_api::client::LicenseClient;
 use license_api::handlers::Endpoint;
 use license_api::signing::Signer;
 use license_api::state::AppState;
-use license_api::store::dynamo::DynamoStore;
+use license_api::store::dynamo::{DynamoStore, Usage, UsageSnapshot};
 use license_api::store::sqlite::SqliteStore;
 use license_api::store::Store;
 use std::net::SocketAddr;
@@ -144,7 +144,7 @@ impl TestEnv {
     pub async fn new(setup: Setup) -> Self {
         let location = unique(&setup.name);
         let env = Self {
-            store: open(setup.backend, &location, &RoundTrips::default()),
+            store: open(setup.backend, &location, &RoundTrips::default()).0,
             location,
             setup,
         };
@@ -160,15 +160,23 @@ impl TestEnv {
     /// A new instance — a "Lambda instance" or server process — on this store: its own client or
     /// connection, signer and API key cache.
     pub async fn instance(&self) -> Instance {
+        self.configured_instance(|state| state).await
+    }
+
+    /// [`Self::instance`] with its state adjusted by `configure` (e.g. the last-seen interval).
+    pub async fn configured_instance(&self, configure: impl FnOnce(AppState) -> AppState) -> Instance {
         let round_trips = RoundTrips::default();
-        let store = open(self.setup.backend, &self.location, &round_trips);
-        self.instance_on(store, round_trips, license_api::state::DEFAULT_DEADLINE)
-            .await
+        let (store, usage) = open(self.setup.backend, &self.location, &round_trips);
+        let state = configure(self.state(store, license_api::state::DEFAULT_DEADLINE));
+        Instance {
+            usage,
+            ..self.serve(state, round_trips).await
+        }
     }
 
     /// A new handle (client or connection) on this test's table or file.
     pub fn new_store(&self) -> Arc<dyn Store> {
-        open(self.setup.backend, &self.location, &RoundTrips::default())
+        open(self.setup.backend, &self.location, &RoundTrips::default()).0
     }
 
     /// A DynamoDB store on this test's table whose every request goes through `faults`, with the SDK's
@@ -195,25 +203,18 @@ impl TestEnv {
 
     /// A new instance on a given store (e.g. one behind injected faults) with a request deadline.
     pub async fn instance_on(&self, store: Arc<dyn Store>, round_trips: RoundTrips, deadline: Duration) -> Instance {
-        self.configured(store, round_trips, |state| state.with_deadline(deadline))
-            .await
+        self.serve(self.state(store, deadline), round_trips).await
     }
 
-    /// A new instance whose state `configure` completes (e.g. with an identity resolver).
-    pub async fn instance_with(&self, configure: impl FnOnce(AppState) -> AppState) -> Instance {
-        let round_trips = RoundTrips::default();
-        let store = open(self.setup.backend, &self.location, &round_trips);
-        self.configured(store, round_trips, configure).await
-    }
-
-    async fn configured(
-        &self,
-        store: Arc<dyn Store>,
-        round_trips: RoundTrips,
-        configure: impl FnOnce(AppState) -> AppState,
-    ) -> Instance {
+    /// The state an instance on `store` serves, with a request deadline.
+    pub fn state(&self, store: Arc<dyn Store>, deadline: Duration) -> AppState {
         let signer = Signer::from_pem(signing_key_pem()).expect("test key parses");
-        let state = Arc::new(configure(AppState::new(store, signer, Duration::from_secs(60))));
+        AppState::new(store, signer, Duration::from_secs(60)).with_deadline(deadline)
+    }
+
+    /// Serves `state` the way the setup does (through the Lambda adapter, or a loopback HTTP server).
+    pub async fn serve(&self, state: AppState, round_trips: RoundTrips) -> Instance {
+        let state = Arc::new(state);
         let server = match self.setup.transport {
             Transport::Lambda => None,
             Transport::Http => {
@@ -232,6 +233,7 @@ impl TestEnv {
         Instance {
             state,
             round_trips,
+            usage: None,
             server,
         }
     }
@@ -304,12 +306,18 @@ impl TestEnv {
     }
 }
 
-fn open(backend: Backend, location: &str, counter: &RoundTrips) -> Arc<dyn Store> {
+/// A store on the test's table or file, with the DynamoDB store's usage counters.
+fn open(backend: Backend, location: &str, counter: &RoundTrips) -> (Arc<dyn Store>, Option<Arc<Usage>>) {
     match backend {
-        Backend::DynamoDb => Arc::new(DynamoStore::new(client(counter), location)),
-        Backend::Sqlite => {
-            Arc::new(SqliteStore::open(scratch_dir().join(format!("{location}.db"))).expect("open sqlite"))
+        Backend::DynamoDb => {
+            let store = DynamoStore::new(client(counter), location);
+            let usage = store.usage();
+            (Arc::new(store), Some(usage))
         }
+        Backend::Sqlite => (
+            Arc::new(SqliteStore::open(scratch_dir().join(format!("{location}.db"))).expect("open sqlite")),
+            None,
+        ),
     }
 }
 
@@ -318,6 +326,9 @@ pub struct Instance {
     pub state: Arc<AppState>,
     /// DynamoDB requests of this instance (DynamoDB backends only).
     pub round_trips: RoundTrips,
+    /// Capacity and transaction conflicts DynamoDB reported to this instance (DynamoDB backends made
+    /// by [`TestEnv::instance`] only).
+    usage: Option<Arc<Usage>>,
     server: Option<(SocketAddr, Client<HttpConnector, Full<Bytes>>)>,
 }
 
@@ -359,6 +370,11 @@ impl Instance {
             _ => Bytes::new(),
         };
         http::Response::from_parts(parts, bytes)
+    }
+
+    /// What DynamoDB reported to this instance so far (zero on SQLite); subtract two to measure.
+    pub fn usage(&self) -> UsageSnapshot {
+        self.usage.as_ref().map(|u| u.snapshot()).unwrap_or_default()
     }
 
     pub fn public_key_pem(&self) -> String {

@@ -21,7 +21,7 @@ use crate::request::{Credentials, LicenseRequest};
 use crate::rules::{self, LicenseContext, Transport};
 use crate::signing::Signer;
 use crate::state::AppState;
-use crate::store::write::{bounded_request_record, device_as_read, request_record, Item, ItemWrite, Write};
+use crate::store::write::{bounded_request_record, device_as_read, request_record, ItemWrite, Write};
 use crate::store::{ContextQuery, LicenseAddr, Rejection};
 use crate::time::Timestamp;
 use futures::future::try_join_all;
@@ -200,19 +200,11 @@ pub(crate) fn member_objects<'a>(
         .collect()
 }
 
-/// Joins the members' writes into one; an item several members touch (the company, for checks) is
-/// written once.
+/// Joins the members' writes into one. Each member's items are its own license's, so none repeats.
 fn join(writes: impl IntoIterator<Item = Write>) -> Write {
-    let mut items: Vec<crate::store::write::ItemWrite> = Vec::new();
-    for w in writes {
-        for item in w.items {
-            if matches!(item.item, Item::Company(_)) && items.iter().any(|i| i.item == item.item) {
-                continue;
-            }
-            items.push(item);
-        }
+    Write {
+        items: writes.into_iter().flat_map(|w| w.items).collect(),
     }
-    Write { items }
 }
 
 pub async fn handle_activation(req: &ApiRequest, state: &AppState) -> Result<ApiResponse, ApiError> {
@@ -446,33 +438,14 @@ pub async fn handle_check(req: &ApiRequest, state: &AppState) -> Result<ApiRespo
             }
             rules::check(m, &request.hardware_id)?;
         }
+        // Each member's device is recorded when its own record is due; those due are written together.
         let plans: Vec<_> = bundle
             .members
             .iter()
-            .map(|m| {
-                let seat = m.seat.as_ref().map(|s| s.user.clone());
-                // Conditioned on the member's own id: the address must still hold that member.
-                rules::plan_check(
-                    LicenseAddr::of(&m.license),
-                    &bundle.member_request(&request, m),
-                    seat,
-                    now,
-                )
-            })
+            .filter_map(|m| rules::plan_check(m, &request, now, state.last_seen_interval))
             .collect();
-        let write = join(plans.iter().map(|p| p.write()));
-        match attempts
-            .write(|token| {
-                let write = &write;
-                async move { state.store.apply(write, &token).await }
-            })
-            .await
-        {
-            Ok(()) => break bundle,
-            Err(Rejection::Store(e)) => return Err(ApiError::store(e)),
-            Err(Rejection::Conflict | Rejection::Unknown(_)) => return Err(ApiError::Contention),
-            // A member changed between the read and the write: read again.
-            Err(_) => attempts.next_plan()?,
+        if plans.is_empty() || super::check::record(state, &mut attempts, &plans).await? {
+            break bundle;
         }
     };
     let objects = member_objects(&bundle, &request, View::Check, now, &state.signer)?;

@@ -491,3 +491,63 @@ fn device_variables_are_bounded_in_total() {
         "validation_error"
     );
 }
+
+#[test]
+fn a_check_is_recorded_when_due_or_when_its_details_change() {
+    use std::time::Duration;
+    let hour = Duration::from_secs(3600);
+    let mut c = ctx();
+    c.device = Some(activate(&mut sim(c.clone()), "hw").device);
+    let seen = c.device.as_ref().unwrap().last_seen_at.unwrap();
+    let later = |minutes: i64| Timestamp::from_millis(seen.millis() + minutes * 60_000);
+    assert!(
+        plan_check(&c, &req("hw"), later(59), hour).is_none(),
+        "within the interval"
+    );
+    let due = plan_check(&c, &req("hw"), later(60), hour).expect("the interval has passed");
+    assert_eq!(due.due, CheckDue::Interval { seen: Some(seen) });
+    assert_eq!(due.device_activations, 1);
+    let mut changed = req("hw");
+    changed.details.insert("os_ver".into(), "16".into());
+    let plan = plan_check(&c, &changed, later(1), hour).expect("details changed");
+    assert_eq!(plan.due, CheckDue::Details);
+    // The details as stored are no change; interval 0 records every check.
+    c.device.as_mut().unwrap().details = changed.details.clone();
+    assert!(plan_check(&c, &changed, later(1), hour).is_none());
+    assert!(plan_check(&c, &req("hw"), seen, Duration::ZERO).is_some());
+    c.device.as_mut().unwrap().last_seen_at = None;
+    let never = plan_check(&c, &req("hw"), later(0), hour).expect("never seen");
+    assert_eq!(never.due, CheckDue::Interval { seen: None });
+}
+
+#[test]
+fn of_two_checks_due_on_one_read_one_writes() {
+    use crate::store::write::{apply, checks_write, Image, Refused};
+    let mut c = ctx();
+    c.device = Some(activate(&mut sim(c.clone()), "hw").device);
+    let later = Timestamp::from_millis(now().millis() + 3_600_000);
+    let hour = std::time::Duration::from_secs(3600);
+    let (first, second) = (
+        plan_check(&c, &req("hw"), later, hour).unwrap(),
+        plan_check(&c, &req("hw"), later, hour).unwrap(),
+    );
+    let mut images = vec![Some(Image::Device(Box::new(c.device.clone().unwrap())))];
+    apply(&checks_write(&[first]), &mut images).unwrap();
+    let Some(Image::Device(recorded)) = images[0].clone() else {
+        panic!("device")
+    };
+    assert_eq!(recorded.last_seen_at, Some(later));
+    assert_eq!(
+        apply(&checks_write(&[second]), &mut images),
+        Err(Refused::Condition { index: 0 })
+    );
+    // Nor does a check decided on an earlier activation land on a deactivated device.
+    let mut gone = recorded.clone();
+    gone.active = false;
+    let stale = plan_check(&c, &req("hw"), later, std::time::Duration::ZERO).unwrap();
+    let mut images = vec![Some(Image::Device(gone))];
+    assert_eq!(
+        apply(&checks_write(&[stale]), &mut images),
+        Err(Refused::Condition { index: 0 })
+    );
+}

@@ -9,10 +9,13 @@ pub mod dynamo;
 pub mod sqlite;
 pub mod write;
 
-use crate::error::BoxError;
+/// Offline requests are stored under their key (an identifier of the domain, defined in `ids`).
+pub use crate::ids::RequestKey;
+
 use crate::ids::{ApiKeyId, CompanyId, HardwareId, LicenseKey, ProductCode, Username};
 use crate::model::{ApiKeyRecord, Company, Device, License, LicenseUser, ProcessedRequest, ProductDoc, Seat};
 use crate::time::Timestamp;
+use crate::BoxError;
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
@@ -130,33 +133,6 @@ impl Default for WriteToken {
     }
 }
 
-/// Names one offline request on one license: a digest of what the request is (activation or
-/// deactivation) and of the content its signature covers (`Payload::content_digest`), so a file is
-/// recognised whatever its `request_id` or the spelling of its signature, and fits a fixed-size key.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct RequestKey(String);
-
-impl RequestKey {
-    pub fn new(kind: &str, id: &[u8]) -> Self {
-        use sha2::{Digest, Sha256};
-        let digest = Sha256::new()
-            .chain_update(kind.as_bytes())
-            .chain_update([0u8])
-            .chain_update(id)
-            .finalize();
-        Self(digest.iter().map(|b| format!("{b:02x}")).collect())
-    }
-
-    /// A key as stored (read back from an item).
-    pub fn from_stored(digest: impl Into<String>) -> Self {
-        Self(digest.into())
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
 /// A change to a consumption counter of the license, and the bounds the rules checked it against: the
 /// counter *before* the change must be at most `at_most` and at least `at_least` (`None`: no bound on
 /// that side), which keeps the total within the limits and within ±(2^53 − 1).
@@ -220,18 +196,30 @@ pub struct DeactivationPlan {
     pub once: Option<ProcessedRequest>,
 }
 
-/// A check to record on an active device: its last-seen time and the hardware details sent. Its write
-/// carries every condition the check rules decide, so a refused check changes nothing.
+/// A check the rules accepted, to record on its device: the last-seen time and the hardware details
+/// sent. Only the device is written — never the license, product or company, whose gates the rules
+/// decided from the request's consistent read — so checks of different licenses never touch a common
+/// item. Made only when the device's record is due (`rules::plan_check`).
 #[derive(Clone, Debug)]
 pub struct CheckPlan {
     pub addr: LicenseAddr,
     pub hardware_id: HardwareId,
-    /// The `license_id` the request named, if any.
-    pub license_id: Option<i64>,
-    /// The license user's seat that must exist (user-based licenses).
-    pub seat: Option<Username>,
+    /// The device version (activation count) the check was decided on: the write holds only while the
+    /// device is still that activation, active.
+    pub device_activations: i64,
+    pub due: CheckDue,
     pub details: Map<String, Value>,
     pub at: Timestamp,
+}
+
+/// Why a check is recorded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CheckDue {
+    /// The details sent differ from the stored ones: recorded whatever other checks recorded meanwhile.
+    Details,
+    /// The interval has passed since `last_seen_at` (as read; `None`: never recorded). Recorded only if
+    /// no other check recorded one since, so of concurrent checks of one device exactly one writes.
+    Interval { seen: Option<Timestamp> },
 }
 
 /// Why a conditional write did not happen, with the current image of the item that refused it when the
@@ -404,9 +392,11 @@ pub trait Store: Send + Sync {
         self.apply(&plan.write(token), token).await
     }
 
-    /// Records a check; refused (changing nothing) when any check rule would refuse it.
-    async fn record_check(&self, plan: &CheckPlan, token: &WriteToken) -> Result<(), Rejection> {
-        self.apply(&plan.write(), token).await
+    /// Records checks on their devices: one device, or a bundle's members all together or none.
+    /// Refused ([`Rejection::Device`], changing nothing) when a device is no longer the active
+    /// activation the check was decided on, or another check recorded it first.
+    async fn record_checks(&self, plans: &[CheckPlan], token: &WriteToken) -> Result<(), Rejection> {
+        self.apply(&write::checks_write(plans), token).await
     }
 
     /// Applies a write that carries no request's decision (catalog import, administration), retrying

@@ -1,8 +1,9 @@
 //! One description of every conditional write. Each store operation (activation, deactivation, check)
 //! is turned here, once, into a [`Write`]: the items it touches, the conditions each must meet and the
 //! effects applied when all hold. DynamoDB renders a `Write` into one `TransactWriteItems`
-//! (`dynamo::expr`); the SQLite store (and the model tests) evaluate the very same conditions against the
-//! rows read inside their transaction with [`apply`]. A rule added here is enforced by both stores.
+//! (`dynamo::expr`; a check that records one device: one conditional `UpdateItem`); the SQLite store
+//! (and the model tests) evaluate the very same conditions against the rows read inside their
+//! transaction with [`apply`]. A rule added here is enforced by both stores.
 //!
 //! Semantics follow DynamoDB's: a comparison with a missing attribute is false, `Add` to a missing
 //! number starts from 0, and every `Update` is conditioned on the item existing.
@@ -584,42 +585,14 @@ pub fn bounded_request_record(
 }
 
 impl CheckPlan {
-    /// Everything the check rules decide, as conditions, so a check that would be refused writes nothing.
-    pub fn write(&self) -> Write {
-        let (company, product) = self.addr.company_product();
-        let hw = self.hardware_id.as_str().to_owned();
-        let not_blacklisted = || !Cond::Contains(Attr::Blacklist, hw.clone());
-        let mut items = vec![
-            ItemWrite {
-                item: Item::Product(company.clone(), product.clone()),
-                conditions: vec![
-                    Cond::Exists,
-                    !Cond::is(Attr::Disabled, true),
-                    !Cond::is(Attr::Archived, true),
-                    not_blacklisted(),
-                ],
-                action: Action::Check,
-            },
-            ItemWrite {
-                item: Item::Company(company.clone()),
-                conditions: vec![Cond::Or(vec![Cond::Missing, not_blacklisted()])],
-                action: Action::Check,
-            },
-        ];
-        let mut license = vec![Cond::Exists, Cond::is(Attr::Enabled, true)];
-        if let Some(id) = self.license_id {
-            license.push(Cond::Eq(Attr::LicenseId, Val::Int(id)));
-        }
-        items.push(ItemWrite {
-            item: Item::License(self.addr.clone()),
-            conditions: license,
-            action: Action::Check,
-        });
-        if let Some(user) = &self.seat {
-            items.push(ItemWrite {
-                item: Item::Seat(self.addr.clone(), user.clone()),
-                conditions: vec![Cond::Exists],
-                action: Action::Check,
+    /// The device's update: on the activation the check was decided on, still active, and — when only
+    /// the interval made it due — still last seen when it was read, so concurrent checks write once.
+    pub fn write(&self) -> ItemWrite {
+        let mut conditions = vec![Cond::is(Attr::Active, true), version_is(self.device_activations)];
+        if let super::CheckDue::Interval { seen } = &self.due {
+            conditions.push(match seen {
+                None => Cond::Absent(Attr::LastSeenAt),
+                Some(t) => Cond::Eq(Attr::LastSeenAt, Val::Str(t.to_string())),
             });
         }
         let mut effects = vec![Effect::Set(Attr::LastSeenAt, Val::Str(self.at.to_string()))];
@@ -628,12 +601,18 @@ impl CheckPlan {
                 .iter()
                 .map(|(k, v)| Effect::SetDetail(k.clone(), v.clone())),
         );
-        items.push(update(
+        update(
             Item::Device(self.addr.clone(), self.hardware_id.clone()),
-            vec![Cond::is(Attr::Active, true)],
+            conditions,
             effects,
-        ));
-        Write { items }
+        )
+    }
+}
+
+/// The write of checks recorded together (a bundle's members): every device or none.
+pub fn checks_write(plans: &[CheckPlan]) -> Write {
+    Write {
+        items: plans.iter().map(CheckPlan::write).collect(),
     }
 }
 

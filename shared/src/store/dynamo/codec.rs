@@ -283,8 +283,9 @@ pub fn device_item(addr: &LicenseAddr, d: &Device) -> ItemMap {
     item
 }
 
-/// The product as stored: its document plus, as top-level attributes, what a check's write conditions
-/// compare (`store::write::CheckPlan`).
+/// The product as stored: its document plus, as top-level attributes, the gates a write condition on
+/// the product could compare (`store::write::Attr`). No write does today: requests decide them from
+/// their consistent read, so no request's write touches the product item (see docs/data-model.md).
 pub fn product_item(key: ItemMap, p: &ProductDoc) -> Result<ItemMap, StoreError> {
     let mut item = doc_item(key, p)?;
     item.insert(A::Disabled.name().into(), AttributeValue::Bool(p.disabled));

@@ -222,6 +222,12 @@ fn transact_item(table: &str, w: &ItemWrite) -> Result<TransactWriteItem, StoreE
     Ok(item.build())
 }
 
+/// An item's update on its own (see `dynamo::plain`); `None` when its action is not an update (only
+/// puts and upserts can fail to encode, so an update never meets the error).
+pub fn update(table: &str, w: &ItemWrite) -> Option<Update> {
+    transact_item(table, w).ok()?.update
+}
+
 pub fn transact_items(table: &str, write: &Write) -> Result<Vec<TransactWriteItem>, StoreError> {
     write.items.iter().map(|w| transact_item(table, w)).collect()
 }

@@ -4,10 +4,13 @@
 mod codec;
 mod expr;
 mod keys;
+mod plain;
+mod usage;
 
-use super::write::{Image, Item, Write};
+use super::write::{self, Image, Item, Write};
 use super::{
-    ContextQuery, ContextRead, LicenseAddr, LicenseRead, Rejection, RequestKey, Store, StoreError, WriteToken,
+    CheckPlan, ContextQuery, ContextRead, LicenseAddr, LicenseRead, Rejection, RequestKey, Store, StoreError,
+    WriteToken,
 };
 use crate::ids::{HardwareId, Username};
 use crate::model::{Company, Device, LicenseUser, ProcessedRequest, ProductDoc};
@@ -17,13 +20,19 @@ use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkErro
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, CancellationReason, KeySchemaElement, KeyType, KeysAndAttributes,
-    ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem,
+    ReturnConsumedCapacity, ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem,
 };
 use aws_sdk_dynamodb::Client;
 use codec::{s, ItemMap};
 pub use keys::{PK, SK};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
+use usage::Capacity;
+pub use usage::{Usage, UsageSnapshot};
+
+/// Every request asks DynamoDB what it consumed, for [`DynamoStore::usage`].
+const CONSUMED: ReturnConsumedCapacity = ReturnConsumedCapacity::Total;
 
 /// A DynamoDB client for an AWS configuration, optionally at another endpoint (e.g. DynamoDB Local).
 pub fn client_from(sdk: &aws_config::SdkConfig, endpoint: Option<&str>) -> aws_sdk_dynamodb::Client {
@@ -38,6 +47,7 @@ pub fn client_from(sdk: &aws_config::SdkConfig, endpoint: Option<&str>) -> aws_s
 pub struct DynamoStore {
     client: Client,
     table: String,
+    usage: Arc<Usage>,
 }
 
 /// Maps an SDK error to a [`StoreError`] by what it is: a missing table says how to create it, and
@@ -83,7 +93,13 @@ impl DynamoStore {
         Self {
             client,
             table: table.into(),
+            usage: Arc::default(),
         }
+    }
+
+    /// Capacity consumed and transaction conflicts met by this handle (and its clones) so far.
+    pub fn usage(&self) -> Arc<Usage> {
+        self.usage.clone()
     }
 
     /// Creates the table (on-demand, `PK`/`SK` strings) if it does not exist and waits until it is active.
@@ -188,9 +204,11 @@ impl DynamoStore {
                 .client
                 .batch_get_item()
                 .request_items(&self.table, request)
+                .return_consumed_capacity(CONSUMED)
                 .send()
                 .await
                 .map_err(backend("BatchGetItem", &self.table))?;
+            self.usage.consumed(Capacity::Read, out.consumed_capacity());
             for item in out
                 .responses
                 .unwrap_or_default()
@@ -216,9 +234,11 @@ impl DynamoStore {
             .table_name(&self.table)
             .set_key(Some(key))
             .consistent_read(true)
+            .return_consumed_capacity(CONSUMED)
             .send()
             .await
             .map_err(backend("GetItem", &self.table))?;
+        self.usage.consumed(Capacity::Read, out.consumed_capacity());
         Ok(out.item)
     }
 
@@ -227,13 +247,16 @@ impl DynamoStore {
         items: Vec<TransactWriteItem>,
         token: &WriteToken,
     ) -> Result<(), SdkError<TransactWriteItemsError>> {
-        self.client
+        let out = self
+            .client
             .transact_write_items()
             .set_transact_items(Some(items))
             .client_request_token(token.as_str())
+            .return_consumed_capacity(CONSUMED)
             .send()
-            .await
-            .map(|_| ())
+            .await?;
+        self.usage.consumed(Capacity::Write, out.consumed_capacity());
+        Ok(())
     }
 }
 
@@ -248,7 +271,7 @@ fn image(item: &Item, returned: Option<&ItemMap>) -> Option<Image> {
 
 /// What a failed `TransactWriteItems` means for the write: which condition refused it (re-decide), a
 /// definite non-commit (retry with a new token), or an unknown outcome (retry with the same token).
-fn rejection_from(err: SdkError<TransactWriteItemsError>, write: &Write, table: &str) -> Rejection {
+fn rejection_from(err: SdkError<TransactWriteItemsError>, write: &Write, table: &str, usage: &Usage) -> Rejection {
     let reasons = match &err {
         SdkError::ServiceError(e) => match e.err() {
             TransactWriteItemsError::TransactionCanceledException(c) => c.cancellation_reasons().to_vec(),
@@ -265,6 +288,9 @@ fn rejection_from(err: SdkError<TransactWriteItemsError>, write: &Write, table: 
         }
         _ => return Rejection::Store(backend("TransactWriteItems", table)(err)),
     };
+    if reasons.iter().any(|r| reason_code(r) == "TransactionConflict") {
+        usage.conflict();
+    }
     if let Some(index) = reasons
         .iter()
         .position(|r| reason_code(r) == "ConditionalCheckFailed")
@@ -370,9 +396,11 @@ impl Store for DynamoStore {
             .expression_attribute_values(":released", s(keys::RELEASED_PREFIX))
             .consistent_read(true)
             .limit(1)
+            .return_consumed_capacity(CONSUMED)
             .send()
             .await
             .map_err(backend("Query", &self.table))?;
+        self.usage.consumed(Capacity::Read, out.consumed_capacity());
         out.items()
             .first()
             .map(|item| {
@@ -402,7 +430,16 @@ impl Store for DynamoStore {
     async fn apply(&self, write: &Write, token: &WriteToken) -> Result<(), Rejection> {
         self.transact(expr::transact_items(&self.table, write)?, token)
             .await
-            .map_err(|e| rejection_from(e, write, &self.table))
+            .map_err(|e| rejection_from(e, write, &self.table, &self.usage))
+    }
+
+    async fn record_checks(&self, plans: &[CheckPlan], token: &WriteToken) -> Result<(), Rejection> {
+        let write = write::checks_write(plans);
+        if write.items.len() == 1 {
+            // One device (a single license's check, or a bundle with one member due): no transaction.
+            return self.update_alone(&write).await;
+        }
+        self.apply(&write, token).await
     }
 
     async fn load(&self, item: &Item) -> Result<Option<Image>, StoreError> {
@@ -426,9 +463,11 @@ impl Store for DynamoStore {
                 .expression_attribute_values(":dev", s(keys::DEVICE_PREFIX))
                 .consistent_read(true)
                 .set_exclusive_start_key(start)
+                .return_consumed_capacity(CONSUMED)
                 .send()
                 .await
                 .map_err(backend("Query", &self.table))?;
+            self.usage.consumed(Capacity::Read, out.consumed_capacity());
             for item in out.items() {
                 devices.push(codec::device(item)?);
             }
