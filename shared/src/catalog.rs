@@ -838,7 +838,10 @@ pub struct ImportReport {
     pub licenses: usize,
 }
 
-/// Writes a validated catalog. API keys go last, so a key never works before what it serves exists.
+/// Writes a validated catalog, each item one `store::write::Write` run by the store's one executor
+/// (`Store::put_*`): companies, products, users and API keys are put whole; licenses and seats are
+/// upserted, keeping their counters (`write::Attr::on_upsert`). API keys go last, so a key never works
+/// before what it serves exists.
 /// A user's stored hash is kept when it still matches the catalog password, so re-importing does not
 /// churn hashes.
 pub async fn import(store: &dyn Store, catalog: &Catalog) -> Result<ImportReport, StoreError> {

@@ -480,6 +480,25 @@ impl ProcessedRequest {
     }
 }
 
+/// One change to the catalog or to a license, kept for the vendor's audit trail. A change and its
+/// record are one [`crate::store::write::Write`], so no change lands unrecorded. Records are keyed by
+/// company and `id` (sortable by time), and are written once, never changed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AuditRecord {
+    pub company: CompanyId,
+    /// Unique within the company and ordered by time: `<at, Unix ms, 13 digits>#<random>`.
+    pub id: String,
+    pub at: Timestamp,
+    /// Who made the change (an API key id, a management client, the CLI).
+    pub actor: String,
+    /// What was done (`license.update`, `device.reset`, ...).
+    pub action: String,
+    /// What it was done to (a license address, a product code, ...).
+    pub subject: String,
+    /// The change itself, as JSON.
+    pub detail: Value,
+}
+
 /// How often a consumption counter starts again at zero (`reset_consumption` with `consumption_period`,
 /// SPEC §9). Periods are anchored at the license's `start_date` when it has one (a monthly period then
 /// starts each month on the start date's day and time, clamped to the month's last day), otherwise at the

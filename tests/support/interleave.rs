@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use futures::future::BoxFuture;
 use license_api::ids::{ApiKeyId, CompanyId, HardwareId, Username};
 use license_api::model::{ApiKeyRecord, Company, Device, License, LicenseUser, ProcessedRequest, ProductDoc, Seat};
-use license_api::store::write::Write;
+use license_api::store::write::{Image, Item, Write};
 use license_api::store::{
     ContextQuery, ContextRead, LicenseAddr, LicenseRead, Rejection, RequestKey, Store, StoreError, WriteToken,
 };
@@ -57,6 +57,9 @@ impl Store for Interleave {
         now: Timestamp,
     ) -> Result<Option<ProcessedRequest>, StoreError> {
         self.inner.processed_request(addr, key, now).await
+    }
+    async fn load(&self, item: &Item) -> Result<Option<Image>, StoreError> {
+        self.inner.load(item).await
     }
     async fn apply(&self, write: &Write, token: &WriteToken) -> Result<(), Rejection> {
         let hook = self.before_write.lock().unwrap().take();

@@ -174,13 +174,13 @@ pub(crate) trait Images {
     fn record_addr(&self) -> LicenseAddr;
 }
 
-/// The license an item belongs to; `None` for the product and company.
+/// The license an item belongs to; `None` for items of the company (products, users, keys, audit).
 pub(super) fn license_of(item: &Item) -> Option<&LicenseAddr> {
     match item {
         Item::License(a) | Item::Device(a, _) | Item::Seat(a, _) | Item::Released(a, _) | Item::Request(a, _) => {
             Some(a)
         }
-        Item::Product(..) | Item::Company(..) => None,
+        Item::Product(..) | Item::Company(..) | Item::ApiKey(..) | Item::User(..) | Item::Audit(..) => None,
     }
 }
 

@@ -260,7 +260,16 @@ impl Rejection {
             (Item::Seat(..), Some(Image::Seat(s))) => Self::Seat(Some(s)),
             (Item::Seat(..), _) => Self::Seat(None),
             (Item::Request(..), Some(Image::Request(done))) => Self::Done(done),
-            (Item::Product(..) | Item::Company(..) | Item::Released(..) | Item::Request(..), _) => Self::Stale,
+            (
+                Item::ApiKey(..)
+                | Item::Product(..)
+                | Item::Company(..)
+                | Item::User(..)
+                | Item::Released(..)
+                | Item::Request(..)
+                | Item::Audit(..),
+                _,
+            ) => Self::Stale,
         }
     }
 }
@@ -294,6 +303,13 @@ pub enum StoreError {
     /// The embedded database is not where it was looked for, and this command may not create it.
     #[error("database {} does not exist: check the data directory (--data, $LICENSE_SERVER_DATA) for a typo, or create the database with `license-server import CATALOG --create`", path.display())]
     DatabaseMissing { path: std::path::PathBuf },
+    /// The embedded database was changed by a newer build, whose changes this one cannot know.
+    #[error("database {} has schema version {found}, newer than this license-server knows ({known}): upgrade license-server", path.display())]
+    SchemaTooNew {
+        path: std::path::PathBuf,
+        found: i64,
+        known: usize,
+    },
     #[error("stored item {key} is malformed: {reason}")]
     Corrupt { key: String, reason: String },
     #[error("invalid catalog entry: {0}")]
@@ -325,9 +341,21 @@ impl std::fmt::Display for ErrorChain<'_> {
     }
 }
 
+/// Attempts of a write that carries no request's decision ([`Store::write`]) while transactions on
+/// its item keep conflicting, before the store answers "unavailable".
+const ADMIN_WRITE_ATTEMPTS: u32 = 8;
+
 #[async_trait]
 pub trait Store: Send + Sync {
-    async fn api_key(&self, id: &ApiKeyId) -> Result<Option<ApiKeyRecord>, StoreError>;
+    async fn api_key(&self, id: &ApiKeyId) -> Result<Option<ApiKeyRecord>, StoreError> {
+        match self.load(&write::Item::ApiKey(id.clone())).await? {
+            Some(write::Image::ApiKey(k)) => Ok(Some(*k)),
+            other => unexpected(other),
+        }
+    }
+
+    /// One item as stored now (`None`: there is none).
+    async fn load(&self, item: &write::Item) -> Result<Option<write::Image>, StoreError>;
 
     /// Product, company and either a key-based license with its device or a license user: one read.
     async fn read_context(&self, q: &ContextQuery<'_>) -> Result<ContextRead, StoreError>;
@@ -371,18 +399,104 @@ pub trait Store: Send + Sync {
         self.apply(&write::checks_write(plans), token).await
     }
 
-    // --- catalog administration: idempotent upserts; counters of existing items are preserved ---
-    async fn put_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError>;
-    async fn put_company(&self, company: &CompanyId, doc: &Company) -> Result<(), StoreError>;
-    async fn put_product(&self, company: &CompanyId, product: &ProductDoc) -> Result<(), StoreError>;
-    async fn put_license(&self, license: &License) -> Result<(), StoreError>;
-    async fn put_user(&self, company: &CompanyId, user: &LicenseUser) -> Result<(), StoreError>;
-    async fn put_seat(&self, addr: &LicenseAddr, seat: &Seat) -> Result<(), StoreError>;
+    /// Applies a write that carries no request's decision (catalog import, administration), retrying
+    /// while concurrent transactions conflict; a refused condition is an error naming the item.
+    async fn write(&self, write: &write::Write) -> Result<(), StoreError> {
+        let token = WriteToken::new();
+        for attempt in 0..ADMIN_WRITE_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(10u64 << attempt)).await;
+            }
+            match self.apply(write, &token).await {
+                Ok(()) => return Ok(()),
+                // The same token again: DynamoDB applies the write at most once.
+                Err(Rejection::Conflict | Rejection::Unknown(_)) => continue,
+                Err(Rejection::Store(e)) => return Err(e),
+                Err(refused) => {
+                    let items: Vec<_> = write.items.iter().map(|w| &w.item).collect();
+                    return Err(StoreError::Invalid(format!(
+                        "the write of {items:?} was refused: {refused}"
+                    )));
+                }
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "a write kept conflicting with concurrent requests {ADMIN_WRITE_ATTEMPTS} times: try again"
+        )))
+    }
+
+    // --- catalog administration: each one `Write` (see `write::Write::upsert`); counters of existing
+    // items are preserved ---
+    async fn put_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
+        self.write(&write::Write::put(
+            write::Item::ApiKey(key.id.clone()),
+            write::Image::ApiKey(Box::new(key.clone())),
+        ))
+        .await
+    }
+    async fn put_company(&self, company: &CompanyId, doc: &Company) -> Result<(), StoreError> {
+        self.write(&write::Write::put(
+            write::Item::Company(company.clone()),
+            write::Image::Company(Box::new(doc.clone())),
+        ))
+        .await
+    }
+    async fn put_product(&self, company: &CompanyId, product: &ProductDoc) -> Result<(), StoreError> {
+        let item = write::Item::Product(company.clone(), product.code.clone());
+        self.write(&write::Write::put(
+            item,
+            write::Image::Product(Box::new(product.clone())),
+        ))
+        .await
+    }
+    async fn put_license(&self, license: &License) -> Result<(), StoreError> {
+        let item = write::Item::License(LicenseAddr::of(license));
+        self.write(&write::Write::upsert(
+            item,
+            write::Image::License(Box::new(license.clone())),
+        ))
+        .await
+    }
+    async fn put_user(&self, company: &CompanyId, user: &LicenseUser) -> Result<(), StoreError> {
+        let item = write::Item::User(company.clone(), user.email.clone());
+        self.write(&write::Write::put(item, write::Image::User(Box::new(user.clone()))))
+            .await
+    }
+    async fn put_seat(&self, addr: &LicenseAddr, seat: &Seat) -> Result<(), StoreError> {
+        let item = write::Item::Seat(addr.clone(), seat.user.clone());
+        self.write(&write::Write::upsert(item, write::Image::Seat(seat.clone())))
+            .await
+    }
 
     // --- inspection (operators and tests) ---
-    async fn get_license(&self, addr: &LicenseAddr) -> Result<Option<License>, StoreError>;
-    async fn get_seat(&self, addr: &LicenseAddr, user: &Username) -> Result<Option<Seat>, StoreError>;
-    async fn get_user(&self, company: &CompanyId, user: &Username) -> Result<Option<LicenseUser>, StoreError>;
+    async fn get_license(&self, addr: &LicenseAddr) -> Result<Option<License>, StoreError> {
+        match self.load(&write::Item::License(addr.clone())).await? {
+            Some(write::Image::License(l)) => Ok(Some(*l)),
+            other => unexpected(other),
+        }
+    }
+    async fn get_seat(&self, addr: &LicenseAddr, user: &Username) -> Result<Option<Seat>, StoreError> {
+        match self.load(&write::Item::Seat(addr.clone(), user.clone())).await? {
+            Some(write::Image::Seat(s)) => Ok(Some(s)),
+            other => unexpected(other),
+        }
+    }
+    async fn get_user(&self, company: &CompanyId, user: &Username) -> Result<Option<LicenseUser>, StoreError> {
+        match self.load(&write::Item::User(company.clone(), user.clone())).await? {
+            Some(write::Image::User(u)) => Ok(Some(*u)),
+            other => unexpected(other),
+        }
+    }
     /// Every device of a license, active or not. Administrative: its cost grows with the devices.
     async fn list_devices(&self, addr: &LicenseAddr) -> Result<Vec<Device>, StoreError>;
+}
+
+/// `None` for a missing item; a store that loads another kind of image than the item's is a bug.
+fn unexpected<T>(image: Option<write::Image>) -> Result<Option<T>, StoreError> {
+    match image {
+        None => Ok(None),
+        Some(other) => Err(StoreError::Invalid(format!(
+            "the store loaded {other:?} for another kind of item"
+        ))),
+    }
 }

@@ -5,21 +5,25 @@
 //! are exactly as safe as several Lambdas on one table. All database work runs on the store's own
 //! thread, never on the runtime's shared blocking pool (password hashing cannot starve it).
 
-use super::write::{self, Image, Item, Refused, Write};
+use super::write::{self, Attr, Image, Item, Refused, Val, Write};
 use super::{
     ContextQuery, ContextRead, LicenseAddr, LicenseRead, Rejection, RequestKey, Store, StoreError, WriteToken,
 };
-use crate::ids::{ApiKeyId, CompanyId, HardwareId, LicenseKey, ProductCode, Username};
-use crate::model::{ApiKeyRecord, Company, Device, License, LicenseUser, ProcessedRequest, ProductDoc, Seat};
+use crate::ids::{CompanyId, HardwareId, LicenseKey, ProductCode, Username};
+use crate::model::{ApiKeyRecord, AuditRecord, Device, License, ProcessedRequest, Seat};
 use crate::time::Timestamp;
 use async_trait::async_trait;
+use rusqlite::types::Value as Sql;
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior};
+use rusqlite_migration::{Migrations, M};
 use serde::de::DeserializeOwned;
-use serde::Serialize;
 use std::path::Path;
 use std::time::Duration;
 
-const SCHEMA: &str = r#"
+/// The schema as the first versioned release found it: migration 1. A database created before schema
+/// versions existed (`user_version` 0) already has these tables, perhaps with fewer columns; the
+/// statements change nothing there and [`adopt_unversioned`] adds what is missing.
+const SCHEMA_V1: &str = r#"
 CREATE TABLE IF NOT EXISTS api_keys (
     id TEXT PRIMARY KEY, company TEXT NOT NULL, shared_key TEXT NOT NULL, products TEXT NOT NULL,
     read_only INTEGER NOT NULL, revoked INTEGER NOT NULL);
@@ -51,6 +55,22 @@ CREATE TABLE IF NOT EXISTS seats (
     total_activations INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (license_pk, user));
 "#;
 
+/// Migration 2: the audit trail (`model::AuditRecord`).
+const SCHEMA_V2: &str = r#"
+CREATE TABLE IF NOT EXISTS audit (
+    company TEXT NOT NULL, audit_id TEXT NOT NULL, at TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
+    subject TEXT NOT NULL, detail TEXT NOT NULL, PRIMARY KEY (company, audit_id));
+"#;
+
+/// Every schema change, in order; the database's `user_version` is how many it has. Kept forever: a
+/// change is a new entry, never an edit of one that shipped.
+fn migrations() -> Migrations<'static> {
+    Migrations::new(vec![M::up_with_hook(SCHEMA_V1, adopt_unversioned), M::up(SCHEMA_V2)])
+}
+
+/// The schema version this build knows (the number of migrations).
+pub const SCHEMA_VERSION: usize = 2;
+
 /// Work for the store's thread.
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
@@ -81,10 +101,6 @@ fn from_json<T: DeserializeOwned>(key: &str, text: &str) -> rusqlite::Result<T> 
     serde_json::from_str(text).map_err(|e| corrupt(key, e))
 }
 
-fn to_json<T: Serialize>(value: &T) -> String {
-    serde_json::to_string(value).expect("domain types serialise to JSON")
-}
-
 fn time(key: &str, v: Option<String>) -> rusqlite::Result<Option<Timestamp>> {
     v.map(|s| Timestamp::parse_iso(&s).ok_or_else(|| corrupt(key, format!("bad date-time {s}"))))
         .transpose()
@@ -109,29 +125,28 @@ fn has_column(c: &Connection, table: &str, column: &str) -> rusqlite::Result<boo
     stmt.exists([column])
 }
 
-/// Brings a database written by an earlier version to the current schema, keeping its data: released
+/// Brings a database written before schema versions existed to schema 1, keeping its data: released
 /// slots move from a JSON list on the license to one row each, devices get their version column.
-fn migrate(c: &mut Connection) -> rusqlite::Result<()> {
-    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    if !has_column(&tx, "devices", "activations")? {
+fn adopt_unversioned(tx: &rusqlite::Transaction<'_>) -> rusqlite_migration::HookResult {
+    if !has_column(tx, "devices", "activations")? {
         tx.execute_batch(
             "ALTER TABLE devices ADD COLUMN activations INTEGER NOT NULL DEFAULT 1;
              ALTER TABLE devices ADD COLUMN write_token TEXT;",
         )?;
     }
-    if !has_column(&tx, "licenses", "consumptions")? {
+    if !has_column(tx, "licenses", "consumptions")? {
         tx.execute_batch(
             "ALTER TABLE licenses ADD COLUMN consumptions INTEGER NOT NULL DEFAULT 0;
              ALTER TABLE licenses ADD COLUMN feature_consumptions TEXT NOT NULL DEFAULT '{}';",
         )?;
     }
-    if !has_column(&tx, "licenses", "consumptions_period")? {
+    if !has_column(tx, "licenses", "consumptions_period")? {
         tx.execute_batch(
             "ALTER TABLE licenses ADD COLUMN consumptions_period INTEGER;
              ALTER TABLE licenses ADD COLUMN feature_periods TEXT NOT NULL DEFAULT '{}';",
         )?;
     }
-    if has_column(&tx, "licenses", "released")? {
+    if has_column(tx, "licenses", "released")? {
         tx.execute_batch("ALTER TABLE licenses ADD COLUMN released_count INTEGER NOT NULL DEFAULT 0;")?;
         let rows: Vec<(String, String)> = tx
             .prepare("SELECT pk, released FROM licenses")?
@@ -152,7 +167,35 @@ fn migrate(c: &mut Connection) -> rusqlite::Result<()> {
         }
         tx.execute_batch("ALTER TABLE licenses DROP COLUMN released;")?;
     }
-    tx.commit()
+    Ok(())
+}
+
+/// Brings the schema to [`SCHEMA_VERSION`], refusing a database a newer build has changed: this build
+/// cannot know what those changes mean.
+fn migrate(c: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let file = |operation| {
+        let path = path.to_path_buf();
+        move |e: rusqlite_migration::Error| StoreError::File {
+            operation,
+            path,
+            source: Box::new(e),
+        }
+    };
+    let found: i64 = c
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(|e| file("read the schema version of database")(e.into()))?;
+    if found > SCHEMA_VERSION as i64 {
+        return Err(StoreError::SchemaTooNew {
+            path: path.to_path_buf(),
+            found,
+            known: SCHEMA_VERSION,
+        });
+    }
+    // Immediate: two processes opening one old file migrate one after the other.
+    c.set_transaction_behavior(TransactionBehavior::Immediate);
+    let migrated = migrations().to_latest(c).map_err(file("migrate database"));
+    c.set_transaction_behavior(TransactionBehavior::Deferred);
+    migrated
 }
 
 /// What opening does when the database file does not exist.
@@ -208,9 +251,7 @@ fn connect(path: &Path) -> Result<Connection, StoreError> {
         .map_err(file("open database"))?;
     conn.pragma_update(None, "synchronous", "FULL")
         .map_err(file("open database"))?;
-    conn.execute_batch(SCHEMA)
-        .map_err(file("create the schema of database"))?;
-    migrate(&mut conn).map_err(file("migrate database"))?;
+    migrate(&mut conn, path)?;
     Ok(conn)
 }
 
@@ -263,246 +304,302 @@ impl SqliteStore {
     ) -> Result<T, StoreError> {
         self.run(move |c| f(c)).await.map_err(backend(operation))
     }
+}
 
-    async fn upsert(
-        &self,
-        operation: &'static str,
-        sql: &'static str,
-        values: Vec<rusqlite::types::Value>,
-    ) -> Result<(), StoreError> {
-        self.read(operation, move |c| {
-            c.execute(sql, rusqlite::params_from_iter(values)).map(|_| ())
-        })
-        .await
+/// Where an item lives: its table and the columns that are its key, with their values.
+fn place(item: &Item) -> (&'static str, Vec<(&'static str, Sql)>) {
+    let text = |v: &str| Sql::Text(v.to_owned());
+    let license = |addr: &LicenseAddr| ("license_pk", Sql::Text(addr.storage_key()));
+    match item {
+        Item::ApiKey(id) => ("api_keys", vec![("id", text(id.as_str()))]),
+        Item::Company(company) => ("companies", vec![("id", text(company.as_str()))]),
+        Item::Product(company, code) => (
+            "products",
+            vec![("company", text(company.as_str())), ("code", text(code.as_str()))],
+        ),
+        Item::User(company, user) => (
+            "users",
+            vec![("company", text(company.as_str())), ("email", text(user.as_str()))],
+        ),
+        Item::License(addr) => ("licenses", vec![("pk", Sql::Text(addr.storage_key()))]),
+        Item::Device(addr, hw) => (
+            "devices",
+            vec![license(addr), (Attr::HardwareId.name(), text(hw.as_str()))],
+        ),
+        Item::Seat(addr, user) => ("seats", vec![license(addr), (Attr::User.name(), text(user.as_str()))]),
+        Item::Released(addr, hw) => (
+            "released",
+            vec![license(addr), (Attr::HardwareId.name(), text(hw.as_str()))],
+        ),
+        Item::Request(addr, key) => (
+            "requests",
+            vec![license(addr), (Attr::RequestKey.name(), text(key.as_str()))],
+        ),
+        Item::Audit(company, id) => (
+            "audit",
+            vec![
+                (Attr::Company.name(), text(company.as_str())),
+                (Attr::AuditId.name(), text(id)),
+            ],
+        ),
     }
 }
 
-fn license_row(c: &Connection, addr: &LicenseAddr) -> rusqlite::Result<Option<License>> {
-    let pk = addr.storage_key();
-    let (company, product) = match addr {
-        LicenseAddr::Key { company, product, .. } | LicenseAddr::Id { company, product, .. } => {
-            (company.clone(), product.clone())
-        }
-    };
-    c.query_row(
-        "SELECT license_id, license_key, enabled, max_activations, unlimited, max_transfers, validity_period, terms,
-                times_activated, transfer_count, released_count, consumptions, feature_consumptions,
-                consumptions_period, feature_periods
-         FROM licenses WHERE pk = ?1",
-        [&pk],
-        |r| {
-            Ok(License {
-                id: r.get(0)?,
-                company: company.clone(),
-                product: product.clone(),
-                key: r
-                    .get::<_, Option<String>>(1)?
-                    .map(|k| id(&pk, &k, LicenseKey::parse))
-                    .transpose()?,
-                enabled: r.get(2)?,
-                max_activations: r.get(3)?,
-                allow_unlimited_activations: r.get(4)?,
-                max_transfers: r.get(5)?,
-                validity_period: time(&pk, r.get(6)?)?,
-                terms: from_json(&pk, &r.get::<_, String>(7)?)?,
-                times_activated: r.get(8)?,
-                transfer_count: r.get(9)?,
-                released_count: r.get(10)?,
-                consumptions: r.get(11)?,
-                feature_consumptions: from_json(&pk, &r.get::<_, String>(12)?)?,
-                consumptions_period: r.get::<_, Option<i64>>(13)?.map(Timestamp::from_millis),
-                feature_periods: from_json(&pk, &r.get::<_, String>(14)?)?,
-            })
-        },
-    )
-    .optional()
+/// The columns of an item besides its key: each named by its [`Attr`].
+fn columns(item: &Item) -> &'static [Attr] {
+    use Attr::*;
+    match item {
+        Item::ApiKey(_) => &[Company, SharedKey, Products, ReadOnly, Revoked],
+        Item::Company(_) | Item::Product(..) | Item::User(..) => &[Doc],
+        Item::License(_) => &[
+            LicenseId,
+            LicenseKey,
+            Enabled,
+            MaxActivations,
+            Unlimited,
+            MaxTransfers,
+            ValidityPeriod,
+            Terms,
+            TimesActivated,
+            TransferCount,
+            ReleasedCount,
+            Consumptions,
+            FeatureConsumptions,
+            ConsumptionsPeriod,
+            FeaturePeriods,
+        ],
+        Item::Device(..) => &DEVICE_COLUMNS,
+        Item::Seat(..) => &[MaxActivations, Unlimited, TotalActivations],
+        Item::Released(..) => &[],
+        Item::Request(..) => &[Answer, ProcessedAt, ExpiresAt],
+        Item::Audit(..) => &[At, Actor, Change, Subject, Detail],
+    }
 }
 
-fn device_from(pk: &str, r: &Row<'_>) -> rusqlite::Result<Device> {
-    Ok(Device {
-        id: r.get(0)?,
-        hardware_id: id(pk, &r.get::<_, String>(1)?, HardwareId::parse)?,
-        active: r.get(2)?,
-        user: r
-            .get::<_, Option<String>>(3)?
-            .map(|u| id(pk, &u, Username::parse))
-            .transpose()?,
-        first_activated_at: time(pk, r.get(4)?)?.ok_or_else(|| corrupt(pk, "first_activated_at missing"))?,
-        last_activated_at: time(pk, r.get(5)?)?.ok_or_else(|| corrupt(pk, "last_activated_at missing"))?,
-        deactivated_at: time(pk, r.get(6)?)?,
-        last_seen_at: time(pk, r.get(7)?)?,
-        details: from_json(pk, &r.get::<_, String>(8)?)?,
-        variables: from_json(pk, &r.get::<_, String>(9)?)?,
-        activations: r.get(10)?,
-        write_token: r.get(11)?,
+const DEVICE_COLUMNS: [Attr; 12] = [
+    Attr::DeviceId,
+    Attr::HardwareId,
+    Attr::Active,
+    Attr::User,
+    Attr::FirstActivatedAt,
+    Attr::LastActivatedAt,
+    Attr::DeactivatedAt,
+    Attr::LastSeenAt,
+    Attr::Details,
+    Attr::Variables,
+    Attr::Activations,
+    Attr::WriteToken,
+];
+
+fn column_list(attrs: &[Attr]) -> String {
+    attrs.iter().map(|a| a.name()).collect::<Vec<_>>().join(", ")
+}
+
+fn sql_of(v: Option<Val>) -> Sql {
+    let json = |v: serde_json::Value| Sql::Text(v.to_string());
+    match v {
+        None => Sql::Null,
+        Some(Val::Bool(b)) => Sql::Integer(i64::from(b)),
+        Some(Val::Int(i)) => Sql::Integer(i),
+        Some(Val::Str(t)) => Sql::Text(t),
+        Some(Val::Set(items)) => json(items.into()),
+        Some(Val::Counts(counts)) => json(serde_json::json!(counts)),
+    }
+}
+
+fn where_clause(key: &[(&str, Sql)]) -> String {
+    key.iter()
+        .enumerate()
+        .map(|(i, (column, _))| format!("{column} = ?{}", i + 1))
+        .collect::<Vec<_>>()
+        .join(" AND ")
+}
+
+/// The item as stored now.
+fn load(c: &Connection, item: &Item) -> rusqlite::Result<Option<Image>> {
+    let (table, key) = place(item);
+    let attrs = columns(item);
+    let selected = if attrs.is_empty() {
+        "1".to_owned()
+    } else {
+        column_list(attrs)
+    };
+    let sql = format!("SELECT {selected} FROM {table} WHERE {}", where_clause(&key));
+    let values: Vec<Sql> = key.into_iter().map(|(_, v)| v).collect();
+    c.prepare_cached(&sql)?
+        .query_row(rusqlite::params_from_iter(values), |r| decode(item, r))
+        .optional()
+}
+
+/// Writes the item as `image` (the whole row), or deletes it.
+fn save(c: &Connection, item: &Item, image: Option<&Image>) -> rusqlite::Result<()> {
+    let (table, key) = place(item);
+    let Some(image) = image else {
+        let sql = format!("DELETE FROM {table} WHERE {}", where_clause(&key));
+        let values: Vec<Sql> = key.into_iter().map(|(_, v)| v).collect();
+        return c.execute(&sql, rusqlite::params_from_iter(values)).map(drop);
+    };
+    if let (Item::Request(addr, _), Image::Request(r)) = (item, image) {
+        // Expired records go as new ones arrive, like DynamoDB's TTL deletes them.
+        c.execute(
+            "DELETE FROM requests WHERE license_pk = ?1 AND expires_at <= ?2",
+            params![addr.storage_key(), r.processed_at.unix_seconds()],
+        )?;
+    }
+    let mut row = key;
+    for &attr in columns(item) {
+        // A key column that is an attribute too (a device's hardware id) is written once.
+        if !row.iter().any(|(column, _)| *column == attr.name()) {
+            row.push((attr.name(), sql_of(image.get(attr))));
+        }
+    }
+    let names = row.iter().map(|(column, _)| *column).collect::<Vec<_>>().join(", ");
+    let marks = (1..=row.len()).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ");
+    let sql = format!("INSERT OR REPLACE INTO {table} ({names}) VALUES ({marks})");
+    let values: Vec<Sql> = row.into_iter().map(|(_, v)| v).collect();
+    c.prepare_cached(&sql)?
+        .execute(rusqlite::params_from_iter(values))
+        .map(drop)
+}
+
+/// Typed reads of one row by column name, with errors that name the item.
+struct Cols<'a, 'r> {
+    row: &'a Row<'r>,
+    key: String,
+}
+
+impl Cols<'_, '_> {
+    fn get<T: rusqlite::types::FromSql>(&self, a: Attr) -> rusqlite::Result<T> {
+        self.row.get(a.name())
+    }
+    fn json<T: DeserializeOwned>(&self, a: Attr) -> rusqlite::Result<T> {
+        from_json(&self.key, &self.get::<String>(a)?)
+    }
+    fn time(&self, a: Attr) -> rusqlite::Result<Option<Timestamp>> {
+        time(&self.key, self.get(a)?)
+    }
+    fn required_time(&self, a: Attr) -> rusqlite::Result<Timestamp> {
+        self.time(a)?
+            .ok_or_else(|| corrupt(&self.key, format!("{} missing", a.name())))
+    }
+    fn id<T>(&self, a: Attr, parse: impl Fn(&str) -> Result<T, crate::ids::IdError>) -> rusqlite::Result<T> {
+        id(&self.key, &self.get::<String>(a)?, parse)
+    }
+    fn opt_id<T>(
+        &self,
+        a: Attr,
+        parse: impl Fn(&str) -> Result<T, crate::ids::IdError>,
+    ) -> rusqlite::Result<Option<T>> {
+        self.get::<Option<String>>(a)?
+            .map(|v| id(&self.key, &v, &parse))
+            .transpose()
+    }
+}
+
+/// The image of `item` from its row (the columns [`columns`] lists).
+fn decode(item: &Item, r: &Row<'_>) -> rusqlite::Result<Image> {
+    use Attr as A;
+    let (table, key) = place(item);
+    let c = Cols {
+        row: r,
+        key: format!("{table} {:?}", key.iter().map(|(_, v)| v).collect::<Vec<_>>()),
+    };
+    Ok(match item {
+        Item::ApiKey(key) => Image::ApiKey(Box::new(ApiKeyRecord {
+            id: key.clone(),
+            company: c.id(A::Company, CompanyId::parse)?,
+            shared_key: c.get(A::SharedKey)?,
+            products: c
+                .json::<Vec<String>>(A::Products)?
+                .iter()
+                .map(|p| id(&c.key, p, ProductCode::parse))
+                .collect::<rusqlite::Result<_>>()?,
+            read_only: c.get(A::ReadOnly)?,
+            revoked: c.get(A::Revoked)?,
+        })),
+        Item::Company(_) => Image::Company(Box::new(c.json(A::Doc)?)),
+        Item::Product(..) => Image::Product(Box::new(c.json(A::Doc)?)),
+        Item::User(..) => Image::User(Box::new(c.json(A::Doc)?)),
+        Item::License(addr) => Image::License(Box::new(license_from(&c, addr)?)),
+        Item::Device(..) => Image::Device(Box::new(device_from(&c)?)),
+        Item::Seat(_, user) => Image::Seat(Seat {
+            user: user.clone(),
+            max_activations: c.get(A::MaxActivations)?,
+            allow_unlimited_activations: c.get(A::Unlimited)?,
+            total_activations: c.get(A::TotalActivations)?,
+        }),
+        Item::Released(..) => Image::Marker,
+        Item::Request(_, key) => Image::Request(Box::new(ProcessedRequest {
+            key: key.clone(),
+            answer: c.get(A::Answer)?,
+            processed_at: c.required_time(A::ProcessedAt)?,
+            expires_at: c.get(A::ExpiresAt)?,
+        })),
+        Item::Audit(company, id) => Image::Audit(Box::new(AuditRecord {
+            company: company.clone(),
+            id: id.clone(),
+            at: c.required_time(A::At)?,
+            actor: c.get(A::Actor)?,
+            action: c.get(A::Change)?,
+            subject: c.get(A::Subject)?,
+            detail: c.json(A::Detail)?,
+        })),
     })
 }
 
-const DEVICE_COLUMNS: &str = "device_id, hardware_id, active, user, first_activated_at, last_activated_at, \
-     deactivated_at, last_seen_at, details, variables, activations, write_token";
-
-fn device_row(c: &Connection, addr: &LicenseAddr, hw: &HardwareId) -> rusqlite::Result<Option<Device>> {
-    let pk = addr.storage_key();
-    c.query_row(
-        &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE license_pk = ?1 AND hardware_id = ?2"),
-        params![pk, hw.as_str()],
-        |r| device_from(&pk, r),
-    )
-    .optional()
+fn license_from(c: &Cols<'_, '_>, addr: &LicenseAddr) -> rusqlite::Result<License> {
+    use Attr as A;
+    let (company, product) = addr.company_product();
+    Ok(License {
+        id: c.get(A::LicenseId)?,
+        company: company.clone(),
+        product: product.clone(),
+        key: c.opt_id(A::LicenseKey, LicenseKey::parse)?,
+        enabled: c.get(A::Enabled)?,
+        max_activations: c.get(A::MaxActivations)?,
+        allow_unlimited_activations: c.get(A::Unlimited)?,
+        max_transfers: c.get(A::MaxTransfers)?,
+        validity_period: c.time(A::ValidityPeriod)?,
+        terms: c.json(A::Terms)?,
+        times_activated: c.get(A::TimesActivated)?,
+        transfer_count: c.get(A::TransferCount)?,
+        released_count: c.get(A::ReleasedCount)?,
+        consumptions: c.get(A::Consumptions)?,
+        feature_consumptions: c.json(A::FeatureConsumptions)?,
+        consumptions_period: c.get::<Option<i64>>(A::ConsumptionsPeriod)?.map(Timestamp::from_millis),
+        feature_periods: c
+            .json::<std::collections::BTreeMap<String, i64>>(A::FeaturePeriods)?
+            .into_iter()
+            .map(|(code, ms)| (code, Timestamp::from_millis(ms)))
+            .collect(),
+    })
 }
 
-fn put_device(c: &Connection, addr: &LicenseAddr, d: &Device) -> rusqlite::Result<()> {
-    c.execute(
-        &format!(
-            "INSERT OR REPLACE INTO devices (license_pk, {DEVICE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
-        ),
-        params![
-            addr.storage_key(),
-            d.id,
-            d.hardware_id.as_str(),
-            d.active,
-            d.user.as_ref().map(Username::as_str),
-            d.first_activated_at.to_string(),
-            d.last_activated_at.to_string(),
-            d.deactivated_at.map(|t| t.to_string()),
-            d.last_seen_at.map(|t| t.to_string()),
-            to_json(&d.details),
-            to_json(&d.variables),
-            d.activations,
-            d.write_token,
-        ],
-    )
-    .map(|_| ())
+fn device_from(c: &Cols<'_, '_>) -> rusqlite::Result<Device> {
+    use Attr as A;
+    Ok(Device {
+        id: c.get(A::DeviceId)?,
+        hardware_id: c.id(A::HardwareId, HardwareId::parse)?,
+        active: c.get(A::Active)?,
+        user: c.opt_id(A::User, Username::parse)?,
+        first_activated_at: c.required_time(A::FirstActivatedAt)?,
+        last_activated_at: c.required_time(A::LastActivatedAt)?,
+        deactivated_at: c.time(A::DeactivatedAt)?,
+        last_seen_at: c.time(A::LastSeenAt)?,
+        details: c.json(A::Details)?,
+        variables: c.json(A::Variables)?,
+        activations: c.get(A::Activations)?,
+        write_token: c.get(A::WriteToken)?,
+    })
 }
 
-fn seat_row(c: &Connection, addr: &LicenseAddr, user: &Username) -> rusqlite::Result<Option<Seat>> {
-    let pk = addr.storage_key();
-    c.query_row(
-        "SELECT user, max_activations, unlimited, total_activations FROM seats WHERE license_pk = ?1 AND user = ?2",
-        params![pk, user.as_str()],
-        |r| {
-            Ok(Seat {
-                user: id(&pk, &r.get::<_, String>(0)?, Username::parse)?,
-                max_activations: r.get(1)?,
-                allow_unlimited_activations: r.get(2)?,
-                total_activations: r.get(3)?,
-            })
-        },
-    )
-    .optional()
-}
-
-fn doc_row<T: DeserializeOwned>(c: &Connection, sql: &str, args: &[&str]) -> rusqlite::Result<Option<T>> {
-    let text: Option<String> = c
-        .query_row(sql, rusqlite::params_from_iter(args), |r| r.get(0))
-        .optional()?;
-    text.map(|t| from_json(sql, &t)).transpose()
-}
-
-fn save_license_counters(c: &Connection, l: &License) -> rusqlite::Result<()> {
-    c.execute(
-        "UPDATE licenses SET times_activated = ?2, transfer_count = ?3, released_count = ?4, validity_period = ?5,
-            consumptions = ?6, feature_consumptions = ?7, consumptions_period = ?8, feature_periods = ?9
-         WHERE pk = ?1",
-        params![
-            LicenseAddr::of(l).storage_key(),
-            l.times_activated,
-            l.transfer_count,
-            l.released_count,
-            l.validity_period.map(|t| t.to_string()),
-            l.consumptions,
-            to_json(&l.feature_consumptions),
-            l.consumptions_period.map(Timestamp::millis),
-            to_json(&l.feature_periods)
-        ],
-    )
-    .map(|_| ())
+/// A loaded item of the kind `T`: `pick` takes it out of its image.
+fn load_as<T>(c: &Connection, item: Item, pick: impl FnOnce(Image) -> Option<T>) -> rusqlite::Result<Option<T>> {
+    Ok(load(c, &item)?.and_then(pick))
 }
 
 fn is_released(c: &Connection, addr: &LicenseAddr, hw: &HardwareId) -> rusqlite::Result<bool> {
-    c.prepare_cached("SELECT 1 FROM released WHERE license_pk = ?1 AND hardware_id = ?2")?
-        .exists(params![addr.storage_key(), hw.as_str()])
-}
-
-fn request_row(c: &Connection, addr: &LicenseAddr, key: &RequestKey) -> rusqlite::Result<Option<ProcessedRequest>> {
-    let pk = addr.storage_key();
-    c.prepare_cached(
-        "SELECT answer, processed_at, expires_at FROM requests WHERE license_pk = ?1 AND request_key = ?2",
-    )?
-    .query_row(params![pk, key.as_str()], |r| {
-        Ok(ProcessedRequest {
-            key: key.clone(),
-            answer: r.get(0)?,
-            processed_at: time(&pk, Some(r.get(1)?))?.unwrap_or(Timestamp::from_millis(0)),
-            expires_at: r.get(2)?,
-        })
-    })
-    .optional()
-}
-
-const PRODUCT_DOC: &str = "SELECT doc FROM products WHERE company = ?1 AND code = ?2";
-const COMPANY_DOC: &str = "SELECT doc FROM companies WHERE id = ?1";
-
-/// An item of a write as stored now.
-fn load(c: &Connection, item: &Item) -> rusqlite::Result<Option<Image>> {
-    Ok(match item {
-        Item::Product(company, code) => doc_row::<ProductDoc>(c, PRODUCT_DOC, &[company.as_str(), code.as_str()])?
-            .map(|p| Image::Product(Box::new(p))),
-        Item::Company(company) => {
-            doc_row::<Company>(c, COMPANY_DOC, &[company.as_str()])?.map(|d| Image::Company(Box::new(d)))
-        }
-        Item::License(addr) => license_row(c, addr)?.map(|l| Image::License(Box::new(l))),
-        Item::Device(addr, hw) => device_row(c, addr, hw)?.map(|d| Image::Device(Box::new(d))),
-        Item::Seat(addr, user) => seat_row(c, addr, user)?.map(Image::Seat),
-        Item::Released(addr, hw) => is_released(c, addr, hw)?.then_some(Image::Marker),
-        Item::Request(addr, key) => request_row(c, addr, key)?.map(|r| Image::Request(Box::new(r))),
-    })
-}
-
-/// Writes back an item the write changed.
-fn save(c: &Connection, item: &Item, image: Option<&Image>) -> rusqlite::Result<()> {
-    match (item, image) {
-        (Item::License(_), Some(Image::License(l))) => save_license_counters(c, l),
-        (Item::Device(addr, _), Some(Image::Device(d))) => put_device(c, addr, d),
-        (Item::Seat(addr, user), Some(Image::Seat(seat))) => c
-            .execute(
-                "UPDATE seats SET total_activations = ?3 WHERE license_pk = ?1 AND user = ?2",
-                params![addr.storage_key(), user.as_str(), seat.total_activations],
-            )
-            .map(drop),
-        (Item::Released(addr, hw), Some(_)) => c
-            .execute(
-                "INSERT OR IGNORE INTO released (license_pk, hardware_id) VALUES (?1, ?2)",
-                params![addr.storage_key(), hw.as_str()],
-            )
-            .map(drop),
-        (Item::Released(addr, hw), None) => c
-            .execute(
-                "DELETE FROM released WHERE license_pk = ?1 AND hardware_id = ?2",
-                params![addr.storage_key(), hw.as_str()],
-            )
-            .map(drop),
-        (Item::Request(addr, key), Some(Image::Request(r))) => {
-            // Expired records go as new ones arrive, like DynamoDB's TTL deletes them.
-            c.execute(
-                "DELETE FROM requests WHERE license_pk = ?1 AND expires_at <= ?2",
-                params![addr.storage_key(), r.processed_at.unix_seconds()],
-            )?;
-            c.execute(
-                "INSERT OR REPLACE INTO requests (license_pk, request_key, answer, processed_at, expires_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![
-                    addr.storage_key(),
-                    key.as_str(),
-                    r.answer,
-                    r.processed_at.to_string(),
-                    r.expires_at
-                ],
-            )
-            .map(drop)
-        }
-        (item, _) => Err(corrupt("write", format!("cannot store {item:?} as written"))),
-    }
+    Ok(load(c, &Item::Released(addr.clone(), hw.clone()))?.is_some())
 }
 
 /// One [`Write`] inside one `BEGIN IMMEDIATE` transaction: read its items, evaluate, write back.
@@ -532,31 +629,9 @@ fn apply_write(c: &mut Connection, write: &Write) -> rusqlite::Result<Result<(),
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn api_key(&self, key: &ApiKeyId) -> Result<Option<ApiKeyRecord>, StoreError> {
-        let key = key.clone();
-        self.read("read api key", move |c| {
-            c.query_row(
-                "SELECT id, company, shared_key, products, read_only, revoked FROM api_keys WHERE id = ?1",
-                [key.as_str()],
-                |r| {
-                    let k = key.as_str();
-                    let products: Vec<String> = from_json(k, &r.get::<_, String>(3)?)?;
-                    Ok(ApiKeyRecord {
-                        id: id(k, &r.get::<_, String>(0)?, ApiKeyId::parse)?,
-                        company: id(k, &r.get::<_, String>(1)?, CompanyId::parse)?,
-                        shared_key: r.get(2)?,
-                        products: products
-                            .iter()
-                            .map(|p| id(k, p, ProductCode::parse))
-                            .collect::<rusqlite::Result<_>>()?,
-                        read_only: r.get(4)?,
-                        revoked: r.get(5)?,
-                    })
-                },
-            )
-            .optional()
-        })
-        .await
+    async fn load(&self, item: &Item) -> Result<Option<Image>, StoreError> {
+        let item = item.clone();
+        self.read("read item", move |c| load(c, &item)).await
     }
 
     async fn read_context(&self, q: &ContextQuery<'_>) -> Result<ContextRead, StoreError> {
@@ -571,23 +646,28 @@ impl Store for SqliteStore {
         let user = q.user.cloned();
         self.read("read context", move |c| {
             let mut read = ContextRead {
-                product: doc_row(c, PRODUCT_DOC, &[company.as_str(), product.as_str()])?,
-                company: doc_row(c, COMPANY_DOC, &[company.as_str()])?,
+                product: load_as(c, Item::Product(company.clone(), product), |i| match i {
+                    Image::Product(p) => Some(*p),
+                    _ => None,
+                })?,
+                company: load_as(c, Item::Company(company.clone()), |i| match i {
+                    Image::Company(c) => Some(*c),
+                    _ => None,
+                })?,
                 ..ContextRead::default()
             };
             if let Some(addr) = &addr {
-                read.license = license_row(c, addr)?;
+                read.license = license(c, addr)?;
                 if let Some(hw) = &hw {
-                    read.device = device_row(c, addr, hw)?;
+                    read.device = device(c, addr, hw)?;
                     read.released = is_released(c, addr, hw)?;
                 }
             }
-            if let Some(user) = &user {
-                read.user = doc_row(
-                    c,
-                    "SELECT doc FROM users WHERE company = ?1 AND email = ?2",
-                    &[company.as_str(), user.as_str()],
-                )?;
+            if let Some(user) = user {
+                read.user = load_as(c, Item::User(company, user), |i| match i {
+                    Image::User(u) => Some(*u),
+                    _ => None,
+                })?;
             }
             Ok(read)
         })
@@ -602,11 +682,18 @@ impl Store for SqliteStore {
     ) -> Result<LicenseRead, StoreError> {
         let (addr, seat, hw) = (addr.clone(), seat.cloned(), hardware_id.clone());
         self.read("read license", move |c| {
+            let seat = match seat {
+                Some(user) => load_as(c, Item::Seat(addr.clone(), user), |i| match i {
+                    Image::Seat(s) => Some(s),
+                    _ => None,
+                })?,
+                None => None,
+            };
             Ok(LicenseRead {
-                license: license_row(c, &addr)?,
-                device: device_row(c, &addr, &hw)?,
+                license: license(c, &addr)?,
+                device: device(c, &addr, &hw)?,
                 released: is_released(c, &addr, &hw)?,
-                seat: seat.map(|u| seat_row(c, &addr, &u)).transpose()?.flatten(),
+                seat,
             })
         })
         .await
@@ -633,10 +720,15 @@ impl Store for SqliteStore {
         key: &RequestKey,
         now: Timestamp,
     ) -> Result<Option<ProcessedRequest>, StoreError> {
-        let (addr, key) = (addr.clone(), key.clone());
-        self.read("read processed request", move |c| request_row(c, &addr, &key))
-            .await
-            .map(|r| r.filter(|r| r.is_live(now)))
+        let item = Item::Request(addr.clone(), key.clone());
+        self.read("read processed request", move |c| {
+            load_as(c, item, |i| match i {
+                Image::Request(r) => Some(*r),
+                _ => None,
+            })
+        })
+        .await
+        .map(|r| r.filter(|r| r.is_live(now)))
     }
 
     async fn apply(&self, write: &Write, _token: &WriteToken) -> Result<(), Rejection> {
@@ -649,138 +741,128 @@ impl Store for SqliteStore {
         }
     }
 
-    async fn put_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
-        let products: Vec<&str> = key.products.iter().map(ProductCode::as_str).collect();
-        self.upsert(
-            "put api key",
-            "INSERT OR REPLACE INTO api_keys (id, company, shared_key, products, read_only, revoked) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            vec![
-                key.id.as_str().to_owned().into(),
-                key.company.as_str().to_owned().into(),
-                key.shared_key.clone().into(),
-                to_json(&products).into(),
-                i64::from(key.read_only).into(),
-                i64::from(key.revoked).into(),
-            ],
-        )
-        .await
-    }
-
-    async fn put_company(&self, company: &CompanyId, doc: &Company) -> Result<(), StoreError> {
-        self.upsert(
-            "put company",
-            "INSERT OR REPLACE INTO companies (id, doc) VALUES (?1, ?2)",
-            vec![company.as_str().to_owned().into(), to_json(doc).into()],
-        )
-        .await
-    }
-
-    async fn put_product(&self, company: &CompanyId, product: &ProductDoc) -> Result<(), StoreError> {
-        self.upsert(
-            "put product",
-            "INSERT OR REPLACE INTO products (company, code, doc) VALUES (?1, ?2, ?3)",
-            vec![
-                company.as_str().to_owned().into(),
-                product.code.as_str().to_owned().into(),
-                to_json(product).into(),
-            ],
-        )
-        .await
-    }
-
-    async fn put_license(&self, l: &License) -> Result<(), StoreError> {
-        let validity: rusqlite::types::Value = match l.validity_period {
-            Some(t) => t.to_string().into(),
-            None => rusqlite::types::Value::Null,
-        };
-        let key: rusqlite::types::Value = match &l.key {
-            Some(k) => k.as_str().to_owned().into(),
-            None => rusqlite::types::Value::Null,
-        };
-        // Vendor-controlled columns are replaced; counters are kept; a trial's validity set by its first
-        // activation is kept unless the catalog sets one.
-        self.upsert(
-            "put license",
-            "INSERT INTO licenses (pk, license_id, license_key, enabled, max_activations, unlimited, max_transfers, validity_period, terms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-             ON CONFLICT (pk) DO UPDATE SET license_id = excluded.license_id, license_key = excluded.license_key,
-                enabled = excluded.enabled, max_activations = excluded.max_activations, unlimited = excluded.unlimited,
-                max_transfers = excluded.max_transfers, terms = excluded.terms,
-                validity_period = COALESCE(excluded.validity_period, licenses.validity_period)",
-            vec![
-                LicenseAddr::of(l).storage_key().into(),
-                l.id.into(),
-                key,
-                i64::from(l.enabled).into(),
-                l.max_activations.into(),
-                i64::from(l.allow_unlimited_activations).into(),
-                l.max_transfers.into(),
-                validity,
-                to_json(&l.terms).into(),
-            ],
-        )
-        .await
-    }
-
-    async fn put_user(&self, company: &CompanyId, user: &LicenseUser) -> Result<(), StoreError> {
-        self.upsert(
-            "put user",
-            "INSERT OR REPLACE INTO users (company, email, doc) VALUES (?1, ?2, ?3)",
-            vec![
-                company.as_str().to_owned().into(),
-                user.email.as_str().to_owned().into(),
-                to_json(user).into(),
-            ],
-        )
-        .await
-    }
-
-    async fn put_seat(&self, addr: &LicenseAddr, seat: &Seat) -> Result<(), StoreError> {
-        self.upsert(
-            "put seat",
-            "INSERT INTO seats (license_pk, user, max_activations, unlimited) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (license_pk, user) DO UPDATE SET max_activations = excluded.max_activations, unlimited = excluded.unlimited",
-            vec![
-                addr.storage_key().into(),
-                seat.user.as_str().to_owned().into(),
-                seat.max_activations.into(),
-                i64::from(seat.allow_unlimited_activations).into(),
-            ],
-        )
-        .await
-    }
-
-    async fn get_license(&self, addr: &LicenseAddr) -> Result<Option<License>, StoreError> {
-        let addr = addr.clone();
-        self.read("read license", move |c| license_row(c, &addr)).await
-    }
-
-    async fn get_seat(&self, addr: &LicenseAddr, user: &Username) -> Result<Option<Seat>, StoreError> {
-        let (addr, user) = (addr.clone(), user.clone());
-        self.read("read seat", move |c| seat_row(c, &addr, &user)).await
-    }
-
-    async fn get_user(&self, company: &CompanyId, user: &Username) -> Result<Option<LicenseUser>, StoreError> {
-        let (company, user) = (company.clone(), user.clone());
-        self.read("read user", move |c| {
-            doc_row(
-                c,
-                "SELECT doc FROM users WHERE company = ?1 AND email = ?2",
-                &[company.as_str(), user.as_str()],
-            )
-        })
-        .await
-    }
-
     async fn list_devices(&self, addr: &LicenseAddr) -> Result<Vec<Device>, StoreError> {
         let pk = addr.storage_key();
         self.read("list devices", move |c| {
             let mut stmt = c.prepare(&format!(
-                "SELECT {DEVICE_COLUMNS} FROM devices WHERE license_pk = ?1 ORDER BY hardware_id"
+                "SELECT {} FROM devices WHERE license_pk = ?1 ORDER BY hardware_id",
+                column_list(&DEVICE_COLUMNS)
             ))?;
-            let rows = stmt.query_map([&pk], |r| device_from(&pk, r))?;
+            let rows = stmt.query_map([&pk], |r| {
+                device_from(&Cols {
+                    row: r,
+                    key: pk.clone(),
+                })
+            })?;
             rows.collect()
         })
         .await
+    }
+}
+
+fn license(c: &Connection, addr: &LicenseAddr) -> rusqlite::Result<Option<License>> {
+    load_as(c, Item::License(addr.clone()), |i| match i {
+        Image::License(l) => Some(*l),
+        _ => None,
+    })
+}
+
+fn device(c: &Connection, addr: &LicenseAddr, hw: &HardwareId) -> rusqlite::Result<Option<Device>> {
+    load_as(c, Item::Device(addr.clone(), hw.clone()), |i| match i {
+        Image::Device(d) => Some(*d),
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::CompanyId;
+
+    /// A fresh database path for one test.
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("license-api-sqlite-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{name}.db"));
+        let _ = std::fs::remove_file(&path);
+        path
+    }
+
+    fn version(path: &Path) -> i64 {
+        Connection::open(path)
+            .unwrap()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap()
+    }
+
+    fn addr() -> LicenseAddr {
+        LicenseAddr::Id {
+            company: CompanyId::parse("acme").unwrap(),
+            product: ProductCode::parse("app").unwrap(),
+            id: 7,
+        }
+    }
+
+    /// A database written before schema versions existed: today's tables, `user_version` 0, data.
+    #[tokio::test]
+    async fn an_unversioned_database_is_adopted_with_its_data() {
+        let path = scratch("unversioned");
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch(SCHEMA_V1).unwrap();
+        c.execute(
+            "INSERT INTO licenses (pk, license_id, enabled, max_activations, unlimited, max_transfers, terms, times_activated)
+             VALUES (?1, 7, 1, 3, 0, 0, '{}', 2)",
+            [addr().storage_key()],
+        )
+        .unwrap();
+        drop(c);
+        assert_eq!(version(&path), 0);
+
+        let store = SqliteStore::open(&path).expect("an unversioned database opens");
+        let license = store.get_license(&addr()).await.unwrap().expect("the license is kept");
+        assert_eq!(
+            (license.id, license.max_activations, license.times_activated),
+            (7, 3, 2)
+        );
+        assert_eq!(version(&path), SCHEMA_VERSION as i64);
+        // Migration 2 ran: audit records can be written.
+        let record = AuditRecord {
+            company: CompanyId::parse("acme").unwrap(),
+            id: "1".into(),
+            at: Timestamp::from_millis(0),
+            actor: "cli".into(),
+            action: "license.update".into(),
+            subject: addr().storage_key(),
+            detail: serde_json::json!({}),
+        };
+        let item = Item::Audit(record.company.clone(), record.id.clone());
+        store
+            .write(&Write::create(item.clone(), Image::Audit(Box::new(record.clone()))))
+            .await
+            .unwrap();
+        assert_eq!(store.load(&item).await.unwrap(), Some(Image::Audit(Box::new(record))));
+        drop(store);
+        SqliteStore::open(&path).expect("a current database opens again");
+        assert_eq!(version(&path), SCHEMA_VERSION as i64);
+    }
+
+    #[test]
+    fn a_database_from_a_newer_build_is_refused() {
+        let path = scratch("newer");
+        drop(SqliteStore::open(&path).unwrap());
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
+        let err = SqliteStore::open(&path).expect_err("a newer schema is refused");
+        assert!(matches!(err, StoreError::SchemaTooNew { found: 99, .. }), "{err:?}");
+        let message = err.to_string();
+        assert!(
+            message.contains(&format!(
+                "has schema version 99, newer than this license-server knows ({SCHEMA_VERSION}): upgrade license-server"
+            )) && message.contains(&path.display().to_string()),
+            "{message}"
+        );
+        assert_eq!(version(&path), 99, "the database is left as it was");
     }
 }

@@ -9,15 +9,21 @@
 //! number starts from 0, and every `Update` is conditioned on the item existing.
 
 use super::{ActivationPlan, CheckPlan, DeactivationPlan, LicenseAddr, RequestKey, Slot, WriteToken};
-use crate::ids::{CompanyId, HardwareId, ProductCode, Username};
-use crate::model::{Company, Device, License, ProcessedRequest, ProductDoc, Seat};
+use crate::ids::{ApiKeyId, CompanyId, HardwareId, ProductCode, Username};
+use crate::model::{
+    ApiKeyRecord, AuditRecord, Company, Device, License, LicenseUser, ProcessedRequest, ProductDoc, Seat,
+};
 use serde_json::Value;
+use std::collections::BTreeMap;
 
 /// An item a write touches.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Item {
+    ApiKey(ApiKeyId),
     Product(CompanyId, ProductCode),
     Company(CompanyId),
+    /// A license user's record.
+    User(CompanyId, Username),
     License(LicenseAddr),
     Device(LicenseAddr, HardwareId),
     Seat(LicenseAddr, Username),
@@ -25,30 +31,131 @@ pub enum Item {
     Released(LicenseAddr, HardwareId),
     /// The record of an applied offline request (SPEC §6).
     Request(LicenseAddr, RequestKey),
+    /// One record of the audit trail: company and record id.
+    Audit(CompanyId, String),
 }
 
-/// Attributes that conditions compare or effects change. `name` is the attribute's name in every store.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Attr {
-    LicenseId,
-    Enabled,
-    Unlimited,
-    MaxActivations,
-    TimesActivated,
-    MaxTransfers,
-    TransferCount,
-    ReleasedCount,
-    ValidityPeriod,
-    Active,
-    Activations,
-    WriteToken,
-    DeactivatedAt,
-    LastSeenAt,
-    TotalActivations,
-    Disabled,
-    Archived,
-    Blacklist,
-    ExpiresAt,
+/// Declares [`Attr`] with its stored name: the one place every attribute (DynamoDB) and column
+/// (SQLite) is named. Adding one here makes every exhaustive match over `Attr` ask for it.
+macro_rules! attributes {
+    ($($(#[$doc:meta])* $variant:ident = $name:literal,)*) => {
+        /// Every attribute a store keeps. `name` is the attribute's name in every store.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Attr {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl Attr {
+            pub const ALL: &'static [Attr] = &[$(Attr::$variant,)*];
+
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $name,)*
+                }
+            }
+        }
+    };
+}
+
+attributes! {
+    // API key
+    ApiKey = "api_key",
+    Company = "company",
+    SharedKey = "shared_key",
+    /// The products an API key serves (empty: all).
+    Products = "products",
+    ReadOnly = "read_only",
+    Revoked = "revoked",
+    /// The JSON document of a company, product or license user.
+    Doc = "doc",
+    Disabled = "disabled",
+    Archived = "archived",
+    Blacklist = "blacklist",
+    // license
+    LicenseId = "license_id",
+    LicenseKey = "license_key",
+    Enabled = "enabled",
+    Unlimited = "unlimited",
+    MaxActivations = "max_activations",
+    TimesActivated = "times_activated",
+    MaxTransfers = "max_transfers",
+    TransferCount = "transfer_count",
+    ReleasedCount = "released_count",
+    ValidityPeriod = "validity_period",
+    Terms = "terms",
+    Consumptions = "consumptions",
+    /// Per-feature counters as one value (SQLite); DynamoDB keeps one attribute per feature instead.
+    FeatureConsumptions = "feature_consumptions",
+    ConsumptionsPeriod = "consumptions_period",
+    /// Per-feature period starts as one value (SQLite); DynamoDB keeps one attribute per feature.
+    FeaturePeriods = "feature_periods",
+    // device
+    DeviceId = "device_id",
+    HardwareId = "hardware_id",
+    Active = "active",
+    User = "user",
+    FirstActivatedAt = "first_activated_at",
+    LastActivatedAt = "last_activated_at",
+    DeactivatedAt = "deactivated_at",
+    LastSeenAt = "last_seen_at",
+    Details = "details",
+    Variables = "variables",
+    Activations = "activations",
+    WriteToken = "write_token",
+    // seat
+    TotalActivations = "total_activations",
+    // applied offline request
+    RequestKey = "request_key",
+    Answer = "answer",
+    ProcessedAt = "processed_at",
+    ExpiresAt = "expires_at",
+    // audit record
+    AuditId = "audit_id",
+    At = "at",
+    Actor = "actor",
+    Change = "action",
+    Subject = "subject",
+    Detail = "detail",
+}
+
+/// What an [`Action::Upsert`] does with an attribute the item already holds: the one statement of
+/// the catalog's "keep the counters" rule, which every store follows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnUpsert {
+    /// The vendor sets it: the new value replaces the stored one.
+    Replace,
+    /// Requests change it (a counter): a stored value stays, a new item starts from the given one.
+    KeepStored,
+    /// Set by the vendor or by a request (a trial's validity): a given value replaces the stored one,
+    /// none keeps it.
+    KeepUnlessGiven,
+}
+
+impl Attr {
+    pub fn on_upsert(self) -> OnUpsert {
+        use Attr::*;
+        match self {
+            TimesActivated | TransferCount | ReleasedCount | Consumptions | FeatureConsumptions
+            | ConsumptionsPeriod | FeaturePeriods | TotalActivations => OnUpsert::KeepStored,
+            ValidityPeriod => OnUpsert::KeepUnlessGiven,
+            ApiKey | Company | SharedKey | Products | ReadOnly | Revoked | Doc | Disabled | Archived | Blacklist
+            | LicenseId | LicenseKey | Enabled | Unlimited | MaxActivations | MaxTransfers | Terms | DeviceId
+            | HardwareId | Active | User | FirstActivatedAt | LastActivatedAt | DeactivatedAt | LastSeenAt
+            | Details | Variables | Activations | WriteToken | RequestKey | Answer | ProcessedAt | ExpiresAt
+            | AuditId | At | Actor | Change | Subject | Detail => OnUpsert::Replace,
+        }
+    }
+
+    /// The rule for a stored attribute by name; per-feature counters (DynamoDB) are counters.
+    pub fn on_upsert_named(name: &str) -> OnUpsert {
+        if name.starts_with(FEATURE_COUNTER_PREFIX) || name.starts_with(FEATURE_PERIOD_PREFIX) {
+            return OnUpsert::KeepStored;
+        }
+        Attr::ALL
+            .iter()
+            .find(|a| a.name() == name)
+            .map_or(OnUpsert::Replace, |a| a.on_upsert())
+    }
 }
 
 /// A consumption counter of a license. Feature counters are named by the feature's code, so a license
@@ -63,7 +170,7 @@ impl Counter {
     /// The attribute (DynamoDB) that holds the counter on the license item.
     pub fn name(&self) -> String {
         match self {
-            Self::Consumptions => "consumptions".to_owned(),
+            Self::Consumptions => Attr::Consumptions.name().to_owned(),
             Self::Feature(code) => format!("{FEATURE_COUNTER_PREFIX}{code}"),
         }
     }
@@ -71,44 +178,16 @@ impl Counter {
     /// The attribute that holds the start of the period a periodic counter counts (Unix milliseconds).
     pub fn period_name(&self) -> String {
         match self {
-            Self::Consumptions => LICENSE_PERIOD.to_owned(),
+            Self::Consumptions => Attr::ConsumptionsPeriod.name().to_owned(),
             Self::Feature(code) => format!("{FEATURE_PERIOD_PREFIX}{code}"),
         }
     }
 }
 
-/// Prefix of the license attributes that count a feature's consumptions.
+/// Prefix of the license attributes that count a feature's consumptions (DynamoDB).
 pub const FEATURE_COUNTER_PREFIX: &str = "consumptions#";
-/// The attribute with the start of the period the license's own counter counts.
-pub const LICENSE_PERIOD: &str = "consumptions_period";
-/// Prefix of the attributes with the start of the period a feature's counter counts.
+/// Prefix of the attributes with the start of the period a feature's counter counts (DynamoDB).
 pub const FEATURE_PERIOD_PREFIX: &str = "consumptions_period#";
-
-impl Attr {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::LicenseId => "license_id",
-            Self::Enabled => "enabled",
-            Self::Unlimited => "unlimited",
-            Self::MaxActivations => "max_activations",
-            Self::TimesActivated => "times_activated",
-            Self::MaxTransfers => "max_transfers",
-            Self::TransferCount => "transfer_count",
-            Self::ReleasedCount => "released_count",
-            Self::ValidityPeriod => "validity_period",
-            Self::Active => "active",
-            Self::Activations => "activations",
-            Self::WriteToken => "write_token",
-            Self::DeactivatedAt => "deactivated_at",
-            Self::LastSeenAt => "last_seen_at",
-            Self::TotalActivations => "total_activations",
-            Self::Disabled => "disabled",
-            Self::Archived => "archived",
-            Self::Blacklist => "blacklist",
-            Self::ExpiresAt => "expires_at",
-        }
-    }
-}
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Val {
@@ -117,6 +196,8 @@ pub enum Val {
     Str(String),
     /// A set of strings (blacklists); only `Contains` looks into it.
     Set(Vec<String>),
+    /// Numbers by feature code (SQLite's per-feature counters and period starts).
+    Counts(BTreeMap<String, i64>),
 }
 
 /// A condition on one item.
@@ -182,12 +263,11 @@ pub enum Action {
     /// Only the conditions: the item is read, not written.
     Check,
     Update(Vec<Effect>),
-    /// Writes the whole device record.
-    PutDevice(Box<Device>),
-    /// Writes a released-slot marker.
-    PutMarker,
-    /// Writes the record of an applied offline request.
-    PutRequest(Box<ProcessedRequest>),
+    /// Writes the whole item, replacing a stored one (with `Cond::Missing`: creates it if absent).
+    Put(Image),
+    /// Writes the item, keeping what requests changed on a stored one ([`Attr::on_upsert`]): the
+    /// catalog import's write.
+    Upsert(Image),
     Delete,
 }
 
@@ -202,7 +282,7 @@ impl ItemWrite {
     /// The answer an offline request's record holds.
     pub fn recorded_answer(&self) -> Option<String> {
         match &self.action {
-            Action::PutRequest(r) => Some(r.answer.clone()),
+            Action::Put(Image::Request(r)) => Some(r.answer.clone()),
             _ => None,
         }
     }
@@ -212,6 +292,38 @@ impl ItemWrite {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Write {
     pub items: Vec<ItemWrite>,
+}
+
+impl Write {
+    fn one(item: Item, conditions: Vec<Cond>, action: Action) -> Self {
+        Self {
+            items: vec![ItemWrite {
+                item,
+                conditions,
+                action,
+            }],
+        }
+    }
+
+    /// Writes the whole item, replacing a stored one.
+    pub fn put(item: Item, image: Image) -> Self {
+        Self::one(item, Vec::new(), Action::Put(image))
+    }
+
+    /// Creates the item; refused if it exists.
+    pub fn create(item: Item, image: Image) -> Self {
+        Self::one(item, vec![Cond::Missing], Action::Put(image))
+    }
+
+    /// Writes the item, keeping the counters of a stored one ([`Attr::on_upsert`]).
+    pub fn upsert(item: Item, image: Image) -> Self {
+        Self::one(item, Vec::new(), Action::Upsert(image))
+    }
+
+    /// Deletes the item, if there is one.
+    pub fn delete(item: Item) -> Self {
+        Self::one(item, Vec::new(), Action::Delete)
+    }
 }
 
 /// The device is at `version`. Devices stored before versions existed have no `activations` attribute
@@ -251,10 +363,10 @@ impl ActivationPlan {
         items.push(ItemWrite {
             item: Item::Device(addr.clone(), hw.clone()),
             conditions: device_cond,
-            action: Action::PutDevice(Box::new(Device {
+            action: Action::Put(Image::Device(Box::new(Device {
                 write_token: Some(token.as_str().to_owned()),
                 ..self.device.clone()
-            })),
+            }))),
         });
 
         // The license: the one decided on (an address re-imported with another license, or a bundle
@@ -366,7 +478,7 @@ impl DeactivationPlan {
             items.push(ItemWrite {
                 item: Item::Released(addr.clone(), self.hardware_id.clone()),
                 conditions: vec![Cond::Missing],
-                action: Action::PutMarker,
+                action: Action::Put(Image::Marker),
             });
         }
         Write { items }
@@ -446,7 +558,7 @@ pub fn request_record(addr: &LicenseAddr, request: &ProcessedRequest, now: crate
             Cond::Missing,
             !Cond::Gt(Attr::ExpiresAt, now.unix_seconds()),
         ])],
-        action: Action::PutRequest(Box::new(request.clone())),
+        action: Action::Put(Image::Request(Box::new(request.clone()))),
     }
 }
 
@@ -504,51 +616,126 @@ pub fn checks_write(plans: &[CheckPlan]) -> Write {
     }
 }
 
-/// An item as a store holds it, for evaluating conditions and applying effects in code.
+/// An item as a store holds it, for evaluating conditions and applying effects in code, and for
+/// writing whole items ([`Action::Put`], [`Action::Upsert`]).
 #[derive(Clone, Debug)]
 pub enum Image {
+    ApiKey(Box<ApiKeyRecord>),
     Product(Box<ProductDoc>),
     Company(Box<Company>),
+    User(Box<LicenseUser>),
     License(Box<License>),
     Device(Box<Device>),
     Seat(Seat),
     Marker,
     Request(Box<ProcessedRequest>),
+    Audit(Box<AuditRecord>),
+}
+
+/// Two images are equal when they are the same kind of item with the same stored attributes.
+impl PartialEq for Image {
+    fn eq(&self, other: &Self) -> bool {
+        std::mem::discriminant(self) == std::mem::discriminant(other)
+            && Attr::ALL.iter().all(|&a| self.get(a) == other.get(a))
+    }
 }
 
 fn blacklist(set: &std::collections::BTreeSet<HardwareId>) -> Val {
-    Val::Set(set.iter().map(|h| h.as_str().to_owned()).collect())
+    set_of(set.iter().map(HardwareId::as_str))
+}
+
+fn set_of<'a>(items: impl IntoIterator<Item = &'a str>) -> Val {
+    Val::Set(items.into_iter().map(str::to_owned).collect())
+}
+
+fn json_of<T: serde::Serialize>(value: &T) -> Option<Val> {
+    Some(Val::Str(
+        serde_json::to_string(value).expect("domain types serialise to JSON"),
+    ))
+}
+
+fn time_of(t: Option<crate::time::Timestamp>) -> Option<Val> {
+    t.map(|t| Val::Str(t.to_string()))
 }
 
 impl Image {
+    /// The attribute as the item holds it (`None`: absent, or not an attribute of this item). Every
+    /// attribute is listed, so one added to [`Attr`] does not compile until it is read here.
     pub fn get(&self, attr: Attr) -> Option<Val> {
         use Attr::*;
+        use Image as I;
         let int = |v: i64| Some(Val::Int(v));
         let flag = |v: bool| Some(Val::Bool(v));
-        match (self, attr) {
-            (Self::Product(p), Disabled) => flag(p.disabled),
-            (Self::Product(p), Archived) => flag(p.archived),
-            (Self::Product(p), Blacklist) => Some(blacklist(&p.blacklist)),
-            (Self::Company(c), Blacklist) => Some(blacklist(&c.blacklist)),
-            (Self::License(l), LicenseId) => int(l.id),
-            (Self::License(l), Enabled) => flag(l.enabled),
-            (Self::License(l), Unlimited) => flag(l.allow_unlimited_activations),
-            (Self::License(l), MaxActivations) => int(l.max_activations),
-            (Self::License(l), TimesActivated) => int(l.times_activated),
-            (Self::License(l), MaxTransfers) => int(l.max_transfers),
-            (Self::License(l), TransferCount) => int(l.transfer_count),
-            (Self::License(l), ReleasedCount) => int(l.released_count),
-            (Self::License(l), ValidityPeriod) => l.validity_period.map(|t| Val::Str(t.to_string())),
-            (Self::Device(d), Active) => flag(d.active),
-            (Self::Device(d), Activations) => int(d.activations),
-            (Self::Device(d), WriteToken) => d.write_token.clone().map(Val::Str),
-            (Self::Device(d), DeactivatedAt) => d.deactivated_at.map(|t| Val::Str(t.to_string())),
-            (Self::Device(d), LastSeenAt) => d.last_seen_at.map(|t| Val::Str(t.to_string())),
-            (Self::Seat(s), MaxActivations) => int(s.max_activations),
-            (Self::Seat(s), Unlimited) => flag(s.allow_unlimited_activations),
-            (Self::Seat(s), TotalActivations) => int(s.total_activations),
-            (Self::Request(r), ExpiresAt) => int(r.expires_at),
-            _ => None,
+        let text = |v: &str| Some(Val::Str(v.to_owned()));
+        match (attr, self) {
+            (ApiKey, I::ApiKey(k)) => text(k.id.as_str()),
+            (Company, I::ApiKey(k)) => text(k.company.as_str()),
+            (Company, I::Audit(r)) => text(r.company.as_str()),
+            (SharedKey, I::ApiKey(k)) => text(&k.shared_key),
+            (Products, I::ApiKey(k)) => Some(set_of(k.products.iter().map(ProductCode::as_str))),
+            (ReadOnly, I::ApiKey(k)) => flag(k.read_only),
+            (Revoked, I::ApiKey(k)) => flag(k.revoked),
+            (Doc, I::Product(p)) => json_of(p),
+            (Doc, I::Company(c)) => json_of(c),
+            (Doc, I::User(u)) => json_of(u),
+            (Disabled, I::Product(p)) => flag(p.disabled),
+            (Archived, I::Product(p)) => flag(p.archived),
+            (Blacklist, I::Product(p)) => Some(blacklist(&p.blacklist)),
+            (Blacklist, I::Company(c)) => Some(blacklist(&c.blacklist)),
+            (LicenseId, I::License(l)) => int(l.id),
+            (LicenseKey, I::License(l)) => l.key.as_ref().and_then(|k| text(k.as_str())),
+            (Enabled, I::License(l)) => flag(l.enabled),
+            (Unlimited, I::License(l)) => flag(l.allow_unlimited_activations),
+            (Unlimited, I::Seat(s)) => flag(s.allow_unlimited_activations),
+            (MaxActivations, I::License(l)) => int(l.max_activations),
+            (MaxActivations, I::Seat(s)) => int(s.max_activations),
+            (TimesActivated, I::License(l)) => int(l.times_activated),
+            (MaxTransfers, I::License(l)) => int(l.max_transfers),
+            (TransferCount, I::License(l)) => int(l.transfer_count),
+            (ReleasedCount, I::License(l)) => int(l.released_count),
+            (ValidityPeriod, I::License(l)) => time_of(l.validity_period),
+            (Terms, I::License(l)) => json_of(&l.terms),
+            (Consumptions, I::License(l)) => int(l.consumptions),
+            (FeatureConsumptions, I::License(l)) => Some(Val::Counts(l.feature_consumptions.clone())),
+            (ConsumptionsPeriod, I::License(l)) => l.consumptions_period.map(|t| Val::Int(t.millis())),
+            (FeaturePeriods, I::License(l)) => Some(Val::Counts(
+                l.feature_periods.iter().map(|(k, t)| (k.clone(), t.millis())).collect(),
+            )),
+            (DeviceId, I::Device(d)) => int(d.id),
+            (HardwareId, I::Device(d)) => text(d.hardware_id.as_str()),
+            (Active, I::Device(d)) => flag(d.active),
+            (User, I::Device(d)) => d.user.as_ref().and_then(|u| text(u.as_str())),
+            (User, I::Seat(s)) => text(s.user.as_str()),
+            (FirstActivatedAt, I::Device(d)) => time_of(Some(d.first_activated_at)),
+            (LastActivatedAt, I::Device(d)) => time_of(Some(d.last_activated_at)),
+            (DeactivatedAt, I::Device(d)) => time_of(d.deactivated_at),
+            (LastSeenAt, I::Device(d)) => time_of(d.last_seen_at),
+            (Details, I::Device(d)) => json_of(&d.details),
+            (Variables, I::Device(d)) => json_of(&d.variables),
+            (Activations, I::Device(d)) => int(d.activations),
+            (WriteToken, I::Device(d)) => d.write_token.as_deref().and_then(text),
+            (TotalActivations, I::Seat(s)) => int(s.total_activations),
+            (RequestKey, I::Request(r)) => text(r.key.as_str()),
+            (Answer, I::Request(r)) => text(&r.answer),
+            (ProcessedAt, I::Request(r)) => time_of(Some(r.processed_at)),
+            (ExpiresAt, I::Request(r)) => int(r.expires_at),
+            (AuditId, I::Audit(r)) => text(&r.id),
+            (At, I::Audit(r)) => time_of(Some(r.at)),
+            (Actor, I::Audit(r)) => text(&r.actor),
+            (Change, I::Audit(r)) => text(&r.action),
+            (Subject, I::Audit(r)) => text(&r.subject),
+            (Detail, I::Audit(r)) => json_of(&r.detail),
+            // Each attribute above is named; what remains is an attribute of another kind of item.
+            (
+                ApiKey | Company | SharedKey | Products | ReadOnly | Revoked | Doc | Disabled | Archived | Blacklist
+                | LicenseId | LicenseKey | Enabled | Unlimited | MaxActivations | TimesActivated | MaxTransfers
+                | TransferCount | ReleasedCount | ValidityPeriod | Terms | Consumptions | FeatureConsumptions
+                | ConsumptionsPeriod | FeaturePeriods | DeviceId | HardwareId | Active | User | FirstActivatedAt
+                | LastActivatedAt | DeactivatedAt | LastSeenAt | Details | Variables | Activations | WriteToken
+                | TotalActivations | RequestKey | Answer | ProcessedAt | ExpiresAt | AuditId | At | Actor | Change
+                | Subject | Detail,
+                _,
+            ) => None,
         }
     }
 
@@ -607,26 +794,67 @@ impl Image {
         Ok(())
     }
 
+    /// Changes an attribute that writes change (effects, and what an upsert keeps). Every attribute
+    /// is listed, so one added to [`Attr`] does not compile until it is decided here.
     fn set(&mut self, attr: Attr, value: Val) -> Result<(), String> {
         use Attr::*;
+        use Image as I;
         let bad = || format!("cannot set {} to {value:?}", attr.name());
         let time = |v: &Val| match v {
             Val::Str(s) => crate::time::Timestamp::parse_iso(s).ok_or_else(bad),
             _ => Err(bad()),
         };
-        match (self, attr, &value) {
-            (Self::License(l), TimesActivated, Val::Int(v)) => l.times_activated = *v,
-            (Self::License(l), TransferCount, Val::Int(v)) => l.transfer_count = *v,
-            (Self::License(l), ReleasedCount, Val::Int(v)) => l.released_count = *v,
-            (Self::License(l), ValidityPeriod, v) => l.validity_period = Some(time(v)?),
-            (Self::Device(d), Active, Val::Bool(v)) => d.active = *v,
-            (Self::Device(d), WriteToken, Val::Str(v)) => d.write_token = Some(v.clone()),
-            (Self::Device(d), DeactivatedAt, v) => d.deactivated_at = Some(time(v)?),
-            (Self::Device(d), LastSeenAt, v) => d.last_seen_at = Some(time(v)?),
-            (Self::Seat(s), TotalActivations, Val::Int(v)) => s.total_activations = *v,
-            _ => return Err(bad()),
+        let millis = crate::time::Timestamp::from_millis;
+        match (attr, self, &value) {
+            (TimesActivated, I::License(l), Val::Int(v)) => l.times_activated = *v,
+            (TransferCount, I::License(l), Val::Int(v)) => l.transfer_count = *v,
+            (ReleasedCount, I::License(l), Val::Int(v)) => l.released_count = *v,
+            (ValidityPeriod, I::License(l), v) => l.validity_period = Some(time(v)?),
+            (Consumptions, I::License(l), Val::Int(v)) => l.consumptions = *v,
+            (FeatureConsumptions, I::License(l), Val::Counts(v)) => l.feature_consumptions = v.clone(),
+            (ConsumptionsPeriod, I::License(l), Val::Int(v)) => l.consumptions_period = Some(millis(*v)),
+            (FeaturePeriods, I::License(l), Val::Counts(v)) => {
+                l.feature_periods = v.iter().map(|(k, t)| (k.clone(), millis(*t))).collect()
+            }
+            (Active, I::Device(d), Val::Bool(v)) => d.active = *v,
+            (WriteToken, I::Device(d), Val::Str(v)) => d.write_token = Some(v.clone()),
+            (DeactivatedAt, I::Device(d), v) => d.deactivated_at = Some(time(v)?),
+            (LastSeenAt, I::Device(d), v) => d.last_seen_at = Some(time(v)?),
+            (TotalActivations, I::Seat(s), Val::Int(v)) => s.total_activations = *v,
+            (
+                TimesActivated | TransferCount | ReleasedCount | ValidityPeriod | Consumptions | FeatureConsumptions
+                | ConsumptionsPeriod | FeaturePeriods | Active | WriteToken | DeactivatedAt | LastSeenAt
+                | TotalActivations,
+                _,
+                _,
+            ) => return Err(bad()),
+            // Set by the catalog or when the item is first written, never by an effect.
+            (
+                ApiKey | Company | SharedKey | Products | ReadOnly | Revoked | Doc | Disabled | Archived | Blacklist
+                | LicenseId | LicenseKey | Enabled | Unlimited | MaxActivations | MaxTransfers | Terms | DeviceId
+                | HardwareId | User | FirstActivatedAt | LastActivatedAt | Details | Variables | Activations
+                | RequestKey | Answer | ProcessedAt | ExpiresAt | AuditId | At | Actor | Change | Subject | Detail,
+                _,
+                _,
+            ) => return Err(format!("{} is not changed by a write", attr.name())),
         }
         Ok(())
+    }
+
+    /// `self`, an item to upsert, with what the stored item `old` keeps ([`Attr::on_upsert`]).
+    pub fn upserted_over(mut self, old: Option<&Image>) -> Result<Image, String> {
+        let Some(old) = old else { return Ok(self) };
+        for &attr in Attr::ALL {
+            let keep = match attr.on_upsert() {
+                OnUpsert::Replace => false,
+                OnUpsert::KeepStored => true,
+                OnUpsert::KeepUnlessGiven => self.get(attr).is_none(),
+            };
+            if let Some(stored) = keep.then(|| old.get(attr)).flatten() {
+                self.set(attr, stored)?;
+            }
+        }
+        Ok(self)
     }
 }
 
@@ -700,9 +928,10 @@ pub fn apply_actions<'a>(
     for (item, image) in items {
         match &item.action {
             Action::Check => {}
-            Action::PutDevice(device) => *image = Some(Image::Device(device.clone())),
-            Action::PutMarker => *image = Some(Image::Marker),
-            Action::PutRequest(request) => *image = Some(Image::Request(request.clone())),
+            Action::Put(new) => *image = Some(new.clone()),
+            Action::Upsert(new) => {
+                *image = Some(new.clone().upserted_over(image.as_ref()).map_err(Refused::Invalid)?);
+            }
             Action::Delete => *image = None,
             Action::Update(effects) => {
                 let Some(target) = image.as_mut() else {
@@ -738,5 +967,119 @@ fn apply_effect(target: &mut Image, effect: &Effect) -> Result<(), String> {
             }
             _ => Err("details belong to devices".into()),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::Timestamp;
+
+    fn addr() -> LicenseAddr {
+        LicenseAddr::Id {
+            company: CompanyId::parse("c").unwrap(),
+            product: ProductCode::parse("p").unwrap(),
+            id: 1,
+        }
+    }
+
+    fn catalog_license(validity: Option<Timestamp>) -> License {
+        License {
+            max_activations: 9,
+            validity_period: validity,
+            ..License::new(
+                1,
+                CompanyId::parse("c").unwrap(),
+                ProductCode::parse("p").unwrap(),
+                None,
+            )
+        }
+    }
+
+    /// The catalog's rule, once for every store: an upsert replaces what the vendor sets and keeps what
+    /// requests changed; a validity the catalog leaves unset stays as a trial's first activation set it.
+    #[test]
+    fn an_upsert_keeps_counters_and_a_started_validity() {
+        let used = License {
+            max_activations: 2,
+            times_activated: 2,
+            transfer_count: 1,
+            released_count: 1,
+            consumptions: 5,
+            feature_consumptions: [("f".to_owned(), 3)].into(),
+            consumptions_period: Some(Timestamp::from_millis(7)),
+            feature_periods: [("f".to_owned(), Timestamp::from_millis(8))].into(),
+            validity_period: Some(Timestamp::from_millis(9)),
+            ..catalog_license(None)
+        };
+        let item = Item::License(addr());
+        let mut images = [Some(Image::License(Box::new(used.clone())))];
+        apply(
+            &Write::upsert(item.clone(), Image::License(Box::new(catalog_license(None)))),
+            &mut images,
+        )
+        .unwrap();
+        let Some(Image::License(after)) = &images[0] else {
+            panic!("a license")
+        };
+        let expected = License {
+            max_activations: 9,
+            ..used.clone()
+        };
+        assert_eq!(Image::License(after.clone()), Image::License(Box::new(expected)));
+
+        let given = Some(Timestamp::from_millis(99));
+        let mut images = [Some(Image::License(Box::new(used)))];
+        apply(
+            &Write::upsert(item.clone(), Image::License(Box::new(catalog_license(given)))),
+            &mut images,
+        )
+        .unwrap();
+        let Some(Image::License(after)) = &images[0] else {
+            panic!("a license")
+        };
+        assert_eq!(
+            after.validity_period, given,
+            "a validity the catalog sets replaces the stored one"
+        );
+
+        let mut images = [None];
+        let new = Image::License(Box::new(catalog_license(None)));
+        apply(&Write::upsert(item, new.clone()), &mut images).unwrap();
+        assert_eq!(images[0], Some(new), "a new item is written as given");
+    }
+
+    #[test]
+    fn create_refuses_an_existing_item_and_delete_removes_it() {
+        let item = Item::Released(addr(), HardwareId::parse("hw").unwrap());
+        let mut images = [Some(Image::Marker)];
+        assert_eq!(
+            apply(&Write::create(item.clone(), Image::Marker), &mut images),
+            Err(Refused::Condition { index: 0 })
+        );
+        apply(&Write::delete(item), &mut images).unwrap();
+        assert_eq!(images[0], None);
+    }
+
+    /// Every attribute an effect may change is settable on the item that holds it, and every other
+    /// attribute is refused with its name rather than ignored.
+    #[test]
+    fn set_names_what_no_write_changes() {
+        let mut seat = Image::Seat(Seat {
+            user: Username::parse("u@example.com").unwrap(),
+            max_activations: 1,
+            allow_unlimited_activations: false,
+            total_activations: 0,
+        });
+        seat.set(Attr::TotalActivations, Val::Int(3)).unwrap();
+        assert_eq!(seat.get(Attr::TotalActivations), Some(Val::Int(3)));
+        assert_eq!(
+            seat.set(Attr::MaxActivations, Val::Int(3)),
+            Err("max_activations is not changed by a write".to_owned())
+        );
+        assert!(
+            seat.set(Attr::TimesActivated, Val::Int(3)).is_err(),
+            "not an attribute of a seat"
+        );
     }
 }

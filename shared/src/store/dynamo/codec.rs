@@ -3,12 +3,12 @@
 //! user is one JSON string attribute `doc`, so adding a field to the model never needs a migration.
 
 use super::keys::{self, PK};
-use super::UpdateBuilder;
 use crate::ids::{ApiKeyId, CompanyId, HardwareId, LicenseKey, ProductCode, Username};
 use crate::model::{
-    ApiKeyRecord, Company, Device, DeviceVariable, License, LicenseTerms, ProcessedRequest, ProductDoc, Seat,
+    ApiKeyRecord, AuditRecord, Company, Device, DeviceVariable, License, LicenseTerms, ProcessedRequest, ProductDoc,
+    Seat,
 };
-use crate::store::write::{FEATURE_COUNTER_PREFIX, FEATURE_PERIOD_PREFIX, LICENSE_PERIOD};
+use crate::store::write::{Attr as A, Image, Item as WriteItem, FEATURE_COUNTER_PREFIX, FEATURE_PERIOD_PREFIX};
 use crate::store::{LicenseAddr, RequestKey, StoreError};
 use crate::time::Timestamp;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -32,9 +32,9 @@ pub fn key_part(item: &ItemMap, name: &str) -> String {
 }
 
 /// Typed reads of one item, with errors that name the item and the attribute.
-struct Item<'a>(&'a ItemMap);
+struct Reader<'a>(&'a ItemMap);
 
-impl<'a> Item<'a> {
+impl<'a> Reader<'a> {
     fn corrupt(&self, reason: impl Into<String>) -> StoreError {
         StoreError::Corrupt {
             key: format!("{}/{}", key_part(self.0, PK), key_part(self.0, keys::SK)),
@@ -115,70 +115,70 @@ fn to_json<T: Serialize>(value: &T) -> Result<String, StoreError> {
 }
 
 pub fn doc<T: DeserializeOwned>(item: &ItemMap) -> Result<T, StoreError> {
-    Item(item).json("doc")
+    Reader(item).json(A::Doc.name())
 }
 
 pub fn doc_item<T: Serialize>(mut key: ItemMap, value: &T) -> Result<ItemMap, StoreError> {
-    key.insert("doc".into(), s(to_json(value)?));
+    key.insert(A::Doc.name().into(), s(to_json(value)?));
     Ok(key)
 }
 
 pub fn api_key(item: &ItemMap) -> Result<ApiKeyRecord, StoreError> {
-    let i = Item(item);
+    let i = Reader(item);
     Ok(ApiKeyRecord {
-        id: i.id("api_key", ApiKeyId::parse)?,
-        company: i.id("company", CompanyId::parse)?,
-        shared_key: i.str("shared_key")?.to_owned(),
+        id: i.id(A::ApiKey.name(), ApiKeyId::parse)?,
+        company: i.id(A::Company.name(), CompanyId::parse)?,
+        shared_key: i.str(A::SharedKey.name())?.to_owned(),
         products: i
-            .string_set("products")?
+            .string_set(A::Products.name())?
             .into_iter()
             .map(|p| ProductCode::parse(p).map_err(|e| i.corrupt(format!("product {e}"))))
             .collect::<Result<_, _>>()?,
-        read_only: i.bool("read_only")?,
-        revoked: i.bool("revoked")?,
+        read_only: i.bool(A::ReadOnly.name())?,
+        revoked: i.bool(A::Revoked.name())?,
     })
 }
 
 pub fn api_key_item(key: &ApiKeyRecord) -> ItemMap {
     let mut item = keys::api_key(&key.id);
-    item.insert("api_key".into(), s(key.id.as_str()));
-    item.insert("company".into(), s(key.company.as_str()));
-    item.insert("shared_key".into(), s(&key.shared_key));
+    item.insert(A::ApiKey.name().into(), s(key.id.as_str()));
+    item.insert(A::Company.name().into(), s(key.company.as_str()));
+    item.insert(A::SharedKey.name().into(), s(&key.shared_key));
     item.insert(
-        "products".into(),
+        A::Products.name().into(),
         AttributeValue::L(key.products.iter().map(|p| s(p.as_str())).collect()),
     );
-    item.insert("read_only".into(), AttributeValue::Bool(key.read_only));
-    item.insert("revoked".into(), AttributeValue::Bool(key.revoked));
+    item.insert(A::ReadOnly.name().into(), AttributeValue::Bool(key.read_only));
+    item.insert(A::Revoked.name().into(), AttributeValue::Bool(key.revoked));
     item
 }
 
 pub fn license(item: &ItemMap, addr: &LicenseAddr) -> Result<License, StoreError> {
-    let i = Item(item);
+    let i = Reader(item);
     let (company, product) = match addr {
         LicenseAddr::Key { company, product, .. } | LicenseAddr::Id { company, product, .. } => (company, product),
     };
     Ok(License {
-        id: i.int("license_id")?,
+        id: i.int(A::LicenseId.name())?,
         company: company.clone(),
         product: product.clone(),
         key: i
-            .opt_str("license_key")?
+            .opt_str(A::LicenseKey.name())?
             .map(LicenseKey::parse)
             .transpose()
             .map_err(|e| i.corrupt(format!("license_key {e}")))?,
-        enabled: i.bool("enabled")?,
-        max_activations: i.int("max_activations")?,
-        allow_unlimited_activations: i.bool("unlimited")?,
-        max_transfers: i.int("max_transfers")?,
-        validity_period: i.time("validity_period")?,
-        terms: i.json::<LicenseTerms>("terms")?,
-        times_activated: i.int("times_activated")?,
-        transfer_count: i.int("transfer_count")?,
-        released_count: i.int("released_count")?,
-        consumptions: i.int("consumptions")?,
+        enabled: i.bool(A::Enabled.name())?,
+        max_activations: i.int(A::MaxActivations.name())?,
+        allow_unlimited_activations: i.bool(A::Unlimited.name())?,
+        max_transfers: i.int(A::MaxTransfers.name())?,
+        validity_period: i.time(A::ValidityPeriod.name())?,
+        terms: i.json::<LicenseTerms>(A::Terms.name())?,
+        times_activated: i.int(A::TimesActivated.name())?,
+        transfer_count: i.int(A::TransferCount.name())?,
+        released_count: i.int(A::ReleasedCount.name())?,
+        consumptions: i.int(A::Consumptions.name())?,
         feature_consumptions: i.ints_by_code(FEATURE_COUNTER_PREFIX)?,
-        consumptions_period: i.millis(LICENSE_PERIOD)?,
+        consumptions_period: i.millis(A::ConsumptionsPeriod.name())?,
         feature_periods: i
             .ints_by_code(FEATURE_PERIOD_PREFIX)?
             .into_iter()
@@ -188,126 +188,97 @@ pub fn license(item: &ItemMap, addr: &LicenseAddr) -> Result<License, StoreError
 }
 
 pub fn processed_request(item: &ItemMap) -> Result<ProcessedRequest, StoreError> {
-    let i = Item(item);
+    let i = Reader(item);
     Ok(ProcessedRequest {
-        key: RequestKey::from_stored(i.str("request_key")?),
-        answer: i.str("answer")?.to_owned(),
+        key: RequestKey::from_stored(i.str(A::RequestKey.name())?),
+        answer: i.str(A::Answer.name())?.to_owned(),
         processed_at: i
-            .time("processed_at")?
+            .time(A::ProcessedAt.name())?
             .ok_or_else(|| i.corrupt("`processed_at` is missing"))?,
-        expires_at: i.int("expires_at")?,
+        expires_at: i.int(A::ExpiresAt.name())?,
     })
 }
 
 pub fn processed_request_item(addr: &LicenseAddr, r: &ProcessedRequest) -> ItemMap {
     let mut item = keys::request(addr, &r.key);
-    item.insert("request_key".into(), s(r.key.as_str()));
-    item.insert("answer".into(), s(&r.answer));
-    item.insert("processed_at".into(), s(r.processed_at.to_string()));
-    item.insert("expires_at".into(), n(r.expires_at));
+    item.insert(A::RequestKey.name().into(), s(r.key.as_str()));
+    item.insert(A::Answer.name().into(), s(&r.answer));
+    item.insert(A::ProcessedAt.name().into(), s(r.processed_at.to_string()));
+    item.insert(A::ExpiresAt.name().into(), n(r.expires_at));
     item
 }
 
-/// An upsert that sets everything the vendor controls and keeps the counters activations maintain.
-pub fn license_upsert(license: &License) -> Result<UpdateBuilder, StoreError> {
-    let mut u = UpdateBuilder::default();
-    u.value(":id", n(license.id))
-        .value(":enabled", AttributeValue::Bool(license.enabled))
-        .value(":max", n(license.max_activations))
-        .value(":unlimited", AttributeValue::Bool(license.allow_unlimited_activations))
-        .value(":max_transfers", n(license.max_transfers))
-        .value(":terms", s(to_json(&license.terms)?))
-        .value(":zero", n(0))
-        .set("license_id = :id")
-        .set("enabled = :enabled")
-        .set("max_activations = :max")
-        .set("unlimited = :unlimited")
-        .set("max_transfers = :max_transfers")
-        .set("terms = :terms")
-        .set("times_activated = if_not_exists(times_activated, :zero)")
-        .set("transfer_count = if_not_exists(transfer_count, :zero)")
-        .set("released_count = if_not_exists(released_count, :zero)");
-    if let Some(key) = &license.key {
-        u.value(":key", s(key.as_str())).set("license_key = :key");
-    }
-    if let Some(validity) = license.validity_period {
-        u.value(":validity", s(validity.to_string()))
-            .set("validity_period = :validity");
-    }
-    Ok(u)
-}
-
 pub fn seat(item: &ItemMap) -> Result<Seat, StoreError> {
-    let i = Item(item);
+    let i = Reader(item);
     Ok(Seat {
-        user: i.id("user", Username::parse)?,
-        max_activations: i.int("max_activations")?,
-        allow_unlimited_activations: i.bool("unlimited")?,
-        total_activations: i.int("total_activations")?,
+        user: i.id(A::User.name(), Username::parse)?,
+        max_activations: i.int(A::MaxActivations.name())?,
+        allow_unlimited_activations: i.bool(A::Unlimited.name())?,
+        total_activations: i.int(A::TotalActivations.name())?,
     })
 }
 
 pub fn device(item: &ItemMap) -> Result<Device, StoreError> {
-    let i = Item(item);
-    let details = match item.get("details") {
+    let i = Reader(item);
+    let details = match item.get(A::Details.name()) {
         Some(AttributeValue::M(m)) => m.iter().map(|(k, v)| (k.clone(), detail_json(v))).collect(),
         _ => Map::new(),
     };
-    let variables = match i.opt_str("variables")? {
-        Some(_) => i.json::<Vec<DeviceVariable>>("variables")?,
+    let variables = match i.opt_str(A::Variables.name())? {
+        Some(_) => i.json::<Vec<DeviceVariable>>(A::Variables.name())?,
         None => Vec::new(),
     };
     Ok(Device {
-        id: i.int("device_id")?,
-        hardware_id: i.id("hardware_id", HardwareId::parse)?,
-        active: i.bool("active")?,
+        id: i.int(A::DeviceId.name())?,
+        hardware_id: i.id(A::HardwareId.name(), HardwareId::parse)?,
+        active: i.bool(A::Active.name())?,
         user: i
-            .opt_str("user")?
+            .opt_str(A::User.name())?
             .map(Username::parse)
             .transpose()
             .map_err(|e| i.corrupt(format!("user {e}")))?,
         first_activated_at: i
-            .time("first_activated_at")?
+            .time(A::FirstActivatedAt.name())?
             .ok_or_else(|| i.corrupt("`first_activated_at` is missing"))?,
         last_activated_at: i
-            .time("last_activated_at")?
+            .time(A::LastActivatedAt.name())?
             .ok_or_else(|| i.corrupt("`last_activated_at` is missing"))?,
-        deactivated_at: i.time("deactivated_at")?,
-        last_seen_at: i.time("last_seen_at")?,
+        deactivated_at: i.time(A::DeactivatedAt.name())?,
+        last_seen_at: i.time(A::LastSeenAt.name())?,
         details,
         variables,
-        activations: i.int("activations")?,
-        write_token: i.opt_str("write_token")?.map(str::to_owned),
+        activations: i.int(A::Activations.name())?,
+        write_token: i.opt_str(A::WriteToken.name())?.map(str::to_owned),
     })
 }
 
 pub fn device_item(addr: &LicenseAddr, d: &Device) -> ItemMap {
     let mut item = keys::device(addr, &d.hardware_id);
-    item.insert("device_id".into(), n(d.id));
-    item.insert("hardware_id".into(), s(d.hardware_id.as_str()));
-    item.insert("active".into(), AttributeValue::Bool(d.active));
+    item.insert(A::DeviceId.name().into(), n(d.id));
+    item.insert(A::HardwareId.name().into(), s(d.hardware_id.as_str()));
+    item.insert(A::Active.name().into(), AttributeValue::Bool(d.active));
     if let Some(user) = &d.user {
-        item.insert("user".into(), s(user.as_str()));
+        item.insert(A::User.name().into(), s(user.as_str()));
     }
-    item.insert("first_activated_at".into(), s(d.first_activated_at.to_string()));
-    item.insert("last_activated_at".into(), s(d.last_activated_at.to_string()));
+    item.insert(A::FirstActivatedAt.name().into(), s(d.first_activated_at.to_string()));
+    item.insert(A::LastActivatedAt.name().into(), s(d.last_activated_at.to_string()));
     if let Some(t) = d.deactivated_at {
-        item.insert("deactivated_at".into(), s(t.to_string()));
+        item.insert(A::DeactivatedAt.name().into(), s(t.to_string()));
     }
     if let Some(t) = d.last_seen_at {
-        item.insert("last_seen_at".into(), s(t.to_string()));
+        item.insert(A::LastSeenAt.name().into(), s(t.to_string()));
     }
     item.insert(
-        "details".into(),
+        A::Details.name().into(),
         AttributeValue::M(d.details.iter().map(|(k, v)| (k.clone(), detail_value(v))).collect()),
     );
     item.insert(
-        "variables".into(),
+        A::Variables.name().into(),
         s(serde_json::to_string(&d.variables).unwrap_or_else(|_| "[]".into())),
     );
-    item.insert("activations".into(), n(d.activations));
+    item.insert(A::Activations.name().into(), n(d.activations));
     if let Some(token) = &d.write_token {
-        item.insert("write_token".into(), s(token));
+        item.insert(A::WriteToken.name().into(), s(token));
     }
     item
 }
@@ -317,15 +288,15 @@ pub fn device_item(addr: &LicenseAddr, d: &Device) -> ItemMap {
 /// their consistent read, so no request's write touches the product item (see docs/data-model.md).
 pub fn product_item(key: ItemMap, p: &ProductDoc) -> Result<ItemMap, StoreError> {
     let mut item = doc_item(key, p)?;
-    item.insert("disabled".into(), AttributeValue::Bool(p.disabled));
-    item.insert("archived".into(), AttributeValue::Bool(p.archived));
-    item.insert("blacklist".into(), hardware_list(&p.blacklist));
+    item.insert(A::Disabled.name().into(), AttributeValue::Bool(p.disabled));
+    item.insert(A::Archived.name().into(), AttributeValue::Bool(p.archived));
+    item.insert(A::Blacklist.name().into(), hardware_list(&p.blacklist));
     Ok(item)
 }
 
 pub fn company_item(key: ItemMap, c: &Company) -> Result<ItemMap, StoreError> {
     let mut item = doc_item(key, c)?;
-    item.insert("blacklist".into(), hardware_list(&c.blacklist));
+    item.insert(A::Blacklist.name().into(), hardware_list(&c.blacklist));
     Ok(item)
 }
 
@@ -349,4 +320,117 @@ fn detail_json(v: &AttributeValue) -> Value {
         AttributeValue::N(t) => Value::String(t.clone()),
         _ => Value::Null,
     }
+}
+
+/// A license as stored: its counters only when written (absent reads as 0 or "none"), one attribute
+/// per feature counter and period.
+pub fn license_item(key: ItemMap, l: &License) -> Result<ItemMap, StoreError> {
+    let mut item = key;
+    let mut put = |a: A, v: AttributeValue| item.insert(a.name().to_owned(), v);
+    put(A::LicenseId, n(l.id));
+    if let Some(k) = &l.key {
+        put(A::LicenseKey, s(k.as_str()));
+    }
+    put(A::Enabled, AttributeValue::Bool(l.enabled));
+    put(A::MaxActivations, n(l.max_activations));
+    put(A::Unlimited, AttributeValue::Bool(l.allow_unlimited_activations));
+    put(A::MaxTransfers, n(l.max_transfers));
+    if let Some(t) = l.validity_period {
+        put(A::ValidityPeriod, s(t.to_string()));
+    }
+    put(A::Terms, s(to_json(&l.terms)?));
+    put(A::TimesActivated, n(l.times_activated));
+    put(A::TransferCount, n(l.transfer_count));
+    put(A::ReleasedCount, n(l.released_count));
+    if l.consumptions != 0 {
+        put(A::Consumptions, n(l.consumptions));
+    }
+    if let Some(t) = l.consumptions_period {
+        put(A::ConsumptionsPeriod, n(t.millis()));
+    }
+    for (code, count) in &l.feature_consumptions {
+        item.insert(format!("{FEATURE_COUNTER_PREFIX}{code}"), n(*count));
+    }
+    for (code, t) in &l.feature_periods {
+        item.insert(format!("{FEATURE_PERIOD_PREFIX}{code}"), n(t.millis()));
+    }
+    Ok(item)
+}
+
+pub fn seat_item(key: ItemMap, seat: &Seat) -> ItemMap {
+    let mut item = key;
+    item.insert(A::User.name().into(), s(seat.user.as_str()));
+    item.insert(A::MaxActivations.name().into(), n(seat.max_activations));
+    item.insert(
+        A::Unlimited.name().into(),
+        AttributeValue::Bool(seat.allow_unlimited_activations),
+    );
+    item.insert(A::TotalActivations.name().into(), n(seat.total_activations));
+    item
+}
+
+pub fn audit(item: &ItemMap) -> Result<AuditRecord, StoreError> {
+    let i = Reader(item);
+    Ok(AuditRecord {
+        company: i.id(A::Company.name(), CompanyId::parse)?,
+        id: i.str(A::AuditId.name())?.to_owned(),
+        at: i
+            .time(A::At.name())?
+            .ok_or_else(|| i.corrupt(format!("`{}` is missing", A::At.name())))?,
+        actor: i.str(A::Actor.name())?.to_owned(),
+        action: i.str(A::Change.name())?.to_owned(),
+        subject: i.str(A::Subject.name())?.to_owned(),
+        detail: i.json(A::Detail.name())?,
+    })
+}
+
+pub fn audit_item(key: ItemMap, r: &AuditRecord) -> Result<ItemMap, StoreError> {
+    let mut item = key;
+    let mut put = |a: A, v: String| item.insert(a.name().to_owned(), s(v));
+    put(A::Company, r.company.as_str().to_owned());
+    put(A::AuditId, r.id.clone());
+    put(A::At, r.at.to_string());
+    put(A::Actor, r.actor.clone());
+    put(A::Change, r.action.clone());
+    put(A::Subject, r.subject.clone());
+    put(A::Detail, to_json(&r.detail)?);
+    Ok(item)
+}
+
+/// The stored form of `image` as the item `at` (its key included): what a put or upsert writes.
+pub fn encode(at: &WriteItem, image: &Image) -> Result<ItemMap, StoreError> {
+    let key = super::expr::key(at);
+    Ok(match (at, image) {
+        (WriteItem::ApiKey(_), Image::ApiKey(k)) => api_key_item(k),
+        (WriteItem::Company(_), Image::Company(c)) => company_item(key, c)?,
+        (WriteItem::Product(..), Image::Product(p)) => product_item(key, p)?,
+        (WriteItem::User(..), Image::User(u)) => doc_item(key, u)?,
+        (WriteItem::License(_), Image::License(l)) => license_item(key, l)?,
+        (WriteItem::Device(addr, _), Image::Device(d)) => device_item(addr, d),
+        (WriteItem::Seat(..), Image::Seat(seat)) => seat_item(key, seat),
+        (WriteItem::Released(_, hw), Image::Marker) => {
+            let mut marker = key;
+            marker.insert(A::HardwareId.name().into(), s(hw.as_str()));
+            marker
+        }
+        (WriteItem::Request(addr, _), Image::Request(r)) => processed_request_item(addr, r),
+        (WriteItem::Audit(..), Image::Audit(r)) => audit_item(key, r)?,
+        (at, image) => return Err(StoreError::Invalid(format!("{image:?} cannot be stored as {at:?}"))),
+    })
+}
+
+/// The item `at` as stored in `item`.
+pub fn decode(at: &WriteItem, item: &ItemMap) -> Result<Image, StoreError> {
+    Ok(match at {
+        WriteItem::ApiKey(_) => Image::ApiKey(Box::new(api_key(item)?)),
+        WriteItem::Company(_) => Image::Company(Box::new(doc(item)?)),
+        WriteItem::Product(..) => Image::Product(Box::new(doc(item)?)),
+        WriteItem::User(..) => Image::User(Box::new(doc(item)?)),
+        WriteItem::License(addr) => Image::License(Box::new(license(item, addr)?)),
+        WriteItem::Device(..) => Image::Device(Box::new(device(item)?)),
+        WriteItem::Seat(..) => Image::Seat(seat(item)?),
+        WriteItem::Released(..) => Image::Marker,
+        WriteItem::Request(..) => Image::Request(Box::new(processed_request(item)?)),
+        WriteItem::Audit(..) => Image::Audit(Box::new(audit(item)?)),
+    })
 }

@@ -4,7 +4,8 @@
 
 use super::codec::{self, n, s, ItemMap};
 use super::keys::{self, PK};
-use crate::store::write::{Action, Attr, Cond, Effect, Item, ItemWrite, Val, Write};
+use crate::store::write::{Action, Attr, Cond, Effect, Item, ItemWrite, OnUpsert, Val, Write};
+use crate::store::StoreError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, ConditionCheck, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
@@ -23,6 +24,7 @@ fn value_of(v: &Val) -> AttributeValue {
         Val::Int(i) => n(*i),
         Val::Str(t) => s(t),
         Val::Set(items) => AttributeValue::L(items.iter().map(s).collect()),
+        Val::Counts(counts) => AttributeValue::M(counts.iter().map(|(k, v)| (k.clone(), n(*v))).collect()),
     }
 }
 
@@ -128,6 +130,24 @@ impl Expr {
         parts.join(" ")
     }
 
+    /// The update of an [`Action::Upsert`]: every attribute of the new item set, what
+    /// [`Attr::on_upsert_named`] keeps only where the stored item has none (so an item created here
+    /// starts from the given value).
+    fn upsert(&mut self, item: ItemMap) -> String {
+        let set: Vec<String> = item
+            .into_iter()
+            .filter(|(name, _)| name != PK && name != keys::SK)
+            .map(|(name, v)| {
+                let (placeholder, value) = (self.raw_name(&name), self.value(v));
+                match Attr::on_upsert_named(&name) {
+                    OnUpsert::KeepStored => format!("{placeholder} = if_not_exists({placeholder}, {value})"),
+                    OnUpsert::Replace | OnUpsert::KeepUnlessGiven => format!("{placeholder} = {value}"),
+                }
+            })
+            .collect();
+        format!("SET {}", set.join(", "))
+    }
+
     fn names(&mut self) -> Option<HashMap<String, String>> {
         Some(std::mem::take(&mut self.names)).filter(|m| !m.is_empty())
     }
@@ -140,6 +160,9 @@ impl Expr {
 /// The table key of an item.
 pub fn key(item: &Item) -> ItemMap {
     match item {
+        Item::ApiKey(id) => keys::api_key(id),
+        Item::User(company, user) => keys::user(company, user),
+        Item::Audit(company, id) => keys::audit(company, id),
         Item::Product(company, code) => keys::product(company, code),
         Item::Company(company) => keys::company(company),
         Item::License(addr) => keys::license(addr),
@@ -168,12 +191,12 @@ macro_rules! conditional {
     };
 }
 
-fn transact_item(table: &str, w: &ItemWrite) -> TransactWriteItem {
+fn transact_item(table: &str, w: &ItemWrite) -> Result<TransactWriteItem, StoreError> {
     let mut x = Expr::default();
     let condition = x.conditions(&w.conditions);
     let key = || Some(key(&w.item));
     let b = TransactWriteItem::builder();
-    match &w.action {
+    let item = match &w.action {
         Action::Check => b.condition_check(conditional!(
             ConditionCheck::builder().set_key(key()),
             table,
@@ -185,31 +208,27 @@ fn transact_item(table: &str, w: &ItemWrite) -> TransactWriteItem {
             let update = Update::builder().set_key(key()).update_expression(expression);
             b.update(conditional!(update, table, condition, x))
         }
-        Action::PutDevice(_) | Action::PutMarker | Action::PutRequest(_) => {
-            let item = match (&w.action, &w.item) {
-                (Action::PutDevice(device), Item::Device(addr, _)) => codec::device_item(addr, device),
-                (Action::PutRequest(request), Item::Request(addr, _)) => codec::processed_request_item(addr, request),
-                (_, item) => {
-                    let mut marker = super::expr::key(item);
-                    if let Item::Released(_, hw) = item {
-                        marker.insert("hardware_id".into(), s(hw.as_str()));
-                    }
-                    marker
-                }
-            };
+        Action::Put(image) => {
+            let item = codec::encode(&w.item, image)?;
             b.put(conditional!(Put::builder().set_item(Some(item)), table, condition, x))
         }
+        Action::Upsert(image) => {
+            let expression = x.upsert(codec::encode(&w.item, image)?);
+            let update = Update::builder().set_key(key()).update_expression(expression);
+            b.update(conditional!(update, table, condition, x))
+        }
         Action::Delete => b.delete(conditional!(Delete::builder().set_key(key()), table, condition, x)),
-    }
-    .build()
+    };
+    Ok(item.build())
 }
 
-/// An item's update on its own (see `dynamo::plain`); `None` when its action is not an update.
+/// An item's update on its own (see `dynamo::plain`); `None` when its action is not an update (only
+/// puts and upserts can fail to encode, so an update never meets the error).
 pub fn update(table: &str, w: &ItemWrite) -> Option<Update> {
-    transact_item(table, w).update
+    transact_item(table, w).ok()?.update
 }
 
-pub fn transact_items(table: &str, write: &Write) -> Vec<TransactWriteItem> {
+pub fn transact_items(table: &str, write: &Write) -> Result<Vec<TransactWriteItem>, StoreError> {
     write.items.iter().map(|w| transact_item(table, w)).collect()
 }
 

@@ -59,3 +59,8 @@ pub fn released(addr: &LicenseAddr, hardware_id: &HardwareId) -> ItemMap {
 pub fn request(addr: &LicenseAddr, request: &RequestKey) -> ItemMap {
     key(license_pk(addr), format!("{REQUEST_PREFIX}{}", request.as_str()))
 }
+
+/// A record of the audit trail: one partition per company, sorted by record id (that is, by time).
+pub fn audit(company: &CompanyId, id: &str) -> ItemMap {
+    key(format!("AUDIT#{company}"), id)
+}

@@ -12,18 +12,18 @@ use super::{
     CheckPlan, ContextQuery, ContextRead, LicenseAddr, LicenseRead, Rejection, RequestKey, Store, StoreError,
     WriteToken,
 };
-use crate::ids::{ApiKeyId, CompanyId, HardwareId, Username};
-use crate::model::{ApiKeyRecord, Company, Device, License, LicenseUser, ProcessedRequest, ProductDoc, Seat};
+use crate::ids::{HardwareId, Username};
+use crate::model::{Company, Device, LicenseUser, ProcessedRequest, ProductDoc};
 use crate::time::Timestamp;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, CancellationReason, KeySchemaElement, KeyType, KeysAndAttributes,
+    AttributeDefinition, BillingMode, CancellationReason, KeySchemaElement, KeyType, KeysAndAttributes,
     ReturnConsumedCapacity, ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem,
 };
 use aws_sdk_dynamodb::Client;
-use codec::{n, s, ItemMap};
+use codec::{s, ItemMap};
 pub use keys::{PK, SK};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -242,41 +242,6 @@ impl DynamoStore {
         Ok(out.item)
     }
 
-    async fn put(&self, item: ItemMap) -> Result<(), StoreError> {
-        let out = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .return_consumed_capacity(CONSUMED)
-            .send()
-            .await
-            .map_err(backend("PutItem", &self.table))?;
-        self.usage.consumed(Capacity::Write, out.consumed_capacity());
-        Ok(())
-    }
-
-    /// Runs an [`UpdateBuilder`] (a catalog upsert) as one UpdateItem.
-    async fn update(&self, key: ItemMap, update: UpdateBuilder) -> Result<(), StoreError> {
-        let expression = update.expression();
-        let names = (!update.names.is_empty()).then_some(update.names);
-        let values = (!update.values.is_empty()).then_some(update.values);
-        let out = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key))
-            .update_expression(expression)
-            .set_expression_attribute_names(names)
-            .set_expression_attribute_values(values)
-            .return_consumed_capacity(CONSUMED)
-            .send()
-            .await
-            .map_err(backend("UpdateItem", &self.table))?;
-        self.usage.consumed(Capacity::Write, out.consumed_capacity());
-        Ok(())
-    }
-
     async fn transact(
         &self,
         items: Vec<TransactWriteItem>,
@@ -295,44 +260,13 @@ impl DynamoStore {
     }
 }
 
-/// An upsert's `SET` clauses and placeholders (catalog writes; conditional writes use `expr`).
-#[derive(Default)]
-struct UpdateBuilder {
-    set: Vec<String>,
-    names: HashMap<String, String>,
-    values: HashMap<String, AttributeValue>,
-}
-
-impl UpdateBuilder {
-    fn value(&mut self, placeholder: &str, v: AttributeValue) -> &mut Self {
-        self.values.insert(placeholder.to_owned(), v);
-        self
-    }
-    fn set(&mut self, clause: impl Into<String>) -> &mut Self {
-        self.set.push(clause.into());
-        self
-    }
-    fn expression(&self) -> String {
-        format!("SET {}", self.set.join(", "))
-    }
-}
-
 fn reason_code(r: &CancellationReason) -> &str {
     r.code().unwrap_or("None")
 }
 
 /// The image DynamoDB returned (`ALL_OLD`) for an item whose condition failed.
 fn image(item: &Item, returned: Option<&ItemMap>) -> Option<Image> {
-    let returned = returned?;
-    match item {
-        Item::License(addr) => codec::license(returned, addr).ok().map(|l| Image::License(Box::new(l))),
-        Item::Device(..) => codec::device(returned).ok().map(|d| Image::Device(Box::new(d))),
-        Item::Seat(..) => codec::seat(returned).ok().map(Image::Seat),
-        Item::Request(..) => codec::processed_request(returned)
-            .ok()
-            .map(|r| Image::Request(Box::new(r))),
-        Item::Product(..) | Item::Company(..) | Item::Released(..) => None,
-    }
+    codec::decode(item, returned?).ok()
 }
 
 /// What a failed `TransactWriteItems` means for the write: which condition refused it (re-decide), a
@@ -378,11 +312,6 @@ fn rejection_from(err: SdkError<TransactWriteItemsError>, write: &Write, table: 
 
 #[async_trait]
 impl Store for DynamoStore {
-    async fn api_key(&self, id: &ApiKeyId) -> Result<Option<ApiKeyRecord>, StoreError> {
-        let item = self.get(keys::api_key(id)).await?;
-        item.map(|i| codec::api_key(&i)).transpose()
-    }
-
     async fn read_context(&self, q: &ContextQuery<'_>) -> Result<ContextRead, StoreError> {
         let product_key = keys::product(q.company, q.product);
         let company_key = keys::company(q.company);
@@ -499,7 +428,7 @@ impl Store for DynamoStore {
     }
 
     async fn apply(&self, write: &Write, token: &WriteToken) -> Result<(), Rejection> {
-        self.transact(expr::transact_items(&self.table, write), token)
+        self.transact(expr::transact_items(&self.table, write)?, token)
             .await
             .map_err(|e| rejection_from(e, write, &self.table, &self.usage))
     }
@@ -513,62 +442,10 @@ impl Store for DynamoStore {
         self.apply(&write, token).await
     }
 
-    async fn put_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
-        self.put(codec::api_key_item(key)).await
-    }
-
-    async fn put_company(&self, company: &CompanyId, doc: &Company) -> Result<(), StoreError> {
-        self.put(codec::company_item(keys::company(company), doc)?).await
-    }
-
-    async fn put_product(&self, company: &CompanyId, product: &ProductDoc) -> Result<(), StoreError> {
-        self.put(codec::product_item(keys::product(company, &product.code), product)?)
-            .await
-    }
-
-    async fn put_license(&self, license: &License) -> Result<(), StoreError> {
-        let addr = LicenseAddr::of(license);
-        let update = codec::license_upsert(license)?;
-        self.update(keys::license(&addr), update).await
-    }
-
-    async fn put_user(&self, company: &CompanyId, user: &LicenseUser) -> Result<(), StoreError> {
-        self.put(codec::doc_item(keys::user(company, &user.email), user)?).await
-    }
-
-    async fn put_seat(&self, addr: &LicenseAddr, seat: &Seat) -> Result<(), StoreError> {
-        let mut update = UpdateBuilder::default();
-        update
-            .value(":user", s(seat.user.as_str()))
-            .value(":max", n(seat.max_activations))
-            .value(":unlimited", AttributeValue::Bool(seat.allow_unlimited_activations))
-            .value(":zero", n(0))
-            .set("#user = :user")
-            .set("max_activations = :max")
-            .set("unlimited = :unlimited")
-            .set("total_activations = if_not_exists(total_activations, :zero)");
-        update.names.insert("#user".into(), "user".into());
-        self.update(keys::seat(addr, &seat.user), update).await
-    }
-
-    async fn get_license(&self, addr: &LicenseAddr) -> Result<Option<License>, StoreError> {
-        self.get(keys::license(addr))
+    async fn load(&self, item: &Item) -> Result<Option<Image>, StoreError> {
+        self.get(expr::key(item))
             .await?
-            .map(|i| codec::license(&i, addr))
-            .transpose()
-    }
-
-    async fn get_seat(&self, addr: &LicenseAddr, user: &Username) -> Result<Option<Seat>, StoreError> {
-        self.get(keys::seat(addr, user))
-            .await?
-            .map(|i| codec::seat(&i))
-            .transpose()
-    }
-
-    async fn get_user(&self, company: &CompanyId, user: &Username) -> Result<Option<LicenseUser>, StoreError> {
-        self.get(keys::user(company, user))
-            .await?
-            .map(|i| codec::doc::<LicenseUser>(&i))
+            .map(|i| codec::decode(item, &i))
             .transpose()
     }
 
