@@ -1,35 +1,30 @@
-//! HTTP/1.1 serving with hyper: the limits of docs/limits.md (connection caps, header and body
-//! timeouts, per-IP, per-API-key and password-check rates), body size limits per route, request heads
-//! checked so malformed HTTP gets the SPEC error body ([`crate::head`]), one log line per request, a
-//! panicking handler answered as a 500 without disturbing other requests, and graceful shutdown
-//! (in-flight requests finish, new connections stop).
+//! The accept loop of the standalone server: the connection limits of docs/limits.md (the global and
+//! per-address connection caps, the header timeout), request heads checked so malformed HTTP gets the
+//! SPEC error body ([`crate::head`]), and graceful shutdown (in-flight requests finish, new connections
+//! stop). Each connection is served by hyper with the axum router of [`crate::router`] as its service,
+//! which applies the per-request limits.
 
 use crate::head::{HeadCheck, InFlight};
 use crate::limits::{AddressSlot, AddressSlots, Admit, Limits, RateLimiters};
-use bytes::Bytes;
+use crate::router::{self, Dispatch, Peer};
+use axum::Router;
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use license_api::auth::{self, Admission};
 use license_api::error::ApiError;
-use license_api::handlers::{self, Endpoint};
-use license_api::http::{log_request, ApiRequest, ApiResponse, SIGNATURE_HEADER};
-use license_api::ids::{ApiKeyId, Username};
-use license_api::offline::transport::MAX_UPLOAD_BYTES;
-use license_api::request::MAX_BODY_BYTES;
+use license_api::handlers;
+use license_api::http::{ApiRequest, ApiResponse};
 use license_api::state::AppState;
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::IpAddr;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tower::Service;
 
 /// How long shutdown waits for in-flight requests.
 const DRAIN: Duration = Duration::from_secs(10);
@@ -37,7 +32,8 @@ const DRAIN: Duration = Duration::from_secs(10);
 /// How often idle rate-limit buckets are forgotten.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
-/// What answers a request once it passed the limits: the API's router, or a stand-in in tests.
+/// What answers any request once it passed the limits, whatever its path: a stand-in for the API in
+/// tests of the limits.
 pub type Route = Arc<dyn Fn(ApiRequest) -> BoxFuture<'static, ApiResponse> + Send + Sync>;
 
 /// Serves until `shutdown` completes, then drains open connections. Rate and per-address limits are a
@@ -58,19 +54,37 @@ pub async fn serve_with(
     limits: &Limits,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let route: Route = Arc::new(move |req: ApiRequest| {
+    let dispatch: Dispatch = Arc::new(move |endpoint, req: ApiRequest| {
         let state = state.clone();
-        async move { handlers::route(&req, &state).await }.boxed()
+        async move {
+            match endpoint {
+                Some(endpoint) => handlers::handle(endpoint, &req, &state).await,
+                // 404/405, or an endpoint under a spelling of its path the router does not list.
+                None => handlers::route(&req, &state).await,
+            }
+        }
+        .boxed()
     });
-    serve_route(listener, route, limits, shutdown).await
+    serve_dispatch(listener, dispatch, limits, shutdown).await
+}
+
+/// Serves `route` for every path under `limits` (the routes' body limits included).
+pub async fn serve_route(
+    listener: TcpListener,
+    route: Route,
+    limits: &Limits,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let dispatch: Dispatch = Arc::new(move |_endpoint, req| route(req));
+    serve_dispatch(listener, dispatch, limits, shutdown).await
 }
 
 /// The accept loop: at most `limits.max_connections` connections are open; while all are taken the
 /// server stops accepting and new clients wait in the kernel's listen backlog. An address over its own
 /// cap is answered 429 at once, so one client cannot hold every connection.
-pub async fn serve_route(
+async fn serve_dispatch(
     listener: TcpListener,
-    route: Route,
+    dispatch: Dispatch,
     limits: &Limits,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
@@ -84,13 +98,12 @@ pub async fn serve_route(
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let per_address = AddressSlots::new(limits.connections_per_ip());
+    let rates = Arc::new(RateLimiters::new(limits));
+    let pruner = spawn_pruner(rates.clone());
     let serving = Serving {
-        route,
-        rates: Arc::new(RateLimiters::new(limits)),
+        router: router::router(dispatch, rates, limits.body_timeout),
         header_timeout: limits.header_timeout,
-        body_timeout: limits.body_timeout,
     };
-    let pruner = spawn_pruner(serving.rates.clone());
     tokio::pin!(shutdown);
     loop {
         let slot = tokio::select! {
@@ -151,10 +164,8 @@ fn refuse(stream: TcpStream, peer: IpAddr, address_slot: AddressSlot) {
 
 /// What serves each accepted connection.
 struct Serving {
-    route: Route,
-    rates: Arc<RateLimiters>,
+    router: Router,
     header_timeout: Duration,
-    body_timeout: Duration,
 }
 
 impl Serving {
@@ -167,16 +178,18 @@ impl Serving {
         held: (OwnedSemaphorePermit, AddressSlot),
     ) {
         let _ = stream.set_nodelay(true);
-        let (route, rates, body_timeout) = (self.route.clone(), self.rates.clone(), self.body_timeout);
         let in_flight = Arc::new(InFlight::default());
         let service = hyper::service::service_fn({
-            let in_flight = in_flight.clone();
-            move |req| {
-                let (route, rates, answering) = (route.clone(), rates.clone(), in_flight.answering());
+            let (router, in_flight) = (self.router.clone(), in_flight.clone());
+            move |mut req: hyper::Request<Incoming>| {
+                let answering = in_flight.answering();
+                req.extensions_mut().insert(Peer(peer));
+                // A Router is always ready, so it is called without `poll_ready`.
+                let answer = router.clone().call(req);
                 async move {
-                    let resp = handle(req, peer, &route, &rates, body_timeout).await;
+                    let resp = answer.await;
                     drop(answering);
-                    Ok::<_, Infallible>(resp)
+                    resp
                 }
             }
         });
@@ -191,118 +204,6 @@ impl Serving {
             }
             drop(held);
         });
-    }
-}
-
-/// The largest body `path` takes: offline uploads carry a base64 or multipart request file and get
-/// the larger limit docs/limits.md promises them.
-fn body_limit(path: &str) -> usize {
-    match Endpoint::for_path(path) {
-        Some(
-            Endpoint::ActivateOffline
-            | Endpoint::DeactivateOffline
-            | Endpoint::ActivateBundleOffline
-            | Endpoint::DeactivateBundleOffline,
-        ) => MAX_UPLOAD_BYTES,
-        _ => MAX_BODY_BYTES,
-    }
-}
-
-/// The limits applied once a request proved who it is: its verified API key's rate, and password
-/// checks per client address and per username.
-struct RequestAdmission {
-    rates: Arc<RateLimiters>,
-    client: IpAddr,
-}
-
-impl Admission for RequestAdmission {
-    fn verified_key(&self, key: &ApiKeyId) -> Result<(), ApiError> {
-        self.rates.check_key(key)
-    }
-
-    fn password_check(&self, username: &Username) -> Result<(), ApiError> {
-        self.rates.check_password(self.client, username)
-    }
-}
-
-async fn handle(
-    req: hyper::Request<Incoming>,
-    peer: IpAddr,
-    route: &Route,
-    rates: &Arc<RateLimiters>,
-    body_timeout: Duration,
-) -> hyper::Response<Full<Bytes>> {
-    let started = Instant::now();
-    let (parts, body) = req.into_parts();
-    let path = parts.uri.path().to_owned();
-    let client = rates.client(peer, &parts.headers);
-    let mut retry_after = None;
-    // After a chunked body the head check cannot find the next request head (crate::head).
-    let mut close = parts.headers.contains_key(http::header::TRANSFER_ENCODING);
-    let limit = body_limit(&path);
-    // The address's rate first: a client over it costs neither a body read nor a store round trip.
-    let resp = if let Err(wait) = rates.check_ip(client) {
-        retry_after = Some(wait);
-        ApiResponse::error(&ApiError::TooManyRequests)
-    } else {
-        match tokio::time::timeout(body_timeout, Limited::new(body, limit).collect()).await {
-            Ok(Ok(collected)) => {
-                let api = ApiRequest {
-                    method: parts.method.clone(),
-                    path: path.clone(),
-                    query: parts.uri.query().map(str::to_owned),
-                    headers: parts.headers,
-                    body: collected.to_bytes(),
-                };
-                let admission = Arc::new(RequestAdmission {
-                    rates: rates.clone(),
-                    client,
-                });
-                answer(route, api, admission).await
-            }
-            Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-                ApiResponse::error(&ApiError::PayloadTooLarge(limit))
-            }
-            Ok(Err(e)) => ApiResponse::error(&ApiError::Validation(format!("could not read the request body: {e}"))),
-            Err(_elapsed) => {
-                // The rest of the body may still trickle in: this connection cannot carry another request.
-                close = true;
-                ApiResponse::error(&ApiError::Validation(format!(
-                    "could not read the request body: not received within {} s",
-                    body_timeout.as_secs()
-                )))
-            }
-        }
-    };
-    log_request(&parts.method, &path, &resp, started);
-    let mut builder = hyper::Response::builder()
-        .status(resp.status)
-        .header(http::header::CONTENT_TYPE, resp.content_type);
-    if let Some(sig) = &resp.signature {
-        builder = builder.header(SIGNATURE_HEADER, sig);
-    }
-    if resp.status == 429 {
-        // Whole seconds, rounded up; a busy password pool (no wait known) frees up within about one.
-        let secs = retry_after.map_or(1, |w| w.as_secs() + u64::from(w.subsec_nanos() > 0));
-        builder = builder.header(http::header::RETRY_AFTER, secs.max(1));
-    }
-    if close {
-        builder = builder.header(http::header::CONNECTION, "close");
-    }
-    builder
-        .body(Full::new(resp.body))
-        .unwrap_or_else(|_| hyper::Response::new(Full::new(Bytes::new())))
-}
-
-/// Runs the route under the request's admission limits; a panic becomes a SPEC-shaped 500 for this request only (the panic hook has
-/// already logged where it happened).
-async fn answer(route: &Route, api: ApiRequest, admission: Arc<dyn Admission>) -> ApiResponse {
-    match AssertUnwindSafe(auth::admitted(admission, route(api)))
-        .catch_unwind()
-        .await
-    {
-        Ok(resp) => resp,
-        Err(_panic) => ApiResponse::error(&ApiError::internal("the request handler panicked")),
     }
 }
 

@@ -1,5 +1,5 @@
 //! The standalone License API server: the same handlers the Lambda functions run, served over HTTP by
-//! hyper, on the embedded SQLite store or on DynamoDB; plus the operator commands (import, keygen,
+//! axum on hyper, on the embedded SQLite store or on DynamoDB; plus the operator commands (import, keygen,
 //! show/export, demo, smoke) behind the `license-server` binary.
 
 pub mod demo;
@@ -9,5 +9,6 @@ pub mod http_server;
 pub mod inspect;
 pub mod keys;
 pub mod limits;
+pub mod router;
 pub mod smoke;
 pub mod stores;
