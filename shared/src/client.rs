@@ -3,6 +3,7 @@
 //! `license_signature` inside the license object (§5.2). The integration tests drive the server with it.
 
 use crate::auth::{hmac_base64, signing_message};
+use crate::handlers::Endpoint;
 use crate::http::SIGNATURE_HEADER;
 use crate::secret::{ExposeSecret, SecretString};
 use crate::signing::{license_signature_message, verify};
@@ -79,24 +80,13 @@ impl LicenseClient {
             .expect("method, uri and headers are valid")
     }
 
-    pub fn activate(&self, params: &Value) -> Request<Bytes> {
-        self.request(
-            Method::POST,
-            "/api/v4/activate_license",
-            Some(params.to_string().into_bytes()),
-        )
-    }
-
-    pub fn deactivate(&self, params: &Value) -> Request<Bytes> {
-        self.request(
-            Method::POST,
-            "/api/v4/deactivate_license",
-            Some(params.to_string().into_bytes()),
-        )
-    }
-
-    /// `params` is a JSON object whose values become query parameters.
-    pub fn check(&self, params: &Value) -> Request<Bytes> {
+    /// A signed request to `endpoint` with license parameters where its method carries them: the query
+    /// string for GET, a JSON body otherwise. `params` is a JSON object.
+    pub fn call(&self, endpoint: Endpoint, params: &Value) -> Request<Bytes> {
+        let method = endpoint.method();
+        if method != Method::GET {
+            return self.request(method, endpoint.path(), Some(params.to_string().into_bytes()));
+        }
         let mut query = url::form_urlencoded::Serializer::new(String::new());
         if let Some(map) = params.as_object() {
             for (k, v) in map {
@@ -107,7 +97,20 @@ impl LicenseClient {
                 query.append_pair(k, &text);
             }
         }
-        self.request(Method::GET, &format!("/api/v4/check_license?{}", query.finish()), None)
+        self.request(method, &format!("{}?{}", endpoint.path(), query.finish()), None)
+    }
+
+    pub fn activate(&self, params: &Value) -> Request<Bytes> {
+        self.call(Endpoint::ActivateLicense, params)
+    }
+
+    pub fn deactivate(&self, params: &Value) -> Request<Bytes> {
+        self.call(Endpoint::DeactivateLicense, params)
+    }
+
+    /// `params` is a JSON object whose values become query parameters.
+    pub fn check(&self, params: &Value) -> Request<Bytes> {
+        self.call(Endpoint::CheckLicense, params)
     }
 
     /// A signed upload of an offline request file (SPEC §6.1) to `path`, e.g. `/api/v4/activate_offline`:
