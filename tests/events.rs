@@ -6,6 +6,7 @@ use integration_tests::{Backend, Fixture, Setup, Transport};
 use license_api::catalog::{import, Catalog};
 use license_api::handlers::Endpoint;
 use license_server::events::{self, expected, is_signed, resign};
+use license_server::generate::{functions, DEFAULT_ROUTE};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -17,26 +18,6 @@ fn without_signature(mut event: Value) -> Value {
         h.remove("authorization");
     }
     event
-}
-
-/// Success cases in the order a session would run them, then the error cases.
-fn order(file: &str) -> (u8, String) {
-    let rank = match file {
-        "activate_license-ok.json" => 0,
-        "check_license-ok.json" => 1,
-        "deactivate_license-ok.json" => 2,
-        "activate_offline-ok.json" => 3,
-        "deactivate_offline-ok.json" => 4,
-        "activate_offline-multipart-ok.json" => 5,
-        "deactivate_offline-multipart-ok.json" => 6,
-        "activate_bundle-ok.json" => 7,
-        "check_bundle-ok.json" => 8,
-        "deactivate_bundle-ok.json" => 9,
-        "activate_bundle_offline-ok.json" => 10,
-        "deactivate_bundle_offline-multipart-ok.json" => 11,
-        _ => 12,
-    };
-    (rank, file.to_owned())
 }
 
 #[tokio::test]
@@ -55,10 +36,9 @@ async fn every_event_runs_through_the_handlers() {
         committed.insert(name, event);
     }
     let date = httpdate::fmt_http_date(std::time::SystemTime::now());
-    let generated: BTreeMap<String, Value> = events::generate(events::API_KEY, events::SHARED_KEY, &date)
-        .into_iter()
-        .map(|(f, e)| (f.to_owned(), e))
-        .collect();
+    // In the order a session runs them (successes first), which the loop below keeps.
+    let in_order = events::generate(events::API_KEY, events::SHARED_KEY, &date);
+    let generated: BTreeMap<String, Value> = in_order.iter().map(|(f, e)| ((*f).to_owned(), e.clone())).collect();
     assert_eq!(
         committed.keys().collect::<Vec<_>>(),
         generated.keys().collect::<Vec<_>>(),
@@ -72,21 +52,20 @@ async fn every_event_runs_through_the_handlers() {
         );
     }
 
-    let mut names: Vec<_> = committed.keys().cloned().collect();
-    names.sort_by_key(|n| order(n));
-    for name in names {
-        let mut event = committed[&name].clone();
+    for name in in_order.iter().map(|(f, _)| *f) {
+        let mut event = committed[name].clone();
         if is_signed(&event) {
             resign(&mut event, events::API_KEY, events::SHARED_KEY, &date);
         }
         let request = lambda_http::request::from_str(&event.to_string())
             .unwrap_or_else(|e| panic!("{name} is not an API Gateway event: {e}"));
         let function = name.split('-').next().unwrap();
-        let response = if function == "default_route" {
+        let response = if function == DEFAULT_ROUTE {
             license_api::lambda::serve_default_route(request).await.unwrap()
         } else {
-            let endpoint = Endpoint::for_path(&format!("/api/v4/{function}"))
-                .unwrap_or_else(|| panic!("{name}: no function {function}"));
+            let endpoint = Endpoint::for_name(function)
+                .filter(|e| e.descriptor().has_function())
+                .unwrap_or_else(|| panic!("{name}: no function {function} in the endpoint table"));
             license_api::lambda::serve(endpoint, &f.app.state, request)
                 .await
                 .unwrap()
@@ -96,7 +75,7 @@ async fn every_event_runs_through_the_handlers() {
             lambda_http::Body::Text(t) => t.clone(),
             other => format!("{other:?}"),
         };
-        match expected(&name) {
+        match expected(name) {
             None => assert_eq!(status, 200, "{name}: {body}"),
             Some(code) => {
                 let err: Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("{name}: error body {body}"));
@@ -104,5 +83,33 @@ async fn every_event_runs_through_the_handlers() {
                 assert_eq!(err["status"].as_u64(), Some(u64::from(status)));
             }
         }
+    }
+}
+
+/// Adding a function to the endpoint table without its events fails here: each function has a
+/// success event (but the `$default` route's, which never succeeds) and an error event.
+#[test]
+fn every_function_has_a_success_and_an_error_event() {
+    let date = httpdate::fmt_http_date(std::time::SystemTime::now());
+    let files: Vec<&str> = events::generate(events::API_KEY, events::SHARED_KEY, &date)
+        .into_iter()
+        .map(|(f, _)| f)
+        .collect();
+    for function in functions() {
+        let of = |ok: bool| {
+            files
+                .iter()
+                .any(|f| f.split('-').next() == Some(function.name) && expected(f).is_none() == ok)
+        };
+        assert!(
+            of(true) || function.name == DEFAULT_ROUTE,
+            "no {}-ok.json in server/src/events.rs",
+            function.name
+        );
+        assert!(
+            of(false),
+            "no {}-<error code>.json in server/src/events.rs",
+            function.name
+        );
     }
 }
