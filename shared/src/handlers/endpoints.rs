@@ -6,7 +6,6 @@
 //! `cargo lambda watch` routes in Cargo.toml and the functions of template.yaml. Adding an endpoint:
 //! docs/contributing.md.
 
-use super::{activate, bundle, check, deactivate, offline};
 use crate::auth::Access;
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
@@ -56,7 +55,7 @@ pub struct Descriptor {
     /// `None`: no API key needed. `Some(Write)`: read-only keys are refused.
     pub access: Option<Access>,
     pub input: Input,
-    /// Its handler function, as written in the table (e.g. `activate::handle`, under `handlers`).
+    /// Its handler: a function of a module under `handlers`, e.g. `activate::handle`.
     pub handler: &'static str,
     /// The endpoint whose Lambda function serves this one: itself, but for the root probe.
     pub function: Endpoint,
@@ -99,7 +98,7 @@ macro_rules! endpoints {
             method: $method:ident,
             access: $access:ident,
             input: $input:ident,
-            handler: $handler:path,
+            handler: $module:ident::$function:ident,
             $(served_by: $host:ident,)?
             $(dynamodb: [$($action:ident),* $(,)?], why: $why:literal,)?
         }
@@ -119,7 +118,7 @@ macro_rules! endpoints {
                 method: Method::$method,
                 access: endpoints!(@access $access),
                 input: Input::$input,
-                handler: stringify!($handler),
+                handler: concat!(stringify!($module), "::", stringify!($function)),
                 function: endpoints!(@host $variant $($host)?),
                 dynamodb: &[$($(DynamoDbAction::$action),*)?],
                 dynamodb_why: concat!("", $($why)?),
@@ -149,7 +148,7 @@ macro_rules! endpoints {
                     req: &ApiRequest,
                     state: &AppState,
                 ) -> impl Future<Output = Result<ApiResponse, ApiError>> + Send {
-                    $handler(req, state)
+                    super::$module::$function(req, state)
                 }
             }
         )*
@@ -176,7 +175,7 @@ endpoints! {
         method: GET,
         access: None,
         input: Nothing,
-        handler: root,
+        handler: endpoints::root,
         served_by: CheckLicense,
     }
     ActivateLicense {
