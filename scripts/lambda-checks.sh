@@ -26,16 +26,19 @@ cfn-lint template.yaml
 echo "==> sam validate --lint"
 sam validate --lint --region us-east-1
 
-FUNCTIONS=(activate_license deactivate_license check_license activate_offline deactivate_offline
-    activate_bundle check_bundle deactivate_bundle activate_bundle_offline deactivate_bundle_offline default_route)
+SERVER="$PWD/target/debug/license-server"
+cargo build -q -p license-server  # a no-op when up to date; a stale one may not know today's endpoints or `smoke`
+# "<binary> <logical id>" per Lambda function, from the endpoint table (docs/contributing.md).
+mapfile -t FUNCTIONS < <("$SERVER" endpoints --functions)
+[ ${#FUNCTIONS[@]} -gt 0 ] || { echo "license-server endpoints --functions listed no function" >&2; exit 1; }
 # `sam build` runs `cargo lambda build --release --arm64 --bin <function>` for each function, with its
 # own rustflags (Graviton) and the workspace's feature set. A separate `cargo lambda build` here would
 # use other flags and features, and each would invalidate the other's artifacts: every run would compile
 # the AWS SDK twice. So the release binaries are sam build's, and their sizes are measured there.
 echo "==> sam build (cargo lambda build --release --arm64 of every function)"
 sam build --build-dir target/sam-build >/dev/null
-for f in "${FUNCTIONS[@]}"; do
-    logical="$(printf '%s' "$f" | sed -E 's/(^|_)([a-z])/\U\2/g')Function"
+for line in "${FUNCTIONS[@]}"; do
+    read -r f logical <<<"$line"
     test -x "target/sam-build/$logical/bootstrap" || { echo "sam build produced no bootstrap for $logical" >&2; exit 1; }
     printf '    %-26s %8d bytes\n' "$f" "$(stat -c %s "target/sam-build/$logical/bootstrap")"
 done
@@ -43,8 +46,6 @@ done
 echo "==> cargo lambda watch"
 WORK="$PWD/target/lambda-watch"
 rm -rf "$WORK" && mkdir -p "$WORK"
-SERVER="$PWD/target/debug/license-server"
-cargo build -q -p license-server  # a no-op when up to date; an older binary may lack `smoke`
 "$SERVER" keygen --out "$WORK" --bits 2048 >/dev/null
 "$SERVER" import examples/catalog.json --dynamodb-table lambda-watch --dynamodb-endpoint "$DYNAMODB_ENDPOINT" --create-table >/dev/null
 cat >"$WORK/env" <<ENV

@@ -3,8 +3,11 @@
 use bytes::Bytes;
 use http::Method;
 use integration_tests::fixtures::{key_body, KEY_PRODUCT};
-use integration_tests::{assert_error, Fixture};
+use integration_tests::{assert_error, error_of, Fixture};
+use license_api::auth::Access;
 use license_api::client::LicenseClient;
+use license_api::handlers::endpoints::Input;
+use license_api::handlers::Endpoint;
 use serde_json::json;
 use std::time::{Duration, SystemTime};
 
@@ -269,5 +272,35 @@ async fn transport_errors_use_the_error_shape(setup) {
     assert_error(&f.app.send(c.activate(&long_hw)).await, 400, "validation_error");
     let not_utf8 = c.request(Method::POST, ACTIVATE, Some(vec![b'{', 0xff, 0xfe, b'}']));
     assert_error(&f.app.send(not_utf8).await, 400, "invalid_json");
+}
+
+// The access the endpoint table declares is what each handler enforces: a read-only key is refused by
+// exactly the `Write` endpoints, a key is asked for by every `Read` and `Write` one, and the root
+// probe answers without one.
+async fn every_endpoint_enforces_its_declared_access(setup) {
+    let f = Fixture::new(setup).await;
+    f.key_license("K-1", |_| {}).await;
+    let read_only = f.put_key("ro-key", |k| k.read_only = true).await;
+    let unknown = LicenseClient::new("nobody", "x", f.app.public_key_pem());
+    let body = key_body("K-1", "h1");
+    let request = |client: &LicenseClient, endpoint: Endpoint| match endpoint.descriptor().input {
+        Input::Upload => client.upload(endpoint.path(), "text/plain", ""),
+        Input::Params | Input::Nothing => client.call(endpoint, &body),
+    };
+    for endpoint in Endpoint::ALL {
+        let from_read_only = f.app.send(request(&read_only, endpoint)).await;
+        let from_unknown = f.app.send(request(&unknown, endpoint)).await;
+        match endpoint.descriptor().access {
+            Some(access) => {
+                assert_error(&from_unknown, 400, "invalid_api_key");
+                let refused = from_read_only.status() == 400 && error_of(&from_read_only).1 == "read_only_api_key";
+                assert_eq!(refused, access == Access::Write, "{endpoint:?} declares {access:?}");
+            }
+            None => {
+                assert_eq!(from_unknown.status(), 200, "{endpoint:?} needs no key");
+                assert_eq!(from_read_only.status(), 200, "{endpoint:?} needs no key");
+            }
+        }
+    }
 }
 }

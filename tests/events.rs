@@ -5,7 +5,8 @@
 use integration_tests::{Backend, Fixture, Setup, Transport};
 use license_api::catalog::{import, Catalog};
 use license_api::handlers::Endpoint;
-use license_server::events::{self, expected, expected_status, is_signed, order, resign};
+use license_server::events::{self, expected, expected_status, is_signed, resign};
+use license_server::generate::{functions, DEFAULT_ROUTE};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -35,10 +36,9 @@ async fn every_event_runs_through_the_handlers() {
         committed.insert(name, event);
     }
     let date = httpdate::fmt_http_date(std::time::SystemTime::now());
-    let generated: BTreeMap<String, Value> = events::generate(events::API_KEY, events::SHARED_KEY, &date)
-        .into_iter()
-        .map(|(f, e)| (f.to_owned(), e))
-        .collect();
+    // In the order a session runs them (successes first), which the loop below keeps.
+    let in_order = events::generate(events::API_KEY, events::SHARED_KEY, &date);
+    let generated: BTreeMap<String, Value> = in_order.iter().map(|(f, e)| ((*f).to_owned(), e.clone())).collect();
     assert_eq!(
         committed.keys().collect::<Vec<_>>(),
         generated.keys().collect::<Vec<_>>(),
@@ -52,21 +52,20 @@ async fn every_event_runs_through_the_handlers() {
         );
     }
 
-    let mut names: Vec<_> = committed.keys().cloned().collect();
-    names.sort_by_key(|n| order(n));
-    for name in names {
-        let mut event = committed[&name].clone();
+    for name in in_order.iter().map(|(f, _)| *f) {
+        let mut event = committed[name].clone();
         if is_signed(&event) {
             resign(&mut event, events::API_KEY, events::SHARED_KEY, &date);
         }
         let request = lambda_http::request::from_str(&event.to_string())
             .unwrap_or_else(|e| panic!("{name} is not an API Gateway event: {e}"));
         let function = name.split('-').next().unwrap();
-        let response = if function == "default_route" {
+        let response = if function == DEFAULT_ROUTE {
             license_api::lambda::serve_default_route(request).await.unwrap()
         } else {
-            let endpoint = Endpoint::for_path(&format!("/api/v4/{function}"))
-                .unwrap_or_else(|| panic!("{name}: no function {function}"));
+            let endpoint = Endpoint::for_name(function)
+                .filter(|e| e.descriptor().has_function())
+                .unwrap_or_else(|| panic!("{name}: no function {function} in the endpoint table"));
             license_api::lambda::serve(endpoint, &f.app.state, request)
                 .await
                 .unwrap()
@@ -76,11 +75,39 @@ async fn every_event_runs_through_the_handlers() {
             lambda_http::Body::Text(t) => t.clone(),
             other => format!("{other:?}"),
         };
-        assert_eq!(status, expected_status(&name), "{name}: {body}");
-        if let Some(code) = expected(&name) {
+        assert_eq!(status, expected_status(name), "{name}: {body}");
+        if let Some(code) = expected(name) {
             let err: Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("{name}: error body {body}"));
             assert_eq!(err["code"], code, "{name}: {body}");
             assert_eq!(err["status"].as_u64(), Some(u64::from(status)));
         }
+    }
+}
+
+/// Adding a function to the endpoint table without its events fails here: each function has a
+/// success event (but the `$default` route's, which never succeeds) and an error event.
+#[test]
+fn every_function_has_a_success_and_an_error_event() {
+    let date = httpdate::fmt_http_date(std::time::SystemTime::now());
+    let files: Vec<&str> = events::generate(events::API_KEY, events::SHARED_KEY, &date)
+        .into_iter()
+        .map(|(f, _)| f)
+        .collect();
+    for function in functions() {
+        let of = |ok: bool| {
+            files
+                .iter()
+                .any(|f| f.split('-').next() == Some(function.name) && expected(f).is_none() == ok)
+        };
+        assert!(
+            of(true) || function.name == DEFAULT_ROUTE,
+            "no {}-ok.json in server/src/events.rs",
+            function.name
+        );
+        assert!(
+            of(false),
+            "no {}-<error code>.json in server/src/events.rs",
+            function.name
+        );
     }
 }

@@ -5,11 +5,9 @@
 //!
 //! File names are `<function>-<expected>.json`: `ok` for a 200, else the expected error code
 //! (`default_route` is the function behind the HTTP API's `$default` route). They use
-//! the example catalog (`examples/catalog.json`): run `activate_license-ok`, then `check_license-ok`,
-//! then `deactivate_license-ok`; then `activate_offline-ok`, `deactivate_offline-ok`,
-//! `activate_offline-multipart-ok`, `deactivate_offline-multipart-ok`; then `activate_bundle-ok`,
-//! `check_bundle-ok`, `deactivate_bundle-ok`, `activate_bundle_offline-ok`,
-//! `deactivate_bundle_offline-multipart-ok` (the example bundle `demo-suite`). The offline request files inside
+//! the example catalog (`examples/catalog.json`) and run in the order `license-server events --list` prints
+//! (the order of [`specs`], successes first: activate, check, deactivate; the offline ones; the bundle
+//! `demo-suite`). The offline request files inside
 //! the offline events are dated [`FILE_DATE`] and never go stale (SPEC §6.2: no window on their date);
 //! only the upload's own headers are re-signed. Multipart bodies are base64-encoded, as API Gateway
 //! delivers them.
@@ -283,6 +281,19 @@ fn specs(api_key: &str, shared_key: &str) -> Vec<Spec> {
             false,
         ),
         upload(
+            "/api/v4/activate_bundle_offline",
+            "activate_bundle_offline-signature_mismatch.json",
+            license_file(
+                SUITE,
+                Kind::Activation,
+                Shape::V1,
+                Some("sam-local-bundle-3"),
+                api_key,
+                "not-the-shared-key",
+            ),
+            false,
+        ),
+        upload(
             "/api/v4/deactivate_bundle_offline",
             "deactivate_bundle_offline-multipart-ok.json",
             license_file(
@@ -330,9 +341,13 @@ fn query_string(params: &Value) -> String {
     q.finish()
 }
 
-/// Every event, signed for `api_key`/`shared_key` at `date` (an IMF-fixdate).
+/// Every event, signed for `api_key`/`shared_key` at `date` (an IMF-fixdate), in the order a session
+/// runs them: the successes in the order of [`specs`], then the errors (`tests/events.rs` and
+/// scripts/sam-local.sh run them so, through `license-server events --list`).
 pub fn generate(api_key: &str, shared_key: &str, date: &str) -> Vec<(&'static str, Value)> {
-    specs(api_key, shared_key)
+    let mut specs = specs(api_key, shared_key);
+    specs.sort_by_key(|s| expected(s.file).is_some());
+    specs
         .into_iter()
         .map(|s| {
             let route = if s.file.starts_with("default_route-") {
@@ -424,23 +439,13 @@ pub fn expected_status(file: &str) -> u16 {
     }
 }
 
-/// The order the events run in against one store: success cases in the order a session runs them (an
-/// activation before its check and deactivation), then every other file by name.
-pub fn order(file: &str) -> (u8, String) {
-    const SESSION: [&str; 12] = [
-        "activate_license-ok.json",
-        "check_license-ok.json",
-        "deactivate_license-ok.json",
-        "activate_offline-ok.json",
-        "deactivate_offline-ok.json",
-        "activate_offline-multipart-ok.json",
-        "deactivate_offline-multipart-ok.json",
-        "activate_bundle-ok.json",
-        "check_bundle-ok.json",
-        "deactivate_bundle-ok.json",
-        "activate_bundle_offline-ok.json",
-        "deactivate_bundle_offline-multipart-ok.json",
-    ];
-    let rank = SESSION.iter().position(|f| *f == file).unwrap_or(SESSION.len());
-    (rank as u8, file.to_owned())
+/// Where `file` runs in a session: its position in [`generate`]'s order (files it does not write last,
+/// by name).
+pub fn order(file: &str) -> (usize, String) {
+    let ordered: Vec<&str> = generate(API_KEY, SHARED_KEY, FILE_DATE)
+        .into_iter()
+        .map(|(f, _)| f)
+        .collect();
+    let rank = ordered.iter().position(|f| *f == file).unwrap_or(ordered.len());
+    (rank, file.to_owned())
 }

@@ -1,9 +1,11 @@
 //! The standalone License API server: the same handlers the Lambda functions run, served over HTTP by
 //! axum on hyper, on the embedded SQLite store or on DynamoDB; plus the operator commands (import, keygen,
-//! show/export, demo, smoke) behind the `license-server` binary.
+//! show/export, demo, smoke, and the generator of what the endpoint table implies) behind the
+//! `license-server` binary.
 
 pub mod demo;
 pub mod events;
+pub mod generate;
 pub mod head;
 pub mod http_server;
 pub mod inspect;

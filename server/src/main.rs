@@ -65,6 +65,25 @@ enum Command {
         api_key: String,
         #[arg(long, default_value = license_server::events::SHARED_KEY)]
         shared_key: String,
+        /// Write nothing; print the file names in the order a session runs them (successes first).
+        #[arg(long, conflicts_with = "out")]
+        list: bool,
+    },
+    /// Rewrite what the endpoint table implies: functions/*, the `cargo lambda watch` routes in
+    /// Cargo.toml and the functions in template.yaml (docs/contributing.md).
+    Generate {
+        /// The workspace root.
+        #[arg(long, default_value = ".", value_name = "DIR")]
+        root: PathBuf,
+        /// Write nothing; fail if anything is not what the table generates.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Print the endpoint table.
+    Endpoints {
+        /// One line per Lambda function instead: its binary and its logical id in template.yaml.
+        #[arg(long)]
+        functions: bool,
     },
     /// Check a deployment end to end through the client, cleaning up what it activates (docs/deploy.md).
     Smoke(Box<license_server::smoke::SmokeArgs>),
@@ -210,10 +229,16 @@ async fn run(command: Command) -> Result<(), Error> {
             out,
             api_key,
             shared_key,
+            list,
         } => {
             let date = httpdate::fmt_http_date(std::time::SystemTime::now());
+            let events = license_server::events::generate(&api_key, &shared_key, &date);
+            if list {
+                events.iter().for_each(|(file, _)| println!("{file}"));
+                return Ok(());
+            }
             std::fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
-            for (file, event) in license_server::events::generate(&api_key, &shared_key, &date) {
+            for (file, event) in events {
                 let path = out.join(file);
                 std::fs::write(&path, serde_json::to_string_pretty(&event)? + "\n")
                     .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
@@ -223,6 +248,11 @@ async fn run(command: Command) -> Result<(), Error> {
             Ok(())
         }
         Command::Smoke(args) => license_server::smoke::run(*args).await,
+        Command::Generate { root, check } => generate(&root, check),
+        Command::Endpoints { functions } => {
+            print!("{}", license_server::generate::listing(functions));
+            Ok(())
+        }
         Command::Show { store, license } => {
             let value = exported(&store, &license).await?;
             print!("{}", inspect::show(&value));
@@ -301,4 +331,27 @@ async fn serve_limited(
         "limits"
     );
     http_server::serve_with(listener, state, &limits, http_server::shutdown_signal()).await
+}
+
+/// `license-server generate [--check]` under the workspace `root`.
+fn generate(root: &std::path::Path, check: bool) -> Result<(), Error> {
+    use license_server::generate::{stale, write, COMMAND};
+    if !root.join("template.yaml").is_file() || !root.join("functions").is_dir() {
+        return Err(format!(
+            "{} is not the workspace root (no template.yaml and functions/): pass --root",
+            root.display()
+        )
+        .into());
+    }
+    if check {
+        let stale = stale(root)?;
+        if stale.is_empty() {
+            return Ok(());
+        }
+        return Err(format!("stale generated files:\n  {}\nrun `{COMMAND}`", stale.join("\n  ")).into());
+    }
+    for path in write(root)? {
+        println!("wrote {}", path.display());
+    }
+    Ok(())
 }

@@ -3,6 +3,7 @@
 //! `license_signature` inside the license object (§5.2). The integration tests drive the server with it.
 
 use crate::auth::{hmac_base64, signing_message};
+use crate::handlers::Endpoint;
 use crate::http::SIGNATURE_HEADER;
 use crate::secret::{ExposeSecret, SecretString};
 use crate::signing::{license_signature_message, verify};
@@ -79,6 +80,15 @@ impl LicenseClient {
             .expect("method, uri and headers are valid")
     }
 
+    /// A signed request to `endpoint` with license parameters where its method carries them: the query
+    /// string for GET, a JSON body otherwise. `params` is a JSON object.
+    pub fn call(&self, endpoint: Endpoint, params: &Value) -> Request<Bytes> {
+        match endpoint.method() {
+            Method::GET => self.get(endpoint.path(), params),
+            method => self.request(method, endpoint.path(), Some(params.to_string().into_bytes())),
+        }
+    }
+
     /// A signed POST of `params` as a JSON body to `path`.
     pub fn post_json(&self, path: &str, params: &Value) -> Request<Bytes> {
         self.request(Method::POST, path, Some(params.to_string().into_bytes()))
@@ -100,16 +110,16 @@ impl LicenseClient {
     }
 
     pub fn activate(&self, params: &Value) -> Request<Bytes> {
-        self.post_json("/api/v4/activate_license", params)
+        self.call(Endpoint::ActivateLicense, params)
     }
 
     pub fn deactivate(&self, params: &Value) -> Request<Bytes> {
-        self.post_json("/api/v4/deactivate_license", params)
+        self.call(Endpoint::DeactivateLicense, params)
     }
 
     /// `params` is a JSON object whose values become query parameters.
     pub fn check(&self, params: &Value) -> Request<Bytes> {
-        self.get("/api/v4/check_license", params)
+        self.call(Endpoint::CheckLicense, params)
     }
 
     /// A signed upload of an offline request file (SPEC §6.1) to `path`, e.g. `/api/v4/activate_offline`:

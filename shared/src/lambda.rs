@@ -2,7 +2,7 @@
 //! events (via lambda_http) and the transport-neutral [`ApiRequest`]/[`ApiResponse`].
 
 use crate::config::{Config, ConfigError, SigningKeySource};
-use crate::handlers::{self, Endpoint};
+use crate::handlers::{self, function, Endpoint, Handler};
 use crate::http::{ApiRequest, ApiResponse, SIGNATURE_HEADER};
 use crate::secret::{ExposeSecret, SecretString};
 use crate::signing::Signer;
@@ -125,18 +125,35 @@ pub fn to_lambda_response(resp: ApiResponse) -> Response<Body> {
     builder.body(body).unwrap_or_else(|_| Response::new(Body::Empty))
 }
 
-/// One invocation: convert, handle, log one line, convert back. Never fails: errors are responses.
+/// Every function answers the "is online" probe, whichever of them API Gateway routes `GET /` to.
+fn is_probe(req: &ApiRequest) -> bool {
+    Endpoint::for_path(&req.path) == Some(Endpoint::Root)
+}
+
+/// One invocation of the function of `handler`: convert, handle, log one line, convert back. Never
+/// fails: errors are responses.
+pub async fn serve_with<H: Handler>(
+    handler: H,
+    state: &AppState,
+    event: Request,
+) -> Result<Response<Body>, Infallible> {
+    let started = Instant::now();
+    let req = to_api_request(event);
+    let resp = if is_probe(&req) {
+        handlers::handle_with(function::Root, &req, state).await
+    } else {
+        handlers::handle_with(handler, &req, state).await
+    };
+    Ok(respond(&req, resp, started))
+}
+
+/// [`serve_with`] for an endpoint chosen at run time, through [`handlers::handle`]: the tests serve
+/// every function from one process. A function binary names its handler instead, linking no other.
 pub async fn serve(endpoint: Endpoint, state: &AppState, event: Request) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
     let req = to_api_request(event);
-    // Whichever function API Gateway routes `GET /` to answers the "is online" probe.
-    let endpoint = if Endpoint::for_path(&req.path) == Some(Endpoint::Root) {
-        Endpoint::Root
-    } else {
-        endpoint
-    };
-    let resp = handlers::handle(endpoint, &req, state).await;
-    Ok(respond(&req, resp, started))
+    let endpoint = if is_probe(&req) { Endpoint::Root } else { endpoint };
+    Ok(respond(&req, handlers::handle(endpoint, &req, state).await, started))
 }
 
 /// One invocation of the function behind the HTTP API's `$default` route, which gets every request no
@@ -159,15 +176,16 @@ fn respond(req: &ApiRequest, mut resp: ApiResponse, started: Instant) -> Respons
     to_lambda_response(resp)
 }
 
-/// The whole body of a function's `main`: config, state, then the Lambda runtime loop.
-pub async fn run(endpoint: Endpoint) -> Result<(), lambda_http::Error> {
+/// The whole body of a function's `main`: config, state, then the Lambda runtime loop serving
+/// `handler`, e.g. `run(handlers::function::ActivateLicense)` (the generated `functions/*/src/main.rs`).
+pub async fn run<H: Handler>(handler: H) -> Result<(), lambda_http::Error> {
     init_tracing();
     let config = Config::from_env().inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
     let state = build_state(&config)
         .await
         .inspect_err(|e| tracing::error!(error = %e, "startup failed"))?;
     let state = &state;
-    lambda_http::run(lambda_http::service_fn(move |event| serve(endpoint, state, event))).await
+    lambda_http::run(lambda_http::service_fn(move |event| serve_with(handler, state, event))).await
 }
 
 /// The whole `main` of the `$default` route function. It has no configuration and no state: it reads
