@@ -16,6 +16,7 @@ pub mod lambda;
 pub mod model;
 pub mod offline;
 pub mod password;
+pub mod plan;
 pub mod render;
 pub mod request;
 pub mod rules;

@@ -8,9 +8,8 @@ use crate::model::{
     device_id, variables_size, Company, ConsumptionPeriod, Device, DeviceVariable, FeatureType, License, LicenseType,
     ProductDoc, Seat, MAX_DEVICE_VARIABLES, MAX_DEVICE_VARIABLE_BYTES,
 };
+use crate::plan::{ActivationPlan, Charge, CheckDue, CheckPlan, Counter, DeactivationPlan, LicenseAddr, Slot};
 use crate::request::LicenseRequest;
-use crate::store::write::Counter;
-use crate::store::{ActivationPlan, Charge, CheckDue, CheckPlan, DeactivationPlan, LicenseAddr, Slot};
 use crate::time::Timestamp;
 
 /// How an activation reached the server; offline activation is the same activation over a file.

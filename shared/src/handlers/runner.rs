@@ -14,7 +14,7 @@ use crate::model::{Device, ProcessedRequest};
 use crate::request::LicenseRequest;
 use crate::rules::LicenseContext;
 use crate::state::AppState;
-use crate::store::write::{self, bounded_request_record, Image, Item, ItemWrite, Write};
+use crate::store::write::{self, request_record, Image, Item, ItemWrite, Write, MAX_RECORDED_ANSWER_BYTES};
 use crate::store::{LicenseAddr, Rejection, RequestKey, WriteToken};
 use crate::time::Timestamp;
 use std::future::Future;
@@ -128,7 +128,16 @@ impl<S> Once<'_, S> {
             processed_at: now,
             expires_at: now.plus_days(OFFLINE_REQUEST_RETENTION_DAYS).unix_seconds(),
         };
-        bounded_request_record(addr, &request, now)
+        // An offline bundle's answer repeats every member's license (up to 24) with the device's
+        // variables. Devices' variables are bounded so that it fits one item for the largest bundle; a
+        // catalog whose licenses are still too large gets a 4xx that says so, not a write the store refuses.
+        let size = request.answer.len();
+        if size > MAX_RECORDED_ANSWER_BYTES {
+            return Err(ApiError::Validation(format!(
+                "the answer to this request would take {size} bytes, more than the {MAX_RECORDED_ANSWER_BYTES} an offline request's record holds: activate the bundle's members with separate files, or with fewer device variables"
+            )));
+        }
+        Ok(request_record(addr, &request, now))
     }
 }
 

@@ -13,6 +13,7 @@ use crate::ids::{ApiKeyId, CompanyId, HardwareId, ProductCode, Username};
 use crate::model::{
     ApiKeyRecord, AuditRecord, Company, Device, License, LicenseUser, ProcessedRequest, ProductDoc, Seat,
 };
+pub use crate::plan::Counter;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -156,14 +157,6 @@ impl Attr {
             .find(|a| a.name() == name)
             .map_or(OnUpsert::Replace, |a| a.on_upsert())
     }
-}
-
-/// A consumption counter of a license. Feature counters are named by the feature's code, so a license
-/// holds exactly the counters its features have used, with no item per feature.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum Counter {
-    Consumptions,
-    Feature(String),
 }
 
 impl Counter {
@@ -565,24 +558,6 @@ pub fn request_record(addr: &LicenseAddr, request: &ProcessedRequest, now: crate
 /// Most bytes an offline request's recorded answer may take: DynamoDB's 400 KB item limit less 4 KiB
 /// for the record's keys (at most 3 KB) and its other attributes.
 pub const MAX_RECORDED_ANSWER_BYTES: usize = 396 * 1024;
-
-/// [`request_record`] for an answer that must fit one item: an offline bundle's answer repeats every
-/// member's license (up to 24) with the device's variables. Devices' variables are bounded so that
-/// this holds for the largest bundle; a catalog whose licenses are still too large for it gets a
-/// 4xx that says so rather than a write the store refuses.
-pub fn bounded_request_record(
-    addr: &LicenseAddr,
-    request: &ProcessedRequest,
-    now: crate::time::Timestamp,
-) -> Result<ItemWrite, crate::error::ApiError> {
-    let size = request.answer.len();
-    if size > MAX_RECORDED_ANSWER_BYTES {
-        return Err(crate::error::ApiError::Validation(format!(
-            "the answer to this request would take {size} bytes, more than the {MAX_RECORDED_ANSWER_BYTES} an offline request's record holds: activate the bundle's members with separate files, or with fewer device variables"
-        )));
-    }
-    Ok(request_record(addr, request, now))
-}
 
 impl CheckPlan {
     /// The device's update: on the activation the check was decided on, still active, and — when only

@@ -2,7 +2,7 @@
 //! increment are top-level attributes; the vendor-set description of a license, product, company or
 //! user is one JSON string attribute `doc`, so adding a field to the model never needs a migration.
 
-use super::keys::{self, PK};
+use super::keys::{self, key_part, n, s, ItemMap, PK};
 use crate::ids::{ApiKeyId, CompanyId, HardwareId, LicenseKey, ProductCode, Username};
 use crate::model::{
     ApiKeyRecord, AuditRecord, Company, Device, DeviceVariable, License, LicenseTerms, ProcessedRequest, ProductDoc,
@@ -15,21 +15,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{Map, Value};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-
-pub type ItemMap = HashMap<String, AttributeValue>;
-
-pub fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
-
-pub fn n(v: i64) -> AttributeValue {
-    AttributeValue::N(v.to_string())
-}
-
-pub fn key_part(item: &ItemMap, name: &str) -> String {
-    item.get(name).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default()
-}
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Typed reads of one item, with errors that name the item and the attribute.
 struct Reader<'a>(&'a ItemMap);

@@ -2,8 +2,8 @@
 //! expression, each [`Effect`] an update clause, with every attribute name and value bound through
 //! placeholders (so reserved words such as `user` never matter).
 
-use super::codec::{self, n, s, ItemMap};
-use super::keys::{self, PK};
+use super::codec;
+use super::keys::{self, n, s, ItemMap, PK};
 use crate::store::write::{Action, Attr, Cond, Effect, Item, ItemWrite, OnUpsert, Val, Write};
 use crate::store::StoreError;
 use aws_sdk_dynamodb::types::{

@@ -1,9 +1,25 @@
 //! Item keys. Company ids and product codes never contain `#` (see `ids`), so every key below parses
 //! back unambiguously; the free-form part (license key, hardware id, email) always comes last.
 
-use super::codec::{s, ItemMap};
 use crate::ids::{ApiKeyId, CompanyId, HardwareId, ProductCode, Username};
 use crate::store::{LicenseAddr, RequestKey};
+use aws_sdk_dynamodb::types::AttributeValue;
+use std::collections::HashMap;
+
+/// An item as the SDK holds it, and the attribute values keys are made of.
+pub type ItemMap = HashMap<String, AttributeValue>;
+
+pub fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+pub fn n(v: i64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+pub fn key_part(item: &ItemMap, name: &str) -> String {
+    item.get(name).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default()
+}
 
 pub const PK: &str = "PK";
 pub const SK: &str = "SK";

@@ -23,7 +23,7 @@ use aws_sdk_dynamodb::types::{
     ReturnConsumedCapacity, ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem,
 };
 use aws_sdk_dynamodb::Client;
-use codec::{s, ItemMap};
+use keys::{s, ItemMap};
 pub use keys::{PK, SK};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -215,7 +215,7 @@ impl DynamoStore {
                 .remove(&self.table)
                 .unwrap_or_default()
             {
-                let key = (codec::key_part(&item, PK), codec::key_part(&item, SK));
+                let key = (keys::key_part(&item, PK), keys::key_part(&item, SK));
                 found.insert(key, item);
             }
             pending = out
@@ -332,7 +332,7 @@ impl Store for DynamoStore {
             wanted.push(keys::user(q.company, user));
         }
         let mut found = self.batch_get(wanted.clone()).await?;
-        let mut take = |key: &ItemMap| found.remove(&(codec::key_part(key, PK), codec::key_part(key, SK)));
+        let mut take = |key: &ItemMap| found.remove(&(keys::key_part(key, PK), keys::key_part(key, SK)));
         let mut read = ContextRead {
             product: take(&product_key).map(|i| codec::doc::<ProductDoc>(&i)).transpose()?,
             company: take(&company_key).map(|i| codec::doc::<Company>(&i)).transpose()?,
@@ -370,7 +370,7 @@ impl Store for DynamoStore {
             wanted.push(keys::seat(addr, user));
         }
         let mut found = self.batch_get(wanted).await?;
-        let mut take = |key: ItemMap| found.remove(&(codec::key_part(&key, PK), codec::key_part(&key, SK)));
+        let mut take = |key: ItemMap| found.remove(&(keys::key_part(&key, PK), keys::key_part(&key, SK)));
         Ok(LicenseRead {
             license: take(keys::license(addr))
                 .map(|i| codec::license(&i, addr))
@@ -404,7 +404,7 @@ impl Store for DynamoStore {
         out.items()
             .first()
             .map(|item| {
-                let sk = codec::key_part(item, SK);
+                let sk = keys::key_part(item, SK);
                 HardwareId::parse(sk.trim_start_matches(keys::RELEASED_PREFIX)).map_err(|e| StoreError::Corrupt {
                     key: sk.clone(),
                     reason: e.to_string(),
@@ -450,7 +450,7 @@ impl Store for DynamoStore {
     }
 
     async fn list_devices(&self, addr: &LicenseAddr) -> Result<Vec<Device>, StoreError> {
-        let pk = codec::key_part(&keys::license(addr), PK);
+        let pk = keys::key_part(&keys::license(addr), PK);
         let mut devices = Vec::new();
         let mut start = None;
         loop {
