@@ -23,6 +23,7 @@ use http::header::{CONNECTION, CONTENT_TYPE, RETRY_AFTER, TRANSFER_ENCODING};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use license_api::auth::{self, Admission};
 use license_api::error::ApiError;
+use license_api::handlers::endpoints::Input;
 use license_api::handlers::Endpoint;
 use license_api::http::{ApiRequest, ApiResponse, SIGNATURE_HEADER};
 use license_api::ids::{ApiKeyId, Username};
@@ -128,13 +129,8 @@ async fn per_ip(State(shared): State<Arc<Shared>>, mut req: Request, next: Next)
 /// The largest body an endpoint takes: offline uploads carry a base64 or multipart request file and
 /// get the larger limit docs/limits.md promises them.
 fn body_limit(endpoint: Option<Endpoint>) -> usize {
-    match endpoint {
-        Some(
-            Endpoint::ActivateOffline
-            | Endpoint::DeactivateOffline
-            | Endpoint::ActivateBundleOffline
-            | Endpoint::DeactivateBundleOffline,
-        ) => MAX_UPLOAD_BYTES,
+    match endpoint.map(|e| e.descriptor().input) {
+        Some(Input::Upload) => MAX_UPLOAD_BYTES,
         _ => MAX_BODY_BYTES,
     }
 }
