@@ -71,6 +71,17 @@ fn text(out: &Output) -> (String, String) {
     )
 }
 
+/// Every device the checks used on the demo and bundle licenses is free again.
+fn assert_nothing_left_active(data: &Path) {
+    for (product, key) in [("demo", "DEMO-0000-0000-0001"), ("demo-suite", "SUITE-0000-0007")] {
+        assert_eq!(
+            active_devices(data, product, key),
+            Vec::<String>::new(),
+            "{product}/{key}"
+        );
+    }
+}
+
 #[test]
 fn smoke_passes_against_serve_and_leaves_the_licenses_as_they_were() {
     let data = store("pass");
@@ -99,14 +110,7 @@ fn smoke_passes_against_serve_and_leaves_the_licenses_as_they_were() {
     // 26 checks, the race and the deactivation of its 3 winners.
     assert!(stdout.contains("smoke: 30 passed, 0 failed"), "{stdout}");
     // Activated: the licenses' devices were used, and every one of them is free again.
-    assert_eq!(
-        active_devices(&data, "demo", "DEMO-0000-0000-0001"),
-        Vec::<String>::new()
-    );
-    assert_eq!(
-        active_devices(&data, "demo-suite", "SUITE-0000-0007"),
-        Vec::<String>::new()
-    );
+    assert_nothing_left_active(&data);
     let _ = std::fs::remove_dir_all(&data);
 }
 
@@ -131,14 +135,7 @@ fn a_wrong_public_key_fails_naming_the_check_and_still_cleans_up() {
     );
     // Unsigned answers (errors, plain text) still pass: only the signed ones fail.
     assert!(stdout.contains("ok    GET check_license (unsigned)"), "{stdout}");
-    assert_eq!(
-        active_devices(&data, "demo", "DEMO-0000-0000-0001"),
-        Vec::<String>::new()
-    );
-    assert_eq!(
-        active_devices(&data, "demo-suite", "SUITE-0000-0007"),
-        Vec::<String>::new()
-    );
+    assert_nothing_left_active(&data);
     let _ = std::fs::remove_dir_all(&data);
     let _ = std::fs::remove_dir_all(&other);
 }

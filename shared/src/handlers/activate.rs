@@ -91,12 +91,7 @@ impl WriteOp for Activation<'_> {
     type Plan = ActivationPlan;
 
     async fn load(&self, after: Option<&Rejection>) -> Result<Resolved, ApiError> {
-        // The password was verified by the first read.
-        let how = if after.is_some() {
-            UserCheck::Verified
-        } else {
-            UserCheck::Password
-        };
+        let how = UserCheck::activation(after);
         lookup::load(self.on.app, self.on.principal, self.on.req, how).await
     }
 

@@ -279,11 +279,7 @@ impl WriteOp for BundleActivation<'_> {
     type Plan = Joined<ActivationPlan>;
 
     async fn load(&self, after: Option<&Rejection>) -> Result<Bundle, ApiError> {
-        let how = if after.is_some() {
-            UserCheck::Verified
-        } else {
-            UserCheck::Password
-        };
+        let how = UserCheck::activation(after);
         Bundle::load(self.on.app, self.on.principal, self.on.req, how).await
     }
 

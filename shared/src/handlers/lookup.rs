@@ -25,6 +25,18 @@ pub enum UserCheck {
     Concealed,
 }
 
+impl UserCheck {
+    /// An activation's check for one attempt: the first read verifies the password; reads after a
+    /// refused write (`after`) belong to the same request, whose password was verified then.
+    pub fn activation(after: Option<&crate::store::Rejection>) -> Self {
+        if after.is_some() {
+            Self::Verified
+        } else {
+            Self::Password
+        }
+    }
+}
+
 /// What a [`UserCheck::Concealed`] request gets when the user has no active device with its hardware id.
 pub const CONCEALED: ApiError = ApiError::DeviceNotFound;
 
