@@ -62,13 +62,7 @@ async fn a_committed_write_whose_answer_was_lost_is_reported_as_done() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn under_every_fault_answers_are_spec_shaped_and_counters_exact() {
-    for fault in [
-        Fault::Throttle,
-        Fault::TransactionConflict,
-        Fault::TimeoutAfterApply,
-        Fault::DropResponse,
-        Fault::Unreachable,
-    ] {
+    for fault in Fault::ALL {
         let f = fixture("every-fault").await;
         let license = f.key_license("FLT", |l| l.max_activations = 8).await;
         // Every other write fails; reads pass.
@@ -173,13 +167,7 @@ async fn throttled_or_unreachable_reads_answer_503() {
 /// conflicts answer 503 at the deadline, never a 500.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_recorded_check_survives_faults_of_its_update() {
-    for fault in [
-        Fault::Throttle,
-        Fault::TransactionConflict,
-        Fault::TimeoutAfterApply,
-        Fault::DropResponse,
-        Fault::Unreachable,
-    ] {
+    for fault in Fault::ALL {
         let f = fixture("check-fault").await;
         let license = f.key_license("CF", |_| {}).await;
         assert_eq!(f.app.send(f.client.activate(&key_body("CF", "h1"))).await.status(), 200);

@@ -36,6 +36,17 @@ pub enum Fault {
     Unprocessed,
 }
 
+impl Fault {
+    /// Every fault a write can meet (all but `Pass`).
+    pub const ALL: [Fault; 5] = [
+        Fault::Throttle,
+        Fault::TransactionConflict,
+        Fault::TimeoutAfterApply,
+        Fault::DropResponse,
+        Fault::Unreachable,
+    ];
+}
+
 /// (operation such as `TransactWriteItems`, number of earlier calls of it) → the fault for this call.
 pub type Policy = Arc<dyn Fn(&str, usize) -> Fault + Send + Sync>;
 
