@@ -31,8 +31,13 @@ pub struct Function {
 impl Function {
     /// Its resource in template.yaml, e.g. `ActivateLicenseFunction`.
     pub fn logical_id(&self) -> String {
-        format!("{}Function", camel(self.name))
+        logical_id(self.name)
     }
+}
+
+/// The resource in template.yaml of the function named `name`, e.g. `ActivateLicenseFunction`.
+pub fn logical_id(name: &str) -> String {
+    format!("{}Function", camel(name))
 }
 
 /// Every Lambda function, in table order, the `$default` route's last.

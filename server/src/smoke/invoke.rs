@@ -63,19 +63,7 @@ fn expectation(file: &str) -> Expect {
 /// The template's logical id of the function an event file is for: `check_license-ok.json` →
 /// `CheckLicenseFunction` (template.yaml names every function that way).
 pub fn logical_id(file: &str) -> String {
-    let function = file.split('-').next().unwrap_or_default();
-    let mut id: String = function
-        .split('_')
-        .map(|word| {
-            let mut chars = word.chars();
-            chars
-                .next()
-                .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
-                .unwrap_or_default()
-        })
-        .collect();
-    id.push_str("Function");
-    id
+    crate::generate::logical_id(file.split('-').next().unwrap_or_default())
 }
 
 /// `sam local invoke <id> -e <path> <sam_args>`; the function's answer as a response.
