@@ -5,7 +5,7 @@
 
 use super::lookup::{self, Resolved, UserCheck};
 use super::runner::{self, Call, WriteOp};
-use crate::auth::{Access, Principal};
+use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
 use crate::render::{license_object, Identity, View};
@@ -17,8 +17,8 @@ use crate::store::write::Write;
 use crate::store::{ActivationPlan, LicenseAddr, Rejection, WriteToken};
 use crate::time::Timestamp;
 
-pub async fn handle(req: &ApiRequest, state: &AppState) -> Result<ApiResponse, ApiError> {
-    let (principal, request) = super::authenticated(req, state, Access::Write).await?;
+pub async fn handle(req: &ApiRequest, state: &AppState, principal: Principal) -> Result<ApiResponse, ApiError> {
+    let request = super::license_request(req, state, &principal).await?;
     let resolved = activate(state, &principal, &request, Transport::Online).await?;
     let object = activation_object(&resolved, &request, Timestamp::now(), &state.signer)?;
     Ok(ApiResponse::signed_json(&object, &state.signer))

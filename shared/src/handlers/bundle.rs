@@ -12,7 +12,7 @@
 use super::activate::ident;
 use super::lookup::{self, UserCheck};
 use super::runner::{self, Call, Images, WriteOp};
-use crate::auth::{Access, Principal};
+use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
 use crate::model::{AuthorizationMethod, License, LicenseUser};
@@ -207,16 +207,24 @@ fn join(writes: impl IntoIterator<Item = Write>) -> Write {
     }
 }
 
-pub async fn handle_activation(req: &ApiRequest, state: &AppState) -> Result<ApiResponse, ApiError> {
-    let (principal, request) = super::authenticated(req, state, Access::Write).await?;
+pub async fn handle_activation(
+    req: &ApiRequest,
+    state: &AppState,
+    principal: Principal,
+) -> Result<ApiResponse, ApiError> {
+    let request = super::license_request(req, state, &principal).await?;
     let op = BundleActivation::new(state, &principal, &request, Transport::Online);
     let bundle = runner::run(&op, None).await?.online()?;
     let objects = member_objects(&bundle, &request, View::Activation, Timestamp::now(), &state.signer)?;
     Ok(ApiResponse::signed_json(&objects, &state.signer))
 }
 
-pub async fn handle_deactivation(req: &ApiRequest, state: &AppState) -> Result<ApiResponse, ApiError> {
-    let (principal, request) = super::authenticated(req, state, Access::Write).await?;
+pub async fn handle_deactivation(
+    req: &ApiRequest,
+    state: &AppState,
+    principal: Principal,
+) -> Result<ApiResponse, ApiError> {
+    let request = super::license_request(req, state, &principal).await?;
     let op = BundleDeactivation::new(state, &principal, &request);
     runner::run(&op, None).await?;
     Ok(ApiResponse::text(super::deactivate::DEACTIVATED))
@@ -391,8 +399,8 @@ impl WriteOp for BundleDeactivation<'_> {
     }
 }
 
-pub async fn handle_check(req: &ApiRequest, state: &AppState) -> Result<ApiResponse, ApiError> {
-    let (principal, request) = super::authenticated(req, state, Access::Read).await?;
+pub async fn handle_check(req: &ApiRequest, state: &AppState, principal: Principal) -> Result<ApiResponse, ApiError> {
+    let request = super::license_request(req, state, &principal).await?;
     principal.ensure_product(&request.product)?;
     let now = Timestamp::now();
     let mut attempts = super::Attempts::new(state);

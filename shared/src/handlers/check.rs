@@ -7,7 +7,7 @@
 
 use super::activate::ident;
 use super::lookup::{self, Resolved, UserCheck};
-use crate::auth::Access;
+use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
 use crate::render::{license_object, Identity, View};
@@ -16,8 +16,8 @@ use crate::state::AppState;
 use crate::store::{CheckPlan, Rejection};
 use crate::time::Timestamp;
 
-pub async fn handle(req: &ApiRequest, state: &AppState) -> Result<ApiResponse, ApiError> {
-    let (principal, request) = super::authenticated(req, state, Access::Read).await?;
+pub async fn handle(req: &ApiRequest, state: &AppState, principal: Principal) -> Result<ApiResponse, ApiError> {
+    let request = super::license_request(req, state, &principal).await?;
     principal.ensure_product(&request.product)?;
     let now = Timestamp::now();
     let mut attempts = super::Attempts::new(state);

@@ -4,7 +4,7 @@
 
 use super::lookup::{self, Resolved, UserCheck};
 use super::runner::{self, Call, WriteOp};
-use crate::auth::{Access, Principal};
+use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
 use crate::request::LicenseRequest;
@@ -16,8 +16,8 @@ use crate::store::{DeactivationPlan, Rejection, WriteToken};
 /// The answer to every successful deactivation (SPEC §8).
 pub const DEACTIVATED: &str = "license_deactivated";
 
-pub async fn handle(req: &ApiRequest, state: &AppState) -> Result<ApiResponse, ApiError> {
-    let (principal, request) = super::authenticated(req, state, Access::Write).await?;
+pub async fn handle(req: &ApiRequest, state: &AppState, principal: Principal) -> Result<ApiResponse, ApiError> {
+    let request = super::license_request(req, state, &principal).await?;
     deactivate(state, &principal, &request).await?;
     Ok(ApiResponse::text(DEACTIVATED))
 }

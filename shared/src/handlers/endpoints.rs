@@ -6,12 +6,13 @@
 //! `cargo lambda watch` routes in Cargo.toml and the functions of template.yaml. Adding an endpoint:
 //! docs/contributing.md.
 
-use crate::auth::Access;
+use crate::auth::{Access, Principal};
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
 use crate::state::AppState;
 use http::Method;
 use std::future::Future;
+use std::time::SystemTime;
 
 /// What a request to an endpoint carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,6 +86,9 @@ impl Descriptor {
 /// handler; [`handle`] dispatches to them at run time for the local server and the tests.
 pub trait Handler: Copy + Send + Sync + 'static {
     const ENDPOINT: Endpoint;
+    /// Serves a request of a method the endpoint takes. An endpoint with an access authenticates the
+    /// request with it first, here and nowhere else, and its handler gets who is calling (a
+    /// [`Principal`]); one without (the root probe) gets no one.
     fn call(self, req: &ApiRequest, state: &AppState) -> impl Future<Output = Result<ApiResponse, ApiError>> + Send;
 }
 
@@ -148,7 +152,7 @@ macro_rules! endpoints {
                     req: &ApiRequest,
                     state: &AppState,
                 ) -> impl Future<Output = Result<ApiResponse, ApiError>> + Send {
-                    super::$module::$function(req, state)
+                    endpoints!(@call $access $module::$function, req, state)
                 }
             }
         )*
@@ -162,6 +166,15 @@ macro_rules! endpoints {
     };
     (@access None) => { None };
     (@access $access:ident) => { Some(Access::$access) };
+    (@call None $module:ident::$function:ident, $req:ident, $state:ident) => {
+        super::$module::$function($req, $state)
+    };
+    (@call $access:ident $module:ident::$function:ident, $req:ident, $state:ident) => {
+        async move {
+            let principal = authenticate($req, $state, Access::$access).await?;
+            super::$module::$function($req, $state, principal).await
+        }
+    };
     (@host $variant:ident) => { Endpoint::$variant };
     (@host $variant:ident $host:ident) => { Endpoint::$host };
 }
@@ -286,8 +299,17 @@ async fn root(_: &ApiRequest, _: &AppState) -> Result<ApiResponse, ApiError> {
     Ok(ApiResponse::text("License API is online"))
 }
 
-/// Serves one request with `handler`: a method the endpoint does not take gets 405, every error its
-/// SPEC body.
+/// Who is calling, verified with the access an endpoint's row declares. Before anything else of the
+/// request is read, so an unauthenticated caller learns nothing about the body or the store.
+async fn authenticate(req: &ApiRequest, state: &AppState, access: Access) -> Result<Principal, ApiError> {
+    state
+        .auth
+        .authenticate(&req.headers, &*state.store, access, SystemTime::now())
+        .await
+}
+
+/// Serves one request with `handler`: a method the endpoint does not take gets 405 (before
+/// authentication), every error its SPEC body.
 pub async fn handle_with<H: Handler>(handler: H, req: &ApiRequest, state: &AppState) -> ApiResponse {
     let result = if H::ENDPOINT.accepts(&req.method) {
         handler.call(req, state).await

@@ -1,6 +1,8 @@
-//! Endpoint handlers: plain async functions of (request, state), one module per endpoint. Each returns
-//! `Result<ApiResponse, ApiError>`; [`handle_with`] turns errors into responses in the one shared way.
-//! Which endpoints exist, and which handler serves each, is declared once, in [`endpoints`].
+//! Endpoint handlers: plain async functions of (request, state, principal), one module per endpoint
+//! (the root probe, which needs no key, gets no principal). Each returns `Result<ApiResponse,
+//! ApiError>`; [`handle_with`] turns errors into responses in the one shared way. Which endpoints exist,
+//! the access each needs and which handler serves each is declared once, in [`endpoints`], which also
+//! authenticates every request with that access before its handler runs.
 
 mod activate;
 mod bundle;
@@ -17,33 +19,28 @@ pub use endpoints::{function, handle, handle_with, Descriptor, Endpoint, Handler
 pub(crate) use runner::Attempts;
 pub use runner::OFFLINE_REQUEST_RETENTION_DAYS;
 
-use crate::auth::{Access, Principal};
+use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
 use crate::request::{LicenseRequest, Params};
 use crate::state::AppState;
 use http::Method;
-use std::time::SystemTime;
 
-/// Authenticates the request, then parses its license fields from where its method carries them
-/// (query string for GET and HEAD, JSON body otherwise) and resolves its credentials to a license key or
-/// user. Authentication comes first, so an unauthenticated caller learns nothing about the body.
-async fn authenticated(
+/// The request's license fields, parsed from where its method carries them (query string for GET and
+/// HEAD, JSON body otherwise), with its credentials resolved to a license key or user. The caller was
+/// authenticated before (with the access of its endpoint's row, `endpoints`), so an unauthenticated
+/// caller learns nothing about the body.
+async fn license_request(
     req: &ApiRequest,
     state: &AppState,
-    access: Access,
-) -> Result<(Principal, LicenseRequest), ApiError> {
-    let principal = state
-        .auth
-        .authenticate(&req.headers, &*state.store, access, SystemTime::now())
-        .await?;
+    principal: &Principal,
+) -> Result<LicenseRequest, ApiError> {
     let params = if matches!(req.method, Method::GET | Method::HEAD) {
         Params::from_query(req.query.as_deref())?
     } else {
         Params::from_json(&req.body)?
     };
-    let request = resolved(state, &principal, LicenseRequest::parse(&params)?).await?;
-    Ok((principal, request))
+    resolved(state, principal, LicenseRequest::parse(&params)?).await
 }
 
 /// `request` with its credentials resolved (`identity::Resolvers`), once the principal may name its

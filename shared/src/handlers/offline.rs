@@ -1,15 +1,16 @@
 //! `POST /api/v4/activate_offline` and `POST /api/v4/deactivate_offline` (SPEC §6): the online activation
-//! and deactivation, reached through a request file. The uploader authenticates like any request; the
-//! file is read (`offline::transport`), its signature verified with the key of the company's API key it
-//! names (`offline::payload`), and the request applied at most once: its record goes into the very write
-//! that applies it, and a repeat upload answers what the first got.
+//! and deactivation, reached through a request file. The uploader is authenticated like any request (by
+//! the endpoint table, before the handler runs); the file is read (`offline::transport`), its signature
+//! verified with the key of the company's API key it names (`offline::payload`), and the request applied
+//! at most once: its record goes into the very write that applies it, and a repeat upload answers what
+//! the first got.
 
 use super::activate::{activation_object, ident, Activation};
 use super::bundle::{member_objects, Bundle, BundleActivation, BundleDeactivation};
 use super::deactivate::{Deactivation, DEACTIVATED};
 use super::lookup::Resolved;
 use super::runner::{self, Once, WriteOp};
-use crate::auth::{hmac_base64, Access, Principal};
+use crate::auth::{hmac_base64, Principal};
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
 use crate::model::ApiKeyRecord;
@@ -36,11 +37,7 @@ struct Upload {
 }
 
 impl Upload {
-    async fn read(req: &ApiRequest, state: &AppState, kind: Kind) -> Result<Self, ApiError> {
-        let principal = state
-            .auth
-            .authenticate(&req.headers, &*state.store, Access::Write, SystemTime::now())
-            .await?;
+    async fn read(req: &ApiRequest, state: &AppState, principal: Principal, kind: Kind) -> Result<Self, ApiError> {
         let content_type = req
             .headers
             .get(http::header::CONTENT_TYPE)
@@ -114,8 +111,12 @@ impl Upload {
     }
 }
 
-pub async fn handle_activation(req: &ApiRequest, state: &AppState) -> Result<ApiResponse, ApiError> {
-    let upload = Upload::read(req, state, Kind::Activation).await?;
+pub async fn handle_activation(
+    req: &ApiRequest,
+    state: &AppState,
+    principal: Principal,
+) -> Result<ApiResponse, ApiError> {
+    let upload = Upload::read(req, state, principal, Kind::Activation).await?;
     let request = &upload.request;
     let op = Activation::new(state, &upload.principal, request, Transport::Offline);
     let signed = upload.offline_answer();
@@ -131,8 +132,12 @@ pub async fn handle_activation(req: &ApiRequest, state: &AppState) -> Result<Api
     Ok(ApiResponse::signed_body(outcome.recorded()?, &state.signer))
 }
 
-pub async fn handle_deactivation(req: &ApiRequest, state: &AppState) -> Result<ApiResponse, ApiError> {
-    let upload = Upload::read(req, state, Kind::Deactivation).await?;
+pub async fn handle_deactivation(
+    req: &ApiRequest,
+    state: &AppState,
+    principal: Principal,
+) -> Result<ApiResponse, ApiError> {
+    let upload = Upload::read(req, state, principal, Kind::Deactivation).await?;
     let consumptions = consumptions(upload.payload.fields())?;
     let answer = |_: &Resolved| Ok(DEACTIVATED.to_owned());
     let once = Once {
@@ -144,8 +149,12 @@ pub async fn handle_deactivation(req: &ApiRequest, state: &AppState) -> Result<A
     Ok(ApiResponse::text(DEACTIVATED))
 }
 
-pub async fn handle_bundle_activation(req: &ApiRequest, state: &AppState) -> Result<ApiResponse, ApiError> {
-    let upload = Upload::read(req, state, Kind::Activation).await?;
+pub async fn handle_bundle_activation(
+    req: &ApiRequest,
+    state: &AppState,
+    principal: Principal,
+) -> Result<ApiResponse, ApiError> {
+    let upload = Upload::read(req, state, principal, Kind::Activation).await?;
     let request = &upload.request;
     let op = BundleActivation::new(state, &upload.principal, request, Transport::Offline);
     let signed = upload.offline_answer();
@@ -164,8 +173,12 @@ pub async fn handle_bundle_activation(req: &ApiRequest, state: &AppState) -> Res
     Ok(ApiResponse::signed_body(outcome.recorded()?, &state.signer))
 }
 
-pub async fn handle_bundle_deactivation(req: &ApiRequest, state: &AppState) -> Result<ApiResponse, ApiError> {
-    let upload = Upload::read(req, state, Kind::Deactivation).await?;
+pub async fn handle_bundle_deactivation(
+    req: &ApiRequest,
+    state: &AppState,
+    principal: Principal,
+) -> Result<ApiResponse, ApiError> {
+    let upload = Upload::read(req, state, principal, Kind::Deactivation).await?;
     if consumptions(upload.payload.fields())? != Consumptions::default() {
         // A bundle has several licenses: which one consumed is not said, and guessing would lose data.
         return Err(ApiError::Validation(
