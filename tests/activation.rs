@@ -7,9 +7,9 @@ use license_api::auth::Principal;
 use license_api::client::ClientError;
 use license_api::handlers::activate;
 use license_api::model::{ApiKeyRecord, LicenseType};
+use license_api::plan::LicenseAddr;
 use license_api::request::{LicenseRequest, Params};
 use license_api::rules::Transport;
-use license_api::store::LicenseAddr;
 use license_api::time::Timestamp;
 use serde_json::{json, Value};
 

@@ -12,8 +12,9 @@ use license_api::ids::{LicenseKey, ProductCode};
 use license_api::model::{Company, Feature, FeatureType, License, LicenseType, ProductDoc};
 use license_api::offline::file::{RequestFile, Shape};
 use license_api::offline::payload::Kind;
+use license_api::plan::{LicenseAddr, WriteToken};
 use license_api::rules::{self, Consumptions, LicenseContext};
-use license_api::store::{LicenseAddr, Rejection, WriteToken};
+use license_api::store::Rejection;
 use license_api::time::Timestamp;
 use serde_json::{json, Map, Value};
 
@@ -70,7 +71,7 @@ async fn planned_at(
     hw: &str,
     report: &Consumptions,
     now: &str,
-) -> Result<license_api::store::DeactivationPlan, String> {
+) -> Result<license_api::plan::DeactivationPlan, String> {
     let addr = LicenseAddr::of(license);
     let current = f.store().get_license(&addr).await.unwrap().unwrap();
     let device = f

@@ -12,9 +12,9 @@ use license_api::ids::{CompanyId, LicenseKey, ProductCode};
 use license_api::model::License;
 use license_api::offline::file::{self, RequestFile, Shape};
 use license_api::offline::payload::Kind;
+use license_api::plan::{LicenseAddr, WriteToken};
 use license_api::signing::verify;
 use license_api::store::write::{Action, Attr, Effect, Item, ItemWrite, Write};
-use license_api::store::{LicenseAddr, WriteToken};
 use serde_json::{json, Value};
 use std::time::Duration;
 

@@ -87,9 +87,9 @@ integration_tests::matrix! {
 
 /// One item of each kind with every attribute it has set to a value no default gives.
 fn every_kind(company: &license_api::ids::CompanyId) -> Vec<(Item, Image)> {
-    use license_api::ids::{ApiKeyId, HardwareId, LicenseKey, ProductCode, Username};
+    use license_api::ids::{ApiKeyId, HardwareId, LicenseKey, ProductCode, RequestKey, Username};
     use license_api::model::*;
-    use license_api::store::{LicenseAddr, RequestKey};
+    use license_api::plan::LicenseAddr;
     use license_api::time::Timestamp;
     let t = |ms: i64| Timestamp::from_millis(1_700_000_000_000 + ms);
     let product = ProductCode::parse("every-attr").unwrap();

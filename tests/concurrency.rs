@@ -5,7 +5,7 @@ use futures::future::join_all;
 use integration_tests::fixtures::{key_body, user_body};
 use integration_tests::{error_of, Fixture, Instance};
 use license_api::ids::Username;
-use license_api::store::LicenseAddr;
+use license_api::plan::LicenseAddr;
 use std::collections::HashMap;
 
 const INSTANCES: usize = 5;

@@ -5,8 +5,8 @@ use integration_tests::{assert_error, error_of, Fixture, Instance};
 use license_api::client::LicenseClient;
 use license_api::ids::Username;
 use license_api::model::{Device, License, ProductDoc};
+use license_api::plan::{LicenseAddr, WriteToken};
 use license_api::store::write::{Action, Attr, Effect, Item, ItemWrite, Write};
-use license_api::store::{LicenseAddr, WriteToken};
 use license_api::time::Timestamp;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -49,7 +49,7 @@ async fn deactivation_frees_the_slot_and_answers_plain_text(setup) {
     let l = f.license_now(&license).await;
     assert_eq!(l.times_activated, 0);
     assert_eq!(l.released_count, 1);
-    let addr = license_api::store::LicenseAddr::of(&license);
+    let addr = license_api::plan::LicenseAddr::of(&license);
     assert_eq!(f.store().released_slot(&addr).await.unwrap(), Some(hw("h1")));
     assert_eq!(
         f.device_counts(&license).await,

@@ -181,7 +181,7 @@ async fn a_recorded_check_survives_faults_of_its_update() {
         assert_eq!(faults.injected(), [("UpdateItem".to_owned(), fault)]);
         let devices = f
             .store()
-            .list_devices(&license_api::store::LicenseAddr::of(&license))
+            .list_devices(&license_api::plan::LicenseAddr::of(&license))
             .await
             .unwrap();
         assert!(

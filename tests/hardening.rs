@@ -7,9 +7,10 @@ use integration_tests::fixtures::{hw, key_body, product_code, user_body, USER_PR
 use integration_tests::{assert_error, error_of, Fixture};
 use license_api::ids::Username;
 use license_api::model::{Company, Device, ProductDoc, Seat};
+use license_api::plan::{LicenseAddr, WriteToken};
 use license_api::request::{LicenseRequest, Params};
 use license_api::rules::{self, LicenseContext, Transport};
-use license_api::store::{LicenseAddr, Rejection, WriteToken};
+use license_api::store::Rejection;
 use license_api::time::Timestamp;
 use serde_json::json;
 

@@ -9,9 +9,10 @@ use integration_tests::fixtures::{hw, key_body};
 use integration_tests::{Backend, Fixture, Setup, Transport};
 use license_api::ids::HardwareId;
 use license_api::model::{Company, ProductDoc};
+use license_api::plan::{DeactivationPlan, LicenseAddr, WriteToken};
 use license_api::request::{LicenseRequest, Params};
 use license_api::rules::{self, LicenseContext};
-use license_api::store::{DeactivationPlan, LicenseAddr, Rejection, Store, WriteToken};
+use license_api::store::{Rejection, Store};
 use license_api::time::Timestamp;
 use std::time::{Duration, Instant};
 

@@ -4,7 +4,8 @@
 use clap::Args;
 use license_api::ids::{CompanyId, LicenseKey, ProductCode};
 use license_api::model::{Device, License};
-use license_api::store::{LicenseAddr, Store};
+use license_api::plan::LicenseAddr;
+use license_api::store::Store;
 use serde_json::{json, Value};
 
 #[derive(Args, Debug, Clone)]

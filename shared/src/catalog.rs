@@ -6,8 +6,9 @@
 use crate::ids::{ApiKeyId, CompanyId, HardwareId, LicenseKey, ProductCode, Username};
 use crate::model::{ApiKeyRecord, AuthorizationMethod, Company, License, LicenseTerms, LicenseUser, ProductDoc, Seat};
 use crate::password;
+use crate::plan::LicenseAddr;
 use crate::secret::{ExposeSecret, SecretString};
-use crate::store::{LicenseAddr, Store, StoreError};
+use crate::store::{Store, StoreError};
 use crate::time::Timestamp;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;

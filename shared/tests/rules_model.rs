@@ -6,10 +6,10 @@
 
 use license_api::ids::{CompanyId, HardwareId, ProductCode, Username};
 use license_api::model::{Company, Device, License, ProductDoc, Seat};
+use license_api::plan::{LicenseAddr, WriteToken};
 use license_api::request::{LicenseRequest, Params};
 use license_api::rules::{self, LicenseContext, Transport};
 use license_api::store::write::{self, Image, Item, Refused, Write};
-use license_api::store::{LicenseAddr, WriteToken};
 use license_api::time::Timestamp;
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet, HashMap};

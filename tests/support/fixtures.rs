@@ -8,7 +8,8 @@ use license_api::model::{ApiKeyRecord, AuthorizationMethod, Company, License, Li
 use license_api::offline::file::{self, RequestFile};
 use license_api::offline::payload::Kind;
 use license_api::password;
-use license_api::store::{LicenseAddr, Store};
+use license_api::plan::LicenseAddr;
+use license_api::store::Store;
 use serde_json::{json, Value};
 
 pub const API_KEY: &str = "api-key-1";

@@ -5,12 +5,11 @@
 
 use async_trait::async_trait;
 use futures::future::BoxFuture;
-use license_api::ids::{ApiKeyId, CompanyId, HardwareId, Username};
+use license_api::ids::{ApiKeyId, CompanyId, HardwareId, RequestKey, Username};
 use license_api::model::{ApiKeyRecord, Company, Device, License, LicenseUser, ProcessedRequest, ProductDoc, Seat};
+use license_api::plan::{LicenseAddr, WriteToken};
 use license_api::store::write::{Image, Item, Write};
-use license_api::store::{
-    ContextQuery, ContextRead, LicenseAddr, LicenseRead, Rejection, RequestKey, Store, StoreError, WriteToken,
-};
+use license_api::store::{ContextQuery, ContextRead, LicenseRead, Rejection, Store, StoreError};
 use license_api::time::Timestamp;
 use std::sync::{Arc, Mutex};
 

@@ -8,13 +8,14 @@ use super::runner::{self, Call, WriteOp};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
+use crate::plan::{ActivationPlan, LicenseAddr, WriteToken};
 use crate::render::{license_object, Identity, View};
 use crate::request::{Credentials, LicenseRequest};
 use crate::rules::{self, Transport};
 use crate::signing::Signer;
 use crate::state::AppState;
 use crate::store::write::Write;
-use crate::store::{ActivationPlan, LicenseAddr, Rejection, WriteToken};
+use crate::store::Rejection;
 use crate::time::Timestamp;
 
 pub async fn handle(req: &ApiRequest, state: &AppState, principal: Principal) -> Result<ApiResponse, ApiError> {

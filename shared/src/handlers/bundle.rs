@@ -16,13 +16,14 @@ use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
 use crate::model::{AuthorizationMethod, License, LicenseUser};
+use crate::plan::{ActivationPlan, DeactivationPlan, LicenseAddr, WriteToken};
 use crate::render::{license_object, Identity, LicenseObject, View};
 use crate::request::{Credentials, LicenseRequest};
 use crate::rules::{self, LicenseContext, Transport};
 use crate::signing::Signer;
 use crate::state::AppState;
 use crate::store::write::{device_as_read, Image, Item, ItemWrite, Write};
-use crate::store::{ActivationPlan, ContextQuery, DeactivationPlan, LicenseAddr, Rejection, WriteToken};
+use crate::store::{ContextQuery, Rejection};
 use crate::time::Timestamp;
 use futures::future::try_join_all;
 

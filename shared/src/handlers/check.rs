@@ -10,10 +10,11 @@ use super::lookup::{self, Resolved, UserCheck};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
+use crate::plan::CheckPlan;
 use crate::render::{license_object, Identity, View};
 use crate::rules;
 use crate::state::AppState;
-use crate::store::{CheckPlan, Rejection};
+use crate::store::Rejection;
 use crate::time::Timestamp;
 
 pub async fn handle(req: &ApiRequest, state: &AppState, principal: Principal) -> Result<ApiResponse, ApiError> {

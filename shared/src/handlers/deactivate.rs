@@ -7,11 +7,12 @@ use super::runner::{self, Call, WriteOp};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
+use crate::plan::{DeactivationPlan, WriteToken};
 use crate::request::LicenseRequest;
 use crate::rules::{self, Consumptions};
 use crate::state::AppState;
 use crate::store::write::Write;
-use crate::store::{DeactivationPlan, Rejection, WriteToken};
+use crate::store::Rejection;
 
 /// The answer to every successful deactivation (SPEC §8).
 pub const DEACTIVATED: &str = "license_deactivated";

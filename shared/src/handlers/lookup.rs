@@ -6,10 +6,11 @@ use crate::error::ApiError;
 use crate::ids::CompanyId;
 use crate::model::{AuthorizationMethod, License, LicenseUser, ProductDoc};
 use crate::password;
+use crate::plan::LicenseAddr;
 use crate::request::{Credentials, LicenseRequest, Proof};
 use crate::rules::{self, LicenseContext};
 use crate::state::AppState;
-use crate::store::{ContextQuery, ContextRead, LicenseAddr};
+use crate::store::{ContextQuery, ContextRead};
 
 /// How a request that names a license user establishes them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -13,6 +13,7 @@ use super::runner::{self, Once, WriteOp};
 use crate::auth::{hmac_base64, Principal};
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
+use crate::ids::RequestKey;
 use crate::model::ApiKeyRecord;
 use crate::offline::payload::{v1_message, KeyId, Kind, Payload};
 use crate::offline::transport;
@@ -20,7 +21,6 @@ use crate::render::{offline_activation, OfflineAnswer, View};
 use crate::request::{LicenseRequest, Params};
 use crate::rules::{Consumptions, Transport};
 use crate::state::AppState;
-use crate::store::RequestKey;
 use serde_json::Value;
 use std::time::SystemTime;
 

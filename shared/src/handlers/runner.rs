@@ -10,12 +10,14 @@
 use super::lookup::Resolved;
 use crate::auth::Principal;
 use crate::error::ApiError;
+use crate::ids::RequestKey;
 use crate::model::{Device, ProcessedRequest};
+use crate::plan::{LicenseAddr, WriteToken};
 use crate::request::LicenseRequest;
 use crate::rules::LicenseContext;
 use crate::state::AppState;
 use crate::store::write::{self, request_record, Image, Item, ItemWrite, Write, MAX_RECORDED_ANSWER_BYTES};
-use crate::store::{LicenseAddr, Rejection, RequestKey, WriteToken};
+use crate::store::Rejection;
 use crate::time::Timestamp;
 use std::future::Future;
 use std::time::{Duration, Instant};

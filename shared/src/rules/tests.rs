@@ -4,9 +4,9 @@ use super::*;
 use crate::ids::Username;
 use crate::ids::{CompanyId, LicenseKey, ProductCode};
 use crate::model::Seat;
+use crate::plan::WriteToken;
 use crate::request::{Credentials, LicenseRequest};
 use crate::store::write::{apply_actions, Action, Effect, Image, Item, Write};
-use crate::store::WriteToken;
 
 fn now() -> Timestamp {
     Timestamp::parse_iso("2026-06-01T12:00:00Z").unwrap()
@@ -424,8 +424,8 @@ fn a_periodic_counter_starts_again_at_zero_in_a_new_period() {
 
 #[test]
 fn starting_a_period_is_one_write_of_many() {
+    use crate::plan::WriteToken;
     use crate::store::write::{apply, Image, Refused};
-    use crate::store::WriteToken;
     let mut c = monthly();
     c.device = Some(activate(&mut sim(c.clone()), "hw").device);
     c.license.times_activated = 1;

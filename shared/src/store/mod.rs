@@ -9,13 +9,9 @@ pub mod dynamo;
 pub mod sqlite;
 pub mod write;
 
-/// Offline requests are stored under their key (an identifier of the domain, defined in `ids`).
-pub use crate::ids::RequestKey;
-/// The plans the rules make are what the store's writes carry out.
-pub use crate::plan::{ActivationPlan, Charge, CheckDue, CheckPlan, DeactivationPlan, LicenseAddr, Slot, WriteToken};
-
-use crate::ids::{ApiKeyId, CompanyId, HardwareId, LicenseKey, ProductCode, Username};
+use crate::ids::{ApiKeyId, CompanyId, HardwareId, LicenseKey, ProductCode, RequestKey, Username};
 use crate::model::{ApiKeyRecord, Company, Device, License, LicenseUser, ProcessedRequest, ProductDoc, Seat};
+use crate::plan::{ActivationPlan, CheckPlan, DeactivationPlan, LicenseAddr, WriteToken};
 use crate::time::Timestamp;
 use crate::BoxError;
 use async_trait::async_trait;

@@ -6,11 +6,10 @@
 //! thread, never on the runtime's shared blocking pool (password hashing cannot starve it).
 
 use super::write::{self, Attr, Image, Item, Refused, Val, Write};
-use super::{
-    ContextQuery, ContextRead, LicenseAddr, LicenseRead, Rejection, RequestKey, Store, StoreError, WriteToken,
-};
-use crate::ids::{CompanyId, HardwareId, LicenseKey, ProductCode, Username};
+use super::{ContextQuery, ContextRead, LicenseRead, Rejection, Store, StoreError};
+use crate::ids::{CompanyId, HardwareId, LicenseKey, ProductCode, RequestKey, Username};
 use crate::model::{ApiKeyRecord, AuditRecord, Device, License, ProcessedRequest, Seat};
+use crate::plan::{LicenseAddr, WriteToken};
 use crate::time::Timestamp;
 use async_trait::async_trait;
 use rusqlite::types::Value as Sql;

@@ -8,12 +8,11 @@
 //! Semantics follow DynamoDB's: a comparison with a missing attribute is false, `Add` to a missing
 //! number starts from 0, and every `Update` is conditioned on the item existing.
 
-use super::{ActivationPlan, CheckPlan, DeactivationPlan, LicenseAddr, RequestKey, Slot, WriteToken};
-use crate::ids::{ApiKeyId, CompanyId, HardwareId, ProductCode, Username};
+use crate::ids::{ApiKeyId, CompanyId, HardwareId, ProductCode, RequestKey, Username};
 use crate::model::{
     ApiKeyRecord, AuditRecord, Company, Device, License, LicenseUser, ProcessedRequest, ProductDoc, Seat,
 };
-pub use crate::plan::Counter;
+use crate::plan::{ActivationPlan, CheckPlan, Counter, DeactivationPlan, LicenseAddr, Slot, WriteToken};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -481,7 +480,7 @@ impl DeactivationPlan {
 /// One consumption charge's conditions and effects on the license. One condition of one operator per
 /// feature counter keeps the license's condition within DynamoDB's limits (4 KB, 300 operators) for
 /// the 100 features a file may report.
-fn charge_write(charge: &super::Charge, cond: &mut Vec<Cond>, effects: &mut Vec<Effect>) {
+fn charge_write(charge: &crate::plan::Charge, cond: &mut Vec<Cond>, effects: &mut Vec<Effect>) {
     let counter = &charge.counter;
     if let Some(start) = charge.period_start {
         // Of the writes that read the old period, exactly one starts the new one; the others fail
@@ -564,7 +563,7 @@ impl CheckPlan {
     /// the interval made it due — still last seen when it was read, so concurrent checks write once.
     pub fn write(&self) -> ItemWrite {
         let mut conditions = vec![Cond::is(Attr::Active, true), version_is(self.device_activations)];
-        if let super::CheckDue::Interval { seen } = &self.due {
+        if let crate::plan::CheckDue::Interval { seen } = &self.due {
             conditions.push(match seen {
                 None => Cond::Absent(Attr::LastSeenAt),
                 Some(t) => Cond::Eq(Attr::LastSeenAt, Val::Str(t.to_string())),

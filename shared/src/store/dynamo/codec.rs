@@ -3,13 +3,14 @@
 //! user is one JSON string attribute `doc`, so adding a field to the model never needs a migration.
 
 use super::keys::{self, key_part, n, s, ItemMap, PK};
-use crate::ids::{ApiKeyId, CompanyId, HardwareId, LicenseKey, ProductCode, Username};
+use crate::ids::{ApiKeyId, CompanyId, HardwareId, LicenseKey, ProductCode, RequestKey, Username};
 use crate::model::{
     ApiKeyRecord, AuditRecord, Company, Device, DeviceVariable, License, LicenseTerms, ProcessedRequest, ProductDoc,
     Seat,
 };
+use crate::plan::LicenseAddr;
 use crate::store::write::{Attr as A, Image, Item as WriteItem, FEATURE_COUNTER_PREFIX, FEATURE_PERIOD_PREFIX};
-use crate::store::{LicenseAddr, RequestKey, StoreError};
+use crate::store::StoreError;
 use crate::time::Timestamp;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::de::DeserializeOwned;

@@ -260,8 +260,7 @@ mod tests {
     /// goes, also when every counter starts a new period.
     #[test]
     fn the_largest_consumption_report_fits_the_expression_limits() {
-        use crate::store::write::Counter;
-        use crate::store::{Charge, DeactivationPlan, LicenseAddr, WriteToken};
+        use crate::plan::{Charge, Counter, DeactivationPlan, LicenseAddr, WriteToken};
         use crate::time::Timestamp;
         let addr = LicenseAddr::Id {
             company: crate::ids::CompanyId::parse("c").unwrap(),

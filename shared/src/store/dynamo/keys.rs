@@ -1,8 +1,8 @@
 //! Item keys. Company ids and product codes never contain `#` (see `ids`), so every key below parses
 //! back unambiguously; the free-form part (license key, hardware id, email) always comes last.
 
-use crate::ids::{ApiKeyId, CompanyId, HardwareId, ProductCode, Username};
-use crate::store::{LicenseAddr, RequestKey};
+use crate::ids::{ApiKeyId, CompanyId, HardwareId, ProductCode, RequestKey, Username};
+use crate::plan::LicenseAddr;
 use aws_sdk_dynamodb::types::AttributeValue;
 use std::collections::HashMap;
 

@@ -8,12 +8,10 @@ mod plain;
 mod usage;
 
 use super::write::{self, Image, Item, Write};
-use super::{
-    CheckPlan, ContextQuery, ContextRead, LicenseAddr, LicenseRead, Rejection, RequestKey, Store, StoreError,
-    WriteToken,
-};
-use crate::ids::{HardwareId, Username};
+use super::{ContextQuery, ContextRead, LicenseRead, Rejection, Store, StoreError};
+use crate::ids::{HardwareId, RequestKey, Username};
 use crate::model::{Company, Device, LicenseUser, ProcessedRequest, ProductDoc};
+use crate::plan::{CheckPlan, LicenseAddr, WriteToken};
 use crate::time::Timestamp;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
