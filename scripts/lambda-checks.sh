@@ -9,12 +9,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${DYNAMODB_ENDPOINT:?run from scripts/test.sh, which starts DynamoDB Local}"
+source scripts/lib/timing.sh
+trap timings_total EXIT
 
 VENV="$PWD/target/tools/venv"
 if [ ! -x "$VENV/bin/cargo-lambda" ] || [ ! -x "$VENV/bin/sam" ] || [ ! -x "$VENV/bin/cfn-lint" ]; then
     echo "==> installing cfn-lint, aws-sam-cli, cargo-lambda and ziglang into $VENV"
-    python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check cfn-lint aws-sam-cli cargo-lambda ziglang
+    install_tools() {
+        python3 -m venv "$VENV"
+        "$VENV/bin/pip" install --quiet --disable-pip-version-check cfn-lint aws-sam-cli cargo-lambda ziglang
+    }
+    timed "pip install cfn-lint aws-sam-cli cargo-lambda ziglang" install_tools
 fi
 # The venv's python first: cargo-lambda finds zig through it.
 export PATH="$VENV/bin:$PATH"
@@ -22,21 +27,30 @@ export SAM_CLI_TELEMETRY=0 AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
 rustup target add aarch64-unknown-linux-gnu >/dev/null
 
 echo "==> cfn-lint template.yaml"
-cfn-lint template.yaml
+timed "cfn-lint template.yaml" cfn-lint template.yaml
 echo "==> sam validate --lint"
-sam validate --lint --region us-east-1
+timed "sam validate --lint" sam validate --lint --region us-east-1
 
 SERVER="$PWD/target/debug/license-server"
-cargo build -q -p license-server  # a no-op when up to date; a stale one may not know today's endpoints or `smoke`
+# Usually a no-op; a stale binary may not know today's endpoints or `smoke`.
+timed "cargo build -p license-server (debug)" cargo build -q -p license-server
 # "<binary> <logical id>" per Lambda function, from the endpoint table (docs/contributing.md).
 mapfile -t FUNCTIONS < <("$SERVER" endpoints --functions)
 [ ${#FUNCTIONS[@]} -gt 0 ] || { echo "license-server endpoints --functions listed no function" >&2; exit 1; }
-# `sam build` runs `cargo lambda build --release --arm64 --bin <function>` for each function, with its
-# own rustflags (Graviton) and the workspace's feature set. A separate `cargo lambda build` here would
-# use other flags and features, and each would invalidate the other's artifacts: every run would compile
-# the AWS SDK twice. So the release binaries are sam build's, and their sizes are measured there.
-echo "==> sam build (cargo lambda build --release --arm64 of every function)"
-sam build --build-dir target/sam-build >/dev/null
+# The release binaries are built once, all in one cargo run: `cargo lambda build --release --arm64` with
+# every function's `--bin`, from the workspace root. That is the command `sam build` runs per function
+# (CodeUri `.`, BuildProperties.Binary), with the same flags, features and `--config` (cargo-lambda's
+# Graviton rustflags; `panic = "abort"`, see [profile.release]), so `sam build` then finds every binary
+# up to date and only copies it. One run lets cargo link two functions at a time (each function's
+# whole-program LTO link is one thread); `sam build` would link them one after another. The time per
+# function this costs is in docs/benchmarks.md ("Build time per function").
+BINS=()
+for line in "${FUNCTIONS[@]}"; do BINS+=(--bin "${line%% *}"); done
+echo "==> cargo lambda build --release --arm64 (${#FUNCTIONS[@]} functions)"
+timed "cargo lambda build --release --arm64 (${#FUNCTIONS[@]} functions, one run)" \
+    cargo lambda build --release --arm64 "${BINS[@]}"
+echo "==> sam build (copies the binaries built above)"
+timed "sam build (binaries up to date)" sam build --build-dir target/sam-build >/dev/null
 for line in "${FUNCTIONS[@]}"; do
     read -r f logical <<<"$line"
     test -x "target/sam-build/$logical/bootstrap" || { echo "sam build produced no bootstrap for $logical" >&2; exit 1; }
@@ -62,20 +76,24 @@ cargo lambda watch --ignore-changes --invoke-address 127.0.0.1 --invoke-port "$P
     >"$WORK/watch.log" 2>&1 &
 WATCH_PID=$!
 stop_watch() { pkill -TERM -P "$WATCH_PID" 2>/dev/null || true; kill "$WATCH_PID" 2>/dev/null || true; wait "$WATCH_PID" 2>/dev/null || true; }
-trap stop_watch EXIT
+trap 'stop_watch; timings_total' EXIT
 for _ in $(seq 1 300); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.2; done
 
 # The checks are `license-server smoke` (server/src/smoke/): requests through the project's client,
 # every answer's status, code and body judged and every signed answer verified with the public key.
 export LICENSE_SMOKE_SHARED_KEY=demo-shared-key-change-me LICENSE_SMOKE_PASSWORD=demo-password
-"$SERVER" smoke --base-url "http://127.0.0.1:$PORT" --api-key demo-api-key --public-key "$WORK/signing-key.pub.pem" \
-    --product demo --license-key DEMO-0000-0000-0001 --hardware-id watch-device \
-    --bundle-product demo-suite --bundle-license-key SUITE-0000-0007 \
-    --user-product demo-team --username ann@example.com --timeout-seconds 900 || {
-    echo "cargo lambda watch: the smoke checks failed; its log:" >&2
-    tail -n 30 "$WORK/watch.log" >&2
-    exit 1
+watch_checks() {
+    "$SERVER" smoke --base-url "http://127.0.0.1:$PORT" --api-key demo-api-key --public-key "$WORK/signing-key.pub.pem" \
+        --product demo --license-key DEMO-0000-0000-0001 --hardware-id watch-device \
+        --bundle-product demo-suite --bundle-license-key SUITE-0000-0007 \
+        --user-product demo-team --username ann@example.com --timeout-seconds 900 || {
+        echo "cargo lambda watch: the smoke checks failed; its log:" >&2
+        tail -n 30 "$WORK/watch.log" >&2
+        exit 1
+    }
 }
+# Includes the debug builds `cargo lambda watch` makes of each function on its first request.
+timed "cargo lambda watch: smoke checks (with its debug builds)" watch_checks
 
 if [ "${SKIP_SAM_LOCAL:-0}" != 1 ]; then
     stop_watch

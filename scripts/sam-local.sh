@@ -67,17 +67,9 @@ run_cleanup() {
 trap run_cleanup EXIT
 trap 'exit 130' INT TERM
 
-# ---- timing ------------------------------------------------------------------------------------------
-TIMINGS=()
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
-timed() {  # NAME CMD... — runs CMD, records its duration under NAME
-    local name=$1 t0
-    shift
-    t0=$(now)
-    "$@"
-    TIMINGS+=("$(printf '%-52s %7ss' "$name" "$(elapsed "$t0")")")
-}
+# ---- timing: scripts/lib/timing.sh (the step table of the whole run) ----------------------------------
+source "$ROOT/scripts/lib/timing.sh"
+on_exit timings_total  # when run on its own: its step table at exit
 STAGE_START=$(now)
 log() { printf '==> sam local: %s\n' "$*"; }
 
@@ -312,8 +304,4 @@ http_checks() {
 log "sam local start-api on $BASE"
 timed "sam local start-api requests" http_checks
 
-TIMINGS+=("$(printf '%-52s %7ss' "sam-local stage in all" "$(elapsed "$STAGE_START")")")
-{
-    echo "sam local timings ($(date -u '+%Y-%m-%d %H:%M:%S UTC')):"
-    printf '    %s\n' "${TIMINGS[@]}"
-} | tee "$ROOT/target/sam-local/timings.txt"
+record_timing "sam local: the whole stage" "$(elapsed "$STAGE_START")"

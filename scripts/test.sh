@@ -17,14 +17,21 @@ mkdir -p target
 
 log() { printf '\n==> %s\n' "$*"; }
 
+source scripts/lib/timing.sh
+t0=$(now)
 source scripts/lib/dynamodb-local.sh
+record_timing "DynamoDB Local (install if missing, start)" "$(elapsed "$t0")"
+# The step table is printed last, whatever happened (on_exit runs before DynamoDB Local stops).
+on_exit timings_total
 
 log "cargo fmt --check"
-cargo fmt --all --check
+timed "cargo fmt --check" cargo fmt --all --check
 log "cargo clippy"
-cargo clippy --workspace --all-targets -- -D warnings
+timed "cargo clippy --workspace --all-targets" cargo clippy --workspace --all-targets -- -D warnings
 log "cargo test"
-cargo test --workspace 2>&1 | tee "$ROOT/target/test-output.log"
+timed "cargo test --workspace --no-run (build)" cargo test --workspace --no-run
+run_tests() { cargo test --workspace 2>&1 | tee "$ROOT/target/test-output.log"; }
+timed "cargo test --workspace (run)" run_tests
 if [ "${SKIP_LAMBDA_CHECKS:-0}" != 1 ]; then
     log "deployment checks"
     scripts/lambda-checks.sh

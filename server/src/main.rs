@@ -20,7 +20,9 @@ type Error = Box<dyn std::error::Error + Send + Sync>;
 // The server answers a panicking request with a 500 and serves on; under abort one panic would drop
 // every in-flight request instead (docs/limits.md).
 #[cfg(panic = "abort")]
-compile_error!("license-server must be built with panic = \"unwind\" (see [profile.release] in Cargo.toml)");
+compile_error!(
+    "license-server must be built with panic = \"unwind\", Cargo's default (see [profile.release] in Cargo.toml)"
+);
 
 #[derive(Parser)]
 #[command(name = "license-server", version, about = "Self-hosted License API v4 server")]
