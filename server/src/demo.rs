@@ -3,7 +3,7 @@
 
 use crate::keys;
 use crate::stores::DB_FILE;
-use license_api::catalog::{import, Catalog};
+use license_api::catalog::{import_sealed, Catalog};
 use license_api::sealed::SealingKey;
 use license_api::signing::Signer;
 use license_api::store::sqlite::SqliteStore;
@@ -37,7 +37,7 @@ pub async fn prepare() -> Result<Demo, Box<dyn std::error::Error + Send + Sync>>
     let sealing_key = keys::load_sealing(&sealing_path, true)?.ok_or("the demo sealing key was not written")?;
     let store = Arc::new(SqliteStore::open(dir.join(DB_FILE))?);
     let catalog = Catalog::parse(EXAMPLE_CATALOG, "examples/catalog.json")?;
-    import(&*store, &catalog).await?;
+    import_sealed(&*store, &catalog, Some(&sealing_key)).await?;
     let shared_key = catalog.companies[0]
         .api_keys
         .iter()

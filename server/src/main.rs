@@ -1,7 +1,7 @@
 //! `license-server`: the whole License API on one machine, and the operator's tools.
 
 use clap::{Parser, Subcommand};
-use license_api::catalog::{import, Catalog};
+use license_api::catalog::{import_sealed, Catalog};
 use license_api::state::AppState;
 use license_api::store::sqlite::IfMissing;
 use license_api::store::ErrorChain;
@@ -40,6 +40,10 @@ enum Command {
         file: PathBuf,
         #[command(flatten)]
         store: StoreArgs,
+        /// Sealing key file for the secrets of `oauth_clients` (default: sealing-key in the data
+        /// directory; required with --dynamodb-table when the catalog has OAuth clients).
+        #[arg(long, value_name = "FILE")]
+        sealing_key: Option<PathBuf>,
         #[command(flatten)]
         create: CreateArg,
     },
@@ -201,20 +205,27 @@ async fn run(command: Command) -> Result<(), Error> {
                 serve(args).await
             }
         }
-        Command::Import { file, store, create } => {
+        Command::Import {
+            file,
+            store,
+            sealing_key,
+            create,
+        } => {
             let text = std::fs::read_to_string(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
             let catalog = Catalog::parse(&text, &file.display().to_string())?;
+            let sealing_key = load_sealing_key(sealing_key.as_deref(), &store)?;
             let target = store.open(store.if_missing(create.create)).await?;
-            let report = import(&*target, &catalog).await?;
+            let report = import_sealed(&*target, &catalog, sealing_key.as_ref()).await?;
             println!(
-                "imported {} into {}: {} companies, {} API keys, {} products, {} license users, {} licenses",
+                "imported {} into {}: {} companies, {} API keys, {} products, {} license users, {} licenses, {} OAuth clients",
                 file.display(),
                 store.describe(),
                 report.companies,
                 report.api_keys,
                 report.products,
                 report.users,
-                report.licenses
+                report.licenses,
+                report.oauth_clients
             );
             Ok(())
         }
@@ -291,6 +302,18 @@ async fn exported(store: &StoreArgs, license: &LicenseSelector) -> Result<serde_
         .ok_or_else(|| format!("no such license in {}", store.describe()))?)
 }
 
+/// The sealing key named with `--sealing-key` (it must exist), else the store's default one if there.
+fn load_sealing_key(
+    explicit: Option<&std::path::Path>,
+    store: &StoreArgs,
+) -> Result<Option<license_api::sealed::SealingKey>, keys::KeyFileError> {
+    match (explicit, store.default_sealing_key()) {
+        (Some(path), _) => keys::load_sealing(path, true),
+        (None, Some(path)) => keys::load_sealing(&path, false),
+        (None, None) => Ok(None),
+    }
+}
+
 async fn serve(args: ServeArgs) -> Result<(), Error> {
     let key_path = args
         .signing_key
@@ -298,11 +321,7 @@ async fn serve(args: ServeArgs) -> Result<(), Error> {
         .or_else(|| args.store.default_signing_key())
         .ok_or("--signing-key is required with --dynamodb-table")?;
     let signer = keys::load(&key_path)?;
-    let sealing_key = match (&args.sealing_key, args.store.default_sealing_key()) {
-        (Some(path), _) => keys::load_sealing(path, true)?,
-        (None, Some(path)) => keys::load_sealing(&path, false)?,
-        (None, None) => None,
-    };
+    let sealing_key = load_sealing_key(args.sealing_key.as_deref(), &args.store)?;
     let store = args.store.open(IfMissing::Fail).await?;
     let state = args.state(store, signer, sealing_key);
     let listener = tokio::net::TcpListener::bind(args.listen)
