@@ -7,6 +7,7 @@ use license_api::catalog::{import_sealed, Catalog};
 use license_api::sealed::SealingKey;
 use license_api::signing::Signer;
 use license_api::store::sqlite::SqliteStore;
+use license_api::token::TokenKeys;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,6 +23,8 @@ pub struct Demo {
     pub signer: Signer,
     /// Written beside the signing key as `keygen` does, for the secrets the catalog seals.
     pub sealing_key: SealingKey,
+    /// The OAuth token keys, written beside the signing key as `keygen` does.
+    pub token_keys: TokenKeys,
     pub shared_key: String,
 }
 
@@ -35,6 +38,8 @@ pub async fn prepare() -> Result<Demo, Box<dyn std::error::Error + Send + Sync>>
     let (signer, _, _) = keys::generate(&dir, 3072, true)?;
     let (sealing_path, _) = keys::generate_sealing(&dir)?;
     let sealing_key = keys::load_sealing(&sealing_path, true)?.ok_or("the demo sealing key was not written")?;
+    let (token_path, _) = keys::generate_token_key(&dir)?;
+    let token_keys = keys::load_token_keys(&token_path, true)?.ok_or("the demo token key was not written")?;
     let store = Arc::new(SqliteStore::open(dir.join(DB_FILE))?);
     let catalog = Catalog::parse(EXAMPLE_CATALOG, "examples/catalog.json")?;
     import_sealed(&*store, &catalog, Some(&sealing_key)).await?;
@@ -49,6 +54,7 @@ pub async fn prepare() -> Result<Demo, Box<dyn std::error::Error + Send + Sync>>
         store,
         signer,
         sealing_key,
+        token_keys,
         shared_key,
     })
 }

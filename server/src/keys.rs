@@ -1,10 +1,12 @@
 //! Key files: `keygen` writes a private PKCS#8 PEM (mode 0600) and the public SPKI PEM that clients
 //! are configured with, and the sealing key (`license_api::sealed`, mode 0600) beside them. The
-//! sealing key is never replaced: the secrets sealed under it would become unreadable.
+//! sealing key is never replaced: the secrets sealed under it would become unreadable. The OAuth token
+//! key (`token-key.pem`, 0600) is written once too; it is rotated by hand (docs/oauth.md).
 
 use license_api::sealed::{SealError, SealingKey};
 use license_api::secret::{ExposeSecret, SecretString};
 use license_api::signing::Signer;
+use license_api::token::{TokenKeyError, TokenKeys};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -12,6 +14,8 @@ pub const PRIVATE_KEY_FILE: &str = "signing-key.pem";
 pub const PUBLIC_KEY_FILE: &str = "signing-key.pub.pem";
 /// The sealing key's file: one line of base64 (`SealingKey::from_text`).
 pub const SEALING_KEY_FILE: &str = "sealing-key";
+/// The OAuth token keys' file: PKCS#8 P-256 PEM blocks, the first signs (`TokenKeys::from_pem`).
+pub const TOKEN_KEY_FILE: &str = "token-key.pem";
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyFileError {
@@ -30,6 +34,8 @@ pub enum KeyFileError {
     },
     #[error("sealing key {path}: {source}")]
     Sealing { path: PathBuf, source: SealError },
+    #[error("token key {path}: {source}")]
+    Token { path: PathBuf, source: TokenKeyError },
 }
 
 /// Generates a key pair into `dir`; returns the signer and both paths.
@@ -86,38 +92,83 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), KeyFileError> {
     })
 }
 
-/// Writes a new sealing key into `dir` unless one is there (`--force` does not apply: replacing it
-/// would lose every sealed secret). Returns its path and whether it was written now.
-pub fn generate_sealing(dir: &Path) -> Result<(PathBuf, bool), KeyFileError> {
-    let path = dir.join(SEALING_KEY_FILE);
+/// Writes `text()` into `dir/file` (mode 0600) unless the file is there. Returns its path and whether
+/// it was written now.
+fn generate_once(
+    dir: &Path,
+    file: &str,
+    text: impl FnOnce(&Path) -> Result<SecretString, KeyFileError>,
+) -> Result<(PathBuf, bool), KeyFileError> {
+    let path = dir.join(file);
     if path.exists() {
         return Ok((path, false));
     }
-    let (_, text) = SealingKey::generate().map_err(|source| KeyFileError::Sealing {
-        path: path.clone(),
-        source,
-    })?;
+    let text = text(&path)?;
     std::fs::create_dir_all(dir).map_err(|source| KeyFileError::Write {
         path: dir.to_path_buf(),
         source,
     })?;
-    write_private(&path, format!("{}\n", text.expose_secret()).as_bytes())?;
+    write_private(&path, text.expose_secret().as_bytes())?;
     Ok((path, true))
+}
+
+/// Writes a new sealing key into `dir` unless one is there (`--force` does not apply: replacing it
+/// would lose every sealed secret).
+pub fn generate_sealing(dir: &Path) -> Result<(PathBuf, bool), KeyFileError> {
+    generate_once(dir, SEALING_KEY_FILE, |path| {
+        let (_, text) = SealingKey::generate().map_err(|source| KeyFileError::Sealing {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(format!("{}\n", text.expose_secret()).into())
+    })
+}
+
+/// Writes a new token key into `dir` unless one is there. Rotating it is by hand (docs/oauth.md): the
+/// new key first in the file, the old one after it until its tokens have expired.
+pub fn generate_token_key(dir: &Path) -> Result<(PathBuf, bool), KeyFileError> {
+    generate_once(dir, TOKEN_KEY_FILE, |path| {
+        TokenKeys::generate_pem().map_err(|source| KeyFileError::Token {
+            path: path.to_path_buf(),
+            source,
+        })
+    })
+}
+
+/// The text of the key file at `path`; `None` if it does not exist and `required` is false.
+fn read_optional(path: &Path, required: bool) -> Result<Option<SecretString>, KeyFileError> {
+    match std::fs::read_to_string(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Ok(None),
+        read => Ok(Some(SecretString::from(read.map_err(|source| KeyFileError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?))),
+    }
 }
 
 /// The sealing key at `path`; `None` if the file does not exist and `required` is false (a
 /// deployment without OAuth clients needs none).
 pub fn load_sealing(path: &Path, required: bool) -> Result<Option<SealingKey>, KeyFileError> {
-    let text = match std::fs::read_to_string(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => return Ok(None),
-        read => SecretString::from(read.map_err(|source| KeyFileError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?),
+    let Some(text) = read_optional(path, required)? else {
+        return Ok(None);
     };
     SealingKey::from_text(text.expose_secret())
         .map(Some)
         .map_err(|source| KeyFileError::Sealing {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// The token keys at `path`; `None` if the file does not exist and `required` is false (then no
+/// bearer token is accepted).
+pub fn load_token_keys(path: &Path, required: bool) -> Result<Option<TokenKeys>, KeyFileError> {
+    let Some(text) = read_optional(path, required)? else {
+        return Ok(None);
+    };
+    TokenKeys::from_pem(text.expose_secret())
+        .map(Some)
+        .map_err(|source| KeyFileError::Token {
             path: path.to_path_buf(),
             source,
         })

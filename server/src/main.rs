@@ -133,8 +133,12 @@ struct ServeArgs {
     /// (default: sealing-key in the data directory, optional there).
     #[arg(long, value_name = "FILE")]
     sealing_key: Option<PathBuf>,
+    /// OAuth token keys (PEM, `keygen` writes them; docs/oauth.md) (default: token-key.pem in the data
+    /// directory, optional there: without them no bearer token is accepted).
+    #[arg(long, value_name = "PEM")]
+    token_key: Option<PathBuf>,
     /// Start on a fresh temporary store seeded with examples/catalog.json and a new key.
-    #[arg(long, conflicts_with_all = ["signing_key", "sealing_key", "data", "dynamodb_table"])]
+    #[arg(long, conflicts_with_all = ["signing_key", "sealing_key", "token_key", "data", "dynamodb_table"])]
     demo: bool,
     /// How long API key records are cached (0–60 s); revocations take effect within this time.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(0..=60))]
@@ -156,10 +160,12 @@ impl ServeArgs {
         store: Arc<dyn license_api::store::Store>,
         signer: license_api::signing::Signer,
         sealing_key: Option<license_api::sealed::SealingKey>,
+        token_keys: Option<license_api::token::TokenKeys>,
     ) -> Arc<AppState> {
         let state = AppState::new(store, signer, Duration::from_secs(self.api_key_cache_seconds))
             .with_last_seen_interval(Duration::from_secs(self.last_seen_interval_seconds))
-            .with_sealing_key(sealing_key);
+            .with_sealing_key(sealing_key)
+            .with_token_keys(token_keys);
         Arc::new(state)
     }
 }
@@ -251,6 +257,10 @@ async fn run(command: Command) -> Result<(), Error> {
                 (path, true) => println!("wrote sealing key {} (back it up with the signing key)", path.display()),
                 (path, false) => println!("kept the existing sealing key {}", path.display()),
             }
+            match keys::generate_token_key(&dir)? {
+                (path, true) => println!("wrote OAuth token key {}", path.display()),
+                (path, false) => println!("kept the existing OAuth token key {}", path.display()),
+            }
             Ok(())
         }
         Command::Events {
@@ -322,8 +332,13 @@ async fn serve(args: ServeArgs) -> Result<(), Error> {
         .ok_or("--signing-key is required with --dynamodb-table")?;
     let signer = keys::load(&key_path)?;
     let sealing_key = load_sealing_key(args.sealing_key.as_deref(), &args.store)?;
+    let token_keys = match (&args.token_key, args.store.default_token_key()) {
+        (Some(path), _) => keys::load_token_keys(path, true)?,
+        (None, Some(path)) => keys::load_token_keys(&path, false)?,
+        (None, None) => None,
+    };
     let store = args.store.open(IfMissing::Fail).await?;
-    let state = args.state(store, signer, sealing_key);
+    let state = args.state(store, signer, sealing_key, token_keys);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
@@ -350,9 +365,10 @@ async fn serve_demo(args: ServeArgs) -> Result<(), Error> {
         store,
         signer,
         sealing_key,
+        token_keys,
         ..
     } = prepared;
-    let state = args.state(store, signer, Some(sealing_key));
+    let state = args.state(store, signer, Some(sealing_key), Some(token_keys));
     let served = serve_limited(listener, state, &args.limits).await;
     demo::cleanup(&dir);
     Ok(served?)

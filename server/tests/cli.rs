@@ -158,7 +158,8 @@ fn keygen_force_resets_the_private_key_mode() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// `keygen` writes the sealing key beside the signing key (0600), and `--force` keeps it: replacing it
+/// `keygen` writes the sealing key and the OAuth token key beside the signing key (0600), and `--force`
+/// keeps them: replacing the sealing key
 /// would make every sealed secret unreadable. `serve` refuses a named sealing key it cannot read.
 #[cfg(unix)]
 #[test]
@@ -167,13 +168,19 @@ fn keygen_writes_the_sealing_key_once() {
     let dir = scratch("keygen-sealing");
     let d = dir.to_str().unwrap();
     let (ok, out, err) = run(&["keygen", "--out", d, "--bits", "2048"]);
-    assert!(ok && out.contains("wrote sealing key"), "{out}{err}");
+    assert!(
+        ok && out.contains("wrote sealing key") && out.contains("wrote OAuth token key"),
+        "{out}{err}"
+    );
     let sealing = dir.join("sealing-key");
     assert_eq!(std::fs::metadata(&sealing).unwrap().permissions().mode() & 0o777, 0o600);
     let first = std::fs::read_to_string(&sealing).unwrap();
     assert!(license_api::sealed::SealingKey::from_text(&first).is_ok());
     let (ok, out, err) = run(&["keygen", "--out", d, "--bits", "2048", "--force"]);
-    assert!(ok && out.contains("kept the existing sealing key"), "{out}{err}");
+    assert!(
+        ok && out.contains("kept the existing sealing key") && out.contains("kept the existing OAuth token key"),
+        "{out}{err}"
+    );
     assert_eq!(
         std::fs::read_to_string(&sealing).unwrap(),
         first,
@@ -192,6 +199,9 @@ fn keygen_writes_the_sealing_key_once() {
         "127.0.0.1:0",
     ]);
     assert!(!ok && err.contains("sealing-key") && err.contains("keygen"), "{err}");
+    let token = dir.join("token-key.pem");
+    assert_eq!(std::fs::metadata(&token).unwrap().permissions().mode() & 0o777, 0o600);
+    assert!(license_api::token::TokenKeys::from_pem(&std::fs::read_to_string(&token).unwrap()).is_ok());
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -50,6 +50,14 @@ const SEALING_KEY_VARS: KeyVars = KeyVars {
     exactly_one: "set at most one of SEALING_KEY_SSM_PARAMETER, SEALING_KEY_FILE and SEALING_KEY_BASE64",
 };
 
+const TOKEN_KEY_VARS: KeyVars = KeyVars {
+    ssm: "TOKEN_KEY_SSM_PARAMETER",
+    file: "TOKEN_KEY_FILE",
+    inline: "TOKEN_KEY_PEM",
+    group: "TOKEN_KEY_*",
+    exactly_one: "set at most one of TOKEN_KEY_SSM_PARAMETER, TOKEN_KEY_FILE and TOKEN_KEY_PEM",
+};
+
 /// The source the variables in `vars` name, `None` if none is set.
 fn key_source(get: impl Fn(&str) -> Option<String>, vars: &KeyVars) -> Result<Option<KeySource>, ConfigError> {
     Ok(Some(match (get(vars.ssm), get(vars.file), get(vars.inline)) {
@@ -93,6 +101,9 @@ pub struct Config {
     /// `SEALING_KEY_*` (optional): the key that seals stored secrets (`sealed`); needed once the
     /// catalog holds OAuth clients.
     pub sealing_key: Option<KeySource>,
+    /// `TOKEN_KEY_*` (optional): the ES256 keys of OAuth access tokens (`token`); without them no
+    /// bearer token is accepted.
+    pub token_key: Option<KeySource>,
     /// `API_KEY_CACHE_SECONDS` (default 60, at most 60): how long API key records are cached.
     pub api_key_cache: Duration,
     /// `LAST_SEEN_INTERVAL_SECONDS` (default 3600, at most 86400): how often a device's checks are
@@ -112,6 +123,8 @@ pub enum ConfigError {
     Key(#[from] crate::signing::KeyError),
     #[error("sealing key: {0}")]
     SealingKey(#[from] crate::sealed::SealError),
+    #[error("token key: {0}")]
+    TokenKey(#[from] crate::token::TokenKeyError),
     #[error("cannot read key parameter {name} from SSM")]
     Ssm {
         name: String,
@@ -154,6 +167,7 @@ impl Config {
         let signing_key = key_source(get, &SIGNING_KEY_VARS)?
             .ok_or(ConfigError::Missing("SIGNING_KEY_SSM_PARAMETER (or SIGNING_KEY_FILE)"))?;
         let sealing_key = key_source(get, &SEALING_KEY_VARS)?;
+        let token_key = key_source(get, &TOKEN_KEY_VARS)?;
         let api_key_cache = match get("API_KEY_CACHE_SECONDS") {
             None => MAX_API_KEY_CACHE,
             Some(v) => {
@@ -173,6 +187,7 @@ impl Config {
             dynamodb_endpoint: get("DYNAMODB_ENDPOINT"),
             signing_key,
             sealing_key,
+            token_key,
             api_key_cache,
             last_seen_interval,
         })
@@ -327,6 +342,24 @@ mod tests {
         .unwrap();
         let err = missing.local_sealing_key().unwrap_err().to_string();
         assert!(err.contains("/nonexistent/sealing-key"), "{err}");
+    }
+
+    #[test]
+    fn reads_optional_token_keys() {
+        let base = [("TABLE_NAME", "t"), ("SIGNING_KEY_FILE", "k")];
+        assert!(Config::from_lookup(lookup(&base)).unwrap().token_key.is_none());
+        let pem = crate::token::TokenKeys::generate_pem().unwrap();
+        let inline = Config::from_lookup(lookup(&[base[0], base[1], ("TOKEN_KEY_PEM", pem.expose_secret())])).unwrap();
+        let text = inline.token_key.as_ref().unwrap().read_local().unwrap().unwrap();
+        assert!(crate::token::TokenKeys::from_pem(text.expose_secret()).is_ok());
+        assert!(!format!("{inline:?}").contains("PRIVATE"));
+        let two = Config::from_lookup(lookup(&[
+            base[0],
+            base[1],
+            ("TOKEN_KEY_PEM", "p"),
+            ("TOKEN_KEY_FILE", "f"),
+        ]));
+        assert!(two.unwrap_err().to_string().contains("TOKEN_KEY_*"));
     }
 
     #[test]

@@ -9,6 +9,7 @@ use crate::secret::{ExposeSecret, SecretString};
 use crate::signing::Signer;
 use crate::state::AppState;
 use crate::store::dynamo::DynamoStore;
+use crate::token::TokenKeys;
 use crate::BoxError;
 use bytes::Bytes;
 use lambda_http::{Body, Request, Response};
@@ -77,16 +78,17 @@ async fn key_from_ssm(sdk: &aws_config::SdkConfig, name: &str) -> Result<SecretS
         .into())
 }
 
-/// The sealing key, if configured: from the environment or a file, else from SSM.
-async fn sealing_key(sdk: &aws_config::SdkConfig, config: &Config) -> Result<Option<SealingKey>, ConfigError> {
-    if let Some(key) = config.local_sealing_key()? {
-        return Ok(Some(key));
+/// The text of an optional key: from the environment or a file, else from SSM.
+async fn optional_key(
+    sdk: &aws_config::SdkConfig,
+    source: Option<&KeySource>,
+) -> Result<Option<SecretString>, ConfigError> {
+    let Some(source) = source else { return Ok(None) };
+    if let Some(text) = source.read_local()? {
+        return Ok(Some(text));
     }
-    match &config.sealing_key {
-        Some(KeySource::SsmParameter(name)) => {
-            let text = key_from_ssm(sdk, name).await?;
-            Ok(Some(SealingKey::from_text(text.expose_secret())?))
-        }
+    match source {
+        KeySource::SsmParameter(name) => Ok(Some(key_from_ssm(sdk, name).await?)),
         _ => Ok(None),
     }
 }
@@ -103,14 +105,24 @@ pub async fn build_state(config: &Config) -> Result<AppState, BoxError> {
         }
         (None, _) => return Err("signing key source yielded no key".into()),
     };
-    let sealing_key = sealing_key(&sdk, config).await?;
+    let sealing_key = optional_key(&sdk, config.sealing_key.as_ref())
+        .await?
+        .map(|text| SealingKey::from_text(text.expose_secret()))
+        .transpose()
+        .map_err(ConfigError::from)?;
+    let token_keys = optional_key(&sdk, config.token_key.as_ref())
+        .await?
+        .map(|text| TokenKeys::from_pem(text.expose_secret()))
+        .transpose()
+        .map_err(ConfigError::from)?;
     let store = DynamoStore::new(
         crate::store::dynamo::client_from(&sdk, config.dynamodb_endpoint.as_deref()),
         &config.table,
     );
     Ok(AppState::new(Arc::new(store), signer, config.api_key_cache)
         .with_last_seen_interval(config.last_seen_interval)
-        .with_sealing_key(sealing_key))
+        .with_sealing_key(sealing_key)
+        .with_token_keys(token_keys))
 }
 
 pub fn to_api_request(req: Request) -> ApiRequest {

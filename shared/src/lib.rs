@@ -26,6 +26,7 @@ pub mod signing;
 pub mod state;
 pub mod store;
 pub mod time;
+pub mod token;
 
 /// An error's cause, kept whole for its source chain (the log prints it; the wire never sees it).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

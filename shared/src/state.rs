@@ -5,6 +5,7 @@ use crate::identity::Resolvers;
 use crate::sealed::SealingKey;
 use crate::signing::Signer;
 use crate::store::Store;
+use crate::token::TokenKeys;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +24,8 @@ pub struct AppState {
     /// Opens the secrets stored sealed (`sealed`); `None` when the deployment configured none, and
     /// then an operation that needs one answers with a logged configuration error.
     pub sealing_key: Option<Arc<SealingKey>>,
+    /// Sign and verify OAuth access tokens (`token`); `None`: no bearer token is accepted.
+    pub token_keys: Option<Arc<TokenKeys>>,
 }
 
 /// Default for [`AppState::deadline`].
@@ -46,6 +49,7 @@ impl AppState {
             deadline: DEFAULT_DEADLINE,
             last_seen_interval: DEFAULT_LAST_SEEN_INTERVAL,
             sealing_key: None,
+            token_keys: None,
         }
     }
 
@@ -56,6 +60,13 @@ impl AppState {
     pub fn with_last_seen_interval(self, last_seen_interval: Duration) -> Self {
         Self {
             last_seen_interval,
+            ..self
+        }
+    }
+
+    pub fn with_token_keys(self, token_keys: Option<TokenKeys>) -> Self {
+        Self {
+            token_keys: token_keys.map(Arc::new),
             ..self
         }
     }
