@@ -1,12 +1,14 @@
 //! OAuth client credentials (issue 16, docs/oauth.md): clients imported from the catalog are stored
 //! with their secret hashed (argon2id) and sealed under the deployment's sealing key, on every store.
 
-use integration_tests::Fixture;
+use integration_tests::{Fixture, Setup};
+use license_api::auth::Authenticator;
 use license_api::catalog::{import, import_sealed, Catalog};
 use license_api::ids::OAuthClientId;
 use license_api::model::OAuthClientRecord;
 use license_api::sealed::SealingKey;
 use license_api::secret::ExposeSecret;
+use license_api::token::{AccessClaims, TokenKeys};
 use serde_json::{json, Value};
 
 const EXAMPLE: &str = include_str!("../examples/catalog.json");
@@ -73,5 +75,127 @@ integration_tests::matrix! {
         let err = import(f.store(), &catalog_with(client(SECRET, false))).await.unwrap_err().to_string();
         assert!(err.contains("oauth_clients") && err.contains("sealing key"), "{err}");
         assert_eq!(f.env.dump().await, before, "nothing is written");
+    }
+}
+
+/// One token key per test process (generating is cheap, but one key keeps the tests' tokens alike).
+fn token_pem() -> &'static str {
+    static PEM: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PEM.get_or_init(|| TokenKeys::generate_pem().unwrap().expose_secret().to_owned())
+}
+
+fn token_keys() -> TokenKeys {
+    TokenKeys::from_pem(token_pem()).unwrap()
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A token for `client_id` of company `demo`, issued `age` seconds ago.
+fn token(client_id: &str, age: i64) -> String {
+    token_keys().issue(&AccessClaims::new(client_id, "demo", false, unix_now() - age))
+}
+
+/// `req` authenticated with `Authorization: Bearer <token>` instead of the API key's signature.
+fn with_bearer(mut req: http::Request<bytes::Bytes>, token: &str) -> http::Request<bytes::Bytes> {
+    let headers = req.headers_mut();
+    headers.remove("date");
+    headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
+    req
+}
+
+/// The example catalog with four clients: full access, read-only, restricted to `demo-team`, revoked.
+async fn oauth_fixture(setup: Setup, cache: std::time::Duration) -> Fixture {
+    let mut f = Fixture::new(setup).await;
+    let mut v: Value = serde_json::from_str(EXAMPLE).unwrap();
+    v["companies"][0]["oauth_clients"] = json!([
+        {"client_id": "ci-rw", "client_secret": SECRET},
+        {"client_id": "ci-ro", "client_secret": SECRET, "read_only": true},
+        {"client_id": "ci-team", "client_secret": SECRET, "products": ["demo-team"]},
+        {"client_id": "ci-revoked", "client_secret": SECRET, "revoked": true}
+    ]);
+    let catalog = Catalog::parse(&v.to_string(), "oauth.json").unwrap();
+    let key = SealingKey::generate().unwrap().0;
+    import_sealed(f.store(), &catalog, Some(&key)).await.unwrap();
+    f.app = f
+        .env
+        .configured_instance(|mut state| {
+            state.auth = Authenticator::new(cache);
+            state.with_token_keys(Some(token_keys()))
+        })
+        .await;
+    f
+}
+
+const LICENSE: &str = "DEMO-0000-0000-0001";
+
+fn license_body(hw: &str) -> Value {
+    json!({"product": "demo", "hardware_id": hw, "license_key": LICENSE})
+}
+
+integration_tests::matrix! {
+    async fn a_bearer_token_activates_checks_and_deactivates(setup) {
+        let f = oauth_fixture(setup, std::time::Duration::from_secs(60)).await;
+        let c = f.app.client("demo-api-key", "demo-shared-key-change-me");
+        let t = token("ci-rw", 0);
+        let resp = f.app.send(with_bearer(c.activate(&license_body("pc-1")), &t)).await;
+        let obj = c.verify_license(&resp, "pc-1", LICENSE).expect("activated with a bearer token");
+        assert_eq!(obj["times_activated"], 1);
+        let resp = f.app.send(with_bearer(c.check(&license_body("pc-1")), &t)).await;
+        c.verify_license(&resp, "pc-1", LICENSE).expect("checked with a bearer token");
+        let resp = f.app.send(with_bearer(c.deactivate(&license_body("pc-1")), &t)).await;
+        assert_eq!(resp.status(), 200, "{:?}", resp.body());
+        let resp = f.app.send(with_bearer(c.check(&license_body("pc-1")), &t)).await;
+        assert_eq!(integration_tests::error_of(&resp), (400, "license_not_active".into()), "the deactivation was stored");
+    }
+
+    async fn bearer_failures_answer_their_codes(setup) {
+        let f = oauth_fixture(setup, std::time::Duration::from_secs(60)).await;
+        let c = f.app.client("demo-api-key", "demo-shared-key-change-me");
+        let code = |resp: http::Response<bytes::Bytes>| integration_tests::error_of(&resp);
+        // Issued 481 s ago: expired; 479 s ago: still valid.
+        assert_eq!(code(f.app.send(with_bearer(c.check(&license_body("pc-1")), &token("ci-rw", 481))).await), (401, "oauth_token_expired".into()));
+        let fresh = f.app.send(with_bearer(c.activate(&license_body("pc-1")), &token("ci-rw", 470))).await;
+        assert_eq!(fresh.status(), 200, "{:?}", fresh.body());
+        // Not ours: garbage, another deployment's key, a tampered signature.
+        assert_eq!(code(f.app.send(with_bearer(c.check(&license_body("pc-1")), "not-a-token")).await), (401, "oauth_token_malformed".into()));
+        let foreign = TokenKeys::from_pem(TokenKeys::generate_pem().unwrap().expose_secret()).unwrap();
+        let other = foreign.issue(&AccessClaims::new("ci-rw", "demo", false, unix_now()));
+        assert_eq!(code(f.app.send(with_bearer(c.check(&license_body("pc-1")), &other)).await), (401, "oauth_token_malformed".into()));
+        // One signature character changed (not the last: its low bits are padding).
+        let mut tampered = token("ci-rw", 0).into_bytes();
+        let at = tampered.len() - 10;
+        tampered[at] = if tampered[at] == b'A' { b'B' } else { b'A' };
+        let tampered = String::from_utf8(tampered).unwrap();
+        let tampered_code = code(f.app.send(with_bearer(c.check(&license_body("pc-1")), &tampered)).await);
+        assert_eq!(tampered_code, (401, "oauth_token_malformed".into()));
+        // Restrictions as for API keys: read-only, products, revoked, unknown client.
+        assert_eq!(code(f.app.send(with_bearer(c.activate(&license_body("pc-2")), &token("ci-ro", 0))).await), (400, "read_only_api_key".into()));
+        let ro_check = f.app.send(with_bearer(c.check(&license_body("pc-1")), &token("ci-ro", 0))).await;
+        c.verify_license(&ro_check, "pc-1", LICENSE).expect("a read-only client checks");
+        assert_eq!(code(f.app.send(with_bearer(c.check(&license_body("pc-1")), &token("ci-team", 0))).await), (400, "api_key_product_not_allowed".into()));
+        assert_eq!(code(f.app.send(with_bearer(c.check(&license_body("pc-1")), &token("ci-revoked", 0))).await), (400, "revoked_api_key".into()));
+        assert_eq!(code(f.app.send(with_bearer(c.check(&license_body("pc-1")), &token("ci-nobody", 0))).await), (400, "invalid_api_key".into()));
+        // Nothing but the one activation was written.
+        let check = f.app.send(c.check(&license_body("pc-1"))).await;
+        assert_eq!(c.verify_license(&check, "pc-1", LICENSE).unwrap()["times_activated"], 1);
+    }
+
+    async fn a_revoked_client_stops_within_the_cache_ttl(setup) {
+        // TTL zero: every request reads the client, so revoking takes effect at once.
+        let f = oauth_fixture(setup, std::time::Duration::ZERO).await;
+        let c = f.app.client("demo-api-key", "demo-shared-key-change-me");
+        let t = token("ci-rw", 0);
+        assert_eq!(f.app.send(with_bearer(c.activate(&license_body("pc-1")), &t)).await.status(), 200);
+        let mut v: Value = serde_json::from_str(EXAMPLE).unwrap();
+        v["companies"][0]["oauth_clients"] = json!([{"client_id": "ci-rw", "client_secret": SECRET, "revoked": true}]);
+        let key = SealingKey::generate().unwrap().0;
+        import_sealed(f.store(), &Catalog::parse(&v.to_string(), "r.json").unwrap(), Some(&key)).await.unwrap();
+        let resp = f.app.send(with_bearer(c.check(&license_body("pc-1")), &t)).await;
+        assert_eq!(integration_tests::error_of(&resp), (400, "revoked_api_key".into()));
     }
 }

@@ -7,9 +7,10 @@
 //! Lambda functions set none.
 
 use crate::error::ApiError;
-use crate::ids::{ApiKeyId, CompanyId, ProductCode, Username};
-use crate::model::ApiKeyRecord;
+use crate::ids::{ApiKeyId, CompanyId, OAuthClientId, ProductCode, Username};
+use crate::model::{ApiKeyRecord, OAuthClientRecord};
 use crate::store::{Store, StoreError};
+use crate::token::{TokenError, TokenKeys};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use hmac::{Hmac, Mac};
@@ -17,6 +18,7 @@ use lru::LruCache;
 use sha2::Sha256;
 use std::collections::HashMap;
 use std::future::Future;
+use std::hash::Hash;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
@@ -144,6 +146,8 @@ pub struct Principal {
 pub enum Via {
     /// A License API key and its HMAC request signature (SPEC §1.2).
     ApiKey(ApiKeyId),
+    /// An OAuth client's bearer token (SPEC §7, docs/oauth.md).
+    OAuthClient(OAuthClientId),
 }
 
 impl Principal {
@@ -154,6 +158,16 @@ impl Principal {
             products: key.products.clone(),
             read_only: key.read_only,
             via: Via::ApiKey(key.id.clone()),
+        }
+    }
+
+    /// The caller a verified bearer token names, restricted as its client record says.
+    pub fn oauth_client(client: &OAuthClientRecord) -> Self {
+        Self {
+            company: client.company.clone(),
+            products: client.products.clone(),
+            read_only: client.read_only,
+            via: Via::OAuthClient(client.id.clone()),
         }
     }
 
@@ -179,27 +193,33 @@ impl Principal {
     }
 }
 
-/// Verifies requests, caching API key records for `ttl` so a warm function authenticates without a
-/// store round trip. A revoked or changed key therefore takes effect within `ttl` (documented).
+/// Verifies requests, caching API key and OAuth client records for `ttl` so a warm function
+/// authenticates without a store round trip. A revoked or changed key or client therefore takes effect
+/// within `ttl` (documented).
 pub struct Authenticator {
     ttl: Duration,
     negative_ttl: Duration,
-    cache: Mutex<KeyCache>,
+    cache: Mutex<RecordCache<ApiKeyId, ApiKeyRecord>>,
+    /// OAuth clients named by verified bearer tokens (docs/oauth.md).
+    clients: Mutex<RecordCache<OAuthClientId, OAuthClientRecord>>,
+    /// Verify bearer tokens; `None`: the deployment issues none, a bearer header is not understood.
+    token_keys: Option<Arc<TokenKeys>>,
 }
 
-/// Most API keys cached at once; past it the least recently used key is dropped.
+/// Most API keys (and, separately, OAuth clients) cached at once; past it the least recently used is
+/// dropped.
 pub const KEY_CACHE_CAPACITY: usize = 10_000;
 /// Most unknown key ids remembered at once. Unknown ids live in their own LRU, so a flood of random
 /// `apikey` values only evicts other unknown ids, never a real key that is serving traffic.
 pub const UNKNOWN_KEY_CACHE_CAPACITY: usize = 4_096;
 
 /// When each entry was fetched, for the TTL; recency of use is the LRU's own order.
-struct KeyCache {
-    known: LruCache<ApiKeyId, (Instant, ApiKeyRecord)>,
-    unknown: LruCache<ApiKeyId, Instant>,
+struct RecordCache<K: Hash + Eq, V> {
+    known: LruCache<K, (Instant, V)>,
+    unknown: LruCache<K, Instant>,
 }
 
-impl KeyCache {
+impl<K: Hash + Eq + Clone, V: Clone> RecordCache<K, V> {
     fn new() -> Self {
         let cap = |n: usize| NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN);
         Self {
@@ -209,7 +229,7 @@ impl KeyCache {
     }
 
     /// `Some(answer)` when a fresh entry exists (marking it recently used), `None` on a miss.
-    fn get(&mut self, id: &ApiKeyId, ttl: Duration, negative_ttl: Duration) -> Option<Option<ApiKeyRecord>> {
+    fn get(&mut self, id: &K, ttl: Duration, negative_ttl: Duration) -> Option<Option<V>> {
         if let Some((at, record)) = self.known.get(id) {
             if at.elapsed() < ttl {
                 return Some(Some(record.clone()));
@@ -222,7 +242,7 @@ impl KeyCache {
     }
 
     /// Records a store answer; an id lives in at most one of the two maps.
-    fn put(&mut self, id: &ApiKeyId, record: Option<ApiKeyRecord>) {
+    fn put(&mut self, id: &K, record: Option<V>) {
         let now = Instant::now();
         match record {
             Some(record) => {
@@ -237,13 +257,26 @@ impl KeyCache {
     }
 }
 
+/// The token of an `Authorization: Bearer <token>` header (scheme case-insensitive).
+pub fn bearer_token(authorization: &str) -> Option<&str> {
+    let (scheme, token) = authorization.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
 impl Authenticator {
     pub fn new(ttl: Duration) -> Self {
         Self {
             ttl,
             negative_ttl: ttl.min(Duration::from_secs(10)),
-            cache: Mutex::new(KeyCache::new()),
+            cache: Mutex::new(RecordCache::new()),
+            clients: Mutex::new(RecordCache::new()),
+            token_keys: None,
         }
+    }
+
+    /// Accepts bearer tokens verified with `keys` (`AppState::with_token_keys`).
+    pub fn with_token_keys(self, token_keys: Option<Arc<TokenKeys>>) -> Self {
+        Self { token_keys, ..self }
     }
 
     pub async fn authenticate(
@@ -254,6 +287,9 @@ impl Authenticator {
         now: SystemTime,
     ) -> Result<Principal, ApiError> {
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        if let (Some(keys), Some(token)) = (&self.token_keys, header("authorization").and_then(bearer_token)) {
+            return self.bearer(keys, token, store, access, now).await;
+        }
         let (Some(date), Some(authorization)) = (header("date"), header("authorization")) else {
             return Err(ApiError::MissingHeaders);
         };
@@ -279,6 +315,39 @@ impl Authenticator {
         Ok(principal)
     }
 
+    /// A bearer token: verified without the store (`token::TokenKeys::verify`); the client it names is
+    /// then read through the cache, so a revoked or removed client stops within the cache's TTL, like
+    /// an API key. Only a token that is expired or not ours answers `oauth_token_*` (clients retry those
+    /// without limit); a revoked client answers `revoked_api_key`, a removed one `invalid_api_key`.
+    async fn bearer(
+        &self,
+        keys: &TokenKeys,
+        token: &str,
+        store: &dyn Store,
+        access: Access,
+        now: SystemTime,
+    ) -> Result<Principal, ApiError> {
+        let now = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let claims = keys.verify(token, now).map_err(|e| match e {
+            TokenError::Expired => ApiError::OAuthTokenExpired,
+            TokenError::Malformed => ApiError::OAuthTokenMalformed,
+        })?;
+        let id = OAuthClientId::parse(&claims.sub).map_err(|_| ApiError::OAuthTokenMalformed)?;
+        let record = self
+            .cached(&self.clients, &id, || store.oauth_client(&id))
+            .await?
+            .filter(|c| c.company.as_str() == claims.company)
+            .ok_or(ApiError::InvalidApiKey)?;
+        if record.revoked {
+            return Err(ApiError::RevokedApiKey);
+        }
+        let principal = Principal::oauth_client(&record);
+        principal.ensure_access(access)?;
+        Ok(principal)
+    }
+
     /// The record of the API key `id` names (through the cache), for checks beyond the request's own
     /// header: an offline request file names the key that signed it. `None` for an id that is not a key.
     pub async fn key_record(&self, id: &str, store: &dyn Store) -> Result<Option<ApiKeyRecord>, ApiError> {
@@ -298,18 +367,34 @@ impl Authenticator {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Option<ApiKeyRecord>, StoreError>>,
     {
-        if let Some(answer) = self.lock().get(id, self.ttl, self.negative_ttl) {
+        self.cached(&self.cache, id, fetch).await
+    }
+
+    /// `cache` in front of `fetch`.
+    async fn cached<K, V, F, Fut>(
+        &self,
+        cache: &Mutex<RecordCache<K, V>>,
+        id: &K,
+        fetch: F,
+    ) -> Result<Option<V>, ApiError>
+    where
+        K: Hash + Eq + Clone,
+        V: Clone,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<V>, StoreError>>,
+    {
+        if let Some(answer) = lock(cache).get(id, self.ttl, self.negative_ttl) {
             return Ok(answer);
         }
         let record = fetch().await.map_err(ApiError::store)?;
-        self.lock().put(id, record.clone());
+        lock(cache).put(id, record.clone());
         Ok(record)
     }
+}
 
-    fn lock(&self) -> MutexGuard<'_, KeyCache> {
-        // The cache holds no invariant a panic could break half-way; keep serving from it.
-        self.cache.lock().unwrap_or_else(|p| p.into_inner())
-    }
+fn lock<T>(cache: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The cache holds no invariant a panic could break half-way; keep serving from it.
+    cache.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]

@@ -55,6 +55,12 @@ pub enum ApiError {
     SignatureMismatch,
     #[error("Provided API key is not allowed to access this product")]
     ApiKeyProductNotAllowed,
+    /// A bearer token signed by this deployment whose `exp` has passed (SPEC §7): fetch a new one.
+    #[error("The OAuth access token has expired: fetch a new one")]
+    OAuthTokenExpired,
+    /// A bearer token that is not one of ours (shape, key, signature, claims) (SPEC §7).
+    #[error("The OAuth access token is malformed or not issued by this server: fetch a new one")]
+    OAuthTokenMalformed,
 
     // --- products and licenses (SPEC §2.2, §2.3) ---
     #[error("Provided product was not found")]
@@ -149,6 +155,7 @@ impl ApiError {
             Contention => 503,
             TooManyRequests => 429,
             Internal(_) => 500,
+            OAuthTokenExpired | OAuthTokenMalformed => 401,
             _ => 400,
         }
     }
@@ -174,6 +181,8 @@ impl ApiError {
             ReadOnlyApiKey => "read_only_api_key",
             SignatureMismatch => "signature_mismatch",
             ApiKeyProductNotAllowed => "api_key_product_not_allowed",
+            OAuthTokenExpired => "oauth_token_expired",
+            OAuthTokenMalformed => "oauth_token_malformed",
             UnknownProduct => "unknown_product",
             DisabledProduct => "disabled_product",
             ArchivedProduct => "archived_product",

@@ -64,9 +64,12 @@ impl AppState {
         }
     }
 
+    /// Also hands the keys to [`AppState::auth`], which verifies bearer tokens with them.
     pub fn with_token_keys(self, token_keys: Option<TokenKeys>) -> Self {
+        let token_keys = token_keys.map(Arc::new);
         Self {
-            token_keys: token_keys.map(Arc::new),
+            auth: self.auth.with_token_keys(token_keys.clone()),
+            token_keys,
             ..self
         }
     }
