@@ -403,6 +403,19 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     #[test]
+    fn only_the_bearer_scheme_yields_a_token() {
+        assert_eq!(bearer_token("Bearer abc.def.ghi"), Some("abc.def.ghi"));
+        assert_eq!(bearer_token("  bearer   abc "), Some("abc"));
+        assert_eq!(bearer_token("BEARER x"), Some("x"));
+        assert_eq!(bearer_token("Basic Y2k6cw=="), None);
+        assert_eq!(bearer_token("Bearer"), None);
+        assert_eq!(
+            bearer_token(r#"algorithm="hmac-sha256",headers="date",signature="c2ln",apikey="k""#),
+            None
+        );
+    }
+
+    #[test]
     fn spec_test_vector() {
         let sig = hmac_base64(
             "kw4qSnpSwXzgiv5yxYpZZmFEd9QAeiKTQ6OuyMja",
