@@ -18,4 +18,5 @@ mod large_license;
 mod offline;
 mod offline_requests;
 mod round_trips;
+mod sso;
 mod user_privacy;
