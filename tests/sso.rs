@@ -5,13 +5,17 @@
 use base64::Engine;
 use integration_tests::fixtures::USER_PRODUCT;
 use integration_tests::oidc::{self, Flow, ANN, BOB, EVE, OTHER_REDIRECT_URI, REDIRECT_URI};
+use integration_tests::oidc::{MintKey, MintingIssuer};
 use integration_tests::{assert_error, Fixture, Instance};
-use license_api::identity::oidc::{FixedAccounts, OidcResolver, ProviderAccount, ProviderTransport};
+use license_api::identity::oidc::{
+    FixedAccounts, OidcResolver, ProviderAccount, ProviderTransport, KEY_REFETCH_INTERVAL,
+};
 use license_api::identity::Resolvers;
 use license_api::ids::CustomerAccountCode;
 use license_api::state::AppState;
 use serde_json::json;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The claims of a JWT, unverified: the harness checks what the provider issued, not its signature.
 fn claims(jwt: &str) -> serde_json::Value {
@@ -46,12 +50,12 @@ async fn a_code_login_yields_a_code_the_token_endpoint_exchanges_once() {
     assert_eq!(body["error"], "invalid_grant", "{body}");
 }
 
-/// The customer account `acct` of the fixture's company, tied to the test provider.
-fn account(f: &Fixture) -> ProviderAccount {
+/// The customer account `acct` of the fixture's company, tied to the provider at `issuer`.
+fn account(f: &Fixture, issuer: &str) -> ProviderAccount {
     ProviderAccount {
         company: f.company.clone(),
         code: CustomerAccountCode::parse("acct").unwrap(),
-        issuer: oidc::issuer(),
+        issuer: issuer.to_owned(),
         client_id: oidc::CLIENT_ID.to_owned(),
         client_secret: oidc::CLIENT_SECRET.to_owned().into(),
         redirect_uris: vec![REDIRECT_URI.to_owned(), OTHER_REDIRECT_URI.to_owned()],
@@ -62,11 +66,16 @@ fn account(f: &Fixture) -> ProviderAccount {
 /// An instance whose SSO grants are verified by the OpenID Connect resolver against the test provider
 /// (plain HTTP opted into: the provider is on loopback).
 async fn sso_instance(f: &Fixture) -> Instance {
+    resolver_instance(f, &oidc::issuer(), KEY_REFETCH_INTERVAL).await
+}
+
+async fn resolver_instance(f: &Fixture, issuer: &str, key_refetch: Duration) -> Instance {
     let resolver = OidcResolver::new(
-        Arc::new(FixedAccounts(vec![account(f)])),
+        Arc::new(FixedAccounts(vec![account(f, issuer)])),
         ProviderTransport::AllowPlainHttp,
     )
-    .expect("TLS roots");
+    .expect("TLS roots")
+    .with_key_refetch_interval(key_refetch);
     f.env
         .configured_instance(|state| AppState {
             identity: Resolvers {
@@ -151,5 +160,79 @@ async fn a_grant_for_someone_else_activates_nothing(setup) {
     both["code"] = json!("c");
     assert_error(&app.send(f.client.activate(&both)).await, 400, "validation_error");
     assert_eq!(f.device_counts(&license).await, (0, 0));
+}
+
+// Tokens no provider would issue, signed or forged by the tests: each is refused like an unknown user
+// and activates nothing, while the same mint's valid token activates (so each refusal has its cause).
+async fn tokens_that_do_not_verify_activate_nothing(setup) {
+    let f = Fixture::new(setup).await;
+    let license = f.user_license(704, |_| {}).await;
+    f.user(ANN.email, 94, &[(&license, 0)]).await;
+    let key = MintKey::generate("k1");
+    let mint = MintingIssuer::start(vec![key.clone()]).await;
+    let app = resolver_instance(&f, &mint.issuer, KEY_REFETCH_INTERVAL).await;
+    let valid = mint.claims(ANN.email, oidc::CLIENT_ID);
+    let with = |field: &str, value: serde_json::Value| {
+        let mut c = valid.clone();
+        c[field] = value;
+        c
+    };
+    let now = valid["iat"].as_u64().unwrap();
+    let signed = key.sign(&valid);
+    let (header, payload) = (signed.split('.').next().unwrap(), signed.split('.').nth(1).unwrap());
+    let b64 = |v: serde_json::Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    let public_jwk = key.jwk().to_string();
+    let hs256 = {
+        let header = jsonwebtoken::Header { kid: Some("k1".into()), ..jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256) };
+        jsonwebtoken::encode(&header, &valid, &jsonwebtoken::EncodingKey::from_secret(public_jwk.as_bytes())).unwrap()
+    };
+    let bob_payload = b64(with("email", json!(BOB.email)));
+    let cases = [
+        ("expired", key.sign(&with("exp", json!(now - 3600)))),
+        ("not yet valid", key.sign(&with("nbf", json!(now + 3600)))),
+        ("wrong issuer", key.sign(&with("iss", json!("http://127.0.0.1:1")))),
+        ("wrong audience", key.sign(&with("aud", json!("another-client")))),
+        ("no expiry", key.sign(&{ let mut c = valid.clone(); c.as_object_mut().unwrap().remove("exp"); c })),
+        ("alg none", format!("{}.{payload}.", b64(json!({"alg": "none", "kid": "k1"})))),
+        ("HS256 keyed with the public key", hs256),
+        ("tampered payload", format!("{header}.{bob_payload}.{}", signed.split('.').nth(2).unwrap())),
+        ("unknown kid", MintKey::generate("k-forged").sign(&valid)),
+        ("not a JWT", "not-a-jwt".to_owned()),
+    ];
+    for (case, token) in &cases {
+        let resp = app.send(f.client.activate(&grant_body(("id_token", token), "HW-1"))).await;
+        assert_eq!(resp.status(), 400, "{case}: {}", String::from_utf8_lossy(resp.body()));
+        assert_error(&resp, 400, "license_not_found");
+    }
+    assert_eq!(f.device_counts(&license).await, (0, 0));
+    // Forged kids do not make the server refetch the keys each time: one fetch at discovery, none since.
+    assert_eq!(mint.jwks_fetches(), 1);
+    let resp = app.send(f.client.activate(&grant_body(("id_token", &signed), "HW-1"))).await;
+    f.client
+        .verify_license(&resp, "HW-1", ANN.email)
+        .unwrap_or_else(|e| panic!("the valid minted token: {e}: {}", String::from_utf8_lossy(resp.body())));
+}
+
+// The provider rotates its key: a token under the new kid makes the server refetch the keys once, and
+// verifies; a token under the retired key then no longer does.
+async fn a_rotated_key_is_fetched_on_its_first_token(setup) {
+    let f = Fixture::new(setup).await;
+    let license = f.user_license(705, |_| {}).await;
+    f.user(ANN.email, 95, &[(&license, 0)]).await;
+    let (old, new) = (MintKey::generate("old"), MintKey::generate("new"));
+    let mint = MintingIssuer::start(vec![old.clone()]).await;
+    let app = resolver_instance(&f, &mint.issuer, Duration::ZERO).await;
+    let claims = mint.claims(ANN.email, oidc::CLIENT_ID);
+    let resp = app.send(f.client.check(&grant_body(("id_token", &old.sign(&claims)), "HW-1"))).await;
+    assert_error(&resp, 400, "device_not_found");
+    assert_eq!(mint.jwks_fetches(), 1);
+    mint.rotate(vec![new.clone()]);
+    let resp = app.send(f.client.activate(&grant_body(("id_token", &new.sign(&claims)), "HW-1"))).await;
+    f.client
+        .verify_license(&resp, "HW-1", ANN.email)
+        .unwrap_or_else(|e| panic!("after rotation: {e}: {}", String::from_utf8_lossy(resp.body())));
+    assert_eq!(mint.jwks_fetches(), 2);
+    let resp = app.send(f.client.check(&grant_body(("id_token", &old.sign(&claims)), "HW-1"))).await;
+    assert_error(&resp, 400, "license_not_found");
 }
 }

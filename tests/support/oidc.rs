@@ -213,3 +213,123 @@ impl Browser {
         }
     }
 }
+
+/// An issuer whose keys the tests hold, for tokens no real provider would issue (expired, wrong
+/// audience, tampered, signed with an unknown or rotated key): it serves only what a relying party
+/// reads — the discovery document and the JWKS — on a loopback port, and counts JWKS fetches.
+pub struct MintingIssuer {
+    pub issuer: String,
+    state: std::sync::Arc<MintState>,
+}
+
+struct MintState {
+    issuer: String,
+    /// The published keys (private PEM, kid); tokens are signed with any of them or with others.
+    published: std::sync::Mutex<Vec<MintKey>>,
+    jwks_fetches: std::sync::atomic::AtomicUsize,
+}
+
+/// An RSA signing key and its `kid`.
+#[derive(Clone)]
+pub struct MintKey {
+    pub kid: String,
+    pem: String,
+}
+
+impl MintKey {
+    pub fn generate(kid: &str) -> Self {
+        let (_, pem) = license_api::signing::Signer::generate(2048).expect("RSA key");
+        Self {
+            kid: kid.to_owned(),
+            pem,
+        }
+    }
+
+    fn encoding_key(&self) -> jsonwebtoken::EncodingKey {
+        jsonwebtoken::EncodingKey::from_rsa_pem(self.pem.as_bytes()).expect("RSA PEM")
+    }
+
+    /// The public half as a JWK, as a provider publishes it.
+    pub fn jwk(&self) -> serde_json::Value {
+        let mut jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&self.encoding_key(), jsonwebtoken::Algorithm::RS256)
+            .expect("JWK");
+        jwk.common.key_id = Some(self.kid.clone());
+        serde_json::to_value(jwk).expect("JWK JSON")
+    }
+
+    /// A token with these claims, signed RS256 under this key's `kid`.
+    pub fn sign(&self, claims: &serde_json::Value) -> String {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        header.kid = Some(self.kid.clone());
+        jsonwebtoken::encode(&header, claims, &self.encoding_key()).expect("signing")
+    }
+}
+
+impl MintingIssuer {
+    pub async fn start(keys: Vec<MintKey>) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let issuer = format!("http://{}", listener.local_addr().expect("address"));
+        let state = std::sync::Arc::new(MintState {
+            issuer: issuer.clone(),
+            published: std::sync::Mutex::new(keys),
+            jwks_fetches: Default::default(),
+        });
+        let serving = state.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let state = serving.clone();
+                let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let body = state.answer(req.uri().path());
+                    async move { Ok::<_, std::convert::Infallible>(body) }
+                });
+                let io = hyper_util::rt::TokioIo::new(stream);
+                tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(io, service));
+            }
+        });
+        Self { issuer, state }
+    }
+
+    /// Publishes `keys` instead of the current ones (a key rotation).
+    pub fn rotate(&self, keys: Vec<MintKey>) {
+        *self.state.published.lock().expect("keys") = keys;
+    }
+
+    pub fn jwks_fetches(&self) -> usize {
+        self.state.jwks_fetches.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Claims a valid token for `email` carries at this issuer, for `audience`.
+    pub fn claims(&self, email: &str, audience: &str) -> serde_json::Value {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs();
+        serde_json::json!({"iss": self.issuer, "aud": audience, "sub": email, "email": email,
+            "iat": now, "exp": now + 600})
+    }
+}
+
+impl MintState {
+    fn answer(&self, path: &str) -> http::Response<Full<Bytes>> {
+        let body = match path {
+            "/.well-known/openid-configuration" => serde_json::json!({
+                "issuer": self.issuer,
+                "authorization_endpoint": format!("{}/auth", self.issuer),
+                "token_endpoint": format!("{}/token", self.issuer),
+                "jwks_uri": format!("{}/jwks", self.issuer),
+            }),
+            "/jwks" => {
+                self.jwks_fetches.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let keys: Vec<_> = self.published.lock().expect("keys").iter().map(MintKey::jwk).collect();
+                serde_json::json!({ "keys": keys })
+            }
+            _ => {
+                return http::Response::builder()
+                    .status(404)
+                    .body(Full::default())
+                    .expect("response")
+            }
+        };
+        http::Response::new(Full::new(Bytes::from(body.to_string())))
+    }
+}

@@ -1,6 +1,6 @@
 //! Single sign-on against a customer account's OpenID Connect provider (SPEC §2.1, §7). The provider's
 //! discovery document and signing keys are fetched once and cached per issuer (the keys fetched again
-//! on an unknown `kid`, at most once per [`KEY_REFETCH_INTERVAL`]); an `id_token` is verified with them
+//! on an unknown `kid` — key rotation — at most once per [`KEY_REFETCH_INTERVAL`]); an `id_token` is verified with them
 //! — asymmetric algorithms only, issuer, audience, expiry, not-before — and its email claim names the
 //! license user. A `code` is first exchanged at the provider's token endpoint with the account's client
 //! secret. Every grant the provider does not vouch for answers like an unknown user
@@ -105,6 +105,7 @@ pub enum ProviderTransport {
 pub struct OidcResolver {
     accounts: Arc<dyn CustomerAccounts>,
     transport: ProviderTransport,
+    key_refetch_interval: Duration,
     http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     providers: Mutex<HashMap<String, Arc<Provider>>>,
 }
@@ -133,9 +134,18 @@ impl OidcResolver {
         Ok(Self {
             accounts,
             transport,
+            key_refetch_interval: KEY_REFETCH_INTERVAL,
             http: Client::builder(TokioExecutor::new()).build(connector),
             providers: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Refetches keys on an unknown `kid` at most this often (tests rotate keys without waiting).
+    pub fn with_key_refetch_interval(self, interval: Duration) -> Self {
+        Self {
+            key_refetch_interval: interval,
+            ..self
+        }
     }
 
     /// The `id_token` the grant stands for: as sent, or exchanged for its code.
@@ -216,14 +226,14 @@ impl OidcResolver {
     }
 
     /// The key for `kid`, refetching the provider's keys once if it is unknown (key rotation) and the
-    /// last fetch is older than [`KEY_REFETCH_INTERVAL`].
+    /// last fetch is older than the refetch interval.
     async fn key(&self, provider: &Provider, kid: &str) -> Result<DecodingKey, ApiError> {
         let stale = {
             let keys = provider.keys.lock().expect("key cache");
             if let Some(jwk) = keys.0.find(kid) {
                 return DecodingKey::from_jwk(jwk).map_err(|e| provider_error(format!("key {kid}: {e}")));
             }
-            keys.1.elapsed() >= KEY_REFETCH_INTERVAL
+            keys.1.elapsed() >= self.key_refetch_interval
         };
         if !stale {
             return Err(not_vouched());
