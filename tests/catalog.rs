@@ -216,6 +216,22 @@ fn every_kind(company: &license_api::ids::CompanyId) -> Vec<(Item, Image)> {
                 detail: json!({"enabled": false}),
             })),
         ),
+        (
+            Item::OAuthClient(license_api::ids::OAuthClientId::parse("every-attr-client").unwrap()),
+            Image::OAuthClient(Box::new(OAuthClientRecord {
+                id: license_api::ids::OAuthClientId::parse("every-attr-client").unwrap(),
+                company: company.clone(),
+                secret_hash: "$argon2id$stub".into(),
+                sealed_secret: license_api::sealed::SealingKey::generate()
+                    .unwrap()
+                    .0
+                    .seal(&"secret".into(), "oauth-client:every-attr-client")
+                    .unwrap(),
+                products: vec![product.clone()],
+                read_only: true,
+                revoked: true,
+            })),
+        ),
     ]
 }
 

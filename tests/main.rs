@@ -15,6 +15,7 @@ mod events;
 mod faults;
 mod hardening;
 mod large_license;
+mod oauth;
 mod offline;
 mod offline_requests;
 mod round_trips;

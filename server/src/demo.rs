@@ -3,7 +3,8 @@
 
 use crate::keys;
 use crate::stores::DB_FILE;
-use license_api::catalog::{import, Catalog};
+use license_api::catalog::{import_sealed, Catalog};
+use license_api::sealed::SealingKey;
 use license_api::signing::Signer;
 use license_api::store::sqlite::SqliteStore;
 use std::net::SocketAddr;
@@ -19,6 +20,8 @@ pub struct Demo {
     pub dir: PathBuf,
     pub store: Arc<SqliteStore>,
     pub signer: Signer,
+    /// Written beside the signing key as `keygen` does, for the secrets the catalog seals.
+    pub sealing_key: SealingKey,
     pub shared_key: String,
 }
 
@@ -30,9 +33,11 @@ pub async fn prepare() -> Result<Demo, Box<dyn std::error::Error + Send + Sync>>
     }
     std::fs::create_dir_all(&dir)?;
     let (signer, _, _) = keys::generate(&dir, 3072, true)?;
+    let (sealing_path, _) = keys::generate_sealing(&dir)?;
+    let sealing_key = keys::load_sealing(&sealing_path, true)?.ok_or("the demo sealing key was not written")?;
     let store = Arc::new(SqliteStore::open(dir.join(DB_FILE))?);
     let catalog = Catalog::parse(EXAMPLE_CATALOG, "examples/catalog.json")?;
-    import(&*store, &catalog).await?;
+    import_sealed(&*store, &catalog, Some(&sealing_key)).await?;
     let shared_key = catalog.companies[0]
         .api_keys
         .iter()
@@ -43,6 +48,7 @@ pub async fn prepare() -> Result<Demo, Box<dyn std::error::Error + Send + Sync>>
         dir,
         store,
         signer,
+        sealing_key,
         shared_key,
     })
 }

@@ -1,6 +1,8 @@
-//! Signing key files: `keygen` writes a private PKCS#8 PEM (mode 0600) and the public SPKI PEM that
-//! clients are configured with.
+//! Key files: `keygen` writes a private PKCS#8 PEM (mode 0600) and the public SPKI PEM that clients
+//! are configured with, and the sealing key (`license_api::sealed`, mode 0600) beside them. The
+//! sealing key is never replaced: the secrets sealed under it would become unreadable.
 
+use license_api::sealed::{SealError, SealingKey};
 use license_api::secret::{ExposeSecret, SecretString};
 use license_api::signing::Signer;
 use std::io::Write;
@@ -8,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 pub const PRIVATE_KEY_FILE: &str = "signing-key.pem";
 pub const PUBLIC_KEY_FILE: &str = "signing-key.pub.pem";
+/// The sealing key's file: one line of base64 (`SealingKey::from_text`).
+pub const SEALING_KEY_FILE: &str = "sealing-key";
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyFileError {
@@ -24,6 +28,8 @@ pub enum KeyFileError {
         path: PathBuf,
         source: license_api::signing::KeyError,
     },
+    #[error("sealing key {path}: {source}")]
+    Sealing { path: PathBuf, source: SealError },
 }
 
 /// Generates a key pair into `dir`; returns the signer and both paths.
@@ -80,6 +86,43 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), KeyFileError> {
     })
 }
 
+/// Writes a new sealing key into `dir` unless one is there (`--force` does not apply: replacing it
+/// would lose every sealed secret). Returns its path and whether it was written now.
+pub fn generate_sealing(dir: &Path) -> Result<(PathBuf, bool), KeyFileError> {
+    let path = dir.join(SEALING_KEY_FILE);
+    if path.exists() {
+        return Ok((path, false));
+    }
+    let (_, text) = SealingKey::generate().map_err(|source| KeyFileError::Sealing {
+        path: path.clone(),
+        source,
+    })?;
+    std::fs::create_dir_all(dir).map_err(|source| KeyFileError::Write {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    write_private(&path, format!("{}\n", text.expose_secret()).as_bytes())?;
+    Ok((path, true))
+}
+
+/// The sealing key at `path`; `None` if the file does not exist and `required` is false (a
+/// deployment without OAuth clients needs none).
+pub fn load_sealing(path: &Path, required: bool) -> Result<Option<SealingKey>, KeyFileError> {
+    let text = match std::fs::read_to_string(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => return Ok(None),
+        read => SecretString::from(read.map_err(|source| KeyFileError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?),
+    };
+    SealingKey::from_text(text.expose_secret())
+        .map(Some)
+        .map_err(|source| KeyFileError::Sealing {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
 pub fn load(path: &Path) -> Result<Signer, KeyFileError> {
     let pem = std::fs::read_to_string(path).map_err(|source| KeyFileError::Read {
         path: path.to_path_buf(),
@@ -112,6 +155,28 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, [PRIVATE_KEY_FILE], "no temporary file is left behind");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_sealing_key_is_written_0600_once_and_never_replaced() {
+        let dir = std::env::temp_dir().join(format!("license-server-sealing-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join(SEALING_KEY_FILE);
+        assert!(load_sealing(&path, false).unwrap().is_none(), "optional and absent");
+        assert!(matches!(load_sealing(&path, true), Err(KeyFileError::Read { .. })));
+        assert_eq!(generate_sealing(&dir).unwrap(), (path.clone(), true));
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        let first = std::fs::read_to_string(&path).unwrap();
+        let key = load_sealing(&path, true).unwrap().unwrap();
+        let sealed = key.seal(&"s".into(), "c").unwrap();
+        assert_eq!(generate_sealing(&dir).unwrap(), (path.clone(), false));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), first, "kept");
+        let again = load_sealing(&path, false).unwrap().unwrap();
+        assert_eq!(again.open(&sealed, "c").unwrap().expose_secret(), "s");
+        std::fs::write(&path, "garbage").unwrap();
+        let err = load_sealing(&path, false).unwrap_err().to_string();
+        assert!(err.contains(SEALING_KEY_FILE) && err.contains("keygen"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

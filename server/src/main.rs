@@ -1,7 +1,7 @@
 //! `license-server`: the whole License API on one machine, and the operator's tools.
 
 use clap::{Parser, Subcommand};
-use license_api::catalog::{import, Catalog};
+use license_api::catalog::{import_sealed, Catalog};
 use license_api::state::AppState;
 use license_api::store::sqlite::IfMissing;
 use license_api::store::ErrorChain;
@@ -40,10 +40,15 @@ enum Command {
         file: PathBuf,
         #[command(flatten)]
         store: StoreArgs,
+        /// Sealing key file for the secrets of `oauth_clients` (default: sealing-key in the data
+        /// directory; required with --dynamodb-table when the catalog has OAuth clients).
+        #[arg(long, value_name = "FILE")]
+        sealing_key: Option<PathBuf>,
         #[command(flatten)]
         create: CreateArg,
     },
-    /// Write a new RSA signing key pair (private PKCS#8 PEM, public SPKI PEM).
+    /// Write a new RSA signing key pair (private PKCS#8 PEM, public SPKI PEM), and a sealing key
+    /// (sealing-key) if there is none yet: it is never replaced, even with --force.
     Keygen {
         /// Directory for signing-key.pem and signing-key.pub.pem (default: the data directory).
         #[arg(long, value_name = "DIR")]
@@ -124,8 +129,12 @@ struct ServeArgs {
     /// RSA private key (PEM) that signs responses (default: signing-key.pem in the data directory).
     #[arg(long, value_name = "PEM")]
     signing_key: Option<PathBuf>,
+    /// Sealing key file (`keygen` writes it) that opens stored secrets such as OAuth client secrets
+    /// (default: sealing-key in the data directory, optional there).
+    #[arg(long, value_name = "FILE")]
+    sealing_key: Option<PathBuf>,
     /// Start on a fresh temporary store seeded with examples/catalog.json and a new key.
-    #[arg(long, conflicts_with_all = ["signing_key", "data", "dynamodb_table"])]
+    #[arg(long, conflicts_with_all = ["signing_key", "sealing_key", "data", "dynamodb_table"])]
     demo: bool,
     /// How long API key records are cached (0–60 s); revocations take effect within this time.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(0..=60))]
@@ -142,9 +151,15 @@ struct ServeArgs {
 
 impl ServeArgs {
     /// The handlers' shared state over `store`, configured by these options.
-    fn state(&self, store: Arc<dyn license_api::store::Store>, signer: license_api::signing::Signer) -> Arc<AppState> {
+    fn state(
+        &self,
+        store: Arc<dyn license_api::store::Store>,
+        signer: license_api::signing::Signer,
+        sealing_key: Option<license_api::sealed::SealingKey>,
+    ) -> Arc<AppState> {
         let state = AppState::new(store, signer, Duration::from_secs(self.api_key_cache_seconds))
-            .with_last_seen_interval(Duration::from_secs(self.last_seen_interval_seconds));
+            .with_last_seen_interval(Duration::from_secs(self.last_seen_interval_seconds))
+            .with_sealing_key(sealing_key);
         Arc::new(state)
     }
 }
@@ -190,20 +205,27 @@ async fn run(command: Command) -> Result<(), Error> {
                 serve(args).await
             }
         }
-        Command::Import { file, store, create } => {
+        Command::Import {
+            file,
+            store,
+            sealing_key,
+            create,
+        } => {
             let text = std::fs::read_to_string(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
             let catalog = Catalog::parse(&text, &file.display().to_string())?;
+            let sealing_key = load_sealing_key(sealing_key.as_deref(), &store)?;
             let target = store.open(store.if_missing(create.create)).await?;
-            let report = import(&*target, &catalog).await?;
+            let report = import_sealed(&*target, &catalog, sealing_key.as_ref()).await?;
             println!(
-                "imported {} into {}: {} companies, {} API keys, {} products, {} license users, {} licenses",
+                "imported {} into {}: {} companies, {} API keys, {} products, {} license users, {} licenses, {} OAuth clients",
                 file.display(),
                 store.describe(),
                 report.companies,
                 report.api_keys,
                 report.products,
                 report.users,
-                report.licenses
+                report.licenses,
+                report.oauth_clients
             );
             Ok(())
         }
@@ -225,6 +247,10 @@ async fn run(command: Command) -> Result<(), Error> {
                 private.display(),
                 public.display()
             );
+            match keys::generate_sealing(&dir)? {
+                (path, true) => println!("wrote sealing key {} (back it up with the signing key)", path.display()),
+                (path, false) => println!("kept the existing sealing key {}", path.display()),
+            }
             Ok(())
         }
         Command::Events {
@@ -276,6 +302,18 @@ async fn exported(store: &StoreArgs, license: &LicenseSelector) -> Result<serde_
         .ok_or_else(|| format!("no such license in {}", store.describe()))?)
 }
 
+/// The sealing key named with `--sealing-key` (it must exist), else the store's default one if there.
+fn load_sealing_key(
+    explicit: Option<&std::path::Path>,
+    store: &StoreArgs,
+) -> Result<Option<license_api::sealed::SealingKey>, keys::KeyFileError> {
+    match (explicit, store.default_sealing_key()) {
+        (Some(path), _) => keys::load_sealing(path, true),
+        (None, Some(path)) => keys::load_sealing(&path, false),
+        (None, None) => Ok(None),
+    }
+}
+
 async fn serve(args: ServeArgs) -> Result<(), Error> {
     let key_path = args
         .signing_key
@@ -283,8 +321,9 @@ async fn serve(args: ServeArgs) -> Result<(), Error> {
         .or_else(|| args.store.default_signing_key())
         .ok_or("--signing-key is required with --dynamodb-table")?;
     let signer = keys::load(&key_path)?;
+    let sealing_key = load_sealing_key(args.sealing_key.as_deref(), &args.store)?;
     let store = args.store.open(IfMissing::Fail).await?;
-    let state = args.state(store, signer);
+    let state = args.state(store, signer, sealing_key);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
@@ -306,8 +345,14 @@ async fn serve_demo(args: ServeArgs) -> Result<(), Error> {
     let addr = listener.local_addr()?;
     print!("{}", demo::banner(addr, &prepared));
     std::io::Write::flush(&mut std::io::stdout())?;
-    let demo::Demo { dir, store, signer, .. } = prepared;
-    let state = args.state(store, signer);
+    let demo::Demo {
+        dir,
+        store,
+        signer,
+        sealing_key,
+        ..
+    } = prepared;
+    let state = args.state(store, signer, Some(sealing_key));
     let served = serve_limited(listener, state, &args.limits).await;
     demo::cleanup(&dir);
     Ok(served?)

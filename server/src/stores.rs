@@ -78,6 +78,13 @@ impl StoreArgs {
             .then(|| self.data_dir().join(crate::keys::PRIVATE_KEY_FILE))
     }
 
+    /// Where this store's default sealing key lives (embedded store only), beside the signing key.
+    pub fn default_sealing_key(&self) -> Option<PathBuf> {
+        self.dynamodb_table
+            .is_none()
+            .then(|| self.data_dir().join(crate::keys::SEALING_KEY_FILE))
+    }
+
     pub fn describe(&self) -> String {
         match &self.dynamodb_table {
             Some(t) => format!(

@@ -158,6 +158,43 @@ fn keygen_force_resets_the_private_key_mode() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `keygen` writes the sealing key beside the signing key (0600), and `--force` keeps it: replacing it
+/// would make every sealed secret unreadable. `serve` refuses a named sealing key it cannot read.
+#[cfg(unix)]
+#[test]
+fn keygen_writes_the_sealing_key_once() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = scratch("keygen-sealing");
+    let d = dir.to_str().unwrap();
+    let (ok, out, err) = run(&["keygen", "--out", d, "--bits", "2048"]);
+    assert!(ok && out.contains("wrote sealing key"), "{out}{err}");
+    let sealing = dir.join("sealing-key");
+    assert_eq!(std::fs::metadata(&sealing).unwrap().permissions().mode() & 0o777, 0o600);
+    let first = std::fs::read_to_string(&sealing).unwrap();
+    assert!(license_api::sealed::SealingKey::from_text(&first).is_ok());
+    let (ok, out, err) = run(&["keygen", "--out", d, "--bits", "2048", "--force"]);
+    assert!(ok && out.contains("kept the existing sealing key"), "{out}{err}");
+    assert_eq!(
+        std::fs::read_to_string(&sealing).unwrap(),
+        first,
+        "--force replaced the sealing key"
+    );
+    std::fs::write(&sealing, "not a key").unwrap();
+    let (ok, _, err) = run(&[
+        "serve",
+        "--data",
+        d,
+        "--signing-key",
+        dir.join("signing-key.pem").to_str().unwrap(),
+        "--sealing-key",
+        sealing.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    assert!(!ok && err.contains("sealing-key") && err.contains("keygen"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn broken_catalog_is_rejected_naming_the_field() {
     let data = scratch("broken");

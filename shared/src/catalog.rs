@@ -3,10 +3,13 @@
 //! written — every error names the file, the entry and the field — and [`import`] writes it with
 //! idempotent upserts that keep activation counters, so importing twice changes nothing.
 
-use crate::ids::{ApiKeyId, CompanyId, HardwareId, LicenseKey, ProductCode, Username};
-use crate::model::{ApiKeyRecord, AuthorizationMethod, Company, License, LicenseTerms, LicenseUser, ProductDoc, Seat};
+use crate::ids::{ApiKeyId, CompanyId, HardwareId, LicenseKey, OAuthClientId, ProductCode, Username};
+use crate::model::{
+    ApiKeyRecord, AuthorizationMethod, Company, License, LicenseTerms, LicenseUser, OAuthClientRecord, ProductDoc, Seat,
+};
 use crate::password;
 use crate::plan::LicenseAddr;
+use crate::sealed::SealingKey;
 use crate::secret::{ExposeSecret, SecretString};
 use crate::store::{Store, StoreError};
 use crate::time::Timestamp;
@@ -39,7 +42,24 @@ pub struct CompanyEntry {
     /// Users with their plaintext password (hashed at import, never stored; redacted in `Debug`).
     pub users: Vec<(LicenseUser, Option<SecretString>)>,
     pub licenses: Vec<(License, Vec<Seat>)>,
+    /// OAuth clients with their plaintext secret (hashed and sealed at import; redacted in `Debug`).
+    pub oauth_clients: Vec<OAuthClientEntry>,
 }
+
+/// An OAuth client as the catalog gives it (docs/oauth.md).
+#[derive(Debug, Clone)]
+pub struct OAuthClientEntry {
+    pub id: OAuthClientId,
+    pub secret: SecretString,
+    pub products: Vec<ProductCode>,
+    pub read_only: bool,
+    pub revoked: bool,
+}
+
+/// Shortest OAuth client secret the catalog accepts: a secret guessed offline would sign offline files.
+pub const MIN_CLIENT_SECRET_LEN: usize = 16;
+/// Longest OAuth client secret (bytes); keeps hashing and the sealed item small.
+pub const MAX_CLIENT_SECRET_LEN: usize = 256;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -62,6 +82,21 @@ struct RawCompany {
     license_users: Vec<RawUser>,
     #[serde(default)]
     licenses: Vec<Map<String, Value>>,
+    #[serde(default)]
+    oauth_clients: Vec<RawOAuthClient>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOAuthClient {
+    client_id: OAuthClientId,
+    client_secret: String,
+    #[serde(default)]
+    products: Vec<ProductCode>,
+    #[serde(default)]
+    read_only: bool,
+    #[serde(default)]
+    revoked: bool,
 }
 
 #[derive(Deserialize)]
@@ -577,6 +612,8 @@ fn company(cx: &Ctx<'_>, path: &str, c: RawCompany) -> Result<CompanyEntry, Cata
         })
         .collect::<Result<Vec<_>, _>>()?;
 
+    let oauth_clients = oauth_clients(cx, path, c.oauth_clients, &products)?;
+
     let mut users: BTreeMap<Username, (usize, LicenseUser, Option<SecretString>)> = BTreeMap::new();
     for (i, u) in c.license_users.into_iter().enumerate() {
         if users.contains_key(&u.email) {
@@ -703,7 +740,49 @@ fn company(cx: &Ctx<'_>, path: &str, c: RawCompany) -> Result<CompanyEntry, Cata
             .collect(),
         users: users.into_iter().map(|(_, u, p)| (u, p)).collect(),
         licenses,
+        oauth_clients,
     })
+}
+
+/// A company's `oauth_clients`: secrets within [`MIN_CLIENT_SECRET_LEN`]..=[`MAX_CLIENT_SECRET_LEN`],
+/// known products, no `client_id` twice.
+fn oauth_clients(
+    cx: &Ctx<'_>,
+    path: &str,
+    raw: Vec<RawOAuthClient>,
+    products: &BTreeMap<ProductCode, ProductDoc>,
+) -> Result<Vec<OAuthClientEntry>, CatalogError> {
+    let mut seen = BTreeSet::new();
+    raw.into_iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let c_path = format!("{path}.oauth_clients[{i}]");
+            let secret = SecretString::from(c.client_secret);
+            let len = secret.expose_secret().len();
+            if !(MIN_CLIENT_SECRET_LEN..=MAX_CLIENT_SECRET_LEN).contains(&len) {
+                return Err(cx.err(
+                    format!("{c_path}.client_secret"),
+                    format!("must be {MIN_CLIENT_SECRET_LEN} to {MAX_CLIENT_SECRET_LEN} bytes long, not {len}"),
+                ));
+            }
+            if let Some(unknown) = c.products.iter().find(|p| !products.contains_key(*p)) {
+                return Err(cx.err(format!("{c_path}.products"), format!("unknown product `{unknown}`")));
+            }
+            if !seen.insert(c.client_id.clone()) {
+                return Err(cx.err(
+                    format!("{c_path}.client_id"),
+                    format!("client `{}` appears twice", c.client_id),
+                ));
+            }
+            Ok(OAuthClientEntry {
+                id: c.client_id,
+                secret,
+                products: c.products,
+                read_only: c.read_only,
+                revoked: c.revoked,
+            })
+        })
+        .collect()
 }
 
 /// Most member products of one bundle: activating a bundle writes up to four items per member (device,
@@ -837,6 +916,7 @@ pub struct ImportReport {
     pub products: usize,
     pub users: usize,
     pub licenses: usize,
+    pub oauth_clients: usize,
 }
 
 /// Writes a validated catalog, each item one `store::write::Write` run by the store's one executor
@@ -846,6 +926,23 @@ pub struct ImportReport {
 /// A user's stored hash is kept when it still matches the catalog password, so re-importing does not
 /// churn hashes.
 pub async fn import(store: &dyn Store, catalog: &Catalog) -> Result<ImportReport, StoreError> {
+    import_sealed(store, catalog, None).await
+}
+
+/// [`import`], sealing OAuth client secrets with `sealing_key`; a catalog with OAuth clients needs one.
+pub async fn import_sealed(
+    store: &dyn Store,
+    catalog: &Catalog,
+    sealing_key: Option<&SealingKey>,
+) -> Result<ImportReport, StoreError> {
+    let has_clients = catalog.companies.iter().any(|c| !c.oauth_clients.is_empty());
+    if has_clients && sealing_key.is_none() {
+        return Err(StoreError::Invalid(
+            "the catalog has oauth_clients, whose secrets are stored sealed: configure a sealing key \
+             (`license-server keygen` writes one; docs/oauth.md)"
+                .into(),
+        ));
+    }
     let mut report = ImportReport::default();
     for c in &catalog.companies {
         store.put_company(&c.code, &c.company).await?;
@@ -883,6 +980,14 @@ pub async fn import(store: &dyn Store, catalog: &Catalog) -> Result<ImportReport
         for key in &c.api_keys {
             store.put_api_key(key).await?;
         }
+        if let Some(key) = sealing_key {
+            for client in &c.oauth_clients {
+                store
+                    .put_oauth_client(&oauth_client_record(store, &c.code, client, key).await?)
+                    .await?;
+            }
+        }
+        report.oauth_clients += c.oauth_clients.len();
         report.companies += 1;
         report.api_keys += c.api_keys.len();
         report.products += c.products.len();
@@ -890,6 +995,56 @@ pub async fn import(store: &dyn Store, catalog: &Catalog) -> Result<ImportReport
         report.licenses += c.licenses.len();
     }
     Ok(report)
+}
+
+/// The stored form of a catalog client. A stored hash and sealed secret that still match the catalog's
+/// secret are kept, so re-importing does not churn them.
+async fn oauth_client_record(
+    store: &dyn Store,
+    company: &CompanyId,
+    client: &OAuthClientEntry,
+    sealing_key: &SealingKey,
+) -> Result<OAuthClientRecord, StoreError> {
+    let existing = store.oauth_client(&client.id).await?;
+    let context = OAuthClientRecord::seal_context(&client.id);
+    let secret = client.secret.expose_secret();
+    let kept_hash = match &existing {
+        Some(c) if password::verify(secret.to_owned(), Some(c.secret_hash.clone())).await => {
+            Some(c.secret_hash.clone())
+        }
+        _ => None,
+    };
+    let secret_hash = match kept_hash {
+        Some(hash) => hash,
+        None => {
+            let secret = client.secret.clone();
+            tokio::task::spawn_blocking(move || password::hash(secret.expose_secret()))
+                .await
+                .map_err(|e| StoreError::Invalid(e.to_string()))?
+        }
+    };
+    let kept_sealed = existing
+        .filter(|c| {
+            sealing_key
+                .open(&c.sealed_secret, &context)
+                .is_ok_and(|s| s.expose_secret() == secret)
+        })
+        .map(|c| c.sealed_secret);
+    let sealed_secret = match kept_sealed {
+        Some(sealed) => sealed,
+        None => sealing_key
+            .seal(&client.secret, &context)
+            .map_err(|e| StoreError::Invalid(format!("oauth client {}: {e}", client.id)))?,
+    };
+    Ok(OAuthClientRecord {
+        id: client.id.clone(),
+        company: company.clone(),
+        secret_hash,
+        sealed_secret,
+        products: client.products.clone(),
+        read_only: client.read_only,
+        revoked: client.revoked,
+    })
 }
 
 #[cfg(test)]
@@ -1255,7 +1410,8 @@ mod tests {
         assert_eq!(
             m,
             "unknown field `licences`: did you mean `licenses`? \
-             Valid fields: `code`, `id`, `blacklist`, `api_keys`, `products`, `license_users`, `licenses`"
+             Valid fields: `code`, `id`, `blacklist`, `api_keys`, `products`, `license_users`, `licenses`, \
+             `oauth_clients`"
         );
         // A license's fields are parsed in two parts; the hint offers both, and not what the importer sets.
         let m = message(
@@ -1319,5 +1475,49 @@ mod tests {
             license("users", Value::from("a@b.c")),
             "invalid type: string \"a@b.c\", expected a list"
         );
+    }
+
+    #[test]
+    fn oauth_clients_are_checked_and_their_secrets_redacted() {
+        let with = |clients: Value| {
+            let mut v = base();
+            v["companies"][0]["oauth_clients"] = clients;
+            parse(v)
+        };
+        let secret = "a-client-secret-of-some-length";
+        let c = with(serde_json::json!([{"client_id": "ci", "client_secret": secret, "products": ["app"]}])).unwrap();
+        let client = &c.companies[0].oauth_clients[0];
+        assert_eq!(
+            (client.id.as_str(), client.read_only, client.revoked),
+            ("ci", false, false)
+        );
+        let printed = format!("{c:?}");
+        assert!(!printed.contains(secret), "{printed}");
+        let error = |clients: Value| {
+            let e = with(clients).unwrap_err();
+            (e.path, e.message)
+        };
+        let (path, message) = error(serde_json::json!([{"client_id": "ci", "client_secret": "short"}]));
+        assert_eq!(path, "companies[0].oauth_clients[0].client_secret");
+        assert_eq!(message, "must be 16 to 256 bytes long, not 5");
+        let long = "x".repeat(MAX_CLIENT_SECRET_LEN + 1);
+        let (path, _) = error(serde_json::json!([{"client_id": "ci", "client_secret": long}]));
+        assert_eq!(path, "companies[0].oauth_clients[0].client_secret");
+        let (path, message) =
+            error(serde_json::json!([{"client_id": "ci", "client_secret": secret, "products": ["nope"]}]));
+        assert_eq!(
+            (path.as_str(), message.as_str()),
+            ("companies[0].oauth_clients[0].products", "unknown product `nope`")
+        );
+        let (path, message) = error(serde_json::json!([
+            {"client_id": "ci", "client_secret": secret},
+            {"client_id": "ci", "client_secret": secret}
+        ]));
+        assert_eq!(
+            (path.as_str(), message.as_str()),
+            ("companies[0].oauth_clients[1].client_id", "client `ci` appears twice")
+        );
+        let (path, _) = error(serde_json::json!([{"client_id": "", "client_secret": secret}]));
+        assert_eq!(path, "catalog.companies[0].oauth_clients[0].client_id");
     }
 }

@@ -6,15 +6,81 @@ use crate::state::{DEFAULT_LAST_SEEN_INTERVAL, MAX_LAST_SEEN_INTERVAL};
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Where a deployment key comes from; the same three ways for every key, named by its own variables
+/// ([`KeyVars`]).
 #[derive(Clone, Debug)]
-pub enum SigningKeySource {
-    /// `SIGNING_KEY_PEM`: the PEM text itself (local use; prefer a file or a secret store in AWS).
-    /// Kept secret so that logging the configuration cannot print the private key.
+pub enum KeySource {
+    /// `SIGNING_KEY_PEM` / `SEALING_KEY_BASE64`: the key text itself (local use; prefer a file or a
+    /// secret store in AWS). Kept secret so that logging the configuration cannot print the key.
     Inline(SecretString),
-    /// `SIGNING_KEY_FILE`: path to a PEM file.
+    /// `SIGNING_KEY_FILE` / `SEALING_KEY_FILE`: path to a file holding the key text.
     File(PathBuf),
-    /// `SIGNING_KEY_SSM_PARAMETER`: name of an SSM SecureString parameter holding the PEM (AWS).
+    /// `SIGNING_KEY_SSM_PARAMETER` / `SEALING_KEY_SSM_PARAMETER`: name of an SSM SecureString parameter
+    /// holding the key text (AWS).
     SsmParameter(String),
+}
+
+/// The signing key's source (the name it had before the sealing key shared the mechanism).
+pub type SigningKeySource = KeySource;
+
+/// The environment variables naming one key's source.
+struct KeyVars {
+    ssm: &'static str,
+    file: &'static str,
+    inline: &'static str,
+    /// How an error names the group.
+    group: &'static str,
+    /// The message when more than one is set.
+    exactly_one: &'static str,
+}
+
+const SIGNING_KEY_VARS: KeyVars = KeyVars {
+    ssm: "SIGNING_KEY_SSM_PARAMETER",
+    file: "SIGNING_KEY_FILE",
+    inline: "SIGNING_KEY_PEM",
+    group: "SIGNING_KEY_*",
+    exactly_one: "set exactly one of SIGNING_KEY_SSM_PARAMETER, SIGNING_KEY_FILE and SIGNING_KEY_PEM",
+};
+
+const SEALING_KEY_VARS: KeyVars = KeyVars {
+    ssm: "SEALING_KEY_SSM_PARAMETER",
+    file: "SEALING_KEY_FILE",
+    inline: "SEALING_KEY_BASE64",
+    group: "SEALING_KEY_*",
+    exactly_one: "set at most one of SEALING_KEY_SSM_PARAMETER, SEALING_KEY_FILE and SEALING_KEY_BASE64",
+};
+
+/// The source the variables in `vars` name, `None` if none is set.
+fn key_source(get: impl Fn(&str) -> Option<String>, vars: &KeyVars) -> Result<Option<KeySource>, ConfigError> {
+    Ok(Some(match (get(vars.ssm), get(vars.file), get(vars.inline)) {
+        (Some(name), None, None) => KeySource::SsmParameter(name),
+        (None, Some(path), None) => KeySource::File(path.into()),
+        (None, None, Some(text)) => KeySource::Inline(text.into()),
+        (None, None, None) => return Ok(None),
+        _ => {
+            return Err(ConfigError::Invalid {
+                name: vars.group,
+                reason: vars.exactly_one.into(),
+            })
+        }
+    }))
+}
+
+impl KeySource {
+    /// The key text of an inline or file source; `None` for SSM, which the Lambda adapter reads with
+    /// its AWS client. A secret, so the copy read from a file is wiped once parsed.
+    pub fn read_local(&self) -> Result<Option<SecretString>, ConfigError> {
+        match self {
+            KeySource::Inline(text) => Ok(Some(text.clone())),
+            KeySource::File(path) => std::fs::read_to_string(path)
+                .map(|text| Some(text.into()))
+                .map_err(|source| ConfigError::KeyFile {
+                    path: path.clone(),
+                    source,
+                }),
+            KeySource::SsmParameter(_) => Ok(None),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -24,6 +90,9 @@ pub struct Config {
     /// `DYNAMODB_ENDPOINT`: a non-AWS endpoint such as DynamoDB Local.
     pub dynamodb_endpoint: Option<String>,
     pub signing_key: SigningKeySource,
+    /// `SEALING_KEY_*` (optional): the key that seals stored secrets (`sealed`); needed once the
+    /// catalog holds OAuth clients.
+    pub sealing_key: Option<KeySource>,
     /// `API_KEY_CACHE_SECONDS` (default 60, at most 60): how long API key records are cached.
     pub api_key_cache: Duration,
     /// `LAST_SEEN_INTERVAL_SECONDS` (default 3600, at most 86400): how often a device's checks are
@@ -37,11 +106,13 @@ pub enum ConfigError {
     Missing(&'static str),
     #[error("environment variable {name} is invalid: {reason}")]
     Invalid { name: &'static str, reason: String },
-    #[error("cannot read signing key file {path}: {source}")]
+    #[error("cannot read key file {path}: {source}")]
     KeyFile { path: PathBuf, source: std::io::Error },
     #[error("signing key: {0}")]
     Key(#[from] crate::signing::KeyError),
-    #[error("cannot read signing key parameter {name} from SSM")]
+    #[error("sealing key: {0}")]
+    SealingKey(#[from] crate::sealed::SealError),
+    #[error("cannot read key parameter {name} from SSM")]
     Ssm {
         name: String,
         #[source]
@@ -80,22 +151,9 @@ impl Config {
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let get = |name: &str| get(name).filter(|v| !v.is_empty());
         let table = get("TABLE_NAME").ok_or(ConfigError::Missing("TABLE_NAME"))?;
-        let signing_key = match (
-            get("SIGNING_KEY_SSM_PARAMETER"),
-            get("SIGNING_KEY_FILE"),
-            get("SIGNING_KEY_PEM"),
-        ) {
-            (Some(name), None, None) => SigningKeySource::SsmParameter(name),
-            (None, Some(path), None) => SigningKeySource::File(path.into()),
-            (None, None, Some(pem)) => SigningKeySource::Inline(pem.into()),
-            (None, None, None) => return Err(ConfigError::Missing("SIGNING_KEY_SSM_PARAMETER (or SIGNING_KEY_FILE)")),
-            _ => {
-                return Err(ConfigError::Invalid {
-                    name: "SIGNING_KEY_*",
-                    reason: "set exactly one of SIGNING_KEY_SSM_PARAMETER, SIGNING_KEY_FILE and SIGNING_KEY_PEM".into(),
-                })
-            }
-        };
+        let signing_key = key_source(get, &SIGNING_KEY_VARS)?
+            .ok_or(ConfigError::Missing("SIGNING_KEY_SSM_PARAMETER (or SIGNING_KEY_FILE)"))?;
+        let sealing_key = key_source(get, &SEALING_KEY_VARS)?;
         let api_key_cache = match get("API_KEY_CACHE_SECONDS") {
             None => MAX_API_KEY_CACHE,
             Some(v) => {
@@ -114,6 +172,7 @@ impl Config {
             table,
             dynamodb_endpoint: get("DYNAMODB_ENDPOINT"),
             signing_key,
+            sealing_key,
             api_key_cache,
             last_seen_interval,
         })
@@ -122,18 +181,25 @@ impl Config {
     /// Reads and parses a signing key given inline or as a file; `None` for a key in SSM, which the
     /// Lambda adapter fetches with its AWS client.
     pub fn local_signer(&self) -> Result<Option<crate::signing::Signer>, ConfigError> {
-        // A secret too, so the copy read from a file is wiped once parsed.
-        let pem: SecretString = match &self.signing_key {
-            SigningKeySource::Inline(pem) => pem.clone(),
-            SigningKeySource::File(path) => std::fs::read_to_string(path)
-                .map_err(|source| ConfigError::KeyFile {
-                    path: path.clone(),
-                    source,
-                })?
-                .into(),
-            SigningKeySource::SsmParameter(_) => return Ok(None),
-        };
-        Ok(Some(crate::signing::Signer::from_pem(pem.expose_secret())?))
+        match self.signing_key.read_local()? {
+            Some(pem) => Ok(Some(crate::signing::Signer::from_pem(pem.expose_secret())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The sealing key given inline or as a file; `None` when unset or in SSM (see
+    /// [`Self::local_signer`]).
+    pub fn local_sealing_key(&self) -> Result<Option<crate::sealed::SealingKey>, ConfigError> {
+        match self
+            .sealing_key
+            .as_ref()
+            .map(KeySource::read_local)
+            .transpose()?
+            .flatten()
+        {
+            Some(text) => Ok(Some(crate::sealed::SealingKey::from_text(text.expose_secret())?)),
+            None => Ok(None),
+        }
     }
 }
 
@@ -223,6 +289,44 @@ mod tests {
             let err = with(bad).unwrap_err().to_string();
             assert!(err.contains("LAST_SEEN_INTERVAL_SECONDS"), "{err}");
         }
+    }
+
+    #[test]
+    fn reads_an_optional_sealing_key_from_one_source() {
+        let base = [("TABLE_NAME", "t"), ("SIGNING_KEY_FILE", "k")];
+        let none = Config::from_lookup(lookup(&base)).unwrap();
+        assert!(none.sealing_key.is_none());
+        assert!(none.local_sealing_key().unwrap().is_none());
+        let (_, text) = crate::sealed::SealingKey::generate().unwrap();
+        let inline = Config::from_lookup(lookup(&[
+            base[0],
+            base[1],
+            ("SEALING_KEY_BASE64", text.expose_secret()),
+        ]))
+        .unwrap();
+        assert!(inline.local_sealing_key().unwrap().is_some());
+        assert!(!format!("{inline:?}").contains(text.expose_secret()));
+        let ssm = Config::from_lookup(lookup(&[base[0], base[1], ("SEALING_KEY_SSM_PARAMETER", "/p")])).unwrap();
+        assert!(matches!(ssm.sealing_key, Some(KeySource::SsmParameter(ref n)) if n == "/p"));
+        let two = Config::from_lookup(lookup(&[
+            base[0],
+            base[1],
+            ("SEALING_KEY_SSM_PARAMETER", "/p"),
+            ("SEALING_KEY_FILE", "f"),
+        ]))
+        .unwrap_err();
+        assert!(two.to_string().contains("SEALING_KEY_*"), "{two}");
+        let bad = Config::from_lookup(lookup(&[base[0], base[1], ("SEALING_KEY_BASE64", "short")])).unwrap();
+        let err = bad.local_sealing_key().unwrap_err().to_string();
+        assert!(err.starts_with("sealing key:") && err.contains("keygen"), "{err}");
+        let missing = Config::from_lookup(lookup(&[
+            base[0],
+            base[1],
+            ("SEALING_KEY_FILE", "/nonexistent/sealing-key"),
+        ]))
+        .unwrap();
+        let err = missing.local_sealing_key().unwrap_err().to_string();
+        assert!(err.contains("/nonexistent/sealing-key"), "{err}");
     }
 
     #[test]

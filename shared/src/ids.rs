@@ -81,6 +81,11 @@ string_id!(
     forbid_hash = false
 );
 string_id!(
+    /// An OAuth client's public identifier (`client_id`, client credentials grant; docs/oauth.md).
+    OAuthClientId,
+    forbid_hash = false
+);
+string_id!(
     /// A company (tenant); every product, license, user and API key belongs to exactly one.
     CompanyId,
     forbid_hash = true

@@ -1,9 +1,10 @@
 //! The AWS Lambda adapter: process setup for a function's `main`, and conversion between API Gateway
 //! events (via lambda_http) and the transport-neutral [`ApiRequest`]/[`ApiResponse`].
 
-use crate::config::{Config, ConfigError, SigningKeySource};
+use crate::config::{Config, ConfigError, KeySource, SigningKeySource};
 use crate::handlers::{self, function, Endpoint, Handler};
 use crate::http::{ApiRequest, ApiResponse, SIGNATURE_HEADER};
+use crate::sealed::SealingKey;
 use crate::secret::{ExposeSecret, SecretString};
 use crate::signing::Signer;
 use crate::state::AppState;
@@ -55,8 +56,9 @@ pub fn lambda_sdk_config() -> aws_config::SdkConfig {
         .build()
 }
 
-/// Fetches the signing key PEM from an SSM SecureString parameter (decrypted with its KMS key).
-async fn signer_from_ssm(sdk: &aws_config::SdkConfig, name: &str) -> Result<Signer, ConfigError> {
+/// Fetches a key's text from an SSM SecureString parameter (decrypted with its KMS key). A secret, so
+/// this copy of the key is wiped once parsed.
+async fn key_from_ssm(sdk: &aws_config::SdkConfig, name: &str) -> Result<SecretString, ConfigError> {
     let failed = |source: BoxError| ConfigError::Ssm {
         name: name.to_owned(),
         source,
@@ -68,30 +70,47 @@ async fn signer_from_ssm(sdk: &aws_config::SdkConfig, name: &str) -> Result<Sign
         .send()
         .await
         .map_err(|e| failed(Box::new(e)))?;
-    // A secret, so this copy of the private key is wiped once parsed.
-    let pem: SecretString = out
+    Ok(out
         .parameter
         .and_then(|p| p.value)
         .ok_or_else(|| failed("the parameter has no value".into()))?
-        .into();
-    Ok(Signer::from_pem(pem.expose_secret())?)
+        .into())
+}
+
+/// The sealing key, if configured: from the environment or a file, else from SSM.
+async fn sealing_key(sdk: &aws_config::SdkConfig, config: &Config) -> Result<Option<SealingKey>, ConfigError> {
+    if let Some(key) = config.local_sealing_key()? {
+        return Ok(Some(key));
+    }
+    match &config.sealing_key {
+        Some(KeySource::SsmParameter(name)) => {
+            let text = key_from_ssm(sdk, name).await?;
+            Ok(Some(SealingKey::from_text(text.expose_secret())?))
+        }
+        _ => Ok(None),
+    }
 }
 
 /// Everything a function needs, built once per cold start: one AWS configuration shared by the
-/// DynamoDB client and (when the key lives there) the SSM read of the signing key.
+/// DynamoDB client and (when the keys live there) the SSM reads of the signing and sealing keys.
 pub async fn build_state(config: &Config) -> Result<AppState, BoxError> {
     let local = config.local_signer()?;
     let sdk = lambda_sdk_config();
     let signer = match (local, &config.signing_key) {
         (Some(signer), _) => signer,
-        (None, SigningKeySource::SsmParameter(name)) => signer_from_ssm(&sdk, name.as_str()).await?,
+        (None, SigningKeySource::SsmParameter(name)) => {
+            Signer::from_pem(key_from_ssm(&sdk, name.as_str()).await?.expose_secret()).map_err(ConfigError::from)?
+        }
         (None, _) => return Err("signing key source yielded no key".into()),
     };
+    let sealing_key = sealing_key(&sdk, config).await?;
     let store = DynamoStore::new(
         crate::store::dynamo::client_from(&sdk, config.dynamodb_endpoint.as_deref()),
         &config.table,
     );
-    Ok(AppState::new(Arc::new(store), signer, config.api_key_cache).with_last_seen_interval(config.last_seen_interval))
+    Ok(AppState::new(Arc::new(store), signer, config.api_key_cache)
+        .with_last_seen_interval(config.last_seen_interval)
+        .with_sealing_key(sealing_key))
 }
 
 pub fn to_api_request(req: Request) -> ApiRequest {

@@ -20,6 +20,7 @@ pub mod plan;
 pub mod render;
 pub mod request;
 pub mod rules;
+pub mod sealed;
 pub mod secret;
 pub mod signing;
 pub mod state;

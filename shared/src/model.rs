@@ -2,7 +2,8 @@
 //! store keeps them. The static description of a product or license (`ProductDoc`, `LicenseTerms`) is
 //! what a vendor's catalog sets; the counters beside it are what activations change.
 
-use crate::ids::{ApiKeyId, CompanyId, HardwareId, LicenseKey, ProductCode, Username};
+use crate::ids::{ApiKeyId, CompanyId, HardwareId, LicenseKey, OAuthClientId, ProductCode, Username};
+use crate::sealed::Sealed;
 use crate::secret::{redacted_option, Redacted};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -27,6 +28,43 @@ impl std::fmt::Debug for ApiKeyRecord {
             .field("id", &self.id)
             .field("company", &self.company)
             .field("shared_key", &Redacted)
+            .field("products", &self.products)
+            .field("read_only", &self.read_only)
+            .field("revoked", &self.revoked)
+            .finish()
+    }
+}
+
+/// An OAuth client (client credentials grant, docs/oauth.md): restricted like an API key. Its secret is
+/// kept twice: as an argon2id hash for the token endpoint, and sealed under the deployment's sealing
+/// key for the offline files it signs (SPEC §6.2). `Debug` redacts the hash.
+#[derive(Clone)]
+pub struct OAuthClientRecord {
+    pub id: OAuthClientId,
+    pub company: CompanyId,
+    /// argon2id PHC string of the secret (`password::hash`).
+    pub secret_hash: String,
+    /// The secret sealed for [`OAuthClientRecord::seal_context`].
+    pub sealed_secret: Sealed,
+    pub products: Vec<ProductCode>,
+    pub read_only: bool,
+    pub revoked: bool,
+}
+
+impl OAuthClientRecord {
+    /// What the secret is sealed for: this client only (`sealed::SealingKey::seal`).
+    pub fn seal_context(id: &OAuthClientId) -> String {
+        format!("oauth-client:{id}")
+    }
+}
+
+impl std::fmt::Debug for OAuthClientRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuthClientRecord")
+            .field("id", &self.id)
+            .field("company", &self.company)
+            .field("secret_hash", &Redacted)
+            .field("sealed_secret", &self.sealed_secret)
             .field("products", &self.products)
             .field("read_only", &self.read_only)
             .field("revoked", &self.revoked)

@@ -2,6 +2,7 @@
 
 use crate::auth::Authenticator;
 use crate::identity::Resolvers;
+use crate::sealed::SealingKey;
 use crate::signing::Signer;
 use crate::store::Store;
 use std::sync::Arc;
@@ -19,6 +20,9 @@ pub struct AppState {
     /// How often a device's checks are recorded: a check whose device was last seen less than this long
     /// ago, and whose hardware details are unchanged, writes nothing (`rules::plan_check`).
     pub last_seen_interval: Duration,
+    /// Opens the secrets stored sealed (`sealed`); `None` when the deployment configured none, and
+    /// then an operation that needs one answers with a logged configuration error.
+    pub sealing_key: Option<Arc<SealingKey>>,
 }
 
 /// Default for [`AppState::deadline`].
@@ -41,6 +45,7 @@ impl AppState {
             identity: Resolvers::default(),
             deadline: DEFAULT_DEADLINE,
             last_seen_interval: DEFAULT_LAST_SEEN_INTERVAL,
+            sealing_key: None,
         }
     }
 
@@ -51,6 +56,13 @@ impl AppState {
     pub fn with_last_seen_interval(self, last_seen_interval: Duration) -> Self {
         Self {
             last_seen_interval,
+            ..self
+        }
+    }
+
+    pub fn with_sealing_key(self, sealing_key: Option<SealingKey>) -> Self {
+        Self {
+            sealing_key: sealing_key.map(Arc::new),
             ..self
         }
     }

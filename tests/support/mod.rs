@@ -285,6 +285,7 @@ impl TestEnv {
                     "devices",
                     "seats",
                     "released",
+                    "oauth_clients",
                 ] {
                     let mut stmt = conn.prepare(&format!("SELECT * FROM {table}")).expect("prepare");
                     let n = stmt.column_count();

@@ -191,7 +191,12 @@ pub(super) fn license_of(item: &Item) -> Option<&LicenseAddr> {
         Item::License(a) | Item::Device(a, _) | Item::Seat(a, _) | Item::Released(a, _) | Item::Request(a, _) => {
             Some(a)
         }
-        Item::Product(..) | Item::Company(..) | Item::ApiKey(..) | Item::User(..) | Item::Audit(..) => None,
+        Item::Product(..)
+        | Item::Company(..)
+        | Item::ApiKey(..)
+        | Item::User(..)
+        | Item::Audit(..)
+        | Item::OAuthClient(..) => None,
     }
 }
 

@@ -9,8 +9,10 @@ pub mod dynamo;
 pub mod sqlite;
 pub mod write;
 
-use crate::ids::{ApiKeyId, CompanyId, HardwareId, LicenseKey, ProductCode, RequestKey, Username};
-use crate::model::{ApiKeyRecord, Company, Device, License, LicenseUser, ProcessedRequest, ProductDoc, Seat};
+use crate::ids::{ApiKeyId, CompanyId, HardwareId, LicenseKey, OAuthClientId, ProductCode, RequestKey, Username};
+use crate::model::{
+    ApiKeyRecord, Company, Device, License, LicenseUser, OAuthClientRecord, ProcessedRequest, ProductDoc, Seat,
+};
 use crate::plan::{ActivationPlan, CheckPlan, DeactivationPlan, LicenseAddr, WriteToken};
 use crate::time::Timestamp;
 use crate::BoxError;
@@ -94,7 +96,8 @@ impl Rejection {
                 | Item::User(..)
                 | Item::Released(..)
                 | Item::Request(..)
-                | Item::Audit(..),
+                | Item::Audit(..)
+                | Item::OAuthClient(..),
                 _,
             ) => Self::Stale,
         }
@@ -181,6 +184,13 @@ pub trait Store: Send + Sync {
         }
     }
 
+    async fn oauth_client(&self, id: &OAuthClientId) -> Result<Option<OAuthClientRecord>, StoreError> {
+        match self.load(&write::Item::OAuthClient(id.clone())).await? {
+            Some(write::Image::OAuthClient(c)) => Ok(Some(*c)),
+            other => unexpected(other),
+        }
+    }
+
     /// One item as stored now (`None`: there is none).
     async fn load(&self, item: &write::Item) -> Result<Option<write::Image>, StoreError>;
 
@@ -258,6 +268,13 @@ pub trait Store: Send + Sync {
         self.write(&write::Write::put(
             write::Item::ApiKey(key.id.clone()),
             write::Image::ApiKey(Box::new(key.clone())),
+        ))
+        .await
+    }
+    async fn put_oauth_client(&self, client: &OAuthClientRecord) -> Result<(), StoreError> {
+        self.write(&write::Write::put(
+            write::Item::OAuthClient(client.id.clone()),
+            write::Image::OAuthClient(Box::new(client.clone())),
         ))
         .await
     }

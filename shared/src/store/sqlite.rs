@@ -8,8 +8,9 @@
 use super::write::{self, Attr, Image, Item, Refused, Val, Write};
 use super::{ContextQuery, ContextRead, LicenseRead, Rejection, Store, StoreError};
 use crate::ids::{CompanyId, HardwareId, LicenseKey, ProductCode, RequestKey, Username};
-use crate::model::{ApiKeyRecord, AuditRecord, Device, License, ProcessedRequest, Seat};
+use crate::model::{ApiKeyRecord, AuditRecord, Device, License, OAuthClientRecord, ProcessedRequest, Seat};
 use crate::plan::{LicenseAddr, WriteToken};
+use crate::sealed::Sealed;
 use crate::time::Timestamp;
 use async_trait::async_trait;
 use rusqlite::types::Value as Sql;
@@ -61,14 +62,25 @@ CREATE TABLE IF NOT EXISTS audit (
     subject TEXT NOT NULL, detail TEXT NOT NULL, PRIMARY KEY (company, audit_id));
 "#;
 
+/// Migration 3: OAuth clients (`model::OAuthClientRecord`, docs/oauth.md).
+const SCHEMA_V3_OAUTH: &str = r#"
+CREATE TABLE IF NOT EXISTS oauth_clients (
+    client_id TEXT PRIMARY KEY, company TEXT NOT NULL, secret_hash TEXT NOT NULL, sealed_secret TEXT NOT NULL,
+    products TEXT NOT NULL, read_only INTEGER NOT NULL, revoked INTEGER NOT NULL);
+"#;
+
 /// Every schema change, in order; the database's `user_version` is how many it has. Kept forever: a
 /// change is a new entry, never an edit of one that shipped.
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up_with_hook(SCHEMA_V1, adopt_unversioned), M::up(SCHEMA_V2)])
+    Migrations::new(vec![
+        M::up_with_hook(SCHEMA_V1, adopt_unversioned),
+        M::up(SCHEMA_V2),
+        M::up(SCHEMA_V3_OAUTH),
+    ])
 }
 
 /// The schema version this build knows (the number of migrations).
-pub const SCHEMA_VERSION: usize = 2;
+pub const SCHEMA_VERSION: usize = 3;
 
 /// Work for the store's thread.
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
@@ -311,6 +323,7 @@ fn place(item: &Item) -> (&'static str, Vec<(&'static str, Sql)>) {
     let license = |addr: &LicenseAddr| ("license_pk", Sql::Text(addr.storage_key()));
     match item {
         Item::ApiKey(id) => ("api_keys", vec![("id", text(id.as_str()))]),
+        Item::OAuthClient(id) => ("oauth_clients", vec![(Attr::ClientId.name(), text(id.as_str()))]),
         Item::Company(company) => ("companies", vec![("id", text(company.as_str()))]),
         Item::Product(company, code) => (
             "products",
@@ -349,6 +362,7 @@ fn columns(item: &Item) -> &'static [Attr] {
     use Attr::*;
     match item {
         Item::ApiKey(_) => &[Company, SharedKey, Products, ReadOnly, Revoked],
+        Item::OAuthClient(_) => &[Company, SecretHash, SealedSecret, Products, ReadOnly, Revoked],
         Item::Company(_) | Item::Product(..) | Item::User(..) => &[Doc],
         Item::License(_) => &[
             LicenseId,
@@ -512,6 +526,19 @@ fn decode(item: &Item, r: &Row<'_>) -> rusqlite::Result<Image> {
                 .json::<Vec<String>>(A::Products)?
                 .iter()
                 .map(|p| id(&c.key, p, ProductCode::parse))
+                .collect::<rusqlite::Result<_>>()?,
+            read_only: c.get(A::ReadOnly)?,
+            revoked: c.get(A::Revoked)?,
+        })),
+        Item::OAuthClient(id) => Image::OAuthClient(Box::new(OAuthClientRecord {
+            id: id.clone(),
+            company: c.id(A::Company, CompanyId::parse)?,
+            secret_hash: c.get(A::SecretHash)?,
+            sealed_secret: Sealed::parse(c.get::<String>(A::SealedSecret)?).map_err(|e| corrupt(&c.key, e))?,
+            products: c
+                .json::<Vec<String>>(A::Products)?
+                .iter()
+                .map(|p| self::id(&c.key, p, ProductCode::parse))
                 .collect::<rusqlite::Result<_>>()?,
             read_only: c.get(A::ReadOnly)?,
             revoked: c.get(A::Revoked)?,

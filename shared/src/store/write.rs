@@ -8,9 +8,10 @@
 //! Semantics follow DynamoDB's: a comparison with a missing attribute is false, `Add` to a missing
 //! number starts from 0, and every `Update` is conditioned on the item existing.
 
-use crate::ids::{ApiKeyId, CompanyId, HardwareId, ProductCode, RequestKey, Username};
+use crate::ids::{ApiKeyId, CompanyId, HardwareId, OAuthClientId, ProductCode, RequestKey, Username};
 use crate::model::{
-    ApiKeyRecord, AuditRecord, Company, Device, License, LicenseUser, ProcessedRequest, ProductDoc, Seat,
+    ApiKeyRecord, AuditRecord, Company, Device, License, LicenseUser, OAuthClientRecord, ProcessedRequest, ProductDoc,
+    Seat,
 };
 use crate::plan::{ActivationPlan, CheckPlan, Counter, DeactivationPlan, LicenseAddr, Slot, WriteToken};
 use serde_json::Value;
@@ -33,6 +34,8 @@ pub enum Item {
     Request(LicenseAddr, RequestKey),
     /// One record of the audit trail: company and record id.
     Audit(CompanyId, String),
+    /// An OAuth client (docs/oauth.md).
+    OAuthClient(OAuthClientId),
 }
 
 /// Declares [`Attr`] with its stored name: the one place every attribute (DynamoDB) and column
@@ -116,6 +119,12 @@ attributes! {
     Change = "action",
     Subject = "subject",
     Detail = "detail",
+    // OAuth client (besides company, products, read_only and revoked, shared with API keys)
+    ClientId = "client_id",
+    /// argon2id hash of the client secret.
+    SecretHash = "secret_hash",
+    /// The client secret sealed under the sealing key (`sealed::Sealed`).
+    SealedSecret = "sealed_secret",
 }
 
 /// What an [`Action::Upsert`] does with an attribute the item already holds: the one statement of
@@ -142,7 +151,9 @@ impl Attr {
             | LicenseId | LicenseKey | Enabled | Unlimited | MaxActivations | MaxTransfers | Terms | DeviceId
             | HardwareId | Active | User | FirstActivatedAt | LastActivatedAt | DeactivatedAt | LastSeenAt
             | Details | Variables | Activations | WriteToken | RequestKey | Answer | ProcessedAt | ExpiresAt
-            | AuditId | At | Actor | Change | Subject | Detail => OnUpsert::Replace,
+            | AuditId | At | Actor | Change | Subject | Detail | ClientId | SecretHash | SealedSecret => {
+                OnUpsert::Replace
+            }
         }
     }
 
@@ -604,6 +615,7 @@ pub enum Image {
     Marker,
     Request(Box<ProcessedRequest>),
     Audit(Box<AuditRecord>),
+    OAuthClient(Box<OAuthClientRecord>),
 }
 
 /// Two images are equal when they are the same kind of item with the same stored attributes.
@@ -699,6 +711,13 @@ impl Image {
             (Change, I::Audit(r)) => text(&r.action),
             (Subject, I::Audit(r)) => text(&r.subject),
             (Detail, I::Audit(r)) => json_of(&r.detail),
+            (ClientId, I::OAuthClient(c)) => text(c.id.as_str()),
+            (Company, I::OAuthClient(c)) => text(c.company.as_str()),
+            (SecretHash, I::OAuthClient(c)) => text(&c.secret_hash),
+            (SealedSecret, I::OAuthClient(c)) => text(c.sealed_secret.as_str()),
+            (Products, I::OAuthClient(c)) => Some(set_of(c.products.iter().map(ProductCode::as_str))),
+            (ReadOnly, I::OAuthClient(c)) => flag(c.read_only),
+            (Revoked, I::OAuthClient(c)) => flag(c.revoked),
             // Each attribute above is named; what remains is an attribute of another kind of item.
             (
                 ApiKey | Company | SharedKey | Products | ReadOnly | Revoked | Doc | Disabled | Archived | Blacklist
@@ -707,7 +726,7 @@ impl Image {
                 | ConsumptionsPeriod | FeaturePeriods | DeviceId | HardwareId | Active | User | FirstActivatedAt
                 | LastActivatedAt | DeactivatedAt | LastSeenAt | Details | Variables | Activations | WriteToken
                 | TotalActivations | RequestKey | Answer | ProcessedAt | ExpiresAt | AuditId | At | Actor | Change
-                | Subject | Detail,
+                | Subject | Detail | ClientId | SecretHash | SealedSecret,
                 _,
             ) => None,
         }
@@ -807,7 +826,8 @@ impl Image {
                 ApiKey | Company | SharedKey | Products | ReadOnly | Revoked | Doc | Disabled | Archived | Blacklist
                 | LicenseId | LicenseKey | Enabled | Unlimited | MaxActivations | MaxTransfers | Terms | DeviceId
                 | HardwareId | User | FirstActivatedAt | LastActivatedAt | Details | Variables | Activations
-                | RequestKey | Answer | ProcessedAt | ExpiresAt | AuditId | At | Actor | Change | Subject | Detail,
+                | RequestKey | Answer | ProcessedAt | ExpiresAt | AuditId | At | Actor | Change | Subject | Detail
+                | ClientId | SecretHash | SealedSecret,
                 _,
                 _,
             ) => return Err(format!("{} is not changed by a write", attr.name())),

@@ -3,12 +3,13 @@
 //! user is one JSON string attribute `doc`, so adding a field to the model never needs a migration.
 
 use super::keys::{self, key_part, n, s, ItemMap, PK};
-use crate::ids::{ApiKeyId, CompanyId, HardwareId, LicenseKey, ProductCode, RequestKey, Username};
+use crate::ids::{ApiKeyId, CompanyId, HardwareId, LicenseKey, OAuthClientId, ProductCode, RequestKey, Username};
 use crate::model::{
-    ApiKeyRecord, AuditRecord, Company, Device, DeviceVariable, License, LicenseTerms, ProcessedRequest, ProductDoc,
-    Seat,
+    ApiKeyRecord, AuditRecord, Company, Device, DeviceVariable, License, LicenseTerms, OAuthClientRecord,
+    ProcessedRequest, ProductDoc, Seat,
 };
 use crate::plan::LicenseAddr;
+use crate::sealed::Sealed;
 use crate::store::write::{Attr as A, Image, Item as WriteItem, FEATURE_COUNTER_PREFIX, FEATURE_PERIOD_PREFIX};
 use crate::store::StoreError;
 use crate::time::Timestamp;
@@ -124,6 +125,38 @@ pub fn api_key(item: &ItemMap) -> Result<ApiKeyRecord, StoreError> {
         read_only: i.bool(A::ReadOnly.name())?,
         revoked: i.bool(A::Revoked.name())?,
     })
+}
+
+pub fn oauth_client(item: &ItemMap) -> Result<OAuthClientRecord, StoreError> {
+    let i = Reader(item);
+    Ok(OAuthClientRecord {
+        id: i.id(A::ClientId.name(), OAuthClientId::parse)?,
+        company: i.id(A::Company.name(), CompanyId::parse)?,
+        secret_hash: i.str(A::SecretHash.name())?.to_owned(),
+        sealed_secret: Sealed::parse(i.str(A::SealedSecret.name())?).map_err(|e| i.corrupt(e.to_string()))?,
+        products: i
+            .string_set(A::Products.name())?
+            .into_iter()
+            .map(|p| ProductCode::parse(p).map_err(|e| i.corrupt(format!("product {e}"))))
+            .collect::<Result<_, _>>()?,
+        read_only: i.bool(A::ReadOnly.name())?,
+        revoked: i.bool(A::Revoked.name())?,
+    })
+}
+
+pub fn oauth_client_item(client: &OAuthClientRecord) -> ItemMap {
+    let mut item = keys::oauth_client(&client.id);
+    item.insert(A::ClientId.name().into(), s(client.id.as_str()));
+    item.insert(A::Company.name().into(), s(client.company.as_str()));
+    item.insert(A::SecretHash.name().into(), s(&client.secret_hash));
+    item.insert(A::SealedSecret.name().into(), s(client.sealed_secret.as_str()));
+    item.insert(
+        A::Products.name().into(),
+        AttributeValue::L(client.products.iter().map(|p| s(p.as_str())).collect()),
+    );
+    item.insert(A::ReadOnly.name().into(), AttributeValue::Bool(client.read_only));
+    item.insert(A::Revoked.name().into(), AttributeValue::Bool(client.revoked));
+    item
 }
 
 pub fn api_key_item(key: &ApiKeyRecord) -> ItemMap {
@@ -389,6 +422,7 @@ pub fn encode(at: &WriteItem, image: &Image) -> Result<ItemMap, StoreError> {
     let key = super::expr::key(at);
     Ok(match (at, image) {
         (WriteItem::ApiKey(_), Image::ApiKey(k)) => api_key_item(k),
+        (WriteItem::OAuthClient(_), Image::OAuthClient(c)) => oauth_client_item(c),
         (WriteItem::Company(_), Image::Company(c)) => company_item(key, c)?,
         (WriteItem::Product(..), Image::Product(p)) => product_item(key, p)?,
         (WriteItem::User(..), Image::User(u)) => doc_item(key, u)?,
@@ -410,6 +444,7 @@ pub fn encode(at: &WriteItem, image: &Image) -> Result<ItemMap, StoreError> {
 pub fn decode(at: &WriteItem, item: &ItemMap) -> Result<Image, StoreError> {
     Ok(match at {
         WriteItem::ApiKey(_) => Image::ApiKey(Box::new(api_key(item)?)),
+        WriteItem::OAuthClient(_) => Image::OAuthClient(Box::new(oauth_client(item)?)),
         WriteItem::Company(_) => Image::Company(Box::new(doc(item)?)),
         WriteItem::Product(..) => Image::Product(Box::new(doc(item)?)),
         WriteItem::User(..) => Image::User(Box::new(doc(item)?)),

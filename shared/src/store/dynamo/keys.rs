@@ -1,7 +1,7 @@
 //! Item keys. Company ids and product codes never contain `#` (see `ids`), so every key below parses
 //! back unambiguously; the free-form part (license key, hardware id, email) always comes last.
 
-use crate::ids::{ApiKeyId, CompanyId, HardwareId, ProductCode, RequestKey, Username};
+use crate::ids::{ApiKeyId, CompanyId, HardwareId, OAuthClientId, ProductCode, RequestKey, Username};
 use crate::plan::LicenseAddr;
 use aws_sdk_dynamodb::types::AttributeValue;
 use std::collections::HashMap;
@@ -36,6 +36,10 @@ fn key(pk: String, sk: impl Into<String>) -> ItemMap {
 
 pub fn api_key(id: &ApiKeyId) -> ItemMap {
     key(format!("APIKEY#{id}"), ROOT)
+}
+
+pub fn oauth_client(id: &OAuthClientId) -> ItemMap {
+    key(format!("OAUTHCLIENT#{id}"), ROOT)
 }
 
 pub fn company(company: &CompanyId) -> ItemMap {
