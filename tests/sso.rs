@@ -8,10 +8,13 @@ use integration_tests::oidc::{self, Flow, ANN, BOB, EVE, OTHER_REDIRECT_URI, RED
 use integration_tests::oidc::{MintKey, MintingIssuer};
 use integration_tests::{assert_error, Fixture, Instance};
 use license_api::identity::oidc::{
-    FixedAccounts, OidcResolver, ProviderAccount, ProviderTransport, KEY_REFETCH_INTERVAL,
+    FixedAccounts, OidcResolver, ProviderAccount, ProviderTransport, StoredAccounts, KEY_REFETCH_INTERVAL,
 };
 use license_api::identity::Resolvers;
 use license_api::ids::CustomerAccountCode;
+use license_api::model::CustomerAccountRecord;
+use license_api::sealed::SealingKey;
+use license_api::secret::SecretString;
 use license_api::state::AppState;
 use serde_json::json;
 use std::sync::Arc;
@@ -234,5 +237,44 @@ async fn a_rotated_key_is_fetched_on_its_first_token(setup) {
     assert_eq!(mint.jwks_fetches(), 2);
     let resp = app.send(f.client.check(&grant_body(("id_token", &old.sign(&claims)), "HW-1"))).await;
     assert_error(&resp, 400, "license_not_found");
+}
+
+// The customer account as the store keeps it (`Item::CustomerAccount`, secret sealed): it round-trips
+// through the store, and the resolver reading it opens the secret and exchanges a real code with it.
+async fn a_stored_customer_account_resolves_a_real_code(setup) {
+    let f = Fixture::new(setup).await;
+    let license = f.user_license(706, |_| {}).await;
+    f.user(ANN.email, 96, &[(&license, 0)]).await;
+    let (key, _) = SealingKey::generate().unwrap();
+    let code = CustomerAccountCode::parse("acct").unwrap();
+    let secret = SecretString::from(oidc::CLIENT_SECRET.to_owned());
+    let record = CustomerAccountRecord {
+        company: f.company.clone(),
+        code: code.clone(),
+        issuer: oidc::issuer(),
+        client_id: oidc::CLIENT_ID.to_owned(),
+        sealed_secret: key.seal(&secret, &CustomerAccountRecord::seal_context(&f.company, &code)).unwrap(),
+        redirect_uris: vec![REDIRECT_URI.to_owned()],
+        email_claim: "email".to_owned(),
+    };
+    f.env.store.put_customer_account(&record).await.unwrap();
+    let stored = f.env.store.customer_account(&f.company, &code).await.unwrap().expect("stored");
+    assert_eq!(
+        (stored.issuer.as_str(), stored.client_id.as_str(), &stored.redirect_uris, stored.email_claim.as_str()),
+        (record.issuer.as_str(), oidc::CLIENT_ID, &record.redirect_uris, "email")
+    );
+    assert!(!stored.sealed_secret.as_str().contains(oidc::CLIENT_SECRET), "the secret is stored sealed");
+    let accounts = StoredAccounts { store: f.env.store.clone(), sealing_key: Arc::new(key) };
+    let resolver = OidcResolver::new(Arc::new(accounts), ProviderTransport::AllowPlainHttp).expect("TLS roots");
+    let app = f
+        .env
+        .configured_instance(|state| AppState { identity: Resolvers { sso: Some(Arc::new(resolver)) }, ..state })
+        .await;
+    let grant = oidc::login(ANN, Flow::Code, REDIRECT_URI).await;
+    let resp = app.send(f.client.activate(&grant_body(("code", &grant), "HW-1"))).await;
+    f.client
+        .verify_license(&resp, "HW-1", ANN.email)
+        .unwrap_or_else(|e| panic!("activation: {e}: {}", String::from_utf8_lossy(resp.body())));
+    assert_eq!(f.device_counts(&license).await, (1, 1));
 }
 }

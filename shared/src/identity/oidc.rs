@@ -10,7 +10,10 @@ use super::SsoResolver;
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::ids::{CompanyId, CustomerAccountCode, Username};
+use crate::model::CustomerAccountRecord;
 use crate::request::{SsoGrant, SsoToken};
+use crate::sealed::SealingKey;
+use crate::store::Store;
 use async_trait::async_trait;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -89,6 +92,45 @@ impl CustomerAccounts for FixedAccounts {
             .iter()
             .find(|a| a.company == *company && a.code == *code)
             .cloned())
+    }
+}
+
+/// Customer accounts as the store keeps them (`Item::CustomerAccount`), their client secrets opened with
+/// the deployment's sealing key.
+pub struct StoredAccounts {
+    pub store: Arc<dyn Store>,
+    pub sealing_key: Arc<SealingKey>,
+}
+
+#[async_trait]
+impl CustomerAccounts for StoredAccounts {
+    async fn account(
+        &self,
+        company: &CompanyId,
+        code: &CustomerAccountCode,
+    ) -> Result<Option<ProviderAccount>, ApiError> {
+        let Some(stored) = self
+            .store
+            .customer_account(company, code)
+            .await
+            .map_err(ApiError::store)?
+        else {
+            return Ok(None);
+        };
+        let context = CustomerAccountRecord::seal_context(company, code);
+        let client_secret = self
+            .sealing_key
+            .open(&stored.sealed_secret, &context)
+            .map_err(|e| ApiError::internal(format!("customer account {code}: opening the client secret: {e}")))?;
+        Ok(Some(ProviderAccount {
+            company: stored.company,
+            code: stored.code,
+            issuer: stored.issuer,
+            client_id: stored.client_id,
+            client_secret,
+            redirect_uris: stored.redirect_uris,
+            email_claim: stored.email_claim,
+        }))
     }
 }
 
