@@ -7,6 +7,7 @@ use integration_tests::fixtures::USER_PRODUCT;
 use integration_tests::oidc::{self, Flow, ANN, BOB, EVE, OTHER_REDIRECT_URI, REDIRECT_URI};
 use integration_tests::oidc::{MintKey, MintingIssuer};
 use integration_tests::{assert_error, Fixture, Instance};
+use license_api::catalog::{import, import_sealed, Catalog};
 use license_api::identity::oidc::{
     FixedAccounts, OidcResolver, ProviderAccount, ProviderTransport, StoredAccounts, KEY_REFETCH_INTERVAL,
 };
@@ -276,5 +277,44 @@ async fn a_stored_customer_account_resolves_a_real_code(setup) {
         .verify_license(&resp, "HW-1", ANN.email)
         .unwrap_or_else(|e| panic!("activation: {e}: {}", String::from_utf8_lossy(resp.body())));
     assert_eq!(f.device_counts(&license).await, (1, 1));
+}
+
+// The catalog's `customer_accounts` are imported with the secret sealed (a catalog with them needs a
+// sealing key), re-importing keeps the sealed secret, and the imported account resolves a real code.
+async fn a_catalog_customer_account_is_imported_sealed_and_resolves(setup) {
+    let f = Fixture::new(setup).await;
+    let license = f.user_license(707, |_| {}).await;
+    f.user(ANN.email, 97, &[(&license, 0)]).await;
+    let catalog = Catalog::parse(
+        &json!({"companies": [{"code": "c1", "id": 7, "customer_accounts": [{
+            "code": "acct", "issuer": oidc::issuer(), "client_id": oidc::CLIENT_ID,
+            "client_secret": oidc::CLIENT_SECRET, "redirect_uris": [REDIRECT_URI]}]}]})
+        .to_string(),
+        "sso.json",
+    )
+    .expect("valid catalog");
+    let err = import(f.store(), &catalog).await.unwrap_err().to_string();
+    assert!(err.contains("customer_accounts") && err.contains("sealing key"), "{err}");
+    let code = CustomerAccountCode::parse("acct").unwrap();
+    assert!(f.store().customer_account(&f.company, &code).await.unwrap().is_none());
+    let (key, _) = SealingKey::generate().unwrap();
+    let report = import_sealed(f.store(), &catalog, Some(&key)).await.unwrap();
+    assert_eq!(report.customer_accounts, 1);
+    let first = f.store().customer_account(&f.company, &code).await.unwrap().expect("imported");
+    assert_eq!(first.email_claim, "email", "the default claim");
+    import_sealed(f.store(), &catalog, Some(&key)).await.unwrap();
+    let again = f.store().customer_account(&f.company, &code).await.unwrap().unwrap();
+    assert_eq!(again.sealed_secret.as_str(), first.sealed_secret.as_str(), "re-import keeps the sealed secret");
+    let accounts = StoredAccounts { store: f.env.store.clone(), sealing_key: Arc::new(key) };
+    let resolver = OidcResolver::new(Arc::new(accounts), ProviderTransport::AllowPlainHttp).expect("TLS roots");
+    let app = f
+        .env
+        .configured_instance(|state| AppState { identity: Resolvers { sso: Some(Arc::new(resolver)) }, ..state })
+        .await;
+    let grant = oidc::login(ANN, Flow::Code, REDIRECT_URI).await;
+    let resp = app.send(f.client.activate(&grant_body(("code", &grant), "HW-1"))).await;
+    f.client
+        .verify_license(&resp, "HW-1", ANN.email)
+        .unwrap_or_else(|e| panic!("activation: {e}: {}", String::from_utf8_lossy(resp.body())));
 }
 }

@@ -40,8 +40,8 @@ enum Command {
         file: PathBuf,
         #[command(flatten)]
         store: StoreArgs,
-        /// Sealing key file for the secrets of `oauth_clients` (default: sealing-key in the data
-        /// directory; required with --dynamodb-table when the catalog has OAuth clients).
+        /// Sealing key file for the secrets of `oauth_clients` and `customer_accounts` (default:
+        /// sealing-key in the data directory; required with --dynamodb-table when the catalog has them).
         #[arg(long, value_name = "FILE")]
         sealing_key: Option<PathBuf>,
         #[command(flatten)]
@@ -217,7 +217,8 @@ async fn run(command: Command) -> Result<(), Error> {
             let target = store.open(store.if_missing(create.create)).await?;
             let report = import_sealed(&*target, &catalog, sealing_key.as_ref()).await?;
             println!(
-                "imported {} into {}: {} companies, {} API keys, {} products, {} license users, {} licenses, {} OAuth clients",
+                "imported {} into {}: {} companies, {} API keys, {} products, {} license users, {} licenses, {} OAuth clients, \
+                 {} customer accounts",
                 file.display(),
                 store.describe(),
                 report.companies,
@@ -225,7 +226,8 @@ async fn run(command: Command) -> Result<(), Error> {
                 report.products,
                 report.users,
                 report.licenses,
-                report.oauth_clients
+                report.oauth_clients,
+                report.customer_accounts
             );
             Ok(())
         }
