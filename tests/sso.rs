@@ -15,7 +15,7 @@ use license_api::identity::Resolvers;
 use license_api::ids::CustomerAccountCode;
 use license_api::model::CustomerAccountRecord;
 use license_api::sealed::SealingKey;
-use license_api::secret::SecretString;
+use license_api::secret::{ExposeSecret, SecretString};
 use license_api::state::AppState;
 use serde_json::json;
 use std::sync::Arc;
@@ -297,7 +297,8 @@ async fn a_catalog_customer_account_is_imported_sealed_and_resolves(setup) {
     assert!(err.contains("customer_accounts") && err.contains("sealing key"), "{err}");
     let code = CustomerAccountCode::parse("acct").unwrap();
     assert!(f.store().customer_account(&f.company, &code).await.unwrap().is_none());
-    let (key, _) = SealingKey::generate().unwrap();
+    let (key, key_text) = SealingKey::generate().unwrap();
+    let key_text = key_text.expose_secret().to_owned();
     let report = import_sealed(f.store(), &catalog, Some(&key)).await.unwrap();
     assert_eq!(report.customer_accounts, 1);
     let first = f.store().customer_account(&f.company, &code).await.unwrap().expect("imported");
@@ -305,11 +306,23 @@ async fn a_catalog_customer_account_is_imported_sealed_and_resolves(setup) {
     import_sealed(f.store(), &catalog, Some(&key)).await.unwrap();
     let again = f.store().customer_account(&f.company, &code).await.unwrap().unwrap();
     assert_eq!(again.sealed_secret.as_str(), first.sealed_secret.as_str(), "re-import keeps the sealed secret");
-    let accounts = StoredAccounts { store: f.env.store.clone(), sealing_key: Arc::new(key) };
-    let resolver = OidcResolver::new(Arc::new(accounts), ProviderTransport::AllowPlainHttp).expect("TLS roots");
+    // SSO comes with the sealing key (AppState::with_sso); HTTPS-only by default, so this plain-HTTP
+    // provider is refused (a deployment error, logged) and nothing is activated.
+    let sealing = SealingKey::from_text(&key_text).unwrap();
+    let https_only = f
+        .env
+        .configured_instance(|state| state.with_sealing_key(Some(sealing)).with_sso(ProviderTransport::HttpsOnly))
+        .await;
+    let grant = oidc::login(ANN, Flow::IdToken, REDIRECT_URI).await;
+    let resp = https_only.send(f.client.activate(&grant_body(("id_token", &grant), "HW-1"))).await;
+    assert_eq!(resp.status(), 500, "{}", String::from_utf8_lossy(resp.body()));
+    assert_eq!(f.device_counts(&license).await, (0, 0));
+    let sealing = SealingKey::from_text(&key_text).unwrap();
     let app = f
         .env
-        .configured_instance(|state| AppState { identity: Resolvers { sso: Some(Arc::new(resolver)) }, ..state })
+        .configured_instance(|state| {
+            state.with_sealing_key(Some(sealing)).with_sso(ProviderTransport::AllowPlainHttp)
+        })
         .await;
     let grant = oidc::login(ANN, Flow::Code, REDIRECT_URI).await;
     let resp = app.send(f.client.activate(&grant_body(("code", &grant), "HW-1"))).await;

@@ -159,7 +159,8 @@ impl ServeArgs {
     ) -> Arc<AppState> {
         let state = AppState::new(store, signer, Duration::from_secs(self.api_key_cache_seconds))
             .with_last_seen_interval(Duration::from_secs(self.last_seen_interval_seconds))
-            .with_sealing_key(sealing_key);
+            .with_sealing_key(sealing_key)
+            .with_sso(license_api::identity::oidc::ProviderTransport::HttpsOnly);
         Arc::new(state)
     }
 }
