@@ -12,15 +12,10 @@ cd "$(dirname "$0")/.."
 source scripts/lib/timing.sh
 trap timings_total EXIT
 
-VENV="$PWD/target/tools/venv"
-if [ ! -x "$VENV/bin/cargo-lambda" ] || [ ! -x "$VENV/bin/sam" ] || [ ! -x "$VENV/bin/cfn-lint" ]; then
-    echo "==> installing cfn-lint, aws-sam-cli, cargo-lambda and ziglang into $VENV"
-    install_tools() {
-        python3 -m venv "$VENV"
-        "$VENV/bin/pip" install --quiet --disable-pip-version-check cfn-lint aws-sam-cli cargo-lambda ziglang
-    }
-    timed "pip install cfn-lint aws-sam-cli cargo-lambda ziglang" install_tools
-fi
+source scripts/lib/deploy-tools.sh
+# Usually already there: scripts/test.sh starts this install in the background at its start.
+timed "deployment tools (pip; waits for test.sh's background install)" install_deploy_tools
+VENV=$DEPLOY_TOOLS_VENV
 # The venv's python first: cargo-lambda finds zig through it.
 export PATH="$VENV/bin:$PATH"
 export SAM_CLI_TELEMETRY=0 AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
@@ -32,8 +27,9 @@ echo "==> sam validate --lint"
 timed "sam validate --lint" sam validate --lint --region us-east-1
 
 SERVER="$PWD/target/debug/license-server"
-# Usually a no-op; a stale binary may not know today's endpoints or `smoke`.
-timed "cargo build -p license-server (debug)" cargo build -q -p license-server
+# The binary the test build made (server/tests run it): after scripts/test.sh this is the same command
+# and a no-op, where `cargo build -p license-server` would rebuild it with other features (61 s).
+timed "license-server (debug, the test build's)" cargo test -q --workspace --no-run
 # "<binary> <logical id>" per Lambda function, from the endpoint table (docs/contributing.md).
 mapfile -t FUNCTIONS < <("$SERVER" endpoints --functions)
 [ ${#FUNCTIONS[@]} -gt 0 ] || { echo "license-server endpoints --functions listed no function" >&2; exit 1; }

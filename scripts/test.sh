@@ -29,6 +29,14 @@ record_timing "OpenID Connect provider (install if missing, start)" "$(elapsed "
 # The step table is printed last, whatever happened (on_exit runs before DynamoDB Local stops).
 on_exit timings_total
 
+# The deployment tools download while the workspace compiles (scripts/lib/deploy-tools.sh).
+# Its own process group (setsid), so that stopping it early stops pip too; a partial venv is rebuilt.
+if [ "${SKIP_LAMBDA_CHECKS:-0}" != 1 ]; then
+    setsid bash -c 'source scripts/lib/deploy-tools.sh && install_deploy_tools' \
+        >"$ROOT/target/deploy-tools-install.log" 2>&1 &
+    on_exit "kill -- -$! 2>/dev/null || true"
+fi
+
 log "cargo fmt --check"
 timed "cargo fmt --check" cargo fmt --all --check
 log "cargo clippy"
