@@ -14,7 +14,7 @@ trap timings_total EXIT
 
 source scripts/lib/deploy-tools.sh
 # Usually already there: scripts/test.sh starts this install in the background at its start.
-timed "deployment tools (pip; waits for test.sh's background install)" install_deploy_tools
+timed "deployment tools (pip, started by test.sh in the background)" install_deploy_tools
 VENV=$DEPLOY_TOOLS_VENV
 # The venv's python first: cargo-lambda finds zig through it.
 export PATH="$VENV/bin:$PATH"

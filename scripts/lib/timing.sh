@@ -5,7 +5,7 @@
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 record_timing() {  # NAME SECONDS
-    printf '%-58s %7ss\n' "$1" "$2" >>"$TIMINGS_FILE"
+    printf '%-62s %7ss\n' "$1" "$2" >>"$TIMINGS_FILE"
 }
 timed() {  # NAME CMD... — runs CMD (a command or a shell function), records its duration under NAME
     local name=$1 t0
