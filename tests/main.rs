@@ -19,4 +19,5 @@ mod oauth;
 mod offline;
 mod offline_requests;
 mod round_trips;
+mod sso;
 mod user_privacy;

@@ -40,8 +40,8 @@ enum Command {
         file: PathBuf,
         #[command(flatten)]
         store: StoreArgs,
-        /// Sealing key file for the secrets of `oauth_clients` (default: sealing-key in the data
-        /// directory; required with --dynamodb-table when the catalog has OAuth clients).
+        /// Sealing key file for the secrets of `oauth_clients` and `customer_accounts` (default:
+        /// sealing-key in the data directory; required with --dynamodb-table when the catalog has them).
         #[arg(long, value_name = "FILE")]
         sealing_key: Option<PathBuf>,
         #[command(flatten)]
@@ -165,7 +165,8 @@ impl ServeArgs {
         let state = AppState::new(store, signer, Duration::from_secs(self.api_key_cache_seconds))
             .with_last_seen_interval(Duration::from_secs(self.last_seen_interval_seconds))
             .with_sealing_key(sealing_key)
-            .with_token_keys(token_keys);
+            .with_token_keys(token_keys)
+            .with_sso(license_api::identity::oidc::ProviderTransport::HttpsOnly);
         Arc::new(state)
     }
 }
@@ -223,7 +224,8 @@ async fn run(command: Command) -> Result<(), Error> {
             let target = store.open(store.if_missing(create.create)).await?;
             let report = import_sealed(&*target, &catalog, sealing_key.as_ref()).await?;
             println!(
-                "imported {} into {}: {} companies, {} API keys, {} products, {} license users, {} licenses, {} OAuth clients",
+                "imported {} into {}: {} companies, {} API keys, {} products, {} license users, {} licenses, {} OAuth clients, \
+                 {} customer accounts",
                 file.display(),
                 store.describe(),
                 report.companies,
@@ -231,7 +233,8 @@ async fn run(command: Command) -> Result<(), Error> {
                 report.products,
                 report.users,
                 report.licenses,
-                report.oauth_clients
+                report.oauth_clients,
+                report.customer_accounts
             );
             Ok(())
         }

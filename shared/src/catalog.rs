@@ -3,9 +3,12 @@
 //! written — every error names the file, the entry and the field — and [`import`] writes it with
 //! idempotent upserts that keep activation counters, so importing twice changes nothing.
 
-use crate::ids::{ApiKeyId, CompanyId, HardwareId, LicenseKey, OAuthClientId, ProductCode, Username};
+use crate::ids::{
+    ApiKeyId, CompanyId, CustomerAccountCode, HardwareId, LicenseKey, OAuthClientId, ProductCode, Username,
+};
 use crate::model::{
-    ApiKeyRecord, AuthorizationMethod, Company, License, LicenseTerms, LicenseUser, OAuthClientRecord, ProductDoc, Seat,
+    ApiKeyRecord, AuthorizationMethod, Company, CustomerAccountRecord, License, LicenseTerms, LicenseUser,
+    OAuthClientRecord, ProductDoc, Seat,
 };
 use crate::password;
 use crate::plan::LicenseAddr;
@@ -44,7 +47,23 @@ pub struct CompanyEntry {
     pub licenses: Vec<(License, Vec<Seat>)>,
     /// OAuth clients with their plaintext secret (hashed and sealed at import; redacted in `Debug`).
     pub oauth_clients: Vec<OAuthClientEntry>,
+    /// Customer accounts' identity providers (single sign-on, docs/sso.md); secrets redacted in `Debug`.
+    pub customer_accounts: Vec<CustomerAccountEntry>,
 }
+
+/// A customer account as the catalog gives it (docs/sso.md).
+#[derive(Debug, Clone)]
+pub struct CustomerAccountEntry {
+    pub code: CustomerAccountCode,
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: SecretString,
+    pub redirect_uris: Vec<String>,
+    pub email_claim: String,
+}
+
+/// Most redirect URIs one customer account registers.
+pub const MAX_REDIRECT_URIS: usize = 20;
 
 /// An OAuth client as the catalog gives it (docs/oauth.md).
 #[derive(Debug, Clone)]
@@ -84,6 +103,25 @@ struct RawCompany {
     licenses: Vec<Map<String, Value>>,
     #[serde(default)]
     oauth_clients: Vec<RawOAuthClient>,
+    #[serde(default)]
+    customer_accounts: Vec<RawCustomerAccount>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCustomerAccount {
+    code: CustomerAccountCode,
+    issuer: String,
+    client_id: String,
+    client_secret: String,
+    #[serde(default)]
+    redirect_uris: Vec<String>,
+    #[serde(default = "default_email_claim")]
+    email_claim: String,
+}
+
+fn default_email_claim() -> String {
+    "email".to_owned()
 }
 
 #[derive(Deserialize)]
@@ -613,6 +651,7 @@ fn company(cx: &Ctx<'_>, path: &str, c: RawCompany) -> Result<CompanyEntry, Cata
         .collect::<Result<Vec<_>, _>>()?;
 
     let oauth_clients = oauth_clients(cx, path, c.oauth_clients, &products)?;
+    let customer_accounts = customer_accounts(cx, path, c.customer_accounts)?;
 
     let mut users: BTreeMap<Username, (usize, LicenseUser, Option<SecretString>)> = BTreeMap::new();
     for (i, u) in c.license_users.into_iter().enumerate() {
@@ -741,7 +780,61 @@ fn company(cx: &Ctx<'_>, path: &str, c: RawCompany) -> Result<CompanyEntry, Cata
         users: users.into_iter().map(|(_, u, p)| (u, p)).collect(),
         licenses,
         oauth_clients,
+        customer_accounts,
     })
+}
+
+/// A company's `customer_accounts`: an absolute http(s) issuer and redirect URIs (at most
+/// [`MAX_REDIRECT_URIS`]), a client id and secret (at most [`MAX_CLIENT_SECRET_LEN`] bytes), an email
+/// claim, no code twice. Whether plain HTTP may be used is the deployment's choice, not the catalog's.
+fn customer_accounts(
+    cx: &Ctx<'_>,
+    path: &str,
+    raw: Vec<RawCustomerAccount>,
+) -> Result<Vec<CustomerAccountEntry>, CatalogError> {
+    let mut seen = BTreeSet::new();
+    let web_url = |p: String, v: &str| match url::Url::parse(v) {
+        Ok(u) if matches!(u.scheme(), "https" | "http") => Ok(()),
+        _ => Err(cx.err(p, format!("`{v}` is not an absolute http(s) URL"))),
+    };
+    raw.into_iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let a_path = format!("{path}.customer_accounts[{i}]");
+            web_url(format!("{a_path}.issuer"), &a.issuer)?;
+            if a.redirect_uris.len() > MAX_REDIRECT_URIS {
+                return Err(cx.err(
+                    format!("{a_path}.redirect_uris"),
+                    format!("at most {MAX_REDIRECT_URIS}"),
+                ));
+            }
+            for (j, uri) in a.redirect_uris.iter().enumerate() {
+                web_url(format!("{a_path}.redirect_uris[{j}]"), uri)?;
+            }
+            for (field, value) in [("client_id", &a.client_id), ("email_claim", &a.email_claim)] {
+                if value.is_empty() || value.len() > crate::ids::MAX_ID_LEN {
+                    return Err(cx.err(format!("{a_path}.{field}"), "must be 1 to 512 bytes long"));
+                }
+            }
+            if a.client_secret.is_empty() || a.client_secret.len() > MAX_CLIENT_SECRET_LEN {
+                return Err(cx.err(
+                    format!("{a_path}.client_secret"),
+                    format!("must be 1 to {MAX_CLIENT_SECRET_LEN} bytes long"),
+                ));
+            }
+            if !seen.insert(a.code.clone()) {
+                return Err(cx.err(format!("{a_path}.code"), format!("account `{}` appears twice", a.code)));
+            }
+            Ok(CustomerAccountEntry {
+                code: a.code,
+                issuer: a.issuer,
+                client_id: a.client_id,
+                client_secret: SecretString::from(a.client_secret),
+                redirect_uris: a.redirect_uris,
+                email_claim: a.email_claim,
+            })
+        })
+        .collect()
 }
 
 /// A company's `oauth_clients`: secrets within [`MIN_CLIENT_SECRET_LEN`]..=[`MAX_CLIENT_SECRET_LEN`],
@@ -917,6 +1010,7 @@ pub struct ImportReport {
     pub users: usize,
     pub licenses: usize,
     pub oauth_clients: usize,
+    pub customer_accounts: usize,
 }
 
 /// Writes a validated catalog, each item one `store::write::Write` run by the store's one executor
@@ -940,6 +1034,14 @@ pub async fn import_sealed(
         return Err(StoreError::Invalid(
             "the catalog has oauth_clients, whose secrets are stored sealed: configure a sealing key \
              (`license-server keygen` writes one; docs/oauth.md)"
+                .into(),
+        ));
+    }
+    let has_accounts = catalog.companies.iter().any(|c| !c.customer_accounts.is_empty());
+    if has_accounts && sealing_key.is_none() {
+        return Err(StoreError::Invalid(
+            "the catalog has customer_accounts, whose client secrets are stored sealed: configure a sealing \
+             key (`license-server keygen` writes one; docs/sso.md)"
                 .into(),
         ));
     }
@@ -988,6 +1090,14 @@ pub async fn import_sealed(
             }
         }
         report.oauth_clients += c.oauth_clients.len();
+        if let Some(key) = sealing_key {
+            for account in &c.customer_accounts {
+                store
+                    .put_customer_account(&customer_account_record(store, &c.code, account, key).await?)
+                    .await?;
+            }
+        }
+        report.customer_accounts += c.customer_accounts.len();
         report.companies += 1;
         report.api_keys += c.api_keys.len();
         report.products += c.products.len();
@@ -1044,6 +1154,42 @@ async fn oauth_client_record(
         products: client.products.clone(),
         read_only: client.read_only,
         revoked: client.revoked,
+    })
+}
+
+/// The stored form of a catalog customer account; a stored sealed secret that still opens to the
+/// catalog's is kept, so re-importing does not churn it.
+async fn customer_account_record(
+    store: &dyn Store,
+    company: &CompanyId,
+    account: &CustomerAccountEntry,
+    sealing_key: &SealingKey,
+) -> Result<CustomerAccountRecord, StoreError> {
+    let context = CustomerAccountRecord::seal_context(company, &account.code);
+    let secret = account.client_secret.expose_secret();
+    let kept = store
+        .customer_account(company, &account.code)
+        .await?
+        .filter(|a| {
+            sealing_key
+                .open(&a.sealed_secret, &context)
+                .is_ok_and(|s| s.expose_secret() == secret)
+        })
+        .map(|a| a.sealed_secret);
+    let sealed_secret = match kept {
+        Some(sealed) => sealed,
+        None => sealing_key
+            .seal(&account.client_secret, &context)
+            .map_err(|e| StoreError::Invalid(format!("customer account {}: {e}", account.code)))?,
+    };
+    Ok(CustomerAccountRecord {
+        company: company.clone(),
+        code: account.code.clone(),
+        issuer: account.issuer.clone(),
+        client_id: account.client_id.clone(),
+        sealed_secret,
+        redirect_uris: account.redirect_uris.clone(),
+        email_claim: account.email_claim.clone(),
     })
 }
 
@@ -1411,7 +1557,7 @@ mod tests {
             m,
             "unknown field `licences`: did you mean `licenses`? \
              Valid fields: `code`, `id`, `blacklist`, `api_keys`, `products`, `license_users`, `licenses`, \
-             `oauth_clients`"
+             `oauth_clients`, `customer_accounts`"
         );
         // A license's fields are parsed in two parts; the hint offers both, and not what the importer sets.
         let m = message(
@@ -1519,5 +1665,59 @@ mod tests {
         );
         let (path, _) = error(serde_json::json!([{"client_id": "", "client_secret": secret}]));
         assert_eq!(path, "catalog.companies[0].oauth_clients[0].client_id");
+    }
+
+    #[test]
+    fn customer_accounts_are_checked_and_their_secrets_redacted() {
+        let with = |accounts: Value| {
+            let mut v = base();
+            v["companies"][0]["customer_accounts"] = accounts;
+            parse(v)
+        };
+        let account = |issuer: &str, uris: Value| {
+            serde_json::json!({"code": "acct", "issuer": issuer, "client_id": "cid",
+                "client_secret": "provider-secret", "redirect_uris": uris})
+        };
+        let c = with(serde_json::json!([account(
+            "https://idp.example",
+            serde_json::json!(["https://app/cb"])
+        )]))
+        .unwrap();
+        let a = &c.companies[0].customer_accounts[0];
+        assert_eq!(
+            (a.code.as_str(), a.issuer.as_str(), a.email_claim.as_str()),
+            ("acct", "https://idp.example", "email")
+        );
+        let printed = format!("{c:?}");
+        assert!(!printed.contains("provider-secret"), "{printed}");
+        let error = |accounts: Value| {
+            let e = with(accounts).unwrap_err();
+            (e.path, e.message)
+        };
+        assert_eq!(
+            error(serde_json::json!([account("idp.example", serde_json::json!([]))])),
+            (
+                "companies[0].customer_accounts[0].issuer".to_owned(),
+                "`idp.example` is not an absolute http(s) URL".to_owned()
+            )
+        );
+        let (path, _) = error(serde_json::json!([account(
+            "https://idp",
+            serde_json::json!(["ftp://x/cb"])
+        )]));
+        assert_eq!(path, "companies[0].customer_accounts[0].redirect_uris[0]");
+        let many: Vec<String> = (0..=MAX_REDIRECT_URIS).map(|i| format!("https://app/{i}")).collect();
+        let (path, _) = error(serde_json::json!([account("https://idp", serde_json::json!(many))]));
+        assert_eq!(path, "companies[0].customer_accounts[0].redirect_uris");
+        let twice = account("https://idp", serde_json::json!([]));
+        let (path, message) = error(serde_json::json!([twice.clone(), twice]));
+        assert_eq!(
+            (path.as_str(), message.as_str()),
+            ("companies[0].customer_accounts[1].code", "account `acct` appears twice")
+        );
+        let mut no_secret = account("https://idp", serde_json::json!([]));
+        no_secret["client_secret"] = serde_json::json!("");
+        let (path, _) = error(serde_json::json!([no_secret]));
+        assert_eq!(path, "companies[0].customer_accounts[0].client_secret");
     }
 }

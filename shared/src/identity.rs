@@ -10,6 +10,8 @@ use crate::request::{Credentials, LicenseRequest, Proof, SsoGrant};
 use async_trait::async_trait;
 use std::sync::Arc;
 
+pub mod oidc;
+
 /// Verifies single sign-on grants for one principal's company.
 #[async_trait]
 pub trait SsoResolver: Send + Sync {

@@ -122,7 +122,8 @@ pub async fn build_state(config: &Config) -> Result<AppState, BoxError> {
     Ok(AppState::new(Arc::new(store), signer, config.api_key_cache)
         .with_last_seen_interval(config.last_seen_interval)
         .with_sealing_key(sealing_key)
-        .with_token_keys(token_keys))
+        .with_token_keys(token_keys)
+        .with_sso(crate::identity::oidc::ProviderTransport::HttpsOnly))
 }
 
 pub fn to_api_request(req: Request) -> ApiRequest {

@@ -2,7 +2,9 @@
 //! store keeps them. The static description of a product or license (`ProductDoc`, `LicenseTerms`) is
 //! what a vendor's catalog sets; the counters beside it are what activations change.
 
-use crate::ids::{ApiKeyId, CompanyId, HardwareId, LicenseKey, OAuthClientId, ProductCode, Username};
+use crate::ids::{
+    ApiKeyId, CompanyId, CustomerAccountCode, HardwareId, LicenseKey, OAuthClientId, ProductCode, Username,
+};
 use crate::sealed::Sealed;
 use crate::secret::{redacted_option, Redacted};
 use crate::time::Timestamp;
@@ -69,6 +71,30 @@ impl std::fmt::Debug for OAuthClientRecord {
             .field("read_only", &self.read_only)
             .field("revoked", &self.revoked)
             .finish()
+    }
+}
+
+/// A customer account's OpenID Connect provider (single sign-on, docs/sso.md): the client the vendor
+/// registered there. The client secret is stored sealed under the deployment's sealing key.
+#[derive(Clone, Debug)]
+pub struct CustomerAccountRecord {
+    pub company: CompanyId,
+    pub code: CustomerAccountCode,
+    /// The provider's issuer URL, exactly as its ID tokens carry it in `iss`.
+    pub issuer: String,
+    pub client_id: String,
+    /// The client secret sealed for [`CustomerAccountRecord::seal_context`].
+    pub sealed_secret: Sealed,
+    /// Redirect URIs registered at the provider; the first is the default.
+    pub redirect_uris: Vec<String>,
+    /// The ID token claim that names the license user (an email).
+    pub email_claim: String,
+}
+
+impl CustomerAccountRecord {
+    /// What the secret is sealed for: this account only.
+    pub fn seal_context(company: &CompanyId, code: &CustomerAccountCode) -> String {
+        format!("customer-account:{company}:{code}")
     }
 }
 

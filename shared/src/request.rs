@@ -158,6 +158,9 @@ pub enum Proof {
 pub struct SsoGrant {
     pub grant: SsoToken,
     pub customer_account_code: CustomerAccountCode,
+    /// The redirect URI the code was issued for (code grant); checked against the customer account's
+    /// registered ones before it is sent to the provider.
+    pub redirect_uri: Option<String>,
 }
 
 /// What the identity provider issued: an ID token (implicit grant) or an authorization code.
@@ -205,6 +208,7 @@ impl fmt::Debug for SsoGrant {
         f.debug_struct("SsoGrant")
             .field(kind, &crate::secret::Redacted)
             .field("customer_account_code", &self.customer_account_code)
+            .field("redirect_uri", &self.redirect_uri)
             .finish()
     }
 }
@@ -269,6 +273,7 @@ impl LicenseRequest {
             Credentials::Sso(SsoGrant {
                 grant,
                 customer_account_code: id("customer_account_code", account, CustomerAccountCode::parse)?,
+                redirect_uri: p.string("redirect_uri")?,
             })
         } else {
             return Err(ApiError::MissingParameters("license_key or username".into()));

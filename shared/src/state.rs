@@ -1,6 +1,7 @@
 //! What every handler needs, built once per process and shared by reference.
 
 use crate::auth::Authenticator;
+use crate::identity::oidc::{OidcResolver, ProviderTransport, StoredAccounts};
 use crate::identity::Resolvers;
 use crate::sealed::SealingKey;
 use crate::signing::Signer;
@@ -78,6 +79,31 @@ impl AppState {
         Self {
             sealing_key: sealing_key.map(Arc::new),
             ..self
+        }
+    }
+
+    /// Single sign-on with the customer accounts the store holds (docs/sso.md): their client secrets
+    /// are sealed, so without a sealing key SSO stays off (grants answer "not configured"). The
+    /// providers' transport is HTTPS unless `transport` opts into plain HTTP (tests on loopback).
+    pub fn with_sso(self, transport: ProviderTransport) -> Self {
+        let Some(sealing_key) = self.sealing_key.clone() else {
+            return self;
+        };
+        let accounts = StoredAccounts {
+            store: self.store.clone(),
+            sealing_key,
+        };
+        match OidcResolver::new(Arc::new(accounts), transport) {
+            Ok(resolver) => Self {
+                identity: Resolvers {
+                    sso: Some(Arc::new(resolver)),
+                },
+                ..self
+            },
+            Err(e) => {
+                tracing::error!(error = %e, "single sign-on is off: the system's TLS root certificates could not be loaded");
+                self
+            }
         }
     }
 }

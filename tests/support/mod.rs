@@ -8,6 +8,7 @@ pub mod counter;
 pub mod faults;
 pub mod fixtures;
 pub mod interleave;
+pub mod oidc;
 
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use bytes::Bytes;

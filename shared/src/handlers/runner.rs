@@ -196,7 +196,8 @@ pub(super) fn license_of(item: &Item) -> Option<&LicenseAddr> {
         | Item::ApiKey(..)
         | Item::User(..)
         | Item::Audit(..)
-        | Item::OAuthClient(..) => None,
+        | Item::OAuthClient(..)
+        | Item::CustomerAccount(..) => None,
     }
 }
 

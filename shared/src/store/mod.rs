@@ -9,9 +9,12 @@ pub mod dynamo;
 pub mod sqlite;
 pub mod write;
 
-use crate::ids::{ApiKeyId, CompanyId, HardwareId, LicenseKey, OAuthClientId, ProductCode, RequestKey, Username};
+use crate::ids::{
+    ApiKeyId, CompanyId, CustomerAccountCode, HardwareId, LicenseKey, OAuthClientId, ProductCode, RequestKey, Username,
+};
 use crate::model::{
-    ApiKeyRecord, Company, Device, License, LicenseUser, OAuthClientRecord, ProcessedRequest, ProductDoc, Seat,
+    ApiKeyRecord, Company, CustomerAccountRecord, Device, License, LicenseUser, OAuthClientRecord, ProcessedRequest,
+    ProductDoc, Seat,
 };
 use crate::plan::{ActivationPlan, CheckPlan, DeactivationPlan, LicenseAddr, WriteToken};
 use crate::time::Timestamp;
@@ -97,7 +100,8 @@ impl Rejection {
                 | Item::Released(..)
                 | Item::Request(..)
                 | Item::Audit(..)
-                | Item::OAuthClient(..),
+                | Item::OAuthClient(..)
+                | Item::CustomerAccount(..),
                 _,
             ) => Self::Stale,
         }
@@ -191,6 +195,20 @@ pub trait Store: Send + Sync {
         }
     }
 
+    async fn customer_account(
+        &self,
+        company: &CompanyId,
+        code: &CustomerAccountCode,
+    ) -> Result<Option<CustomerAccountRecord>, StoreError> {
+        match self
+            .load(&write::Item::CustomerAccount(company.clone(), code.clone()))
+            .await?
+        {
+            Some(write::Image::CustomerAccount(a)) => Ok(Some(*a)),
+            other => unexpected(other),
+        }
+    }
+
     /// One item as stored now (`None`: there is none).
     async fn load(&self, item: &write::Item) -> Result<Option<write::Image>, StoreError>;
 
@@ -275,6 +293,13 @@ pub trait Store: Send + Sync {
         self.write(&write::Write::put(
             write::Item::OAuthClient(client.id.clone()),
             write::Image::OAuthClient(Box::new(client.clone())),
+        ))
+        .await
+    }
+    async fn put_customer_account(&self, account: &CustomerAccountRecord) -> Result<(), StoreError> {
+        self.write(&write::Write::put(
+            write::Item::CustomerAccount(account.company.clone(), account.code.clone()),
+            write::Image::CustomerAccount(Box::new(account.clone())),
         ))
         .await
     }

@@ -8,7 +8,9 @@
 use super::write::{self, Attr, Image, Item, Refused, Val, Write};
 use super::{ContextQuery, ContextRead, LicenseRead, Rejection, Store, StoreError};
 use crate::ids::{CompanyId, HardwareId, LicenseKey, ProductCode, RequestKey, Username};
-use crate::model::{ApiKeyRecord, AuditRecord, Device, License, OAuthClientRecord, ProcessedRequest, Seat};
+use crate::model::{
+    ApiKeyRecord, AuditRecord, CustomerAccountRecord, Device, License, OAuthClientRecord, ProcessedRequest, Seat,
+};
 use crate::plan::{LicenseAddr, WriteToken};
 use crate::sealed::Sealed;
 use crate::time::Timestamp;
@@ -69,6 +71,14 @@ CREATE TABLE IF NOT EXISTS oauth_clients (
     products TEXT NOT NULL, read_only INTEGER NOT NULL, revoked INTEGER NOT NULL);
 "#;
 
+/// Migration 4: customer accounts' identity providers (`model::CustomerAccountRecord`, docs/sso.md).
+const SCHEMA_V4_CUSTOMER_ACCOUNTS: &str = r#"
+CREATE TABLE IF NOT EXISTS customer_accounts (
+    company TEXT NOT NULL, account_code TEXT NOT NULL, issuer TEXT NOT NULL, client_id TEXT NOT NULL,
+    sealed_secret TEXT NOT NULL, redirect_uris TEXT NOT NULL, email_claim TEXT NOT NULL,
+    PRIMARY KEY (company, account_code));
+"#;
+
 /// Every schema change, in order; the database's `user_version` is how many it has. Kept forever: a
 /// change is a new entry, never an edit of one that shipped.
 fn migrations() -> Migrations<'static> {
@@ -76,11 +86,12 @@ fn migrations() -> Migrations<'static> {
         M::up_with_hook(SCHEMA_V1, adopt_unversioned),
         M::up(SCHEMA_V2),
         M::up(SCHEMA_V3_OAUTH),
+        M::up(SCHEMA_V4_CUSTOMER_ACCOUNTS),
     ])
 }
 
 /// The schema version this build knows (the number of migrations).
-pub const SCHEMA_VERSION: usize = 3;
+pub const SCHEMA_VERSION: usize = 4;
 
 /// Work for the store's thread.
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
@@ -324,6 +335,13 @@ fn place(item: &Item) -> (&'static str, Vec<(&'static str, Sql)>) {
     match item {
         Item::ApiKey(id) => ("api_keys", vec![("id", text(id.as_str()))]),
         Item::OAuthClient(id) => ("oauth_clients", vec![(Attr::ClientId.name(), text(id.as_str()))]),
+        Item::CustomerAccount(company, code) => (
+            "customer_accounts",
+            vec![
+                (Attr::Company.name(), text(company.as_str())),
+                (Attr::AccountCode.name(), text(code.as_str())),
+            ],
+        ),
         Item::Company(company) => ("companies", vec![("id", text(company.as_str()))]),
         Item::Product(company, code) => (
             "products",
@@ -363,6 +381,7 @@ fn columns(item: &Item) -> &'static [Attr] {
     match item {
         Item::ApiKey(_) => &[Company, SharedKey, Products, ReadOnly, Revoked],
         Item::OAuthClient(_) => &[Company, SecretHash, SealedSecret, Products, ReadOnly, Revoked],
+        Item::CustomerAccount(..) => &[Issuer, ClientId, SealedSecret, RedirectUris, EmailClaim],
         Item::Company(_) | Item::Product(..) | Item::User(..) => &[Doc],
         Item::License(_) => &[
             LicenseId,
@@ -542,6 +561,15 @@ fn decode(item: &Item, r: &Row<'_>) -> rusqlite::Result<Image> {
                 .collect::<rusqlite::Result<_>>()?,
             read_only: c.get(A::ReadOnly)?,
             revoked: c.get(A::Revoked)?,
+        })),
+        Item::CustomerAccount(company, code) => Image::CustomerAccount(Box::new(CustomerAccountRecord {
+            company: company.clone(),
+            code: code.clone(),
+            issuer: c.get(A::Issuer)?,
+            client_id: c.get(A::ClientId)?,
+            sealed_secret: Sealed::parse(c.get::<String>(A::SealedSecret)?).map_err(|e| corrupt(&c.key, e))?,
+            redirect_uris: c.json(A::RedirectUris)?,
+            email_claim: c.get(A::EmailClaim)?,
         })),
         Item::Company(_) => Image::Company(Box::new(c.json(A::Doc)?)),
         Item::Product(..) => Image::Product(Box::new(c.json(A::Doc)?)),

@@ -8,10 +8,12 @@
 //! Semantics follow DynamoDB's: a comparison with a missing attribute is false, `Add` to a missing
 //! number starts from 0, and every `Update` is conditioned on the item existing.
 
-use crate::ids::{ApiKeyId, CompanyId, HardwareId, OAuthClientId, ProductCode, RequestKey, Username};
+use crate::ids::{
+    ApiKeyId, CompanyId, CustomerAccountCode, HardwareId, OAuthClientId, ProductCode, RequestKey, Username,
+};
 use crate::model::{
-    ApiKeyRecord, AuditRecord, Company, Device, License, LicenseUser, OAuthClientRecord, ProcessedRequest, ProductDoc,
-    Seat,
+    ApiKeyRecord, AuditRecord, Company, CustomerAccountRecord, Device, License, LicenseUser, OAuthClientRecord,
+    ProcessedRequest, ProductDoc, Seat,
 };
 use crate::plan::{ActivationPlan, CheckPlan, Counter, DeactivationPlan, LicenseAddr, Slot, WriteToken};
 use serde_json::Value;
@@ -36,6 +38,8 @@ pub enum Item {
     Audit(CompanyId, String),
     /// An OAuth client (docs/oauth.md).
     OAuthClient(OAuthClientId),
+    /// A customer account's identity provider (single sign-on, docs/sso.md): company and code.
+    CustomerAccount(CompanyId, CustomerAccountCode),
 }
 
 /// Declares [`Attr`] with its stored name: the one place every attribute (DynamoDB) and column
@@ -125,6 +129,14 @@ attributes! {
     SecretHash = "secret_hash",
     /// The client secret sealed under the sealing key (`sealed::Sealed`).
     SealedSecret = "sealed_secret",
+    // Customer account (besides company, client_id and sealed_secret, shared with OAuth clients)
+    AccountCode = "account_code",
+    /// The identity provider's issuer URL.
+    Issuer = "issuer",
+    /// Registered redirect URIs (JSON list).
+    RedirectUris = "redirect_uris",
+    /// The ID token claim naming the license user.
+    EmailClaim = "email_claim",
 }
 
 /// What an [`Action::Upsert`] does with an attribute the item already holds: the one statement of
@@ -151,9 +163,8 @@ impl Attr {
             | LicenseId | LicenseKey | Enabled | Unlimited | MaxActivations | MaxTransfers | Terms | DeviceId
             | HardwareId | Active | User | FirstActivatedAt | LastActivatedAt | DeactivatedAt | LastSeenAt
             | Details | Variables | Activations | WriteToken | RequestKey | Answer | ProcessedAt | ExpiresAt
-            | AuditId | At | Actor | Change | Subject | Detail | ClientId | SecretHash | SealedSecret => {
-                OnUpsert::Replace
-            }
+            | AuditId | At | Actor | Change | Subject | Detail | ClientId | SecretHash | SealedSecret | AccountCode
+            | Issuer | RedirectUris | EmailClaim => OnUpsert::Replace,
         }
     }
 
@@ -616,6 +627,7 @@ pub enum Image {
     Request(Box<ProcessedRequest>),
     Audit(Box<AuditRecord>),
     OAuthClient(Box<OAuthClientRecord>),
+    CustomerAccount(Box<CustomerAccountRecord>),
 }
 
 /// Two images are equal when they are the same kind of item with the same stored attributes.
@@ -718,6 +730,13 @@ impl Image {
             (Products, I::OAuthClient(c)) => Some(set_of(c.products.iter().map(ProductCode::as_str))),
             (ReadOnly, I::OAuthClient(c)) => flag(c.read_only),
             (Revoked, I::OAuthClient(c)) => flag(c.revoked),
+            (Company, I::CustomerAccount(a)) => text(a.company.as_str()),
+            (AccountCode, I::CustomerAccount(a)) => text(a.code.as_str()),
+            (Issuer, I::CustomerAccount(a)) => text(&a.issuer),
+            (ClientId, I::CustomerAccount(a)) => text(&a.client_id),
+            (SealedSecret, I::CustomerAccount(a)) => text(a.sealed_secret.as_str()),
+            (RedirectUris, I::CustomerAccount(a)) => json_of(&a.redirect_uris),
+            (EmailClaim, I::CustomerAccount(a)) => text(&a.email_claim),
             // Each attribute above is named; what remains is an attribute of another kind of item.
             (
                 ApiKey | Company | SharedKey | Products | ReadOnly | Revoked | Doc | Disabled | Archived | Blacklist
@@ -726,7 +745,8 @@ impl Image {
                 | ConsumptionsPeriod | FeaturePeriods | DeviceId | HardwareId | Active | User | FirstActivatedAt
                 | LastActivatedAt | DeactivatedAt | LastSeenAt | Details | Variables | Activations | WriteToken
                 | TotalActivations | RequestKey | Answer | ProcessedAt | ExpiresAt | AuditId | At | Actor | Change
-                | Subject | Detail | ClientId | SecretHash | SealedSecret,
+                | Subject | Detail | ClientId | SecretHash | SealedSecret | AccountCode | Issuer | RedirectUris
+                | EmailClaim,
                 _,
             ) => None,
         }
@@ -827,7 +847,7 @@ impl Image {
                 | LicenseId | LicenseKey | Enabled | Unlimited | MaxActivations | MaxTransfers | Terms | DeviceId
                 | HardwareId | User | FirstActivatedAt | LastActivatedAt | Details | Variables | Activations
                 | RequestKey | Answer | ProcessedAt | ExpiresAt | AuditId | At | Actor | Change | Subject | Detail
-                | ClientId | SecretHash | SealedSecret,
+                | ClientId | SecretHash | SealedSecret | AccountCode | Issuer | RedirectUris | EmailClaim,
                 _,
                 _,
             ) => return Err(format!("{} is not changed by a write", attr.name())),

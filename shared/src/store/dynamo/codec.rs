@@ -3,10 +3,12 @@
 //! user is one JSON string attribute `doc`, so adding a field to the model never needs a migration.
 
 use super::keys::{self, key_part, n, s, ItemMap, PK};
-use crate::ids::{ApiKeyId, CompanyId, HardwareId, LicenseKey, OAuthClientId, ProductCode, RequestKey, Username};
+use crate::ids::{
+    ApiKeyId, CompanyId, CustomerAccountCode, HardwareId, LicenseKey, OAuthClientId, ProductCode, RequestKey, Username,
+};
 use crate::model::{
-    ApiKeyRecord, AuditRecord, Company, Device, DeviceVariable, License, LicenseTerms, OAuthClientRecord,
-    ProcessedRequest, ProductDoc, Seat,
+    ApiKeyRecord, AuditRecord, Company, CustomerAccountRecord, Device, DeviceVariable, License, LicenseTerms,
+    OAuthClientRecord, ProcessedRequest, ProductDoc, Seat,
 };
 use crate::plan::LicenseAddr;
 use crate::sealed::Sealed;
@@ -157,6 +159,32 @@ pub fn oauth_client_item(client: &OAuthClientRecord) -> ItemMap {
     item.insert(A::ReadOnly.name().into(), AttributeValue::Bool(client.read_only));
     item.insert(A::Revoked.name().into(), AttributeValue::Bool(client.revoked));
     item
+}
+
+pub fn customer_account(item: &ItemMap) -> Result<CustomerAccountRecord, StoreError> {
+    let i = Reader(item);
+    Ok(CustomerAccountRecord {
+        company: i.id(A::Company.name(), CompanyId::parse)?,
+        code: i.id(A::AccountCode.name(), CustomerAccountCode::parse)?,
+        issuer: i.str(A::Issuer.name())?.to_owned(),
+        client_id: i.str(A::ClientId.name())?.to_owned(),
+        sealed_secret: Sealed::parse(i.str(A::SealedSecret.name())?).map_err(|e| i.corrupt(e.to_string()))?,
+        redirect_uris: i.json(A::RedirectUris.name())?,
+        email_claim: i.str(A::EmailClaim.name())?.to_owned(),
+    })
+}
+
+pub fn customer_account_item(account: &CustomerAccountRecord) -> Result<ItemMap, StoreError> {
+    let mut item = keys::customer_account(&account.company, &account.code);
+    item.insert(A::Company.name().into(), s(account.company.as_str()));
+    item.insert(A::AccountCode.name().into(), s(account.code.as_str()));
+    item.insert(A::Issuer.name().into(), s(&account.issuer));
+    item.insert(A::ClientId.name().into(), s(&account.client_id));
+    item.insert(A::SealedSecret.name().into(), s(account.sealed_secret.as_str()));
+    let uris = serde_json::to_string(&account.redirect_uris).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    item.insert(A::RedirectUris.name().into(), s(&uris));
+    item.insert(A::EmailClaim.name().into(), s(&account.email_claim));
+    Ok(item)
 }
 
 pub fn api_key_item(key: &ApiKeyRecord) -> ItemMap {
@@ -423,6 +451,7 @@ pub fn encode(at: &WriteItem, image: &Image) -> Result<ItemMap, StoreError> {
     Ok(match (at, image) {
         (WriteItem::ApiKey(_), Image::ApiKey(k)) => api_key_item(k),
         (WriteItem::OAuthClient(_), Image::OAuthClient(c)) => oauth_client_item(c),
+        (WriteItem::CustomerAccount(..), Image::CustomerAccount(a)) => customer_account_item(a)?,
         (WriteItem::Company(_), Image::Company(c)) => company_item(key, c)?,
         (WriteItem::Product(..), Image::Product(p)) => product_item(key, p)?,
         (WriteItem::User(..), Image::User(u)) => doc_item(key, u)?,
@@ -445,6 +474,7 @@ pub fn decode(at: &WriteItem, item: &ItemMap) -> Result<Image, StoreError> {
     Ok(match at {
         WriteItem::ApiKey(_) => Image::ApiKey(Box::new(api_key(item)?)),
         WriteItem::OAuthClient(_) => Image::OAuthClient(Box::new(oauth_client(item)?)),
+        WriteItem::CustomerAccount(..) => Image::CustomerAccount(Box::new(customer_account(item)?)),
         WriteItem::Company(_) => Image::Company(Box::new(doc(item)?)),
         WriteItem::Product(..) => Image::Product(Box::new(doc(item)?)),
         WriteItem::User(..) => Image::User(Box::new(doc(item)?)),

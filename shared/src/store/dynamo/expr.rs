@@ -162,6 +162,7 @@ pub fn key(item: &Item) -> ItemMap {
     match item {
         Item::ApiKey(id) => keys::api_key(id),
         Item::OAuthClient(id) => keys::oauth_client(id),
+        Item::CustomerAccount(company, code) => keys::customer_account(company, code),
         Item::User(company, user) => keys::user(company, user),
         Item::Audit(company, id) => keys::audit(company, id),
         Item::Product(company, code) => keys::product(company, code),

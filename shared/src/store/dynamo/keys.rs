@@ -1,7 +1,9 @@
 //! Item keys. Company ids and product codes never contain `#` (see `ids`), so every key below parses
 //! back unambiguously; the free-form part (license key, hardware id, email) always comes last.
 
-use crate::ids::{ApiKeyId, CompanyId, HardwareId, OAuthClientId, ProductCode, RequestKey, Username};
+use crate::ids::{
+    ApiKeyId, CompanyId, CustomerAccountCode, HardwareId, OAuthClientId, ProductCode, RequestKey, Username,
+};
 use crate::plan::LicenseAddr;
 use aws_sdk_dynamodb::types::AttributeValue;
 use std::collections::HashMap;
@@ -40,6 +42,10 @@ pub fn api_key(id: &ApiKeyId) -> ItemMap {
 
 pub fn oauth_client(id: &OAuthClientId) -> ItemMap {
     key(format!("OAUTHCLIENT#{id}"), ROOT)
+}
+
+pub fn customer_account(company: &CompanyId, code: &CustomerAccountCode) -> ItemMap {
+    key(format!("ACCOUNT#{company}#{code}"), ROOT)
 }
 
 pub fn company(company: &CompanyId) -> ItemMap {

@@ -1,0 +1,387 @@
+//! Single sign-on against a customer account's OpenID Connect provider (SPEC §2.1, §7). The provider's
+//! discovery document and signing keys are fetched once and cached per issuer (the keys fetched again
+//! on an unknown `kid` — key rotation — at most once per [`KEY_REFETCH_INTERVAL`]); an `id_token` is verified with them
+//! — asymmetric algorithms only, issuer, audience, expiry, not-before — and its email claim names the
+//! license user. A `code` is first exchanged at the provider's token endpoint with the account's client
+//! secret. Every grant the provider does not vouch for answers like an unknown user
+//! (`license_not_found`), so a caller learns nothing more from a forged token than from a wrong password.
+
+use super::SsoResolver;
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::ids::{CompanyId, CustomerAccountCode, Username};
+use crate::model::CustomerAccountRecord;
+use crate::request::{SsoGrant, SsoToken};
+use crate::sealed::SealingKey;
+use crate::store::Store;
+use async_trait::async_trait;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Largest discovery document, JWKS or token answer read from a provider.
+pub const MAX_PROVIDER_RESPONSE: usize = 256 * 1024;
+/// How long one request to a provider may take.
+pub const PROVIDER_TIMEOUT: Duration = Duration::from_secs(10);
+/// An unknown `kid` refetches the provider's keys at most this often, so forged `kid`s cannot make the
+/// server hammer the provider.
+pub const KEY_REFETCH_INTERVAL: Duration = Duration::from_secs(60);
+/// Clock skew tolerated on `exp` and `nbf`.
+pub const CLOCK_LEEWAY_SECS: u64 = 60;
+
+/// The signature algorithms accepted: asymmetric only, never `none` nor HMAC (an HMAC "signed" with the
+/// provider's public key would otherwise verify).
+const ALGORITHMS: [Algorithm; 9] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
+/// A customer account's identity provider, as the vendor registered it.
+#[derive(Clone, Debug)]
+pub struct ProviderAccount {
+    pub company: CompanyId,
+    pub code: CustomerAccountCode,
+    /// The provider's issuer URL, exactly as its tokens carry it in `iss`.
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: SecretString,
+    /// The redirect URIs a code may have been issued for; the first is the default.
+    pub redirect_uris: Vec<String>,
+    /// The claim that carries the user's email (`email` for most providers).
+    pub email_claim: String,
+}
+
+/// Where customer accounts come from (the catalog, or a fixed list).
+#[async_trait]
+pub trait CustomerAccounts: Send + Sync {
+    async fn account(
+        &self,
+        company: &CompanyId,
+        code: &CustomerAccountCode,
+    ) -> Result<Option<ProviderAccount>, ApiError>;
+}
+
+/// A fixed list of customer accounts.
+pub struct FixedAccounts(pub Vec<ProviderAccount>);
+
+#[async_trait]
+impl CustomerAccounts for FixedAccounts {
+    async fn account(
+        &self,
+        company: &CompanyId,
+        code: &CustomerAccountCode,
+    ) -> Result<Option<ProviderAccount>, ApiError> {
+        Ok(self
+            .0
+            .iter()
+            .find(|a| a.company == *company && a.code == *code)
+            .cloned())
+    }
+}
+
+/// Customer accounts as the store keeps them (`Item::CustomerAccount`), their client secrets opened with
+/// the deployment's sealing key.
+pub struct StoredAccounts {
+    pub store: Arc<dyn Store>,
+    pub sealing_key: Arc<SealingKey>,
+}
+
+#[async_trait]
+impl CustomerAccounts for StoredAccounts {
+    async fn account(
+        &self,
+        company: &CompanyId,
+        code: &CustomerAccountCode,
+    ) -> Result<Option<ProviderAccount>, ApiError> {
+        let Some(stored) = self
+            .store
+            .customer_account(company, code)
+            .await
+            .map_err(ApiError::store)?
+        else {
+            return Ok(None);
+        };
+        let context = CustomerAccountRecord::seal_context(company, code);
+        let client_secret = self
+            .sealing_key
+            .open(&stored.sealed_secret, &context)
+            .map_err(|e| ApiError::internal(format!("customer account {code}: opening the client secret: {e}")))?;
+        Ok(Some(ProviderAccount {
+            company: stored.company,
+            code: stored.code,
+            issuer: stored.issuer,
+            client_id: stored.client_id,
+            client_secret,
+            redirect_uris: stored.redirect_uris,
+            email_claim: stored.email_claim,
+        }))
+    }
+}
+
+/// Whether providers may be reached over plain HTTP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProviderTransport {
+    /// The default: an `http://` issuer is refused.
+    HttpsOnly,
+    /// Explicit opt-in for a provider on loopback in tests.
+    AllowPlainHttp,
+}
+
+/// The OpenID Connect [`SsoResolver`].
+pub struct OidcResolver {
+    accounts: Arc<dyn CustomerAccounts>,
+    transport: ProviderTransport,
+    key_refetch_interval: Duration,
+    http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    providers: Mutex<HashMap<String, Arc<Provider>>>,
+}
+
+/// What the resolver knows of one issuer.
+struct Provider {
+    token_endpoint: String,
+    jwks_uri: String,
+    keys: Mutex<(JwkSet, Instant)>,
+}
+
+#[derive(Deserialize)]
+struct Discovery {
+    issuer: String,
+    token_endpoint: String,
+    jwks_uri: String,
+}
+
+impl OidcResolver {
+    pub fn new(accounts: Arc<dyn CustomerAccounts>, transport: ProviderTransport) -> std::io::Result<Self> {
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_native_roots()?
+            .https_or_http()
+            .enable_http1()
+            .build();
+        Ok(Self {
+            accounts,
+            transport,
+            key_refetch_interval: KEY_REFETCH_INTERVAL,
+            http: Client::builder(TokioExecutor::new()).build(connector),
+            providers: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Refetches keys on an unknown `kid` at most this often (tests rotate keys without waiting).
+    pub fn with_key_refetch_interval(self, interval: Duration) -> Self {
+        Self {
+            key_refetch_interval: interval,
+            ..self
+        }
+    }
+
+    /// The `id_token` the grant stands for: as sent, or exchanged for its code.
+    async fn id_token(
+        &self,
+        account: &ProviderAccount,
+        provider: &Provider,
+        grant: &SsoGrant,
+    ) -> Result<String, ApiError> {
+        let code = match &grant.grant {
+            SsoToken::IdToken(token) => return Ok(token.clone()),
+            SsoToken::Code(code) => code,
+        };
+        let redirect_uri = match &grant.redirect_uri {
+            Some(uri) if account.redirect_uris.contains(uri) => uri,
+            Some(_) => {
+                return Err(ApiError::Validation(
+                    "`redirect_uri` is not registered for this customer account".into(),
+                ))
+            }
+            None => account.redirect_uris.first().ok_or_else(|| {
+                ApiError::Validation("the customer account has no redirect URI; send `redirect_uri`".into())
+            })?,
+        };
+        let form = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("grant_type", "authorization_code")
+            .append_pair("code", code)
+            .append_pair("redirect_uri", redirect_uri)
+            .append_pair("client_id", &account.client_id)
+            .append_pair("client_secret", account.client_secret.expose_secret())
+            .finish();
+        let (status, body) = self.post_form(&provider.token_endpoint, form).await?;
+        #[derive(Deserialize)]
+        struct TokenAnswer {
+            id_token: String,
+        }
+        match serde_json::from_slice::<TokenAnswer>(&body) {
+            Ok(answer) if status.is_success() => Ok(answer.id_token),
+            _ => {
+                tracing::info!(%status, body = %String::from_utf8_lossy(&body), "the provider refused a code");
+                Err(not_vouched())
+            }
+        }
+    }
+
+    /// The issuer's endpoints, discovered once.
+    async fn provider(&self, issuer: &str) -> Result<Arc<Provider>, ApiError> {
+        if let Some(p) = self.providers.lock().expect("provider cache").get(issuer) {
+            return Ok(p.clone());
+        }
+        self.check_transport(issuer)?;
+        let url = format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'));
+        let discovery: Discovery = serde_json::from_slice(&self.get(&url).await?)
+            .map_err(|e| provider_error(format!("discovery document {url}: {e}")))?;
+        if discovery.issuer != issuer {
+            return Err(provider_error(format!(
+                "{url} names issuer {}, not {issuer}",
+                discovery.issuer
+            )));
+        }
+        self.check_transport(&discovery.token_endpoint)?;
+        self.check_transport(&discovery.jwks_uri)?;
+        let keys = self.fetch_keys(&discovery.jwks_uri).await?;
+        let provider = Arc::new(Provider {
+            token_endpoint: discovery.token_endpoint,
+            jwks_uri: discovery.jwks_uri,
+            keys: Mutex::new((keys, Instant::now())),
+        });
+        self.providers
+            .lock()
+            .expect("provider cache")
+            .insert(issuer.to_owned(), provider.clone());
+        Ok(provider)
+    }
+
+    async fn fetch_keys(&self, jwks_uri: &str) -> Result<JwkSet, ApiError> {
+        serde_json::from_slice(&self.get(jwks_uri).await?).map_err(|e| provider_error(format!("JWKS {jwks_uri}: {e}")))
+    }
+
+    /// The key for `kid`, refetching the provider's keys once if it is unknown (key rotation) and the
+    /// last fetch is older than the refetch interval.
+    async fn key(&self, provider: &Provider, kid: &str) -> Result<DecodingKey, ApiError> {
+        let stale = {
+            let keys = provider.keys.lock().expect("key cache");
+            if let Some(jwk) = keys.0.find(kid) {
+                return DecodingKey::from_jwk(jwk).map_err(|e| provider_error(format!("key {kid}: {e}")));
+            }
+            keys.1.elapsed() >= self.key_refetch_interval
+        };
+        if !stale {
+            return Err(not_vouched());
+        }
+        let fresh = self.fetch_keys(&provider.jwks_uri).await?;
+        let jwk = fresh.find(kid).cloned();
+        *provider.keys.lock().expect("key cache") = (fresh, Instant::now());
+        let jwk = jwk.ok_or_else(not_vouched)?;
+        DecodingKey::from_jwk(&jwk).map_err(|e| provider_error(format!("key {kid}: {e}")))
+    }
+
+    /// The user an `id_token` names, once its signature and claims check out.
+    async fn verify(&self, account: &ProviderAccount, provider: &Provider, token: &str) -> Result<Username, ApiError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|e| refused("header", e))?;
+        if !ALGORITHMS.contains(&header.alg) {
+            return Err(refused("algorithm", format!("{:?}", header.alg)));
+        }
+        let key = self.key(provider, header.kid.as_deref().unwrap_or_default()).await?;
+        let mut validation = Validation::new(header.alg);
+        validation.set_issuer(&[&account.issuer]);
+        validation.set_audience(&[&account.client_id]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        validation.validate_nbf = true;
+        validation.leeway = CLOCK_LEEWAY_SECS;
+        let claims = jsonwebtoken::decode::<serde_json::Value>(token, &key, &validation)
+            .map_err(|e| refused("token", e))?
+            .claims;
+        let email = claims.get(&account.email_claim).and_then(|v| v.as_str());
+        let email = email.ok_or_else(|| refused("claims", format!("no string `{}` claim", account.email_claim)))?;
+        Username::parse(email).map_err(|e| refused("email", e))
+    }
+
+    fn check_transport(&self, url: &str) -> Result<(), ApiError> {
+        let https = url.starts_with("https://");
+        let http_allowed = self.transport == ProviderTransport::AllowPlainHttp && url.starts_with("http://");
+        if https || http_allowed {
+            Ok(())
+        } else {
+            Err(provider_error(format!(
+                "{url} is not HTTPS; plain HTTP needs the deployment's explicit opt-in (tests on loopback only)"
+            )))
+        }
+    }
+
+    async fn get(&self, url: &str) -> Result<Bytes, ApiError> {
+        let req = http::Request::get(url)
+            .body(Full::default())
+            .map_err(|e| provider_error(format!("{url}: {e}")))?;
+        let (status, body) = self.send(url, req).await?;
+        if !status.is_success() {
+            return Err(provider_error(format!("{url} answered {status}")));
+        }
+        Ok(body)
+    }
+
+    async fn post_form(&self, url: &str, form: String) -> Result<(http::StatusCode, Bytes), ApiError> {
+        let req = http::Request::post(url)
+            .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(http::header::ACCEPT, "application/json")
+            .body(Full::new(Bytes::from(form)))
+            .map_err(|e| provider_error(format!("{url}: {e}")))?;
+        self.send(url, req).await
+    }
+
+    /// One bounded request: [`PROVIDER_TIMEOUT`] for all of it, [`MAX_PROVIDER_RESPONSE`] of body.
+    async fn send(&self, url: &str, req: http::Request<Full<Bytes>>) -> Result<(http::StatusCode, Bytes), ApiError> {
+        let exchange = async {
+            let resp = self.http.request(req).await.map_err(|e| format!("{url}: {e}"))?;
+            let status = resp.status();
+            let body = Limited::new(resp.into_body(), MAX_PROVIDER_RESPONSE).collect().await;
+            let body =
+                body.map_err(|e| format!("{url}: reading the answer (at most {MAX_PROVIDER_RESPONSE} bytes): {e}"))?;
+            Ok::<_, String>((status, body.to_bytes()))
+        };
+        match tokio::time::timeout(PROVIDER_TIMEOUT, exchange).await {
+            Ok(result) => result.map_err(provider_error),
+            Err(_) => Err(provider_error(format!("{url}: no answer within {PROVIDER_TIMEOUT:?}"))),
+        }
+    }
+}
+
+#[async_trait]
+impl SsoResolver for OidcResolver {
+    async fn user(&self, principal: &Principal, grant: &SsoGrant) -> Result<Username, ApiError> {
+        let account = self
+            .accounts
+            .account(&principal.company, &grant.customer_account_code)
+            .await?
+            .ok_or(ApiError::LicenseNotFound("customer account"))?;
+        let provider = self.provider(&account.issuer).await?;
+        let token = self.id_token(&account, &provider, grant).await?;
+        self.verify(&account, &provider, &token).await
+    }
+}
+
+/// A grant the provider does not vouch for answers like an unknown user (SPEC §2.1's decision).
+fn not_vouched() -> ApiError {
+    ApiError::LicenseNotFound("license user")
+}
+
+fn refused(what: &str, why: impl std::fmt::Display) -> ApiError {
+    tracing::info!(%why, "single sign-on {what} refused");
+    not_vouched()
+}
+
+/// The provider cannot be used (unreachable, misconfigured): the cause goes to the log.
+fn provider_error(why: String) -> ApiError {
+    ApiError::internal(format!("identity provider: {why}"))
+}
