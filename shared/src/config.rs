@@ -256,10 +256,14 @@ mod tests {
             ("SIGNING_KEY_SSM_PARAMETER", "/license-api/key"),
             ("SIGNING_KEY_PEM", ""),
             ("DYNAMODB_ENDPOINT", ""),
+            ("SEALING_KEY_SSM_PARAMETER", ""),
+            ("TOKEN_KEY_SSM_PARAMETER", ""),
         ]))
         .unwrap();
         assert!(matches!(aws.signing_key, SigningKeySource::SsmParameter(ref n) if n == "/license-api/key"));
         assert_eq!(aws.dynamodb_endpoint, None);
+        // The optional keys' parameters left at their empty default: no sealing key, no token keys.
+        assert!(aws.sealing_key.is_none() && aws.token_key.is_none());
         // What `sam local --env-vars` sets: the SSM parameter emptied, an inline key and a local endpoint.
         let local = Config::from_lookup(lookup(&[
             ("TABLE_NAME", "t"),
