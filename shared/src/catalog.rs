@@ -1133,19 +1133,9 @@ async fn oauth_client_record(
                 .map_err(|e| StoreError::Invalid(e.to_string()))?
         }
     };
-    let kept_sealed = existing
-        .filter(|c| {
-            sealing_key
-                .open(&c.sealed_secret, &context)
-                .is_ok_and(|s| s.expose_secret() == secret)
-        })
-        .map(|c| c.sealed_secret);
-    let sealed_secret = match kept_sealed {
-        Some(sealed) => sealed,
-        None => sealing_key
-            .seal(&client.secret, &context)
-            .map_err(|e| StoreError::Invalid(format!("oauth client {}: {e}", client.id)))?,
-    };
+    let sealed_secret = sealing_key
+        .reseal(existing.map(|c| c.sealed_secret), &client.secret, &context)
+        .map_err(|e| StoreError::Invalid(format!("oauth client {}: {e}", client.id)))?;
     Ok(OAuthClientRecord {
         id: client.id.clone(),
         company: company.clone(),
@@ -1166,22 +1156,10 @@ async fn customer_account_record(
     sealing_key: &SealingKey,
 ) -> Result<CustomerAccountRecord, StoreError> {
     let context = CustomerAccountRecord::seal_context(company, &account.code);
-    let secret = account.client_secret.expose_secret();
-    let kept = store
-        .customer_account(company, &account.code)
-        .await?
-        .filter(|a| {
-            sealing_key
-                .open(&a.sealed_secret, &context)
-                .is_ok_and(|s| s.expose_secret() == secret)
-        })
-        .map(|a| a.sealed_secret);
-    let sealed_secret = match kept {
-        Some(sealed) => sealed,
-        None => sealing_key
-            .seal(&account.client_secret, &context)
-            .map_err(|e| StoreError::Invalid(format!("customer account {}: {e}", account.code)))?,
-    };
+    let stored = store.customer_account(company, &account.code).await?;
+    let sealed_secret = sealing_key
+        .reseal(stored.map(|a| a.sealed_secret), &account.client_secret, &context)
+        .map_err(|e| StoreError::Invalid(format!("customer account {}: {e}", account.code)))?;
     Ok(CustomerAccountRecord {
         company: company.clone(),
         code: account.code.clone(),

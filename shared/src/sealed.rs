@@ -109,6 +109,21 @@ impl SealingKey {
         Ok(Sealed(format!("{VERSION}{}", URL_SAFE_NO_PAD.encode(out))))
     }
 
+    /// `secret` sealed for `context`, keeping `stored` when it already opens to that same secret, so that
+    /// re-importing an unchanged secret does not rewrite it with a fresh nonce.
+    pub fn reseal(&self, stored: Option<Sealed>, secret: &SecretString, context: &str) -> Result<Sealed, SealError> {
+        let unchanged = |s: &Sealed| {
+            self.open(s, context).is_ok_and(|opened| {
+                let (a, b) = (opened.expose_secret().as_bytes(), secret.expose_secret().as_bytes());
+                aws_lc_rs::constant_time::verify_slices_are_equal(a, b).is_ok()
+            })
+        };
+        match stored {
+            Some(s) if unchanged(&s) => Ok(s),
+            _ => self.seal(secret, context),
+        }
+    }
+
     /// Decrypts a value sealed for `context`; fails if the key, the context or the bytes differ.
     pub fn open(&self, sealed: &Sealed, context: &str) -> Result<SecretString, SealError> {
         let encoded = sealed.0.strip_prefix(VERSION).ok_or(SealError::BadFormat)?;
