@@ -20,7 +20,8 @@ fi
 ddb_jar="$(find "$ddb_pkg/lib" -name DynamoDBLocal.jar | head -n 1)"
 [ -n "$ddb_jar" ] || { echo "DynamoDBLocal.jar not found under $ddb_pkg/lib" >&2; exit 1; }
 
-ddb_port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+source "$ddb_root/scripts/lib/ports.sh"
+ddb_port="$(free_port)"
 echo "==> starting DynamoDB Local on 127.0.0.1:$ddb_port"
 java -Djava.library.path="$(dirname "$ddb_jar")/DynamoDBLocal_lib" -jar "$ddb_jar" \
     -inMemory -sharedDb -disableTelemetry -port "$ddb_port" >"$ddb_root/target/dynamodb-local.log" 2>&1 &
@@ -33,11 +34,7 @@ run_cleanup() { for c in "${ddb_cleanup[@]}"; do eval "$c"; done; }
 trap run_cleanup EXIT
 trap 'exit 130' INT TERM
 
-for _ in $(seq 1 150); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$ddb_port") 2>/dev/null; then break; fi
-    kill -0 "$ddb_pid" 2>/dev/null || { cat "$ddb_root/target/dynamodb-local.log" >&2; exit 1; }
-    sleep 0.2
-done
+wait_for_port "$ddb_port" "$ddb_pid" "$ddb_root/target/dynamodb-local.log"
 
 # DynamoDB Local accepts any alphanumeric credentials; nothing here talks to AWS.
 export DYNAMODB_ENDPOINT="http://127.0.0.1:$ddb_port"

@@ -18,7 +18,8 @@ if [ ! -f "$oidc_modules/oidc-provider/package.json" ]; then
         oidc-provider@9.13.3 >/dev/null
 fi
 
-oidc_port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+source "$oidc_root/scripts/lib/ports.sh"
+oidc_port="$(free_port)"
 echo "==> starting the OpenID Connect provider on 127.0.0.1:$oidc_port"
 node "$oidc_root/tests/oidc/provider.mjs" "$oidc_port" "$oidc_modules" >"$oidc_root/target/oidc-provider.log" 2>&1 &
 oidc_pid=$!
@@ -28,10 +29,6 @@ else
     trap "kill $oidc_pid 2>/dev/null || true" EXIT
 fi
 
-for _ in $(seq 1 150); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$oidc_port") 2>/dev/null; then break; fi
-    kill -0 "$oidc_pid" 2>/dev/null || { cat "$oidc_root/target/oidc-provider.log" >&2; exit 1; }
-    sleep 0.2
-done
+wait_for_port "$oidc_port" "$oidc_pid" "$oidc_root/target/oidc-provider.log"
 
 export OIDC_ISSUER="http://127.0.0.1:$oidc_port"
