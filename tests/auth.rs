@@ -26,11 +26,12 @@ fn now_date() -> String {
 const ACTIVATE: &str = "/api/v4/activate_license";
 
 /// The access SPEC §1.2 gives an endpoint, from the rule rather than from the endpoint table (which the
-/// server enforces, so it cannot be its own check): no key for the root probe, and `read_only_api_key`
+/// server enforces, so it cannot be its own check): no key for the root probe and `oauth_url`, and `read_only_api_key`
 /// on a state-changing endpoint — every one but the GETs, which only read.
 fn spec_access(endpoint: Endpoint) -> Option<Access> {
     match endpoint.method() {
-        _ if endpoint == Endpoint::Root => None,
+        // SPEC §1.2: "every endpoint except `GET /` and the OAuth token discovery" (§7: `oauth_url`).
+        _ if matches!(endpoint, Endpoint::Root | Endpoint::OauthUrl) => None,
         Method::GET => Some(Access::Read),
         _ => Some(Access::Write),
     }
@@ -293,7 +294,9 @@ async fn every_endpoint_enforces_its_declared_access(setup) {
     f.key_license("K-1", |_| {}).await;
     let read_only = f.put_key("ro-key", |k| k.read_only = true).await;
     let unknown = LicenseClient::new("nobody", "x", f.app.public_key_pem());
-    let body = key_body("K-1", "h1");
+    let mut body = key_body("K-1", "h1");
+    // What `oauth_url` needs; the license endpoints ignore it (an unknown field, SPEC §1).
+    body["login_type"] = json!("client_credentials");
     let request = |client: &LicenseClient, endpoint: Endpoint| match endpoint.descriptor().input {
         Input::Upload => client.upload(endpoint.path(), "text/plain", ""),
         Input::Params | Input::Nothing => client.call(endpoint, &body),

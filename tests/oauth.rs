@@ -199,3 +199,54 @@ integration_tests::matrix! {
         assert_eq!(integration_tests::error_of(&resp), (400, "revoked_api_key".into()));
     }
 }
+
+/// `GET /api/v4/oauth_url` without any credentials, with extra request headers, on `path`.
+fn oauth_url_request(path_and_query: &str, headers: &[(&str, &str)]) -> http::Request<bytes::Bytes> {
+    let mut b = http::Request::builder().method(http::Method::GET).uri(path_and_query);
+    for (name, value) in headers {
+        b = b.header(*name, *value);
+    }
+    b.body(bytes::Bytes::new()).unwrap()
+}
+
+/// The `url` of a successful `oauth_url` answer, its signature checked.
+fn token_url_of(f: &Fixture, resp: &http::Response<bytes::Bytes>) -> String {
+    let c = f.app.client("demo-api-key", "demo-shared-key-change-me");
+    let body: Value = serde_json::from_slice(&c.verify_body(resp).expect("a signed 200")).unwrap();
+    assert_eq!(body["login_type"], "client_credentials", "{body}");
+    assert_eq!(body.as_object().unwrap().len(), 2, "{body}");
+    body["url"].as_str().unwrap().to_owned()
+}
+
+integration_tests::matrix! {
+    async fn oauth_url_names_the_token_endpoint_without_credentials(setup) {
+        let transport = setup.transport;
+        let f = Fixture::new(setup).await;
+        let url = "/api/v4/oauth_url?login_type=client_credentials";
+        // The request's own host: what the client reached (the gateway's domain through the Lambda
+        // adapter, where API Gateway says https; the loopback address over plain HTTP).
+        let own = token_url_of(&f, &f.app.send(oauth_url_request(url, &[])).await);
+        match transport {
+            integration_tests::Transport::Lambda => assert_eq!(own, "https://test.execute-api.us-east-1.amazonaws.com/api/v4/oauth_token"),
+            integration_tests::Transport::Http => assert!(own.starts_with("http://127.0.0.1:") && own.ends_with("/api/v4/oauth_token"), "{own}"),
+        }
+        // Behind a proxy or a custom domain: its Host and X-Forwarded-Proto; a stage prefix is kept.
+        let proxied = [("host", "licenses.example.com"), ("x-forwarded-proto", "https")];
+        assert_eq!(token_url_of(&f, &f.app.send(oauth_url_request(url, &proxied)).await), "https://licenses.example.com/api/v4/oauth_token");
+        let staged = format!("/prod{url}");
+        assert_eq!(token_url_of(&f, &f.app.send(oauth_url_request(&staged, &proxied)).await), "https://licenses.example.com/prod/api/v4/oauth_token");
+        // A configured public URL wins over the request's host.
+        let mut configured = Fixture::new(f.env.setup.clone()).await;
+        let public = license_api::config::PublicUrl::parse("https://api.example.com/v/").unwrap();
+        configured.app = configured.env.configured_instance(|s| s.with_public_url(Some(public))).await;
+        assert_eq!(token_url_of(&configured, &configured.app.send(oauth_url_request(url, &proxied)).await), "https://api.example.com/v/api/v4/oauth_token");
+        // Only the client-credentials flow; the parameter is required.
+        let other = f.app.send(oauth_url_request("/api/v4/oauth_url?login_type=password", &[])).await;
+        assert_eq!(integration_tests::error_of(&other), (400, "validation_error".into()));
+        let missing = f.app.send(oauth_url_request("/api/v4/oauth_url", &[])).await;
+        assert_eq!(integration_tests::error_of(&missing), (400, "missing_parameters".into()));
+        let long = f.app.send(oauth_url_request(&format!("/api/v4/oauth_url?login_type={}", "x".repeat(2_000)), &[])).await;
+        assert_eq!(integration_tests::error_of(&long), (400, "validation_error".into()));
+        assert!(long.body().len() < 300, "the value is not echoed");
+    }
+}

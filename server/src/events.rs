@@ -312,6 +312,23 @@ fn specs(api_key: &str, shared_key: &str) -> Vec<Spec> {
             String::new(),
             false,
         ),
+        // OAuth client credentials (docs/oauth.md): where the token endpoint is; no key needed.
+        Spec {
+            file: "oauth_url-ok.json",
+            method: "GET",
+            path: "/api/v4/oauth_url",
+            params: json!({"login_type": "client_credentials"}),
+            signed: false,
+            upload: None,
+        },
+        Spec {
+            file: "oauth_url-validation_error.json",
+            method: "GET",
+            path: "/api/v4/oauth_url",
+            params: json!({"login_type": "authorization_code"}),
+            signed: false,
+            upload: None,
+        },
         // What the HTTP API's `$default` route passes on: a path no route has, and a route's path with
         // a method it does not take.
         Spec {

@@ -137,6 +137,10 @@ struct ServeArgs {
     /// directory, optional there: without them no bearer token is accepted).
     #[arg(long, value_name = "PEM")]
     token_key: Option<PathBuf>,
+    /// The base URL clients reach this server at (e.g. https://licenses.example.com behind a TLS proxy),
+    /// for the URLs it hands out (`oauth_url`); default: each request's own Host and X-Forwarded-Proto.
+    #[arg(long, value_name = "URL", value_parser = license_api::config::PublicUrl::parse)]
+    public_url: Option<license_api::config::PublicUrl>,
     /// Start on a fresh temporary store seeded with examples/catalog.json and a new key.
     #[arg(long, conflicts_with_all = ["signing_key", "sealing_key", "token_key", "data", "dynamodb_table"])]
     demo: bool,
@@ -164,6 +168,7 @@ impl ServeArgs {
     ) -> Arc<AppState> {
         let state = AppState::new(store, signer, Duration::from_secs(self.api_key_cache_seconds))
             .with_last_seen_interval(Duration::from_secs(self.last_seen_interval_seconds))
+            .with_public_url(self.public_url.clone())
             .with_sealing_key(sealing_key)
             .with_token_keys(token_keys)
             .with_sso(license_api::identity::oidc::ProviderTransport::HttpsOnly);

@@ -121,13 +121,33 @@ pub async fn build_state(config: &Config) -> Result<AppState, BoxError> {
     );
     Ok(AppState::new(Arc::new(store), signer, config.api_key_cache)
         .with_last_seen_interval(config.last_seen_interval)
+        .with_public_url(config.public_url.clone())
         .with_sealing_key(sealing_key)
         .with_token_keys(token_keys)
         .with_sso(crate::identity::oidc::ProviderTransport::HttpsOnly))
 }
 
+/// The request as the handlers see it. API Gateway sends `Host` and `X-Forwarded-Proto`; where an event
+/// lacks them, lambda_http built the URI from the request context's domain name (and `https`): that
+/// host and scheme become the headers, so a handler that builds an absolute URL (`oauth_url`) reads
+/// them in one place, as on the local server.
 pub fn to_api_request(req: Request) -> ApiRequest {
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    let gateway = [
+        (http::header::HOST, parts.uri.authority().map(|a| a.as_str())),
+        (
+            http::header::HeaderName::from_static("x-forwarded-proto"),
+            parts.uri.scheme_str(),
+        ),
+    ];
+    for (name, value) in gateway {
+        if let (false, Some(Ok(value))) = (
+            parts.headers.contains_key(&name),
+            value.map(http::HeaderValue::from_str),
+        ) {
+            parts.headers.insert(name, value);
+        }
+    }
     let body = match body {
         Body::Empty => Bytes::new(),
         Body::Text(text) => Bytes::from(text),
