@@ -3,8 +3,11 @@
 //! generator must also agree file by file (apart from date and signature), so an event never rots.
 
 use integration_tests::{Backend, Fixture, Setup, Transport};
-use license_api::catalog::{import, Catalog};
+use license_api::catalog::{import_sealed, Catalog};
 use license_api::handlers::Endpoint;
+use license_api::sealed::SealingKey;
+use license_api::secret::ExposeSecret;
+use license_api::token::TokenKeys;
 use license_server::events::{self, expected, expected_status, is_signed, resign};
 use license_server::generate::{functions, DEFAULT_ROUTE};
 use serde_json::Value;
@@ -22,9 +25,15 @@ fn without_signature(mut event: Value) -> Value {
 
 #[tokio::test]
 async fn every_event_runs_through_the_handlers() {
-    let f = Fixture::new(Setup::new("events", Backend::DynamoDb, Transport::Lambda)).await;
-    let catalog = Catalog::parse(include_str!("../examples/catalog.json"), "examples/catalog.json").unwrap();
-    import(f.store(), &catalog).await.unwrap();
+    let mut f = Fixture::new(Setup::new("events", Backend::DynamoDb, Transport::Lambda)).await;
+    // The example catalog with the token endpoint's OAuth client, whose secret is sealed; the functions
+    // issue tokens.
+    let text = events::catalog_with_oauth_client(include_str!("../examples/catalog.json")).unwrap();
+    let catalog = Catalog::parse(&text, "examples/catalog.json").unwrap();
+    let sealing_key = SealingKey::generate().unwrap().0;
+    import_sealed(f.store(), &catalog, Some(&sealing_key)).await.unwrap();
+    let token_keys = TokenKeys::from_pem(TokenKeys::generate_pem().unwrap().expose_secret()).unwrap();
+    f.app = f.env.configured_instance(|s| s.with_token_keys(Some(token_keys))).await;
 
     let mut committed = BTreeMap::new();
     for entry in std::fs::read_dir(EVENTS_DIR).expect("events/ exists") {

@@ -250,3 +250,127 @@ integration_tests::matrix! {
         assert!(long.body().len() < 300, "the value is not echoed");
     }
 }
+
+/// A token request: `body` as a form, with HTTP Basic credentials when given (form-urlencoded, then
+/// base64, as RFC 6749 §2.3.1 says).
+fn token_request(body: &[(&str, &str)], basic: Option<(&str, &str)>) -> http::Request<bytes::Bytes> {
+    use base64::Engine;
+    let mut form = url::form_urlencoded::Serializer::new(String::new());
+    form.extend_pairs(body);
+    let mut b = http::Request::builder()
+        .method(http::Method::POST)
+        .uri("/api/v4/oauth_token")
+        .header("content-type", "application/x-www-form-urlencoded");
+    if let Some((id, secret)) = basic {
+        let encode = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+        let pair = format!("{}:{}", encode(id), encode(secret));
+        b = b.header(
+            "authorization",
+            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair)),
+        );
+    }
+    b.body(bytes::Bytes::from(form.finish())).unwrap()
+}
+
+const GRANT: (&str, &str) = ("grant_type", "client_credentials");
+
+/// A successful token answer's access token, checked: not cached, `Bearer`, 480 s, and the claims of
+/// `client_id` of company `demo`.
+fn access_token_of(resp: &http::Response<bytes::Bytes>, client_id: &str) -> String {
+    assert_eq!(resp.status(), 200, "{:?}", resp.body());
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    assert_eq!(resp.headers()["pragma"], "no-cache");
+    let body: Value = serde_json::from_slice(resp.body()).unwrap();
+    assert_eq!(
+        (body["token_type"].as_str(), body["expires_in"].as_u64()),
+        (Some("Bearer"), Some(480)),
+        "{body}"
+    );
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    let claims = token_keys()
+        .verify(&token, unix_now())
+        .expect("a token of the deployment's keys");
+    assert_eq!((claims.sub.as_str(), claims.company.as_str()), (client_id, "demo"));
+    token
+}
+
+/// A token endpoint error: the SPEC's three fields and RFC 6749's two, `error` equal to `code`.
+fn oauth_error_of(resp: &http::Response<bytes::Bytes>) -> (u16, String) {
+    let body: Value = serde_json::from_slice(resp.body()).expect("a JSON error body");
+    let mut keys: Vec<&str> = body.as_object().unwrap().keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        ["code", "error", "error_description", "message", "status"],
+        "{body}"
+    );
+    assert_eq!(
+        body["status"].as_u64(),
+        Some(u64::from(resp.status().as_u16())),
+        "{body}"
+    );
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    (resp.status().as_u16(), body["error"].as_str().unwrap().to_owned())
+}
+
+integration_tests::matrix! {
+    async fn the_token_endpoint_issues_tokens_that_work_on_every_license_endpoint(setup) {
+        let f = oauth_fixture(setup, std::time::Duration::from_secs(60)).await;
+        let c = f.app.client("demo-api-key", "demo-shared-key-change-me");
+        // Credentials in the body, and as HTTP Basic.
+        let in_body = f.app.send(token_request(&[GRANT, ("client_id", "ci-rw"), ("client_secret", SECRET)], None)).await;
+        let t = access_token_of(&in_body, "ci-rw");
+        let as_basic = f.app.send(token_request(&[GRANT], Some(("ci-rw", SECRET)))).await;
+        let t2 = access_token_of(&as_basic, "ci-rw");
+        let resp = f.app.send(with_bearer(c.activate(&license_body("pc-1")), &t)).await;
+        assert_eq!(c.verify_license(&resp, "pc-1", LICENSE).expect("activated")["times_activated"], 1);
+        let resp = f.app.send(with_bearer(c.check(&license_body("pc-1")), &t2)).await;
+        c.verify_license(&resp, "pc-1", LICENSE).expect("checked");
+        let resp = f.app.send(with_bearer(c.deactivate(&license_body("pc-1")), &t)).await;
+        assert_eq!(resp.status(), 200, "{:?}", resp.body());
+        // A read-only client's token reads but does not write.
+        let ro = access_token_of(&f.app.send(token_request(&[GRANT], Some(("ci-ro", SECRET)))).await, "ci-ro");
+        assert_eq!(token_keys().verify(&ro, unix_now()).unwrap().scope, license_api::token::SCOPE_READ);
+        let refused = f.app.send(with_bearer(c.activate(&license_body("pc-2")), &ro)).await;
+        assert_eq!(integration_tests::error_of(&refused), (400, "read_only_api_key".into()));
+    }
+
+    async fn the_token_endpoint_refuses_bad_credentials_alike(setup) {
+        let f = oauth_fixture(setup, std::time::Duration::from_secs(60)).await;
+        let before = f.env.dump().await;
+        let invalid = (401, "invalid_client".to_owned());
+        for request in [
+            token_request(&[GRANT, ("client_id", "ci-rw"), ("client_secret", "wrong-secret-0123456789")], None),
+            token_request(&[GRANT], Some(("ci-rw", "wrong-secret-0123456789"))),
+            token_request(&[GRANT, ("client_id", "ci-nobody"), ("client_secret", SECRET)], None),
+            token_request(&[GRANT], Some(("ci-revoked", SECRET))),
+            token_request(&[GRANT], None),
+            token_request(&[GRANT, ("client_id", "ci-rw")], None),
+            token_request(&[GRANT, ("client_id", "ci-rw"), ("client_secret", &"s".repeat(300))], None),
+            token_request(&[GRANT, ("client_id", &"c".repeat(600)), ("client_secret", SECRET)], None),
+        ] {
+            let resp = f.app.send(request).await;
+            assert_eq!(oauth_error_of(&resp), invalid);
+            assert!(!String::from_utf8_lossy(resp.body()).contains("revoked"), "one answer for every failure");
+        }
+        let grant = |g: &str| token_request(&[("grant_type", g), ("client_id", "ci-rw"), ("client_secret", SECRET)], None);
+        assert_eq!(oauth_error_of(&f.app.send(grant("password")).await), (400, "unsupported_grant_type".into()));
+        assert_eq!(oauth_error_of(&f.app.send(grant("")).await), (400, "invalid_request".into()));
+        let both = token_request(&[GRANT, ("client_secret", SECRET)], Some(("ci-rw", SECRET)));
+        assert_eq!(oauth_error_of(&f.app.send(both).await), (400, "invalid_request".into()));
+        let mut json = token_request(&[GRANT, ("client_id", "ci-rw"), ("client_secret", SECRET)], None);
+        json.headers_mut().insert("content-type", "application/json".parse().unwrap());
+        assert_eq!(oauth_error_of(&f.app.send(json).await), (400, "invalid_request".into()));
+        let get = http::Request::builder().uri("/api/v4/oauth_token").body(bytes::Bytes::new()).unwrap();
+        assert_eq!(integration_tests::error_of(&f.app.send(get).await), (405, "method_not_allowed".into()));
+        assert_eq!(f.env.dump().await, before, "nothing is written");
+    }
+
+    async fn the_token_endpoint_without_token_keys_answers_a_server_error(setup) {
+        let mut f = oauth_fixture(setup, std::time::Duration::from_secs(60)).await;
+        f.app = f.env.configured_instance(|s| s.with_token_keys(None)).await;
+        let resp = f.app.send(token_request(&[GRANT], Some(("ci-rw", SECRET)))).await;
+        assert_eq!(oauth_error_of(&resp), (500, "server_error".into()));
+        assert!(String::from_utf8_lossy(resp.body()).contains("token keys are not configured"));
+    }
+}

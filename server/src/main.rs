@@ -75,6 +75,10 @@ enum Command {
         /// Write nothing; print the file names in the order a session runs them (successes first).
         #[arg(long, conflicts_with = "out")]
         list: bool,
+        /// Also write the catalog the events run against to FILE: examples/catalog.json with the token
+        /// endpoint's OAuth client (import it with a sealing key).
+        #[arg(long, value_name = "FILE")]
+        catalog: Option<PathBuf>,
     },
     /// Rewrite what the endpoint table implies: functions/*, the `cargo lambda watch` routes in
     /// Cargo.toml and the functions in template.yaml (docs/contributing.md).
@@ -276,7 +280,12 @@ async fn run(command: Command) -> Result<(), Error> {
             api_key,
             shared_key,
             list,
+            catalog,
         } => {
+            if let Some(path) = catalog {
+                let text = license_server::events::catalog_with_oauth_client(license_server::demo::EXAMPLE_CATALOG)?;
+                std::fs::write(&path, text + "\n").map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            }
             let date = httpdate::fmt_http_date(std::time::SystemTime::now());
             let events = license_server::events::generate(&api_key, &shared_key, &date);
             if list {

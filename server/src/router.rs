@@ -21,12 +21,12 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use http::header::{CONNECTION, CONTENT_TYPE, RETRY_AFTER, TRANSFER_ENCODING};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use license_api::auth::{self, Admission};
+use license_api::auth::{self, Admission, Claimant};
 use license_api::error::ApiError;
 use license_api::handlers::endpoints::Input;
 use license_api::handlers::Endpoint;
-use license_api::http::{ApiRequest, ApiResponse, SIGNATURE_HEADER};
-use license_api::ids::{ApiKeyId, Username};
+use license_api::http::{ApiRequest, ApiResponse, NO_STORE_HEADERS, SIGNATURE_HEADER};
+use license_api::ids::ApiKeyId;
 use license_api::offline::transport::MAX_UPLOAD_BYTES;
 use license_api::request::MAX_BODY_BYTES;
 use std::any::Any;
@@ -212,7 +212,10 @@ impl Admission for RequestAdmission {
         self.rates.check_key(key)
     }
 
-    fn password_check(&self, username: &Username) -> Result<(), ApiError> {
+    fn password_check(&self, claimant: Claimant<'_>) -> Result<(), ApiError> {
+        let Claimant::User(username) = claimant else {
+            return Ok(());
+        };
         self.rates.check_password(self.client, username)
     }
 }
@@ -226,6 +229,11 @@ fn response(resp: &ApiResponse, retry_after: Option<Duration>, close: bool) -> R
         .header(CONTENT_TYPE, resp.content_type);
     if let Some(sig) = &resp.signature {
         builder = builder.header(SIGNATURE_HEADER, sig);
+    }
+    if resp.no_store {
+        for (name, value) in NO_STORE_HEADERS {
+            builder = builder.header(name, value);
+        }
     }
     if resp.status == 429 {
         let secs = retry_after.map_or(1, |w| w.as_secs() + u64::from(w.subsec_nanos() > 0));

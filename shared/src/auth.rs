@@ -103,8 +103,9 @@ pub trait Admission: Send + Sync {
     /// A request signed with `key`'s shared key: charge the key's budget. Only verified requests
     /// reach this, so an unsigned flood naming a vendor's (public) API key cannot spend its budget.
     fn verified_key(&self, key: &ApiKeyId) -> Result<(), ApiError>;
-    /// A password is about to be checked for `username` (known or not): bound guessing per user.
-    fn password_check(&self, username: &Username) -> Result<(), ApiError>;
+    /// A password or client secret is about to be checked for `claimant` (known or not): bound
+    /// guessing per user or client.
+    fn password_check(&self, claimant: Claimant<'_>) -> Result<(), ApiError>;
 }
 
 tokio::task_local! {
@@ -119,6 +120,13 @@ pub async fn admitted<F: Future>(admission: Arc<dyn Admission>, request: F) -> F
 /// Asks the current request's [`Admission`], if any.
 pub(crate) fn admit(ask: impl FnOnce(&dyn Admission) -> Result<(), ApiError>) -> Result<(), ApiError> {
     ADMISSION.try_with(|a| ask(a.as_ref())).unwrap_or(Ok(()))
+}
+
+/// Whose secret a request is about to check: a license user's password or an OAuth client's secret.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Claimant<'a> {
+    User(&'a Username),
+    Client(&'a OAuthClientId),
 }
 
 /// Whether the endpoint changes state (read-only keys may only check).

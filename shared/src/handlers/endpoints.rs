@@ -23,6 +23,8 @@ pub enum Input {
     Params,
     /// An offline request file (SPEC §6.1): base64 text, raw or in a multipart `file` part.
     Upload,
+    /// An `application/x-www-form-urlencoded` body: the OAuth token request (RFC 6749 §4.4).
+    Form,
 }
 
 /// A DynamoDB action a function's role may perform on the table.
@@ -304,6 +306,18 @@ endpoints! {
         handler: oauth::url,
         dynamodb: [],
         why: "Reads nothing: the URL comes from the configuration or the request.",
+    }
+    /// `POST /api/v4/oauth_token`: an OAuth client's `client_id` and `client_secret` exchanged for an
+    /// access token (SPEC §7, RFC 6749 §4.4). Authenticates with those, not with a key.
+    OauthToken {
+        name: "oauth_token",
+        path: "/api/v4/oauth_token",
+        method: POST,
+        access: None,
+        input: Form,
+        handler: oauth::token,
+        dynamodb: [GetItem],
+        why: "Reads the client's record (its secret's hash, company, flags); writes nothing.",
     }
 }
 
