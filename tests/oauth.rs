@@ -374,3 +374,83 @@ integration_tests::matrix! {
         assert!(String::from_utf8_lossy(resp.body()).contains("token keys are not configured"));
     }
 }
+
+/// What a request carrying a bearer token must never answer when the token is good: an error about
+/// who is calling.
+const AUTH_CODES: [&str; 8] = [
+    "missing_headers",
+    "authorization_invalid_headers",
+    "authorization_missing_params",
+    "invalid_api_key",
+    "revoked_api_key",
+    "signature_mismatch",
+    "oauth_token_expired",
+    "oauth_token_malformed",
+];
+
+integration_tests::matrix! {
+    async fn a_client_with_only_client_credentials_activates_checks_and_deactivates(setup) {
+        use license_api::client::{OAuthClient, SecretIn};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let f = oauth_fixture(setup, std::time::Duration::from_secs(60)).await;
+        // Requests built without an API key: the OAuth client puts its bearer token on them.
+        let c = license_api::client::LicenseClient::new("", "", f.app.public_key_pem());
+        let token_requests = AtomicUsize::new(0);
+        let send = |req: http::Request<bytes::Bytes>| {
+            if req.uri().path() == "/api/v4/oauth_token" {
+                token_requests.fetch_add(1, Ordering::SeqCst);
+            }
+            f.app.send(req)
+        };
+        for secret_in in [SecretIn::Body, SecretIn::Basic] {
+            let oauth = OAuthClient::new("ci-rw", SECRET, secret_in);
+            let before = token_requests.load(Ordering::SeqCst);
+            let resp = oauth.send(c.activate(&license_body("pc-1")), send).await.unwrap();
+            assert_eq!(c.verify_license(&resp, "pc-1", LICENSE).expect("activated")["times_activated"], 1);
+            let resp = oauth.send(c.check(&license_body("pc-1")), send).await.unwrap();
+            c.verify_license(&resp, "pc-1", LICENSE).expect("checked");
+            let resp = oauth.send(c.deactivate(&license_body("pc-1")), send).await.unwrap();
+            assert_eq!(resp.status(), 200, "{:?}", resp.body());
+            assert_eq!(token_requests.load(Ordering::SeqCst), before + 1, "one token for the three requests");
+            // An expired token and a foreign one: the client fetches a new token and the request passes.
+            oauth.set_token(&token("ci-rw", 481));
+            let resp = oauth.send(c.check(&license_body("pc-1")), send).await.unwrap();
+            assert_eq!(integration_tests::error_of(&resp), (400, "license_not_active".into()), "answered past the token");
+            oauth.set_token("not-a-token");
+            let resp = oauth.send(c.activate(&license_body("pc-1")), send).await.unwrap();
+            assert_eq!(resp.status(), 200, "{:?}", resp.body());
+            oauth.send(c.deactivate(&license_body("pc-1")), send).await.unwrap();
+            assert_eq!(token_requests.load(Ordering::SeqCst), before + 3);
+        }
+        // Credentials the token endpoint refuses are the client's error, `invalid_client`.
+        for (id, secret) in [("ci-rw", "wrong-secret-0123456789"), ("ci-nobody", SECRET), ("ci-revoked", SECRET)] {
+            let oauth = OAuthClient::new(id, secret, SecretIn::Basic);
+            let err = oauth.send(c.check(&license_body("pc-1")), send).await.unwrap_err();
+            assert!(matches!(err, license_api::client::ClientError::Api { status: 401, ref code, .. } if code == "invalid_client"), "{id}: {err:?}");
+        }
+    }
+
+    async fn a_token_from_the_endpoint_is_accepted_by_every_endpoint(setup) {
+        use license_api::handlers::endpoints::Input;
+        use license_api::handlers::Endpoint;
+        let f = oauth_fixture(setup, std::time::Duration::from_secs(60)).await;
+        let c = f.app.client("demo-api-key", "demo-shared-key-change-me");
+        let issued = f.app.send(token_request(&[GRANT], Some(("ci-rw", SECRET)))).await;
+        let t = access_token_of(&issued, "ci-rw");
+        let mut served = 0;
+        for endpoint in Endpoint::ALL.into_iter().filter(|e| e.descriptor().access.is_some()) {
+            let req = match endpoint.descriptor().input {
+                Input::Upload => c.upload(endpoint.path(), "text/plain", ""),
+                _ => c.call(endpoint, &license_body("pc-9")),
+            };
+            let resp = f.app.send(with_bearer(req, &t)).await;
+            if !resp.status().is_success() {
+                let (status, code) = integration_tests::error_of(&resp);
+                assert!(status != 401 && !AUTH_CODES.contains(&code.as_str()), "{endpoint:?}: {status} {code}");
+            }
+            served += u32::from(resp.status().is_success());
+        }
+        // In table order: the activation and the deactivation succeed (the check after it finds none).
+        assert!(served >= 2, "activation and deactivation succeeded: {served}");
+    }
+}
