@@ -21,12 +21,11 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use http::header::{CONNECTION, CONTENT_TYPE, RETRY_AFTER, TRANSFER_ENCODING};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use license_api::auth::{self, Admission, Claimant};
+use license_api::auth::{self, Admission, Claimant, Via};
 use license_api::error::ApiError;
 use license_api::handlers::endpoints::Input;
 use license_api::handlers::Endpoint;
 use license_api::http::{ApiRequest, ApiResponse, NO_STORE_HEADERS, SIGNATURE_HEADER};
-use license_api::ids::ApiKeyId;
 use license_api::offline::transport::MAX_UPLOAD_BYTES;
 use license_api::request::MAX_BODY_BYTES;
 use std::any::Any;
@@ -200,23 +199,20 @@ impl Shared {
     }
 }
 
-/// The limits applied once a request proved who it is: its verified API key's rate, and password
-/// checks per client address and per username.
+/// The limits applied once a request proved who it is: its verified API key's or OAuth client's rate,
+/// and password and client-secret checks per client address and per username or client id.
 struct RequestAdmission {
     rates: Arc<RateLimiters>,
     client: IpAddr,
 }
 
 impl Admission for RequestAdmission {
-    fn verified_key(&self, key: &ApiKeyId) -> Result<(), ApiError> {
-        self.rates.check_key(key)
+    fn verified(&self, caller: &Via) -> Result<(), ApiError> {
+        self.rates.check_caller(caller)
     }
 
     fn password_check(&self, claimant: Claimant<'_>) -> Result<(), ApiError> {
-        let Claimant::User(username) = claimant else {
-            return Ok(());
-        };
-        self.rates.check_password(self.client, username)
+        self.rates.check_password(self.client, claimant)
     }
 }
 
