@@ -20,7 +20,7 @@ use std::time::Duration;
 
 /// Company `c1` of the fixture with two key-based products bundled as `kb` and two user-based ones
 /// bundled as `ub`. Members' limits: m1 2, m2 3 (key-based); the user ann may activate 2 devices.
-async fn bundles(f: &Fixture) {
+pub(crate) async fn bundles(f: &Fixture) {
     let catalog = json!({"companies": [{"code": "c1", "id": 7,
         "products": [
             {"short_code": "m1", "id": 31, "name": "Editor"}, {"short_code": "m2", "id": 32, "name": "Viewer"},
@@ -46,7 +46,7 @@ fn key_member(f: &Fixture, product: &str) -> LicenseAddr {
     }
 }
 
-async fn member(f: &Fixture, product: &str) -> License {
+pub(crate) async fn member(f: &Fixture, product: &str) -> License {
     f.store().get_license(&key_member(f, product)).await.unwrap().unwrap()
 }
 

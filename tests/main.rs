@@ -17,6 +17,7 @@ mod hardening;
 mod large_license;
 mod oauth;
 mod offline;
+mod offline_oauth;
 mod offline_requests;
 mod round_trips;
 mod sso;

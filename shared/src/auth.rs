@@ -357,6 +357,16 @@ impl Authenticator {
         }
     }
 
+    /// The record of the OAuth client `id` names (through the same cache as bearer tokens): an offline
+    /// request file in OAuth mode names the client whose secret signed it. `None` for an id that is not
+    /// a client.
+    pub async fn client_record(&self, id: &str, store: &dyn Store) -> Result<Option<OAuthClientRecord>, ApiError> {
+        match OAuthClientId::parse(id) {
+            Ok(id) => self.cached(&self.clients, &id, || store.oauth_client(&id)).await,
+            Err(_) => Ok(None),
+        }
+    }
+
     async fn lookup(&self, id: &ApiKeyId, store: &dyn Store) -> Result<Option<ApiKeyRecord>, ApiError> {
         self.lookup_with(id, || store.api_key(id)).await
     }
