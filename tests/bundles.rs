@@ -54,11 +54,11 @@ fn suite(hw: &str) -> Value {
     json!({"product": "kb", "hardware_id": hw, "license_key": "KB-1"})
 }
 
-fn post(client: &LicenseClient, path: &str, body: &Value) -> http::Request<Bytes> {
+pub(crate) fn post(client: &LicenseClient, path: &str, body: &Value) -> http::Request<Bytes> {
     client.request(http::Method::POST, path, Some(body.to_string().into_bytes()))
 }
 
-fn check(client: &LicenseClient, params: &Value) -> http::Request<Bytes> {
+pub(crate) fn check(client: &LicenseClient, params: &Value) -> http::Request<Bytes> {
     let query: String = url_query(params);
     client.request(http::Method::GET, &format!("/api/v4/check_bundle?{query}"), None)
 }
@@ -74,7 +74,7 @@ fn url_query(params: &Value) -> String {
 }
 
 /// Verifies a bundle answer: the header over the array, each element's `license_signature`.
-fn verify_array(client: &LicenseClient, resp: &http::Response<Bytes>, hw: &str, ident: &str) -> Vec<Value> {
+pub(crate) fn verify_array(client: &LicenseClient, resp: &http::Response<Bytes>, hw: &str, ident: &str) -> Vec<Value> {
     let body = client
         .verify_body(resp)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(resp.body())));
