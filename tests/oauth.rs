@@ -1,11 +1,14 @@
 //! OAuth client credentials (issue 16, docs/oauth.md): clients imported from the catalog are stored
 //! with their secret hashed (argon2id) and sealed under the deployment's sealing key, on every store.
 
+use integration_tests::fixtures::{KEY_PRODUCT, SHARED_KEY};
 use integration_tests::{Fixture, Setup};
 use license_api::auth::Authenticator;
 use license_api::catalog::{import, import_sealed, Catalog};
 use license_api::ids::OAuthClientId;
 use license_api::model::OAuthClientRecord;
+use license_api::offline::file::Shape;
+use license_api::offline::payload::Kind;
 use license_api::sealed::SealingKey;
 use license_api::secret::ExposeSecret;
 use license_api::token::{AccessClaims, TokenKeys};
@@ -151,6 +154,54 @@ integration_tests::matrix! {
         assert_eq!(resp.status(), 200, "{:?}", resp.body());
         let resp = f.app.send(with_bearer(c.check(&license_body("pc-1")), &t)).await;
         assert_eq!(integration_tests::error_of(&resp), (400, "license_not_active".into()), "the deactivation was stored");
+    }
+
+    // Every endpoint that authenticates (the endpoint table's, so a new one is covered or this fails)
+    // serves a request carrying only a bearer token: online, bundles and offline, single and bundle.
+    async fn a_bearer_token_works_on_every_endpoint_that_authenticates(setup) {
+        let f = integration_tests::Fixture::new(setup).await;
+        crate::bundles::bundles(&f).await;
+        let license = f.key_license("BR-1", |_| {}).await;
+        let c = &f.client;
+        let t = token_keys().issue(&AccessClaims::new("ci-rw", "c1", false, unix_now()));
+        let app = f.env.configured_instance(|state| state.with_token_keys(Some(token_keys()))).await;
+        let key_file = |kind, product, key| {
+            integration_tests::fixtures::key_file(kind, product, key, "br-off", None).encode(Shape::JavaScript, SHARED_KEY)
+        };
+        let sealing = SealingKey::generate().unwrap().0;
+        f.put_oauth_client("ci-rw", &sealing, |_| {}).await;
+        let single = json!({"product": KEY_PRODUCT, "hardware_id": "br-1", "license_key": "BR-1"});
+        let suite = json!({"product": "kb", "hardware_id": "br-1", "license_key": "KB-1"});
+        let post = |path: &str, body: &Value| c.request(http::Method::POST, path, Some(body.to_string().into_bytes()));
+        let upload = |path: &str, text: String| c.upload(path, "text/plain", text);
+        let requests = [
+            ("/api/v4/activate_license", post("/api/v4/activate_license", &single)),
+            ("/api/v4/check_license", c.check(&single)),
+            ("/api/v4/deactivate_license", c.deactivate(&single)),
+            ("/api/v4/activate_bundle", post("/api/v4/activate_bundle", &suite)),
+            ("/api/v4/check_bundle", crate::bundles::check(c, &suite)),
+            ("/api/v4/deactivate_bundle", post("/api/v4/deactivate_bundle", &suite)),
+            ("/api/v4/activate_offline", upload("/api/v4/activate_offline", key_file(Kind::Activation, KEY_PRODUCT, "BR-1"))),
+            ("/api/v4/deactivate_offline", upload("/api/v4/deactivate_offline", key_file(Kind::Deactivation, KEY_PRODUCT, "BR-1"))),
+            ("/api/v4/activate_bundle_offline", upload("/api/v4/activate_bundle_offline", key_file(Kind::Activation, "kb", "KB-1"))),
+            ("/api/v4/deactivate_bundle_offline", upload("/api/v4/deactivate_bundle_offline", key_file(Kind::Deactivation, "kb", "KB-1"))),
+        ];
+        let authenticating: std::collections::BTreeSet<&str> = license_api::handlers::Endpoint::ALL
+            .iter()
+            .map(|e| e.descriptor())
+            .filter(|d| d.access.is_some())
+            .map(|d| d.path)
+            .collect();
+        assert_eq!(requests.iter().map(|(path, _)| *path).collect::<std::collections::BTreeSet<_>>(), authenticating);
+        for (path, req) in requests {
+            let resp = app.send(with_bearer(req, &t)).await;
+            assert_eq!(resp.status(), 200, "{path}: {}", String::from_utf8_lossy(resp.body()));
+            c.verify_body(&resp).unwrap_or_else(|e| panic!("{path}: {e}"));
+        }
+        // Each request did its work: the single license and the bundle's members end free again.
+        assert_eq!(f.license_now(&license).await.times_activated, 0);
+        let members = (crate::bundles::member(&f, "m1").await, crate::bundles::member(&f, "m2").await);
+        assert_eq!((members.0.times_activated, members.1.times_activated), (0, 0));
     }
 
     async fn bearer_failures_answer_their_codes(setup) {
