@@ -12,7 +12,7 @@ use license_api::ids::CompanyId;
 use license_api::offline::file::{self, FileKey, RequestFile, Shape};
 use license_api::offline::payload::{v1_message, Kind};
 use license_api::sealed::SealingKey;
-use license_api::secret::ExposeSecret;
+use license_api::secret::{ExposeSecret, SecretString};
 use license_api::token::{AccessClaims, TokenKeys};
 use std::time::SystemTime;
 
@@ -41,6 +41,8 @@ struct OAuthOffline {
     app: Instance,
     secret: String,
     tokens: TokenKeys,
+    sealing_text: SecretString,
+    token_pem: SecretString,
 }
 
 async fn oauth_offline(setup: integration_tests::Setup) -> OAuthOffline {
@@ -55,25 +57,30 @@ async fn oauth_offline(setup: integration_tests::Setup) -> OAuthOffline {
     let other = CompanyId::parse("c2").unwrap();
     f.store().put_company(&other, &Default::default()).await.unwrap();
     f.put_oauth_client("ci-other", &sealing, |c| c.company = other).await;
-    let pem = TokenKeys::generate_pem().unwrap();
-    let keys = || TokenKeys::from_pem(pem.expose_secret()).unwrap();
-    let app = f
-        .env
-        .configured_instance(|state| {
-            state
-                .with_sealing_key(Some(SealingKey::from_text(sealing_text.expose_secret()).unwrap()))
-                .with_token_keys(Some(keys()))
-        })
-        .await;
-    OAuthOffline {
+    let token_pem = TokenKeys::generate_pem().unwrap();
+    let mut o = OAuthOffline {
+        app: f.env.instance().await,
         f,
-        app,
         secret,
-        tokens: keys(),
-    }
+        tokens: TokenKeys::from_pem(token_pem.expose_secret()).unwrap(),
+        sealing_text,
+        token_pem,
+    };
+    o.app = o.instance().await;
+    o
 }
 
 impl OAuthOffline {
+    /// Another instance that opens client secrets with the sealing key and accepts bearer tokens.
+    async fn instance(&self) -> Instance {
+        let sealing = SealingKey::from_text(self.sealing_text.expose_secret()).unwrap();
+        let tokens = TokenKeys::from_pem(self.token_pem.expose_secret()).unwrap();
+        self.f
+            .env
+            .configured_instance(|state| state.with_sealing_key(Some(sealing)).with_token_keys(Some(tokens)))
+            .await
+    }
+
     /// The upload of `text` to `path`, authenticated with the fixture's API key.
     async fn upload(&self, path: &str, text: &str) -> http::Response<Bytes> {
         self.app
@@ -215,6 +222,36 @@ async fn without_a_sealing_key_a_client_file_is_refused_clearly(setup) {
     assert_eq!(o.f.device_counts(&license).await, (0, 0));
     let text = key_file(Kind::Activation, KEY_PRODUCT, "OAUTH-N", "on-2", Some("on-2")).encode(Shape::V1, SHARED_KEY);
     o.f.client.verify_offline_license(&send(text).await, "on-2", "OAUTH-N").unwrap();
+}
+
+// Twelve concurrent uploads of one client-signed file, over three instances, apply it once: the
+// activation (signed with the secret) answers every upload with the same license file; the
+// deactivation (signed with the client_id) frees the one slot once.
+async fn concurrent_uploads_of_one_client_file_apply_once(setup) {
+    let o = oauth_offline(setup).await;
+    let license = o.f.key_license("OAUTH-C", |l| l.max_activations = 3).await;
+    let instances = [o.instance().await, o.instance().await, o.instance().await];
+    let activation = client_file(Kind::Activation, CLIENT, "OAUTH-C", "oc-1", "oc-act").encode(Shape::JavaScript, &o.secret);
+    let answers = futures::future::join_all((0..12).map(|i| {
+        instances[i % 3].send(o.f.client.upload(ACTIVATE, "text/plain", activation.clone()))
+    }))
+    .await;
+    for resp in &answers {
+        assert_eq!(resp.status(), 200, "{}", String::from_utf8_lossy(resp.body()));
+        assert_eq!(resp.body(), answers[0].body());
+    }
+    o.device().verify_offline_license(&answers[0], "oc-1", "OAUTH-C").unwrap();
+    assert_eq!(o.f.license_now(&license).await.times_activated, 1);
+    let deactivation = client_file(Kind::Deactivation, CLIENT, "OAUTH-C", "oc-1", "oc-deact").encode(Shape::PythonDeactivation, CLIENT);
+    let answers = futures::future::join_all((0..12).map(|i| {
+        instances[i % 3].send(o.f.client.upload(DEACTIVATE, "text/plain", deactivation.clone()))
+    }))
+    .await;
+    for resp in &answers {
+        assert_eq!(resp.status(), 200, "{}", String::from_utf8_lossy(resp.body()));
+    }
+    let now = o.f.license_now(&license).await;
+    assert_eq!((now.times_activated, now.released_count), (0, 1), "deactivated once");
 }
 
 // Bundles offline in OAuth mode: the activation is signed with the secret and every member's
