@@ -209,7 +209,8 @@ async fn client_files_are_refused_like_api_key_files(setup) {
 }
 
 // A deployment without a sealing key cannot read client secrets: a client's file gets a
-// validation_error (never a 5xx) and changes nothing; API key files still work.
+// validation_error (never a 5xx) and changes nothing; API key files still work. With the wrong
+// sealing key the stored secret does not open: a 500 that says nothing of why.
 async fn without_a_sealing_key_a_client_file_is_refused_clearly(setup) {
     let o = oauth_offline(setup).await;
     let license = o.f.key_license("OAUTH-N", |l| l.max_activations = 10).await;
@@ -222,6 +223,15 @@ async fn without_a_sealing_key_a_client_file_is_refused_clearly(setup) {
     assert_eq!(o.f.device_counts(&license).await, (0, 0));
     let text = key_file(Kind::Activation, KEY_PRODUCT, "OAUTH-N", "on-2", Some("on-2")).encode(Shape::V1, SHARED_KEY);
     o.f.client.verify_offline_license(&send(text).await, "on-2", "OAUTH-N").unwrap();
+    // Another deployment's sealing key (a misconfiguration, not the client's doing): an internal error
+    // whose body names no cause, and nothing is written.
+    let other_key = SealingKey::generate().unwrap().0;
+    let resealed = o.f.env.configured_instance(|state| state.with_sealing_key(Some(other_key))).await;
+    let text = client_file(Kind::Activation, CLIENT, "OAUTH-N", "on-3", "on-3").encode(Shape::V1, &o.secret);
+    let resp = resealed.send(o.f.client.upload(ACTIVATE, "text/plain", text)).await;
+    assert_error(&resp, 500, "internal_error");
+    assert!(!String::from_utf8_lossy(resp.body()).contains(CLIENT), "{}", String::from_utf8_lossy(resp.body()));
+    assert_eq!(o.f.device_counts(&license).await, (1, 1));
 }
 
 // Twelve concurrent uploads of one client-signed file, over three instances, apply it once: the
