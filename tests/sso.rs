@@ -334,6 +334,31 @@ async fn a_catalog_customer_account_is_imported_sealed_and_resolves(setup) {
         .unwrap_or_else(|e| panic!("activation: {e}: {}", String::from_utf8_lossy(resp.body())));
 }
 
+// A real code also checks and deactivates a single license (seed 000 lists `code` for deactivation):
+// each code once, a replayed one deactivates nothing.
+async fn a_real_code_checks_and_deactivates(setup) {
+    let f = Fixture::new(setup).await;
+    let license = f.user_license(709, |_| {}).await;
+    f.user(ANN.email, 99, &[(&license, 0)]).await;
+    let app = sso_instance(&f).await;
+    for hw in ["HW-1", "HW-2"] {
+        let token = oidc::login(ANN, Flow::IdToken, REDIRECT_URI).await;
+        assert_eq!(app.send(f.client.activate(&grant_body(("id_token", &token), hw))).await.status(), 200);
+    }
+    let code = oidc::login(ANN, Flow::Code, REDIRECT_URI).await;
+    let resp = app.send(f.client.check(&grant_body(("code", &code), "HW-1"))).await;
+    f.client
+        .verify_license(&resp, "HW-1", ANN.email)
+        .unwrap_or_else(|e| panic!("check: {e}: {}", String::from_utf8_lossy(resp.body())));
+    let code = oidc::login(ANN, Flow::Code, REDIRECT_URI).await;
+    let resp = app.send(f.client.deactivate(&grant_body(("code", &code), "HW-1"))).await;
+    assert_eq!(resp.status(), 200, "{}", String::from_utf8_lossy(resp.body()));
+    assert_eq!(f.device_counts(&license).await, (1, 2));
+    let resp = app.send(f.client.deactivate(&grant_body(("code", &code), "HW-2"))).await;
+    assert_error(&resp, 400, "license_not_found");
+    assert_eq!(f.device_counts(&license).await, (1, 2), "the replayed code deactivated nothing");
+}
+
 // Bundles (seeds 001, 002; issue 16 item 7): a real id_token activates, checks and deactivates every
 // member of the user's bundle; a real code activates and another deactivates, each once.
 async fn real_grants_act_on_a_users_bundle(setup) {
