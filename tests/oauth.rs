@@ -136,6 +136,21 @@ async fn oauth_fixture(setup: Setup, cache: std::time::Duration) -> Fixture {
 
 const LICENSE: &str = "DEMO-0000-0000-0001";
 
+/// The codes of a request authentication refused (SPEC §1.2).
+const AUTH_CODES: [&str; 11] = [
+    "missing_headers",
+    "authorization_invalid_headers",
+    "authorization_missing_params",
+    "hmac_required",
+    "date_header_diff",
+    "invalid_api_key",
+    "revoked_api_key",
+    "read_only_api_key",
+    "signature_mismatch",
+    "oauth_token_expired",
+    "oauth_token_malformed",
+];
+
 fn license_body(hw: &str) -> Value {
     json!({"product": "demo", "hardware_id": hw, "license_key": LICENSE})
 }
@@ -156,8 +171,8 @@ integration_tests::matrix! {
         assert_eq!(integration_tests::error_of(&resp), (400, "license_not_active".into()), "the deactivation was stored");
     }
 
-    // Every endpoint that authenticates (the endpoint table's, so a new one is covered or this fails)
-    // serves a request carrying only a bearer token: online, bundles and offline, single and bundle.
+    // A request carrying only a bearer token is served by each License API endpoint (SPEC §2: online,
+    // bundles, offline, single and bundle), and accepted by every endpoint the table authenticates.
     async fn a_bearer_token_works_on_every_endpoint_that_authenticates(setup) {
         let f = integration_tests::Fixture::new(setup).await;
         crate::bundles::bundles(&f).await;
@@ -186,17 +201,23 @@ integration_tests::matrix! {
             ("/api/v4/activate_bundle_offline", upload("/api/v4/activate_bundle_offline", key_file(Kind::Activation, "kb", "KB-1"))),
             ("/api/v4/deactivate_bundle_offline", upload("/api/v4/deactivate_bundle_offline", key_file(Kind::Deactivation, "kb", "KB-1"))),
         ];
-        let authenticating: std::collections::BTreeSet<&str> = license_api::handlers::Endpoint::ALL
-            .iter()
-            .map(|e| e.descriptor())
-            .filter(|d| d.access.is_some())
-            .map(|d| d.path)
-            .collect();
-        assert_eq!(requests.iter().map(|(path, _)| *path).collect::<std::collections::BTreeSet<_>>(), authenticating);
         for (path, req) in requests {
             let resp = app.send(with_bearer(req, &t)).await;
             assert_eq!(resp.status(), 200, "{path}: {}", String::from_utf8_lossy(resp.body()));
             c.verify_body(&resp).unwrap_or_else(|e| panic!("{path}: {e}"));
+        }
+        // Every endpoint the table says authenticates, those added later too: a bad token is refused as
+        // such, a good one gets past authentication (to whatever the empty request then answers).
+        let authenticating = license_api::handlers::Endpoint::ALL.iter().map(|e| e.descriptor()).filter(|d| d.access.is_some());
+        for d in authenticating {
+            let bare = || c.request(d.method.clone(), d.path, None);
+            let resp = app.send(with_bearer(bare(), "not-a-token")).await;
+            assert_eq!(integration_tests::error_of(&resp), (401, "oauth_token_malformed".into()), "{}", d.path);
+            let resp = app.send(with_bearer(bare(), &t)).await;
+            if resp.status() != 200 {
+                let (status, code) = integration_tests::error_of(&resp);
+                assert!(status != 401 && !AUTH_CODES.contains(&code.as_str()), "{}: {status} {code}", d.path);
+            }
         }
         // Each request did its work: the single license and the bundle's members end free again.
         assert_eq!(f.license_now(&license).await.times_activated, 0);
