@@ -20,4 +20,5 @@ mod offline;
 mod offline_requests;
 mod round_trips;
 mod sso;
+mod sso_url;
 mod user_privacy;
