@@ -82,7 +82,10 @@ impl ProviderAccount {
                 "`redirect_uri` is not registered for this customer account".into(),
             )),
             None => self.redirect_uris.first().map(String::as_str).ok_or_else(|| {
-                ApiError::Validation("the customer account has no redirect URI; send `redirect_uri`".into())
+                ApiError::Validation(
+                    "the customer account registers no redirect URI: add one to its `redirect_uris` in the catalog"
+                        .into(),
+                )
             }),
         }
     }
