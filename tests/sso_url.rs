@@ -183,6 +183,10 @@ async fn a_nonce_of_our_format_must_be_ours_for_the_account_and_fresh(setup) {
     let key = sealing_key_text();
     store_account(&f, &key, &mint.issuer).await;
     let app = deployment(&f, &key).await;
+    // A sign-in URL asks the provider for its discovery document only: the keys wait for a token.
+    let url = sign_in_url(&f, &app, &url_request("token")).await;
+    assert!(url.as_str().starts_with(&format!("{}/auth?", mint.issuer)), "{url}");
+    assert_eq!(mint.jwks_fetches(), 0);
     let nonces = NonceKey::derived(&SealingKey::from_text(&key).unwrap());
     let acct = CustomerAccountCode::parse("acct").unwrap();
     let now = SystemTime::now();

@@ -1,6 +1,6 @@
 //! Single sign-on against a customer account's OpenID Connect provider (SPEC §2.1, §7). The provider's
-//! discovery document and signing keys are fetched once and cached per issuer (the keys fetched again
-//! on an unknown `kid` — key rotation — at most once per [`KEY_REFETCH_INTERVAL`]); an `id_token` is verified with them
+//! discovery document is fetched once and cached per issuer, its signing keys on the first token (and
+//! again on an unknown `kid` — key rotation — at most once per [`KEY_REFETCH_INTERVAL`]); an `id_token` is verified with them
 //! — asymmetric algorithms only, issuer, audience, expiry, not-before — and its email claim names the
 //! license user. A `code` is first exchanged at the provider's token endpoint with the account's client
 //! secret. Every grant the provider does not vouch for answers like an unknown user
@@ -185,7 +185,9 @@ struct Provider {
     authorization_endpoint: Option<String>,
     token_endpoint: String,
     jwks_uri: String,
-    keys: Mutex<(JwkSet, Instant)>,
+    /// The keys and when they were fetched: not at discovery but on the first token, so `sso_url`,
+    /// which verifies nothing, asks the provider one question, not two.
+    keys: Mutex<(JwkSet, Option<Instant>)>,
 }
 
 #[derive(Deserialize)]
@@ -292,12 +294,11 @@ impl OidcResolver {
         if let Some(endpoint) = &discovery.authorization_endpoint {
             self.check_transport(endpoint)?;
         }
-        let keys = self.fetch_keys(&discovery.jwks_uri).await?;
         let provider = Arc::new(Provider {
             authorization_endpoint: discovery.authorization_endpoint,
             token_endpoint: discovery.token_endpoint,
             jwks_uri: discovery.jwks_uri,
-            keys: Mutex::new((keys, Instant::now())),
+            keys: Mutex::new((JwkSet { keys: Vec::new() }, None)),
         });
         self.providers
             .lock()
@@ -318,14 +319,15 @@ impl OidcResolver {
             if let Some(jwk) = keys.0.find(kid) {
                 return DecodingKey::from_jwk(jwk).map_err(|e| provider_error(format!("key {kid}: {e}")));
             }
-            keys.1.elapsed() >= self.key_refetch_interval
+            keys.1
+                .is_none_or(|fetched| fetched.elapsed() >= self.key_refetch_interval)
         };
         if !stale {
             return Err(not_vouched());
         }
         let fresh = self.fetch_keys(&provider.jwks_uri).await?;
         let jwk = fresh.find(kid).cloned();
-        *provider.keys.lock().expect("key cache") = (fresh, Instant::now());
+        *provider.keys.lock().expect("key cache") = (fresh, Some(Instant::now()));
         let jwk = jwk.ok_or_else(not_vouched)?;
         DecodingKey::from_jwk(&jwk).map_err(|e| provider_error(format!("key {kid}: {e}")))
     }
