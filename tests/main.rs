@@ -21,4 +21,5 @@ mod offline_oauth;
 mod offline_requests;
 mod round_trips;
 mod sso;
+mod sso_url;
 mod user_privacy;

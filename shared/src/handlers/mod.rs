@@ -12,6 +12,7 @@ pub mod endpoints;
 mod lookup;
 mod offline;
 mod runner;
+mod sso_url;
 
 pub use activate::activate;
 pub use deactivate::deactivate;
