@@ -268,7 +268,7 @@ async fn a_stored_customer_account_resolves_a_real_code(setup) {
         (record.issuer.as_str(), oidc::CLIENT_ID, &record.redirect_uris, "email")
     );
     assert!(!stored.sealed_secret.as_str().contains(oidc::CLIENT_SECRET), "the secret is stored sealed");
-    let accounts = StoredAccounts { store: f.env.store.clone(), sealing_key: Arc::new(key) };
+    let accounts = StoredAccounts::new(f.env.store.clone(), Arc::new(key), std::time::Duration::from_secs(60));
     let resolver = OidcResolver::new(Arc::new(accounts), ProviderTransport::AllowPlainHttp).expect("TLS roots");
     let app = f
         .env

@@ -92,10 +92,7 @@ impl AppState {
             return self;
         };
         let nonce_key = NonceKey::derived(&sealing_key);
-        let accounts = StoredAccounts {
-            store: self.store.clone(),
-            sealing_key,
-        };
+        let accounts = StoredAccounts::new(self.store.clone(), sealing_key, self.auth.ttl());
         match OidcResolver::new(Arc::new(accounts), transport) {
             Ok(resolver) => Self {
                 identity: Resolvers {

@@ -13,6 +13,7 @@
 use super::nonce::{self, NonceKey};
 use super::SsoResolver;
 use crate::auth::Principal;
+use crate::cache::RecordCache;
 use crate::error::ApiError;
 use crate::ids::{CompanyId, CustomerAccountCode, Username};
 use crate::model::CustomerAccountRecord;
@@ -120,10 +121,22 @@ impl CustomerAccounts for FixedAccounts {
 }
 
 /// Customer accounts as the store keeps them (`Item::CustomerAccount`), their client secrets opened with
-/// the deployment's sealing key.
+/// the deployment's sealing key. Records are cached like API keys (`cache`), so a warm function resolves
+/// a grant without reading its account, and a changed account takes effect within the same TTL.
 pub struct StoredAccounts {
-    pub store: Arc<dyn Store>,
-    pub sealing_key: Arc<SealingKey>,
+    store: Arc<dyn Store>,
+    sealing_key: Arc<SealingKey>,
+    cache: RecordCache<(CompanyId, CustomerAccountCode), CustomerAccountRecord>,
+}
+
+impl StoredAccounts {
+    pub fn new(store: Arc<dyn Store>, sealing_key: Arc<SealingKey>, ttl: Duration) -> Self {
+        Self {
+            store,
+            sealing_key,
+            cache: RecordCache::new(ttl),
+        }
+    }
 }
 
 #[async_trait]
@@ -133,12 +146,9 @@ impl CustomerAccounts for StoredAccounts {
         company: &CompanyId,
         code: &CustomerAccountCode,
     ) -> Result<Option<ProviderAccount>, ApiError> {
-        let Some(stored) = self
-            .store
-            .customer_account(company, code)
-            .await
-            .map_err(ApiError::store)?
-        else {
+        let id = (company.clone(), code.clone());
+        let fetch = || self.store.customer_account(company, code);
+        let Some(stored) = self.cache.get_or_fetch(&id, fetch).await.map_err(ApiError::store)? else {
             return Ok(None);
         };
         let context = CustomerAccountRecord::seal_context(company, code);
