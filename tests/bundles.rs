@@ -20,7 +20,7 @@ use std::time::Duration;
 
 /// Company `c1` of the fixture with two key-based products bundled as `kb` and two user-based ones
 /// bundled as `ub`. Members' limits: m1 2, m2 3 (key-based); the user ann may activate 2 devices.
-async fn bundles(f: &Fixture) {
+pub(crate) async fn bundles(f: &Fixture) {
     let catalog = json!({"companies": [{"code": "c1", "id": 7,
         "products": [
             {"short_code": "m1", "id": 31, "name": "Editor"}, {"short_code": "m2", "id": 32, "name": "Viewer"},
@@ -46,7 +46,7 @@ fn key_member(f: &Fixture, product: &str) -> LicenseAddr {
     }
 }
 
-async fn member(f: &Fixture, product: &str) -> License {
+pub(crate) async fn member(f: &Fixture, product: &str) -> License {
     f.store().get_license(&key_member(f, product)).await.unwrap().unwrap()
 }
 
@@ -54,11 +54,11 @@ fn suite(hw: &str) -> Value {
     json!({"product": "kb", "hardware_id": hw, "license_key": "KB-1"})
 }
 
-fn post(client: &LicenseClient, path: &str, body: &Value) -> http::Request<Bytes> {
+pub(crate) fn post(client: &LicenseClient, path: &str, body: &Value) -> http::Request<Bytes> {
     client.request(http::Method::POST, path, Some(body.to_string().into_bytes()))
 }
 
-fn check(client: &LicenseClient, params: &Value) -> http::Request<Bytes> {
+pub(crate) fn check(client: &LicenseClient, params: &Value) -> http::Request<Bytes> {
     let query: String = url_query(params);
     client.request(http::Method::GET, &format!("/api/v4/check_bundle?{query}"), None)
 }
@@ -74,7 +74,7 @@ fn url_query(params: &Value) -> String {
 }
 
 /// Verifies a bundle answer: the header over the array, each element's `license_signature`.
-fn verify_array(client: &LicenseClient, resp: &http::Response<Bytes>, hw: &str, ident: &str) -> Vec<Value> {
+pub(crate) fn verify_array(client: &LicenseClient, resp: &http::Response<Bytes>, hw: &str, ident: &str) -> Vec<Value> {
     let body = client
         .verify_body(resp)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(resp.body())));

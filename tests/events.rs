@@ -1,17 +1,23 @@
 //! Every file in `events/` goes through the real Lambda adapter, re-signed for now, against DynamoDB
-//! Local seeded with the example catalog, and must answer what its name says. The folder and the
+//! Local seeded with the example catalog (plus a customer account on the test run's OpenID Connect
+//! provider, for `sso_url`), and must answer what its name says. The folder and the
 //! generator must also agree file by file (apart from date and signature), so an event never rots.
 
-use integration_tests::{Backend, Fixture, Setup, Transport};
+use integration_tests::{oidc, Backend, Fixture, Setup, Transport};
 use license_api::catalog::{import_sealed, Catalog};
 use license_api::handlers::Endpoint;
+use license_api::identity::oidc::ProviderTransport;
+use license_api::ids::{CompanyId, CustomerAccountCode};
+use license_api::model::CustomerAccountRecord;
 use license_api::sealed::SealingKey;
 use license_api::secret::ExposeSecret;
+use license_api::state::AppState;
 use license_api::token::TokenKeys;
 use license_server::events::{self, expected, expected_status, is_signed, resign};
 use license_server::generate::{functions, DEFAULT_ROUTE};
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 const EVENTS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../events");
 
@@ -23,17 +29,48 @@ fn without_signature(mut event: Value) -> Value {
     event
 }
 
+/// The state the events run on: single sign-on on, with the customer account `demo-sso` of the example
+/// company tied to the test run's provider (`events::NEED_IDENTITY_PROVIDER`), secrets sealed with
+/// `key`; OAuth tokens issued (the token endpoint's events).
+async fn with_sso(f: &Fixture, key: SealingKey) -> Arc<AppState> {
+    let token_keys = TokenKeys::from_pem(TokenKeys::generate_pem().unwrap().expose_secret()).unwrap();
+    let (company, code) = (
+        CompanyId::parse("demo").unwrap(),
+        CustomerAccountCode::parse("demo-sso").unwrap(),
+    );
+    let context = CustomerAccountRecord::seal_context(&company, &code);
+    let account = CustomerAccountRecord {
+        sealed_secret: key.seal(&oidc::CLIENT_SECRET.to_owned().into(), &context).unwrap(),
+        company,
+        code,
+        issuer: oidc::issuer(),
+        client_id: oidc::CLIENT_ID.to_owned(),
+        redirect_uris: vec![oidc::REDIRECT_URI.to_owned()],
+        email_claim: "email".to_owned(),
+    };
+    f.store().put_customer_account(&account).await.unwrap();
+    let app = f
+        .env
+        .configured_instance(|state| {
+            state
+                .with_sealing_key(Some(key))
+                .with_token_keys(Some(token_keys))
+                .with_sso(ProviderTransport::AllowPlainHttp)
+        })
+        .await;
+    app.state.clone()
+}
+
 #[tokio::test]
 async fn every_event_runs_through_the_handlers() {
-    let mut f = Fixture::new(Setup::new("events", Backend::DynamoDb, Transport::Lambda)).await;
-    // The example catalog with the token endpoint's OAuth client, whose secret is sealed; the functions
-    // issue tokens.
+    let f = Fixture::new(Setup::new("events", Backend::DynamoDb, Transport::Lambda)).await;
+    // The example catalog with the token endpoint's OAuth client, its secret sealed with the key the
+    // state opens secrets with.
     let text = events::catalog_with_oauth_client(include_str!("../examples/catalog.json")).unwrap();
     let catalog = Catalog::parse(&text, "examples/catalog.json").unwrap();
-    let sealing_key = SealingKey::generate().unwrap().0;
-    import_sealed(f.store(), &catalog, Some(&sealing_key)).await.unwrap();
-    let token_keys = TokenKeys::from_pem(TokenKeys::generate_pem().unwrap().expose_secret()).unwrap();
-    f.app = f.env.configured_instance(|s| s.with_token_keys(Some(token_keys))).await;
+    let (key, _) = SealingKey::generate().unwrap();
+    import_sealed(f.store(), &catalog, Some(&key)).await.unwrap();
+    let state = with_sso(&f, key).await;
 
     let mut committed = BTreeMap::new();
     for entry in std::fs::read_dir(EVENTS_DIR).expect("events/ exists") {
@@ -75,9 +112,7 @@ async fn every_event_runs_through_the_handlers() {
             let endpoint = Endpoint::for_name(function)
                 .filter(|e| e.descriptor().has_function())
                 .unwrap_or_else(|| panic!("{name}: no function {function} in the endpoint table"));
-            license_api::lambda::serve(endpoint, &f.app.state, request)
-                .await
-                .unwrap()
+            license_api::lambda::serve(endpoint, &state, request).await.unwrap()
         };
         let status = response.status().as_u16();
         let body = match response.body() {

@@ -1,11 +1,14 @@
 //! OAuth client credentials (issue 16, docs/oauth.md): clients imported from the catalog are stored
 //! with their secret hashed (argon2id) and sealed under the deployment's sealing key, on every store.
 
+use integration_tests::fixtures::{KEY_PRODUCT, SHARED_KEY};
 use integration_tests::{Fixture, Setup};
 use license_api::auth::Authenticator;
 use license_api::catalog::{import, import_sealed, Catalog};
 use license_api::ids::OAuthClientId;
 use license_api::model::OAuthClientRecord;
+use license_api::offline::file::Shape;
+use license_api::offline::payload::Kind;
 use license_api::sealed::SealingKey;
 use license_api::secret::ExposeSecret;
 use license_api::token::{AccessClaims, TokenKeys};
@@ -133,6 +136,21 @@ async fn oauth_fixture(setup: Setup, cache: std::time::Duration) -> Fixture {
 
 const LICENSE: &str = "DEMO-0000-0000-0001";
 
+/// The codes of a request authentication refused (SPEC §1.2).
+const AUTH_CODES: [&str; 11] = [
+    "missing_headers",
+    "authorization_invalid_headers",
+    "authorization_missing_params",
+    "hmac_required",
+    "date_header_diff",
+    "invalid_api_key",
+    "revoked_api_key",
+    "read_only_api_key",
+    "signature_mismatch",
+    "oauth_token_expired",
+    "oauth_token_malformed",
+];
+
 fn license_body(hw: &str) -> Value {
     json!({"product": "demo", "hardware_id": hw, "license_key": LICENSE})
 }
@@ -151,6 +169,60 @@ integration_tests::matrix! {
         assert_eq!(resp.status(), 200, "{:?}", resp.body());
         let resp = f.app.send(with_bearer(c.check(&license_body("pc-1")), &t)).await;
         assert_eq!(integration_tests::error_of(&resp), (400, "license_not_active".into()), "the deactivation was stored");
+    }
+
+    // A request carrying only a bearer token is served by each License API endpoint (SPEC §2: online,
+    // bundles, offline, single and bundle), and accepted by every endpoint the table authenticates.
+    async fn a_bearer_token_works_on_every_endpoint_that_authenticates(setup) {
+        let f = integration_tests::Fixture::new(setup).await;
+        crate::bundles::bundles(&f).await;
+        let license = f.key_license("BR-1", |_| {}).await;
+        let c = &f.client;
+        let t = token_keys().issue(&AccessClaims::new("ci-rw", "c1", false, unix_now()));
+        let app = f.env.configured_instance(|state| state.with_token_keys(Some(token_keys()))).await;
+        let key_file = |kind, product, key| {
+            integration_tests::fixtures::key_file(kind, product, key, "br-off", None).encode(Shape::JavaScript, SHARED_KEY)
+        };
+        let sealing = SealingKey::generate().unwrap().0;
+        f.put_oauth_client("ci-rw", &sealing, |_| {}).await;
+        let single = json!({"product": KEY_PRODUCT, "hardware_id": "br-1", "license_key": "BR-1"});
+        let suite = json!({"product": "kb", "hardware_id": "br-1", "license_key": "KB-1"});
+        let post = |path: &str, body: &Value| c.request(http::Method::POST, path, Some(body.to_string().into_bytes()));
+        let upload = |path: &str, text: String| c.upload(path, "text/plain", text);
+        let requests = [
+            ("/api/v4/activate_license", post("/api/v4/activate_license", &single)),
+            ("/api/v4/check_license", c.check(&single)),
+            ("/api/v4/deactivate_license", c.deactivate(&single)),
+            ("/api/v4/activate_bundle", post("/api/v4/activate_bundle", &suite)),
+            ("/api/v4/check_bundle", crate::bundles::check(c, &suite)),
+            ("/api/v4/deactivate_bundle", post("/api/v4/deactivate_bundle", &suite)),
+            ("/api/v4/activate_offline", upload("/api/v4/activate_offline", key_file(Kind::Activation, KEY_PRODUCT, "BR-1"))),
+            ("/api/v4/deactivate_offline", upload("/api/v4/deactivate_offline", key_file(Kind::Deactivation, KEY_PRODUCT, "BR-1"))),
+            ("/api/v4/activate_bundle_offline", upload("/api/v4/activate_bundle_offline", key_file(Kind::Activation, "kb", "KB-1"))),
+            ("/api/v4/deactivate_bundle_offline", upload("/api/v4/deactivate_bundle_offline", key_file(Kind::Deactivation, "kb", "KB-1"))),
+        ];
+        for (path, req) in requests {
+            let resp = app.send(with_bearer(req, &t)).await;
+            assert_eq!(resp.status(), 200, "{path}: {}", String::from_utf8_lossy(resp.body()));
+            c.verify_body(&resp).unwrap_or_else(|e| panic!("{path}: {e}"));
+        }
+        // Every endpoint the table says authenticates, those added later too: a bad token is refused as
+        // such, a good one gets past authentication (to whatever the empty request then answers).
+        let authenticating = license_api::handlers::Endpoint::ALL.iter().map(|e| e.descriptor()).filter(|d| d.access.is_some());
+        for d in authenticating {
+            let bare = || c.request(d.method.clone(), d.path, None);
+            let resp = app.send(with_bearer(bare(), "not-a-token")).await;
+            assert_eq!(integration_tests::error_of(&resp), (401, "oauth_token_malformed".into()), "{}", d.path);
+            let resp = app.send(with_bearer(bare(), &t)).await;
+            if resp.status() != 200 {
+                let (status, code) = integration_tests::error_of(&resp);
+                assert!(status != 401 && !AUTH_CODES.contains(&code.as_str()), "{}: {status} {code}", d.path);
+            }
+        }
+        // Each request did its work: the single license and the bundle's members end free again.
+        assert_eq!(f.license_now(&license).await.times_activated, 0);
+        let members = (crate::bundles::member(&f, "m1").await, crate::bundles::member(&f, "m2").await);
+        assert_eq!((members.0.times_activated, members.1.times_activated), (0, 0));
     }
 
     async fn bearer_failures_answer_their_codes(setup) {
@@ -374,19 +446,6 @@ integration_tests::matrix! {
         assert!(String::from_utf8_lossy(resp.body()).contains("token keys are not configured"));
     }
 }
-
-/// What a request carrying a bearer token must never answer when the token is good: an error about
-/// who is calling.
-const AUTH_CODES: [&str; 8] = [
-    "missing_headers",
-    "authorization_invalid_headers",
-    "authorization_missing_params",
-    "invalid_api_key",
-    "revoked_api_key",
-    "signature_mismatch",
-    "oauth_token_expired",
-    "oauth_token_malformed",
-];
 
 integration_tests::matrix! {
     async fn a_client_with_only_client_credentials_activates_checks_and_deactivates(setup) {

@@ -334,3 +334,113 @@ async fn capacity_per_request_kind() {
     assert_eq!(billed("bundle check, due"), 6);
     assert!(table.iter().all(|(_, used, ..)| used.conflicts == 0));
 }
+
+/// Round trips of the other credentials (issue 16): a bearer token costs what an API key costs (its
+/// OAuth client is cached like a key); a single sign-on grant costs what a username does, plus one read
+/// of its customer account when that is not cached. (The identity provider is asked nothing for a warm
+/// `id_token`, its keys being cached; a `code` costs one request to its token endpoint.)
+#[tokio::test]
+async fn round_trips_with_a_bearer_token_and_single_sign_on() {
+    use integration_tests::oidc::{self, Flow, ANN, REDIRECT_URI};
+    use license_api::identity::oidc::ProviderTransport;
+    use license_api::ids::CustomerAccountCode;
+    use license_api::model::CustomerAccountRecord;
+    use license_api::sealed::SealingKey;
+    use license_api::token::{AccessClaims, TokenKeys};
+
+    let f = Fixture::new(Setup::new("round-trips-sso", Backend::DynamoDb, Transport::Lambda)).await;
+    f.key_license("RT", |_| {}).await;
+    let license = f.user_license(800, |_| {}).await;
+    f.user(ANN.email, 1, &[(&license, 0)]).await;
+    let sealing = SealingKey::generate().unwrap().0;
+    f.put_oauth_client("ci-rt", &sealing, |_| {}).await;
+    let code = CustomerAccountCode::parse("acct").unwrap();
+    let context = CustomerAccountRecord::seal_context(&f.company, &code);
+    let account = CustomerAccountRecord {
+        company: f.company.clone(),
+        sealed_secret: sealing.seal(&oidc::CLIENT_SECRET.to_owned().into(), &context).unwrap(),
+        code,
+        issuer: oidc::issuer(),
+        client_id: oidc::CLIENT_ID.to_owned(),
+        redirect_uris: vec![REDIRECT_URI.to_owned()],
+        email_claim: "email".to_owned(),
+    };
+    f.store().put_customer_account(&account).await.unwrap();
+    let token_pem = TokenKeys::generate_pem().unwrap();
+    let keys = || TokenKeys::from_pem(license_api::secret::ExposeSecret::expose_secret(&token_pem)).unwrap();
+    let app = f
+        .env
+        .configured_instance(|state| {
+            state
+                .with_token_keys(Some(keys()))
+                .with_sealing_key(Some(sealing))
+                .with_sso(ProviderTransport::AllowPlainHttp)
+        })
+        .await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let bearer = keys().issue(&AccessClaims::new("ci-rt", f.company.as_str(), false, now));
+    let with_bearer = |mut req: http::Request<bytes::Bytes>| {
+        req.headers_mut().remove("date");
+        req.headers_mut()
+            .insert("authorization", format!("Bearer {bearer}").parse().unwrap());
+        req
+    };
+    let id_token = oidc::login(ANN, Flow::IdToken, REDIRECT_URI).await;
+    let sso = |grant: (&str, &str), hw: &str| json!({"product": "up", "hardware_id": hw, grant.0: grant.1, "customer_account_code": "acct"});
+    let grant = ("id_token", id_token.as_str());
+    let mut requests = vec![
+        (
+            "bearer check (cold)",
+            with_bearer(f.client.check(&key_body("RT", "warmup"))),
+            400,
+        ),
+        (
+            "bearer activate",
+            with_bearer(f.client.activate(&key_body("RT", "h1"))),
+            200,
+        ),
+        ("bearer check", with_bearer(f.client.check(&key_body("RT", "h1"))), 200),
+        (
+            "bearer deactivate",
+            with_bearer(f.client.deactivate(&key_body("RT", "h1"))),
+            200,
+        ),
+        ("sso activate (cold account)", f.client.activate(&sso(grant, "h1")), 200),
+        ("sso check", f.client.check(&sso(grant, "h1")), 200),
+        ("sso deactivate", f.client.deactivate(&sso(grant, "h1")), 200),
+    ];
+    let code = oidc::login(ANN, Flow::Code, REDIRECT_URI).await;
+    let mut code_body = sso(("code", &code), "h1");
+    code_body["redirect_uri"] = json!(REDIRECT_URI);
+    requests.push(("sso activate (code, again)", f.client.activate(&code_body), 200));
+    let mut measure = Vec::new();
+    for (name, req, status) in requests {
+        app.round_trips.reset();
+        let resp = app.send(req).await;
+        assert_eq!(
+            resp.status(),
+            status,
+            "{name}: {}",
+            String::from_utf8_lossy(resp.body())
+        );
+        measure.push((name, app.round_trips.get()));
+    }
+    for (name, (requests, sequential)) in &measure {
+        println!("{name}: {requests} requests, {sequential} sequential round trips");
+    }
+    let get = |name: &str| measure.iter().find(|(n, _)| *n == name).unwrap().1;
+    // As with an API key (round_trips_per_operation): the client record is read once, then cached.
+    assert_eq!(get("bearer check (cold)"), (2, 2), "cold = client record + read");
+    assert_eq!(get("bearer activate"), (2, 2));
+    assert_eq!(get("bearer check"), (1, 1));
+    assert_eq!(get("bearer deactivate"), (2, 2));
+    // As with a username (3), plus the first request's reads of the API key (the bearer requests
+    // did not need it) and the customer account; later grants find both cached.
+    assert_eq!(get("sso activate (cold account)"), (5, 5));
+    assert_eq!(get("sso check"), (2, 2));
+    assert_eq!(get("sso deactivate"), (3, 3));
+    assert_eq!(get("sso activate (code, again)"), (3, 3));
+}

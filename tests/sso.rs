@@ -2,8 +2,9 @@
 //! (`scripts/lib/oidc-provider.sh`): the harness itself (a headless login yields the grants a relying
 //! party gets from a real provider), then the OpenID Connect resolver with real grants on every setup.
 
+use crate::bundles::{check, post, verify_array};
 use base64::Engine;
-use integration_tests::fixtures::USER_PRODUCT;
+use integration_tests::fixtures::{key_file, SHARED_KEY, USER_PRODUCT};
 use integration_tests::oidc::{self, Flow, ANN, BOB, EVE, OTHER_REDIRECT_URI, REDIRECT_URI};
 use integration_tests::oidc::{MintKey, MintingIssuer};
 use integration_tests::{assert_error, Fixture, Instance};
@@ -14,6 +15,8 @@ use license_api::identity::oidc::{
 use license_api::identity::Resolvers;
 use license_api::ids::CustomerAccountCode;
 use license_api::model::CustomerAccountRecord;
+use license_api::offline::file::{RequestFile, Shape};
+use license_api::offline::payload::Kind;
 use license_api::sealed::SealingKey;
 use license_api::secret::{ExposeSecret, SecretString};
 use license_api::state::AppState;
@@ -265,7 +268,7 @@ async fn a_stored_customer_account_resolves_a_real_code(setup) {
         (record.issuer.as_str(), oidc::CLIENT_ID, &record.redirect_uris, "email")
     );
     assert!(!stored.sealed_secret.as_str().contains(oidc::CLIENT_SECRET), "the secret is stored sealed");
-    let accounts = StoredAccounts { store: f.env.store.clone(), sealing_key: Arc::new(key) };
+    let accounts = StoredAccounts::new(f.env.store.clone(), Arc::new(key), std::time::Duration::from_secs(60));
     let resolver = OidcResolver::new(Arc::new(accounts), ProviderTransport::AllowPlainHttp).expect("TLS roots");
     let app = f
         .env
@@ -329,5 +332,94 @@ async fn a_catalog_customer_account_is_imported_sealed_and_resolves(setup) {
     f.client
         .verify_license(&resp, "HW-1", ANN.email)
         .unwrap_or_else(|e| panic!("activation: {e}: {}", String::from_utf8_lossy(resp.body())));
+}
+
+// A real code also checks and deactivates a single license (seed 000 lists `code` for deactivation):
+// each code once, a replayed one deactivates nothing.
+async fn a_real_code_checks_and_deactivates(setup) {
+    let f = Fixture::new(setup).await;
+    let license = f.user_license(709, |_| {}).await;
+    f.user(ANN.email, 99, &[(&license, 0)]).await;
+    let app = sso_instance(&f).await;
+    for hw in ["HW-1", "HW-2"] {
+        let token = oidc::login(ANN, Flow::IdToken, REDIRECT_URI).await;
+        assert_eq!(app.send(f.client.activate(&grant_body(("id_token", &token), hw))).await.status(), 200);
+    }
+    let code = oidc::login(ANN, Flow::Code, REDIRECT_URI).await;
+    let resp = app.send(f.client.check(&grant_body(("code", &code), "HW-1"))).await;
+    f.client
+        .verify_license(&resp, "HW-1", ANN.email)
+        .unwrap_or_else(|e| panic!("check: {e}: {}", String::from_utf8_lossy(resp.body())));
+    let code = oidc::login(ANN, Flow::Code, REDIRECT_URI).await;
+    let resp = app.send(f.client.deactivate(&grant_body(("code", &code), "HW-1"))).await;
+    assert_eq!(resp.status(), 200, "{}", String::from_utf8_lossy(resp.body()));
+    assert_eq!(f.device_counts(&license).await, (1, 2));
+    let resp = app.send(f.client.deactivate(&grant_body(("code", &code), "HW-2"))).await;
+    assert_error(&resp, 400, "license_not_found");
+    assert_eq!(f.device_counts(&license).await, (1, 2), "the replayed code deactivated nothing");
+}
+
+// Bundles (seeds 001, 002; issue 16 item 7): a real id_token activates, checks and deactivates every
+// member of the user's bundle; a real code activates and another deactivates, each once.
+async fn real_grants_act_on_a_users_bundle(setup) {
+    let f = Fixture::new(setup).await;
+    crate::bundles::bundles(&f).await;
+    let app = sso_instance(&f).await;
+    let body = |grant: (&str, &str), hw: &str| {
+        json!({"product": "ub", "hardware_id": hw, grant.0: grant.1, "customer_account_code": "acct"})
+    };
+    let token = oidc::login(ANN, Flow::IdToken, REDIRECT_URI).await;
+    let resp = app.send(post(&f.client, "/api/v4/activate_bundle", &body(("id_token", &token), "sso-1"))).await;
+    let items = verify_array(&f.client, &resp, "sso-1", ANN.email);
+    assert_eq!(items.len(), 2);
+    assert!(items.iter().all(|i| i["user"]["email"] == ANN.email && i["user"]["total_activations"] == 1), "{items:?}");
+    let resp = app.send(check(&f.client, &body(("id_token", &token), "sso-1"))).await;
+    let items = verify_array(&f.client, &resp, "sso-1", ANN.email);
+    assert!(items.iter().all(|i| i["license_active"] == true && i["hardware_id"] == "sso-1"), "{items:?}");
+    let resp = app.send(post(&f.client, "/api/v4/deactivate_bundle", &body(("id_token", &token), "sso-1"))).await;
+    assert_eq!(resp.status(), 200, "{}", String::from_utf8_lossy(resp.body()));
+    assert_eq!(resp.body().as_ref(), b"license_deactivated");
+    let by_name = json!({"product": "ub", "hardware_id": "sso-1", "username": ANN.email});
+    assert_error(&app.send(check(&f.client, &by_name)).await, 400, "device_not_found");
+
+    let code = oidc::login(ANN, Flow::Code, REDIRECT_URI).await;
+    let resp = app.send(post(&f.client, "/api/v4/activate_bundle", &body(("code", &code), "sso-2"))).await;
+    assert_eq!(verify_array(&f.client, &resp, "sso-2", ANN.email).len(), 2);
+    let code = oidc::login(ANN, Flow::Code, REDIRECT_URI).await;
+    let deactivate = body(("code", &code), "sso-2");
+    let resp = app.send(post(&f.client, "/api/v4/deactivate_bundle", &deactivate)).await;
+    assert_eq!(resp.status(), 200, "{}", String::from_utf8_lossy(resp.body()));
+    assert_error(&app.send(check(&f.client, &json!({"product": "ub", "hardware_id": "sso-2", "username": ANN.email}))).await, 400, "device_not_found");
+    // The code is spent: replayed, it names nobody.
+    let resp = app.send(post(&f.client, "/api/v4/activate_bundle", &body(("code", &code), "sso-3"))).await;
+    assert_error(&resp, 400, "license_not_found");
+    let resp = app.send(post(&f.client, "/api/v4/deactivate_bundle", &deactivate)).await;
+    assert_error(&resp, 400, "license_not_found");
+}
+
+// An offline request file names its license by license_key or username (SPEC §6.2, seed 003): a file
+// carrying a single sign-on grant, alone or beside a username, is refused with a validation_error that
+// says so, on the single and bundle endpoints, although SSO is configured; nothing is activated.
+async fn an_offline_file_cannot_carry_a_single_sign_on_grant(setup) {
+    let f = Fixture::new(setup).await;
+    let license = f.user_license(708, |_| {}).await;
+    f.user(ANN.email, 98, &[(&license, 0)]).await;
+    let app = sso_instance(&f).await;
+    let token = oidc::login(ANN, Flow::IdToken, REDIRECT_URI).await;
+    let base = key_file(Kind::Activation, USER_PRODUCT, "unused", "off-sso", Some("off-sso"));
+    let grants = [("id_token", token.as_str()), ("code", "a-code")];
+    for ((grant, value), username) in grants.into_iter().flat_map(|g| [(g, None), (g, Some(ANN.email))]) {
+        let mut file = RequestFile { license_key: None, username: username.map(Into::into), ..base.clone() };
+        file.extra.insert(grant.into(), json!(value));
+        file.extra.insert("customer_account_code".into(), json!("acct"));
+        for path in ["/api/v4/activate_offline", "/api/v4/activate_bundle_offline"] {
+            let text = file.encode(Shape::PythonActivation, SHARED_KEY);
+            let resp = app.send(f.client.upload(path, "text/plain", text)).await;
+            assert_error(&resp, 400, "validation_error");
+            let message = String::from_utf8_lossy(resp.body()).into_owned();
+            assert!(message.contains("single sign-on"), "{grant} {username:?} {path}: {message}");
+        }
+    }
+    assert_eq!(f.device_counts(&license).await, (0, 0));
 }
 }

@@ -1,11 +1,12 @@
 //! Request authentication (SPEC §1.2): the `Date` + `Authorization: algorithm=…,headers=…,signature=…,
 //! apikey=…` scheme, HMAC-SHA256 over `"licenseSpring\ndate: " + Date`, a ±15 minute window, and API
-//! key records looked up in the store with a short in-process LRU cache.
+//! key records looked up in the store through a short in-process cache (`cache`).
 //!
 //! An embedding server may scope a request in an [`Admission`] (see [`admitted`]): it is asked once the
 //! request's signature verified, and before each password check, whether the request may go on. The
 //! Lambda functions set none.
 
+use crate::cache::RecordCache;
 use crate::error::ApiError;
 use crate::ids::{ApiKeyId, CompanyId, OAuthClientId, ProductCode, Username};
 use crate::model::{ApiKeyRecord, OAuthClientRecord};
@@ -14,14 +15,11 @@ use crate::token::{TokenError, TokenKeys};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use lru::LruCache;
 use sha2::Sha256;
 use std::collections::HashMap;
 use std::future::Future;
-use std::hash::Hash;
-use std::num::NonZeroUsize;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -206,64 +204,11 @@ impl Principal {
 /// authenticates without a store round trip. A revoked or changed key or client therefore takes effect
 /// within `ttl` (documented).
 pub struct Authenticator {
-    ttl: Duration,
-    negative_ttl: Duration,
-    cache: Mutex<RecordCache<ApiKeyId, ApiKeyRecord>>,
+    cache: RecordCache<ApiKeyId, ApiKeyRecord>,
     /// OAuth clients named by verified bearer tokens (docs/oauth.md).
-    clients: Mutex<RecordCache<OAuthClientId, OAuthClientRecord>>,
+    clients: RecordCache<OAuthClientId, OAuthClientRecord>,
     /// Verify bearer tokens; `None`: the deployment issues none, a bearer header is not understood.
     token_keys: Option<Arc<TokenKeys>>,
-}
-
-/// Most API keys (and, separately, OAuth clients) cached at once; past it the least recently used is
-/// dropped.
-pub const KEY_CACHE_CAPACITY: usize = 10_000;
-/// Most unknown key ids remembered at once. Unknown ids live in their own LRU, so a flood of random
-/// `apikey` values only evicts other unknown ids, never a real key that is serving traffic.
-pub const UNKNOWN_KEY_CACHE_CAPACITY: usize = 4_096;
-
-/// When each entry was fetched, for the TTL; recency of use is the LRU's own order.
-struct RecordCache<K: Hash + Eq, V> {
-    known: LruCache<K, (Instant, V)>,
-    unknown: LruCache<K, Instant>,
-}
-
-impl<K: Hash + Eq + Clone, V: Clone> RecordCache<K, V> {
-    fn new() -> Self {
-        let cap = |n: usize| NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN);
-        Self {
-            known: LruCache::new(cap(KEY_CACHE_CAPACITY)),
-            unknown: LruCache::new(cap(UNKNOWN_KEY_CACHE_CAPACITY)),
-        }
-    }
-
-    /// `Some(answer)` when a fresh entry exists (marking it recently used), `None` on a miss.
-    fn get(&mut self, id: &K, ttl: Duration, negative_ttl: Duration) -> Option<Option<V>> {
-        if let Some((at, record)) = self.known.get(id) {
-            if at.elapsed() < ttl {
-                return Some(Some(record.clone()));
-            }
-        }
-        match self.unknown.get(id) {
-            Some(at) if at.elapsed() < negative_ttl => Some(None),
-            _ => None,
-        }
-    }
-
-    /// Records a store answer; an id lives in at most one of the two maps.
-    fn put(&mut self, id: &K, record: Option<V>) {
-        let now = Instant::now();
-        match record {
-            Some(record) => {
-                self.unknown.pop(id);
-                self.known.put(id.clone(), (now, record));
-            }
-            None => {
-                self.known.pop(id);
-                self.unknown.put(id.clone(), now);
-            }
-        }
-    }
 }
 
 /// The token of an `Authorization: Bearer <token>` header (scheme case-insensitive).
@@ -275,10 +220,8 @@ pub fn bearer_token(authorization: &str) -> Option<&str> {
 impl Authenticator {
     pub fn new(ttl: Duration) -> Self {
         Self {
-            ttl,
-            negative_ttl: ttl.min(Duration::from_secs(10)),
-            cache: Mutex::new(RecordCache::new()),
-            clients: Mutex::new(RecordCache::new()),
+            cache: RecordCache::new(ttl),
+            clients: RecordCache::new(ttl),
             token_keys: None,
         }
     }
@@ -345,7 +288,7 @@ impl Authenticator {
         })?;
         let id = OAuthClientId::parse(&claims.sub).map_err(|_| ApiError::OAuthTokenMalformed)?;
         let record = self
-            .cached(&self.clients, &id, || store.oauth_client(&id))
+            .client(&id, store)
             .await?
             .filter(|c| c.company.as_str() == claims.company)
             .ok_or(ApiError::InvalidApiKey)?;
@@ -367,6 +310,16 @@ impl Authenticator {
         }
     }
 
+    /// The record of the OAuth client `id` names (through the same cache as bearer tokens): an offline
+    /// request file in OAuth mode names the client whose secret signed it. `None` for an id that is not
+    /// a client.
+    pub async fn client_record(&self, id: &str, store: &dyn Store) -> Result<Option<OAuthClientRecord>, ApiError> {
+        match OAuthClientId::parse(id) {
+            Ok(id) => self.client(&id, store).await,
+            Err(_) => Ok(None),
+        }
+    }
+
     async fn lookup(&self, id: &ApiKeyId, store: &dyn Store) -> Result<Option<ApiKeyRecord>, ApiError> {
         self.lookup_with(id, || store.api_key(id)).await
     }
@@ -377,39 +330,26 @@ impl Authenticator {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Option<ApiKeyRecord>, StoreError>>,
     {
-        self.cached(&self.cache, id, fetch).await
+        self.cache.get_or_fetch(id, fetch).await.map_err(ApiError::store)
     }
 
-    /// `cache` in front of `fetch`.
-    async fn cached<K, V, F, Fut>(
-        &self,
-        cache: &Mutex<RecordCache<K, V>>,
-        id: &K,
-        fetch: F,
-    ) -> Result<Option<V>, ApiError>
-    where
-        K: Hash + Eq + Clone,
-        V: Clone,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Option<V>, StoreError>>,
-    {
-        if let Some(answer) = lock(cache).get(id, self.ttl, self.negative_ttl) {
-            return Ok(answer);
-        }
-        let record = fetch().await.map_err(ApiError::store)?;
-        lock(cache).put(id, record.clone());
-        Ok(record)
+    async fn client(&self, id: &OAuthClientId, store: &dyn Store) -> Result<Option<OAuthClientRecord>, ApiError> {
+        self.clients
+            .get_or_fetch(id, || store.oauth_client(id))
+            .await
+            .map_err(ApiError::store)
     }
-}
 
-fn lock<T>(cache: &Mutex<T>) -> MutexGuard<'_, T> {
-    // The cache holds no invariant a panic could break half-way; keep serving from it.
-    cache.lock().unwrap_or_else(|p| p.into_inner())
+    /// How long a cached record is served: the bound on how soon a change to a key takes effect.
+    pub fn ttl(&self) -> Duration {
+        self.cache.ttl()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::{KEY_CACHE_CAPACITY, UNKNOWN_KEY_CACHE_CAPACITY};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     #[test]

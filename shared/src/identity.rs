@@ -6,10 +6,11 @@
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::ids::Username;
-use crate::request::{Credentials, LicenseRequest, Proof, SsoGrant};
+use crate::request::{Credentials, LicenseRequest, Proof, SsoGrant, SsoUrlRequest};
 use async_trait::async_trait;
 use std::sync::Arc;
 
+pub mod nonce;
 pub mod oidc;
 
 /// Verifies single sign-on grants for one principal's company.
@@ -17,6 +18,15 @@ pub mod oidc;
 pub trait SsoResolver: Send + Sync {
     /// The license user the grant names, verified with the customer account's identity provider.
     async fn user(&self, principal: &Principal, grant: &SsoGrant) -> Result<Username, ApiError>;
+
+    /// The identity provider's sign-in URL for a customer account of the principal's company
+    /// (`GET /sso_url`). A resolver that only verifies grants answers that it makes none.
+    async fn sign_in_url(&self, principal: &Principal, request: &SsoUrlRequest) -> Result<String, ApiError> {
+        let _ = (principal, request);
+        Err(ApiError::Validation(
+            "this deployment's single sign-on verifies grants but makes no sign-in URLs".into(),
+        ))
+    }
 }
 
 /// Every resolver a deployment has; credentials without one are refused with a clear answer.
@@ -26,18 +36,20 @@ pub struct Resolvers {
 }
 
 impl Resolvers {
+    /// The single sign-on resolver, or the answer for a deployment that has none.
+    pub fn sso(&self) -> Result<&dyn SsoResolver, ApiError> {
+        self.sso
+            .as_deref()
+            .ok_or_else(|| ApiError::Validation("single sign-on is not configured for this product".into()))
+    }
+
     /// Replaces the request's credentials with what they name: after this, a request names its license
     /// by key or by user, never by an SSO grant.
     pub async fn resolve(&self, principal: &Principal, req: &mut LicenseRequest) -> Result<(), ApiError> {
         let Credentials::Sso(grant) = &req.credentials else {
             return Ok(());
         };
-        let Some(sso) = &self.sso else {
-            return Err(ApiError::Validation(
-                "single sign-on is not configured for this product".into(),
-            ));
-        };
-        let username = sso.user(principal, grant).await?;
+        let username = self.sso()?.user(principal, grant).await?;
         req.credentials = Credentials::User {
             as_sent: username.as_str().to_owned(),
             proof: Proof::IdentityProvider(grant.customer_account_code.clone()),

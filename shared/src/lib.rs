@@ -3,6 +3,7 @@
 //! DynamoDB implementation. Handlers are plain async functions of (request, state).
 
 pub mod auth;
+pub mod cache;
 pub mod catalog;
 pub mod client;
 pub mod config;

@@ -310,6 +310,51 @@ fn sso_grant(id_token: Option<String>, code: Option<String>) -> Result<Option<Ss
     Ok(Some(grant))
 }
 
+/// What a client asks `GET /sso_url` for (SPEC §7): the sign-in URL of a customer account's identity
+/// provider, for a product.
+#[derive(Clone, Debug)]
+pub struct SsoUrlRequest {
+    pub product: ProductCode,
+    pub customer_account_code: CustomerAccountCode,
+    pub response_type: SsoResponseType,
+    /// One of the account's registered redirect URIs; absent: its first.
+    pub redirect_uri: Option<String>,
+}
+
+/// The grant the client will come back with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SsoResponseType {
+    /// Authorization-code grant: the redirect carries a `code` (the default, as at LicenseSpring).
+    Code,
+    /// Implicit grant: clients say `token`; the redirect carries an `id_token`.
+    Token,
+}
+
+impl SsoUrlRequest {
+    pub fn parse(p: &Params) -> Result<Self, ApiError> {
+        let response_type = match p.string("response_type")?.as_deref() {
+            None | Some("code") => SsoResponseType::Code,
+            Some("token") => SsoResponseType::Token,
+            Some(other) => {
+                return Err(ApiError::Validation(format!(
+                    "`response_type` must be `code` or `token`, not `{}`",
+                    truncate(other, 64)
+                )))
+            }
+        };
+        Ok(Self {
+            product: id("product", p.required("product")?, ProductCode::parse)?,
+            customer_account_code: id(
+                "customer_account_code",
+                p.required("customer_account_code")?,
+                CustomerAccountCode::parse,
+            )?,
+            response_type,
+            redirect_uri: p.string("redirect_uri")?,
+        })
+    }
+}
+
 fn device_details(p: &Params) -> Result<Map<String, Value>, ApiError> {
     let mut details = Map::new();
     for &name in DEVICE_DETAIL_FIELDS {
@@ -471,5 +516,26 @@ mod tests {
         assert!(matches!(LicenseRequest::parse(&p), Err(ApiError::Validation(_))));
         let big = vec![b' '; MAX_BODY_BYTES + 1];
         assert!(matches!(Params::from_json(&big), Err(ApiError::PayloadTooLarge(_))));
+    }
+
+    #[test]
+    fn sso_url_requests_default_to_the_code_grant_and_name_a_bad_response_type() {
+        let parse = |q: &str| SsoUrlRequest::parse(&Params::from_query(Some(q)).unwrap());
+        let r = parse("product=p&customer_account_code=acct").unwrap();
+        assert_eq!((r.response_type, r.redirect_uri), (SsoResponseType::Code, None));
+        let r = parse("product=p&customer_account_code=acct&response_type=token&redirect_uri=https%3A%2F%2Fa%2Fcb")
+            .unwrap();
+        assert_eq!(r.response_type, SsoResponseType::Token);
+        assert_eq!(r.redirect_uri.as_deref(), Some("https://a/cb"));
+        let err = parse("product=p&customer_account_code=acct&response_type=id_token").unwrap_err();
+        assert!(
+            matches!(&err, ApiError::Validation(m) if m.contains("`code` or `token`")),
+            "{err:?}"
+        );
+        let err = parse("product=p").unwrap_err();
+        assert!(
+            matches!(&err, ApiError::MissingParameters(f) if f == "customer_account_code"),
+            "{err:?}"
+        );
     }
 }

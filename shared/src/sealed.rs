@@ -11,6 +11,10 @@
 //! name of what the secret belongs to (e.g. `oauth-client:<client_id>`). The context is authenticated
 //! with the ciphertext, so a sealed value copied onto another record does not open there.
 //!
+//! The same key also derives the deployment's MAC keys ([`SealingKey::mac_key`], HKDF-SHA256 with a
+//! purpose label), so a value the server must later recognise as its own (the single sign-on nonce,
+//! `identity::nonce`) needs no key of its own to configure.
+//!
 //! A [`Sealed`] value is text, `v1.` followed by unpadded base64url of nonce (12 bytes), ciphertext
 //! and tag (16 bytes). Nonces are random: 96 random bits per value are safe far beyond the number of
 //! secrets a deployment stores.
@@ -18,6 +22,7 @@
 use crate::secret::{ExposeSecret, Redacted, SecretString};
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use aws_lc_rs::{hkdf, hmac};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use secrecy::zeroize::Zeroizing;
@@ -51,8 +56,16 @@ pub enum SealError {
     Unopenable,
 }
 
+/// The salt of the HKDF extraction that derives MAC keys from the sealing key: fixed, so every function
+/// of a deployment derives the same keys.
+const MAC_KEY_SALT: &[u8] = b"license-server sealing-key mac keys v1";
+
 /// The deployment's data-encryption key. Prints as `SealingKey([REDACTED])`.
-pub struct SealingKey(LessSafeKey);
+pub struct SealingKey {
+    aead: LessSafeKey,
+    /// The HKDF pseudo-random key [`SealingKey::mac_key`] expands.
+    derive: hkdf::Prk,
+}
 
 impl fmt::Debug for SealingKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -83,7 +96,22 @@ impl SealingKey {
             return Err(SealError::BadKey);
         }
         let key = UnboundKey::new(&AES_256_GCM, bytes).map_err(|_| SealError::BadKey)?;
-        Ok(Self(LessSafeKey::new(key)))
+        Ok(Self {
+            aead: LessSafeKey::new(key),
+            derive: hkdf::Salt::new(hkdf::HKDF_SHA256, MAC_KEY_SALT).extract(bytes),
+        })
+    }
+
+    /// An HMAC-SHA256 key derived for `purpose` (HKDF-SHA256 expand with the purpose as info): the same
+    /// for the same sealing key and purpose, independent for different purposes, and revealing nothing
+    /// of the sealing key.
+    pub fn mac_key(&self, purpose: &str) -> hmac::Key {
+        let info = [purpose.as_bytes()];
+        let okm = self
+            .derive
+            .expand(&info, hmac::HMAC_SHA256)
+            .expect("HKDF-SHA256 expands one 32-byte block");
+        hmac::Key::from(okm)
     }
 
     /// Encrypts `secret` for the record named by `context`.
@@ -98,7 +126,7 @@ impl SealingKey {
         out.extend_from_slice(&nonce);
         out.extend_from_slice(plain);
         let tag = self
-            .0
+            .aead
             .seal_in_place_separate_tag(
                 Nonce::assume_unique_for_key(nonce),
                 Aad::from(context.as_bytes()),
@@ -134,7 +162,7 @@ impl SealingKey {
         let (nonce, rest) = bytes.split_at_mut(NONCE_LEN);
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| SealError::BadFormat)?;
         let plain = self
-            .0
+            .aead
             .open_in_place(nonce, Aad::from(context.as_bytes()), rest)
             .map_err(|_| SealError::Unopenable)?;
         let text = std::str::from_utf8(plain).map_err(|_| SealError::Unopenable)?;
@@ -202,6 +230,20 @@ mod tests {
         bytes[NONCE_LEN] ^= 1;
         let altered = Sealed::parse(format!("v1.{}", URL_SAFE_NO_PAD.encode(bytes))).unwrap();
         assert!(matches!(a.open(&altered, "c"), Err(SealError::Unopenable)));
+    }
+
+    #[test]
+    fn mac_keys_are_the_same_per_key_and_purpose_and_independent_otherwise() {
+        let (key, text) = SealingKey::generate().unwrap();
+        let again = SealingKey::from_text(text.expose_secret()).unwrap();
+        let tag = |k: &SealingKey, purpose: &str| hmac::sign(&k.mac_key(purpose), b"m").as_ref().to_vec();
+        assert_eq!(
+            tag(&key, "sso-nonce"),
+            tag(&again, "sso-nonce"),
+            "every function derives the same key"
+        );
+        assert_ne!(tag(&key, "sso-nonce"), tag(&key, "other"));
+        assert_ne!(tag(&key, "sso-nonce"), tag(&self::key(), "sso-nonce"));
     }
 
     #[test]

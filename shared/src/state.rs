@@ -2,6 +2,7 @@
 
 use crate::auth::Authenticator;
 use crate::config::PublicUrl;
+use crate::identity::nonce::NonceKey;
 use crate::identity::oidc::{OidcResolver, ProviderTransport, StoredAccounts};
 use crate::identity::Resolvers;
 use crate::sealed::SealingKey;
@@ -92,20 +93,19 @@ impl AppState {
     }
 
     /// Single sign-on with the customer accounts the store holds (docs/sso.md): their client secrets
-    /// are sealed, so without a sealing key SSO stays off (grants answer "not configured"). The
+    /// are sealed, and the nonces of sign-in URLs are MACed with a key derived from the sealing key, so
+    /// without a sealing key SSO stays off (grants and `sso_url` answer "not configured"). The
     /// providers' transport is HTTPS unless `transport` opts into plain HTTP (tests on loopback).
     pub fn with_sso(self, transport: ProviderTransport) -> Self {
         let Some(sealing_key) = self.sealing_key.clone() else {
             return self;
         };
-        let accounts = StoredAccounts {
-            store: self.store.clone(),
-            sealing_key,
-        };
+        let nonce_key = NonceKey::derived(&sealing_key);
+        let accounts = StoredAccounts::new(self.store.clone(), sealing_key, self.auth.ttl());
         match OidcResolver::new(Arc::new(accounts), transport) {
             Ok(resolver) => Self {
                 identity: Resolvers {
-                    sso: Some(Arc::new(resolver)),
+                    sso: Some(Arc::new(resolver.with_nonce_key(nonce_key))),
                 },
                 ..self
             },

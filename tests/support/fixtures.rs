@@ -3,12 +3,17 @@
 
 use super::{Instance, Setup, TestEnv};
 use license_api::client::LicenseClient;
+use license_api::ids::OAuthClientId;
 use license_api::ids::{ApiKeyId, CompanyId, HardwareId, LicenseKey, ProductCode, Username};
-use license_api::model::{ApiKeyRecord, AuthorizationMethod, Company, License, LicenseUser, ProductDoc, Seat};
+use license_api::model::{
+    ApiKeyRecord, AuthorizationMethod, Company, License, LicenseUser, OAuthClientRecord, ProductDoc, Seat,
+};
 use license_api::offline::file::{self, RequestFile};
 use license_api::offline::payload::Kind;
 use license_api::password;
 use license_api::plan::LicenseAddr;
+use license_api::sealed::SealingKey;
+use license_api::secret::SecretString;
 use license_api::store::Store;
 use serde_json::{json, Value};
 
@@ -102,6 +107,33 @@ impl Fixture {
         shape(&mut rec);
         self.store().put_api_key(&rec).await.unwrap();
         self.app.client(id, &rec.shared_key)
+    }
+
+    /// An OAuth client of the fixture's company, stored as an import stores it: secret `{id}-secret`,
+    /// hashed and sealed with `sealing_key`. Returns the secret.
+    pub async fn put_oauth_client(
+        &self,
+        id: &str,
+        sealing_key: &SealingKey,
+        shape: impl FnOnce(&mut OAuthClientRecord),
+    ) -> String {
+        let secret = format!("{id}-secret");
+        let id = OAuthClientId::parse(id).unwrap();
+        let sealed = SecretString::from(secret.clone());
+        let mut rec = OAuthClientRecord {
+            sealed_secret: sealing_key
+                .seal(&sealed, &OAuthClientRecord::seal_context(&id))
+                .unwrap(),
+            id,
+            company: self.company.clone(),
+            secret_hash: password::hash(&secret),
+            products: vec![],
+            read_only: false,
+            revoked: false,
+        };
+        shape(&mut rec);
+        self.store().put_oauth_client(&rec).await.unwrap();
+        secret
     }
 
     pub async fn put_product(&self, shape: impl FnOnce(&mut ProductDoc)) -> ProductDoc {

@@ -60,13 +60,21 @@ pub fn issuer() -> String {
 /// Logs `user` in at the provider and returns the `id_token` or `code` it redirects to `redirect_uri`
 /// with.
 pub async fn login(user: User, flow: Flow, redirect_uri: &str) -> String {
-    let mut browser = Browser::new();
     let state = format!("state-{}", std::process::id());
-    let mut next = authorize_url(flow, redirect_uri, &state);
+    let location = follow(user, &authorize_url(flow, redirect_uri, &state), redirect_uri).await;
+    grant_from(&location, flow, &state)
+}
+
+/// Logs `user` in through a complete authorization request (e.g. the URL `sso_url` answers) and
+/// returns where the provider finally redirects: `redirect_uri` with the grant in its query or
+/// fragment (read it with [`grant_from`]).
+pub async fn follow(user: User, authorize: &Url, redirect_uri: &str) -> Url {
+    let mut browser = Browser::new();
+    let mut next = authorize.clone();
     for _ in 0..10 {
         let location = browser.redirect(Method::GET, &next, None).await;
         if location.as_str().starts_with(redirect_uri) {
-            return grant_from(&location, flow, &state);
+            return location;
         }
         next = if location.path().starts_with("/interaction/") {
             browser.interact(&location, user).await
@@ -74,7 +82,7 @@ pub async fn login(user: User, flow: Flow, redirect_uri: &str) -> String {
             location
         };
     }
-    panic!("the provider did not redirect back to {redirect_uri} within 10 hops")
+    panic!("the provider did not redirect {authorize} back to {redirect_uri} within 10 hops")
 }
 
 fn authorize_url(flow: Flow, redirect_uri: &str, state: &str) -> Url {
@@ -93,8 +101,9 @@ fn authorize_url(flow: Flow, redirect_uri: &str, state: &str) -> Url {
     url
 }
 
-/// The grant in the final redirect: the fragment carries an `id_token`, the query a `code`.
-fn grant_from(location: &Url, flow: Flow, state: &str) -> String {
+/// The grant in the final redirect: the fragment carries an `id_token`, the query a `code`; its `state`
+/// must be the one the login was started with.
+pub fn grant_from(location: &Url, flow: Flow, state: &str) -> String {
     let (name, pairs) = match flow {
         Flow::IdToken => ("id_token", location.fragment().unwrap_or_default()),
         Flow::Code => ("code", location.query().unwrap_or_default()),

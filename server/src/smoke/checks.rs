@@ -378,7 +378,7 @@ impl<'a> Files<'a> {
             license_key: Some(d.ident.1.to_owned()),
             username: None,
             password: None,
-            api_key: self.api_key.to_owned(),
+            api_key: self.api_key.into(),
             date: rfc7231_date(std::time::SystemTime::now()),
             request_id: Some(format!("smoke-{}-{}-{name}", self.run, d.product)),
             extra: Map::new(),

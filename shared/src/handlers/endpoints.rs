@@ -295,6 +295,19 @@ endpoints! {
         dynamodb: [GetItem, BatchGetItem, PutItem, UpdateItem],
         why: "deactivate_bundle plus the record of the applied request (a put).",
     }
+    /// Single sign-on's first step (docs/sso.md). Its function also needs network egress: it fetches
+    /// the identity provider's discovery document over HTTPS.
+    SsoUrl {
+        name: "sso_url",
+        path: "/api/v4/sso_url",
+        method: GET,
+        access: Read,
+        input: Params,
+        handler: sso_url::handle,
+        dynamodb: [GetItem],
+        why: "Reads only: the product and the customer account (and the API key or OAuth client, as every \
+              function).",
+    }
     /// `GET /api/v4/oauth_url`: where a client configured with `client_id`/`client_secret` fetches its
     /// access token (SPEC §7). Needs no key: it is how such a client starts.
     OauthUrl {

@@ -13,6 +13,7 @@ mod lookup;
 mod oauth;
 mod offline;
 mod runner;
+mod sso_url;
 
 pub use activate::activate;
 pub use deactivate::deactivate;

@@ -1,25 +1,27 @@
 //! `POST /api/v4/activate_offline` and `POST /api/v4/deactivate_offline` (SPEC §6): the online activation
 //! and deactivation, reached through a request file. The uploader is authenticated like any request (by
 //! the endpoint table, before the handler runs); the file is read (`offline::transport`), its signature
-//! verified with the key of the company's API key it names (`offline::payload`), and the request applied
-//! at most once: its record goes into the very write that applies it, and a repeat upload answers what
-//! the first got.
+//! verified with the key of the company's API key it names, or in OAuth mode with the secret of the
+//! company's OAuth client it names (`offline::payload`, [`FileSigner`]), and the request applied at most
+//! once: its record goes into the very write that applies it, and a repeat upload answers what the first
+//! got.
 
 use super::activate::{activation_object, ident, Activation};
 use super::bundle::{member_objects, Bundle, BundleActivation, BundleDeactivation};
 use super::deactivate::{Deactivation, DEACTIVATED};
 use super::lookup::Resolved;
 use super::runner::{self, Once, WriteOp};
-use crate::auth::{hmac_base64, Principal};
+use crate::auth::{hmac_base64, Access, Principal};
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
-use crate::ids::RequestKey;
-use crate::model::ApiKeyRecord;
-use crate::offline::payload::{v1_message, KeyId, Kind, Payload};
+use crate::ids::{CompanyId, RequestKey};
+use crate::model::OAuthClientRecord;
+use crate::offline::payload::{v1_message, KeyId, Kind, Payload, Schema};
 use crate::offline::transport;
 use crate::render::{offline_activation, OfflineAnswer, View};
 use crate::request::{LicenseRequest, Params};
 use crate::rules::{Consumptions, Transport};
+use crate::secret::{ExposeSecret, SecretString};
 use crate::state::AppState;
 use serde_json::Value;
 use std::time::SystemTime;
@@ -32,8 +34,86 @@ struct Upload {
     principal: Principal,
     payload: Payload,
     request: LicenseRequest,
-    /// The API key the file names (the one whose shared key signed it).
-    signer_key: ApiKeyRecord,
+    /// The API key or OAuth client the file names (the one whose key signed it).
+    signer: FileSigner,
+}
+
+/// Who signed a request file (SPEC §6.2): the API key it names (`api_key`), whose shared key is the
+/// HMAC key, or in OAuth mode the client it names (`client_id`), whose secret is, opened with the
+/// deployment's sealing key. Either answers with the same codes when unknown, revoked, read-only or
+/// restricted to other products.
+struct FileSigner {
+    /// Its restrictions, as a caller's.
+    holder: Principal,
+    /// The HMAC key of the file and of the answer's `offline_signature`.
+    key: SecretString,
+}
+
+impl FileSigner {
+    /// The signer `payload` names, if it belongs to `company`: a file signed for another company is
+    /// refused like an unknown key, so the uploader learns nothing about other companies' keys.
+    async fn named(state: &AppState, payload: &Payload, company: &CompanyId) -> Result<Self, ApiError> {
+        let store = &*state.store;
+        Ok(match payload.key_id() {
+            KeyId::ApiKey(id) => {
+                let key = state.auth.key_record(id, store).await?;
+                let key = usable(key.filter(|k| k.company == *company), |k| k.revoked)?;
+                Self {
+                    holder: Principal::api_key(&key),
+                    key: SecretString::from(key.shared_key),
+                }
+            }
+            KeyId::ClientId(id) => {
+                let client = state.auth.client_record(id, store).await?;
+                let client = usable(client.filter(|c| c.company == *company), |c| c.revoked)?;
+                Self {
+                    holder: Principal::oauth_client(&client),
+                    key: client_secret(state, &client)?,
+                }
+            }
+        })
+    }
+
+    /// Whether this signer signed the file uploaded to a `kind` endpoint. A v2 deactivation in OAuth
+    /// mode may also be signed with the `client_id` itself: a widely deployed client signs them so
+    /// (SPEC §6.2).
+    fn signed(&self, payload: &Payload, kind: Kind) -> bool {
+        payload.verify(self.key.expose_secret())
+            || matches!(
+                (payload.key_id(), payload.schema(), kind),
+                (KeyId::ClientId(id), Schema::V2, Kind::Deactivation) if payload.verify(id)
+            )
+    }
+}
+
+/// An unknown or revoked signer answers as an unknown or revoked API key does (SPEC §1.2).
+fn usable<R>(record: Option<R>, revoked: impl Fn(&R) -> bool) -> Result<R, ApiError> {
+    match record {
+        None => Err(ApiError::InvalidApiKey),
+        Some(r) if revoked(&r) => Err(ApiError::RevokedApiKey),
+        Some(r) => Ok(r),
+    }
+}
+
+/// The OAuth client's secret, the HMAC key of its files. Without a sealing key it cannot be read: the
+/// log tells the operator, the uploader gets a `validation_error` saying such files are not accepted.
+fn client_secret(state: &AppState, client: &OAuthClientRecord) -> Result<SecretString, ApiError> {
+    let Some(sealing_key) = &state.sealing_key else {
+        tracing::error!(
+            client_id = %client.id,
+            "an offline request file signed by an OAuth client cannot be verified: no sealing key is \
+             configured (set SEALING_KEY_SSM_PARAMETER, SEALING_KEY_FILE or SEALING_KEY_BASE64, or start \
+             license-server with --sealing-key; docs/oauth.md)"
+        );
+        return Err(ApiError::Validation(
+            "this server does not accept offline request files signed by an OAuth client (`client_id`); \
+             sign the file with an API key (`api_key`) or ask the vendor to configure OAuth"
+                .into(),
+        ));
+    };
+    sealing_key
+        .open(&client.sealed_secret, &OAuthClientRecord::seal_context(&client.id))
+        .map_err(|e| ApiError::internal(format!("the stored secret of OAuth client {}: {e}", client.id)))
 }
 
 impl Upload {
@@ -54,34 +134,21 @@ impl Upload {
                 }
             )));
         }
-        let signer_key = match payload.key_id() {
-            KeyId::ApiKey(id) => state.auth.key_record(id, &*state.store).await?,
-            // OAuth clients are a later feature: no client id is known yet.
-            KeyId::ClientId(_) => None,
-        }
-        // A file signed for another company is refused like an unknown key: the uploader learns
-        // nothing about other companies' keys.
-        .filter(|k| k.company == principal.company)
-        .ok_or(ApiError::InvalidApiKey)?;
-        if signer_key.revoked {
-            return Err(ApiError::RevokedApiKey);
-        }
-        if !payload.verify(&signer_key.shared_key) {
+        let signer = FileSigner::named(state, &payload, &principal.company).await?;
+        if !signer.signed(&payload, kind) {
             return Err(ApiError::SignatureMismatch);
         }
         // The file changes state as much as an online activation does: a read-only key may not sign one.
-        if signer_key.read_only {
-            return Err(ApiError::ReadOnlyApiKey);
-        }
+        signer.holder.ensure_access(Access::Write)?;
         let request = LicenseRequest::parse(payload.fields())?;
         // The file's key is held to its product restriction like the uploader's own.
-        Principal::api_key(&signer_key).ensure_product(&request.product)?;
+        signer.holder.ensure_product(&request.product)?;
         let request = super::resolved(state, &principal, request).await?;
         Ok(Self {
             principal,
             payload,
             request,
-            signer_key,
+            signer,
         })
     }
 
@@ -101,7 +168,7 @@ impl Upload {
                 Some(id) => id.to_owned(),
                 None => format!("{:032x}", rand::random::<u128>()),
             },
-            offline_signature: hmac_base64(&self.signer_key.shared_key, message.as_bytes()),
+            offline_signature: hmac_base64(self.signer.key.expose_secret(), message.as_bytes()),
             date,
         }
     }

@@ -1,17 +1,23 @@
 //! Single sign-on against a customer account's OpenID Connect provider (SPEC §2.1, §7). The provider's
-//! discovery document and signing keys are fetched once and cached per issuer (the keys fetched again
-//! on an unknown `kid` — key rotation — at most once per [`KEY_REFETCH_INTERVAL`]); an `id_token` is verified with them
+//! discovery document is fetched once and cached per issuer, its signing keys on the first token (and
+//! again on an unknown `kid` — key rotation — at most once per [`KEY_REFETCH_INTERVAL`]); an `id_token` is verified with them
 //! — asymmetric algorithms only, issuer, audience, expiry, not-before — and its email claim names the
 //! license user. A `code` is first exchanged at the provider's token endpoint with the account's client
 //! secret. Every grant the provider does not vouch for answers like an unknown user
 //! (`license_not_found`), so a caller learns nothing more from a forged token than from a wrong password.
+//!
+//! It also makes the provider's sign-in URL for `GET /sso_url` (the discovery document's
+//! `authorization_endpoint`), with a `nonce` minted by [`super::nonce`], and refuses an ID token that
+//! carries a nonce of that format unless it was minted here, for the same account, and has not expired.
 
+use super::nonce::{self, NonceKey};
 use super::SsoResolver;
 use crate::auth::Principal;
+use crate::cache::RecordCache;
 use crate::error::ApiError;
 use crate::ids::{CompanyId, CustomerAccountCode, Username};
 use crate::model::CustomerAccountRecord;
-use crate::request::{SsoGrant, SsoToken};
+use crate::request::{SsoGrant, SsoResponseType, SsoToken, SsoUrlRequest};
 use crate::sealed::SealingKey;
 use crate::store::Store;
 use async_trait::async_trait;
@@ -26,7 +32,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Largest discovery document, JWKS or token answer read from a provider.
 pub const MAX_PROVIDER_RESPONSE: usize = 256 * 1024;
@@ -67,6 +73,25 @@ pub struct ProviderAccount {
     pub email_claim: String,
 }
 
+impl ProviderAccount {
+    /// The redirect URI a login or a code exchange uses: the requested one if the account registered
+    /// it, else the account's first.
+    pub fn redirect_uri<'a>(&'a self, requested: Option<&'a str>) -> Result<&'a str, ApiError> {
+        match requested {
+            Some(uri) if self.redirect_uris.iter().any(|r| r == uri) => Ok(uri),
+            Some(_) => Err(ApiError::Validation(
+                "`redirect_uri` is not registered for this customer account".into(),
+            )),
+            None => self.redirect_uris.first().map(String::as_str).ok_or_else(|| {
+                ApiError::Validation(
+                    "the customer account registers no redirect URI: add one to its `redirect_uris` in the catalog"
+                        .into(),
+                )
+            }),
+        }
+    }
+}
+
 /// Where customer accounts come from (the catalog, or a fixed list).
 #[async_trait]
 pub trait CustomerAccounts: Send + Sync {
@@ -96,10 +121,22 @@ impl CustomerAccounts for FixedAccounts {
 }
 
 /// Customer accounts as the store keeps them (`Item::CustomerAccount`), their client secrets opened with
-/// the deployment's sealing key.
+/// the deployment's sealing key. Records are cached like API keys (`cache`), so a warm function resolves
+/// a grant without reading its account, and a changed account takes effect within the same TTL.
 pub struct StoredAccounts {
-    pub store: Arc<dyn Store>,
-    pub sealing_key: Arc<SealingKey>,
+    store: Arc<dyn Store>,
+    sealing_key: Arc<SealingKey>,
+    cache: RecordCache<(CompanyId, CustomerAccountCode), CustomerAccountRecord>,
+}
+
+impl StoredAccounts {
+    pub fn new(store: Arc<dyn Store>, sealing_key: Arc<SealingKey>, ttl: Duration) -> Self {
+        Self {
+            store,
+            sealing_key,
+            cache: RecordCache::new(ttl),
+        }
+    }
 }
 
 #[async_trait]
@@ -109,12 +146,9 @@ impl CustomerAccounts for StoredAccounts {
         company: &CompanyId,
         code: &CustomerAccountCode,
     ) -> Result<Option<ProviderAccount>, ApiError> {
-        let Some(stored) = self
-            .store
-            .customer_account(company, code)
-            .await
-            .map_err(ApiError::store)?
-        else {
+        let id = (company.clone(), code.clone());
+        let fetch = || self.store.customer_account(company, code);
+        let Some(stored) = self.cache.get_or_fetch(&id, fetch).await.map_err(ApiError::store)? else {
             return Ok(None);
         };
         let context = CustomerAccountRecord::seal_context(company, code);
@@ -148,20 +182,29 @@ pub struct OidcResolver {
     accounts: Arc<dyn CustomerAccounts>,
     transport: ProviderTransport,
     key_refetch_interval: Duration,
+    /// Mints the nonces of sign-in URLs and recognises them in ID tokens; `None`: no sign-in URLs, and
+    /// an ID token with a nonce of our format is refused (it cannot be checked).
+    nonce_key: Option<NonceKey>,
     http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     providers: Mutex<HashMap<String, Arc<Provider>>>,
 }
 
 /// What the resolver knows of one issuer.
 struct Provider {
+    /// Where a login starts (`sso_url`); optional, so a provider used only to verify grants needs none.
+    authorization_endpoint: Option<String>,
     token_endpoint: String,
     jwks_uri: String,
-    keys: Mutex<(JwkSet, Instant)>,
+    /// The keys and when they were fetched: not at discovery but on the first token, so `sso_url`,
+    /// which verifies nothing, asks the provider one question, not two.
+    keys: Mutex<(JwkSet, Option<Instant>)>,
 }
 
 #[derive(Deserialize)]
 struct Discovery {
     issuer: String,
+    #[serde(default)]
+    authorization_endpoint: Option<String>,
     token_endpoint: String,
     jwks_uri: String,
 }
@@ -177,6 +220,7 @@ impl OidcResolver {
             accounts,
             transport,
             key_refetch_interval: KEY_REFETCH_INTERVAL,
+            nonce_key: None,
             http: Client::builder(TokioExecutor::new()).build(connector),
             providers: Mutex::new(HashMap::new()),
         })
@@ -190,6 +234,23 @@ impl OidcResolver {
         }
     }
 
+    /// Makes sign-in URLs and checks their nonces with `key` (derived from the sealing key, so every
+    /// function of a deployment agrees).
+    pub fn with_nonce_key(self, key: NonceKey) -> Self {
+        Self {
+            nonce_key: Some(key),
+            ..self
+        }
+    }
+
+    /// The principal's customer account the request names.
+    async fn account(&self, principal: &Principal, code: &CustomerAccountCode) -> Result<ProviderAccount, ApiError> {
+        self.accounts
+            .account(&principal.company, code)
+            .await?
+            .ok_or(ApiError::LicenseNotFound("customer account"))
+    }
+
     /// The `id_token` the grant stands for: as sent, or exchanged for its code.
     async fn id_token(
         &self,
@@ -201,17 +262,7 @@ impl OidcResolver {
             SsoToken::IdToken(token) => return Ok(token.clone()),
             SsoToken::Code(code) => code,
         };
-        let redirect_uri = match &grant.redirect_uri {
-            Some(uri) if account.redirect_uris.contains(uri) => uri,
-            Some(_) => {
-                return Err(ApiError::Validation(
-                    "`redirect_uri` is not registered for this customer account".into(),
-                ))
-            }
-            None => account.redirect_uris.first().ok_or_else(|| {
-                ApiError::Validation("the customer account has no redirect URI; send `redirect_uri`".into())
-            })?,
-        };
+        let redirect_uri = account.redirect_uri(grant.redirect_uri.as_deref())?;
         let form = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("grant_type", "authorization_code")
             .append_pair("code", code)
@@ -250,11 +301,14 @@ impl OidcResolver {
         }
         self.check_transport(&discovery.token_endpoint)?;
         self.check_transport(&discovery.jwks_uri)?;
-        let keys = self.fetch_keys(&discovery.jwks_uri).await?;
+        if let Some(endpoint) = &discovery.authorization_endpoint {
+            self.check_transport(endpoint)?;
+        }
         let provider = Arc::new(Provider {
+            authorization_endpoint: discovery.authorization_endpoint,
             token_endpoint: discovery.token_endpoint,
             jwks_uri: discovery.jwks_uri,
-            keys: Mutex::new((keys, Instant::now())),
+            keys: Mutex::new((JwkSet { keys: Vec::new() }, None)),
         });
         self.providers
             .lock()
@@ -275,14 +329,15 @@ impl OidcResolver {
             if let Some(jwk) = keys.0.find(kid) {
                 return DecodingKey::from_jwk(jwk).map_err(|e| provider_error(format!("key {kid}: {e}")));
             }
-            keys.1.elapsed() >= self.key_refetch_interval
+            keys.1
+                .is_none_or(|fetched| fetched.elapsed() >= self.key_refetch_interval)
         };
         if !stale {
             return Err(not_vouched());
         }
         let fresh = self.fetch_keys(&provider.jwks_uri).await?;
         let jwk = fresh.find(kid).cloned();
-        *provider.keys.lock().expect("key cache") = (fresh, Instant::now());
+        *provider.keys.lock().expect("key cache") = (fresh, Some(Instant::now()));
         let jwk = jwk.ok_or_else(not_vouched)?;
         DecodingKey::from_jwk(&jwk).map_err(|e| provider_error(format!("key {kid}: {e}")))
     }
@@ -303,9 +358,28 @@ impl OidcResolver {
         let claims = jsonwebtoken::decode::<serde_json::Value>(token, &key, &validation)
             .map_err(|e| refused("token", e))?
             .claims;
+        self.check_nonce(account, &claims)?;
         let email = claims.get(&account.email_claim).and_then(|v| v.as_str());
         let email = email.ok_or_else(|| refused("claims", format!("no string `{}` claim", account.email_claim)))?;
         Username::parse(email).map_err(|e| refused("email", e))
+    }
+
+    /// A nonce of our format must be ours, for this account, unexpired (docs/sso.md); any other nonce
+    /// belongs to a login the application ran itself, which checks it.
+    fn check_nonce(&self, account: &ProviderAccount, claims: &serde_json::Value) -> Result<(), ApiError> {
+        let Some(found) = claims
+            .get("nonce")
+            .and_then(|v| v.as_str())
+            .filter(|n| nonce::is_ours(n))
+        else {
+            return Ok(());
+        };
+        let Some(key) = &self.nonce_key else {
+            return Err(refused("nonce", "a nonce of our format, and no nonce key to check it"));
+        };
+        let leeway = Duration::from_secs(CLOCK_LEEWAY_SECS);
+        key.verify(found, &account.company, &account.code, SystemTime::now(), leeway)
+            .map_err(|e| refused("nonce", e))
     }
 
     fn check_transport(&self, url: &str) -> Result<(), ApiError> {
@@ -360,14 +434,74 @@ impl OidcResolver {
 #[async_trait]
 impl SsoResolver for OidcResolver {
     async fn user(&self, principal: &Principal, grant: &SsoGrant) -> Result<Username, ApiError> {
-        let account = self
-            .accounts
-            .account(&principal.company, &grant.customer_account_code)
-            .await?
-            .ok_or(ApiError::LicenseNotFound("customer account"))?;
+        let account = self.account(principal, &grant.customer_account_code).await?;
         let provider = self.provider(&account.issuer).await?;
         let token = self.id_token(&account, &provider, grant).await?;
         self.verify(&account, &provider, &token).await
+    }
+
+    /// The request is checked (account, redirect URI) before the provider is asked anything.
+    async fn sign_in_url(&self, principal: &Principal, request: &SsoUrlRequest) -> Result<String, ApiError> {
+        let account = self.account(principal, &request.customer_account_code).await?;
+        let redirect_uri = account.redirect_uri(request.redirect_uri.as_deref())?;
+        let key = self.nonce_key.as_ref().ok_or_else(|| {
+            ApiError::internal("sign-in URLs need a nonce key: configure a sealing key (docs/sso.md)")
+        })?;
+        let login = Login {
+            response_type: request.response_type,
+            redirect_uri,
+            state: nonce::random_token().map_err(ApiError::internal)?,
+            nonce: key
+                .mint(&account.company, &account.code, SystemTime::now())
+                .map_err(ApiError::internal)?,
+        };
+        let provider = self.provider(&account.issuer).await?;
+        let endpoint = provider.authorization_endpoint.as_deref().ok_or_else(|| {
+            provider_error(format!(
+                "{}: its discovery document names no authorization_endpoint",
+                account.issuer
+            ))
+        })?;
+        authorize_url(endpoint, &account, &login)
+    }
+}
+
+/// What one sign-in URL asks the provider for.
+struct Login<'a> {
+    response_type: SsoResponseType,
+    redirect_uri: &'a str,
+    state: String,
+    nonce: String,
+}
+
+/// The provider's authorization request (OpenID Connect Core §3.1.2.1, §3.2.2.1): the endpoint's own
+/// query kept (some providers put a policy there), then the login's parameters. Clients ask for
+/// `token`, but an OpenID provider issues ID tokens for `id_token` (SPEC §7); each grant's default
+/// response mode (query for a code, fragment for an ID token) is what clients expect, so none is set.
+fn authorize_url(endpoint: &str, account: &ProviderAccount, login: &Login<'_>) -> Result<String, ApiError> {
+    let mut url =
+        url::Url::parse(endpoint).map_err(|e| provider_error(format!("authorization_endpoint `{endpoint}`: {e}")))?;
+    let response_type = match login.response_type {
+        SsoResponseType::Code => "code",
+        SsoResponseType::Token => "id_token",
+    };
+    url.query_pairs_mut()
+        .append_pair("client_id", &account.client_id)
+        .append_pair("response_type", response_type)
+        .append_pair("scope", &scope(&account.email_claim))
+        .append_pair("redirect_uri", login.redirect_uri)
+        .append_pair("state", &login.state)
+        .append_pair("nonce", &login.nonce);
+    Ok(url.into())
+}
+
+/// The scopes a login asks for: `openid email`, plus `profile` when the email comes in another claim
+/// (Entra ID's `preferred_username` needs it).
+fn scope(email_claim: &str) -> String {
+    if email_claim == "email" {
+        "openid email".to_owned()
+    } else {
+        "openid email profile".to_owned()
     }
 }
 
@@ -384,4 +518,92 @@ fn refused(what: &str, why: impl std::fmt::Display) -> ApiError {
 /// The provider cannot be used (unreachable, misconfigured): the cause goes to the log.
 fn provider_error(why: String) -> ApiError {
     ApiError::internal(format!("identity provider: {why}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn account(email_claim: &str) -> ProviderAccount {
+        ProviderAccount {
+            company: CompanyId::parse("c1").unwrap(),
+            code: CustomerAccountCode::parse("acct").unwrap(),
+            issuer: "https://idp.example".into(),
+            client_id: "client one".into(),
+            client_secret: SecretString::from("s".to_owned()),
+            redirect_uris: vec!["https://app.example/cb".into(), "https://app.example/other".into()],
+            email_claim: email_claim.into(),
+        }
+    }
+
+    fn query(url: &str) -> HashMap<String, String> {
+        url::Url::parse(url).unwrap().query_pairs().into_owned().collect()
+    }
+
+    #[test]
+    fn a_sign_in_url_asks_for_the_grant_with_state_and_nonce_and_keeps_the_endpoint_query() {
+        let login = |response_type| Login {
+            response_type,
+            redirect_uri: "https://app.example/cb",
+            state: "st".into(),
+            nonce: "sso-v1.1.r.m".into(),
+        };
+        let url = authorize_url(
+            "https://idp.example/authorize?p=B2C_1_signin",
+            &account("email"),
+            &login(SsoResponseType::Token),
+        )
+        .unwrap();
+        assert!(url.starts_with("https://idp.example/authorize?"), "{url}");
+        let q = query(&url);
+        let expected = [
+            ("p", "B2C_1_signin"),
+            ("client_id", "client one"),
+            ("response_type", "id_token"),
+            ("scope", "openid email"),
+            ("redirect_uri", "https://app.example/cb"),
+            ("state", "st"),
+            ("nonce", "sso-v1.1.r.m"),
+        ];
+        assert_eq!(
+            q,
+            expected.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        );
+        let url = authorize_url(
+            "https://idp.example/auth",
+            &account("preferred_username"),
+            &login(SsoResponseType::Code),
+        )
+        .unwrap();
+        let q = query(&url);
+        assert_eq!(
+            (q["response_type"].as_str(), q["scope"].as_str()),
+            ("code", "openid email profile")
+        );
+        assert_eq!(
+            authorize_url("not a url", &account("email"), &login(SsoResponseType::Code))
+                .unwrap_err()
+                .code(),
+            "internal_error"
+        );
+    }
+
+    #[test]
+    fn the_redirect_uri_is_a_registered_one_or_the_first() {
+        let a = account("email");
+        assert_eq!(a.redirect_uri(None).unwrap(), "https://app.example/cb");
+        assert_eq!(
+            a.redirect_uri(Some("https://app.example/other")).unwrap(),
+            "https://app.example/other"
+        );
+        assert_eq!(
+            a.redirect_uri(Some("https://evil.example/cb")).unwrap_err().code(),
+            "validation_error"
+        );
+        let none = ProviderAccount {
+            redirect_uris: Vec::new(),
+            ..a
+        };
+        assert_eq!(none.redirect_uri(None).unwrap_err().code(), "validation_error");
+    }
 }

@@ -34,6 +34,37 @@ pub enum Shape {
     V1,
 }
 
+/// Who a request file names as its signer (SPEC §6.2): an API key, whose shared key signs it, or under
+/// OAuth a client, whose secret signs it. Text converts to an API key, the common case.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FileKey {
+    /// Written as `api_key`.
+    ApiKey(String),
+    /// Written as `client_id`.
+    ClientId(String),
+}
+
+impl FileKey {
+    fn field(&self) -> (&'static str, &str) {
+        match self {
+            Self::ApiKey(id) => ("api_key", id),
+            Self::ClientId(id) => ("client_id", id),
+        }
+    }
+}
+
+impl From<&str> for FileKey {
+    fn from(id: &str) -> Self {
+        Self::ApiKey(id.to_owned())
+    }
+}
+
+impl From<String> for FileKey {
+    fn from(id: String) -> Self {
+        Self::ApiKey(id)
+    }
+}
+
 /// What a request file says. `date` is the text put in the file as is (see [`rfc7231_date`] and
 /// [`javascript_date`]); `extra` holds the optional fields (`consumptions`, `product_features`,
 /// `variables`, `is_vm`, `os_ver`, `license_id`, ...), written in key order after the required ones;
@@ -46,7 +77,8 @@ pub struct RequestFile {
     pub license_key: Option<String>,
     pub username: Option<String>,
     pub password: Option<String>,
-    pub api_key: String,
+    /// The `api_key` field, or under OAuth the `client_id` field.
+    pub api_key: FileKey,
     pub date: String,
     pub request_id: Option<String>,
     pub extra: Map<String, Value>,
@@ -78,6 +110,7 @@ const WRITTEN: &[&str] = &[
     "username",
     "password",
     "api_key",
+    "client_id",
     "date",
     "request_id",
     "signature",
@@ -129,7 +162,8 @@ const JAVASCRIPT: Style = Style {
 };
 
 impl RequestFile {
-    /// The base64 upload text of the file in `shape`, signed with `shared_key`.
+    /// The base64 upload text of the file in `shape`, signed with `shared_key` (under OAuth: the client
+    /// secret).
     pub fn encode(&self, shape: Shape, shared_key: &str) -> String {
         B64.encode(self.json(shape, shared_key))
     }
@@ -137,8 +171,9 @@ impl RequestFile {
     /// The decoded JSON text of the file in `shape`: what [`super::transport::decode`] returns.
     pub fn json(&self, shape: Shape, shared_key: &str) -> String {
         let identity = self.license_key.as_deref().or(self.username.as_deref()).unwrap_or("");
+        let (key_field, key_id) = self.api_key.field();
         let v1_signature = || {
-            let message = v1_message(&self.date, identity, &self.hardware_id, &self.api_key);
+            let message = v1_message(&self.date, identity, &self.hardware_id, key_id);
             Value::String(hmac_base64(shared_key, message.as_bytes()))
         };
         let (style, wrapped, with_request, inner_signature) = match shape {
@@ -163,7 +198,7 @@ impl RequestFile {
                 fields.push((name, Value::from(value.as_str())));
             }
         }
-        fields.push(("api_key", Value::from(self.api_key.as_str())));
+        fields.push((key_field, Value::from(key_id)));
         fields.push(("date", Value::from(self.date.as_str())));
         if let (true, Some(id)) = (with_request, &self.request_id) {
             fields.push(("request_id", Value::from(id.as_str())));
@@ -439,6 +474,30 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Under OAuth the file names `client_id` instead of `api_key`, and its v1 signature ends with it.
+    #[test]
+    fn an_oauth_file_names_its_client() {
+        use crate::offline::payload::KeyId;
+        let file = RequestFile {
+            api_key: FileKey::ClientId("ci-1".into()),
+            ..request(Kind::Activation)
+        };
+        for shape in [Shape::V1, Shape::PythonActivation, Shape::JavaScript] {
+            let json = file.json(shape, KEY);
+            let value: Value = serde_json::from_str(&json).unwrap();
+            let fields = value["request"].as_object().filter(|_| shape != Shape::V1);
+            let fields = fields.unwrap_or_else(|| value.as_object().unwrap());
+            assert_eq!(fields["client_id"], "ci-1", "{json}");
+            assert!(fields.get("api_key").is_none(), "{json}");
+            let p = Payload::parse(&json).unwrap();
+            assert_eq!(p.key_id(), KeyId::ClientId("ci-1"));
+            assert!(p.verify(KEY), "{shape:?}");
+        }
+        let v1: Value = serde_json::from_str(&file.json(Shape::V1, KEY)).unwrap();
+        let message = v1_message(&file.date, "user@example.com", &file.hardware_id, "ci-1");
+        assert_eq!(v1["signature"], hmac_base64(KEY, message.as_bytes()));
     }
 
     #[test]

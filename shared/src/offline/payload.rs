@@ -128,6 +128,7 @@ impl Payload {
             }
         };
 
+        refuse_sso_grant(&fields)?;
         let hardware_id = fields.string("hardware_id")?.ok_or_else(|| bad("hardware_id"))?;
         let identity = match fields.string("license_key")? {
             Some(key) => key,
@@ -283,6 +284,26 @@ impl fmt::Debug for Payload {
     }
 }
 
+/// The names of the single sign-on grants (SPEC §2.1).
+const SSO_GRANTS: [&str; 2] = ["id_token", "code"];
+
+/// An offline file names its license by `license_key` or `username` only (SPEC §6.2, seed 003's schema):
+/// its signature covers one of them, an ID token expires in minutes while a file is uploaded hours or days
+/// later, and an authorization code is single-use and bound to a browser redirect. A file carrying a grant
+/// is told so, rather than "license_key or username missing" or a conflict of credentials.
+fn refuse_sso_grant(fields: &Params) -> Result<(), ApiError> {
+    match SSO_GRANTS
+        .iter()
+        .find(|name| !matches!(fields.get(name), None | Some(Value::Null)))
+    {
+        Some(name) => Err(ApiError::Validation(format!(
+            "an offline request file cannot carry a single sign-on grant (`{name}`): name the license by \
+             `license_key` or by `username`; single sign-on works with the online endpoints only"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// A top-level string of a v2 file (only `signature` is read there).
 fn outer_string(top: &BTreeMap<String, &RawValue>, name: &str) -> Result<String, ApiError> {
     match top.get(name).map(|raw| serde_json::from_str::<Value>(raw.get())) {
@@ -409,6 +430,26 @@ mod tests {
         format!(
             r#"{{"request":"activation","product":"p","hardware_id":"h1","license_key":"K-1","api_key":"ak","date":"{date}","signature":"{sig}"{fields}}}"#
         )
+    }
+
+    #[test]
+    fn a_single_sign_on_grant_is_refused_by_name() {
+        const DATE: &str = "Tue, 03 Nov 2026 05:58:48 GMT";
+        for grant in ["id_token", "code"] {
+            for identity in ["", r#","username":"a@b.c""#] {
+                let json = v1_signed(
+                    &format!(r#","{grant}":"g","customer_account_code":"acct"{identity}"#),
+                    DATE,
+                );
+                let (code, message) = code(&json);
+                assert_eq!(code, "validation_error", "{json}");
+                assert!(
+                    message.contains(grant) && message.contains("single sign-on"),
+                    "{message}"
+                );
+            }
+        }
+        assert!(parse(&v1_signed(r#","id_token":null"#, DATE)).is_ok());
     }
 
     #[test]
