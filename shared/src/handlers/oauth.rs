@@ -123,6 +123,8 @@ pub async fn token(req: &ApiRequest, state: &AppState) -> Result<ApiResponse, Ap
 
 async fn issue(req: &ApiRequest, state: &AppState) -> Result<ApiResponse, ApiError> {
     let credentials = TokenRequest::parse(&req.headers, &req.body)?.credentials;
+    // The client first: only a client that proved itself learns that no tokens can be issued.
+    let client = authenticate(state, credentials.ok_or(ApiError::InvalidClient)?).await?;
     let Some(keys) = state.token_keys.as_deref() else {
         tracing::error!(
             "a token was asked for, but no token keys are configured: set TOKEN_KEY_SSM_PARAMETER (the \
@@ -131,7 +133,6 @@ async fn issue(req: &ApiRequest, state: &AppState) -> Result<ApiResponse, ApiErr
         );
         return Err(ApiError::TokenKeysMissing);
     };
-    let client = authenticate(state, credentials.ok_or(ApiError::InvalidClient)?).await?;
     let now = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
