@@ -22,4 +22,5 @@ mod offline_requests;
 mod round_trips;
 mod sso;
 mod sso_url;
+mod user_licenses;
 mod user_privacy;

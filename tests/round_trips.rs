@@ -163,6 +163,38 @@ async fn round_trips_per_bundle_operation() {
     }
 }
 
+#[tokio::test]
+async fn round_trips_user_licenses() {
+    let f = Fixture::new(Setup::new(
+        "round-trips-user-licenses",
+        Backend::DynamoDb,
+        Transport::Lambda,
+    ))
+    .await;
+    let first = f.user_license(810, |_| {}).await;
+    let second = f.user_license(811, |_| {}).await;
+    let third = f.user_license(812, |_| {}).await;
+    f.user("ann@example.com", 2, &[(&first, 0), (&second, 0), (&third, 0)])
+        .await;
+    let rt = &f.app.round_trips;
+    assert_eq!(
+        f.app.send(f.client.check(&key_body("RT", "warmup"))).await.status(),
+        400
+    );
+    let params =
+        json!({"product": "up", "username": "ann@example.com", "password": integration_tests::fixtures::PASSWORD});
+    rt.reset();
+    let resp = f
+        .app
+        .send(f.client.call(license_api::handlers::Endpoint::UserLicenses, &params))
+        .await;
+    assert_eq!(resp.status(), 200, "{}", String::from_utf8_lossy(resp.body()));
+    let (requests, sequential) = rt.get();
+    println!("user_licenses (3 licenses): {requests} requests, {sequential} sequential round trips");
+    // The context read, then each license and its seat at once.
+    assert_eq!((requests, sequential), (1 + 2 * 3, 2));
+}
+
 /// An item's size as DynamoDB bills it: attribute names plus values (strings and binaries their bytes,
 /// numbers about one byte per two digits plus one, booleans and nulls one byte, lists and maps 3 bytes
 /// plus one byte per element plus the elements).

@@ -337,6 +337,23 @@ fn specs(api_key: &str, shared_key: &str) -> Vec<Spec> {
             signed: true,
             upload: None,
         },
+        // The licenses of the example catalog's user ann@example.com on `demo-team`.
+        Spec {
+            file: "user_licenses-ok.json",
+            method: "GET",
+            path: "/api/v4/user_licenses",
+            params: json!({"product": "demo-team", "username": "ann@example.com", "password": "demo-password"}),
+            signed: true,
+            upload: None,
+        },
+        Spec {
+            file: "user_licenses-license_not_found.json",
+            method: "GET",
+            path: "/api/v4/user_licenses",
+            params: json!({"product": "demo-team", "username": "ann@example.com", "password": "not-her-password"}),
+            signed: true,
+            upload: None,
+        },
         // OAuth client credentials (docs/oauth.md): where the token endpoint is; no key needed.
         Spec {
             file: "oauth_url-ok.json",

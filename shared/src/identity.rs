@@ -46,11 +46,20 @@ impl Resolvers {
     /// Replaces the request's credentials with what they name: after this, a request names its license
     /// by key or by user, never by an SSO grant.
     pub async fn resolve(&self, principal: &Principal, req: &mut LicenseRequest) -> Result<(), ApiError> {
-        let Credentials::Sso(grant) = &req.credentials else {
+        self.resolve_credentials(principal, &mut req.credentials).await
+    }
+
+    /// [`Self::resolve`] for credentials outside a license request (`user_licenses`).
+    pub async fn resolve_credentials(
+        &self,
+        principal: &Principal,
+        credentials: &mut Credentials,
+    ) -> Result<(), ApiError> {
+        let Credentials::Sso(grant) = &*credentials else {
             return Ok(());
         };
         let username = self.sso()?.user(principal, grant).await?;
-        req.credentials = Credentials::User {
+        *credentials = Credentials::User {
             as_sent: username.as_str().to_owned(),
             proof: Proof::IdentityProvider(grant.customer_account_code.clone()),
             username,

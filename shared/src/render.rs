@@ -17,6 +17,8 @@ use serde_json::{Map, Value};
 pub enum View {
     Activation,
     Check,
+    /// A license listed without a device (`user_licenses`): no device, variables or signature.
+    Listing,
 }
 
 /// The requester's identity as sent, for `license_signature` and the `username` echo.
@@ -82,13 +84,16 @@ pub struct LicenseObject<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     license_enabled: Option<bool>,
     is_expired: bool,
-    hardware_id: &'a str,
-    device_id: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hardware_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    device_id: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     is_borrowed: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     borrowed_until: Option<Option<Timestamp>>,
-    variables: Vec<VariableObject<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    variables: Option<Vec<VariableObject<'a>>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     installation_file: Option<Option<&'a str>>,
     /// Always set on online responses; the offline answer moves it behind its own fields (SPEC §6.3).
@@ -97,7 +102,7 @@ pub struct LicenseObject<'a> {
 }
 
 #[derive(Serialize)]
-struct UserObject<'a> {
+pub struct UserObject<'a> {
     id: i64,
     email: &'a str,
     first_name: Option<&'a str>,
@@ -223,24 +228,67 @@ pub fn license_object<'a>(
     now: Timestamp,
     signer: &Signer,
 ) -> LicenseObject<'a> {
+    let validity = ctx.license.validity_period.map(|v| v.to_string());
+    LicenseObject {
+        username: who.user.filter(|_| view == View::Activation).map(|_| who.ident),
+        hardware_id: Some(who.hardware_id.as_str()),
+        device_id: Some(device.id),
+        variables: Some(
+            device
+                .variables
+                .iter()
+                .map(|v| VariableObject {
+                    variable: &v.variable,
+                    value: &v.value,
+                    device_id: device.id,
+                    created_at: v.created_at,
+                })
+                .collect(),
+        ),
+        license_signature: Some(signer.license_signature(who.hardware_id, who.ident, validity.as_deref())),
+        ..terms(ctx, who.user, view, now)
+    }
+}
+
+/// The license object of `ctx` as a user's license list shows it: no device, so no device fields,
+/// variables or signature (clients verify signatures only on activation and check answers).
+pub fn listed_license<'a>(
+    ctx: &'a LicenseContext,
+    user: (&'a LicenseUser, &'a Seat),
+    now: Timestamp,
+) -> LicenseObject<'a> {
+    terms(ctx, Some(user), View::Listing, now)
+}
+
+/// The user object (SPEC §4) of a license user and their seat on one license.
+pub fn user_object<'a>(u: &'a LicenseUser, seat: &'a Seat) -> UserObject<'a> {
+    UserObject {
+        id: u.id,
+        email: u.email.as_str(),
+        first_name: u.first_name.as_deref(),
+        last_name: u.last_name.as_deref(),
+        phone_number: u.phone_number.as_deref(),
+        is_initial_password: u.is_initial_password,
+        max_activations: seat.max_activations,
+        allow_unlimited_activations: seat.allow_unlimited_activations,
+        total_activations: seat.total_activations,
+    }
+}
+
+/// The object's license, product and user fields; the device's are left out.
+fn terms<'a>(
+    ctx: &'a LicenseContext,
+    user: Option<(&'a LicenseUser, &'a Seat)>,
+    view: View,
+    now: Timestamp,
+) -> LicenseObject<'a> {
     let (l, t, p) = (&ctx.license, &ctx.license.terms, &ctx.product);
-    let validity = l.validity_period.map(|v| v.to_string());
     let activation = view == View::Activation;
     LicenseObject {
         id: l.id,
         license_key: l.key.as_ref().map(|k| k.as_str()),
-        user: who.user.map(|(u, seat)| UserObject {
-            id: u.id,
-            email: u.email.as_str(),
-            first_name: u.first_name.as_deref(),
-            last_name: u.last_name.as_deref(),
-            phone_number: u.phone_number.as_deref(),
-            is_initial_password: u.is_initial_password,
-            max_activations: seat.max_activations,
-            allow_unlimited_activations: seat.allow_unlimited_activations,
-            total_activations: seat.total_activations,
-        }),
-        username: who.user.filter(|_| activation).map(|_| who.ident),
+        user: user.map(|(u, seat)| user_object(u, seat)),
+        username: None,
         license_type: t.license_type,
         is_trial: t.is_trial,
         trial_days: t.trial_days,
@@ -289,22 +337,13 @@ pub fn license_object<'a>(
         license_active: (!activation).then_some(l.times_activated > 0),
         license_enabled: (!activation).then_some(l.enabled),
         is_expired: is_expired(l, now),
-        hardware_id: who.hardware_id.as_str(),
-        device_id: device.id,
-        is_borrowed: (!activation).then_some(false),
-        borrowed_until: (!activation).then_some(None),
-        variables: device
-            .variables
-            .iter()
-            .map(|v| VariableObject {
-                variable: &v.variable,
-                value: &v.value,
-                device_id: device.id,
-                created_at: v.created_at,
-            })
-            .collect(),
+        hardware_id: None,
+        device_id: None,
+        is_borrowed: (view == View::Check).then_some(false),
+        borrowed_until: (view == View::Check).then_some(None),
+        variables: None,
         installation_file: activation.then_some(None),
-        license_signature: Some(signer.license_signature(who.hardware_id, who.ident, validity.as_deref())),
+        license_signature: None,
     }
 }
 

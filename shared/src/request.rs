@@ -232,52 +232,7 @@ impl LicenseRequest {
     pub fn parse(p: &Params) -> Result<Self, ApiError> {
         let product = id("product", p.required("product")?, ProductCode::parse)?;
         let hardware_id = id("hardware_id", p.required("hardware_id")?, HardwareId::parse)?;
-        let (id_token, code) = (p.string("id_token")?, p.string("code")?);
-        if id_token.is_some() && code.is_some() {
-            return Err(ApiError::Validation("use either `id_token` or `code`, not both".into()));
-        }
-        let (key, user) = (p.string("license_key")?, p.string("username")?);
-        // Exactly one way to name the license (SPEC §2.1): guessing which one the client meant could
-        // act on a license it did not name.
-        let named: Vec<&str> = [
-            (key.is_some(), "`license_key`"),
-            (user.is_some(), "`username`"),
-            (id_token.is_some() || code.is_some(), "`id_token`/`code`"),
-        ]
-        .into_iter()
-        .filter_map(|(given, name)| given.then_some(name))
-        .collect();
-        if named.len() > 1 {
-            return Err(ApiError::Validation(format!(
-                "name the license one way only, not by {}",
-                named.join(" and ")
-            )));
-        }
-        let credentials = if let Some(key) = key {
-            Credentials::Key(id("license_key", key, LicenseKey::parse)?)
-        } else if let Some(user) = user {
-            // The trimmed value is checked by `Username::parse`; the padding around it is bounded too,
-            // since the raw value is echoed back.
-            if user.len() > MAX_ID_LEN {
-                return Err(ApiError::Validation(format!("`username` {}", IdError::TooLong)));
-            }
-            Credentials::User {
-                username: id("username", user.clone(), Username::parse)?,
-                as_sent: user,
-                proof: p.string("password")?.map_or(Proof::Unproven, Proof::Password),
-            }
-        } else if let Some(grant) = sso_grant(id_token, code)? {
-            let Some(account) = p.string("customer_account_code")? else {
-                return Err(ApiError::MissingParameters("customer_account_code".into()));
-            };
-            Credentials::Sso(SsoGrant {
-                grant,
-                customer_account_code: id("customer_account_code", account, CustomerAccountCode::parse)?,
-                redirect_uri: p.string("redirect_uri")?,
-            })
-        } else {
-            return Err(ApiError::MissingParameters("license_key or username".into()));
-        };
+        let credentials = credentials(p)?;
         Ok(Self {
             product,
             hardware_id,
@@ -292,6 +247,83 @@ impl LicenseRequest {
             variables: variables(p)?,
         })
     }
+}
+
+/// A request about a license user rather than one license (`user_licenses`): the product, and the user
+/// named by username and password or by a single sign-on grant (SPEC §2.1).
+#[derive(Clone, Debug)]
+pub struct UserRequest {
+    pub product: ProductCode,
+    pub credentials: Credentials,
+}
+
+impl UserRequest {
+    pub fn parse(p: &Params) -> Result<Self, ApiError> {
+        let product = id("product", p.required("product")?, ProductCode::parse)?;
+        let credentials = match credentials(p) {
+            Ok(Credentials::Key(_)) => {
+                return Err(ApiError::Validation(
+                    "name the license user by `username` and `password` or a single sign-on grant, not by \
+                     `license_key`"
+                        .into(),
+                ))
+            }
+            Err(ApiError::MissingParameters(_)) => return Err(ApiError::MissingParameters("username".into())),
+            other => other?,
+        };
+        Ok(Self { product, credentials })
+    }
+}
+
+/// How the request names its license (SPEC §2.1): exactly one of a license key, a username (with or
+/// without its password) or a single sign-on grant.
+fn credentials(p: &Params) -> Result<Credentials, ApiError> {
+    let (id_token, code) = (p.string("id_token")?, p.string("code")?);
+    if id_token.is_some() && code.is_some() {
+        return Err(ApiError::Validation("use either `id_token` or `code`, not both".into()));
+    }
+    let (key, user) = (p.string("license_key")?, p.string("username")?);
+    // Exactly one way to name the license (SPEC §2.1): guessing which one the client meant could
+    // act on a license it did not name.
+    let named: Vec<&str> = [
+        (key.is_some(), "`license_key`"),
+        (user.is_some(), "`username`"),
+        (id_token.is_some() || code.is_some(), "`id_token`/`code`"),
+    ]
+    .into_iter()
+    .filter_map(|(given, name)| given.then_some(name))
+    .collect();
+    if named.len() > 1 {
+        return Err(ApiError::Validation(format!(
+            "name the license one way only, not by {}",
+            named.join(" and ")
+        )));
+    }
+    Ok(if let Some(key) = key {
+        Credentials::Key(id("license_key", key, LicenseKey::parse)?)
+    } else if let Some(user) = user {
+        // The trimmed value is checked by `Username::parse`; the padding around it is bounded too,
+        // since the raw value is echoed back.
+        if user.len() > MAX_ID_LEN {
+            return Err(ApiError::Validation(format!("`username` {}", IdError::TooLong)));
+        }
+        Credentials::User {
+            username: id("username", user.clone(), Username::parse)?,
+            as_sent: user,
+            proof: p.string("password")?.map_or(Proof::Unproven, Proof::Password),
+        }
+    } else if let Some(grant) = sso_grant(id_token, code)? {
+        let Some(account) = p.string("customer_account_code")? else {
+            return Err(ApiError::MissingParameters("customer_account_code".into()));
+        };
+        Credentials::Sso(SsoGrant {
+            grant,
+            customer_account_code: id("customer_account_code", account, CustomerAccountCode::parse)?,
+            redirect_uri: p.string("redirect_uri")?,
+        })
+    } else {
+        return Err(ApiError::MissingParameters("license_key or username".into()));
+    })
 }
 
 /// The `id_token` or `code` a request carries (at most one, checked by the caller), bounded.

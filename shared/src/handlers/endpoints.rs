@@ -308,6 +308,18 @@ endpoints! {
         why: "Reads only: the product and the customer account (and the API key or OAuth client, as every \
               function).",
     }
+    /// `GET /api/v4/user_licenses` (SPEC §9): every license of a license user on a product.
+    UserLicenses {
+        name: "user_licenses",
+        path: "/api/v4/user_licenses",
+        method: GET,
+        access: Read,
+        input: Params,
+        handler: user_licenses::handle,
+        dynamodb: [GetItem, BatchGetItem],
+        why: "Reads only: product, company and the license user in one batch, then each license and the \
+              user's seat on it.",
+    }
     /// `GET /api/v4/oauth_url`: where a client configured with `client_id`/`client_secret` fetches its
     /// access token (SPEC §7). Needs no key: it is how such a client starts.
     OauthUrl {

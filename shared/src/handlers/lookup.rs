@@ -147,20 +147,7 @@ async fn find_user_license(
 ) -> Result<(LicenseUser, LicenseAddr), ApiError> {
     let user = read.user.take();
     if how == UserCheck::Password {
-        let Credentials::User { username, proof, .. } = &req.credentials else {
-            return Err(ApiError::MissingParameters("password".into()));
-        };
-        match proof {
-            Proof::Password(password) => {
-                let stored = user.as_ref().and_then(|u| u.password_hash.clone());
-                if !password::verify_limited(Claimant::User(username), password.clone(), stored).await? {
-                    return Err(ApiError::LicenseNotFound("license user"));
-                }
-            }
-            // The customer account's identity provider vouched for this user.
-            Proof::IdentityProvider(_) => {}
-            Proof::Unproven => return Err(ApiError::MissingParameters("password".into())),
-        }
+        prove(user.as_ref(), &req.credentials).await?;
     }
     let user = user.ok_or(ApiError::LicenseNotFound("license user"))?;
     let wanted = |id: &i64| req.license_id.is_none_or(|wanted| wanted == *id);
@@ -192,6 +179,31 @@ async fn find_user_license(
             id,
         },
     ))
+}
+
+/// The user `credentials` name, proven: their password matches `user`'s stored hash (an unknown user
+/// costs the same hash, and answers like a wrong password), or an identity provider vouched for them.
+pub async fn proven_user(user: Option<LicenseUser>, credentials: &Credentials) -> Result<LicenseUser, ApiError> {
+    prove(user.as_ref(), credentials).await?;
+    user.ok_or(ApiError::LicenseNotFound("license user"))
+}
+
+async fn prove(user: Option<&LicenseUser>, credentials: &Credentials) -> Result<(), ApiError> {
+    let Credentials::User { username, proof, .. } = credentials else {
+        return Err(ApiError::MissingParameters("password".into()));
+    };
+    match proof {
+        Proof::Password(password) => {
+            let stored = user.and_then(|u| u.password_hash.clone());
+            if !password::verify_limited(Claimant::User(username), password.clone(), stored).await? {
+                return Err(ApiError::LicenseNotFound("license user"));
+            }
+            Ok(())
+        }
+        // The customer account's identity provider vouched for this user.
+        Proof::IdentityProvider(_) => Ok(()),
+        Proof::Unproven => Err(ApiError::MissingParameters("password".into())),
+    }
 }
 
 /// Everything activation and deactivation need, with the device.

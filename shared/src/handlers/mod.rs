@@ -14,6 +14,7 @@ mod oauth;
 mod offline;
 mod runner;
 mod sso_url;
+mod user_licenses;
 
 pub use activate::activate;
 pub use deactivate::deactivate;
