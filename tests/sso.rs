@@ -72,7 +72,7 @@ fn account(f: &Fixture, issuer: &str) -> ProviderAccount {
 
 /// An instance whose SSO grants are verified by the OpenID Connect resolver against the test provider
 /// (plain HTTP opted into: the provider is on loopback).
-async fn sso_instance(f: &Fixture) -> Instance {
+pub(crate) async fn sso_instance(f: &Fixture) -> Instance {
     resolver_instance(f, &oidc::issuer(), KEY_REFETCH_INTERVAL).await
 }
 

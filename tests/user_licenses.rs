@@ -3,6 +3,7 @@
 //! users answer alike; key-based products and license keys are refused.
 
 use integration_tests::fixtures::{KEY_PRODUCT, PASSWORD, USER_PRODUCT};
+use integration_tests::oidc::{self, Flow, ANN, REDIRECT_URI};
 use integration_tests::{assert_error, Fixture};
 use license_api::handlers::Endpoint;
 use serde_json::{json, Value};
@@ -70,5 +71,27 @@ async fn refuses_wrong_credentials_alike(setup) {
     assert_error(&call(key_product).await, 400, "validation_error");
     let unknown_product = json!({"product": "nope", "username": "ann@example.com", "password": PASSWORD});
     assert_error(&call(unknown_product).await, 400, "unknown_product");
+}
+
+// A real ID token from the test run's identity provider names the user without a password (the
+// existing single sign-on resolver); an instance without a resolver refuses the grant.
+async fn a_single_sign_on_grant_names_the_user(setup) {
+    let f = Fixture::new(setup).await;
+    let license = f.user_license(906, |_| {}).await;
+    f.user(ANN.email, 195, &[(&license, 1)]).await;
+    let app = crate::sso::sso_instance(&f).await;
+    let token = oidc::login(ANN, Flow::IdToken, REDIRECT_URI).await;
+    let params = json!({"product": USER_PRODUCT, "id_token": token, "customer_account_code": "acct"});
+    let resp = app.send(f.client.call(Endpoint::UserLicenses, &params)).await;
+    let body = f
+        .client
+        .verify_body(&resp)
+        .unwrap_or_else(|e| panic!("user_licenses: {e}: {}", String::from_utf8_lossy(resp.body())));
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body.as_array().map(Vec::len), Some(1), "{body}");
+    assert_eq!(body[0]["license"]["id"], 906);
+    assert_eq!(body[0]["user"]["email"], ANN.email);
+    // Without a resolver (the fixture's app), a grant is refused with a clear answer.
+    assert_error(&f.app.send(f.client.call(Endpoint::UserLicenses, &params)).await, 400, "validation_error");
 }
 }
