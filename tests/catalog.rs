@@ -181,6 +181,7 @@ fn every_kind(company: &license_api::ids::CompanyId) -> Vec<(Item, Image)> {
                 password_hash: Some("$argon2id$stub".into()),
                 licenses: vec![(product.clone(), 41)],
                 bundle_licenses: Vec::new(),
+                password_change_disabled: false,
             })),
         ),
         (Item::License(addr.clone()), Image::License(Box::new(license))),

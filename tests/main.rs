@@ -8,6 +8,7 @@ mod auth;
 mod bounds;
 mod bundles;
 mod catalog;
+mod change_password;
 mod concurrency;
 mod credentials;
 mod deactivation_and_check;

@@ -195,6 +195,35 @@ async fn round_trips_user_licenses() {
     assert_eq!((requests, sequential), (1 + 2 * 3, 2));
 }
 
+#[tokio::test]
+async fn round_trips_change_password() {
+    let f = Fixture::new(Setup::new(
+        "round-trips-change-password",
+        Backend::DynamoDb,
+        Transport::Lambda,
+    ))
+    .await;
+    let license = f.user_license(820, |_| {}).await;
+    f.user("ann@example.com", 3, &[(&license, 0)]).await;
+    let rt = &f.app.round_trips;
+    assert_eq!(
+        f.app.send(f.client.check(&key_body("RT", "warmup"))).await.status(),
+        400
+    );
+    let params = json!({"username": "ann@example.com", "password": integration_tests::fixtures::PASSWORD,
+        "new_password": "a new secret"});
+    rt.reset();
+    let resp = f
+        .app
+        .send(f.client.call(license_api::handlers::Endpoint::ChangePassword, &params))
+        .await;
+    assert_eq!(resp.status(), 200, "{}", String::from_utf8_lossy(resp.body()));
+    let (requests, sequential) = rt.get();
+    println!("change_password: {requests} requests, {sequential} sequential round trips");
+    // The user's record, then its conditional put.
+    assert_eq!((requests, sequential), (2, 2));
+}
+
 /// An item's size as DynamoDB bills it: attribute names plus values (strings and binaries their bytes,
 /// numbers about one byte per two digits plus one, booleans and nulls one byte, lists and maps 3 bytes
 /// plus one byte per element plus the elements).

@@ -354,6 +354,23 @@ fn specs(api_key: &str, shared_key: &str) -> Vec<Spec> {
             signed: true,
             upload: None,
         },
+        // bob@example.com "changes" his password to the same one, so the events can run again.
+        Spec {
+            file: "change_password-ok.json",
+            method: "POST",
+            path: "/api/v4/change_password",
+            params: json!({"username": "bob@example.com", "password": "demo-password", "new_password": "demo-password"}),
+            signed: true,
+            upload: None,
+        },
+        Spec {
+            file: "change_password-license_not_found.json",
+            method: "POST",
+            path: "/api/v4/change_password",
+            params: json!({"username": "bob@example.com", "password": "not-his-password", "new_password": "whatever-else"}),
+            signed: true,
+            upload: None,
+        },
         // OAuth client credentials (docs/oauth.md): where the token endpoint is; no key needed.
         Spec {
             file: "oauth_url-ok.json",

@@ -165,6 +165,8 @@ struct RawUser {
     phone_number: Option<String>,
     #[serde(default)]
     is_initial_password: bool,
+    #[serde(default)]
+    password_change_disabled: bool,
 }
 
 #[derive(Deserialize)]
@@ -671,6 +673,7 @@ fn company(cx: &Ctx<'_>, path: &str, c: RawCompany) -> Result<CompanyEntry, Cata
             password_hash: None,
             licenses: Vec::new(),
             bundle_licenses: Vec::new(),
+            password_change_disabled: u.password_change_disabled,
         };
         users.insert(u.email, (i, user, u.password.map(SecretString::from)));
     }

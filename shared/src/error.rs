@@ -104,6 +104,9 @@ pub enum ApiError {
     LicenseExpired,
     #[error("Trial period has expired")]
     TrialExpired,
+    /// The vendor manages this license user's password (`password_change_disabled` in the catalog).
+    #[error("This license user's password cannot be changed here: ask the vendor")]
+    ChangePasswordNotAllowed,
     #[error("This license has already been transferred the maximum number of times")]
     LicenseTransferredMaxTimes,
     #[error("A device matching this hardware_id is already created on the license.")]
@@ -214,6 +217,7 @@ impl ApiError {
             LicenseUserActivatedMaxTimes => "license_user_activated_max_times",
             LicenseExpired => "license_expired",
             TrialExpired => "trial_expired",
+            ChangePasswordNotAllowed => "change_password_not_allowed",
             LicenseTransferredMaxTimes => "license_transferred_max_times",
             LicenseDeviceExists => "license_device_exists",
             LicenseNotActive => "license_not_active",

@@ -443,6 +443,10 @@ pub struct LicenseUser {
     /// Member licenses of bundles assigned to the user: (member product, license id, bundle product).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bundle_licenses: Vec<(ProductCode, i64, ProductCode)>,
+    /// The user may not change their password through `change_password` (the vendor manages it).
+    /// Omitted when false, so records stored before it existed read and compare as they were.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub password_change_disabled: bool,
 }
 
 impl std::fmt::Debug for LicenseUser {
@@ -457,6 +461,7 @@ impl std::fmt::Debug for LicenseUser {
             .field("password_hash", &redacted_option(&self.password_hash))
             .field("licenses", &self.licenses)
             .field("bundle_licenses", &self.bundle_licenses)
+            .field("password_change_disabled", &self.password_change_disabled)
             .finish()
     }
 }

@@ -15,6 +15,9 @@ const MAX_VARIABLE_NAME: usize = 255;
 const MAX_DETAIL_VALUE: usize = 4096;
 /// Longest `id_token` or `code` accepted: OpenID Connect ID tokens are a few KiB at most.
 pub const MAX_SSO_GRANT_BYTES: usize = 8192;
+/// Bounds of a new password (`change_password`), in bytes: long enough to refuse trivial ones, short
+/// enough that hashing it costs what any password's hash costs.
+pub const NEW_PASSWORD_BYTES: std::ops::RangeInclusive<usize> = 8..=256;
 
 /// Hardware details a device reports; stored on the device record (SPEC §3).
 pub const DEVICE_DETAIL_FIELDS: &[&str] = &[
@@ -272,6 +275,40 @@ impl UserRequest {
             other => other?,
         };
         Ok(Self { product, credentials })
+    }
+}
+
+/// `POST /change_password` (SPEC §9): the user, proven by their current password, and the new one.
+#[derive(Clone, Debug)]
+pub struct ChangePasswordRequest {
+    /// Always `Credentials::User` with a `Proof::Password`.
+    pub credentials: Credentials,
+    pub new_password: crate::secret::SecretString,
+}
+
+impl ChangePasswordRequest {
+    pub fn parse(p: &Params) -> Result<Self, ApiError> {
+        let as_sent = p.required("username")?;
+        if as_sent.len() > MAX_ID_LEN {
+            return Err(ApiError::Validation(format!("`username` {}", IdError::TooLong)));
+        }
+        let password = p.required("password")?;
+        let new_password = p.required("new_password")?;
+        if !NEW_PASSWORD_BYTES.contains(&new_password.len()) {
+            return Err(ApiError::Validation(format!(
+                "`new_password` must be {} to {} bytes",
+                NEW_PASSWORD_BYTES.start(),
+                NEW_PASSWORD_BYTES.end()
+            )));
+        }
+        Ok(Self {
+            credentials: Credentials::User {
+                username: id("username", as_sent.clone(), Username::parse)?,
+                as_sent,
+                proof: Proof::Password(password),
+            },
+            new_password: new_password.into(),
+        })
     }
 }
 

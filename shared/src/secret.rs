@@ -56,6 +56,7 @@ mod tests {
             password_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into()),
             licenses: Vec::new(),
             bundle_licenses: Vec::new(),
+            password_change_disabled: false,
         };
         let printed = format!("{user:?}");
         assert!(

@@ -194,6 +194,7 @@ impl Fixture {
             password_hash: Some(password::hash(PASSWORD)),
             licenses: licenses.iter().map(|(l, _)| (l.product.clone(), l.id)).collect(),
             bundle_licenses: Vec::new(),
+            password_change_disabled: false,
         };
         self.store().put_user(&self.company, &user).await.unwrap();
         for (license, max) in licenses {

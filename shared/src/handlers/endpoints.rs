@@ -320,6 +320,18 @@ endpoints! {
         why: "Reads only: product, company and the license user in one batch, then each license and the \
               user's seat on it.",
     }
+    /// `POST /api/v4/change_password` (SPEC §9): a license user replaces their password.
+    ChangePassword {
+        name: "change_password",
+        path: "/api/v4/change_password",
+        method: POST,
+        access: Write,
+        input: Params,
+        handler: change_password::handle,
+        dynamodb: [GetItem, PutItem],
+        why: "Reads the license user's record; puts it back with the new hash on the condition that it is \
+              still the one verified.",
+    }
     /// `GET /api/v4/oauth_url`: where a client configured with `client_id`/`client_secret` fetches its
     /// access token (SPEC §7). Needs no key: it is how such a client starts.
     OauthUrl {

@@ -6,6 +6,7 @@
 
 mod activate;
 mod bundle;
+mod change_password;
 mod check;
 mod deactivate;
 pub mod endpoints;

@@ -334,6 +334,17 @@ impl Write {
         Self::one(item, Vec::new(), Action::Upsert(image))
     }
 
+    /// Replaces the item's document only if it is still exactly `stored` (`change_password`: the hash
+    /// verified is the one replaced, so of two concurrent changes only one wins).
+    pub fn replace_unchanged(item: Item, stored: &Image, new: Image) -> Self {
+        let conditions = match stored.get(Attr::Doc) {
+            Some(doc) => vec![Cond::Eq(Attr::Doc, doc)],
+            // An item without a document cannot be compared: refuse rather than overwrite blindly.
+            None => vec![Cond::Missing, Cond::Exists],
+        };
+        Self::one(item, conditions, Action::Put(new))
+    }
+
     /// Deletes the item, if there is one.
     pub fn delete(item: Item) -> Self {
         Self::one(item, Vec::new(), Action::Delete)
