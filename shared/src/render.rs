@@ -140,8 +140,10 @@ struct ProductDetails<'a> {
     validity_period: Option<Timestamp>,
 }
 
+/// A `product_features` item (SPEC §4.1): also `check_license_feature`'s and `add_feature_consumption`'s
+/// answer.
 #[derive(Serialize)]
-struct FeatureObject<'a> {
+pub struct FeatureObject<'a> {
     id: i64,
     code: &'a str,
     name: &'a str,
@@ -174,7 +176,8 @@ struct VariableObject<'a> {
     created_at: Timestamp,
 }
 
-fn feature<'a>(f: &'a Feature, license: &License, now: Timestamp) -> FeatureObject<'a> {
+/// The feature object of `f` on `license` at `now` (a consumption feature's total as the license counts it).
+pub fn feature<'a>(f: &'a Feature, license: &License, now: Timestamp) -> FeatureObject<'a> {
     FeatureObject {
         id: f.id,
         code: &f.code,
@@ -305,6 +308,39 @@ pub fn license_object<'a>(
             .collect(),
         installation_file: activation.then_some(None),
         license_signature: Some(signer.license_signature(who.hardware_id, who.ident, validity.as_deref())),
+    }
+}
+
+/// `add_consumption`'s answer (SPEC §9): the license's consumption terms and its total.
+#[derive(Serialize)]
+pub struct ConsumptionAnswer<'a> {
+    id: i64,
+    max_consumptions: i64,
+    total_consumptions: i64,
+    allow_unlimited_consumptions: bool,
+    allow_negative_consumptions: bool,
+    allow_overages: bool,
+    max_overages: i64,
+    reset_consumption: bool,
+    consumption_period: Option<&'a str>,
+    company: CompanyObject,
+}
+
+/// The consumption answer for `ctx` (after the write) at `now`: the vendor's terms, not what a request
+/// tightened for itself.
+pub fn consumption_answer(ctx: &LicenseContext, now: Timestamp) -> ConsumptionAnswer<'_> {
+    let (l, t) = (&ctx.license, &ctx.license.terms);
+    ConsumptionAnswer {
+        id: l.id,
+        max_consumptions: t.max_consumptions,
+        total_consumptions: l.total_consumptions_at(now),
+        allow_unlimited_consumptions: t.allow_unlimited_consumptions,
+        allow_negative_consumptions: t.allow_negative_consumptions,
+        allow_overages: t.allow_overages,
+        max_overages: t.max_overages,
+        reset_consumption: t.reset_consumption,
+        consumption_period: t.consumption_period.as_deref(),
+        company: CompanyObject { id: ctx.company.id },
     }
 }
 

@@ -15,7 +15,9 @@ use crate::model::{
     ApiKeyRecord, AuditRecord, Company, CustomerAccountRecord, Device, License, LicenseUser, OAuthClientRecord,
     ProcessedRequest, ProductDoc, Seat,
 };
-use crate::plan::{ActivationPlan, CheckPlan, Counter, DeactivationPlan, LicenseAddr, Slot, WriteToken};
+use crate::plan::{
+    ActivationPlan, CheckPlan, ConsumptionPlan, Counter, DeactivationPlan, LicenseAddr, Slot, WriteToken,
+};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -496,6 +498,37 @@ impl DeactivationPlan {
             });
         }
         Write { items }
+    }
+}
+
+impl ConsumptionPlan {
+    /// The write of this plan: the device checked as read, the license charged within the bounds the
+    /// rules checked (an amount of 0 only checks it). No token is recorded: a retry of an unknown
+    /// outcome reuses the write's token, which DynamoDB applies at most once.
+    pub fn write(&self) -> Write {
+        let addr = &self.addr;
+        let device = device_as_read(addr, &self.device.hardware_id, Some(&self.device));
+        let mut cond = vec![
+            Cond::Eq(Attr::LicenseId, Val::Int(self.license_id)),
+            Cond::is(Attr::Enabled, true),
+        ];
+        let mut effects = Vec::new();
+        for charge in &self.charges {
+            charge_write(charge, &mut cond, &mut effects);
+        }
+        let item = Item::License(addr.clone());
+        let license = if effects.is_empty() {
+            ItemWrite {
+                item,
+                conditions: cond,
+                action: Action::Check,
+            }
+        } else {
+            update(item, cond, effects)
+        };
+        Write {
+            items: vec![device, license],
+        }
     }
 }
 
