@@ -9,6 +9,7 @@ mod bounds;
 mod bundles;
 mod catalog;
 mod concurrency;
+mod consumption;
 mod credentials;
 mod deactivation_and_check;
 mod events;

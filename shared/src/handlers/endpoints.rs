@@ -293,6 +293,40 @@ endpoints! {
         dynamodb: [GetItem, BatchGetItem, PutItem, UpdateItem],
         why: "deactivate_bundle plus the record of the applied request (a put).",
     }
+    /// Usage a consumption license's application syncs (SPEC §9 "Consumption rules").
+    AddConsumption {
+        name: "add_consumption",
+        path: "/api/v4/add_consumption",
+        method: POST,
+        access: Write,
+        input: Params,
+        handler: consumption::handle_license,
+        dynamodb: [GetItem, BatchGetItem, UpdateItem, ConditionCheckItem],
+        why: "The license's counter updated within its limits, in one transaction with a condition check \
+              that the device is still the active one read.",
+    }
+    AddFeatureConsumption {
+        name: "add_feature_consumption",
+        path: "/api/v4/add_feature_consumption",
+        method: POST,
+        access: Write,
+        input: Params,
+        handler: consumption::handle_feature,
+        dynamodb: [GetItem, BatchGetItem, UpdateItem, ConditionCheckItem],
+        why: "The feature's counter (on the license item) updated within its limits, in one transaction \
+              with a condition check that the device is still the active one read.",
+    }
+    CheckLicenseFeature {
+        name: "check_license_feature",
+        path: "/api/v4/check_license_feature",
+        method: GET,
+        access: Read,
+        input: Params,
+        handler: check_feature::handle,
+        dynamodb: [GetItem, BatchGetItem],
+        why: "Reads only: product, company, license and device (user-based: the user, then license, seat \
+              and device).",
+    }
     /// Single sign-on's first step (docs/sso.md). Its function also needs network egress: it fetches
     /// the identity provider's discovery document over HTTPS.
     SsoUrl {
