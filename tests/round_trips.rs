@@ -1,7 +1,9 @@
 //! DynamoDB round trips per operation on a warm function (API key cached), counted on the wire:
 //! key-based activate/deactivate ≤ 2, user-based ≤ 3; a check is its read alone (1 request key-based,
 //! 2 user-based) unless its device's record is due, which adds one plain update after the read;
-//! offline uploads cost what the online request costs, a repeat upload the read plus one GetItem.
+//! offline uploads cost what the online request costs, a repeat upload the read plus one GetItem;
+//! adding consumptions costs what a deactivation does (2 key-based, 3 user-based), a feature check its
+//! read alone.
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use integration_tests::counter::{RoundTrips, Written};
@@ -161,6 +163,105 @@ async fn round_trips_per_bundle_operation() {
         let write = usize::from(*name != "bundle check");
         assert_eq!(*got, (1 + 2 * 3 + write, 2 + write), "{name}");
     }
+}
+
+/// Consumption and features (SPEC §9), warm: a key-based addition is the check's read and one
+/// transaction (the device checked, the license charged), a user-based one the user's read more; a
+/// feature check is the read alone.
+#[tokio::test]
+async fn round_trips_per_consumption_operation() {
+    use integration_tests::fixtures::USER_PRODUCT;
+    use license_api::model::{AuthorizationMethod, Feature, FeatureType, LicenseType};
+    let f = Fixture::new(Setup::new(
+        "round-trips-consumption",
+        Backend::DynamoDb,
+        Transport::Lambda,
+    ))
+    .await;
+    // Both fixture products with a consumption feature.
+    for (id, code, method) in [
+        (11, KEY_PRODUCT, AuthorizationMethod::LicenseKey),
+        (12, USER_PRODUCT, AuthorizationMethod::User),
+    ] {
+        f.put_product(|p| {
+            p.id = id;
+            p.code = integration_tests::fixtures::product_code(code);
+            p.authorization_method = method;
+            p.features = vec![Feature {
+                id: 1,
+                code: "renders".into(),
+                feature_type: FeatureType::Consumption,
+                max_consumption: 100,
+                ..Feature::default()
+            }];
+        })
+        .await;
+    }
+    let metered = |l: &mut license_api::model::License| {
+        l.terms.license_type = LicenseType::Consumption;
+        l.terms.max_consumptions = 100;
+    };
+    f.key_license("RT-C", metered).await;
+    let license = f.user_license(802, metered).await;
+    f.user("ann@example.com", 1, &[(&license, 0)]).await;
+    let app = &f.app;
+    for req in [
+        f.client.activate(&key_body("RT-C", "h1")),
+        f.client.activate(&user_body("ann@example.com", "h1")),
+    ] {
+        assert_eq!(app.send(req).await.status(), 200);
+    }
+    let key = key_body("RT-C", "h1");
+    let user = json!({"product": "up", "hardware_id": "h1", "username": "ann@example.com"});
+    let with = |mut body: serde_json::Value, extra: serde_json::Value| {
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        body
+    };
+    let feature = json!({"feature": "renders", "consumptions": 2});
+    let mut measure = Vec::new();
+    for (name, req) in [
+        (
+            "key add_consumption",
+            f.client.post_json("/api/v4/add_consumption", &key),
+        ),
+        (
+            "key add_feature_consumption",
+            f.client
+                .post_json("/api/v4/add_feature_consumption", &with(key.clone(), feature.clone())),
+        ),
+        (
+            "key check_license_feature",
+            f.client.get(
+                "/api/v4/check_license_feature",
+                &with(key.clone(), json!({"feature": "renders"})),
+            ),
+        ),
+        (
+            "user add_consumption",
+            f.client.post_json("/api/v4/add_consumption", &user),
+        ),
+        (
+            "user check_license_feature",
+            f.client.get(
+                "/api/v4/check_license_feature",
+                &with(user.clone(), json!({"feature": "renders"})),
+            ),
+        ),
+    ] {
+        app.round_trips.reset();
+        let resp = app.send(req).await;
+        assert_eq!(resp.status(), 200, "{name}: {}", String::from_utf8_lossy(resp.body()));
+        measure.push((name, app.round_trips.get()));
+    }
+    for (name, (requests, sequential)) in &measure {
+        println!("{name}: {requests} requests, {sequential} sequential round trips");
+    }
+    let get = |name: &str| measure.iter().find(|(n, _)| *n == name).unwrap().1;
+    assert_eq!(get("key add_consumption"), (2, 2));
+    assert_eq!(get("key add_feature_consumption"), (2, 2));
+    assert_eq!(get("key check_license_feature"), (1, 1));
+    assert_eq!(get("user add_consumption"), (3, 3));
+    assert_eq!(get("user check_license_feature"), (2, 2));
 }
 
 /// An item's size as DynamoDB bills it: attribute names plus values (strings and binaries their bytes,
