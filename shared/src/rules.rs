@@ -427,7 +427,12 @@ impl Allowance {
 
 /// The license's own counter charged with `amount` (reported within range by the caller); `None` for
 /// an amount of 0. The license must be a consumption license.
-fn license_charge(ctx: &LicenseContext, amount: i64, asked: Overages, now: Timestamp) -> Result<Option<Charge>, ApiError> {
+fn license_charge(
+    ctx: &LicenseContext,
+    amount: i64,
+    asked: Overages,
+    now: Timestamp,
+) -> Result<Option<Charge>, ApiError> {
     let (license, terms) = (&ctx.license, &ctx.license.terms);
     if terms.license_type != LicenseType::Consumption {
         return Err(ApiError::LicenseNotConsumption);
@@ -464,7 +469,12 @@ pub fn consumption_feature<'a>(ctx: &'a LicenseContext, code: &str) -> Result<&'
 }
 
 /// A feature's counter on the license charged with `amount`; `None` for an amount of 0.
-fn feature_charge(ctx: &LicenseContext, feature: &Feature, amount: i64, now: Timestamp) -> Result<Option<Charge>, ApiError> {
+fn feature_charge(
+    ctx: &LicenseContext,
+    feature: &Feature,
+    amount: i64,
+    now: Timestamp,
+) -> Result<Option<Charge>, ApiError> {
     if amount == 0 {
         return Ok(None);
     }
@@ -527,10 +537,7 @@ pub fn plan_consumption(
     now: Timestamp,
 ) -> Result<ConsumptionPlan, ApiError> {
     check(ctx, hardware_id)?;
-    let device = ctx
-        .device
-        .clone()
-        .ok_or_else(|| inactive_device_error(&ctx.license))?;
+    let device = ctx.device.clone().ok_or_else(|| inactive_device_error(&ctx.license))?;
     let charge = match consume {
         Consume::License { amount, overages } => {
             license_charge(ctx, reported_amount("`consumptions`", *amount)?, *overages, now)?
