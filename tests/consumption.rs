@@ -393,3 +393,49 @@ async fn fifty_concurrent_additions_of_three_against_one_hundred(setup) {
     assert_eq!((activated["total_consumptions"].as_i64(), activated["product_features"][1]["total_consumptions"].as_i64()), (Some(99), Some(99)));
 }
 }
+
+/// An addition whose answer DynamoDB lost (dropped, or a timeout after it applied) is retried with its
+/// write's token, so it is counted once and answered as done — with and without the SDK's own retries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_addition_whose_answer_was_lost_counts_once() {
+    use integration_tests::counter::RoundTrips;
+    use integration_tests::faults::{Fault, Faults};
+    use integration_tests::fixtures::{API_KEY, SHARED_KEY};
+    use integration_tests::{Backend, Setup, Transport};
+    for fault in [Fault::DropResponse, Fault::TimeoutAfterApply] {
+        for sdk_retries in [false, true] {
+            let f = Fixture::new(Setup::new("lost-addition", Backend::DynamoDb, Transport::Lambda)).await;
+            let license = f
+                .key_license("LOST-C", |l| {
+                    l.terms.license_type = LicenseType::Consumption;
+                    l.terms.max_consumptions = 10;
+                })
+                .await;
+            activate(&f, "LOST-C", "d1").await;
+            let faults = Faults::new(move |op, n| {
+                if op == "TransactWriteItems" && n == 0 {
+                    fault
+                } else {
+                    Fault::Pass
+                }
+            });
+            let store = f.env.faulty_store(&faults, sdk_retries);
+            let app = f
+                .env
+                .instance_on(store, RoundTrips::default(), license_api::state::DEFAULT_DEADLINE)
+                .await;
+            let client = app.client(API_KEY, SHARED_KEY);
+            let resp = app
+                .send(client.post_json(ADD, &with(key_body("LOST-C", "d1"), json!({"consumptions": 4}))))
+                .await;
+            assert_eq!(
+                resp.status(),
+                200,
+                "{fault:?} (SDK retries {sdk_retries}): {:?}",
+                resp.body()
+            );
+            assert_eq!(faults.injected(), [("TransactWriteItems".to_owned(), fault)]);
+            assert_eq!(f.license_now(&license).await.consumptions, 4, "{fault:?}: counted once");
+        }
+    }
+}
