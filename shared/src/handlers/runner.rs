@@ -1,6 +1,7 @@
 //! The one write loop of every request that changes a license: activation and deactivation, of a
-//! license or a bundle, online or from an offline request file. An operation ([`WriteOp`]) supplies only
-//! how it reads its state, its decision and the write that decision makes; [`run`] owns the rest:
+//! license or a bundle, online or from an offline request file, and consumption additions. An
+//! operation ([`WriteOp`]) supplies only how it reads its state, its decision and the write that
+//! decision makes; [`run`] owns the rest:
 //! load → decide → write → interpret a refusal (re-decide against the state that won, back off on a
 //! transient conflict, retry with the same token while the outcome is unknown), replay an offline
 //! request's recorded answer, recognise its own earlier commit by the write token, and map the final
