@@ -363,6 +363,29 @@ async fn check_license_feature_answers_the_feature_object(setup) {
     assert_eq!(resp.status(), 200, "{}", String::from_utf8_lossy(resp.body()));
 }
 
+async fn additions_racing_the_deactivation_of_their_device_count_exactly(setup) {
+    let f = Fixture::new(setup).await;
+    let license = f.key_license("GONE", |l| {
+        l.terms.license_type = LicenseType::Consumption;
+        l.terms.allow_unlimited_consumptions = true;
+    }).await;
+    activate(&f, "GONE", "d1").await;
+    let apps = [f.env.instance().await, f.env.instance().await, f.env.instance().await];
+    // 30 additions of 1 with the device's deactivation in their midst.
+    let mut requests: Vec<_> = (0..30).map(|_| post(&f, ADD, key_body("GONE", "d1"))).collect();
+    requests.insert(10, f.client.deactivate(&key_body("GONE", "d1")));
+    let results = race(&apps, requests).await;
+    assert_eq!(results[10], (200, String::new()), "the deactivation");
+    let added = results.iter().enumerate().filter(|(i, r)| *i != 10 && r.0 == 200).count();
+    assert_eq!(
+        added + count(&results, 400, "license_not_active"),
+        30,
+        "an addition after the deactivation is refused: {results:?}"
+    );
+    let now = f.license_now(&license).await;
+    assert_eq!((now.consumptions, now.times_activated), (added as i64, 0), "exactly the additions answered 200");
+}
+
 async fn fifty_concurrent_additions_of_three_against_one_hundred(setup) {
     let f = Fixture::new(setup).await;
     with_features(&f).await;
