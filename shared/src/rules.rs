@@ -405,7 +405,7 @@ fn feature_totals(reported: &Consumptions) -> Result<Vec<(&str, i64)>, ApiError>
 /// What a client may ask of the vendor's overage terms with an `add_consumption` (SPEC §9
 /// `allow_overages?`, `max_overages?`): only to tighten them, for that request. `allow: false` turns
 /// overages off, `max: n ≥ 0` lowers the most overages allowed to `n`; a request can never allow
-/// overages the vendor did not, nor more of them (docs/catalog.md, "Consumptions").
+/// overages the vendor did not, nor more of them (docs/catalog.md, "Consumptions and features").
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Overages {
     pub allow: Option<bool>,
