@@ -12,6 +12,7 @@ mod consumption;
 mod deactivate;
 pub mod endpoints;
 mod lookup;
+mod oauth;
 mod offline;
 mod runner;
 mod sso_url;
