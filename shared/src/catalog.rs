@@ -574,6 +574,7 @@ fn company(cx: &Ctx<'_>, path: &str, c: RawCompany) -> Result<CompanyEntry, Cata
             return Err(cx.err(format!("{p_path}.short_code"), "missing field `short_code`"));
         }
         let mut p: ProductDoc = cx.typed(&p_path, value)?;
+        check_product_lists(cx, &p_path, &p)?;
         p.metadata = normalize_map(&p.metadata, &format!("{p_path}.metadata")).map_err(|m| cx.err(&p_path, m))?;
         for (f_i, feature) in p.features.iter_mut().enumerate() {
             let f_path = format!("{p_path}.features[{f_i}].metadata");
@@ -882,6 +883,26 @@ fn oauth_clients(
 /// license, seat, released-slot marker) plus an offline request's record in one `TransactWriteItems`,
 /// which DynamoDB caps at 100 items: 4 × 24 + 1 = 97.
 pub const MAX_BUNDLE_MEMBERS: usize = 24;
+
+/// Most custom fields, and most versions, one product lists: every request reads the product's item,
+/// so its lists stay small (docs/limits.md).
+pub const MAX_PRODUCT_CUSTOM_FIELDS: usize = 100;
+pub const MAX_PRODUCT_VERSIONS: usize = 100;
+
+fn check_product_lists(cx: &Ctx<'_>, path: &str, p: &ProductDoc) -> Result<(), CatalogError> {
+    for (field, len, max) in [
+        ("custom_fields", p.custom_fields.len(), MAX_PRODUCT_CUSTOM_FIELDS),
+        ("versions", p.versions.len(), MAX_PRODUCT_VERSIONS),
+    ] {
+        if len > max {
+            return Err(cx.err(
+                format!("{path}.{field}"),
+                format!("{len} entries; a product lists at most {max}: keep the ones clients need"),
+            ));
+        }
+    }
+    Ok(())
+}
 
 /// What the licenses of a company are checked against while they are read.
 struct Known<'a> {

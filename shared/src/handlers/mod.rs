@@ -11,8 +11,10 @@ mod deactivate;
 pub mod endpoints;
 mod lookup;
 mod offline;
+mod product_details;
 mod runner;
 mod sso_url;
+mod variables;
 
 pub use activate::activate;
 pub use deactivate::deactivate;
