@@ -1535,6 +1535,43 @@ mod tests {
     }
 
     #[test]
+    fn product_custom_fields_and_versions_parse_and_are_bounded() {
+        let mut v = base();
+        v["companies"][0]["products"][0]["custom_fields"] =
+            serde_json::json!([{"name": "tier", "data_type": "text", "value": "gold"}]);
+        v["companies"][0]["products"][0]["versions"] =
+            serde_json::json!([{"version": "1.0", "environment": "linux", "release_date": "2030-01-02"}]);
+        let catalog = parse(v).unwrap();
+        let app = &catalog.companies[0].products[0];
+        assert_eq!(app.custom_fields[0].value, "gold");
+        assert_eq!(
+            app.latest_version(Some("linux")).map(|v| v.version.as_str()),
+            Some("1.0")
+        );
+        assert_eq!(app.latest_version(Some("win64")), None);
+
+        for (field, entry, max) in [
+            (
+                "custom_fields",
+                serde_json::json!({"name": "n", "data_type": "text", "value": "v"}),
+                MAX_PRODUCT_CUSTOM_FIELDS,
+            ),
+            ("versions", serde_json::json!({"version": "1"}), MAX_PRODUCT_VERSIONS),
+        ] {
+            let m = message(
+                |v| v["companies"][0]["products"][0][field] = Value::Array(vec![entry; max + 1]),
+                &format!("companies[0].products[0].{field}"),
+            );
+            assert!(m.contains(&format!("at most {max}")), "{m}");
+        }
+        let m = message(
+            |v| v["companies"][0]["products"][0]["versions"] = serde_json::json!([{"version": "1", "url_typo": "x"}]),
+            "companies[0].products[0].versions[0].url_typo",
+        );
+        assert!(m.contains("`url`"), "names the valid fields: {m}");
+    }
+
+    #[test]
     fn a_typo_names_the_closest_field_a_vendor_may_set() {
         let m = message(
             |v| {
