@@ -302,7 +302,8 @@ endpoints! {
         input: Params,
         handler: variables::track,
         dynamodb: [GetItem, BatchGetItem, UpdateItem],
-        why: "Reads product, company, license, seat and device; the write updates the device alone.",
+        why: "Reads product, company, license, seat and device; one TransactWriteItems updates the device \
+              alone.",
     }
     /// SPEC §9: the variables the active device holds.
     GetDeviceVariables {
@@ -323,8 +324,8 @@ endpoints! {
         access: Read,
         input: Params,
         handler: product_details::handle,
-        dynamodb: [GetItem, BatchGetItem],
-        why: "Reads only: the product (and company, in the same read).",
+        dynamodb: [GetItem],
+        why: "Reads only: the product (and the API key or OAuth client, as every function).",
     }
     /// Single sign-on's first step (docs/sso.md). Its function also needs network egress: it fetches
     /// the identity provider's discovery document over HTTPS.
