@@ -209,8 +209,9 @@ async fn eager(f: &Fixture, faults: &Faults, deadline: Duration) -> Instance {
         .await
 }
 
-/// A tracking of device variables (SPEC §9) is a write of the same loop: a lost answer is recognised by
-/// its token and answered 200, a transient conflict is retried, and the variables are stored once.
+/// A tracking of device variables (SPEC §9) is a write of the same loop, one plain UpdateItem: a lost
+/// answer is recognised by the token it recorded on the device and answered 200, a transient conflict
+/// is retried, and the variables are stored once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_tracking_whose_answer_was_lost_is_reported_as_done() {
     use license_api::handlers::Endpoint;
@@ -230,7 +231,7 @@ async fn a_tracking_whose_answer_was_lost_is_reported_as_done() {
                     .status(),
                 200
             );
-            let faults = first("TransactWriteItems", fault);
+            let faults = first("UpdateItem", fault);
             let app = faulty(&f, &faults, sdk_retries, DEFAULT_DEADLINE).await;
             let client = app.client(API_KEY, SHARED_KEY);
             let mut body = key_body("LOST-VAR", "h1");
@@ -244,7 +245,7 @@ async fn a_tracking_whose_answer_was_lost_is_reported_as_done() {
             );
             let answer: serde_json::Value = serde_json::from_slice(resp.body()).unwrap();
             assert_eq!(answer.as_array().map(Vec::len), Some(2), "{answer}");
-            assert_eq!(faults.injected(), [("TransactWriteItems".to_owned(), fault)]);
+            assert_eq!(faults.injected(), [("UpdateItem".to_owned(), fault)]);
             let devices = f.store().list_devices(&LicenseAddr::of(&license)).await.unwrap();
             let names: Vec<&str> = devices[0].variables.iter().map(|v| v.variable.as_str()).collect();
             assert_eq!(names, ["a", "b"], "{fault:?}: stored once");

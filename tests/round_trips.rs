@@ -7,6 +7,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use integration_tests::counter::{RoundTrips, Written};
 use integration_tests::fixtures::{key_body, user_body, API_KEY, KEY_PRODUCT, SHARED_KEY};
 use integration_tests::{Backend, Fixture, Setup, Transport};
+use license_api::handlers::Endpoint;
 use license_api::offline::file::Shape;
 use license_api::offline::payload::Kind;
 use serde_json::json;
@@ -268,6 +269,8 @@ async fn capacity_per_request_kind() {
         let query = format!("/api/v4/{path}?product=kb&hardware_id=h1&license_key=KB-1");
         f.client.request(http::Method::GET, &query, None)
     };
+    let mut tracked = key_body("CU", "h1");
+    tracked["variables"] = json!({"a": "1"});
     let mut changed = key_body("CU", "h1");
     changed["os_ver"] = json!("16.0");
     let mut table = Vec::new();
@@ -301,6 +304,12 @@ async fn capacity_per_request_kind() {
         ("bundle check, seen within the interval", &warm, get("check_bundle")),
         ("bundle check, due", &eager, get("check_bundle")),
         ("bundle deactivate", &warm, post("deactivate_bundle")),
+        ("key activate again", &warm, f.client.activate(&key_body("CU", "h1"))),
+        (
+            "key track device variables",
+            &warm,
+            f.client.call(Endpoint::TrackDeviceVariables, &tracked),
+        ),
     ] {
         let (before, sizes) = (app.usage(), item_sizes(&f).await);
         app.round_trips.reset();
@@ -330,6 +339,11 @@ async fn capacity_per_request_kind() {
     for name in ["key check, due", "key check, details changed", "user check, due"] {
         assert_eq!(billed(name), 1, "{name}: one plain update of the device");
     }
+    assert_eq!(
+        billed("key track device variables"),
+        1,
+        "one plain update of the device"
+    );
     // The three members' devices in one transaction (2 units each): all members or none.
     assert_eq!(billed("bundle check, due"), 6);
     assert!(table.iter().all(|(_, used, ..)| used.conflicts == 0));
@@ -446,10 +460,9 @@ async fn round_trips_with_a_bearer_token_and_single_sign_on() {
 }
 
 /// SPEC §9 device variables and product details on a warm function: tracking is the license read plus
-/// one write of the device alone; listing is the read alone; product details one GetItem of the product.
+/// one plain update of the device; listing is the read alone; product details one GetItem of the product.
 #[tokio::test]
 async fn round_trips_of_device_variables_and_product_details() {
-    use license_api::handlers::Endpoint;
     let f = Fixture::new(Setup::new(
         "round-trips-variables",
         Backend::DynamoDb,

@@ -302,8 +302,7 @@ endpoints! {
         input: Params,
         handler: variables::track,
         dynamodb: [GetItem, BatchGetItem, UpdateItem],
-        why: "Reads product, company, license, seat and device; one TransactWriteItems updates the device \
-              alone.",
+        why: "Reads product, company, license, seat and device; one UpdateItem of the device alone.",
     }
     /// SPEC §9: the variables the active device holds.
     GetDeviceVariables {

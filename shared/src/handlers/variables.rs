@@ -62,6 +62,8 @@ struct Tracking<'a> {
 impl WriteOp for Tracking<'_> {
     type State = Resolved;
     type Plan = VariablesPlan;
+    /// The device's update alone, conditioned on its last write token and recording its own.
+    const ALONE: bool = true;
 
     fn call(&self) -> &Call<'_> {
         &self.on
