@@ -226,18 +226,24 @@ done
 log "the function binaries need glibc $NEED_GLIBC (provided.al2023 has $AL2023_GLIBC, the image here $(
     docker run --rm --platform linux/arm64 "$IMAGE" sh -c 'ldd --version | head -n 1 | grep -o "[0-9.]*$"'))"
 
-# ---- store, key, env-vars ----------------------------------------------------------------------------
+# ---- store, keys, env-vars ---------------------------------------------------------------------------
+# keygen writes the signing key, the sealing key and the OAuth token key; the functions get all three
+# inline. The catalog is the example plus the OAuth client the token endpoint's events use
+# (`license-server events --catalog`), its secret sealed with that sealing key.
 "$SERVER" keygen --out "$WORK" --bits 2048 >/dev/null
-env_vars() {  # TABLE — the --env-vars file for every function (the SSM parameter emptied, an inline key)
-    python - "$1" "$CONTAINER_DDB" "$WORK/signing-key.pem" >"$WORK/env-$1.json" <<'PY'
+"$SERVER" events --list --catalog "$WORK/catalog.json" >/dev/null
+env_vars() {  # TABLE — the --env-vars file for every function (the SSM parameters emptied, inline keys)
+    python - "$1" "$CONTAINER_DDB" "$WORK" >"$WORK/env-$1.json" <<'PY'
 import json, sys
-table, endpoint, key = sys.argv[1:4]
+table, endpoint, work = sys.argv[1:4]
 print(json.dumps({"Parameters": {
     "TABLE_NAME": table, "DYNAMODB_ENDPOINT": endpoint, "SIGNING_KEY_SSM_PARAMETER": "",
-    "SIGNING_KEY_PEM": open(key).read(), "RUST_LOG": "warn"}}))
+    "SIGNING_KEY_PEM": open(f"{work}/signing-key.pem").read(),
+    "SEALING_KEY_BASE64": open(f"{work}/sealing-key").read().strip(),
+    "TOKEN_KEY_PEM": open(f"{work}/token-key.pem").read(), "RUST_LOG": "warn"}}))
 PY
-    "$SERVER" import examples/catalog.json --dynamodb-table "$1" --dynamodb-endpoint "$DYNAMODB_ENDPOINT" \
-        --create-table >/dev/null
+    "$SERVER" import "$WORK/catalog.json" --sealing-key "$WORK/sealing-key" --dynamodb-table "$1" \
+        --dynamodb-endpoint "$DYNAMODB_ENDPOINT" --create-table >/dev/null
 }
 SAM_ARGS=(--template "$TEMPLATE" --invoke-image "$IMAGE" --skip-pull-image --docker-network "$NETWORK")
 

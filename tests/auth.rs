@@ -26,11 +26,13 @@ fn now_date() -> String {
 const ACTIVATE: &str = "/api/v4/activate_license";
 
 /// The access SPEC §1.2 gives an endpoint, from the rule rather than from the endpoint table (which the
-/// server enforces, so it cannot be its own check): no key for the root probe, and `read_only_api_key`
+/// server enforces, so it cannot be its own check): no key for the root probe and the OAuth endpoints
+/// (`oauth_url`, the token endpoint, which authenticates the OAuth client itself), and `read_only_api_key`
 /// on a state-changing endpoint — every one but the GETs, which only read.
 fn spec_access(endpoint: Endpoint) -> Option<Access> {
     match endpoint.method() {
-        _ if endpoint == Endpoint::Root => None,
+        // SPEC §1.2: "every endpoint except `GET /` and the OAuth token discovery" (§7: `oauth_url`).
+        _ if matches!(endpoint, Endpoint::Root | Endpoint::OauthUrl | Endpoint::OauthToken) => None,
         Method::GET => Some(Access::Read),
         _ => Some(Access::Write),
     }
@@ -293,10 +295,17 @@ async fn every_endpoint_enforces_its_declared_access(setup) {
     f.key_license("K-1", |_| {}).await;
     let read_only = f.put_key("ro-key", |k| k.read_only = true).await;
     let unknown = LicenseClient::new("nobody", "x", f.app.public_key_pem());
-    let body = key_body("K-1", "h1");
+    let mut body = key_body("K-1", "h1");
+    // What `oauth_url` needs; the license endpoints ignore it (an unknown field, SPEC §1).
+    body["login_type"] = json!("client_credentials");
     let request = |client: &LicenseClient, endpoint: Endpoint| match endpoint.descriptor().input {
         Input::Upload => client.upload(endpoint.path(), "text/plain", ""),
         Input::Params | Input::Nothing => client.call(endpoint, &body),
+        Input::Form => {
+            let mut req = client.request(endpoint.method(), endpoint.path(), Some(b"grant_type=client_credentials".to_vec()));
+            req.headers_mut().insert("content-type", "application/x-www-form-urlencoded".parse().unwrap());
+            req
+        }
     };
     for endpoint in Endpoint::ALL {
         let from_read_only = f.app.send(request(&read_only, endpoint)).await;
@@ -308,8 +317,11 @@ async fn every_endpoint_enforces_its_declared_access(setup) {
                 assert_eq!(refused, access == Access::Write, "{endpoint:?} needs {access:?}");
             }
             None => {
-                assert_eq!(from_unknown.status(), 200, "{endpoint:?} needs no key");
-                assert_eq!(from_read_only.status(), 200, "{endpoint:?} needs no key");
+                // The token endpoint answers by the OAuth client's credentials (none here: a 401
+                // `invalid_client`, not an API key's error); the others answer.
+                let status = if endpoint == Endpoint::OauthToken { 401 } else { 200 };
+                assert_eq!(from_unknown.status(), status, "{endpoint:?} needs no key");
+                assert_eq!(from_read_only.status(), status, "{endpoint:?} needs no key");
             }
         }
     }

@@ -4,13 +4,15 @@
 //! generator must also agree file by file (apart from date and signature), so an event never rots.
 
 use integration_tests::{oidc, Backend, Fixture, Setup, Transport};
-use license_api::catalog::{import, Catalog};
+use license_api::catalog::{import_sealed, Catalog};
 use license_api::handlers::Endpoint;
 use license_api::identity::oidc::ProviderTransport;
 use license_api::ids::{CompanyId, CustomerAccountCode};
 use license_api::model::CustomerAccountRecord;
 use license_api::sealed::SealingKey;
+use license_api::secret::ExposeSecret;
 use license_api::state::AppState;
+use license_api::token::TokenKeys;
 use license_server::events::{self, expected, expected_status, is_signed, resign};
 use license_server::generate::{functions, DEFAULT_ROUTE};
 use serde_json::Value;
@@ -28,9 +30,10 @@ fn without_signature(mut event: Value) -> Value {
 }
 
 /// The state the events run on: single sign-on on, with the customer account `demo-sso` of the example
-/// company tied to the test run's provider (`events::NEED_IDENTITY_PROVIDER`).
-async fn with_sso(f: &Fixture) -> Arc<AppState> {
-    let (key, _) = SealingKey::generate().unwrap();
+/// company tied to the test run's provider (`events::NEED_IDENTITY_PROVIDER`), secrets sealed with
+/// `key`; OAuth tokens issued (the token endpoint's events).
+async fn with_sso(f: &Fixture, key: SealingKey) -> Arc<AppState> {
+    let token_keys = TokenKeys::from_pem(TokenKeys::generate_pem().unwrap().expose_secret()).unwrap();
     let (company, code) = (
         CompanyId::parse("demo").unwrap(),
         CustomerAccountCode::parse("demo-sso").unwrap(),
@@ -51,6 +54,7 @@ async fn with_sso(f: &Fixture) -> Arc<AppState> {
         .configured_instance(|state| {
             state
                 .with_sealing_key(Some(key))
+                .with_token_keys(Some(token_keys))
                 .with_sso(ProviderTransport::AllowPlainHttp)
         })
         .await;
@@ -60,9 +64,13 @@ async fn with_sso(f: &Fixture) -> Arc<AppState> {
 #[tokio::test]
 async fn every_event_runs_through_the_handlers() {
     let f = Fixture::new(Setup::new("events", Backend::DynamoDb, Transport::Lambda)).await;
-    let catalog = Catalog::parse(include_str!("../examples/catalog.json"), "examples/catalog.json").unwrap();
-    import(f.store(), &catalog).await.unwrap();
-    let state = with_sso(&f).await;
+    // The example catalog with the token endpoint's OAuth client, its secret sealed with the key the
+    // state opens secrets with.
+    let text = events::catalog_with_oauth_client(include_str!("../examples/catalog.json")).unwrap();
+    let catalog = Catalog::parse(&text, "examples/catalog.json").unwrap();
+    let (key, _) = SealingKey::generate().unwrap();
+    import_sealed(f.store(), &catalog, Some(&key)).await.unwrap();
+    let state = with_sso(&f, key).await;
 
     let mut committed = BTreeMap::new();
     for entry in std::fs::read_dir(EVENTS_DIR).expect("events/ exists") {

@@ -271,3 +271,245 @@ integration_tests::matrix! {
         assert_eq!(integration_tests::error_of(&resp), (400, "revoked_api_key".into()));
     }
 }
+
+/// `GET /api/v4/oauth_url` without any credentials, with extra request headers, on `path`.
+fn oauth_url_request(path_and_query: &str, headers: &[(&str, &str)]) -> http::Request<bytes::Bytes> {
+    let mut b = http::Request::builder().method(http::Method::GET).uri(path_and_query);
+    for (name, value) in headers {
+        b = b.header(*name, *value);
+    }
+    b.body(bytes::Bytes::new()).unwrap()
+}
+
+/// The `url` of a successful `oauth_url` answer, its signature checked.
+fn token_url_of(f: &Fixture, resp: &http::Response<bytes::Bytes>) -> String {
+    let c = f.app.client("demo-api-key", "demo-shared-key-change-me");
+    let body: Value = serde_json::from_slice(&c.verify_body(resp).expect("a signed 200")).unwrap();
+    assert_eq!(body["login_type"], "client_credentials", "{body}");
+    assert_eq!(body.as_object().unwrap().len(), 2, "{body}");
+    body["url"].as_str().unwrap().to_owned()
+}
+
+integration_tests::matrix! {
+    async fn oauth_url_names_the_token_endpoint_without_credentials(setup) {
+        let transport = setup.transport;
+        let f = Fixture::new(setup).await;
+        let url = "/api/v4/oauth_url?login_type=client_credentials";
+        // The request's own host: what the client reached (the gateway's domain through the Lambda
+        // adapter, where API Gateway says https; the loopback address over plain HTTP).
+        let own = token_url_of(&f, &f.app.send(oauth_url_request(url, &[])).await);
+        match transport {
+            integration_tests::Transport::Lambda => assert_eq!(own, "https://test.execute-api.us-east-1.amazonaws.com/api/v4/oauth_token"),
+            integration_tests::Transport::Http => assert!(own.starts_with("http://127.0.0.1:") && own.ends_with("/api/v4/oauth_token"), "{own}"),
+        }
+        // Behind a proxy or a custom domain: its Host and X-Forwarded-Proto; a stage prefix is kept.
+        let proxied = [("host", "licenses.example.com"), ("x-forwarded-proto", "https")];
+        assert_eq!(token_url_of(&f, &f.app.send(oauth_url_request(url, &proxied)).await), "https://licenses.example.com/api/v4/oauth_token");
+        let staged = format!("/prod{url}");
+        assert_eq!(token_url_of(&f, &f.app.send(oauth_url_request(&staged, &proxied)).await), "https://licenses.example.com/prod/api/v4/oauth_token");
+        // A configured public URL wins over the request's host.
+        let mut configured = Fixture::new(f.env.setup.clone()).await;
+        let public = license_api::config::PublicUrl::parse("https://api.example.com/v/").unwrap();
+        configured.app = configured.env.configured_instance(|s| s.with_public_url(Some(public))).await;
+        assert_eq!(token_url_of(&configured, &configured.app.send(oauth_url_request(url, &proxied)).await), "https://api.example.com/v/api/v4/oauth_token");
+        // Only the client-credentials flow; the parameter is required.
+        let other = f.app.send(oauth_url_request("/api/v4/oauth_url?login_type=password", &[])).await;
+        assert_eq!(integration_tests::error_of(&other), (400, "validation_error".into()));
+        let missing = f.app.send(oauth_url_request("/api/v4/oauth_url", &[])).await;
+        assert_eq!(integration_tests::error_of(&missing), (400, "missing_parameters".into()));
+        let long = f.app.send(oauth_url_request(&format!("/api/v4/oauth_url?login_type={}", "x".repeat(2_000)), &[])).await;
+        assert_eq!(integration_tests::error_of(&long), (400, "validation_error".into()));
+        assert!(long.body().len() < 300, "the value is not echoed");
+    }
+}
+
+/// A token request: `body` as a form, with HTTP Basic credentials when given (form-urlencoded, then
+/// base64, as RFC 6749 §2.3.1 says).
+fn token_request(body: &[(&str, &str)], basic: Option<(&str, &str)>) -> http::Request<bytes::Bytes> {
+    use base64::Engine;
+    let mut form = url::form_urlencoded::Serializer::new(String::new());
+    form.extend_pairs(body);
+    let mut b = http::Request::builder()
+        .method(http::Method::POST)
+        .uri("/api/v4/oauth_token")
+        .header("content-type", "application/x-www-form-urlencoded");
+    if let Some((id, secret)) = basic {
+        let encode = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+        let pair = format!("{}:{}", encode(id), encode(secret));
+        b = b.header(
+            "authorization",
+            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair)),
+        );
+    }
+    b.body(bytes::Bytes::from(form.finish())).unwrap()
+}
+
+const GRANT: (&str, &str) = ("grant_type", "client_credentials");
+
+/// A successful token answer's access token, checked: not cached, `Bearer`, 480 s, and the claims of
+/// `client_id` of company `demo`.
+fn access_token_of(resp: &http::Response<bytes::Bytes>, client_id: &str) -> String {
+    assert_eq!(resp.status(), 200, "{:?}", resp.body());
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    assert_eq!(resp.headers()["pragma"], "no-cache");
+    let body: Value = serde_json::from_slice(resp.body()).unwrap();
+    assert_eq!(
+        (body["token_type"].as_str(), body["expires_in"].as_u64()),
+        (Some("Bearer"), Some(480)),
+        "{body}"
+    );
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    let claims = token_keys()
+        .verify(&token, unix_now())
+        .expect("a token of the deployment's keys");
+    assert_eq!((claims.sub.as_str(), claims.company.as_str()), (client_id, "demo"));
+    token
+}
+
+/// A token endpoint error: the SPEC's three fields and RFC 6749's two, `error` equal to `code`.
+fn oauth_error_of(resp: &http::Response<bytes::Bytes>) -> (u16, String) {
+    let body: Value = serde_json::from_slice(resp.body()).expect("a JSON error body");
+    let mut keys: Vec<&str> = body.as_object().unwrap().keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        ["code", "error", "error_description", "message", "status"],
+        "{body}"
+    );
+    assert_eq!(
+        body["status"].as_u64(),
+        Some(u64::from(resp.status().as_u16())),
+        "{body}"
+    );
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    (resp.status().as_u16(), body["error"].as_str().unwrap().to_owned())
+}
+
+integration_tests::matrix! {
+    async fn the_token_endpoint_issues_tokens_that_work_on_every_license_endpoint(setup) {
+        let f = oauth_fixture(setup, std::time::Duration::from_secs(60)).await;
+        let c = f.app.client("demo-api-key", "demo-shared-key-change-me");
+        // Credentials in the body, and as HTTP Basic.
+        let in_body = f.app.send(token_request(&[GRANT, ("client_id", "ci-rw"), ("client_secret", SECRET)], None)).await;
+        let t = access_token_of(&in_body, "ci-rw");
+        let as_basic = f.app.send(token_request(&[GRANT], Some(("ci-rw", SECRET)))).await;
+        let t2 = access_token_of(&as_basic, "ci-rw");
+        let resp = f.app.send(with_bearer(c.activate(&license_body("pc-1")), &t)).await;
+        assert_eq!(c.verify_license(&resp, "pc-1", LICENSE).expect("activated")["times_activated"], 1);
+        let resp = f.app.send(with_bearer(c.check(&license_body("pc-1")), &t2)).await;
+        c.verify_license(&resp, "pc-1", LICENSE).expect("checked");
+        let resp = f.app.send(with_bearer(c.deactivate(&license_body("pc-1")), &t)).await;
+        assert_eq!(resp.status(), 200, "{:?}", resp.body());
+        // A read-only client's token reads but does not write.
+        let ro = access_token_of(&f.app.send(token_request(&[GRANT], Some(("ci-ro", SECRET)))).await, "ci-ro");
+        assert_eq!(token_keys().verify(&ro, unix_now()).unwrap().scope, license_api::token::SCOPE_READ);
+        let refused = f.app.send(with_bearer(c.activate(&license_body("pc-2")), &ro)).await;
+        assert_eq!(integration_tests::error_of(&refused), (400, "read_only_api_key".into()));
+    }
+
+    async fn the_token_endpoint_refuses_bad_credentials_alike(setup) {
+        let f = oauth_fixture(setup, std::time::Duration::from_secs(60)).await;
+        let before = f.env.dump().await;
+        let invalid = (401, "invalid_client".to_owned());
+        for request in [
+            token_request(&[GRANT, ("client_id", "ci-rw"), ("client_secret", "wrong-secret-0123456789")], None),
+            token_request(&[GRANT], Some(("ci-rw", "wrong-secret-0123456789"))),
+            token_request(&[GRANT, ("client_id", "ci-nobody"), ("client_secret", SECRET)], None),
+            token_request(&[GRANT], Some(("ci-revoked", SECRET))),
+            token_request(&[GRANT], None),
+            token_request(&[GRANT, ("client_id", "ci-rw")], None),
+            token_request(&[GRANT, ("client_id", "ci-rw"), ("client_secret", &"s".repeat(300))], None),
+            token_request(&[GRANT, ("client_id", &"c".repeat(600)), ("client_secret", SECRET)], None),
+        ] {
+            let resp = f.app.send(request).await;
+            assert_eq!(oauth_error_of(&resp), invalid);
+            assert!(!String::from_utf8_lossy(resp.body()).contains("revoked"), "one answer for every failure");
+        }
+        let grant = |g: &str| token_request(&[("grant_type", g), ("client_id", "ci-rw"), ("client_secret", SECRET)], None);
+        assert_eq!(oauth_error_of(&f.app.send(grant("password")).await), (400, "unsupported_grant_type".into()));
+        assert_eq!(oauth_error_of(&f.app.send(grant("")).await), (400, "invalid_request".into()));
+        let both = token_request(&[GRANT, ("client_secret", SECRET)], Some(("ci-rw", SECRET)));
+        assert_eq!(oauth_error_of(&f.app.send(both).await), (400, "invalid_request".into()));
+        let mut json = token_request(&[GRANT, ("client_id", "ci-rw"), ("client_secret", SECRET)], None);
+        json.headers_mut().insert("content-type", "application/json".parse().unwrap());
+        assert_eq!(oauth_error_of(&f.app.send(json).await), (400, "invalid_request".into()));
+        let get = http::Request::builder().uri("/api/v4/oauth_token").body(bytes::Bytes::new()).unwrap();
+        assert_eq!(integration_tests::error_of(&f.app.send(get).await), (405, "method_not_allowed".into()));
+        assert_eq!(f.env.dump().await, before, "nothing is written");
+    }
+
+    async fn the_token_endpoint_without_token_keys_answers_a_server_error(setup) {
+        let mut f = oauth_fixture(setup, std::time::Duration::from_secs(60)).await;
+        f.app = f.env.configured_instance(|s| s.with_token_keys(None)).await;
+        let resp = f.app.send(token_request(&[GRANT], Some(("ci-rw", SECRET)))).await;
+        assert_eq!(oauth_error_of(&resp), (500, "server_error".into()));
+        assert!(String::from_utf8_lossy(resp.body()).contains("token keys are not configured"));
+    }
+}
+
+integration_tests::matrix! {
+    async fn a_client_with_only_client_credentials_activates_checks_and_deactivates(setup) {
+        use license_api::client::{OAuthClient, SecretIn};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let f = oauth_fixture(setup, std::time::Duration::from_secs(60)).await;
+        // Requests built without an API key: the OAuth client puts its bearer token on them.
+        let c = license_api::client::LicenseClient::new("", "", f.app.public_key_pem());
+        let token_requests = AtomicUsize::new(0);
+        let send = |req: http::Request<bytes::Bytes>| {
+            if req.uri().path() == "/api/v4/oauth_token" {
+                token_requests.fetch_add(1, Ordering::SeqCst);
+            }
+            f.app.send(req)
+        };
+        for secret_in in [SecretIn::Body, SecretIn::Basic] {
+            let oauth = OAuthClient::new("ci-rw", SECRET, secret_in);
+            let before = token_requests.load(Ordering::SeqCst);
+            let resp = oauth.send(c.activate(&license_body("pc-1")), send).await.unwrap();
+            assert_eq!(c.verify_license(&resp, "pc-1", LICENSE).expect("activated")["times_activated"], 1);
+            let resp = oauth.send(c.check(&license_body("pc-1")), send).await.unwrap();
+            c.verify_license(&resp, "pc-1", LICENSE).expect("checked");
+            let resp = oauth.send(c.deactivate(&license_body("pc-1")), send).await.unwrap();
+            assert_eq!(resp.status(), 200, "{:?}", resp.body());
+            assert_eq!(token_requests.load(Ordering::SeqCst), before + 1, "one token for the three requests");
+            // An expired token and a foreign one: the client fetches a new token and the request passes.
+            oauth.set_token(&token("ci-rw", 481));
+            let resp = oauth.send(c.check(&license_body("pc-1")), send).await.unwrap();
+            assert_eq!(integration_tests::error_of(&resp), (400, "license_not_active".into()), "answered past the token");
+            oauth.set_token("not-a-token");
+            let resp = oauth.send(c.activate(&license_body("pc-1")), send).await.unwrap();
+            assert_eq!(resp.status(), 200, "{:?}", resp.body());
+            oauth.send(c.deactivate(&license_body("pc-1")), send).await.unwrap();
+            assert_eq!(token_requests.load(Ordering::SeqCst), before + 3);
+        }
+        // Credentials the token endpoint refuses are the client's error, `invalid_client`.
+        for (id, secret) in [("ci-rw", "wrong-secret-0123456789"), ("ci-nobody", SECRET), ("ci-revoked", SECRET)] {
+            let oauth = OAuthClient::new(id, secret, SecretIn::Basic);
+            let err = oauth.send(c.check(&license_body("pc-1")), send).await.unwrap_err();
+            assert!(matches!(err, license_api::client::ClientError::Api { status: 401, ref code, .. } if code == "invalid_client"), "{id}: {err:?}");
+        }
+    }
+
+    async fn a_token_from_the_endpoint_is_accepted_by_every_endpoint(setup) {
+        use license_api::handlers::endpoints::Input;
+        use license_api::handlers::Endpoint;
+        let f = oauth_fixture(setup, std::time::Duration::from_secs(60)).await;
+        let c = f.app.client("demo-api-key", "demo-shared-key-change-me");
+        let issued = f.app.send(token_request(&[GRANT], Some(("ci-rw", SECRET)))).await;
+        let t = access_token_of(&issued, "ci-rw");
+        let mut served = 0;
+        for endpoint in Endpoint::ALL.into_iter().filter(|e| e.descriptor().access.is_some()) {
+            let req = match endpoint.descriptor().input {
+                Input::Upload => c.upload(endpoint.path(), "text/plain", ""),
+                _ => c.call(endpoint, &license_body("pc-9")),
+            };
+            let resp = f.app.send(with_bearer(req, &t)).await;
+            if !resp.status().is_success() {
+                let (status, code) = integration_tests::error_of(&resp);
+                assert!(status != 401 && !AUTH_CODES.contains(&code.as_str()), "{endpoint:?}: {status} {code}");
+            }
+            served += u32::from(resp.status().is_success());
+        }
+        // In table order: the activation and the deactivation succeed (the check after it finds none).
+        assert!(served >= 2, "activation and deactivation succeeded: {served}");
+    }
+}

@@ -14,12 +14,18 @@
 
 use base64::Engine;
 use license_api::client::LicenseClient;
+use license_api::handlers::endpoints::Input;
+use license_api::handlers::Endpoint;
 use license_api::offline::file::{multipart, RequestFile, Shape};
 use license_api::offline::payload::Kind;
 use serde_json::{json, Map, Value};
 
 pub const API_KEY: &str = "demo-api-key";
 pub const SHARED_KEY: &str = "demo-shared-key-change-me";
+/// The OAuth client of the token endpoint's events: not in the example catalog (a catalog with OAuth
+/// clients needs a sealing key to import), added by [`catalog_with_oauth_client`].
+pub const OAUTH_CLIENT_ID: &str = "sam-local-client";
+pub const OAUTH_CLIENT_SECRET: &str = "sam-local-client-secret-0123";
 const HOST: &str = "abcdef1234.execute-api.us-east-1.amazonaws.com";
 /// The date inside the offline request files of the events.
 pub const FILE_DATE: &str = "Mon, 23 Nov 2026 07:00:00 GMT";
@@ -381,6 +387,41 @@ fn specs(api_key: &str, shared_key: &str) -> Vec<Spec> {
             signed: true,
             upload: None,
         },
+        // OAuth client credentials (docs/oauth.md): where the token endpoint is; no key needed.
+        Spec {
+            file: "oauth_url-ok.json",
+            method: "GET",
+            path: "/api/v4/oauth_url",
+            params: json!({"login_type": "client_credentials"}),
+            signed: false,
+            upload: None,
+        },
+        Spec {
+            file: "oauth_url-validation_error.json",
+            method: "GET",
+            path: "/api/v4/oauth_url",
+            params: json!({"login_type": "authorization_code"}),
+            signed: false,
+            upload: None,
+        },
+        Spec {
+            file: "oauth_token-ok.json",
+            method: "POST",
+            path: "/api/v4/oauth_token",
+            params: json!({"grant_type": "client_credentials", "client_id": OAUTH_CLIENT_ID,
+                "client_secret": OAUTH_CLIENT_SECRET}),
+            signed: false,
+            upload: None,
+        },
+        Spec {
+            file: "oauth_token-invalid_client.json",
+            method: "POST",
+            path: "/api/v4/oauth_token",
+            params: json!({"grant_type": "client_credentials", "client_id": OAUTH_CLIENT_ID,
+                "client_secret": "not-the-client-secret"}),
+            signed: false,
+            upload: None,
+        },
         // What the HTTP API's `$default` route passes on: a path no route has, and a route's path with
         // a method it does not take.
         Spec {
@@ -400,6 +441,20 @@ fn specs(api_key: &str, shared_key: &str) -> Vec<Spec> {
             upload: None,
         },
     ]
+}
+
+/// Whether the endpoint at `path` takes a form body (the token endpoint).
+fn is_form(path: &str) -> bool {
+    Endpoint::for_path(path).is_some_and(|e| e.descriptor().input == Input::Form)
+}
+
+/// The example catalog (`examples/catalog.json`, given as text) with the events' OAuth client in its
+/// first company: what the events run against (`license-server events --catalog FILE` writes it).
+pub fn catalog_with_oauth_client(example: &str) -> Result<String, serde_json::Error> {
+    let mut catalog: Value = serde_json::from_str(example)?;
+    catalog["companies"][0]["oauth_clients"] =
+        json!([{"client_id": OAUTH_CLIENT_ID, "client_secret": OAUTH_CLIENT_SECRET}]);
+    serde_json::to_string_pretty(&catalog)
 }
 
 /// Events that succeed only where single sign-on reaches an identity provider and knows the customer
@@ -443,6 +498,10 @@ pub fn generate(api_key: &str, shared_key: &str, date: &str) -> Vec<(&'static st
                 Some(Upload { text, multipart: false }) => {
                     headers["content-type"] = json!("text/plain");
                     (json!(format!("{text}\n")), String::new())
+                }
+                None if is_form(s.path) => {
+                    headers["content-type"] = json!("application/x-www-form-urlencoded");
+                    (Value::String(query_string(&s.params)), String::new())
                 }
                 None if s.method == "POST" => {
                     headers["content-type"] = json!("application/json");
@@ -503,10 +562,11 @@ pub fn expected(file: &str) -> Option<&str> {
 
 /// The HTTP status the outcome of a file name means: 200 for `ok`; `not_found` and
 /// `method_not_allowed` (the `$default` route's answers) are 404 and 405, and every other error code
-/// the events expect is a 400 (SPEC §1.1, §1.2).
+/// the events expect is a 400 (SPEC §1.1, §1.2) but `invalid_client`, the token endpoint's 401 (§7).
 pub fn expected_status(file: &str) -> u16 {
     match expected(file) {
         None => 200,
+        Some("invalid_client") => 401,
         Some("not_found") => 404,
         Some("method_not_allowed") => 405,
         Some(_) => 400,

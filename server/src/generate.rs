@@ -231,13 +231,19 @@ fn store_function(f: &Function) -> String {
     let own = f.serves[0];
     let actions: Vec<String> = own.dynamodb.iter().map(|a| a.iam()).collect();
     let mut out = function_head(f, &routes(f));
-    out += "      Policies:\n        - Statement:\n";
-    out += &wrap("#", own.dynamodb_why, 12);
-    let _ = write!(
-        out,
-        "            - Effect: Allow\n              Action: [{}]\n              Resource: !GetAtt LicenseTable.Arn\n",
-        actions.join(", ")
-    );
+    out += "      Policies:\n";
+    if actions.is_empty() {
+        // No statement on the table at all: IAM refuses an empty action list.
+        out += &wrap("#", own.dynamodb_why, 8);
+    } else {
+        out += "        - Statement:\n";
+        out += &wrap("#", own.dynamodb_why, 12);
+        let _ = write!(
+            out,
+            "            - Effect: Allow\n              Action: [{}]\n              Resource: !GetAtt LicenseTable.Arn\n",
+            actions.join(", ")
+        );
+    }
     out += "        # Reading the signing key: one managed policy, shared by every function that signs.\n";
     out += "        - !Ref SigningKeyReadPolicy\n      Events:\n";
     let mut head_explained = false;

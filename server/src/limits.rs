@@ -15,8 +15,8 @@ use clap::Args;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 use http::HeaderMap;
+use license_api::auth::{Claimant, Via};
 use license_api::error::ApiError;
-use license_api::ids::{ApiKeyId, Username};
 use license_api::password::HashLimits;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -228,16 +228,24 @@ impl RateLimiters {
         self.take(&self.per_ip, &bucket_ip(client))
     }
 
-    /// Takes one request from a verified API key's bucket. A key's bucket refills at least once a
-    /// second, so the `Retry-After: 1` a bare [`ApiError::TooManyRequests`] gets is right.
-    pub fn check_key(&self, key: &ApiKeyId) -> Result<(), ApiError> {
-        let key = self.hasher.hash_one(key.as_str());
+    /// Takes one request from a verified caller's bucket: its API key's, or its OAuth client's (the
+    /// same rate; a key and a client of the same name have a bucket each). A bucket refills at least
+    /// once a second, so the `Retry-After: 1` a bare [`ApiError::TooManyRequests`] gets is right.
+    pub fn check_caller(&self, caller: &Via) -> Result<(), ApiError> {
+        let key = match caller {
+            Via::ApiKey(key) => self.hasher.hash_one(("key", key.as_str())),
+            Via::OAuthClient(client) => self.hasher.hash_one(("client", client.as_str())),
+        };
         self.take(&self.per_key, &key).map_err(|_| ApiError::TooManyRequests)
     }
 
-    /// Takes one password check from the client address's and the username's buckets.
-    pub fn check_password(&self, client: IpAddr, username: &Username) -> Result<(), ApiError> {
-        let user = self.hasher.hash_one(username.as_str());
+    /// Takes one password or client-secret check from the client address's bucket and the username's
+    /// or client id's (the per-user rate; a user and a client of the same name have a bucket each).
+    pub fn check_password(&self, client: IpAddr, claimant: Claimant<'_>) -> Result<(), ApiError> {
+        let user = match claimant {
+            Claimant::User(username) => self.hasher.hash_one(("user", username.as_str())),
+            Claimant::Client(id) => self.hasher.hash_one(("client", id.as_str())),
+        };
         self.take(&self.passwords_per_ip, &bucket_ip(client))
             .and_then(|()| self.take(&self.passwords_per_user, &user))
             .map_err(|_| ApiError::TooManyRequests)
@@ -370,6 +378,7 @@ pub fn bucket_ip(ip: IpAddr) -> IpAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use license_api::ids::{ApiKeyId, OAuthClientId, Username};
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -412,11 +421,17 @@ mod tests {
             per_key: RateLimit::new(1, 2),
             ..Limits::unlimited()
         });
-        let k1 = ApiKeyId::parse("k1").unwrap();
-        assert!(limiters.check_key(&k1).is_ok());
-        assert!(limiters.check_key(&k1).is_ok());
-        assert!(matches!(limiters.check_key(&k1), Err(ApiError::TooManyRequests)));
-        assert!(limiters.check_key(&ApiKeyId::parse("k2").unwrap()).is_ok());
+        let key = |id: &str| Via::ApiKey(ApiKeyId::parse(id).unwrap());
+        let k1 = key("k1");
+        assert!(limiters.check_caller(&k1).is_ok());
+        assert!(limiters.check_caller(&k1).is_ok());
+        assert!(matches!(limiters.check_caller(&k1), Err(ApiError::TooManyRequests)));
+        assert!(limiters.check_caller(&key("k2")).is_ok());
+        // An OAuth client has a bucket of its own, even under the same name.
+        let client = Via::OAuthClient(OAuthClientId::parse("k1").unwrap());
+        assert!(limiters.check_caller(&client).is_ok());
+        assert!(limiters.check_caller(&client).is_ok());
+        assert!(limiters.check_caller(&client).is_err());
     }
 
     #[test]
@@ -429,20 +444,36 @@ mod tests {
         let user = |s: &str| Username::parse(s).unwrap();
         // One username from many addresses: its own bucket runs out.
         assert!(limiters
-            .check_password(ip("192.0.2.1"), &user("ann@example.com"))
+            .check_password(ip("192.0.2.1"), Claimant::User(&user("ann@example.com")))
             .is_ok());
         assert!(limiters
-            .check_password(ip("192.0.2.2"), &user("Ann@Example.com"))
+            .check_password(ip("192.0.2.2"), Claimant::User(&user("Ann@Example.com")))
             .is_ok());
         assert!(limiters
-            .check_password(ip("192.0.2.3"), &user("ann@example.com"))
+            .check_password(ip("192.0.2.3"), Claimant::User(&user("ann@example.com")))
             .is_err());
         // One address trying many usernames: the address's bucket runs out.
         for name in ["a@x.io", "b@x.io", "c@x.io"] {
-            assert!(limiters.check_password(ip("192.0.2.9"), &user(name)).is_ok());
+            assert!(limiters
+                .check_password(ip("192.0.2.9"), Claimant::User(&user(name)))
+                .is_ok());
         }
-        assert!(limiters.check_password(ip("192.0.2.9"), &user("d@x.io")).is_err());
-        assert!(limiters.check_password(ip("192.0.2.10"), &user("d@x.io")).is_ok());
+        assert!(limiters
+            .check_password(ip("192.0.2.9"), Claimant::User(&user("d@x.io")))
+            .is_err());
+        assert!(limiters
+            .check_password(ip("192.0.2.10"), Claimant::User(&user("d@x.io")))
+            .is_ok());
+        // An OAuth client's secret checks have the per-user bound, in a bucket of their own.
+        let client = OAuthClientId::parse("d@x.io").unwrap();
+        for i in 0..2 {
+            assert!(limiters
+                .check_password(ip(&format!("192.0.2.{}", 20 + i)), Claimant::Client(&client))
+                .is_ok());
+        }
+        assert!(limiters
+            .check_password(ip("192.0.2.30"), Claimant::Client(&client))
+            .is_err());
     }
 
     #[test]

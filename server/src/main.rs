@@ -75,6 +75,10 @@ enum Command {
         /// Write nothing; print the file names in the order a session runs them (successes first).
         #[arg(long, conflicts_with = "out")]
         list: bool,
+        /// Also write the catalog the events run against to FILE: examples/catalog.json with the token
+        /// endpoint's OAuth client (import it with a sealing key).
+        #[arg(long, value_name = "FILE")]
+        catalog: Option<PathBuf>,
     },
     /// Rewrite what the endpoint table implies: functions/*, the `cargo lambda watch` routes in
     /// Cargo.toml and the functions in template.yaml (docs/contributing.md).
@@ -137,6 +141,10 @@ struct ServeArgs {
     /// directory, optional there: without them no bearer token is accepted).
     #[arg(long, value_name = "PEM")]
     token_key: Option<PathBuf>,
+    /// The base URL clients reach this server at (e.g. https://licenses.example.com behind a TLS proxy),
+    /// for the URLs it hands out (`oauth_url`); default: each request's own Host and X-Forwarded-Proto.
+    #[arg(long, value_name = "URL", value_parser = license_api::config::PublicUrl::parse)]
+    public_url: Option<license_api::config::PublicUrl>,
     /// Start on a fresh temporary store seeded with examples/catalog.json and a new key.
     #[arg(long, conflicts_with_all = ["signing_key", "sealing_key", "token_key", "data", "dynamodb_table"])]
     demo: bool,
@@ -164,6 +172,7 @@ impl ServeArgs {
     ) -> Arc<AppState> {
         let state = AppState::new(store, signer, Duration::from_secs(self.api_key_cache_seconds))
             .with_last_seen_interval(Duration::from_secs(self.last_seen_interval_seconds))
+            .with_public_url(self.public_url.clone())
             .with_sealing_key(sealing_key)
             .with_token_keys(token_keys)
             .with_sso(license_api::identity::oidc::ProviderTransport::HttpsOnly);
@@ -271,7 +280,12 @@ async fn run(command: Command) -> Result<(), Error> {
             api_key,
             shared_key,
             list,
+            catalog,
         } => {
+            if let Some(path) = catalog {
+                let text = license_server::events::catalog_with_oauth_client(license_server::demo::EXAMPLE_CATALOG)?;
+                std::fs::write(&path, text + "\n").map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            }
             let date = httpdate::fmt_http_date(std::time::SystemTime::now());
             let events = license_server::events::generate(&api_key, &shared_key, &date);
             if list {

@@ -21,12 +21,11 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use http::header::{CONNECTION, CONTENT_TYPE, RETRY_AFTER, TRANSFER_ENCODING};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use license_api::auth::{self, Admission};
+use license_api::auth::{self, Admission, Claimant, Via};
 use license_api::error::ApiError;
 use license_api::handlers::endpoints::Input;
 use license_api::handlers::Endpoint;
-use license_api::http::{ApiRequest, ApiResponse, SIGNATURE_HEADER};
-use license_api::ids::{ApiKeyId, Username};
+use license_api::http::{ApiRequest, ApiResponse, NO_STORE_HEADERS, SIGNATURE_HEADER};
 use license_api::offline::transport::MAX_UPLOAD_BYTES;
 use license_api::request::MAX_BODY_BYTES;
 use std::any::Any;
@@ -200,20 +199,20 @@ impl Shared {
     }
 }
 
-/// The limits applied once a request proved who it is: its verified API key's rate, and password
-/// checks per client address and per username.
+/// The limits applied once a request proved who it is: its verified API key's or OAuth client's rate,
+/// and password and client-secret checks per client address and per username or client id.
 struct RequestAdmission {
     rates: Arc<RateLimiters>,
     client: IpAddr,
 }
 
 impl Admission for RequestAdmission {
-    fn verified_key(&self, key: &ApiKeyId) -> Result<(), ApiError> {
-        self.rates.check_key(key)
+    fn verified(&self, caller: &Via) -> Result<(), ApiError> {
+        self.rates.check_caller(caller)
     }
 
-    fn password_check(&self, username: &Username) -> Result<(), ApiError> {
-        self.rates.check_password(self.client, username)
+    fn password_check(&self, claimant: Claimant<'_>) -> Result<(), ApiError> {
+        self.rates.check_password(self.client, claimant)
     }
 }
 
@@ -226,6 +225,11 @@ fn response(resp: &ApiResponse, retry_after: Option<Duration>, close: bool) -> R
         .header(CONTENT_TYPE, resp.content_type);
     if let Some(sig) = &resp.signature {
         builder = builder.header(SIGNATURE_HEADER, sig);
+    }
+    if resp.no_store {
+        for (name, value) in NO_STORE_HEADERS {
+            builder = builder.header(name, value);
+        }
     }
     if resp.status == 429 {
         let secs = retry_after.map_or(1, |w| w.as_secs() + u64::from(w.subsec_nanos() > 0));

@@ -11,6 +11,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use license_api::client::LicenseClient;
+use license_server::events;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::process::{Child, Command};
@@ -40,11 +41,26 @@ struct Server {
 impl Server {
     /// Keygen and import into a fresh data directory, then `serve` with `args`.
     fn start(name: &str, args: &[&str]) -> (Self, LicenseClient) {
+        Self::start_with(name, CATALOG, args)
+    }
+
+    /// [`Self::start`] with the example catalog plus the events' OAuth client (its secret sealed with
+    /// the data directory's sealing key; `keygen` also wrote the token keys).
+    fn start_with_oauth_client(name: &str, args: &[&str]) -> (Self, LicenseClient) {
+        let catalog = scratch(&format!("{name}-catalog"));
+        std::fs::create_dir_all(&catalog).unwrap();
+        let example = std::fs::read_to_string(CATALOG).unwrap();
+        let path = catalog.join("catalog.json");
+        std::fs::write(&path, events::catalog_with_oauth_client(&example).unwrap()).unwrap();
+        Self::start_with(name, path.to_str().unwrap(), args)
+    }
+
+    fn start_with(name: &str, catalog: &str, args: &[&str]) -> (Self, LicenseClient) {
         let data = scratch(name);
         let d = data.to_str().unwrap();
         for step in [
             vec!["keygen", "--data", d, "--create", "--bits", "2048"],
-            vec!["import", CATALOG, "--data", d, "--create"],
+            vec!["import", catalog, "--data", d, "--create"],
         ] {
             let out = Command::new(BIN).args(&step).output().expect("run license-server");
             assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -416,4 +432,90 @@ async fn password_guesses_are_bounded_per_address_across_usernames() {
     // Another address is not held back by this one's bucket.
     let other = guess(&server, &http, &client, "203.0.113.10", "user-0@example.com").await;
     assert_eq!(other, (400, "license_not_found".to_owned()));
+}
+
+/// A token request for the events' OAuth client with `secret`, as HTTP Basic.
+fn token_request(secret: &str) -> http::Request<Bytes> {
+    use base64::Engine;
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{}:{secret}", events::OAUTH_CLIENT_ID));
+    http::Request::builder()
+        .method("POST")
+        .uri("/api/v4/oauth_token")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("authorization", format!("Basic {basic}"))
+        .body(Bytes::from_static(b"grant_type=client_credentials"))
+        .unwrap()
+}
+
+/// The status and RFC 6749 `error` of a token endpoint answer (`ok` for a 200).
+fn token_answer(resp: &http::Response<Bytes>) -> (u16, String) {
+    let body: Value = serde_json::from_slice(resp.body()).expect("JSON");
+    let error = body["error"].as_str().unwrap_or("ok").to_owned();
+    (resp.status().as_u16(), error)
+}
+
+#[tokio::test]
+async fn bearer_requests_spend_their_clients_budget() {
+    let (server, client) = Server::start_with_oauth_client(
+        "bearer-budget",
+        &["--trust-forwarded-for", "--rate-per-key", "1", "--burst-per-key", "5"],
+    );
+    let http = http_client();
+    let resp = server
+        .send(&http, via("203.0.113.1", token_request(events::OAUTH_CLIENT_SECRET)))
+        .await;
+    assert_eq!(token_answer(&resp), (200, "ok".to_owned()), "{:?}", resp.body());
+    let token: Value = serde_json::from_slice(resp.body()).unwrap();
+    let bearer = |ip: &str| {
+        let mut req = via(ip, client.check(&key_body()));
+        let value = format!("Bearer {}", token["access_token"].as_str().unwrap());
+        req.headers_mut().insert("authorization", value.parse().unwrap());
+        req
+    };
+    // From many addresses, each within its own limit: the client's burst of 5 is spent, then 429.
+    let mut statuses = Vec::new();
+    for i in 0..10 {
+        let resp = server.send(&http, bearer(&format!("198.51.100.{i}"))).await;
+        statuses.push(resp.status().as_u16());
+        if resp.status() == 429 {
+            assert_eq!(error_body(&resp), (429, "too_many_requests".to_owned()));
+            break;
+        }
+    }
+    assert_eq!(
+        statuses.last(),
+        Some(&429),
+        "the client is limited across addresses: {statuses:?}"
+    );
+    assert!((5..=7).contains(&statuses.len()), "{statuses:?}");
+    // The API key of the same company has a budget of its own.
+    let resp = server
+        .send(&http, via("192.0.2.99", client.activate(&key_body())))
+        .await;
+    assert_ne!(resp.status(), 429, "{:?}", resp.body());
+}
+
+#[tokio::test]
+async fn secret_guesses_at_the_token_endpoint_are_bounded_per_client_across_addresses() {
+    // Defaults: 10 secret checks per client id per minute (the per-username bound).
+    let (server, _) = Server::start_with_oauth_client("guess-client", &["--trust-forwarded-for"]);
+    let http = http_client();
+    let started = Instant::now();
+    let mut answers = Vec::new();
+    for i in 0..15 {
+        let resp = server
+            .send(&http, via(&format!("198.51.100.{i}"), token_request("wrong-secret")))
+            .await;
+        answers.push(token_answer(&resp));
+    }
+    let refilled = started.elapsed().as_secs() as usize / 6 + 1;
+    let refused = answers
+        .iter()
+        .take_while(|a| **a == (401, "invalid_client".to_owned()))
+        .count();
+    assert!((10..=10 + refilled).contains(&refused), "{answers:?}");
+    for answer in &answers[refused..] {
+        assert_eq!(*answer, (429, "temporarily_unavailable".to_owned()), "{answers:?}");
+    }
+    assert!(refused < 15, "{answers:?}");
 }

@@ -100,6 +100,8 @@ fn smoke_passes_against_serve_and_leaves_the_licenses_as_they_were() {
         "ok    POST activate_bundle_offline (raw request file)",
         "ok    POST activate_license (user ann@example.com)",
         "ok    GET /api/v4/no_such_endpoint",
+        "ok    GET oauth_url",
+        "ok    POST oauth_token (unknown client)",
     ] {
         assert!(stdout.contains(line), "no `{line}` in\n{stdout}");
     }
@@ -107,8 +109,8 @@ fn smoke_passes_against_serve_and_leaves_the_licenses_as_they_were() {
         !stdout.contains("FAIL") && !stdout.contains("\nok    cleanup:"),
         "{stdout}"
     );
-    // 26 checks, the race and the deactivation of its 3 winners.
-    assert!(stdout.contains("smoke: 30 passed, 0 failed"), "{stdout}");
+    // 28 checks, the race and the deactivation of its 3 winners.
+    assert!(stdout.contains("smoke: 32 passed, 0 failed"), "{stdout}");
     // Activated: the licenses' devices were used, and every one of them is free again.
     assert_nothing_left_active(&data);
     let _ = std::fs::remove_dir_all(&data);

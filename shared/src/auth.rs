@@ -98,11 +98,13 @@ pub fn check_date(date: &str, now: SystemTime) -> Result<(), ApiError> {
 /// Per-request limits an embedding server applies once it knows who is asking. Refusals are
 /// [`ApiError::TooManyRequests`].
 pub trait Admission: Send + Sync {
-    /// A request signed with `key`'s shared key: charge the key's budget. Only verified requests
-    /// reach this, so an unsigned flood naming a vendor's (public) API key cannot spend its budget.
-    fn verified_key(&self, key: &ApiKeyId) -> Result<(), ApiError>;
-    /// A password is about to be checked for `username` (known or not): bound guessing per user.
-    fn password_check(&self, username: &Username) -> Result<(), ApiError>;
+    /// A request whose credentials verified: signed with an API key's shared key, or carrying a valid
+    /// bearer token of an OAuth client. Charge that caller's budget. Only verified requests reach this,
+    /// so an unsigned flood naming a vendor's (public) API key or client id cannot spend its budget.
+    fn verified(&self, caller: &Via) -> Result<(), ApiError>;
+    /// A password or client secret is about to be checked for `claimant` (known or not): bound
+    /// guessing per user or client.
+    fn password_check(&self, claimant: Claimant<'_>) -> Result<(), ApiError>;
 }
 
 tokio::task_local! {
@@ -117,6 +119,13 @@ pub async fn admitted<F: Future>(admission: Arc<dyn Admission>, request: F) -> F
 /// Asks the current request's [`Admission`], if any.
 pub(crate) fn admit(ask: impl FnOnce(&dyn Admission) -> Result<(), ApiError>) -> Result<(), ApiError> {
     ADMISSION.try_with(|a| ask(a.as_ref())).unwrap_or(Ok(()))
+}
+
+/// Whose secret a request is about to check: a license user's password or an OAuth client's secret.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Claimant<'a> {
+    User(&'a Username),
+    Client(&'a OAuthClientId),
 }
 
 /// Whether the endpoint changes state (read-only keys may only check).
@@ -252,8 +261,8 @@ impl Authenticator {
         if !verify_hmac_base64(&record.shared_key, signing_message(date).as_bytes(), &params.signature) {
             return Err(ApiError::SignatureMismatch);
         }
-        admit(|a| a.verified_key(&record.id))?;
         let principal = Principal::api_key(&record);
+        admit(|a| a.verified(&principal.via))?;
         principal.ensure_access(access)?;
         Ok(principal)
     }
@@ -287,6 +296,7 @@ impl Authenticator {
             return Err(ApiError::RevokedApiKey);
         }
         let principal = Principal::oauth_client(&record);
+        admit(|a| a.verified(&principal.via))?;
         principal.ensure_access(access)?;
         Ok(principal)
     }

@@ -1,6 +1,8 @@
 //! A client of the License API, independent of transport: it builds signed `http::Request`s (SPEC §1.2)
 //! and verifies responses — the `LicenseSignature` header over the exact body bytes (§5.1) and the
 //! `license_signature` inside the license object (§5.2). The integration tests drive the server with it.
+//! [`OAuthClient`] sends such requests as a client configured with only `client_id`/`client_secret`
+//! (SPEC §7): bearer tokens fetched from the endpoint `oauth_url` names, cached, renewed on demand.
 
 use crate::auth::{hmac_base64, signing_message};
 use crate::handlers::Endpoint;
@@ -10,6 +12,8 @@ use crate::signing::{license_signature_message, verify};
 use bytes::Bytes;
 use http::{Method, Request, Response};
 use serde_json::Value;
+use std::future::Future;
+use std::sync::Mutex;
 use std::time::SystemTime;
 
 #[derive(Clone, Debug)]
@@ -265,5 +269,273 @@ impl LicenseClient {
             }
         }
         Ok(body)
+    }
+}
+
+/// How often [`OAuthClient::send`] fetches a new token and retries one request that the server answered
+/// `oauth_token_expired` or `oauth_token_malformed`: clients may retry those without limit (SPEC §7),
+/// ours stops, so a server that refuses every token cannot keep it busy.
+pub const MAX_TOKEN_RENEWALS: usize = 2;
+
+/// Where an [`OAuthClient`] puts its credentials in the token request (RFC 6749 §2.3.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecretIn {
+    /// `client_id` and `client_secret` form fields.
+    Body,
+    /// `Authorization: Basic`, each value form-urlencoded.
+    Basic,
+}
+
+/// A client configured with only `client_id` and `client_secret`: it asks `oauth_url` where the token
+/// endpoint is, fetches a token there, caches it, and sends requests with `Authorization: Bearer`.
+/// Requests are built by a [`LicenseClient`] (their HMAC `Authorization` is replaced) and sent through
+/// a transport the caller gives (a function from request to response).
+#[derive(Debug)]
+pub struct OAuthClient {
+    pub client_id: String,
+    client_secret: SecretString,
+    pub secret_in: SecretIn,
+    /// The token endpoint's URL, once `oauth_url` named it.
+    token_url: Mutex<Option<String>>,
+    /// The cached access token (redacted in `Debug`).
+    token: Mutex<Option<SecretString>>,
+}
+
+impl OAuthClient {
+    pub fn new(client_id: impl Into<String>, client_secret: impl Into<String>, secret_in: SecretIn) -> Self {
+        Self {
+            client_id: client_id.into(),
+            client_secret: SecretString::from(client_secret.into()),
+            secret_in,
+            token_url: Mutex::new(None),
+            token: Mutex::new(None),
+        }
+    }
+
+    /// Replaces the cached token (tests: an expired or forged one).
+    pub fn set_token(&self, token: &str) {
+        *lock(&self.token) = Some(SecretString::from(token.to_owned()));
+    }
+
+    /// Sends `req` with a bearer token: the cached one, or one fetched first. An answer 401
+    /// `oauth_token_expired` / `oauth_token_malformed` fetches a new token and sends again, at most
+    /// [`MAX_TOKEN_RENEWALS`] times; then that answer is returned as it is. A failed token request is
+    /// [`ClientError::Api`] with the token endpoint's status and `error`.
+    pub async fn send<F, Fut>(&self, req: Request<Bytes>, transport: F) -> Result<Response<Bytes>, ClientError>
+    where
+        F: Fn(Request<Bytes>) -> Fut,
+        Fut: Future<Output = Response<Bytes>>,
+    {
+        let mut renewals = 0;
+        loop {
+            // The guard is dropped before anything is awaited (a `match` on it would hold it).
+            let cached = lock(&self.token).clone();
+            let token = match cached {
+                Some(token) => token,
+                None => self.fetch_token(&transport).await?,
+            };
+            let resp = transport(with_bearer(&req, token.expose_secret())).await;
+            if renewals == MAX_TOKEN_RENEWALS || !is_token_refusal(&resp) {
+                return Ok(resp);
+            }
+            renewals += 1;
+            lock(&self.token).take();
+        }
+    }
+
+    /// A new token from the token endpoint (asking `oauth_url` for it the first time), now cached.
+    async fn fetch_token<F, Fut>(&self, transport: &F) -> Result<SecretString, ClientError>
+    where
+        F: Fn(Request<Bytes>) -> Fut,
+        Fut: Future<Output = Response<Bytes>>,
+    {
+        let known = lock(&self.token_url).clone();
+        let url = match known {
+            Some(url) => url,
+            None => {
+                let path = format!("{}?login_type=client_credentials", Endpoint::OauthUrl.path());
+                let answer = json_of(&transport(bare(Method::GET, &path, Bytes::new())).await)?;
+                let url = answer["url"]
+                    .as_str()
+                    .ok_or_else(|| ClientError::Malformed(format!("oauth_url answered no `url`: {answer}")))?
+                    .to_owned();
+                *lock(&self.token_url) = Some(url.clone());
+                url
+            }
+        };
+        let answer = json_of(&transport(self.token_request(&url)).await)?;
+        let token = answer["access_token"]
+            .as_str()
+            .ok_or_else(|| ClientError::Malformed("the token answer has no `access_token`".into()))?;
+        let token = SecretString::from(token.to_owned());
+        *lock(&self.token) = Some(token.clone());
+        Ok(token)
+    }
+
+    /// `POST url` with `grant_type=client_credentials` and the credentials where [`Self::secret_in`] says.
+    fn token_request(&self, url: &str) -> Request<Bytes> {
+        let mut form = url::form_urlencoded::Serializer::new(String::new());
+        form.append_pair("grant_type", "client_credentials");
+        let secret = self.client_secret.expose_secret();
+        if self.secret_in == SecretIn::Body {
+            form.append_pair("client_id", &self.client_id);
+            form.append_pair("client_secret", secret);
+        }
+        let mut req = bare(Method::POST, url, Bytes::from(form.finish()));
+        let headers = req.headers_mut();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
+        if self.secret_in == SecretIn::Basic {
+            use base64::Engine;
+            let encode = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+            let pair = format!("{}:{}", encode(&self.client_id), encode(secret));
+            let value = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair));
+            if let Ok(value) = http::HeaderValue::from_str(&value) {
+                headers.insert(http::header::AUTHORIZATION, value);
+            }
+        }
+        req
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A request without credentials.
+fn bare(method: Method, uri: &str, body: Bytes) -> Request<Bytes> {
+    let mut req = Request::new(body);
+    *req.method_mut() = method;
+    *req.uri_mut() = uri.parse().unwrap_or_default();
+    req
+}
+
+/// A copy of `req` whose `Authorization` is `Bearer <token>` (the `Date` stays: SPEC §1.2).
+fn with_bearer(req: &Request<Bytes>, token: &str) -> Request<Bytes> {
+    let mut copy = Request::new(req.body().clone());
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.headers_mut() = req.headers().clone();
+    if let Ok(value) = http::HeaderValue::from_str(&format!("Bearer {token}")) {
+        copy.headers_mut().insert(http::header::AUTHORIZATION, value);
+    }
+    copy
+}
+
+/// Whether the server refused the token itself: the codes clients answer with a new token (SPEC §7).
+fn is_token_refusal(resp: &Response<Bytes>) -> bool {
+    resp.status() == http::StatusCode::UNAUTHORIZED
+        && serde_json::from_slice::<Value>(resp.body()).is_ok_and(|body| {
+            matches!(
+                body["code"].as_str(),
+                Some("oauth_token_expired" | "oauth_token_malformed")
+            )
+        })
+}
+
+/// A 200's JSON body, or the error it answers: `status` and `error` (the token endpoint's RFC 6749
+/// field, which OAuth clients read), else `code`.
+fn json_of(resp: &Response<Bytes>) -> Result<Value, ClientError> {
+    let body: Value =
+        serde_json::from_slice(resp.body()).map_err(|e| ClientError::Malformed(format!("not JSON: {e}")))?;
+    if resp.status().is_success() {
+        return Ok(body);
+    }
+    let text = |name: &str| body[name].as_str().unwrap_or_default().to_owned();
+    Err(ClientError::Api {
+        status: resp.status().as_u16(),
+        code: body["error"].as_str().map_or_else(|| text("code"), str::to_owned),
+        message: text("message"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn answer(status: u16, body: Value) -> Response<Bytes> {
+        let mut resp = Response::new(Bytes::from(body.to_string()));
+        *resp.status_mut() = http::StatusCode::from_u16(status).unwrap();
+        resp
+    }
+
+    /// A server that names its token endpoint, issues token `t<n>` on the n-th token request, and
+    /// answers every other request `refusal` (or 200 when `None`), counting what it is asked.
+    async fn serve(
+        req: Request<Bytes>,
+        tokens: &AtomicUsize,
+        calls: &AtomicUsize,
+        refusal: Option<&str>,
+    ) -> Response<Bytes> {
+        match req.uri().path() {
+            "/api/v4/oauth_url" => answer(200, serde_json::json!({"url": "https://h/api/v4/oauth_token"})),
+            "/api/v4/oauth_token" => {
+                let n = tokens.fetch_add(1, Ordering::SeqCst) + 1;
+                answer(
+                    200,
+                    serde_json::json!({"access_token": format!("t{n}"), "expires_in": 480, "token_type": "Bearer"}),
+                )
+            }
+            _ => {
+                calls.fetch_add(1, Ordering::SeqCst);
+                let auth = req.headers()["authorization"].to_str().unwrap().to_owned();
+                match refusal {
+                    Some(code) => answer(401, serde_json::json!({"status": 401, "code": code, "message": auth})),
+                    None => answer(200, serde_json::json!({"auth": auth})),
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_token_is_fetched_once_then_renewed_only_when_refused_and_at_most_twice() {
+        let (tokens, calls) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        let client = OAuthClient::new("ci", "secret", SecretIn::Basic);
+        let req = || bare(Method::GET, "/api/v4/check_license", Bytes::new());
+        for _ in 0..3 {
+            let resp = client.send(req(), |r| serve(r, &tokens, &calls, None)).await.unwrap();
+            assert_eq!(json_of(&resp).unwrap()["auth"], "Bearer t1");
+        }
+        assert_eq!(tokens.load(Ordering::SeqCst), 1, "cached");
+        // Refused without end: one try and two renewals, then the refusal is the answer.
+        let resp = client
+            .send(req(), |r| serve(r, &tokens, &calls, Some("oauth_token_expired")))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 401);
+        assert_eq!((tokens.load(Ordering::SeqCst), calls.load(Ordering::SeqCst)), (3, 6));
+        // Another 401 is not about the token: no renewal.
+        client
+            .send(req(), |r| serve(r, &tokens, &calls, Some("invalid_api_key")))
+            .await
+            .unwrap();
+        assert_eq!((tokens.load(Ordering::SeqCst), calls.load(Ordering::SeqCst)), (3, 7));
+    }
+
+    #[tokio::test]
+    async fn a_failed_token_request_is_the_endpoints_error() {
+        let client = OAuthClient::new("ci", "bad", SecretIn::Body);
+        let err = client
+            .send(bare(Method::GET, "/x", Bytes::new()), |r| async move {
+                if r.uri().path() == "/api/v4/oauth_url" {
+                    return answer(200, serde_json::json!({"url": "/api/v4/oauth_token"}));
+                }
+                assert_eq!(r.headers()["content-type"], "application/x-www-form-urlencoded");
+                assert_eq!(r.body(), "grant_type=client_credentials&client_id=ci&client_secret=bad");
+                answer(401, serde_json::json!({"status": 401, "code": "invalid_client", "message": "m", "error": "invalid_client"}))
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            ClientError::Api {
+                status: 401,
+                code: "invalid_client".into(),
+                message: "m".into()
+            }
+        );
     }
 }

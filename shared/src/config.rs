@@ -109,6 +109,42 @@ pub struct Config {
     /// `LAST_SEEN_INTERVAL_SECONDS` (default 3600, at most 86400): how often a device's checks are
     /// recorded (`AppState::last_seen_interval`).
     pub last_seen_interval: Duration,
+    /// `PUBLIC_URL` (optional): the base URL clients reach the API at (`AppState::public_url`).
+    pub public_url: Option<PublicUrl>,
+}
+
+/// The base URL clients reach the API at, e.g. `https://licenses.example.com` or an API Gateway stage
+/// `https://abc123.execute-api.eu-west-1.amazonaws.com/prod`: absolute, `http` or `https`, no query or
+/// fragment, at most [`MAX_PUBLIC_URL_LEN`] bytes; kept without its trailing slash. The URLs the API
+/// hands out (the OAuth token endpoint's, `oauth_url`) are this plus the endpoint's path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublicUrl(String);
+
+/// Longest [`PublicUrl`].
+pub const MAX_PUBLIC_URL_LEN: usize = 1024;
+
+impl PublicUrl {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim().trim_end_matches('/');
+        if text.len() > MAX_PUBLIC_URL_LEN {
+            return Err(format!("longer than {MAX_PUBLIC_URL_LEN} bytes"));
+        }
+        let url = url::Url::parse(text).map_err(|e| format!("`{text}` is not an absolute URL: {e}"))?;
+        if !matches!(url.scheme(), "http" | "https") || !url.has_host() {
+            return Err(format!("`{text}` is not an http or https URL with a host"));
+        }
+        if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+            return Err(format!(
+                "`{text}` has a query, a fragment or credentials; give the base URL only"
+            ));
+        }
+        Ok(Self(text.to_owned()))
+    }
+
+    /// The absolute URL of `path` (which starts with `/`).
+    pub fn join(&self, path: &str) -> String {
+        format!("{}{path}", self.0)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -182,7 +218,15 @@ impl Config {
             None => DEFAULT_LAST_SEEN_INTERVAL,
             Some(v) => last_seen_interval(&v)?,
         };
+        let public_url = get("PUBLIC_URL")
+            .map(|v| PublicUrl::parse(&v))
+            .transpose()
+            .map_err(|reason| ConfigError::Invalid {
+                name: "PUBLIC_URL",
+                reason,
+            })?;
         Ok(Self {
+            public_url,
             table,
             dynamodb_endpoint: get("DYNAMODB_ENDPOINT"),
             signing_key,
@@ -381,5 +425,31 @@ mod tests {
             ("API_KEY_CACHE_SECONDS", "x")
         ]))
         .is_err());
+    }
+
+    #[test]
+    fn a_public_url_is_an_absolute_base_url() {
+        let ok = PublicUrl::parse("https://abc.execute-api.eu-west-1.amazonaws.com/prod/").unwrap();
+        assert_eq!(
+            ok.join("/api/v4/oauth_token"),
+            "https://abc.execute-api.eu-west-1.amazonaws.com/prod/api/v4/oauth_token"
+        );
+        for bad in [
+            "",
+            "licenses.example.com",
+            "ftp://x.example",
+            "https://x.example/?a=b",
+            "https://x.example/#f",
+            "https://user:pw@x.example",
+        ] {
+            assert!(PublicUrl::parse(bad).is_err(), "{bad}");
+        }
+        assert!(PublicUrl::parse(&format!("https://x.example/{}", "a".repeat(MAX_PUBLIC_URL_LEN))).is_err());
+        let base = [("TABLE_NAME", "t"), ("SIGNING_KEY_FILE", "k")];
+        assert!(Config::from_lookup(lookup(&base)).unwrap().public_url.is_none());
+        let set = Config::from_lookup(lookup(&[base[0], base[1], ("PUBLIC_URL", "https://l.example")])).unwrap();
+        assert_eq!(set.public_url, Some(PublicUrl::parse("https://l.example").unwrap()));
+        let err = Config::from_lookup(lookup(&[base[0], base[1], ("PUBLIC_URL", "nope")])).unwrap_err();
+        assert!(err.to_string().contains("PUBLIC_URL"), "{err}");
     }
 }

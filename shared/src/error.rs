@@ -62,6 +62,18 @@ pub enum ApiError {
     #[error("The OAuth access token is malformed or not issued by this server: fetch a new one")]
     OAuthTokenMalformed,
 
+    // --- the OAuth token endpoint (SPEC §7, RFC 6749 §5.2) ---
+    /// Unknown client, wrong secret, revoked client, or no credentials: one answer for all.
+    #[error("Client authentication failed: check the client_id and client_secret")]
+    InvalidClient,
+    #[error("Only grant_type=client_credentials is supported")]
+    UnsupportedGrantType,
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// The deployment has no token keys (the cause, with what to configure, is logged).
+    #[error("This server does not issue OAuth access tokens: its token keys are not configured")]
+    TokenKeysMissing,
+
     // --- products and licenses (SPEC §2.2, §2.3) ---
     #[error("Provided product was not found")]
     UnknownProduct,
@@ -155,7 +167,8 @@ impl ApiError {
             Contention => 503,
             TooManyRequests => 429,
             Internal(_) => 500,
-            OAuthTokenExpired | OAuthTokenMalformed => 401,
+            OAuthTokenExpired | OAuthTokenMalformed | InvalidClient => 401,
+            TokenKeysMissing => 500,
             _ => 400,
         }
     }
@@ -183,6 +196,10 @@ impl ApiError {
             ApiKeyProductNotAllowed => "api_key_product_not_allowed",
             OAuthTokenExpired => "oauth_token_expired",
             OAuthTokenMalformed => "oauth_token_malformed",
+            InvalidClient => "invalid_client",
+            UnsupportedGrantType => "unsupported_grant_type",
+            InvalidRequest(_) => "invalid_request",
+            TokenKeysMissing => "internal_error",
             UnknownProduct => "unknown_product",
             DisabledProduct => "disabled_product",
             ArchivedProduct => "archived_product",
@@ -212,18 +229,49 @@ impl ApiError {
         }
     }
 
+    /// The RFC 6749 §5.2 `error` the token endpoint answers this with (SPEC §7: OAuth clients read
+    /// only that field): a credential failure is `invalid_client`, a request the server could not
+    /// read `invalid_request`, a server-side failure `server_error` or `temporarily_unavailable`.
+    pub fn oauth_error(&self) -> &'static str {
+        use ApiError::*;
+        match self {
+            InvalidClient => "invalid_client",
+            UnsupportedGrantType => "unsupported_grant_type",
+            Contention | TooManyRequests => "temporarily_unavailable",
+            Internal(_) | TokenKeysMissing => "server_error",
+            _ => "invalid_request",
+        }
+    }
+
     /// The wire body: `{"status":…,"code":…,"message":…}` in that order.
     pub fn body(&self) -> String {
+        self.body_with(None)
+    }
+
+    /// The token endpoint's error body: the SPEC's three fields, then RFC 6749's `error` and
+    /// `error_description`.
+    pub fn oauth_body(&self) -> String {
+        self.body_with(Some(self.oauth_error()))
+    }
+
+    fn body_with(&self, oauth_error: Option<&'static str>) -> String {
         #[derive(serde::Serialize)]
         struct Body<'a> {
             status: u16,
             code: &'a str,
             message: String,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            error: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            error_description: Option<String>,
         }
+        let message = self.to_string();
         let body = Body {
             status: self.status(),
             code: self.code(),
-            message: self.to_string(),
+            error_description: oauth_error.map(|_| message.clone()),
+            message,
+            error: oauth_error,
         };
         serde_json::to_string(&body).unwrap_or_else(|_| {
             r#"{"status":500,"code":"internal_error","message":"Internal server error"}"#.to_owned()
@@ -241,6 +289,22 @@ mod tests {
         assert_eq!(body["status"], 409);
         assert_eq!(body["code"], "license_device_exists");
         assert_eq!(body.as_object().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn token_endpoint_errors_carry_the_oauth_fields_too() {
+        let body: serde_json::Value = serde_json::from_str(&ApiError::InvalidClient.oauth_body()).unwrap();
+        assert_eq!(
+            (body["status"].as_u64(), body["code"].as_str()),
+            (Some(401), Some("invalid_client"))
+        );
+        assert_eq!(body["error"], "invalid_client");
+        assert_eq!(body["error_description"], body["message"]);
+        assert_eq!(body.as_object().unwrap().len(), 5);
+        let internal: serde_json::Value = serde_json::from_str(&ApiError::internal("x").oauth_body()).unwrap();
+        assert_eq!(internal["error"], "server_error");
+        assert_eq!(ApiError::InvalidRequest("x".into()).oauth_error(), "invalid_request");
+        assert_eq!(ApiError::PayloadTooLarge(1).oauth_error(), "invalid_request");
     }
 
     #[test]

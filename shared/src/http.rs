@@ -25,11 +25,16 @@ pub struct ApiResponse {
     pub body: Bytes,
     /// The error code, for the request log line.
     pub error_code: Option<&'static str>,
+    /// `Cache-Control: no-store` and `Pragma: no-cache`: the body holds a credential (RFC 6749 §5.1).
+    pub no_store: bool,
 }
 
 pub const JSON: &str = "application/json";
 pub const TEXT: &str = "text/plain";
 pub const SIGNATURE_HEADER: &str = "LicenseSignature";
+
+/// The headers of an answer that must not be cached ([`ApiResponse::no_store`]).
+pub const NO_STORE_HEADERS: [(&str, &str); 2] = [("cache-control", "no-store"), ("pragma", "no-cache")];
 
 impl ApiResponse {
     /// The one place an [`ApiError`] becomes a response. Server faults are logged with their cause.
@@ -45,7 +50,23 @@ impl ApiResponse {
             signature: None,
             body: Bytes::from(err.body()),
             error_code: Some(err.code()),
+            no_store: false,
         }
+    }
+
+    /// An error of the OAuth token endpoint: [`Self::error`] with the body of [`ApiError::oauth_body`],
+    /// not to be cached.
+    pub fn oauth_error(err: &ApiError) -> Self {
+        Self {
+            body: Bytes::from(err.oauth_body()),
+            no_store: true,
+            ..Self::error(err)
+        }
+    }
+
+    /// This answer, marked not to be cached ([`Self::no_store`]).
+    pub fn not_stored(self) -> Self {
+        Self { no_store: true, ..self }
     }
 
     /// A JSON body with `LicenseSignature` over exactly the bytes sent.
@@ -57,6 +78,7 @@ impl ApiResponse {
                 signature: Some(signer.sign(&body)),
                 body: Bytes::from(body),
                 error_code: None,
+                no_store: false,
             },
             Err(e) => Self::error(&ApiError::internal(e)),
         }
@@ -70,6 +92,7 @@ impl ApiResponse {
             signature: Some(signer.sign(body.as_bytes())),
             body: Bytes::from(body),
             error_code: None,
+            no_store: false,
         }
     }
 
@@ -80,6 +103,7 @@ impl ApiResponse {
             signature: None,
             body: Bytes::from_static(body.as_bytes()),
             error_code: None,
+            no_store: false,
         }
     }
 }

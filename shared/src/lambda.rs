@@ -3,7 +3,7 @@
 
 use crate::config::{Config, ConfigError, KeySource, SigningKeySource};
 use crate::handlers::{self, function, Endpoint, Handler};
-use crate::http::{ApiRequest, ApiResponse, SIGNATURE_HEADER};
+use crate::http::{ApiRequest, ApiResponse, NO_STORE_HEADERS, SIGNATURE_HEADER};
 use crate::sealed::SealingKey;
 use crate::secret::{ExposeSecret, SecretString};
 use crate::signing::Signer;
@@ -121,13 +121,33 @@ pub async fn build_state(config: &Config) -> Result<AppState, BoxError> {
     );
     Ok(AppState::new(Arc::new(store), signer, config.api_key_cache)
         .with_last_seen_interval(config.last_seen_interval)
+        .with_public_url(config.public_url.clone())
         .with_sealing_key(sealing_key)
         .with_token_keys(token_keys)
         .with_sso(crate::identity::oidc::ProviderTransport::HttpsOnly))
 }
 
+/// The request as the handlers see it. API Gateway sends `Host` and `X-Forwarded-Proto`; where an event
+/// lacks them, lambda_http built the URI from the request context's domain name (and `https`): that
+/// host and scheme become the headers, so a handler that builds an absolute URL (`oauth_url`) reads
+/// them in one place, as on the local server.
 pub fn to_api_request(req: Request) -> ApiRequest {
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    let gateway = [
+        (http::header::HOST, parts.uri.authority().map(|a| a.as_str())),
+        (
+            http::header::HeaderName::from_static("x-forwarded-proto"),
+            parts.uri.scheme_str(),
+        ),
+    ];
+    for (name, value) in gateway {
+        if let (false, Some(Ok(value))) = (
+            parts.headers.contains_key(&name),
+            value.map(http::HeaderValue::from_str),
+        ) {
+            parts.headers.insert(name, value);
+        }
+    }
     let body = match body {
         Body::Empty => Bytes::new(),
         Body::Text(text) => Bytes::from(text),
@@ -149,6 +169,11 @@ pub fn to_lambda_response(resp: ApiResponse) -> Response<Body> {
         .header(http::header::CONTENT_TYPE, resp.content_type);
     if let Some(sig) = &resp.signature {
         builder = builder.header(SIGNATURE_HEADER, sig);
+    }
+    if resp.no_store {
+        for (name, value) in NO_STORE_HEADERS {
+            builder = builder.header(name, value);
+        }
     }
     let body = match String::from_utf8(resp.body.to_vec()) {
         Ok(text) => Body::Text(text),

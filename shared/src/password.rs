@@ -7,8 +7,8 @@
 //! server sets one), a verification that cannot start in time answers `429 too_many_requests`
 //! ([`ApiError::TooManyRequests`]) instead of queueing without bound.
 
+use crate::auth::Claimant;
 use crate::error::ApiError;
-use crate::ids::Username;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{Output, PasswordHash, PasswordHasher, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
@@ -136,12 +136,16 @@ fn pool() -> &'static Pool {
     POOL.get_or_init(|| Pool::start(HashLimits::default()))
 }
 
-/// For requests: whether `password` matches `stored`, `username`'s hash (see [`verify_blocking`]),
-/// computed on the hashing pool. `Err(TooManyRequests)` when the request's
-/// [`Admission`](crate::auth::Admission) refuses another check for `username`, or no hashing thread
-/// became free within the wait deadline.
-pub async fn verify_limited(username: &Username, password: String, stored: Option<String>) -> Result<bool, ApiError> {
-    crate::auth::admit(|a| a.password_check(username))?;
+/// For requests: whether `password` matches `stored`, the hash of `claimant`'s password or client
+/// secret (see [`verify_blocking`]), computed on the hashing pool. `Err(TooManyRequests)` when the
+/// request's [`Admission`](crate::auth::Admission) refuses another check for `claimant`, or no hashing
+/// thread became free within the wait deadline.
+pub async fn verify_limited(
+    claimant: Claimant<'_>,
+    password: String,
+    stored: Option<String>,
+) -> Result<bool, ApiError> {
+    crate::auth::admit(|a| a.password_check(claimant))?;
     pool().verify(password, stored, pool().wait).await
 }
 

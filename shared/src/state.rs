@@ -1,6 +1,7 @@
 //! What every handler needs, built once per process and shared by reference.
 
 use crate::auth::Authenticator;
+use crate::config::PublicUrl;
 use crate::identity::nonce::NonceKey;
 use crate::identity::oidc::{OidcResolver, ProviderTransport, StoredAccounts};
 use crate::identity::Resolvers;
@@ -28,6 +29,9 @@ pub struct AppState {
     pub sealing_key: Option<Arc<SealingKey>>,
     /// Sign and verify OAuth access tokens (`token`); `None`: no bearer token is accepted.
     pub token_keys: Option<Arc<TokenKeys>>,
+    /// Where clients reach the API, for the URLs it hands out (`oauth_url`); `None`: taken from each
+    /// request's own `Host` (and `X-Forwarded-Proto`).
+    pub public_url: Option<PublicUrl>,
 }
 
 /// Default for [`AppState::deadline`].
@@ -52,6 +56,7 @@ impl AppState {
             last_seen_interval: DEFAULT_LAST_SEEN_INTERVAL,
             sealing_key: None,
             token_keys: None,
+            public_url: None,
         }
     }
 
@@ -74,6 +79,10 @@ impl AppState {
             token_keys,
             ..self
         }
+    }
+
+    pub fn with_public_url(self, public_url: Option<PublicUrl>) -> Self {
+        Self { public_url, ..self }
     }
 
     pub fn with_sealing_key(self, sealing_key: Option<SealingKey>) -> Self {

@@ -549,6 +549,28 @@ fn error_checks(d: &Device) -> Vec<Check> {
             upload(Endpoint::DeactivateBundleOffline, "text/plain", Vec::new()),
             Expect::error(400, &["missing_parameters"]),
         ),
+        // The OAuth endpoints need no key (SPEC §7): where the token endpoint is, and a client that
+        // does not exist (whether or not the deployment issues tokens).
+        check(
+            "GET oauth_url",
+            Req::new(
+                Method::GET,
+                Endpoint::OauthUrl,
+                Body::Query(json!({"login_type": "client_credentials"})),
+            )
+            .signed(Sign::Unsigned),
+            Expect::Signed,
+        ),
+        check(
+            "POST oauth_token (unknown client)",
+            upload(
+                Endpoint::OauthToken,
+                "application/x-www-form-urlencoded",
+                b"grant_type=client_credentials&client_id=license-server-smoke-no-such-client&client_secret=x".to_vec(),
+            )
+            .signed(Sign::Unsigned),
+            Expect::error(401, &["invalid_client"]),
+        ),
         check(
             "GET /api/v4/no_such_endpoint",
             root_path("/api/v4/no_such_endpoint", Method::GET),

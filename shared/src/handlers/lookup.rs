@@ -1,7 +1,7 @@
 //! Finding the license a request names (SPEC §2.1) and loading what the rules need, in the fewest
 //! sequential store round trips: one read for key-based licenses, two for user-based ones.
 
-use crate::auth::Principal;
+use crate::auth::{Claimant, Principal};
 use crate::error::ApiError;
 use crate::ids::CompanyId;
 use crate::model::{AuthorizationMethod, License, LicenseUser, ProductDoc};
@@ -170,7 +170,7 @@ async fn find_user_license(
         match proof {
             Proof::Password(password) => {
                 let stored = user.as_ref().and_then(|u| u.password_hash.clone());
-                if !password::verify_limited(username, password.clone(), stored).await? {
+                if !password::verify_limited(Claimant::User(username), password.clone(), stored).await? {
                     return Err(ApiError::LicenseNotFound("license user"));
                 }
             }

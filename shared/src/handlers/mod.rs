@@ -10,6 +10,7 @@ mod check;
 mod deactivate;
 pub mod endpoints;
 mod lookup;
+mod oauth;
 mod offline;
 mod product_details;
 mod runner;
