@@ -9,6 +9,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use integration_tests::counter::{RoundTrips, Written};
 use integration_tests::fixtures::{key_body, user_body, API_KEY, KEY_PRODUCT, SHARED_KEY};
 use integration_tests::{Backend, Fixture, Setup, Transport};
+use license_api::handlers::Endpoint;
 use license_api::offline::file::Shape;
 use license_api::offline::payload::Kind;
 use serde_json::json;
@@ -369,6 +370,8 @@ async fn capacity_per_request_kind() {
         let query = format!("/api/v4/{path}?product=kb&hardware_id=h1&license_key=KB-1");
         f.client.request(http::Method::GET, &query, None)
     };
+    let mut tracked = key_body("CU", "h1");
+    tracked["variables"] = json!({"a": "1"});
     let mut changed = key_body("CU", "h1");
     changed["os_ver"] = json!("16.0");
     let mut table = Vec::new();
@@ -402,6 +405,12 @@ async fn capacity_per_request_kind() {
         ("bundle check, seen within the interval", &warm, get("check_bundle")),
         ("bundle check, due", &eager, get("check_bundle")),
         ("bundle deactivate", &warm, post("deactivate_bundle")),
+        ("key activate again", &warm, f.client.activate(&key_body("CU", "h1"))),
+        (
+            "key track device variables",
+            &warm,
+            f.client.call(Endpoint::TrackDeviceVariables, &tracked),
+        ),
     ] {
         let (before, sizes) = (app.usage(), item_sizes(&f).await);
         app.round_trips.reset();
@@ -431,6 +440,11 @@ async fn capacity_per_request_kind() {
     for name in ["key check, due", "key check, details changed", "user check, due"] {
         assert_eq!(billed(name), 1, "{name}: one plain update of the device");
     }
+    assert_eq!(
+        billed("key track device variables"),
+        1,
+        "one plain update of the device"
+    );
     // The three members' devices in one transaction (2 units each): all members or none.
     assert_eq!(billed("bundle check, due"), 6);
     assert!(table.iter().all(|(_, used, ..)| used.conflicts == 0));
@@ -544,4 +558,70 @@ async fn round_trips_with_a_bearer_token_and_single_sign_on() {
     assert_eq!(get("sso check"), (2, 2));
     assert_eq!(get("sso deactivate"), (3, 3));
     assert_eq!(get("sso activate (code, again)"), (3, 3));
+}
+
+/// SPEC §9 device variables and product details on a warm function: tracking is the license read plus
+/// one plain update of the device; listing is the read alone; product details one GetItem of the product.
+#[tokio::test]
+async fn round_trips_of_device_variables_and_product_details() {
+    let f = Fixture::new(Setup::new(
+        "round-trips-variables",
+        Backend::DynamoDb,
+        Transport::Lambda,
+    ))
+    .await;
+    f.key_license("RT-VAR", |_| {}).await;
+    let license = f.user_license(801, |_| {}).await;
+    f.user("bea@example.com", 1, &[(&license, 0)]).await;
+    let app = &f.app;
+    let rt = &app.round_trips;
+    assert_eq!(
+        app.send(f.client.activate(&key_body("RT-VAR", "h1"))).await.status(),
+        200
+    );
+    assert_eq!(
+        app.send(f.client.activate(&user_body("bea@example.com", "h1")))
+            .await
+            .status(),
+        200
+    );
+    let mut tracked = key_body("RT-VAR", "h1");
+    tracked["variables"] = json!({"a": "1"});
+    let mut user_tracked = json!({"product": "up", "hardware_id": "h1", "username": "bea@example.com"});
+    let user_listed = user_tracked.clone();
+    user_tracked["variables"] = json!({"a": "1"});
+    let mut measure = Vec::new();
+    for (name, req) in [
+        ("key track", f.client.call(Endpoint::TrackDeviceVariables, &tracked)),
+        (
+            "key list",
+            f.client.call(Endpoint::GetDeviceVariables, &key_body("RT-VAR", "h1")),
+        ),
+        (
+            "user track",
+            f.client.call(Endpoint::TrackDeviceVariables, &user_tracked),
+        ),
+        ("user list", f.client.call(Endpoint::GetDeviceVariables, &user_listed)),
+        (
+            "product details",
+            f.client.call(
+                Endpoint::ProductDetails,
+                &json!({"product": KEY_PRODUCT, "include_latest_version": true, "include_custom_fields": true}),
+            ),
+        ),
+    ] {
+        rt.reset();
+        let resp = app.send(req).await;
+        assert_eq!(resp.status(), 200, "{name}: {}", String::from_utf8_lossy(resp.body()));
+        measure.push((name, rt.get()));
+    }
+    for (name, (requests, sequential)) in &measure {
+        println!("{name}: {requests} requests, {sequential} sequential round trips");
+    }
+    let get = |name: &str| measure.iter().find(|(n, _)| *n == name).unwrap().1;
+    assert_eq!(get("key track"), (2, 2), "read + the device's write");
+    assert_eq!(get("key list"), (1, 1), "the read alone");
+    assert_eq!(get("user track"), (3, 3), "user read, license read, the device's write");
+    assert_eq!(get("user list"), (2, 2));
+    assert_eq!(get("product details"), (1, 1), "one GetItem of the product");
 }

@@ -4,7 +4,7 @@
 
 use crate::ids::HardwareId;
 use crate::model::{
-    AuthorizationMethod, Device, Feature, FeatureType, License, LicenseType, LicenseUser, ProductDoc, Seat,
+    variable_id, AuthorizationMethod, Device, Feature, FeatureType, License, LicenseType, LicenseUser, ProductDoc, Seat,
 };
 use crate::rules::{is_expired, prevents_vm, LicenseContext};
 use crate::signing::Signer;
@@ -168,8 +168,13 @@ struct FeatureConsumption<'a> {
     allow_negative_consumptions: bool,
 }
 
+/// A device variable as every answer shows it: activation, check, `track_device_variables` and
+/// `get_device_variables` (SPEC §3, §9); only the last carries its `id` (SPEC §9), which keeps the
+/// activation answers, an offline bundle's up to 24 × 100 of them included, as small as the SPEC allows.
 #[derive(Serialize)]
-struct VariableObject<'a> {
+pub struct VariableObject<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<i64>,
     variable: &'a str,
     value: &'a str,
     device_id: i64,
@@ -214,6 +219,30 @@ fn product_details(p: &ProductDoc) -> ProductDetails<'_> {
         prevent_vm: p.prevent_vm,
         floating_timeout: p.floating_timeout,
         validity_period: p.validity_period,
+    }
+}
+
+/// The answer to `product_details` (SPEC §9): the license object's `product_details`, with the
+/// product's custom fields and its latest version when asked for (`latest_version: null`: none).
+#[derive(Serialize)]
+pub struct ProductAnswer<'a> {
+    #[serde(flatten)]
+    details: ProductDetails<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    custom_fields: Option<&'a [crate::model::CustomField]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    latest_version: Option<Option<&'a crate::model::ProductVersion>>,
+}
+
+pub fn product_answer<'a>(
+    p: &'a ProductDoc,
+    custom_fields: bool,
+    latest_version: Option<Option<&'a crate::model::ProductVersion>>,
+) -> ProductAnswer<'a> {
+    ProductAnswer {
+        details: product_details(p),
+        custom_fields: custom_fields.then_some(p.custom_fields.as_slice()),
+        latest_version,
     }
 }
 
@@ -296,16 +325,7 @@ pub fn license_object<'a>(
         device_id: device.id,
         is_borrowed: (!activation).then_some(false),
         borrowed_until: (!activation).then_some(None),
-        variables: device
-            .variables
-            .iter()
-            .map(|v| VariableObject {
-                variable: &v.variable,
-                value: &v.value,
-                device_id: device.id,
-                created_at: v.created_at,
-            })
-            .collect(),
+        variables: variables(device, |_| true, VariableIds::Omitted),
         installation_file: activation.then_some(None),
         license_signature: Some(signer.license_signature(who.hardware_id, who.ident, validity.as_deref())),
     }
@@ -342,6 +362,29 @@ pub fn consumption_answer(ctx: &LicenseContext, now: Timestamp) -> ConsumptionAn
         consumption_period: t.consumption_period.as_deref(),
         company: CompanyObject { id: ctx.company.id },
     }
+}
+
+/// Whether variable objects carry their `id`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VariableIds {
+    Shown,
+    Omitted,
+}
+
+/// The variables of `device` whose names `wanted` accepts, in the order the device holds them.
+pub fn variables<'a>(device: &'a Device, wanted: impl Fn(&str) -> bool, ids: VariableIds) -> Vec<VariableObject<'a>> {
+    device
+        .variables
+        .iter()
+        .filter(|v| wanted(&v.variable))
+        .map(|v| VariableObject {
+            id: (ids == VariableIds::Shown).then(|| variable_id(device.id, &v.variable)),
+            variable: &v.variable,
+            value: &v.value,
+            device_id: device.id,
+            created_at: v.created_at,
+        })
+        .collect()
 }
 
 /// The offline activation answer (SPEC §6.3) to `request_id`, made at `date`.

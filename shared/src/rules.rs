@@ -10,6 +10,7 @@ use crate::model::{
 };
 use crate::plan::{
     ActivationPlan, Charge, CheckDue, CheckPlan, ConsumptionPlan, Counter, DeactivationPlan, LicenseAddr, Slot,
+    VariablesPlan,
 };
 use crate::request::LicenseRequest;
 use crate::time::Timestamp;
@@ -192,16 +193,16 @@ fn choose_slot(ctx: &LicenseContext) -> Result<Slot, ApiError> {
     })
 }
 
-/// The device's variables after an activation: the request's merged into the stored ones (a name
-/// already held takes the new value), bounded in total per device. The device write is conditioned on
-/// the version read, so the bound holds for the set actually stored.
+/// The device's variables after an activation or a tracking request: the request's merged into the
+/// stored ones (a name already held takes the new value), bounded in total per device. The device
+/// write is conditioned on the version read, so the bound holds for the set actually stored.
 fn merged_variables(
     previous: Option<&Device>,
-    req: &LicenseRequest,
+    sent: &[(String, String)],
     now: Timestamp,
 ) -> Result<Vec<DeviceVariable>, ApiError> {
     let mut variables = previous.map(|d| d.variables.clone()).unwrap_or_default();
-    for (name, value) in &req.variables {
+    for (name, value) in sent {
         match variables.iter_mut().find(|v| &v.variable == name) {
             Some(existing) => existing.value = value.clone(),
             None => variables.push(DeviceVariable {
@@ -230,7 +231,7 @@ fn activated_device(ctx: &LicenseContext, req: &LicenseRequest, now: Timestamp) 
     let previous = ctx.device.as_ref();
     let mut details = previous.map(|d| d.details.clone()).unwrap_or_default();
     details.extend(req.details.clone());
-    let variables = merged_variables(previous, req, now)?;
+    let variables = merged_variables(previous, &req.variables, now)?;
     Ok(Device {
         id: previous.map_or_else(|| device_id(ctx.license.id, &req.hardware_id), |d| d.id),
         hardware_id: req.hardware_id.clone(),
@@ -244,6 +245,30 @@ fn activated_device(ctx: &LicenseContext, req: &LicenseRequest, now: Timestamp) 
         variables,
         activations: previous.map_or(1, |d| d.activations + 1),
         write_token: None,
+    })
+}
+
+/// Decides a tracking of device variables (SPEC §9 `track_device_variables`): the gates of a check, then
+/// the variables sent merged into the active device's, within the per-device bound. The write is
+/// conditioned on the device's last write as read, so concurrent trackings of one device each merge
+/// into what the other stored.
+pub fn plan_tracking(
+    ctx: &LicenseContext,
+    hardware_id: &HardwareId,
+    sent: &[(String, String)],
+    now: Timestamp,
+) -> Result<VariablesPlan, ApiError> {
+    check(ctx, hardware_id)?;
+    let device = ctx
+        .device
+        .as_ref()
+        .ok_or_else(|| ApiError::internal("a checked device is missing"))?;
+    Ok(VariablesPlan {
+        addr: LicenseAddr::of(&ctx.license),
+        hardware_id: hardware_id.clone(),
+        device_activations: device.activations,
+        last_write: device.write_token.clone(),
+        variables: merged_variables(Some(device), sent, now)?,
     })
 }
 

@@ -14,8 +14,10 @@ pub mod endpoints;
 mod lookup;
 mod oauth;
 mod offline;
+mod product_details;
 mod runner;
 mod sso_url;
+mod variables;
 
 pub use activate::activate;
 pub use deactivate::deactivate;

@@ -657,3 +657,39 @@ fn an_online_addition_is_conditioned_on_the_device_and_the_bound() {
     c.device = None;
     assert_eq!(code(add(&monthly(), 1, Overages::default())), "license_not_active");
 }
+
+#[test]
+fn a_tracking_merges_into_the_active_devices_variables() {
+    let mut c = ctx();
+    let mut activation = req("d");
+    activation.variables = vec![("seat".into(), "blue".into())];
+    let plan = plan_activation(&c, &activation, now(), Transport::Online).unwrap();
+    c.device = Some(plan.device.clone());
+    c.license.times_activated = 1;
+    let later = Timestamp::parse_iso("2026-06-02T12:00:00Z").unwrap();
+    let sent = [
+        ("seat".to_owned(), "red".to_owned()),
+        ("build".to_owned(), "42".to_owned()),
+    ];
+    let plan = plan_tracking(&c, &HardwareId::parse("d").unwrap(), &sent, later).unwrap();
+    let stored: Vec<(&str, &str, Timestamp)> = plan
+        .variables
+        .iter()
+        .map(|v| (v.variable.as_str(), v.value.as_str(), v.created_at))
+        .collect();
+    assert_eq!(
+        stored,
+        [("seat", "red", now()), ("build", "42", later)],
+        "a held name keeps its creation time"
+    );
+    assert_eq!(plan.device_activations, 1);
+    // The request's device not found while another is active, or none active: refused as a check is.
+    let mut other = c.clone();
+    other.device = None;
+    let refused = plan_tracking(&other, &HardwareId::parse("e").unwrap(), &sent, later);
+    assert_eq!(refused.err().map(|e| e.code()), Some("device_not_found"));
+    c.device.as_mut().unwrap().active = false;
+    c.license.times_activated = 0;
+    let inactive = plan_tracking(&c, &HardwareId::parse("d").unwrap(), &sent, later);
+    assert_eq!(inactive.err().map(|e| e.code()), Some("license_not_active"));
+}
