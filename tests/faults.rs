@@ -208,3 +208,47 @@ async fn eager(f: &Fixture, faults: &Faults, deadline: Duration) -> Instance {
         .serve(state.with_last_seen_interval(Duration::ZERO), RoundTrips::default())
         .await
 }
+
+/// A tracking of device variables (SPEC §9) is a write of the same loop, one plain UpdateItem: a lost
+/// answer is recognised by the token it recorded on the device and answered 200, a transient conflict
+/// is retried, and the variables are stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tracking_whose_answer_was_lost_is_reported_as_done() {
+    use license_api::handlers::Endpoint;
+    use license_api::plan::LicenseAddr;
+    for fault in [
+        Fault::DropResponse,
+        Fault::TimeoutAfterApply,
+        Fault::TransactionConflict,
+    ] {
+        for sdk_retries in [false, true] {
+            let f = fixture("lost-tracking").await;
+            let license = f.key_license("LOST-VAR", |_| {}).await;
+            assert_eq!(
+                f.app
+                    .send(f.client.activate(&key_body("LOST-VAR", "h1")))
+                    .await
+                    .status(),
+                200
+            );
+            let faults = first("UpdateItem", fault);
+            let app = faulty(&f, &faults, sdk_retries, DEFAULT_DEADLINE).await;
+            let client = app.client(API_KEY, SHARED_KEY);
+            let mut body = key_body("LOST-VAR", "h1");
+            body["variables"] = serde_json::json!({"a": "1", "b": 2});
+            let resp = app.send(client.call(Endpoint::TrackDeviceVariables, &body)).await;
+            assert_eq!(
+                resp.status(),
+                200,
+                "{fault:?} (SDK retries {sdk_retries}): {:?}",
+                resp.body()
+            );
+            let answer: serde_json::Value = serde_json::from_slice(resp.body()).unwrap();
+            assert_eq!(answer.as_array().map(Vec::len), Some(2), "{answer}");
+            assert_eq!(faults.injected(), [("UpdateItem".to_owned(), fault)]);
+            let devices = f.store().list_devices(&LicenseAddr::of(&license)).await.unwrap();
+            let names: Vec<&str> = devices[0].variables.iter().map(|v| v.variable.as_str()).collect();
+            assert_eq!(names, ["a", "b"], "{fault:?}: stored once");
+        }
+    }
+}

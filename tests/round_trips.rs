@@ -1,12 +1,15 @@
 //! DynamoDB round trips per operation on a warm function (API key cached), counted on the wire:
 //! key-based activate/deactivate ≤ 2, user-based ≤ 3; a check is its read alone (1 request key-based,
 //! 2 user-based) unless its device's record is due, which adds one plain update after the read;
-//! offline uploads cost what the online request costs, a repeat upload the read plus one GetItem.
+//! offline uploads cost what the online request costs, a repeat upload the read plus one GetItem;
+//! adding consumptions costs what a deactivation does (2 key-based, 3 user-based), a feature check its
+//! read alone.
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use integration_tests::counter::{RoundTrips, Written};
 use integration_tests::fixtures::{key_body, user_body, API_KEY, KEY_PRODUCT, SHARED_KEY};
 use integration_tests::{Backend, Fixture, Setup, Transport};
+use license_api::handlers::Endpoint;
 use license_api::offline::file::Shape;
 use license_api::offline::payload::Kind;
 use serde_json::json;
@@ -161,6 +164,105 @@ async fn round_trips_per_bundle_operation() {
         let write = usize::from(*name != "bundle check");
         assert_eq!(*got, (1 + 2 * 3 + write, 2 + write), "{name}");
     }
+}
+
+/// Consumption and features (SPEC §9), warm: a key-based addition is the check's read and one
+/// transaction (the device checked, the license charged), a user-based one the user's read more; a
+/// feature check is the read alone.
+#[tokio::test]
+async fn round_trips_per_consumption_operation() {
+    use integration_tests::fixtures::USER_PRODUCT;
+    use license_api::model::{AuthorizationMethod, Feature, FeatureType, LicenseType};
+    let f = Fixture::new(Setup::new(
+        "round-trips-consumption",
+        Backend::DynamoDb,
+        Transport::Lambda,
+    ))
+    .await;
+    // Both fixture products with a consumption feature.
+    for (id, code, method) in [
+        (11, KEY_PRODUCT, AuthorizationMethod::LicenseKey),
+        (12, USER_PRODUCT, AuthorizationMethod::User),
+    ] {
+        f.put_product(|p| {
+            p.id = id;
+            p.code = integration_tests::fixtures::product_code(code);
+            p.authorization_method = method;
+            p.features = vec![Feature {
+                id: 1,
+                code: "renders".into(),
+                feature_type: FeatureType::Consumption,
+                max_consumption: 100,
+                ..Feature::default()
+            }];
+        })
+        .await;
+    }
+    let metered = |l: &mut license_api::model::License| {
+        l.terms.license_type = LicenseType::Consumption;
+        l.terms.max_consumptions = 100;
+    };
+    f.key_license("RT-C", metered).await;
+    let license = f.user_license(802, metered).await;
+    f.user("ann@example.com", 1, &[(&license, 0)]).await;
+    let app = &f.app;
+    for req in [
+        f.client.activate(&key_body("RT-C", "h1")),
+        f.client.activate(&user_body("ann@example.com", "h1")),
+    ] {
+        assert_eq!(app.send(req).await.status(), 200);
+    }
+    let key = key_body("RT-C", "h1");
+    let user = json!({"product": "up", "hardware_id": "h1", "username": "ann@example.com"});
+    let with = |mut body: serde_json::Value, extra: serde_json::Value| {
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        body
+    };
+    let feature = json!({"feature": "renders", "consumptions": 2});
+    let mut measure = Vec::new();
+    for (name, req) in [
+        (
+            "key add_consumption",
+            f.client.post_json("/api/v4/add_consumption", &key),
+        ),
+        (
+            "key add_feature_consumption",
+            f.client
+                .post_json("/api/v4/add_feature_consumption", &with(key.clone(), feature.clone())),
+        ),
+        (
+            "key check_license_feature",
+            f.client.get(
+                "/api/v4/check_license_feature",
+                &with(key.clone(), json!({"feature": "renders"})),
+            ),
+        ),
+        (
+            "user add_consumption",
+            f.client.post_json("/api/v4/add_consumption", &user),
+        ),
+        (
+            "user check_license_feature",
+            f.client.get(
+                "/api/v4/check_license_feature",
+                &with(user.clone(), json!({"feature": "renders"})),
+            ),
+        ),
+    ] {
+        app.round_trips.reset();
+        let resp = app.send(req).await;
+        assert_eq!(resp.status(), 200, "{name}: {}", String::from_utf8_lossy(resp.body()));
+        measure.push((name, app.round_trips.get()));
+    }
+    for (name, (requests, sequential)) in &measure {
+        println!("{name}: {requests} requests, {sequential} sequential round trips");
+    }
+    let get = |name: &str| measure.iter().find(|(n, _)| *n == name).unwrap().1;
+    assert_eq!(get("key add_consumption"), (2, 2));
+    assert_eq!(get("key add_feature_consumption"), (2, 2));
+    assert_eq!(get("key check_license_feature"), (1, 1));
+    assert_eq!(get("user add_consumption"), (3, 3));
+    assert_eq!(get("user check_license_feature"), (2, 2));
 }
 
 #[tokio::test]
@@ -329,6 +431,8 @@ async fn capacity_per_request_kind() {
         let query = format!("/api/v4/{path}?product=kb&hardware_id=h1&license_key=KB-1");
         f.client.request(http::Method::GET, &query, None)
     };
+    let mut tracked = key_body("CU", "h1");
+    tracked["variables"] = json!({"a": "1"});
     let mut changed = key_body("CU", "h1");
     changed["os_ver"] = json!("16.0");
     let mut table = Vec::new();
@@ -362,6 +466,12 @@ async fn capacity_per_request_kind() {
         ("bundle check, seen within the interval", &warm, get("check_bundle")),
         ("bundle check, due", &eager, get("check_bundle")),
         ("bundle deactivate", &warm, post("deactivate_bundle")),
+        ("key activate again", &warm, f.client.activate(&key_body("CU", "h1"))),
+        (
+            "key track device variables",
+            &warm,
+            f.client.call(Endpoint::TrackDeviceVariables, &tracked),
+        ),
     ] {
         let (before, sizes) = (app.usage(), item_sizes(&f).await);
         app.round_trips.reset();
@@ -391,6 +501,11 @@ async fn capacity_per_request_kind() {
     for name in ["key check, due", "key check, details changed", "user check, due"] {
         assert_eq!(billed(name), 1, "{name}: one plain update of the device");
     }
+    assert_eq!(
+        billed("key track device variables"),
+        1,
+        "one plain update of the device"
+    );
     // The three members' devices in one transaction (2 units each): all members or none.
     assert_eq!(billed("bundle check, due"), 6);
     assert!(table.iter().all(|(_, used, ..)| used.conflicts == 0));
@@ -504,4 +619,70 @@ async fn round_trips_with_a_bearer_token_and_single_sign_on() {
     assert_eq!(get("sso check"), (2, 2));
     assert_eq!(get("sso deactivate"), (3, 3));
     assert_eq!(get("sso activate (code, again)"), (3, 3));
+}
+
+/// SPEC §9 device variables and product details on a warm function: tracking is the license read plus
+/// one plain update of the device; listing is the read alone; product details one GetItem of the product.
+#[tokio::test]
+async fn round_trips_of_device_variables_and_product_details() {
+    let f = Fixture::new(Setup::new(
+        "round-trips-variables",
+        Backend::DynamoDb,
+        Transport::Lambda,
+    ))
+    .await;
+    f.key_license("RT-VAR", |_| {}).await;
+    let license = f.user_license(801, |_| {}).await;
+    f.user("bea@example.com", 1, &[(&license, 0)]).await;
+    let app = &f.app;
+    let rt = &app.round_trips;
+    assert_eq!(
+        app.send(f.client.activate(&key_body("RT-VAR", "h1"))).await.status(),
+        200
+    );
+    assert_eq!(
+        app.send(f.client.activate(&user_body("bea@example.com", "h1")))
+            .await
+            .status(),
+        200
+    );
+    let mut tracked = key_body("RT-VAR", "h1");
+    tracked["variables"] = json!({"a": "1"});
+    let mut user_tracked = json!({"product": "up", "hardware_id": "h1", "username": "bea@example.com"});
+    let user_listed = user_tracked.clone();
+    user_tracked["variables"] = json!({"a": "1"});
+    let mut measure = Vec::new();
+    for (name, req) in [
+        ("key track", f.client.call(Endpoint::TrackDeviceVariables, &tracked)),
+        (
+            "key list",
+            f.client.call(Endpoint::GetDeviceVariables, &key_body("RT-VAR", "h1")),
+        ),
+        (
+            "user track",
+            f.client.call(Endpoint::TrackDeviceVariables, &user_tracked),
+        ),
+        ("user list", f.client.call(Endpoint::GetDeviceVariables, &user_listed)),
+        (
+            "product details",
+            f.client.call(
+                Endpoint::ProductDetails,
+                &json!({"product": KEY_PRODUCT, "include_latest_version": true, "include_custom_fields": true}),
+            ),
+        ),
+    ] {
+        rt.reset();
+        let resp = app.send(req).await;
+        assert_eq!(resp.status(), 200, "{name}: {}", String::from_utf8_lossy(resp.body()));
+        measure.push((name, rt.get()));
+    }
+    for (name, (requests, sequential)) in &measure {
+        println!("{name}: {requests} requests, {sequential} sequential round trips");
+    }
+    let get = |name: &str| measure.iter().find(|(n, _)| *n == name).unwrap().1;
+    assert_eq!(get("key track"), (2, 2), "read + the device's write");
+    assert_eq!(get("key list"), (1, 1), "the read alone");
+    assert_eq!(get("user track"), (3, 3), "user read, license read, the device's write");
+    assert_eq!(get("user list"), (2, 2));
+    assert_eq!(get("product details"), (1, 1), "one GetItem of the product");
 }

@@ -106,6 +106,7 @@ fn upload(path: &'static str, file: &'static str, text: String, multipart: bool)
 fn specs(api_key: &str, shared_key: &str) -> Vec<Spec> {
     let suite = json!({"product": "demo-suite", "hardware_id": "sam-local-device", "license_key": "SUITE-0000-0007"});
     let device = json!({"product": "demo", "hardware_id": "sam-local-device", "license_key": "DEMO-0000-0000-0001"});
+    let metered = json!({"product": "demo", "hardware_id": "sam-local-device", "license_key": "DEMO-UNLIMITED-0004"});
     vec![
         Spec {
             file: "activate_license-ok.json",
@@ -146,6 +147,123 @@ fn specs(api_key: &str, shared_key: &str) -> Vec<Spec> {
             path: "/",
             params: json!({}),
             signed: false,
+            upload: None,
+        },
+        // Consumption and features while the device is active: the product `demo`'s features on the
+        // demo license, and the consumption license `DEMO-UNLIMITED-0004` activated on the same device
+        // for its sync and deactivated after it.
+        Spec {
+            file: "check_license_feature-ok.json",
+            method: "GET",
+            path: "/api/v4/check_license_feature",
+            params: json!({"product": "demo", "hardware_id": "sam-local-device", "license_key": "DEMO-0000-0000-0001", "feature": "export-pdf"}),
+            signed: true,
+            upload: None,
+        },
+        Spec {
+            file: "add_feature_consumption-ok.json",
+            method: "POST",
+            path: "/api/v4/add_feature_consumption",
+            params: json!({"product": "demo", "hardware_id": "sam-local-device", "license_key": "DEMO-0000-0000-0001", "feature": "cloud-renders", "consumptions": 2}),
+            signed: true,
+            upload: None,
+        },
+        Spec {
+            file: "activate_license-consumption-ok.json",
+            method: "POST",
+            path: "/api/v4/activate_license",
+            params: metered.clone(),
+            signed: true,
+            upload: None,
+        },
+        Spec {
+            file: "add_consumption-ok.json",
+            method: "POST",
+            path: "/api/v4/add_consumption",
+            params: json!({"product": "demo", "hardware_id": "sam-local-device", "license_key": "DEMO-UNLIMITED-0004", "consumptions": 3, "event": "consumption_add"}),
+            signed: true,
+            upload: None,
+        },
+        Spec {
+            file: "deactivate_license-consumption-ok.json",
+            method: "POST",
+            path: "/api/v4/deactivate_license",
+            params: metered,
+            signed: true,
+            upload: None,
+        },
+        Spec {
+            file: "add_consumption-unknown_product.json",
+            method: "POST",
+            path: "/api/v4/add_consumption",
+            params: json!({"product": "no-such-product", "hardware_id": "sam-local-device", "license_key": "DEMO-UNLIMITED-0004", "consumptions": 3}),
+            signed: true,
+            upload: None,
+        },
+        Spec {
+            file: "add_feature_consumption-missing_parameters.json",
+            method: "POST",
+            path: "/api/v4/add_feature_consumption",
+            params: json!({"product": "demo", "hardware_id": "sam-local-device", "license_key": "DEMO-0000-0000-0001", "consumptions": 1}),
+            signed: true,
+            upload: None,
+        },
+        Spec {
+            file: "check_license_feature-missing_headers.json",
+            method: "GET",
+            path: "/api/v4/check_license_feature",
+            params: json!({"product": "demo", "hardware_id": "sam-local-device", "license_key": "DEMO-0000-0000-0001", "feature": "export-pdf"}),
+            signed: false,
+            upload: None,
+        },
+        // Device variables and product details, while the demo device is active.
+        Spec {
+            file: "track_device_variables-ok.json",
+            method: "POST",
+            path: "/api/v4/track_device_variables",
+            params: json!({"product": "demo", "hardware_id": "sam-local-device", "license_key": "DEMO-0000-0000-0001",
+                "variables": {"channel": "beta", "build": 42, "telemetry": true}}),
+            signed: true,
+            upload: None,
+        },
+        Spec {
+            file: "track_device_variables-missing_parameters.json",
+            method: "POST",
+            path: "/api/v4/track_device_variables",
+            params: device.clone(),
+            signed: true,
+            upload: None,
+        },
+        Spec {
+            file: "get_device_variables-ok.json",
+            method: "GET",
+            path: "/api/v4/get_device_variables",
+            params: device.clone(),
+            signed: true,
+            upload: None,
+        },
+        Spec {
+            file: "get_device_variables-unknown_product.json",
+            method: "GET",
+            path: "/api/v4/get_device_variables",
+            params: json!({"product": "no-such-product", "hardware_id": "sam-local-device", "license_key": "DEMO-0000-0000-0001"}),
+            signed: true,
+            upload: None,
+        },
+        Spec {
+            file: "product_details-ok.json",
+            method: "GET",
+            path: "/api/v4/product_details",
+            params: json!({"product": "demo", "include_latest_version": "true", "include_custom_fields": "true", "env": "linux"}),
+            signed: true,
+            upload: None,
+        },
+        Spec {
+            file: "product_details-unknown_product.json",
+            method: "GET",
+            path: "/api/v4/product_details",
+            params: json!({"product": "no-such-product"}),
+            signed: true,
             upload: None,
         },
         Spec {

@@ -576,6 +576,7 @@ fn company(cx: &Ctx<'_>, path: &str, c: RawCompany) -> Result<CompanyEntry, Cata
             return Err(cx.err(format!("{p_path}.short_code"), "missing field `short_code`"));
         }
         let mut p: ProductDoc = cx.typed(&p_path, value)?;
+        check_product_lists(cx, &p_path, &p)?;
         p.metadata = normalize_map(&p.metadata, &format!("{p_path}.metadata")).map_err(|m| cx.err(&p_path, m))?;
         for (f_i, feature) in p.features.iter_mut().enumerate() {
             let f_path = format!("{p_path}.features[{f_i}].metadata");
@@ -885,6 +886,26 @@ fn oauth_clients(
 /// license, seat, released-slot marker) plus an offline request's record in one `TransactWriteItems`,
 /// which DynamoDB caps at 100 items: 4 × 24 + 1 = 97.
 pub const MAX_BUNDLE_MEMBERS: usize = 24;
+
+/// Most custom fields, and most versions, one product lists: every request reads the product's item,
+/// so its lists stay small (docs/limits.md).
+pub const MAX_PRODUCT_CUSTOM_FIELDS: usize = 100;
+pub const MAX_PRODUCT_VERSIONS: usize = 100;
+
+fn check_product_lists(cx: &Ctx<'_>, path: &str, p: &ProductDoc) -> Result<(), CatalogError> {
+    for (field, len, max) in [
+        ("custom_fields", p.custom_fields.len(), MAX_PRODUCT_CUSTOM_FIELDS),
+        ("versions", p.versions.len(), MAX_PRODUCT_VERSIONS),
+    ] {
+        if len > max {
+            return Err(cx.err(
+                format!("{path}.{field}"),
+                format!("{len} entries; a product lists at most {max}: keep the ones clients need"),
+            ));
+        }
+    }
+    Ok(())
+}
 
 /// What the licenses of a company are checked against while they are read.
 struct Known<'a> {
@@ -1514,6 +1535,43 @@ mod tests {
         let e = parse(v).unwrap_err();
         assert_eq!(e.path, path, "{e}");
         e.message
+    }
+
+    #[test]
+    fn product_custom_fields_and_versions_parse_and_are_bounded() {
+        let mut v = base();
+        v["companies"][0]["products"][0]["custom_fields"] =
+            serde_json::json!([{"name": "tier", "data_type": "text", "value": "gold"}]);
+        v["companies"][0]["products"][0]["versions"] =
+            serde_json::json!([{"version": "1.0", "environment": "linux", "release_date": "2030-01-02"}]);
+        let catalog = parse(v).unwrap();
+        let app = &catalog.companies[0].products[0];
+        assert_eq!(app.custom_fields[0].value, "gold");
+        assert_eq!(
+            app.latest_version(Some("linux")).map(|v| v.version.as_str()),
+            Some("1.0")
+        );
+        assert_eq!(app.latest_version(Some("win64")), None);
+
+        for (field, entry, max) in [
+            (
+                "custom_fields",
+                serde_json::json!({"name": "n", "data_type": "text", "value": "v"}),
+                MAX_PRODUCT_CUSTOM_FIELDS,
+            ),
+            ("versions", serde_json::json!({"version": "1"}), MAX_PRODUCT_VERSIONS),
+        ] {
+            let m = message(
+                |v| v["companies"][0]["products"][0][field] = Value::Array(vec![entry; max + 1]),
+                &format!("companies[0].products[0].{field}"),
+            );
+            assert!(m.contains(&format!("at most {max}")), "{m}");
+        }
+        let m = message(
+            |v| v["companies"][0]["products"][0]["versions"] = serde_json::json!([{"version": "1", "url_typo": "x"}]),
+            "companies[0].products[0].versions[0].url_typo",
+        );
+        assert!(m.contains("`url`"), "names the valid fields: {m}");
     }
 
     #[test]

@@ -128,8 +128,12 @@ pub enum ApiError {
     ConsumptionTotalOutOfRange(&'static str),
     #[error("Negative consumptions are not allowed on this {0}")]
     NegativeConsumptionsNotAllowed(&'static str),
-    #[error("The license has no consumption feature with code {0}")]
-    InvalidLicenseFeatureCode(String),
+    /// No feature of the product has the code, or none that the request can use (`{1}`: which kind).
+    #[error("The license has no {1}feature with code {0}")]
+    InvalidLicenseFeatureCode(String, &'static str),
+    /// The feature's `expiry_date` has passed (SPEC §9 **Decision**).
+    #[error("The license feature {0} has expired")]
+    LicenseFeatureExpired(String),
 
     // --- server side ---
     #[error("The license is busy; retry the request")]
@@ -226,7 +230,8 @@ impl ApiError {
             LicenseNotConsumption => "license_not_consumption",
             LicenseNotEnoughConsumptions | ConsumptionTotalOutOfRange(_) => "license_not_enough_consumptions",
             NegativeConsumptionsNotAllowed(_) => "negative_consumptions_not_allowed",
-            InvalidLicenseFeatureCode(_) => "invalid_license_feature_code",
+            InvalidLicenseFeatureCode(..) => "invalid_license_feature_code",
+            LicenseFeatureExpired(_) => "license_feature_expired",
             Contention => "service_busy",
             TooManyRequests => "too_many_requests",
             Internal(_) => "internal_error",

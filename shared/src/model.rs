@@ -139,6 +139,37 @@ pub struct ProductDoc {
     /// member product (see `catalog` and docs/catalog.md).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub bundle_products: Vec<ProductCode>,
+    /// The product's custom fields (`product_details` with `include_custom_fields`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub custom_fields: Vec<CustomField>,
+    /// Released versions, oldest first (`product_details` with `include_latest_version`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub versions: Vec<ProductVersion>,
+}
+
+impl ProductDoc {
+    /// The last listed version of `env` (absent: of any environment).
+    pub fn latest_version(&self, env: Option<&str>) -> Option<&ProductVersion> {
+        self.versions
+            .iter()
+            .rev()
+            .find(|v| env.is_none_or(|env| v.environment.as_deref() == Some(env)))
+    }
+}
+
+/// A released version of a product, as `product_details` shows the latest one.
+#[derive(Clone, Debug, Serialize, Deserialize, Default, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProductVersion {
+    pub version: String,
+    /// The environment it is built for (`win64`, `linux`, ...), matched against the request's `env`.
+    pub environment: Option<String>,
+    pub release_date: Option<Timestamp>,
+    /// Where to download it.
+    pub url: Option<String>,
+    pub md5_hash: Option<String>,
+    /// The version a client must have before installing this one.
+    pub requires_version: Option<String>,
 }
 
 impl ProductDoc {
@@ -167,6 +198,8 @@ impl Default for ProductDoc {
             blacklist: BTreeSet::new(),
             features: Vec::new(),
             bundle_products: Vec::new(),
+            custom_fields: Vec::new(),
+            versions: Vec::new(),
         }
     }
 }
@@ -519,10 +552,21 @@ pub struct DeviceVariable {
 /// Integer device id: stable for a (license, hardware id) pair, so a re-activated device keeps its id,
 /// and needing no counter, so activation needs no extra write. 53 bits keep it exact in JavaScript.
 pub fn device_id(license_id: i64, hardware_id: &HardwareId) -> i64 {
+    id_of(license_id, hardware_id.as_str())
+}
+
+/// Integer id of a device's variable (`get_device_variables` answers carry one): stable for a (device,
+/// name) pair, so it needs no counter nor storage, like [`device_id`].
+pub fn variable_id(device_id: i64, name: &str) -> i64 {
+    id_of(device_id, name)
+}
+
+/// A positive 53-bit id derived from an owner's id and a name.
+fn id_of(owner: i64, name: &str) -> i64 {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
-    h.update(license_id.to_be_bytes());
-    h.update(hardware_id.as_str().as_bytes());
+    h.update(owner.to_be_bytes());
+    h.update(name.as_bytes());
     let digest = h.finalize();
     let mut bytes = [0u8; 8];
     bytes.copy_from_slice(&digest[..8]);

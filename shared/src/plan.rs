@@ -152,6 +152,35 @@ pub struct DeactivationPlan {
     pub once: Option<ProcessedRequest>,
 }
 
+/// Consumptions an online request adds (`add_consumption`, `add_feature_consumption`, SPEC §9), approved
+/// against a snapshot: the charges go into the license's write, which holds only while the license is
+/// the one decided on, still enabled, and the request's device still the active activation read.
+#[derive(Clone, Debug)]
+pub struct ConsumptionPlan {
+    pub addr: LicenseAddr,
+    /// The id of the license the rules decided on: the write holds only if `addr` still holds it.
+    pub license_id: i64,
+    /// The request's device as read (active): the write holds only while it is unchanged.
+    pub device: Device,
+    /// The counter changes, each with the bounds the rules checked (none: an amount of 0).
+    pub charges: Vec<Charge>,
+}
+
+/// A tracking of device variables the rules accepted (`rules::plan_tracking`): the device's variables
+/// as they are to be stored, the request's merged into those read.
+#[derive(Clone, Debug)]
+pub struct VariablesPlan {
+    pub addr: LicenseAddr,
+    pub hardware_id: HardwareId,
+    /// The device version (activation count) it was decided on.
+    pub device_activations: i64,
+    /// The token of the device's last write as read (`None`: never written with one): every write
+    /// that changes the variables replaces it, so a write conditioned on it merged into exactly the
+    /// variables stored, and a retry recognises its own earlier commit.
+    pub last_write: Option<String>,
+    pub variables: Vec<crate::model::DeviceVariable>,
+}
+
 /// A check the rules accepted, to record on its device: the last-seen time and the hardware details
 /// sent. Only the device is written — never the license, product or company, whose gates the rules
 /// decided from the request's consistent read — so checks of different licenses never touch a common

@@ -4,7 +4,7 @@
 
 use crate::ids::HardwareId;
 use crate::model::{
-    AuthorizationMethod, Device, Feature, FeatureType, License, LicenseType, LicenseUser, ProductDoc, Seat,
+    variable_id, AuthorizationMethod, Device, Feature, FeatureType, License, LicenseType, LicenseUser, ProductDoc, Seat,
 };
 use crate::rules::{is_expired, prevents_vm, LicenseContext};
 use crate::signing::Signer;
@@ -145,8 +145,10 @@ struct ProductDetails<'a> {
     validity_period: Option<Timestamp>,
 }
 
+/// A `product_features` item (SPEC §4.1): also `check_license_feature`'s and `add_feature_consumption`'s
+/// answer.
 #[derive(Serialize)]
-struct FeatureObject<'a> {
+pub struct FeatureObject<'a> {
     id: i64,
     code: &'a str,
     name: &'a str,
@@ -171,15 +173,21 @@ struct FeatureConsumption<'a> {
     allow_negative_consumptions: bool,
 }
 
+/// A device variable as every answer shows it: activation, check, `track_device_variables` and
+/// `get_device_variables` (SPEC §3, §9); only the last carries its `id` (SPEC §9), which keeps the
+/// activation answers, an offline bundle's up to 24 × 100 of them included, as small as the SPEC allows.
 #[derive(Serialize)]
-struct VariableObject<'a> {
+pub struct VariableObject<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<i64>,
     variable: &'a str,
     value: &'a str,
     device_id: i64,
     created_at: Timestamp,
 }
 
-fn feature<'a>(f: &'a Feature, license: &License, now: Timestamp) -> FeatureObject<'a> {
+/// The feature object of `f` on `license` at `now` (a consumption feature's total as the license counts it).
+pub fn feature<'a>(f: &'a Feature, license: &License, now: Timestamp) -> FeatureObject<'a> {
     FeatureObject {
         id: f.id,
         code: &f.code,
@@ -219,6 +227,30 @@ fn product_details(p: &ProductDoc) -> ProductDetails<'_> {
     }
 }
 
+/// The answer to `product_details` (SPEC §9): the license object's `product_details`, with the
+/// product's custom fields and its latest version when asked for (`latest_version: null`: none).
+#[derive(Serialize)]
+pub struct ProductAnswer<'a> {
+    #[serde(flatten)]
+    details: ProductDetails<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    custom_fields: Option<&'a [crate::model::CustomField]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    latest_version: Option<Option<&'a crate::model::ProductVersion>>,
+}
+
+pub fn product_answer<'a>(
+    p: &'a ProductDoc,
+    custom_fields: bool,
+    latest_version: Option<Option<&'a crate::model::ProductVersion>>,
+) -> ProductAnswer<'a> {
+    ProductAnswer {
+        details: product_details(p),
+        custom_fields: custom_fields.then_some(p.custom_fields.as_slice()),
+        latest_version,
+    }
+}
+
 /// Builds the license object for `ctx` (after the operation) and the device it is about.
 pub fn license_object<'a>(
     ctx: &'a LicenseContext,
@@ -233,18 +265,7 @@ pub fn license_object<'a>(
         username: who.user.filter(|_| view == View::Activation).map(|_| who.ident),
         hardware_id: Some(who.hardware_id.as_str()),
         device_id: Some(device.id),
-        variables: Some(
-            device
-                .variables
-                .iter()
-                .map(|v| VariableObject {
-                    variable: &v.variable,
-                    value: &v.value,
-                    device_id: device.id,
-                    created_at: v.created_at,
-                })
-                .collect(),
-        ),
+        variables: Some(variables(device, |_| true, VariableIds::Omitted)),
         license_signature: Some(signer.license_signature(who.hardware_id, who.ident, validity.as_deref())),
         ..terms(ctx, who.user, view, now)
     }
@@ -345,6 +366,62 @@ fn terms<'a>(
         installation_file: activation.then_some(None),
         license_signature: None,
     }
+}
+
+/// `add_consumption`'s answer (SPEC §9): the license's consumption terms and its total.
+#[derive(Serialize)]
+pub struct ConsumptionAnswer<'a> {
+    id: i64,
+    max_consumptions: i64,
+    total_consumptions: i64,
+    allow_unlimited_consumptions: bool,
+    allow_negative_consumptions: bool,
+    allow_overages: bool,
+    max_overages: i64,
+    reset_consumption: bool,
+    consumption_period: Option<&'a str>,
+    company: CompanyObject,
+}
+
+/// The consumption answer for `ctx` (after the write) at `now`: the vendor's terms, not what a request
+/// tightened for itself.
+pub fn consumption_answer(ctx: &LicenseContext, now: Timestamp) -> ConsumptionAnswer<'_> {
+    let (l, t) = (&ctx.license, &ctx.license.terms);
+    ConsumptionAnswer {
+        id: l.id,
+        max_consumptions: t.max_consumptions,
+        total_consumptions: l.total_consumptions_at(now),
+        allow_unlimited_consumptions: t.allow_unlimited_consumptions,
+        allow_negative_consumptions: t.allow_negative_consumptions,
+        allow_overages: t.allow_overages,
+        max_overages: t.max_overages,
+        reset_consumption: t.reset_consumption,
+        consumption_period: t.consumption_period.as_deref(),
+        company: CompanyObject { id: ctx.company.id },
+    }
+}
+
+/// Whether variable objects carry their `id`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VariableIds {
+    Shown,
+    Omitted,
+}
+
+/// The variables of `device` whose names `wanted` accepts, in the order the device holds them.
+pub fn variables<'a>(device: &'a Device, wanted: impl Fn(&str) -> bool, ids: VariableIds) -> Vec<VariableObject<'a>> {
+    device
+        .variables
+        .iter()
+        .filter(|v| wanted(&v.variable))
+        .map(|v| VariableObject {
+            id: (ids == VariableIds::Shown).then(|| variable_id(device.id, &v.variable)),
+            variable: &v.variable,
+            value: &v.value,
+            device_id: device.id,
+            created_at: v.created_at,
+        })
+        .collect()
 }
 
 /// The offline activation answer (SPEC §6.3) to `request_id`, made at `date`.

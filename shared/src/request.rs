@@ -424,6 +424,27 @@ impl SsoUrlRequest {
     }
 }
 
+/// What a client asks `GET /product_details` for (SPEC §9): a product, named alone.
+#[derive(Clone, Debug)]
+pub struct ProductDetailsRequest {
+    pub product: ProductCode,
+    pub include_latest_version: bool,
+    pub include_custom_fields: bool,
+    /// The environment whose latest version is wanted (e.g. `win64`); absent: any.
+    pub env: Option<String>,
+}
+
+impl ProductDetailsRequest {
+    pub fn parse(p: &Params) -> Result<Self, ApiError> {
+        Ok(Self {
+            product: id("product", p.required("product")?, ProductCode::parse)?,
+            include_latest_version: p.bool("include_latest_version")?.unwrap_or(false),
+            include_custom_fields: p.bool("include_custom_fields")?.unwrap_or(false),
+            env: p.string("env")?,
+        })
+    }
+}
+
 fn device_details(p: &Params) -> Result<Map<String, Value>, ApiError> {
     let mut details = Map::new();
     for &name in DEVICE_DETAIL_FIELDS {

@@ -5,10 +5,13 @@
 use crate::error::ApiError;
 use crate::ids::HardwareId;
 use crate::model::{
-    device_id, variables_size, Company, ConsumptionPeriod, Device, DeviceVariable, FeatureType, License, LicenseType,
-    ProductDoc, Seat, MAX_DEVICE_VARIABLES, MAX_DEVICE_VARIABLE_BYTES,
+    device_id, variables_size, Company, ConsumptionPeriod, Device, DeviceVariable, Feature, FeatureType, License,
+    LicenseType, ProductDoc, Seat, MAX_DEVICE_VARIABLES, MAX_DEVICE_VARIABLE_BYTES,
 };
-use crate::plan::{ActivationPlan, Charge, CheckDue, CheckPlan, Counter, DeactivationPlan, LicenseAddr, Slot};
+use crate::plan::{
+    ActivationPlan, Charge, CheckDue, CheckPlan, ConsumptionPlan, Counter, DeactivationPlan, LicenseAddr, Slot,
+    VariablesPlan,
+};
 use crate::request::LicenseRequest;
 use crate::time::Timestamp;
 
@@ -190,16 +193,16 @@ fn choose_slot(ctx: &LicenseContext) -> Result<Slot, ApiError> {
     })
 }
 
-/// The device's variables after an activation: the request's merged into the stored ones (a name
-/// already held takes the new value), bounded in total per device. The device write is conditioned on
-/// the version read, so the bound holds for the set actually stored.
+/// The device's variables after an activation or a tracking request: the request's merged into the
+/// stored ones (a name already held takes the new value), bounded in total per device. The device
+/// write is conditioned on the version read, so the bound holds for the set actually stored.
 fn merged_variables(
     previous: Option<&Device>,
-    req: &LicenseRequest,
+    sent: &[(String, String)],
     now: Timestamp,
 ) -> Result<Vec<DeviceVariable>, ApiError> {
     let mut variables = previous.map(|d| d.variables.clone()).unwrap_or_default();
-    for (name, value) in &req.variables {
+    for (name, value) in sent {
         match variables.iter_mut().find(|v| &v.variable == name) {
             Some(existing) => existing.value = value.clone(),
             None => variables.push(DeviceVariable {
@@ -228,7 +231,7 @@ fn activated_device(ctx: &LicenseContext, req: &LicenseRequest, now: Timestamp) 
     let previous = ctx.device.as_ref();
     let mut details = previous.map(|d| d.details.clone()).unwrap_or_default();
     details.extend(req.details.clone());
-    let variables = merged_variables(previous, req, now)?;
+    let variables = merged_variables(previous, &req.variables, now)?;
     Ok(Device {
         id: previous.map_or_else(|| device_id(ctx.license.id, &req.hardware_id), |d| d.id),
         hardware_id: req.hardware_id.clone(),
@@ -242,6 +245,30 @@ fn activated_device(ctx: &LicenseContext, req: &LicenseRequest, now: Timestamp) 
         variables,
         activations: previous.map_or(1, |d| d.activations + 1),
         write_token: None,
+    })
+}
+
+/// Decides a tracking of device variables (SPEC §9 `track_device_variables`): the gates of a check, then
+/// the variables sent merged into the active device's, within the per-device bound. The write is
+/// conditioned on the device's last write as read, so concurrent trackings of one device each merge
+/// into what the other stored.
+pub fn plan_tracking(
+    ctx: &LicenseContext,
+    hardware_id: &HardwareId,
+    sent: &[(String, String)],
+    now: Timestamp,
+) -> Result<VariablesPlan, ApiError> {
+    check(ctx, hardware_id)?;
+    let device = ctx
+        .device
+        .as_ref()
+        .ok_or_else(|| ApiError::internal("a checked device is missing"))?;
+    Ok(VariablesPlan {
+        addr: LicenseAddr::of(&ctx.license),
+        hardware_id: hardware_id.clone(),
+        device_activations: device.activations,
+        last_write: device.write_token.clone(),
+        variables: merged_variables(Some(device), sent, now)?,
     })
 }
 
@@ -400,6 +427,101 @@ fn feature_totals(reported: &Consumptions) -> Result<Vec<(&str, i64)>, ApiError>
     Ok(totals)
 }
 
+/// What a client may ask of the vendor's overage terms with an `add_consumption` (SPEC §9
+/// `allow_overages?`, `max_overages?`): only to tighten them, for that request. `allow: false` turns
+/// overages off, `max: n ≥ 0` lowers the most overages allowed to `n`; a request can never allow
+/// overages the vendor did not, nor more of them (docs/catalog.md, "Consumptions and features").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Overages {
+    pub allow: Option<bool>,
+    pub max: Option<i64>,
+}
+
+impl Allowance {
+    fn tightened(mut self, asked: Overages) -> Self {
+        if asked.allow == Some(false) {
+            self.allow_overages = false;
+        }
+        // A negative `max_overages` is what some clients send for "no request" (-1).
+        if let Some(max) = asked.max.filter(|m| *m >= 0) {
+            self.max_overages = self.max_overages.min(max);
+        }
+        self
+    }
+}
+
+/// The license's own counter charged with `amount` (reported within range by the caller); `None` for
+/// an amount of 0. The license must be a consumption license.
+fn license_charge(
+    ctx: &LicenseContext,
+    amount: i64,
+    asked: Overages,
+    now: Timestamp,
+) -> Result<Option<Charge>, ApiError> {
+    let (license, terms) = (&ctx.license, &ctx.license.terms);
+    if terms.license_type != LicenseType::Consumption {
+        return Err(ApiError::LicenseNotConsumption);
+    }
+    if amount == 0 {
+        return Ok(None);
+    }
+    let allowance = Allowance {
+        max: terms.max_consumptions,
+        unlimited: terms.allow_unlimited_consumptions,
+        allow_overages: terms.allow_overages,
+        max_overages: terms.max_overages,
+        allow_negative: terms.allow_negative_consumptions,
+        period: ConsumptionPeriod::of(terms.reset_consumption, terms.consumption_period.as_deref()),
+        what: "license",
+    }
+    .tightened(asked);
+    let recorded = Recorded {
+        counter: Counter::Consumptions,
+        value: Some(license.consumptions),
+        period: license.consumptions_period,
+        base: terms.total_consumptions,
+    };
+    charge(recorded, amount, &allowance, terms.start_date, now).map(Some)
+}
+
+/// The product's consumption feature `code`, else `invalid_license_feature_code`.
+pub fn consumption_feature<'a>(ctx: &'a LicenseContext, code: &str) -> Result<&'a Feature, ApiError> {
+    ctx.product
+        .features
+        .iter()
+        .find(|f| f.code == code && f.feature_type == FeatureType::Consumption)
+        .ok_or_else(|| ApiError::InvalidLicenseFeatureCode(code.to_owned(), "consumption "))
+}
+
+/// A feature's counter on the license charged with `amount`; `None` for an amount of 0.
+fn feature_charge(
+    ctx: &LicenseContext,
+    feature: &Feature,
+    amount: i64,
+    now: Timestamp,
+) -> Result<Option<Charge>, ApiError> {
+    if amount == 0 {
+        return Ok(None);
+    }
+    let license = &ctx.license;
+    let allowance = Allowance {
+        max: feature.max_consumption,
+        unlimited: feature.allow_unlimited_consumptions,
+        allow_overages: feature.allow_overages,
+        max_overages: feature.max_overages,
+        allow_negative: feature.allow_negative_consumptions,
+        period: ConsumptionPeriod::of(feature.reset_consumption, feature.consumption_period.as_deref()),
+        what: "feature",
+    };
+    let recorded = Recorded {
+        counter: Counter::Feature(feature.code.clone()),
+        value: license.feature_consumptions.get(&feature.code).copied(),
+        period: license.feature_periods.get(&feature.code).copied(),
+        base: feature.total_consumptions,
+    };
+    charge(recorded, amount, &allowance, license.terms.start_date, now).map(Some)
+}
+
 /// Decides the consumptions a request reports (offline deactivation, SPEC §6.2) at `now`: the license's
 /// must be a consumption license's, each feature must be one of the product's consumption features.
 /// Amounts of one feature listed twice are added up; zero amounts change nothing.
@@ -408,60 +530,63 @@ pub fn plan_consumptions(
     reported: &Consumptions,
     now: Timestamp,
 ) -> Result<Vec<Charge>, ApiError> {
-    let (license, terms) = (&ctx.license, &ctx.license.terms);
-    let anchor = terms.start_date;
     let amount = reported_amount("`consumptions`", reported.license)?;
     let totals = feature_totals(reported)?;
     let mut charges = Vec::new();
     if amount != 0 {
-        if terms.license_type != LicenseType::Consumption {
-            return Err(ApiError::LicenseNotConsumption);
-        }
-        let allowance = Allowance {
-            max: terms.max_consumptions,
-            unlimited: terms.allow_unlimited_consumptions,
-            allow_overages: terms.allow_overages,
-            max_overages: terms.max_overages,
-            allow_negative: terms.allow_negative_consumptions,
-            period: ConsumptionPeriod::of(terms.reset_consumption, terms.consumption_period.as_deref()),
-            what: "license",
-        };
-        let recorded = Recorded {
-            counter: Counter::Consumptions,
-            value: Some(license.consumptions),
-            period: license.consumptions_period,
-            base: terms.total_consumptions,
-        };
-        charges.push(charge(recorded, amount, &allowance, anchor, now)?);
+        charges.extend(license_charge(ctx, amount, Overages::default(), now)?);
     }
     for (code, amount) in totals {
-        let feature = ctx
-            .product
-            .features
-            .iter()
-            .find(|f| f.code == code && f.feature_type == FeatureType::Consumption)
-            .ok_or_else(|| ApiError::InvalidLicenseFeatureCode(code.to_owned()))?;
-        if amount == 0 {
-            continue;
-        }
-        let allowance = Allowance {
-            max: feature.max_consumption,
-            unlimited: feature.allow_unlimited_consumptions,
-            allow_overages: feature.allow_overages,
-            max_overages: feature.max_overages,
-            allow_negative: feature.allow_negative_consumptions,
-            period: ConsumptionPeriod::of(feature.reset_consumption, feature.consumption_period.as_deref()),
-            what: "feature",
-        };
-        let recorded = Recorded {
-            counter: Counter::Feature(code.to_owned()),
-            value: license.feature_consumptions.get(code).copied(),
-            period: license.feature_periods.get(code).copied(),
-            base: feature.total_consumptions,
-        };
-        charges.push(charge(recorded, amount, &allowance, anchor, now)?);
+        let feature = consumption_feature(ctx, code)?;
+        charges.extend(feature_charge(ctx, feature, amount, now)?);
     }
     Ok(charges)
+}
+
+/// What an online consumption request adds (SPEC §9).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Consume {
+    /// `add_consumption`: to the license's counter, within the vendor's overages as the request
+    /// tightened them.
+    License { amount: i64, overages: Overages },
+    /// `add_feature_consumption`: to the counter of the consumption feature with this code.
+    Feature { code: String, amount: i64 },
+}
+
+/// Decides an `add_consumption` or `add_feature_consumption` (SPEC §9): the gates of a check (the
+/// device must be active), then the charge, every rule of which the write's conditions carry.
+pub fn plan_consumption(
+    ctx: &LicenseContext,
+    hardware_id: &HardwareId,
+    consume: &Consume,
+    now: Timestamp,
+) -> Result<ConsumptionPlan, ApiError> {
+    check(ctx, hardware_id)?;
+    let device = ctx.device.clone().ok_or_else(|| inactive_device_error(&ctx.license))?;
+    let charge = match consume {
+        Consume::License { amount, overages } => {
+            license_charge(ctx, reported_amount("`consumptions`", *amount)?, *overages, now)?
+        }
+        Consume::Feature { code, amount } => {
+            let feature = consumption_feature(ctx, code)?;
+            usable_feature(feature, now)?;
+            feature_charge(ctx, feature, reported_amount("`consumptions`", *amount)?, now)?
+        }
+    };
+    Ok(ConsumptionPlan {
+        addr: LicenseAddr::of(&ctx.license),
+        license_id: ctx.license.id,
+        device,
+        charges: charge.into_iter().collect(),
+    })
+}
+
+/// A feature whose `expiry_date` has passed answers `license_feature_expired` (SPEC §9 **Decision**).
+pub fn usable_feature(feature: &Feature, now: Timestamp) -> Result<(), ApiError> {
+    if feature.expiry_date.is_some_and(|d| d <= now) {
+        return Err(ApiError::LicenseFeatureExpired(feature.code.clone()));
+    }
+    Ok(())
 }
 
 /// `license_not_active` when nothing is active on the license, else `device_not_found`.

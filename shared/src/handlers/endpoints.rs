@@ -295,6 +295,73 @@ endpoints! {
         dynamodb: [GetItem, BatchGetItem, PutItem, UpdateItem],
         why: "deactivate_bundle plus the record of the applied request (a put).",
     }
+    /// Usage a consumption license's application syncs (SPEC §9 "Consumption rules").
+    AddConsumption {
+        name: "add_consumption",
+        path: "/api/v4/add_consumption",
+        method: POST,
+        access: Write,
+        input: Params,
+        handler: consumption::handle_license,
+        dynamodb: [GetItem, BatchGetItem, UpdateItem, ConditionCheckItem],
+        why: "The license's counter updated within its limits, in one transaction with a condition check \
+              that the device is still the active one read.",
+    }
+    AddFeatureConsumption {
+        name: "add_feature_consumption",
+        path: "/api/v4/add_feature_consumption",
+        method: POST,
+        access: Write,
+        input: Params,
+        handler: consumption::handle_feature,
+        dynamodb: [GetItem, BatchGetItem, UpdateItem, ConditionCheckItem],
+        why: "The feature's counter (on the license item) updated within its limits, in one transaction \
+              with a condition check that the device is still the active one read.",
+    }
+    CheckLicenseFeature {
+        name: "check_license_feature",
+        path: "/api/v4/check_license_feature",
+        method: GET,
+        access: Read,
+        input: Params,
+        handler: check_feature::handle,
+        dynamodb: [GetItem, BatchGetItem],
+        why: "Reads only: product, company, license and device (user-based: the user, then license, seat \
+              and device).",
+    }
+    /// SPEC §9: merges variables into the active device's (the storage of activation's `variables`).
+    TrackDeviceVariables {
+        name: "track_device_variables",
+        path: "/api/v4/track_device_variables",
+        method: POST,
+        access: Write,
+        input: Params,
+        handler: variables::track,
+        dynamodb: [GetItem, BatchGetItem, UpdateItem],
+        why: "Reads product, company, license, seat and device; one UpdateItem of the device alone.",
+    }
+    /// SPEC §9: the variables the active device holds.
+    GetDeviceVariables {
+        name: "get_device_variables",
+        path: "/api/v4/get_device_variables",
+        method: GET,
+        access: Read,
+        input: Params,
+        handler: variables::list,
+        dynamodb: [GetItem, BatchGetItem],
+        why: "Reads only: product, company, license, seat and device.",
+    }
+    /// SPEC §9: a product's details, without a license or device.
+    ProductDetails {
+        name: "product_details",
+        path: "/api/v4/product_details",
+        method: GET,
+        access: Read,
+        input: Params,
+        handler: product_details::handle,
+        dynamodb: [GetItem],
+        why: "Reads only: the product (and the API key or OAuth client, as every function).",
+    }
     /// Single sign-on's first step (docs/sso.md). Its function also needs network egress: it fetches
     /// the identity provider's discovery document over HTTPS.
     SsoUrl {

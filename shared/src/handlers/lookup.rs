@@ -10,6 +10,7 @@ use crate::plan::LicenseAddr;
 use crate::request::{Credentials, LicenseRequest, Proof};
 use crate::rules::{self, LicenseContext};
 use crate::state::AppState;
+use crate::store::write::{Image, Item};
 use crate::store::{ContextQuery, ContextRead};
 
 /// How a request that names a license user establishes them.
@@ -96,6 +97,22 @@ pub async fn read_context(
         user,
     };
     state.store.read_context(&q).await.map_err(ApiError::store)
+}
+
+/// A product of the company as stored (`None`: there is none): what requests that name no license read.
+pub async fn product_doc(
+    state: &AppState,
+    company: &CompanyId,
+    code: &crate::ids::ProductCode,
+) -> Result<Option<ProductDoc>, ApiError> {
+    let item = Item::Product(company.clone(), code.clone());
+    match state.store.load(&item).await.map_err(ApiError::store)? {
+        Some(Image::Product(product)) => Ok(Some(*product)),
+        None => Ok(None),
+        Some(_) => Err(ApiError::internal(format!(
+            "{item:?} read back as another kind of item"
+        ))),
+    }
 }
 
 /// Checks the product and that the request names its license the way the product expects.

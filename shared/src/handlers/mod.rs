@@ -8,14 +8,18 @@ mod activate;
 mod bundle;
 mod change_password;
 mod check;
+mod check_feature;
+mod consumption;
 mod deactivate;
 pub mod endpoints;
 mod lookup;
 mod oauth;
 mod offline;
+mod product_details;
 mod runner;
 mod sso_url;
 mod user_licenses;
+mod variables;
 
 pub use activate::activate;
 pub use deactivate::deactivate;
@@ -39,12 +43,25 @@ async fn license_request(
     state: &AppState,
     principal: &Principal,
 ) -> Result<LicenseRequest, ApiError> {
+    Ok(license_request_with(req, state, principal, |_| Ok(())).await?.0)
+}
+
+/// [`license_request`] for an endpoint that reads more of the request's parameters: `more` parses
+/// them, before any credential is resolved, so a malformed request costs no identity provider a call.
+async fn license_request_with<T>(
+    req: &ApiRequest,
+    state: &AppState,
+    principal: &Principal,
+    more: impl FnOnce(&Params) -> Result<T, ApiError>,
+) -> Result<(LicenseRequest, T), ApiError> {
     let params = if matches!(req.method, Method::GET | Method::HEAD) {
         Params::from_query(req.query.as_deref())?
     } else {
         Params::from_json(&req.body)?
     };
-    resolved(state, principal, LicenseRequest::parse(&params)?).await
+    let request = LicenseRequest::parse(&params)?;
+    let more = more(&params)?;
+    Ok((resolved(state, principal, request).await?, more))
 }
 
 /// `request` with its credentials resolved (`identity::Resolvers`), once the principal may name its

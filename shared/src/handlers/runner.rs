@@ -1,6 +1,7 @@
 //! The one write loop of every request that changes a license: activation and deactivation, of a
-//! license or a bundle, online or from an offline request file. An operation ([`WriteOp`]) supplies only
-//! how it reads its state, its decision and the write that decision makes; [`run`] owns the rest:
+//! license or a bundle, online or from an offline request file, and consumption additions. An
+//! operation ([`WriteOp`]) supplies only how it reads its state, its decision and the write that
+//! decision makes; [`run`] owns the rest:
 //! load → decide → write → interpret a refusal (re-decide against the state that won, back off on a
 //! transient conflict, retry with the same token while the outcome is unknown), replay an offline
 //! request's recorded answer, recognise its own earlier commit by the write token, and map the final
@@ -277,6 +278,11 @@ pub(crate) trait WriteOp: Sync {
     type State: Images + Clone + Send + Sync;
     /// What the rules decided.
     type Plan: Send + Sync;
+    /// Whether [`Self::write`] is one item's update that records its token on that item, conditioned on
+    /// the token read, so the store may apply it without a transaction ([`Store::apply_alone`]).
+    ///
+    /// [`Store::apply_alone`]: crate::store::Store::apply_alone
+    const ALONE: bool = false;
 
     /// The request this operation serves.
     fn call(&self) -> &Call<'_>;
@@ -342,7 +348,13 @@ pub(crate) async fn run<O: WriteOp>(op: &O, once: Option<&Once<'_, O::State>>) -
             .write(|token| {
                 let mut write = op.write(&plan, &token);
                 write.items.splice(0..0, record.clone());
-                async move { app.store.apply(&write, &token).await }
+                async move {
+                    if O::ALONE && write.items.len() == 1 {
+                        app.store.apply_alone(&write, &token).await
+                    } else {
+                        app.store.apply(&write, &token).await
+                    }
+                }
             })
             .await;
         let refusal = match outcome {

@@ -4,14 +4,14 @@
 //! itself, with its `state` and self-authenticating `nonce`, comes from the single sign-on resolver
 //! (`identity::oidc`, docs/sso.md). Answers `{"url": ...}`, signed like every JSON answer.
 
+use super::lookup;
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
-use crate::model::{AuthorizationMethod, ProductDoc};
+use crate::model::AuthorizationMethod;
 use crate::request::{Params, SsoUrlRequest};
 use crate::rules;
 use crate::state::AppState;
-use crate::store::write::{Image, Item};
 
 #[derive(serde::Serialize)]
 struct SignIn {
@@ -22,7 +22,8 @@ pub async fn handle(req: &ApiRequest, state: &AppState, principal: Principal) ->
     let request = SsoUrlRequest::parse(&Params::from_query(req.query.as_deref())?)?;
     principal.ensure_product(&request.product)?;
     let sso = state.identity.sso()?;
-    let product = rules::usable_product(product(state, &principal, &request).await?)?;
+    let product = lookup::product_doc(state, &principal.company, &request.product).await?;
+    let product = rules::usable_product(product)?;
     if product.authorization_method != AuthorizationMethod::User {
         return Err(ApiError::Validation(format!(
             "product `{}` is key-based; single sign-on names license users of user-based products",
@@ -31,19 +32,4 @@ pub async fn handle(req: &ApiRequest, state: &AppState, principal: Principal) ->
     }
     let url = sso.sign_in_url(&principal, &request).await?;
     Ok(ApiResponse::signed_json(&SignIn { url }, &state.signer))
-}
-
-async fn product(
-    state: &AppState,
-    principal: &Principal,
-    request: &SsoUrlRequest,
-) -> Result<Option<ProductDoc>, ApiError> {
-    let item = Item::Product(principal.company.clone(), request.product.clone());
-    match state.store.load(&item).await.map_err(ApiError::store)? {
-        Some(Image::Product(product)) => Ok(Some(*product)),
-        None => Ok(None),
-        Some(_) => Err(ApiError::internal(format!(
-            "{item:?} read back as another kind of item"
-        ))),
-    }
 }

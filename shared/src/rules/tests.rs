@@ -591,3 +591,105 @@ fn of_two_checks_due_on_one_read_one_writes() {
         Err(Refused::Condition { index: 0 })
     );
 }
+
+/// An online addition (SPEC §9) against a monthly license with an active device: refused by the write
+/// when the device changed since the read, or when concurrent additions left no room; the request's
+/// overages only ever tighten the vendor's.
+#[test]
+fn an_online_addition_is_conditioned_on_the_device_and_the_bound() {
+    use crate::store::write::{apply, Refused};
+    let mut c = monthly();
+    c.license.terms.reset_consumption = false;
+    c.device = Some(activate(&mut sim(c.clone()), "hw").device);
+    let hw = HardwareId::parse("hw").unwrap();
+    let add =
+        |c: &LicenseContext, amount, overages| plan_consumption(c, &hw, &Consume::License { amount, overages }, now());
+    let apply_on = |plan: &ConsumptionPlan, device: &Device, license: &License| {
+        let mut images = [
+            Some(Image::Device(Box::new(device.clone()))),
+            Some(Image::License(Box::new(license.clone()))),
+        ];
+        apply(&plan.write(), &mut images).map(|()| images)
+    };
+    let device = c.device.clone().unwrap();
+    let plan = add(&c, 8, Overages::default()).unwrap();
+    // Another addition of 1 committed since the read: 2 + 1 + 8 > 10.
+    let mut raced = c.license.clone();
+    raced.consumptions = 1;
+    assert_eq!(
+        apply_on(&plan, &device, &raced).err(),
+        Some(Refused::Condition { index: 1 })
+    );
+    // The device was deactivated since the read.
+    let gone = Device {
+        active: false,
+        ..device.clone()
+    };
+    assert_eq!(
+        apply_on(&plan, &gone, &c.license).err(),
+        Some(Refused::Condition { index: 0 })
+    );
+    assert!(apply_on(&plan, &device, &c.license).is_ok());
+    // Overages: the vendor's 3 over 10; a request may lower them or turn them off, never raise them.
+    c.license.terms.allow_overages = true;
+    c.license.terms.max_overages = 3;
+    let code = |r: Result<ConsumptionPlan, ApiError>| r.err().map_or("ok", |e| e.code());
+    let asked = |allow, max| Overages { allow, max };
+    assert_eq!(code(add(&c, 11, Overages::default())), "ok");
+    assert_eq!(
+        code(add(&c, 12, asked(None, Some(99)))),
+        "license_not_enough_consumptions"
+    );
+    assert_eq!(
+        code(add(&c, 10, asked(None, Some(1)))),
+        "license_not_enough_consumptions"
+    );
+    assert_eq!(code(add(&c, 9, asked(Some(true), Some(1)))), "ok");
+    assert_eq!(
+        code(add(&c, 9, asked(Some(false), None))),
+        "license_not_enough_consumptions"
+    );
+    assert_eq!(code(add(&c, 11, asked(Some(true), Some(-1)))), "ok");
+    // Not a consumption license, even for 0; no active device.
+    c.license.terms.license_type = LicenseType::Perpetual;
+    assert_eq!(code(add(&c, 0, Overages::default())), "license_not_consumption");
+    c.license.times_activated = 0;
+    c.device = None;
+    assert_eq!(code(add(&monthly(), 1, Overages::default())), "license_not_active");
+}
+
+#[test]
+fn a_tracking_merges_into_the_active_devices_variables() {
+    let mut c = ctx();
+    let mut activation = req("d");
+    activation.variables = vec![("seat".into(), "blue".into())];
+    let plan = plan_activation(&c, &activation, now(), Transport::Online).unwrap();
+    c.device = Some(plan.device.clone());
+    c.license.times_activated = 1;
+    let later = Timestamp::parse_iso("2026-06-02T12:00:00Z").unwrap();
+    let sent = [
+        ("seat".to_owned(), "red".to_owned()),
+        ("build".to_owned(), "42".to_owned()),
+    ];
+    let plan = plan_tracking(&c, &HardwareId::parse("d").unwrap(), &sent, later).unwrap();
+    let stored: Vec<(&str, &str, Timestamp)> = plan
+        .variables
+        .iter()
+        .map(|v| (v.variable.as_str(), v.value.as_str(), v.created_at))
+        .collect();
+    assert_eq!(
+        stored,
+        [("seat", "red", now()), ("build", "42", later)],
+        "a held name keeps its creation time"
+    );
+    assert_eq!(plan.device_activations, 1);
+    // The request's device not found while another is active, or none active: refused as a check is.
+    let mut other = c.clone();
+    other.device = None;
+    let refused = plan_tracking(&other, &HardwareId::parse("e").unwrap(), &sent, later);
+    assert_eq!(refused.err().map(|e| e.code()), Some("device_not_found"));
+    c.device.as_mut().unwrap().active = false;
+    c.license.times_activated = 0;
+    let inactive = plan_tracking(&c, &HardwareId::parse("d").unwrap(), &sent, later);
+    assert_eq!(inactive.err().map(|e| e.code()), Some("license_not_active"));
+}

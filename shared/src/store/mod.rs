@@ -247,6 +247,13 @@ pub trait Store: Send + Sync {
         self.apply(&plan.write(token), token).await
     }
 
+    /// Applies a write of one item's update that records `token` on its item and is conditioned on the
+    /// token read (a device's variables), so a retry recognises its own lost answer without the
+    /// store's help: a store may apply it without a transaction.
+    async fn apply_alone(&self, write: &write::Write, token: &WriteToken) -> Result<(), Rejection> {
+        self.apply(write, token).await
+    }
+
     /// Records checks on their devices: one device, or a bundle's members all together or none.
     /// Refused ([`Rejection::Device`], changing nothing) when a device is no longer the active
     /// activation the check was decided on, or another check recorded it first.

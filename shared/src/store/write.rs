@@ -15,7 +15,9 @@ use crate::model::{
     ApiKeyRecord, AuditRecord, Company, CustomerAccountRecord, Device, License, LicenseUser, OAuthClientRecord,
     ProcessedRequest, ProductDoc, Seat,
 };
-use crate::plan::{ActivationPlan, CheckPlan, Counter, DeactivationPlan, LicenseAddr, Slot, WriteToken};
+use crate::plan::{
+    ActivationPlan, CheckPlan, ConsumptionPlan, Counter, DeactivationPlan, LicenseAddr, Slot, VariablesPlan, WriteToken,
+};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -510,6 +512,37 @@ impl DeactivationPlan {
     }
 }
 
+impl ConsumptionPlan {
+    /// The write of this plan: the device checked as read, the license charged within the bounds the
+    /// rules checked (an amount of 0 only checks it). No token is recorded: a retry of an unknown
+    /// outcome reuses the write's token, which DynamoDB applies at most once.
+    pub fn write(&self) -> Write {
+        let addr = &self.addr;
+        let device = device_as_read(addr, &self.device.hardware_id, Some(&self.device));
+        let mut cond = vec![
+            Cond::Eq(Attr::LicenseId, Val::Int(self.license_id)),
+            Cond::is(Attr::Enabled, true),
+        ];
+        let mut effects = Vec::new();
+        for charge in &self.charges {
+            charge_write(charge, &mut cond, &mut effects);
+        }
+        let item = Item::License(addr.clone());
+        let license = if effects.is_empty() {
+            ItemWrite {
+                item,
+                conditions: cond,
+                action: Action::Check,
+            }
+        } else {
+            update(item, cond, effects)
+        };
+        Write {
+            items: vec![device, license],
+        }
+    }
+}
+
 /// One consumption charge's conditions and effects on the license. One condition of one operator per
 /// feature counter keeps the license's condition within DynamoDB's limits (4 KB, 300 operators) for
 /// the 100 features a file may report.
@@ -613,6 +646,33 @@ impl CheckPlan {
             conditions,
             effects,
         )
+    }
+}
+
+impl VariablesPlan {
+    /// The device's update: still the activation decided on, active, and last written by the write
+    /// read (a concurrent tracking, activation or deactivation refuses it, and the caller re-decides
+    /// on the state that won); `token` replaces that write's.
+    pub fn write(&self, token: &WriteToken) -> Write {
+        let last_write = match &self.last_write {
+            None => Cond::Absent(Attr::WriteToken),
+            Some(t) => Cond::Eq(Attr::WriteToken, Val::Str(t.clone())),
+        };
+        let variables = json_of(&self.variables).unwrap_or(Val::Str("[]".into()));
+        Write {
+            items: vec![update(
+                Item::Device(self.addr.clone(), self.hardware_id.clone()),
+                vec![
+                    Cond::is(Attr::Active, true),
+                    version_is(self.device_activations),
+                    last_write,
+                ],
+                vec![
+                    Effect::Set(Attr::Variables, variables),
+                    Effect::Set(Attr::WriteToken, Val::Str(token.as_str().to_owned())),
+                ],
+            )],
+        }
     }
 }
 
@@ -844,10 +904,11 @@ impl Image {
             (WriteToken, I::Device(d), Val::Str(v)) => d.write_token = Some(v.clone()),
             (DeactivatedAt, I::Device(d), v) => d.deactivated_at = Some(time(v)?),
             (LastSeenAt, I::Device(d), v) => d.last_seen_at = Some(time(v)?),
+            (Variables, I::Device(d), Val::Str(v)) => d.variables = serde_json::from_str(v).map_err(|_| bad())?,
             (TotalActivations, I::Seat(s), Val::Int(v)) => s.total_activations = *v,
             (
                 TimesActivated | TransferCount | ReleasedCount | ValidityPeriod | Consumptions | FeatureConsumptions
-                | ConsumptionsPeriod | FeaturePeriods | Active | WriteToken | DeactivatedAt | LastSeenAt
+                | ConsumptionsPeriod | FeaturePeriods | Active | WriteToken | DeactivatedAt | LastSeenAt | Variables
                 | TotalActivations,
                 _,
                 _,
@@ -856,9 +917,9 @@ impl Image {
             (
                 ApiKey | Company | SharedKey | Products | ReadOnly | Revoked | Doc | Disabled | Archived | Blacklist
                 | LicenseId | LicenseKey | Enabled | Unlimited | MaxActivations | MaxTransfers | Terms | DeviceId
-                | HardwareId | User | FirstActivatedAt | LastActivatedAt | Details | Variables | Activations
-                | RequestKey | Answer | ProcessedAt | ExpiresAt | AuditId | At | Actor | Change | Subject | Detail
-                | ClientId | SecretHash | SealedSecret | AccountCode | Issuer | RedirectUris | EmailClaim,
+                | HardwareId | User | FirstActivatedAt | LastActivatedAt | Details | Activations | RequestKey | Answer
+                | ProcessedAt | ExpiresAt | AuditId | At | Actor | Change | Subject | Detail | ClientId | SecretHash
+                | SealedSecret | AccountCode | Issuer | RedirectUris | EmailClaim,
                 _,
                 _,
             ) => return Err(format!("{} is not changed by a write", attr.name())),
@@ -1072,6 +1133,55 @@ mod tests {
         let new = Image::License(Box::new(catalog_license(None)));
         apply(&Write::upsert(item, new.clone()), &mut images).unwrap();
         assert_eq!(images[0], Some(new), "a new item is written as given");
+    }
+
+    /// A tracking's write lands only on the device as it was read: any write of the device since
+    /// (another tracking, a re-activation) changed its token, and the tracking re-decides.
+    #[test]
+    fn a_tracking_writes_only_over_the_device_it_read() {
+        let at = Timestamp::parse_iso("2026-06-01T00:00:00Z").unwrap();
+        let hw = HardwareId::parse("hw").unwrap();
+        let device = Device {
+            id: 5,
+            hardware_id: hw.clone(),
+            active: true,
+            user: None,
+            first_activated_at: at,
+            last_activated_at: at,
+            deactivated_at: None,
+            last_seen_at: None,
+            details: Default::default(),
+            variables: vec![],
+            activations: 1,
+            write_token: Some("read".into()),
+        };
+        let variable = crate::model::DeviceVariable {
+            variable: "a".into(),
+            value: "1".into(),
+            created_at: at,
+        };
+        let plan = VariablesPlan {
+            addr: addr(),
+            hardware_id: hw,
+            device_activations: 1,
+            last_write: Some("read".into()),
+            variables: vec![variable.clone()],
+        };
+        let token = WriteToken::new();
+        let write = plan.write(&token);
+        let changed = Device {
+            write_token: Some("another".into()),
+            ..device.clone()
+        };
+        let mut images = [Some(Image::Device(Box::new(changed)))];
+        assert_eq!(apply(&write, &mut images), Err(Refused::Condition { index: 0 }));
+        let mut images = [Some(Image::Device(Box::new(device)))];
+        apply(&write, &mut images).unwrap();
+        let Some(Image::Device(after)) = &images[0] else {
+            panic!("a device")
+        };
+        assert_eq!(after.variables, [variable]);
+        assert_eq!(after.write_token.as_deref(), Some(token.as_str()));
     }
 
     #[test]

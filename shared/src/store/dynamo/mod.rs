@@ -431,6 +431,11 @@ impl Store for DynamoStore {
             .map_err(|e| rejection_from(e, write, &self.table, &self.usage))
     }
 
+    async fn apply_alone(&self, write: &Write, _token: &WriteToken) -> Result<(), Rejection> {
+        // One plain UpdateItem: half a one-item transaction's write units.
+        self.update_alone(write).await
+    }
+
     async fn record_checks(&self, plans: &[CheckPlan], token: &WriteToken) -> Result<(), Rejection> {
         let write = write::checks_write(plans);
         if write.items.len() == 1 {
