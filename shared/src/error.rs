@@ -89,6 +89,9 @@ pub enum ApiError {
     VmNotAllowed,
     #[error("Floating cloud licenses cannot be activated offline")]
     OfflineFloatingCloudNotSupported,
+    /// Every floating cloud slot of the license is held: retry after one is released or expires.
+    #[error("No floating slot is free on this license: retry after a device releases one or its slot expires")]
+    FloatingNotAvailable,
     /// The vendor turned off offline activation for the license (`allow_offline_activation: false`).
     #[error("Offline activation is not allowed for this license")]
     OfflineActivationNotAllowed,
@@ -207,6 +210,7 @@ impl ApiError {
             LicenseNotEnabled => "license_not_enabled",
             VmNotAllowed => "vm_not_allowed",
             OfflineFloatingCloudNotSupported => "offline_floating_cloud_not_supported",
+            FloatingNotAvailable => "floating_not_available",
             OfflineActivationNotAllowed => "offline_activation_not_allowed",
             LicenseStartDate(_) => "license_start_date_error",
             Blacklisted => "blacklisted",
