@@ -13,6 +13,7 @@ mod credentials;
 mod deactivation_and_check;
 mod events;
 mod faults;
+mod floating;
 mod hardening;
 mod large_license;
 mod oauth;

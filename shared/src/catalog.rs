@@ -386,6 +386,13 @@ const TRANSFERS: Bound = Bound {
     ..COUNT
 };
 
+/// Floating cloud slots: the license item holds one entry per holder (docs/data-model.md).
+const FLOATING_USERS: Bound = Bound {
+    min: 0,
+    max: 1000,
+    why: "a count of at most 1000",
+};
+
 const COMPANY_NUMBERS: &[(&str, Bound)] = &[("id", ID)];
 const USER_NUMBERS: &[(&str, Bound)] = &[("id", ID)];
 const PRODUCT_NUMBERS: &[(&str, Bound)] = &[
@@ -409,6 +416,7 @@ const LICENSE_NUMBERS: &[(&str, Bound)] = &[
     ("grace_period", HOURS),
     ("max_borrow_time", HOURS),
     ("floating_timeout", MINUTES),
+    ("floating_users", FLOATING_USERS),
     ("max_overages", COUNT),
     ("max_license_users", COUNT),
     ("max_consumptions", AMOUNT),

@@ -192,6 +192,14 @@ pub struct FloatingPlan {
     pub holders: std::collections::BTreeMap<String, i64>,
 }
 
+impl FloatingPlan {
+    /// `license` as this plan's write leaves it.
+    pub fn applied_to(self, license: &mut License) {
+        license.floating = self.holders;
+        license.floating_version = self.version + 1;
+    }
+}
+
 /// A consumption counter of a license. Feature counters are named by the feature's code, so a license
 /// holds exactly the counters its features have used, with no item per feature.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

@@ -88,6 +88,9 @@ pub struct LicenseObject<'a> {
     is_borrowed: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     borrowed_until: Option<Option<Timestamp>>,
+    /// Checks of a floating cloud license: how many devices hold a slot (SPEC §9).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    floating_in_use_devices: Option<usize>,
     variables: Vec<VariableObject<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     installation_file: Option<Option<&'a str>>,
@@ -293,6 +296,8 @@ pub fn license_object<'a>(
         device_id: device.id,
         is_borrowed: (!activation).then_some(false),
         borrowed_until: (!activation).then_some(None),
+        floating_in_use_devices: (view == View::Check && t.is_floating_cloud)
+            .then(|| crate::rules::floating::in_use(l, now)),
         variables: device
             .variables
             .iter()

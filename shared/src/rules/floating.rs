@@ -106,7 +106,9 @@ mod tests {
     fn not_floating_cloud_plans_nothing() {
         let mut l = license(1);
         l.terms.is_floating_cloud = false;
-        assert!(plan(&l, &hw("a"), Timestamp::from_millis(0), SlotChange::Hold).unwrap().is_none());
+        assert!(plan(&l, &hw("a"), Timestamp::from_millis(0), SlotChange::Hold)
+            .unwrap()
+            .is_none());
     }
 
     #[test]
@@ -128,7 +130,11 @@ mod tests {
         assert_eq!(in_use(&l, t10), 1);
         let p = plan(&l, &hw("c"), t10, SlotChange::Hold).unwrap().unwrap();
         apply(&mut l, p);
-        assert_eq!(l.floating.keys().collect::<Vec<_>>(), ["a", "c"], "the expired holder is pruned");
+        assert_eq!(
+            l.floating.keys().collect::<Vec<_>>(),
+            ["a", "c"],
+            "the expired holder is pruned"
+        );
         assert_eq!(l.floating["a"], t9.millis() + 10 * MS_PER_MINUTE);
     }
 
@@ -139,7 +145,11 @@ mod tests {
         l.floating.insert("a".into(), 5 * 60 * MS_PER_MINUTE);
         let p = plan(&l, &hw("a"), t0, SlotChange::Hold).unwrap().unwrap();
         apply(&mut l, p);
-        assert_eq!(l.floating["a"], 5 * 60 * MS_PER_MINUTE, "a borrow outlasts a check's refresh");
+        assert_eq!(
+            l.floating["a"],
+            5 * 60 * MS_PER_MINUTE,
+            "a borrow outlasts a check's refresh"
+        );
         let p = plan(&l, &hw("a"), t0, SlotChange::Release).unwrap().unwrap();
         apply(&mut l, p);
         assert_eq!(in_use(&l, t0), 0);

@@ -15,9 +15,7 @@ use crate::model::{
     ApiKeyRecord, AuditRecord, Company, CustomerAccountRecord, Device, License, LicenseUser, OAuthClientRecord,
     ProcessedRequest, ProductDoc, Seat,
 };
-use crate::plan::{
-    ActivationPlan, CheckPlan, Counter, DeactivationPlan, FloatingPlan, LicenseAddr, Slot, WriteToken,
-};
+use crate::plan::{ActivationPlan, CheckPlan, Counter, DeactivationPlan, FloatingPlan, LicenseAddr, Slot, WriteToken};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -773,11 +771,10 @@ impl Image {
                 | LicenseId | LicenseKey | Enabled | Unlimited | MaxActivations | TimesActivated | MaxTransfers
                 | TransferCount | ReleasedCount | ValidityPeriod | Terms | Consumptions | FeatureConsumptions
                 | ConsumptionsPeriod | FeaturePeriods | Floating | FloatingVersion | DeviceId | HardwareId | Active
-                | User | FirstActivatedAt
-                | LastActivatedAt | DeactivatedAt | LastSeenAt | Details | Variables | Activations | WriteToken
-                | TotalActivations | RequestKey | Answer | ProcessedAt | ExpiresAt | AuditId | At | Actor | Change
-                | Subject | Detail | ClientId | SecretHash | SealedSecret | AccountCode | Issuer | RedirectUris
-                | EmailClaim,
+                | User | FirstActivatedAt | LastActivatedAt | DeactivatedAt | LastSeenAt | Details | Variables
+                | Activations | WriteToken | TotalActivations | RequestKey | Answer | ProcessedAt | ExpiresAt | AuditId
+                | At | Actor | Change | Subject | Detail | ClientId | SecretHash | SealedSecret | AccountCode | Issuer
+                | RedirectUris | EmailClaim,
                 _,
             ) => None,
         }

@@ -413,15 +413,18 @@ pub fn license_item(key: ItemMap, l: &License) -> Result<ItemMap, StoreError> {
     if let Some(t) = l.consumptions_period {
         put(A::ConsumptionsPeriod, n(t.millis()));
     }
+    if l.floating_version != 0 {
+        put(
+            A::Floating,
+            AttributeValue::M(l.floating.iter().map(|(k, v)| (k.clone(), n(*v))).collect()),
+        );
+        put(A::FloatingVersion, n(l.floating_version));
+    }
     for (code, count) in &l.feature_consumptions {
         item.insert(format!("{FEATURE_COUNTER_PREFIX}{code}"), n(*count));
     }
     for (code, t) in &l.feature_periods {
         item.insert(format!("{FEATURE_PERIOD_PREFIX}{code}"), n(t.millis()));
-    }
-    if l.floating_version != 0 {
-        put(A::Floating, AttributeValue::M(l.floating.iter().map(|(k, v)| (k.clone(), n(*v))).collect()));
-        put(A::FloatingVersion, n(l.floating_version));
     }
     Ok(item)
 }
