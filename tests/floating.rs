@@ -6,6 +6,7 @@
 use futures::future::join_all;
 use integration_tests::fixtures::{key_body, KEY_PRODUCT};
 use integration_tests::{assert_error, error_of, Fixture};
+use license_api::handlers::Endpoint;
 use license_api::model::License;
 use license_api::rules::floating;
 use license_api::time::Timestamp;
@@ -99,5 +100,35 @@ async fn a_license_that_is_not_floating_holds_no_slot(setup) {
         assert_eq!(in_use_of(&resp), Value::Null, "no floating_in_use_devices");
     }
     assert!(f.license_now(&license).await.floating.is_empty());
+}
+
+async fn a_release_frees_the_slot_at_once(setup) {
+    let f = Fixture::new(setup).await;
+    let license = f.key_license("FLOAT1", floating(1)).await;
+    activate_all(&f, "FLOAT1", &["a".to_owned(), "b".to_owned()]).await;
+    let check = |hw: &str| f.app.send(f.client.check(&check_body("FLOAT1", hw)));
+    let release = |hw: &str| f.app.send(f.client.call(Endpoint::FloatingRelease, &check_body("FLOAT1", hw)));
+    assert_eq!(check("a").await.status(), 200);
+    assert_error(&check("b").await, 400, "floating_not_available");
+    // A device that holds no slot releases nothing: the same answer, nothing written.
+    let version = f.license_now(&license).await.floating_version;
+    let resp = release("b").await;
+    assert_eq!((resp.status().as_u16(), resp.body().as_ref()), (200, &b"license_released"[..]));
+    assert_eq!(f.license_now(&license).await.floating_version, version);
+    let resp = release("a").await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "text/plain");
+    assert_eq!(resp.body().as_ref(), b"license_released");
+    assert!(resp.headers().get("LicenseSignature").is_none(), "a plain-string answer is not signed");
+    assert!(f.license_now(&license).await.floating.is_empty());
+    let taken = check("b").await;
+    assert_eq!(taken.status(), 200, "the released slot is free at once");
+    assert_eq!(in_use_of(&taken), json!(1));
+    assert_error(&release("never-activated").await, 400, "device_not_found");
+    assert_error(
+        &f.app.send(f.client.call(Endpoint::FloatingRelease, &json!({"product": "nope", "hardware_id": "a", "license_key": "FLOAT1"}))).await,
+        400,
+        "unknown_product",
+    );
 }
 }

@@ -149,6 +149,22 @@ fn specs(api_key: &str, shared_key: &str) -> Vec<Spec> {
             upload: None,
         },
         Spec {
+            file: "floating_release-ok.json",
+            method: "POST",
+            path: "/api/v4/floating/release",
+            params: device.clone(),
+            signed: true,
+            upload: None,
+        },
+        Spec {
+            file: "floating_release-unknown_product.json",
+            method: "POST",
+            path: "/api/v4/floating/release",
+            params: json!({"product": "no-such-product", "hardware_id": "sam-local-device", "license_key": "DEMO-0000-0000-0001"}),
+            signed: true,
+            upload: None,
+        },
+        Spec {
             file: "deactivate_license-ok.json",
             method: "POST",
             path: "/api/v4/deactivate_license",

@@ -386,11 +386,12 @@ const TRANSFERS: Bound = Bound {
     ..COUNT
 };
 
-/// Floating cloud slots: the license item holds one entry per holder (docs/data-model.md).
+/// Floating cloud slots: the license item holds one entry per holder (docs/data-model.md), each up to
+/// a hardware id's 512 bytes and its time, so 250 holders stay below ~135 KB of the item's 400 KB.
 const FLOATING_USERS: Bound = Bound {
     min: 0,
-    max: 1000,
-    why: "a count of at most 1000",
+    max: 250,
+    why: "a count of at most 250",
 };
 
 const COMPANY_NUMBERS: &[(&str, Bound)] = &[("id", ID)];
