@@ -131,4 +131,48 @@ async fn a_release_frees_the_slot_at_once(setup) {
         "unknown_product",
     );
 }
+
+async fn a_borrow_holds_the_slot_within_max_borrow_time(setup) {
+    let f = Fixture::new(setup).await;
+    let license = f
+        .key_license("FLOATB", |l| {
+            floating(1)(l);
+            l.terms.can_borrow = true;
+            l.terms.max_borrow_time = 48;
+        })
+        .await;
+    activate_all(&f, "FLOATB", &["a".to_owned(), "b".to_owned()]).await;
+    let borrow = |hw: &str, until: Timestamp| {
+        let mut body = check_body("FLOATB", hw);
+        body["borrowed_until"] = json!(until.to_string());
+        f.app.send(f.client.call(Endpoint::FloatingBorrow, &body))
+    };
+    let now = Timestamp::now();
+    let hours = |h: i64| Timestamp::from_millis(now.millis() + h * 3_600_000);
+    assert_error(&borrow("a", hours(49)).await, 400, "license_not_borrowable");
+    assert_error(&borrow("a", hours(-1)).await, 400, "license_not_borrowable");
+    let resp = borrow("a", hours(47)).await;
+    assert_eq!(resp.status(), 200, "{}", String::from_utf8_lossy(resp.body()));
+    assert!(resp.headers().get("LicenseSignature").is_some());
+    let body: Value = serde_json::from_slice(resp.body()).unwrap();
+    assert_eq!(body["is_borrowed"], json!(true));
+    assert_eq!(body["borrowed_until"], json!(hours(47).to_string()));
+    assert_eq!(body["license_key"], json!("FLOATB"));
+    // The borrowed slot is held: another device gets none, and a check by the borrower shows the borrow.
+    assert_error(&borrow("b", hours(1)).await, 400, "floating_not_available");
+    let check: Value = serde_json::from_slice(f.app.send(f.client.check(&check_body("FLOATB", "a"))).await.body()).unwrap();
+    assert_eq!((check["is_borrowed"].clone(), check["borrowed_until"].clone()), (json!(true), json!(hours(47).to_string())));
+    assert_eq!(f.license_now(&license).await.floating["a"], hours(47).millis(), "a check keeps the borrow");
+    assert_error(
+        &f.app.send(f.client.call(Endpoint::FloatingBorrow, &check_body("FLOATB", "a"))).await,
+        400,
+        "missing_parameters",
+    );
+    let not_borrowable = f.key_license("NOBORROW", floating(1)).await;
+    activate_all(&f, "NOBORROW", &["a".to_owned()]).await;
+    let mut body = check_body("NOBORROW", "a");
+    body["borrowed_until"] = json!(hours(1).to_string());
+    assert_error(&f.app.send(f.client.call(Endpoint::FloatingBorrow, &body)).await, 400, "license_not_borrowable");
+    assert!(f.license_now(&not_borrowable).await.floating.is_empty(), "a refused borrow writes nothing");
+}
 }

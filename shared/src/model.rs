@@ -363,6 +363,8 @@ pub struct License {
     /// Bumped by every write of `floating`, which is conditioned on the version read: the condition
     /// that keeps the live holders within `floating_users` under concurrency.
     pub floating_version: i64,
+    /// Floating cloud slots held by a borrow (`floating/borrow`): hardware id → borrowed until (Unix ms).
+    pub floating_borrowed: BTreeMap<String, i64>,
 }
 
 impl License {
@@ -388,6 +390,7 @@ impl License {
             feature_periods: BTreeMap::new(),
             floating: BTreeMap::new(),
             floating_version: 0,
+            floating_borrowed: BTreeMap::new(),
         }
     }
 

@@ -190,12 +190,15 @@ pub struct FloatingPlan {
     pub version: i64,
     /// The live holders after the change: hardware id → held until (Unix ms).
     pub holders: std::collections::BTreeMap<String, i64>,
+    /// The live borrows after the change: hardware id → borrowed until (Unix ms).
+    pub borrowed: std::collections::BTreeMap<String, i64>,
 }
 
 impl FloatingPlan {
     /// `license` as this plan's write leaves it.
     pub fn applied_to(self, license: &mut License) {
         license.floating = self.holders;
+        license.floating_borrowed = self.borrowed;
         license.floating_version = self.version + 1;
     }
 }

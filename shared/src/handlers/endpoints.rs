@@ -225,6 +225,16 @@ endpoints! {
         why: "The check's write: condition checks on product, company, license and seat, the device updated \
               (and a floating cloud license's slots).",
     }
+    FloatingBorrow {
+        name: "floating_borrow",
+        path: "/api/v4/floating/borrow",
+        method: POST,
+        access: Write,
+        input: Params,
+        handler: floating_borrow::handle,
+        dynamodb: [GetItem, BatchGetItem, UpdateItem],
+        why: "Reads license and device; updates the license's floating cloud slots.",
+    }
     FloatingRelease {
         name: "floating_release",
         path: "/api/v4/floating/release",

@@ -9,6 +9,7 @@ mod bundle;
 mod check;
 mod deactivate;
 pub mod endpoints;
+mod floating_borrow;
 mod floating_release;
 mod lookup;
 mod oauth;

@@ -11,6 +11,7 @@ use crate::time::Timestamp;
 use std::collections::BTreeMap;
 
 const MS_PER_MINUTE: i64 = 60_000;
+const MS_PER_HOUR: i64 = 60 * MS_PER_MINUTE;
 
 /// What a request does to the caller's slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,15 +19,27 @@ pub enum SlotChange {
     /// A check: take a free slot or refresh the held one for `floating_timeout` minutes (never
     /// shortening a longer hold, such as a borrow).
     Hold,
-    /// Release the caller's slot, if it holds one.
+    /// Release the caller's slot, if it holds one (a borrow ends too).
     Release,
+    /// `floating/borrow`: hold the slot (taking one if needed) until the given instant.
+    Borrow(Timestamp),
 }
 
 /// The holders whose slot is still held at `now` (held until a later instant).
 pub fn live(license: &License, now: Timestamp) -> BTreeMap<String, i64> {
-    let mut holders = license.floating.clone();
-    holders.retain(|_, until| *until > now.millis());
-    holders
+    unexpired(&license.floating, now)
+}
+
+/// Until when `hardware_id` has borrowed its slot, if its borrow lasts beyond `now`.
+pub fn borrowed_until(license: &License, hardware_id: &str, now: Timestamp) -> Option<Timestamp> {
+    let until = *license.floating_borrowed.get(hardware_id)?;
+    (until > now.millis()).then_some(Timestamp::from_millis(until))
+}
+
+fn unexpired(map: &BTreeMap<String, i64>, now: Timestamp) -> BTreeMap<String, i64> {
+    let mut live = map.clone();
+    live.retain(|_, until| *until > now.millis());
+    live
 }
 
 /// How many devices hold a slot at `now` (`floating_in_use_devices`).
@@ -46,26 +59,46 @@ pub fn plan(
         return Ok(None);
     }
     let mut holders = live(license, now);
+    let mut borrowed = unexpired(&license.floating_borrowed, now);
     let hw = hardware_id.as_str();
-    match change {
-        SlotChange::Hold => {
-            let refreshed = now.millis().saturating_add(timeout_ms(license));
-            let held = holders.get(hw).copied();
-            if held.is_none() && holders.len() as i64 >= license.terms.floating_users {
-                return Err(ApiError::FloatingNotAvailable);
-            }
-            holders.insert(hw.to_owned(), held.map_or(refreshed, |until| until.max(refreshed)));
-        }
+    let until = match change {
         SlotChange::Release => {
             holders.remove(hw);
+            borrowed.remove(hw);
+            None
         }
+        SlotChange::Hold => Some(now.millis().saturating_add(timeout_ms(license))),
+        SlotChange::Borrow(until) => {
+            ensure_borrowable(license, until, now)?;
+            borrowed.insert(hw.to_owned(), until.millis());
+            Some(until.millis())
+        }
+    };
+    if let Some(until) = until {
+        let held = holders.get(hw).copied();
+        if held.is_none() && holders.len() as i64 >= license.terms.floating_users {
+            return Err(ApiError::FloatingNotAvailable);
+        }
+        holders.insert(hw.to_owned(), held.map_or(until, |h| h.max(until)));
     }
     Ok(Some(FloatingPlan {
         addr: LicenseAddr::of(license),
         license_id: license.id,
         version: license.floating_version,
         holders,
+        borrowed,
     }))
+}
+
+/// SPEC §9 decision: a borrow needs `can_borrow` and an end after `now` within `max_borrow_time` hours.
+fn ensure_borrowable(license: &License, until: Timestamp, now: Timestamp) -> Result<(), ApiError> {
+    let longest = now
+        .millis()
+        .saturating_add(license.terms.max_borrow_time.saturating_mul(MS_PER_HOUR));
+    if !license.terms.can_borrow || until <= now || until.millis() > longest {
+        return Err(ApiError::LicenseNotBorrowable(until));
+    }
+    Ok(())
 }
 
 /// How long a check holds a slot: the license's `floating_timeout` minutes.
@@ -98,8 +131,7 @@ mod tests {
     /// Applies a plan as the store would: the new holders, the next version.
     fn apply(l: &mut License, p: FloatingPlan) {
         assert_eq!(p.version, l.floating_version);
-        l.floating = p.holders;
-        l.floating_version += 1;
+        p.applied_to(l);
     }
 
     #[test]
@@ -154,5 +186,45 @@ mod tests {
         apply(&mut l, p);
         assert_eq!(in_use(&l, t0), 0);
         assert!(plan(&l, &hw("b"), t0, SlotChange::Hold).is_ok());
+    }
+
+    #[test]
+    fn a_borrow_is_within_max_borrow_time_and_outlasts_checks_until_it_ends() {
+        let mut l = license(1);
+        let t0 = Timestamp::from_millis(0);
+        let at = |h: i64| Timestamp::from_millis(h * MS_PER_HOUR);
+        let borrow = |l: &License, until| plan(l, &hw("a"), t0, SlotChange::Borrow(until));
+        assert_eq!(
+            borrow(&l, at(1)).unwrap_err().code(),
+            "license_not_borrowable",
+            "no can_borrow"
+        );
+        l.terms.can_borrow = true;
+        l.terms.max_borrow_time = 24;
+        assert_eq!(
+            borrow(&l, at(25)).unwrap_err().code(),
+            "license_not_borrowable",
+            "beyond max_borrow_time"
+        );
+        assert_eq!(
+            borrow(&l, t0).unwrap_err().code(),
+            "license_not_borrowable",
+            "not after now"
+        );
+        let p = borrow(&l, at(24)).unwrap().unwrap();
+        apply(&mut l, p);
+        assert_eq!(borrowed_until(&l, "a", t0), Some(at(24)));
+        let p = plan(&l, &hw("a"), at(1), SlotChange::Hold).unwrap().unwrap();
+        apply(&mut l, p);
+        assert_eq!(l.floating["a"], at(24).millis(), "a check keeps the borrow");
+        assert_eq!(
+            plan(&l, &hw("b"), at(23), SlotChange::Hold).unwrap_err().code(),
+            "floating_not_available"
+        );
+        assert!(
+            plan(&l, &hw("b"), at(24), SlotChange::Hold).is_ok(),
+            "free once the borrow ends"
+        );
+        assert_eq!(borrowed_until(&l, "a", at(24)), None);
     }
 }

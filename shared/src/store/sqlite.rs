@@ -84,6 +84,7 @@ CREATE TABLE IF NOT EXISTS customer_accounts (
 const SCHEMA_V6_FLOATING: &str = r#"
 ALTER TABLE licenses ADD COLUMN floating TEXT NOT NULL DEFAULT '{}';
 ALTER TABLE licenses ADD COLUMN floating_version INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE licenses ADD COLUMN floating_borrowed TEXT NOT NULL DEFAULT '{}';
 "#;
 
 /// Every schema change, in order; the database's `user_version` is how many it has. Kept forever: a
@@ -412,6 +413,7 @@ fn columns(item: &Item) -> &'static [Attr] {
             FeaturePeriods,
             Floating,
             FloatingVersion,
+            FloatingBorrowed,
         ],
         Item::Device(..) => &DEVICE_COLUMNS,
         Item::Seat(..) => &[MaxActivations, Unlimited, TotalActivations],
@@ -641,6 +643,7 @@ fn license_from(c: &Cols<'_, '_>, addr: &LicenseAddr) -> rusqlite::Result<Licens
             .collect(),
         floating: c.json(A::Floating)?,
         floating_version: c.get(A::FloatingVersion)?,
+        floating_borrowed: c.json(A::FloatingBorrowed)?,
     })
 }
 

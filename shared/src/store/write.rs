@@ -99,6 +99,8 @@ attributes! {
     /// Floating cloud slots: hardware id → held until (Unix ms).
     Floating = "floating",
     FloatingVersion = "floating_version",
+    /// Floating cloud slots held by a borrow: hardware id → borrowed until (Unix ms).
+    FloatingBorrowed = "floating_borrowed",
     // device
     DeviceId = "device_id",
     HardwareId = "hardware_id",
@@ -160,9 +162,8 @@ impl Attr {
         use Attr::*;
         match self {
             TimesActivated | TransferCount | ReleasedCount | Consumptions | FeatureConsumptions
-            | ConsumptionsPeriod | FeaturePeriods | TotalActivations | Floating | FloatingVersion => {
-                OnUpsert::KeepStored
-            }
+            | ConsumptionsPeriod | FeaturePeriods | TotalActivations | Floating | FloatingVersion
+            | FloatingBorrowed => OnUpsert::KeepStored,
             ValidityPeriod => OnUpsert::KeepUnlessGiven,
             ApiKey | Company | SharedKey | Products | ReadOnly | Revoked | Doc | Disabled | Archived | Blacklist
             | LicenseId | LicenseKey | Enabled | Unlimited | MaxActivations | MaxTransfers | Terms | DeviceId
@@ -625,6 +626,7 @@ impl FloatingPlan {
             vec![Cond::Eq(Attr::LicenseId, Val::Int(self.license_id)), version],
             vec![
                 Effect::Set(Attr::Floating, Val::Counts(self.holders.clone())),
+                Effect::Set(Attr::FloatingBorrowed, Val::Counts(self.borrowed.clone())),
                 Effect::Add(Attr::FloatingVersion, 1),
             ],
         )
@@ -727,6 +729,7 @@ impl Image {
             )),
             (Floating, I::License(l)) => Some(Val::Counts(l.floating.clone())),
             (FloatingVersion, I::License(l)) => int(l.floating_version),
+            (FloatingBorrowed, I::License(l)) => Some(Val::Counts(l.floating_borrowed.clone())),
             (DeviceId, I::Device(d)) => int(d.id),
             (HardwareId, I::Device(d)) => text(d.hardware_id.as_str()),
             (Active, I::Device(d)) => flag(d.active),
@@ -770,11 +773,11 @@ impl Image {
                 ApiKey | Company | SharedKey | Products | ReadOnly | Revoked | Doc | Disabled | Archived | Blacklist
                 | LicenseId | LicenseKey | Enabled | Unlimited | MaxActivations | TimesActivated | MaxTransfers
                 | TransferCount | ReleasedCount | ValidityPeriod | Terms | Consumptions | FeatureConsumptions
-                | ConsumptionsPeriod | FeaturePeriods | Floating | FloatingVersion | DeviceId | HardwareId | Active
-                | User | FirstActivatedAt | LastActivatedAt | DeactivatedAt | LastSeenAt | Details | Variables
-                | Activations | WriteToken | TotalActivations | RequestKey | Answer | ProcessedAt | ExpiresAt | AuditId
-                | At | Actor | Change | Subject | Detail | ClientId | SecretHash | SealedSecret | AccountCode | Issuer
-                | RedirectUris | EmailClaim,
+                | ConsumptionsPeriod | FeaturePeriods | Floating | FloatingVersion | FloatingBorrowed | DeviceId
+                | HardwareId | Active | User | FirstActivatedAt | LastActivatedAt | DeactivatedAt | LastSeenAt
+                | Details | Variables | Activations | WriteToken | TotalActivations | RequestKey | Answer | ProcessedAt
+                | ExpiresAt | AuditId | At | Actor | Change | Subject | Detail | ClientId | SecretHash | SealedSecret
+                | AccountCode | Issuer | RedirectUris | EmailClaim,
                 _,
             ) => None,
         }
@@ -859,6 +862,7 @@ impl Image {
             }
             (Floating, I::License(l), Val::Counts(v)) => l.floating = v.clone(),
             (FloatingVersion, I::License(l), Val::Int(v)) => l.floating_version = *v,
+            (FloatingBorrowed, I::License(l), Val::Counts(v)) => l.floating_borrowed = v.clone(),
             (Active, I::Device(d), Val::Bool(v)) => d.active = *v,
             (WriteToken, I::Device(d), Val::Str(v)) => d.write_token = Some(v.clone()),
             (DeactivatedAt, I::Device(d), v) => d.deactivated_at = Some(time(v)?),
@@ -866,8 +870,8 @@ impl Image {
             (TotalActivations, I::Seat(s), Val::Int(v)) => s.total_activations = *v,
             (
                 TimesActivated | TransferCount | ReleasedCount | ValidityPeriod | Consumptions | FeatureConsumptions
-                | ConsumptionsPeriod | FeaturePeriods | Floating | FloatingVersion | Active | WriteToken
-                | DeactivatedAt | LastSeenAt | TotalActivations,
+                | ConsumptionsPeriod | FeaturePeriods | Floating | FloatingVersion | FloatingBorrowed | Active
+                | WriteToken | DeactivatedAt | LastSeenAt | TotalActivations,
                 _,
                 _,
             ) => return Err(bad()),

@@ -249,6 +249,7 @@ pub fn license(item: &ItemMap, addr: &LicenseAddr) -> Result<License, StoreError
             .collect(),
         floating: i.int_map(A::Floating.name())?,
         floating_version: i.int(A::FloatingVersion.name())?,
+        floating_borrowed: i.int_map(A::FloatingBorrowed.name())?,
     })
 }
 
@@ -419,6 +420,8 @@ pub fn license_item(key: ItemMap, l: &License) -> Result<ItemMap, StoreError> {
             AttributeValue::M(l.floating.iter().map(|(k, v)| (k.clone(), n(*v))).collect()),
         );
         put(A::FloatingVersion, n(l.floating_version));
+        let borrowed = l.floating_borrowed.iter().map(|(k, v)| (k.clone(), n(*v)));
+        put(A::FloatingBorrowed, AttributeValue::M(borrowed.collect()));
     }
     for (code, count) in &l.feature_consumptions {
         item.insert(format!("{FEATURE_COUNTER_PREFIX}{code}"), n(*count));
