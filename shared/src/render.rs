@@ -88,6 +88,9 @@ pub struct LicenseObject<'a> {
     is_borrowed: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     borrowed_until: Option<Option<Timestamp>>,
+    /// Checks of a floating cloud license: how many devices hold a slot (SPEC §9).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    floating_in_use_devices: Option<usize>,
     variables: Vec<VariableObject<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     installation_file: Option<Option<&'a str>>,
@@ -258,6 +261,7 @@ pub fn license_object<'a>(
     let (l, t, p) = (&ctx.license, &ctx.license.terms, &ctx.product);
     let validity = l.validity_period.map(|v| v.to_string());
     let activation = view == View::Activation;
+    let borrowed = crate::rules::floating::borrowed_until(l, who.hardware_id.as_str(), now);
     LicenseObject {
         id: l.id,
         license_key: l.key.as_ref().map(|k| k.as_str()),
@@ -323,8 +327,10 @@ pub fn license_object<'a>(
         is_expired: is_expired(l, now),
         hardware_id: who.hardware_id.as_str(),
         device_id: device.id,
-        is_borrowed: (!activation).then_some(false),
-        borrowed_until: (!activation).then_some(None),
+        is_borrowed: (!activation).then_some(borrowed.is_some()),
+        borrowed_until: (!activation).then_some(borrowed),
+        floating_in_use_devices: (view == View::Check && t.is_floating_cloud)
+            .then(|| crate::rules::floating::in_use(l, now)),
         variables: variables(device, |_| true, VariableIds::Omitted),
         installation_file: activation.then_some(None),
         license_signature: Some(signer.license_signature(who.hardware_id, who.ident, validity.as_deref())),
