@@ -79,9 +79,8 @@ CREATE TABLE IF NOT EXISTS customer_accounts (
     PRIMARY KEY (company, account_code));
 "#;
 
-/// Migration 6: floating cloud slots on the license (docs/data-model.md, *Floating cloud*). Numbered 6:
-/// migration 5 is another change's.
-const SCHEMA_V6_FLOATING: &str = r#"
+/// Migration 5: floating cloud slots on the license (docs/data-model.md, *Floating cloud*).
+const SCHEMA_V5_FLOATING: &str = r#"
 ALTER TABLE licenses ADD COLUMN floating TEXT NOT NULL DEFAULT '{}';
 ALTER TABLE licenses ADD COLUMN floating_version INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE licenses ADD COLUMN floating_borrowed TEXT NOT NULL DEFAULT '{}';
@@ -95,10 +94,7 @@ fn migrations() -> Migrations<'static> {
         M::up(SCHEMA_V2),
         M::up(SCHEMA_V3_OAUTH),
         M::up(SCHEMA_V4_CUSTOMER_ACCOUNTS),
-        // Migration 5 belongs to a change developed beside this one (issue 17): this empty step holds
-        // its number until that change's migration replaces it at the merge.
-        M::up(""),
-        M::up(SCHEMA_V6_FLOATING),
+        M::up(SCHEMA_V5_FLOATING),
     ])
 }
 
