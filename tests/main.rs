@@ -16,6 +16,7 @@ mod deactivation_and_check;
 mod device_variables;
 mod events;
 mod faults;
+mod floating;
 mod hardening;
 mod large_license;
 mod oauth;

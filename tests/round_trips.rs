@@ -266,6 +266,62 @@ async fn round_trips_per_consumption_operation() {
 }
 
 #[tokio::test]
+async fn round_trips_per_floating_operation() {
+    let f = Fixture::new(Setup::new("round-trips-floating", Backend::DynamoDb, Transport::Lambda)).await;
+    f.key_license("RT-FLOAT", |l| {
+        l.terms.is_floating_cloud = true;
+        l.terms.floating_users = 2;
+        l.terms.floating_timeout = 10;
+        l.terms.can_borrow = true;
+        l.terms.max_borrow_time = 24;
+    })
+    .await;
+    let app = &f.app;
+    let rt = &app.round_trips;
+    assert_eq!(
+        app.send(f.client.activate(&key_body("RT-FLOAT", "h1"))).await.status(),
+        200
+    );
+    let until = license_api::time::Timestamp::now().plus_days(1).to_string();
+    let mut borrow = key_body("RT-FLOAT", "h1");
+    borrow["borrowed_until"] = json!(until);
+    let mut measure = Vec::new();
+    for (name, req) in [
+        // Right after the activation the device's record is not due: the slot's update alone.
+        (
+            "floating check (takes the slot)",
+            f.client.check(&key_body("RT-FLOAT", "h1")),
+        ),
+        (
+            "floating check (refreshes it)",
+            f.client.check(&key_body("RT-FLOAT", "h1")),
+        ),
+        (
+            "floating release",
+            f.client.call(Endpoint::FloatingRelease, &key_body("RT-FLOAT", "h1")),
+        ),
+        (
+            "floating release (holds none)",
+            f.client.call(Endpoint::FloatingRelease, &key_body("RT-FLOAT", "h1")),
+        ),
+        ("floating borrow", f.client.call(Endpoint::FloatingBorrow, &borrow)),
+    ] {
+        rt.reset();
+        let resp = app.send(req).await;
+        assert_eq!(resp.status(), 200, "{name}: {}", String::from_utf8_lossy(resp.body()));
+        measure.push((name, rt.get()));
+    }
+    for (name, (requests, sequential)) in &measure {
+        println!("{name}: {requests} requests, {sequential} sequential round trips");
+    }
+    // The read, then one conditional UpdateItem of the license; a release with nothing held reads alone.
+    for (name, got) in &measure {
+        let expected = if name.ends_with("(holds none)") { (1, 1) } else { (2, 2) };
+        assert_eq!(*got, expected, "{name}");
+    }
+}
+
+#[tokio::test]
 async fn round_trips_user_licenses() {
     let f = Fixture::new(Setup::new(
         "round-trips-user-licenses",

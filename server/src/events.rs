@@ -107,6 +107,10 @@ fn specs(api_key: &str, shared_key: &str) -> Vec<Spec> {
     let suite = json!({"product": "demo-suite", "hardware_id": "sam-local-device", "license_key": "SUITE-0000-0007"});
     let device = json!({"product": "demo", "hardware_id": "sam-local-device", "license_key": "DEMO-0000-0000-0001"});
     let metered = json!({"product": "demo", "hardware_id": "sam-local-device", "license_key": "DEMO-UNLIMITED-0004"});
+    // The floating cloud license: activated, borrowed, released and deactivated again, so the events
+    // run any number of times. Its borrow is a fixed date (event files do not change between runs), which the
+    // license's max_borrow_time (100 years) allows.
+    let floating = json!({"product": "demo", "hardware_id": "sam-local-device", "license_key": "DEMO-FLOAT-0008"});
     vec![
         Spec {
             file: "activate_license-ok.json",
@@ -263,6 +267,55 @@ fn specs(api_key: &str, shared_key: &str) -> Vec<Spec> {
             method: "GET",
             path: "/api/v4/product_details",
             params: json!({"product": "no-such-product"}),
+            signed: true,
+            upload: None,
+        },
+        Spec {
+            file: "activate_license-floating-ok.json",
+            method: "POST",
+            path: "/api/v4/activate_license",
+            params: floating.clone(),
+            signed: true,
+            upload: None,
+        },
+        Spec {
+            file: "floating_borrow-ok.json",
+            method: "POST",
+            path: "/api/v4/floating/borrow",
+            params: json!({"product": "demo", "hardware_id": "sam-local-device", "license_key": "DEMO-FLOAT-0008",
+                "borrowed_until": "2099-01-01T00:00:00.000Z"}),
+            signed: true,
+            upload: None,
+        },
+        Spec {
+            file: "floating_borrow-missing_parameters.json",
+            method: "POST",
+            path: "/api/v4/floating/borrow",
+            params: device.clone(),
+            signed: true,
+            upload: None,
+        },
+        Spec {
+            file: "floating_release-ok.json",
+            method: "POST",
+            path: "/api/v4/floating/release",
+            params: floating.clone(),
+            signed: true,
+            upload: None,
+        },
+        Spec {
+            file: "floating_release-unknown_product.json",
+            method: "POST",
+            path: "/api/v4/floating/release",
+            params: json!({"product": "no-such-product", "hardware_id": "sam-local-device", "license_key": "DEMO-0000-0000-0001"}),
+            signed: true,
+            upload: None,
+        },
+        Spec {
+            file: "deactivate_license-floating-ok.json",
+            method: "POST",
+            path: "/api/v4/deactivate_license",
+            params: floating,
             signed: true,
             upload: None,
         },

@@ -70,7 +70,7 @@ async fn operator_workflow_survives_kill_9() {
     for _ in 0..2 {
         let (ok, out, err) = run(&["import", CATALOG, "--data", d, "--create"]);
         assert!(ok, "{err}");
-        assert!(out.contains("9 licenses"), "{out}");
+        assert!(out.contains("10 licenses"), "{out}");
     }
 
     let public = std::fs::read_to_string(data.join("signing-key.pub.pem")).unwrap();

@@ -388,6 +388,14 @@ const TRANSFERS: Bound = Bound {
     ..COUNT
 };
 
+/// Floating cloud slots: the license item holds one entry per holder (docs/data-model.md), each up to
+/// a hardware id's 512 bytes and its time, so 250 holders stay below ~135 KB of the item's 400 KB.
+const FLOATING_USERS: Bound = Bound {
+    min: 0,
+    max: 250,
+    why: "a count of at most 250",
+};
+
 const COMPANY_NUMBERS: &[(&str, Bound)] = &[("id", ID)];
 const USER_NUMBERS: &[(&str, Bound)] = &[("id", ID)];
 const PRODUCT_NUMBERS: &[(&str, Bound)] = &[
@@ -411,6 +419,7 @@ const LICENSE_NUMBERS: &[(&str, Bound)] = &[
     ("grace_period", HOURS),
     ("max_borrow_time", HOURS),
     ("floating_timeout", MINUTES),
+    ("floating_users", FLOATING_USERS),
     ("max_overages", COUNT),
     ("max_license_users", COUNT),
     ("max_consumptions", AMOUNT),

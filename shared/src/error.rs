@@ -89,6 +89,13 @@ pub enum ApiError {
     VmNotAllowed,
     #[error("Floating cloud licenses cannot be activated offline")]
     OfflineFloatingCloudNotSupported,
+    /// Every floating cloud slot of the license is held: retry after one is released or expires.
+    #[error("No floating slot is free on this license: retry after a device releases one or its slot expires")]
+    FloatingNotAvailable,
+    /// SPEC §9 decision: the license does not allow borrowing, or `borrowed_until` is not within
+    /// `max_borrow_time` hours from now.
+    #[error("This license cannot be borrowed until {0}: it needs can_borrow, and a time after now within max_borrow_time hours")]
+    LicenseNotBorrowable(Timestamp),
     /// The vendor turned off offline activation for the license (`allow_offline_activation: false`).
     #[error("Offline activation is not allowed for this license")]
     OfflineActivationNotAllowed,
@@ -214,6 +221,8 @@ impl ApiError {
             LicenseNotEnabled => "license_not_enabled",
             VmNotAllowed => "vm_not_allowed",
             OfflineFloatingCloudNotSupported => "offline_floating_cloud_not_supported",
+            FloatingNotAvailable => "floating_not_available",
+            LicenseNotBorrowable(_) => "license_not_borrowable",
             OfflineActivationNotAllowed => "offline_activation_not_allowed",
             LicenseStartDate(_) => "license_start_date_error",
             Blacklisted => "blacklisted",

@@ -291,6 +291,8 @@ pub struct LicenseTerms {
     pub prevent_vm: Option<bool>,
     pub grace_period: i64,
     pub floating_timeout: i64,
+    /// How many devices may hold a floating cloud slot at once.
+    pub floating_users: i64,
     pub max_borrow_time: i64,
     pub max_overages: i64,
     pub max_license_users: i64,
@@ -333,6 +335,7 @@ impl Default for LicenseTerms {
             prevent_vm: None,
             grace_period: 0,
             floating_timeout: 0,
+            floating_users: 0,
             max_borrow_time: 0,
             max_overages: 0,
             max_license_users: 0,
@@ -387,6 +390,14 @@ pub struct License {
     pub consumptions_period: Option<Timestamp>,
     /// Per periodic consumption feature (by code), the start of the period its counter counts.
     pub feature_periods: BTreeMap<String, Timestamp>,
+    /// Floating cloud slots (`terms.is_floating_cloud`): hardware id → held until (Unix ms). A slot whose
+    /// time has passed is free, with no write (docs/data-model.md, *Floating cloud*).
+    pub floating: BTreeMap<String, i64>,
+    /// Bumped by every write of `floating`, which is conditioned on the version read: the condition
+    /// that keeps the live holders within `floating_users` under concurrency.
+    pub floating_version: i64,
+    /// Floating cloud slots held by a borrow (`floating/borrow`): hardware id → borrowed until (Unix ms).
+    pub floating_borrowed: BTreeMap<String, i64>,
 }
 
 impl License {
@@ -410,6 +421,9 @@ impl License {
             feature_consumptions: BTreeMap::new(),
             consumptions_period: None,
             feature_periods: BTreeMap::new(),
+            floating: BTreeMap::new(),
+            floating_version: 0,
+            floating_borrowed: BTreeMap::new(),
         }
     }
 

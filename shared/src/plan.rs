@@ -207,6 +207,31 @@ pub enum CheckDue {
     Interval { seen: Option<Timestamp> },
 }
 
+/// A change to a floating cloud license's slots (`rules::floating`): the holders after it, written on
+/// condition that the slots are still the version the rules read, so the count of live holders never
+/// exceeds `floating_users` however many requests race.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FloatingPlan {
+    pub addr: LicenseAddr,
+    /// The id of the license the rules decided on: the write holds only if `addr` still holds it.
+    pub license_id: i64,
+    /// `floating_version` as read.
+    pub version: i64,
+    /// The live holders after the change: hardware id → held until (Unix ms).
+    pub holders: std::collections::BTreeMap<String, i64>,
+    /// The live borrows after the change: hardware id → borrowed until (Unix ms).
+    pub borrowed: std::collections::BTreeMap<String, i64>,
+}
+
+impl FloatingPlan {
+    /// `license` as this plan's write leaves it.
+    pub fn applied_to(self, license: &mut License) {
+        license.floating = self.holders;
+        license.floating_borrowed = self.borrowed;
+        license.floating_version = self.version + 1;
+    }
+}
+
 /// A consumption counter of a license. Feature counters are named by the feature's code, so a license
 /// holds exactly the counters its features have used, with no item per feature.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

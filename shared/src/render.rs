@@ -92,6 +92,9 @@ pub struct LicenseObject<'a> {
     is_borrowed: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     borrowed_until: Option<Option<Timestamp>>,
+    /// Checks of a floating cloud license: how many devices hold a slot (SPEC §9).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    floating_in_use_devices: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     variables: Option<Vec<VariableObject<'a>>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -261,10 +264,14 @@ pub fn license_object<'a>(
     signer: &Signer,
 ) -> LicenseObject<'a> {
     let validity = ctx.license.validity_period.map(|v| v.to_string());
+    let activation = view == View::Activation;
+    let borrowed = crate::rules::floating::borrowed_until(&ctx.license, who.hardware_id.as_str(), now);
     LicenseObject {
-        username: who.user.filter(|_| view == View::Activation).map(|_| who.ident),
+        username: who.user.filter(|_| activation).map(|_| who.ident),
         hardware_id: Some(who.hardware_id.as_str()),
         device_id: Some(device.id),
+        is_borrowed: (!activation).then_some(borrowed.is_some()),
+        borrowed_until: (!activation).then_some(borrowed),
         variables: Some(variables(device, |_| true, VariableIds::Omitted)),
         license_signature: Some(signer.license_signature(who.hardware_id, who.ident, validity.as_deref())),
         ..terms(ctx, who.user, view, now)
@@ -360,8 +367,11 @@ fn terms<'a>(
         is_expired: is_expired(l, now),
         hardware_id: None,
         device_id: None,
-        is_borrowed: (view == View::Check).then_some(false),
-        borrowed_until: (view == View::Check).then_some(None),
+        // Borrowing is the device's: `license_object` sets it.
+        is_borrowed: None,
+        borrowed_until: None,
+        floating_in_use_devices: (view == View::Check && t.is_floating_cloud)
+            .then(|| crate::rules::floating::in_use(l, now)),
         variables: None,
         installation_file: activation.then_some(None),
         license_signature: None,

@@ -647,5 +647,7 @@ pub fn check(ctx: &LicenseContext, hardware_id: &HardwareId) -> Result<(), ApiEr
     Ok(())
 }
 
+pub mod floating;
+
 #[cfg(test)]
 mod tests;

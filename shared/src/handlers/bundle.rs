@@ -419,7 +419,7 @@ pub async fn handle_check(req: &ApiRequest, state: &AppState, principal: Princip
             .iter()
             .filter_map(|m| rules::plan_check(m, &request, now, state.last_seen_interval))
             .collect();
-        if plans.is_empty() || super::check::record(state, &mut attempts, &plans).await? {
+        if plans.is_empty() || super::check::record(state, &mut attempts, &plans, None).await? {
             break bundle;
         }
     };

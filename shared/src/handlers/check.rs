@@ -3,17 +3,20 @@
 //! blacklists) — and a refused check writes nothing. An accepted one is recorded on its device alone,
 //! and only when due (`rules::plan_check`): most checks write nothing, and no check writes an item
 //! another license's requests touch, so checks never conflict with requests on other licenses. What
-//! the API key alone decides (its product restriction) is decided before any store I/O.
+//! the API key alone decides (its product restriction) is decided before any store I/O. A floating
+//! cloud license's check also takes or refreshes the device's slot (`rules::floating`) in the same
+//! write, on the license item: no free slot → `floating_not_available`, nothing written.
 
 use super::activate::ident;
 use super::lookup::{self, Resolved, UserCheck};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
-use crate::plan::CheckPlan;
+use crate::plan::{CheckPlan, FloatingPlan};
 use crate::render::{license_object, Identity, View};
-use crate::rules;
+use crate::rules::{self, floating, floating::SlotChange};
 use crate::state::AppState;
+use crate::store::write::checks_write;
 use crate::store::Rejection;
 use crate::time::Timestamp;
 
@@ -23,12 +26,17 @@ pub async fn handle(req: &ApiRequest, state: &AppState, principal: Principal) ->
     let now = Timestamp::now();
     let mut attempts = super::Attempts::new(state);
     let Resolved { ctx, user } = loop {
-        let resolved = lookup::load(state, &principal, &request, UserCheck::Concealed).await?;
+        let mut resolved = lookup::load(state, &principal, &request, UserCheck::Concealed).await?;
         rules::check(&resolved.ctx, &request.hardware_id)?;
-        let Some(plan) = rules::plan_check(&resolved.ctx, &request, now, state.last_seen_interval) else {
+        let due = rules::plan_check(&resolved.ctx, &request, now, state.last_seen_interval);
+        let slot = floating::plan(&resolved.ctx.license, &request.hardware_id, now, SlotChange::Hold)?;
+        if due.is_none() && slot.is_none() {
             break resolved;
-        };
-        if record(state, &mut attempts, std::slice::from_ref(&plan)).await? {
+        }
+        if record(state, &mut attempts, due.as_slice(), slot.as_ref()).await? {
+            if let Some(slot) = slot {
+                slot.applied_to(&mut resolved.ctx.license);
+            }
             break resolved;
         }
     };
@@ -45,16 +53,21 @@ pub async fn handle(req: &ApiRequest, state: &AppState, principal: Principal) ->
     Ok(ApiResponse::signed_json(&body, &state.signer))
 }
 
-/// Records accepted checks (one device, or a bundle's members); `false` when the store refused because
-/// a device changed since the read (deactivated, re-activated, or recorded by a concurrent check):
-/// the caller reads again and decides again, within the deadline.
+/// Records accepted checks (one device, or a bundle's members) and a floating cloud slot taken or
+/// refreshed, in one write; `false` when the store refused because a device changed since the read
+/// (deactivated, re-activated, or recorded by a concurrent check) or the license's slots did: the
+/// caller reads again and decides again, within the deadline.
 pub(super) async fn record(
     state: &AppState,
     attempts: &mut super::Attempts,
     plans: &[CheckPlan],
+    slot: Option<&FloatingPlan>,
 ) -> Result<bool, ApiError> {
+    let mut write = checks_write(plans);
+    write.items.extend(slot.map(FloatingPlan::write));
+    let write = &write;
     let recorded = attempts
-        .write(|token| async move { state.store.record_checks(plans, &token).await })
+        .write(|token| async move { state.store.record_checks(write, &token).await })
         .await;
     match recorded {
         Ok(()) => Ok(true),

@@ -222,7 +222,28 @@ endpoints! {
         input: Params,
         handler: check::handle,
         dynamodb: [GetItem, BatchGetItem, UpdateItem, ConditionCheckItem],
-        why: "The check's write: condition checks on product, company, license and seat, the device updated.",
+        why: "The check's write: condition checks on product, company, license and seat, the device updated \
+              (and a floating cloud license's slots).",
+    }
+    FloatingBorrow {
+        name: "floating_borrow",
+        path: "/api/v4/floating/borrow",
+        method: POST,
+        access: Write,
+        input: Params,
+        handler: floating_borrow::handle,
+        dynamodb: [GetItem, BatchGetItem, UpdateItem],
+        why: "Reads license and device; updates the license's floating cloud slots.",
+    }
+    FloatingRelease {
+        name: "floating_release",
+        path: "/api/v4/floating/release",
+        method: POST,
+        access: Write,
+        input: Params,
+        handler: floating_release::handle,
+        dynamodb: [GetItem, BatchGetItem, UpdateItem],
+        why: "Reads license and device; updates the license's floating cloud slots.",
     }
     ActivateOffline {
         name: "activate_offline",
@@ -513,7 +534,11 @@ mod tests {
                 .collect();
             assert_eq!(d.name, snake);
             if d.endpoint != Endpoint::Root {
-                assert_eq!(d.path, format!("/api/v4/{}", d.name));
+                // A path below /api/v4 with more segments (`floating/release`) joins them with `_`.
+                assert_eq!(
+                    d.path,
+                    format!("/api/v4/{}", d.name).replacen("floating_", "floating/", 1)
+                );
             }
             assert_eq!(Endpoint::for_path(d.path), Some(d.endpoint));
             assert_eq!(Endpoint::for_path(&format!("{}/", d.path)), Some(d.endpoint));

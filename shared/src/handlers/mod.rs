@@ -12,6 +12,8 @@ mod check_feature;
 mod consumption;
 mod deactivate;
 pub mod endpoints;
+mod floating_borrow;
+mod floating_release;
 mod lookup;
 mod oauth;
 mod offline;

@@ -16,7 +16,7 @@ use crate::model::{
     ApiKeyRecord, Company, CustomerAccountRecord, Device, License, LicenseUser, OAuthClientRecord, ProcessedRequest,
     ProductDoc, Seat,
 };
-use crate::plan::{ActivationPlan, CheckPlan, DeactivationPlan, LicenseAddr, WriteToken};
+use crate::plan::{ActivationPlan, DeactivationPlan, LicenseAddr, WriteToken};
 use crate::time::Timestamp;
 use crate::BoxError;
 use async_trait::async_trait;
@@ -257,8 +257,10 @@ pub trait Store: Send + Sync {
     /// Records checks on their devices: one device, or a bundle's members all together or none.
     /// Refused ([`Rejection::Device`], changing nothing) when a device is no longer the active
     /// activation the check was decided on, or another check recorded it first.
-    async fn record_checks(&self, plans: &[CheckPlan], token: &WriteToken) -> Result<(), Rejection> {
-        self.apply(&write::checks_write(plans), token).await
+    /// `write` is [`write::checks_write`] of the plans, with a floating cloud slot's update
+    /// ([`crate::plan::FloatingPlan::write`]) when the check holds one.
+    async fn record_checks(&self, write: &write::Write, token: &WriteToken) -> Result<(), Rejection> {
+        self.apply(write, token).await
     }
 
     /// Applies a write that carries no request's decision (catalog import, administration), retrying

@@ -79,6 +79,13 @@ CREATE TABLE IF NOT EXISTS customer_accounts (
     PRIMARY KEY (company, account_code));
 "#;
 
+/// Migration 5: floating cloud slots on the license (docs/data-model.md, *Floating cloud*).
+const SCHEMA_V5_FLOATING: &str = r#"
+ALTER TABLE licenses ADD COLUMN floating TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE licenses ADD COLUMN floating_version INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE licenses ADD COLUMN floating_borrowed TEXT NOT NULL DEFAULT '{}';
+"#;
+
 /// Every schema change, in order; the database's `user_version` is how many it has. Kept forever: a
 /// change is a new entry, never an edit of one that shipped.
 fn migrations() -> Migrations<'static> {
@@ -87,11 +94,12 @@ fn migrations() -> Migrations<'static> {
         M::up(SCHEMA_V2),
         M::up(SCHEMA_V3_OAUTH),
         M::up(SCHEMA_V4_CUSTOMER_ACCOUNTS),
+        M::up(SCHEMA_V5_FLOATING),
     ])
 }
 
 /// The schema version this build knows (the number of migrations).
-pub const SCHEMA_VERSION: usize = 4;
+pub const SCHEMA_VERSION: usize = 6;
 
 /// Work for the store's thread.
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
@@ -399,6 +407,9 @@ fn columns(item: &Item) -> &'static [Attr] {
             FeatureConsumptions,
             ConsumptionsPeriod,
             FeaturePeriods,
+            Floating,
+            FloatingVersion,
+            FloatingBorrowed,
         ],
         Item::Device(..) => &DEVICE_COLUMNS,
         Item::Seat(..) => &[MaxActivations, Unlimited, TotalActivations],
@@ -626,6 +637,9 @@ fn license_from(c: &Cols<'_, '_>, addr: &LicenseAddr) -> rusqlite::Result<Licens
             .into_iter()
             .map(|(code, ms)| (code, Timestamp::from_millis(ms)))
             .collect(),
+        floating: c.json(A::Floating)?,
+        floating_version: c.get(A::FloatingVersion)?,
+        floating_borrowed: c.json(A::FloatingBorrowed)?,
     })
 }
 

@@ -16,7 +16,8 @@ use crate::model::{
     ProcessedRequest, ProductDoc, Seat,
 };
 use crate::plan::{
-    ActivationPlan, CheckPlan, ConsumptionPlan, Counter, DeactivationPlan, LicenseAddr, Slot, VariablesPlan, WriteToken,
+    ActivationPlan, CheckPlan, ConsumptionPlan, Counter, DeactivationPlan, FloatingPlan, LicenseAddr, Slot,
+    VariablesPlan, WriteToken,
 };
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -98,6 +99,11 @@ attributes! {
     ConsumptionsPeriod = "consumptions_period",
     /// Per-feature period starts as one value (SQLite); DynamoDB keeps one attribute per feature.
     FeaturePeriods = "feature_periods",
+    /// Floating cloud slots: hardware id → held until (Unix ms).
+    Floating = "floating",
+    FloatingVersion = "floating_version",
+    /// Floating cloud slots held by a borrow: hardware id → borrowed until (Unix ms).
+    FloatingBorrowed = "floating_borrowed",
     // device
     DeviceId = "device_id",
     HardwareId = "hardware_id",
@@ -159,7 +165,8 @@ impl Attr {
         use Attr::*;
         match self {
             TimesActivated | TransferCount | ReleasedCount | Consumptions | FeatureConsumptions
-            | ConsumptionsPeriod | FeaturePeriods | TotalActivations => OnUpsert::KeepStored,
+            | ConsumptionsPeriod | FeaturePeriods | TotalActivations | Floating | FloatingVersion
+            | FloatingBorrowed => OnUpsert::KeepStored,
             ValidityPeriod => OnUpsert::KeepUnlessGiven,
             ApiKey | Company | SharedKey | Products | ReadOnly | Revoked | Doc | Disabled | Archived | Blacklist
             | LicenseId | LicenseKey | Enabled | Unlimited | MaxActivations | MaxTransfers | Terms | DeviceId
@@ -676,6 +683,28 @@ impl VariablesPlan {
     }
 }
 
+impl FloatingPlan {
+    /// The license's update: the new holders and the next version, on the version read (an absent
+    /// version reads as 0) — so of concurrent changes read at one version exactly one is written.
+    pub fn write(&self) -> ItemWrite {
+        let version = Cond::Eq(Attr::FloatingVersion, Val::Int(self.version));
+        let version = if self.version == 0 {
+            Cond::Or(vec![Cond::Absent(Attr::FloatingVersion), version])
+        } else {
+            version
+        };
+        update(
+            Item::License(self.addr.clone()),
+            vec![Cond::Eq(Attr::LicenseId, Val::Int(self.license_id)), version],
+            vec![
+                Effect::Set(Attr::Floating, Val::Counts(self.holders.clone())),
+                Effect::Set(Attr::FloatingBorrowed, Val::Counts(self.borrowed.clone())),
+                Effect::Add(Attr::FloatingVersion, 1),
+            ],
+        )
+    }
+}
+
 /// The write of checks recorded together (a bundle's members): every device or none.
 pub fn checks_write(plans: &[CheckPlan]) -> Write {
     Write {
@@ -770,6 +799,9 @@ impl Image {
             (FeaturePeriods, I::License(l)) => Some(Val::Counts(
                 l.feature_periods.iter().map(|(k, t)| (k.clone(), t.millis())).collect(),
             )),
+            (Floating, I::License(l)) => Some(Val::Counts(l.floating.clone())),
+            (FloatingVersion, I::License(l)) => int(l.floating_version),
+            (FloatingBorrowed, I::License(l)) => Some(Val::Counts(l.floating_borrowed.clone())),
             (DeviceId, I::Device(d)) => int(d.id),
             (HardwareId, I::Device(d)) => text(d.hardware_id.as_str()),
             (Active, I::Device(d)) => flag(d.active),
@@ -813,11 +845,11 @@ impl Image {
                 ApiKey | Company | SharedKey | Products | ReadOnly | Revoked | Doc | Disabled | Archived | Blacklist
                 | LicenseId | LicenseKey | Enabled | Unlimited | MaxActivations | TimesActivated | MaxTransfers
                 | TransferCount | ReleasedCount | ValidityPeriod | Terms | Consumptions | FeatureConsumptions
-                | ConsumptionsPeriod | FeaturePeriods | DeviceId | HardwareId | Active | User | FirstActivatedAt
-                | LastActivatedAt | DeactivatedAt | LastSeenAt | Details | Variables | Activations | WriteToken
-                | TotalActivations | RequestKey | Answer | ProcessedAt | ExpiresAt | AuditId | At | Actor | Change
-                | Subject | Detail | ClientId | SecretHash | SealedSecret | AccountCode | Issuer | RedirectUris
-                | EmailClaim,
+                | ConsumptionsPeriod | FeaturePeriods | Floating | FloatingVersion | FloatingBorrowed | DeviceId
+                | HardwareId | Active | User | FirstActivatedAt | LastActivatedAt | DeactivatedAt | LastSeenAt
+                | Details | Variables | Activations | WriteToken | TotalActivations | RequestKey | Answer | ProcessedAt
+                | ExpiresAt | AuditId | At | Actor | Change | Subject | Detail | ClientId | SecretHash | SealedSecret
+                | AccountCode | Issuer | RedirectUris | EmailClaim,
                 _,
             ) => None,
         }
@@ -900,6 +932,9 @@ impl Image {
             (FeaturePeriods, I::License(l), Val::Counts(v)) => {
                 l.feature_periods = v.iter().map(|(k, t)| (k.clone(), millis(*t))).collect()
             }
+            (Floating, I::License(l), Val::Counts(v)) => l.floating = v.clone(),
+            (FloatingVersion, I::License(l), Val::Int(v)) => l.floating_version = *v,
+            (FloatingBorrowed, I::License(l), Val::Counts(v)) => l.floating_borrowed = v.clone(),
             (Active, I::Device(d), Val::Bool(v)) => d.active = *v,
             (WriteToken, I::Device(d), Val::Str(v)) => d.write_token = Some(v.clone()),
             (DeactivatedAt, I::Device(d), v) => d.deactivated_at = Some(time(v)?),
@@ -908,8 +943,8 @@ impl Image {
             (TotalActivations, I::Seat(s), Val::Int(v)) => s.total_activations = *v,
             (
                 TimesActivated | TransferCount | ReleasedCount | ValidityPeriod | Consumptions | FeatureConsumptions
-                | ConsumptionsPeriod | FeaturePeriods | Active | WriteToken | DeactivatedAt | LastSeenAt | Variables
-                | TotalActivations,
+                | ConsumptionsPeriod | FeaturePeriods | Floating | FloatingVersion | FloatingBorrowed | Active
+                | WriteToken | DeactivatedAt | LastSeenAt | Variables | TotalActivations,
                 _,
                 _,
             ) => return Err(bad()),

@@ -66,6 +66,21 @@ impl<'a> Reader<'a> {
             .map(|(name, code)| Ok((code.to_owned(), self.int(name)?)))
             .collect()
     }
+    /// A map of numbers (floating slots: hardware id → held until); absent reads as empty.
+    fn int_map(&self, name: &str) -> Result<BTreeMap<String, i64>, StoreError> {
+        let bad = || self.corrupt(format!("`{name}` is not a map of integers"));
+        match self.0.get(name) {
+            None => Ok(BTreeMap::new()),
+            Some(AttributeValue::M(m)) => m
+                .iter()
+                .map(|(k, v)| {
+                    let n = v.as_n().map_err(|_| bad())?.parse().map_err(|_| bad())?;
+                    Ok((k.clone(), n))
+                })
+                .collect(),
+            Some(_) => Err(bad()),
+        }
+    }
     fn bool(&self, name: &str) -> Result<bool, StoreError> {
         match self.0.get(name) {
             None => Ok(false),
@@ -232,6 +247,9 @@ pub fn license(item: &ItemMap, addr: &LicenseAddr) -> Result<License, StoreError
             .into_iter()
             .map(|(code, ms)| (code, Timestamp::from_millis(ms)))
             .collect(),
+        floating: i.int_map(A::Floating.name())?,
+        floating_version: i.int(A::FloatingVersion.name())?,
+        floating_borrowed: i.int_map(A::FloatingBorrowed.name())?,
     })
 }
 
@@ -395,6 +413,15 @@ pub fn license_item(key: ItemMap, l: &License) -> Result<ItemMap, StoreError> {
     }
     if let Some(t) = l.consumptions_period {
         put(A::ConsumptionsPeriod, n(t.millis()));
+    }
+    if l.floating_version != 0 {
+        put(
+            A::Floating,
+            AttributeValue::M(l.floating.iter().map(|(k, v)| (k.clone(), n(*v))).collect()),
+        );
+        put(A::FloatingVersion, n(l.floating_version));
+        let borrowed = l.floating_borrowed.iter().map(|(k, v)| (k.clone(), n(*v)));
+        put(A::FloatingBorrowed, AttributeValue::M(borrowed.collect()));
     }
     for (code, count) in &l.feature_consumptions {
         item.insert(format!("{FEATURE_COUNTER_PREFIX}{code}"), n(*count));

@@ -7,11 +7,11 @@ mod keys;
 mod plain;
 mod usage;
 
-use super::write::{self, Image, Item, Write};
+use super::write::{Image, Item, Write};
 use super::{ContextQuery, ContextRead, LicenseRead, Rejection, Store, StoreError};
 use crate::ids::{HardwareId, RequestKey, Username};
 use crate::model::{Company, Device, LicenseUser, ProcessedRequest, ProductDoc};
-use crate::plan::{CheckPlan, LicenseAddr, WriteToken};
+use crate::plan::{LicenseAddr, WriteToken};
 use crate::time::Timestamp;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
@@ -436,13 +436,13 @@ impl Store for DynamoStore {
         self.update_alone(write).await
     }
 
-    async fn record_checks(&self, plans: &[CheckPlan], token: &WriteToken) -> Result<(), Rejection> {
-        let write = write::checks_write(plans);
+    async fn record_checks(&self, write: &Write, token: &WriteToken) -> Result<(), Rejection> {
         if write.items.len() == 1 {
-            // One device (a single license's check, or a bundle with one member due): no transaction.
-            return self.update_alone(&write).await;
+            // One item (a device: a single license's check, or a bundle with one member due; or a
+            // floating cloud license's slots alone): no transaction.
+            return self.update_alone(write).await;
         }
-        self.apply(&write, token).await
+        self.apply(write, token).await
     }
 
     async fn load(&self, item: &Item) -> Result<Option<Image>, StoreError> {
