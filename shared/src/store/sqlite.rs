@@ -99,7 +99,7 @@ fn migrations() -> Migrations<'static> {
 }
 
 /// The schema version this build knows (the number of migrations).
-pub const SCHEMA_VERSION: usize = 6;
+pub const SCHEMA_VERSION: usize = 5;
 
 /// Work for the store's thread.
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
