@@ -19,7 +19,7 @@ async fn instances(f: &Fixture) -> Vec<Instance> {
 }
 
 /// Fires every request at once, spread over the instances; returns (status, error code or "").
-async fn race(apps: &[Instance], requests: Vec<http::Request<bytes::Bytes>>) -> Vec<(u16, String)> {
+pub(crate) async fn race(apps: &[Instance], requests: Vec<http::Request<bytes::Bytes>>) -> Vec<(u16, String)> {
     let sends = requests
         .into_iter()
         .enumerate()

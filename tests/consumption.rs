@@ -3,9 +3,9 @@
 //! answers' exact shapes and signatures, the state afterwards, and the concurrency races of issue 17
 //! (50 additions of 3 against 100: exactly 33 succeed, the total is 99).
 
-use futures::future::join_all;
+use crate::concurrency::race;
 use integration_tests::fixtures::{key_body, user_body, KEY_PRODUCT};
-use integration_tests::{assert_error, error_of, Fixture, Instance};
+use integration_tests::{assert_error, Fixture};
 use license_api::model::{Feature, FeatureType, LicenseType, ProductDoc};
 use license_api::time::Timestamp;
 use serde_json::{json, Value};
@@ -88,25 +88,6 @@ async fn activate(f: &Fixture, key: &str, hw: &str) {
 async fn check(f: &Fixture, key: &str, hw: &str) -> Value {
     let resp = f.app.send(f.client.check(&key_body(key, hw))).await;
     signed(f, &resp)
-}
-
-/// Fires every request at once over `apps`; (status, code or "") of each.
-async fn race(apps: &[Instance], requests: Vec<http::Request<bytes::Bytes>>) -> Vec<(u16, String)> {
-    let sends = requests
-        .into_iter()
-        .enumerate()
-        .map(|(i, r)| apps[i % apps.len()].send(r));
-    join_all(sends)
-        .await
-        .iter()
-        .map(|r| {
-            if r.status() == 200 {
-                (200, String::new())
-            } else {
-                error_of(r)
-            }
-        })
-        .collect()
 }
 
 fn count(results: &[(u16, String)], status: u16, code: &str) -> usize {

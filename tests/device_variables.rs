@@ -2,9 +2,9 @@
 //! per-device bound), `get_device_variables` and activation and check answers show the same objects;
 //! concurrent tracking of one device loses no variable, and the bound holds under concurrency.
 
-use futures::future::join_all;
+use crate::concurrency::race;
 use integration_tests::fixtures::{key_body, user_body, USER_PRODUCT};
-use integration_tests::{assert_error, error_of, Fixture, Instance};
+use integration_tests::{assert_error, Fixture, Instance};
 use license_api::handlers::Endpoint;
 use license_api::model::{Device, License, MAX_DEVICE_VARIABLES};
 use license_api::plan::LicenseAddr;
@@ -57,25 +57,6 @@ fn keys(v: &Value) -> Vec<&str> {
 
 fn owned(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
-}
-
-/// Fires every request at once over `apps`; returns the statuses and error codes ("" for 200).
-async fn race(apps: &[Instance], requests: Vec<http::Request<bytes::Bytes>>) -> Vec<(u16, String)> {
-    let sends = requests
-        .into_iter()
-        .enumerate()
-        .map(|(i, req)| apps[i % apps.len()].send(req));
-    join_all(sends)
-        .await
-        .iter()
-        .map(|resp| {
-            if resp.status() == 200 {
-                (200, String::new())
-            } else {
-                error_of(resp)
-            }
-        })
-        .collect()
 }
 
 async fn instances(f: &Fixture) -> Vec<Instance> {
