@@ -249,6 +249,17 @@ fn every_kind(company: &license_api::ids::CompanyId) -> Vec<(Item, Image)> {
                 email_claim: "upn".into(),
             })),
         ),
+        (
+            Item::Customer(company.clone(), Username::parse("buyer@example.com").unwrap()),
+            Image::Customer(Box::new(CustomerLicenses {
+                email: Username::parse("buyer@example.com").unwrap(),
+                licenses: vec![CustomerLicense {
+                    product: product.clone(),
+                    id: 5,
+                    users: vec![Username::parse("ann@example.com").unwrap()],
+                }],
+            })),
+        ),
     ]
 }
 

@@ -12,6 +12,7 @@ mod change_password;
 mod concurrency;
 mod consumption;
 mod credentials;
+mod customer_license_users;
 mod deactivation_and_check;
 mod device_variables;
 mod events;

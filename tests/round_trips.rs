@@ -742,3 +742,38 @@ async fn round_trips_of_device_variables_and_product_details() {
     assert_eq!(get("user list"), (2, 2));
     assert_eq!(get("product details"), (1, 1), "one GetItem of the product");
 }
+
+#[tokio::test]
+async fn round_trips_customer_license_users() {
+    let f = Fixture::new(Setup::new(
+        "round-trips-customer-license-users",
+        Backend::DynamoDb,
+        Transport::Lambda,
+    ))
+    .await;
+    let text = json!({"companies": [{
+        "code": "c1", "id": 7,
+        "products": [{"short_code": "up", "id": 12, "authorization_method": "user"}],
+        "license_users": [{"id": 1, "email": "ann@example.com"}, {"id": 2, "email": "bob@example.com"}],
+        "licenses": [
+            {"id": 820, "product": "up", "customer": {"email": "buyer@example.com"},
+             "users": [{"email": "ann@example.com"}, {"email": "bob@example.com"}]},
+            {"id": 821, "product": "up", "customer": {"email": "buyer@example.com"}, "users": [{"email": "ann@example.com"}]}
+        ]
+    }]});
+    let catalog = license_api::catalog::Catalog::parse(&text.to_string(), "rt.json").unwrap();
+    license_api::catalog::import(f.store(), &catalog).await.unwrap();
+    let rt = &f.app.round_trips;
+    assert_eq!(
+        f.app.send(f.client.check(&key_body("RT", "warmup"))).await.status(),
+        400
+    );
+    rt.reset();
+    let params = json!({"product": "up", "customer": "buyer@example.com"});
+    let resp = f.app.send(f.client.call(Endpoint::CustomerLicenseUsers, &params)).await;
+    assert_eq!(resp.status(), 200, "{}", String::from_utf8_lossy(resp.body()));
+    let (requests, sequential) = rt.get();
+    println!("customer_license_users (2 licenses, 3 users): {requests} requests, {sequential} sequential round trips");
+    // The product and the index at once, then each license and each user with their seat at once.
+    assert_eq!((requests, sequential), (2 + 2 + 2 * 3, 2));
+}

@@ -525,6 +525,23 @@ fn specs(api_key: &str, shared_key: &str) -> Vec<Spec> {
             signed: true,
             upload: None,
         },
+        // The license users of the example catalog's customer team-buyer@example.com on `demo-team`.
+        Spec {
+            file: "customer_license_users-ok.json",
+            method: "GET",
+            path: "/api/v4/customer_license_users",
+            params: json!({"product": "demo-team", "customer": "team-buyer@example.com"}),
+            signed: true,
+            upload: None,
+        },
+        Spec {
+            file: "customer_license_users-license_not_found.json",
+            method: "GET",
+            path: "/api/v4/customer_license_users",
+            params: json!({"product": "demo-team", "customer": "nobody@example.com"}),
+            signed: true,
+            upload: None,
+        },
         // bob@example.com "changes" his password to the same one, so the events can run again.
         Spec {
             file: "change_password-ok.json",

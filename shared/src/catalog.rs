@@ -7,8 +7,8 @@ use crate::ids::{
     ApiKeyId, CompanyId, CustomerAccountCode, HardwareId, LicenseKey, OAuthClientId, ProductCode, Username,
 };
 use crate::model::{
-    ApiKeyRecord, AuthorizationMethod, Company, CustomerAccountRecord, License, LicenseTerms, LicenseUser,
-    OAuthClientRecord, ProductDoc, Seat,
+    ApiKeyRecord, AuthorizationMethod, Company, CustomerAccountRecord, CustomerLicense, CustomerLicenses, License,
+    LicenseTerms, LicenseUser, OAuthClientRecord, ProductDoc, Seat,
 };
 use crate::password;
 use crate::plan::LicenseAddr;
@@ -49,6 +49,8 @@ pub struct CompanyEntry {
     pub oauth_clients: Vec<OAuthClientEntry>,
     /// Customer accounts' identity providers (single sign-on, docs/sso.md); secrets redacted in `Debug`.
     pub customer_accounts: Vec<CustomerAccountEntry>,
+    /// Each customer's licenses, by the email of the licenses' `customer` (`customer_license_users`).
+    pub customers: Vec<CustomerLicenses>,
 }
 
 /// A customer account as the catalog gives it (docs/sso.md).
@@ -689,6 +691,7 @@ fn company(cx: &Ctx<'_>, path: &str, c: RawCompany) -> Result<CompanyEntry, Cata
     }
 
     let mut licenses = Vec::new();
+    let mut customers = Customers::default();
     let mut ids = BTreeSet::new();
     let mut keys = BTreeSet::new();
     let mut known = Known {
@@ -719,6 +722,7 @@ fn company(cx: &Ctx<'_>, path: &str, c: RawCompany) -> Result<CompanyEntry, Cata
                     format!("product `{}` is not a bundle", product.code),
                 ));
             }
+            customers.add(cx, &l_path, &license, &seats)?;
             licenses.push((license, seats));
             continue;
         }
@@ -760,6 +764,7 @@ fn company(cx: &Ctx<'_>, path: &str, c: RawCompany) -> Result<CompanyEntry, Cata
                     ),
                 ));
             }
+            customers.add(cx, &m_path, &member, &member_seats)?;
             member_licenses.push((member, member_seats));
         }
         if let Some(missing) = product
@@ -773,6 +778,7 @@ fn company(cx: &Ctx<'_>, path: &str, c: RawCompany) -> Result<CompanyEntry, Cata
             ));
         }
         license.terms.bundle_members = member_licenses.iter().map(|(l, _)| (l.product.clone(), l.id)).collect();
+        customers.add(cx, &l_path, &license, &seats)?;
         licenses.push((license, seats));
         licenses.extend(member_licenses);
     }
@@ -794,7 +800,51 @@ fn company(cx: &Ctx<'_>, path: &str, c: RawCompany) -> Result<CompanyEntry, Cata
         licenses,
         oauth_clients,
         customer_accounts,
+        customers: customers.0.into_values().collect(),
     })
+}
+
+/// Most entries one customer's index holds: licenses plus the license users assigned to them. The
+/// index is one item, read whole by `customer_license_users`, which reads each of those too.
+pub const MAX_CUSTOMER_ENTRIES: usize = 1000;
+/// Most bytes one customer's index takes as stored (its JSON): within DynamoDB's 400 KB per item.
+pub const MAX_CUSTOMER_BYTES: usize = 256 * 1024;
+
+/// The customers' indexes of a company, built while its licenses are read.
+#[derive(Default)]
+struct Customers(BTreeMap<Username, CustomerLicenses>);
+
+impl Customers {
+    /// Adds the license at `l_path` to its customer's index, if it names a customer by email.
+    fn add(&mut self, cx: &Ctx<'_>, l_path: &str, license: &License, seats: &[Seat]) -> Result<(), CatalogError> {
+        let Some(email) = license.terms.customer.email.as_deref().filter(|e| !e.trim().is_empty()) else {
+            return Ok(());
+        };
+        let at = format!("{l_path}.customer.email");
+        let email = Username::parse(email).map_err(|e| cx.err(&at, e.to_string()))?;
+        let index = self.0.entry(email.clone()).or_insert_with(|| CustomerLicenses {
+            email: email.clone(),
+            licenses: Vec::new(),
+        });
+        index.licenses.push(CustomerLicense {
+            product: license.product.clone(),
+            id: license.id,
+            users: seats.iter().map(|s| s.user.clone()).collect(),
+        });
+        let entries: usize = index.licenses.iter().map(|l| 1 + l.users.len()).sum();
+        let bytes = serde_json::to_string(index).map_or(usize::MAX, |j| j.len());
+        if entries > MAX_CUSTOMER_ENTRIES || bytes > MAX_CUSTOMER_BYTES {
+            return Err(cx.err(
+                at,
+                format!(
+                    "customer `{email}` has {entries} licenses and license users ({bytes} bytes); one customer \
+                     has at most {MAX_CUSTOMER_ENTRIES} ({MAX_CUSTOMER_BYTES} bytes): split the licenses \
+                     among several customer emails"
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// A company's `customer_accounts`: an absolute http(s) issuer and redirect URIs (at most
@@ -1112,6 +1162,10 @@ pub async fn import_sealed(
                 store.put_seat(&LicenseAddr::of(license), seat).await?;
             }
         }
+        // After the licenses they name, so an index never leads to a license not yet written.
+        for customer in &c.customers {
+            store.put_customer(&c.code, customer).await?;
+        }
         for key in &c.api_keys {
             store.put_api_key(key).await?;
         }
@@ -1234,6 +1288,61 @@ mod tests {
                  "members": [{"id": 21, "product": "app"}, {"id": 22, "product": "viewer", "max_activations": 7}]},
                 {"id": 30, "product": "team-suite", "users": [{"email": "a@b.c", "max_activations": 1}],
                  "members": [{"id": 31, "product": "team"}, {"id": 32, "product": "team2"}]}]}]})
+    }
+
+    #[test]
+    fn customers_are_indexed_by_email_with_the_users_of_their_licenses() {
+        let mut v = bundle_catalog();
+        v["companies"][0]["licenses"][0]["customer"] = serde_json::json!({"email": "Buyer@X.com"});
+        v["companies"][0]["licenses"][2]["customer"] = serde_json::json!({"email": "buyer@x.com", "city": "Oslo"});
+        let c = parse(v).unwrap();
+        let customers = &c.companies[0].customers;
+        assert_eq!(customers.len(), 1, "{customers:?}");
+        assert_eq!(customers[0].email.as_str(), "buyer@x.com");
+        let listed: Vec<_> = customers[0]
+            .licenses
+            .iter()
+            .map(|l| {
+                (
+                    l.product.as_str(),
+                    l.id,
+                    l.users.iter().map(|u| u.as_str()).collect::<Vec<_>>(),
+                )
+            })
+            .collect();
+        // The user-based bundle's members take its customer and its users.
+        assert_eq!(
+            listed,
+            [
+                ("app", 10, vec![]),
+                ("team", 31, vec!["a@b.c"]),
+                ("team2", 32, vec!["a@b.c"]),
+                ("team-suite", 30, vec!["a@b.c"]),
+            ]
+        );
+    }
+
+    #[test]
+    fn customer_emails_and_index_sizes_are_checked() {
+        let mut bad = base();
+        bad["companies"][0]["licenses"][1]["customer"] = serde_json::json!({"email": "a\u{1}b"});
+        let e = parse(bad).unwrap_err();
+        assert_eq!(e.path, "companies[0].licenses[1].customer.email", "{e}");
+        let mut big = base();
+        let licenses: Vec<Value> = (0..=MAX_CUSTOMER_ENTRIES as i64)
+            .map(|i| {
+                serde_json::json!({"id": 100 + i, "product": "app", "license_key": format!("K-{i}"),
+                                        "customer": {"email": "big@x.com"}})
+            })
+            .collect();
+        big["companies"][0]["licenses"] = Value::Array(licenses);
+        let e = parse(big).unwrap_err();
+        assert_eq!(
+            e.path,
+            format!("companies[0].licenses[{MAX_CUSTOMER_ENTRIES}].customer.email"),
+            "{e}"
+        );
+        assert!(e.message.contains("at most 1000"), "{e}");
     }
 
     #[test]

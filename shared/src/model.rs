@@ -513,6 +513,27 @@ impl std::fmt::Debug for LicenseUser {
     }
 }
 
+/// A customer's licenses, found by the email of a license's `customer` object (SPEC §4.1): the index
+/// `customer_license_users` reads, written by the catalog import beside the licenses it names (as a
+/// license user's record lists that user's licenses). Stale entries (a license whose customer changed
+/// since) are possible after a re-import and are skipped by readers, which check the license itself.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CustomerLicenses {
+    /// The customer's email, lower-cased like a license user's (`Username`).
+    pub email: Username,
+    /// The customer's licenses, in catalog order.
+    pub licenses: Vec<CustomerLicense>,
+}
+
+/// One license of a customer, with the license users the catalog assigned to it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CustomerLicense {
+    pub product: ProductCode,
+    pub id: i64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<Username>,
+}
+
 /// A user's own activation allowance on one license, and how much of it is used.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Seat {

@@ -445,6 +445,23 @@ impl ProductDetailsRequest {
     }
 }
 
+/// `GET /customer_license_users` (SPEC §9): a product and a customer, named by email.
+#[derive(Clone, Debug)]
+pub struct CustomerRequest {
+    pub product: ProductCode,
+    /// Lower-cased like a license user's email, as the customer index is keyed.
+    pub customer: Username,
+}
+
+impl CustomerRequest {
+    pub fn parse(p: &Params) -> Result<Self, ApiError> {
+        Ok(Self {
+            product: id("product", p.required("product")?, ProductCode::parse)?,
+            customer: id("customer", p.required("customer")?, Username::parse)?,
+        })
+    }
+}
+
 fn device_details(p: &Params) -> Result<Map<String, Value>, ApiError> {
     let mut details = Map::new();
     for &name in DEVICE_DETAIL_FIELDS {

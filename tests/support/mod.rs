@@ -281,6 +281,7 @@ impl TestEnv {
                     "companies",
                     "products",
                     "users",
+                    "customers",
                     "licenses",
                     "devices",
                     "seats",

@@ -408,6 +408,18 @@ endpoints! {
         why: "Reads only: product, company and the license user in one batch, then each license and the \
               user's seat on it.",
     }
+    /// `GET /api/v4/customer_license_users` (SPEC §9): the license users of a customer's licenses.
+    CustomerLicenseUsers {
+        name: "customer_license_users",
+        path: "/api/v4/customer_license_users",
+        method: GET,
+        access: Read,
+        input: Params,
+        handler: customer_license_users::handle,
+        dynamodb: [GetItem],
+        why: "Reads only: the product and the customer's index, then each of its licenses and each license \
+              user with their seat, one item at a time.",
+    }
     /// `POST /api/v4/change_password` (SPEC §9): a license user replaces their password.
     ChangePassword {
         name: "change_password",

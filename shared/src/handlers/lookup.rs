@@ -115,6 +115,18 @@ pub async fn product_doc(
     }
 }
 
+/// The product, which must be usable and user-based: only those have license users.
+pub fn user_product(product: Option<ProductDoc>) -> Result<ProductDoc, ApiError> {
+    let product = crate::rules::usable_product(product)?;
+    if product.authorization_method != crate::model::AuthorizationMethod::User {
+        return Err(ApiError::Validation(format!(
+            "product `{}` is key-based; its licenses have no license users",
+            product.code
+        )));
+    }
+    Ok(product)
+}
+
 /// Checks the product and that the request names its license the way the product expects.
 pub fn product(read: &mut ContextRead, req: &LicenseRequest) -> Result<ProductDoc, ApiError> {
     let product = rules::usable_product(read.product.take())?;

@@ -10,6 +10,7 @@ mod change_password;
 mod check;
 mod check_feature;
 mod consumption;
+mod customer_license_users;
 mod deactivate;
 pub mod endpoints;
 mod floating_borrow;

@@ -22,7 +22,7 @@ use crate::time::Timestamp;
 use futures::stream::{self, StreamExt, TryStreamExt};
 
 /// Licenses read at once: one wave of reads for most users, bounded for users with very many.
-const LOADS_AT_ONCE: usize = 16;
+pub(super) const LOADS_AT_ONCE: usize = 16;
 
 #[derive(serde::Serialize)]
 struct Entry<'a> {
@@ -48,7 +48,7 @@ pub async fn handle(req: &ApiRequest, state: &AppState, principal: Principal) ->
         user: Some(username),
     };
     let mut read = state.store.read_context(&q).await.map_err(ApiError::store)?;
-    let product = user_product(read.product.take())?;
+    let product = lookup::user_product(read.product.take())?;
     let user = lookup::proven_user(read.user.take(), &request.credentials).await?;
     let company = read.company.take().unwrap_or_default();
     let addrs = license_ids(&user, &product).into_iter().map(|id| LicenseAddr::Id {
@@ -72,18 +72,6 @@ pub async fn handle(req: &ApiRequest, state: &AppState, principal: Principal) ->
         })
         .collect();
     Ok(ApiResponse::signed_json(&body, &state.signer))
-}
-
-/// The product, which must be usable and user-based: only those have license users.
-fn user_product(product: Option<ProductDoc>) -> Result<ProductDoc, ApiError> {
-    let product = crate::rules::usable_product(product)?;
-    if product.authorization_method != crate::model::AuthorizationMethod::User {
-        return Err(ApiError::Validation(format!(
-            "product `{}` is key-based; its licenses have no license users",
-            product.code
-        )));
-    }
-    Ok(product)
 }
 
 /// The ids of the user's licenses of the product: held on their own first, then bundle members.

@@ -13,8 +13,8 @@ use crate::ids::{
     ApiKeyId, CompanyId, CustomerAccountCode, HardwareId, LicenseKey, OAuthClientId, ProductCode, RequestKey, Username,
 };
 use crate::model::{
-    ApiKeyRecord, Company, CustomerAccountRecord, Device, License, LicenseUser, OAuthClientRecord, ProcessedRequest,
-    ProductDoc, Seat,
+    ApiKeyRecord, Company, CustomerAccountRecord, CustomerLicenses, Device, License, LicenseUser, OAuthClientRecord,
+    ProcessedRequest, ProductDoc, Seat,
 };
 use crate::plan::{ActivationPlan, DeactivationPlan, LicenseAddr, WriteToken};
 use crate::time::Timestamp;
@@ -101,7 +101,8 @@ impl Rejection {
                 | Item::Request(..)
                 | Item::Audit(..)
                 | Item::OAuthClient(..)
-                | Item::CustomerAccount(..),
+                | Item::CustomerAccount(..)
+                | Item::Customer(..),
                 _,
             ) => Self::Stale,
         }
@@ -339,6 +340,14 @@ pub trait Store: Send + Sync {
         let item = write::Item::User(company.clone(), user.email.clone());
         self.write(&write::Write::put(item, write::Image::User(Box::new(user.clone()))))
             .await
+    }
+    async fn put_customer(&self, company: &CompanyId, customer: &CustomerLicenses) -> Result<(), StoreError> {
+        let item = write::Item::Customer(company.clone(), customer.email.clone());
+        self.write(&write::Write::put(
+            item,
+            write::Image::Customer(Box::new(customer.clone())),
+        ))
+        .await
     }
     async fn put_seat(&self, addr: &LicenseAddr, seat: &Seat) -> Result<(), StoreError> {
         let item = write::Item::Seat(addr.clone(), seat.user.clone());

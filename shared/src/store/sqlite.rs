@@ -86,6 +86,17 @@ ALTER TABLE licenses ADD COLUMN floating_version INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE licenses ADD COLUMN floating_borrowed TEXT NOT NULL DEFAULT '{}';
 "#;
 
+/// Migration 6: reserved for the trial policies of issue 17 (branch f17-trial), which may take it; a
+/// build without them applies nothing under this number.
+const SCHEMA_V6_RESERVED: &str = "";
+
+/// Migration 7: each customer's licenses, by the customer's email (`model::CustomerLicenses`,
+/// `customer_license_users`): one row per customer, as `users` has one per license user.
+const SCHEMA_V7_CUSTOMERS: &str = r#"
+CREATE TABLE IF NOT EXISTS customers (company TEXT NOT NULL, email TEXT NOT NULL, doc TEXT NOT NULL,
+    PRIMARY KEY (company, email));
+"#;
+
 /// Every schema change, in order; the database's `user_version` is how many it has. Kept forever: a
 /// change is a new entry, never an edit of one that shipped.
 fn migrations() -> Migrations<'static> {
@@ -95,11 +106,13 @@ fn migrations() -> Migrations<'static> {
         M::up(SCHEMA_V3_OAUTH),
         M::up(SCHEMA_V4_CUSTOMER_ACCOUNTS),
         M::up(SCHEMA_V5_FLOATING),
+        M::up(SCHEMA_V6_RESERVED),
+        M::up(SCHEMA_V7_CUSTOMERS),
     ])
 }
 
 /// The schema version this build knows (the number of migrations).
-pub const SCHEMA_VERSION: usize = 5;
+pub const SCHEMA_VERSION: usize = 7;
 
 /// Work for the store's thread.
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
@@ -359,6 +372,10 @@ fn place(item: &Item) -> (&'static str, Vec<(&'static str, Sql)>) {
             "users",
             vec![("company", text(company.as_str())), ("email", text(user.as_str()))],
         ),
+        Item::Customer(company, email) => (
+            "customers",
+            vec![("company", text(company.as_str())), ("email", text(email.as_str()))],
+        ),
         Item::License(addr) => ("licenses", vec![("pk", Sql::Text(addr.storage_key()))]),
         Item::Device(addr, hw) => (
             "devices",
@@ -390,7 +407,7 @@ fn columns(item: &Item) -> &'static [Attr] {
         Item::ApiKey(_) => &[Company, SharedKey, Products, ReadOnly, Revoked],
         Item::OAuthClient(_) => &[Company, SecretHash, SealedSecret, Products, ReadOnly, Revoked],
         Item::CustomerAccount(..) => &[Issuer, ClientId, SealedSecret, RedirectUris, EmailClaim],
-        Item::Company(_) | Item::Product(..) | Item::User(..) => &[Doc],
+        Item::Company(_) | Item::Product(..) | Item::User(..) | Item::Customer(..) => &[Doc],
         Item::License(_) => &[
             LicenseId,
             LicenseKey,
@@ -585,6 +602,7 @@ fn decode(item: &Item, r: &Row<'_>) -> rusqlite::Result<Image> {
         Item::Company(_) => Image::Company(Box::new(c.json(A::Doc)?)),
         Item::Product(..) => Image::Product(Box::new(c.json(A::Doc)?)),
         Item::User(..) => Image::User(Box::new(c.json(A::Doc)?)),
+        Item::Customer(..) => Image::Customer(Box::new(c.json(A::Doc)?)),
         Item::License(addr) => Image::License(Box::new(license_from(&c, addr)?)),
         Item::Device(..) => Image::Device(Box::new(device_from(&c)?)),
         Item::Seat(_, user) => Image::Seat(Seat {

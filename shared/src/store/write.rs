@@ -12,8 +12,8 @@ use crate::ids::{
     ApiKeyId, CompanyId, CustomerAccountCode, HardwareId, OAuthClientId, ProductCode, RequestKey, Username,
 };
 use crate::model::{
-    ApiKeyRecord, AuditRecord, Company, CustomerAccountRecord, Device, License, LicenseUser, OAuthClientRecord,
-    ProcessedRequest, ProductDoc, Seat,
+    ApiKeyRecord, AuditRecord, Company, CustomerAccountRecord, CustomerLicenses, Device, License, LicenseUser,
+    OAuthClientRecord, ProcessedRequest, ProductDoc, Seat,
 };
 use crate::plan::{
     ActivationPlan, CheckPlan, ConsumptionPlan, Counter, DeactivationPlan, FloatingPlan, LicenseAddr, Slot,
@@ -43,6 +43,8 @@ pub enum Item {
     OAuthClient(OAuthClientId),
     /// A customer account's identity provider (single sign-on, docs/sso.md): company and code.
     CustomerAccount(CompanyId, CustomerAccountCode),
+    /// The licenses of a customer, by the customer's email (`model::CustomerLicenses`).
+    Customer(CompanyId, Username),
 }
 
 /// Declares [`Attr`] with its stored name: the one place every attribute (DynamoDB) and column
@@ -728,6 +730,7 @@ pub enum Image {
     Audit(Box<AuditRecord>),
     OAuthClient(Box<OAuthClientRecord>),
     CustomerAccount(Box<CustomerAccountRecord>),
+    Customer(Box<CustomerLicenses>),
 }
 
 /// Two images are equal when they are the same kind of item with the same stored attributes.
@@ -776,6 +779,7 @@ impl Image {
             (Doc, I::Product(p)) => json_of(p),
             (Doc, I::Company(c)) => json_of(c),
             (Doc, I::User(u)) => json_of(u),
+            (Doc, I::Customer(c)) => json_of(c),
             (Disabled, I::Product(p)) => flag(p.disabled),
             (Archived, I::Product(p)) => flag(p.archived),
             (Blacklist, I::Product(p)) => Some(blacklist(&p.blacklist)),

@@ -164,6 +164,7 @@ pub fn key(item: &Item) -> ItemMap {
         Item::OAuthClient(id) => keys::oauth_client(id),
         Item::CustomerAccount(company, code) => keys::customer_account(company, code),
         Item::User(company, user) => keys::user(company, user),
+        Item::Customer(company, email) => keys::customer(company, email),
         Item::Audit(company, id) => keys::audit(company, id),
         Item::Product(company, code) => keys::product(company, code),
         Item::Company(company) => keys::company(company),

@@ -60,6 +60,11 @@ pub fn user(company: &CompanyId, user: &Username) -> ItemMap {
     key(format!("USER#{company}#{user}"), ROOT)
 }
 
+/// A customer's licenses (`model::CustomerLicenses`), by the customer's email.
+pub fn customer(company: &CompanyId, email: &Username) -> ItemMap {
+    key(format!("CUSTOMER#{company}#{email}"), ROOT)
+}
+
 pub fn license_pk(addr: &LicenseAddr) -> String {
     addr.storage_key()
 }
