@@ -3,9 +3,11 @@
 
 use clap::Args;
 use license_api::ids::{CompanyId, LicenseKey, ProductCode};
-use license_api::model::{Device, License};
+use license_api::model::{Device, FeatureType, License, LicenseUser, ProductDoc, Seat};
 use license_api::plan::LicenseAddr;
+use license_api::store::write::{Image, Item};
 use license_api::store::Store;
+use license_api::time::Timestamp;
 use serde_json::{json, Value};
 
 #[derive(Args, Debug, Clone)]
@@ -55,7 +57,15 @@ fn device_json(d: &Device) -> Value {
     })
 }
 
-fn license_json(l: &License, devices: &[Device]) -> Value {
+/// What `export` shows beside a license: its devices, its product (for its features) and its users.
+struct Beside<'a> {
+    devices: &'a [Device],
+    product: Option<&'a ProductDoc>,
+    users: &'a [(Seat, Option<LicenseUser>)],
+    now: Timestamp,
+}
+
+fn license_json(l: &License, beside: &Beside<'_>) -> Value {
     json!({
         "id": l.id,
         "company": l.company,
@@ -69,12 +79,91 @@ fn license_json(l: &License, devices: &[Device]) -> Value {
         "times_activated": l.times_activated,
         "transfer_count": l.transfer_count,
         "released_slots": l.released_count,
-        "total_consumptions": l.total_consumptions(),
+        "total_consumptions": l.total_consumptions_at(beside.now),
         "recorded_consumptions": l.consumptions,
+        "consumptions_period": l.consumptions_period,
         "feature_consumptions": l.feature_consumptions,
+        "features": beside.product.map(|p| features_json(l, p, beside.now)).unwrap_or_default(),
+        "floating": floating_json(l),
+        "users": beside.users.iter().map(|(seat, user)| user_json(seat, user.as_ref())).collect::<Vec<_>>(),
         "terms": l.terms,
-        "devices": devices.iter().map(device_json).collect::<Vec<_>>(),
+        "devices": beside.devices.iter().map(device_json).collect::<Vec<_>>(),
     })
+}
+
+/// The product's features with this license's totals and period starts (what the §9 endpoints keep).
+fn features_json(l: &License, p: &ProductDoc, now: Timestamp) -> Vec<Value> {
+    p.features
+        .iter()
+        .map(|f| {
+            let mut v = serde_json::to_value(f).unwrap_or_default();
+            v["expired"] = json!(f.expiry_date.is_some_and(|d| d <= now));
+            if f.feature_type == FeatureType::Consumption {
+                v["total_consumptions"] = json!(l.feature_total_at(f, now));
+                v["recorded_consumptions"] = json!(l.feature_consumptions.get(&f.code));
+                v["period_start"] = json!(l.feature_periods.get(&f.code));
+            }
+            v
+        })
+        .collect()
+}
+
+/// Floating cloud slot holders: hardware id, held until, borrowed until (a borrow holds its slot).
+fn floating_json(l: &License) -> Value {
+    let at = |ms: i64| Timestamp::from_millis(ms);
+    let holders: Vec<Value> = l
+        .floating
+        .iter()
+        .map(|(hw, until)| {
+            json!({
+                "hardware_id": hw,
+                "held_until": at(*until),
+                "borrowed_until": l.floating_borrowed.get(hw).map(|b| at(*b)),
+            })
+        })
+        .collect();
+    json!({"floating_users": l.terms.floating_users, "version": l.floating_version, "holders": holders})
+}
+
+fn user_json(seat: &Seat, user: Option<&LicenseUser>) -> Value {
+    json!({
+        "email": seat.user,
+        "id": user.map(|u| u.id),
+        "first_name": user.and_then(|u| u.first_name.as_deref()),
+        "last_name": user.and_then(|u| u.last_name.as_deref()),
+        "max_activations": seat.max_activations,
+        "allow_unlimited_activations": seat.allow_unlimited_activations,
+        "total_activations": seat.total_activations,
+        "is_initial_password": user.map(|u| u.is_initial_password),
+        "password_change_disabled": user.map(|u| u.password_change_disabled),
+    })
+}
+
+/// One license as `export` shows it, read with everything beside it.
+async fn license_export(store: &dyn Store, addr: &LicenseAddr, license: &License) -> Result<Value, String> {
+    let err = |e: license_api::store::StoreError| e.to_string();
+    let devices = store.list_devices(addr).await.map_err(err)?;
+    let (company, product) = addr.company_product();
+    let product = match store
+        .load(&Item::Product(company.clone(), product.clone()))
+        .await
+        .map_err(err)?
+    {
+        Some(Image::Product(p)) => Some(*p),
+        _ => None,
+    };
+    let mut users = Vec::new();
+    for seat in store.list_seats(addr).await.map_err(err)? {
+        let user = store.get_user(company, &seat.user).await.map_err(err)?;
+        users.push((seat, user));
+    }
+    let beside = Beside {
+        devices: &devices,
+        product: product.as_ref(),
+        users: &users,
+        now: Timestamp::now(),
+    };
+    Ok(license_json(license, &beside))
 }
 
 /// The license and its devices as JSON, or `None` if there is no such license.
@@ -82,8 +171,7 @@ pub async fn export(store: &dyn Store, addr: &LicenseAddr) -> Result<Option<Valu
     let Some(license) = store.get_license(addr).await.map_err(|e| e.to_string())? else {
         return Ok(None);
     };
-    let devices = store.list_devices(addr).await.map_err(|e| e.to_string())?;
-    let mut out = license_json(&license, &devices);
+    let mut out = license_export(store, addr, &license).await?;
     // A bundle license: each member license with its own devices and counters.
     let mut members = Vec::new();
     for (product, id) in &license.terms.bundle_members {
@@ -105,8 +193,7 @@ pub async fn export(store: &dyn Store, addr: &LicenseAddr) -> Result<Option<Valu
                 "member license {id} of product {product} is missing: re-import the catalog"
             ));
         };
-        let devices = store.list_devices(&member_addr).await.map_err(|e| e.to_string())?;
-        members.push(license_json(&member, &devices));
+        members.push(license_export(store, &member_addr, &member).await?);
     }
     if !members.is_empty() {
         out["members"] = Value::Array(members);
@@ -114,13 +201,18 @@ pub async fn export(store: &dyn Store, addr: &LicenseAddr) -> Result<Option<Valu
     Ok(Some(out))
 }
 
-/// A human-readable rendering of [`export`]'s JSON.
-pub fn show(v: &Value) -> String {
-    let s = |k: &str| match &v[k] {
+/// A value as `show` prints it: strings bare, null as a dash.
+fn text(v: &Value) -> String {
+    match v {
         Value::Null => "—".to_owned(),
         Value::String(x) => x.clone(),
         other => other.to_string(),
-    };
+    }
+}
+
+/// A human-readable rendering of [`export`]'s JSON.
+pub fn show(v: &Value) -> String {
+    let s = |k: &str| text(&v[k]);
     let limit = if v["allow_unlimited_activations"] == true {
         "unlimited".to_owned()
     } else {
@@ -136,39 +228,30 @@ pub fn show(v: &Value) -> String {
         s("id"), s("product"), s("license_key"), s("enabled"), s("times_activated"), limit, s("transfer_count"), transfers,
         s("validity_period"), s("released_slots"),
     );
-    let features = v["feature_consumptions"].as_object().cloned().unwrap_or_default();
-    if v["terms"]["license_type"] == "consumption" || !features.is_empty() {
-        let per_feature: Vec<String> = features.iter().map(|(code, n)| format!("{code} +{n}")).collect();
+    let t = &v["terms"];
+    if t["license_type"] == "consumption" {
         out.push_str(&format!(
-            "  consumptions: {} of {}   features: {}\n",
+            "  consumptions: {} of {}{}   overages: {} (max {})   period: {}\n",
             s("total_consumptions"),
-            v["terms"]["max_consumptions"],
-            if per_feature.is_empty() {
-                "—".to_owned()
+            text(&t["max_consumptions"]),
+            if t["allow_unlimited_consumptions"] == true {
+                " (unlimited)"
             } else {
-                per_feature.join(", ")
+                ""
             },
+            text(&t["allow_overages"]),
+            text(&t["max_overages"]),
+            period(
+                &t["reset_consumption"],
+                &t["consumption_period"],
+                &v["consumptions_period"]
+            ),
         ));
     }
-    let devices = v["devices"].as_array().cloned().unwrap_or_default();
-    out.push_str(&format!("Devices ({}):\n", devices.len()));
-    for d in &devices {
-        let g = |k: &str| match &d[k] {
-            Value::Null => "—".to_owned(),
-            Value::String(x) => x.clone(),
-            other => other.to_string(),
-        };
-        out.push_str(&format!(
-            "  {} {}  id {}  user {}  activated {}  last seen {}  deactivated {}\n",
-            if d["active"] == true { "●" } else { "○" },
-            g("hardware_id"),
-            g("device_id"),
-            g("user"),
-            g("last_activated_at"),
-            g("last_seen_at"),
-            g("deactivated_at"),
-        ));
-    }
+    show_features(v, &mut out);
+    show_floating(v, &mut out);
+    show_users(v, &mut out);
+    show_devices(v, &mut out);
     if let Some(members) = v["members"].as_array() {
         out.push_str(&format!("Bundle members ({}):\n", members.len()));
         for m in members {
@@ -180,4 +263,128 @@ pub fn show(v: &Value) -> String {
         }
     }
     out
+}
+
+/// How a counter resets: `monthly, this period since <start>`, or `none`.
+fn period(reset: &Value, period: &Value, start: &Value) -> String {
+    if reset != true {
+        return "none".to_owned();
+    }
+    format!("{}, this period since {}", text(period), text(start))
+}
+
+fn show_features(v: &Value, out: &mut String) {
+    let features = v["features"].as_array().cloned().unwrap_or_default();
+    if features.is_empty() {
+        return;
+    }
+    out.push_str(&format!("Features ({}):\n", features.len()));
+    for f in &features {
+        out.push_str(&format!(
+            "  {} ({}) {}  expires {}{}{}",
+            text(&f["code"]),
+            text(&f["feature_type"]),
+            text(&f["name"]),
+            text(&f["expiry_date"]),
+            if f["expired"] == true { " (expired)" } else { "" },
+            if f["is_floating_cloud"] == true {
+                "  floating cloud"
+            } else {
+                ""
+            },
+        ));
+        if f["feature_type"] == "consumption" {
+            out.push_str(&format!(
+                "  consumptions: {} of {}{}   overages: {} (max {})   period: {}",
+                text(&f["total_consumptions"]),
+                text(&f["max_consumption"]),
+                if f["allow_unlimited_consumptions"] == true {
+                    " (unlimited)"
+                } else {
+                    ""
+                },
+                text(&f["allow_overages"]),
+                text(&f["max_overages"]),
+                period(&f["reset_consumption"], &f["consumption_period"], &f["period_start"]),
+            ));
+        }
+        out.push('\n');
+    }
+}
+
+fn show_floating(v: &Value, out: &mut String) {
+    if v["terms"]["is_floating_cloud"] != true {
+        return;
+    }
+    let f = &v["floating"];
+    let holders = f["holders"].as_array().cloned().unwrap_or_default();
+    out.push_str(&format!(
+        "Floating slots: {} recorded of {} (timeout {} min; expired ones are free)\n",
+        holders.len(),
+        text(&f["floating_users"]),
+        text(&v["terms"]["floating_timeout"]),
+    ));
+    for h in &holders {
+        let borrowed = match &h["borrowed_until"] {
+            Value::Null => String::new(),
+            until => format!("  borrowed until {}", text(until)),
+        };
+        out.push_str(&format!(
+            "  {}  held until {}{}\n",
+            text(&h["hardware_id"]),
+            text(&h["held_until"]),
+            borrowed
+        ));
+    }
+}
+
+fn show_users(v: &Value, out: &mut String) {
+    let users = v["users"].as_array().cloned().unwrap_or_default();
+    if users.is_empty() {
+        return;
+    }
+    out.push_str(&format!("Users ({}):\n", users.len()));
+    for u in &users {
+        let limit = if u["allow_unlimited_activations"] == true {
+            "unlimited".to_owned()
+        } else {
+            text(&u["max_activations"])
+        };
+        out.push_str(&format!(
+            "  {}  id {}  activations {} of {}  initial password {}  password change disabled {}\n",
+            text(&u["email"]),
+            text(&u["id"]),
+            text(&u["total_activations"]),
+            limit,
+            text(&u["is_initial_password"]),
+            text(&u["password_change_disabled"]),
+        ));
+    }
+}
+
+fn show_devices(v: &Value, out: &mut String) {
+    let devices = v["devices"].as_array().cloned().unwrap_or_default();
+    out.push_str(&format!("Devices ({}):\n", devices.len()));
+    for d in &devices {
+        let g = |k: &str| text(&d[k]);
+        out.push_str(&format!(
+            "  {} {}  id {}  user {}  activated {}  last seen {}  deactivated {}\n",
+            if d["active"] == true { "●" } else { "○" },
+            g("hardware_id"),
+            g("device_id"),
+            g("user"),
+            g("last_activated_at"),
+            g("last_seen_at"),
+            g("deactivated_at"),
+        ));
+        let variables: Vec<String> = d["variables"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|var| format!("{}={}", text(&var["variable"]), text(&var["value"])))
+            .collect();
+        if !variables.is_empty() {
+            out.push_str(&format!("      variables: {}\n", variables.join(", ")));
+        }
+    }
 }

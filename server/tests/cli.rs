@@ -402,3 +402,95 @@ fn the_first_run_creates_the_default_data_directory() {
     assert!(ok, "{err}");
     let _ = std::fs::remove_dir_all(&xdg);
 }
+
+/// `show` and `export` print what the SPEC §9 endpoints keep: a device's variables, floating cloud
+/// slot holders (held until, borrowed until), consumption totals and their periods (license and
+/// features), the product's features (expired ones marked) and each license user's seat with
+/// `password_change_disabled`.
+#[tokio::test]
+async fn show_prints_what_the_section_9_endpoints_keep() {
+    use license_api::handlers::Endpoint;
+    let data = scratch("show-section-9");
+    let d = data.to_str().unwrap();
+    assert!(run(&["keygen", "--data", d, "--create", "--bits", "2048"]).0);
+    let (ok, _, err) = run(&["import", CATALOG, "--data", d, "--create"]);
+    assert!(ok, "{err}");
+    let public = std::fs::read_to_string(data.join("signing-key.pub.pem")).unwrap();
+    let client = LicenseClient::new("demo-api-key", "demo-shared-key-change-me", public);
+    let (mut server, addr) = serve(&data);
+    let float = json!({"product": "demo", "hardware_id": "pc-f", "license_key": "DEMO-FLOAT-0008"});
+    let consumption = json!({"product": "demo", "hardware_id": "pc-c", "license_key": "DEMO-UNLIMITED-0004"});
+    let mut with_variables = float.clone();
+    with_variables["variables"] = json!({"seat": "A1"});
+    let until = license_api::time::Timestamp::from_millis(license_api::time::Timestamp::now().millis() + 3_600_000);
+    let mut borrow = float.clone();
+    borrow["borrowed_until"] = json!(until.to_string());
+    let mut add = consumption.clone();
+    add["consumptions"] = json!(7);
+    let mut add_feature = consumption.clone();
+    add_feature["feature"] = json!("cloud-renders");
+    add_feature["consumptions"] = json!(3);
+    for req in [
+        client.activate(&with_variables),
+        client.call(Endpoint::FloatingBorrow, &borrow),
+        client.activate(&consumption),
+        client.call(Endpoint::AddConsumption, &add),
+        client.call(Endpoint::AddFeatureConsumption, &add_feature),
+    ] {
+        let resp = send(&addr, req).await;
+        assert_eq!(resp.status(), 200, "{}", String::from_utf8_lossy(resp.body()));
+    }
+    terminate(&mut server);
+
+    let show = |command: &str, selector: &[&str]| {
+        let args = [&[command, "--data", d, "--company", "demo"][..], selector].concat();
+        let (ok, out, err) = run(&args);
+        assert!(ok, "{err}");
+        out
+    };
+    let floating = show("show", &["--product", "demo", "--license-key", "DEMO-FLOAT-0008"]);
+    assert!(floating.contains("variables: seat=A1"), "{floating}");
+    assert!(
+        floating.contains("Floating slots: 1 recorded of 3 (timeout 30 min"),
+        "{floating}"
+    );
+    let holder = format!("pc-f  held until {until}  borrowed until {until}");
+    assert!(floating.contains(&holder), "{holder} in {floating}");
+    assert!(
+        floating.contains(
+            "legacy-import (activation) Import legacy files (retired)  expires 2026-01-01T00:00:00.000Z (expired)"
+        ),
+        "{floating}"
+    );
+    let counted = show("show", &["--product", "demo", "--license-key", "DEMO-UNLIMITED-0004"]);
+    assert!(
+        counted.contains("consumptions: 7 of 1000   overages: true (max 100)   period: monthly, this period since 2"),
+        "{counted}"
+    );
+    assert!(counted.contains("cloud-renders (consumption) Cloud renders  expires —  consumptions: 3 of 500   overages: true (max 50)   period: monthly, this period since 2"), "{counted}");
+    let team = show("show", &["--product", "demo-team", "--license-id", "6"]);
+    assert!(
+        team.contains(
+            "carol@example.com  id 503  activations 0 of 1  initial password false  password change disabled true"
+        ),
+        "{team}"
+    );
+    assert!(
+        team.contains(
+            "ann@example.com  id 501  activations 0 of 2  initial password false  password change disabled false"
+        ),
+        "{team}"
+    );
+    let exported: serde_json::Value = serde_json::from_str(&show(
+        "export",
+        &["--product", "demo", "--license-key", "DEMO-FLOAT-0008"],
+    ))
+    .unwrap();
+    assert_eq!(
+        exported["floating"]["holders"][0]["borrowed_until"],
+        json!(until.to_string())
+    );
+    assert_eq!(exported["devices"][0]["variables"][0]["variable"], "seat");
+    assert_eq!(exported["features"][2]["expired"], true);
+    let _ = std::fs::remove_dir_all(&data);
+}

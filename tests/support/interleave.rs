@@ -97,4 +97,8 @@ impl Store for Interleave {
     async fn list_devices(&self, addr: &LicenseAddr) -> Result<Vec<Device>, StoreError> {
         self.inner.list_devices(addr).await
     }
+
+    async fn list_seats(&self, addr: &LicenseAddr) -> Result<Vec<license_api::model::Seat>, StoreError> {
+        self.inner.list_seats(addr).await
+    }
 }

@@ -376,6 +376,9 @@ pub trait Store: Send + Sync {
     }
     /// Every device of a license, active or not. Administrative: its cost grows with the devices.
     async fn list_devices(&self, addr: &LicenseAddr) -> Result<Vec<Device>, StoreError>;
+
+    /// Administrative: every license user's seat on the license, by email (`license-server show`).
+    async fn list_seats(&self, addr: &LicenseAddr) -> Result<Vec<Seat>, StoreError>;
 }
 
 /// `None` for a missing item; a store that loads another kind of image than the item's is a bug.

@@ -844,6 +844,26 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn list_seats(&self, addr: &LicenseAddr) -> Result<Vec<Seat>, StoreError> {
+        let pk = addr.storage_key();
+        self.read("list seats", move |c| {
+            let mut stmt = c.prepare(
+                "SELECT user, max_activations, unlimited, total_activations FROM seats WHERE license_pk = ?1 \
+                 ORDER BY user",
+            )?;
+            let rows = stmt.query_map([&pk], |r| {
+                Ok(Seat {
+                    user: id(&pk, &r.get::<_, String>(0)?, Username::parse)?,
+                    max_activations: r.get(1)?,
+                    allow_unlimited_activations: r.get(2)?,
+                    total_activations: r.get(3)?,
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
 }
 
 fn license(c: &Connection, addr: &LicenseAddr) -> rusqlite::Result<Option<License>> {

@@ -28,7 +28,7 @@ pub const SK: &str = "SK";
 /// Sort key of the single item that is the whole partition (license, product, ...).
 const ROOT: &str = "#";
 pub const DEVICE_PREFIX: &str = "DEVICE#";
-const SEAT_PREFIX: &str = "SEAT#";
+pub const SEAT_PREFIX: &str = "SEAT#";
 pub const RELEASED_PREFIX: &str = "RELEASED#";
 pub const REQUEST_PREFIX: &str = "REQUEST#";
 

@@ -10,7 +10,7 @@ mod usage;
 use super::write::{Image, Item, Write};
 use super::{ContextQuery, ContextRead, LicenseRead, Rejection, Store, StoreError};
 use crate::ids::{HardwareId, RequestKey, Username};
-use crate::model::{Company, Device, LicenseUser, ProcessedRequest, ProductDoc};
+use crate::model::{Company, Device, LicenseUser, ProcessedRequest, ProductDoc, Seat};
 use crate::plan::{LicenseAddr, WriteToken};
 use crate::time::Timestamp;
 use async_trait::async_trait;
@@ -453,17 +453,31 @@ impl Store for DynamoStore {
     }
 
     async fn list_devices(&self, addr: &LicenseAddr) -> Result<Vec<Device>, StoreError> {
+        let items = self.beside_license(addr, keys::DEVICE_PREFIX).await?;
+        items.iter().map(codec::device).collect()
+    }
+
+    async fn list_seats(&self, addr: &LicenseAddr) -> Result<Vec<Seat>, StoreError> {
+        let items = self.beside_license(addr, keys::SEAT_PREFIX).await?;
+        items.iter().map(codec::seat).collect()
+    }
+}
+
+impl DynamoStore {
+    /// Every item kept beside the license whose sort key starts with `prefix`, all pages: what the
+    /// administrative listings read.
+    async fn beside_license(&self, addr: &LicenseAddr, prefix: &str) -> Result<Vec<ItemMap>, StoreError> {
         let pk = keys::key_part(&keys::license(addr), PK);
-        let mut devices = Vec::new();
+        let mut items = Vec::new();
         let mut start = None;
         loop {
             let out = self
                 .client
                 .query()
                 .table_name(&self.table)
-                .key_condition_expression(format!("{PK} = :pk AND begins_with({SK}, :dev)"))
+                .key_condition_expression(format!("{PK} = :pk AND begins_with({SK}, :prefix)"))
                 .expression_attribute_values(":pk", s(&pk))
-                .expression_attribute_values(":dev", s(keys::DEVICE_PREFIX))
+                .expression_attribute_values(":prefix", s(prefix))
                 .consistent_read(true)
                 .set_exclusive_start_key(start)
                 .return_consumed_capacity(CONSUMED)
@@ -471,12 +485,10 @@ impl Store for DynamoStore {
                 .await
                 .map_err(backend("Query", &self.table))?;
             self.usage.consumed(Capacity::Read, out.consumed_capacity());
-            for item in out.items() {
-                devices.push(codec::device(item)?);
-            }
+            items.extend(out.items().iter().cloned());
             start = out.last_evaluated_key;
             if start.is_none() {
-                return Ok(devices);
+                return Ok(items);
             }
         }
     }
