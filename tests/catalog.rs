@@ -30,6 +30,29 @@ integration_tests::matrix! {
         assert_eq!(f.env.dump().await, first);
     }
 
+    // The administrative listing `license-server show` prints a license's users from: every seat, by
+    // email, with its counters, on every store.
+    async fn a_licenses_seats_are_listed(setup) {
+        let f = imported(setup).await;
+        let c = demo_client(&f);
+        let user = json!({"product": "demo-team", "hardware_id": "pc-2", "username": "ann@example.com", "password": "demo-password"});
+        assert_eq!(f.app.send(c.activate(&user)).await.status(), 200);
+        let addr = license_api::plan::LicenseAddr::Id {
+            company: license_api::ids::CompanyId::parse("demo").unwrap(),
+            product: license_api::ids::ProductCode::parse("demo-team").unwrap(),
+            id: 6,
+        };
+        let seats = f.store().list_seats(&addr).await.expect("list seats");
+        let listed: Vec<_> = seats
+            .iter()
+            .map(|s| (s.user.as_str(), s.max_activations, s.allow_unlimited_activations, s.total_activations))
+            .collect();
+        assert_eq!(
+            listed,
+            [("ann@example.com", 2, false, 1), ("bob@example.com", 0, true, 0), ("carol@example.com", 1, false, 0)]
+        );
+    }
+
     async fn reimport_keeps_activations(setup) {
         let f = imported(setup).await;
         let c = demo_client(&f);
