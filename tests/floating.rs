@@ -175,4 +175,60 @@ async fn a_borrow_holds_the_slot_within_max_borrow_time(setup) {
     assert_error(&f.app.send(f.client.call(Endpoint::FloatingBorrow, &body)).await, 400, "license_not_borrowable");
     assert!(f.license_now(&not_borrowable).await.floating.is_empty(), "a refused borrow writes nothing");
 }
+
+// A bundle check takes or refreshes the device's slot on each floating cloud member exactly as
+// `check_license` does, in the same all-or-nothing write as the members' device records: 10 devices
+// checking a bundle whose floating member has 3 slots at once → exactly 3 hold one, the others get
+// `floating_not_available` and write nothing; the other member holds no slots.
+async fn a_bundle_check_takes_the_floating_members_slot(setup) {
+    let f = Fixture::new(setup).await;
+    let catalog = json!({"companies": [{"code": "c1", "id": 7,
+        "products": [{"short_code": "fm1", "id": 51}, {"short_code": "fm2", "id": 52},
+                     {"short_code": "fb", "id": 50, "bundle_products": ["fm1", "fm2"]}],
+        "licenses": [{"id": 500, "product": "fb", "license_key": "FB-1", "max_activations": 20,
+            "members": [{"id": 501, "product": "fm1", "is_floating_cloud": true, "floating_users": 3, "floating_timeout": 10},
+                        {"id": 502, "product": "fm2"}]}]}]});
+    let catalog = license_api::catalog::Catalog::parse(&catalog.to_string(), "floating-bundle.json").unwrap();
+    license_api::catalog::import(f.store(), &catalog).await.unwrap();
+    let suite = |hw: &str| json!({"product": "fb", "hardware_id": hw, "license_key": "FB-1"});
+    let devices: Vec<String> = (0..10).map(|i| format!("dev-{i}")).collect();
+    for hw in &devices {
+        let resp = f.app.send(crate::bundles::post(&f.client, "/api/v4/activate_bundle", &suite(hw))).await;
+        assert_eq!(resp.status(), 200, "{}", String::from_utf8_lossy(resp.body()));
+    }
+    let mut apps = Vec::new();
+    for _ in 0..5 {
+        apps.push(f.env.instance().await);
+    }
+    let sends = devices
+        .iter()
+        .enumerate()
+        .map(|(i, hw)| apps[i % apps.len()].send(crate::bundles::check(&f.client, &suite(hw))));
+    let answers = join_all(sends).await;
+    let held: Vec<&String> = devices.iter().zip(&answers).filter(|(_, r)| r.status() == 200).map(|(d, _)| d).collect();
+    let not_available = (400, "floating_not_available".to_owned());
+    let refused = answers.iter().filter(|r| r.status() != 200 && error_of(r) == not_available).count();
+    assert_eq!((held.len(), refused), (3, 7), "exactly the floating member's slots are handed out");
+    let member = |product: &str| license_api::plan::LicenseAddr::Key {
+        company: f.company.clone(),
+        product: integration_tests::fixtures::product_code(product),
+        key: license_api::ids::LicenseKey::parse("FB-1").unwrap(),
+    };
+    let stored = f.store().get_license(&member("fm1")).await.unwrap().unwrap();
+    let holders: Vec<&String> = stored.floating.keys().collect();
+    let mut expected = held.clone();
+    expected.sort();
+    assert_eq!(holders, expected, "the holders are the devices answered 200");
+    let other = f.store().get_license(&member("fm2")).await.unwrap().unwrap();
+    assert!(other.floating.is_empty(), "a member that is not floating holds no slots");
+    // A holder's check refreshes its slot and shows the slots in use on the floating member only.
+    let again = f.app.send(crate::bundles::check(&f.client, &suite(held[0]))).await;
+    assert_eq!(again.status(), 200, "{}", String::from_utf8_lossy(again.body()));
+    let elements: Vec<Value> = serde_json::from_slice(again.body()).unwrap();
+    assert_eq!(elements[0]["product_details"]["short_code"], "fm1");
+    assert_eq!((elements[0]["floating_in_use_devices"].clone(), elements[1].get("floating_in_use_devices")), (json!(3), None));
+    let refreshed = f.store().get_license(&member("fm1")).await.unwrap().unwrap();
+    assert!(refreshed.floating[held[0].as_str()] >= stored.floating[held[0].as_str()], "the slot was refreshed");
+    assert_eq!(refreshed.floating_version, stored.floating_version + 1);
+}
 }

@@ -19,7 +19,7 @@ use crate::model::{AuthorizationMethod, License, LicenseUser};
 use crate::plan::{ActivationPlan, DeactivationPlan, LicenseAddr, WriteToken};
 use crate::render::{license_object, Identity, LicenseObject, View};
 use crate::request::{Credentials, LicenseRequest};
-use crate::rules::{self, LicenseContext, Transport};
+use crate::rules::{self, floating, floating::SlotChange, LicenseContext, Transport};
 use crate::signing::Signer;
 use crate::state::AppState;
 use crate::store::write::{device_as_read, Image, Item, ItemWrite, Write};
@@ -406,20 +406,40 @@ pub async fn handle_check(req: &ApiRequest, state: &AppState, principal: Princip
     let now = Timestamp::now();
     let mut attempts = super::Attempts::new(state);
     let bundle = loop {
-        let bundle = Bundle::load(state, &principal, &request, UserCheck::Concealed).await?;
+        let mut bundle = Bundle::load(state, &principal, &request, UserCheck::Concealed).await?;
         for m in &bundle.members {
             if bundle.user.is_some() {
                 lookup::ensure_active(m.device.as_ref())?;
             }
             rules::check(m, &request.hardware_id)?;
         }
-        // Each member's device is recorded when its own record is due; those due are written together.
+        // Each member's device is recorded when its own record is due, and each floating cloud member
+        // takes or refreshes the device's slot as `check_license` does (no free slot on any member:
+        // `floating_not_available`, nothing written); all of it is written together or not at all.
         let plans: Vec<_> = bundle
             .members
             .iter()
             .filter_map(|m| rules::plan_check(m, &request, now, state.last_seen_interval))
             .collect();
-        if plans.is_empty() || super::check::record(state, &mut attempts, &plans, None).await? {
+        let slots = bundle
+            .members
+            .iter()
+            .map(|m| floating::plan(&m.license, &request.hardware_id, now, SlotChange::Hold))
+            .collect::<Result<Vec<_>, _>>()?;
+        let slots: Vec<_> = slots.into_iter().flatten().collect();
+        if plans.is_empty() && slots.is_empty() {
+            break bundle;
+        }
+        if super::check::record(state, &mut attempts, &plans, &slots).await? {
+            // `floating::plan` plans a slot exactly for the floating cloud members, in member order.
+            for (member, slot) in bundle
+                .members
+                .iter_mut()
+                .filter(|m| m.license.terms.is_floating_cloud)
+                .zip(slots)
+            {
+                slot.applied_to(&mut member.license);
+            }
             break bundle;
         }
     };

@@ -33,7 +33,7 @@ pub async fn handle(req: &ApiRequest, state: &AppState, principal: Principal) ->
         if due.is_none() && slot.is_none() {
             break resolved;
         }
-        if record(state, &mut attempts, due.as_slice(), slot.as_ref()).await? {
+        if record(state, &mut attempts, due.as_slice(), slot.as_slice()).await? {
             if let Some(slot) = slot {
                 slot.applied_to(&mut resolved.ctx.license);
             }
@@ -53,18 +53,18 @@ pub async fn handle(req: &ApiRequest, state: &AppState, principal: Principal) ->
     Ok(ApiResponse::signed_json(&body, &state.signer))
 }
 
-/// Records accepted checks (one device, or a bundle's members) and a floating cloud slot taken or
-/// refreshed, in one write; `false` when the store refused because a device changed since the read
-/// (deactivated, re-activated, or recorded by a concurrent check) or the license's slots did: the
-/// caller reads again and decides again, within the deadline.
+/// Records accepted checks (one device, or a bundle's members) and the floating cloud slots they take
+/// or refresh (one per floating cloud license checked), in one write; `false` when the store refused
+/// because a device changed since the read (deactivated, re-activated, or recorded by a concurrent
+/// check) or a license's slots did: the caller reads again and decides again, within the deadline.
 pub(super) async fn record(
     state: &AppState,
     attempts: &mut super::Attempts,
     plans: &[CheckPlan],
-    slot: Option<&FloatingPlan>,
+    slots: &[FloatingPlan],
 ) -> Result<bool, ApiError> {
     let mut write = checks_write(plans);
-    write.items.extend(slot.map(FloatingPlan::write));
+    write.items.extend(slots.iter().map(FloatingPlan::write));
     let write = &write;
     let recorded = attempts
         .write(|token| async move { state.store.record_checks(write, &token).await })

@@ -28,7 +28,7 @@ pub async fn handle(req: &ApiRequest, state: &AppState, principal: Principal) ->
         let change = SlotChange::Borrow(until);
         let plan = floating::plan(&resolved.ctx.license, &request.hardware_id, now, change)?
             .ok_or(ApiError::LicenseNotBorrowable(until))?;
-        if super::check::record(state, &mut attempts, &[], Some(&plan)).await? {
+        if super::check::record(state, &mut attempts, &[], std::slice::from_ref(&plan)).await? {
             plan.applied_to(&mut resolved.ctx.license);
             break resolved;
         }

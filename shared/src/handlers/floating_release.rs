@@ -29,7 +29,7 @@ pub async fn handle(req: &ApiRequest, state: &AppState, principal: Principal) ->
         let Some(plan) = floating::plan(license, &request.hardware_id, now, SlotChange::Release)? else {
             break;
         };
-        if super::check::record(state, &mut attempts, &[], Some(&plan)).await? {
+        if super::check::record(state, &mut attempts, &[], std::slice::from_ref(&plan)).await? {
             break;
         }
     }
