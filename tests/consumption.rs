@@ -299,7 +299,8 @@ async fn add_feature_consumption_answers_the_feature(setup) {
     let totals: Vec<_> = checked["product_features"].as_array().unwrap().iter()
         .map(|feature| (feature["code"].as_str().unwrap().to_owned(), feature["total_consumptions"].clone()))
         .collect();
-    assert_eq!(totals, [("pdf".into(), Value::Null), ("renders".into(), json!(60)), ("credits".into(), json!(7)), ("old".into(), json!(0))]);
+    // The expired `old` is left out: the check did not send `include_expired_features=true`.
+    assert_eq!(totals, [("pdf".into(), Value::Null), ("renders".into(), json!(60)), ("credits".into(), json!(7))]);
     // An activation feature, an unknown one, an expired one, none named.
     assert_error(&f.app.send(add("pdf", 1)).await, 400, "invalid_license_feature_code");
     assert_error(&f.app.send(add("nope", 1)).await, 400, "invalid_license_feature_code");
@@ -442,4 +443,35 @@ async fn an_addition_whose_answer_was_lost_counts_once() {
             assert_eq!(f.license_now(&license).await.consumptions, 4, "{fault:?}: counted once");
         }
     }
+}
+
+integration_tests::matrix! {
+// A check lists an expired feature only when it sends `include_expired_features=true` (the official
+// clients' parameter; false or absent leave it out); an activation answer lists every feature, expired
+// ones with their `expiry_date`.
+async fn check_lists_expired_features_only_when_asked(setup) {
+    let f = Fixture::new(setup).await;
+    with_features(&f).await;
+    f.key_license("EXP", |_| {}).await;
+    let codes = |obj: &Value| -> Vec<String> {
+        obj["product_features"].as_array().unwrap().iter().map(|f| f["code"].as_str().unwrap().to_owned()).collect()
+    };
+    let all = ["pdf", "renders", "credits", "old"];
+    let activated = f.app.send(f.client.activate(&key_body("EXP", "e1"))).await;
+    let activated = f.client.verify_license(&activated, "e1", "EXP").unwrap();
+    assert_eq!(codes(&activated), all);
+    assert_eq!(activated["product_features"][3]["expiry_date"], "2020-01-01T00:00:00.000Z");
+    let query = |flag: Option<&str>| {
+        let mut q = key_body("EXP", "e1");
+        if let Some(flag) = flag {
+            q["include_expired_features"] = json!(flag);
+        }
+        f.client.check(&q)
+    };
+    for (flag, expected) in [(None, &all[..3]), (Some("false"), &all[..3]), (Some("true"), &all[..])] {
+        let checked = f.client.verify_license(&f.app.send(query(flag)).await, "e1", "EXP").unwrap();
+        assert_eq!(codes(&checked), expected, "include_expired_features {flag:?}");
+    }
+    assert_error(&f.app.send(f.client.check(&with(key_body("EXP", "e1"), json!({"include_expired_features": "maybe"})))).await, 400, "validation_error");
+}
 }

@@ -16,9 +16,36 @@ use serde_json::{Map, Value};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum View {
     Activation,
-    Check,
+    /// A check's answer (also `floating/borrow`'s): `product_features` leaves out expired features
+    /// unless the request asked for them (`include_expired_features`).
+    Check {
+        expired_features: bool,
+    },
     /// A license listed without a device (`user_licenses`): no device, variables or signature.
     Listing,
+}
+
+impl View {
+    /// The check view for `req`.
+    pub fn check(req: &crate::request::LicenseRequest) -> Self {
+        Self::Check {
+            expired_features: req.include_expired_features,
+        }
+    }
+}
+
+/// Whether a license object of `view` lists `feature`. **Decision** (SPEC §1 lists
+/// `include_expired_features` among what clients send; §4.1 leaves it open): a check lists a feature
+/// whose `expiry_date` has passed only when the request sends `include_expired_features=true`, as the
+/// official clients expect; activation answers and user license lists show every feature.
+fn shows_feature(view: View, feature: &crate::model::Feature, now: Timestamp) -> bool {
+    let leaves_out_expired = matches!(
+        view,
+        View::Check {
+            expired_features: false
+        }
+    );
+    !leaves_out_expired || crate::rules::usable_feature(feature, now).is_ok()
 }
 
 /// The requester's identity as sent, for `license_signature` and the `username` echo.
@@ -358,7 +385,12 @@ fn terms<'a>(
         customer: &t.customer,
         company: CompanyObject { id: ctx.company.id },
         product_details: product_details(p),
-        product_features: p.features.iter().map(|f| feature(f, l, now)).collect(),
+        product_features: p
+            .features
+            .iter()
+            .filter(|f| shows_feature(view, f, now))
+            .map(|f| feature(f, l, now))
+            .collect(),
         authorization_method: p.authorization_method,
         request: activation.then_some("activation"),
         active: activation.then_some(true),
@@ -370,7 +402,7 @@ fn terms<'a>(
         // Borrowing is the device's: `license_object` sets it.
         is_borrowed: None,
         borrowed_until: None,
-        floating_in_use_devices: (view == View::Check && t.is_floating_cloud)
+        floating_in_use_devices: (matches!(view, View::Check { .. }) && t.is_floating_cloud)
             .then(|| crate::rules::floating::in_use(l, now)),
         variables: None,
         installation_file: activation.then_some(None),

@@ -229,6 +229,8 @@ pub struct LicenseRequest {
     pub is_vm: bool,
     pub details: Map<String, Value>,
     pub variables: Vec<(String, String)>,
+    /// Check answers list expired features only when asked (`include_expired_features=true`).
+    pub include_expired_features: bool,
 }
 
 impl LicenseRequest {
@@ -248,6 +250,7 @@ impl LicenseRequest {
             is_vm: p.bool("is_vm")?.unwrap_or(false),
             details: device_details(p)?,
             variables: variables(p)?,
+            include_expired_features: p.bool("include_expired_features")?.unwrap_or(false),
         })
     }
 }

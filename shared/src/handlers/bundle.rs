@@ -443,6 +443,6 @@ pub async fn handle_check(req: &ApiRequest, state: &AppState, principal: Princip
             break bundle;
         }
     };
-    let objects = member_objects(&bundle, &request, View::Check, now, &state.signer)?;
+    let objects = member_objects(&bundle, &request, View::check(&request), now, &state.signer)?;
     Ok(ApiResponse::signed_json(&objects, &state.signer))
 }

@@ -16,10 +16,7 @@ use crate::state::AppState;
 use crate::time::Timestamp;
 
 pub async fn handle(req: &ApiRequest, state: &AppState, principal: Principal) -> Result<ApiResponse, ApiError> {
-    let (request, (code, include_expired)) = super::license_request_with(req, state, &principal, |p| {
-        Ok((feature_code(p)?, p.bool("include_expired_features")?.unwrap_or(false)))
-    })
-    .await?;
+    let (request, code) = super::license_request_with(req, state, &principal, feature_code).await?;
     let now = Timestamp::now();
     let resolved = lookup::load(state, &principal, &request, UserCheck::Concealed).await?;
     let ctx = &resolved.ctx;
@@ -30,7 +27,7 @@ pub async fn handle(req: &ApiRequest, state: &AppState, principal: Principal) ->
         .iter()
         .find(|f| f.code == code)
         .ok_or_else(|| ApiError::InvalidLicenseFeatureCode(code.clone(), ""))?;
-    if !include_expired {
+    if !request.include_expired_features {
         rules::usable_feature(feature, now)?;
     }
     let body = render::feature(feature, &ctx.license, now);

@@ -42,7 +42,7 @@ pub async fn handle(req: &ApiRequest, state: &AppState, principal: Principal) ->
         ident: ident(&request),
         user: user.as_ref().zip(ctx.seat.as_ref()),
     };
-    let body = license_object(&ctx, &device, &who, View::Check, now, &state.signer);
+    let body = license_object(&ctx, &device, &who, View::check(&request), now, &state.signer);
     Ok(ApiResponse::signed_json(&body, &state.signer))
 }
 

@@ -495,6 +495,7 @@ mod tests {
             is_vm: false,
             details: Default::default(),
             variables: vec![],
+            include_expired_features: false,
         }
     }
 

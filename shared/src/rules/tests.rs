@@ -43,6 +43,7 @@ fn req(hw: &str) -> LicenseRequest {
         is_vm: false,
         details: Default::default(),
         variables: vec![],
+        include_expired_features: false,
     }
 }
 
