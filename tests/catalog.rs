@@ -182,6 +182,7 @@ fn every_kind(company: &license_api::ids::CompanyId) -> Vec<(Item, Image)> {
                 licenses: vec![(product.clone(), 41)],
                 bundle_licenses: Vec::new(),
                 password_change_disabled: false,
+                trial_password: false,
             })),
         ),
         (Item::License(addr.clone()), Image::License(Box::new(license))),

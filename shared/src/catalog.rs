@@ -426,6 +426,12 @@ const LICENSE_NUMBERS: &[(&str, Bound)] = &[
     ("total_consumptions", AMOUNT),
 ];
 const SEAT_NUMBERS: &[(&str, Bound)] = &[("max_activations", COUNT)];
+const POLICY_NUMBERS: &[(&str, Bound)] = &[
+    ("trial_days", DAYS),
+    ("max_activations", COUNT),
+    ("max_transfers", TRANSFERS),
+    ("max_consumptions", AMOUNT),
+];
 
 /// Checks the integer fields of one entry against their bounds. Runs on the JSON before it is typed,
 /// so it depends only on the catalog's field names; a value that is not an integer at all is left to
@@ -480,6 +486,9 @@ fn check_catalog_numbers(cx: &Ctx<'_>, root: &Value) -> Result<(), CatalogError>
             check_numbers(cx, &p_path, product, PRODUCT_NUMBERS)?;
             for (f_i, feature) in items(product, "features").iter().enumerate() {
                 check_numbers(cx, &format!("{p_path}.features[{f_i}]"), feature, FEATURE_NUMBERS)?;
+            }
+            for (l_i, policy) in items(product, "license_policies").iter().enumerate() {
+                check_numbers(cx, &format!("{p_path}.license_policies[{l_i}]"), policy, POLICY_NUMBERS)?;
             }
         }
         for (i, license) in items(company, "licenses").iter().enumerate() {
@@ -587,6 +596,10 @@ fn company(cx: &Ctx<'_>, path: &str, c: RawCompany) -> Result<CompanyEntry, Cata
         let mut p: ProductDoc = cx.typed(&p_path, value)?;
         check_product_lists(cx, &p_path, &p)?;
         p.metadata = normalize_map(&p.metadata, &format!("{p_path}.metadata")).map_err(|m| cx.err(&p_path, m))?;
+        for (l_i, policy) in p.license_policies.iter_mut().enumerate() {
+            let l_path = format!("{p_path}.license_policies[{l_i}].metadata");
+            policy.metadata = normalize_map(&policy.metadata, &l_path).map_err(|m| cx.err(&l_path, m))?;
+        }
         for (f_i, feature) in p.features.iter_mut().enumerate() {
             let f_path = format!("{p_path}.features[{f_i}].metadata");
             feature.metadata = normalize_map(&feature.metadata, &f_path).map_err(|m| cx.err(&f_path, m))?;
@@ -684,6 +697,7 @@ fn company(cx: &Ctx<'_>, path: &str, c: RawCompany) -> Result<CompanyEntry, Cata
             licenses: Vec::new(),
             bundle_licenses: Vec::new(),
             password_change_disabled: u.password_change_disabled,
+            trial_password: false,
         };
         users.insert(u.email, (i, user, u.password.map(SecretString::from)));
     }
@@ -905,12 +919,45 @@ fn check_product_lists(cx: &Ctx<'_>, path: &str, p: &ProductDoc) -> Result<(), C
     for (field, len, max) in [
         ("custom_fields", p.custom_fields.len(), MAX_PRODUCT_CUSTOM_FIELDS),
         ("versions", p.versions.len(), MAX_PRODUCT_VERSIONS),
+        (
+            "license_policies",
+            p.license_policies.len(),
+            crate::model::MAX_LICENSE_POLICIES,
+        ),
     ] {
         if len > max {
             return Err(cx.err(
                 format!("{path}.{field}"),
                 format!("{len} entries; a product lists at most {max}: keep the ones clients need"),
             ));
+        }
+    }
+    check_license_policies(cx, path, p)
+}
+
+/// A product's license policies (docs/catalog.md, *Trial policies*): each named by a code of its own
+/// that a request can carry, and at most one the default trial policy, which must be a trial policy.
+fn check_license_policies(cx: &Ctx<'_>, path: &str, p: &ProductDoc) -> Result<(), CatalogError> {
+    let max = crate::request::MAX_CUSTOMER_FIELD_BYTES;
+    for (i, policy) in p.license_policies.iter().enumerate() {
+        let at = |field: &str| format!("{path}.license_policies[{i}].{field}");
+        if policy.code.is_empty() || policy.code.len() > max || policy.code.chars().any(char::is_control) {
+            return Err(cx.err(
+                at("code"),
+                format!("must be 1 to {max} bytes without control characters"),
+            ));
+        }
+        if p.license_policies[..i].iter().any(|other| other.code == policy.code) {
+            return Err(cx.err(at("code"), format!("license policy `{}` appears twice", policy.code)));
+        }
+        if policy.default_trial && !policy.is_trial {
+            return Err(cx.err(
+                at("default_trial"),
+                "only a trial policy (`is_trial`) can be the default trial policy",
+            ));
+        }
+        if policy.default_trial && p.license_policies[..i].iter().any(|other| other.default_trial) {
+            return Err(cx.err(at("default_trial"), "a product has at most one default trial policy"));
         }
     }
     Ok(())

@@ -57,6 +57,7 @@ mod tests {
             licenses: Vec::new(),
             bundle_licenses: Vec::new(),
             password_change_disabled: false,
+            trial_password: false,
         };
         let printed = format!("{user:?}");
         assert!(

@@ -198,7 +198,8 @@ pub(super) fn license_of(item: &Item) -> Option<&LicenseAddr> {
         | Item::User(..)
         | Item::Audit(..)
         | Item::OAuthClient(..)
-        | Item::CustomerAccount(..) => None,
+        | Item::CustomerAccount(..)
+        | Item::Trial(..) => None,
     }
 }
 

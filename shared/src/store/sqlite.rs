@@ -10,6 +10,7 @@ use super::{ContextQuery, ContextRead, LicenseRead, Rejection, Store, StoreError
 use crate::ids::{CompanyId, HardwareId, LicenseKey, ProductCode, RequestKey, Username};
 use crate::model::{
     ApiKeyRecord, AuditRecord, CustomerAccountRecord, Device, License, OAuthClientRecord, ProcessedRequest, Seat,
+    TrialRecord,
 };
 use crate::plan::{LicenseAddr, WriteToken};
 use crate::sealed::Sealed;
@@ -86,6 +87,13 @@ ALTER TABLE licenses ADD COLUMN floating_version INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE licenses ADD COLUMN floating_borrowed TEXT NOT NULL DEFAULT '{}';
 "#;
 
+/// Migration 6: trial markers, one per product and hardware id (`trial_key`, docs/data-model.md).
+const SCHEMA_V6_TRIALS: &str = r#"
+CREATE TABLE IF NOT EXISTS trials (
+    company TEXT NOT NULL, product TEXT NOT NULL, hardware_id TEXT NOT NULL, license_id INTEGER NOT NULL,
+    license_key TEXT, user TEXT, at TEXT NOT NULL, PRIMARY KEY (company, product, hardware_id));
+"#;
+
 /// Every schema change, in order; the database's `user_version` is how many it has. Kept forever: a
 /// change is a new entry, never an edit of one that shipped.
 fn migrations() -> Migrations<'static> {
@@ -95,11 +103,12 @@ fn migrations() -> Migrations<'static> {
         M::up(SCHEMA_V3_OAUTH),
         M::up(SCHEMA_V4_CUSTOMER_ACCOUNTS),
         M::up(SCHEMA_V5_FLOATING),
+        M::up(SCHEMA_V6_TRIALS),
     ])
 }
 
 /// The schema version this build knows (the number of migrations).
-pub const SCHEMA_VERSION: usize = 5;
+pub const SCHEMA_VERSION: usize = 6;
 
 /// Work for the store's thread.
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
@@ -373,6 +382,14 @@ fn place(item: &Item) -> (&'static str, Vec<(&'static str, Sql)>) {
             "requests",
             vec![license(addr), (Attr::RequestKey.name(), text(key.as_str()))],
         ),
+        Item::Trial(company, product, hw) => (
+            "trials",
+            vec![
+                (Attr::Company.name(), text(company.as_str())),
+                ("product", text(product.as_str())),
+                (Attr::HardwareId.name(), text(hw.as_str())),
+            ],
+        ),
         Item::Audit(company, id) => (
             "audit",
             vec![
@@ -416,6 +433,7 @@ fn columns(item: &Item) -> &'static [Attr] {
         Item::Released(..) => &[],
         Item::Request(..) => &[Answer, ProcessedAt, ExpiresAt],
         Item::Audit(..) => &[At, Actor, Change, Subject, Detail],
+        Item::Trial(..) => &[LicenseId, LicenseKey, User, At],
     }
 }
 
@@ -599,6 +617,12 @@ fn decode(item: &Item, r: &Row<'_>) -> rusqlite::Result<Image> {
             answer: c.get(A::Answer)?,
             processed_at: c.required_time(A::ProcessedAt)?,
             expires_at: c.get(A::ExpiresAt)?,
+        })),
+        Item::Trial(..) => Image::Trial(Box::new(TrialRecord {
+            license_id: c.get(A::LicenseId)?,
+            license_key: c.opt_id(A::LicenseKey, LicenseKey::parse)?,
+            user: c.opt_id(A::User, Username::parse)?,
+            created_at: c.required_time(A::At)?,
         })),
         Item::Audit(company, id) => Image::Audit(Box::new(AuditRecord {
             company: company.clone(),
