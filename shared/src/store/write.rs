@@ -1281,6 +1281,38 @@ mod tests {
         assert_eq!(after.write_token.as_deref(), Some(token.as_str()));
     }
 
+    /// A trial is created once per product and hardware id: its write holds only while the device has
+    /// no trial marker, and a refusal names the marker, so the loser answers the trial that won.
+    #[test]
+    fn a_trial_is_created_only_where_the_device_has_none() {
+        let license = License {
+            terms: crate::model::LicenseTerms {
+                is_trial: true,
+                ..Default::default()
+            },
+            ..catalog_license(None)
+        };
+        let plan = TrialPlan {
+            hardware_id: HardwareId::parse("hw").unwrap(),
+            marker: TrialRecord {
+                license_id: license.id,
+                license_key: None,
+                user: None,
+                created_at: Timestamp::from_millis(1),
+            },
+            license,
+            seat: None,
+            user: None,
+            stored_user: None,
+        };
+        let write = plan.write();
+        let mut images = [None, None];
+        apply(&write, &mut images).unwrap();
+        assert!(matches!(&images[0], Some(Image::Trial(t)) if **t == plan.marker));
+        let mut again = [Some(Image::Trial(Box::new(plan.marker.clone()))), None];
+        assert_eq!(apply(&write, &mut again), Err(Refused::Condition { index: 0 }));
+    }
+
     #[test]
     fn create_refuses_an_existing_item_and_delete_removes_it() {
         let item = Item::Released(addr(), HardwareId::parse("hw").unwrap());
