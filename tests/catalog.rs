@@ -251,7 +251,11 @@ fn every_kind(company: &license_api::ids::CompanyId) -> Vec<(Item, Image)> {
             })),
         ),
         (
-            Item::Trial(company.clone(), license_api::ids::ProductCode::parse("p").unwrap(), license_api::ids::HardwareId::parse("every-attr-hw").unwrap()),
+            Item::Trial(
+                company.clone(),
+                license_api::ids::ProductCode::parse("p").unwrap(),
+                license_api::ids::HardwareId::parse("every-attr-hw").unwrap(),
+            ),
             Image::Trial(Box::new(license_api::model::TrialRecord {
                 license_id: 77,
                 license_key: Some(license_api::ids::LicenseKey::parse("EVERY-TRIAL").unwrap()),

@@ -207,6 +207,12 @@ async fn a_user_based_trial_is_a_login_that_works(setup) {
     wrong["password"] = json!("not-the-password");
     wrong["hardware_id"] = json!("dev-2");
     assert_error(&apps[0].send(f.client.activate(&wrong)).await, 400, "license_not_found");
+    // Once the user has changed it, the initial password is no longer shown (nor valid).
+    let change = json!({"username": "new@example.com", "password": password, "new_password": "my own secret"});
+    let resp = apps[0].send(f.client.call(Endpoint::ChangePassword, &change)).await;
+    assert_eq!(resp.status(), 200, "{}", String::from_utf8_lossy(resp.body()));
+    let (_, after) = trial(&apps[1], &f.client, &params).await;
+    assert_eq!((after["license_user"].clone(), after["initial_password"].clone(), after["id"].clone()), (json!("new@example.com"), Value::Null, body["id"].clone()));
 
     // A user who exists already gets the trial assigned and keeps their own password: none is shown.
     let existing = f.user_license(700, |_| {}).await;

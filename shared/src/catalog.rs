@@ -1638,23 +1638,57 @@ mod tests {
             p
         };
         let mut v = base();
-        v["companies"][0]["products"][0]["license_policies"] =
-            serde_json::json!([policy("t30", serde_json::json!({"default_trial": true, "max_activations": 2}))]);
+        v["companies"][0]["products"][0]["license_policies"] = serde_json::json!([policy(
+            "t30",
+            serde_json::json!({"default_trial": true, "max_activations": 2})
+        )]);
         let catalog = parse(v).unwrap();
         let app = &catalog.companies[0].products[0];
         let default = app.trial_policy(None).expect("the default trial policy");
-        assert_eq!((default.code.as_str(), default.trial_days, default.max_activations), ("t30", 30, 2));
+        assert_eq!(
+            (default.code.as_str(), default.trial_days, default.max_activations),
+            ("t30", 30, 2)
+        );
         assert_eq!(app.trial_policy(Some("t30")), Some(default));
         let at = "companies[0].products[0].license_policies";
         let cases = [
-            (serde_json::json!([policy("a", serde_json::json!({})), policy("a", serde_json::json!({}))]), format!("{at}[1].code"), "appears twice"),
-            (serde_json::json!([policy("a", serde_json::json!({"is_trial": false, "default_trial": true}))]), format!("{at}[0].default_trial"), "only a trial policy"),
-            (serde_json::json!([policy("a", serde_json::json!({"default_trial": true})), policy("b", serde_json::json!({"default_trial": true}))]), format!("{at}[1].default_trial"), "at most one"),
-            (serde_json::json!([policy("", serde_json::json!({}))]), format!("{at}[0].code"), "1 to 255 bytes"),
-            (serde_json::json!([policy("a", serde_json::json!({"trial_days": 36_501}))]), format!("{at}[0].trial_days"), "at most 100 years"),
+            (
+                serde_json::json!([policy("a", serde_json::json!({})), policy("a", serde_json::json!({}))]),
+                format!("{at}[1].code"),
+                "appears twice",
+            ),
+            (
+                serde_json::json!([policy(
+                    "a",
+                    serde_json::json!({"is_trial": false, "default_trial": true})
+                )]),
+                format!("{at}[0].default_trial"),
+                "only a trial policy",
+            ),
+            (
+                serde_json::json!([
+                    policy("a", serde_json::json!({"default_trial": true})),
+                    policy("b", serde_json::json!({"default_trial": true}))
+                ]),
+                format!("{at}[1].default_trial"),
+                "at most one",
+            ),
+            (
+                serde_json::json!([policy("", serde_json::json!({}))]),
+                format!("{at}[0].code"),
+                "1 to 255 bytes",
+            ),
+            (
+                serde_json::json!([policy("a", serde_json::json!({"trial_days": 36_501}))]),
+                format!("{at}[0].trial_days"),
+                "at most 100 years",
+            ),
         ];
         for (policies, path, expected) in cases {
-            let m = message(|v| v["companies"][0]["products"][0]["license_policies"] = policies, &path);
+            let m = message(
+                |v| v["companies"][0]["products"][0]["license_policies"] = policies,
+                &path,
+            );
             assert!(m.contains(expected), "{path}: {m}");
         }
     }

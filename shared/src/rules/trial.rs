@@ -154,3 +154,122 @@ pub fn ensure_trial_running(license: &License, now: Timestamp) -> Result<(), Api
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{HardwareId, ProductCode, Username};
+    use crate::model::Customer;
+
+    fn request(policy: Option<&str>, email: Option<&str>) -> TrialRequest {
+        TrialRequest {
+            product: ProductCode::parse("p").unwrap(),
+            hardware_id: HardwareId::parse("hw").unwrap(),
+            email: email.map(|e| Username::parse(e).unwrap()),
+            license_policy: policy.map(str::to_owned),
+            customer: Customer::default(),
+        }
+    }
+
+    fn product(allow_trial: bool, policies: Vec<LicensePolicy>) -> ProductDoc {
+        ProductDoc {
+            code: ProductCode::parse("p").unwrap(),
+            allow_trial,
+            trial_days: 7,
+            license_policies: policies,
+            ..ProductDoc::default()
+        }
+    }
+
+    fn policy(code: &str, is_trial: bool, default_trial: bool) -> LicensePolicy {
+        LicensePolicy {
+            code: code.into(),
+            is_trial,
+            default_trial,
+            trial_days: 30,
+            ..LicensePolicy::default()
+        }
+    }
+
+    fn code(r: Result<LicensePolicy, ApiError>) -> Result<String, &'static str> {
+        r.map(|p| p.code).map_err(|e| e.code())
+    }
+
+    /// The named policy, else the default trial policy, else the product's own settings with
+    /// `allow_trial`; any other case is `trial_not_allowed`, and a user-based trial needs an email.
+    #[test]
+    fn the_terms_a_trial_gets() {
+        let both = vec![policy("t", true, true), policy("full", false, false)];
+        assert_eq!(
+            code(trial_policy(&product(false, both.clone()), &request(None, None))),
+            Ok("t".into())
+        );
+        let p = product(true, vec![policy("full", false, false)]);
+        assert_eq!(
+            code(trial_policy(&p, &request(None, None))),
+            Ok(String::new()),
+            "the product's own"
+        );
+        assert_eq!(
+            code(trial_policy(&p, &request(Some("full"), None))),
+            Err("trial_not_allowed")
+        );
+        assert_eq!(
+            code(trial_policy(&p, &request(Some("nope"), None))),
+            Err("trial_not_allowed")
+        );
+        assert_eq!(
+            code(trial_policy(&product(false, vec![]), &request(None, None))),
+            Err("trial_not_allowed")
+        );
+        let mut users = product(true, vec![]);
+        users.authorization_method = AuthorizationMethod::User;
+        assert_eq!(code(trial_policy(&users, &request(None, None))), Err("email_missing"));
+        assert!(trial_policy(&users, &request(None, Some("a@b.c"))).is_ok());
+    }
+
+    #[test]
+    fn a_planned_trial_is_a_trial_of_the_policy_for_the_request_s_customer() {
+        let p = product(true, vec![]);
+        let mut req = request(None, Some("a@b.c"));
+        req.customer.city = Some("Kranj".into());
+        let fresh = Fresh {
+            license_id: 5,
+            license_key: Some(LicenseKey::parse("AAAA-BBBB-CCCC-DDDD").unwrap()),
+            user_id: 6,
+            password_hash: None,
+        };
+        let company = CompanyId::parse("c").unwrap();
+        let now = Timestamp::from_millis(1);
+        let plan = plan_trial(&company, &p, &policy("t", true, false), &req, None, fresh, now).unwrap();
+        let l = &plan.license;
+        assert!(l.terms.is_trial && l.validity_period.is_none());
+        assert_eq!((l.terms.trial_days, l.max_activations), (30, 1));
+        assert_eq!(l.terms.customer.city.as_deref(), Some("Kranj"));
+        assert_eq!(plan.marker.license_key, l.key);
+        assert!(plan.user.is_none() && plan.seat.is_none(), "key-based");
+        let own = plan_trial(
+            &company,
+            &p,
+            &LicensePolicy::default(),
+            &req,
+            None,
+            Fresh {
+                license_key: l.key.clone(),
+                ..plan_fresh()
+            },
+            now,
+        )
+        .unwrap();
+        assert_eq!(own.license.terms.trial_days, 7, "the product's trial days");
+    }
+
+    fn plan_fresh() -> Fresh {
+        Fresh {
+            license_id: 9,
+            license_key: None,
+            user_id: 9,
+            password_hash: None,
+        }
+    }
+}
