@@ -3,7 +3,7 @@
 //! what needs randomness or a key — the new ids, the license key, the initial password's hash.
 
 use crate::error::ApiError;
-use crate::ids::{CompanyId, LicenseKey};
+use crate::ids::{CompanyId, LicenseKey, Username};
 use crate::model::{
     AuthorizationMethod, License, LicensePolicy, LicenseTerms, LicenseUser, ProductDoc, Seat, TrialRecord,
 };
@@ -67,6 +67,42 @@ pub fn plan_trial(
     fresh: Fresh,
     now: Timestamp,
 ) -> Result<TrialPlan, ApiError> {
+    let license = trial_license(company, product, policy, req, &fresh)?;
+    let user = match (product.authorization_method, &req.email) {
+        (AuthorizationMethod::User, Some(email)) => {
+            Some(trial_user(&license, email, req, stored_user.as_ref(), fresh)?)
+        }
+        _ => None,
+    };
+    // The license's own limits bound the user's activations: their seat adds none.
+    let seat = user.as_ref().map(|u| Seat {
+        user: u.email.clone(),
+        max_activations: 0,
+        allow_unlimited_activations: true,
+        total_activations: 0,
+    });
+    Ok(TrialPlan {
+        hardware_id: req.hardware_id.clone(),
+        marker: TrialRecord {
+            license_id: license.id,
+            license_key: license.key.clone(),
+            user: user.as_ref().map(|u| u.email.clone()),
+            created_at: now,
+        },
+        license,
+        seat,
+        user,
+        stored_user,
+    })
+}
+
+fn trial_license(
+    company: &CompanyId,
+    product: &ProductDoc,
+    policy: &LicensePolicy,
+    req: &TrialRequest,
+    fresh: &Fresh,
+) -> Result<License, ApiError> {
     let terms = LicenseTerms {
         license_type: policy.license_type,
         is_trial: true,
@@ -87,62 +123,50 @@ pub fn plan_trial(
         AuthorizationMethod::LicenseKey => Some(
             fresh
                 .license_key
+                .clone()
                 .ok_or_else(|| ApiError::internal("a key-based trial was planned without a key"))?,
         ),
         AuthorizationMethod::User => None,
     };
-    let license = License {
+    Ok(License {
         max_activations: policy.max_activations,
         allow_unlimited_activations: policy.allow_unlimited_activations,
         max_transfers: policy.max_transfers,
         terms,
-        ..License::new(fresh.license_id, company.clone(), product.code.clone(), key.clone())
-    };
-    let user = match (product.authorization_method, &req.email) {
-        (AuthorizationMethod::User, Some(email)) => Some(match &stored_user {
-            Some(stored) => LicenseUser {
-                licenses: [stored.licenses.clone(), vec![(product.code.clone(), license.id)]].concat(),
-                ..stored.clone()
-            },
-            None => LicenseUser {
-                id: fresh.user_id,
-                email: email.clone(),
-                first_name: req.customer.first_name.clone(),
-                last_name: req.customer.last_name.clone(),
-                phone_number: req.customer.phone.clone(),
-                is_initial_password: true,
-                password_hash: Some(
-                    fresh
-                        .password_hash
-                        .ok_or_else(|| ApiError::internal("a new trial user was planned without a password"))?,
-                ),
-                licenses: vec![(product.code.clone(), license.id)],
-                bundle_licenses: Vec::new(),
-                password_change_disabled: false,
-                trial_password: true,
-            },
-        }),
-        _ => None,
-    };
-    // The license's own limits bound the user's activations: their seat adds none.
-    let seat = user.as_ref().map(|u| Seat {
-        user: u.email.clone(),
-        max_activations: 0,
-        allow_unlimited_activations: true,
-        total_activations: 0,
-    });
-    Ok(TrialPlan {
-        hardware_id: req.hardware_id.clone(),
-        marker: TrialRecord {
-            license_id: license.id,
-            license_key: key,
-            user: user.as_ref().map(|u| u.email.clone()),
-            created_at: now,
-        },
-        license,
-        seat,
-        user,
-        stored_user,
+        ..License::new(fresh.license_id, company.clone(), product.code.clone(), key)
+    })
+}
+
+/// The user of a user-based trial: the stored one with the license assigned, or a new one.
+fn trial_user(
+    license: &License,
+    email: &Username,
+    req: &TrialRequest,
+    stored: Option<&LicenseUser>,
+    fresh: Fresh,
+) -> Result<LicenseUser, ApiError> {
+    let assigned = (license.product.clone(), license.id);
+    if let Some(stored) = stored {
+        return Ok(LicenseUser {
+            licenses: [stored.licenses.clone(), vec![assigned]].concat(),
+            ..stored.clone()
+        });
+    }
+    let hash = fresh
+        .password_hash
+        .ok_or_else(|| ApiError::internal("a new trial user was planned without a password"))?;
+    Ok(LicenseUser {
+        id: fresh.user_id,
+        email: email.clone(),
+        first_name: req.customer.first_name.clone(),
+        last_name: req.customer.last_name.clone(),
+        phone_number: req.customer.phone.clone(),
+        is_initial_password: true,
+        password_hash: Some(hash),
+        licenses: vec![assigned],
+        bundle_licenses: Vec::new(),
+        password_change_disabled: false,
+        trial_password: true,
     })
 }
 
