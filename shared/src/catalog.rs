@@ -684,6 +684,7 @@ fn company(cx: &Ctx<'_>, path: &str, c: RawCompany) -> Result<CompanyEntry, Cata
             licenses: Vec::new(),
             bundle_licenses: Vec::new(),
             password_change_disabled: u.password_change_disabled,
+            password_changed_by_user: false,
         };
         users.insert(u.email, (i, user, u.password.map(SecretString::from)));
     }
@@ -1044,6 +1045,37 @@ pub struct ImportReport {
     pub licenses: usize,
     pub oauth_clients: usize,
     pub customer_accounts: usize,
+    /// Users whose own password (set through `change_password`) the import kept.
+    pub passwords_kept: usize,
+}
+
+/// The stored hash to keep instead of the catalog's password: the user changed it themselves and the
+/// vendor does not manage it (`password_change_disabled`), so a re-import must not undo that change.
+fn user_changed_password(existing: Option<&LicenseUser>, imported: &LicenseUser) -> Option<String> {
+    let existing = existing?;
+    if !existing.password_changed_by_user || imported.password_change_disabled {
+        return None;
+    }
+    existing.password_hash.clone()
+}
+
+/// The hash of the catalog's password: the stored one when it still matches (re-imports do not churn
+/// hashes), otherwise a new argon2id hash.
+async fn catalog_password_hash(
+    password: Option<&SecretString>,
+    existing: Option<String>,
+) -> Result<Option<String>, StoreError> {
+    let Some(pw) = password else { return Ok(None) };
+    if let Some(hash) = existing {
+        if password::verify(pw.expose_secret().to_owned(), Some(hash.clone())).await {
+            return Ok(Some(hash));
+        }
+    }
+    let pw = pw.clone();
+    let hash = tokio::task::spawn_blocking(move || password::hash(pw.expose_secret()))
+        .await
+        .map_err(|e| StoreError::Invalid(e.to_string()))?;
+    Ok(Some(hash))
 }
 
 /// Writes a validated catalog, each item one `store::write::Write` run by the store's one executor
@@ -1051,7 +1083,7 @@ pub struct ImportReport {
 /// upserted, keeping their counters (`write::Attr::on_upsert`). API keys go last, so a key never works
 /// before what it serves exists.
 /// A user's stored hash is kept when it still matches the catalog password, so re-importing does not
-/// churn hashes.
+/// churn hashes, and when the user changed it themselves (`user_changed_password`).
 pub async fn import(store: &dyn Store, catalog: &Catalog) -> Result<ImportReport, StoreError> {
     import_sealed(store, catalog, None).await
 }
@@ -1086,24 +1118,15 @@ pub async fn import_sealed(
         }
         for (user, password) in &c.users {
             let mut user = user.clone();
-            let existing = store
-                .get_user(&c.code, &user.email)
-                .await?
-                .and_then(|u| u.password_hash);
-            user.password_hash = match (password, existing) {
-                (None, _) => None,
-                (Some(pw), Some(hash)) if password::verify(pw.expose_secret().to_owned(), Some(hash.clone())).await => {
-                    Some(hash)
-                }
-                (Some(pw), _) => {
-                    let pw = pw.clone();
-                    Some(
-                        tokio::task::spawn_blocking(move || password::hash(pw.expose_secret()))
-                            .await
-                            .map_err(|e| StoreError::Invalid(e.to_string()))?,
-                    )
-                }
-            };
+            let existing = store.get_user(&c.code, &user.email).await?;
+            if let Some(kept) = user_changed_password(existing.as_ref(), &user) {
+                user.password_hash = Some(kept);
+                user.password_changed_by_user = true;
+                report.passwords_kept += 1;
+            } else {
+                let existing = existing.and_then(|u| u.password_hash);
+                user.password_hash = catalog_password_hash(password.as_ref(), existing).await?;
+            }
             store.put_user(&c.code, &user).await?;
         }
         for (license, seats) in &c.licenses {

@@ -494,6 +494,10 @@ pub struct LicenseUser {
     /// Omitted when false, so records stored before it existed read and compare as they were.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub password_change_disabled: bool,
+    /// The user set the current password through `change_password`: a re-import keeps it (the catalog's
+    /// password is where the user starts) unless the vendor manages it (`password_change_disabled`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub password_changed_by_user: bool,
 }
 
 impl std::fmt::Debug for LicenseUser {
@@ -509,6 +513,7 @@ impl std::fmt::Debug for LicenseUser {
             .field("licenses", &self.licenses)
             .field("bundle_licenses", &self.bundle_licenses)
             .field("password_change_disabled", &self.password_change_disabled)
+            .field("password_changed_by_user", &self.password_changed_by_user)
             .finish()
     }
 }

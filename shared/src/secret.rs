@@ -57,6 +57,7 @@ mod tests {
             licenses: Vec::new(),
             bundle_licenses: Vec::new(),
             password_change_disabled: false,
+            password_changed_by_user: false,
         };
         let printed = format!("{user:?}");
         assert!(
