@@ -3,6 +3,7 @@
 //! written — every error names the file, the entry and the field — and [`import`] writes it with
 //! idempotent upserts that keep activation counters, so importing twice changes nothing.
 
+use crate::identity::oidc::ProviderAccount;
 use crate::ids::{
     ApiKeyId, CompanyId, CustomerAccountCode, HardwareId, LicenseKey, OAuthClientId, ProductCode, Username,
 };
@@ -48,18 +49,7 @@ pub struct CompanyEntry {
     /// OAuth clients with their plaintext secret (hashed and sealed at import; redacted in `Debug`).
     pub oauth_clients: Vec<OAuthClientEntry>,
     /// Customer accounts' identity providers (single sign-on, docs/sso.md); secrets redacted in `Debug`.
-    pub customer_accounts: Vec<CustomerAccountEntry>,
-}
-
-/// A customer account as the catalog gives it (docs/sso.md).
-#[derive(Debug, Clone)]
-pub struct CustomerAccountEntry {
-    pub code: CustomerAccountCode,
-    pub issuer: String,
-    pub client_id: String,
-    pub client_secret: SecretString,
-    pub redirect_uris: Vec<String>,
-    pub email_claim: String,
+    pub customer_accounts: Vec<ProviderAccount>,
 }
 
 /// Most redirect URIs one customer account registers.
@@ -663,7 +653,7 @@ fn company(cx: &Ctx<'_>, path: &str, c: RawCompany) -> Result<CompanyEntry, Cata
         .collect::<Result<Vec<_>, _>>()?;
 
     let oauth_clients = oauth_clients(cx, path, c.oauth_clients, &products)?;
-    let customer_accounts = customer_accounts(cx, path, c.customer_accounts)?;
+    let customer_accounts = customer_accounts(cx, path, &c.code, c.customer_accounts)?;
 
     let mut users: BTreeMap<Username, (usize, LicenseUser, Option<SecretString>)> = BTreeMap::new();
     for (i, u) in c.license_users.into_iter().enumerate() {
@@ -804,8 +794,9 @@ fn company(cx: &Ctx<'_>, path: &str, c: RawCompany) -> Result<CompanyEntry, Cata
 fn customer_accounts(
     cx: &Ctx<'_>,
     path: &str,
+    company: &CompanyId,
     raw: Vec<RawCustomerAccount>,
-) -> Result<Vec<CustomerAccountEntry>, CatalogError> {
+) -> Result<Vec<ProviderAccount>, CatalogError> {
     let mut seen = BTreeSet::new();
     let web_url = |p: String, v: &str| match url::Url::parse(v) {
         Ok(u) if matches!(u.scheme(), "https" | "http") => Ok(()),
@@ -839,7 +830,8 @@ fn customer_accounts(
             if !seen.insert(a.code.clone()) {
                 return Err(cx.err(format!("{a_path}.code"), format!("account `{}` appears twice", a.code)));
             }
-            Ok(CustomerAccountEntry {
+            Ok(ProviderAccount {
+                company: company.clone(),
                 code: a.code,
                 issuer: a.issuer,
                 client_id: a.client_id,
@@ -1208,7 +1200,7 @@ async fn oauth_client_record(
 async fn customer_account_record(
     store: &dyn Store,
     company: &CompanyId,
-    account: &CustomerAccountEntry,
+    account: &ProviderAccount,
     sealing_key: &SealingKey,
 ) -> Result<CustomerAccountRecord, StoreError> {
     let context = CustomerAccountRecord::seal_context(company, &account.code);
