@@ -3,6 +3,7 @@
 //! written — every error names the file, the entry and the field — and [`import`] writes it with
 //! idempotent upserts that keep activation counters, so importing twice changes nothing.
 
+use crate::identity::oidc::ProviderAccount;
 use crate::ids::{
     ApiKeyId, CompanyId, CustomerAccountCode, HardwareId, LicenseKey, OAuthClientId, ProductCode, Username,
 };
@@ -48,18 +49,7 @@ pub struct CompanyEntry {
     /// OAuth clients with their plaintext secret (hashed and sealed at import; redacted in `Debug`).
     pub oauth_clients: Vec<OAuthClientEntry>,
     /// Customer accounts' identity providers (single sign-on, docs/sso.md); secrets redacted in `Debug`.
-    pub customer_accounts: Vec<CustomerAccountEntry>,
-}
-
-/// A customer account as the catalog gives it (docs/sso.md).
-#[derive(Debug, Clone)]
-pub struct CustomerAccountEntry {
-    pub code: CustomerAccountCode,
-    pub issuer: String,
-    pub client_id: String,
-    pub client_secret: SecretString,
-    pub redirect_uris: Vec<String>,
-    pub email_claim: String,
+    pub customer_accounts: Vec<ProviderAccount>,
 }
 
 /// Most redirect URIs one customer account registers.
@@ -676,7 +666,7 @@ fn company(cx: &Ctx<'_>, path: &str, c: RawCompany) -> Result<CompanyEntry, Cata
         .collect::<Result<Vec<_>, _>>()?;
 
     let oauth_clients = oauth_clients(cx, path, c.oauth_clients, &products)?;
-    let customer_accounts = customer_accounts(cx, path, c.customer_accounts)?;
+    let customer_accounts = customer_accounts(cx, path, &c.code, c.customer_accounts)?;
 
     let mut users: BTreeMap<Username, (usize, LicenseUser, Option<SecretString>)> = BTreeMap::new();
     for (i, u) in c.license_users.into_iter().enumerate() {
@@ -698,6 +688,7 @@ fn company(cx: &Ctx<'_>, path: &str, c: RawCompany) -> Result<CompanyEntry, Cata
             bundle_licenses: Vec::new(),
             password_change_disabled: u.password_change_disabled,
             trial_password: false,
+            password_changed_by_user: false,
         };
         users.insert(u.email, (i, user, u.password.map(SecretString::from)));
     }
@@ -817,8 +808,9 @@ fn company(cx: &Ctx<'_>, path: &str, c: RawCompany) -> Result<CompanyEntry, Cata
 fn customer_accounts(
     cx: &Ctx<'_>,
     path: &str,
+    company: &CompanyId,
     raw: Vec<RawCustomerAccount>,
-) -> Result<Vec<CustomerAccountEntry>, CatalogError> {
+) -> Result<Vec<ProviderAccount>, CatalogError> {
     let mut seen = BTreeSet::new();
     let web_url = |p: String, v: &str| match url::Url::parse(v) {
         Ok(u) if matches!(u.scheme(), "https" | "http") => Ok(()),
@@ -852,7 +844,8 @@ fn customer_accounts(
             if !seen.insert(a.code.clone()) {
                 return Err(cx.err(format!("{a_path}.code"), format!("account `{}` appears twice", a.code)));
             }
-            Ok(CustomerAccountEntry {
+            Ok(ProviderAccount {
+                company: company.clone(),
                 code: a.code,
                 issuer: a.issuer,
                 client_id: a.client_id,
@@ -1091,6 +1084,37 @@ pub struct ImportReport {
     pub licenses: usize,
     pub oauth_clients: usize,
     pub customer_accounts: usize,
+    /// Users whose own password (set through `change_password`) the import kept.
+    pub passwords_kept: usize,
+}
+
+/// The stored hash to keep instead of the catalog's password: the user changed it themselves and the
+/// vendor does not manage it (`password_change_disabled`), so a re-import must not undo that change.
+fn user_changed_password(existing: Option<&LicenseUser>, imported: &LicenseUser) -> Option<String> {
+    let existing = existing?;
+    if !existing.password_changed_by_user || imported.password_change_disabled {
+        return None;
+    }
+    existing.password_hash.clone()
+}
+
+/// The hash of the catalog's password: the stored one when it still matches (re-imports do not churn
+/// hashes), otherwise a new argon2id hash.
+async fn catalog_password_hash(
+    password: Option<&SecretString>,
+    existing: Option<String>,
+) -> Result<Option<String>, StoreError> {
+    let Some(pw) = password else { return Ok(None) };
+    if let Some(hash) = existing {
+        if password::verify(pw.expose_secret().to_owned(), Some(hash.clone())).await {
+            return Ok(Some(hash));
+        }
+    }
+    let pw = pw.clone();
+    let hash = tokio::task::spawn_blocking(move || password::hash(pw.expose_secret()))
+        .await
+        .map_err(|e| StoreError::Invalid(e.to_string()))?;
+    Ok(Some(hash))
 }
 
 /// Writes a validated catalog, each item one `store::write::Write` run by the store's one executor
@@ -1098,7 +1122,7 @@ pub struct ImportReport {
 /// upserted, keeping their counters (`write::Attr::on_upsert`). API keys go last, so a key never works
 /// before what it serves exists.
 /// A user's stored hash is kept when it still matches the catalog password, so re-importing does not
-/// churn hashes.
+/// churn hashes, and when the user changed it themselves (`user_changed_password`).
 pub async fn import(store: &dyn Store, catalog: &Catalog) -> Result<ImportReport, StoreError> {
     import_sealed(store, catalog, None).await
 }
@@ -1133,24 +1157,15 @@ pub async fn import_sealed(
         }
         for (user, password) in &c.users {
             let mut user = user.clone();
-            let existing = store
-                .get_user(&c.code, &user.email)
-                .await?
-                .and_then(|u| u.password_hash);
-            user.password_hash = match (password, existing) {
-                (None, _) => None,
-                (Some(pw), Some(hash)) if password::verify(pw.expose_secret().to_owned(), Some(hash.clone())).await => {
-                    Some(hash)
-                }
-                (Some(pw), _) => {
-                    let pw = pw.clone();
-                    Some(
-                        tokio::task::spawn_blocking(move || password::hash(pw.expose_secret()))
-                            .await
-                            .map_err(|e| StoreError::Invalid(e.to_string()))?,
-                    )
-                }
-            };
+            let existing = store.get_user(&c.code, &user.email).await?;
+            if let Some(kept) = user_changed_password(existing.as_ref(), &user) {
+                user.password_hash = Some(kept);
+                user.password_changed_by_user = true;
+                report.passwords_kept += 1;
+            } else {
+                let existing = existing.and_then(|u| u.password_hash);
+                user.password_hash = catalog_password_hash(password.as_ref(), existing).await?;
+            }
             store.put_user(&c.code, &user).await?;
         }
         for (license, seats) in &c.licenses {
@@ -1232,7 +1247,7 @@ async fn oauth_client_record(
 async fn customer_account_record(
     store: &dyn Store,
     company: &CompanyId,
-    account: &CustomerAccountEntry,
+    account: &ProviderAccount,
     sealing_key: &SealingKey,
 ) -> Result<CustomerAccountRecord, StoreError> {
     let context = CustomerAccountRecord::seal_context(company, &account.code);

@@ -197,6 +197,19 @@ impl ApiError {
         }
     }
 
+    /// `WWW-Authenticate` for the 401s: client credentials go in Basic (RFC 6749 §5.2), access tokens
+    /// in Bearer (RFC 6750 §3.1).
+    pub fn challenge(&self) -> Option<&'static str> {
+        match self {
+            Self::InvalidClient => Some("Basic realm=\"License API\""),
+            Self::OAuthTokenExpired => {
+                Some("Bearer error=\"invalid_token\", error_description=\"the access token expired\"")
+            }
+            Self::OAuthTokenMalformed => Some("Bearer error=\"invalid_token\""),
+            _ => None,
+        }
+    }
+
     pub fn code(&self) -> &'static str {
         use ApiError::*;
         match self {

@@ -575,6 +575,10 @@ pub struct LicenseUser {
     /// (`trial::initial_password`), which trial answers repeat while `is_initial_password` holds.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub trial_password: bool,
+    /// The user set the current password through `change_password`: a re-import keeps it (the catalog's
+    /// password is where the user starts) unless the vendor manages it (`password_change_disabled`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub password_changed_by_user: bool,
 }
 
 impl std::fmt::Debug for LicenseUser {
@@ -591,6 +595,7 @@ impl std::fmt::Debug for LicenseUser {
             .field("bundle_licenses", &self.bundle_licenses)
             .field("password_change_disabled", &self.password_change_disabled)
             .field("trial_password", &self.trial_password)
+            .field("password_changed_by_user", &self.password_changed_by_user)
             .finish()
     }
 }

@@ -196,6 +196,7 @@ impl Fixture {
             bundle_licenses: Vec::new(),
             password_change_disabled: false,
             trial_password: false,
+            password_changed_by_user: false,
         };
         self.store().put_user(&self.company, &user).await.unwrap();
         for (license, max) in licenses {

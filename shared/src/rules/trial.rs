@@ -167,6 +167,7 @@ fn trial_user(
         bundle_licenses: Vec::new(),
         password_change_disabled: false,
         trial_password: true,
+        password_changed_by_user: false,
     })
 }
 
