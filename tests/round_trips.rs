@@ -798,7 +798,7 @@ async fn round_trips_of_trials() {
     );
     assert_eq!(
         get("user-based again"),
-        (5, 2),
-        "product, marker and user, then license and user"
+        (4, 2),
+        "product, marker and user at once, then the license"
     );
 }

@@ -34,12 +34,13 @@ pub async fn handle(req: &ApiRequest, state: &AppState, principal: Principal) ->
         let read = read(state, company, &request).await?;
         let product = rules::usable_product(read.product)?;
         let policy = trial::trial_policy(&product, &request)?;
-        let existing = match read.trial {
-            Some(existing) => existing,
+        let (existing, user) = match read.trial {
+            // The user the request names was read with the marker: the trial's own, if it names them.
+            Some(existing) => (existing, read.user),
             None => match create(state, company, &product, &policy, &request, read.user, &mut attempts).await? {
                 Created::Now(plan) => return answer(state, company, &plan.license, plan.user.as_ref()),
                 // Another request created this device's trial first: answer that one.
-                Created::Lost(Some(won)) => won,
+                Created::Lost(Some(won)) => (won, None),
                 // Something else the plan relied on changed (the user's record): decide again.
                 Created::Lost(None) => {
                     attempts.next_plan()?;
@@ -47,7 +48,7 @@ pub async fn handle(req: &ApiRequest, state: &AppState, principal: Principal) ->
                 }
             },
         };
-        return answer_existing(state, company, &product, &existing).await;
+        return answer_existing(state, company, &product, &existing, user).await;
     }
 }
 
@@ -150,12 +151,14 @@ async fn fresh(
     })
 }
 
-/// Answers the trial `existing` names, unless it has expired: its license and user read at once.
+/// Answers the trial `existing` names, unless it has expired: its license and user read at once (the
+/// user unless `read`, read with the marker, is them).
 async fn answer_existing(
     state: &AppState,
     company: &CompanyId,
     product: &ProductDoc,
     existing: &TrialRecord,
+    read: Option<LicenseUser>,
 ) -> Result<ApiResponse, ApiError> {
     let (company_id, code) = (company.clone(), product.code.clone());
     let addr = match &existing.license_key {
@@ -170,10 +173,12 @@ async fn answer_existing(
             id: existing.license_id,
         },
     };
+    let read = read.filter(|u| existing.user.as_ref() == Some(&u.email));
     let user = async {
-        match &existing.user {
-            Some(email) => load_user(state, company, email).await,
-            None => Ok(None),
+        match (&existing.user, read) {
+            (_, Some(user)) => Ok(Some(user)),
+            (Some(email), None) => load_user(state, company, email).await,
+            (None, None) => Ok(None),
         }
     };
     let item = Item::License(addr);
