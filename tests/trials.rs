@@ -207,6 +207,11 @@ async fn a_user_based_trial_is_a_login_that_works(setup) {
     wrong["password"] = json!("not-the-password");
     wrong["hardware_id"] = json!("dev-2");
     assert_error(&apps[0].send(f.client.activate(&wrong)).await, 400, "license_not_found");
+    // The same device asking with another email gets its trial, without the password.
+    let mut other = params.clone();
+    other["email"] = json!("someone.else@example.com");
+    let (_, theirs) = trial(&apps[0], &f.client, &other).await;
+    assert_eq!((theirs["license_user"].clone(), theirs["initial_password"].clone()), (json!("new@example.com"), Value::Null));
     // Once the user has changed it, the initial password is no longer shown (nor valid).
     let change = json!({"username": "new@example.com", "password": password, "new_password": "my own secret"});
     let resp = apps[0].send(f.client.call(Endpoint::ChangePassword, &change)).await;

@@ -38,7 +38,15 @@ pub async fn handle(req: &ApiRequest, state: &AppState, principal: Principal) ->
             // The user the request names was read with the marker: the trial's own, if it names them.
             Some(existing) => (existing, read.user),
             None => match create(state, company, &product, &policy, &request, read.user, &mut attempts).await? {
-                Created::Now(plan) => return answer(state, company, &plan.license, plan.user.as_ref()),
+                Created::Now(plan) => {
+                    return answer(
+                        state,
+                        company,
+                        &plan.license,
+                        plan.user.as_ref(),
+                        request.email.as_ref(),
+                    )
+                }
                 // Another request created this device's trial first: answer that one.
                 Created::Lost(Some(won)) => (won, None),
                 // Something else the plan relied on changed (the user's record): decide again.
@@ -48,7 +56,7 @@ pub async fn handle(req: &ApiRequest, state: &AppState, principal: Principal) ->
                 }
             },
         };
-        return answer_existing(state, company, &product, &existing, user).await;
+        return answer_existing(state, company, &product, &existing, user, request.email.as_ref()).await;
     }
 }
 
@@ -152,13 +160,14 @@ async fn fresh(
 }
 
 /// Answers the trial `existing` names, unless it has expired: its license and user read at once (the
-/// user unless `read`, read with the marker, is them).
+/// user unless `read`, read with the marker, is them). `asked`: the email the request names.
 async fn answer_existing(
     state: &AppState,
     company: &CompanyId,
     product: &ProductDoc,
     existing: &TrialRecord,
     read: Option<LicenseUser>,
+    asked: Option<&Username>,
 ) -> Result<ApiResponse, ApiError> {
     let (company_id, code) = (company.clone(), product.code.clone());
     let addr = match &existing.license_key {
@@ -192,19 +201,22 @@ async fn answer_existing(
         return Err(missing("user"));
     }
     trial::ensure_trial_running(&license, Timestamp::now())?;
-    answer(state, company, &license, user.as_ref())
+    answer(state, company, &license, user.as_ref(), asked)
 }
 
+/// The answer for a trial's license and user. The derived password is shown only to a request that
+/// names the trial's user (another email for the same device learns who holds its trial, not their
+/// password), and while it is still theirs: a user who changed it, or one the vendor created with
+/// their own, signs in with theirs.
 fn answer(
     state: &AppState,
     company: &CompanyId,
     license: &License,
     user: Option<&LicenseUser>,
+    asked: Option<&Username>,
 ) -> Result<ApiResponse, ApiError> {
-    // The derived password is shown while it is still the user's: a user who changed it, or one the
-    // vendor created with their own, signs in with theirs.
     let password = match user {
-        Some(u) if u.trial_password && u.is_initial_password => {
+        Some(u) if u.trial_password && u.is_initial_password && asked == Some(&u.email) => {
             Some(initial_password(sealing_key(state)?, company, &u.email))
         }
         _ => None,
