@@ -10,6 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${DYNAMODB_ENDPOINT:?run from scripts/test.sh, which starts DynamoDB Local}"
 source scripts/lib/timing.sh
+source scripts/lib/ports.sh
 trap timings_total EXIT
 
 source scripts/lib/deploy-tools.sh
@@ -67,7 +68,7 @@ AWS_SECRET_ACCESS_KEY=local
 AWS_REGION=us-east-1
 RUST_LOG=warn
 ENV
-PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+PORT="$(free_port)"
 cargo lambda watch --ignore-changes --invoke-address 127.0.0.1 --invoke-port "$PORT" --env-file "$WORK/env" \
     >"$WORK/watch.log" 2>&1 &
 WATCH_PID=$!

@@ -69,6 +69,7 @@ trap 'exit 130' INT TERM
 
 # ---- timing: scripts/lib/timing.sh (the step table of the whole run) ----------------------------------
 source "$ROOT/scripts/lib/timing.sh"
+source "$ROOT/scripts/lib/ports.sh"
 on_exit timings_total  # when run on its own: its step table at exit
 STAGE_START=$(now)
 log() { printf '==> sam local: %s\n' "$*"; }
@@ -265,7 +266,7 @@ log "sam local invoke: every file in events/"
 timed "sam local invoke (every event)" invoke_events
 
 # ---- the HTTP API through `sam local start-api` ------------------------------------------------------
-API_PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+API_PORT="$(free_port)"
 BASE="http://127.0.0.1:$API_PORT"
 start_api() {
     env_vars sam-api
@@ -296,7 +297,8 @@ timed "sam local start-api (until it listens)" start_api
 
 # `license-server smoke`: a race of 6 concurrent activations for the 3 free slots of the fresh table's
 # DEMO-0000-0000-0001 (each request in its own container), then every endpoint's success and error
-# answers, the $default route's 404 and 405, a user-based activation and the bundle endpoints.
+# answers, the $default route's 404 and 405, a user-based activation, the bundle endpoints and the SPEC §9
+# calls an application makes on its device (variables, product details, features, user licenses, passwords).
 http_checks() {
     LICENSE_SMOKE_SHARED_KEY=demo-shared-key-change-me LICENSE_SMOKE_PASSWORD=demo-password \
         "$SERVER" smoke --base-url "$BASE" --api-key demo-api-key --public-key "$WORK/signing-key.pub.pem" \

@@ -28,11 +28,13 @@ const ACTIVATE: &str = "/api/v4/activate_license";
 /// The access SPEC §1.2 gives an endpoint, from the rule rather than from the endpoint table (which the
 /// server enforces, so it cannot be its own check): no key for the root probe and the OAuth endpoints
 /// (`oauth_url`, the token endpoint, which authenticates the OAuth client itself), and `read_only_api_key`
-/// on a state-changing endpoint — every one but the GETs, which only read.
+/// on a state-changing endpoint — every one but the GETs, which only read, except `trial_key`, a GET
+/// that creates a license (SPEC §9).
 fn spec_access(endpoint: Endpoint) -> Option<Access> {
     match endpoint.method() {
         // SPEC §1.2: "every endpoint except `GET /` and the OAuth token discovery" (§7: `oauth_url`).
         _ if matches!(endpoint, Endpoint::Root | Endpoint::OauthUrl | Endpoint::OauthToken) => None,
+        _ if endpoint == Endpoint::TrialKey => Some(Access::Write),
         Method::GET => Some(Access::Read),
         _ => Some(Access::Write),
     }

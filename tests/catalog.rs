@@ -1,8 +1,9 @@
 //! Catalog import on both stores: the example catalog imports and serves, importing twice leaves
-//! identical state, activations survive a re-import, and a broken catalog changes nothing.
+//! identical state, activations and passwords users changed survive a re-import, and a broken catalog changes nothing.
 
 use integration_tests::{Fixture, Setup};
 use license_api::catalog::{import, Catalog};
+use license_api::handlers::Endpoint;
 use license_api::store::write::{Attr, Image, Item, Write};
 use serde_json::{json, Value};
 
@@ -69,6 +70,32 @@ integration_tests::matrix! {
         let check = c.check(&json!({"product": "demo", "hardware_id": "pc-1", "license_key": "DEMO-0000-0000-0001"}));
         let obj = c.verify_license(&f.app.send(check).await, "pc-1", "DEMO-0000-0000-0001").unwrap();
         assert_eq!(obj["times_activated"], 1);
+    }
+
+    // A password the user changed through `change_password` survives a re-import (the catalog's password is
+    // where the user starts); once the catalog manages it (`password_change_disabled`), the import resets it.
+    async fn reimport_keeps_a_password_the_user_changed(setup) {
+        let f = imported(setup).await;
+        let c = demo_client(&f);
+        let change = json!({"username": "ann@example.com", "password": "demo-password", "new_password": "ann's own secret"});
+        let resp = f.app.send(c.call(Endpoint::ChangePassword, &change)).await;
+        assert_eq!(resp.status(), 200, "{}", String::from_utf8_lossy(resp.body()));
+        let activate = |password: &str, hw: &str| {
+            c.activate(&json!({"product": "demo-team", "hardware_id": hw, "username": "ann@example.com", "password": password}))
+        };
+        import(f.store(), &example()).await.expect("re-import");
+        assert_eq!(f.app.send(activate("ann's own secret", "pc-1")).await.status(), 200, "the user's password was kept");
+        assert_eq!(integration_tests::error_of(&f.app.send(activate("demo-password", "pc-2")).await).1, "license_not_found");
+        let mut managed: Value = serde_json::from_str(EXAMPLE).unwrap();
+        for user in managed["companies"][0]["license_users"].as_array_mut().unwrap() {
+            if user["email"] == "ann@example.com" {
+                user["password_change_disabled"] = json!(true);
+            }
+        }
+        let managed = Catalog::parse(&managed.to_string(), "managed.json").expect("valid");
+        import(f.store(), &managed).await.expect("managed import");
+        assert_eq!(f.app.send(activate("demo-password", "pc-2")).await.status(), 200, "the catalog's password again");
+        assert_eq!(integration_tests::error_of(&f.app.send(activate("ann's own secret", "pc-3")).await).1, "license_not_found");
     }
 
     async fn example_catalog_features_answer_as_configured(setup) {
@@ -205,6 +232,8 @@ fn every_kind(company: &license_api::ids::CompanyId) -> Vec<(Item, Image)> {
                 licenses: vec![(product.clone(), 41)],
                 bundle_licenses: Vec::new(),
                 password_change_disabled: false,
+                trial_password: false,
+                password_changed_by_user: false,
             })),
         ),
         (Item::License(addr.clone()), Image::License(Box::new(license))),
@@ -281,6 +310,19 @@ fn every_kind(company: &license_api::ids::CompanyId) -> Vec<(Item, Image)> {
                     id: 5,
                     users: vec![Username::parse("ann@example.com").unwrap()],
                 }],
+            })),
+        ),
+        (
+            Item::Trial(
+                company.clone(),
+                license_api::ids::ProductCode::parse("p").unwrap(),
+                license_api::ids::HardwareId::parse("every-attr-hw").unwrap(),
+            ),
+            Image::Trial(Box::new(license_api::model::TrialRecord {
+                license_id: 77,
+                license_key: Some(license_api::ids::LicenseKey::parse("EVERY-TRIAL").unwrap()),
+                user: Some(license_api::ids::Username::parse("trial@example.com").unwrap()),
+                created_at: t(11),
             })),
         ),
     ]

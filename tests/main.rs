@@ -28,5 +28,6 @@ mod product_details;
 mod round_trips;
 mod sso;
 mod sso_url;
+mod trials;
 mod user_licenses;
 mod user_privacy;

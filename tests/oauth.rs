@@ -228,7 +228,12 @@ integration_tests::matrix! {
     async fn bearer_failures_answer_their_codes(setup) {
         let f = oauth_fixture(setup, std::time::Duration::from_secs(60)).await;
         let c = f.app.client("demo-api-key", "demo-shared-key-change-me");
-        let code = |resp: http::Response<bytes::Bytes>| integration_tests::error_of(&resp);
+        // Every 401 challenges for a bearer token (RFC 6750 §3.1); the 400s do not.
+        let code = |resp: http::Response<bytes::Bytes>| {
+            let challenge = resp.headers().get("www-authenticate").map(|v| v.to_str().unwrap().to_owned());
+            assert_eq!(challenge.as_deref().is_some_and(|c| c.starts_with("Bearer error=\"invalid_token\"")), resp.status() == 401, "{challenge:?}");
+            integration_tests::error_of(&resp)
+        };
         // Issued 481 s ago: expired; 479 s ago: still valid.
         assert_eq!(code(f.app.send(with_bearer(c.check(&license_body("pc-1")), &token("ci-rw", 481))).await), (401, "oauth_token_expired".into()));
         let fresh = f.app.send(with_bearer(c.activate(&license_body("pc-1")), &token("ci-rw", 470))).await;
@@ -382,6 +387,13 @@ fn oauth_error_of(resp: &http::Response<bytes::Bytes>) -> (u16, String) {
         "{body}"
     );
     assert_eq!(resp.headers()["cache-control"], "no-store");
+    // A 401 names the scheme to authenticate with (RFC 6749 §5.2); other errors have no challenge.
+    let challenge = resp.headers().get("www-authenticate").map(|v| v.to_str().unwrap());
+    assert_eq!(
+        challenge,
+        (resp.status() == 401).then_some("Basic realm=\"License API\""),
+        "{body}"
+    );
     (resp.status().as_u16(), body["error"].as_str().unwrap().to_owned())
 }
 

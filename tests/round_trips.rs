@@ -744,6 +744,66 @@ async fn round_trips_of_device_variables_and_product_details() {
 }
 
 #[tokio::test]
+async fn round_trips_of_trials() {
+    let f = Fixture::new(Setup::new("round-trips-trials", Backend::DynamoDb, Transport::Lambda)).await;
+    for (code, method) in [
+        ("p-trial", license_api::model::AuthorizationMethod::LicenseKey),
+        ("p-user-trial", license_api::model::AuthorizationMethod::User),
+    ] {
+        let product = license_api::model::ProductDoc {
+            code: integration_tests::fixtures::product_code(code),
+            authorization_method: method,
+            allow_trial: true,
+            trial_days: 14,
+            ..Default::default()
+        };
+        f.store().put_product(&f.company, &product).await.unwrap();
+    }
+    let (key, _) = license_api::sealed::SealingKey::generate().unwrap();
+    let app = f.env.configured_instance(|s| s.with_sealing_key(Some(key))).await;
+    let rt = &app.round_trips;
+    assert_eq!(app.send(f.client.check(&key_body("RT", "warmup"))).await.status(), 400);
+    let key_based = json!({"product": "p-trial", "hardware_id": "h1"});
+    let user_based = json!({"product": "p-user-trial", "hardware_id": "h1", "email": "new@example.com"});
+    let mut measure = Vec::new();
+    for (name, params) in [
+        ("key-based new", &key_based),
+        ("key-based again", &key_based),
+        ("user-based new", &user_based),
+        ("user-based again", &user_based),
+    ] {
+        rt.reset();
+        let resp = app.send(f.client.call(Endpoint::TrialKey, params)).await;
+        assert_eq!(resp.status(), 200, "{name}: {}", String::from_utf8_lossy(resp.body()));
+        measure.push((name, rt.get()));
+    }
+    for (name, (requests, sequential)) in &measure {
+        println!("trial_key {name}: {requests} requests, {sequential} sequential round trips");
+    }
+    let get = |name: &str| measure.iter().find(|(n, _)| *n == name).unwrap().1;
+    assert_eq!(
+        get("key-based new"),
+        (3, 2),
+        "product and marker at once, then the transaction"
+    );
+    assert_eq!(
+        get("key-based again"),
+        (3, 2),
+        "product and marker at once, then the license"
+    );
+    assert_eq!(
+        get("user-based new"),
+        (4, 2),
+        "product, marker and user at once, then the transaction"
+    );
+    assert_eq!(
+        get("user-based again"),
+        (4, 2),
+        "product, marker and user at once, then the license"
+    );
+}
+
+#[tokio::test]
 async fn round_trips_customer_license_users() {
     let f = Fixture::new(Setup::new(
         "round-trips-customer-license-users",

@@ -5,7 +5,7 @@
 use crate::bundles::{check, post, verify_array};
 use base64::Engine;
 use integration_tests::fixtures::{key_file, SHARED_KEY, USER_PRODUCT};
-use integration_tests::oidc::{self, Flow, ANN, BOB, EVE, OTHER_REDIRECT_URI, REDIRECT_URI};
+use integration_tests::oidc::{self, claims, grant_body, Flow, ANN, BOB, EVE, OTHER_REDIRECT_URI, REDIRECT_URI};
 use integration_tests::oidc::{MintKey, MintingIssuer};
 use integration_tests::{assert_error, Fixture, Instance};
 use license_api::catalog::{import, import_sealed, Catalog};
@@ -23,15 +23,6 @@ use license_api::state::AppState;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// The claims of a JWT, unverified: the harness checks what the provider issued, not its signature.
-fn claims(jwt: &str) -> serde_json::Value {
-    let payload = jwt.split('.').nth(1).expect("a JWT has three parts");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .expect("base64url");
-    serde_json::from_slice(&bytes).expect("JSON claims")
-}
 
 #[tokio::test]
 async fn an_implicit_login_yields_an_id_token_naming_the_user() {
@@ -91,10 +82,6 @@ async fn resolver_instance(f: &Fixture, issuer: &str, key_refetch: Duration) -> 
             ..state
         })
         .await
-}
-
-fn grant_body(grant: (&str, &str), hw: &str) -> serde_json::Value {
-    json!({"product": USER_PRODUCT, "hardware_id": hw, grant.0: grant.1, "customer_account_code": "acct"})
 }
 
 integration_tests::matrix! {

@@ -4,9 +4,10 @@
 //! Nonces of the server's format that it did not mint for that account, or that expired, are refused;
 //! a nonce of another format (the application's own login) is the application's business.
 
-use base64::Engine;
 use integration_tests::fixtures::{KEY_PRODUCT, USER_PRODUCT};
-use integration_tests::oidc::{self, Flow, MintKey, MintingIssuer, ANN, OTHER_REDIRECT_URI, REDIRECT_URI};
+use integration_tests::oidc::{
+    self, claims, grant_body, Flow, MintKey, MintingIssuer, ANN, OTHER_REDIRECT_URI, REDIRECT_URI,
+};
 use integration_tests::{assert_error, Fixture, Instance};
 use license_api::handlers::Endpoint;
 use license_api::identity::nonce::{NonceKey, NONCE_LIFETIME};
@@ -103,21 +104,6 @@ fn check_authorization_request(url: &Url, response_type: &str, redirect_uri: &st
     assert!(q["state"].len() >= 22, "{url}");
     assert!(q["nonce"].starts_with("sso-v1."), "{url}");
     (q["state"].clone(), q["nonce"].clone())
-}
-
-/// The claims of a JWT, unverified (the server verified it).
-fn claims(jwt: &str) -> serde_json::Value {
-    let payload = jwt.split('.').nth(1).expect("a JWT has three parts");
-    serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .unwrap(),
-    )
-    .unwrap()
-}
-
-fn grant_body(grant: (&str, &str), hw: &str) -> serde_json::Value {
-    json!({"product": USER_PRODUCT, "hardware_id": hw, grant.0: grant.1, "customer_account_code": "acct"})
 }
 
 integration_tests::matrix! {

@@ -270,6 +270,23 @@ fn specs(api_key: &str, shared_key: &str) -> Vec<Spec> {
             signed: true,
             upload: None,
         },
+        // The same device's trial on every run: the first creates it, the others answer it again.
+        Spec {
+            file: "trial_key-ok.json",
+            method: "GET",
+            path: "/api/v4/trial_key",
+            params: json!({"product": "demo", "hardware_id": "trial-event-device", "license_policy": "trial-30", "email": "trial@example.com", "first_name": "Tess"}),
+            signed: true,
+            upload: None,
+        },
+        Spec {
+            file: "trial_key-trial_not_allowed.json",
+            method: "GET",
+            path: "/api/v4/trial_key",
+            params: json!({"product": "demo-viewer", "hardware_id": "trial-event-device"}),
+            signed: true,
+            upload: None,
+        },
         Spec {
             file: "activate_license-floating-ok.json",
             method: "POST",

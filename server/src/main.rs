@@ -245,6 +245,13 @@ async fn run(command: Command) -> Result<(), Error> {
                 report.oauth_clients,
                 report.customer_accounts
             );
+            if report.passwords_kept > 0 {
+                println!(
+                    "kept the password {} license user(s) changed themselves (the catalog's password is only where a \
+                     user starts; set `password_change_disabled` to manage it from the catalog)",
+                    report.passwords_kept
+                );
+            }
             Ok(())
         }
         Command::Keygen {

@@ -25,7 +25,7 @@ use license_api::auth::{self, Admission, Claimant, Via};
 use license_api::error::ApiError;
 use license_api::handlers::endpoints::Input;
 use license_api::handlers::Endpoint;
-use license_api::http::{ApiRequest, ApiResponse, NO_STORE_HEADERS, SIGNATURE_HEADER};
+use license_api::http::{ApiRequest, ApiResponse, SIGNATURE_HEADER};
 use license_api::offline::transport::MAX_UPLOAD_BYTES;
 use license_api::request::MAX_BODY_BYTES;
 use std::any::Any;
@@ -226,10 +226,8 @@ fn response(resp: &ApiResponse, retry_after: Option<Duration>, close: bool) -> R
     if let Some(sig) = &resp.signature {
         builder = builder.header(SIGNATURE_HEADER, sig);
     }
-    if resp.no_store {
-        for (name, value) in NO_STORE_HEADERS {
-            builder = builder.header(name, value);
-        }
+    for (name, value) in resp.extra_headers() {
+        builder = builder.header(name, value);
     }
     if resp.status == 429 {
         let secs = retry_after.map_or(1, |w| w.as_secs() + u64::from(w.subsec_nanos() > 0));

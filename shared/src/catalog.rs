@@ -3,6 +3,7 @@
 //! written — every error names the file, the entry and the field — and [`import`] writes it with
 //! idempotent upserts that keep activation counters, so importing twice changes nothing.
 
+use crate::identity::oidc::ProviderAccount;
 use crate::ids::{
     ApiKeyId, CompanyId, CustomerAccountCode, HardwareId, LicenseKey, OAuthClientId, ProductCode, Username,
 };
@@ -48,20 +49,9 @@ pub struct CompanyEntry {
     /// OAuth clients with their plaintext secret (hashed and sealed at import; redacted in `Debug`).
     pub oauth_clients: Vec<OAuthClientEntry>,
     /// Customer accounts' identity providers (single sign-on, docs/sso.md); secrets redacted in `Debug`.
-    pub customer_accounts: Vec<CustomerAccountEntry>,
+    pub customer_accounts: Vec<ProviderAccount>,
     /// Each customer's licenses, by the email of the licenses' `customer` (`customer_license_users`).
     pub customers: Vec<CustomerLicenses>,
-}
-
-/// A customer account as the catalog gives it (docs/sso.md).
-#[derive(Debug, Clone)]
-pub struct CustomerAccountEntry {
-    pub code: CustomerAccountCode,
-    pub issuer: String,
-    pub client_id: String,
-    pub client_secret: SecretString,
-    pub redirect_uris: Vec<String>,
-    pub email_claim: String,
 }
 
 /// Most redirect URIs one customer account registers.
@@ -428,6 +418,12 @@ const LICENSE_NUMBERS: &[(&str, Bound)] = &[
     ("total_consumptions", AMOUNT),
 ];
 const SEAT_NUMBERS: &[(&str, Bound)] = &[("max_activations", COUNT)];
+const POLICY_NUMBERS: &[(&str, Bound)] = &[
+    ("trial_days", DAYS),
+    ("max_activations", COUNT),
+    ("max_transfers", TRANSFERS),
+    ("max_consumptions", AMOUNT),
+];
 
 /// Checks the integer fields of one entry against their bounds. Runs on the JSON before it is typed,
 /// so it depends only on the catalog's field names; a value that is not an integer at all is left to
@@ -482,6 +478,9 @@ fn check_catalog_numbers(cx: &Ctx<'_>, root: &Value) -> Result<(), CatalogError>
             check_numbers(cx, &p_path, product, PRODUCT_NUMBERS)?;
             for (f_i, feature) in items(product, "features").iter().enumerate() {
                 check_numbers(cx, &format!("{p_path}.features[{f_i}]"), feature, FEATURE_NUMBERS)?;
+            }
+            for (l_i, policy) in items(product, "license_policies").iter().enumerate() {
+                check_numbers(cx, &format!("{p_path}.license_policies[{l_i}]"), policy, POLICY_NUMBERS)?;
             }
         }
         for (i, license) in items(company, "licenses").iter().enumerate() {
@@ -589,6 +588,10 @@ fn company(cx: &Ctx<'_>, path: &str, c: RawCompany) -> Result<CompanyEntry, Cata
         let mut p: ProductDoc = cx.typed(&p_path, value)?;
         check_product_lists(cx, &p_path, &p)?;
         p.metadata = normalize_map(&p.metadata, &format!("{p_path}.metadata")).map_err(|m| cx.err(&p_path, m))?;
+        for (l_i, policy) in p.license_policies.iter_mut().enumerate() {
+            let l_path = format!("{p_path}.license_policies[{l_i}].metadata");
+            policy.metadata = normalize_map(&policy.metadata, &l_path).map_err(|m| cx.err(&l_path, m))?;
+        }
         for (f_i, feature) in p.features.iter_mut().enumerate() {
             let f_path = format!("{p_path}.features[{f_i}].metadata");
             feature.metadata = normalize_map(&feature.metadata, &f_path).map_err(|m| cx.err(&f_path, m))?;
@@ -665,7 +668,7 @@ fn company(cx: &Ctx<'_>, path: &str, c: RawCompany) -> Result<CompanyEntry, Cata
         .collect::<Result<Vec<_>, _>>()?;
 
     let oauth_clients = oauth_clients(cx, path, c.oauth_clients, &products)?;
-    let customer_accounts = customer_accounts(cx, path, c.customer_accounts)?;
+    let customer_accounts = customer_accounts(cx, path, &c.code, c.customer_accounts)?;
 
     let mut users: BTreeMap<Username, (usize, LicenseUser, Option<SecretString>)> = BTreeMap::new();
     for (i, u) in c.license_users.into_iter().enumerate() {
@@ -686,6 +689,8 @@ fn company(cx: &Ctx<'_>, path: &str, c: RawCompany) -> Result<CompanyEntry, Cata
             licenses: Vec::new(),
             bundle_licenses: Vec::new(),
             password_change_disabled: u.password_change_disabled,
+            trial_password: false,
+            password_changed_by_user: false,
         };
         users.insert(u.email, (i, user, u.password.map(SecretString::from)));
     }
@@ -853,8 +858,9 @@ impl Customers {
 fn customer_accounts(
     cx: &Ctx<'_>,
     path: &str,
+    company: &CompanyId,
     raw: Vec<RawCustomerAccount>,
-) -> Result<Vec<CustomerAccountEntry>, CatalogError> {
+) -> Result<Vec<ProviderAccount>, CatalogError> {
     let mut seen = BTreeSet::new();
     let web_url = |p: String, v: &str| match url::Url::parse(v) {
         Ok(u) if matches!(u.scheme(), "https" | "http") => Ok(()),
@@ -888,7 +894,8 @@ fn customer_accounts(
             if !seen.insert(a.code.clone()) {
                 return Err(cx.err(format!("{a_path}.code"), format!("account `{}` appears twice", a.code)));
             }
-            Ok(CustomerAccountEntry {
+            Ok(ProviderAccount {
+                company: company.clone(),
                 code: a.code,
                 issuer: a.issuer,
                 client_id: a.client_id,
@@ -955,12 +962,45 @@ fn check_product_lists(cx: &Ctx<'_>, path: &str, p: &ProductDoc) -> Result<(), C
     for (field, len, max) in [
         ("custom_fields", p.custom_fields.len(), MAX_PRODUCT_CUSTOM_FIELDS),
         ("versions", p.versions.len(), MAX_PRODUCT_VERSIONS),
+        (
+            "license_policies",
+            p.license_policies.len(),
+            crate::model::MAX_LICENSE_POLICIES,
+        ),
     ] {
         if len > max {
             return Err(cx.err(
                 format!("{path}.{field}"),
                 format!("{len} entries; a product lists at most {max}: keep the ones clients need"),
             ));
+        }
+    }
+    check_license_policies(cx, path, p)
+}
+
+/// A product's license policies (docs/catalog.md, *Trial policies*): each named by a code of its own
+/// that a request can carry, and at most one the default trial policy, which must be a trial policy.
+fn check_license_policies(cx: &Ctx<'_>, path: &str, p: &ProductDoc) -> Result<(), CatalogError> {
+    let max = crate::request::MAX_CUSTOMER_FIELD_BYTES;
+    for (i, policy) in p.license_policies.iter().enumerate() {
+        let at = |field: &str| format!("{path}.license_policies[{i}].{field}");
+        if policy.code.is_empty() || policy.code.len() > max || policy.code.chars().any(char::is_control) {
+            return Err(cx.err(
+                at("code"),
+                format!("must be 1 to {max} bytes without control characters"),
+            ));
+        }
+        if p.license_policies[..i].iter().any(|other| other.code == policy.code) {
+            return Err(cx.err(at("code"), format!("license policy `{}` appears twice", policy.code)));
+        }
+        if policy.default_trial && !policy.is_trial {
+            return Err(cx.err(
+                at("default_trial"),
+                "only a trial policy (`is_trial`) can be the default trial policy",
+            ));
+        }
+        if policy.default_trial && p.license_policies[..i].iter().any(|other| other.default_trial) {
+            return Err(cx.err(at("default_trial"), "a product has at most one default trial policy"));
         }
     }
     Ok(())
@@ -1094,6 +1134,37 @@ pub struct ImportReport {
     pub licenses: usize,
     pub oauth_clients: usize,
     pub customer_accounts: usize,
+    /// Users whose own password (set through `change_password`) the import kept.
+    pub passwords_kept: usize,
+}
+
+/// The stored hash to keep instead of the catalog's password: the user changed it themselves and the
+/// vendor does not manage it (`password_change_disabled`), so a re-import must not undo that change.
+fn user_changed_password(existing: Option<&LicenseUser>, imported: &LicenseUser) -> Option<String> {
+    let existing = existing?;
+    if !existing.password_changed_by_user || imported.password_change_disabled {
+        return None;
+    }
+    existing.password_hash.clone()
+}
+
+/// The hash of the catalog's password: the stored one when it still matches (re-imports do not churn
+/// hashes), otherwise a new argon2id hash.
+async fn catalog_password_hash(
+    password: Option<&SecretString>,
+    existing: Option<String>,
+) -> Result<Option<String>, StoreError> {
+    let Some(pw) = password else { return Ok(None) };
+    if let Some(hash) = existing {
+        if password::verify(pw.expose_secret().to_owned(), Some(hash.clone())).await {
+            return Ok(Some(hash));
+        }
+    }
+    let pw = pw.clone();
+    let hash = tokio::task::spawn_blocking(move || password::hash(pw.expose_secret()))
+        .await
+        .map_err(|e| StoreError::Invalid(e.to_string()))?;
+    Ok(Some(hash))
 }
 
 /// Writes a validated catalog, each item one `store::write::Write` run by the store's one executor
@@ -1101,7 +1172,7 @@ pub struct ImportReport {
 /// upserted, keeping their counters (`write::Attr::on_upsert`). API keys go last, so a key never works
 /// before what it serves exists.
 /// A user's stored hash is kept when it still matches the catalog password, so re-importing does not
-/// churn hashes.
+/// churn hashes, and when the user changed it themselves (`user_changed_password`).
 pub async fn import(store: &dyn Store, catalog: &Catalog) -> Result<ImportReport, StoreError> {
     import_sealed(store, catalog, None).await
 }
@@ -1136,24 +1207,15 @@ pub async fn import_sealed(
         }
         for (user, password) in &c.users {
             let mut user = user.clone();
-            let existing = store
-                .get_user(&c.code, &user.email)
-                .await?
-                .and_then(|u| u.password_hash);
-            user.password_hash = match (password, existing) {
-                (None, _) => None,
-                (Some(pw), Some(hash)) if password::verify(pw.expose_secret().to_owned(), Some(hash.clone())).await => {
-                    Some(hash)
-                }
-                (Some(pw), _) => {
-                    let pw = pw.clone();
-                    Some(
-                        tokio::task::spawn_blocking(move || password::hash(pw.expose_secret()))
-                            .await
-                            .map_err(|e| StoreError::Invalid(e.to_string()))?,
-                    )
-                }
-            };
+            let existing = store.get_user(&c.code, &user.email).await?;
+            if let Some(kept) = user_changed_password(existing.as_ref(), &user) {
+                user.password_hash = Some(kept);
+                user.password_changed_by_user = true;
+                report.passwords_kept += 1;
+            } else {
+                let existing = existing.and_then(|u| u.password_hash);
+                user.password_hash = catalog_password_hash(password.as_ref(), existing).await?;
+            }
             store.put_user(&c.code, &user).await?;
         }
         for (license, seats) in &c.licenses {
@@ -1239,7 +1301,7 @@ async fn oauth_client_record(
 async fn customer_account_record(
     store: &dyn Store,
     company: &CompanyId,
-    account: &CustomerAccountEntry,
+    account: &ProviderAccount,
     sealing_key: &SealingKey,
 ) -> Result<CustomerAccountRecord, StoreError> {
     let context = CustomerAccountRecord::seal_context(company, &account.code);
@@ -1690,6 +1752,69 @@ mod tests {
             "companies[0].products[0].versions[0].url_typo",
         );
         assert!(m.contains("`url`"), "names the valid fields: {m}");
+    }
+
+    #[test]
+    fn license_policies_parse_and_are_checked() {
+        let policy = |code: &str, extra: Value| {
+            let mut p = serde_json::json!({"code": code, "is_trial": true, "trial_days": 30});
+            p.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            p
+        };
+        let mut v = base();
+        v["companies"][0]["products"][0]["license_policies"] = serde_json::json!([policy(
+            "t30",
+            serde_json::json!({"default_trial": true, "max_activations": 2})
+        )]);
+        let catalog = parse(v).unwrap();
+        let app = &catalog.companies[0].products[0];
+        let default = app.trial_policy(None).expect("the default trial policy");
+        assert_eq!(
+            (default.code.as_str(), default.trial_days, default.max_activations),
+            ("t30", 30, 2)
+        );
+        assert_eq!(app.trial_policy(Some("t30")), Some(default));
+        let at = "companies[0].products[0].license_policies";
+        let cases = [
+            (
+                serde_json::json!([policy("a", serde_json::json!({})), policy("a", serde_json::json!({}))]),
+                format!("{at}[1].code"),
+                "appears twice",
+            ),
+            (
+                serde_json::json!([policy(
+                    "a",
+                    serde_json::json!({"is_trial": false, "default_trial": true})
+                )]),
+                format!("{at}[0].default_trial"),
+                "only a trial policy",
+            ),
+            (
+                serde_json::json!([
+                    policy("a", serde_json::json!({"default_trial": true})),
+                    policy("b", serde_json::json!({"default_trial": true}))
+                ]),
+                format!("{at}[1].default_trial"),
+                "at most one",
+            ),
+            (
+                serde_json::json!([policy("", serde_json::json!({}))]),
+                format!("{at}[0].code"),
+                "1 to 255 bytes",
+            ),
+            (
+                serde_json::json!([policy("a", serde_json::json!({"trial_days": 36_501}))]),
+                format!("{at}[0].trial_days"),
+                "at most 100 years",
+            ),
+        ];
+        for (policies, path, expected) in cases {
+            let m = message(
+                |v| v["companies"][0]["products"][0]["license_policies"] = policies,
+                &path,
+            );
+            assert!(m.contains(expected), "{path}: {m}");
+        }
     }
 
     #[test]

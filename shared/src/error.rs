@@ -111,6 +111,16 @@ pub enum ApiError {
     LicenseExpired,
     #[error("Trial period has expired")]
     TrialExpired,
+    /// `trial_key` for a product without trials, or with a `license_policy` the product has no trial
+    /// policy of (SPEC §9; the **Decision** in docs/catalog.md, *Trial policies*): says which.
+    #[error("{0}")]
+    TrialNotAllowed(String),
+    /// `trial_key` without a hardware id (SPEC §9).
+    #[error("A trial is for one device: send its hardware_id")]
+    MissingHardwareId,
+    /// `trial_key` of a user-based product without the email of the license user to create (SPEC §9).
+    #[error("A trial of a user-based product needs the license user's email")]
+    EmailMissing,
     /// The vendor manages this license user's password (`password_change_disabled` in the catalog).
     #[error("This license user's password cannot be changed here: ask the vendor")]
     ChangePasswordNotAllowed,
@@ -187,6 +197,19 @@ impl ApiError {
         }
     }
 
+    /// `WWW-Authenticate` for the 401s: client credentials go in Basic (RFC 6749 §5.2), access tokens
+    /// in Bearer (RFC 6750 §3.1).
+    pub fn challenge(&self) -> Option<&'static str> {
+        match self {
+            Self::InvalidClient => Some("Basic realm=\"License API\""),
+            Self::OAuthTokenExpired => {
+                Some("Bearer error=\"invalid_token\", error_description=\"the access token expired\"")
+            }
+            Self::OAuthTokenMalformed => Some("Bearer error=\"invalid_token\""),
+            _ => None,
+        }
+    }
+
     pub fn code(&self) -> &'static str {
         use ApiError::*;
         match self {
@@ -230,6 +253,9 @@ impl ApiError {
             LicenseUserActivatedMaxTimes => "license_user_activated_max_times",
             LicenseExpired => "license_expired",
             TrialExpired => "trial_expired",
+            TrialNotAllowed(_) => "trial_not_allowed",
+            MissingHardwareId => "missing_hardware_id",
+            EmailMissing => "email_missing",
             ChangePasswordNotAllowed => "change_password_not_allowed",
             LicenseTransferredMaxTimes => "license_transferred_max_times",
             LicenseDeviceExists => "license_device_exists",

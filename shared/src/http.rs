@@ -27,6 +27,8 @@ pub struct ApiResponse {
     pub error_code: Option<&'static str>,
     /// `Cache-Control: no-store` and `Pragma: no-cache`: the body holds a credential (RFC 6749 §5.1).
     pub no_store: bool,
+    /// `WWW-Authenticate` of a 401: the scheme the client must authenticate with (RFC 7235 §3.1).
+    pub challenge: Option<&'static str>,
 }
 
 pub const JSON: &str = "application/json";
@@ -51,6 +53,7 @@ impl ApiResponse {
             body: Bytes::from(err.body()),
             error_code: Some(err.code()),
             no_store: false,
+            challenge: err.challenge(),
         }
     }
 
@@ -62,6 +65,15 @@ impl ApiResponse {
             no_store: true,
             ..Self::error(err)
         }
+    }
+
+    /// The headers besides the content type and the signature: the no-store pair and the challenge.
+    pub fn extra_headers(&self) -> impl Iterator<Item = (&'static str, &'static str)> + '_ {
+        let no_store: &[(&str, &str)] = if self.no_store { &NO_STORE_HEADERS } else { &[] };
+        no_store
+            .iter()
+            .copied()
+            .chain(self.challenge.map(|c| ("www-authenticate", c)))
     }
 
     /// This answer, marked not to be cached ([`Self::no_store`]).
@@ -79,6 +91,7 @@ impl ApiResponse {
                 body: Bytes::from(body),
                 error_code: None,
                 no_store: false,
+                challenge: None,
             },
             Err(e) => Self::error(&ApiError::internal(e)),
         }
@@ -93,6 +106,7 @@ impl ApiResponse {
             body: Bytes::from(body),
             error_code: None,
             no_store: false,
+            challenge: None,
         }
     }
 
@@ -104,6 +118,7 @@ impl ApiResponse {
             body: Bytes::from_static(body.as_bytes()),
             error_code: None,
             no_store: false,
+            challenge: None,
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::config::{Config, ConfigError, KeySource, SigningKeySource};
 use crate::handlers::{self, function, Endpoint, Handler};
-use crate::http::{ApiRequest, ApiResponse, NO_STORE_HEADERS, SIGNATURE_HEADER};
+use crate::http::{ApiRequest, ApiResponse, SIGNATURE_HEADER};
 use crate::sealed::SealingKey;
 use crate::secret::{ExposeSecret, SecretString};
 use crate::signing::Signer;
@@ -170,10 +170,8 @@ pub fn to_lambda_response(resp: ApiResponse) -> Response<Body> {
     if let Some(sig) = &resp.signature {
         builder = builder.header(SIGNATURE_HEADER, sig);
     }
-    if resp.no_store {
-        for (name, value) in NO_STORE_HEADERS {
-            builder = builder.header(name, value);
-        }
+    for (name, value) in resp.extra_headers() {
+        builder = builder.header(name, value);
     }
     let body = match String::from_utf8(resp.body.to_vec()) {
         Ok(text) => Body::Text(text),

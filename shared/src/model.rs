@@ -145,6 +145,10 @@ pub struct ProductDoc {
     /// Released versions, oldest first (`product_details` with `include_latest_version`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub versions: Vec<ProductVersion>,
+    /// Named license terms a trial may be created with (`trial_key`'s `license_policy`; docs/catalog.md,
+    /// *Trial policies*).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub license_policies: Vec<LicensePolicy>,
 }
 
 impl ProductDoc {
@@ -200,8 +204,81 @@ impl Default for ProductDoc {
             bundle_products: Vec::new(),
             custom_fields: Vec::new(),
             versions: Vec::new(),
+            license_policies: Vec::new(),
         }
     }
+}
+
+impl ProductDoc {
+    /// The policy a trial request names, or else the product's default trial policy.
+    pub fn trial_policy(&self, code: Option<&str>) -> Option<&LicensePolicy> {
+        match code {
+            Some(code) => self.license_policies.iter().find(|p| p.code == code),
+            None => self.license_policies.iter().find(|p| p.default_trial),
+        }
+    }
+}
+
+/// Named license terms of a product (docs/catalog.md, *Trial policies*): the subset of a license's
+/// fields that `trial_key` gives the license it creates. At most one is the product's default trial
+/// policy, used when a trial request names none.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LicensePolicy {
+    pub code: String,
+    pub name: String,
+    pub is_trial: bool,
+    /// Used by `trial_key` when the request names no policy.
+    pub default_trial: bool,
+    /// Days from the first activation; 0: the product's `trial_days`.
+    pub trial_days: i64,
+    pub license_type: LicenseType,
+    pub max_activations: i64,
+    pub allow_unlimited_activations: bool,
+    pub max_transfers: i64,
+    /// `None` inherits the product's `prevent_vm`.
+    pub prevent_vm: Option<bool>,
+    pub allow_offline_activation: bool,
+    pub max_consumptions: i64,
+    pub allow_unlimited_consumptions: bool,
+    pub metadata: Map<String, Value>,
+}
+
+impl Default for LicensePolicy {
+    fn default() -> Self {
+        Self {
+            code: String::new(),
+            name: String::new(),
+            is_trial: true,
+            default_trial: false,
+            trial_days: 0,
+            license_type: LicenseType::TimeLimited,
+            max_activations: 1,
+            allow_unlimited_activations: false,
+            max_transfers: 0,
+            prevent_vm: None,
+            allow_offline_activation: true,
+            max_consumptions: 0,
+            allow_unlimited_consumptions: false,
+            metadata: Map::new(),
+        }
+    }
+}
+
+/// Most license policies a product lists: each is part of the product's document, read by every
+/// request of the product.
+pub const MAX_LICENSE_POLICIES: usize = 50;
+
+/// Where a product's trial for one device is (`trial_key`): the marker that makes the trial's creation
+/// happen once per product and hardware id, naming the license it created.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrialRecord {
+    pub license_id: i64,
+    /// The key of a key-based trial.
+    pub license_key: Option<LicenseKey>,
+    /// The license user of a user-based trial.
+    pub user: Option<Username>,
+    pub created_at: Timestamp,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -494,6 +571,14 @@ pub struct LicenseUser {
     /// Omitted when false, so records stored before it existed read and compare as they were.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub password_change_disabled: bool,
+    /// The user was created by `trial_key` with the deployment's derived trial password
+    /// (`trial::initial_password`), which trial answers repeat while `is_initial_password` holds.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub trial_password: bool,
+    /// The user set the current password through `change_password`: a re-import keeps it (the catalog's
+    /// password is where the user starts) unless the vendor manages it (`password_change_disabled`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub password_changed_by_user: bool,
 }
 
 impl std::fmt::Debug for LicenseUser {
@@ -509,6 +594,8 @@ impl std::fmt::Debug for LicenseUser {
             .field("licenses", &self.licenses)
             .field("bundle_licenses", &self.bundle_licenses)
             .field("password_change_disabled", &self.password_change_disabled)
+            .field("trial_password", &self.trial_password)
+            .field("password_changed_by_user", &self.password_changed_by_user)
             .finish()
     }
 }

@@ -4,7 +4,7 @@
 //! decision relied on still holds.
 
 use crate::ids::{CompanyId, HardwareId, LicenseKey, ProductCode, Username};
-use crate::model::{Device, License, ProcessedRequest};
+use crate::model::{Device, License, LicenseUser, ProcessedRequest, Seat, TrialRecord};
 use crate::time::Timestamp;
 use serde_json::{Map, Value};
 
@@ -164,6 +164,21 @@ pub struct ConsumptionPlan {
     pub device: Device,
     /// The counter changes, each with the bounds the rules checked (none: an amount of 0).
     pub charges: Vec<Charge>,
+}
+
+/// A trial the rules approved (`rules::plan_trial`): everything its creation writes at once.
+#[derive(Clone, Debug)]
+pub struct TrialPlan {
+    /// The device the trial is for: one trial per product and hardware id.
+    pub hardware_id: HardwareId,
+    pub marker: TrialRecord,
+    pub license: License,
+    /// A user-based trial's seat for its user.
+    pub seat: Option<Seat>,
+    /// A user-based trial's user, with the license assigned.
+    pub user: Option<LicenseUser>,
+    /// The user's record as read (`None`: the trial creates the user).
+    pub stored_user: Option<LicenseUser>,
 }
 
 /// A tracking of device variables the rules accepted (`rules::plan_tracking`): the device's variables

@@ -281,6 +281,46 @@ pub fn product_answer<'a>(
     }
 }
 
+/// The answer to `trial_key` (SPEC §9): the names clients read first — `license` (the key) for a
+/// key-based trial, `license_user` and `initial_password` for a user-based one (`null` once the user's
+/// password is no longer the initial one the trial gave) — then what LicenseSpring adds that is cheap:
+/// the license's id, terms and customer. Made from the stored license alone, so every request for the
+/// same trial gets the same bytes.
+#[derive(Serialize)]
+pub struct TrialAnswer<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    license: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    license_user: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    initial_password: Option<Option<&'a str>>,
+    id: i64,
+    license_type: LicenseType,
+    is_trial: bool,
+    trial_days: i64,
+    validity_period: Option<Timestamp>,
+    max_activations: i64,
+    allow_unlimited_activations: bool,
+    customer: &'a crate::model::Customer,
+}
+
+/// The trial answer of `license`; `user` for a user-based trial, with the initial password it may show.
+pub fn trial_answer<'a>(license: &'a License, user: Option<(&'a LicenseUser, Option<&'a str>)>) -> TrialAnswer<'a> {
+    TrialAnswer {
+        license: license.key.as_ref().map(|k| k.as_str()),
+        license_user: user.map(|(u, _)| u.email.as_str()),
+        initial_password: user.map(|(_, password)| password),
+        id: license.id,
+        license_type: license.terms.license_type,
+        is_trial: license.terms.is_trial,
+        trial_days: license.terms.trial_days,
+        validity_period: license.validity_period,
+        max_activations: license.max_activations,
+        allow_unlimited_activations: license.allow_unlimited_activations,
+        customer: &license.terms.customer,
+    }
+}
+
 /// Builds the license object for `ctx` (after the operation) and the device it is about.
 pub fn license_object<'a>(
     ctx: &'a LicenseContext,

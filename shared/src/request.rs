@@ -465,6 +465,69 @@ impl CustomerRequest {
     }
 }
 
+/// Most bytes of each customer field, and of a `license_policy` code, a trial request may carry.
+pub const MAX_CUSTOMER_FIELD_BYTES: usize = 255;
+
+/// `GET /trial_key` (SPEC §9): the product and device a trial is for, the license user to create for a
+/// user-based product, the policy to create it with, and who the customer is.
+#[derive(Clone, Debug)]
+pub struct TrialRequest {
+    pub product: ProductCode,
+    pub hardware_id: HardwareId,
+    pub email: Option<Username>,
+    pub license_policy: Option<String>,
+    pub customer: crate::model::Customer,
+}
+
+impl TrialRequest {
+    pub fn parse(p: &Params) -> Result<Self, ApiError> {
+        let product = id("product", p.required("product")?, ProductCode::parse)?;
+        let hardware_id = match p.string("hardware_id")? {
+            Some(hw) if !hw.trim().is_empty() => id("hardware_id", hw, HardwareId::parse)?,
+            _ => return Err(ApiError::MissingHardwareId),
+        };
+        let email = p
+            .string("email")?
+            .map(|e| {
+                let email = id("email", e, Username::parse)?;
+                if !email.as_str().contains('@') {
+                    return Err(ApiError::Validation("`email` must be an email address".into()));
+                }
+                Ok(email)
+            })
+            .transpose()?;
+        let field = |name: &str| -> Result<Option<String>, ApiError> {
+            let Some(value) = p.string(name)? else { return Ok(None) };
+            if value.len() > MAX_CUSTOMER_FIELD_BYTES || value.chars().any(char::is_control) {
+                return Err(ApiError::Validation(format!(
+                    "`{name}` must be at most {MAX_CUSTOMER_FIELD_BYTES} bytes without control characters"
+                )));
+            }
+            Ok(Some(value))
+        };
+        let customer = crate::model::Customer {
+            email: email.as_ref().map(|e| e.as_str().to_owned()),
+            first_name: field("first_name")?,
+            last_name: field("last_name")?,
+            phone: field("phone")?,
+            address: field("address")?,
+            postcode: field("postcode")?,
+            state: field("state")?,
+            country: field("country")?,
+            city: field("city")?,
+            reference: field("reference")?,
+            ..crate::model::Customer::default()
+        };
+        Ok(Self {
+            product,
+            hardware_id,
+            email,
+            license_policy: field("license_policy")?,
+            customer,
+        })
+    }
+}
+
 fn device_details(p: &Params) -> Result<Map<String, Value>, ApiError> {
     let mut details = Map::new();
     for &name in DEVICE_DETAIL_FIELDS {

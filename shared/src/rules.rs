@@ -648,6 +648,7 @@ pub fn check(ctx: &LicenseContext, hardware_id: &HardwareId) -> Result<(), ApiEr
 }
 
 pub mod floating;
+pub mod trial;
 
 #[cfg(test)]
 mod tests;

@@ -57,6 +57,8 @@ mod tests {
             licenses: Vec::new(),
             bundle_licenses: Vec::new(),
             password_change_disabled: false,
+            trial_password: false,
+            password_changed_by_user: false,
         };
         let printed = format!("{user:?}");
         assert!(

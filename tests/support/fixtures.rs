@@ -195,6 +195,8 @@ impl Fixture {
             licenses: licenses.iter().map(|(l, _)| (l.product.clone(), l.id)).collect(),
             bundle_licenses: Vec::new(),
             password_change_disabled: false,
+            trial_password: false,
+            password_changed_by_user: false,
         };
         self.store().put_user(&self.company, &user).await.unwrap();
         for (license, max) in licenses {

@@ -11,6 +11,25 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use url::Url;
 
+/// The customer account the SSO tests tie to the provider.
+pub const ACCOUNT: &str = "acct";
+
+/// The claims of a JWT, unverified: the tests check what a provider issued or what the server verified.
+pub fn claims(jwt: &str) -> serde_json::Value {
+    use base64::Engine;
+    let payload = jwt.split('.').nth(1).expect("a JWT has three parts");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url");
+    serde_json::from_slice(&bytes).expect("JSON claims")
+}
+
+/// A request naming the user-based test product's license by an SSO grant (`id_token` or `code`) of
+/// [`ACCOUNT`], for the device `hw`.
+pub fn grant_body(grant: (&str, &str), hw: &str) -> serde_json::Value {
+    serde_json::json!({"product": crate::fixtures::USER_PRODUCT, "hardware_id": hw, grant.0: grant.1, "customer_account_code": ACCOUNT})
+}
+
 /// The one client `tests/oidc/provider.mjs` registers.
 pub const CLIENT_ID: &str = "license-server-test";
 pub const CLIENT_SECRET: &str = "license-server-test-secret";

@@ -308,7 +308,7 @@ fn online_checks(d: &Device) -> Vec<Check> {
     let deactivate = || json_post(Endpoint::DeactivateLicense, d.params());
     let deactivated = || Expect::Text("license_deactivated");
     let undo = check("POST deactivate_license", deactivate(), deactivated());
-    vec![
+    let mut checks = vec![
         check(
             "POST activate_license",
             json_post(Endpoint::ActivateLicense, d.params()),
@@ -325,6 +325,9 @@ fn online_checks(d: &Device) -> Vec<Check> {
             query(Method::HEAD, Endpoint::CheckLicense, d.params()),
             Expect::Head,
         ),
+    ];
+    checks.extend(device_checks(d));
+    checks.extend([
         check(
             "GET check_license (unsigned)",
             query(Method::GET, Endpoint::CheckLicense, d.params()).signed(Sign::Unsigned),
@@ -340,6 +343,40 @@ fn online_checks(d: &Device) -> Vec<Check> {
             "POST deactivate_license (again)",
             deactivate(),
             Expect::error(400, NOT_ACTIVE),
+        ),
+    ]);
+    checks
+}
+
+/// The SPEC §9 calls an application makes on its active device, whatever the smoke license's terms:
+/// device variables, product details and an unknown feature.
+fn device_checks(d: &Device) -> Vec<Check> {
+    let mut variables = d.params();
+    variables["variables"] = json!({"license-server-smoke": 1});
+    vec![
+        check(
+            "POST track_device_variables",
+            json_post(Endpoint::TrackDeviceVariables, variables),
+            Expect::Signed,
+        ),
+        check(
+            "GET get_device_variables",
+            query(Method::GET, Endpoint::GetDeviceVariables, d.params()),
+            Expect::Signed,
+        ),
+        check(
+            "GET product_details",
+            query(Method::GET, Endpoint::ProductDetails, json!({"product": d.product})),
+            Expect::Signed,
+        ),
+        check(
+            "GET check_license_feature (unknown feature)",
+            query(
+                Method::GET,
+                Endpoint::CheckLicenseFeature,
+                d.with("feature", "license-server-smoke-no-such-feature"),
+            ),
+            Expect::error(400, &["invalid_license_feature_code"]),
         ),
     ]
 }
@@ -511,6 +548,23 @@ fn user_checks(product: &str, username: &str, password: &str, hardware_id: &str)
             json_post(
                 Endpoint::ActivateLicense,
                 d.with("password", "license-server-smoke-wrong"),
+            ),
+            Expect::error(400, &["license_not_found"]),
+        ),
+        check(
+            format!("GET user_licenses (user {username})"),
+            query(
+                Method::GET,
+                Endpoint::UserLicenses,
+                json!({"product": product, "username": username, "password": password}),
+            ),
+            Expect::Signed,
+        ),
+        check(
+            "POST change_password (wrong password)",
+            json_post(
+                Endpoint::ChangePassword,
+                json!({"username": username, "password": "license-server-smoke-wrong", "new_password": "never-stored"}),
             ),
             Expect::error(400, &["license_not_found"]),
         ),

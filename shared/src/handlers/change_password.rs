@@ -39,6 +39,7 @@ pub async fn handle(req: &ApiRequest, state: &AppState, principal: Principal) ->
         let changed = Image::User(Box::new(LicenseUser {
             password_hash: Some(hash),
             is_initial_password: false,
+            password_changed_by_user: true,
             ..user
         }));
         let write = Write::replace_unchanged(item.clone(), &stored, changed);

@@ -383,6 +383,20 @@ endpoints! {
         dynamodb: [GetItem],
         why: "Reads only: the product (and the API key or OAuth client, as every function).",
     }
+    /// SPEC §9: a trial license of the product for one device, created once (docs/catalog.md, *Trial
+    /// policies*). A GET that creates state, so read-only keys are refused.
+    TrialKey {
+        name: "trial_key",
+        path: "/api/v4/trial_key",
+        method: GET,
+        access: Write,
+        input: Params,
+        handler: trial_key::handle,
+        dynamodb: [GetItem, PutItem],
+        why: "Reads product, trial marker, license and user; one transaction puts the marker, the license \
+              and a user-based trial's seat and user, each on the condition that it does not exist (the \
+              user: or is unchanged).",
+    }
     /// Single sign-on's first step (docs/sso.md). Its function also needs network egress: it fetches
     /// the identity provider's discovery document over HTTPS.
     SsoUrl {

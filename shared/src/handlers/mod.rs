@@ -21,6 +21,7 @@ mod offline;
 mod product_details;
 mod runner;
 mod sso_url;
+mod trial_key;
 mod user_licenses;
 mod variables;
 

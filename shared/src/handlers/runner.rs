@@ -199,7 +199,8 @@ pub(super) fn license_of(item: &Item) -> Option<&LicenseAddr> {
         | Item::Audit(..)
         | Item::OAuthClient(..)
         | Item::CustomerAccount(..)
-        | Item::Customer(..) => None,
+        | Item::Customer(..)
+        | Item::Trial(..) => None,
     }
 }
 

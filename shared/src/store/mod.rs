@@ -64,6 +64,9 @@ pub enum Rejection {
     License(Option<Box<License>>),
     #[error("the seat changed")]
     Seat(Option<Seat>),
+    /// The device's trial of the product exists already (`trial_key`): the one that won.
+    #[error("the trial was already created")]
+    Trial(Option<Box<crate::model::TrialRecord>>),
     /// The offline request was already applied: this is the answer it got.
     #[error("the request was already applied")]
     Done(Box<ProcessedRequest>),
@@ -92,6 +95,8 @@ impl Rejection {
             (Item::Seat(..), Some(Image::Seat(s))) => Self::Seat(Some(s)),
             (Item::Seat(..), _) => Self::Seat(None),
             (Item::Request(..), Some(Image::Request(done))) => Self::Done(done),
+            (Item::Trial(..), Some(Image::Trial(trial))) => Self::Trial(Some(trial)),
+            (Item::Trial(..), _) => Self::Trial(None),
             (
                 Item::ApiKey(..)
                 | Item::Product(..)

@@ -10,6 +10,7 @@ use super::{ContextQuery, ContextRead, LicenseRead, Rejection, Store, StoreError
 use crate::ids::{CompanyId, HardwareId, LicenseKey, ProductCode, RequestKey, Username};
 use crate::model::{
     ApiKeyRecord, AuditRecord, CustomerAccountRecord, Device, License, OAuthClientRecord, ProcessedRequest, Seat,
+    TrialRecord,
 };
 use crate::plan::{LicenseAddr, WriteToken};
 use crate::sealed::Sealed;
@@ -86,9 +87,12 @@ ALTER TABLE licenses ADD COLUMN floating_version INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE licenses ADD COLUMN floating_borrowed TEXT NOT NULL DEFAULT '{}';
 "#;
 
-/// Migration 6: reserved for the trial policies of issue 17 (branch f17-trial), which may take it; a
-/// build without them applies nothing under this number.
-const SCHEMA_V6_RESERVED: &str = "";
+/// Migration 6: trial markers, one per product and hardware id (`trial_key`, docs/data-model.md).
+const SCHEMA_V6_TRIALS: &str = r#"
+CREATE TABLE IF NOT EXISTS trials (
+    company TEXT NOT NULL, product TEXT NOT NULL, hardware_id TEXT NOT NULL, license_id INTEGER NOT NULL,
+    license_key TEXT, user TEXT, at TEXT NOT NULL, PRIMARY KEY (company, product, hardware_id));
+"#;
 
 /// Migration 7: each customer's licenses, by the customer's email (`model::CustomerLicenses`,
 /// `customer_license_users`): one row per customer, as `users` has one per license user.
@@ -106,7 +110,7 @@ fn migrations() -> Migrations<'static> {
         M::up(SCHEMA_V3_OAUTH),
         M::up(SCHEMA_V4_CUSTOMER_ACCOUNTS),
         M::up(SCHEMA_V5_FLOATING),
-        M::up(SCHEMA_V6_RESERVED),
+        M::up(SCHEMA_V6_TRIALS),
         M::up(SCHEMA_V7_CUSTOMERS),
     ])
 }
@@ -390,6 +394,14 @@ fn place(item: &Item) -> (&'static str, Vec<(&'static str, Sql)>) {
             "requests",
             vec![license(addr), (Attr::RequestKey.name(), text(key.as_str()))],
         ),
+        Item::Trial(company, product, hw) => (
+            "trials",
+            vec![
+                (Attr::Company.name(), text(company.as_str())),
+                ("product", text(product.as_str())),
+                (Attr::HardwareId.name(), text(hw.as_str())),
+            ],
+        ),
         Item::Audit(company, id) => (
             "audit",
             vec![
@@ -433,6 +445,7 @@ fn columns(item: &Item) -> &'static [Attr] {
         Item::Released(..) => &[],
         Item::Request(..) => &[Answer, ProcessedAt, ExpiresAt],
         Item::Audit(..) => &[At, Actor, Change, Subject, Detail],
+        Item::Trial(..) => &[LicenseId, LicenseKey, User, At],
     }
 }
 
@@ -617,6 +630,12 @@ fn decode(item: &Item, r: &Row<'_>) -> rusqlite::Result<Image> {
             answer: c.get(A::Answer)?,
             processed_at: c.required_time(A::ProcessedAt)?,
             expires_at: c.get(A::ExpiresAt)?,
+        })),
+        Item::Trial(..) => Image::Trial(Box::new(TrialRecord {
+            license_id: c.get(A::LicenseId)?,
+            license_key: c.opt_id(A::LicenseKey, LicenseKey::parse)?,
+            user: c.opt_id(A::User, Username::parse)?,
+            created_at: c.required_time(A::At)?,
         })),
         Item::Audit(company, id) => Image::Audit(Box::new(AuditRecord {
             company: company.clone(),

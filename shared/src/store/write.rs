@@ -13,10 +13,10 @@ use crate::ids::{
 };
 use crate::model::{
     ApiKeyRecord, AuditRecord, Company, CustomerAccountRecord, CustomerLicenses, Device, License, LicenseUser,
-    OAuthClientRecord, ProcessedRequest, ProductDoc, Seat,
+    OAuthClientRecord, ProcessedRequest, ProductDoc, Seat, TrialRecord,
 };
 use crate::plan::{
-    ActivationPlan, CheckPlan, ConsumptionPlan, Counter, DeactivationPlan, FloatingPlan, LicenseAddr, Slot,
+    ActivationPlan, CheckPlan, ConsumptionPlan, Counter, DeactivationPlan, FloatingPlan, LicenseAddr, Slot, TrialPlan,
     VariablesPlan, WriteToken,
 };
 use serde_json::Value;
@@ -45,6 +45,8 @@ pub enum Item {
     CustomerAccount(CompanyId, CustomerAccountCode),
     /// The licenses of a customer, by the customer's email (`model::CustomerLicenses`).
     Customer(CompanyId, Username),
+    /// The trial of a product for one hardware id (`trial_key`): created once, with its license.
+    Trial(CompanyId, ProductCode, HardwareId),
 }
 
 /// Declares [`Attr`] with its stored name: the one place every attribute (DynamoDB) and column
@@ -348,17 +350,37 @@ impl Write {
     /// Replaces the item's document only if it is still exactly `stored` (`change_password`: the hash
     /// verified is the one replaced, so of two concurrent changes only one wins).
     pub fn replace_unchanged(item: Item, stored: &Image, new: Image) -> Self {
-        let conditions = match stored.get(Attr::Doc) {
-            Some(doc) => vec![Cond::Eq(Attr::Doc, doc)],
-            // An item without a document cannot be compared: refuse rather than overwrite blindly.
-            None => vec![Cond::Missing, Cond::Exists],
-        };
-        Self::one(item, conditions, Action::Put(new))
+        Self {
+            items: vec![replace_unchanged(item, stored, new)],
+        }
     }
 
     /// Deletes the item, if there is one.
     pub fn delete(item: Item) -> Self {
         Self::one(item, Vec::new(), Action::Delete)
+    }
+}
+
+/// The item's document replaced only if it is still exactly `stored` ([`Write::replace_unchanged`]).
+fn replace_unchanged(item: Item, stored: &Image, new: Image) -> ItemWrite {
+    let conditions = match stored.get(Attr::Doc) {
+        Some(doc) => vec![Cond::Eq(Attr::Doc, doc)],
+        // An item without a document cannot be compared: refuse rather than overwrite blindly.
+        None => vec![Cond::Missing, Cond::Exists],
+    };
+    ItemWrite {
+        item,
+        conditions,
+        action: Action::Put(new),
+    }
+}
+
+/// The item created, on the condition that there is none yet.
+fn create(item: Item, image: Image) -> ItemWrite {
+    ItemWrite {
+        item,
+        conditions: vec![Cond::Missing],
+        action: Action::Put(image),
     }
 }
 
@@ -707,6 +729,41 @@ impl FloatingPlan {
     }
 }
 
+impl TrialPlan {
+    /// The trial's creation, all or nothing: its marker for (product, hardware id) first — of any
+    /// number of concurrent requests for one device, exactly one creates it, and the others are
+    /// refused by this item and answer the trial it names — then the license, and for a user-based
+    /// trial the user's seat and record (created, or the stored one given the license, unchanged since
+    /// it was read).
+    pub fn write(&self) -> Write {
+        let addr = LicenseAddr::of(&self.license);
+        let (company, product) = addr.company_product();
+        let marker = Item::Trial(company.clone(), product.clone(), self.hardware_id.clone());
+        let mut items = vec![
+            create(marker, Image::Trial(Box::new(self.marker.clone()))),
+            create(
+                Item::License(addr.clone()),
+                Image::License(Box::new(self.license.clone())),
+            ),
+        ];
+        if let Some(seat) = &self.seat {
+            items.push(create(
+                Item::Seat(addr.clone(), seat.user.clone()),
+                Image::Seat(seat.clone()),
+            ));
+        }
+        if let Some(user) = &self.user {
+            let item = Item::User(company.clone(), user.email.clone());
+            let new = Image::User(Box::new(user.clone()));
+            items.push(match &self.stored_user {
+                None => create(item, new),
+                Some(stored) => replace_unchanged(item, &Image::User(Box::new(stored.clone())), new),
+            });
+        }
+        Write { items }
+    }
+}
+
 /// The write of checks recorded together (a bundle's members): every device or none.
 pub fn checks_write(plans: &[CheckPlan]) -> Write {
     Write {
@@ -731,6 +788,7 @@ pub enum Image {
     OAuthClient(Box<OAuthClientRecord>),
     CustomerAccount(Box<CustomerAccountRecord>),
     Customer(Box<CustomerLicenses>),
+    Trial(Box<TrialRecord>),
 }
 
 /// Two images are equal when they are the same kind of item with the same stored attributes.
@@ -844,6 +902,10 @@ impl Image {
             (SealedSecret, I::CustomerAccount(a)) => text(a.sealed_secret.as_str()),
             (RedirectUris, I::CustomerAccount(a)) => json_of(&a.redirect_uris),
             (EmailClaim, I::CustomerAccount(a)) => text(&a.email_claim),
+            (LicenseId, I::Trial(t)) => int(t.license_id),
+            (LicenseKey, I::Trial(t)) => t.license_key.as_ref().and_then(|k| text(k.as_str())),
+            (User, I::Trial(t)) => t.user.as_ref().and_then(|u| text(u.as_str())),
+            (At, I::Trial(t)) => time_of(Some(t.created_at)),
             // Each attribute above is named; what remains is an attribute of another kind of item.
             (
                 ApiKey | Company | SharedKey | Products | ReadOnly | Revoked | Doc | Disabled | Archived | Blacklist
@@ -1221,6 +1283,38 @@ mod tests {
         };
         assert_eq!(after.variables, [variable]);
         assert_eq!(after.write_token.as_deref(), Some(token.as_str()));
+    }
+
+    /// A trial is created once per product and hardware id: its write holds only while the device has
+    /// no trial marker, and a refusal names the marker, so the loser answers the trial that won.
+    #[test]
+    fn a_trial_is_created_only_where_the_device_has_none() {
+        let license = License {
+            terms: crate::model::LicenseTerms {
+                is_trial: true,
+                ..Default::default()
+            },
+            ..catalog_license(None)
+        };
+        let plan = TrialPlan {
+            hardware_id: HardwareId::parse("hw").unwrap(),
+            marker: TrialRecord {
+                license_id: license.id,
+                license_key: None,
+                user: None,
+                created_at: Timestamp::from_millis(1),
+            },
+            license,
+            seat: None,
+            user: None,
+            stored_user: None,
+        };
+        let write = plan.write();
+        let mut images = [None, None];
+        apply(&write, &mut images).unwrap();
+        assert!(matches!(&images[0], Some(Image::Trial(t)) if **t == plan.marker));
+        let mut again = [Some(Image::Trial(Box::new(plan.marker.clone()))), None];
+        assert_eq!(apply(&write, &mut again), Err(Refused::Condition { index: 0 }));
     }
 
     #[test]

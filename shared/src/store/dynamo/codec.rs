@@ -8,7 +8,7 @@ use crate::ids::{
 };
 use crate::model::{
     ApiKeyRecord, AuditRecord, Company, CustomerAccountRecord, Device, DeviceVariable, License, LicenseTerms,
-    OAuthClientRecord, ProcessedRequest, ProductDoc, Seat,
+    OAuthClientRecord, ProcessedRequest, ProductDoc, Seat, TrialRecord,
 };
 use crate::plan::LicenseAddr;
 use crate::sealed::Sealed;
@@ -472,6 +472,39 @@ pub fn audit_item(key: ItemMap, r: &AuditRecord) -> Result<ItemMap, StoreError> 
     Ok(item)
 }
 
+pub fn trial(item: &ItemMap) -> Result<TrialRecord, StoreError> {
+    let i = Reader(item);
+    Ok(TrialRecord {
+        license_id: i.int(A::LicenseId.name())?,
+        license_key: i
+            .opt_str(A::LicenseKey.name())?
+            .map(LicenseKey::parse)
+            .transpose()
+            .map_err(|e| i.corrupt(format!("license_key {e}")))?,
+        user: i
+            .opt_str(A::User.name())?
+            .map(Username::parse)
+            .transpose()
+            .map_err(|e| i.corrupt(format!("user {e}")))?,
+        created_at: i
+            .time(A::At.name())?
+            .ok_or_else(|| i.corrupt(format!("`{}` is missing", A::At.name())))?,
+    })
+}
+
+pub fn trial_item(key: ItemMap, t: &TrialRecord) -> ItemMap {
+    let mut item = key;
+    item.insert(A::LicenseId.name().into(), n(t.license_id));
+    if let Some(k) = &t.license_key {
+        item.insert(A::LicenseKey.name().into(), s(k.as_str()));
+    }
+    if let Some(u) = &t.user {
+        item.insert(A::User.name().into(), s(u.as_str()));
+    }
+    item.insert(A::At.name().into(), s(t.created_at.to_string()));
+    item
+}
+
 /// The stored form of `image` as the item `at` (its key included): what a put or upsert writes.
 pub fn encode(at: &WriteItem, image: &Image) -> Result<ItemMap, StoreError> {
     let key = super::expr::key(at);
@@ -493,6 +526,7 @@ pub fn encode(at: &WriteItem, image: &Image) -> Result<ItemMap, StoreError> {
         }
         (WriteItem::Request(addr, _), Image::Request(r)) => processed_request_item(addr, r),
         (WriteItem::Audit(..), Image::Audit(r)) => audit_item(key, r)?,
+        (WriteItem::Trial(..), Image::Trial(t)) => trial_item(key, t),
         (at, image) => return Err(StoreError::Invalid(format!("{image:?} cannot be stored as {at:?}"))),
     })
 }
@@ -513,5 +547,6 @@ pub fn decode(at: &WriteItem, item: &ItemMap) -> Result<Image, StoreError> {
         WriteItem::Released(..) => Image::Marker,
         WriteItem::Request(..) => Image::Request(Box::new(processed_request(item)?)),
         WriteItem::Audit(..) => Image::Audit(Box::new(audit(item)?)),
+        WriteItem::Trial(..) => Image::Trial(Box::new(trial(item)?)),
     })
 }

@@ -173,6 +173,7 @@ pub fn key(item: &Item) -> ItemMap {
         Item::Seat(addr, user) => keys::seat(addr, user),
         Item::Released(addr, hw) => keys::released(addr, hw),
         Item::Request(addr, request) => keys::request(addr, request),
+        Item::Trial(company, product, hw) => keys::trial(company, product, hw),
     }
 }
 

@@ -91,6 +91,12 @@ pub fn request(addr: &LicenseAddr, request: &RequestKey) -> ItemMap {
     key(license_pk(addr), format!("{REQUEST_PREFIX}{}", request.as_str()))
 }
 
+/// The trial marker of a product for one hardware id (`trial_key`): a partition of its own, so
+/// concurrent trials of different devices never contend.
+pub fn trial(company: &CompanyId, product: &ProductCode, hardware_id: &HardwareId) -> ItemMap {
+    key(format!("TRIAL#{company}#{product}#{hardware_id}"), ROOT)
+}
+
 /// A record of the audit trail: one partition per company, sorted by record id (that is, by time).
 pub fn audit(company: &CompanyId, id: &str) -> ItemMap {
     key(format!("AUDIT#{company}"), id)
