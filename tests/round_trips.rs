@@ -783,23 +783,23 @@ async fn round_trips_of_trials() {
     let get = |name: &str| measure.iter().find(|(n, _)| *n == name).unwrap().1;
     assert_eq!(
         get("key-based new"),
-        (3, 2),
-        "product and marker at once, then the transaction"
+        (4, 2),
+        "product, company and marker at once, then the transaction"
     );
     assert_eq!(
         get("key-based again"),
-        (3, 2),
-        "product and marker at once, then the license"
+        (4, 2),
+        "product, company and marker at once, then the license"
     );
     assert_eq!(
         get("user-based new"),
-        (4, 2),
-        "product, marker and user at once, then the transaction"
+        (5, 2),
+        "product, company, marker and user at once, then the transaction"
     );
     assert_eq!(
         get("user-based again"),
-        (4, 2),
-        "product, marker and user at once, then the license"
+        (5, 2),
+        "product, company, marker and user at once, then the license"
     );
 }
 

@@ -297,6 +297,16 @@ async fn every_trial_key_exception(setup) {
         p.archived = true;
     }).await;
     assert_error(&send(trial_params("h")).await, 400, "archived_product");
+    // Blacklisted devices, by the product or by the company, get no trial.
+    f.put_product(|p| {
+        trial_product(p);
+        p.blacklist.insert(license_api::ids::HardwareId::parse("product-bad").unwrap());
+    }).await;
+    f.update_company(|c| {
+        c.blacklist.insert(license_api::ids::HardwareId::parse("company-bad").unwrap());
+    }).await;
+    assert_error(&send(trial_params("product-bad")).await, 400, "blacklisted");
+    assert_error(&send(trial_params("company-bad")).await, 400, "blacklisted");
     let read_only = f.put_key("ro-key", |k| k.read_only = true).await;
     assert_error(&f.app.send(read_only.call(Endpoint::TrialKey, &trial_params("h"))).await, 400, "read_only_api_key");
     assert_eq!(stored_licenses(&f).await, 0, "no refused request created anything");

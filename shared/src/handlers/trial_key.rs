@@ -13,7 +13,7 @@ use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
 use crate::ids::{CompanyId, LicenseKey, Username};
-use crate::model::{AuthorizationMethod, License, LicensePolicy, LicenseUser, ProductDoc, TrialRecord};
+use crate::model::{AuthorizationMethod, Company, License, LicensePolicy, LicenseUser, ProductDoc, TrialRecord};
 use crate::plan::{LicenseAddr, TrialPlan};
 use crate::render;
 use crate::request::{Params, TrialRequest};
@@ -33,6 +33,10 @@ pub async fn handle(req: &ApiRequest, state: &AppState, principal: Principal) ->
     loop {
         let read = read(state, company, &request).await?;
         let product = rules::usable_product(read.product)?;
+        // A device the vendor blacklisted gets no trial (its activation would be refused anyway).
+        if rules::is_blacklisted(&product, &read.company.unwrap_or_default(), &request.hardware_id) {
+            return Err(ApiError::Blacklisted);
+        }
         let policy = trial::trial_policy(&product, &request)?;
         let (existing, user) = match read.trial {
             // The user the request names was read with the marker: the trial's own, if it names them.
@@ -60,10 +64,11 @@ pub async fn handle(req: &ApiRequest, state: &AppState, principal: Principal) ->
     }
 }
 
-/// What a trial request reads first, all at once: the product, the device's trial of it, and the
-/// license user the request names.
+/// What a trial request reads first, all at once: the product, the company (its blacklist), the
+/// device's trial of it, and the license user the request names.
 struct Read {
     product: Option<ProductDoc>,
+    company: Option<Company>,
     trial: Option<TrialRecord>,
     user: Option<LicenseUser>,
 }
@@ -77,7 +82,12 @@ async fn read(state: &AppState, company: &CompanyId, request: &TrialRequest) -> 
             None => Ok(None),
         }
     };
-    let (product, trial, user) = tokio::join!(product, load(state, &marker), user);
+    let company_item = Item::Company(company.clone());
+    let (product, company, trial, user) = tokio::join!(product, load(state, &company_item), load(state, &marker), user);
+    let company = match company? {
+        Some(Image::Company(c)) => Some(*c),
+        _ => None,
+    };
     let trial = match trial? {
         Some(Image::Trial(trial)) => Some(*trial),
         None => None,
@@ -89,6 +99,7 @@ async fn read(state: &AppState, company: &CompanyId, request: &TrialRequest) -> 
     };
     Ok(Read {
         product: product?,
+        company,
         trial,
         user: user?,
     })
