@@ -1,8 +1,9 @@
 //! Catalog import on both stores: the example catalog imports and serves, importing twice leaves
-//! identical state, activations and passwords users changed survive a re-import, and a broken catalog changes nothing.
+//! identical state and writes nothing, a dry run reports every change and writes none, hashes may stand
+//! for passwords, activations and passwords users changed survive a re-import, and a broken catalog changes nothing.
 
 use integration_tests::{Fixture, Setup};
-use license_api::catalog::{import, Catalog};
+use license_api::catalog::{import, import_with, Catalog, ImportOptions};
 use license_api::handlers::Endpoint;
 use license_api::store::write::{Attr, Image, Item, Write};
 use serde_json::{json, Value};
@@ -119,6 +120,66 @@ integration_tests::matrix! {
         let mut vm = team.clone();
         vm["is_vm"] = Value::Bool(true);
         assert_eq!(integration_tests::error_of(&f.app.send(c.activate(&vm)).await).1, "vm_not_allowed");
+    }
+
+    // A dry run reports every change (an emptied blacklist, a raised limit, a new license) and writes
+    // nothing: the blacklisted device is still refused. The import itself then makes exactly those
+    // changes, and importing the same file again finds nothing to write.
+    async fn a_dry_run_reports_every_change_and_writes_nothing(setup) {
+        let f = imported(setup).await;
+        let c = demo_client(&f);
+        let stolen = json!({"product": "demo", "hardware_id": "stolen-laptop-1", "license_key": "DEMO-0000-0000-0001"});
+        let before = f.env.dump().await;
+        let mut edited: Value = serde_json::from_str(EXAMPLE).unwrap();
+        edited["companies"][0]["blacklist"] = json!([]);
+        edited["companies"][0]["licenses"][0]["max_activations"] = json!(7);
+        let mut new_license = edited["companies"][0]["licenses"][0].clone();
+        new_license["id"] = json!(9001);
+        new_license["license_key"] = json!("DEMO-NEW-9001");
+        edited["companies"][0]["licenses"].as_array_mut().unwrap().push(new_license);
+        let edited = Catalog::parse(&edited.to_string(), "edited.json").unwrap();
+        let dry = import_with(f.store(), &edited, None, ImportOptions { dry_run: true }).await.unwrap();
+        let described: Vec<String> = dry.changes.iter().map(|c| c.describe()).collect();
+        assert_eq!(
+            described,
+            [
+                r#"update company demo: blacklist: +[] -["stolen-laptop-1"] (1 → 0 entries)"#,
+                "update license demo/demo DEMO-0000-0000-0001: max_activations: 3 → 7",
+                "create license demo/demo DEMO-NEW-9001",
+                // The new license names the same customer: their index lists it too.
+                r#"update customer index demo/buyer@example.com: licenses: [{"id":1,"product":"demo"}] → [{"id":1,"product":"demo"},{"id":9001,"product":"demo"}]"#,
+            ]
+        );
+        assert_eq!(f.env.dump().await, before, "a dry run writes nothing");
+        assert_eq!(integration_tests::error_of(&f.app.send(c.activate(&stolen)).await).1, "blacklisted");
+        let done = import(f.store(), &edited).await.unwrap();
+        assert_eq!(done.changes, dry.changes, "the import makes what the dry run reported");
+        let resp = f.app.send(c.activate(&stolen)).await;
+        assert_eq!(resp.status(), 200, "{}", String::from_utf8_lossy(resp.body()));
+        let again = import(f.store(), &edited).await.unwrap();
+        assert!(again.changes.is_empty(), "{:?}", again.changes.iter().map(|c| c.describe()).collect::<Vec<_>>());
+        assert_eq!(again.unchanged, done.unchanged + done.changes.len());
+    }
+
+    // A catalog may give an argon2id hash instead of a password: the user signs in with the password it
+    // hashes, and a re-import compares it without hashing anything.
+    async fn a_catalog_password_hash_signs_in(setup) {
+        let f = imported(setup).await;
+        let c = demo_client(&f);
+        let mut hashed: Value = serde_json::from_str(EXAMPLE).unwrap();
+        for user in hashed["companies"][0]["license_users"].as_array_mut().unwrap() {
+            if user["email"] == "ann@example.com" {
+                user.as_object_mut().unwrap().remove("password");
+                user["password_hash"] = json!(license_api::password::hash("ann's hashed secret"));
+            }
+        }
+        let hashed = Catalog::parse(&hashed.to_string(), "hashed.json").unwrap();
+        let report = import(f.store(), &hashed).await.unwrap();
+        assert_eq!(report.changes.iter().map(|c| c.describe()).collect::<Vec<_>>(), ["update license user demo/ann@example.com: password_hash changed"]);
+        let activate = |password: &str| c.activate(&json!({"product": "demo-team", "hardware_id": "pc-1", "username": "ann@example.com", "password": password}));
+        assert_eq!(integration_tests::error_of(&f.app.send(activate("demo-password")).await).1, "license_not_found");
+        assert_eq!(f.app.send(activate("ann's hashed secret")).await.status(), 200);
+        assert!(import(f.store(), &hashed).await.unwrap().changes.is_empty());
     }
 
     async fn broken_catalog_changes_nothing(setup) {

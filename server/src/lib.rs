@@ -8,6 +8,7 @@ pub mod events;
 pub mod generate;
 pub mod head;
 pub mod http_server;
+pub mod import;
 pub mod inspect;
 pub mod keys;
 pub mod limits;

@@ -1,7 +1,7 @@
 //! `license-server`: the whole License API on one machine, and the operator's tools.
 
 use clap::{Parser, Subcommand};
-use license_api::catalog::{import_sealed, Catalog};
+use license_api::catalog::{import_with, Catalog, ImportOptions};
 use license_api::state::AppState;
 use license_api::store::sqlite::IfMissing;
 use license_api::store::ErrorChain;
@@ -44,6 +44,10 @@ enum Command {
         /// sealing-key in the data directory; required with --dynamodb-table when the catalog has them).
         #[arg(long, value_name = "FILE")]
         sealing_key: Option<PathBuf>,
+        /// Print every change the import would make (created items, changed attributes: blacklists,
+        /// limits, terms) and write nothing.
+        #[arg(long)]
+        dry_run: bool,
         #[command(flatten)]
         create: CreateArg,
     },
@@ -225,33 +229,19 @@ async fn run(command: Command) -> Result<(), Error> {
             file,
             store,
             sealing_key,
+            dry_run,
             create,
         } => {
             let text = std::fs::read_to_string(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
             let catalog = Catalog::parse(&text, &file.display().to_string())?;
             let sealing_key = load_sealing_key(sealing_key.as_deref(), &store)?;
             let target = store.open(store.if_missing(create.create)).await?;
-            let report = import_sealed(&*target, &catalog, sealing_key.as_ref()).await?;
-            println!(
-                "imported {} into {}: {} companies, {} API keys, {} products, {} license users, {} licenses, {} OAuth clients, \
-                 {} customer accounts",
-                file.display(),
-                store.describe(),
-                report.companies,
-                report.api_keys,
-                report.products,
-                report.users,
-                report.licenses,
-                report.oauth_clients,
-                report.customer_accounts
+            let options = ImportOptions { dry_run };
+            let report = import_with(&*target, &catalog, sealing_key.as_ref(), options).await?;
+            print!(
+                "{}",
+                license_server::import::render(&file, &store.describe(), &report, dry_run)
             );
-            if report.passwords_kept > 0 {
-                println!(
-                    "kept the password {} license user(s) changed themselves (the catalog's password is only where a \
-                     user starts; set `password_change_disabled` to manage it from the catalog)",
-                    report.passwords_kept
-                );
-            }
             Ok(())
         }
         Command::Keygen {

@@ -1,4 +1,4 @@
-//! The `license-server` binary as an operator uses it: keygen, import (twice, and a broken file),
+//! The `license-server` binary as an operator uses it: keygen, import (twice, a dry run, and a broken file),
 //! serve, a kill -9 between requests, show; a mistyped data directory and the first run in the default
 //! one; and `serve --demo` with its printed example request.
 
@@ -223,6 +223,43 @@ fn broken_catalog_is_rejected_naming_the_field() {
         !data.join("license.db").exists(),
         "validation happens before the store is even opened"
     );
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+// `import --dry-run` prints each change (here an emptied blacklist) and writes nothing; the import
+// then writes it, and a second import of the same file writes nothing.
+#[test]
+fn a_dry_run_prints_the_changes_and_writes_nothing() {
+    let data = scratch("dry-run");
+    let d = data.to_str().unwrap();
+    let (ok, _, err) = run(&["import", CATALOG, "--data", d, "--create"]);
+    assert!(ok, "{err}");
+    let mut catalog: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(CATALOG).unwrap()).unwrap();
+    catalog["companies"][0]["blacklist"] = json!([]);
+    let file = data.join("small.json");
+    std::fs::write(&file, catalog.to_string()).unwrap();
+    let f = file.to_str().unwrap();
+    let db = std::fs::read(data.join("license.db")).unwrap();
+    let (ok, out, err) = run(&["import", f, "--data", d, "--dry-run"]);
+    assert!(ok, "{err}");
+    let blacklist = r#"  update company demo: blacklist: +[] -["stolen-laptop-1"] (1 → 0 entries)"#;
+    assert!(out.starts_with(&format!("{blacklist}\ndry run of {f} on ")), "{out}");
+    assert!(
+        out.contains(": 1 changes would be written (nothing was), 28 items unchanged"),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read(data.join("license.db")).unwrap(),
+        db,
+        "the dry run wrote nothing"
+    );
+    let (ok, out, _) = run(&["import", f, "--data", d]);
+    assert!(
+        ok && out.starts_with(&format!("{blacklist}\nimported {f} into ")),
+        "{out}"
+    );
+    let (ok, out, _) = run(&["import", f, "--data", d]);
+    assert!(ok && out.contains(": 0 changes written, 29 items unchanged"), "{out}");
     let _ = std::fs::remove_dir_all(&data);
 }
 

@@ -7,15 +7,13 @@ use crate::identity::oidc::ProviderAccount;
 use crate::ids::{
     ApiKeyId, CompanyId, CustomerAccountCode, HardwareId, LicenseKey, OAuthClientId, ProductCode, Username,
 };
+pub use crate::import::{import, import_sealed, import_with, ImportOptions, ImportReport};
 use crate::model::{
-    ApiKeyRecord, AuthorizationMethod, Company, CustomerAccountRecord, CustomerLicense, CustomerLicenses, License,
-    LicenseTerms, LicenseUser, OAuthClientRecord, ProductDoc, Seat,
+    ApiKeyRecord, AuthorizationMethod, Company, CustomerLicense, CustomerLicenses, License, LicenseTerms, LicenseUser,
+    ProductDoc, Seat,
 };
 use crate::password;
-use crate::plan::LicenseAddr;
-use crate::sealed::SealingKey;
 use crate::secret::{ExposeSecret, SecretString};
-use crate::store::{Store, StoreError};
 use crate::time::Timestamp;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -43,8 +41,8 @@ pub struct CompanyEntry {
     pub company: Company,
     pub api_keys: Vec<ApiKeyRecord>,
     pub products: Vec<ProductDoc>,
-    /// Users with their plaintext password (hashed at import, never stored; redacted in `Debug`).
-    pub users: Vec<(LicenseUser, Option<SecretString>)>,
+    /// Users with the password the catalog gives them (hashed at import; redacted in `Debug`).
+    pub users: Vec<(LicenseUser, CatalogPassword)>,
     pub licenses: Vec<(License, Vec<Seat>)>,
     /// OAuth clients with their plaintext secret (hashed and sealed at import; redacted in `Debug`).
     pub oauth_clients: Vec<OAuthClientEntry>,
@@ -52,6 +50,15 @@ pub struct CompanyEntry {
     pub customer_accounts: Vec<ProviderAccount>,
     /// Each customer's licenses, by the email of the licenses' `customer` (`customer_license_users`).
     pub customers: Vec<CustomerLicenses>,
+}
+
+/// A license user's password as the catalog gives it: plain text (hashed at import, never stored) or
+/// an argon2id hash ([`password::check_imported_hash`]), which a re-import compares without hashing.
+#[derive(Debug, Clone)]
+pub enum CatalogPassword {
+    None,
+    Plain(SecretString),
+    Hash(SecretString),
 }
 
 /// Most redirect URIs one customer account registers.
@@ -149,6 +156,8 @@ struct RawUser {
     email: Username,
     #[serde(default)]
     password: Option<String>,
+    #[serde(default)]
+    password_hash: Option<String>,
     #[serde(default)]
     first_name: Option<String>,
     #[serde(default)]
@@ -670,7 +679,7 @@ fn company(cx: &Ctx<'_>, path: &str, c: RawCompany) -> Result<CompanyEntry, Cata
     let oauth_clients = oauth_clients(cx, path, c.oauth_clients, &products)?;
     let customer_accounts = customer_accounts(cx, path, &c.code, c.customer_accounts)?;
 
-    let mut users: BTreeMap<Username, (usize, LicenseUser, Option<SecretString>)> = BTreeMap::new();
+    let mut users: BTreeMap<Username, (usize, LicenseUser, CatalogPassword)> = BTreeMap::new();
     for (i, u) in c.license_users.into_iter().enumerate() {
         if users.contains_key(&u.email) {
             return Err(cx.err(
@@ -692,7 +701,8 @@ fn company(cx: &Ctx<'_>, path: &str, c: RawCompany) -> Result<CompanyEntry, Cata
             trial_password: false,
             password_changed_by_user: false,
         };
-        users.insert(u.email, (i, user, u.password.map(SecretString::from)));
+        let password = catalog_password(cx, &format!("{path}.license_users[{i}]"), u.password, u.password_hash)?;
+        users.insert(u.email, (i, user, password));
     }
 
     let mut licenses = Vec::new();
@@ -849,6 +859,28 @@ impl Customers {
             ));
         }
         Ok(())
+    }
+}
+
+/// A user's `password` or `password_hash` (not both); a hash must be one the server can verify at a
+/// bounded cost.
+fn catalog_password(
+    cx: &Ctx<'_>,
+    path: &str,
+    plain: Option<String>,
+    hash: Option<String>,
+) -> Result<CatalogPassword, CatalogError> {
+    match (plain, hash) {
+        (Some(_), Some(_)) => Err(cx.err(
+            format!("{path}.password_hash"),
+            "give `password` or `password_hash`, not both",
+        )),
+        (Some(plain), None) => Ok(CatalogPassword::Plain(plain.into())),
+        (None, Some(hash)) => match password::check_imported_hash(&hash) {
+            Ok(()) => Ok(CatalogPassword::Hash(hash.into())),
+            Err(why) => Err(cx.err(format!("{path}.password_hash"), why)),
+        },
+        (None, None) => Ok(CatalogPassword::None),
     }
 }
 
@@ -1010,7 +1042,7 @@ fn check_license_policies(cx: &Ctx<'_>, path: &str, p: &ProductDoc) -> Result<()
 struct Known<'a> {
     company: &'a CompanyId,
     products: &'a BTreeMap<ProductCode, ProductDoc>,
-    users: &'a mut BTreeMap<Username, (usize, LicenseUser, Option<SecretString>)>,
+    users: &'a mut BTreeMap<Username, (usize, LicenseUser, CatalogPassword)>,
     ids: &'a mut BTreeSet<i64>,
     keys: &'a mut BTreeSet<(ProductCode, LicenseKey)>,
 }
@@ -1124,202 +1156,6 @@ fn license_entry(
     Ok((license, seats))
 }
 
-/// What an import wrote.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct ImportReport {
-    pub companies: usize,
-    pub api_keys: usize,
-    pub products: usize,
-    pub users: usize,
-    pub licenses: usize,
-    pub oauth_clients: usize,
-    pub customer_accounts: usize,
-    /// Users whose own password (set through `change_password`) the import kept.
-    pub passwords_kept: usize,
-}
-
-/// The stored hash to keep instead of the catalog's password: the user changed it themselves and the
-/// vendor does not manage it (`password_change_disabled`), so a re-import must not undo that change.
-fn user_changed_password(existing: Option<&LicenseUser>, imported: &LicenseUser) -> Option<String> {
-    let existing = existing?;
-    if !existing.password_changed_by_user || imported.password_change_disabled {
-        return None;
-    }
-    existing.password_hash.clone()
-}
-
-/// The hash of the catalog's password: the stored one when it still matches (re-imports do not churn
-/// hashes), otherwise a new argon2id hash.
-async fn catalog_password_hash(
-    password: Option<&SecretString>,
-    existing: Option<String>,
-) -> Result<Option<String>, StoreError> {
-    let Some(pw) = password else { return Ok(None) };
-    if let Some(hash) = existing {
-        if password::verify(pw.expose_secret().to_owned(), Some(hash.clone())).await {
-            return Ok(Some(hash));
-        }
-    }
-    let pw = pw.clone();
-    let hash = tokio::task::spawn_blocking(move || password::hash(pw.expose_secret()))
-        .await
-        .map_err(|e| StoreError::Invalid(e.to_string()))?;
-    Ok(Some(hash))
-}
-
-/// Writes a validated catalog, each item one `store::write::Write` run by the store's one executor
-/// (`Store::put_*`): companies, products, users and API keys are put whole; licenses and seats are
-/// upserted, keeping their counters (`write::Attr::on_upsert`). API keys go last, so a key never works
-/// before what it serves exists.
-/// A user's stored hash is kept when it still matches the catalog password, so re-importing does not
-/// churn hashes, and when the user changed it themselves (`user_changed_password`).
-pub async fn import(store: &dyn Store, catalog: &Catalog) -> Result<ImportReport, StoreError> {
-    import_sealed(store, catalog, None).await
-}
-
-/// [`import`], sealing OAuth client secrets with `sealing_key`; a catalog with OAuth clients needs one.
-pub async fn import_sealed(
-    store: &dyn Store,
-    catalog: &Catalog,
-    sealing_key: Option<&SealingKey>,
-) -> Result<ImportReport, StoreError> {
-    let has_clients = catalog.companies.iter().any(|c| !c.oauth_clients.is_empty());
-    if has_clients && sealing_key.is_none() {
-        return Err(StoreError::Invalid(
-            "the catalog has oauth_clients, whose secrets are stored sealed: configure a sealing key \
-             (`license-server keygen` writes one; docs/oauth.md)"
-                .into(),
-        ));
-    }
-    let has_accounts = catalog.companies.iter().any(|c| !c.customer_accounts.is_empty());
-    if has_accounts && sealing_key.is_none() {
-        return Err(StoreError::Invalid(
-            "the catalog has customer_accounts, whose client secrets are stored sealed: configure a sealing \
-             key (`license-server keygen` writes one; docs/sso.md)"
-                .into(),
-        ));
-    }
-    let mut report = ImportReport::default();
-    for c in &catalog.companies {
-        store.put_company(&c.code, &c.company).await?;
-        for p in &c.products {
-            store.put_product(&c.code, p).await?;
-        }
-        for (user, password) in &c.users {
-            let mut user = user.clone();
-            let existing = store.get_user(&c.code, &user.email).await?;
-            if let Some(kept) = user_changed_password(existing.as_ref(), &user) {
-                user.password_hash = Some(kept);
-                user.password_changed_by_user = true;
-                report.passwords_kept += 1;
-            } else {
-                let existing = existing.and_then(|u| u.password_hash);
-                user.password_hash = catalog_password_hash(password.as_ref(), existing).await?;
-            }
-            store.put_user(&c.code, &user).await?;
-        }
-        for (license, seats) in &c.licenses {
-            store.put_license(license).await?;
-            for seat in seats {
-                store.put_seat(&LicenseAddr::of(license), seat).await?;
-            }
-        }
-        // After the licenses they name, so an index never leads to a license not yet written.
-        for customer in &c.customers {
-            store.put_customer(&c.code, customer).await?;
-        }
-        for key in &c.api_keys {
-            store.put_api_key(key).await?;
-        }
-        if let Some(key) = sealing_key {
-            for client in &c.oauth_clients {
-                store
-                    .put_oauth_client(&oauth_client_record(store, &c.code, client, key).await?)
-                    .await?;
-            }
-        }
-        report.oauth_clients += c.oauth_clients.len();
-        if let Some(key) = sealing_key {
-            for account in &c.customer_accounts {
-                store
-                    .put_customer_account(&customer_account_record(store, &c.code, account, key).await?)
-                    .await?;
-            }
-        }
-        report.customer_accounts += c.customer_accounts.len();
-        report.companies += 1;
-        report.api_keys += c.api_keys.len();
-        report.products += c.products.len();
-        report.users += c.users.len();
-        report.licenses += c.licenses.len();
-    }
-    Ok(report)
-}
-
-/// The stored form of a catalog client. A stored hash and sealed secret that still match the catalog's
-/// secret are kept, so re-importing does not churn them.
-async fn oauth_client_record(
-    store: &dyn Store,
-    company: &CompanyId,
-    client: &OAuthClientEntry,
-    sealing_key: &SealingKey,
-) -> Result<OAuthClientRecord, StoreError> {
-    let existing = store.oauth_client(&client.id).await?;
-    let context = OAuthClientRecord::seal_context(&client.id);
-    let secret = client.secret.expose_secret();
-    let kept_hash = match &existing {
-        Some(c) if password::verify(secret.to_owned(), Some(c.secret_hash.clone())).await => {
-            Some(c.secret_hash.clone())
-        }
-        _ => None,
-    };
-    let secret_hash = match kept_hash {
-        Some(hash) => hash,
-        None => {
-            let secret = client.secret.clone();
-            tokio::task::spawn_blocking(move || password::hash(secret.expose_secret()))
-                .await
-                .map_err(|e| StoreError::Invalid(e.to_string()))?
-        }
-    };
-    let sealed_secret = sealing_key
-        .reseal(existing.map(|c| c.sealed_secret), &client.secret, &context)
-        .map_err(|e| StoreError::Invalid(format!("oauth client {}: {e}", client.id)))?;
-    Ok(OAuthClientRecord {
-        id: client.id.clone(),
-        company: company.clone(),
-        secret_hash,
-        sealed_secret,
-        products: client.products.clone(),
-        read_only: client.read_only,
-        revoked: client.revoked,
-    })
-}
-
-/// The stored form of a catalog customer account; a stored sealed secret that still opens to the
-/// catalog's is kept, so re-importing does not churn it.
-async fn customer_account_record(
-    store: &dyn Store,
-    company: &CompanyId,
-    account: &ProviderAccount,
-    sealing_key: &SealingKey,
-) -> Result<CustomerAccountRecord, StoreError> {
-    let context = CustomerAccountRecord::seal_context(company, &account.code);
-    let stored = store.customer_account(company, &account.code).await?;
-    let sealed_secret = sealing_key
-        .reseal(stored.map(|a| a.sealed_secret), &account.client_secret, &context)
-        .map_err(|e| StoreError::Invalid(format!("customer account {}: {e}", account.code)))?;
-    Ok(CustomerAccountRecord {
-        company: company.clone(),
-        code: account.code.clone(),
-        issuer: account.issuer.clone(),
-        client_id: account.client_id.clone(),
-        sealed_secret,
-        redirect_uris: account.redirect_uris.clone(),
-        email_claim: account.email_claim.clone(),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1405,6 +1241,51 @@ mod tests {
             "{e}"
         );
         assert!(e.message.contains("at most 1000"), "{e}");
+    }
+
+    #[test]
+    fn a_password_hash_must_be_a_bounded_argon2id_hash() {
+        use argon2::password_hash::{PasswordHasher, SaltString};
+        let with = |fields: Value| {
+            let mut v = base();
+            v["companies"][0]["license_users"][0] = serde_json::json!({"id": 1, "email": "a@b.c"});
+            for (k, x) in fields.as_object().unwrap() {
+                v["companies"][0]["license_users"][0][k] = x.clone();
+            }
+            parse(v)
+        };
+        let phc = |alg, m, t, p| {
+            let params = argon2::Params::new(m, t, p, None).unwrap();
+            let salt = SaltString::encode_b64(b"sixteen byte sal").unwrap();
+            argon2::Argon2::new(alg, argon2::Version::V0x13, params)
+                .hash_password(b"pw", &salt)
+                .unwrap()
+                .to_string()
+        };
+        let ok = phc(argon2::Algorithm::Argon2id, 19 * 1024, 2, 1);
+        let c = with(serde_json::json!({"password_hash": ok})).expect("an argon2id hash is accepted");
+        assert!(matches!(&c.companies[0].users[0].1, CatalogPassword::Hash(h) if h.expose_secret() == ok));
+        let path = "companies[0].license_users[0].password_hash";
+        for (fields, why) in [
+            (serde_json::json!({"password": "pw", "password_hash": ok}), "not both"),
+            (serde_json::json!({"password_hash": "pw"}), "not a PHC hash string"),
+            (
+                serde_json::json!({"password_hash": phc(argon2::Algorithm::Argon2i, 19 * 1024, 2, 1)}),
+                "is not argon2id",
+            ),
+            (
+                serde_json::json!({"password_hash": phc(argon2::Algorithm::Argon2id, 1024, 2, 1)}),
+                "outside",
+            ),
+            (
+                serde_json::json!({"password_hash": phc(argon2::Algorithm::Argon2id, 8 * 1024, 11, 1)}),
+                "outside",
+            ),
+        ] {
+            let err = with(fields.clone()).unwrap_err();
+            assert_eq!(err.path, path, "{fields}");
+            assert!(err.message.contains(why), "{fields}: {err}");
+        }
     }
 
     #[test]

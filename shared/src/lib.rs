@@ -12,6 +12,7 @@ pub mod handlers;
 pub mod http;
 pub mod identity;
 pub mod ids;
+pub mod import;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 pub mod model;

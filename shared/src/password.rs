@@ -31,6 +31,41 @@ pub fn hash(password: &str) -> String {
         .to_string()
 }
 
+/// Bounds on an argon2id hash a catalog gives instead of a password: no weaker than OWASP's lightest
+/// argon2id setting (7 MiB, 5 passes) by memory, and no costlier to verify than 64 MiB × 10 passes ×
+/// 4 lanes, so a catalog cannot make each login slow or huge.
+pub const IMPORTED_HASH_MEMORY_KIB: std::ops::RangeInclusive<u32> = 7 * 1024..=64 * 1024;
+pub const IMPORTED_HASH_PASSES: std::ops::RangeInclusive<u32> = 1..=10;
+pub const IMPORTED_HASH_LANES: std::ops::RangeInclusive<u32> = 1..=4;
+
+/// Whether `phc` is an argon2id (v19) PHC string with a salt, a hash and parameters within the bounds
+/// above; the reason when not.
+pub fn check_imported_hash(phc: &str) -> Result<(), String> {
+    let parsed = PasswordHash::new(phc).map_err(|e| format!("not a PHC hash string ({e})"))?;
+    if Algorithm::try_from(parsed.algorithm) != Ok(Algorithm::Argon2id) {
+        return Err(format!("`{}` is not argon2id", parsed.algorithm));
+    }
+    if parsed.version.is_some_and(|v| v != 0x13) {
+        return Err("only argon2 version 19 (0x13) is accepted".into());
+    }
+    if parsed.salt.is_none() || parsed.hash.is_none() {
+        return Err("the hash string has no salt or no hash".into());
+    }
+    let params = Params::try_from(&parsed).map_err(|e| format!("invalid argon2 parameters ({e})"))?;
+    let within = IMPORTED_HASH_MEMORY_KIB.contains(&params.m_cost())
+        && IMPORTED_HASH_PASSES.contains(&params.t_cost())
+        && IMPORTED_HASH_LANES.contains(&params.p_cost());
+    match within {
+        true => Ok(()),
+        false => Err(format!(
+            "argon2id parameters m={}, t={}, p={} are outside m 7168..=65536 KiB, t 1..=10, p 1..=4",
+            params.m_cost(),
+            params.t_cost(),
+            params.p_cost()
+        )),
+    }
+}
+
 fn dummy_hash() -> &'static str {
     static DUMMY: OnceLock<String> = OnceLock::new();
     DUMMY.get_or_init(|| hash("dummy password that matches nothing real"))

@@ -295,6 +295,15 @@ pub trait Store: Send + Sync {
         )))
     }
 
+    /// Applies administrative writes in order (a catalog import's plan), each as [`Self::write`] does;
+    /// a store that can (SQLite) applies them all in one transaction, so an import is all or nothing.
+    async fn write_all(&self, writes: Vec<write::Write>) -> Result<(), StoreError> {
+        for w in &writes {
+            self.write(w).await?;
+        }
+        Ok(())
+    }
+
     // --- catalog administration: each one `Write` (see `write::Write::upsert`); counters of existing
     // items are preserved ---
     async fn put_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {

@@ -846,6 +846,12 @@ impl Store for SqliteStore {
         }
     }
 
+    /// One transaction for them all: an import is written whole or not at all.
+    async fn write_all(&self, writes: Vec<Write>) -> Result<(), StoreError> {
+        let items = writes.into_iter().flat_map(|w| w.items).collect();
+        self.write(&Write { items }).await
+    }
+
     async fn list_devices(&self, addr: &LicenseAddr) -> Result<Vec<Device>, StoreError> {
         let pk = addr.storage_key();
         self.read("list devices", move |c| {

@@ -1,0 +1,460 @@
+//! Catalog import as a plan: every item a validated catalog names, in the form the import would store
+//! it, compared with what is stored now. Only what differs is written (a re-import that changes
+//! nothing writes nothing), and [`ImportOptions::dry_run`] reports every change — a company's
+//! blacklist emptied, a limit lowered — before anything is written. The catalog is the desired state
+//! of what it names; counters that requests change are kept ([`crate::store::write::Attr::on_upsert`]).
+//! SQLite writes the whole plan in one transaction; DynamoDB item by item, API keys last, so a key
+//! never works before what it serves exists.
+
+use crate::catalog::{Catalog, CatalogPassword, CompanyEntry, OAuthClientEntry};
+use crate::identity::oidc::ProviderAccount;
+use crate::ids::CompanyId;
+use crate::model::{CustomerAccountRecord, LicenseUser, OAuthClientRecord};
+use crate::password;
+use crate::plan::LicenseAddr;
+use crate::sealed::SealingKey;
+use crate::secret::{ExposeSecret, SecretString};
+use crate::store::write::{Attr, Image, Item, Val, Write};
+use crate::store::{Store, StoreError};
+use futures::stream::{self, StreamExt, TryStreamExt};
+
+/// How an import runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ImportOptions {
+    /// Compute and report the changes; write nothing.
+    pub dry_run: bool,
+}
+
+/// What an import found, and wrote unless it was a dry run.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct ImportReport {
+    pub companies: usize,
+    pub api_keys: usize,
+    pub products: usize,
+    pub users: usize,
+    pub licenses: usize,
+    pub oauth_clients: usize,
+    pub customer_accounts: usize,
+    /// Users whose own password (set through `change_password`) the import kept.
+    pub passwords_kept: usize,
+    /// Items that differ from what is stored, in the order they are (or would be) written.
+    pub changes: Vec<Change>,
+    /// Items the catalog names that are stored exactly as it says.
+    pub unchanged: usize,
+}
+
+/// One item the import creates or changes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub item: Item,
+    /// What is stored now (`None`: the item is new).
+    pub before: Option<Image>,
+    /// What the item holds after the import.
+    pub after: Image,
+    write: Write,
+}
+
+/// Writes a validated catalog (see the module header).
+pub async fn import(store: &dyn Store, catalog: &Catalog) -> Result<ImportReport, StoreError> {
+    import_sealed(store, catalog, None).await
+}
+
+/// [`import`], sealing OAuth client and customer account secrets with `sealing_key`; a catalog with
+/// either needs one.
+pub async fn import_sealed(
+    store: &dyn Store,
+    catalog: &Catalog,
+    sealing_key: Option<&SealingKey>,
+) -> Result<ImportReport, StoreError> {
+    import_with(store, catalog, sealing_key, ImportOptions::default()).await
+}
+
+/// [`import_sealed`] with options: the plan, then (unless a dry run) its writes.
+pub async fn import_with(
+    store: &dyn Store,
+    catalog: &Catalog,
+    sealing_key: Option<&SealingKey>,
+    options: ImportOptions,
+) -> Result<ImportReport, StoreError> {
+    needs_sealing_key(catalog, sealing_key)?;
+    let mut report = ImportReport::default();
+    for c in &catalog.companies {
+        plan_company(store, c, sealing_key, &mut report).await?;
+    }
+    if !options.dry_run {
+        let writes = report.changes.iter().map(|c| c.write.clone()).collect();
+        store.write_all(writes).await?;
+    }
+    Ok(report)
+}
+
+fn needs_sealing_key(catalog: &Catalog, sealing_key: Option<&SealingKey>) -> Result<(), StoreError> {
+    if sealing_key.is_some() {
+        return Ok(());
+    }
+    let needs = |what: &str, doc: &str| {
+        Err(StoreError::Invalid(format!(
+            "the catalog has {what}, whose secrets are stored sealed: configure a sealing key \
+             (`license-server keygen` writes one; {doc})"
+        )))
+    };
+    if catalog.companies.iter().any(|c| !c.oauth_clients.is_empty()) {
+        return needs("oauth_clients", "docs/oauth.md");
+    }
+    if catalog.companies.iter().any(|c| !c.customer_accounts.is_empty()) {
+        return needs("customer_accounts", "docs/sso.md");
+    }
+    Ok(())
+}
+
+/// Adds one company's items to the plan, in write order.
+async fn plan_company(
+    store: &dyn Store,
+    c: &CompanyEntry,
+    sealing_key: Option<&SealingKey>,
+    report: &mut ImportReport,
+) -> Result<(), StoreError> {
+    let mut plan = Plan { store, report };
+    plan.put(
+        Item::Company(c.code.clone()),
+        Image::Company(Box::new(c.company.clone())),
+    )
+    .await?;
+    for p in &c.products {
+        let item = Item::Product(c.code.clone(), p.code.clone());
+        plan.put(item, Image::Product(Box::new(p.clone()))).await?;
+    }
+    for (user, current) in users(store, c, plan.report).await? {
+        let item = Item::User(c.code.clone(), user.email.clone());
+        plan.compare(item, current, Image::User(Box::new(user)), false);
+    }
+    for (license, seats) in &c.licenses {
+        let addr = LicenseAddr::of(license);
+        plan.upsert(Item::License(addr.clone()), Image::License(Box::new(license.clone())))
+            .await?;
+        for seat in seats {
+            plan.upsert(Item::Seat(addr.clone(), seat.user.clone()), Image::Seat(seat.clone()))
+                .await?;
+        }
+    }
+    // After the licenses they name, so an index never leads to a license not yet written.
+    for customer in &c.customers {
+        let item = Item::Customer(c.code.clone(), customer.email.clone());
+        plan.put(item, Image::Customer(Box::new(customer.clone()))).await?;
+    }
+    for key in &c.api_keys {
+        plan.put(Item::ApiKey(key.id.clone()), Image::ApiKey(Box::new(key.clone())))
+            .await?;
+    }
+    if let Some(key) = sealing_key {
+        for client in &c.oauth_clients {
+            let record = oauth_client_record(store, &c.code, client, key).await?;
+            plan.put(
+                Item::OAuthClient(record.id.clone()),
+                Image::OAuthClient(Box::new(record)),
+            )
+            .await?;
+        }
+        for account in &c.customer_accounts {
+            let record = customer_account_record(store, account, key).await?;
+            let item = Item::CustomerAccount(record.company.clone(), record.code.clone());
+            plan.put(item, Image::CustomerAccount(Box::new(record))).await?;
+        }
+    }
+    let r = &mut *plan.report;
+    r.companies += 1;
+    r.api_keys += c.api_keys.len();
+    r.products += c.products.len();
+    r.users += c.users.len();
+    r.licenses += c.licenses.len();
+    r.oauth_clients += c.oauth_clients.len();
+    r.customer_accounts += c.customer_accounts.len();
+    Ok(())
+}
+
+struct Plan<'a> {
+    store: &'a dyn Store,
+    report: &'a mut ImportReport,
+}
+
+impl Plan<'_> {
+    async fn put(&mut self, item: Item, image: Image) -> Result<(), StoreError> {
+        let current = self.store.load(&item).await?;
+        self.compare(item, current, image, false);
+        Ok(())
+    }
+
+    async fn upsert(&mut self, item: Item, image: Image) -> Result<(), StoreError> {
+        let current = self.store.load(&item).await?;
+        self.compare(item, current, image, true);
+        Ok(())
+    }
+
+    /// Records the write of `image` (put whole, or upserted over what is stored) when what it leaves
+    /// differs from what is stored.
+    fn compare(&mut self, item: Item, current: Option<Image>, image: Image, upsert: bool) {
+        let after = match upsert {
+            // An image the store could not merge is written anyway: the store's apply reports it.
+            true => image
+                .clone()
+                .upserted_over(current.as_ref())
+                .unwrap_or_else(|_| image.clone()),
+            false => image.clone(),
+        };
+        if current.as_ref() == Some(&after) {
+            self.report.unchanged += 1;
+            return;
+        }
+        let write = match upsert {
+            true => Write::upsert(item.clone(), image),
+            false => Write::put(item.clone(), image),
+        };
+        self.report.changes.push(Change {
+            item,
+            before: current,
+            after,
+            write,
+        });
+    }
+}
+
+/// Users read (and their passwords checked) at once: reads overlap their round trips; password checks
+/// beyond the hashing pool's threads wait there, holding no memory.
+const USERS_AT_ONCE: usize = 32;
+
+/// The company's users as they are to be stored, each with its stored record. Stored hashes that
+/// still match are kept (checked concurrently: each costs an argon2 verification), and so is a
+/// password the user changed themselves unless the catalog manages it.
+async fn users(
+    store: &dyn Store,
+    c: &CompanyEntry,
+    report: &mut ImportReport,
+) -> Result<Vec<(LicenseUser, Option<Image>)>, StoreError> {
+    let planned: Vec<(LicenseUser, Option<Image>, bool)> = stream::iter(&c.users)
+        .map(|(user, password)| async move {
+            let current = store.get_user(&c.code, &user.email).await?;
+            let mut user = user.clone();
+            let kept = user_changed_password(current.as_ref(), &user);
+            if let Some(hash) = kept.clone() {
+                user.password_hash = Some(hash);
+                user.password_changed_by_user = true;
+            } else {
+                let stored = current.as_ref().and_then(|u| u.password_hash.clone());
+                user.password_hash = catalog_password_hash(password, stored).await?;
+            }
+            let current = current.map(|u| Image::User(Box::new(u)));
+            Ok::<_, StoreError>((user, current, kept.is_some()))
+        })
+        .buffered(USERS_AT_ONCE)
+        .try_collect()
+        .await?;
+    report.passwords_kept += planned.iter().filter(|(.., kept)| *kept).count();
+    Ok(planned.into_iter().map(|(u, current, _)| (u, current)).collect())
+}
+
+/// The stored hash to keep instead of the catalog's password: the user changed it themselves and the
+/// vendor does not manage it (`password_change_disabled`), so a re-import must not undo that change.
+fn user_changed_password(existing: Option<&LicenseUser>, imported: &LicenseUser) -> Option<String> {
+    let existing = existing?;
+    if !existing.password_changed_by_user || imported.password_change_disabled {
+        return None;
+    }
+    existing.password_hash.clone()
+}
+
+/// The hash to store for the catalog's password: a hash the catalog gives as it is; for a plain
+/// password, the stored hash when it still matches (re-imports do not churn hashes), else a new one.
+async fn catalog_password_hash(
+    password: &CatalogPassword,
+    existing: Option<String>,
+) -> Result<Option<String>, StoreError> {
+    let pw = match password {
+        CatalogPassword::None => return Ok(None),
+        CatalogPassword::Hash(hash) => return Ok(Some(hash.expose_secret().to_owned())),
+        CatalogPassword::Plain(pw) => pw,
+    };
+    if let Some(hash) = existing {
+        if password::verify(pw.expose_secret().to_owned(), Some(hash.clone())).await {
+            return Ok(Some(hash));
+        }
+    }
+    Ok(Some(hash_off_thread(pw.clone()).await?))
+}
+
+async fn hash_off_thread(secret: SecretString) -> Result<String, StoreError> {
+    tokio::task::spawn_blocking(move || password::hash(secret.expose_secret()))
+        .await
+        .map_err(|e| StoreError::Invalid(format!("hashing a password failed: {e}")))
+}
+
+/// The stored form of a catalog client. A stored hash and sealed secret that still match the catalog's
+/// secret are kept, so re-importing does not churn them.
+async fn oauth_client_record(
+    store: &dyn Store,
+    company: &CompanyId,
+    client: &OAuthClientEntry,
+    sealing_key: &SealingKey,
+) -> Result<OAuthClientRecord, StoreError> {
+    let existing = store.oauth_client(&client.id).await?;
+    let context = OAuthClientRecord::seal_context(&client.id);
+    let secret = client.secret.expose_secret();
+    let secret_hash = match &existing {
+        Some(c) if password::verify(secret.to_owned(), Some(c.secret_hash.clone())).await => c.secret_hash.clone(),
+        _ => hash_off_thread(client.secret.clone()).await?,
+    };
+    let sealed_secret = sealing_key
+        .reseal(existing.map(|c| c.sealed_secret), &client.secret, &context)
+        .map_err(|e| StoreError::Invalid(format!("oauth client {}: {e}", client.id)))?;
+    Ok(OAuthClientRecord {
+        id: client.id.clone(),
+        company: company.clone(),
+        secret_hash,
+        sealed_secret,
+        products: client.products.clone(),
+        read_only: client.read_only,
+        revoked: client.revoked,
+    })
+}
+
+/// The stored form of a catalog customer account; a stored sealed secret that still opens to the
+/// catalog's is kept, so re-importing does not churn it.
+async fn customer_account_record(
+    store: &dyn Store,
+    account: &ProviderAccount,
+    sealing_key: &SealingKey,
+) -> Result<CustomerAccountRecord, StoreError> {
+    let context = CustomerAccountRecord::seal_context(&account.company, &account.code);
+    let stored = store.customer_account(&account.company, &account.code).await?;
+    let sealed_secret = sealing_key
+        .reseal(stored.map(|a| a.sealed_secret), &account.client_secret, &context)
+        .map_err(|e| StoreError::Invalid(format!("customer account {}: {e}", account.code)))?;
+    Ok(CustomerAccountRecord {
+        company: account.company.clone(),
+        code: account.code.clone(),
+        issuer: account.issuer.clone(),
+        client_id: account.client_id.clone(),
+        sealed_secret,
+        redirect_uris: account.redirect_uris.clone(),
+        email_claim: account.email_claim.clone(),
+    })
+}
+
+impl Change {
+    /// One line for an operator: what is created or which attributes change, secrets shown only as
+    /// changed. `import --dry-run` prints these.
+    pub fn describe(&self) -> String {
+        let what = label(&self.item);
+        let Some(before) = &self.before else {
+            return format!("create {what}");
+        };
+        let fields: Vec<String> = Attr::ALL
+            .iter()
+            .filter_map(|&a| {
+                let (old, new) = (before.get(a), self.after.get(a));
+                (old != new).then(|| attribute_change(a, old, new))
+            })
+            .flatten()
+            .collect();
+        format!("update {what}: {}", fields.join("; "))
+    }
+}
+
+fn label(item: &Item) -> String {
+    let addr = |a: &LicenseAddr| match a {
+        LicenseAddr::Key { company, product, key } => format!("{company}/{product} {key}"),
+        LicenseAddr::Id { company, product, id } => format!("{company}/{product} #{id}"),
+    };
+    match item {
+        Item::Company(c) => format!("company {c}"),
+        Item::Product(c, p) => format!("product {c}/{p}"),
+        Item::User(c, u) => format!("license user {c}/{u}"),
+        Item::License(a) => format!("license {}", addr(a)),
+        Item::Seat(a, u) => format!("seat of {u} on license {}", addr(a)),
+        Item::ApiKey(k) => format!("API key {k}"),
+        Item::OAuthClient(id) => format!("OAuth client {id}"),
+        Item::CustomerAccount(c, code) => format!("customer account {c}/{code}"),
+        Item::Customer(c, email) => format!("customer index {c}/{email}"),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Attributes whose values are secrets or hashes: shown only as changed.
+fn is_secret(name: &str) -> bool {
+    ["secret", "hash", "shared_key", "password", "sealed"]
+        .iter()
+        .any(|s| name.contains(s))
+}
+
+/// What changed in one attribute; a JSON document (`doc`) is compared field by field.
+fn attribute_change(attr: Attr, old: Option<Val>, new: Option<Val>) -> Vec<String> {
+    let name = attr.name();
+    match (attr, &old, &new) {
+        (Attr::Doc, Some(Val::Str(old)), Some(Val::Str(new))) => doc_changes(old, new)
+            .into_iter()
+            // A field the item also stores as its own attribute (a blacklist) is reported by that.
+            .filter(|line| {
+                !Attr::ALL
+                    .iter()
+                    .any(|a| *a != Attr::Doc && line.starts_with(&format!("{}:", a.name())))
+            })
+            .collect(),
+        (Attr::Blacklist, _, _) => vec![set_change(name, old, new)],
+        _ if is_secret(name) => vec![format!("{name} changed")],
+        _ => vec![format!("{name}: {} → {}", shown(&old), shown(&new))],
+    }
+}
+
+fn doc_changes(old: &str, new: &str) -> Vec<String> {
+    let parse = |s: &str| serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(s).unwrap_or_default();
+    let (old, new) = (parse(old), parse(new));
+    let mut keys: Vec<&String> = old.keys().chain(new.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    // A field the item also stores as an attribute of its own (a blacklist) is reported by that.
+    let stored_apart = |k: &str| Attr::ALL.iter().any(|a| *a != Attr::Doc && a.name() == k);
+    keys.into_iter()
+        .filter(|k| old.get(*k) != new.get(*k) && !stored_apart(k))
+        .map(|k| match is_secret(k) {
+            true => format!("{k} changed"),
+            false => format!("{k}: {} → {}", json_shown(old.get(k)), json_shown(new.get(k))),
+        })
+        .collect()
+}
+
+fn set_change(name: &str, old: Option<Val>, new: Option<Val>) -> String {
+    let members = |v: Option<Val>| match v {
+        Some(Val::Set(s)) => s,
+        _ => Vec::new(),
+    };
+    let (old, new) = (members(old), members(new));
+    let added: Vec<&String> = new.iter().filter(|h| !old.contains(h)).collect();
+    let removed: Vec<&String> = old.iter().filter(|h| !new.contains(h)).collect();
+    format!(
+        "{name}: +{added:?} -{removed:?} ({} → {} entries)",
+        old.len(),
+        new.len()
+    )
+}
+
+fn shown(v: &Option<Val>) -> String {
+    match v {
+        None => "(none)".into(),
+        Some(Val::Bool(b)) => b.to_string(),
+        Some(Val::Int(i)) => i.to_string(),
+        Some(Val::Str(s)) => format!("{:?}", shortened(s)),
+        Some(Val::Set(s)) => format!("{s:?}"),
+        Some(Val::Counts(c)) => format!("{c:?}"),
+    }
+}
+
+fn json_shown(v: Option<&serde_json::Value>) -> String {
+    v.map_or_else(|| "(none)".to_owned(), |v| shortened(&v.to_string()))
+}
+
+/// At most 80 characters of a value, so one line stays readable.
+fn shortened(text: &str) -> String {
+    match text.chars().nth(80) {
+        Some(_) => format!("{}…", text.chars().take(80).collect::<String>()),
+        None => text.to_owned(),
+    }
+}
