@@ -138,7 +138,7 @@ integration_tests::matrix! {
         new_license["license_key"] = json!("DEMO-NEW-9001");
         edited["companies"][0]["licenses"].as_array_mut().unwrap().push(new_license);
         let edited = Catalog::parse(&edited.to_string(), "edited.json").unwrap();
-        let dry = import_with(f.store(), &edited, None, ImportOptions { dry_run: true }).await.unwrap();
+        let dry = import_with(f.store(), &edited, None, ImportOptions { dry_run: true, ..ImportOptions::default() }).await.unwrap();
         let described: Vec<String> = dry.changes.iter().map(|c| c.describe()).collect();
         assert_eq!(
             described,
@@ -328,6 +328,7 @@ fn every_kind(company: &license_api::ids::CompanyId) -> Vec<(Item, Image)> {
                 action: "license.update".into(),
                 subject: "EVERY-ATTR".into(),
                 detail: json!({"enabled": false}),
+                expires_at: 4_000_000_000,
             })),
         ),
         (

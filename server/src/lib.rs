@@ -3,6 +3,7 @@
 //! show/export, demo, smoke, and the generator of what the endpoint table implies) behind the
 //! `license-server` binary.
 
+pub mod audit;
 pub mod demo;
 pub mod events;
 pub mod generate;

@@ -5,6 +5,7 @@ use license_api::catalog::{import_with, Catalog, ImportOptions};
 use license_api::state::AppState;
 use license_api::store::sqlite::IfMissing;
 use license_api::store::ErrorChain;
+use license_server::audit::{AuditQuery, RetentionArg};
 use license_server::inspect::{self, LicenseSelector};
 use license_server::limits::LimitArgs;
 use license_server::stores::StoreArgs;
@@ -50,6 +51,15 @@ enum Command {
         dry_run: bool,
         #[command(flatten)]
         create: CreateArg,
+        #[command(flatten)]
+        retention: RetentionArg,
+    },
+    /// Print a company's audit trail, newest first: who changed what (docs/audit.md).
+    Audit {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        query: AuditQuery,
     },
     /// Write a new RSA signing key pair (private PKCS#8 PEM, public SPKI PEM), and a sealing key
     /// (sealing-key) if there is none yet: it is never replaced, even with --force.
@@ -162,6 +172,8 @@ struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(0..=license_api::state::MAX_LAST_SEEN_INTERVAL.as_secs()))]
     last_seen_interval_seconds: u64,
     #[command(flatten)]
+    retention: RetentionArg,
+    #[command(flatten)]
     limits: LimitArgs,
 }
 
@@ -176,6 +188,7 @@ impl ServeArgs {
     ) -> Arc<AppState> {
         let state = AppState::new(store, signer, Duration::from_secs(self.api_key_cache_seconds))
             .with_last_seen_interval(Duration::from_secs(self.last_seen_interval_seconds))
+            .with_audit_retention_days(self.retention.audit_retention_days)
             .with_public_url(self.public_url.clone())
             .with_sealing_key(sealing_key)
             .with_token_keys(token_keys)
@@ -231,12 +244,17 @@ async fn run(command: Command) -> Result<(), Error> {
             sealing_key,
             dry_run,
             create,
+            retention,
         } => {
             let text = std::fs::read_to_string(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
             let catalog = Catalog::parse(&text, &file.display().to_string())?;
             let sealing_key = load_sealing_key(sealing_key.as_deref(), &store)?;
             let target = store.open(store.if_missing(create.create)).await?;
-            let options = ImportOptions { dry_run };
+            let options = ImportOptions {
+                dry_run,
+                audit_retention_days: retention.audit_retention_days,
+                ..ImportOptions::default()
+            };
             let report = import_with(&*target, &catalog, sealing_key.as_ref(), options).await?;
             print!(
                 "{}",
@@ -305,6 +323,11 @@ async fn run(command: Command) -> Result<(), Error> {
             print!("{}", license_server::generate::listing(functions));
             Ok(())
         }
+        Command::Audit { store, query } => {
+            let target = store.open(IfMissing::Fail).await?;
+            print!("{}", query.run(&*target).await?);
+            Ok(())
+        }
         Command::Show { store, license } => {
             let value = exported(&store, &license).await?;
             print!("{}", inspect::show(&value));
@@ -352,6 +375,7 @@ async fn serve(args: ServeArgs) -> Result<(), Error> {
         (None, None) => None,
     };
     let store = args.store.open(IfMissing::Fail).await?;
+    tokio::spawn(purge_audit(store.clone()));
     let state = args.state(store, signer, sealing_key, token_keys);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -386,6 +410,23 @@ async fn serve_demo(args: ServeArgs) -> Result<(), Error> {
     let served = serve_limited(listener, state, &args.limits).await;
     demo::cleanup(&dir);
     Ok(served?)
+}
+
+/// How often `serve` deletes the embedded store's expired audit records.
+const AUDIT_PURGE_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Deletes expired audit records now and then every [`AUDIT_PURGE_INTERVAL`] (a no-op on DynamoDB,
+/// whose TTL does it); a failure is logged and tried again next time.
+async fn purge_audit(store: Arc<dyn license_api::store::Store>) {
+    let mut every = tokio::time::interval(AUDIT_PURGE_INTERVAL);
+    loop {
+        every.tick().await;
+        match store.purge_audit(license_api::time::Timestamp::now()).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "expired audit records deleted"),
+            Err(e) => tracing::warn!(error = %ErrorChain(&e), "deleting expired audit records failed"),
+        }
+    }
 }
 
 /// Applies the limits of docs/limits.md and serves until Ctrl-C or SIGTERM.

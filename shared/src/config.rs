@@ -111,6 +111,8 @@ pub struct Config {
     pub last_seen_interval: Duration,
     /// `PUBLIC_URL` (optional): the base URL clients reach the API at (`AppState::public_url`).
     pub public_url: Option<PublicUrl>,
+    /// `AUDIT_RETENTION_DAYS` (default 400, 1 to 3650): how long audit records are kept (docs/audit.md).
+    pub audit_retention_days: i64,
 }
 
 /// The base URL clients reach the API at, e.g. `https://licenses.example.com` or an API Gateway stage
@@ -189,6 +191,18 @@ fn last_seen_interval(v: &str) -> Result<Duration, ConfigError> {
     Ok(Duration::from_secs(secs))
 }
 
+/// `AUDIT_RETENTION_DAYS`: whole days from 1 to [`crate::audit::MAX_RETENTION_DAYS`].
+fn audit_retention_days(v: &str) -> Result<i64, ConfigError> {
+    let max = crate::audit::MAX_RETENTION_DAYS;
+    v.parse::<i64>()
+        .ok()
+        .filter(|d| (1..=max).contains(d))
+        .ok_or_else(|| ConfigError::Invalid {
+            name: "AUDIT_RETENTION_DAYS",
+            reason: format!("`{v}` is not a whole number of days from 1 to {max}"),
+        })
+}
+
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
@@ -225,8 +239,13 @@ impl Config {
                 name: "PUBLIC_URL",
                 reason,
             })?;
+        let audit_retention_days = match get("AUDIT_RETENTION_DAYS") {
+            None => crate::audit::DEFAULT_RETENTION_DAYS,
+            Some(v) => audit_retention_days(&v)?,
+        };
         Ok(Self {
             public_url,
+            audit_retention_days,
             table,
             dynamodb_endpoint: get("DYNAMODB_ENDPOINT"),
             signing_key,

@@ -6,12 +6,13 @@
 //! SQLite writes the whole plan in one transaction; DynamoDB item by item, API keys last, so a key
 //! never works before what it serves exists.
 
+use crate::audit::{self, Actor, Trail};
 use crate::catalog::{Catalog, CatalogPassword, CompanyEntry, OAuthClientEntry};
 use crate::identity::oidc::ProviderAccount;
 use crate::ids::CompanyId;
 use crate::model::{CustomerAccountRecord, LicenseUser, OAuthClientRecord};
 use crate::password;
-use crate::plan::LicenseAddr;
+use crate::plan::{LicenseAddr, WriteToken};
 use crate::sealed::SealingKey;
 use crate::secret::{ExposeSecret, SecretString};
 use crate::store::write::{Attr, Image, Item, Val, Write};
@@ -19,10 +20,24 @@ use crate::store::{Store, StoreError};
 use futures::stream::{self, StreamExt, TryStreamExt};
 
 /// How an import runs.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone)]
 pub struct ImportOptions {
     /// Compute and report the changes; write nothing.
     pub dry_run: bool,
+    /// Who the audit records of the changes name (docs/audit.md): by default the OS user running it.
+    pub actor: Actor,
+    /// How long those records are kept, in days.
+    pub audit_retention_days: i64,
+}
+
+impl Default for ImportOptions {
+    fn default() -> Self {
+        Self {
+            dry_run: false,
+            actor: Actor::cli_user(),
+            audit_retention_days: crate::audit::DEFAULT_RETENTION_DAYS,
+        }
+    }
 }
 
 /// What an import found, and wrote unless it was a dry run.
@@ -79,13 +94,29 @@ pub async fn import_with(
     needs_sealing_key(catalog, sealing_key)?;
     let mut report = ImportReport::default();
     for c in &catalog.companies {
+        let trail = Trail::new(options.actor.clone(), c.code.clone(), options.audit_retention_days);
+        let first = report.changes.len();
         plan_company(store, c, sealing_key, &mut report).await?;
+        audit(&trail, &mut report.changes[first..]);
     }
     if !options.dry_run {
         let writes = report.changes.iter().map(|c| c.write.clone()).collect();
         store.write_all(writes).await?;
+        // The embedded store's expired audit records go here and in `serve` (DynamoDB's TTL deletes its own).
+        store.purge_audit(crate::time::Timestamp::now()).await?;
     }
     Ok(report)
+}
+
+/// Adds to each change's write its audit record: one per item the import creates or changes, in that
+/// item's own write, so an item is never changed unrecorded (on DynamoDB, where an import is written
+/// item by item, as on SQLite, where it is one transaction).
+fn audit(trail: &Trail, changes: &mut [Change]) {
+    let at = crate::time::Timestamp::now();
+    for change in changes {
+        let record = trail.item(&change.audit_change(), &WriteToken::new(), at);
+        change.write.items.push(record);
+    }
 }
 
 fn needs_sealing_key(catalog: &Catalog, sealing_key: Option<&SealingKey>) -> Result<(), StoreError> {
@@ -340,6 +371,35 @@ async fn customer_account_record(
 }
 
 impl Change {
+    /// What the audit trail says of this change: created or updated, the item, and for an update the
+    /// names of the attributes that change (never their values: some are secrets).
+    fn audit_change(&self) -> audit::Change {
+        let subject = match &self.item {
+            Item::License(addr) | Item::Seat(addr, _) => audit::license_subject(addr),
+            Item::User(_, user) => audit::user_subject(user),
+            other => label(other),
+        };
+        let Some(before) = &self.before else {
+            let detail = serde_json::json!({ "item": label(&self.item) });
+            return audit::Change {
+                action: "import.create",
+                subject,
+                detail,
+            };
+        };
+        let changed: Vec<&str> = Attr::ALL
+            .iter()
+            .filter(|&&a| before.get(a) != self.after.get(a))
+            .map(|a| a.name())
+            .collect();
+        let detail = serde_json::json!({ "item": label(&self.item), "changed": changed });
+        audit::Change {
+            action: "import.update",
+            subject,
+            detail,
+        }
+    }
+
     /// One line for an operator: what is created or which attributes change, secrets shown only as
     /// changed. `import --dry-run` prints these.
     pub fn describe(&self) -> String {

@@ -121,6 +121,7 @@ pub async fn build_state(config: &Config) -> Result<AppState, BoxError> {
     );
     Ok(AppState::new(Arc::new(store), signer, config.api_key_cache)
         .with_last_seen_interval(config.last_seen_interval)
+        .with_audit_retention_days(config.audit_retention_days)
         .with_public_url(config.public_url.clone())
         .with_sealing_key(sealing_key)
         .with_token_keys(token_keys)

@@ -2,6 +2,7 @@
 //! request parsing, business rules, rendering and response signing, and the storage contract with its
 //! DynamoDB implementation. Handlers are plain async functions of (request, state).
 
+pub mod audit;
 pub mod auth;
 pub mod cache;
 pub mod catalog;

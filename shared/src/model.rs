@@ -730,8 +730,11 @@ pub struct AuditRecord {
     pub action: String,
     /// What it was done to (a license address, a product code, ...).
     pub subject: String,
-    /// The change itself, as JSON.
+    /// The change itself, as JSON (small and bounded: no secrets).
     pub detail: Value,
+    /// When the record may be forgotten (Unix seconds; DynamoDB's TTL attribute): its time plus the
+    /// retention configured when it was written (`audit::DEFAULT_RETENTION_DAYS`).
+    pub expires_at: i64,
 }
 
 /// How often a consumption counter starts again at zero (`reset_consumption` with `consumption_period`,

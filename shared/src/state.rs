@@ -32,6 +32,8 @@ pub struct AppState {
     /// Where clients reach the API, for the URLs it hands out (`oauth_url`); `None`: taken from each
     /// request's own `Host` (and `X-Forwarded-Proto`).
     pub public_url: Option<PublicUrl>,
+    /// How long the audit records of changes are kept, in days (`audit`, docs/audit.md).
+    pub audit_retention_days: i64,
 }
 
 /// Default for [`AppState::deadline`].
@@ -57,6 +59,14 @@ impl AppState {
             sealing_key: None,
             token_keys: None,
             public_url: None,
+            audit_retention_days: crate::audit::DEFAULT_RETENTION_DAYS,
+        }
+    }
+
+    pub fn with_audit_retention_days(self, audit_retention_days: i64) -> Self {
+        Self {
+            audit_retention_days,
+            ..self
         }
     }
 

@@ -101,4 +101,15 @@ impl Store for Interleave {
     async fn list_seats(&self, addr: &LicenseAddr) -> Result<Vec<license_api::model::Seat>, StoreError> {
         self.inner.list_seats(addr).await
     }
+
+    async fn audit_records(
+        &self,
+        company: &CompanyId,
+        filter: &license_api::audit::AuditFilter,
+        cursor: Option<&str>,
+        limit: usize,
+        now: Timestamp,
+    ) -> Result<license_api::audit::AuditPage, StoreError> {
+        self.inner.audit_records(company, filter, cursor, limit, now).await
+    }
 }

@@ -5,10 +5,11 @@
 
 use super::lookup::{self, Resolved, UserCheck};
 use super::runner::{self, Call, WriteOp};
+use crate::audit::Change;
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
-use crate::plan::{ActivationPlan, LicenseAddr, WriteToken};
+use crate::plan::{ActivationPlan, LicenseAddr, Slot, WriteToken};
 use crate::render::{license_object, Identity, View};
 use crate::request::{Credentials, LicenseRequest};
 use crate::rules::{self, Transport};
@@ -129,4 +130,20 @@ impl WriteOp for Activation<'_> {
     fn write(&self, plan: &ActivationPlan, token: &WriteToken) -> Write {
         plan.write(token)
     }
+
+    fn change(&self, _: &Resolved, plan: &ActivationPlan) -> Option<Change> {
+        Some(activation_change(plan))
+    }
+}
+
+/// The audit record's description of an activation: the device and, for a user's, the user.
+pub(super) fn activation_change(plan: &ActivationPlan) -> Change {
+    let mut detail = serde_json::json!({ "hardware_id": plan.device.hardware_id.as_str() });
+    if let Some((user, _)) = &plan.seat {
+        detail["user"] = user.as_str().into();
+    }
+    if let Slot::Transfer { .. } = plan.slot {
+        detail["transfer"] = true.into();
+    }
+    Change::on_license("license.activate", &plan.addr, detail)
 }

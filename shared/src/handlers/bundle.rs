@@ -12,9 +12,11 @@
 use super::activate::ident;
 use super::lookup::{self, UserCheck};
 use super::runner::{self, Call, Images, WriteOp};
+use crate::audit::Change;
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
+use crate::ids::HardwareId;
 use crate::model::{AuthorizationMethod, License, LicenseUser};
 use crate::plan::{ActivationPlan, DeactivationPlan, LicenseAddr, WriteToken};
 use crate::render::{license_object, Identity, LicenseObject, View};
@@ -231,6 +233,18 @@ pub async fn handle_deactivation(
     Ok(ApiResponse::text(super::deactivate::DEACTIVATED))
 }
 
+impl Bundle {
+    /// The audit record of a bundle's write: one for the bundle license, naming the ids of the member
+    /// licenses the write changes (at most 24: small, and one item of the transaction's 100).
+    fn change(&self, action: &'static str, hw: &HardwareId, members: impl Iterator<Item = i64>) -> Change {
+        let detail = serde_json::json!({
+            "hardware_id": hw.as_str(),
+            "member_license_ids": members.collect::<Vec<_>>(),
+        });
+        Change::on_license(action, &LicenseAddr::of(&self.license), detail)
+    }
+}
+
 /// A bundle holds its members' licenses, devices and seats.
 impl Images for Bundle {
     fn image(&self, item: &Item) -> Option<Option<Image>> {
@@ -339,6 +353,11 @@ impl WriteOp for BundleActivation<'_> {
     fn write(&self, plan: &Joined<ActivationPlan>, token: &WriteToken) -> Write {
         plan.write(token, ActivationPlan::write)
     }
+
+    fn change(&self, bundle: &Bundle, plan: &Joined<ActivationPlan>) -> Option<Change> {
+        let members = plan.plans.iter().map(|p| p.license_id);
+        Some(bundle.change("bundle.activate", &self.on.req.hardware_id, members))
+    }
 }
 
 /// Deactivates the device on every member where it is active, in one write.
@@ -398,13 +417,18 @@ impl WriteOp for BundleDeactivation<'_> {
     fn write(&self, plan: &Joined<DeactivationPlan>, token: &WriteToken) -> Write {
         plan.write(token, DeactivationPlan::write)
     }
+
+    fn change(&self, bundle: &Bundle, plan: &Joined<DeactivationPlan>) -> Option<Change> {
+        let members = plan.plans.iter().map(|p| p.license_id);
+        Some(bundle.change("bundle.deactivate", &self.on.req.hardware_id, members))
+    }
 }
 
 pub async fn handle_check(req: &ApiRequest, state: &AppState, principal: Principal) -> Result<ApiResponse, ApiError> {
     let request = super::license_request(req, state, &principal).await?;
     principal.ensure_product(&request.product)?;
     let now = Timestamp::now();
-    let mut attempts = super::Attempts::new(state);
+    let mut attempts = super::Attempts::new(state, &principal);
     let bundle = loop {
         let mut bundle = Bundle::load(state, &principal, &request, UserCheck::Concealed).await?;
         for m in &bundle.members {
@@ -430,7 +454,7 @@ pub async fn handle_check(req: &ApiRequest, state: &AppState, principal: Princip
         if plans.is_empty() && slots.is_empty() {
             break bundle;
         }
-        if super::check::record(state, &mut attempts, &plans, &slots).await? {
+        if super::check::record(state, &mut attempts, &plans, &slots, None).await? {
             // `floating::plan` plans a slot exactly for the floating cloud members, in member order.
             for (member, slot) in bundle
                 .members

@@ -8,6 +8,7 @@
 //! re-reads, no longer matches and answers `license_not_found`.
 
 use super::lookup;
+use crate::audit::{user_subject, Change};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
@@ -24,7 +25,12 @@ pub async fn handle(req: &ApiRequest, state: &AppState, principal: Principal) ->
         return Err(ApiError::internal("change_password credentials name no user"));
     };
     let item = Item::User(principal.company.clone(), username.clone());
-    let mut attempts = super::Attempts::new(state);
+    let mut attempts = super::Attempts::new(state, &principal);
+    let change = Change {
+        action: "user.change_password",
+        subject: user_subject(username),
+        detail: serde_json::json!({}),
+    };
     loop {
         let stored = load_user(state, &item).await?;
         let user = lookup::proven_user(stored, &request.credentials).await?;
@@ -44,10 +50,11 @@ pub async fn handle(req: &ApiRequest, state: &AppState, principal: Principal) ->
         }));
         let write = Write::replace_unchanged(item.clone(), &stored, changed);
         let written = attempts
-            .write(|token| {
-                let write = &write;
-                async move { state.store.apply(write, &token).await }
-            })
+            .write(
+                Some(&change),
+                |_| write.clone(),
+                |write, token| async move { state.store.apply(&write, &token).await },
+            )
             .await;
         match written {
             Ok(()) => return Ok(ApiResponse::text("password_changed")),

@@ -9,6 +9,7 @@
 
 use super::activate::ident;
 use super::lookup::{self, Resolved, UserCheck};
+use crate::audit::Change;
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
@@ -24,7 +25,7 @@ pub async fn handle(req: &ApiRequest, state: &AppState, principal: Principal) ->
     let request = super::license_request(req, state, &principal).await?;
     principal.ensure_product(&request.product)?;
     let now = Timestamp::now();
-    let mut attempts = super::Attempts::new(state);
+    let mut attempts = super::Attempts::new(state, &principal);
     let Resolved { ctx, user } = loop {
         let mut resolved = lookup::load(state, &principal, &request, UserCheck::Concealed).await?;
         rules::check(&resolved.ctx, &request.hardware_id)?;
@@ -33,7 +34,7 @@ pub async fn handle(req: &ApiRequest, state: &AppState, principal: Principal) ->
         if due.is_none() && slot.is_none() {
             break resolved;
         }
-        if record(state, &mut attempts, due.as_slice(), slot.as_slice()).await? {
+        if record(state, &mut attempts, due.as_slice(), slot.as_slice(), None).await? {
             if let Some(slot) = slot {
                 slot.applied_to(&mut resolved.ctx.license);
             }
@@ -57,17 +58,23 @@ pub async fn handle(req: &ApiRequest, state: &AppState, principal: Principal) ->
 /// or refresh (one per floating cloud license checked), in one write; `false` when the store refused
 /// because a device changed since the read (deactivated, re-activated, or recorded by a concurrent
 /// check) or a license's slots did: the caller reads again and decides again, within the deadline.
+/// `change`: the audit record of a borrow or release; a check's own writes (last seen, details, a
+/// slot held while it checks in) are not audited (docs/audit.md).
 pub(super) async fn record(
     state: &AppState,
     attempts: &mut super::Attempts,
     plans: &[CheckPlan],
     slots: &[FloatingPlan],
+    change: Option<&Change>,
 ) -> Result<bool, ApiError> {
     let mut write = checks_write(plans);
     write.items.extend(slots.iter().map(FloatingPlan::write));
-    let write = &write;
     let recorded = attempts
-        .write(|token| async move { state.store.record_checks(write, &token).await })
+        .write(
+            change,
+            |_| write.clone(),
+            |write, token| async move { state.store.record_checks(&write, &token).await },
+        )
         .await;
     match recorded {
         Ok(()) => Ok(true),

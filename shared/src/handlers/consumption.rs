@@ -7,11 +7,12 @@
 
 use super::lookup::{self, Resolved, UserCheck};
 use super::runner::{self, Call, WriteOp};
+use crate::audit::Change;
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
 use crate::ids::MAX_ID_LEN;
-use crate::plan::{ConsumptionPlan, WriteToken};
+use crate::plan::{ConsumptionPlan, Counter, WriteToken};
 use crate::render;
 use crate::request::{LicenseRequest, Params};
 use crate::rules::{self, Consume, Overages};
@@ -121,5 +122,20 @@ impl WriteOp for Consumption<'_> {
 
     fn write(&self, plan: &ConsumptionPlan, _token: &WriteToken) -> Write {
         plan.write()
+    }
+
+    /// A consumption of 0 changes nothing and records nothing.
+    fn change(&self, _: &Resolved, plan: &ConsumptionPlan) -> Option<Change> {
+        let charges: Vec<_> = plan
+            .charges
+            .iter()
+            .filter(|c| c.amount != 0)
+            .map(|c| match &c.counter {
+                Counter::Consumptions => serde_json::json!({ "amount": c.amount }),
+                Counter::Feature(f) => serde_json::json!({ "feature": f, "amount": c.amount }),
+            })
+            .collect();
+        let detail = serde_json::json!({ "hardware_id": plan.device.hardware_id.as_str(), "charges": charges });
+        (!charges.is_empty()).then(|| Change::on_license("license.consume", &plan.addr, detail))
     }
 }

@@ -4,6 +4,7 @@
 
 use super::lookup::{self, Resolved, UserCheck};
 use super::runner::{self, Call, WriteOp};
+use crate::audit::Change;
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
@@ -85,4 +86,18 @@ impl WriteOp for Deactivation<'_> {
     fn write(&self, plan: &DeactivationPlan, token: &WriteToken) -> Write {
         plan.write(token)
     }
+
+    fn change(&self, _: &Resolved, plan: &DeactivationPlan) -> Option<Change> {
+        Some(deactivation_change(plan))
+    }
+}
+
+/// The audit record's description of a deactivation: the device, and how many consumption counters
+/// its request file reported.
+pub(super) fn deactivation_change(plan: &DeactivationPlan) -> Change {
+    let mut detail = serde_json::json!({ "hardware_id": plan.hardware_id.as_str() });
+    if !plan.charges.is_empty() {
+        detail["consumption_counters"] = plan.charges.len().into();
+    }
+    Change::on_license("license.deactivate", &plan.addr, detail)
 }

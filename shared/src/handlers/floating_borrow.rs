@@ -7,6 +7,7 @@
 
 use super::activate::ident;
 use super::lookup::{self, Resolved, UserCheck};
+use crate::audit::Change;
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
@@ -21,14 +22,16 @@ pub async fn handle(req: &ApiRequest, state: &AppState, principal: Principal) ->
     let until = borrowed_until(&params)?;
     let request = super::resolved(state, &principal, LicenseRequest::parse(&params)?).await?;
     let now = Timestamp::now();
-    let mut attempts = super::Attempts::new(state);
+    let mut attempts = super::Attempts::new(state, &principal);
     let Resolved { mut ctx, user } = loop {
         let mut resolved = lookup::load(state, &principal, &request, UserCheck::Concealed).await?;
         rules::check(&resolved.ctx, &request.hardware_id)?;
         let change = SlotChange::Borrow(until);
         let plan = floating::plan(&resolved.ctx.license, &request.hardware_id, now, change)?
             .ok_or(ApiError::LicenseNotBorrowable(until))?;
-        if super::check::record(state, &mut attempts, &[], std::slice::from_ref(&plan)).await? {
+        let detail = serde_json::json!({ "hardware_id": request.hardware_id.as_str(), "until": until.to_string() });
+        let change = Change::on_license("floating.borrow", &plan.addr, detail);
+        if super::check::record(state, &mut attempts, &[], std::slice::from_ref(&plan), Some(&change)).await? {
             plan.applied_to(&mut resolved.ctx.license);
             break resolved;
         }

@@ -5,6 +5,7 @@
 //! and answers the same, so a retried release never fails.
 
 use super::lookup::{self, UserCheck};
+use crate::audit::Change;
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
@@ -18,7 +19,7 @@ pub const RELEASED: &str = "license_released";
 pub async fn handle(req: &ApiRequest, state: &AppState, principal: Principal) -> Result<ApiResponse, ApiError> {
     let request = super::license_request(req, state, &principal).await?;
     let now = Timestamp::now();
-    let mut attempts = super::Attempts::new(state);
+    let mut attempts = super::Attempts::new(state, &principal);
     loop {
         let resolved = lookup::load(state, &principal, &request, UserCheck::Concealed).await?;
         rules::check(&resolved.ctx, &request.hardware_id)?;
@@ -29,7 +30,9 @@ pub async fn handle(req: &ApiRequest, state: &AppState, principal: Principal) ->
         let Some(plan) = floating::plan(license, &request.hardware_id, now, SlotChange::Release)? else {
             break;
         };
-        if super::check::record(state, &mut attempts, &[], std::slice::from_ref(&plan)).await? {
+        let detail = serde_json::json!({ "hardware_id": request.hardware_id.as_str() });
+        let change = Change::on_license("floating.release", &plan.addr, detail);
+        if super::check::record(state, &mut attempts, &[], std::slice::from_ref(&plan), Some(&change)).await? {
             break;
         }
     }

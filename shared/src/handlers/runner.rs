@@ -9,6 +9,7 @@
 //! ([`write::apply_actions`]), so the answer describes exactly what was written.
 
 use super::lookup::Resolved;
+use crate::audit::{Actor, Change, Trail};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::ids::RequestKey;
@@ -31,14 +32,21 @@ pub(crate) struct Attempts {
     deadline: Instant,
     attempt: u32,
     tokens: Vec<WriteToken>,
+    /// Who the changes are recorded as made by ([`Attempts::write`]).
+    trail: Trail,
 }
 
 impl Attempts {
-    pub(crate) fn new(state: &AppState) -> Self {
+    pub(crate) fn new(state: &AppState, principal: &Principal) -> Self {
         Self {
             deadline: Instant::now() + state.deadline,
             attempt: 0,
             tokens: vec![WriteToken::new()],
+            trail: Trail::new(
+                Actor::of(principal),
+                principal.company.clone(),
+                state.audit_retention_days,
+            ),
         }
     }
 
@@ -88,15 +96,28 @@ impl Attempts {
         Ok(())
     }
 
-    /// Runs one planned write, retrying it with the *same* token while its outcome is unknown, and
-    /// with a new one after a transient conflict; returns the first definite answer.
-    pub(crate) async fn write<F, Fut>(&mut self, mut attempt: F) -> Result<(), Rejection>
+    /// Runs one planned write — `build`'s for the attempt's token, given to `apply` — retrying it with
+    /// the *same* token while its outcome is unknown, and with a new one after a transient conflict;
+    /// returns the first definite answer. The one place every request's change is audited: the record
+    /// of `change` (`None`: the write changes nothing worth a record, docs/audit.md) is the write's
+    /// last item, fixed by the token, so each retry sends the same write and it is recorded once.
+    pub(crate) async fn write<B, F, Fut>(
+        &mut self,
+        change: Option<&Change>,
+        build: B,
+        mut apply: F,
+    ) -> Result<(), Rejection>
     where
-        F: FnMut(WriteToken) -> Fut,
+        B: Fn(&WriteToken) -> Write,
+        F: FnMut(Write, WriteToken) -> Fut,
         Fut: Future<Output = Result<(), Rejection>>,
     {
+        let at = Timestamp::now();
         loop {
-            match attempt(self.token().clone()).await {
+            let token = self.token().clone();
+            let mut write = build(&token);
+            write.items.extend(change.map(|c| self.trail.item(c, &token, at)));
+            match apply(write, token).await {
                 Err(Rejection::Unknown(cause)) => {
                     tracing::warn!(error = %crate::http::error_chain(&*cause), "write outcome unknown; retrying with the same token");
                     self.back_off(false).await.map_err(|_| Rejection::Unknown(cause))?;
@@ -307,6 +328,9 @@ pub(crate) trait WriteOp: Sync {
 
     /// The write of `plan`, with `token` recorded on the devices it writes.
     fn write(&self, plan: &Self::Plan, token: &WriteToken) -> Write;
+
+    /// What `plan` changes, for the audit trail (`None`: nothing worth a record, docs/audit.md).
+    fn change(&self, state: &Self::State, plan: &Self::Plan) -> Option<Change>;
 }
 
 /// The state `write` leaves, given the state it was decided on: the write's actions applied to the
@@ -332,9 +356,11 @@ fn after<S: Images + Clone>(state: &S, write: &Write) -> Result<S, ApiError> {
 /// Runs `op` to a definite answer within the request's deadline, recording `once` (an offline request)
 /// in the same write when given.
 pub(crate) async fn run<O: WriteOp>(op: &O, once: Option<&Once<'_, O::State>>) -> Result<Outcome<O::State>, ApiError> {
-    let Call { app, now, .. } = *op.call();
+    let Call {
+        app, now, principal, ..
+    } = *op.call();
     let mut state = op.load(None).await?;
-    let mut attempts = Attempts::new(app);
+    let mut attempts = Attempts::new(app, principal);
     loop {
         op.complete(&mut state).await?;
         let addr = state.record_addr();
@@ -346,16 +372,18 @@ pub(crate) async fn run<O: WriteOp>(op: &O, once: Option<&Once<'_, O::State>>) -
         // record goes first in the write, so a repeat upload is refused by it before anything else.
         let planned = after(&state, &op.write(&plan, attempts.token()))?;
         let record = once.map(|o| o.record(&addr, &planned, now)).transpose()?;
+        let change = op.change(&state, &plan).map(|c| via(c, once.is_some()));
+        let build = |token: &WriteToken| {
+            let mut write = op.write(&plan, token);
+            write.items.splice(0..0, record.clone());
+            write
+        };
         let outcome = attempts
-            .write(|token| {
-                let mut write = op.write(&plan, &token);
-                write.items.splice(0..0, record.clone());
-                async move {
-                    if O::ALONE && write.items.len() == 1 {
-                        app.store.apply_alone(&write, &token).await
-                    } else {
-                        app.store.apply(&write, &token).await
-                    }
+            .write(change.as_ref(), build, |write, token| async move {
+                if O::ALONE && write.items.len() == 1 {
+                    app.store.apply_alone(&write, &token).await
+                } else {
+                    app.store.apply(&write, &token).await
                 }
             })
             .await;
@@ -384,6 +412,15 @@ pub(crate) async fn run<O: WriteOp>(op: &O, once: Option<&Once<'_, O::State>>) -
         }
         attempts.next_plan()?;
     }
+}
+
+/// `change` with how its request came: `"via": "online"`, or `"offline"` for a request file's.
+fn via(mut change: Change, offline: bool) -> Change {
+    if let serde_json::Value::Object(detail) = &mut change.detail {
+        let via = if offline { "offline" } else { "online" };
+        detail.insert("via".into(), via.into());
+    }
+    change
 }
 
 /// The outcome of a committed write of `plan`.

@@ -9,6 +9,7 @@
 //! without storing it (the user's stored login stays an argon2id hash).
 
 use super::lookup;
+use crate::audit::Change;
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
@@ -29,7 +30,7 @@ pub async fn handle(req: &ApiRequest, state: &AppState, principal: Principal) ->
     let request = TrialRequest::parse(&Params::from_query(req.query.as_deref())?)?;
     principal.ensure_product(&request.product)?;
     let company = &principal.company;
-    let mut attempts = super::Attempts::new(state);
+    let mut attempts = super::Attempts::new(state, &principal);
     loop {
         let read = read(state, company, &request).await?;
         let product = rules::usable_product(read.product)?;
@@ -127,10 +128,11 @@ async fn create(
     let plan = trial::plan_trial(company, product, policy, request, stored_user, fresh, Timestamp::now())?;
     let write = plan.write();
     let written = attempts
-        .write(|token| {
-            let write = &write;
-            async move { state.store.apply(write, &token).await }
-        })
+        .write(
+            Some(&trial_change(&plan)),
+            |_| write.clone(),
+            |write, token| async move { state.store.apply(&write, &token).await },
+        )
         .await;
     match written {
         Ok(()) => Ok(Created::Now(Box::new(plan))),
@@ -142,6 +144,15 @@ async fn create(
             Ok(Created::Lost(None))
         }
     }
+}
+
+/// The audit record of a trial's creation: the new license, for the device and (user-based) user.
+fn trial_change(plan: &TrialPlan) -> Change {
+    let mut detail = serde_json::json!({ "hardware_id": plan.hardware_id.as_str() });
+    if let Some(user) = &plan.user {
+        detail["user"] = user.email.as_str().into();
+    }
+    Change::on_license("trial.create", &LicenseAddr::of(&plan.license), detail)
 }
 
 /// The ids, key and (for a new user) password hash of a new trial.

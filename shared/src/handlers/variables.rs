@@ -92,4 +92,10 @@ impl WriteOp for Tracking<'_> {
     fn write(&self, plan: &VariablesPlan, token: &WriteToken) -> Write {
         plan.write(token)
     }
+
+    /// Not audited: a device's variables are its own report of itself, like a check's details, and
+    /// a record would turn this one-item update into a transaction (docs/audit.md).
+    fn change(&self, _: &Self::State, _: &Self::Plan) -> Option<crate::audit::Change> {
+        None
+    }
 }

@@ -9,6 +9,7 @@ pub mod dynamo;
 pub mod sqlite;
 pub mod write;
 
+use crate::audit::{AuditFilter, AuditPage};
 use crate::ids::{
     ApiKeyId, CompanyId, CustomerAccountCode, HardwareId, LicenseKey, OAuthClientId, ProductCode, RequestKey, Username,
 };
@@ -393,6 +394,25 @@ pub trait Store: Send + Sync {
 
     /// Administrative: every license user's seat on the license, by email (`license-server show`).
     async fn list_seats(&self, addr: &LicenseAddr) -> Result<Vec<Seat>, StoreError>;
+
+    /// One page of the company's audit trail, newest first (docs/audit.md): the records `filter`
+    /// passes that have not expired at `now`, after `cursor` (the previous page's), at most `limit`
+    /// (up to [`crate::audit::MAX_PAGE`]). A page examines at most [`crate::audit::MAX_EXAMINED`]
+    /// records, so it may hold fewer than `limit` and still have a cursor.
+    async fn audit_records(
+        &self,
+        company: &CompanyId,
+        filter: &AuditFilter,
+        cursor: Option<&str>,
+        limit: usize,
+        now: Timestamp,
+    ) -> Result<AuditPage, StoreError>;
+
+    /// Deletes the audit records expired at `now` and says how many; DynamoDB's TTL deletes them by
+    /// itself (within days; queries skip them meanwhile).
+    async fn purge_audit(&self, _now: Timestamp) -> Result<usize, StoreError> {
+        Ok(0)
+    }
 }
 
 /// `None` for a missing item; a store that loads another kind of image than the item's is a bug.

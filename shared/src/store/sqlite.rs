@@ -7,6 +7,7 @@
 
 use super::write::{self, Attr, Image, Item, Refused, Val, Write};
 use super::{ContextQuery, ContextRead, LicenseRead, Rejection, Store, StoreError};
+use crate::audit::{self, AuditFilter, AuditPage};
 use crate::ids::{CompanyId, HardwareId, LicenseKey, ProductCode, RequestKey, Username};
 use crate::model::{
     ApiKeyRecord, AuditRecord, CustomerAccountRecord, Device, License, OAuthClientRecord, ProcessedRequest, Seat,
@@ -101,6 +102,13 @@ CREATE TABLE IF NOT EXISTS customers (company TEXT NOT NULL, email TEXT NOT NULL
     PRIMARY KEY (company, email));
 "#;
 
+/// Migration 8: when an audit record expires (Unix seconds, `model::AuditRecord::expires_at`), and
+/// the index that finds expired ones (`Store::purge_audit`). No release wrote records before it.
+const SCHEMA_V8_AUDIT_EXPIRY: &str = r#"
+ALTER TABLE audit ADD COLUMN expires_at INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX IF NOT EXISTS audit_expiry ON audit (expires_at);
+"#;
+
 /// Every schema change, in order; the database's `user_version` is how many it has. Kept forever: a
 /// change is a new entry, never an edit of one that shipped.
 fn migrations() -> Migrations<'static> {
@@ -112,11 +120,12 @@ fn migrations() -> Migrations<'static> {
         M::up(SCHEMA_V5_FLOATING),
         M::up(SCHEMA_V6_TRIALS),
         M::up(SCHEMA_V7_CUSTOMERS),
+        M::up(SCHEMA_V8_AUDIT_EXPIRY),
     ])
 }
 
 /// The schema version this build knows (the number of migrations).
-pub const SCHEMA_VERSION: usize = 7;
+pub const SCHEMA_VERSION: usize = 8;
 
 /// Work for the store's thread.
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
@@ -444,7 +453,7 @@ fn columns(item: &Item) -> &'static [Attr] {
         Item::Seat(..) => &[MaxActivations, Unlimited, TotalActivations],
         Item::Released(..) => &[],
         Item::Request(..) => &[Answer, ProcessedAt, ExpiresAt],
-        Item::Audit(..) => &[At, Actor, Change, Subject, Detail],
+        Item::Audit(..) => &[At, Actor, Change, Subject, Detail, ExpiresAt],
         Item::Trial(..) => &[LicenseId, LicenseKey, User, At],
     }
 }
@@ -645,6 +654,7 @@ fn decode(item: &Item, r: &Row<'_>) -> rusqlite::Result<Image> {
             action: c.get(A::Change)?,
             subject: c.get(A::Subject)?,
             detail: c.json(A::Detail)?,
+            expires_at: c.get(A::ExpiresAt)?,
         })),
     })
 }
@@ -889,6 +899,68 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn audit_records(
+        &self,
+        company: &CompanyId,
+        filter: &AuditFilter,
+        cursor: Option<&str>,
+        limit: usize,
+        now: Timestamp,
+    ) -> Result<AuditPage, StoreError> {
+        let (company, filter, cursor) = (company.clone(), filter.clone(), cursor.map(str::to_owned));
+        let limit = limit.min(audit::MAX_PAGE);
+        self.read("query the audit trail", move |c| {
+            audit_page(c, &company, &filter, cursor.as_deref(), limit, now)
+        })
+        .await
+    }
+
+    async fn purge_audit(&self, now: Timestamp) -> Result<usize, StoreError> {
+        self.run(move |c| c.execute("DELETE FROM audit WHERE expires_at <= ?1", [now.unix_seconds()]))
+            .await
+            .map_err(backend("delete expired audit records"))
+    }
+}
+
+/// One page of the audit trail: the primary key (company, audit_id) serves the order and the cursor.
+fn audit_page(
+    c: &Connection,
+    company: &CompanyId,
+    filter: &AuditFilter,
+    cursor: Option<&str>,
+    limit: usize,
+    now: Timestamp,
+) -> rusqlite::Result<AuditPage> {
+    let mut stmt = c.prepare(&format!(
+        "SELECT audit_id, {} FROM audit WHERE company = ?1 AND (?2 IS NULL OR audit_id < ?2) \
+         AND (?3 IS NULL OR audit_id >= ?3) AND (?4 IS NULL OR subject = ?4) AND (?5 IS NULL OR actor = ?5) \
+         AND expires_at > ?6 ORDER BY audit_id DESC LIMIT ?7",
+        column_list(columns(&Item::Audit(company.clone(), String::new())))
+    ))?;
+    let since = filter.since.map(audit::id_at);
+    let args = params![
+        company.as_str(),
+        cursor,
+        since,
+        filter.subject,
+        filter.actor,
+        now.unix_seconds(),
+        limit as i64
+    ];
+    let records = stmt
+        .query_map(args, |r| {
+            let item = Item::Audit(company.clone(), r.get(Attr::AuditId.name())?);
+            match decode(&item, r)? {
+                Image::Audit(record) => Ok(*record),
+                other => Err(corrupt("audit", format!("decoded as {other:?}"))),
+            }
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let cursor = (records.len() == limit)
+        .then(|| records.last().map(|r| r.id.clone()))
+        .flatten();
+    Ok(AuditPage { records, cursor })
 }
 
 fn license(c: &Connection, addr: &LicenseAddr) -> rusqlite::Result<Option<License>> {
@@ -965,6 +1037,7 @@ mod tests {
             action: "license.update".into(),
             subject: addr().storage_key(),
             detail: serde_json::json!({}),
+            expires_at: 86_400,
         };
         let item = Item::Audit(record.company.clone(), record.id.clone());
         store

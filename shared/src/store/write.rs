@@ -888,6 +888,7 @@ impl Image {
             (Change, I::Audit(r)) => text(&r.action),
             (Subject, I::Audit(r)) => text(&r.subject),
             (Detail, I::Audit(r)) => json_of(&r.detail),
+            (ExpiresAt, I::Audit(r)) => int(r.expires_at),
             (ClientId, I::OAuthClient(c)) => text(c.id.as_str()),
             (Company, I::OAuthClient(c)) => text(c.company.as_str()),
             (SecretHash, I::OAuthClient(c)) => text(&c.secret_hash),

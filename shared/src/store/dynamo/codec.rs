@@ -456,6 +456,7 @@ pub fn audit(item: &ItemMap) -> Result<AuditRecord, StoreError> {
         action: i.str(A::Change.name())?.to_owned(),
         subject: i.str(A::Subject.name())?.to_owned(),
         detail: i.json(A::Detail.name())?,
+        expires_at: i.int(A::ExpiresAt.name())?,
     })
 }
 
@@ -469,6 +470,7 @@ pub fn audit_item(key: ItemMap, r: &AuditRecord) -> Result<ItemMap, StoreError> 
     put(A::Change, r.action.clone());
     put(A::Subject, r.subject.clone());
     put(A::Detail, to_json(&r.detail)?);
+    item.insert(A::ExpiresAt.name().to_owned(), n(r.expires_at));
     Ok(item)
 }
 

@@ -7,9 +7,10 @@ mod keys;
 mod plain;
 mod usage;
 
-use super::write::{Image, Item, Write};
+use super::write::{Attr, Image, Item, Write};
 use super::{ContextQuery, ContextRead, LicenseRead, Rejection, Store, StoreError};
-use crate::ids::{HardwareId, RequestKey, Username};
+use crate::audit::{self, AuditFilter, AuditPage};
+use crate::ids::{CompanyId, HardwareId, RequestKey, Username};
 use crate::model::{Company, Device, LicenseUser, ProcessedRequest, ProductDoc, Seat};
 use crate::plan::{LicenseAddr, WriteToken};
 use crate::time::Timestamp;
@@ -461,9 +462,105 @@ impl Store for DynamoStore {
         let items = self.beside_license(addr, keys::SEAT_PREFIX).await?;
         items.iter().map(codec::seat).collect()
     }
+
+    async fn audit_records(
+        &self,
+        company: &CompanyId,
+        filter: &AuditFilter,
+        cursor: Option<&str>,
+        limit: usize,
+        now: Timestamp,
+    ) -> Result<AuditPage, StoreError> {
+        self.audit_page(company, filter, cursor, limit.min(audit::MAX_PAGE), now)
+            .await
+    }
 }
 
 impl DynamoStore {
+    /// One page of the audit trail: a `Query` of the company's partition, newest first, filtered on
+    /// the server (a filtered-out record still costs its read), page after page until `limit` records
+    /// passed or [`audit::MAX_EXAMINED`] were read; the cursor is the last record's sort key.
+    async fn audit_page(
+        &self,
+        company: &CompanyId,
+        filter: &AuditFilter,
+        cursor: Option<&str>,
+        limit: usize,
+        now: Timestamp,
+    ) -> Result<AuditPage, StoreError> {
+        let pk = format!("AUDIT#{company}");
+        let mut page = AuditPage::default();
+        let mut start = cursor.map(|c| keys::audit(company, c));
+        let mut examined = 0;
+        while page.records.len() < limit {
+            let out = self
+                .audit_query(&pk, filter, now)
+                .set_exclusive_start_key(start.take())
+                .limit(((limit - page.records.len()) * 2).clamp(25, 1000) as i32)
+                .send()
+                .await
+                .map_err(backend("Query", &self.table))?;
+            self.usage.consumed(Capacity::Read, out.consumed_capacity());
+            examined += out.scanned_count() as usize;
+            for item in out.items() {
+                page.records.push(codec::audit(item)?);
+            }
+            start = out.last_evaluated_key;
+            let Some(last) = &start else {
+                page.cursor = None;
+                break;
+            };
+            page.cursor = Some(keys::key_part(last, SK));
+            if examined >= audit::MAX_EXAMINED {
+                break;
+            }
+        }
+        if page.records.len() >= limit {
+            page.records.truncate(limit);
+            page.cursor = page.records.last().map(|r| r.id.clone());
+        }
+        Ok(page)
+    }
+
+    /// The query of a company's audit partition with `filter` (less the cursor and page size).
+    fn audit_query(
+        &self,
+        pk: &str,
+        filter: &AuditFilter,
+        now: Timestamp,
+    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        let mut keys_cond = format!("{PK} = :pk");
+        let mut conditions = vec!["#expires > :now".to_owned()];
+        let mut q = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .scan_index_forward(false)
+            .consistent_read(true)
+            .return_consumed_capacity(CONSUMED)
+            .expression_attribute_values(":pk", s(pk))
+            .expression_attribute_names("#expires", TTL_ATTRIBUTE)
+            .expression_attribute_values(":now", keys::n(now.unix_seconds()));
+        if let Some(since) = filter.since {
+            keys_cond.push_str(&format!(" AND {SK} >= :since"));
+            q = q.expression_attribute_values(":since", s(audit::id_at(since)));
+        }
+        if let Some(subject) = &filter.subject {
+            conditions.push("#subject = :subject".into());
+            q = q
+                .expression_attribute_names("#subject", Attr::Subject.name())
+                .expression_attribute_values(":subject", s(subject));
+        }
+        if let Some(actor) = &filter.actor {
+            conditions.push("#actor = :actor".into());
+            q = q
+                .expression_attribute_names("#actor", Attr::Actor.name())
+                .expression_attribute_values(":actor", s(actor));
+        }
+        q.key_condition_expression(keys_cond)
+            .filter_expression(conditions.join(" AND "))
+    }
+
     /// Every item kept beside the license whose sort key starts with `prefix`, all pages: what the
     /// administrative listings read.
     async fn beside_license(&self, addr: &LicenseAddr, prefix: &str) -> Result<Vec<ItemMap>, StoreError> {
