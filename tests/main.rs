@@ -4,6 +4,7 @@
 //! `cargo test -p integration-tests --test integration bundles::`.
 
 mod activation;
+mod audit;
 mod auth;
 mod bounds;
 mod bundles;
