@@ -564,6 +564,20 @@ async fn capacity_per_request_kind() {
     );
     // The three members' devices in one transaction (2 units each): all members or none.
     assert_eq!(billed("bundle check, due"), 6);
+    // A change's audit record (docs/audit.md) is one more item of its own transaction: 2 units (it is
+    // below 1 KB) and no round trip; checks and tracked variables, which are not audited, write none.
+    let items = |name: &str| table.iter().find(|(n, ..)| *n == name).unwrap().3.clone();
+    assert_eq!(
+        (items("key activate"), billed("key activate")),
+        (vec![3], 8),
+        "device, license, record"
+    );
+    assert_eq!(
+        (items("key deactivate"), billed("key deactivate")),
+        (vec![4], 10),
+        "+ released slot"
+    );
+    assert_eq!(items("bundle activate (3 members)"), [7], "one record for the bundle");
     assert!(table.iter().all(|(_, used, ..)| used.conflicts == 0));
 }
 

@@ -531,3 +531,78 @@ async fn show_prints_what_the_section_9_endpoints_keep() {
     assert_eq!(exported["features"][2]["expired"], true);
     let _ = std::fs::remove_dir_all(&data);
 }
+
+/// `audit` prints who changed what, newest first: the import's record of the license (as the OS user
+/// running it), then the API key's activation and deactivation — and not the refused second
+/// deactivation. `--actor`, `--limit` with its cursor, `--since` and `--json` select as documented,
+/// and an out-of-range retention is refused naming the option.
+#[tokio::test]
+async fn audit_prints_who_changed_what() {
+    let data = scratch("audit");
+    let d = data.to_str().unwrap();
+    assert!(run(&["keygen", "--data", d, "--create", "--bits", "2048"]).0);
+    let (ok, _, err) = run(&["import", CATALOG, "--data", d, "--create"]);
+    assert!(ok, "{err}");
+    let public = std::fs::read_to_string(data.join("signing-key.pub.pem")).unwrap();
+    let client = LicenseClient::new("demo-api-key", "demo-shared-key-change-me", public);
+    let (mut server, addr) = serve(&data);
+    let body = json!({"product": "demo", "hardware_id": "pc-audit", "license_key": "DEMO-0000-0000-0001"});
+    for (req, status) in [
+        (client.activate(&body), 200),
+        (client.deactivate(&body), 200),
+        (client.deactivate(&body), 400),
+    ] {
+        let resp = send(&addr, req).await;
+        assert_eq!(resp.status(), status, "{}", String::from_utf8_lossy(resp.body()));
+    }
+    terminate(&mut server);
+
+    let audit = |extra: &[&str]| {
+        let args = [&["audit", "--data", d, "--company", "demo"][..], extra].concat();
+        let (ok, out, err) = run(&args);
+        assert!(ok, "{err}");
+        out
+    };
+    let license = ["--product", "demo", "--license-key", "DEMO-0000-0000-0001", "--json"];
+    let page: serde_json::Value = serde_json::from_str(&audit(&license)).unwrap();
+    let records = page["records"].as_array().unwrap();
+    let actions: Vec<_> = records
+        .iter()
+        .map(|r| (r["action"].as_str().unwrap(), r["actor"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        actions[..2],
+        [
+            ("license.deactivate", "api_key:demo-api-key"),
+            ("license.activate", "api_key:demo-api-key")
+        ]
+    );
+    assert_eq!((actions.len(), actions[2].0), (3, "import.create"), "{actions:?}");
+    assert!(actions[2].1.starts_with("cli:"), "{actions:?}");
+    assert_eq!(records[0]["subject"], "license:demo/key/DEMO-0000-0000-0001");
+    assert_eq!(
+        records[0]["detail"],
+        json!({"hardware_id": "pc-audit", "via": "online"})
+    );
+    assert_eq!(page["cursor"], serde_json::Value::Null);
+
+    let first = audit(&["--actor", "api_key:demo-api-key", "--limit", "1"]);
+    assert!(
+        first.contains("  api_key:demo-api-key  license.deactivate  license:demo/key/DEMO-0000-0000-0001  "),
+        "{first}"
+    );
+    let cursor = first
+        .lines()
+        .last()
+        .unwrap()
+        .strip_prefix("more: --cursor ")
+        .expect("a cursor")
+        .to_owned();
+    let second = audit(&["--actor", "api_key:demo-api-key", "--limit", "1", "--cursor", &cursor]);
+    assert!(second.contains("  license.activate  "), "{second}");
+    assert_eq!(audit(&["--since", "2999-01-01"]), "no audit records\n");
+
+    let (ok, _, err) = run(&["import", CATALOG, "--data", d, "--audit-retention-days", "0"]);
+    assert!(!ok && err.contains("--audit-retention-days"), "{err}");
+    let _ = std::fs::remove_dir_all(&data);
+}

@@ -374,6 +374,27 @@ mod tests {
     }
 
     #[test]
+    fn reads_the_audit_retention_and_names_a_bad_one() {
+        let with = |v: &str| {
+            Config::from_lookup(lookup(&[
+                ("TABLE_NAME", "t"),
+                ("SIGNING_KEY_FILE", "k"),
+                ("AUDIT_RETENTION_DAYS", v),
+            ]))
+        };
+        assert_eq!(
+            with("").unwrap().audit_retention_days,
+            crate::audit::DEFAULT_RETENTION_DAYS
+        );
+        assert_eq!(with("1").unwrap().audit_retention_days, 1);
+        assert_eq!(with("3650").unwrap().audit_retention_days, 3650);
+        for bad in ["0", "3651", "-1", "1y"] {
+            let err = with(bad).unwrap_err().to_string();
+            assert!(err.contains("AUDIT_RETENTION_DAYS") && err.contains(bad), "{err}");
+        }
+    }
+
+    #[test]
     fn reads_an_optional_sealing_key_from_one_source() {
         let base = [("TABLE_NAME", "t"), ("SIGNING_KEY_FILE", "k")];
         let none = Config::from_lookup(lookup(&base)).unwrap();
