@@ -12,7 +12,7 @@ use integration_tests::{assert_error, Backend, Fixture, Setup, Transport};
 use license_api::audit::{license_subject, AuditFilter};
 use license_api::handlers::Endpoint;
 use license_api::ids::{LicenseKey, ProductCode};
-use license_api::model::{AuditRecord, License};
+use license_api::model::{AuditRecord, License, LicenseType};
 use license_api::offline::file::Shape;
 use license_api::offline::payload::Kind;
 use license_api::plan::LicenseAddr;
@@ -198,6 +198,49 @@ async fn records_expire_after_the_retention(setup) {
     assert_eq!(f.store().purge_audit(before).await.unwrap(), 0);
     let purged = f.store().purge_audit(after).await.unwrap();
     assert_eq!(purged, usize::from(backend == Backend::Sqlite), "SQLite deletes it; DynamoDB's TTL does");
+}
+
+// A consumption, a borrow and a release are recorded; a floating check that takes a slot, a release
+// that frees nothing, a refused consumption and tracked device variables are not.
+async fn consumptions_and_floating_slots_are_recorded(setup) {
+    let f = Fixture::new(setup).await;
+    let license = f.key_license("AUD-FL", |l| {
+        l.max_activations = 5;
+        l.terms.license_type = LicenseType::Consumption;
+        l.terms.max_consumptions = 10;
+        l.terms.is_floating_cloud = true;
+        l.terms.floating_users = 1;
+        l.terms.floating_timeout = 10;
+        l.terms.can_borrow = true;
+        l.terms.max_borrow_time = 48;
+    }).await;
+    let call = |endpoint, body: Value| f.app.send(f.client.call(endpoint, &body));
+    let body = key_body("AUD-FL", "hw-f");
+    let with = |extra: Value| {
+        let mut b = body.clone();
+        b.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        b
+    };
+    let until = Timestamp::from_millis(Timestamp::now().millis() + 3_600_000);
+    for (endpoint, params, status) in [
+        (Endpoint::ActivateLicense, body.clone(), 200),
+        (Endpoint::CheckLicense, body.clone(), 200),
+        (Endpoint::AddConsumption, with(json!({"consumptions": 3})), 200),
+        (Endpoint::AddConsumption, with(json!({"consumptions": 30})), 400),
+        (Endpoint::TrackDeviceVariables, with(json!({"variables": {"a": "1"}})), 200),
+        (Endpoint::FloatingBorrow, with(json!({"borrowed_until": until.to_string()})), 200),
+        (Endpoint::FloatingRelease, body.clone(), 200),
+        (Endpoint::FloatingRelease, body.clone(), 200),
+    ] {
+        let resp = call(endpoint, params).await;
+        assert_eq!(resp.status(), status, "{endpoint:?}: {}", String::from_utf8_lossy(resp.body()));
+    }
+    let records = by_caller(&f).await;
+    let actions: Vec<_> = records.iter().map(|r| r.action.as_str()).collect();
+    assert_eq!(actions, ["floating.release", "floating.borrow", "license.consume", "license.activate"]);
+    assert!(records.iter().all(|r| r.subject == subject(&license) && r.detail["hardware_id"] == "hw-f"));
+    assert_eq!(records[2].detail["charges"], json!([{"amount": 3}]));
+    assert_eq!(records[1].detail["until"], json!(until.to_string()));
 }
 
 // Pages follow each other through the cursor, newest first, with no record twice or left out.

@@ -93,30 +93,34 @@ pub async fn import_with(
 ) -> Result<ImportReport, StoreError> {
     needs_sealing_key(catalog, sealing_key)?;
     let mut report = ImportReport::default();
+    let mut trails = Vec::new();
     for c in &catalog.companies {
-        let trail = Trail::new(options.actor.clone(), c.code.clone(), options.audit_retention_days);
-        let first = report.changes.len();
         plan_company(store, c, sealing_key, &mut report).await?;
-        audit(&trail, &mut report.changes[first..]);
+        let trail = Trail::new(options.actor.clone(), c.code.clone(), options.audit_retention_days);
+        trails.resize(report.changes.len(), trail);
     }
     if !options.dry_run {
-        let writes = report.changes.iter().map(|c| c.write.clone()).collect();
-        store.write_all(writes).await?;
+        store.write_all(audited(&trails, &report.changes)).await?;
         // The embedded store's expired audit records go here and in `serve` (DynamoDB's TTL deletes its own).
         store.purge_audit(crate::time::Timestamp::now()).await?;
     }
     Ok(report)
 }
 
-/// Adds to each change's write its audit record: one per item the import creates or changes, in that
-/// item's own write, so an item is never changed unrecorded (on DynamoDB, where an import is written
-/// item by item, as on SQLite, where it is one transaction).
-fn audit(trail: &Trail, changes: &mut [Change]) {
+/// The writes of `changes`, each with its audit record (`trails[i]`: the company of `changes[i]`): one
+/// per item the import creates or changes, in that item's own write, so an item is never changed
+/// unrecorded (on DynamoDB, where an import is written item by item, as on SQLite, where it is one
+/// transaction). Added only here, so the plan a dry run reports is the change alone.
+fn audited(trails: &[Trail], changes: &[Change]) -> Vec<Write> {
     let at = crate::time::Timestamp::now();
-    for change in changes {
-        let record = trail.item(&change.audit_change(), &WriteToken::new(), at);
-        change.write.items.push(record);
-    }
+    let writes = changes.iter().zip(trails).map(|(change, trail)| {
+        let mut write = change.write.clone();
+        write
+            .items
+            .push(trail.item(&change.audit_change(), &WriteToken::new(), at));
+        write
+    });
+    writes.collect()
 }
 
 fn needs_sealing_key(catalog: &Catalog, sealing_key: Option<&SealingKey>) -> Result<(), StoreError> {
