@@ -243,6 +243,28 @@ async fn consumptions_and_floating_slots_are_recorded(setup) {
     assert_eq!(records[1].detail["until"], json!(until.to_string()));
 }
 
+// A trial's creation is recorded for its new license; asking again for the same device answers the
+// same trial and records nothing.
+async fn a_trial_is_recorded_when_it_is_created(setup) {
+    let f = Fixture::new(setup).await;
+    f.put_product(|p| {
+        p.code = ProductCode::parse("p-trial").unwrap();
+        p.allow_trial = true;
+        p.trial_days = 14;
+    }).await;
+    let params = json!({"product": "p-trial", "hardware_id": "hw-trial"});
+    let mut keys = Vec::new();
+    for _ in 0..2 {
+        let resp = f.app.send(f.client.call(Endpoint::TrialKey, &params)).await;
+        assert_eq!(resp.status(), 200, "{}", String::from_utf8_lossy(resp.body()));
+        let body: Value = serde_json::from_slice(resp.body()).unwrap();
+        keys.push(body["license"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(keys[0], keys[1]);
+    let records = by_caller(&f).await;
+    assert_eq!(summary(&records), [("trial.create".into(), format!("license:p-trial/key/{}", keys[0]), json!("hw-trial"), Value::Null)]);
+}
+
 // Pages follow each other through the cursor, newest first, with no record twice or left out.
 async fn pages_follow_the_cursor(setup) {
     let f = Fixture::new(setup).await;
