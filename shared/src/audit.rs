@@ -177,6 +177,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_actor_names_how_the_caller_authenticated() {
+        let principal = |via| Principal {
+            company: CompanyId::parse("c").unwrap(),
+            products: vec![],
+            read_only: false,
+            via,
+        };
+        let key = principal(Via::ApiKey(crate::ids::ApiKeyId::parse("k1").unwrap()));
+        let client = principal(Via::OAuthClient(crate::ids::OAuthClientId::parse("app").unwrap()));
+        assert_eq!(Actor::of(&key).as_str(), "api_key:k1");
+        assert_eq!(Actor::of(&client).as_str(), "oauth_client:app");
+        assert_eq!(Actor::cli("ops").as_str(), "cli:ops");
+    }
+
+    #[test]
     fn a_record_is_fixed_by_its_write_and_ordered_by_time() {
         let trail = Trail::new(Actor::cli("ops"), CompanyId::parse("c").unwrap(), 10);
         let change = Change {
