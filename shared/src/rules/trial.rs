@@ -5,7 +5,8 @@
 use crate::error::ApiError;
 use crate::ids::{CompanyId, LicenseKey, Username};
 use crate::model::{
-    AuthorizationMethod, License, LicensePolicy, LicenseTerms, LicenseUser, ProductDoc, Seat, TrialRecord,
+    AuthorizationMethod, CustomerLicense, CustomerLicenses, License, LicensePolicy, LicenseTerms, LicenseUser,
+    ProductDoc, Seat, TrialRecord,
 };
 use crate::plan::TrialPlan;
 use crate::request::TrialRequest;
@@ -93,7 +94,48 @@ pub fn plan_trial(
         seat,
         user,
         stored_user,
+        customer: None,
+        stored_customer: None,
     })
+}
+
+/// What [`index_trial`] did with the trial's customer index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Indexed {
+    /// The trial names no customer email: there is no index to write.
+    NoCustomer,
+    /// The trial is appended to the customer's index (created if none was read).
+    Appended,
+    /// The index would exceed its bounds ([`crate::catalog::customer_index_fits`]): the trial is created
+    /// without it, so `customer_license_users` does not list it.
+    Full,
+}
+
+/// Adds the trial to the index of the customer its license names (`stored`: that index as read), so
+/// `customer_license_users` finds it: its license, and a user-based trial's user. **Decision:** a full
+/// index does not refuse the trial — anyone with the API key can request trials for one email from
+/// many devices, and that must not stop the customer's next trial; it is created unlisted (the handler
+/// logs it).
+pub fn index_trial(plan: &mut TrialPlan, stored: Option<CustomerLicenses>) -> Indexed {
+    let email = plan.license.terms.customer.email.as_deref();
+    let Some(email) = email.and_then(|e| Username::parse(e).ok()) else {
+        return Indexed::NoCustomer;
+    };
+    let mut index = stored.clone().unwrap_or_else(|| CustomerLicenses {
+        email,
+        licenses: Vec::new(),
+    });
+    index.licenses.push(CustomerLicense {
+        product: plan.license.product.clone(),
+        id: plan.license.id,
+        users: plan.user.iter().map(|u| u.email.clone()).collect(),
+    });
+    if !crate::catalog::customer_index_fits(&index) {
+        return Indexed::Full;
+    }
+    plan.customer = Some(index);
+    plan.stored_customer = stored;
+    Indexed::Appended
 }
 
 fn trial_license(
