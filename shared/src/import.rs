@@ -520,3 +520,40 @@ fn shortened(text: &str) -> String {
         None => text.to_owned(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::MAX_CUSTOMER_ENTRIES;
+    use crate::ids::Username;
+    use crate::model::CustomerLicense;
+
+    fn entry(product: &ProductCode, id: i64) -> CustomerLicense {
+        CustomerLicense {
+            product: product.clone(),
+            id,
+            users: Vec::new(),
+        }
+    }
+
+    /// The catalog's entries first, then the stored ones of licenses the catalog does not name (a
+    /// license the catalog names but gave another customer is dropped), as many as fit.
+    #[test]
+    fn a_merged_index_keeps_what_the_catalog_does_not_name_while_it_fits() {
+        let p = ProductCode::parse("p").unwrap();
+        let email = Username::parse("a@b.c").unwrap();
+        let index = |ids: &[i64]| CustomerLicenses {
+            email: email.clone(),
+            licenses: ids.iter().map(|id| entry(&p, *id)).collect(),
+        };
+        let named: HashSet<(&ProductCode, i64)> = [(&p, 1), (&p, 2)].into();
+        let (merged, left_out) = merged_index(&index(&[1]), Some(&index(&[1, 2, 7, 8])), &named);
+        assert_eq!((merged, left_out), (index(&[1, 7, 8]), 0));
+        assert_eq!(merged_index(&index(&[1]), None, &named), (index(&[1]), 0));
+
+        let many: Vec<i64> = (10..10 + MAX_CUSTOMER_ENTRIES as i64).collect();
+        let (merged, left_out) = merged_index(&index(&[1]), Some(&index(&many)), &named);
+        assert_eq!((merged.licenses.len(), left_out), (MAX_CUSTOMER_ENTRIES, 1));
+        assert_eq!(merged.licenses[0], entry(&p, 1), "the catalog's own entries stay");
+    }
+}

@@ -331,6 +331,65 @@ mod tests {
         assert_eq!(own.license.terms.trial_days, 7, "the product's trial days");
     }
 
+    /// A trial with an email is appended to its customer's index as read (a new index where none was),
+    /// with a user-based trial's user; without an email there is none; a full index is left as it is.
+    #[test]
+    fn a_trial_is_appended_to_its_customer_s_index_while_it_fits() {
+        let company = CompanyId::parse("c").unwrap();
+        let policy = LicensePolicy::default();
+        let now = Timestamp::from_millis(1);
+        let mut users = product(true, vec![]);
+        users.authorization_method = AuthorizationMethod::User;
+        let fresh = || Fresh {
+            password_hash: Some("h".into()),
+            ..plan_fresh()
+        };
+        let mut req = request(None, Some("a@b.c"));
+        req.customer.email = Some("a@b.c".into());
+        let mut plan = plan_trial(&company, &users, &policy, &req, None, fresh(), now).unwrap();
+        assert_eq!(index_trial(&mut plan, None), Indexed::Appended);
+        let email = Username::parse("a@b.c").unwrap();
+        let entry = CustomerLicense {
+            product: users.code.clone(),
+            id: 9,
+            users: vec![email.clone()],
+        };
+        assert_eq!(
+            plan.customer.as_ref().map(|c| c.licenses.clone()),
+            Some(vec![entry.clone()])
+        );
+        assert!(plan.stored_customer.is_none(), "created");
+
+        let stored = CustomerLicenses {
+            email: email.clone(),
+            licenses: vec![entry.clone()],
+        };
+        let mut plan = plan_trial(&company, &users, &policy, &req, None, fresh(), now).unwrap();
+        assert_eq!(index_trial(&mut plan, Some(stored.clone())), Indexed::Appended);
+        assert_eq!(plan.customer.unwrap().licenses.len(), 2);
+        assert_eq!(plan.stored_customer, Some(stored), "written over the index as read");
+
+        let full = CustomerLicenses {
+            email,
+            licenses: vec![entry; crate::catalog::MAX_CUSTOMER_ENTRIES / 2],
+        };
+        let mut plan = plan_trial(&company, &users, &policy, &req, None, fresh(), now).unwrap();
+        assert_eq!(index_trial(&mut plan, Some(full)), Indexed::Full);
+        assert!(plan.customer.is_none() && plan.stored_customer.is_none());
+
+        let keys = product(true, vec![]);
+        let mut plan = plan_trial(&company, &keys, &policy, &request(None, None), None, key_fresh(), now).unwrap();
+        assert_eq!(index_trial(&mut plan, None), Indexed::NoCustomer);
+        assert!(plan.write().items.len() == 2, "marker and license only");
+    }
+
+    fn key_fresh() -> Fresh {
+        Fresh {
+            license_key: Some(LicenseKey::parse("AAAA-BBBB-CCCC-DDDD").unwrap()),
+            ..plan_fresh()
+        }
+    }
+
     fn plan_fresh() -> Fresh {
         Fresh {
             license_id: 9,
