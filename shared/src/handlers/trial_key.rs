@@ -1,6 +1,7 @@
 //! `GET /api/v4/trial_key` (SPEC §9): a trial license of a product for one device, created once. The
 //! trial is a conditional create keyed on (product, hardware id) — a marker item created in the same
-//! write as the license (and a user-based trial's user and seat) — so of any number of concurrent
+//! write as the license (and a user-based trial's user and seat, and the index of the customer the
+//! request's email names, so `customer_license_users` lists it) — so of any number of concurrent
 //! requests for one device exactly one creates it; the others are refused by the marker, which the
 //! store hands back (`Rejection::Trial`), and answer the trial it names. Every answer is made from the
 //! stored license, so they are identical. Terms come from `rules::trial`; what needs randomness or a
