@@ -91,7 +91,8 @@ pub async fn handle(req: &ApiRequest, state: &AppState, principal: Principal) ->
     Ok(ApiResponse::signed_json(&Answer { customer, users }, &state.signer))
 }
 
-async fn customer_index(
+/// The customer's index as stored (`None`: none), read by `trial_key` too, which appends to it.
+pub(super) async fn customer_index(
     state: &AppState,
     company: &CompanyId,
     email: &Username,

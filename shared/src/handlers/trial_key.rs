@@ -94,7 +94,7 @@ async fn read(state: &AppState, company: &CompanyId, request: &TrialRequest) -> 
     };
     let customer = async {
         match &request.email {
-            Some(email) => load_customer(state, company, email).await,
+            Some(email) => super::customer_license_users::customer_index(state, company, email).await,
             None => Ok(None),
         }
     };
@@ -274,18 +274,6 @@ fn answer(
 
 async fn load(state: &AppState, item: &Item) -> Result<Option<Image>, ApiError> {
     state.store.load(item).await.map_err(ApiError::store)
-}
-
-async fn load_customer(
-    state: &AppState,
-    company: &CompanyId,
-    email: &Username,
-) -> Result<Option<CustomerLicenses>, ApiError> {
-    match load(state, &Item::Customer(company.clone(), email.clone())).await? {
-        Some(Image::Customer(index)) => Ok(Some(*index)),
-        None => Ok(None),
-        Some(_) => Err(ApiError::internal("a customer index read back as another kind of item")),
-    }
 }
 
 async fn load_user(state: &AppState, company: &CompanyId, email: &Username) -> Result<Option<LicenseUser>, ApiError> {
