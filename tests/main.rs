@@ -29,6 +29,7 @@ mod product_details;
 mod round_trips;
 mod sso;
 mod sso_url;
+mod trial_customers;
 mod trials;
 mod user_licenses;
 mod user_privacy;

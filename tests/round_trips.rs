@@ -779,10 +779,12 @@ async fn round_trips_of_trials() {
     assert_eq!(app.send(f.client.check(&key_body("RT", "warmup"))).await.status(), 400);
     let key_based = json!({"product": "p-trial", "hardware_id": "h1"});
     let user_based = json!({"product": "p-user-trial", "hardware_id": "h1", "email": "new@example.com"});
+    let key_for_customer = json!({"product": "p-trial", "hardware_id": "h2", "email": "buyer@example.com"});
     let mut measure = Vec::new();
     for (name, params) in [
         ("key-based new", &key_based),
         ("key-based again", &key_based),
+        ("key-based for a customer", &key_for_customer),
         ("user-based new", &user_based),
         ("user-based again", &user_based),
     ] {
@@ -806,14 +808,19 @@ async fn round_trips_of_trials() {
         "product, company and marker at once, then the license"
     );
     assert_eq!(
+        get("key-based for a customer"),
+        (6, 2),
+        "product, company, marker, the email's user (read before the product is known) and the customer's index at once, then the transaction"
+    );
+    assert_eq!(
         get("user-based new"),
-        (5, 2),
-        "product, company, marker and user at once, then the transaction"
+        (6, 2),
+        "product, company, marker, user and the customer's index at once, then the transaction"
     );
     assert_eq!(
         get("user-based again"),
-        (5, 2),
-        "product, company, marker and user at once, then the license"
+        (6, 2),
+        "product, company, marker, user and the customer's index at once, then the license"
     );
 }
 

@@ -825,6 +825,21 @@ pub const MAX_CUSTOMER_ENTRIES: usize = 1000;
 /// Most bytes one customer's index takes as stored (its JSON): within DynamoDB's 400 KB per item.
 pub const MAX_CUSTOMER_BYTES: usize = 256 * 1024;
 
+/// A customer index's size as its bounds count it: entries (licenses plus their license users) and
+/// bytes as stored.
+pub fn customer_index_size(index: &CustomerLicenses) -> (usize, usize) {
+    let entries = index.licenses.iter().map(|l| 1 + l.users.len()).sum();
+    let bytes = serde_json::to_string(index).map_or(usize::MAX, |j| j.len());
+    (entries, bytes)
+}
+
+/// Whether a customer's index is within [`MAX_CUSTOMER_ENTRIES`] and [`MAX_CUSTOMER_BYTES`]: the
+/// catalog refuses one that is not, a trial and a re-import leave entries out rather than exceed them.
+pub fn customer_index_fits(index: &CustomerLicenses) -> bool {
+    let (entries, bytes) = customer_index_size(index);
+    entries <= MAX_CUSTOMER_ENTRIES && bytes <= MAX_CUSTOMER_BYTES
+}
+
 /// The customers' indexes of a company, built while its licenses are read.
 #[derive(Default)]
 struct Customers(BTreeMap<Username, CustomerLicenses>);
@@ -846,9 +861,8 @@ impl Customers {
             id: license.id,
             users: seats.iter().map(|s| s.user.clone()).collect(),
         });
-        let entries: usize = index.licenses.iter().map(|l| 1 + l.users.len()).sum();
-        let bytes = serde_json::to_string(index).map_or(usize::MAX, |j| j.len());
-        if entries > MAX_CUSTOMER_ENTRIES || bytes > MAX_CUSTOMER_BYTES {
+        let (entries, bytes) = customer_index_size(index);
+        if !customer_index_fits(index) {
             return Err(cx.err(
                 at,
                 format!(

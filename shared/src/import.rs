@@ -7,17 +7,18 @@
 //! never works before what it serves exists.
 
 use crate::audit::{self, Actor, Trail};
-use crate::catalog::{Catalog, CatalogPassword, CompanyEntry, OAuthClientEntry};
+use crate::catalog::{customer_index_fits, Catalog, CatalogPassword, CompanyEntry, OAuthClientEntry};
 use crate::identity::oidc::ProviderAccount;
-use crate::ids::CompanyId;
-use crate::model::{CustomerAccountRecord, LicenseUser, OAuthClientRecord};
+use crate::ids::{CompanyId, ProductCode};
+use crate::model::{CustomerAccountRecord, CustomerLicenses, LicenseUser, OAuthClientRecord};
 use crate::password;
 use crate::plan::{LicenseAddr, WriteToken};
 use crate::sealed::SealingKey;
 use crate::secret::{ExposeSecret, SecretString};
-use crate::store::write::{Attr, Image, Item, Val, Write};
+use crate::store::write::{create_or_replace, Attr, Image, Item, Val, Write};
 use crate::store::{Store, StoreError};
 use futures::stream::{self, StreamExt, TryStreamExt};
+use std::collections::HashSet;
 
 /// How an import runs.
 #[derive(Debug, Clone)]
@@ -161,7 +162,7 @@ async fn plan_company(
     }
     for (user, current) in users(store, c, plan.report).await? {
         let item = Item::User(c.code.clone(), user.email.clone());
-        plan.compare(item, current, Image::User(Box::new(user)), false);
+        plan.compare(item, current, Image::User(Box::new(user)), How::Put);
     }
     for (license, seats) in &c.licenses {
         let addr = LicenseAddr::of(license);
@@ -173,9 +174,9 @@ async fn plan_company(
         }
     }
     // After the licenses they name, so an index never leads to a license not yet written.
+    let named: HashSet<(&ProductCode, i64)> = c.licenses.iter().map(|(l, _)| (&l.product, l.id)).collect();
     for customer in &c.customers {
-        let item = Item::Customer(c.code.clone(), customer.email.clone());
-        plan.put(item, Image::Customer(Box::new(customer.clone()))).await?;
+        plan.index(&c.code, customer, &named).await?;
     }
     for key in &c.api_keys {
         plan.put(Item::ApiKey(key.id.clone()), Image::ApiKey(Box::new(key.clone())))
@@ -207,6 +208,37 @@ async fn plan_company(
     Ok(())
 }
 
+/// How the import writes an item.
+#[derive(Clone, Copy)]
+enum How {
+    /// The whole item, replacing what is stored.
+    Put,
+    /// Keeping what requests changed ([`Attr::on_upsert`]).
+    Upsert,
+    /// The whole item, only over the item as the plan read it (requests change it too).
+    OverRead,
+}
+
+/// The catalog's index for a customer followed by the `stored` entries whose license `named` (the
+/// catalog's licenses) does not hold, as many as fit its bounds; and how many did not fit.
+fn merged_index(
+    computed: &CustomerLicenses,
+    stored: Option<&CustomerLicenses>,
+    named: &HashSet<(&ProductCode, i64)>,
+) -> (CustomerLicenses, usize) {
+    let mut merged = computed.clone();
+    let mut left_out = 0;
+    let kept = stored.iter().flat_map(|s| &s.licenses);
+    for entry in kept.filter(|e| !named.contains(&(&e.product, e.id))) {
+        merged.licenses.push(entry.clone());
+        if !customer_index_fits(&merged) {
+            merged.licenses.pop();
+            left_out += 1;
+        }
+    }
+    (merged, left_out)
+}
+
 struct Plan<'a> {
     store: &'a dyn Store,
     report: &'a mut ImportReport,
@@ -215,34 +247,64 @@ struct Plan<'a> {
 impl Plan<'_> {
     async fn put(&mut self, item: Item, image: Image) -> Result<(), StoreError> {
         let current = self.store.load(&item).await?;
-        self.compare(item, current, image, false);
+        self.compare(item, current, image, How::Put);
         Ok(())
     }
 
     async fn upsert(&mut self, item: Item, image: Image) -> Result<(), StoreError> {
         let current = self.store.load(&item).await?;
-        self.compare(item, current, image, true);
+        self.compare(item, current, image, How::Upsert);
         Ok(())
     }
 
-    /// Records the write of `image` (put whole, or upserted over what is stored) when what it leaves
-    /// differs from what is stored.
-    fn compare(&mut self, item: Item, current: Option<Image>, image: Image, upsert: bool) {
-        let after = match upsert {
+    /// A customer's index as the catalog computes it, plus the entries of the stored index whose
+    /// license the catalog does not name (trials `trial_key` created, or licenses the catalog dropped
+    /// but did not delete): a re-import must not unlist them. Written only over the index as read, so
+    /// a trial indexed meanwhile is not lost: the import fails naming the index instead.
+    async fn index(
+        &mut self,
+        company: &CompanyId,
+        computed: &CustomerLicenses,
+        named: &HashSet<(&ProductCode, i64)>,
+    ) -> Result<(), StoreError> {
+        let item = Item::Customer(company.clone(), computed.email.clone());
+        let current = self.store.load(&item).await?;
+        let stored = match &current {
+            Some(Image::Customer(stored)) => Some(&**stored),
+            _ => None,
+        };
+        let (merged, left_out) = merged_index(computed, stored, named);
+        if left_out > 0 {
+            tracing::warn!(
+                customer = %computed.email,
+                left_out,
+                "the customer's index is full: entries not in the catalog were left out of it"
+            );
+        }
+        self.compare(item, current, Image::Customer(Box::new(merged)), How::OverRead);
+        Ok(())
+    }
+
+    /// Records the write of `image` (see [`How`]) when what it leaves differs from what is stored.
+    fn compare(&mut self, item: Item, current: Option<Image>, image: Image, how: How) {
+        let after = match how {
             // An image the store could not merge is written anyway: the store's apply reports it.
-            true => image
+            How::Upsert => image
                 .clone()
                 .upserted_over(current.as_ref())
                 .unwrap_or_else(|_| image.clone()),
-            false => image.clone(),
+            How::Put | How::OverRead => image.clone(),
         };
         if current.as_ref() == Some(&after) {
             self.report.unchanged += 1;
             return;
         }
-        let write = match upsert {
-            true => Write::upsert(item.clone(), image),
-            false => Write::put(item.clone(), image),
+        let write = match how {
+            How::Upsert => Write::upsert(item.clone(), image),
+            How::Put => Write::put(item.clone(), image),
+            How::OverRead => Write {
+                items: vec![create_or_replace(item.clone(), current.clone(), image)],
+            },
         };
         self.report.changes.push(Change {
             item,
@@ -520,5 +582,42 @@ fn shortened(text: &str) -> String {
     match text.chars().nth(80) {
         Some(_) => format!("{}…", text.chars().take(80).collect::<String>()),
         None => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::MAX_CUSTOMER_ENTRIES;
+    use crate::ids::Username;
+    use crate::model::CustomerLicense;
+
+    fn entry(product: &ProductCode, id: i64) -> CustomerLicense {
+        CustomerLicense {
+            product: product.clone(),
+            id,
+            users: Vec::new(),
+        }
+    }
+
+    /// The catalog's entries first, then the stored ones of licenses the catalog does not name (a
+    /// license the catalog names but gave another customer is dropped), as many as fit.
+    #[test]
+    fn a_merged_index_keeps_what_the_catalog_does_not_name_while_it_fits() {
+        let p = ProductCode::parse("p").unwrap();
+        let email = Username::parse("a@b.c").unwrap();
+        let index = |ids: &[i64]| CustomerLicenses {
+            email: email.clone(),
+            licenses: ids.iter().map(|id| entry(&p, *id)).collect(),
+        };
+        let named: HashSet<(&ProductCode, i64)> = [(&p, 1), (&p, 2)].into();
+        let (merged, left_out) = merged_index(&index(&[1]), Some(&index(&[1, 2, 7, 8])), &named);
+        assert_eq!((merged, left_out), (index(&[1, 7, 8]), 0));
+        assert_eq!(merged_index(&index(&[1]), None, &named), (index(&[1]), 0));
+
+        let many: Vec<i64> = (10..10 + MAX_CUSTOMER_ENTRIES as i64).collect();
+        let (merged, left_out) = merged_index(&index(&[1]), Some(&index(&many)), &named);
+        assert_eq!((merged.licenses.len(), left_out), (MAX_CUSTOMER_ENTRIES, 1));
+        assert_eq!(merged.licenses[0], entry(&p, 1), "the catalog's own entries stay");
     }
 }

@@ -4,7 +4,7 @@
 //! decision relied on still holds.
 
 use crate::ids::{CompanyId, HardwareId, LicenseKey, ProductCode, Username};
-use crate::model::{Device, License, LicenseUser, ProcessedRequest, Seat, TrialRecord};
+use crate::model::{CustomerLicenses, Device, License, LicenseUser, ProcessedRequest, Seat, TrialRecord};
 use crate::time::Timestamp;
 use serde_json::{Map, Value};
 
@@ -179,6 +179,10 @@ pub struct TrialPlan {
     pub user: Option<LicenseUser>,
     /// The user's record as read (`None`: the trial creates the user).
     pub stored_user: Option<LicenseUser>,
+    /// The index of the customer the request names, with the trial appended (`None`: no customer
+    /// email, or the index is full), and the index as read (`None`: the trial creates it).
+    pub customer: Option<CustomerLicenses>,
+    pub stored_customer: Option<CustomerLicenses>,
 }
 
 /// A tracking of device variables the rules accepted (`rules::plan_tracking`): the device's variables

@@ -625,6 +625,21 @@ fn error_checks(d: &Device) -> Vec<Check> {
             .signed(Sign::Unsigned),
             Expect::error(401, &["invalid_client"]),
         ),
+        // Answers that create nothing: a trial needs a hardware id; an unknown customer has no users.
+        check(
+            "GET trial_key (no hardware id)",
+            query(Method::GET, Endpoint::TrialKey, json!({"product": d.product})),
+            Expect::error(400, &["missing_hardware_id"]),
+        ),
+        check(
+            "GET customer_license_users (unknown customer)",
+            query(
+                Method::GET,
+                Endpoint::CustomerLicenseUsers,
+                json!({"product": d.product, "customer": "license-server-smoke-nobody@example.invalid"}),
+            ),
+            Expect::error(400, &["license_not_found", "validation_error"]),
+        ),
         check(
             "GET /api/v4/no_such_endpoint",
             root_path("/api/v4/no_such_endpoint", Method::GET),

@@ -1,6 +1,6 @@
 //! `GET /api/v4/customer_license_users` (SPEC §9): the license users of a customer's licenses on a
 //! user-based product. The customer is named by email (`customer`) and found through the index the
-//! catalog import writes (`model::CustomerLicenses`, one item per customer, like a license user's
+//! catalog import and `trial_key` write (`model::CustomerLicenses`, one item per customer, like a license user's
 //! record); the answer is `{"customer": <the licenses' customer object>, "users": [<user object> +
 //! "license_id", one per license user of each license]}`, without passwords or hashes. Reads only: the
 //! product and the index at once, then each license, license user and seat (at most
@@ -91,7 +91,8 @@ pub async fn handle(req: &ApiRequest, state: &AppState, principal: Principal) ->
     Ok(ApiResponse::signed_json(&Answer { customer, users }, &state.signer))
 }
 
-async fn customer_index(
+/// The customer's index as stored (`None`: none), read by `trial_key` too, which appends to it.
+pub(super) async fn customer_index(
     state: &AppState,
     company: &CompanyId,
     email: &Username,

@@ -1,6 +1,7 @@
 //! `GET /api/v4/trial_key` (SPEC §9): a trial license of a product for one device, created once. The
 //! trial is a conditional create keyed on (product, hardware id) — a marker item created in the same
-//! write as the license (and a user-based trial's user and seat) — so of any number of concurrent
+//! write as the license (and a user-based trial's user and seat, and the index of the customer the
+//! request's email names, so `customer_license_users` lists it) — so of any number of concurrent
 //! requests for one device exactly one creates it; the others are refused by the marker, which the
 //! store hands back (`Rejection::Trial`), and answer the trial it names. Every answer is made from the
 //! stored license, so they are identical. Terms come from `rules::trial`; what needs randomness or a
@@ -14,7 +15,9 @@ use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
 use crate::ids::{CompanyId, LicenseKey, Username};
-use crate::model::{AuthorizationMethod, Company, License, LicensePolicy, LicenseUser, ProductDoc, TrialRecord};
+use crate::model::{
+    AuthorizationMethod, Company, CustomerLicenses, License, LicensePolicy, LicenseUser, ProductDoc, TrialRecord,
+};
 use crate::plan::{LicenseAddr, TrialPlan};
 use crate::render;
 use crate::request::{Params, TrialRequest};
@@ -41,8 +44,8 @@ pub async fn handle(req: &ApiRequest, state: &AppState, principal: Principal) ->
         let policy = trial::trial_policy(&product, &request)?;
         let (existing, user) = match read.trial {
             // The user the request names was read with the marker: the trial's own, if it names them.
-            Some(existing) => (existing, read.user),
-            None => match create(state, company, &product, &policy, &request, read.user, &mut attempts).await? {
+            Some(existing) => (existing, read.stored.user),
+            None => match create(state, company, &product, &policy, &request, read.stored, &mut attempts).await? {
                 Created::Now(plan) => {
                     return answer(
                         state,
@@ -54,7 +57,8 @@ pub async fn handle(req: &ApiRequest, state: &AppState, principal: Principal) ->
                 }
                 // Another request created this device's trial first: answer that one.
                 Created::Lost(Some(won)) => (won, None),
-                // Something else the plan relied on changed (the user's record): decide again.
+                // Something else the plan relied on changed (the user's record, the customer's
+                // index): decide again.
                 Created::Lost(None) => {
                     attempts.next_plan()?;
                     continue;
@@ -66,12 +70,18 @@ pub async fn handle(req: &ApiRequest, state: &AppState, principal: Principal) ->
 }
 
 /// What a trial request reads first, all at once: the product, the company (its blacklist), the
-/// device's trial of it, and the license user the request names.
+/// device's trial of it, and the license user and customer index the request's email names.
 struct Read {
     product: Option<ProductDoc>,
     company: Option<Company>,
     trial: Option<TrialRecord>,
+    stored: Stored,
+}
+
+/// The items a new trial changes that may exist already, as read: its user and its customer's index.
+struct Stored {
     user: Option<LicenseUser>,
+    customer: Option<CustomerLicenses>,
 }
 
 async fn read(state: &AppState, company: &CompanyId, request: &TrialRequest) -> Result<Read, ApiError> {
@@ -83,8 +93,20 @@ async fn read(state: &AppState, company: &CompanyId, request: &TrialRequest) -> 
             None => Ok(None),
         }
     };
+    let customer = async {
+        match &request.email {
+            Some(email) => super::customer_license_users::customer_index(state, company, email).await,
+            None => Ok(None),
+        }
+    };
     let company_item = Item::Company(company.clone());
-    let (product, company, trial, user) = tokio::join!(product, load(state, &company_item), load(state, &marker), user);
+    let (product, company, trial, user, customer) = tokio::join!(
+        product,
+        load(state, &company_item),
+        load(state, &marker),
+        user,
+        customer
+    );
     let company = match company? {
         Some(Image::Company(c)) => Some(*c),
         _ => None,
@@ -102,7 +124,10 @@ async fn read(state: &AppState, company: &CompanyId, request: &TrialRequest) -> 
         product: product?,
         company,
         trial,
-        user: user?,
+        stored: Stored {
+            user: user?,
+            customer: customer?,
+        },
     })
 }
 
@@ -119,13 +144,21 @@ async fn create(
     product: &ProductDoc,
     policy: &LicensePolicy,
     request: &TrialRequest,
-    stored_user: Option<LicenseUser>,
+    stored: Stored,
     attempts: &mut super::Attempts,
 ) -> Result<Created, ApiError> {
     let user_based = product.authorization_method == AuthorizationMethod::User;
-    let stored_user = stored_user.filter(|_| user_based);
+    let stored_user = stored.user.filter(|_| user_based);
     let fresh = fresh(state, company, product, request, stored_user.is_some()).await?;
-    let plan = trial::plan_trial(company, product, policy, request, stored_user, fresh, Timestamp::now())?;
+    let mut plan = trial::plan_trial(company, product, policy, request, stored_user, fresh, Timestamp::now())?;
+    if trial::index_trial(&mut plan, stored.customer) == trial::Indexed::Full {
+        tracing::warn!(
+            customer = ?request.email,
+            max_entries = crate::catalog::MAX_CUSTOMER_ENTRIES,
+            max_bytes = crate::catalog::MAX_CUSTOMER_BYTES,
+            "the customer's index is full: the trial is created without it, so customer_license_users does not list it"
+        );
+    }
     let write = plan.write();
     let written = attempts
         .write(

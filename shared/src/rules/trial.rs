@@ -5,7 +5,8 @@
 use crate::error::ApiError;
 use crate::ids::{CompanyId, LicenseKey, Username};
 use crate::model::{
-    AuthorizationMethod, License, LicensePolicy, LicenseTerms, LicenseUser, ProductDoc, Seat, TrialRecord,
+    AuthorizationMethod, CustomerLicense, CustomerLicenses, License, LicensePolicy, LicenseTerms, LicenseUser,
+    ProductDoc, Seat, TrialRecord,
 };
 use crate::plan::TrialPlan;
 use crate::request::TrialRequest;
@@ -93,7 +94,48 @@ pub fn plan_trial(
         seat,
         user,
         stored_user,
+        customer: None,
+        stored_customer: None,
     })
+}
+
+/// What [`index_trial`] did with the trial's customer index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Indexed {
+    /// The trial names no customer email: there is no index to write.
+    NoCustomer,
+    /// The trial is appended to the customer's index (created if none was read).
+    Appended,
+    /// The index would exceed its bounds ([`crate::catalog::customer_index_fits`]): the trial is created
+    /// without it, so `customer_license_users` does not list it.
+    Full,
+}
+
+/// Adds the trial to the index of the customer its license names (`stored`: that index as read), so
+/// `customer_license_users` finds it: its license, and a user-based trial's user. **Decision:** a full
+/// index does not refuse the trial — anyone with the API key can request trials for one email from
+/// many devices, and that must not stop the customer's next trial; it is created unlisted (the handler
+/// logs it).
+pub fn index_trial(plan: &mut TrialPlan, stored: Option<CustomerLicenses>) -> Indexed {
+    let email = plan.license.terms.customer.email.as_deref();
+    let Some(email) = email.and_then(|e| Username::parse(e).ok()) else {
+        return Indexed::NoCustomer;
+    };
+    let mut index = stored.clone().unwrap_or_else(|| CustomerLicenses {
+        email,
+        licenses: Vec::new(),
+    });
+    index.licenses.push(CustomerLicense {
+        product: plan.license.product.clone(),
+        id: plan.license.id,
+        users: plan.user.iter().map(|u| u.email.clone()).collect(),
+    });
+    if !crate::catalog::customer_index_fits(&index) {
+        return Indexed::Full;
+    }
+    plan.customer = Some(index);
+    plan.stored_customer = stored;
+    Indexed::Appended
 }
 
 fn trial_license(
@@ -287,6 +329,65 @@ mod tests {
         )
         .unwrap();
         assert_eq!(own.license.terms.trial_days, 7, "the product's trial days");
+    }
+
+    /// A trial with an email is appended to its customer's index as read (a new index where none was),
+    /// with a user-based trial's user; without an email there is none; a full index is left as it is.
+    #[test]
+    fn a_trial_is_appended_to_its_customer_s_index_while_it_fits() {
+        let company = CompanyId::parse("c").unwrap();
+        let policy = LicensePolicy::default();
+        let now = Timestamp::from_millis(1);
+        let mut users = product(true, vec![]);
+        users.authorization_method = AuthorizationMethod::User;
+        let fresh = || Fresh {
+            password_hash: Some("h".into()),
+            ..plan_fresh()
+        };
+        let mut req = request(None, Some("a@b.c"));
+        req.customer.email = Some("a@b.c".into());
+        let mut plan = plan_trial(&company, &users, &policy, &req, None, fresh(), now).unwrap();
+        assert_eq!(index_trial(&mut plan, None), Indexed::Appended);
+        let email = Username::parse("a@b.c").unwrap();
+        let entry = CustomerLicense {
+            product: users.code.clone(),
+            id: 9,
+            users: vec![email.clone()],
+        };
+        assert_eq!(
+            plan.customer.as_ref().map(|c| c.licenses.clone()),
+            Some(vec![entry.clone()])
+        );
+        assert!(plan.stored_customer.is_none(), "created");
+
+        let stored = CustomerLicenses {
+            email: email.clone(),
+            licenses: vec![entry.clone()],
+        };
+        let mut plan = plan_trial(&company, &users, &policy, &req, None, fresh(), now).unwrap();
+        assert_eq!(index_trial(&mut plan, Some(stored.clone())), Indexed::Appended);
+        assert_eq!(plan.customer.unwrap().licenses.len(), 2);
+        assert_eq!(plan.stored_customer, Some(stored), "written over the index as read");
+
+        let full = CustomerLicenses {
+            email,
+            licenses: vec![entry; crate::catalog::MAX_CUSTOMER_ENTRIES / 2],
+        };
+        let mut plan = plan_trial(&company, &users, &policy, &req, None, fresh(), now).unwrap();
+        assert_eq!(index_trial(&mut plan, Some(full)), Indexed::Full);
+        assert!(plan.customer.is_none() && plan.stored_customer.is_none());
+
+        let keys = product(true, vec![]);
+        let mut plan = plan_trial(&company, &keys, &policy, &request(None, None), None, key_fresh(), now).unwrap();
+        assert_eq!(index_trial(&mut plan, None), Indexed::NoCustomer);
+        assert!(plan.write().items.len() == 2, "marker and license only");
+    }
+
+    fn key_fresh() -> Fresh {
+        Fresh {
+            license_key: Some(LicenseKey::parse("AAAA-BBBB-CCCC-DDDD").unwrap()),
+            ..plan_fresh()
+        }
     }
 
     fn plan_fresh() -> Fresh {

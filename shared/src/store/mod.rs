@@ -286,7 +286,7 @@ pub trait Store: Send + Sync {
                 Err(refused) => {
                     let items: Vec<_> = write.items.iter().map(|w| &w.item).collect();
                     return Err(StoreError::Invalid(format!(
-                        "the write of {items:?} was refused: {refused}"
+                        "the write of {items:?} was refused: {refused} since it was read; run it again"
                     )));
                 }
             }

@@ -375,6 +375,14 @@ fn replace_unchanged(item: Item, stored: &Image, new: Image) -> ItemWrite {
     }
 }
 
+/// `new` created where nothing was read (`stored: None`), else replacing `stored` if unchanged since.
+pub fn create_or_replace(item: Item, stored: Option<Image>, new: Image) -> ItemWrite {
+    match stored {
+        None => create(item, new),
+        Some(stored) => replace_unchanged(item, &stored, new),
+    }
+}
+
 /// The item created, on the condition that there is none yet.
 fn create(item: Item, image: Image) -> ItemWrite {
     ItemWrite {
@@ -734,7 +742,8 @@ impl TrialPlan {
     /// number of concurrent requests for one device, exactly one creates it, and the others are
     /// refused by this item and answer the trial it names — then the license, and for a user-based
     /// trial the user's seat and record (created, or the stored one given the license, unchanged since
-    /// it was read).
+    /// it was read), and the customer's index with the trial appended, on the same condition: of two
+    /// trials racing for one customer, the second is refused by the index and re-decides on the first's.
     pub fn write(&self) -> Write {
         let addr = LicenseAddr::of(&self.license);
         let (company, product) = addr.company_product();
@@ -753,12 +762,18 @@ impl TrialPlan {
             ));
         }
         if let Some(user) = &self.user {
-            let item = Item::User(company.clone(), user.email.clone());
-            let new = Image::User(Box::new(user.clone()));
-            items.push(match &self.stored_user {
-                None => create(item, new),
-                Some(stored) => replace_unchanged(item, &Image::User(Box::new(stored.clone())), new),
-            });
+            items.push(create_or_replace(
+                Item::User(company.clone(), user.email.clone()),
+                self.stored_user.clone().map(|u| Image::User(Box::new(u))),
+                Image::User(Box::new(user.clone())),
+            ));
+        }
+        if let Some(index) = &self.customer {
+            items.push(create_or_replace(
+                Item::Customer(company.clone(), index.email.clone()),
+                self.stored_customer.clone().map(|c| Image::Customer(Box::new(c))),
+                Image::Customer(Box::new(index.clone())),
+            ));
         }
         Write { items }
     }
@@ -1309,6 +1324,8 @@ mod tests {
             seat: None,
             user: None,
             stored_user: None,
+            customer: None,
+            stored_customer: None,
         };
         let write = plan.write();
         let mut images = [None, None];
