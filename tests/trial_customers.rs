@@ -10,15 +10,13 @@ use license_api::catalog::{import, Catalog};
 use license_api::handlers::Endpoint;
 use license_api::ids::Username;
 use license_api::model::{AuthorizationMethod, ProductDoc};
-use license_api::sealed::SealingKey;
-use license_api::secret::ExposeSecret;
 use license_api::store::write::{Image, Item};
 use serde_json::{json, Value};
 
 const KEY_TRIAL: &str = "p-key-trial";
 const USER_TRIAL: &str = "p-user-trial";
 
-/// The fixture with a key-based and a user-based trial product, and [`sealed_instances`].
+/// The fixture with a key-based and a user-based trial product, and [`Fixture::sealed_instances`].
 async fn trial_products(f: &Fixture, n: usize) -> Vec<Instance> {
     for (id, code, method) in [
         (21, KEY_TRIAL, AuthorizationMethod::LicenseKey),
@@ -34,19 +32,7 @@ async fn trial_products(f: &Fixture, n: usize) -> Vec<Instance> {
         };
         f.store().put_product(&f.company, &product).await.unwrap();
     }
-    sealed_instances(f, n).await
-}
-
-/// `n` instances that derive initial passwords from one sealing key, as a deployment's functions do.
-async fn sealed_instances(f: &Fixture, n: usize) -> Vec<Instance> {
-    let (_, text) = SealingKey::generate().unwrap();
-    let text = text.expose_secret().to_owned();
-    let mut apps = Vec::new();
-    for _ in 0..n {
-        let key = SealingKey::from_text(&text).unwrap();
-        apps.push(f.env.configured_instance(|s| s.with_sealing_key(Some(key))).await);
-    }
-    apps
+    f.sealed_instances(n).await
 }
 
 /// A trial of `product` for device `hw` and customer `email`: the trial license's id.
@@ -197,7 +183,7 @@ async fn racing_trials_for_one_customer_are_all_indexed(setup) {
 // trial stays listed, whether the catalog's part changed (902 added) or not.
 async fn a_reimport_keeps_the_trials_in_the_index(setup) {
     let f = Fixture::new(setup).await;
-    let apps = sealed_instances(&f, 1).await;
+    let apps = f.sealed_instances(1).await;
     import(f.store(), &catalog(false)).await.expect("import");
     let trial_id = trial(&f, &apps[0], USER_PRODUCT, "dev-1", "buyer@example.com").await;
     let before = [("ann@example.com".to_owned(), 901), ("buyer@example.com".to_owned(), trial_id)];

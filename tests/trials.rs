@@ -11,8 +11,6 @@ use license_api::handlers::Endpoint;
 use license_api::ids::{LicenseKey, Username};
 use license_api::model::{AuthorizationMethod, LicensePolicy, LicenseType, ProductDoc};
 use license_api::plan::LicenseAddr;
-use license_api::sealed::SealingKey;
-use license_api::secret::ExposeSecret;
 use license_api::time::Timestamp;
 use serde_json::{json, Value};
 
@@ -47,18 +45,6 @@ fn policies(p: &mut ProductDoc) {
 
 fn trial_params(hw: &str) -> Value {
     json!({"product": TRIAL_PRODUCT, "hardware_id": hw})
-}
-
-/// Instances that derive initial passwords from one sealing key, as a deployment's functions do.
-async fn sealed_instances(f: &Fixture, n: usize) -> Vec<Instance> {
-    let (_, text) = SealingKey::generate().unwrap();
-    let text = text.expose_secret().to_owned();
-    let mut apps = Vec::new();
-    for _ in 0..n {
-        let key = SealingKey::from_text(&text).unwrap();
-        apps.push(f.env.configured_instance(|s| s.with_sealing_key(Some(key))).await);
-    }
-    apps
 }
 
 /// Sends the request and returns the verified body as JSON (panics on anything but a signed 200).
@@ -161,7 +147,7 @@ async fn a_device_gets_one_trial_that_runs_from_its_first_activation(setup) {
 async fn twenty_racing_requests_create_one_trial(setup) {
     let f = Fixture::new(setup).await;
     f.put_product(trial_product).await;
-    let apps = sealed_instances(&f, 4).await;
+    let apps = f.sealed_instances(4).await;
     let results = race(&apps, &f.client, &trial_params("racer"), 20).await;
     assert!(results.iter().all(|(status, _)| *status == 200), "{results:?}");
     assert!(results.iter().all(|r| r.1 == results[0].1), "20 identical answers: {results:?}");
@@ -181,7 +167,7 @@ async fn twenty_racing_requests_create_one_trial(setup) {
 async fn a_user_based_trial_is_a_login_that_works(setup) {
     let f = Fixture::new(setup).await;
     f.put_product(user_trial_product).await;
-    let apps = sealed_instances(&f, 2).await;
+    let apps = f.sealed_instances(2).await;
     let no_email = apps[0].send(f.client.call(Endpoint::TrialKey, &trial_params("dev-1"))).await;
     assert_error(&no_email, 400, "email_missing");
     let mut params = trial_params("dev-1");

@@ -182,6 +182,20 @@ impl Fixture {
         l
     }
 
+    /// `n` instances that derive trial users' initial passwords from one sealing key, as a
+    /// deployment's functions do.
+    pub async fn sealed_instances(&self, n: usize) -> Vec<Instance> {
+        use license_api::secret::ExposeSecret;
+        let (_, text) = SealingKey::generate().unwrap();
+        let text = text.expose_secret().to_owned();
+        let mut apps = Vec::new();
+        for _ in 0..n {
+            let key = SealingKey::from_text(&text).unwrap();
+            apps.push(self.env.configured_instance(|s| s.with_sealing_key(Some(key))).await);
+        }
+        apps
+    }
+
     /// A license user (password [`PASSWORD`]) assigned to `licenses` with their own activation limit.
     pub async fn user(&self, email: &str, id: i64, licenses: &[(&License, i64)]) -> LicenseUser {
         let user = LicenseUser {
