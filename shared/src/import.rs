@@ -365,20 +365,22 @@ async fn catalog_password_hash(
     password: &CatalogPassword,
     existing: Option<String>,
 ) -> Result<Option<String>, StoreError> {
-    let pw = match password {
-        CatalogPassword::None => return Ok(None),
-        CatalogPassword::Hash(hash) => return Ok(Some(hash.expose_secret().to_owned())),
-        CatalogPassword::Plain(pw) => pw,
-    };
-    if let Some(hash) = existing {
-        if password::verify(pw.expose_secret().to_owned(), Some(hash.clone())).await {
-            return Ok(Some(hash));
-        }
+    match password {
+        CatalogPassword::None => Ok(None),
+        CatalogPassword::Hash(hash) => Ok(Some(hash.expose_secret().to_owned())),
+        CatalogPassword::Plain(pw) => kept_or_new_hash(pw, existing).await.map(Some),
     }
-    Ok(Some(hash_off_thread(pw.clone()).await?))
 }
 
-async fn hash_off_thread(secret: SecretString) -> Result<String, StoreError> {
+/// The stored argon2id hash of `secret` while it still matches (re-imports do not churn hashes), else
+/// a new one, computed off the async threads.
+async fn kept_or_new_hash(secret: &SecretString, stored: Option<String>) -> Result<String, StoreError> {
+    if let Some(hash) = stored {
+        if password::verify(secret.expose_secret().to_owned(), Some(hash.clone())).await {
+            return Ok(hash);
+        }
+    }
+    let secret = secret.clone();
     tokio::task::spawn_blocking(move || password::hash(secret.expose_secret()))
         .await
         .map_err(|e| StoreError::Invalid(format!("hashing a password failed: {e}")))
@@ -394,11 +396,7 @@ async fn oauth_client_record(
 ) -> Result<OAuthClientRecord, StoreError> {
     let existing = store.oauth_client(&client.id).await?;
     let context = OAuthClientRecord::seal_context(&client.id);
-    let secret = client.secret.expose_secret();
-    let secret_hash = match &existing {
-        Some(c) if password::verify(secret.to_owned(), Some(c.secret_hash.clone())).await => c.secret_hash.clone(),
-        _ => hash_off_thread(client.secret.clone()).await?,
-    };
+    let secret_hash = kept_or_new_hash(&client.secret, existing.as_ref().map(|c| c.secret_hash.clone())).await?;
     let sealed_secret = sealing_key
         .reseal(existing.map(|c| c.sealed_secret), &client.secret, &context)
         .map_err(|e| StoreError::Invalid(format!("oauth client {}: {e}", client.id)))?;
