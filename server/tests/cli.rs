@@ -39,6 +39,20 @@ fn serve(data: &Path) -> (Child, String) {
     support::serve(data, &[])
 }
 
+/// A fresh data directory `name` with a 2048-bit key and the example catalog, served: the directory, the
+/// demo API key's client, the server and its address.
+fn served_example(name: &str) -> (PathBuf, LicenseClient, Child, String) {
+    let data = scratch(name);
+    let d = data.to_str().unwrap();
+    assert!(run(&["keygen", "--data", d, "--create", "--bits", "2048"]).0);
+    let (ok, _, err) = run(&["import", CATALOG, "--data", d, "--create"]);
+    assert!(ok, "{err}");
+    let public = std::fs::read_to_string(data.join("signing-key.pub.pem")).unwrap();
+    let client = LicenseClient::new("demo-api-key", "demo-shared-key-change-me", public);
+    let (server, addr) = serve(&data);
+    (data, client, server, addr)
+}
+
 async fn send(addr: &str, req: http::Request<Bytes>) -> http::Response<Bytes> {
     let client = Client::builder(TokioExecutor::new()).build_http();
     let (mut parts, body) = req.into_parts();
@@ -447,14 +461,8 @@ fn the_first_run_creates_the_default_data_directory() {
 #[tokio::test]
 async fn show_prints_what_the_section_9_endpoints_keep() {
     use license_api::handlers::Endpoint;
-    let data = scratch("show-section-9");
+    let (data, client, mut server, addr) = served_example("show-section-9");
     let d = data.to_str().unwrap();
-    assert!(run(&["keygen", "--data", d, "--create", "--bits", "2048"]).0);
-    let (ok, _, err) = run(&["import", CATALOG, "--data", d, "--create"]);
-    assert!(ok, "{err}");
-    let public = std::fs::read_to_string(data.join("signing-key.pub.pem")).unwrap();
-    let client = LicenseClient::new("demo-api-key", "demo-shared-key-change-me", public);
-    let (mut server, addr) = serve(&data);
     let float = json!({"product": "demo", "hardware_id": "pc-f", "license_key": "DEMO-FLOAT-0008"});
     let consumption = json!({"product": "demo", "hardware_id": "pc-c", "license_key": "DEMO-UNLIMITED-0004"});
     let mut with_variables = float.clone();
@@ -538,14 +546,8 @@ async fn show_prints_what_the_section_9_endpoints_keep() {
 /// and an out-of-range retention is refused naming the option.
 #[tokio::test]
 async fn audit_prints_who_changed_what() {
-    let data = scratch("audit");
+    let (data, client, mut server, addr) = served_example("audit");
     let d = data.to_str().unwrap();
-    assert!(run(&["keygen", "--data", d, "--create", "--bits", "2048"]).0);
-    let (ok, _, err) = run(&["import", CATALOG, "--data", d, "--create"]);
-    assert!(ok, "{err}");
-    let public = std::fs::read_to_string(data.join("signing-key.pub.pem")).unwrap();
-    let client = LicenseClient::new("demo-api-key", "demo-shared-key-change-me", public);
-    let (mut server, addr) = serve(&data);
     let body = json!({"product": "demo", "hardware_id": "pc-audit", "license_key": "DEMO-0000-0000-0001"});
     for (req, status) in [
         (client.activate(&body), 200),
