@@ -253,7 +253,6 @@ fn a_dry_run_prints_the_changes_and_writes_nothing() {
     let file = data.join("small.json");
     std::fs::write(&file, catalog.to_string()).unwrap();
     let f = file.to_str().unwrap();
-    let db = std::fs::read(data.join("license.db")).unwrap();
     let (ok, out, err) = run(&["import", f, "--data", d, "--dry-run"]);
     assert!(ok, "{err}");
     let blacklist = r#"  update company demo: blacklist: +[] -["stolen-laptop-1"] (1 → 0 entries)"#;
@@ -262,11 +261,11 @@ fn a_dry_run_prints_the_changes_and_writes_nothing() {
         out.contains(": 1 changes would be written (nothing was), 28 items unchanged"),
         "{out}"
     );
-    assert_eq!(
-        std::fs::read(data.join("license.db")).unwrap(),
-        db,
-        "the dry run wrote nothing"
-    );
+    // Nothing was written: the same change is still pending. (The database file's bytes are no measure:
+    // SQLite checkpoints the previous import's log into it when a connection closes.)
+    let (ok, again, err) = run(&["import", f, "--data", d, "--dry-run"]);
+    assert!(ok, "{err}");
+    assert_eq!(again, out, "the dry run wrote nothing");
     let (ok, out, _) = run(&["import", f, "--data", d]);
     assert!(
         ok && out.starts_with(&format!("{blacklist}\nimported {f} into ")),
