@@ -27,7 +27,7 @@ pub const MAX_PAGE: usize = 1000;
 /// matches rarely stops here and returns a cursor to go on from, so one call's cost is bounded.
 pub const MAX_EXAMINED: usize = 5000;
 
-/// Who made a change: `api_key:<id>`, `oauth_client:<id>` or `cli:<OS user>`.
+/// Who made a change: `api_key:<id>`, `oauth_client:<id>`, `management_key:<id>` or `cli:<OS user>`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Actor(String);
 
@@ -37,6 +37,8 @@ impl Actor {
         match &principal.via {
             Via::ApiKey(id) => Self(format!("api_key:{id}")),
             Via::OAuthClient(id) => Self(format!("oauth_client:{id}")),
+            Via::ManagementKey(id) => Self(format!("management_key:{id}")),
+            Via::Cli(user) => Self::cli(user),
         }
     }
 
@@ -47,11 +49,15 @@ impl Actor {
 
     /// The command line, run by the user the environment names (`USER`, `USERNAME`).
     pub fn cli_user() -> Self {
-        let user = ["USER", "USERNAME", "LOGNAME"]
+        Self::cli(&Self::os_user())
+    }
+
+    /// The OS user the environment names (`USER`, `USERNAME`, `LOGNAME`), or `unknown`.
+    pub fn os_user() -> String {
+        ["USER", "USERNAME", "LOGNAME"]
             .iter()
             .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
-            .unwrap_or_else(|| "unknown".to_owned());
-        Self::cli(&user)
+            .unwrap_or_else(|| "unknown".to_owned())
     }
 
     pub fn as_str(&self) -> &str {

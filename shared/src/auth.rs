@@ -8,7 +8,7 @@
 
 use crate::cache::RecordCache;
 use crate::error::ApiError;
-use crate::ids::{ApiKeyId, CompanyId, OAuthClientId, ProductCode, Username};
+use crate::ids::{ApiKeyId, CompanyId, ManagementKeyId, OAuthClientId, ProductCode, Username};
 use crate::model::{ApiKeyRecord, OAuthClientRecord};
 use crate::store::{Store, StoreError};
 use crate::token::{TokenError, TokenKeys};
@@ -155,6 +155,10 @@ pub enum Via {
     ApiKey(ApiKeyId),
     /// An OAuth client's bearer token (SPEC §7, docs/oauth.md).
     OAuthClient(OAuthClientId),
+    /// A management key (the Management API, docs/management.md).
+    ManagementKey(ManagementKeyId),
+    /// The command line, run by this OS user with the store's own credentials.
+    Cli(String),
 }
 
 impl Principal {
@@ -175,6 +179,16 @@ impl Principal {
             products: client.products.clone(),
             read_only: client.read_only,
             via: Via::OAuthClient(client.id.clone()),
+        }
+    }
+
+    /// The command line acting on `company` with every right: whoever can open the store can write it.
+    pub fn cli(company: CompanyId) -> Self {
+        Self {
+            company,
+            products: Vec::new(),
+            read_only: false,
+            via: Via::Cli(crate::audit::Actor::os_user()),
         }
     }
 

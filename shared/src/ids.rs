@@ -86,6 +86,11 @@ string_id!(
     forbid_hash = false
 );
 string_id!(
+    /// A management key's public identifier (the Management API, docs/management.md).
+    ManagementKeyId,
+    forbid_hash = true
+);
+string_id!(
     /// A company (tenant); every product, license, user and API key belongs to exactly one.
     CompanyId,
     forbid_hash = true

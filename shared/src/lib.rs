@@ -16,6 +16,7 @@ pub mod ids;
 pub mod import;
 #[cfg(feature = "lambda")]
 pub mod lambda;
+pub mod management;
 pub mod model;
 pub mod offline;
 pub mod password;

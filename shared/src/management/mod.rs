@@ -1,0 +1,8 @@
+//! The Management API's operations (docs/management.md): what a vendor does to its own licenses,
+//! devices, users and keys. Each operation is a plain async function of the application state, the
+//! [`Principal`](crate::auth::Principal) it acts as (a management key, or the command line through
+//! [`Principal::cli`](crate::auth::Principal::cli)) and its typed input, returning its typed output or an
+//! [`ApiError`](crate::error::ApiError). The HTTP router (`/api/management/v1/`, on the standalone server
+//! and the `management` Lambda function) and the `license-server` subcommands both call these, so an
+//! operation is written once. Writes go through the same mechanisms as the License API's, so their
+//! invariants, retries and audit records are those of the License API.
