@@ -498,6 +498,7 @@ fn label(item: &Item) -> String {
         Item::OAuthClient(id) => format!("OAuth client {id}"),
         Item::CustomerAccount(c, code) => format!("customer account {c}/{code}"),
         Item::Customer(c, email) => format!("customer index {c}/{email}"),
+        Item::ManagementKey(c, id) => format!("management key {c}/{id}"),
         other => format!("{other:?}"),
     }
 }

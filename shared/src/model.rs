@@ -3,7 +3,8 @@
 //! what a vendor's catalog sets; the counters beside it are what activations change.
 
 use crate::ids::{
-    ApiKeyId, CompanyId, CustomerAccountCode, HardwareId, LicenseKey, OAuthClientId, ProductCode, Username,
+    ApiKeyId, CompanyId, CustomerAccountCode, HardwareId, LicenseKey, ManagementKeyId, OAuthClientId, ProductCode,
+    Username,
 };
 use crate::sealed::Sealed;
 use crate::secret::{redacted_option, Redacted};
@@ -70,6 +71,35 @@ impl std::fmt::Debug for OAuthClientRecord {
             .field("products", &self.products)
             .field("read_only", &self.read_only)
             .field("revoked", &self.revoked)
+            .finish()
+    }
+}
+
+/// A management key (docs/management.md): authenticates the Management API for one company. Only a
+/// SHA-256 digest of its secret is kept ([`crate::management::keys`] says why a fast digest suffices).
+#[derive(Clone)]
+pub struct ManagementKeyRecord {
+    pub id: ManagementKeyId,
+    pub company: CompanyId,
+    /// A label for people (`--name`); not secret.
+    pub name: String,
+    /// Hex SHA-256 of the secret.
+    pub secret_hash: String,
+    pub read_only: bool,
+    pub revoked: bool,
+    pub created_at: Timestamp,
+}
+
+impl std::fmt::Debug for ManagementKeyRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ManagementKeyRecord")
+            .field("id", &self.id)
+            .field("company", &self.company)
+            .field("name", &self.name)
+            .field("secret_hash", &Redacted)
+            .field("read_only", &self.read_only)
+            .field("revoked", &self.revoked)
+            .field("created_at", &self.created_at)
             .finish()
     }
 }

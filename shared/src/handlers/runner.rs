@@ -221,7 +221,8 @@ pub(super) fn license_of(item: &Item) -> Option<&LicenseAddr> {
         | Item::OAuthClient(..)
         | Item::CustomerAccount(..)
         | Item::Customer(..)
-        | Item::Trial(..) => None,
+        | Item::Trial(..)
+        | Item::ManagementKey(..) => None,
     }
 }
 

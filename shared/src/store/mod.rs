@@ -11,11 +11,12 @@ pub mod write;
 
 use crate::audit::{AuditFilter, AuditPage};
 use crate::ids::{
-    ApiKeyId, CompanyId, CustomerAccountCode, HardwareId, LicenseKey, OAuthClientId, ProductCode, RequestKey, Username,
+    ApiKeyId, CompanyId, CustomerAccountCode, HardwareId, LicenseKey, ManagementKeyId, OAuthClientId, ProductCode,
+    RequestKey, Username,
 };
 use crate::model::{
-    ApiKeyRecord, Company, CustomerAccountRecord, CustomerLicenses, Device, License, LicenseUser, OAuthClientRecord,
-    ProcessedRequest, ProductDoc, Seat,
+    ApiKeyRecord, Company, CustomerAccountRecord, CustomerLicenses, Device, License, LicenseUser, ManagementKeyRecord,
+    OAuthClientRecord, ProcessedRequest, ProductDoc, Seat,
 };
 use crate::plan::{ActivationPlan, DeactivationPlan, LicenseAddr, WriteToken};
 use crate::time::Timestamp;
@@ -108,7 +109,8 @@ impl Rejection {
                 | Item::Audit(..)
                 | Item::OAuthClient(..)
                 | Item::CustomerAccount(..)
-                | Item::Customer(..),
+                | Item::Customer(..)
+                | Item::ManagementKey(..),
                 _,
             ) => Self::Stale,
         }
@@ -407,6 +409,31 @@ pub trait Store: Send + Sync {
         limit: usize,
         now: Timestamp,
     ) -> Result<AuditPage, StoreError>;
+
+    /// One page of the company's management keys, by id, after `after` (the previous page's last id),
+    /// at most `limit`.
+    async fn management_keys(
+        &self,
+        _company: &CompanyId,
+        _after: Option<&ManagementKeyId>,
+        _limit: usize,
+    ) -> Result<Vec<ManagementKeyRecord>, StoreError> {
+        Err(StoreError::Invalid("this store does not list management keys".into()))
+    }
+
+    async fn management_key(
+        &self,
+        company: &CompanyId,
+        id: &ManagementKeyId,
+    ) -> Result<Option<ManagementKeyRecord>, StoreError> {
+        match self
+            .load(&write::Item::ManagementKey(company.clone(), id.clone()))
+            .await?
+        {
+            Some(write::Image::ManagementKey(k)) => Ok(Some(*k)),
+            other => unexpected(other),
+        }
+    }
 
     /// Deletes the audit records expired at `now` and says how many; DynamoDB's TTL deletes them by
     /// itself (within days; queries skip them meanwhile).

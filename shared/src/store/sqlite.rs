@@ -8,10 +8,10 @@
 use super::write::{self, Attr, Image, Item, Refused, Val, Write};
 use super::{ContextQuery, ContextRead, LicenseRead, Rejection, Store, StoreError};
 use crate::audit::{self, AuditFilter, AuditPage};
-use crate::ids::{CompanyId, HardwareId, LicenseKey, ProductCode, RequestKey, Username};
+use crate::ids::{CompanyId, HardwareId, LicenseKey, ManagementKeyId, ProductCode, RequestKey, Username};
 use crate::model::{
-    ApiKeyRecord, AuditRecord, CustomerAccountRecord, Device, License, OAuthClientRecord, ProcessedRequest, Seat,
-    TrialRecord,
+    ApiKeyRecord, AuditRecord, CustomerAccountRecord, Device, License, ManagementKeyRecord, OAuthClientRecord,
+    ProcessedRequest, Seat, TrialRecord,
 };
 use crate::plan::{LicenseAddr, WriteToken};
 use crate::sealed::Sealed;
@@ -109,6 +109,14 @@ ALTER TABLE audit ADD COLUMN expires_at INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX IF NOT EXISTS audit_expiry ON audit (expires_at);
 "#;
 
+/// Migration 9: management keys (`model::ManagementKeyRecord`, docs/management.md), by company.
+const SCHEMA_V9_MANAGEMENT_KEYS: &str = r#"
+CREATE TABLE IF NOT EXISTS management_keys (
+    company TEXT NOT NULL, key_id TEXT NOT NULL, name TEXT NOT NULL, secret_hash TEXT NOT NULL,
+    read_only INTEGER NOT NULL, revoked INTEGER NOT NULL, created_at TEXT NOT NULL,
+    PRIMARY KEY (company, key_id));
+"#;
+
 /// Every schema change, in order; the database's `user_version` is how many it has. Kept forever: a
 /// change is a new entry, never an edit of one that shipped.
 fn migrations() -> Migrations<'static> {
@@ -121,11 +129,12 @@ fn migrations() -> Migrations<'static> {
         M::up(SCHEMA_V6_TRIALS),
         M::up(SCHEMA_V7_CUSTOMERS),
         M::up(SCHEMA_V8_AUDIT_EXPIRY),
+        M::up(SCHEMA_V9_MANAGEMENT_KEYS),
     ])
 }
 
 /// The schema version this build knows (the number of migrations).
-pub const SCHEMA_VERSION: usize = 8;
+pub const SCHEMA_VERSION: usize = 9;
 
 /// Work for the store's thread.
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
@@ -411,6 +420,13 @@ fn place(item: &Item) -> (&'static str, Vec<(&'static str, Sql)>) {
                 (Attr::HardwareId.name(), text(hw.as_str())),
             ],
         ),
+        Item::ManagementKey(company, id) => (
+            "management_keys",
+            vec![
+                (Attr::Company.name(), text(company.as_str())),
+                (Attr::KeyId.name(), text(id.as_str())),
+            ],
+        ),
         Item::Audit(company, id) => (
             "audit",
             vec![
@@ -455,6 +471,7 @@ fn columns(item: &Item) -> &'static [Attr] {
         Item::Request(..) => &[Answer, ProcessedAt, ExpiresAt],
         Item::Audit(..) => &[At, Actor, Change, Subject, Detail, ExpiresAt],
         Item::Trial(..) => &[LicenseId, LicenseKey, User, At],
+        Item::ManagementKey(..) => &[Name, SecretHash, ReadOnly, Revoked, CreatedAt],
     }
 }
 
@@ -645,6 +662,15 @@ fn decode(item: &Item, r: &Row<'_>) -> rusqlite::Result<Image> {
             license_key: c.opt_id(A::LicenseKey, LicenseKey::parse)?,
             user: c.opt_id(A::User, Username::parse)?,
             created_at: c.required_time(A::At)?,
+        })),
+        Item::ManagementKey(company, id) => Image::ManagementKey(Box::new(ManagementKeyRecord {
+            id: id.clone(),
+            company: company.clone(),
+            name: c.get(A::Name)?,
+            secret_hash: c.get(A::SecretHash)?,
+            read_only: c.get(A::ReadOnly)?,
+            revoked: c.get(A::Revoked)?,
+            created_at: c.required_time(A::CreatedAt)?,
         })),
         Item::Audit(company, id) => Image::Audit(Box::new(AuditRecord {
             company: company.clone(),
@@ -896,6 +922,32 @@ impl Store for SqliteStore {
                 })
             })?;
             rows.collect()
+        })
+        .await
+    }
+
+    async fn management_keys(
+        &self,
+        company: &CompanyId,
+        after: Option<&ManagementKeyId>,
+        limit: usize,
+    ) -> Result<Vec<ManagementKeyRecord>, StoreError> {
+        let (company, after) = (company.clone(), after.map(|a| a.as_str().to_owned()).unwrap_or_default());
+        self.read("list management keys", move |c| {
+            let ids: Vec<String> = c
+                .prepare_cached(
+                    "SELECT key_id FROM management_keys WHERE company = ?1 AND key_id > ?2 ORDER BY key_id LIMIT ?3",
+                )?
+                .query_map(params![company.as_str(), after, limit as i64], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut keys = Vec::with_capacity(ids.len());
+            for key_id in ids {
+                let item = Item::ManagementKey(company.clone(), id("management_keys", &key_id, ManagementKeyId::parse)?);
+                if let Some(Image::ManagementKey(k)) = load(c, &item)? {
+                    keys.push(*k);
+                }
+            }
+            Ok(keys)
         })
         .await
     }

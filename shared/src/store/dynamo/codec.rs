@@ -4,11 +4,12 @@
 
 use super::keys::{self, key_part, n, s, ItemMap, PK};
 use crate::ids::{
-    ApiKeyId, CompanyId, CustomerAccountCode, HardwareId, LicenseKey, OAuthClientId, ProductCode, RequestKey, Username,
+    ApiKeyId, CompanyId, CustomerAccountCode, HardwareId, LicenseKey, ManagementKeyId, OAuthClientId, ProductCode,
+    RequestKey, Username,
 };
 use crate::model::{
     ApiKeyRecord, AuditRecord, Company, CustomerAccountRecord, Device, DeviceVariable, License, LicenseTerms,
-    OAuthClientRecord, ProcessedRequest, ProductDoc, Seat, TrialRecord,
+    ManagementKeyRecord, OAuthClientRecord, ProcessedRequest, ProductDoc, Seat, TrialRecord,
 };
 use crate::plan::LicenseAddr;
 use crate::sealed::Sealed;
@@ -474,6 +475,34 @@ pub fn audit_item(key: ItemMap, r: &AuditRecord) -> Result<ItemMap, StoreError> 
     Ok(item)
 }
 
+pub fn management_key(item: &ItemMap) -> Result<ManagementKeyRecord, StoreError> {
+    let i = Reader(item);
+    Ok(ManagementKeyRecord {
+        id: i.id(A::KeyId.name(), ManagementKeyId::parse)?,
+        company: i.id(A::Company.name(), CompanyId::parse)?,
+        name: i.str(A::Name.name())?.to_owned(),
+        secret_hash: i.str(A::SecretHash.name())?.to_owned(),
+        read_only: i.bool(A::ReadOnly.name())?,
+        revoked: i.bool(A::Revoked.name())?,
+        created_at: i
+            .time(A::CreatedAt.name())?
+            .ok_or_else(|| i.corrupt(format!("`{}` is missing", A::CreatedAt.name())))?,
+    })
+}
+
+fn management_key_item(key: ItemMap, k: &ManagementKeyRecord) -> ItemMap {
+    let mut item = key;
+    let mut put = |a: A, v: &str| item.insert(a.name().to_owned(), s(v));
+    put(A::KeyId, k.id.as_str());
+    put(A::Company, k.company.as_str());
+    put(A::Name, &k.name);
+    put(A::SecretHash, &k.secret_hash);
+    put(A::CreatedAt, &k.created_at.to_string());
+    item.insert(A::ReadOnly.name().into(), AttributeValue::Bool(k.read_only));
+    item.insert(A::Revoked.name().into(), AttributeValue::Bool(k.revoked));
+    item
+}
+
 pub fn trial(item: &ItemMap) -> Result<TrialRecord, StoreError> {
     let i = Reader(item);
     Ok(TrialRecord {
@@ -529,6 +558,7 @@ pub fn encode(at: &WriteItem, image: &Image) -> Result<ItemMap, StoreError> {
         (WriteItem::Request(addr, _), Image::Request(r)) => processed_request_item(addr, r),
         (WriteItem::Audit(..), Image::Audit(r)) => audit_item(key, r)?,
         (WriteItem::Trial(..), Image::Trial(t)) => trial_item(key, t),
+        (WriteItem::ManagementKey(..), Image::ManagementKey(k)) => management_key_item(key, k),
         (at, image) => return Err(StoreError::Invalid(format!("{image:?} cannot be stored as {at:?}"))),
     })
 }
@@ -550,5 +580,6 @@ pub fn decode(at: &WriteItem, item: &ItemMap) -> Result<Image, StoreError> {
         WriteItem::Request(..) => Image::Request(Box::new(processed_request(item)?)),
         WriteItem::Audit(..) => Image::Audit(Box::new(audit(item)?)),
         WriteItem::Trial(..) => Image::Trial(Box::new(trial(item)?)),
+        WriteItem::ManagementKey(..) => Image::ManagementKey(Box::new(management_key(item)?)),
     })
 }

@@ -2,7 +2,8 @@
 //! back unambiguously; the free-form part (license key, hardware id, email) always comes last.
 
 use crate::ids::{
-    ApiKeyId, CompanyId, CustomerAccountCode, HardwareId, OAuthClientId, ProductCode, RequestKey, Username,
+    ApiKeyId, CompanyId, CustomerAccountCode, HardwareId, ManagementKeyId, OAuthClientId, ProductCode, RequestKey,
+    Username,
 };
 use crate::plan::LicenseAddr;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -95,6 +96,16 @@ pub fn request(addr: &LicenseAddr, request: &RequestKey) -> ItemMap {
 /// concurrent trials of different devices never contend.
 pub fn trial(company: &CompanyId, product: &ProductCode, hardware_id: &HardwareId) -> ItemMap {
     key(format!("TRIAL#{company}#{product}#{hardware_id}"), ROOT)
+}
+
+/// A management key: one partition per company, sorted by key id, so listing a company's keys is
+/// one query and one company's key can never be named with another's.
+pub fn management_key(company: &CompanyId, id: &ManagementKeyId) -> ItemMap {
+    key(management_keys_pk(company), id.as_str())
+}
+
+pub fn management_keys_pk(company: &CompanyId) -> String {
+    format!("MGMTKEY#{company}")
 }
 
 /// A record of the audit trail: one partition per company, sorted by record id (that is, by time).

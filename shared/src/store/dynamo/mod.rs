@@ -10,8 +10,8 @@ mod usage;
 use super::write::{Attr, Image, Item, Write};
 use super::{ContextQuery, ContextRead, LicenseRead, Rejection, Store, StoreError};
 use crate::audit::{self, AuditFilter, AuditPage};
-use crate::ids::{CompanyId, HardwareId, RequestKey, Username};
-use crate::model::{Company, Device, LicenseUser, ProcessedRequest, ProductDoc, Seat};
+use crate::ids::{CompanyId, HardwareId, ManagementKeyId, RequestKey, Username};
+use crate::model::{Company, Device, LicenseUser, ManagementKeyRecord, ProcessedRequest, ProductDoc, Seat};
 use crate::plan::{LicenseAddr, WriteToken};
 use crate::time::Timestamp;
 use async_trait::async_trait;
@@ -473,6 +473,29 @@ impl Store for DynamoStore {
     ) -> Result<AuditPage, StoreError> {
         self.audit_page(company, filter, cursor, limit.min(audit::MAX_PAGE), now)
             .await
+    }
+
+    async fn management_keys(
+        &self,
+        company: &CompanyId,
+        after: Option<&ManagementKeyId>,
+        limit: usize,
+    ) -> Result<Vec<ManagementKeyRecord>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .return_consumed_capacity(CONSUMED)
+            .key_condition_expression(format!("{PK} = :pk"))
+            .expression_attribute_values(":pk", s(keys::management_keys_pk(company)))
+            .set_exclusive_start_key(after.map(|a| keys::management_key(company, a)))
+            .limit(limit.clamp(1, 1000) as i32)
+            .send()
+            .await
+            .map_err(backend("Query", &self.table))?;
+        self.usage.consumed(Capacity::Read, out.consumed_capacity());
+        out.items().iter().map(codec::management_key).collect()
     }
 }
 
