@@ -112,6 +112,12 @@ enum Command {
     },
     /// Check a deployment end to end through the client, cleaning up what it activates (docs/deploy.md).
     Smoke(Box<license_server::smoke::SmokeArgs>),
+    /// Management keys of the Management API (docs/management.md).
+    #[command(subcommand, visible_alias = "key")]
+    ManagementKey(license_server::manage::KeyCommand),
+    /// Licenses through the Management API's operations (docs/management.md).
+    #[command(subcommand)]
+    License(license_server::manage::LicenseCommand),
     /// Print a license and its devices.
     Show {
         #[command(flatten)]
@@ -323,6 +329,8 @@ async fn run(command: Command) -> Result<(), Error> {
             print!("{}", license_server::generate::listing(functions));
             Ok(())
         }
+        Command::ManagementKey(command) => license_server::manage::run_key(command).await,
+        Command::License(command) => license_server::manage::run_license(command).await,
         Command::Audit { store, query } => {
             let target = store.open(IfMissing::Fail).await?;
             print!("{}", query.run(&*target).await?);

@@ -1052,6 +1052,38 @@ fn check_license_policies(cx: &Ctx<'_>, path: &str, p: &ProductDoc) -> Result<()
     Ok(())
 }
 
+/// One license entry given outside a catalog (the Management API, docs/management.md), checked exactly
+/// as a catalog's license entry is, against its product: a license is defined once. `path` names the
+/// entry in errors. Users (`users`) and bundle members (`members`) stay the catalog's.
+pub fn license_of_entry(
+    company: &CompanyId,
+    product: &ProductDoc,
+    path: &str,
+    entry: Map<String, Value>,
+) -> Result<License, CatalogError> {
+    let cx = Ctx { file: "request" };
+    for only_catalog in ["users", "members"] {
+        if entry.contains_key(only_catalog) {
+            return Err(cx.err(format!("{path}.{only_catalog}"), "is set in the catalog (`import`)"));
+        }
+    }
+    let entry_value = Value::Object(entry);
+    check_numbers(&cx, path, &entry_value, LICENSE_NUMBERS)?;
+    let Value::Object(entry) = entry_value else {
+        unreachable!("built as an object above")
+    };
+    let products = BTreeMap::from([(product.code.clone(), product.clone())]);
+    let (mut users, mut ids, mut keys) = (BTreeMap::new(), BTreeSet::new(), BTreeSet::new());
+    let mut known = Known {
+        company,
+        products: &products,
+        users: &mut users,
+        ids: &mut ids,
+        keys: &mut keys,
+    };
+    Ok(license_entry(&cx, path, entry, &mut known, None)?.0)
+}
+
 /// What the licenses of a company are checked against while they are read.
 struct Known<'a> {
     company: &'a CompanyId,

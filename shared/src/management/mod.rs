@@ -6,3 +6,11 @@
 //! and the `management` Lambda function) and the `license-server` subcommands both call these, so an
 //! operation is written once. Writes go through the same mechanisms as the License API's, so their
 //! invariants, retries and audit records are those of the License API.
+
+pub mod keys;
+pub mod licenses;
+pub mod op;
+pub mod routes;
+
+pub use op::{page_limit, Page, DEFAULT_PAGE, MAX_PAGE};
+pub(crate) use op::write_once;

@@ -1,0 +1,235 @@
+//! The Management API's routes (docs/management.md): one table of method, path pattern and operation
+//! under [`PREFIX`], served by the standalone server on its listener and by the `management` Lambda
+//! function. Adding an operation is one row of [`ROUTES`]. A request is answered in this order: the
+//! route (`404`, `405`), the management key (`401`, `403` for a read-only key on a write), the input —
+//! path parameters, the query's and the JSON body's fields as one object, typed by the operation's
+//! input struct (`400`) — and the operation.
+
+use super::{keys, licenses};
+use crate::auth::{bearer_token, Access, Principal};
+use crate::error::ApiError;
+use crate::http::{ApiRequest, ApiResponse, JSON};
+use crate::state::AppState;
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use http::Method;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// Where the Management API lives.
+pub const PREFIX: &str = "/api/management/v1";
+
+/// An operation behind a route: its input as one JSON object, its output as JSON.
+pub type Run = for<'a> fn(&'a AppState, &'a Principal, Value) -> BoxFuture<'a, Result<Value, ApiError>>;
+
+/// One route: `path` under [`PREFIX`], `{name}` segments naming the input fields they carry.
+pub struct Route {
+    pub method: Method,
+    pub path: &'static str,
+    /// The status of a success: 201 for a create.
+    pub status: u16,
+    pub run: Run,
+}
+
+impl Route {
+    /// Reads may use read-only keys; everything else changes state.
+    pub fn access(&self) -> Access {
+        if self.method == Method::GET {
+            Access::Read
+        } else {
+            Access::Write
+        }
+    }
+}
+
+/// A [`Run`] of `op`: the input typed as the operation's, the output as JSON.
+macro_rules! op {
+    ($op:path) => {
+        |state, principal, input| Box::pin(async move { output(&$op(state, principal, typed(input)?).await?) })
+    };
+}
+
+macro_rules! route {
+    ($method:ident $path:literal => $status:literal $op:path) => {
+        Route {
+            method: Method::$method,
+            path: $path,
+            status: $status,
+            run: op!($op),
+        }
+    };
+}
+
+/// Every route of the Management API.
+pub static ROUTES: &[Route] = &[
+    route!(POST "/keys" => 201 keys::create),
+    route!(GET "/keys" => 200 keys::list),
+    route!(POST "/keys/{id}/revoke" => 200 keys::revoke),
+    route!(POST "/products/{product}/licenses" => 201 licenses::create),
+    route!(GET "/products/{product}/licenses/{key}" => 200 licenses::show),
+    route!(PATCH "/products/{product}/licenses/{key}" => 200 licenses::update),
+    route!(DELETE "/products/{product}/licenses/{key}" => 200 licenses::delete),
+    route!(POST "/products/{product}/licenses/{key}/disable" => 200 licenses::disable),
+    route!(POST "/products/{product}/licenses/{key}/enable" => 200 licenses::enable),
+];
+
+/// Query parameters that are not strings: how each is read.
+const TYPED_QUERY: &[(&str, fn(&str) -> Option<Value>)] = &[
+    ("limit", |v| v.parse::<u64>().ok().map(Value::from)),
+    ("force", |v| v.parse::<bool>().ok().map(Value::from)),
+];
+
+fn typed<T: DeserializeOwned>(input: Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(input).map_err(|e| {
+        let at = e.path().to_string();
+        let at = if at == "." { String::new() } else { format!("{at}: ") };
+        ApiError::Validation(format!("{at}{}", e.inner()))
+    })
+}
+
+fn output<T: Serialize>(value: &T) -> Result<Value, ApiError> {
+    serde_json::to_value(value).map_err(ApiError::internal)
+}
+
+/// Answers a request under [`PREFIX`]; every failure in the SPEC's error shape.
+pub async fn handle(state: &AppState, req: &ApiRequest) -> ApiResponse {
+    match answer(state, req).await {
+        Ok(resp) => resp,
+        Err(e) => ApiResponse::error(&e),
+    }
+}
+
+async fn answer(state: &AppState, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
+    let path = req.path.strip_prefix(PREFIX).ok_or(ApiError::NotFound)?;
+    let (route, params) = find(&req.method, path)?;
+    let token = req
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer_token)
+        .ok_or(ApiError::InvalidManagementKey)?;
+    let principal = keys::verify(state, token, route.access()).await?;
+    let input = input(req, params)?;
+    let value = (route.run)(state, &principal, input).await?;
+    Ok(json(route.status, &value))
+}
+
+/// The route for `path` and the values of its `{name}` segments: `404` when no pattern matches,
+/// `405` when only another method's does.
+pub fn find(method: &Method, path: &str) -> Result<(&'static Route, Map<String, Value>), ApiError> {
+    let mut other_method = false;
+    for route in ROUTES {
+        if let Some(params) = matches(route.path, path)? {
+            if route.method == *method {
+                return Ok((route, params));
+            }
+            other_method = true;
+        }
+    }
+    Err(if other_method {
+        ApiError::MethodNotAllowed
+    } else {
+        ApiError::NotFound
+    })
+}
+
+/// The `{name}` values if `path` has the pattern's shape (segments percent-decoded).
+fn matches(pattern: &str, path: &str) -> Result<Option<Map<String, Value>>, ApiError> {
+    let (want, got): (Vec<&str>, Vec<&str>) = (pattern.split('/').collect(), path.split('/').collect());
+    if want.len() != got.len() {
+        return Ok(None);
+    }
+    let mut params = Map::new();
+    for (w, g) in want.iter().zip(&got) {
+        match w.strip_prefix('{').and_then(|n| n.strip_suffix('}')) {
+            Some(_) if g.is_empty() => return Ok(None),
+            Some(name) => {
+                params.insert(name.to_owned(), Value::String(decode(g)?));
+            }
+            None if w != g => return Ok(None),
+            None => {}
+        }
+    }
+    Ok(Some(params))
+}
+
+fn decode(segment: &str) -> Result<String, ApiError> {
+    let bytes: Vec<u8> = url::form_urlencoded::parse(format!("v={}", segment.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned().into_bytes())
+        .unwrap_or_default();
+    String::from_utf8(bytes).map_err(|_| ApiError::Validation("the path is not UTF-8".into()))
+}
+
+/// The operation's input: the path's parameters, the query's and the body's fields; a name given
+/// twice is refused rather than one silently winning.
+fn input(req: &ApiRequest, mut fields: Map<String, Value>) -> Result<Value, ApiError> {
+    let mut add = |name: String, value: Value, from: &str| {
+        if fields.contains_key(&name) {
+            return Err(ApiError::Validation(format!("{from} {name}: given twice")));
+        }
+        fields.insert(name, value);
+        Ok(())
+    };
+    for (name, value) in url::form_urlencoded::parse(req.query.as_deref().unwrap_or("").as_bytes()) {
+        let typed = TYPED_QUERY.iter().find(|(n, _)| *n == name).map(|(_, read)| read(&value));
+        let value = match typed {
+            Some(Some(v)) => v,
+            Some(None) => return Err(ApiError::Validation(format!("query {name}: `{value}` is not valid"))),
+            None => Value::String(value.into_owned()),
+        };
+        add(name.into_owned(), value, "query")?;
+    }
+    if !req.body.iter().all(u8::is_ascii_whitespace) {
+        let body: Value = serde_json::from_slice(&req.body).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
+        let Value::Object(body) = body else {
+            return Err(ApiError::Validation("the body must be a JSON object".into()));
+        };
+        for (name, value) in body {
+            add(name, value, "body")?;
+        }
+    }
+    Ok(Value::Object(fields))
+}
+
+fn json(status: u16, value: &Value) -> ApiResponse {
+    ApiResponse {
+        status,
+        content_type: JSON,
+        signature: None,
+        body: Bytes::from(value.to_string()),
+        error_code: None,
+        no_store: false,
+        challenge: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_path_finds_its_route_and_parameters_or_404_or_405() {
+        let (route, params) = find(&Method::GET, "/products/app/licenses/K%2F1").unwrap();
+        assert_eq!(route.path, "/products/{product}/licenses/{key}");
+        assert_eq!(params["product"], "app");
+        assert_eq!(params["key"], "K/1");
+        assert!(matches!(find(&Method::PUT, "/keys"), Err(ApiError::MethodNotAllowed)));
+        for missing in ["/nope", "/keys/x", "/products//licenses/k", "/products/a/licenses/k/x"] {
+            assert!(matches!(find(&Method::GET, missing), Err(ApiError::NotFound)), "{missing}");
+        }
+    }
+
+    #[test]
+    fn every_route_is_unique() {
+        for (i, a) in ROUTES.iter().enumerate() {
+            assert!(
+                !ROUTES[..i].iter().any(|b| b.method == a.method && b.path == a.path),
+                "{} {}",
+                a.method,
+                a.path
+            );
+        }
+    }
+}
