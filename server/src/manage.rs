@@ -139,8 +139,8 @@ impl Target {
     async fn open(&self) -> Result<(AppState, Principal), Error> {
         let store = self.store.open(IfMissing::Fail).await?;
         let (signer, _) = Signer::generate(2048)?;
-        let state = AppState::new(store, signer, Duration::ZERO)
-            .with_audit_retention_days(self.retention.audit_retention_days);
+        let state =
+            AppState::new(store, signer, Duration::ZERO).with_audit_retention_days(self.retention.audit_retention_days);
         Ok((state, Principal::cli(self.company.clone())))
     }
 
@@ -232,11 +232,19 @@ pub async fn run_license(command: LicenseCommand) -> Result<(), Error> {
         }
         LicenseCommand::Disable { target, license } => {
             let (state, principal) = target.open().await?;
-            (target, licenses::disable(&state, &principal, license.into()).await?, "disabled")
+            (
+                target,
+                licenses::disable(&state, &principal, license.into()).await?,
+                "disabled",
+            )
         }
         LicenseCommand::Enable { target, license } => {
             let (state, principal) = target.open().await?;
-            (target, licenses::enable(&state, &principal, license.into()).await?, "enabled")
+            (
+                target,
+                licenses::enable(&state, &principal, license.into()).await?,
+                "enabled",
+            )
         }
         LicenseCommand::Delete { target, license, force } => {
             let (state, principal) = target.open().await?;

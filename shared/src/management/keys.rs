@@ -274,7 +274,13 @@ mod tests {
         let back = Token::parse(&text).unwrap();
         assert_eq!((back.company.as_str(), &back.id), ("ac_me?/é", &token.id));
         assert_eq!(back.secret, token.secret);
-        for bad in ["", "lsm_", &text[1..], &text[..text.len() - 1], &text.replace("lsm_", "lsk_")] {
+        for bad in [
+            "",
+            "lsm_",
+            &text[1..],
+            &text[..text.len() - 1],
+            &text.replace("lsm_", "lsk_"),
+        ] {
             assert!(Token::parse(bad).is_none(), "{bad}");
         }
     }

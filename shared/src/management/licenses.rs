@@ -13,6 +13,7 @@ use super::keys::refused;
 use crate::audit::Change;
 use crate::auth::Principal;
 use crate::error::ApiError;
+use crate::handlers::Attempts;
 use crate::ids::{LicenseKey, ProductCode};
 use crate::model::{AuthorizationMethod, License, LicenseTerms, ProductDoc};
 use crate::plan::LicenseAddr;
@@ -22,9 +23,6 @@ use crate::store::Rejection;
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-
-/// How often a change re-decides after losing a race before it answers `service_busy`.
-const RACE_ATTEMPTS: usize = 5;
 
 /// The license as the Management API shows it: the catalog's fields and the counters activations keep.
 #[derive(Clone, Debug, Serialize)]
@@ -146,7 +144,10 @@ pub async fn create(state: &AppState, principal: &Principal, input: CreateLicens
     let mut entry = input.entry;
     entry.insert("product".into(), input.product.as_str().into());
     if !entry.contains_key("license_key") {
-        entry.insert("license_key".into(), crate::handlers::trial_key::new_license_key()?.as_str().into());
+        entry.insert(
+            "license_key".into(),
+            crate::handlers::trial_key::new_license_key()?.as_str().into(),
+        );
     }
     if !entry.contains_key("id") {
         entry.insert("id".into(), crate::handlers::trial_key::random_id()?.into());
@@ -155,9 +156,11 @@ pub async fn create(state: &AppState, principal: &Principal, input: CreateLicens
     let addr = LicenseAddr::of(&license);
     let change = Change::on_license("license.create", &addr, serde_json::json!({ "id": license.id }));
     let write = Write::create(Item::License(addr.clone()), Image::License(Box::new(license.clone())));
-    super::write_once(state, principal, &change, write)
-        .await
-        .map_err(|r| refused(r, || ApiError::AlreadyExists(format!("license {} of product {}", key_of(&addr), input.product))))?;
+    super::write_once(state, principal, &change, write).await.map_err(|r| {
+        refused(r, || {
+            ApiError::AlreadyExists(format!("license {} of product {}", key_of(&addr), input.product))
+        })
+    })?;
     Ok(LicenseView::from(&license))
 }
 
@@ -222,7 +225,10 @@ fn entry_of(license: &License) -> Map<String, Value> {
     set("license_key", license.key.as_ref().map(LicenseKey::as_str).into());
     set("enabled", license.enabled.into());
     set("max_activations", license.max_activations.into());
-    set("allow_unlimited_activations", license.allow_unlimited_activations.into());
+    set(
+        "allow_unlimited_activations",
+        license.allow_unlimited_activations.into(),
+    );
     set("max_transfers", license.max_transfers.into());
     if let Some(validity) = license.validity_period {
         set("validity_period", validity.to_string().into());
@@ -277,8 +283,9 @@ async fn change(
 ) -> Result<LicenseView, ApiError> {
     let addr = at.addr(principal);
     let change = Change::on_license(action, &addr, detail);
+    let mut attempts = Attempts::new(state, principal);
     let mut current = load(state, &addr).await?;
-    for _ in 0..RACE_ATTEMPTS {
+    loop {
         let old = current.take().ok_or_else(|| unknown(&addr))?;
         let new = match decide(&old)? {
             Decision::Unchanged => return Ok(LicenseView::from(&old)),
@@ -286,16 +293,27 @@ async fn change(
         };
         let mut write = Write::upsert(Item::License(addr.clone()), Image::License(Box::new(new.clone())));
         write.items[0].conditions = unchanged(&old);
-        match super::write_once(state, principal, &change, write).await {
+        match apply(state, &mut attempts, &change, write).await {
             Ok(()) => return Ok(LicenseView::from(&new)),
             Err(Rejection::License(won)) => current = won.map(|l| *l),
             Err(other) => return Err(refused(other, || unknown(&addr))),
         }
+        attempts.next_plan()?;
         if current.is_none() {
             current = load(state, &addr).await?;
         }
     }
-    Err(ApiError::Contention)
+}
+
+/// One attempt's write with the change's audit record (`Attempts::write`).
+async fn apply(state: &AppState, attempts: &mut Attempts, change: &Change, write: Write) -> Result<(), Rejection> {
+    attempts
+        .write(
+            Some(change),
+            |_| write.clone(),
+            |w, token| async move { state.store.apply(&w, &token).await },
+        )
+        .await
 }
 
 /// The license exists and what the vendor sets is still as in `old`: the condition of a change.
@@ -328,8 +346,9 @@ pub async fn delete(state: &AppState, principal: &Principal, input: DeleteLicens
     let addr = at.addr(principal);
     let detail = serde_json::json!({ "force": input.force });
     let change = Change::on_license("license.delete", &addr, detail);
+    let mut attempts = Attempts::new(state, principal);
     let mut current = load(state, &addr).await?;
-    for _ in 0..RACE_ATTEMPTS {
+    loop {
         let old = current.take().ok_or_else(|| unknown(&addr))?;
         if old.times_activated > 0 && !input.force {
             return Err(ApiError::LicenseInUse(old.times_activated));
@@ -341,7 +360,7 @@ pub async fn delete(state: &AppState, principal: &Principal, input: DeleteLicens
             let times = crate::store::write::Val::Int(old.times_activated);
             write.items[0].conditions.push(Cond::Eq(Attr::TimesActivated, times));
         }
-        match super::write_once(state, principal, &change, write).await {
+        match apply(state, &mut attempts, &change, write).await {
             Ok(()) => {
                 clear_beside(state, &addr).await;
                 return Ok(LicenseView::from(&old));
@@ -349,11 +368,11 @@ pub async fn delete(state: &AppState, principal: &Principal, input: DeleteLicens
             Err(Rejection::License(won)) => current = won.map(|l| *l),
             Err(other) => return Err(refused(other, || unknown(&addr))),
         }
+        attempts.next_plan()?;
         if current.is_none() {
             current = load(state, &addr).await?;
         }
     }
-    Err(ApiError::Contention)
 }
 
 /// Deletes the device and seat records of a deleted license, so a license created later under the

@@ -12,5 +12,5 @@ pub mod licenses;
 pub mod op;
 pub mod routes;
 
-pub use op::{page_limit, Page, DEFAULT_PAGE, MAX_PAGE};
 pub(crate) use op::write_once;
+pub use op::{page_limit, Page, DEFAULT_PAGE, MAX_PAGE};

@@ -9,6 +9,7 @@ use super::{keys, licenses};
 use crate::auth::{bearer_token, Access, Principal};
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse, JSON};
+use crate::request::MAX_BODY_BYTES;
 use crate::state::AppState;
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -103,6 +104,10 @@ pub async fn handle(state: &AppState, req: &ApiRequest) -> ApiResponse {
 async fn answer(state: &AppState, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
     let path = req.path.strip_prefix(PREFIX).ok_or(ApiError::NotFound)?;
     let (route, params) = find(&req.method, path)?;
+    // The standalone server bounds bodies as it reads them; a Lambda function gets the gateway's.
+    if req.body.len() > MAX_BODY_BYTES {
+        return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES));
+    }
     let token = req
         .headers
         .get(http::header::AUTHORIZATION)
@@ -173,7 +178,10 @@ fn input(req: &ApiRequest, mut fields: Map<String, Value>) -> Result<Value, ApiE
         Ok(())
     };
     for (name, value) in url::form_urlencoded::parse(req.query.as_deref().unwrap_or("").as_bytes()) {
-        let typed = TYPED_QUERY.iter().find(|(n, _)| *n == name).map(|(_, read)| read(&value));
+        let typed = TYPED_QUERY
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, read)| read(&value));
         let value = match typed {
             Some(Some(v)) => v,
             Some(None) => return Err(ApiError::Validation(format!("query {name}: `{value}` is not valid"))),
@@ -217,7 +225,10 @@ mod tests {
         assert_eq!(params["key"], "K/1");
         assert!(matches!(find(&Method::PUT, "/keys"), Err(ApiError::MethodNotAllowed)));
         for missing in ["/nope", "/keys/x", "/products//licenses/k", "/products/a/licenses/k/x"] {
-            assert!(matches!(find(&Method::GET, missing), Err(ApiError::NotFound)), "{missing}");
+            assert!(
+                matches!(find(&Method::GET, missing), Err(ApiError::NotFound)),
+                "{missing}"
+            );
         }
     }
 

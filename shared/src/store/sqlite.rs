@@ -932,7 +932,10 @@ impl Store for SqliteStore {
         after: Option<&ManagementKeyId>,
         limit: usize,
     ) -> Result<Vec<ManagementKeyRecord>, StoreError> {
-        let (company, after) = (company.clone(), after.map(|a| a.as_str().to_owned()).unwrap_or_default());
+        let (company, after) = (
+            company.clone(),
+            after.map(|a| a.as_str().to_owned()).unwrap_or_default(),
+        );
         self.read("list management keys", move |c| {
             let ids: Vec<String> = c
                 .prepare_cached(
@@ -942,7 +945,8 @@ impl Store for SqliteStore {
                 .collect::<rusqlite::Result<_>>()?;
             let mut keys = Vec::with_capacity(ids.len());
             for key_id in ids {
-                let item = Item::ManagementKey(company.clone(), id("management_keys", &key_id, ManagementKeyId::parse)?);
+                let item =
+                    Item::ManagementKey(company.clone(), id("management_keys", &key_id, ManagementKeyId::parse)?);
                 if let Some(Image::ManagementKey(k)) = load(c, &item)? {
                     keys.push(*k);
                 }

@@ -1,0 +1,181 @@
+//! The Management API (docs/management.md) on every setup — the HTTP server's listener, and the
+//! `management` Lambda function: a license's whole life through its routes (create, read, update,
+//! disable, enable, delete) as License API requests see it, each change with its one audit record
+//! and a refused one with none; management keys (unknown, wrong secret, revoked, read-only, another
+//! company's); the router's 404 and 405; and concurrent changes that neither lose an activation nor
+//! create a license twice.
+
+use bytes::Bytes;
+use integration_tests::fixtures::key_body;
+use integration_tests::{assert_error, Fixture};
+use license_api::audit::AuditFilter;
+use license_api::auth::Principal;
+use license_api::ids::CompanyId;
+use license_api::management::keys;
+use license_api::management::routes::PREFIX;
+use license_api::model::AuditRecord;
+use license_api::time::Timestamp;
+use serde_json::{json, Value};
+
+/// A management key of `company` made through the CLI's path; its token and its audit actor.
+async fn new_key(f: &Fixture, company: &str, read_only: bool) -> (String, String) {
+    let principal = Principal::cli(CompanyId::parse(company).unwrap());
+    let input = keys::CreateKey {
+        name: "tests".into(),
+        read_only,
+    };
+    let created = keys::create(&f.app.state, &principal, input).await.unwrap();
+    (created.token, format!("management_key:{}", created.key.id))
+}
+
+fn request(method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> http::Request<Bytes> {
+    let mut req = http::Request::builder().method(method).uri(format!("{PREFIX}{path}"));
+    if let Some(token) = token {
+        req = req.header("authorization", format!("Bearer {token}"));
+    }
+    let body = body.map_or(Bytes::new(), |b| Bytes::from(b.to_string()));
+    req.header("content-type", "application/json").body(body).unwrap()
+}
+
+/// Sends a management request; its status and JSON body.
+async fn call(f: &Fixture, method: &str, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
+    let resp = f.app.send(request(method, path, Some(token), body)).await;
+    let json = serde_json::from_slice(resp.body()).unwrap_or(Value::Null);
+    (resp.status().as_u16(), json)
+}
+
+/// The company's audit records by `actor`, oldest first, as (action, subject).
+async fn audited(f: &Fixture, actor: &str) -> Vec<(String, String)> {
+    let filter = AuditFilter {
+        actor: Some(actor.into()),
+        ..AuditFilter::default()
+    };
+    let page = f
+        .store()
+        .audit_records(&f.company, &filter, None, 1000, Timestamp::now())
+        .await
+        .unwrap();
+    let records: Vec<AuditRecord> = page.records.into_iter().rev().collect();
+    records.into_iter().map(|r| (r.action, r.subject)).collect()
+}
+
+fn check_status(resp: &http::Response<Bytes>) -> (u16, String) {
+    let body: Value = serde_json::from_slice(resp.body()).unwrap_or(Value::Null);
+    (resp.status().as_u16(), body["code"].as_str().unwrap_or("").to_owned())
+}
+
+const LICENSE: &str = "/products/kp/licenses/M-1";
+
+integration_tests::matrix! {
+    async fn a_license_lives_through_the_routes_and_every_change_is_audited(setup) {
+        let f = Fixture::new(setup).await;
+        let (token, actor) = new_key(&f, "c1", false).await;
+        let create = json!({"license_key": "M-1", "max_activations": 2, "metadata": {"plan": "pro"}});
+        let (status, created) = call(&f, "POST", "/products/kp/licenses", &token, Some(create)).await;
+        assert_eq!(status, 201, "{created}");
+        assert_eq!((created["license_key"].clone(), created["max_activations"].clone()), (json!("M-1"), json!(2)));
+        let (status, shown) = call(&f, "GET", LICENSE, &token, None).await;
+        assert_eq!((status, shown["id"].clone(), shown["metadata"].clone()), (200, created["id"].clone(), json!({"plan": "pro"})));
+        assert_eq!(f.app.send(f.client.activate(&key_body("M-1", "h1"))).await.status(), 200);
+
+        let (status, updated) = call(&f, "PATCH", LICENSE, &token, Some(json!({"max_activations": 5}))).await;
+        assert_eq!(status, 200, "{updated}");
+        assert_eq!((updated["max_activations"].clone(), updated["times_activated"].clone()), (json!(5), json!(1)), "the counter stays");
+        assert_eq!(updated["metadata"], json!({"plan": "pro"}), "fields not given stay");
+
+        assert_eq!(call(&f, "POST", &format!("{LICENSE}/disable"), &token, None).await.0, 200);
+        let check = f.app.send(f.client.check(&key_body("M-1", "h1"))).await;
+        assert_eq!(check_status(&check), (400, "license_not_enabled".into()));
+        assert_eq!(call(&f, "POST", &format!("{LICENSE}/enable"), &token, None).await.0, 200);
+        assert_eq!(f.app.send(f.client.check(&key_body("M-1", "h1"))).await.status(), 200);
+
+        let refused = f.app.send(request("DELETE", LICENSE, Some(&token), None)).await;
+        assert_error(&refused, 409, "license_in_use");
+        let (status, _) = call(&f, "DELETE", &format!("{LICENSE}?force=true"), &token, None).await;
+        assert_eq!(status, 200);
+        let check = f.app.send(f.client.check(&key_body("M-1", "h1"))).await;
+        assert_eq!(check_status(&check), (400, "license_not_found".into()));
+        assert_error(&f.app.send(request("GET", LICENSE, Some(&token), None)).await, 404, "license_not_found");
+
+        let subject = "license:kp/key/M-1".to_owned();
+        let expected: Vec<(String, String)> = ["license.create", "license.update", "license.disable", "license.enable", "license.delete"]
+            .iter()
+            .map(|a| ((*a).to_owned(), subject.clone()))
+            .collect();
+        assert_eq!(audited(&f, &actor).await, expected, "one record per change; the refused delete none");
+    }
+
+    async fn management_keys_authenticate_and_are_scoped(setup) {
+        let f = Fixture::new(setup).await;
+        let (token, _) = new_key(&f, "c1", false).await;
+        let (read_only, read_only_actor) = new_key(&f, "c1", true).await;
+        let (other_company, _) = new_key(&f, "c2", false).await;
+
+        let missing = f.app.send(request("GET", "/keys", None, None)).await;
+        assert_error(&missing, 401, "invalid_api_key");
+        assert!(missing.headers()["www-authenticate"].to_str().unwrap().starts_with("Bearer"));
+        let last = if token.ends_with('0') { '1' } else { '0' };
+        let wrong_secret = format!("{}{last}", &token[..token.len() - 1]);
+        assert_error(&f.app.send(request("GET", "/keys", Some(&wrong_secret), None)).await, 401, "invalid_api_key");
+        assert_error(&f.app.send(request("GET", "/keys", Some("lsm_nonsense"), None)).await, 401, "invalid_api_key");
+
+        let create = json!({"license_key": "M-1"});
+        let refused = f.app.send(request("POST", "/products/kp/licenses", Some(&read_only), Some(create.clone()))).await;
+        assert_error(&refused, 403, "read_only_api_key");
+        assert_eq!(audited(&f, &read_only_actor).await, vec![], "a refused change leaves no record");
+        assert_eq!(call(&f, "POST", "/products/kp/licenses", &token, Some(create)).await.0, 201);
+        assert_eq!(call(&f, "GET", LICENSE, &read_only, None).await.0, 200, "a read-only key reads");
+        assert_error(&f.app.send(request("GET", LICENSE, Some(&other_company), None)).await, 404, "license_not_found");
+
+        let (status, listed) = call(&f, "GET", "/keys?limit=1", &token, None).await;
+        assert_eq!((status, listed["items"].as_array().map(Vec::len)), (200, Some(1)), "{listed}");
+        assert!(listed["cursor"].is_string(), "a second key is on the next page: {listed}");
+        assert!(listed["items"][0].get("secret_hash").is_none() && listed["items"][0].get("token").is_none());
+
+        let read_only_id = read_only.rsplitn(3, '_').nth(1).unwrap().to_owned();
+        assert_eq!(call(&f, "POST", &format!("/keys/{read_only_id}/revoke"), &token, None).await.0, 200);
+        assert_error(&f.app.send(request("GET", LICENSE, Some(&read_only), None)).await, 401, "revoked_api_key");
+
+        assert_error(&f.app.send(request("GET", "/nope", Some(&token), None)).await, 404, "not_found");
+        assert_error(&f.app.send(request("PUT", "/keys", Some(&token), None)).await, 405, "method_not_allowed");
+        let bad = f.app.send(request("PATCH", LICENSE, Some(&token), Some(json!({"max_activations": -1})))).await;
+        assert_error(&bad, 400, "validation_error");
+    }
+
+    async fn concurrent_creates_of_one_key_make_one_license(setup) {
+        let f = Fixture::new(setup).await;
+        let (token, actor) = new_key(&f, "c1", false).await;
+        let body = json!({"license_key": "M-1", "max_activations": 3});
+        let sends = (0..10).map(|_| call(&f, "POST", "/products/kp/licenses", &token, Some(body.clone())));
+        let answers = futures::future::join_all(sends).await;
+        let mut statuses: Vec<u16> = answers.iter().map(|(s, _)| *s).collect();
+        statuses.sort_unstable();
+        assert_eq!(statuses, [vec![201], vec![409; 9]].concat(), "{answers:?}");
+        assert!(answers.iter().filter(|(s, _)| *s == 409).all(|(_, b)| b["code"] == "already_exists"));
+        assert_eq!(audited(&f, &actor).await.len(), 1);
+    }
+
+    async fn changes_racing_activations_lose_none(setup) {
+        let f = Fixture::new(setup).await;
+        let (token, _) = new_key(&f, "c1", false).await;
+        let body = json!({"license_key": "M-1", "max_activations": 20});
+        assert_eq!(call(&f, "POST", "/products/kp/licenses", &token, Some(body)).await.0, 201);
+        let f = &f;
+        let activations = (0..6).map(|i| async move {
+            f.app.send(f.client.activate(&key_body("M-1", &format!("h{i}")))).await.status().as_u16()
+        });
+        let updates = (0..6).map(|i| {
+            let token = token.clone();
+            async move { call(f, "PATCH", LICENSE, &token, Some(json!({"metadata": {"n": i}}))).await.0 }
+        });
+        let (activated, updated) = futures::future::join(
+            futures::future::join_all(activations),
+            futures::future::join_all(updates),
+        )
+        .await;
+        assert!(activated.iter().all(|s| *s == 200), "{activated:?}");
+        assert!(updated.iter().all(|s| *s == 200), "{updated:?}");
+        let (_, now) = call(f, "GET", LICENSE, &token, None).await;
+        assert_eq!(now["times_activated"], json!(6), "{now}");
+    }
+}
