@@ -34,6 +34,17 @@ pub struct LicenseQuery {
     pub search: Option<LicenseSearch>,
 }
 
+/// A cursor that this query did not return.
+#[derive(Debug, thiserror::Error)]
+#[error("the cursor is not one this listing returned: pass the `cursor` of the previous page unchanged")]
+pub struct ForeignCursor;
+
+impl From<ForeignCursor> for StoreError {
+    fn from(e: ForeignCursor) -> Self {
+        StoreError::Invalid(e.to_string())
+    }
+}
+
 /// One page, in storage-key order; `cursor` continues after it (`None`: this was the last page).
 #[derive(Clone, Debug, Default)]
 pub struct LicensePage {
@@ -53,13 +64,10 @@ impl LicenseQuery {
 
     /// The cursor as a storage key after which the page starts, refused unless it is one of this
     /// query's own (a cursor of another company's listing must never read that company).
-    pub fn start_after(&self, cursor: Option<&str>) -> Result<Option<String>, StoreError> {
+    pub fn start_after(&self, cursor: Option<&str>) -> Result<Option<String>, ForeignCursor> {
         let Some(cursor) = cursor else { return Ok(None) };
         if cursor.len() > MAX_CURSOR_LEN || !cursor.starts_with(&self.key_prefix()) {
-            return Err(StoreError::Invalid(
-                "the cursor is not one this listing returned: pass the `cursor` of the previous page unchanged"
-                    .into(),
-            ));
+            return Err(ForeignCursor);
         }
         Ok(Some(cursor.to_owned()))
     }
