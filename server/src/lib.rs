@@ -13,6 +13,7 @@ pub mod import;
 pub mod inspect;
 pub mod keys;
 pub mod limits;
+pub mod listing;
 pub mod router;
 pub mod smoke;
 pub mod stores;

@@ -49,6 +49,10 @@ enum Command {
         /// limits, terms) and write nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Also remove the licenses the catalog wrote that it no longer lists, with their devices
+        /// (never a trial's or another's; docs/catalog.md).
+        #[arg(long)]
+        prune: bool,
         #[command(flatten)]
         create: CreateArg,
         #[command(flatten)]
@@ -112,6 +116,11 @@ enum Command {
     },
     /// Check a deployment end to end through the client, cleaning up what it activates (docs/deploy.md).
     Smoke(Box<license_server::smoke::SmokeArgs>),
+    /// Find a company's licenses by key, customer email, order id or hardware id.
+    Search(Box<license_server::listing::SearchArgs>),
+    /// A company's licenses: `license list`.
+    #[command(subcommand)]
+    License(license_server::listing::LicenseCommand),
     /// Print a license and its devices.
     Show {
         #[command(flatten)]
@@ -243,6 +252,7 @@ async fn run(command: Command) -> Result<(), Error> {
             store,
             sealing_key,
             dry_run,
+            prune,
             create,
             retention,
         } => {
@@ -252,6 +262,7 @@ async fn run(command: Command) -> Result<(), Error> {
             let target = store.open(store.if_missing(create.create)).await?;
             let options = ImportOptions {
                 dry_run,
+                prune,
                 audit_retention_days: retention.audit_retention_days,
                 ..ImportOptions::default()
             };
@@ -326,6 +337,14 @@ async fn run(command: Command) -> Result<(), Error> {
         Command::Audit { store, query } => {
             let target = store.open(IfMissing::Fail).await?;
             print!("{}", query.run(&*target).await?);
+            Ok(())
+        }
+        Command::Search(args) => {
+            print!("{}", args.run().await?);
+            Ok(())
+        }
+        Command::License(command) => {
+            print!("{}", command.run().await?);
             Ok(())
         }
         Command::Show { store, license } => {

@@ -9,6 +9,7 @@ use crate::ids::{HardwareId, LicenseKey, OrderId, ProductCode, Username};
 use crate::model::{License, LicenseSource};
 use crate::state::AppState;
 use crate::store::listing::{self, LicenseQuery, LicenseSearch};
+use crate::store::Store;
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -86,13 +87,32 @@ pub async fn list_licenses(
     principal: &Principal,
     input: ListLicenses,
 ) -> Result<LicensePage, ApiError> {
-    let query = scoped(principal, input.product, None)?;
-    page(state, principal, &query, input.cursor, input.limit).await
+    list_licenses_in(&*state.store, principal, input).await
 }
 
 /// A page of the company's licenses that match the one search term given.
 pub async fn search_licenses(
     state: &AppState,
+    principal: &Principal,
+    input: SearchLicenses,
+) -> Result<LicensePage, ApiError> {
+    search_licenses_in(&*state.store, principal, input).await
+}
+
+/// [`list_licenses`] on a store alone: reads need nothing else of the state, and the command line
+/// then opens no signing key.
+pub async fn list_licenses_in(
+    store: &dyn Store,
+    principal: &Principal,
+    input: ListLicenses,
+) -> Result<LicensePage, ApiError> {
+    let query = scoped(principal, input.product, None)?;
+    page(store, principal, &query, input.cursor, input.limit).await
+}
+
+/// [`search_licenses`] on a store alone (see [`list_licenses_in`]).
+pub async fn search_licenses_in(
+    store: &dyn Store,
     principal: &Principal,
     input: SearchLicenses,
 ) -> Result<LicensePage, ApiError> {
@@ -109,7 +129,7 @@ pub async fn search_licenses(
         ));
     };
     let query = scoped(principal, input.product, Some(search))?;
-    page(state, principal, &query, input.cursor, input.limit).await
+    page(store, principal, &query, input.cursor, input.limit).await
 }
 
 /// The query within what the principal may see: its company, and a product it may name.
@@ -129,7 +149,7 @@ fn scoped(
 }
 
 async fn page(
-    state: &AppState,
+    store: &dyn Store,
     principal: &Principal,
     query: &LicenseQuery,
     cursor: Option<String>,
@@ -149,8 +169,7 @@ async fn page(
     query
         .start_after(cursor.as_deref())
         .map_err(|e| ApiError::Validation(e.to_string()))?;
-    let found = state
-        .store
+    let found = store
         .find_licenses(query, cursor.as_deref(), limit)
         .await
         .map_err(ApiError::store)?;
