@@ -21,6 +21,7 @@ mod faults;
 mod floating;
 mod hardening;
 mod large_license;
+mod listing;
 mod oauth;
 mod offline;
 mod offline_oauth;
