@@ -224,6 +224,7 @@ fn every_kind(company: &license_api::ids::CompanyId) -> Vec<(Item, Image)> {
         feature_consumptions: [("f1".to_owned(), 5)].into(),
         consumptions_period: Some(t(2)),
         feature_periods: [("f1".to_owned(), t(3))].into(),
+        source: Some(license_api::model::LicenseSource::Management),
         ..License::new(
             41,
             company.clone(),

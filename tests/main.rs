@@ -22,6 +22,7 @@ mod floating;
 mod hardening;
 mod large_license;
 mod management;
+mod listing;
 mod oauth;
 mod offline;
 mod offline_oauth;

@@ -14,6 +14,7 @@ pub mod inspect;
 pub mod keys;
 pub mod limits;
 pub mod manage;
+pub mod listing;
 pub mod router;
 pub mod smoke;
 pub mod stores;

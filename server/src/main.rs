@@ -49,6 +49,10 @@ enum Command {
         /// limits, terms) and write nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Also remove the licenses the catalog wrote that it no longer lists, with their devices
+        /// (never a trial's or another's; docs/catalog.md).
+        #[arg(long)]
+        prune: bool,
         #[command(flatten)]
         create: CreateArg,
         #[command(flatten)]
@@ -118,6 +122,8 @@ enum Command {
     /// Licenses through the Management API's operations (docs/management.md).
     #[command(subcommand)]
     License(license_server::manage::LicenseCommand),
+    /// Find a company's licenses by key, customer email, order id or hardware id.
+    Search(Box<license_server::listing::SearchArgs>),
     /// Print a license and its devices.
     Show {
         #[command(flatten)]
@@ -249,6 +255,7 @@ async fn run(command: Command) -> Result<(), Error> {
             store,
             sealing_key,
             dry_run,
+            prune,
             create,
             retention,
         } => {
@@ -258,6 +265,7 @@ async fn run(command: Command) -> Result<(), Error> {
             let target = store.open(store.if_missing(create.create)).await?;
             let options = ImportOptions {
                 dry_run,
+                prune,
                 audit_retention_days: retention.audit_retention_days,
                 ..ImportOptions::default()
             };
@@ -334,6 +342,10 @@ async fn run(command: Command) -> Result<(), Error> {
         Command::Audit { store, query } => {
             let target = store.open(IfMissing::Fail).await?;
             print!("{}", query.run(&*target).await?);
+            Ok(())
+        }
+        Command::Search(args) => {
+            print!("{}", args.run().await?);
             Ok(())
         }
         Command::Show { store, license } => {

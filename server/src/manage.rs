@@ -118,6 +118,8 @@ pub enum LicenseCommand {
         #[arg(long)]
         force: bool,
     },
+    /// List a company's licenses (of one product), a page at a time.
+    List(crate::listing::PageArgs),
 }
 
 /// An identifier argument, checked as the API checks it.
@@ -212,6 +214,10 @@ fn license_text(action: &str) -> impl FnOnce(&licenses::LicenseView) -> String +
 
 pub async fn run_license(command: LicenseCommand) -> Result<(), Error> {
     let (target, view, action) = match command {
+        LicenseCommand::List(args) => {
+            print!("{}", crate::listing::LicenseCommand::List(args).run().await?);
+            return Ok(());
+        }
         LicenseCommand::Create {
             target,
             product,

@@ -1197,6 +1197,7 @@ fn license_entry(
         max_transfers: head.max_transfers,
         validity_period: head.validity_period,
         terms,
+        source: Some(crate::model::LicenseSource::Catalog),
         ..License::new(head.id, known.company.clone(), head.product, head.license_key)
     };
     Ok((license, seats))

@@ -463,6 +463,35 @@ impl Default for LicenseTerms {
     }
 }
 
+/// Who created a license, so an import with `--prune` removes only what the catalog owns
+/// (docs/data-model.md, *Provenance*).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LicenseSource {
+    /// Written by a catalog import: the catalog is its desired state.
+    Catalog,
+    /// Created by `trial_key`.
+    Trial,
+    /// Created through the Management API.
+    Management,
+}
+
+impl LicenseSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Catalog => "catalog",
+            Self::Trial => "trial",
+            Self::Management => "management",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Catalog, Self::Trial, Self::Management]
+            .into_iter()
+            .find(|s| s.as_str() == text)
+    }
+}
+
 /// A license: its terms, the limits the storage layer enforces in its conditions, and its counters.
 #[derive(Clone, Debug)]
 pub struct License {
@@ -505,6 +534,9 @@ pub struct License {
     pub floating_version: i64,
     /// Floating cloud slots held by a borrow (`floating/borrow`): hardware id → borrowed until (Unix ms).
     pub floating_borrowed: BTreeMap<String, i64>,
+    /// Who created it; `None` for a license stored before provenance was recorded, which an import
+    /// never prunes (it may not be the catalog's).
+    pub source: Option<LicenseSource>,
 }
 
 impl License {
@@ -531,6 +563,7 @@ impl License {
             floating: BTreeMap::new(),
             floating_version: 0,
             floating_borrowed: BTreeMap::new(),
+            source: None,
         }
     }
 

@@ -14,3 +14,4 @@ pub mod routes;
 
 pub(crate) use op::write_once;
 pub use op::{page_limit, Page, DEFAULT_PAGE, MAX_PAGE};
+pub mod search;

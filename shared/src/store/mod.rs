@@ -5,6 +5,7 @@
 
 #[cfg(feature = "dynamodb")]
 pub mod dynamo;
+pub mod listing;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 pub mod write;
@@ -396,6 +397,21 @@ pub trait Store: Send + Sync {
 
     /// Administrative: every license user's seat on the license, by email (`license-server show`).
     async fn list_seats(&self, addr: &LicenseAddr) -> Result<Vec<Seat>, StoreError>;
+
+    /// Administrative (the Management API, `license-server search`): one page of the licenses `query`
+    /// selects, in storage-key order, after `cursor` (the previous page's), at most `limit` (up to
+    /// [`listing::MAX_PAGE`]). Each license is read consistently; which licenses a search finds is read
+    /// from an index that DynamoDB updates eventually (docs/data-model.md, *Listing and search*).
+    async fn find_licenses(
+        &self,
+        query: &listing::LicenseQuery,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<listing::LicensePage, StoreError>;
+
+    /// Administrative: every item kept beside the license (devices, seats, released-slot markers,
+    /// offline request records), so deleting a license can delete them too. Grows with its devices.
+    async fn items_beside(&self, addr: &LicenseAddr) -> Result<Vec<write::Item>, StoreError>;
 
     /// One page of the company's audit trail, newest first (docs/audit.md): the records `filter`
     /// passes that have not expired at `now`, after `cursor` (the previous page's), at most `limit`

@@ -157,6 +157,8 @@ attributes! {
     KeyId = "key_id",
     Name = "name",
     CreatedAt = "created_at",
+    /// Who created a license (`model::LicenseSource`): `catalog`, `trial` or `management`.
+    Source = "source",
 }
 
 /// What an [`Action::Upsert`] does with an attribute the item already holds: the one statement of
@@ -185,7 +187,7 @@ impl Attr {
             | HardwareId | Active | User | FirstActivatedAt | LastActivatedAt | DeactivatedAt | LastSeenAt
             | Details | Variables | Activations | WriteToken | RequestKey | Answer | ProcessedAt | ExpiresAt
             | AuditId | At | Actor | Change | Subject | Detail | ClientId | SecretHash | SealedSecret | AccountCode
-            | Issuer | RedirectUris | EmailClaim | KeyId | Name | CreatedAt => OnUpsert::Replace,
+            | Issuer | RedirectUris | EmailClaim | KeyId | Name | CreatedAt | Source => OnUpsert::Replace,
         }
     }
 
@@ -868,6 +870,7 @@ impl Image {
             (Blacklist, I::Company(c)) => Some(blacklist(&c.blacklist)),
             (LicenseId, I::License(l)) => int(l.id),
             (LicenseKey, I::License(l)) => l.key.as_ref().and_then(|k| text(k.as_str())),
+            (Source, I::License(l)) => l.source.and_then(|s| text(s.as_str())),
             (Enabled, I::License(l)) => flag(l.enabled),
             (Unlimited, I::License(l)) => flag(l.allow_unlimited_activations),
             (Unlimited, I::Seat(s)) => flag(s.allow_unlimited_activations),
@@ -947,7 +950,7 @@ impl Image {
                 | HardwareId | Active | User | FirstActivatedAt | LastActivatedAt | DeactivatedAt | LastSeenAt
                 | Details | Variables | Activations | WriteToken | TotalActivations | RequestKey | Answer | ProcessedAt
                 | ExpiresAt | AuditId | At | Actor | Change | Subject | Detail | ClientId | SecretHash | SealedSecret
-                | AccountCode | Issuer | RedirectUris | EmailClaim | KeyId | Name | CreatedAt,
+                | AccountCode | Issuer | RedirectUris | EmailClaim | KeyId | Name | CreatedAt | Source,
                 _,
             ) => None,
         }
@@ -1052,7 +1055,7 @@ impl Image {
                 | LicenseId | LicenseKey | Enabled | Unlimited | MaxActivations | MaxTransfers | Terms | DeviceId
                 | HardwareId | User | FirstActivatedAt | LastActivatedAt | Details | Activations | RequestKey | Answer
                 | ProcessedAt | ExpiresAt | AuditId | At | Actor | Change | Subject | Detail | ClientId | SecretHash
-                | SealedSecret | AccountCode | Issuer | RedirectUris | EmailClaim | KeyId | Name | CreatedAt,
+                | SealedSecret | AccountCode | Issuer | RedirectUris | EmailClaim | KeyId | Name | CreatedAt | Source,
                 _,
                 _,
             ) => return Err(format!("{} is not changed by a write", attr.name())),

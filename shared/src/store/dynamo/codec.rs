@@ -8,8 +8,8 @@ use crate::ids::{
     RequestKey, Username,
 };
 use crate::model::{
-    ApiKeyRecord, AuditRecord, Company, CustomerAccountRecord, Device, DeviceVariable, License, LicenseTerms,
-    ManagementKeyRecord, OAuthClientRecord, ProcessedRequest, ProductDoc, Seat, TrialRecord,
+    ApiKeyRecord, AuditRecord, Company, CustomerAccountRecord, Device, DeviceVariable, License, LicenseSource,
+    LicenseTerms, ManagementKeyRecord, OAuthClientRecord, ProcessedRequest, ProductDoc, Seat, TrialRecord,
 };
 use crate::plan::LicenseAddr;
 use crate::sealed::Sealed;
@@ -251,6 +251,10 @@ pub fn license(item: &ItemMap, addr: &LicenseAddr) -> Result<License, StoreError
         floating: i.int_map(A::Floating.name())?,
         floating_version: i.int(A::FloatingVersion.name())?,
         floating_borrowed: i.int_map(A::FloatingBorrowed.name())?,
+        source: i
+            .opt_str(A::Source.name())?
+            .map(|s| LicenseSource::parse(s).ok_or_else(|| i.corrupt(format!("source {s:?}"))))
+            .transpose()?,
     })
 }
 
@@ -347,6 +351,9 @@ pub fn device_item(addr: &LicenseAddr, d: &Device) -> ItemMap {
     if let Some(token) = &d.write_token {
         item.insert(A::WriteToken.name().into(), s(token));
     }
+    let company = addr.company_product().0;
+    let partition = format!("HWID#{company}#{}", d.hardware_id);
+    keys::BY_KEY_OR_HARDWARE_ID.tag(&mut item, partition, addr);
     item
 }
 
@@ -430,7 +437,30 @@ pub fn license_item(key: ItemMap, l: &License) -> Result<ItemMap, StoreError> {
     for (code, t) in &l.feature_periods {
         item.insert(format!("{FEATURE_PERIOD_PREFIX}{code}"), n(t.millis()));
     }
+    if let Some(source) = l.source {
+        item.insert(A::Source.name().into(), s(source.as_str()));
+    }
+    index_license(&mut item, l);
     Ok(item)
+}
+
+/// The license's entries in the indexes of the administrative listing and searches: every write that
+/// stores a whole license (import, trial, management) goes through [`license_item`], so none misses them.
+/// An email or order id too long for an index key (over [`crate::ids::MAX_ID_LEN`]) is not searchable.
+fn index_license(item: &mut ItemMap, l: &License) {
+    let addr = LicenseAddr::of(l);
+    let company = &l.company;
+    keys::LICENSES.tag(item, format!("LICENSES#{company}"), &addr);
+    if let Some(key) = &l.key {
+        keys::BY_KEY_OR_HARDWARE_ID.tag(item, format!("KEY#{company}#{key}"), &addr);
+    }
+    let fits = |v: &String| v.len() <= crate::ids::MAX_ID_LEN;
+    if let Some(email) = crate::store::listing::customer_email(l).filter(fits) {
+        keys::BY_EMAIL.tag(item, format!("EMAIL#{company}#{email}"), &addr);
+    }
+    if let Some(order) = l.terms.order_store_id.clone().filter(|o| !o.is_empty() && fits(o)) {
+        keys::BY_ORDER_ID.tag(item, format!("ORDER#{company}#{order}"), &addr);
+    }
 }
 
 pub fn seat_item(key: ItemMap, seat: &Seat) -> ItemMap {

@@ -4,10 +4,12 @@
 mod codec;
 mod expr;
 mod keys;
+mod listing;
 mod plain;
 mod usage;
 
 use super::write::{Attr, Image, Item, Write};
+use super::listing::{LicensePage, LicenseQuery};
 use super::{ContextQuery, ContextRead, LicenseRead, Rejection, Store, StoreError};
 use crate::audit::{self, AuditFilter, AuditPage};
 use crate::ids::{CompanyId, HardwareId, ManagementKeyId, RequestKey, Username};
@@ -18,8 +20,8 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, CancellationReason, KeySchemaElement, KeyType, KeysAndAttributes,
-    ReturnConsumedCapacity, ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem,
+    AttributeDefinition, BillingMode, CancellationReason, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+    KeysAndAttributes, Projection, ProjectionType, ReturnConsumedCapacity, ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem,
 };
 use aws_sdk_dynamodb::Client;
 use keys::{s, ItemMap};
@@ -80,6 +82,17 @@ where
     }
 }
 
+/// A global secondary index as `--create-table` creates it (template.yaml declares the same).
+fn index(i: &keys::Index, key: impl Fn(&str, KeyType) -> KeySchemaElement) -> GlobalSecondaryIndex {
+    GlobalSecondaryIndex::builder()
+        .index_name(i.name)
+        .key_schema(key(i.pk, KeyType::Hash))
+        .key_schema(key(i.sk, KeyType::Range))
+        .projection(Projection::builder().projection_type(ProjectionType::KeysOnly).build())
+        .build()
+        .expect("name, keys and projection are set")
+}
+
 /// Attempts of a `BatchGetItem` that keeps leaving keys unprocessed (throttling) before the store
 /// answers "unavailable": about 2.5 s of backoff in all, well below the function timeout.
 const BATCH_GET_ATTEMPTS: u32 = 8;
@@ -122,10 +135,15 @@ impl DynamoStore {
             .create_table()
             .table_name(&self.table)
             .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(attr(PK))
-            .attribute_definitions(attr(SK))
             .key_schema(key(PK, KeyType::Hash))
             .key_schema(key(SK, KeyType::Range))
+            .set_attribute_definitions(Some(
+                [attr(PK), attr(SK)]
+                    .into_iter()
+                    .chain(keys::INDEXES.iter().flat_map(|i| [attr(i.pk), attr(i.sk)]))
+                    .collect(),
+            ))
+            .set_global_secondary_indexes(Some(keys::INDEXES.iter().map(|i| index(i, key)).collect()))
             .send()
             .await;
         match created {
@@ -461,6 +479,20 @@ impl Store for DynamoStore {
     async fn list_seats(&self, addr: &LicenseAddr) -> Result<Vec<Seat>, StoreError> {
         let items = self.beside_license(addr, keys::SEAT_PREFIX).await?;
         items.iter().map(codec::seat).collect()
+    }
+
+    async fn find_licenses(
+        &self,
+        query: &LicenseQuery,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<LicensePage, StoreError> {
+        self.license_page(query, cursor, limit.clamp(1, crate::store::listing::MAX_PAGE))
+            .await
+    }
+
+    async fn items_beside(&self, addr: &LicenseAddr) -> Result<Vec<Item>, StoreError> {
+        self.items_beside_license(addr).await
     }
 
     async fn audit_records(
