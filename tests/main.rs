@@ -21,6 +21,7 @@ mod faults;
 mod floating;
 mod hardening;
 mod large_license;
+mod management_devices;
 mod oauth;
 mod offline;
 mod offline_oauth;

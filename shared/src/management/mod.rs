@@ -6,3 +6,7 @@
 //! and the `management` Lambda function) and the `license-server` subcommands both call these, so an
 //! operation is written once. Writes go through the same mechanisms as the License API's, so their
 //! invariants, retries and audit records are those of the License API.
+
+pub mod devices;
+mod guarded;
+pub mod users;
