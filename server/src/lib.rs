@@ -16,3 +16,4 @@ pub mod limits;
 pub mod router;
 pub mod smoke;
 pub mod stores;
+pub mod support;

@@ -54,6 +54,12 @@ enum Command {
         #[command(flatten)]
         retention: RetentionArg,
     },
+    /// Support's operations on a license's devices: list, deactivate, reset, reset-transfers, blacklist.
+    #[command(subcommand)]
+    Device(license_server::support::DeviceCommand),
+    /// Support's operations on license users: set-password, assign, unassign.
+    #[command(subcommand)]
+    User(license_server::support::UserCommand),
     /// Print a company's audit trail, newest first: who changed what (docs/audit.md).
     Audit {
         #[command(flatten)]
@@ -323,6 +329,8 @@ async fn run(command: Command) -> Result<(), Error> {
             print!("{}", license_server::generate::listing(functions));
             Ok(())
         }
+        Command::Device(command) => Ok(print!("{}", command.run().await?)),
+        Command::User(command) => Ok(print!("{}", command.run().await?)),
         Command::Audit { store, query } => {
             let target = store.open(IfMissing::Fail).await?;
             print!("{}", query.run(&*target).await?);
