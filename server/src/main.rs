@@ -329,8 +329,14 @@ async fn run(command: Command) -> Result<(), Error> {
             print!("{}", license_server::generate::listing(functions));
             Ok(())
         }
-        Command::Device(command) => Ok(print!("{}", command.run().await?)),
-        Command::User(command) => Ok(print!("{}", command.run().await?)),
+        Command::Device(command) => {
+            print!("{}", command.run().await?);
+            Ok(())
+        }
+        Command::User(command) => {
+            print!("{}", command.run().await?);
+            Ok(())
+        }
         Command::Audit { store, query } => {
             let target = store.open(IfMissing::Fail).await?;
             print!("{}", query.run(&*target).await?);
