@@ -292,4 +292,25 @@ async fn an_assigned_user_activates_within_their_own_limit(setup) {
     let key_based = AssignUser { email: cy, license: key_ref("K"), max_activations: 1 };
     assert!(matches!(users::assign_user(&f.app.state, &cli(&f), key_based).await, Err(ApiError::Validation(_))));
 }
+
+async fn a_reimport_keeps_the_password_support_set(setup) {
+    let f = Fixture::new(setup).await;
+    let example = include_str!("../examples/catalog.json");
+    let catalog = license_api::catalog::Catalog::parse(example, "examples/catalog.json").unwrap();
+    license_api::catalog::import(f.store(), &catalog).await.unwrap();
+    let demo = Principal::cli(license_api::ids::CompanyId::parse("demo").unwrap());
+    let input = SetPassword {
+        email: Username::parse("ann@example.com").unwrap(),
+        password: Some("set-by-support".into()),
+        initial: None,
+    };
+    users::set_password(&f.app.state, &demo, input).await.unwrap();
+    license_api::catalog::import(f.store(), &catalog).await.unwrap();
+    let c = f.app.client("demo-api-key", "demo-shared-key-change-me");
+    let activate = |password: &str, hw: &str| {
+        c.activate(&json!({"product": "demo-team", "hardware_id": hw, "username": "ann@example.com", "password": password}))
+    };
+    assert_eq!(f.app.send(activate("set-by-support", "pc-1")).await.status(), 200, "kept by the re-import");
+    assert_error(&f.app.send(activate("demo-password", "pc-2")).await, 400, "license_not_found");
+}
 }
