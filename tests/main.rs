@@ -23,6 +23,7 @@ mod hardening;
 mod large_license;
 mod management;
 mod listing;
+mod management_devices;
 mod oauth;
 mod offline;
 mod offline_oauth;

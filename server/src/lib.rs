@@ -18,3 +18,4 @@ pub mod listing;
 pub mod router;
 pub mod smoke;
 pub mod stores;
+pub mod support;

@@ -58,6 +58,12 @@ enum Command {
         #[command(flatten)]
         retention: RetentionArg,
     },
+    /// Support's operations on a license's devices: list, deactivate, reset, reset-transfers, blacklist.
+    #[command(subcommand)]
+    Device(license_server::support::DeviceCommand),
+    /// Support's operations on license users: set-password, assign, unassign.
+    #[command(subcommand)]
+    User(license_server::support::UserCommand),
     /// Print a company's audit trail, newest first: who changed what (docs/audit.md).
     Audit {
         #[command(flatten)]
@@ -339,6 +345,14 @@ async fn run(command: Command) -> Result<(), Error> {
         }
         Command::ManagementKey(command) => license_server::manage::run_key(command).await,
         Command::License(command) => license_server::manage::run_license(command).await,
+        Command::Device(command) => {
+            print!("{}", command.run().await?);
+            Ok(())
+        }
+        Command::User(command) => {
+            print!("{}", command.run().await?);
+            Ok(())
+        }
         Command::Audit { store, query } => {
             let target = store.open(IfMissing::Fail).await?;
             print!("{}", query.run(&*target).await?);

@@ -15,3 +15,6 @@ pub mod routes;
 pub(crate) use op::write_once;
 pub use op::{page_limit, Page, DEFAULT_PAGE, MAX_PAGE};
 pub mod search;
+pub mod devices;
+mod guarded;
+pub mod users;
