@@ -24,6 +24,7 @@ mod large_license;
 mod management;
 mod listing;
 mod management_devices;
+mod management_resources;
 mod oauth;
 mod offline;
 mod offline_oauth;

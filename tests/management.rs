@@ -18,7 +18,7 @@ use license_api::time::Timestamp;
 use serde_json::{json, Value};
 
 /// A management key of `company` made through the CLI's path; its token and its audit actor.
-async fn new_key(f: &Fixture, company: &str, read_only: bool) -> (String, String) {
+pub(crate) async fn new_key(f: &Fixture, company: &str, read_only: bool) -> (String, String) {
     let principal = Principal::cli(CompanyId::parse(company).unwrap());
     let input = keys::CreateKey {
         name: "tests".into(),
@@ -28,7 +28,7 @@ async fn new_key(f: &Fixture, company: &str, read_only: bool) -> (String, String
     (created.token, format!("management_key:{}", created.key.id))
 }
 
-fn request(method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> http::Request<Bytes> {
+pub(crate) fn request(method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> http::Request<Bytes> {
     let mut req = http::Request::builder().method(method).uri(format!("{PREFIX}{path}"));
     if let Some(token) = token {
         req = req.header("authorization", format!("Bearer {token}"));
@@ -38,7 +38,7 @@ fn request(method: &str, path: &str, token: Option<&str>, body: Option<Value>) -
 }
 
 /// Sends a management request; its status and JSON body.
-async fn call(f: &Fixture, method: &str, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
+pub(crate) async fn call(f: &Fixture, method: &str, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
     let resp = f.app.send(request(method, path, Some(token), body)).await;
     let json = serde_json::from_slice(resp.body()).unwrap_or(Value::Null);
     (resp.status().as_u16(), json)

@@ -170,6 +170,10 @@ pub enum ApiError {
     /// A create of something that exists (`{0}`: what).
     #[error("{0} exists already")]
     AlreadyExists(String),
+    /// A product, license user or other management resource that something still uses (`{0}`: what,
+    /// and what to do), e.g. a product with licenses, a user assigned to licenses.
+    #[error("{0}")]
+    ResourceInUse(String),
     /// A license deleted while devices are active on it.
     #[error("The license has {0} active device(s): deactivate them first, or delete with ?force=true")]
     LicenseInUse(i64),
@@ -212,7 +216,7 @@ impl ApiError {
             PayloadTooLarge(_) => 413,
             UriTooLong(_) => 414,
             HeadTooLarge(_) => 431,
-            LicenseDeviceExists | AlreadyExists(_) | LicenseInUse(_) => 409,
+            LicenseDeviceExists | AlreadyExists(_) | LicenseInUse(_) | ResourceInUse(_) => 409,
             InvalidManagementKey | RevokedManagementKey => 401,
             ReadOnlyManagementKey => 403,
             UnknownResource(_) | UnknownLicense(_) => 404,
@@ -306,6 +310,7 @@ impl ApiError {
             UnknownLicense(_) => "license_not_found",
             AlreadyExists(_) => "already_exists",
             LicenseInUse(_) => "license_in_use",
+            ResourceInUse(_) => "resource_in_use",
             IdempotencyKeyReused => "idempotency_key_reused",
             Contention => "service_busy",
             TooManyRequests => "too_many_requests",

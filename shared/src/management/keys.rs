@@ -82,11 +82,11 @@ fn digest(secret: &str) -> String {
     hex(&Sha256::digest(secret.as_bytes()))
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(super) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn random<const N: usize>() -> Result<[u8; N], ApiError> {
+pub(super) fn random<const N: usize>() -> Result<[u8; N], ApiError> {
     let mut bytes = [0u8; N];
     SystemRandom::new()
         .fill(&mut bytes)

@@ -152,7 +152,11 @@ pub async fn create(state: &AppState, principal: &Principal, input: CreateLicens
     if !entry.contains_key("id") {
         entry.insert("id".into(), crate::handlers::trial_key::random_id()?.into());
     }
-    let license = from_entry(principal, &doc, entry)?;
+    // Made here, not by the catalog: `import --prune` must not remove it.
+    let license = License {
+        source: Some(crate::model::LicenseSource::Management),
+        ..from_entry(principal, &doc, entry)?
+    };
     let addr = LicenseAddr::of(&license);
     let change = Change::on_license("license.create", &addr, serde_json::json!({ "id": license.id }));
     let write = Write::create(Item::License(addr.clone()), Image::License(Box::new(license.clone())));

@@ -5,7 +5,7 @@
 //! path parameters, the query's and the JSON body's fields as one object, typed by the operation's
 //! input struct (`400`) — and the operation.
 
-use super::{keys, licenses};
+use super::{api_keys, at_paths, devices, keys, license_users, licenses, oauth_clients, products, search, trail, users};
 use crate::auth::{bearer_token, Access, Principal};
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse, JSON};
@@ -73,12 +73,38 @@ pub static ROUTES: &[Route] = &[
     route!(DELETE "/products/{product}/licenses/{key}" => 200 licenses::delete),
     route!(POST "/products/{product}/licenses/{key}/disable" => 200 licenses::disable),
     route!(POST "/products/{product}/licenses/{key}/enable" => 200 licenses::enable),
+    route!(POST "/products" => 201 products::create),
+    route!(GET "/products/{product}" => 200 products::show),
+    route!(PATCH "/products/{product}" => 200 products::update),
+    route!(DELETE "/products/{product}" => 200 products::delete),
+    route!(POST "/users" => 201 license_users::create),
+    route!(GET "/users/{email}" => 200 license_users::show),
+    route!(PATCH "/users/{email}" => 200 license_users::update),
+    route!(DELETE "/users/{email}" => 200 license_users::delete),
+    route!(PUT "/users/{email}/password" => 200 users::set_password),
+    route!(POST "/api-keys" => 201 api_keys::create),
+    route!(GET "/api-keys/{api_key}" => 200 api_keys::show),
+    route!(POST "/api-keys/{api_key}/revoke" => 200 api_keys::revoke),
+    route!(POST "/oauth-clients" => 201 oauth_clients::create),
+    route!(GET "/oauth-clients/{client_id}" => 200 oauth_clients::show),
+    route!(POST "/oauth-clients/{client_id}/revoke" => 200 oauth_clients::revoke),
+    route!(GET "/audit" => 200 trail::query),
+    route!(GET "/licenses" => 200 search::list_licenses),
+    route!(GET "/licenses/search" => 200 search::search_licenses),
+    route!(GET "/products/{product}/licenses/{key}/devices" => 200 at_paths::list_devices),
+    route!(POST "/products/{product}/licenses/{key}/devices/{hardware_id}/deactivate" => 200 at_paths::deactivate_device),
+    route!(POST "/products/{product}/licenses/{key}/devices/reset" => 200 at_paths::reset_devices),
+    route!(POST "/products/{product}/licenses/{key}/reset-transfers" => 200 at_paths::reset_transfers),
+    route!(POST "/products/{product}/licenses/{key}/users/{email}" => 200 at_paths::assign_user),
+    route!(DELETE "/products/{product}/licenses/{key}/users/{email}" => 200 at_paths::unassign_user),
+    route!(POST "/blacklist" => 200 devices::blacklist_device),
 ];
 
 /// Query parameters that are not strings: how each is read.
 const TYPED_QUERY: &[(&str, fn(&str) -> Option<Value>)] = &[
     ("limit", |v| v.parse::<u64>().ok().map(Value::from)),
     ("force", |v| v.parse::<bool>().ok().map(Value::from)),
+    ("license_id", |v| v.parse::<i64>().ok().map(Value::from)),
 ];
 
 fn typed<T: DeserializeOwned>(input: Value) -> Result<T, ApiError> {
