@@ -132,7 +132,7 @@ integration_tests::matrix! {
         assert!(listed["cursor"].is_string(), "a second key is on the next page: {listed}");
         assert!(listed["items"][0].get("secret_hash").is_none() && listed["items"][0].get("token").is_none());
 
-        let read_only_id = read_only.rsplitn(3, '_').nth(1).unwrap().to_owned();
+        let read_only_id = read_only.rsplit('_').nth(1).unwrap().to_owned();
         assert_eq!(call(&f, "POST", &format!("/keys/{read_only_id}/revoke"), &token, None).await.0, 200);
         assert_error(&f.app.send(request("GET", LICENSE, Some(&read_only), None)).await, 401, "revoked_api_key");
 

@@ -200,7 +200,7 @@ pub async fn update(state: &AppState, principal: &Principal, input: UpdateLicens
         let mut entry = entry_of(old);
         entry.extend(input.fields.clone());
         let new = from_entry(principal, &doc, entry)?;
-        Ok(Decision::Write(License {
+        Ok(Decision::Write(Box::new(License {
             enabled: new.enabled,
             max_activations: new.max_activations,
             allow_unlimited_activations: new.allow_unlimited_activations,
@@ -208,7 +208,7 @@ pub async fn update(state: &AppState, principal: &Principal, input: UpdateLicens
             validity_period: new.validity_period,
             terms: new.terms,
             ..old.clone()
-        }))
+        })))
     };
     change(state, principal, &at, "license.update", detail, decide).await
 }
@@ -258,7 +258,7 @@ async fn set_enabled(
         Ok(if old.enabled == enabled {
             Decision::Unchanged
         } else {
-            Decision::Write(License { enabled, ..old.clone() })
+            Decision::Write(Box::new(License { enabled, ..old.clone() }))
         })
     })
     .await
@@ -268,7 +268,7 @@ async fn set_enabled(
 enum Decision {
     /// Already as asked: nothing is written or recorded.
     Unchanged,
-    Write(License),
+    Write(Box<License>),
 }
 
 /// Reads the license, decides, and writes the decision if the vendor's fields are still those read,
@@ -289,7 +289,7 @@ async fn change(
         let old = current.take().ok_or_else(|| unknown(&addr))?;
         let new = match decide(&old)? {
             Decision::Unchanged => return Ok(LicenseView::from(&old)),
-            Decision::Write(new) => new,
+            Decision::Write(new) => *new,
         };
         let mut write = Write::upsert(Item::License(addr.clone()), Image::License(Box::new(new.clone())));
         write.items[0].conditions = unchanged(&old);

@@ -75,8 +75,11 @@ pub static ROUTES: &[Route] = &[
     route!(POST "/products/{product}/licenses/{key}/enable" => 200 licenses::enable),
 ];
 
+/// How a query parameter that is not a string is read.
+type ReadQuery = fn(&str) -> Option<Value>;
+
 /// Query parameters that are not strings: how each is read.
-const TYPED_QUERY: &[(&str, fn(&str) -> Option<Value>)] = &[
+const TYPED_QUERY: &[(&str, ReadQuery)] = &[
     ("limit", |v| v.parse::<u64>().ok().map(Value::from)),
     ("force", |v| v.parse::<bool>().ok().map(Value::from)),
 ];
