@@ -155,13 +155,15 @@ pub async fn create(state: &AppState, principal: &Principal, input: CreateLicens
     let license = from_entry(principal, &doc, entry)?;
     let addr = LicenseAddr::of(&license);
     let change = Change::on_license("license.create", &addr, serde_json::json!({ "id": license.id }));
-    let write = Write::create(Item::License(addr.clone()), Image::License(Box::new(license.clone())));
+    let view = LicenseView::from(&license);
+    let mut write = Write::create(Item::License(addr.clone()), Image::License(Box::new(license)));
+    write.items.extend(super::idempotency::record_item(&view)?);
     super::write_once(state, principal, &change, write).await.map_err(|r| {
         refused(r, || {
             ApiError::AlreadyExists(format!("license {} of product {}", key_of(&addr), input.product))
         })
     })?;
-    Ok(LicenseView::from(&license))
+    Ok(view)
 }
 
 fn key_of(addr: &LicenseAddr) -> String {
