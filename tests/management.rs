@@ -132,7 +132,7 @@ integration_tests::matrix! {
         assert!(listed["cursor"].is_string(), "a second key is on the next page: {listed}");
         assert!(listed["items"][0].get("secret_hash").is_none() && listed["items"][0].get("token").is_none());
 
-        let read_only_id = read_only.rsplitn(3, '_').nth(1).unwrap().to_owned();
+        let read_only_id = read_only.rsplit('_').nth(1).unwrap().to_owned();
         assert_eq!(call(&f, "POST", &format!("/keys/{read_only_id}/revoke"), &token, None).await.0, 200);
         assert_error(&f.app.send(request("GET", LICENSE, Some(&read_only), None)).await, 401, "revoked_api_key");
 
@@ -153,6 +153,27 @@ integration_tests::matrix! {
         assert_eq!(statuses, [vec![201], vec![409; 9]].concat(), "{answers:?}");
         assert!(answers.iter().filter(|(s, _)| *s == 409).all(|(_, b)| b["code"] == "already_exists"));
         assert_eq!(audited(&f, &actor).await.len(), 1);
+    }
+
+    async fn an_idempotency_key_creates_once_and_answers_alike(setup) {
+        let f = Fixture::new(setup).await;
+        let (token, actor) = new_key(&f, "c1", false).await;
+        let create = |key: &str, body: Value| {
+            let mut req = request("POST", "/products/kp/licenses", Some(&token), Some(body));
+            req.headers_mut().insert("idempotency-key", key.parse().unwrap());
+            f.app.send(req)
+        };
+        let body = json!({"max_activations": 3});
+        let first = create("order-1", body.clone()).await;
+        let again = create("order-1", body.clone()).await;
+        assert_eq!((first.status().as_u16(), again.status().as_u16()), (201, 201));
+        assert_eq!(first.body(), again.body(), "the same answer, byte for byte");
+        let concurrent = futures::future::join_all((0..10).map(|_| create("order-2", body.clone()))).await;
+        assert!(concurrent.iter().all(|r| r.status() == 201 && r.body() == concurrent[0].body()));
+        assert_ne!(concurrent[0].body(), first.body(), "another key, another license");
+        assert_error(&create("order-1", json!({"max_activations": 4})).await, 422, "idempotency_key_reused");
+        let creates = audited(&f, &actor).await.into_iter().filter(|(a, _)| a == "license.create").count();
+        assert_eq!(creates, 2, "one license per key");
     }
 
     async fn changes_racing_activations_lose_none(setup) {

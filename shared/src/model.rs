@@ -104,6 +104,20 @@ impl std::fmt::Debug for ManagementKeyRecord {
     }
 }
 
+/// The answer to the first request that carried an `Idempotency-Key` (docs/management.md): written in
+/// the same write as the change it answers, so a repeat gets it again and changes nothing.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IdempotencyRecord {
+    pub company: CompanyId,
+    pub key: String,
+    /// Hex SHA-256 of the request (method, path, body): a different request with the same key is refused.
+    pub request_digest: String,
+    pub status: i64,
+    pub answer: String,
+    /// Unix seconds; DynamoDB's TTL attribute, and the SQLite store's purge.
+    pub expires_at: i64,
+}
+
 /// A customer account's OpenID Connect provider (single sign-on, docs/sso.md): the client the vendor
 /// registered there. The client secret is stored sealed under the deployment's sealing key.
 #[derive(Clone, Debug)]

@@ -222,7 +222,8 @@ pub(super) fn license_of(item: &Item) -> Option<&LicenseAddr> {
         | Item::CustomerAccount(..)
         | Item::Customer(..)
         | Item::Trial(..)
-        | Item::ManagementKey(..) => None,
+        | Item::ManagementKey(..)
+        | Item::Idempotency(..) => None,
     }
 }
 

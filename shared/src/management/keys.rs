@@ -94,6 +94,21 @@ pub(super) fn random<const N: usize>() -> Result<[u8; N], ApiError> {
     Ok(bytes)
 }
 
+/// The record of the key a token names, with its secret's digest: how a known token (the events' key,
+/// docs/deploy.md) is stored without `create`, which makes a new one.
+pub fn record_of(token: &str, name: &str, read_only: bool) -> Option<ManagementKeyRecord> {
+    let token = Token::parse(token)?;
+    Some(ManagementKeyRecord {
+        secret_hash: digest(&token.secret),
+        id: token.id,
+        company: token.company,
+        name: name.to_owned(),
+        read_only,
+        revoked: false,
+        created_at: Timestamp::now(),
+    })
+}
+
 /// The caller a bearer token names, if its key exists, holds this secret and is not revoked; the
 /// record is read on every request (no cache), so a revocation takes effect at once.
 pub async fn verify(state: &AppState, token: &str, access: Access) -> Result<Principal, ApiError> {

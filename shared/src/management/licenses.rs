@@ -159,13 +159,15 @@ pub async fn create(state: &AppState, principal: &Principal, input: CreateLicens
     };
     let addr = LicenseAddr::of(&license);
     let change = Change::on_license("license.create", &addr, serde_json::json!({ "id": license.id }));
-    let write = Write::create(Item::License(addr.clone()), Image::License(Box::new(license.clone())));
+    let view = LicenseView::from(&license);
+    let mut write = Write::create(Item::License(addr.clone()), Image::License(Box::new(license)));
+    write.items.extend(super::idempotency::record_item(&view)?);
     super::write_once(state, principal, &change, write).await.map_err(|r| {
         refused(r, || {
             ApiError::AlreadyExists(format!("license {} of product {}", key_of(&addr), input.product))
         })
     })?;
-    Ok(LicenseView::from(&license))
+    Ok(view)
 }
 
 fn key_of(addr: &LicenseAddr) -> String {
@@ -204,7 +206,7 @@ pub async fn update(state: &AppState, principal: &Principal, input: UpdateLicens
         let mut entry = entry_of(old);
         entry.extend(input.fields.clone());
         let new = from_entry(principal, &doc, entry)?;
-        Ok(Decision::Write(License {
+        Ok(Decision::Write(Box::new(License {
             enabled: new.enabled,
             max_activations: new.max_activations,
             allow_unlimited_activations: new.allow_unlimited_activations,
@@ -212,7 +214,7 @@ pub async fn update(state: &AppState, principal: &Principal, input: UpdateLicens
             validity_period: new.validity_period,
             terms: new.terms,
             ..old.clone()
-        }))
+        })))
     };
     change(state, principal, &at, "license.update", detail, decide).await
 }
@@ -262,7 +264,7 @@ async fn set_enabled(
         Ok(if old.enabled == enabled {
             Decision::Unchanged
         } else {
-            Decision::Write(License { enabled, ..old.clone() })
+            Decision::Write(Box::new(License { enabled, ..old.clone() }))
         })
     })
     .await
@@ -272,7 +274,7 @@ async fn set_enabled(
 enum Decision {
     /// Already as asked: nothing is written or recorded.
     Unchanged,
-    Write(License),
+    Write(Box<License>),
 }
 
 /// Reads the license, decides, and writes the decision if the vendor's fields are still those read,
@@ -293,7 +295,7 @@ async fn change(
         let old = current.take().ok_or_else(|| unknown(&addr))?;
         let new = match decide(&old)? {
             Decision::Unchanged => return Ok(LicenseView::from(&old)),
-            Decision::Write(new) => new,
+            Decision::Write(new) => *new,
         };
         let mut write = Write::upsert(Item::License(addr.clone()), Image::License(Box::new(new.clone())));
         write.items[0].conditions = unchanged(&old);

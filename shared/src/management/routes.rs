@@ -5,6 +5,7 @@
 //! path parameters, the query's and the JSON body's fields as one object, typed by the operation's
 //! input struct (`400`) — and the operation.
 
+use super::idempotency::{self, Pending};
 use super::{api_keys, at_paths, devices, keys, license_users, licenses, oauth_clients, products, search, trail, users};
 use crate::auth::{bearer_token, Access, Principal};
 use crate::error::ApiError;
@@ -30,6 +31,8 @@ pub struct Route {
     pub path: &'static str,
     /// The status of a success: 201 for a create.
     pub status: u16,
+    /// Takes an `Idempotency-Key` (`management::idempotency`).
+    pub idempotent: bool,
     pub run: Run,
 }
 
@@ -53,10 +56,17 @@ macro_rules! op {
 
 macro_rules! route {
     ($method:ident $path:literal => $status:literal $op:path) => {
+        route!(@ $method $path, $status, $op, false)
+    };
+    ($method:ident $path:literal => $status:literal $op:path, idempotent) => {
+        route!(@ $method $path, $status, $op, true)
+    };
+    (@ $method:ident $path:literal, $status:literal, $op:path, $idempotent:literal) => {
         Route {
             method: Method::$method,
             path: $path,
             status: $status,
+            idempotent: $idempotent,
             run: op!($op),
         }
     };
@@ -67,7 +77,7 @@ pub static ROUTES: &[Route] = &[
     route!(POST "/keys" => 201 keys::create),
     route!(GET "/keys" => 200 keys::list),
     route!(POST "/keys/{id}/revoke" => 200 keys::revoke),
-    route!(POST "/products/{product}/licenses" => 201 licenses::create),
+    route!(POST "/products/{product}/licenses" => 201 licenses::create, idempotent),
     route!(GET "/products/{product}/licenses/{key}" => 200 licenses::show),
     route!(PATCH "/products/{product}/licenses/{key}" => 200 licenses::update),
     route!(DELETE "/products/{product}/licenses/{key}" => 200 licenses::delete),
@@ -100,8 +110,11 @@ pub static ROUTES: &[Route] = &[
     route!(POST "/blacklist" => 200 devices::blacklist_device),
 ];
 
+/// How a query parameter that is not a string is read.
+type ReadQuery = fn(&str) -> Option<Value>;
+
 /// Query parameters that are not strings: how each is read.
-const TYPED_QUERY: &[(&str, fn(&str) -> Option<Value>)] = &[
+const TYPED_QUERY: &[(&str, ReadQuery)] = &[
     ("limit", |v| v.parse::<u64>().ok().map(Value::from)),
     ("force", |v| v.parse::<bool>().ok().map(Value::from)),
     ("license_id", |v| v.parse::<i64>().ok().map(Value::from)),
@@ -142,8 +155,27 @@ async fn answer(state: &AppState, req: &ApiRequest) -> Result<ApiResponse, ApiEr
         .ok_or(ApiError::InvalidManagementKey)?;
     let principal = keys::verify(state, token, route.access()).await?;
     let input = input(req, params)?;
-    let value = (route.run)(state, &principal, input).await?;
-    Ok(json(route.status, &value))
+    let key = if route.idempotent {
+        idempotency::key_of(&req.headers)?
+    } else {
+        None
+    };
+    let Some(key) = key else {
+        let value = (route.run)(state, &principal, input).await?;
+        return Ok(json(route.status, &value.to_string()));
+    };
+    let pending = Pending::new(principal.company.clone(), key, idempotency::digest(req), route.status);
+    if let Some((status, answer)) = pending.recorded(state).await? {
+        return Ok(json(status, &answer));
+    }
+    match pending.clone().scope((route.run)(state, &principal, input)).await {
+        Ok(value) => Ok(json(route.status, &value.to_string())),
+        // Refused because an identical request with the key won the race: its answer.
+        Err(e) => match pending.recorded(state).await? {
+            Some((status, answer)) => Ok(json(status, &answer)),
+            None => Err(e),
+        },
+    }
 }
 
 /// The route for `path` and the values of its `{name}` segments: `404` when no pattern matches,
@@ -227,12 +259,12 @@ fn input(req: &ApiRequest, mut fields: Map<String, Value>) -> Result<Value, ApiE
     Ok(Value::Object(fields))
 }
 
-fn json(status: u16, value: &Value) -> ApiResponse {
+fn json(status: u16, body: &str) -> ApiResponse {
     ApiResponse {
         status,
         content_type: JSON,
         signature: None,
-        body: Bytes::from(value.to_string()),
+        body: Bytes::from(body.to_owned()),
         error_code: None,
         no_store: false,
         challenge: None,

@@ -16,8 +16,8 @@ use crate::ids::{
     RequestKey, Username,
 };
 use crate::model::{
-    ApiKeyRecord, Company, CustomerAccountRecord, CustomerLicenses, Device, License, LicenseUser, ManagementKeyRecord,
-    OAuthClientRecord, ProcessedRequest, ProductDoc, Seat,
+    ApiKeyRecord, Company, CustomerAccountRecord, CustomerLicenses, Device, IdempotencyRecord, License, LicenseUser,
+    ManagementKeyRecord, OAuthClientRecord, ProcessedRequest, ProductDoc, Seat,
 };
 use crate::plan::{ActivationPlan, DeactivationPlan, LicenseAddr, WriteToken};
 use crate::time::Timestamp;
@@ -111,7 +111,8 @@ impl Rejection {
                 | Item::OAuthClient(..)
                 | Item::CustomerAccount(..)
                 | Item::Customer(..)
-                | Item::ManagementKey(..),
+                | Item::ManagementKey(..)
+                | Item::Idempotency(..),
                 _,
             ) => Self::Stale,
         }
@@ -447,6 +448,22 @@ pub trait Store: Send + Sync {
             .await?
         {
             Some(write::Image::ManagementKey(k)) => Ok(Some(*k)),
+            other => unexpected(other),
+        }
+    }
+
+    /// The answer recorded for an `Idempotency-Key`, unless it expired at `now`.
+    async fn idempotency_record(
+        &self,
+        company: &CompanyId,
+        key: &str,
+        now: Timestamp,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        match self
+            .load(&write::Item::Idempotency(company.clone(), key.to_owned()))
+            .await?
+        {
+            Some(write::Image::Idempotency(r)) => Ok(Some(*r).filter(|r| r.expires_at > now.unix_seconds())),
             other => unexpected(other),
         }
     }

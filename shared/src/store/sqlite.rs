@@ -11,7 +11,8 @@ use super::{ContextQuery, ContextRead, LicenseRead, Rejection, Store, StoreError
 use crate::audit::{self, AuditFilter, AuditPage};
 use crate::ids::{CompanyId, HardwareId, LicenseKey, ManagementKeyId, ProductCode, RequestKey, Username};
 use crate::model::{
-    ApiKeyRecord, AuditRecord, CustomerAccountRecord, Device, License, LicenseSource, ManagementKeyRecord,
+    ApiKeyRecord, AuditRecord, CustomerAccountRecord, Device, IdempotencyRecord, License, LicenseSource,
+    ManagementKeyRecord,
     OAuthClientRecord, ProcessedRequest, Seat, TrialRecord,
 };
 use crate::plan::{LicenseAddr, WriteToken};
@@ -110,12 +111,17 @@ ALTER TABLE audit ADD COLUMN expires_at INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX IF NOT EXISTS audit_expiry ON audit (expires_at);
 "#;
 
-/// Migration 9: management keys (`model::ManagementKeyRecord`, docs/management.md), by company.
+/// Migration 9: management keys (`model::ManagementKeyRecord`, docs/management.md), by company, and
+/// the answers to requests with an `Idempotency-Key` (`model::IdempotencyRecord`).
 const SCHEMA_V9_MANAGEMENT_KEYS: &str = r#"
 CREATE TABLE IF NOT EXISTS management_keys (
     company TEXT NOT NULL, key_id TEXT NOT NULL, name TEXT NOT NULL, secret_hash TEXT NOT NULL,
     read_only INTEGER NOT NULL, revoked INTEGER NOT NULL, created_at TEXT NOT NULL,
     PRIMARY KEY (company, key_id));
+CREATE TABLE IF NOT EXISTS idempotency (
+    company TEXT NOT NULL, idempotency_key TEXT NOT NULL, request_digest TEXT NOT NULL, status INTEGER NOT NULL,
+    answer TEXT NOT NULL, expires_at INTEGER NOT NULL, PRIMARY KEY (company, idempotency_key));
+CREATE INDEX IF NOT EXISTS idempotency_expiry ON idempotency (expires_at);
 "#;
 
 /// Migration 10: each license's provenance (`model::LicenseSource`; absent on older rows: unknown, never
@@ -440,6 +446,13 @@ fn place(item: &Item) -> (&'static str, Vec<(&'static str, Sql)>) {
                 (Attr::KeyId.name(), text(id.as_str())),
             ],
         ),
+        Item::Idempotency(company, key) => (
+            "idempotency",
+            vec![
+                (Attr::Company.name(), text(company.as_str())),
+                (Attr::IdempotencyKey.name(), text(key)),
+            ],
+        ),
         Item::Audit(company, id) => (
             "audit",
             vec![
@@ -466,6 +479,7 @@ fn columns(item: &Item) -> &'static [Attr] {
         Item::Audit(..) => &[At, Actor, Change, Subject, Detail, ExpiresAt],
         Item::Trial(..) => &[LicenseId, LicenseKey, User, At],
         Item::ManagementKey(..) => &[Name, SecretHash, ReadOnly, Revoked, CreatedAt],
+        Item::Idempotency(..) => &[RequestDigest, Status, Answer, ExpiresAt],
     }
 }
 
@@ -687,6 +701,14 @@ fn decode(item: &Item, r: &Row<'_>) -> rusqlite::Result<Image> {
             read_only: c.get(A::ReadOnly)?,
             revoked: c.get(A::Revoked)?,
             created_at: c.required_time(A::CreatedAt)?,
+        })),
+        Item::Idempotency(company, key) => Image::Idempotency(Box::new(IdempotencyRecord {
+            company: company.clone(),
+            key: key.clone(),
+            request_digest: c.get(A::RequestDigest)?,
+            status: c.get(A::Status)?,
+            answer: c.get(A::Answer)?,
+            expires_at: c.get(A::ExpiresAt)?,
         })),
         Item::Audit(company, id) => Image::Audit(Box::new(AuditRecord {
             company: company.clone(),
@@ -1025,9 +1047,14 @@ impl Store for SqliteStore {
     }
 
     async fn purge_audit(&self, now: Timestamp) -> Result<usize, StoreError> {
-        self.run(move |c| c.execute("DELETE FROM audit WHERE expires_at <= ?1", [now.unix_seconds()]))
-            .await
-            .map_err(backend("delete expired audit records"))
+        // Expired idempotency records go with them: both are kept for a time, then forgotten.
+        self.run(move |c| {
+            let at = [now.unix_seconds()];
+            c.execute("DELETE FROM idempotency WHERE expires_at <= ?1", at)?;
+            c.execute("DELETE FROM audit WHERE expires_at <= ?1", at)
+        })
+        .await
+        .map_err(backend("delete expired audit records"))
     }
 }
 

@@ -13,8 +13,8 @@ use crate::ids::{
     Username,
 };
 use crate::model::{
-    ApiKeyRecord, AuditRecord, Company, CustomerAccountRecord, CustomerLicenses, Device, License, LicenseUser,
-    ManagementKeyRecord, OAuthClientRecord, ProcessedRequest, ProductDoc, Seat, TrialRecord,
+    ApiKeyRecord, AuditRecord, Company, CustomerAccountRecord, CustomerLicenses, Device, IdempotencyRecord, License,
+    LicenseUser, ManagementKeyRecord, OAuthClientRecord, ProcessedRequest, ProductDoc, Seat, TrialRecord,
 };
 use crate::plan::{
     ActivationPlan, CheckPlan, ConsumptionPlan, Counter, DeactivationPlan, FloatingPlan, LicenseAddr, Slot, TrialPlan,
@@ -51,6 +51,8 @@ pub enum Item {
     /// A management key (docs/management.md): kept in its company's partition, so listing a
     /// company's keys is one query.
     ManagementKey(CompanyId, ManagementKeyId),
+    /// The answer to a request with an `Idempotency-Key`: company and key.
+    Idempotency(CompanyId, String),
 }
 
 /// Declares [`Attr`] with its stored name: the one place every attribute (DynamoDB) and column
@@ -159,6 +161,10 @@ attributes! {
     CreatedAt = "created_at",
     /// Who created a license (`model::LicenseSource`): `catalog`, `trial` or `management`.
     Source = "source",
+    // Idempotency record (besides company, answer and expires_at)
+    IdempotencyKey = "idempotency_key",
+    RequestDigest = "request_digest",
+    Status = "status",
 }
 
 /// What an [`Action::Upsert`] does with an attribute the item already holds: the one statement of
@@ -187,7 +193,8 @@ impl Attr {
             | HardwareId | Active | User | FirstActivatedAt | LastActivatedAt | DeactivatedAt | LastSeenAt
             | Details | Variables | Activations | WriteToken | RequestKey | Answer | ProcessedAt | ExpiresAt
             | AuditId | At | Actor | Change | Subject | Detail | ClientId | SecretHash | SealedSecret | AccountCode
-            | Issuer | RedirectUris | EmailClaim | KeyId | Name | CreatedAt | Source => OnUpsert::Replace,
+            | Issuer | RedirectUris | EmailClaim | KeyId | Name | CreatedAt | IdempotencyKey | RequestDigest
+            | Status | Source => OnUpsert::Replace,
         }
     }
 
@@ -815,6 +822,7 @@ pub enum Image {
     Customer(Box<CustomerLicenses>),
     Trial(Box<TrialRecord>),
     ManagementKey(Box<ManagementKeyRecord>),
+    Idempotency(Box<IdempotencyRecord>),
 }
 
 /// Two images are equal when they are the same kind of item with the same stored attributes.
@@ -941,6 +949,12 @@ impl Image {
             (ReadOnly, I::ManagementKey(k)) => flag(k.read_only),
             (Revoked, I::ManagementKey(k)) => flag(k.revoked),
             (CreatedAt, I::ManagementKey(k)) => time_of(Some(k.created_at)),
+            (Company, I::Idempotency(r)) => text(r.company.as_str()),
+            (IdempotencyKey, I::Idempotency(r)) => text(&r.key),
+            (RequestDigest, I::Idempotency(r)) => text(&r.request_digest),
+            (Status, I::Idempotency(r)) => int(r.status),
+            (Answer, I::Idempotency(r)) => text(&r.answer),
+            (ExpiresAt, I::Idempotency(r)) => int(r.expires_at),
             // Each attribute above is named; what remains is an attribute of another kind of item.
             (
                 ApiKey | Company | SharedKey | Products | ReadOnly | Revoked | Doc | Disabled | Archived | Blacklist
@@ -950,7 +964,8 @@ impl Image {
                 | HardwareId | Active | User | FirstActivatedAt | LastActivatedAt | DeactivatedAt | LastSeenAt
                 | Details | Variables | Activations | WriteToken | TotalActivations | RequestKey | Answer | ProcessedAt
                 | ExpiresAt | AuditId | At | Actor | Change | Subject | Detail | ClientId | SecretHash | SealedSecret
-                | AccountCode | Issuer | RedirectUris | EmailClaim | KeyId | Name | CreatedAt | Source,
+                | AccountCode | Issuer | RedirectUris | EmailClaim | KeyId | Name | CreatedAt | IdempotencyKey
+                | RequestDigest | Status | Source,
                 _,
             ) => None,
         }
@@ -1055,7 +1070,8 @@ impl Image {
                 | LicenseId | LicenseKey | Enabled | Unlimited | MaxActivations | MaxTransfers | Terms | DeviceId
                 | HardwareId | User | FirstActivatedAt | LastActivatedAt | Details | Activations | RequestKey | Answer
                 | ProcessedAt | ExpiresAt | AuditId | At | Actor | Change | Subject | Detail | ClientId | SecretHash
-                | SealedSecret | AccountCode | Issuer | RedirectUris | EmailClaim | KeyId | Name | CreatedAt | Source,
+                | SealedSecret | AccountCode | Issuer | RedirectUris | EmailClaim | KeyId | Name | CreatedAt
+                | IdempotencyKey | RequestDigest | Status | Source,
                 _,
                 _,
             ) => return Err(format!("{} is not changed by a write", attr.name())),

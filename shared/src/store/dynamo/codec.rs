@@ -8,7 +8,8 @@ use crate::ids::{
     RequestKey, Username,
 };
 use crate::model::{
-    ApiKeyRecord, AuditRecord, Company, CustomerAccountRecord, Device, DeviceVariable, License, LicenseSource,
+    ApiKeyRecord, AuditRecord, Company, CustomerAccountRecord, Device, DeviceVariable, IdempotencyRecord, License,
+    LicenseSource,
     LicenseTerms, ManagementKeyRecord, OAuthClientRecord, ProcessedRequest, ProductDoc, Seat, TrialRecord,
 };
 use crate::plan::LicenseAddr;
@@ -533,6 +534,30 @@ fn management_key_item(key: ItemMap, k: &ManagementKeyRecord) -> ItemMap {
     item
 }
 
+pub fn idempotency(item: &ItemMap) -> Result<IdempotencyRecord, StoreError> {
+    let i = Reader(item);
+    Ok(IdempotencyRecord {
+        company: i.id(A::Company.name(), CompanyId::parse)?,
+        key: i.str(A::IdempotencyKey.name())?.to_owned(),
+        request_digest: i.str(A::RequestDigest.name())?.to_owned(),
+        status: i.int(A::Status.name())?,
+        answer: i.str(A::Answer.name())?.to_owned(),
+        expires_at: i.int(A::ExpiresAt.name())?,
+    })
+}
+
+fn idempotency_item(key: ItemMap, r: &IdempotencyRecord) -> ItemMap {
+    let mut item = key;
+    let mut put = |a: A, v: AttributeValue| item.insert(a.name().to_owned(), v);
+    put(A::Company, s(r.company.as_str()));
+    put(A::IdempotencyKey, s(&r.key));
+    put(A::RequestDigest, s(&r.request_digest));
+    put(A::Status, n(r.status));
+    put(A::Answer, s(&r.answer));
+    put(A::ExpiresAt, n(r.expires_at));
+    item
+}
+
 pub fn trial(item: &ItemMap) -> Result<TrialRecord, StoreError> {
     let i = Reader(item);
     Ok(TrialRecord {
@@ -589,6 +614,7 @@ pub fn encode(at: &WriteItem, image: &Image) -> Result<ItemMap, StoreError> {
         (WriteItem::Audit(..), Image::Audit(r)) => audit_item(key, r)?,
         (WriteItem::Trial(..), Image::Trial(t)) => trial_item(key, t),
         (WriteItem::ManagementKey(..), Image::ManagementKey(k)) => management_key_item(key, k),
+        (WriteItem::Idempotency(..), Image::Idempotency(r)) => idempotency_item(key, r),
         (at, image) => return Err(StoreError::Invalid(format!("{image:?} cannot be stored as {at:?}"))),
     })
 }
@@ -611,5 +637,6 @@ pub fn decode(at: &WriteItem, item: &ItemMap) -> Result<Image, StoreError> {
         WriteItem::Audit(..) => Image::Audit(Box::new(audit(item)?)),
         WriteItem::Trial(..) => Image::Trial(Box::new(trial(item)?)),
         WriteItem::ManagementKey(..) => Image::ManagementKey(Box::new(management_key(item)?)),
+        WriteItem::Idempotency(..) => Image::Idempotency(Box::new(idempotency(item)?)),
     })
 }

@@ -108,6 +108,11 @@ pub fn management_keys_pk(company: &CompanyId) -> String {
     format!("MGMTKEY#{company}")
 }
 
+/// The answer to a request with an `Idempotency-Key`: a partition of its own per key.
+pub fn idempotency(company: &CompanyId, key: &str) -> ItemMap {
+    self::key(format!("IDEMPOTENCY#{company}#{key}"), ROOT)
+}
+
 /// A record of the audit trail: one partition per company, sorted by record id (that is, by time).
 pub fn audit(company: &CompanyId, id: &str) -> ItemMap {
     key(format!("AUDIT#{company}"), id)
