@@ -251,4 +251,45 @@ integration_tests::matrix! {
         let records = audited(&f, &token, &actor).await;
         assert_eq!(records.len(), by_support, "one record per deactivation support made: {records:?}");
     }
+
+    async fn racing_creates_of_one_product_create_it_once(setup) {
+        let f = Fixture::new(setup).await;
+        let (token, actor) = new_key(&f, "c1", false).await;
+        let mut apps = Vec::new();
+        for _ in 0..6 {
+            apps.push(f.env.instance().await);
+        }
+        let sends = apps.iter().enumerate().map(|(i, app)| {
+            let entry = json!({"short_code": "race", "name": format!("by {i}")});
+            app.send(request("POST", "/products", Some(&token), Some(entry)))
+        });
+        let answers = futures::future::join_all(sends).await;
+        let created = answers.iter().filter(|r| r.status() == 201).count();
+        for refused in answers.iter().filter(|r| r.status() != 201) {
+            assert_error(refused, 409, "already_exists");
+        }
+        assert_eq!(created, 1, "exactly one create wins");
+        assert_eq!(audited(&f, &token, &actor).await, pairs(&[("product.create", "product:race")]));
+    }
+
+    async fn a_user_assigned_between_the_deletes_read_and_write_is_not_deleted(setup) {
+        let f = Fixture::new(setup).await;
+        let (token, actor) = new_key(&f, "c1", false).await;
+        let license = f.user_license(42, |l| l.max_activations = 3).await;
+        assert_eq!(call(&f, "POST", "/users", &token, Some(json!({"email": "race@example.com"}))).await.0, 201);
+        // The delete reads the user unassigned; before its write, another instance assigns the user.
+        let other = f.env.instance().await;
+        let seat = format!("/products/{USER_PRODUCT}/licenses/{}/users/race@example.com", license.id);
+        let assign = request("POST", &seat, Some(&token), Some(json!({})));
+        let store = integration_tests::interleave::Interleave::new(f.env.new_store(), move || {
+            Box::pin(async move { assert_eq!(other.send(assign).await.status(), 200) })
+        });
+        let racing = f.env.instance_on(std::sync::Arc::new(store), Default::default(), std::time::Duration::from_secs(8)).await;
+        let delete = racing.send(request("DELETE", "/users/race@example.com", Some(&token), None)).await;
+        assert_error(&delete, 409, "resource_in_use");
+        let (status, stored) = call(&f, "GET", "/users/race@example.com", &token, None).await;
+        assert_eq!((status, stored["licenses"].clone()), (200, json!([[USER_PRODUCT, license.id]])));
+        let user = "user:race@example.com";
+        assert_eq!(audited(&f, &token, &actor).await, pairs(&[("user.create", user), ("user.assign", user)]));
+    }
 }
