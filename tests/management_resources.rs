@@ -19,12 +19,20 @@ async fn audited(f: &Fixture, token: &str, actor: &str) -> Vec<(String, String)>
     let (status, page) = call(f, "GET", &format!("/audit?actor={actor}&limit=1000"), token, None).await;
     assert_eq!(status, 200, "{page}");
     let records = page["records"].as_array().cloned().unwrap_or_default();
-    let pair = |r: &Value| (r["action"].as_str().unwrap().to_owned(), r["subject"].as_str().unwrap().to_owned());
+    let pair = |r: &Value| {
+        (
+            r["action"].as_str().unwrap().to_owned(),
+            r["subject"].as_str().unwrap().to_owned(),
+        )
+    };
     records.iter().rev().map(pair).collect()
 }
 
 fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
-    expected.iter().map(|(a, s)| ((*a).to_owned(), (*s).to_owned())).collect()
+    expected
+        .iter()
+        .map(|(a, s)| ((*a).to_owned(), (*s).to_owned()))
+        .collect()
 }
 
 integration_tests::matrix! {
@@ -220,7 +228,7 @@ integration_tests::matrix! {
         let (status, blacklisted) = call(&f, "POST", "/blacklist", &token, Some(json!({"hardware_id": "h3"}))).await;
         assert_eq!((status, blacklisted["added"].clone()), (200, json!(true)));
         assert_error(&f.app.send(f.client.activate(&key_body("S-1", "h3"))).await, 400, "blacklisted");
-        assert_error(&f.app.send(request("GET", &format!("/products/nope/licenses/S-1/devices"), Some(&token), None)).await, 400, "unknown_product");
+        assert_error(&f.app.send(request("GET", "/products/nope/licenses/S-1/devices", Some(&token), None)).await, 400, "unknown_product");
     }
 
     async fn support_frees_a_device_over_http_while_it_frees_itself_exactly_once(setup) {

@@ -1129,7 +1129,10 @@ pub fn product_of_entry(path: &str, entry: Value) -> Result<ProductDoc, CatalogE
     check_product_numbers(&cx, path, &entry)?;
     let product = product_entry(&cx, path, entry)?;
     if product.is_bundle() {
-        return Err(cx.err(format!("{path}.bundle_products"), "a bundle is set in the catalog (`import`)"));
+        return Err(cx.err(
+            format!("{path}.bundle_products"),
+            "a bundle is set in the catalog (`import`)",
+        ));
     }
     Ok(product)
 }

@@ -59,7 +59,9 @@ pub struct CreatedApiKey {
 /// Never prints the shared secret.
 impl std::fmt::Debug for CreatedApiKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CreatedApiKey").field("key", &self.key).finish_non_exhaustive()
+        f.debug_struct("CreatedApiKey")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
     }
 }
 

@@ -111,7 +111,11 @@ pub async fn deactivate_device(
     devices::deactivate_device(state, principal, DeviceRef { license, hardware_id }).await
 }
 
-pub async fn reset_devices(state: &AppState, principal: &Principal, input: LicenseAt) -> Result<devices::Reset, ApiError> {
+pub async fn reset_devices(
+    state: &AppState,
+    principal: &Principal,
+    input: LicenseAt,
+) -> Result<devices::Reset, ApiError> {
     let license = license_ref(state, principal, input.product, &input.key).await?;
     devices::reset_devices(state, principal, LicenseInput { license }).await
 }

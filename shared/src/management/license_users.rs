@@ -148,7 +148,10 @@ pub async fn create(state: &AppState, principal: &Principal, input: CreateUser) 
         let write = Write {
             items: vec![create_or_replace(at.clone(), None, Image::User(Box::new(user.clone())))],
         };
-        Ok(Decision::Write(write, change("user.create", &user.email, detail.clone())))
+        Ok(Decision::Write(
+            write,
+            change("user.create", &user.email, detail.clone()),
+        ))
     })
     .await?;
     Ok(UserView::from(&user))

@@ -21,7 +21,7 @@ pub mod trail;
 
 pub(crate) use op::write_once;
 pub use op::{page_limit, Page, DEFAULT_PAGE, MAX_PAGE};
-pub mod search;
 pub mod devices;
 mod guarded;
+pub mod search;
 pub mod users;

@@ -61,7 +61,9 @@ pub struct CreatedClient {
 /// Never prints the secret.
 impl std::fmt::Debug for CreatedClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CreatedClient").field("client", &self.client).finish_non_exhaustive()
+        f.debug_struct("CreatedClient")
+            .field("client", &self.client)
+            .finish_non_exhaustive()
     }
 }
 
@@ -86,7 +88,11 @@ fn change(action: &'static str, client: &OAuthClientRecord) -> Change {
 
 /// The stored form of a new client: the secret's argon2id hash (computed off the async threads) and
 /// the secret sealed for this client, as the catalog import stores them.
-async fn record(state: &AppState, principal: &Principal, entry: Map<String, Value>) -> Result<OAuthClientRecord, ApiError> {
+async fn record(
+    state: &AppState,
+    principal: &Principal,
+    entry: Map<String, Value>,
+) -> Result<OAuthClientRecord, ApiError> {
     let sealing_key = state.sealing_key.clone().ok_or_else(|| {
         ApiError::internal(
             "OAuth clients need the deployment's sealing key: configure one (license-server: --sealing-key \

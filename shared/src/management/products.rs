@@ -86,7 +86,10 @@ pub async fn create(state: &AppState, principal: &Principal, input: CreateProduc
         let write = Write {
             items: vec![create_or_replace(at.clone(), None, new)],
         };
-        Ok(Decision::Write(write, change("product.create", &product.code, detail.clone())))
+        Ok(Decision::Write(
+            write,
+            change("product.create", &product.code, detail.clone()),
+        ))
     })
     .await?;
     Ok(product)
@@ -147,7 +150,11 @@ pub async fn delete(state: &AppState, principal: &Principal, input: ProductRef) 
         product: Some(input.product.clone()),
         search: None,
     };
-    let found = state.store.find_licenses(&query, None, 1).await.map_err(ApiError::store)?;
+    let found = state
+        .store
+        .find_licenses(&query, None, 1)
+        .await
+        .map_err(ApiError::store)?;
     if !found.licenses.is_empty() {
         return Err(ApiError::ResourceInUse(format!(
             "product {} has licenses: delete them first",
@@ -179,15 +186,26 @@ pub(super) async fn named(
     principal: &Principal,
     entry: &Map<String, Value>,
 ) -> Result<std::collections::BTreeMap<ProductCode, ProductDoc>, ApiError> {
-    let names = entry.get("products").and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
+    let names = entry
+        .get("products")
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice);
     if names.len() > MAX_NAMED_PRODUCTS {
         return Err(ApiError::Validation(format!(
             "body.products: at most {MAX_NAMED_PRODUCTS} products"
         )));
     }
     let mut found = std::collections::BTreeMap::new();
-    for code in names.iter().filter_map(Value::as_str).filter_map(|c| ProductCode::parse(c).ok()) {
-        let image = state.store.load(&item(principal, &code)).await.map_err(ApiError::store)?;
+    for code in names
+        .iter()
+        .filter_map(Value::as_str)
+        .filter_map(|c| ProductCode::parse(c).ok())
+    {
+        let image = state
+            .store
+            .load(&item(principal, &code))
+            .await
+            .map_err(ApiError::store)?;
         if let Some(doc) = stored(image.as_ref())? {
             found.insert(code, doc);
         }

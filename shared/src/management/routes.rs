@@ -6,7 +6,9 @@
 //! input struct (`400`) — and the operation.
 
 use super::idempotency::{self, Pending};
-use super::{api_keys, at_paths, devices, keys, license_users, licenses, oauth_clients, products, search, trail, users};
+use super::{
+    api_keys, at_paths, devices, keys, license_users, licenses, oauth_clients, products, search, trail, users,
+};
 use crate::auth::{bearer_token, Access, Principal};
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse, JSON};

@@ -71,15 +71,13 @@ impl AuditQuery {
     /// The filter the query names, checked as `license-server audit` checks its options.
     fn filter(&self, principal: &Principal) -> Result<AuditFilter, ApiError> {
         let product = || {
-            self.product.clone().ok_or_else(|| {
-                ApiError::Validation("product: required with license_key or license_id".into())
-            })
+            self.product
+                .clone()
+                .ok_or_else(|| ApiError::Validation("product: required with license_key or license_id".into()))
         };
         let company = principal.company.clone();
         let addr = match (&self.license_key, self.license_id) {
-            (Some(_), Some(_)) => {
-                return Err(ApiError::Validation("give license_key or license_id, not both".into()))
-            }
+            (Some(_), Some(_)) => return Err(ApiError::Validation("give license_key or license_id, not both".into())),
             (Some(key), None) => Some(LicenseAddr::Key {
                 company,
                 product: product()?,
@@ -91,7 +89,9 @@ impl AuditQuery {
                 id,
             }),
             (None, None) if self.product.is_some() => {
-                return Err(ApiError::Validation("product: only with license_key or license_id".into()))
+                return Err(ApiError::Validation(
+                    "product: only with license_key or license_id".into(),
+                ))
             }
             (None, None) => None,
         };
@@ -126,7 +126,9 @@ fn cursor_shape(cursor: &str) -> bool {
     millis.len() == 13
         && millis.bytes().all(|b| b.is_ascii_digit())
         && (1..=128).contains(&token.len())
-        && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// `GET /audit`: one page of the principal's company's audit trail.

@@ -9,8 +9,8 @@ use crate::ids::{
 };
 use crate::model::{
     ApiKeyRecord, AuditRecord, Company, CustomerAccountRecord, Device, DeviceVariable, IdempotencyRecord, License,
-    LicenseSource,
-    LicenseTerms, ManagementKeyRecord, OAuthClientRecord, ProcessedRequest, ProductDoc, Seat, TrialRecord,
+    LicenseSource, LicenseTerms, ManagementKeyRecord, OAuthClientRecord, ProcessedRequest, ProductDoc, Seat,
+    TrialRecord,
 };
 use crate::plan::LicenseAddr;
 use crate::sealed::Sealed;

@@ -72,7 +72,12 @@ impl DynamoStore {
     /// Every item kept beside the license (`Store::items_beside`).
     pub(super) async fn items_beside_license(&self, addr: &LicenseAddr) -> Result<Vec<Item>, StoreError> {
         let mut items = Vec::new();
-        for prefix in [keys::DEVICE_PREFIX, keys::SEAT_PREFIX, keys::RELEASED_PREFIX, keys::REQUEST_PREFIX] {
+        for prefix in [
+            keys::DEVICE_PREFIX,
+            keys::SEAT_PREFIX,
+            keys::RELEASED_PREFIX,
+            keys::REQUEST_PREFIX,
+        ] {
             for stored in self.beside_license(addr, prefix).await? {
                 let sk = keys::key_part(&stored, SK);
                 let part = sk.strip_prefix(prefix).unwrap_or_default();
