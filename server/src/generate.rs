@@ -297,10 +297,10 @@ fn store_function(f: &Function) -> String {
 fn management_function(f: &Function) -> String {
     let mut out = function_head(f, "The Management API - keys and licenses (docs/management.md)");
     out += "      Policies:\n        - Statement:\n";
-    out += &wrap("#", "Reads keys and licenses, lists a company's keys and a deleted license's devices, and writes its changes in transactions.", 12);
+    out += &wrap("#", "Reads keys and licenses, lists a company's keys and a deleted license's devices, and writes its changes in transactions; lists and searches licenses through the keys-only indexes (a product's delete asks whether it has any).", 12);
     let _ = write!(
         out,
-        "            - Effect: Allow\n              Action: [{MANAGEMENT_ACTIONS}]\n              Resource: !GetAtt LicenseTable.Arn\n"
+        "            - Effect: Allow\n              Action: [{MANAGEMENT_ACTIONS}]\n              Resource: [!GetAtt LicenseTable.Arn, !Sub \"${{LicenseTable.Arn}}/index/*\"]\n"
     );
     out += "        # Startup reads the signing key like every function's (it signs nothing).\n";
     out += "        - !Ref SigningKeyReadPolicy\n      Events:\n";
