@@ -130,6 +130,9 @@ enum Command {
     License(license_server::manage::LicenseCommand),
     /// Find a company's licenses by key, customer email, order id or hardware id.
     Search(Box<license_server::listing::SearchArgs>),
+    /// Run any Management API route as the command line: products, users, API keys, OAuth clients,
+    /// the audit trail (docs/management-resources.md), e.g. `manage GET /products/app --company acme`.
+    Manage(Box<license_server::resources::ManageArgs>),
     /// Print a license and its devices.
     Show {
         #[command(flatten)]
@@ -357,6 +360,10 @@ async fn run(command: Command) -> Result<(), Error> {
             let target = store.open(IfMissing::Fail).await?;
             print!("{}", query.run(&*target).await?);
             Ok(())
+        }
+        Command::Manage(args) => {
+            let sealing_key = load_sealing_key(args.sealing_key.as_deref(), &args.store)?;
+            license_server::resources::run(*args, sealing_key).await
         }
         Command::Search(args) => {
             print!("{}", args.run().await?);

@@ -156,7 +156,7 @@ async fn answer(state: &AppState, req: &ApiRequest) -> Result<ApiResponse, ApiEr
         .and_then(bearer_token)
         .ok_or(ApiError::InvalidManagementKey)?;
     let principal = keys::verify(state, token, route.access()).await?;
-    let input = input(req, params)?;
+    let input = input(req.query.as_deref(), &req.body, params)?;
     let key = if route.idempotent {
         idempotency::key_of(&req.headers)?
     } else {
@@ -178,6 +178,25 @@ async fn answer(state: &AppState, req: &ApiRequest) -> Result<ApiResponse, ApiEr
             None => Err(e),
         },
     }
+}
+
+/// Runs the route of `method` and `target` (a path under [`PREFIX`], without it, and its query) as
+/// `principal` with `body`: `license-server manage`, which acts as the command line, so no management
+/// key is checked. Answers the route's success status and body.
+pub async fn run_as(
+    state: &AppState,
+    principal: &Principal,
+    method: &Method,
+    target: &str,
+    body: &[u8],
+) -> Result<(u16, Value), ApiError> {
+    let (path, query) = match target.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (target, None),
+    };
+    let (route, params) = find(method, path)?;
+    let input = input(query, body, params)?;
+    Ok((route.status, (route.run)(state, principal, input).await?))
 }
 
 /// The route for `path` and the values of its `{name}` segments: `404` when no pattern matches,
@@ -229,7 +248,7 @@ fn decode(segment: &str) -> Result<String, ApiError> {
 
 /// The operation's input: the path's parameters, the query's and the body's fields; a name given
 /// twice is refused rather than one silently winning.
-fn input(req: &ApiRequest, mut fields: Map<String, Value>) -> Result<Value, ApiError> {
+fn input(query: Option<&str>, body: &[u8], mut fields: Map<String, Value>) -> Result<Value, ApiError> {
     let mut add = |name: String, value: Value, from: &str| {
         if fields.contains_key(&name) {
             return Err(ApiError::Validation(format!("{from} {name}: given twice")));
@@ -237,7 +256,7 @@ fn input(req: &ApiRequest, mut fields: Map<String, Value>) -> Result<Value, ApiE
         fields.insert(name, value);
         Ok(())
     };
-    for (name, value) in url::form_urlencoded::parse(req.query.as_deref().unwrap_or("").as_bytes()) {
+    for (name, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
         let typed = TYPED_QUERY
             .iter()
             .find(|(n, _)| *n == name)
@@ -249,8 +268,8 @@ fn input(req: &ApiRequest, mut fields: Map<String, Value>) -> Result<Value, ApiE
         };
         add(name.into_owned(), value, "query")?;
     }
-    if !req.body.iter().all(u8::is_ascii_whitespace) {
-        let body: Value = serde_json::from_slice(&req.body).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
+    if !body.iter().all(u8::is_ascii_whitespace) {
+        let body: Value = serde_json::from_slice(body).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
         let Value::Object(body) = body else {
             return Err(ApiError::Validation("the body must be a JSON object".into()));
         };
