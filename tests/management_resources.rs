@@ -52,8 +52,10 @@ integration_tests::matrix! {
         assert_eq!((status, shown["metadata"].clone()), (200, json!({"tier": 1})));
         let (status, updated) = call(&f, "PATCH", "/products/np", &token, Some(json!({"name": "Renamed"}))).await;
         assert_eq!((status, updated["name"].clone(), updated["metadata"].clone()), (200, json!("Renamed"), json!({"tier": 1})), "{updated}");
-        let fixed = f.app.send(request("PATCH", "/products/np", Some(&token), Some(json!({"id": 1})))).await;
-        assert_error(&fixed, 400, "validation_error");
+        for fixed in [json!({"id": 1}), json!({"authorization_method": "user"})] {
+            let refused = f.app.send(request("PATCH", "/products/np", Some(&token), Some(fixed))).await;
+            assert_error(&refused, 400, "validation_error");
+        }
 
         // A license of the new product is served by the License API; the product cannot go while it exists.
         let license = json!({"license_key": "NP-1"});

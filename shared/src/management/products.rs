@@ -106,10 +106,13 @@ pub async fn show(state: &AppState, principal: &Principal, input: ProductRef) ->
     stored(image.as_ref())?.ok_or_else(|| unknown(&input.product))
 }
 
-/// `PATCH /products/{product}`: the given catalog fields replace the product's; `code` and `id` stay.
+/// `PATCH /products/{product}`: the given catalog fields replace the product's; `code`, `id` and
+/// `authorization_method` stay.
 pub async fn update(state: &AppState, principal: &Principal, input: UpdateProduct) -> Result<ProductDoc, ApiError> {
     principal.ensure_product(&input.product)?;
-    for fixed in ["id", "code", "short_code"] {
+    // The authorization method decides where the product's licenses are stored and how they are
+    // named: changing it would strand every license the product has.
+    for fixed in ["id", "code", "short_code", "authorization_method"] {
         if input.fields.contains_key(fixed) {
             return Err(ApiError::Validation(format!("body.{fixed}: cannot be changed")));
         }
