@@ -11,6 +11,7 @@ use integration_tests::{assert_error, Fixture};
 use license_api::audit::AuditFilter;
 use license_api::auth::Principal;
 use license_api::ids::CompanyId;
+use license_api::management::cors::Origins;
 use license_api::management::keys;
 use license_api::management::routes::PREFIX;
 use license_api::model::AuditRecord;
@@ -174,6 +175,30 @@ integration_tests::matrix! {
         assert_error(&create("order-1", json!({"max_activations": 4})).await, 422, "idempotency_key_reused");
         let creates = audited(&f, &actor).await.into_iter().filter(|(a, _)| a == "license.create").count();
         assert_eq!(creates, 2, "one license per key");
+    }
+
+    async fn browsers_may_call_from_the_configured_origins_only(setup) {
+        let f = Fixture::new(setup).await;
+        let origins = Origins::new(vec!["https://admin.example.com".into()]).unwrap();
+        let app = f.env.configured_instance(|s| s.with_management_cors(origins)).await;
+        let (token, _) = new_key(&f, "c1", false).await;
+        let from = |origin: &str, method: &str| {
+            let mut req = request(method, "/keys", Some(&token), None);
+            req.headers_mut().insert("origin", origin.parse().unwrap());
+            app.send(req)
+        };
+        let preflight = from("https://admin.example.com", "OPTIONS").await;
+        assert_eq!(preflight.status().as_u16(), 204);
+        assert_eq!(preflight.headers()["access-control-allow-origin"], "https://admin.example.com");
+        assert!(preflight.headers()["access-control-allow-headers"].to_str().unwrap().contains("idempotency-key"));
+        let allowed = from("https://admin.example.com", "GET").await;
+        assert_eq!(allowed.status().as_u16(), 200);
+        assert_eq!(allowed.headers()["access-control-allow-origin"], "https://admin.example.com");
+        for other in [from("https://evil.example.com", "GET").await, from("https://evil.example.com", "OPTIONS").await] {
+            assert!(other.headers().get("access-control-allow-origin").is_none());
+        }
+        let unconfigured = f.app.send(request("GET", "/keys", Some(&token), None)).await;
+        assert!(unconfigured.headers().get("access-control-allow-origin").is_none());
     }
 
     async fn changes_racing_activations_lose_none(setup) {

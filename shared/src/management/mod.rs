@@ -7,6 +7,7 @@
 //! operation is written once. Writes go through the same mechanisms as the License API's, so their
 //! invariants, retries and audit records are those of the License API.
 
+pub mod cors;
 pub mod idempotency;
 pub mod keys;
 pub mod licenses;
