@@ -152,6 +152,7 @@ pub async fn create(state: &AppState, principal: &Principal, input: CreateLicens
     if !entry.contains_key("id") {
         entry.insert("id".into(), crate::handlers::trial_key::random_id()?.into());
     }
+    // provenance: once `License` has a `source` (issue 18, another branch), set it to "management" here.
     let license = from_entry(principal, &doc, entry)?;
     let addr = LicenseAddr::of(&license);
     let change = Change::on_license("license.create", &addr, serde_json::json!({ "id": license.id }));
