@@ -83,6 +83,10 @@ integration_tests::matrix! {
         assert_eq!(status, 200, "{updated}");
         assert_eq!((updated["max_activations"].clone(), updated["times_activated"].clone()), (json!(5), json!(1)), "the counter stays");
         assert_eq!(updated["metadata"], json!({"plan": "pro"}), "fields not given stay");
+        let dated = call(&f, "PATCH", LICENSE, &token, Some(json!({"validity_period": "2030-01-01T00:00:00Z"}))).await;
+        assert_eq!((dated.0, dated.1["validity_period"].clone()), (200, json!("2030-01-01T00:00:00.000Z")));
+        let cleared = f.app.send(request("PATCH", LICENSE, Some(&token), Some(json!({"validity_period": null})))).await;
+        assert_error(&cleared, 400, "validation_error");
 
         assert_eq!(call(&f, "POST", &format!("{LICENSE}/disable"), &token, None).await.0, 200);
         let check = f.app.send(f.client.check(&key_body("M-1", "h1"))).await;
@@ -99,7 +103,7 @@ integration_tests::matrix! {
         assert_error(&f.app.send(request("GET", LICENSE, Some(&token), None)).await, 404, "license_not_found");
 
         let subject = "license:kp/key/M-1".to_owned();
-        let expected: Vec<(String, String)> = ["license.create", "license.update", "license.disable", "license.enable", "license.delete"]
+        let expected: Vec<(String, String)> = ["license.create", "license.update", "license.update", "license.disable", "license.enable", "license.delete"]
             .iter()
             .map(|a| ((*a).to_owned(), subject.clone()))
             .collect();
