@@ -135,6 +135,12 @@ integration_tests::matrix! {
         let (status, listed) = call(&f, "GET", "/keys?limit=1", &token, None).await;
         assert_eq!((status, listed["items"].as_array().map(Vec::len)), (200, Some(1)), "{listed}");
         assert!(listed["cursor"].is_string(), "a second key is on the next page: {listed}");
+        let next = format!("/keys?limit=1&cursor={}", listed["cursor"].as_str().unwrap());
+        let (_, second) = call(&f, "GET", &next, &token, None).await;
+        assert_eq!(second["items"].as_array().map(Vec::len), Some(1), "{second}");
+        assert_ne!(second["items"][0]["id"], listed["items"][0]["id"]);
+        let (_, all) = call(&f, "GET", "/keys", &token, None).await;
+        assert_eq!((all["items"].as_array().map(Vec::len), &all["cursor"]), (Some(2), &Value::Null), "c2's key is not listed");
         assert!(listed["items"][0].get("secret_hash").is_none() && listed["items"][0].get("token").is_none());
 
         let read_only_id = read_only.rsplit('_').nth(1).unwrap().to_owned();
