@@ -11,6 +11,7 @@ use integration_tests::{assert_error, Fixture};
 use license_api::audit::AuditFilter;
 use license_api::auth::Principal;
 use license_api::ids::CompanyId;
+use license_api::management::cors::Origins;
 use license_api::management::keys;
 use license_api::management::routes::PREFIX;
 use license_api::model::AuditRecord;
@@ -82,6 +83,10 @@ integration_tests::matrix! {
         assert_eq!(status, 200, "{updated}");
         assert_eq!((updated["max_activations"].clone(), updated["times_activated"].clone()), (json!(5), json!(1)), "the counter stays");
         assert_eq!(updated["metadata"], json!({"plan": "pro"}), "fields not given stay");
+        let dated = call(&f, "PATCH", LICENSE, &token, Some(json!({"validity_period": "2030-01-01T00:00:00Z"}))).await;
+        assert_eq!((dated.0, dated.1["validity_period"].clone()), (200, json!("2030-01-01T00:00:00.000Z")));
+        let cleared = f.app.send(request("PATCH", LICENSE, Some(&token), Some(json!({"validity_period": null})))).await;
+        assert_error(&cleared, 400, "validation_error");
 
         assert_eq!(call(&f, "POST", &format!("{LICENSE}/disable"), &token, None).await.0, 200);
         let check = f.app.send(f.client.check(&key_body("M-1", "h1"))).await;
@@ -98,7 +103,7 @@ integration_tests::matrix! {
         assert_error(&f.app.send(request("GET", LICENSE, Some(&token), None)).await, 404, "license_not_found");
 
         let subject = "license:kp/key/M-1".to_owned();
-        let expected: Vec<(String, String)> = ["license.create", "license.update", "license.disable", "license.enable", "license.delete"]
+        let expected: Vec<(String, String)> = ["license.create", "license.update", "license.update", "license.disable", "license.enable", "license.delete"]
             .iter()
             .map(|a| ((*a).to_owned(), subject.clone()))
             .collect();
@@ -130,6 +135,12 @@ integration_tests::matrix! {
         let (status, listed) = call(&f, "GET", "/keys?limit=1", &token, None).await;
         assert_eq!((status, listed["items"].as_array().map(Vec::len)), (200, Some(1)), "{listed}");
         assert!(listed["cursor"].is_string(), "a second key is on the next page: {listed}");
+        let next = format!("/keys?limit=1&cursor={}", listed["cursor"].as_str().unwrap());
+        let (_, second) = call(&f, "GET", &next, &token, None).await;
+        assert_eq!(second["items"].as_array().map(Vec::len), Some(1), "{second}");
+        assert_ne!(second["items"][0]["id"], listed["items"][0]["id"]);
+        let (_, all) = call(&f, "GET", "/keys", &token, None).await;
+        assert_eq!((all["items"].as_array().map(Vec::len), &all["cursor"]), (Some(2), &Value::Null), "c2's key is not listed");
         assert!(listed["items"][0].get("secret_hash").is_none() && listed["items"][0].get("token").is_none());
 
         let read_only_id = read_only.rsplit('_').nth(1).unwrap().to_owned();
@@ -174,6 +185,30 @@ integration_tests::matrix! {
         assert_error(&create("order-1", json!({"max_activations": 4})).await, 422, "idempotency_key_reused");
         let creates = audited(&f, &actor).await.into_iter().filter(|(a, _)| a == "license.create").count();
         assert_eq!(creates, 2, "one license per key");
+    }
+
+    async fn browsers_may_call_from_the_configured_origins_only(setup) {
+        let f = Fixture::new(setup).await;
+        let origins = Origins::new(vec!["https://admin.example.com".into()]).unwrap();
+        let app = f.env.configured_instance(|s| s.with_management_cors(origins)).await;
+        let (token, _) = new_key(&f, "c1", false).await;
+        let from = |origin: &str, method: &str| {
+            let mut req = request(method, "/keys", Some(&token), None);
+            req.headers_mut().insert("origin", origin.parse().unwrap());
+            app.send(req)
+        };
+        let preflight = from("https://admin.example.com", "OPTIONS").await;
+        assert_eq!(preflight.status().as_u16(), 204);
+        assert_eq!(preflight.headers()["access-control-allow-origin"], "https://admin.example.com");
+        assert!(preflight.headers()["access-control-allow-headers"].to_str().unwrap().contains("idempotency-key"));
+        let allowed = from("https://admin.example.com", "GET").await;
+        assert_eq!(allowed.status().as_u16(), 200);
+        assert_eq!(allowed.headers()["access-control-allow-origin"], "https://admin.example.com");
+        for other in [from("https://evil.example.com", "GET").await, from("https://evil.example.com", "OPTIONS").await] {
+            assert!(other.headers().get("access-control-allow-origin").is_none());
+        }
+        let unconfigured = f.app.send(request("GET", "/keys", Some(&token), None)).await;
+        assert!(unconfigured.headers().get("access-control-allow-origin").is_none());
     }
 
     async fn changes_racing_activations_lose_none(setup) {

@@ -296,6 +296,7 @@ fn store_function(f: &Function) -> String {
 /// writes), one gateway route for every method under its prefix.
 fn management_function(f: &Function) -> String {
     let mut out = function_head(f, "The Management API - keys and licenses (docs/management.md)");
+    out += "      Environment:\n        Variables:\n          MANAGEMENT_CORS_ORIGINS: !Ref ManagementCorsOrigins\n";
     out += "      Policies:\n        - Statement:\n";
     out += &wrap("#", "Reads keys and licenses, lists a company's keys and a deleted license's devices, and writes its changes in transactions; lists and searches licenses through the keys-only indexes (a product's delete asks whether it has any).", 12);
     let _ = write!(

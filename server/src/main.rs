@@ -194,6 +194,10 @@ struct ServeArgs {
     last_seen_interval_seconds: u64,
     #[command(flatten)]
     retention: RetentionArg,
+    /// An origin browsers may call the Management API from (repeat, or comma-separate; none by default).
+    #[arg(long = "management-cors-origin", env = license_api::management::cors::ENV, value_name = "ORIGIN",
+          value_delimiter = ',', value_parser = license_api::management::cors::parse_origin)]
+    management_cors_origins: Vec<String>,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -210,11 +214,22 @@ impl ServeArgs {
         let state = AppState::new(store, signer, Duration::from_secs(self.api_key_cache_seconds))
             .with_last_seen_interval(Duration::from_secs(self.last_seen_interval_seconds))
             .with_audit_retention_days(self.retention.audit_retention_days)
+            .with_management_cors(self.cors())
             .with_public_url(self.public_url.clone())
             .with_sealing_key(sealing_key)
             .with_token_keys(token_keys)
             .with_sso(license_api::identity::oidc::ProviderTransport::HttpsOnly);
         Arc::new(state)
+    }
+}
+
+impl ServeArgs {
+    /// The Management API's CORS origins; each was checked as it was parsed, so only their number can fail.
+    fn cors(&self) -> license_api::management::cors::Origins {
+        license_api::management::cors::Origins::new(self.management_cors_origins.clone()).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "CORS for the Management API is off");
+            Default::default()
+        })
     }
 }
 

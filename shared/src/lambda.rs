@@ -235,9 +235,12 @@ pub async fn serve_management(state: &AppState, event: Request) -> Result<Respon
 pub async fn run_management() -> Result<(), lambda_http::Error> {
     init_tracing();
     let config = Config::from_env().inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
+    let origins = crate::management::cors::Origins::from_env()
+        .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
     let state = build_state(&config)
         .await
-        .inspect_err(|e| tracing::error!(error = %e, "startup failed"))?;
+        .inspect_err(|e| tracing::error!(error = %e, "startup failed"))?
+        .with_management_cors(origins);
     let state = &state;
     lambda_http::run(lambda_http::service_fn(move |event| serve_management(state, event))).await
 }

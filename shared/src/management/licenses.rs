@@ -206,6 +206,13 @@ pub async fn update(state: &AppState, principal: &Principal, input: UpdateLicens
         let mut entry = entry_of(old);
         entry.extend(input.fields.clone());
         let new = from_entry(principal, &doc, entry)?;
+        // A stored validity is kept by an upsert that gives none (a trial's, set by its first
+        // activation): clearing it would answer a license that is not the one stored.
+        if new.validity_period.is_none() && old.validity_period.is_some() {
+            return Err(ApiError::Validation(
+                "body.validity_period: cannot be cleared once set; give a date".into(),
+            ));
+        }
         Ok(Decision::Write(Box::new(License {
             enabled: new.enabled,
             max_activations: new.max_activations,

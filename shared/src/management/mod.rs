@@ -9,6 +9,7 @@
 
 pub mod api_keys;
 pub mod at_paths;
+pub mod cors;
 pub mod idempotency;
 pub mod keys;
 pub mod license_users;

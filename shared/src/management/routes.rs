@@ -136,9 +136,29 @@ fn output<T: Serialize>(value: &T) -> Result<Value, ApiError> {
 
 /// Answers a request under [`PREFIX`]; every failure in the SPEC's error shape.
 pub async fn handle(state: &AppState, req: &ApiRequest) -> ApiResponse {
-    match answer(state, req).await {
-        Ok(resp) => resp,
-        Err(e) => ApiResponse::error(&e),
+    let answered = if req.method == Method::OPTIONS {
+        preflight(req)
+    } else {
+        answer(state, req).await
+    };
+    let resp = answered.unwrap_or_else(|e| ApiResponse::error(&e));
+    ApiResponse {
+        allow_origin: state.management_cors.allowed(req),
+        ..resp
+    }
+}
+
+/// A CORS preflight: `204` on a route's path (the CORS headers only if the origin is allowed), the
+/// router's `404` elsewhere.
+fn preflight(req: &ApiRequest) -> Result<ApiResponse, ApiError> {
+    let path = req.path.strip_prefix(PREFIX).ok_or(ApiError::NotFound)?;
+    match find(&req.method, path) {
+        Err(ApiError::NotFound) => Err(ApiError::NotFound),
+        _ => Ok(ApiResponse {
+            status: 204,
+            preflight: true,
+            ..json(204, "")
+        }),
     }
 }
 
@@ -289,6 +309,8 @@ fn json(status: u16, body: &str) -> ApiResponse {
         error_code: None,
         no_store: false,
         challenge: None,
+        allow_origin: None,
+        preflight: false,
     }
 }
 
