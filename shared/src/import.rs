@@ -114,7 +114,7 @@ pub async fn import_with(
             true => prune::unnamed(store, &c.code, &named_licenses(c)).await?,
             false => Vec::new(),
         };
-        let pruned = options.prune.then_some(&removals[..]).unwrap_or_default();
+        let pruned: &[Removal] = if options.prune { &removals } else { &[] };
         plan_company(store, c, sealing_key, pruned, &mut report).await?;
         let trail = Trail::new(options.actor.clone(), c.code.clone(), options.audit_retention_days);
         trails.resize(report.changes.len(), trail);
@@ -154,13 +154,22 @@ fn audited(trails: &[Trail], changes: &[Change]) -> Vec<Write> {
 
 /// The storage keys of the company's licenses the catalog lists.
 fn named_licenses(c: &CompanyEntry) -> HashSet<String> {
-    c.licenses.iter().map(|(l, _)| LicenseAddr::of(l).storage_key()).collect()
+    c.licenses
+        .iter()
+        .map(|(l, _)| LicenseAddr::of(l).storage_key())
+        .collect()
 }
 
 /// The writes of the removals, each license's audit record in its own deletion's write.
 fn removal_writes(options: &ImportOptions, removals: &[Removal]) -> Vec<Write> {
     let at = crate::time::Timestamp::now();
-    let trail = |r: &Removal| Trail::new(options.actor.clone(), r.license.company.clone(), options.audit_retention_days);
+    let trail = |r: &Removal| {
+        Trail::new(
+            options.actor.clone(),
+            r.license.company.clone(),
+            options.audit_retention_days,
+        )
+    };
     removals.iter().flat_map(|r| r.writes(&trail(r), at)).collect()
 }
 

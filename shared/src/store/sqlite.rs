@@ -5,14 +5,14 @@
 //! are exactly as safe as several Lambdas on one table. All database work runs on the store's own
 //! thread, never on the runtime's shared blocking pool (password hashing cannot starve it).
 
-use super::write::{self, Attr, Image, Item, Refused, Val, Write};
 use super::listing::{self, LicensePage, LicenseQuery, LicenseSearch};
+use super::write::{self, Attr, Image, Item, Refused, Val, Write};
 use super::{ContextQuery, ContextRead, LicenseRead, Rejection, Store, StoreError};
 use crate::audit::{self, AuditFilter, AuditPage};
 use crate::ids::{CompanyId, HardwareId, LicenseKey, ProductCode, RequestKey, Username};
 use crate::model::{
-    ApiKeyRecord, AuditRecord, CustomerAccountRecord, Device, License, LicenseSource, OAuthClientRecord, ProcessedRequest, Seat,
-    TrialRecord,
+    ApiKeyRecord, AuditRecord, CustomerAccountRecord, Device, License, LicenseSource, OAuthClientRecord,
+    ProcessedRequest, Seat, TrialRecord,
 };
 use crate::plan::{LicenseAddr, WriteToken};
 use crate::sealed::Sealed;

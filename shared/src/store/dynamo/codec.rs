@@ -7,8 +7,8 @@ use crate::ids::{
     ApiKeyId, CompanyId, CustomerAccountCode, HardwareId, LicenseKey, OAuthClientId, ProductCode, RequestKey, Username,
 };
 use crate::model::{
-    ApiKeyRecord, AuditRecord, Company, CustomerAccountRecord, Device, DeviceVariable, License, LicenseSource, LicenseTerms,
-    OAuthClientRecord, ProcessedRequest, ProductDoc, Seat, TrialRecord,
+    ApiKeyRecord, AuditRecord, Company, CustomerAccountRecord, Device, DeviceVariable, License, LicenseSource,
+    LicenseTerms, OAuthClientRecord, ProcessedRequest, ProductDoc, Seat, TrialRecord,
 };
 use crate::plan::LicenseAddr;
 use crate::sealed::Sealed;
