@@ -6,6 +6,7 @@
 //! `import.delete` record each, and the License API answers `license_not_found` for it afterwards.
 
 use integration_tests::fixtures::{hw, key_body, product_code, API_KEY, KEY_PRODUCT, SHARED_KEY, USER_PRODUCT};
+use integration_tests::interleave::Interleave;
 use integration_tests::{assert_error, Fixture};
 use license_api::audit::{license_subject, AuditFilter};
 use license_api::auth::Principal;
@@ -199,6 +200,25 @@ async fn prune_removes_only_what_the_catalog_wrote(setup) {
 
     let again = import_with(f.store(), &smaller, None, ImportOptions { prune: true, ..ImportOptions::default() }).await.unwrap();
     assert_eq!(again.removals.len(), 0, "nothing left to prune");
+}
+
+// A device activated on the dropped license after the prune read it and before the license's deletion
+// is removed too (the sweep after the writes); an activation after the deletion is `license_not_found`.
+async fn a_device_activated_while_pruning_goes_with_the_license(setup) {
+    let f = Fixture::new(setup).await;
+    import(f.store(), &catalog(&["L-1", "L-2"])).await.unwrap();
+    activate(&f, "L-2", "hw-before").await;
+    let other = f.env.instance().await;
+    let racing = f.client.activate(&key_body("L-2", "hw-racing"));
+    let store = Interleave::new(f.env.new_store(), move || {
+        Box::pin(async move { assert_eq!(other.send(racing).await.status(), 200) })
+    });
+    let options = ImportOptions { prune: true, ..ImportOptions::default() };
+    let done = import_with(&store, &catalog(&["L-1"]), None, options).await.unwrap();
+    assert_eq!(done.removals[0].beside.len(), 1, "the plan read one device");
+    assert_eq!(f.store().items_beside(&key_addr(&f, "L-2")).await.unwrap(), vec![], "both devices went");
+    assert_error(&f.app.send(f.client.activate(&key_body("L-2", "hw-after"))).await, 400, "license_not_found");
+    assert_eq!(f.store().items_beside(&key_addr(&f, "L-2")).await.unwrap(), vec![]);
 }
 }
 
