@@ -72,7 +72,8 @@ fn license(f: &Fixture, product: &str, id: i64) -> License {
 
 integration_tests::matrix! {
 // 120 licenses of one product and 5 of another: pages of 50 return each exactly once (50, 50, then the
-// rest of the company's), a product's listing only its own, and a cursor of another listing is refused.
+// rest of the company's), a product's listing only its own, a principal restricted to a product only
+// that product's, and a cursor of another listing is refused.
 async fn pages_return_every_license_exactly_once(setup) {
     let f = Fixture::new(setup).await;
     for id in 1..=120 {
@@ -116,6 +117,13 @@ async fn pages_return_every_license_exactly_once(setup) {
     let foreign = ListLicenses { product: None, cursor: Some("LICENSE#other#up#ID#1".into()), limit: None };
     let refused = list_licenses_in(f.store(), &cli(&f), foreign).await.unwrap_err();
     assert!(matches!(refused, ApiError::Validation(_)), "{refused:?}");
+    // A principal restricted to `kp` sees only its licenses, and may not name another product.
+    let restricted = Principal { products: vec![product_code(KEY_PRODUCT)], ..cli(&f) };
+    let first = ListLicenses { limit: Some(100), ..ListLicenses::default() };
+    let page = list_licenses_in(f.store(), &restricted, first).await.unwrap();
+    assert_eq!(page.licenses.iter().map(|l| l.product.to_string()).collect::<Vec<_>>(), vec![KEY_PRODUCT; 5]);
+    let other = ListLicenses { product: Some(product_code(USER_PRODUCT)), ..ListLicenses::default() };
+    assert!(matches!(list_licenses_in(f.store(), &restricted, other).await, Err(ApiError::ApiKeyProductNotAllowed)));
     let too_many = ListLicenses { limit: Some(101), ..ListLicenses::default() };
     assert!(matches!(list_licenses_in(f.store(), &cli(&f), too_many).await, Err(ApiError::Validation(_))));
 }
