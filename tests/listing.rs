@@ -6,6 +6,7 @@
 //! `import.delete` record each, and the License API answers `license_not_found` for it afterwards.
 
 use integration_tests::fixtures::{hw, key_body, product_code, API_KEY, KEY_PRODUCT, SHARED_KEY, USER_PRODUCT};
+use integration_tests::interleave::Interleave;
 use integration_tests::{assert_error, Fixture};
 use license_api::audit::{license_subject, AuditFilter};
 use license_api::auth::Principal;
@@ -71,7 +72,8 @@ fn license(f: &Fixture, product: &str, id: i64) -> License {
 
 integration_tests::matrix! {
 // 120 licenses of one product and 5 of another: pages of 50 return each exactly once (50, 50, then the
-// rest of the company's), a product's listing only its own, and a cursor of another listing is refused.
+// rest of the company's), a product's listing only its own, a principal restricted to a product only
+// that product's, and a cursor of another listing is refused.
 async fn pages_return_every_license_exactly_once(setup) {
     let f = Fixture::new(setup).await;
     for id in 1..=120 {
@@ -115,6 +117,13 @@ async fn pages_return_every_license_exactly_once(setup) {
     let foreign = ListLicenses { product: None, cursor: Some("LICENSE#other#up#ID#1".into()), limit: None };
     let refused = list_licenses_in(f.store(), &cli(&f), foreign).await.unwrap_err();
     assert!(matches!(refused, ApiError::Validation(_)), "{refused:?}");
+    // A principal restricted to `kp` sees only its licenses, and may not name another product.
+    let restricted = Principal { products: vec![product_code(KEY_PRODUCT)], ..cli(&f) };
+    let first = ListLicenses { limit: Some(100), ..ListLicenses::default() };
+    let page = list_licenses_in(f.store(), &restricted, first).await.unwrap();
+    assert_eq!(page.licenses.iter().map(|l| l.product.to_string()).collect::<Vec<_>>(), vec![KEY_PRODUCT; 5]);
+    let other = ListLicenses { product: Some(product_code(USER_PRODUCT)), ..ListLicenses::default() };
+    assert!(matches!(list_licenses_in(f.store(), &restricted, other).await, Err(ApiError::ApiKeyProductNotAllowed)));
     let too_many = ListLicenses { limit: Some(101), ..ListLicenses::default() };
     assert!(matches!(list_licenses_in(f.store(), &cli(&f), too_many).await, Err(ApiError::Validation(_))));
 }
@@ -199,6 +208,25 @@ async fn prune_removes_only_what_the_catalog_wrote(setup) {
 
     let again = import_with(f.store(), &smaller, None, ImportOptions { prune: true, ..ImportOptions::default() }).await.unwrap();
     assert_eq!(again.removals.len(), 0, "nothing left to prune");
+}
+
+// A device activated on the dropped license after the prune read it and before the license's deletion
+// is removed too (the sweep after the writes); an activation after the deletion is `license_not_found`.
+async fn a_device_activated_while_pruning_goes_with_the_license(setup) {
+    let f = Fixture::new(setup).await;
+    import(f.store(), &catalog(&["L-1", "L-2"])).await.unwrap();
+    activate(&f, "L-2", "hw-before").await;
+    let other = f.env.instance().await;
+    let racing = f.client.activate(&key_body("L-2", "hw-racing"));
+    let store = Interleave::new(f.env.new_store(), move || {
+        Box::pin(async move { assert_eq!(other.send(racing).await.status(), 200) })
+    });
+    let options = ImportOptions { prune: true, ..ImportOptions::default() };
+    let done = import_with(&store, &catalog(&["L-1"]), None, options).await.unwrap();
+    assert_eq!(done.removals[0].beside.len(), 1, "the plan read one device");
+    assert_eq!(f.store().items_beside(&key_addr(&f, "L-2")).await.unwrap(), vec![], "both devices went");
+    assert_error(&f.app.send(f.client.activate(&key_body("L-2", "hw-after"))).await, 400, "license_not_found");
+    assert_eq!(f.store().items_beside(&key_addr(&f, "L-2")).await.unwrap(), vec![]);
 }
 }
 

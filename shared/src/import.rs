@@ -4,7 +4,8 @@
 //! blacklist emptied, a limit lowered — before anything is written. The catalog is the desired state
 //! of what it names; counters that requests change are kept ([`crate::store::write::Attr::on_upsert`]).
 //! SQLite writes the whole plan in one transaction; DynamoDB item by item, API keys last, so a key
-//! never works before what it serves exists.
+//! never works before what it serves exists. With [`ImportOptions::prune`] the plan also removes the
+//! catalog-owned licenses the catalog no longer lists ([`prune`]).
 
 mod prune;
 
@@ -67,8 +68,9 @@ pub struct ImportReport {
     pub unchanged: usize,
     /// With `prune`: the licenses removed (or, in a dry run, to be removed), in write order.
     pub removals: Vec<Removal>,
-    /// Without `prune`, in a dry run: how many licenses `--prune` would remove (and the items beside them).
+    /// Without `prune`, in a dry run: how many licenses `--prune` would remove.
     pub prunable: usize,
+    /// ... and how many items (devices, seats, markers) beside them.
     pub prunable_beside: usize,
 }
 
@@ -114,7 +116,7 @@ pub async fn import_with(
             true => prune::unnamed(store, &c.code, &named_licenses(c)).await?,
             false => Vec::new(),
         };
-        let pruned: &[_] = if options.prune { &removals } else { &[] };
+        let pruned: &[Removal] = if options.prune { &removals } else { &[] };
         plan_company(store, c, sealing_key, pruned, &mut report).await?;
         let trail = Trail::new(options.actor.clone(), c.code.clone(), options.audit_retention_days);
         trails.resize(report.changes.len(), trail);

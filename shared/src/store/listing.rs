@@ -93,14 +93,6 @@ pub fn customer_email(license: &License) -> Option<String> {
     (!email.is_empty()).then(|| email.to_lowercase())
 }
 
-/// The page size asked for, within bounds (0 or none: the default).
-pub fn page_size(limit: Option<usize>) -> usize {
-    match limit {
-        None | Some(0) => DEFAULT_PAGE,
-        Some(n) => n.min(MAX_PAGE),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,11 +117,35 @@ mod tests {
         assert_eq!(q.start_after(None).unwrap(), None);
     }
 
+    /// A page's cursor is a storage key, and the address it names reads back from it, key or id,
+    /// whatever the key holds (`#` included); anything else is no address.
     #[test]
-    fn page_sizes_are_bounded() {
-        assert_eq!(page_size(None), DEFAULT_PAGE);
-        assert_eq!(page_size(Some(0)), DEFAULT_PAGE);
-        assert_eq!(page_size(Some(7)), 7);
-        assert_eq!(page_size(Some(10_000)), MAX_PAGE);
+    fn storage_keys_parse_back_to_their_address() {
+        use crate::plan::LicenseAddr;
+        let company = CompanyId::parse("acme").unwrap();
+        let product = ProductCode::parse("app").unwrap();
+        for addr in [
+            LicenseAddr::Key {
+                company: company.clone(),
+                product: product.clone(),
+                key: LicenseKey::parse("K#1-ID#2").unwrap(),
+            },
+            LicenseAddr::Id {
+                company,
+                product,
+                id: -7,
+            },
+        ] {
+            assert_eq!(LicenseAddr::from_storage_key(&addr.storage_key()), Some(addr));
+        }
+        for bad in [
+            "",
+            "LICENSE#acme",
+            "LICENSE#acme#app#",
+            "LICENSE#acme#app#ID#x",
+            "DEVICE#acme#app#KEY#k",
+        ] {
+            assert_eq!(LicenseAddr::from_storage_key(bad), None, "{bad}");
+        }
     }
 }

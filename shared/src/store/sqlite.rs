@@ -1013,12 +1013,8 @@ impl Store for SqliteStore {
         let (addr, pk) = (addr.clone(), addr.storage_key());
         self.read("list a license's items", move |c| {
             let mut items = Vec::new();
-            for table in ["devices", "released", "seats", "requests"] {
-                let column = match table {
-                    "seats" => Attr::User.name(),
-                    "requests" => Attr::RequestKey.name(),
-                    _ => Attr::HardwareId.name(),
-                };
+            for (table, column) in BESIDE {
+                let column = column.name();
                 let mut stmt = c.prepare(&format!("SELECT {column} FROM {table} WHERE license_pk = ?1"))?;
                 for part in stmt.query_map([&pk], |r| r.get::<_, String>(0))? {
                     items.push(beside_item(&addr, table, &part?).map_err(|e| corrupt(&pk, e))?);
@@ -1056,6 +1052,14 @@ impl Store for SqliteStore {
         .map_err(backend("delete expired audit records"))
     }
 }
+
+/// The tables of the items kept beside a license, each with the column that tells its items apart.
+const BESIDE: [(&str, Attr); 4] = [
+    ("devices", Attr::HardwareId),
+    ("released", Attr::HardwareId),
+    ("seats", Attr::User),
+    ("requests", Attr::RequestKey),
+];
 
 /// The item of `table` beside the license whose key part is `part`.
 fn beside_item(addr: &LicenseAddr, table: &str, part: &str) -> Result<Item, crate::ids::IdError> {

@@ -38,13 +38,32 @@ impl DynamoStore {
             .return_consumed_capacity(CONSUMED)
             .send()
             .await
-            .map_err(backend("Query", &self.table))?;
+            .map_err(|e| self.index_error(index, e))?;
         self.usage.consumed(Capacity::Read, out.consumed_capacity());
         let addrs: Vec<String> = out.items().iter().map(|i| keys::key_part(i, index.sk)).collect();
         let cursor = out.last_evaluated_key.as_ref().and(addrs.last().cloned());
         let licenses = self.licenses_at(&addrs).await?;
         let licenses = licenses.into_iter().filter(|l| query.matches(l)).collect();
         Ok(LicensePage { licenses, cursor })
+    }
+
+    /// A table created before the indexes existed says so and what to do; any other error as usual.
+    fn index_error(
+        &self,
+        index: Index,
+        e: aws_sdk_dynamodb::error::SdkError<aws_sdk_dynamodb::operation::query::QueryError>,
+    ) -> StoreError {
+        use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+        if e.code() == Some("ValidationException") && e.message().is_some_and(|m| m.contains("index")) {
+            return StoreError::Invalid(format!(
+                "DynamoDB table {} has no index {} ({}): add the listing indexes of template.yaml to it \
+                 (docs/data-model.md, \"Listing and search\")",
+                self.table,
+                index.name,
+                aws_sdk_dynamodb::error::DisplayErrorContext(&e)
+            ));
+        }
+        backend("Query", &self.table)(e)
     }
 
     /// The licenses stored at these storage keys, in their order; a key whose license is gone is skipped.
