@@ -293,14 +293,12 @@ pub async fn reset_transfers(
 ) -> Result<TransfersReset, ApiError> {
     let addr = input.license.addr(principal)?;
     let item = Item::License(addr.clone());
-    let before = std::sync::atomic::AtomicI64::new(0);
     let decide = |stored: Option<Image>| {
         let Some(Image::License(l)) = stored else {
             return Err(ApiError::LicenseNotFound(not_found(&addr)));
         };
-        before.store(l.transfer_count, std::sync::atomic::Ordering::Relaxed);
         if l.transfer_count == 0 {
-            return Ok(Decision::Unchanged);
+            return Ok(Decision::Unchanged(0));
         }
         let write = Write {
             items: vec![ItemWrite {
@@ -314,15 +312,11 @@ pub async fn reset_transfers(
             }],
         };
         let detail = serde_json::json!({ "transfer_count_before": l.transfer_count, "via": "management" });
-        Ok(Decision::Write(
-            write,
-            Change::on_license("license.reset_transfers", &addr, detail),
-        ))
+        let change = Change::on_license("license.reset_transfers", &addr, detail);
+        Ok(Decision::Write(write, change, l.transfer_count))
     };
-    guarded::rewrite(state, principal, &item, decide).await?;
-    Ok(TransfersReset {
-        transfer_count_before: before.into_inner(),
-    })
+    let (transfer_count_before, _) = guarded::rewrite(state, principal, &item, decide).await?;
+    Ok(TransfersReset { transfer_count_before })
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -366,7 +360,7 @@ pub async fn blacklist_device(
             Some(_) => return Err(ApiError::internal("a company read back as another kind of item")),
         };
         if company.blacklist.contains(hw) {
-            return Ok(Decision::Unchanged);
+            return Ok(Decision::Unchanged(()));
         }
         let mut listed = company;
         listed.blacklist.insert(hw.clone());
@@ -374,9 +368,9 @@ pub async fn blacklist_device(
         let write = Write {
             items: vec![create_or_replace(item.clone(), stored, new)],
         };
-        Ok(Decision::Write(write, change.clone()))
+        Ok(Decision::Write(write, change.clone(), ()))
     };
-    let added = guarded::rewrite(state, principal, &item, decide).await?;
+    let ((), added) = guarded::rewrite(state, principal, &item, decide).await?;
     let deactivated = match addr {
         Some(addr) => match free(state, principal, &addr, hw).await {
             Ok(()) => true,

@@ -121,7 +121,7 @@ pub async fn set_password(
         let write = Write {
             items: vec![create_or_replace(item.clone(), stored.clone(), changed)],
         };
-        Ok(Decision::Write(write, change.clone()))
+        Ok(Decision::Write(write, change.clone(), ()))
     };
     guarded::rewrite(state, principal, &item, decide).await?;
     Ok(PasswordSet {
@@ -172,11 +172,9 @@ pub async fn assign_user(state: &AppState, principal: &Principal, input: AssignU
         total_activations: 0,
     };
     let item = Item::User(principal.company.clone(), input.email.clone());
-    let already = std::sync::atomic::AtomicBool::new(false);
     let decide = |stored: Option<Image>| {
         let mut user = stored_user(stored.as_ref())?;
         let held = user.licenses.contains(&entry);
-        already.store(held, std::sync::atomic::Ordering::Relaxed);
         if !held {
             if user.licenses.len() + user.bundle_licenses.len() >= MAX_USER_LICENSES {
                 return Err(ApiError::Validation(format!(
@@ -207,12 +205,10 @@ pub async fn assign_user(state: &AppState, principal: &Principal, input: AssignU
             subject: user_subject(&input.email),
             detail,
         };
-        Ok(Decision::Write(write, change))
+        Ok(Decision::Write(write, change, held))
     };
-    guarded::rewrite(state, principal, &item, decide).await?;
-    Ok(Assigned {
-        already: already.into_inner(),
-    })
+    let (already, _) = guarded::rewrite(state, principal, &item, decide).await?;
+    Ok(Assigned { already })
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -242,7 +238,7 @@ pub async fn unassign_user(
     let decide = |stored: Option<Image>| {
         let mut user = stored_user(stored.as_ref())?;
         if !user.licenses.contains(&entry) {
-            return Ok(Decision::Unchanged);
+            return Ok(Decision::Unchanged(()));
         }
         user.licenses.retain(|l| *l != entry);
         let write = Write {
@@ -262,9 +258,9 @@ pub async fn unassign_user(
             subject: user_subject(&input.email),
             detail: serde_json::json!({ "license": crate::audit::license_subject(&addr), "via": "management" }),
         };
-        Ok(Decision::Write(write, change))
+        Ok(Decision::Write(write, change, ()))
     };
-    let removed = guarded::rewrite(state, principal, &item, decide).await?;
+    let ((), removed) = guarded::rewrite(state, principal, &item, decide).await?;
     Ok(Unassigned { removed })
 }
 
