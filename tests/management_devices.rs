@@ -313,4 +313,23 @@ async fn a_reimport_keeps_the_password_support_set(setup) {
     assert_eq!(f.app.send(activate("set-by-support", "pc-1")).await.status(), 200, "kept by the re-import");
     assert_error(&f.app.send(activate("demo-password", "pc-2")).await, 400, "license_not_found");
 }
+
+async fn concurrent_blacklistings_are_all_kept(setup) {
+    let f = Fixture::new(setup).await;
+    let instances = [f.env.instance().await, f.env.instance().await, f.env.instance().await];
+    let principal = cli(&f);
+    let calls = (0..12).map(|i| {
+        let input = BlacklistDevice { hardware_id: hw(&format!("bad-{i:02}")), license: None };
+        devices::blacklist_device(&instances[i % 3].state, &principal, input)
+    });
+    for done in futures::future::join_all(calls).await {
+        assert!(done.unwrap().added);
+    }
+    let company = match f.store().load(&license_api::store::write::Item::Company(f.company.clone())).await.unwrap() {
+        Some(license_api::store::write::Image::Company(c)) => c,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(company.blacklist.len(), 12, "no blacklisting overwrote another");
+    assert_eq!(cli_records(&f).await.len(), 12);
+}
 }
