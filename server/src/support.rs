@@ -38,10 +38,16 @@ pub struct Target {
 /// A license: its product and its key (key-based) or id (user-based).
 #[derive(Args, Debug, Clone)]
 pub struct LicenseArgs {
+    /// The license's product code.
     #[arg(long)]
     pub product: String,
-    /// The license key (key-based products).
-    #[arg(long, conflicts_with = "license_id", required_unless_present = "license_id")]
+    /// The license key (key-based products); also `--license-key`, as `show` and `audit` spell it.
+    #[arg(
+        long,
+        visible_alias = "license-key",
+        conflicts_with = "license_id",
+        required_unless_present = "license_id"
+    )]
     pub key: Option<String>,
     /// The license id (user-based products).
     #[arg(long)]
@@ -51,11 +57,14 @@ pub struct LicenseArgs {
 /// A license named optionally (`device blacklist`: the license to also free the device on).
 #[derive(Args, Debug, Clone)]
 pub struct OptionalLicense {
+    /// Also free the device on a license of this product (with --key or --license-id).
     #[arg(long, requires = "license")]
     pub product: Option<String>,
-    #[arg(long, conflicts_with = "license_id", group = "license")]
+    /// That license's key (key-based products).
+    #[arg(long, visible_alias = "license-key", group = "license", requires = "product")]
     pub key: Option<String>,
-    #[arg(long, group = "license")]
+    /// That license's id (user-based products).
+    #[arg(long, group = "license", requires = "product")]
     pub license_id: Option<i64>,
 }
 
@@ -80,6 +89,7 @@ pub enum DeviceCommand {
         target: Target,
         #[command(flatten)]
         license: LicenseArgs,
+        /// The device's hardware id, as its client sends it.
         #[arg(long)]
         hardware_id: String,
     },
@@ -103,6 +113,7 @@ pub enum DeviceCommand {
         target: Target,
         #[command(flatten)]
         license: OptionalLicense,
+        /// The device's hardware id, as its client sends it.
         #[arg(long)]
         hardware_id: String,
     },
@@ -114,6 +125,7 @@ pub enum UserCommand {
     SetPassword {
         #[command(flatten)]
         target: Target,
+        /// The license user's email.
         #[arg(long)]
         email: String,
         /// Read the new password from standard input (one line).
@@ -127,12 +139,16 @@ pub enum UserCommand {
     Assign {
         #[command(flatten)]
         target: Target,
+        /// The license user's email.
         #[arg(long)]
         email: String,
+        /// The user-based license's product code.
         #[arg(long)]
         product: String,
+        /// The license's id.
         #[arg(long)]
         license_id: i64,
+        /// The user's own activation limit on the license (0: unlimited within the license's).
         #[arg(long, default_value_t = 0)]
         max_activations: i64,
     },
@@ -140,10 +156,13 @@ pub enum UserCommand {
     Unassign {
         #[command(flatten)]
         target: Target,
+        /// The license user's email.
         #[arg(long)]
         email: String,
+        /// The user-based license's product code.
         #[arg(long)]
         product: String,
+        /// The license's id.
         #[arg(long)]
         license_id: i64,
     },
