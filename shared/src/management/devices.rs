@@ -381,3 +381,55 @@ pub async fn blacklist_device(
     };
     Ok(Blacklisted { added, deactivated })
 }
+
+#[cfg(test)]
+mod tests {
+    //! How inputs name a license, and what they refuse before any store is read.
+
+    use super::*;
+    use crate::ids::CompanyId;
+
+    fn principal(products: &[&str]) -> Principal {
+        Principal {
+            products: products.iter().map(|p| ProductCode::parse(p).unwrap()).collect(),
+            ..Principal::cli(CompanyId::parse("c").unwrap())
+        }
+    }
+
+    fn reference(v: serde_json::Value) -> Result<LicenseRef, serde_json::Error> {
+        serde_json::from_value(v)
+    }
+
+    #[test]
+    fn a_license_is_named_by_exactly_one_of_key_and_id() {
+        let by_key = reference(serde_json::json!({"product": "p", "license_key": "K"})).unwrap();
+        assert!(matches!(by_key.addr(&principal(&[])), Ok(LicenseAddr::Key { key, .. }) if key.as_str() == "K"));
+        let by_id = reference(serde_json::json!({"product": "p", "license_id": 7})).unwrap();
+        assert!(matches!(by_id.addr(&principal(&[])), Ok(LicenseAddr::Id { id: 7, .. })));
+        for v in [
+            serde_json::json!({"product": "p"}),
+            serde_json::json!({"product": "p", "license_key": "K", "license_id": 7}),
+        ] {
+            let err = reference(v).unwrap().addr(&principal(&[])).unwrap_err();
+            assert!(matches!(err, ApiError::Validation(_)), "{err:?}");
+        }
+    }
+
+    #[test]
+    fn a_principal_restricted_to_other_products_cannot_name_this_one() {
+        let r = reference(serde_json::json!({"product": "p", "license_key": "K"})).unwrap();
+        let err = r.addr(&principal(&["other"])).unwrap_err();
+        assert!(matches!(err, ApiError::ApiKeyProductNotAllowed), "{err:?}");
+    }
+
+    #[test]
+    fn inputs_refuse_unknown_fields_and_malformed_ids() {
+        let unknown =
+            serde_json::json!({"license": {"product": "p", "license_key": "K"}, "hardware_id": "h", "force": true});
+        assert!(serde_json::from_value::<DeviceRef>(unknown).is_err());
+        let empty = serde_json::json!({"license": {"product": "p", "license_key": "K"}, "hardware_id": ""});
+        assert!(serde_json::from_value::<DeviceRef>(empty).is_err());
+        let long = serde_json::json!({"hardware_id": "h".repeat(513)});
+        assert!(serde_json::from_value::<BlacklistDevice>(long).is_err());
+    }
+}

@@ -303,3 +303,32 @@ fn license_exists(addr: &LicenseAddr, id: i64) -> ItemWrite {
         action: Action::Check,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_never_printed() {
+        let input: SetPassword =
+            serde_json::from_value(serde_json::json!({"email": "A@b.c", "password": "hunter2-secret"})).unwrap();
+        assert_eq!(input.email.as_str(), "a@b.c");
+        assert!(!format!("{input:?}").contains("hunter2"));
+        let output = PasswordSet {
+            generated_password: Some(generate_password().expose_secret().to_owned()),
+        };
+        let printed = format!("{output:?}");
+        assert!(
+            !printed.contains(output.generated_password.as_deref().unwrap()),
+            "{printed}"
+        );
+    }
+
+    #[test]
+    fn generated_passwords_are_long_and_differ() {
+        let (a, b) = (generate_password(), generate_password());
+        assert_eq!(a.expose_secret().len(), GENERATED_PASSWORD_LEN);
+        assert!(NEW_PASSWORD_BYTES.contains(&a.expose_secret().len()));
+        assert_ne!(a.expose_secret(), b.expose_secret());
+    }
+}
