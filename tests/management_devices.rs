@@ -313,4 +313,46 @@ async fn a_reimport_keeps_the_password_support_set(setup) {
     assert_eq!(f.app.send(activate("set-by-support", "pc-1")).await.status(), 200, "kept by the re-import");
     assert_error(&f.app.send(activate("demo-password", "pc-2")).await, 400, "license_not_found");
 }
+
+async fn concurrent_blacklistings_are_all_kept(setup) {
+    let f = Fixture::new(setup).await;
+    let instances = [f.env.instance().await, f.env.instance().await, f.env.instance().await];
+    let principal = cli(&f);
+    let calls = (0..12).map(|i| {
+        let input = BlacklistDevice { hardware_id: hw(&format!("bad-{i:02}")), license: None };
+        devices::blacklist_device(&instances[i % 3].state, &principal, input)
+    });
+    for done in futures::future::join_all(calls).await {
+        assert!(done.unwrap().added);
+    }
+    let company = match f.store().load(&license_api::store::write::Item::Company(f.company.clone())).await.unwrap() {
+        Some(license_api::store::write::Image::Company(c)) => c,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(company.blacklist.len(), 12, "no blacklisting overwrote another");
+    assert_eq!(cli_records(&f).await.len(), 12);
+}
+
+async fn concurrent_assignments_of_one_user_are_all_kept(setup) {
+    let f = Fixture::new(setup).await;
+    for id in 60..68 {
+        f.user_license(id, |l| l.max_activations = 2).await;
+    }
+    f.user("dee@example.com", 4, &[]).await;
+    let instances = [f.env.instance().await, f.env.instance().await, f.env.instance().await];
+    let principal = cli(&f);
+    let dee = Username::parse("dee@example.com").unwrap();
+    let calls = (60..68).map(|id| {
+        let input = AssignUser { email: dee.clone(), license: id_ref(id), max_activations: 1 };
+        users::assign_user(&instances[id as usize % 3].state, &principal, input)
+    });
+    for done in futures::future::join_all(calls).await {
+        assert!(!done.unwrap().already);
+    }
+    let user = f.store().get_user(&f.company, &dee).await.unwrap().unwrap();
+    let mut ids: Vec<i64> = user.licenses.iter().map(|(_, id)| *id).collect();
+    ids.sort();
+    assert_eq!(ids, (60..68).collect::<Vec<_>>(), "no assignment overwrote another");
+    assert_eq!(cli_records(&f).await.len(), 8);
+}
 }

@@ -10,12 +10,13 @@ use license_api::auth::Principal;
 use license_api::error::ApiError;
 use license_api::ids::{CompanyId, HardwareId, LicenseKey, ProductCode, Username};
 use license_api::management::devices::{
-    self, BlacklistDevice, DeviceRef, DeviceView, LicenseInput, LicenseRef, ListDevices,
+    self, BlacklistDevice, DevicePage, DeviceRef, DeviceView, LicenseInput, LicenseRef, ListDevices,
 };
 use license_api::management::users::{self, AssignUser, SetPassword, UnassignUser};
 use license_api::state::AppState;
 use license_api::store::sqlite::IfMissing;
 use license_api::store::ErrorChain;
+use serde::Serialize;
 use std::io::Read;
 use std::time::Duration;
 
@@ -37,10 +38,16 @@ pub struct Target {
 /// A license: its product and its key (key-based) or id (user-based).
 #[derive(Args, Debug, Clone)]
 pub struct LicenseArgs {
+    /// The license's product code.
     #[arg(long)]
     pub product: String,
-    /// The license key (key-based products).
-    #[arg(long, conflicts_with = "license_id", required_unless_present = "license_id")]
+    /// The license key (key-based products); also `--license-key`, as `show` and `audit` spell it.
+    #[arg(
+        long,
+        visible_alias = "license-key",
+        conflicts_with = "license_id",
+        required_unless_present = "license_id"
+    )]
     pub key: Option<String>,
     /// The license id (user-based products).
     #[arg(long)]
@@ -50,11 +57,14 @@ pub struct LicenseArgs {
 /// A license named optionally (`device blacklist`: the license to also free the device on).
 #[derive(Args, Debug, Clone)]
 pub struct OptionalLicense {
+    /// Also free the device on a license of this product (with --key or --license-id).
     #[arg(long, requires = "license")]
     pub product: Option<String>,
-    #[arg(long, conflicts_with = "license_id", group = "license")]
+    /// That license's key (key-based products).
+    #[arg(long, visible_alias = "license-key", group = "license", requires = "product")]
     pub key: Option<String>,
-    #[arg(long, group = "license")]
+    /// That license's id (user-based products).
+    #[arg(long, group = "license", requires = "product")]
     pub license_id: Option<i64>,
 }
 
@@ -79,6 +89,7 @@ pub enum DeviceCommand {
         target: Target,
         #[command(flatten)]
         license: LicenseArgs,
+        /// The device's hardware id, as its client sends it.
         #[arg(long)]
         hardware_id: String,
     },
@@ -102,6 +113,7 @@ pub enum DeviceCommand {
         target: Target,
         #[command(flatten)]
         license: OptionalLicense,
+        /// The device's hardware id, as its client sends it.
         #[arg(long)]
         hardware_id: String,
     },
@@ -113,6 +125,7 @@ pub enum UserCommand {
     SetPassword {
         #[command(flatten)]
         target: Target,
+        /// The license user's email.
         #[arg(long)]
         email: String,
         /// Read the new password from standard input (one line).
@@ -126,12 +139,16 @@ pub enum UserCommand {
     Assign {
         #[command(flatten)]
         target: Target,
+        /// The license user's email.
         #[arg(long)]
         email: String,
+        /// The user-based license's product code.
         #[arg(long)]
         product: String,
+        /// The license's id.
         #[arg(long)]
         license_id: i64,
+        /// The user's own activation limit on the license (0: unlimited within the license's).
         #[arg(long, default_value_t = 0)]
         max_activations: i64,
     },
@@ -139,10 +156,13 @@ pub enum UserCommand {
     Unassign {
         #[command(flatten)]
         target: Target,
+        /// The license user's email.
         #[arg(long)]
         email: String,
+        /// The user-based license's product code.
         #[arg(long)]
         product: String,
+        /// The license's id.
         #[arg(long)]
         license_id: i64,
     },
@@ -206,16 +226,17 @@ impl Target {
         Ok((state, Principal::cli(company)))
     }
 
-    /// The output as JSON (`json`: the output's), or as `text` renders it.
-    fn print(
+    /// An operation's output as JSON, or as `text` renders it; its failure as [`failed`] says.
+    fn show<O: Serialize>(
         &self,
-        json: serde_json::Result<serde_json::Value>,
-        text: impl FnOnce() -> String,
+        output: Result<O, ApiError>,
+        text: impl FnOnce(&O) -> String,
     ) -> Result<String, Error> {
+        let output = output.map_err(failed)?;
         Ok(if self.json {
-            serde_json::to_string_pretty(&json?)? + "\n"
+            serde_json::to_string_pretty(&output)? + "\n"
         } else {
-            text()
+            text(&output)
         })
     }
 }
@@ -230,64 +251,44 @@ impl DeviceCommand {
                 after,
                 limit,
             } => {
-                let (state, who) = target.state().await?;
+                let after = after.as_deref().map(|a| parsed("after", a, HardwareId::parse));
                 let input = ListDevices {
                     license: license.reference()?,
-                    after: after
-                        .as_deref()
-                        .map(|a| parsed("after", a, HardwareId::parse))
-                        .transpose()?,
+                    after: after.transpose()?,
                     limit: Some(limit),
                 };
-                let page = devices::list_devices(&state, &who, input).await.map_err(failed)?;
-                target.print(serde_json::to_value(&page), || {
-                    let p = &page;
-                    let mut out = format!(
-                        "{} of {} activations used, {} transfers\n",
-                        p.times_activated, p.max_activations, p.transfer_count
-                    );
-                    out.extend(p.devices.iter().map(device_line));
-                    if let Some(next) = &p.next {
-                        out.push_str(&format!("more: --after {next}\n"));
-                    }
-                    out
-                })
+                let (state, who) = target.state().await?;
+                target.show(devices::list_devices(&state, &who, input).await, page_text)
             }
             Self::Deactivate {
                 target,
                 license,
                 hardware_id,
             } => {
-                let (state, who) = target.state().await?;
                 let input = DeviceRef {
                     license: license.reference()?,
                     hardware_id: parsed("hardware-id", &hardware_id, HardwareId::parse)?,
                 };
-                let done = devices::deactivate_device(&state, &who, input).await.map_err(failed)?;
-                target.print(serde_json::to_value(&done), || {
-                    format!("deactivated {}\n", done.hardware_id)
-                })
+                let (state, who) = target.state().await?;
+                let done = devices::deactivate_device(&state, &who, input).await;
+                target.show(done, |d| format!("deactivated {}\n", d.hardware_id))
             }
             Self::Reset { target, license } => {
-                let (state, who) = target.state().await?;
                 let input = LicenseInput {
                     license: license.reference()?,
                 };
-                let reset = devices::reset_devices(&state, &who, input).await.map_err(failed)?;
-                target.print(serde_json::to_value(&reset), || {
-                    let r = &reset;
+                let (state, who) = target.state().await?;
+                target.show(devices::reset_devices(&state, &who, input).await, |r| {
                     let more = if r.more { "; more remain: run it again" } else { "" };
                     format!("deactivated {} device(s){more}\n", r.deactivated.len())
                 })
             }
             Self::ResetTransfers { target, license } => {
-                let (state, who) = target.state().await?;
                 let input = LicenseInput {
                     license: license.reference()?,
                 };
-                let reset = devices::reset_transfers(&state, &who, input).await.map_err(failed)?;
-                target.print(serde_json::to_value(&reset), || {
-                    let r = &reset;
+                let (state, who) = target.state().await?;
+                target.show(devices::reset_transfers(&state, &who, input).await, |r| {
                     format!("transfer count reset to 0 (was {})\n", r.transfer_count_before)
                 })
             }
@@ -296,14 +297,12 @@ impl DeviceCommand {
                 license,
                 hardware_id,
             } => {
-                let (state, who) = target.state().await?;
                 let input = BlacklistDevice {
                     hardware_id: parsed("hardware-id", &hardware_id, HardwareId::parse)?,
                     license: license.reference()?,
                 };
-                let done = devices::blacklist_device(&state, &who, input).await.map_err(failed)?;
-                target.print(serde_json::to_value(&done), || {
-                    let d = &done;
+                let (state, who) = target.state().await?;
+                target.show(devices::blacklist_device(&state, &who, input).await, |d| {
                     let listed = if d.added { "blacklisted" } else { "already blacklisted" };
                     let freed = if d.deactivated {
                         "; deactivated on the license"
@@ -315,6 +314,18 @@ impl DeviceCommand {
             }
         }
     }
+}
+
+fn page_text(p: &DevicePage) -> String {
+    let mut out = format!(
+        "{} of {} activations used, {} transfers\n",
+        p.times_activated, p.max_activations, p.transfer_count
+    );
+    out.extend(p.devices.iter().map(device_line));
+    if let Some(next) = &p.next {
+        out.push_str(&format!("more: --after {next}\n"));
+    }
+    out
 }
 
 fn device_line(d: &DeviceView) -> String {
@@ -351,19 +362,19 @@ impl UserCommand {
                 password_stdin,
                 generate: _,
             } => {
-                let password = password_stdin.then(password_from_stdin).transpose()?;
-                let (state, who) = target.state().await?;
                 let input = SetPassword {
                     email: parsed("email", &email, Username::parse)?,
-                    password,
+                    password: password_stdin.then(password_from_stdin).transpose()?,
                     initial: None,
                 };
-                let set = users::set_password(&state, &who, input).await.map_err(failed)?;
-                target.print(serde_json::to_value(&set), || match &set.generated_password {
-                    Some(p) => {
-                        format!("password of {email} set to: {p}\n(shown once; the user changes it at first sign-in)\n")
+                let (state, who) = target.state().await?;
+                target.show(users::set_password(&state, &who, input).await, |s| {
+                    match &s.generated_password {
+                        Some(p) => format!(
+                            "password of {email} set to: {p}\n(shown once; the user changes it at first sign-in)\n"
+                        ),
+                        None => format!("password of {email} set\n"),
                     }
-                    None => format!("password of {email} set\n"),
                 })
             }
             Self::Assign {
@@ -373,15 +384,13 @@ impl UserCommand {
                 license_id,
                 max_activations,
             } => {
-                let (state, who) = target.state().await?;
                 let input = AssignUser {
                     email: parsed("email", &email, Username::parse)?,
                     license: user_license(&product, license_id)?,
                     max_activations,
                 };
-                let done = users::assign_user(&state, &who, input).await.map_err(failed)?;
-                target.print(serde_json::to_value(&done), || {
-                    let d = &done;
+                let (state, who) = target.state().await?;
+                target.show(users::assign_user(&state, &who, input).await, |d| {
                     let what = if d.already { "limit updated" } else { "assigned" };
                     format!(
                         "{email} {what} on license {license_id} (max activations {max_activations}, 0: unlimited)\n"
@@ -394,14 +403,12 @@ impl UserCommand {
                 product,
                 license_id,
             } => {
-                let (state, who) = target.state().await?;
                 let input = UnassignUser {
                     email: parsed("email", &email, Username::parse)?,
                     license: user_license(&product, license_id)?,
                 };
-                let done = users::unassign_user(&state, &who, input).await.map_err(failed)?;
-                target.print(serde_json::to_value(&done), || {
-                    let d = &done;
+                let (state, who) = target.state().await?;
+                target.show(users::unassign_user(&state, &who, input).await, |d| {
                     let what = if d.removed {
                         "unassigned from"
                     } else {

@@ -293,14 +293,12 @@ pub async fn reset_transfers(
 ) -> Result<TransfersReset, ApiError> {
     let addr = input.license.addr(principal)?;
     let item = Item::License(addr.clone());
-    let before = std::sync::atomic::AtomicI64::new(0);
     let decide = |stored: Option<Image>| {
         let Some(Image::License(l)) = stored else {
             return Err(ApiError::LicenseNotFound(not_found(&addr)));
         };
-        before.store(l.transfer_count, std::sync::atomic::Ordering::Relaxed);
         if l.transfer_count == 0 {
-            return Ok(Decision::Unchanged);
+            return Ok(Decision::Unchanged(0));
         }
         let write = Write {
             items: vec![ItemWrite {
@@ -314,15 +312,11 @@ pub async fn reset_transfers(
             }],
         };
         let detail = serde_json::json!({ "transfer_count_before": l.transfer_count, "via": "management" });
-        Ok(Decision::Write(
-            write,
-            Change::on_license("license.reset_transfers", &addr, detail),
-        ))
+        let change = Change::on_license("license.reset_transfers", &addr, detail);
+        Ok(Decision::Write(write, change, l.transfer_count))
     };
-    guarded::rewrite(state, principal, &item, decide).await?;
-    Ok(TransfersReset {
-        transfer_count_before: before.into_inner(),
-    })
+    let (transfer_count_before, _) = guarded::rewrite(state, principal, &item, decide).await?;
+    Ok(TransfersReset { transfer_count_before })
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -366,7 +360,7 @@ pub async fn blacklist_device(
             Some(_) => return Err(ApiError::internal("a company read back as another kind of item")),
         };
         if company.blacklist.contains(hw) {
-            return Ok(Decision::Unchanged);
+            return Ok(Decision::Unchanged(()));
         }
         let mut listed = company;
         listed.blacklist.insert(hw.clone());
@@ -374,9 +368,9 @@ pub async fn blacklist_device(
         let write = Write {
             items: vec![create_or_replace(item.clone(), stored, new)],
         };
-        Ok(Decision::Write(write, change.clone()))
+        Ok(Decision::Write(write, change.clone(), ()))
     };
-    let added = guarded::rewrite(state, principal, &item, decide).await?;
+    let ((), added) = guarded::rewrite(state, principal, &item, decide).await?;
     let deactivated = match addr {
         Some(addr) => match free(state, principal, &addr, hw).await {
             Ok(()) => true,
@@ -386,4 +380,56 @@ pub async fn blacklist_device(
         None => false,
     };
     Ok(Blacklisted { added, deactivated })
+}
+
+#[cfg(test)]
+mod tests {
+    //! How inputs name a license, and what they refuse before any store is read.
+
+    use super::*;
+    use crate::ids::CompanyId;
+
+    fn principal(products: &[&str]) -> Principal {
+        Principal {
+            products: products.iter().map(|p| ProductCode::parse(p).unwrap()).collect(),
+            ..Principal::cli(CompanyId::parse("c").unwrap())
+        }
+    }
+
+    fn reference(v: serde_json::Value) -> Result<LicenseRef, serde_json::Error> {
+        serde_json::from_value(v)
+    }
+
+    #[test]
+    fn a_license_is_named_by_exactly_one_of_key_and_id() {
+        let by_key = reference(serde_json::json!({"product": "p", "license_key": "K"})).unwrap();
+        assert!(matches!(by_key.addr(&principal(&[])), Ok(LicenseAddr::Key { key, .. }) if key.as_str() == "K"));
+        let by_id = reference(serde_json::json!({"product": "p", "license_id": 7})).unwrap();
+        assert!(matches!(by_id.addr(&principal(&[])), Ok(LicenseAddr::Id { id: 7, .. })));
+        for v in [
+            serde_json::json!({"product": "p"}),
+            serde_json::json!({"product": "p", "license_key": "K", "license_id": 7}),
+        ] {
+            let err = reference(v).unwrap().addr(&principal(&[])).unwrap_err();
+            assert!(matches!(err, ApiError::Validation(_)), "{err:?}");
+        }
+    }
+
+    #[test]
+    fn a_principal_restricted_to_other_products_cannot_name_this_one() {
+        let r = reference(serde_json::json!({"product": "p", "license_key": "K"})).unwrap();
+        let err = r.addr(&principal(&["other"])).unwrap_err();
+        assert!(matches!(err, ApiError::ApiKeyProductNotAllowed), "{err:?}");
+    }
+
+    #[test]
+    fn inputs_refuse_unknown_fields_and_malformed_ids() {
+        let unknown =
+            serde_json::json!({"license": {"product": "p", "license_key": "K"}, "hardware_id": "h", "force": true});
+        assert!(serde_json::from_value::<DeviceRef>(unknown).is_err());
+        let empty = serde_json::json!({"license": {"product": "p", "license_key": "K"}, "hardware_id": ""});
+        assert!(serde_json::from_value::<DeviceRef>(empty).is_err());
+        let long = serde_json::json!({"hardware_id": "h".repeat(513)});
+        assert!(serde_json::from_value::<BlacklistDevice>(long).is_err());
+    }
 }

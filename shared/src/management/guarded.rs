@@ -12,29 +12,30 @@ use crate::state::AppState;
 use crate::store::write::{Image, Item, Write};
 use crate::store::Rejection;
 
-/// What [`rewrite`]'s decision makes of the item as read.
-pub(super) enum Decision {
+/// What [`rewrite`]'s decision makes of the item as read, and what the operation answers (`T`).
+pub(super) enum Decision<T> {
     /// Write this (the item's own conditional replacement and whatever else must hold with it), which
     /// makes this change.
-    Write(Write, Change),
+    Write(Write, Change, T),
     /// The item already is as asked: nothing is written, nothing recorded.
-    Unchanged,
+    Unchanged(T),
 }
 
 /// Reads `item`, has `decide` make the write from it, and applies that write with its change recorded
-/// in it, until it is applied or `decide` refuses. Returns whether anything was written.
-pub(super) async fn rewrite(
+/// in it, until it is applied or `decide` refuses. Returns the answer of the decision that held, and
+/// whether anything was written.
+pub(super) async fn rewrite<T>(
     state: &AppState,
     principal: &Principal,
     item: &Item,
-    decide: impl Fn(Option<Image>) -> Result<Decision, ApiError>,
-) -> Result<bool, ApiError> {
+    decide: impl Fn(Option<Image>) -> Result<Decision<T>, ApiError>,
+) -> Result<(T, bool), ApiError> {
     let mut attempts = Attempts::new(state, principal);
     loop {
         let stored = state.store.load(item).await.map_err(ApiError::store)?;
-        let (write, change) = match decide(stored)? {
-            Decision::Write(write, change) => (write, change),
-            Decision::Unchanged => return Ok(false),
+        let (write, change, answer) = match decide(stored)? {
+            Decision::Write(write, change, answer) => (write, change, answer),
+            Decision::Unchanged(answer) => return Ok((answer, false)),
         };
         let written = attempts
             .write(
@@ -44,7 +45,7 @@ pub(super) async fn rewrite(
             )
             .await;
         match written {
-            Ok(()) => return Ok(true),
+            Ok(()) => return Ok((answer, true)),
             // Something the decision read changed (another change won): decide again on the new state.
             Err(Rejection::Stale) => attempts.next_plan()?,
             // The license the write relies on is gone (deleted by a re-import meanwhile).

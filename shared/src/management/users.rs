@@ -121,7 +121,7 @@ pub async fn set_password(
         let write = Write {
             items: vec![create_or_replace(item.clone(), stored.clone(), changed)],
         };
-        Ok(Decision::Write(write, change.clone()))
+        Ok(Decision::Write(write, change.clone(), ()))
     };
     guarded::rewrite(state, principal, &item, decide).await?;
     Ok(PasswordSet {
@@ -172,11 +172,9 @@ pub async fn assign_user(state: &AppState, principal: &Principal, input: AssignU
         total_activations: 0,
     };
     let item = Item::User(principal.company.clone(), input.email.clone());
-    let already = std::sync::atomic::AtomicBool::new(false);
     let decide = |stored: Option<Image>| {
         let mut user = stored_user(stored.as_ref())?;
         let held = user.licenses.contains(&entry);
-        already.store(held, std::sync::atomic::Ordering::Relaxed);
         if !held {
             if user.licenses.len() + user.bundle_licenses.len() >= MAX_USER_LICENSES {
                 return Err(ApiError::Validation(format!(
@@ -207,12 +205,10 @@ pub async fn assign_user(state: &AppState, principal: &Principal, input: AssignU
             subject: user_subject(&input.email),
             detail,
         };
-        Ok(Decision::Write(write, change))
+        Ok(Decision::Write(write, change, held))
     };
-    guarded::rewrite(state, principal, &item, decide).await?;
-    Ok(Assigned {
-        already: already.into_inner(),
-    })
+    let (already, _) = guarded::rewrite(state, principal, &item, decide).await?;
+    Ok(Assigned { already })
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -242,7 +238,7 @@ pub async fn unassign_user(
     let decide = |stored: Option<Image>| {
         let mut user = stored_user(stored.as_ref())?;
         if !user.licenses.contains(&entry) {
-            return Ok(Decision::Unchanged);
+            return Ok(Decision::Unchanged(()));
         }
         user.licenses.retain(|l| *l != entry);
         let write = Write {
@@ -262,9 +258,9 @@ pub async fn unassign_user(
             subject: user_subject(&input.email),
             detail: serde_json::json!({ "license": crate::audit::license_subject(&addr), "via": "management" }),
         };
-        Ok(Decision::Write(write, change))
+        Ok(Decision::Write(write, change, ()))
     };
-    let removed = guarded::rewrite(state, principal, &item, decide).await?;
+    let ((), removed) = guarded::rewrite(state, principal, &item, decide).await?;
     Ok(Unassigned { removed })
 }
 
@@ -305,5 +301,34 @@ fn license_exists(addr: &LicenseAddr, id: i64) -> ItemWrite {
         item: Item::License(addr.clone()),
         conditions: vec![Cond::Exists, Cond::Eq(Attr::LicenseId, Val::Int(id))],
         action: Action::Check,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_never_printed() {
+        let input: SetPassword =
+            serde_json::from_value(serde_json::json!({"email": "A@b.c", "password": "hunter2-secret"})).unwrap();
+        assert_eq!(input.email.as_str(), "a@b.c");
+        assert!(!format!("{input:?}").contains("hunter2"));
+        let output = PasswordSet {
+            generated_password: Some(generate_password().expose_secret().to_owned()),
+        };
+        let printed = format!("{output:?}");
+        assert!(
+            !printed.contains(output.generated_password.as_deref().unwrap()),
+            "{printed}"
+        );
+    }
+
+    #[test]
+    fn generated_passwords_are_long_and_differ() {
+        let (a, b) = (generate_password(), generate_password());
+        assert_eq!(a.expose_secret().len(), GENERATED_PASSWORD_LEN);
+        assert!(NEW_PASSWORD_BYTES.contains(&a.expose_secret().len()));
+        assert_ne!(a.expose_secret(), b.expose_secret());
     }
 }
