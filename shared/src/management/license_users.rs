@@ -141,20 +141,18 @@ pub async fn create(state: &AppState, principal: &Principal, input: CreateUser) 
     user.password_hash = password_hash(password).await?;
     let at = item(principal, &user.email);
     let detail = serde_json::json!({ "id": user.id, "has_password": user.password_hash.is_some() });
-    guarded::rewrite(state, principal, &at, |image| {
+    let (created, _) = guarded::rewrite(state, principal, &at, |image| {
         if image.is_some() {
             return Err(ApiError::AlreadyExists(format!("license user {}", user.email)));
         }
         let write = Write {
             items: vec![create_or_replace(at.clone(), None, Image::User(Box::new(user.clone())))],
         };
-        Ok(Decision::Write(
-            write,
-            change("user.create", &user.email, detail.clone()),
-        ))
+        let change = change("user.create", &user.email, detail.clone());
+        Ok(Decision::Write(write, change, UserView::from(&user)))
     })
     .await?;
-    Ok(UserView::from(&user))
+    Ok(created)
 }
 
 /// `GET /users/{email}`.
@@ -193,8 +191,7 @@ pub async fn update(state: &AppState, principal: &Principal, input: UpdateUser) 
     }
     let at = item(principal, &input.email);
     let fields = Value::Array(input.fields.keys().map(|k| Value::from(k.as_str())).collect());
-    let result = std::sync::Mutex::new(None);
-    guarded::rewrite(state, principal, &at, |image| {
+    let (updated, _) = guarded::rewrite(state, principal, &at, |image| {
         let old = stored(image.as_ref())?.ok_or_else(|| unknown(&input.email))?;
         let mut entry = entry_of(&old);
         entry.extend(input.fields.clone());
@@ -208,20 +205,22 @@ pub async fn update(state: &AppState, principal: &Principal, input: UpdateUser) 
             ..old.clone()
         };
         let view = UserView::from(&new);
-        *result.lock().unwrap_or_else(|e| e.into_inner()) = Some(view.clone());
         // The view holds every field an update sets.
         if view == UserView::from(&old) {
-            return Ok(Decision::Unchanged);
+            return Ok(Decision::Unchanged(view));
         }
         let write = Write {
             items: vec![create_or_replace(at.clone(), image, Image::User(Box::new(new)))],
         };
         let detail = serde_json::json!({ "fields": fields.clone() });
-        Ok(Decision::Write(write, change("user.update", &input.email, detail)))
+        Ok(Decision::Write(
+            write,
+            change("user.update", &input.email, detail),
+            view,
+        ))
     })
     .await?;
-    let view = result.into_inner().unwrap_or_else(|e| e.into_inner());
-    view.ok_or_else(|| ApiError::internal("a user update decided nothing"))
+    Ok(updated)
 }
 
 /// `DELETE /users/{email}`: refused (409 `resource_in_use`) while the user is assigned to a license
@@ -229,8 +228,7 @@ pub async fn update(state: &AppState, principal: &Principal, input: UpdateUser) 
 /// assignment that lands first is seen and refuses it.
 pub async fn delete(state: &AppState, principal: &Principal, input: UserRef) -> Result<UserView, ApiError> {
     let at = item(principal, &input.email);
-    let deleted = std::sync::Mutex::new(None);
-    guarded::rewrite(state, principal, &at, |image| {
+    let (deleted, _) = guarded::rewrite(state, principal, &at, |image| {
         let old = stored(image.as_ref())?.ok_or_else(|| unknown(&input.email))?;
         let seats = old.licenses.len() + old.bundle_licenses.len();
         if seats > 0 {
@@ -241,11 +239,13 @@ pub async fn delete(state: &AppState, principal: &Principal, input: UserRef) -> 
         }
         let mut write = create_or_replace(at.clone(), image, Image::User(Box::new(old.clone())));
         write.action = Action::Delete;
-        *deleted.lock().unwrap_or_else(|e| e.into_inner()) = Some(UserView::from(&old));
         let change = change("user.delete", &input.email, Value::Null);
-        Ok(Decision::Write(Write { items: vec![write] }, change))
+        Ok(Decision::Write(
+            Write { items: vec![write] },
+            change,
+            UserView::from(&old),
+        ))
     })
     .await?;
-    let view = deleted.into_inner().unwrap_or_else(|e| e.into_inner());
-    view.ok_or_else(|| ApiError::internal("a user delete decided nothing"))
+    Ok(deleted)
 }

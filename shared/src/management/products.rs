@@ -78,7 +78,7 @@ pub async fn create(state: &AppState, principal: &Principal, input: CreateProduc
     principal.ensure_product(&product.code)?;
     let at = item(principal, &product.code);
     let detail = serde_json::json!({ "id": product.id, "name": product.name });
-    guarded::rewrite(state, principal, &at, |image| {
+    let (created, _) = guarded::rewrite(state, principal, &at, |image| {
         if image.is_some() {
             return Err(ApiError::AlreadyExists(format!("product {}", product.code)));
         }
@@ -86,13 +86,11 @@ pub async fn create(state: &AppState, principal: &Principal, input: CreateProduc
         let write = Write {
             items: vec![create_or_replace(at.clone(), None, new)],
         };
-        Ok(Decision::Write(
-            write,
-            change("product.create", &product.code, detail.clone()),
-        ))
+        let change = change("product.create", &product.code, detail.clone());
+        Ok(Decision::Write(write, change, product.clone()))
     })
     .await?;
-    Ok(product)
+    Ok(created)
 }
 
 /// `GET /products/{product}`.
@@ -119,8 +117,7 @@ pub async fn update(state: &AppState, principal: &Principal, input: UpdateProduc
     }
     let at = item(principal, &input.product);
     let detail = Value::Array(input.fields.keys().map(|k| Value::from(k.as_str())).collect());
-    let result = std::sync::Mutex::new(None);
-    guarded::rewrite(state, principal, &at, |image| {
+    let (updated, _) = guarded::rewrite(state, principal, &at, |image| {
         let old = stored(image.as_ref())?.ok_or_else(|| unknown(&input.product))?;
         let mut entry = match serde_json::to_value(&old) {
             Ok(Value::Object(entry)) => entry,
@@ -128,19 +125,25 @@ pub async fn update(state: &AppState, principal: &Principal, input: UpdateProduc
         };
         entry.extend(input.fields.clone());
         let new = crate::catalog::product_of_entry("body", Value::Object(entry)).map_err(invalid)?;
-        *result.lock().unwrap_or_else(|e| e.into_inner()) = Some(new.clone());
         if serde_json::to_value(&new).ok() == serde_json::to_value(&old).ok() {
-            return Ok(Decision::Unchanged);
+            return Ok(Decision::Unchanged(new));
         }
         let write = Write {
-            items: vec![create_or_replace(at.clone(), image, Image::Product(Box::new(new)))],
+            items: vec![create_or_replace(
+                at.clone(),
+                image,
+                Image::Product(Box::new(new.clone())),
+            )],
         };
         let detail = serde_json::json!({ "fields": detail.clone() });
-        Ok(Decision::Write(write, change("product.update", &input.product, detail)))
+        Ok(Decision::Write(
+            write,
+            change("product.update", &input.product, detail),
+            new,
+        ))
     })
     .await?;
-    let updated = result.into_inner().unwrap_or_else(|e| e.into_inner());
-    updated.ok_or_else(|| ApiError::internal("a product update decided nothing"))
+    Ok(updated)
 }
 
 /// `DELETE /products/{product}`: refused (409 `resource_in_use`) while the product has licenses.
@@ -165,18 +168,15 @@ pub async fn delete(state: &AppState, principal: &Principal, input: ProductRef) 
         )));
     }
     let at = item(principal, &input.product);
-    let deleted = std::sync::Mutex::new(None);
-    guarded::rewrite(state, principal, &at, |image| {
+    let (deleted, _) = guarded::rewrite(state, principal, &at, |image| {
         let old = stored(image.as_ref())?.ok_or_else(|| unknown(&input.product))?;
         let mut write = create_or_replace(at.clone(), image, Image::Product(Box::new(old.clone())));
         write.action = Action::Delete;
-        *deleted.lock().unwrap_or_else(|e| e.into_inner()) = Some(old);
         let change = change("product.delete", &input.product, Value::Null);
-        Ok(Decision::Write(Write { items: vec![write] }, change))
+        Ok(Decision::Write(Write { items: vec![write] }, change, old))
     })
     .await?;
-    let old = deleted.into_inner().unwrap_or_else(|e| e.into_inner());
-    old.ok_or_else(|| ApiError::internal("a product delete decided nothing"))
+    Ok(deleted)
 }
 
 /// Most products one API key or OAuth client entry names: each is read to check it exists.
