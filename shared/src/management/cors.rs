@@ -13,7 +13,7 @@ pub const ENV: &str = "MANAGEMENT_CORS_ORIGINS";
 
 /// The headers of a preflight's answer besides the origin.
 pub const PREFLIGHT_HEADERS: [(&str, &str); 3] = [
-    ("access-control-allow-methods", "GET, POST, PATCH, DELETE"),
+    ("access-control-allow-methods", "GET, POST, PUT, PATCH, DELETE"),
     (
         "access-control-allow-headers",
         "authorization, content-type, idempotency-key",

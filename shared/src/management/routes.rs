@@ -334,6 +334,19 @@ mod tests {
     }
 
     #[test]
+    fn a_preflight_allows_every_method_a_route_takes() {
+        let (_, allowed) = super::super::cors::PREFLIGHT_HEADERS[0];
+        for route in ROUTES {
+            let method = route.method.as_str();
+            assert!(
+                allowed.split(", ").any(|m| m == method),
+                "{method} {}: not in `{allowed}`",
+                route.path
+            );
+        }
+    }
+
+    #[test]
     fn every_route_is_unique() {
         for (i, a) in ROUTES.iter().enumerate() {
             assert!(
