@@ -858,3 +858,109 @@ async fn round_trips_customer_license_users() {
     // The product and the index at once, then each license and each user with their seat at once.
     assert_eq!((requests, sequential), (2 + 2 + 2 * 3, 2));
 }
+
+/// The Management API's operations on a warm `management` function: each request first reads its
+/// management key (one GetItem: never cached, so a revocation holds at once), then the operation's
+/// reads and its one conditional write with the audit record; lists and searches are one index query
+/// plus one consistent batch read of the licenses found.
+#[tokio::test]
+async fn round_trips_per_management_operation() {
+    use crate::management::{call, new_key};
+    let f = Fixture::new(Setup::new("round-trips-mgmt", Backend::DynamoDb, Transport::Lambda)).await;
+    f.key_license("MG", |l| l.max_activations = 3).await;
+    let (token, _) = new_key(&f, f.company.as_str(), false).await;
+    let rt = &f.app.round_trips;
+    assert_eq!(f.app.send(f.client.activate(&key_body("MG", "h1"))).await.status(), 200);
+    assert_eq!(f.app.send(f.client.activate(&key_body("MG", "h2"))).await.status(), 200);
+    let lic = "/products/kp/licenses/MG";
+    let created = json!({"license_key": "MG-NEW", "max_activations": 2});
+    let mut measured = Vec::new();
+    for (name, method, path, body, status) in [
+        (
+            "license create",
+            "POST",
+            "/products/kp/licenses".to_owned(),
+            Some(created),
+            201,
+        ),
+        ("license read", "GET", lic.to_owned(), None, 200),
+        (
+            "license update",
+            "PATCH",
+            lic.to_owned(),
+            Some(json!({"max_activations": 4})),
+            200,
+        ),
+        ("license disable", "POST", format!("{lic}/disable"), None, 200),
+        ("license enable", "POST", format!("{lic}/enable"), None, 200),
+        ("device list", "GET", format!("{lic}/devices"), None, 200),
+        (
+            "device deactivate",
+            "POST",
+            format!("{lic}/devices/h1/deactivate"),
+            None,
+            200,
+        ),
+        ("reset transfers", "POST", format!("{lic}/reset-transfers"), None, 200),
+        (
+            "blacklist",
+            "POST",
+            "/blacklist".to_owned(),
+            Some(json!({"hardware_id": "bad"})),
+            200,
+        ),
+        (
+            "device reset (1 active)",
+            "POST",
+            format!("{lic}/devices/reset"),
+            None,
+            200,
+        ),
+        ("license list", "GET", "/licenses".to_owned(), None, 200),
+        (
+            "search by hardware id",
+            "GET",
+            "/licenses/search?hardware_id=h2".to_owned(),
+            None,
+            200,
+        ),
+        ("audit query", "GET", "/audit?limit=10".to_owned(), None, 200),
+        (
+            "license delete",
+            "DELETE",
+            "/products/kp/licenses/MG-NEW".to_owned(),
+            None,
+            200,
+        ),
+    ] {
+        rt.reset();
+        let (got, answer) = call(&f, method, &path, &token, body).await;
+        assert_eq!(got, status, "{name}: {answer}");
+        measured.push((name, rt.get()));
+    }
+    let expected = [
+        ("license create", 3),
+        ("license read", 2),
+        ("license update", 4),
+        ("license disable", 3),
+        ("license enable", 3),
+        ("device list", 4),
+        ("device deactivate", 4),
+        ("reset transfers", 3),
+        ("blacklist", 3),
+        ("device reset (1 active)", 6),
+        ("license list", 3),
+        ("search by hardware id", 3),
+        ("audit query", 2),
+        ("license delete", 5),
+    ];
+    // Every request is sequential: no operation overlaps its round trips.
+    let got: Vec<_> = measured
+        .iter()
+        .map(|(name, (requests, _))| (*name, *requests))
+        .collect();
+    assert_eq!(got, expected);
+    assert!(measured
+        .iter()
+        .all(|(_, (requests, sequential))| requests == sequential));
+}
