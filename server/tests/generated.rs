@@ -54,11 +54,12 @@ fn check_finds_what_is_stale_and_generate_repairs_it() {
         std::fs::copy(root().join(file), scratch.join(file)).unwrap();
     }
     copy_dir(&root().join("functions"), &scratch.join("functions"));
+    copy_dir(&root().join("openapi"), &scratch.join("openapi"));
     let dir = scratch.to_str().unwrap();
     assert_eq!(run(&["generate", "--check", "--root", dir]), (true, String::new()));
 
-    // A hand edit inside the template's generated section, a function crate edited, and a crate of
-    // an endpoint no longer in the table (as `generate` wrote it).
+    // A hand edit inside the template's generated section, a function crate edited, a crate of an
+    // endpoint no longer in the table (as `generate` wrote it), and an OpenAPI document edited.
     let template = std::fs::read_to_string(scratch.join("template.yaml")).unwrap();
     std::fs::write(
         scratch.join("template.yaml"),
@@ -71,10 +72,15 @@ fn check_finds_what_is_stale_and_generate_repairs_it() {
         &scratch.join("functions/retired_endpoint"),
     );
 
+    let openapi = scratch.join("openapi/license-api.json");
+    let document = std::fs::read_to_string(&openapi).unwrap();
+    std::fs::write(&openapi, document.replace("\"check_license\"", "\"check\"")).unwrap();
+
     let (ok, out) = run(&["generate", "--check", "--root", dir]);
     assert!(!ok, "{out}");
     for line in [
         "template.yaml differs",
+        "openapi/license-api.json differs",
         "functions/check_license/src/main.rs differs",
         "functions/retired_endpoint is not a function of the table",
         COMMAND,
@@ -89,6 +95,7 @@ fn check_finds_what_is_stale_and_generate_repairs_it() {
         std::fs::read_to_string(scratch.join("template.yaml")).unwrap(),
         template
     );
+    assert_eq!(std::fs::read_to_string(&openapi).unwrap(), document);
     assert_eq!(run(&["generate", "--check", "--root", dir]), (true, String::new()));
 
     // Not the workspace root: refused, and nothing is written there.
@@ -141,5 +148,8 @@ fn each_function_binary_links_only_its_own_handler() {
             let own = f.serves.iter().any(|s| s.endpoint == d.endpoint);
             assert_eq!(linked, own, "{} links {handler}: {linked}", f.name);
         }
+        // The OpenAPI schemas are `license-server generate`'s alone (the `openapi` feature).
+        let utoipa: Vec<&String> = symbols.iter().filter(|s| s.contains("utoipa")).take(3).collect();
+        assert!(utoipa.is_empty(), "{} links utoipa: {utoipa:?}", f.name);
     }
 }

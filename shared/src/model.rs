@@ -106,6 +106,7 @@ pub struct Company {
     pub blacklist: BTreeSet<HardwareId>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum AuthorizationMethod {
     #[default]
@@ -162,6 +163,7 @@ impl ProductDoc {
 }
 
 /// A released version of a product, as `product_details` shows the latest one.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Serialize, Deserialize, Default, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProductVersion {
@@ -281,6 +283,7 @@ pub struct TrialRecord {
     pub created_at: Timestamp,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum FeatureType {
@@ -310,6 +313,7 @@ pub struct Feature {
     pub allow_negative_consumptions: bool,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum LicenseType {
@@ -320,6 +324,7 @@ pub enum LicenseType {
     Consumption,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Serialize, Deserialize, Default, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct CustomField {
@@ -328,6 +333,7 @@ pub struct CustomField {
     pub value: String,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Serialize, Deserialize, Default, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Customer {

@@ -13,8 +13,9 @@ use crate::request::{Params, SsoUrlRequest};
 use crate::rules;
 use crate::state::AppState;
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(serde::Serialize)]
-struct SignIn {
+pub(super) struct SignIn {
     url: String,
 }
 

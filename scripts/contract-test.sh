@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The contract test (docs/testing.md, "Contract test"): a `license-server serve --demo` (SQLite, the
+# example catalog, rate limits lifted) on a free loopback port, and schemathesis (PyPI, pinned, in
+# target/tools/schemathesis; scripts/lib/schemathesis.sh) run against openapi/license-api.json with
+# tests/contract/hooks.py, which signs every request (SPEC §1.2). Checks, for every operation: no 5xx
+# (not_a_server_error), each status documented (status_code_conformance) and each body matching its
+# schema (response_schema_conformance). Prints operations × cases and the failures; fails on any.
+#   CONTRACT_MAX_EXAMPLES  cases generated per operation and phase (default 50)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+source scripts/lib/ports.sh
+source scripts/lib/schemathesis.sh
+
+install_schemathesis
+cargo build --quiet -p license-server
+port="$(free_port)"
+log="$ROOT/target/contract-server.log"
+echo "==> starting license-server serve --demo on 127.0.0.1:$port (log: $log)"
+# Rate limits lifted: schemathesis sends hundreds of requests a second from one address and key.
+target/debug/license-server serve --demo --listen "127.0.0.1:$port" \
+    --rate-per-ip 0 --rate-per-key 0 --password-checks-per-ip 0 --password-checks-per-user 0 \
+    --max-connections-per-ip 0 >"$log" 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null || true; wait $server 2>/dev/null || true' EXIT
+wait_for_port "$port" "$server" "$log"
+shared_key="$(sed -n 's/^ *shared key: *//p' "$log" | head -1)"
+[ -n "$shared_key" ] || { echo "the demo server printed no shared key:" >&2; cat "$log" >&2; exit 1; }
+
+echo "==> schemathesis against openapi/license-api.json"
+report="$ROOT/target/contract-report"
+rm -rf "$report"
+# From target/: schemathesis keeps its cache (.schemathesis/) in the working directory.
+cd "$ROOT/target"
+CONTRACT_API_KEY=demo-api-key CONTRACT_SHARED_KEY="$shared_key" \
+    PYTHONPATH="$ROOT/tests/contract" SCHEMATHESIS_HOOKS=hooks \
+    "$SCHEMATHESIS_VENV/bin/st" --no-color run "$ROOT/openapi/license-api.json" \
+    --url "http://127.0.0.1:$port" \
+    --checks not_a_server_error,status_code_conformance,response_schema_conformance \
+    --max-examples "${CONTRACT_MAX_EXAMPLES:-50}" \
+    --seed 1 \
+    --report junit --report-dir "$report"
+
