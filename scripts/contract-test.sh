@@ -39,5 +39,12 @@ CONTRACT_API_KEY=demo-api-key CONTRACT_SHARED_KEY="$shared_key" \
     --checks not_a_server_error,status_code_conformance,response_schema_conformance \
     --max-examples "${CONTRACT_MAX_EXAMPLES:-50}" \
     --seed 1 \
-    --report junit --report-dir "$report"
+    --report junit --report-dir "$report" 2>&1 | tee "$ROOT/target/contract-test.log" || status=$?
+# One closing line: operations × generated cases, and failures (schemathesis prints "N generated, M
+# passed" or "N generated, F found ...").
+operations="$(sed -n 's/^ *Tested: *\([0-9]*\).*/\1/p' "$ROOT/target/contract-test.log" | tail -1)"
+cases="$(sed -n 's/^ *\([0-9]*\) generated.*/\1/p' "$ROOT/target/contract-test.log" | tail -1)"
+failures="$(sed -n 's/^ *❌ .*: \([0-9]*\)$/\1/p' "$ROOT/target/contract-test.log" | awk '{ s += $1 } END { print s + 0 }')"
+echo "contract test: ${operations:-?} operations × ${cases:-?} cases, ${failures:-0} failures (report: $report)"
+exit "${status:-0}"
 
