@@ -102,17 +102,25 @@ pub fn outputs() -> Vec<Output> {
         path: "template.yaml".into(),
         text: template_functions(),
     });
-    out.extend(OPENAPI_DOCUMENTS.iter().map(|(path, document)| Output::File {
-        path: path.into(),
-        text: openapi_json(&document()),
+    out.extend(OPENAPI_DOCUMENTS.iter().map(|d| Output::File {
+        path: d.path.into(),
+        text: openapi_json(&(d.build)()),
     }));
     out
 }
 
+/// A committed OpenAPI document: its path under the workspace root and what builds it.
+pub struct OpenApiDocument {
+    pub path: &'static str,
+    pub build: fn() -> utoipa::openapi::OpenApi,
+}
+
 /// The OpenAPI documents, each built from the code's own types (docs/openapi.md); another API's
 /// document is one more row.
-pub const OPENAPI_DOCUMENTS: [(&str, fn() -> utoipa::openapi::OpenApi); 1] =
-    [("openapi/license-api.json", license_api::handlers::openapi::license_api)];
+pub const OPENAPI_DOCUMENTS: [OpenApiDocument; 1] = [OpenApiDocument {
+    path: "openapi/license-api.json",
+    build: license_api::handlers::openapi::license_api,
+}];
 
 /// A document as committed: pretty JSON (utoipa's maps are ordered, so the bytes are stable), one
 /// final newline.

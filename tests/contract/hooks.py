@@ -24,6 +24,9 @@ API_KEY = os.environ["CONTRACT_API_KEY"]
 SHARED_KEY = os.environ["CONTRACT_SHARED_KEY"]
 PRODUCT = os.environ.get("CONTRACT_PRODUCT", "demo")
 LICENSE_KEY = os.environ.get("CONTRACT_LICENSE_KEY", "DEMO-0000-0000-0001")
+# One device for the demo license: once activated, the requests that need an active device (checks,
+# variables, consumptions, borrowing) reach their success answers instead of `license_not_active`.
+HARDWARE_ID = "contract-test-device"
 
 
 def authorization(date: str) -> str:
@@ -47,11 +50,13 @@ class Hmac:
 
 
 def point_at_demo(fields):
-    """Names the demo product, and its license by key alone, in half of the requests that name a
-    product: generated requests mostly name a license two ways or none (validation errors)."""
+    """Names the demo product, and its license by key alone on one device, in half of the requests
+    that name a product: generated requests mostly name a license two ways or none (validation
+    errors)."""
     if isinstance(fields, dict) and "product" in fields and random.random() < 0.5:
         fields["product"] = PRODUCT
         if "hardware_id" in fields:
+            fields["hardware_id"] = HARDWARE_ID
             fields["license_key"] = LICENSE_KEY
             for other in ("username", "password", "id_token", "code", "customer_account_code", "bundle_code",
                           "license_id"):

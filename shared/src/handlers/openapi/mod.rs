@@ -220,7 +220,7 @@ fn responses(d: &Descriptor, schemas: &mut Schemas) -> utoipa::openapi::response
 
 /// What an endpoint answers: a signed JSON body of a schema, or a fixed text.
 enum Answer {
-    Json(RefOr<Schema>),
+    Json(Box<RefOr<Schema>>),
     Text(&'static str),
 }
 
@@ -237,7 +237,7 @@ fn success(endpoint: Endpoint, schemas: &mut Schemas) -> utoipa::openapi::respon
                 .build(),
         ),
         Answer::Json(schema) => response
-            .content("application/json", ContentBuilder::new().schema(Some(schema)).build())
+            .content("application/json", ContentBuilder::new().schema(Some(*schema)).build())
             .header(
                 SIGNATURE_HEADER,
                 HeaderBuilder::new()
@@ -256,7 +256,7 @@ fn answer(endpoint: Endpoint, schemas: &mut Schemas) -> Answer {
     use crate::render::{ConsumptionAnswer, FeatureObject, LicenseObject, ProductAnswer, TrialAnswer, VariableObject};
     use Endpoint::*;
     let license = |s: &mut Schemas| component::<LicenseObject>(s);
-    Answer::Json(match endpoint {
+    Answer::Json(Box::new(match endpoint {
         Root => return Answer::Text(super::endpoints::ONLINE),
         DeactivateLicense | DeactivateOffline | DeactivateBundle | DeactivateBundleOffline => {
             return Answer::Text(DEACTIVATED)
@@ -277,7 +277,7 @@ fn answer(endpoint: Endpoint, schemas: &mut Schemas) -> Answer {
         CustomerLicenseUsers => component::<super::customer_license_users::Answer>(schemas),
         OauthUrl => component::<super::oauth::UrlAnswer>(schemas),
         OauthToken => component::<super::oauth::TokenAnswer>(schemas),
-    })
+    }))
 }
 
 /// The offline activation file (SPEC §6.3, `render::offline_activation`): the license object and the
