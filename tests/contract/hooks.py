@@ -27,6 +27,9 @@ LICENSE_KEY = os.environ.get("CONTRACT_LICENSE_KEY", "DEMO-0000-0000-0001")
 # One device for the demo license: once activated, the requests that need an active device (checks,
 # variables, consumptions, borrowing) reach their success answers instead of `license_not_active`.
 HARDWARE_ID = "contract-test-device"
+# Deactivations and releases name another device, so that they do not take that one out from under the
+# operations tested after them.
+SPARE_HARDWARE_ID = "contract-test-spare-device"
 
 
 def authorization(date: str) -> str:
@@ -49,14 +52,14 @@ class Hmac:
         case.headers["Authorization"] = authorization(data)
 
 
-def point_at_demo(fields):
+def point_at_demo(fields, hardware_id):
     """Names the demo product, and its license by key alone on one device, in half of the requests
     that name a product: generated requests mostly name a license two ways or none (validation
     errors)."""
     if isinstance(fields, dict) and "product" in fields and random.random() < 0.5:
         fields["product"] = PRODUCT
         if "hardware_id" in fields:
-            fields["hardware_id"] = HARDWARE_ID
+            fields["hardware_id"] = hardware_id
             fields["license_key"] = LICENSE_KEY
             for other in ("username", "password", "id_token", "code", "customer_account_code", "bundle_code",
                           "license_id"):
@@ -67,5 +70,7 @@ def point_at_demo(fields):
 @schemathesis.hook
 def before_call(context, case, **kwargs):
     # Every phase (the coverage phase's cases are not drawn from strategies, so map_* hooks miss them).
-    case.query = point_at_demo(case.query)
-    case.body = point_at_demo(case.body)
+    path = case.operation.path
+    device = SPARE_HARDWARE_ID if "deactivate" in path or path.endswith("/release") else HARDWARE_ID
+    case.query = point_at_demo(case.query, device)
+    case.body = point_at_demo(case.body, device)

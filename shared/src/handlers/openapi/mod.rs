@@ -320,3 +320,38 @@ fn errors(d: &Descriptor) -> BTreeMap<u16, Vec<&'static str>> {
     }
     by_status
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ApiError;
+
+    /// Every row of the endpoint table is an operation of its path and method, named after it,
+    /// authenticated exactly when the endpoint takes an API key, with a success answer and its errors.
+    #[test]
+    fn every_endpoint_is_an_operation() {
+        let document = serde_json::to_value(license_api()).unwrap();
+        assert_eq!(document["openapi"], "3.1.0");
+        for d in &TABLE {
+            let method = d.method.as_str().to_ascii_lowercase();
+            let op = &document["paths"][d.path][&method];
+            assert_eq!(op["operationId"], d.name, "{} {}", d.method, d.path);
+            assert_eq!(op["security"].is_array(), d.access.is_some(), "{}", d.name);
+            assert!(op["responses"]["200"].is_object(), "{}", d.name);
+            let documented: Vec<&str> = op["responses"]["400"]["content"]["application/json"]["schema"]["allOf"][1]
+                ["properties"]["code"]["enum"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{}: no 400 codes", d.name))
+                .iter()
+                .filter_map(|c| c.as_str())
+                .collect();
+            assert!(
+                documented.contains(&ApiError::MissingParameters(String::new()).code()),
+                "{}",
+                d.name
+            );
+        }
+        let paths = document["paths"].as_object().unwrap();
+        assert_eq!(paths.len(), TABLE.len(), "one path per endpoint");
+    }
+}
