@@ -21,7 +21,7 @@ use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItem};
 use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::response::{ResponseBuilder, ResponsesBuilder};
-use utoipa::openapi::schema::{AllOfBuilder, ArrayBuilder, ObjectBuilder, Schema, Type};
+use utoipa::openapi::schema::{AllOfBuilder, ArrayBuilder, ObjectBuilder, Schema, SchemaType, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ComponentsBuilder, InfoBuilder, OpenApi, OpenApiBuilder, PathsBuilder, Ref, RefOr, Required};
 use utoipa::ToSchema;
@@ -121,8 +121,13 @@ fn field_schema(f: &Field) -> Schema {
             .enum_values(Some(values.iter().copied()))
             .build()
             .into(),
+        // SPEC §9: a value is a string, a number or a boolean (stored as its text).
         Kind::Variables => typed(Type::Object)
-            .additional_properties(Some(ObjectBuilder::new().schema_type(Type::String)))
+            .additional_properties(Some(ObjectBuilder::new().schema_type(SchemaType::from_iter([
+                Type::String,
+                Type::Number,
+                Type::Boolean,
+            ]))))
             .build()
             .into(),
     }
