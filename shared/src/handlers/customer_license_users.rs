@@ -27,6 +27,7 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(serde::Serialize)]
+#[cfg_attr(feature = "openapi", schema(as = CustomerLicenseUsersAnswer))]
 pub(super) struct Answer<'a> {
     customer: &'a Customer,
     users: Vec<Entry<'a>>,
@@ -35,6 +36,7 @@ pub(super) struct Answer<'a> {
 /// A license user as `user_licenses` shows them, with the license whose seat it describes.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(serde::Serialize)]
+#[cfg_attr(feature = "openapi", schema(as = CustomerLicenseUser))]
 pub(super) struct Entry<'a> {
     #[serde(flatten)]
     user: UserObject<'a>,

@@ -35,6 +35,7 @@ const MAX_HOST_LEN: usize = 260;
 
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Serialize)]
+#[cfg_attr(feature = "openapi", schema(as = OauthUrlAnswer))]
 pub(super) struct UrlAnswer<'a> {
     url: String,
     login_type: &'a str,
@@ -111,6 +112,7 @@ fn scheme(headers: &http::HeaderMap) -> &'static str {
 
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Serialize)]
+#[cfg_attr(feature = "openapi", schema(as = OauthTokenAnswer))]
 pub(super) struct TokenAnswer<'a> {
     access_token: String,
     expires_in: u64,

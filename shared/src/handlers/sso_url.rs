@@ -15,6 +15,7 @@ use crate::state::AppState;
 
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(serde::Serialize)]
+#[cfg_attr(feature = "openapi", schema(as = SsoUrlAnswer))]
 pub(super) struct SignIn {
     url: String,
 }

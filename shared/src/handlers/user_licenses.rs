@@ -26,6 +26,7 @@ pub(super) const LOADS_AT_ONCE: usize = 16;
 
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(serde::Serialize)]
+#[cfg_attr(feature = "openapi", schema(as = UserLicense))]
 pub(super) struct Entry<'a> {
     license: LicenseObject<'a>,
     user: UserObject<'a>,

@@ -359,4 +359,20 @@ mod tests {
         let paths = document["paths"].as_object().unwrap();
         assert_eq!(paths.len(), TABLE.len(), "one path per endpoint");
     }
+
+    /// Components are keyed by the type's name: two answer types of one name (two handlers' `Entry`)
+    /// would leave one endpoint described by the other's schema.
+    #[test]
+    fn no_two_schemas_share_a_name() {
+        let mut schemas = Schemas::new();
+        for d in &TABLE {
+            operation(d, &mut schemas);
+        }
+        let mut by_name: BTreeMap<&str, &RefOr<Schema>> = BTreeMap::new();
+        for (name, schema) in &schemas {
+            if let Some(other) = by_name.insert(name, schema) {
+                assert!(other == schema, "two different schemas are named `{name}`");
+            }
+        }
+    }
 }
