@@ -7,7 +7,8 @@ signature an HMAC-SHA256 with the shared key over `licenseSpring\\ndate: <Date>`
 `shared/src/client.rs`). The key pair comes from the environment: CONTRACT_API_KEY, CONTRACT_SHARED_KEY.
 
 Half of the generated license requests are also pointed at the demo catalog's product and license
-(CONTRACT_PRODUCT, CONTRACT_LICENSE_KEY), so that success answers are checked against their schemas
+(CONTRACT_PRODUCT, CONTRACT_LICENSE_KEY) on one device, and half of the user listings at its
+user-based product's user and customer, so that success answers are checked against their schemas
 too, not only the errors of unknown products.
 """
 
@@ -67,10 +68,26 @@ def point_at_demo(fields, hardware_id):
     return fields
 
 
+# The demo catalog's user-based product: its users' listings answer with their own schemas.
+USER_BASED = {
+    "/api/v4/user_licenses": {"product": "demo-team", "username": "ann@example.com", "password": "demo-password"},
+    "/api/v4/customer_license_users": {"product": "demo-team", "customer": "team-buyer@example.com"},
+}
+
+
+def point_at_demo_team(fields, path):
+    """Names a demo-team user (or customer) in half of the requests to the user listings."""
+    if path in USER_BASED and isinstance(fields, dict) and random.random() < 0.5:
+        for other in ("license_key", "id_token", "code", "customer_account_code", "redirect_uri"):
+            fields.pop(other, None)
+        fields.update(USER_BASED[path])
+        return fields
+    return point_at_demo(fields, SPARE_HARDWARE_ID if "deactivate" in path or path.endswith("/release") else HARDWARE_ID)
+
+
 @schemathesis.hook
 def before_call(context, case, **kwargs):
     # Every phase (the coverage phase's cases are not drawn from strategies, so map_* hooks miss them).
     path = case.operation.path
-    device = SPARE_HARDWARE_ID if "deactivate" in path or path.endswith("/release") else HARDWARE_ID
-    case.query = point_at_demo(case.query, device)
-    case.body = point_at_demo(case.body, device)
+    case.query = point_at_demo_team(case.query, path)
+    case.body = point_at_demo_team(case.body, path)
