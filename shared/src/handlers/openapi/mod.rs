@@ -1,8 +1,8 @@
 //! The OpenAPI 3.1 document of the License API (`openapi/license-api.json`), built from the code: the
 //! endpoint table gives the paths, methods and authentication; [`fields`] what each endpoint reads;
 //! the answer types (`render.rs`, the handlers' answer structs, `error::ErrorBody`) derive their
-//! schemas with `utoipa`; the error codes and statuses come from [`ApiError`] itself. `license-server
-//! generate` writes it, and its check mode fails when the committed file is stale.
+//! schemas with `utoipa`; the error codes and statuses come from [`crate::error::ApiError`] itself.
+//! `license-server generate` writes it, and its check mode fails when the committed file is stale.
 //!
 //! Only with the `openapi` feature, which only `license-server` enables: the Lambda functions do not
 //! link utoipa. A second document (the Management API) is another function here returning an
