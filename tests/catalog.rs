@@ -224,6 +224,7 @@ fn every_kind(company: &license_api::ids::CompanyId) -> Vec<(Item, Image)> {
         feature_consumptions: [("f1".to_owned(), 5)].into(),
         consumptions_period: Some(t(2)),
         feature_periods: [("f1".to_owned(), t(3))].into(),
+        source: Some(license_api::model::LicenseSource::Management),
         ..License::new(
             41,
             company.clone(),
@@ -385,6 +386,32 @@ fn every_kind(company: &license_api::ids::CompanyId) -> Vec<(Item, Image)> {
                 license_key: Some(license_api::ids::LicenseKey::parse("EVERY-TRIAL").unwrap()),
                 user: Some(license_api::ids::Username::parse("trial@example.com").unwrap()),
                 created_at: t(11),
+            })),
+        ),
+        (
+            Item::ManagementKey(
+                company.clone(),
+                license_api::ids::ManagementKeyId::parse("0123abcd0123abcd").unwrap(),
+            ),
+            Image::ManagementKey(Box::new(license_api::model::ManagementKeyRecord {
+                id: license_api::ids::ManagementKeyId::parse("0123abcd0123abcd").unwrap(),
+                company: company.clone(),
+                name: "billing".into(),
+                secret_hash: "ab".repeat(32),
+                read_only: true,
+                revoked: true,
+                created_at: t(12),
+            })),
+        ),
+        (
+            Item::Idempotency(company.clone(), "order-1".into()),
+            Image::Idempotency(Box::new(license_api::model::IdempotencyRecord {
+                company: company.clone(),
+                key: "order-1".into(),
+                request_digest: "cd".repeat(32),
+                status: 201,
+                answer: r#"{"id":1}"#.into(),
+                expires_at: 4_000_000_000,
             })),
         ),
     ]

@@ -14,7 +14,7 @@ use license_api::secret::ExposeSecret;
 use license_api::state::AppState;
 use license_api::token::TokenKeys;
 use license_server::events::{self, expected, expected_status, is_signed, resign};
-use license_server::generate::{functions, DEFAULT_ROUTE};
+use license_server::generate::{functions, DEFAULT_ROUTE, MANAGEMENT};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -71,6 +71,14 @@ async fn every_event_runs_through_the_handlers() {
     let (key, _) = SealingKey::generate().unwrap();
     import_sealed(f.store(), &catalog, Some(&key)).await.unwrap();
     let state = with_sso(&f, key).await;
+    let management_key = license_api::management::keys::record_of(events::MANAGEMENT_TOKEN, "events", true).unwrap();
+    let item =
+        license_api::store::write::Item::ManagementKey(management_key.company.clone(), management_key.id.clone());
+    let image = license_api::store::write::Image::ManagementKey(Box::new(management_key));
+    f.store()
+        .write(&license_api::store::write::Write::put(item, image))
+        .await
+        .unwrap();
 
     let mut committed = BTreeMap::new();
     for entry in std::fs::read_dir(EVENTS_DIR).expect("events/ exists") {
@@ -108,6 +116,8 @@ async fn every_event_runs_through_the_handlers() {
         let function = name.split('-').next().unwrap();
         let response = if function == DEFAULT_ROUTE {
             license_api::lambda::serve_default_route(request).await.unwrap()
+        } else if function == MANAGEMENT {
+            license_api::lambda::serve_management(&state, request).await.unwrap()
         } else {
             let endpoint = Endpoint::for_name(function)
                 .filter(|e| e.descriptor().has_function())

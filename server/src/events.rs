@@ -26,6 +26,10 @@ pub const SHARED_KEY: &str = "demo-shared-key-change-me";
 /// clients needs a sealing key to import), added by [`catalog_with_oauth_client`].
 pub const OAUTH_CLIENT_ID: &str = "sam-local-client";
 pub const OAUTH_CLIENT_SECRET: &str = "sam-local-client-secret-0123";
+/// The management key of the Management API's events (company `demo`): not in any catalog; a session
+/// creates its record from the token ([`license_api::management::keys::record_of`]).
+pub const MANAGEMENT_TOKEN: &str =
+    "lsm_ZGVtbw_5a3c0e11ab5e7700_0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 const HOST: &str = "abcdef1234.execute-api.us-east-1.amazonaws.com";
 /// The date inside the offline request files of the events.
 pub const FILE_DATE: &str = "Mon, 23 Nov 2026 07:00:00 GMT";
@@ -611,6 +615,23 @@ fn specs(api_key: &str, shared_key: &str) -> Vec<Spec> {
             signed: false,
             upload: None,
         },
+        // The Management API's function, with the events' management key.
+        Spec {
+            file: "management-ok.json",
+            method: "GET",
+            path: "/api/management/v1/products/demo/licenses/DEMO-FLOAT-0008",
+            params: json!({}),
+            signed: false,
+            upload: None,
+        },
+        Spec {
+            file: "management-not_found.json",
+            method: "GET",
+            path: "/api/management/v1/no_such_route",
+            params: json!({}),
+            signed: false,
+            upload: None,
+        },
         // What the HTTP API's `$default` route passes on: a path no route has, and a route's path with
         // a method it does not take.
         Spec {
@@ -651,6 +672,10 @@ pub fn catalog_with_oauth_client(example: &str) -> Result<String, serde_json::Er
 /// containers reach none, so `smoke --invoke-events` skips them and says so.
 pub const NEED_IDENTITY_PROVIDER: &[&str] = &["sso_url-ok.json"];
 
+/// Events that succeed only where the table holds [`MANAGEMENT_TOKEN`]'s key: `tests/events.rs`
+/// stores it; `smoke --invoke-events` skips them and says so.
+pub const NEED_MANAGEMENT_KEY: &[&str] = &["management-ok.json"];
+
 fn query_string(params: &Value) -> String {
     let mut q = url::form_urlencoded::Serializer::new(String::new());
     for (k, v) in params.as_object().into_iter().flatten() {
@@ -668,14 +693,20 @@ pub fn generate(api_key: &str, shared_key: &str, date: &str) -> Vec<(&'static st
     specs
         .into_iter()
         .map(|s| {
+            let management = s.path.starts_with(license_api::management::routes::PREFIX);
             let route = if s.file.starts_with("default_route-") {
                 "$default".to_owned()
+            } else if management {
+                "ANY /api/management/{proxy+}".to_owned()
             } else if s.path == "/" {
                 "GET /".to_owned()
             } else {
                 format!("{} {}", s.method, s.path)
             };
             let mut headers = json!({"host": HOST, "user-agent": "license-client/1.0", "x-forwarded-proto": "https"});
+            if management {
+                headers["authorization"] = json!(format!("Bearer {MANAGEMENT_TOKEN}"));
+            }
             let mut base64_encoded = false;
             let (body, query) = match &s.upload {
                 Some(Upload { text, multipart: true }) => {
@@ -739,7 +770,10 @@ pub fn resign(event: &mut Value, api_key: &str, shared_key: &str, date: &str) {
 
 /// Whether the event carries request signing headers.
 pub fn is_signed(event: &Value) -> bool {
-    event["headers"].get("authorization").is_some()
+    event["headers"]
+        .get("authorization")
+        .and_then(Value::as_str)
+        .is_some_and(|a| !a.starts_with("Bearer "))
 }
 
 /// The expected outcome encoded in a file name: `None` for `ok`, else the error code.

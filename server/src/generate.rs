@@ -15,6 +15,18 @@ pub const COMMAND: &str = "cargo run -p license-server -- generate";
 /// no endpoint, only the SPEC's 404 and 405 for everything no route takes.
 pub const DEFAULT_ROUTE: &str = "default_route";
 
+/// The Management API's function (`license_api::management::routes`, docs/management.md): no row in
+/// the endpoint table either; its route table is its own, all of it behind one gateway route.
+pub const MANAGEMENT: &str = "management";
+
+/// The gateway route of [`MANAGEMENT`].
+const MANAGEMENT_PATH: &str = "/api/management/{proxy+}";
+
+/// What the management function's role may do on the table: read keys and licenses, list a company's
+/// keys and a deleted license's devices, and the transactions of its changes (each item's action).
+const MANAGEMENT_ACTIONS: &str =
+    "dynamodb:GetItem, dynamodb:Query, dynamodb:PutItem, dynamodb:UpdateItem, dynamodb:DeleteItem, dynamodb:ConditionCheckItem";
+
 const BEGIN: &str = "# BEGIN GENERATED";
 const END: &str = "# END GENERATED";
 const TABLE_FILE: &str = "shared/src/handlers/endpoints.rs";
@@ -40,7 +52,7 @@ pub fn logical_id(name: &str) -> String {
     format!("{}Function", camel(name))
 }
 
-/// Every Lambda function, in table order, the `$default` route's last.
+/// Every Lambda function, in table order, then the Management API's, the `$default` route's last.
 pub fn functions() -> Vec<Function> {
     let mut functions: Vec<Function> = TABLE
         .iter()
@@ -53,10 +65,12 @@ pub fn functions() -> Vec<Function> {
                 .collect(),
         })
         .collect();
-    functions.push(Function {
-        name: DEFAULT_ROUTE,
-        serves: Vec::new(),
-    });
+    for name in [MANAGEMENT, DEFAULT_ROUTE] {
+        functions.push(Function {
+            name,
+            serves: Vec::new(),
+        });
+    }
     functions
 }
 
@@ -147,6 +161,10 @@ fn crate_manifest(name: &str) -> String {
 
 fn main_rs(f: &Function) -> String {
     let (what, run) = match f.serves.first() {
+        None if f.name == MANAGEMENT => (
+            format!("the Management API (ANY {MANAGEMENT_PATH}, docs/management.md): its own route table."),
+            "run_management()".to_owned(),
+        ),
         Some(d) => (
             format!("{}: it names its one handler, so it links no other.", routes(f)),
             format!("run(license_api::handlers::function::{:?})", d.endpoint),
@@ -226,6 +244,8 @@ fn watch_routes() -> String {
         out += &route(d.path, &own, d.function.descriptor().name);
         out += &route(d.path, &others, DEFAULT_ROUTE);
     }
+    out += "# The Management API, every method.\n[[workspace.metadata.lambda.watch.router]]\n";
+    out += &format!("path = \"/api/management/{{*rest}}\"\nfunction = \"{MANAGEMENT}\"\n\n");
     out += "# Every other path, with any method.\n[[workspace.metadata.lambda.watch.router]]\n";
     out += &format!("path = \"/{{*path}}\"\nfunction = \"{DEFAULT_ROUTE}\"\n{END}\n");
     out
@@ -236,7 +256,9 @@ fn template_functions() -> String {
     let mut out = format!("  {BEGIN}\n{}", marker("  #"));
     for f in functions() {
         out.push('\n');
-        if f.serves.is_empty() {
+        if f.name == MANAGEMENT {
+            out += &management_function(&f);
+        } else if f.serves.is_empty() {
             out += &default_route_function(&f);
         } else {
             out += &store_function(&f);
@@ -294,6 +316,27 @@ fn store_function(f: &Function) -> String {
             );
         }
     }
+    out
+}
+
+/// The Management API's function: its own role (the License API's functions cannot write what it
+/// writes), one gateway route for every method under its prefix.
+fn management_function(f: &Function) -> String {
+    let mut out = function_head(f, "The Management API - keys and licenses (docs/management.md)");
+    out += "      Environment:\n        Variables:\n          MANAGEMENT_CORS_ORIGINS: !Ref ManagementCorsOrigins\n";
+    out += "      Policies:\n        - Statement:\n";
+    out += &wrap("#", "Reads keys and licenses, lists a company's keys and a deleted license's devices, and writes its changes in transactions; lists and searches licenses through the keys-only indexes (a product's delete asks whether it has any).", 12);
+    let _ = write!(
+        out,
+        "            - Effect: Allow\n              Action: [{MANAGEMENT_ACTIONS}]\n              Resource: [!GetAtt LicenseTable.Arn, !Sub \"${{LicenseTable.Arn}}/index/*\"]\n"
+    );
+    out += "        # Startup reads the signing key like every function's (it signs nothing).\n";
+    out += "        - !Ref SigningKeyReadPolicy\n      Events:\n";
+    let _ = write!(
+        out,
+        "        Management:\n          Type: HttpApi\n          Properties:\n            ApiId: !Ref LicenseApi\n            \
+         Method: ANY\n            Path: {MANAGEMENT_PATH}\n"
+    );
     out
 }
 

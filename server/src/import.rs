@@ -1,5 +1,5 @@
 //! `license-server import`: what the import changed (or, with `--dry-run`, would change), one line per
-//! item, then the counts of what the catalog names.
+//! item (and each license `--prune` removes), then the counts of what the catalog names.
 
 use license_api::catalog::ImportReport;
 use std::fmt::Write as _;
@@ -11,7 +11,10 @@ pub fn render(file: &Path, target: &str, report: &ImportReport, dry_run: bool) -
     for change in &report.changes {
         let _ = writeln!(out, "  {}", change.describe());
     }
-    let (n, unchanged) = (report.changes.len(), report.unchanged);
+    for removal in &report.removals {
+        let _ = writeln!(out, "  {}", removal.describe());
+    }
+    let (n, unchanged) = (report.changes.len() + report.removals.len(), report.unchanged);
     let _ = match dry_run {
         true => writeln!(
             out,
@@ -36,6 +39,14 @@ pub fn render(file: &Path, target: &str, report: &ImportReport, dry_run: bool) -
         report.oauth_clients,
         report.customer_accounts
     );
+    if report.prunable > 0 {
+        let _ = writeln!(
+            out,
+            "{} license(s) the catalog wrote are no longer in it: --prune would remove them and the {} item(s) \
+             beside them (devices, seats, markers)",
+            report.prunable, report.prunable_beside
+        );
+    }
     if report.passwords_kept > 0 {
         let _ = writeln!(
             out,

@@ -49,11 +49,21 @@ enum Command {
         /// limits, terms) and write nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Also remove the licenses the catalog wrote that it no longer lists, with their devices
+        /// (never a trial's or another's; docs/catalog.md).
+        #[arg(long)]
+        prune: bool,
         #[command(flatten)]
         create: CreateArg,
         #[command(flatten)]
         retention: RetentionArg,
     },
+    /// Support's operations on a license's devices: list, deactivate, reset, reset-transfers, blacklist.
+    #[command(subcommand)]
+    Device(license_server::support::DeviceCommand),
+    /// Support's operations on license users: set-password, assign, unassign.
+    #[command(subcommand)]
+    User(license_server::support::UserCommand),
     /// Print a company's audit trail, newest first: who changed what (docs/audit.md).
     Audit {
         #[command(flatten)]
@@ -112,6 +122,17 @@ enum Command {
     },
     /// Check a deployment end to end through the client, cleaning up what it activates (docs/deploy.md).
     Smoke(Box<license_server::smoke::SmokeArgs>),
+    /// Management keys of the Management API (docs/management.md).
+    #[command(subcommand, visible_alias = "key")]
+    ManagementKey(license_server::manage::KeyCommand),
+    /// Licenses through the Management API's operations (docs/management.md).
+    #[command(subcommand)]
+    License(license_server::manage::LicenseCommand),
+    /// Find a company's licenses by key, customer email, order id or hardware id.
+    Search(Box<license_server::listing::SearchArgs>),
+    /// Run any Management API route as the command line: products, users, API keys, OAuth clients,
+    /// the audit trail (docs/management-resources.md), e.g. `manage GET /products/app --company acme`.
+    Manage(Box<license_server::resources::ManageArgs>),
     /// Print a license and its devices.
     Show {
         #[command(flatten)]
@@ -173,6 +194,10 @@ struct ServeArgs {
     last_seen_interval_seconds: u64,
     #[command(flatten)]
     retention: RetentionArg,
+    /// An origin browsers may call the Management API from (repeat, or comma-separate; none by default).
+    #[arg(long = "management-cors-origin", env = license_api::management::cors::ENV, value_name = "ORIGIN",
+          value_delimiter = ',', value_parser = license_api::management::cors::parse_origin)]
+    management_cors_origins: Vec<String>,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -189,11 +214,22 @@ impl ServeArgs {
         let state = AppState::new(store, signer, Duration::from_secs(self.api_key_cache_seconds))
             .with_last_seen_interval(Duration::from_secs(self.last_seen_interval_seconds))
             .with_audit_retention_days(self.retention.audit_retention_days)
+            .with_management_cors(self.cors())
             .with_public_url(self.public_url.clone())
             .with_sealing_key(sealing_key)
             .with_token_keys(token_keys)
             .with_sso(license_api::identity::oidc::ProviderTransport::HttpsOnly);
         Arc::new(state)
+    }
+}
+
+impl ServeArgs {
+    /// The Management API's CORS origins; each was checked as it was parsed, so only their number can fail.
+    fn cors(&self) -> license_api::management::cors::Origins {
+        license_api::management::cors::Origins::new(self.management_cors_origins.clone()).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "CORS for the Management API is off");
+            Default::default()
+        })
     }
 }
 
@@ -243,6 +279,7 @@ async fn run(command: Command) -> Result<(), Error> {
             store,
             sealing_key,
             dry_run,
+            prune,
             create,
             retention,
         } => {
@@ -252,6 +289,7 @@ async fn run(command: Command) -> Result<(), Error> {
             let target = store.open(store.if_missing(create.create)).await?;
             let options = ImportOptions {
                 dry_run,
+                prune,
                 audit_retention_days: retention.audit_retention_days,
                 ..ImportOptions::default()
             };
@@ -323,9 +361,27 @@ async fn run(command: Command) -> Result<(), Error> {
             print!("{}", license_server::generate::listing(functions));
             Ok(())
         }
+        Command::ManagementKey(command) => license_server::manage::run_key(command).await,
+        Command::License(command) => license_server::manage::run_license(command).await,
+        Command::Device(command) => {
+            print!("{}", command.run().await?);
+            Ok(())
+        }
+        Command::User(command) => {
+            print!("{}", command.run().await?);
+            Ok(())
+        }
         Command::Audit { store, query } => {
             let target = store.open(IfMissing::Fail).await?;
             print!("{}", query.run(&*target).await?);
+            Ok(())
+        }
+        Command::Manage(args) => {
+            let sealing_key = load_sealing_key(args.sealing_key.as_deref(), &args.store)?;
+            license_server::resources::run(*args, sealing_key).await
+        }
+        Command::Search(args) => {
+            print!("{}", args.run().await?);
             Ok(())
         }
         Command::Show { store, license } => {

@@ -607,3 +607,118 @@ async fn audit_prints_who_changed_what() {
     assert!(!ok && err.contains("--audit-retention-days"), "{err}");
     let _ = std::fs::remove_dir_all(&data);
 }
+
+/// `search`, `license list` and `import --prune` on the embedded store: a device activated through the
+/// API is found by its hardware id, a customer by email in any case; a listing pages with its cursor;
+/// the preview of `--prune` lists the removal and writes nothing; `--prune` removes the license.
+#[tokio::test]
+async fn search_list_and_prune_from_the_command_line() {
+    let (data, client, mut server, addr) = served_example("search");
+    let d = data.to_str().unwrap();
+    let body = json!({"product": "demo", "hardware_id": "pc-search", "license_key": "DEMO-0000-0000-0001"});
+    let resp = send(&addr, client.activate(&body)).await;
+    assert_eq!(resp.status(), 200, "{}", String::from_utf8_lossy(resp.body()));
+    terminate(&mut server);
+    let cli = |args: &[&str]| {
+        let (ok, out, err) = run(args);
+        assert!(ok, "{args:?}: {err}");
+        out
+    };
+
+    let found = cli(&[
+        "search",
+        "--data",
+        d,
+        "--company",
+        "demo",
+        "--hardware-id",
+        "pc-search",
+        "--json",
+    ]);
+    let page: serde_json::Value = serde_json::from_str(&found).unwrap();
+    let keys: Vec<&str> = page["licenses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["license_key"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        (keys, &page["cursor"]),
+        (vec!["DEMO-0000-0000-0001"], &serde_json::Value::Null)
+    );
+    assert_eq!(page["licenses"][0]["source"], "catalog");
+    let by_email = cli(&[
+        "search",
+        "--data",
+        d,
+        "--company",
+        "demo",
+        "--email",
+        "BUYER@example.com",
+    ]);
+    assert!(
+        by_email.starts_with("demo  DEMO-0000-0000-0001  id 1  enabled  source catalog  activations 1/3"),
+        "{by_email}"
+    );
+    let (ok, _, err) = run(&["search", "--data", d, "--company", "demo"]);
+    assert!(!ok && err.contains("--key"), "a search needs its term: {err}");
+
+    let all: serde_json::Value =
+        serde_json::from_str(&cli(&["license", "list", "--data", d, "--company", "demo", "--json"])).unwrap();
+    let total = all["licenses"].as_array().unwrap().len();
+    let first = cli(&["license", "list", "--data", d, "--company", "demo", "--limit", "2"]);
+    let cursor = first
+        .lines()
+        .last()
+        .unwrap()
+        .strip_prefix("more: --cursor ")
+        .expect("a cursor")
+        .to_owned();
+    let rest = cli(&[
+        "license",
+        "list",
+        "--data",
+        d,
+        "--company",
+        "demo",
+        "--limit",
+        "100",
+        "--cursor",
+        &cursor,
+    ]);
+    assert_eq!(first.lines().count() - 1 + rest.lines().count(), total, "{first}{rest}");
+
+    let mut catalog: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(CATALOG).unwrap()).unwrap();
+    catalog["companies"][0]["licenses"].as_array_mut().unwrap().remove(0);
+    let file = data.join("pruned.json");
+    std::fs::write(&file, catalog.to_string()).unwrap();
+    let f = file.to_str().unwrap();
+    let counted = cli(&["import", f, "--data", d, "--dry-run"]);
+    assert!(
+        counted.contains(
+            "1 license(s) the catalog wrote are no longer in it: --prune would remove them and the 1 item(s)"
+        ),
+        "{counted}"
+    );
+    let preview = cli(&["import", f, "--data", d, "--dry-run", "--prune"]);
+    let removal =
+        "  delete license demo/demo DEMO-0000-0000-0001 and the 1 item(s) beside it (devices, seats, markers)";
+    assert!(preview.lines().any(|l| l == removal), "{preview}");
+    assert_eq!(
+        cli(&["import", f, "--data", d, "--dry-run", "--prune"]),
+        preview,
+        "the preview wrote nothing"
+    );
+    cli(&["import", f, "--data", d, "--prune"]);
+    let gone = cli(&[
+        "search",
+        "--data",
+        d,
+        "--company",
+        "demo",
+        "--key",
+        "DEMO-0000-0000-0001",
+    ]);
+    assert_eq!(gone, "no licenses\n");
+    let _ = std::fs::remove_dir_all(&data);
+}

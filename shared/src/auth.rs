@@ -354,6 +354,16 @@ impl Authenticator {
             .map_err(ApiError::store)
     }
 
+    /// Forgets the cached record of an API key this process changed (`management::api_keys`).
+    pub fn forget_api_key(&self, id: &ApiKeyId) {
+        self.cache.forget(id);
+    }
+
+    /// Forgets the cached record of an OAuth client this process changed (`management::oauth_clients`).
+    pub fn forget_client(&self, id: &OAuthClientId) {
+        self.clients.forget(id);
+    }
+
     /// How long a cached record is served: the bound on how soon a change to a key takes effect.
     pub fn ttl(&self) -> Duration {
         self.cache.ttl()

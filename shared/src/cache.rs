@@ -65,6 +65,14 @@ impl<K: Hash + Eq + Clone, V: Clone> RecordCache<K, V> {
         Ok(record)
     }
 
+    /// Drops what is cached for `id`, so the next request reads the store: a change made by this
+    /// process (a revocation through the Management API) takes effect here at once.
+    pub fn forget(&self, id: &K) {
+        let mut maps = self.lock();
+        maps.known.pop(id);
+        maps.unknown.pop(id);
+    }
+
     /// `Some(answer)` when a fresh entry exists (marking it recently used), `None` on a miss.
     fn get(&self, id: &K) -> Option<Option<V>> {
         let mut maps = self.lock();

@@ -483,14 +483,7 @@ fn check_catalog_numbers(cx: &Ctx<'_>, root: &Value) -> Result<(), CatalogError>
             check_numbers(cx, &format!("{c_path}.license_users[{i}]"), user, USER_NUMBERS)?;
         }
         for (i, product) in items(company, "products").iter().enumerate() {
-            let p_path = format!("{c_path}.products[{i}]");
-            check_numbers(cx, &p_path, product, PRODUCT_NUMBERS)?;
-            for (f_i, feature) in items(product, "features").iter().enumerate() {
-                check_numbers(cx, &format!("{p_path}.features[{f_i}]"), feature, FEATURE_NUMBERS)?;
-            }
-            for (l_i, policy) in items(product, "license_policies").iter().enumerate() {
-                check_numbers(cx, &format!("{p_path}.license_policies[{l_i}]"), policy, POLICY_NUMBERS)?;
-            }
+            check_product_numbers(cx, &format!("{c_path}.products[{i}]"), product)?;
         }
         for (i, license) in items(company, "licenses").iter().enumerate() {
             let l_path = format!("{c_path}.licenses[{i}]");
@@ -499,6 +492,18 @@ fn check_catalog_numbers(cx: &Ctx<'_>, root: &Value) -> Result<(), CatalogError>
                 check_numbers(cx, &format!("{l_path}.users[{s_i}]"), seat, SEAT_NUMBERS)?;
             }
         }
+    }
+    Ok(())
+}
+
+/// [`check_numbers`] over one product entry at `p_path`.
+fn check_product_numbers(cx: &Ctx<'_>, p_path: &str, product: &Value) -> Result<(), CatalogError> {
+    check_numbers(cx, p_path, product, PRODUCT_NUMBERS)?;
+    for (f_i, feature) in items(product, "features").iter().enumerate() {
+        check_numbers(cx, &format!("{p_path}.features[{f_i}]"), feature, FEATURE_NUMBERS)?;
+    }
+    for (l_i, policy) in items(product, "license_policies").iter().enumerate() {
+        check_numbers(cx, &format!("{p_path}.license_policies[{l_i}]"), policy, POLICY_NUMBERS)?;
     }
     Ok(())
 }
@@ -591,22 +596,7 @@ fn company(cx: &Ctx<'_>, path: &str, c: RawCompany) -> Result<CompanyEntry, Cata
     let mut product_order = Vec::new();
     for (i, value) in c.products.into_iter().enumerate() {
         let p_path = format!("{path}.products[{i}]");
-        if value.get("short_code").or_else(|| value.get("code")).is_none() {
-            return Err(cx.err(format!("{p_path}.short_code"), "missing field `short_code`"));
-        }
-        let mut p: ProductDoc = cx.typed(&p_path, value)?;
-        check_product_lists(cx, &p_path, &p)?;
-        p.metadata = normalize_map(&p.metadata, &format!("{p_path}.metadata")).map_err(|m| cx.err(&p_path, m))?;
-        for (l_i, policy) in p.license_policies.iter_mut().enumerate() {
-            let l_path = format!("{p_path}.license_policies[{l_i}].metadata");
-            policy.metadata = normalize_map(&policy.metadata, &l_path).map_err(|m| cx.err(&l_path, m))?;
-        }
-        for (f_i, feature) in p.features.iter_mut().enumerate() {
-            let f_path = format!("{p_path}.features[{f_i}].metadata");
-            feature.metadata = normalize_map(&feature.metadata, &f_path).map_err(|m| cx.err(&f_path, m))?;
-            check_period(feature.reset_consumption, feature.consumption_period.as_deref())
-                .map_err(|m| cx.err(format!("{p_path}.features[{f_i}].consumption_period"), m))?;
-        }
+        let p = product_entry(cx, &p_path, value)?;
         if products.contains_key(&p.code) {
             return Err(cx.err(
                 format!("{p_path}.short_code"),
@@ -657,23 +647,7 @@ fn company(cx: &Ctx<'_>, path: &str, c: RawCompany) -> Result<CompanyEntry, Cata
         .api_keys
         .into_iter()
         .enumerate()
-        .map(|(i, k)| {
-            let k_path = format!("{path}.api_keys[{i}]");
-            if k.shared_key.is_empty() {
-                return Err(cx.err(format!("{k_path}.shared_key"), "must not be empty"));
-            }
-            if let Some(unknown) = k.products.iter().find(|p| !products.contains_key(*p)) {
-                return Err(cx.err(format!("{k_path}.products"), format!("unknown product `{unknown}`")));
-            }
-            Ok(ApiKeyRecord {
-                id: k.api_key,
-                company: c.code.clone(),
-                shared_key: k.shared_key,
-                products: k.products,
-                read_only: k.read_only,
-                revoked: k.revoked,
-            })
-        })
+        .map(|(i, k)| api_key_entry(cx, &format!("{path}.api_keys[{i}]"), &c.code, k, &products))
         .collect::<Result<Vec<_>, _>>()?;
 
     let oauth_clients = oauth_clients(cx, path, c.oauth_clients, &products)?;
@@ -687,22 +661,8 @@ fn company(cx: &Ctx<'_>, path: &str, c: RawCompany) -> Result<CompanyEntry, Cata
                 format!("user `{}` appears twice", u.email),
             ));
         }
-        let user = LicenseUser {
-            id: u.id,
-            email: u.email.clone(),
-            first_name: u.first_name,
-            last_name: u.last_name,
-            phone_number: u.phone_number,
-            is_initial_password: u.is_initial_password,
-            password_hash: None,
-            licenses: Vec::new(),
-            bundle_licenses: Vec::new(),
-            password_change_disabled: u.password_change_disabled,
-            trial_password: false,
-            password_changed_by_user: false,
-        };
-        let password = catalog_password(cx, &format!("{path}.license_users[{i}]"), u.password, u.password_hash)?;
-        users.insert(u.email, (i, user, password));
+        let (user, password) = user_entry(cx, &format!("{path}.license_users[{i}]"), u)?;
+        users.insert(user.email.clone(), (i, user, password));
     }
 
     let mut licenses = Vec::new();
@@ -817,6 +777,73 @@ fn company(cx: &Ctx<'_>, path: &str, c: RawCompany) -> Result<CompanyEntry, Cata
         customer_accounts,
         customers: customers.0.into_values().collect(),
     })
+}
+
+/// One product entry at `p_path`, checked on its own (its bundle members are checked against the
+/// company's other products by the caller).
+fn product_entry(cx: &Ctx<'_>, p_path: &str, value: Value) -> Result<ProductDoc, CatalogError> {
+    if value.get("short_code").or_else(|| value.get("code")).is_none() {
+        return Err(cx.err(format!("{p_path}.short_code"), "missing field `short_code`"));
+    }
+    let mut p: ProductDoc = cx.typed(p_path, value)?;
+    check_product_lists(cx, p_path, &p)?;
+    p.metadata = normalize_map(&p.metadata, &format!("{p_path}.metadata")).map_err(|m| cx.err(p_path, m))?;
+    for (l_i, policy) in p.license_policies.iter_mut().enumerate() {
+        let l_path = format!("{p_path}.license_policies[{l_i}].metadata");
+        policy.metadata = normalize_map(&policy.metadata, &l_path).map_err(|m| cx.err(&l_path, m))?;
+    }
+    for (f_i, feature) in p.features.iter_mut().enumerate() {
+        let f_path = format!("{p_path}.features[{f_i}].metadata");
+        feature.metadata = normalize_map(&feature.metadata, &f_path).map_err(|m| cx.err(&f_path, m))?;
+        check_period(feature.reset_consumption, feature.consumption_period.as_deref())
+            .map_err(|m| cx.err(format!("{p_path}.features[{f_i}].consumption_period"), m))?;
+    }
+    Ok(p)
+}
+
+/// One API key entry at `k_path` of `company`, whose products are `products`.
+fn api_key_entry(
+    cx: &Ctx<'_>,
+    k_path: &str,
+    company: &CompanyId,
+    k: RawApiKey,
+    products: &BTreeMap<ProductCode, ProductDoc>,
+) -> Result<ApiKeyRecord, CatalogError> {
+    if k.shared_key.is_empty() {
+        return Err(cx.err(format!("{k_path}.shared_key"), "must not be empty"));
+    }
+    if let Some(unknown) = k.products.iter().find(|p| !products.contains_key(*p)) {
+        return Err(cx.err(format!("{k_path}.products"), format!("unknown product `{unknown}`")));
+    }
+    Ok(ApiKeyRecord {
+        id: k.api_key,
+        company: company.clone(),
+        shared_key: k.shared_key,
+        products: k.products,
+        read_only: k.read_only,
+        revoked: k.revoked,
+    })
+}
+
+/// One license user entry at `u_path`: the user's record, without password hash or licenses (the
+/// import sets them), and the password the entry gives.
+fn user_entry(cx: &Ctx<'_>, u_path: &str, u: RawUser) -> Result<(LicenseUser, CatalogPassword), CatalogError> {
+    let user = LicenseUser {
+        id: u.id,
+        email: u.email,
+        first_name: u.first_name,
+        last_name: u.last_name,
+        phone_number: u.phone_number,
+        is_initial_password: u.is_initial_password,
+        password_hash: None,
+        licenses: Vec::new(),
+        bundle_licenses: Vec::new(),
+        password_change_disabled: u.password_change_disabled,
+        trial_password: false,
+        password_changed_by_user: false,
+    };
+    let password = catalog_password(cx, u_path, u.password, u.password_hash)?;
+    Ok((user, password))
 }
 
 /// Most entries one customer's index holds: licenses plus the license users assigned to them. The
@@ -966,32 +993,43 @@ fn oauth_clients(
         .enumerate()
         .map(|(i, c)| {
             let c_path = format!("{path}.oauth_clients[{i}]");
-            let secret = SecretString::from(c.client_secret);
-            let len = secret.expose_secret().len();
-            if !(MIN_CLIENT_SECRET_LEN..=MAX_CLIENT_SECRET_LEN).contains(&len) {
-                return Err(cx.err(
-                    format!("{c_path}.client_secret"),
-                    format!("must be {MIN_CLIENT_SECRET_LEN} to {MAX_CLIENT_SECRET_LEN} bytes long, not {len}"),
-                ));
-            }
-            if let Some(unknown) = c.products.iter().find(|p| !products.contains_key(*p)) {
-                return Err(cx.err(format!("{c_path}.products"), format!("unknown product `{unknown}`")));
-            }
-            if !seen.insert(c.client_id.clone()) {
+            let entry = oauth_client_entry(cx, &c_path, c, products)?;
+            if !seen.insert(entry.id.clone()) {
                 return Err(cx.err(
                     format!("{c_path}.client_id"),
-                    format!("client `{}` appears twice", c.client_id),
+                    format!("client `{}` appears twice", entry.id),
                 ));
             }
-            Ok(OAuthClientEntry {
-                id: c.client_id,
-                secret,
-                products: c.products,
-                read_only: c.read_only,
-                revoked: c.revoked,
-            })
+            Ok(entry)
         })
         .collect()
+}
+
+/// One OAuth client entry at `c_path`, whose products are `products`.
+fn oauth_client_entry(
+    cx: &Ctx<'_>,
+    c_path: &str,
+    c: RawOAuthClient,
+    products: &BTreeMap<ProductCode, ProductDoc>,
+) -> Result<OAuthClientEntry, CatalogError> {
+    let secret = SecretString::from(c.client_secret);
+    let len = secret.expose_secret().len();
+    if !(MIN_CLIENT_SECRET_LEN..=MAX_CLIENT_SECRET_LEN).contains(&len) {
+        return Err(cx.err(
+            format!("{c_path}.client_secret"),
+            format!("must be {MIN_CLIENT_SECRET_LEN} to {MAX_CLIENT_SECRET_LEN} bytes long, not {len}"),
+        ));
+    }
+    if let Some(unknown) = c.products.iter().find(|p| !products.contains_key(*p)) {
+        return Err(cx.err(format!("{c_path}.products"), format!("unknown product `{unknown}`")));
+    }
+    Ok(OAuthClientEntry {
+        id: c.client_id,
+        secret,
+        products: c.products,
+        read_only: c.read_only,
+        revoked: c.revoked,
+    })
 }
 
 /// Most member products of one bundle: activating a bundle writes up to four items per member (device,
@@ -1050,6 +1088,86 @@ fn check_license_policies(cx: &Ctx<'_>, path: &str, p: &ProductDoc) -> Result<()
         }
     }
     Ok(())
+}
+
+/// One license entry given outside a catalog (the Management API, docs/management.md), checked exactly
+/// as a catalog's license entry is, against its product: a license is defined once. `path` names the
+/// entry in errors. Users (`users`) and bundle members (`members`) stay the catalog's.
+pub fn license_of_entry(
+    company: &CompanyId,
+    product: &ProductDoc,
+    path: &str,
+    entry: Map<String, Value>,
+) -> Result<License, CatalogError> {
+    let cx = Ctx { file: "request" };
+    for only_catalog in ["users", "members"] {
+        if entry.contains_key(only_catalog) {
+            return Err(cx.err(format!("{path}.{only_catalog}"), "is set in the catalog (`import`)"));
+        }
+    }
+    let entry_value = Value::Object(entry);
+    check_numbers(&cx, path, &entry_value, LICENSE_NUMBERS)?;
+    let Value::Object(entry) = entry_value else {
+        unreachable!("built as an object above")
+    };
+    let products = BTreeMap::from([(product.code.clone(), product.clone())]);
+    let (mut users, mut ids, mut keys) = (BTreeMap::new(), BTreeSet::new(), BTreeSet::new());
+    let mut known = Known {
+        company,
+        products: &products,
+        users: &mut users,
+        ids: &mut ids,
+        keys: &mut keys,
+    };
+    Ok(license_entry(&cx, path, entry, &mut known, None)?.0)
+}
+
+/// A product entry given outside a catalog (the Management API), checked as a catalog's is. Bundles
+/// stay the catalog's: their members are checked against the company's other products at import.
+pub fn product_of_entry(path: &str, entry: Value) -> Result<ProductDoc, CatalogError> {
+    let cx = Ctx { file: "request" };
+    check_product_numbers(&cx, path, &entry)?;
+    let product = product_entry(&cx, path, entry)?;
+    if product.is_bundle() {
+        return Err(cx.err(
+            format!("{path}.bundle_products"),
+            "a bundle is set in the catalog (`import`)",
+        ));
+    }
+    Ok(product)
+}
+
+/// An API key entry given outside a catalog, of `company`, checked as a catalog's is against the
+/// products it names (`products`: those of them that exist).
+pub fn api_key_of_entry(
+    company: &CompanyId,
+    path: &str,
+    entry: Value,
+    products: &BTreeMap<ProductCode, ProductDoc>,
+) -> Result<ApiKeyRecord, CatalogError> {
+    let cx = Ctx { file: "request" };
+    let raw: RawApiKey = cx.typed(path, entry)?;
+    api_key_entry(&cx, path, company, raw, products)
+}
+
+/// A license user entry given outside a catalog, checked as a catalog's is.
+pub fn user_of_entry(path: &str, entry: Value) -> Result<(LicenseUser, CatalogPassword), CatalogError> {
+    let cx = Ctx { file: "request" };
+    check_numbers(&cx, path, &entry, USER_NUMBERS)?;
+    let raw: RawUser = cx.typed(path, entry)?;
+    user_entry(&cx, path, raw)
+}
+
+/// An OAuth client entry given outside a catalog, checked as a catalog's is against the products it
+/// names (`products`: those of them that exist).
+pub fn oauth_client_of_entry(
+    path: &str,
+    entry: Value,
+    products: &BTreeMap<ProductCode, ProductDoc>,
+) -> Result<OAuthClientEntry, CatalogError> {
+    let cx = Ctx { file: "request" };
+    let raw: RawOAuthClient = cx.typed(path, entry)?;
+    oauth_client_entry(&cx, path, raw, products)
 }
 
 /// What the licenses of a company are checked against while they are read.
@@ -1165,6 +1283,7 @@ fn license_entry(
         max_transfers: head.max_transfers,
         validity_period: head.validity_period,
         terms,
+        source: Some(crate::model::LicenseSource::Catalog),
         ..License::new(head.id, known.company.clone(), head.product, head.license_key)
     };
     Ok((license, seats))

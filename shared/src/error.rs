@@ -152,6 +152,35 @@ pub enum ApiError {
     #[error("The license feature {0} has expired")]
     LicenseFeatureExpired(String),
 
+    // --- the Management API (docs/management.md) ---
+    /// No `Authorization: Bearer lsm_…` header, a malformed token, an unknown key or a wrong secret:
+    /// one answer for all, so a caller learns nothing about which keys exist.
+    #[error("The management key is missing, malformed or unknown: send Authorization: Bearer <the token `license-server management-key create` printed>")]
+    InvalidManagementKey,
+    #[error("The management key has been revoked: create a new one")]
+    RevokedManagementKey,
+    #[error("The management key is read-only: this operation changes state")]
+    ReadOnlyManagementKey,
+    /// A management resource that does not exist (`{0}`: what, e.g. `license app/K-1`).
+    #[error("No {0}")]
+    UnknownResource(String),
+    /// A license the Management API was asked for does not exist.
+    #[error("No license {0}")]
+    UnknownLicense(String),
+    /// A create of something that exists (`{0}`: what).
+    #[error("{0} exists already")]
+    AlreadyExists(String),
+    /// A product, license user or other management resource that something still uses (`{0}`: what,
+    /// and what to do), e.g. a product with licenses, a user assigned to licenses.
+    #[error("{0}")]
+    ResourceInUse(String),
+    /// A license deleted while devices are active on it.
+    #[error("The license has {0} active device(s): deactivate them first, or delete with ?force=true")]
+    LicenseInUse(i64),
+    /// An `Idempotency-Key` sent again with another request.
+    #[error("The Idempotency-Key was already used for a different request: use a new key for a new request")]
+    IdempotencyKeyReused,
+
     // --- server side ---
     #[error("The license is busy; retry the request")]
     Contention,
@@ -187,7 +216,11 @@ impl ApiError {
             PayloadTooLarge(_) => 413,
             UriTooLong(_) => 414,
             HeadTooLarge(_) => 431,
-            LicenseDeviceExists => 409,
+            LicenseDeviceExists | AlreadyExists(_) | LicenseInUse(_) | ResourceInUse(_) => 409,
+            InvalidManagementKey | RevokedManagementKey => 401,
+            ReadOnlyManagementKey => 403,
+            UnknownResource(_) | UnknownLicense(_) => 404,
+            IdempotencyKeyReused => 422,
             Contention => 503,
             TooManyRequests => 429,
             Internal(_) => 500,
@@ -206,6 +239,9 @@ impl ApiError {
                 Some("Bearer error=\"invalid_token\", error_description=\"the access token expired\"")
             }
             Self::OAuthTokenMalformed => Some("Bearer error=\"invalid_token\""),
+            Self::InvalidManagementKey | Self::RevokedManagementKey => {
+                Some("Bearer realm=\"Management API\", error=\"invalid_token\"")
+            }
             _ => None,
         }
     }
@@ -267,6 +303,15 @@ impl ApiError {
             NegativeConsumptionsNotAllowed(_) => "negative_consumptions_not_allowed",
             InvalidLicenseFeatureCode(..) => "invalid_license_feature_code",
             LicenseFeatureExpired(_) => "license_feature_expired",
+            InvalidManagementKey => "invalid_api_key",
+            RevokedManagementKey => "revoked_api_key",
+            ReadOnlyManagementKey => "read_only_api_key",
+            UnknownResource(_) => "not_found",
+            UnknownLicense(_) => "license_not_found",
+            AlreadyExists(_) => "already_exists",
+            LicenseInUse(_) => "license_in_use",
+            ResourceInUse(_) => "resource_in_use",
+            IdempotencyKeyReused => "idempotency_key_reused",
             Contention => "service_busy",
             TooManyRequests => "too_many_requests",
             Internal(_) => "internal_error",

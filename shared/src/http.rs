@@ -29,6 +29,10 @@ pub struct ApiResponse {
     pub no_store: bool,
     /// `WWW-Authenticate` of a 401: the scheme the client must authenticate with (RFC 7235 §3.1).
     pub challenge: Option<&'static str>,
+    /// `Access-Control-Allow-Origin`: an allowed browser origin (the Management API's CORS).
+    pub allow_origin: Option<String>,
+    /// The answer to a CORS preflight: with an allowed origin, the methods and headers allowed too.
+    pub preflight: bool,
 }
 
 pub const JSON: &str = "application/json";
@@ -54,6 +58,8 @@ impl ApiResponse {
             error_code: Some(err.code()),
             no_store: false,
             challenge: err.challenge(),
+            allow_origin: None,
+            preflight: false,
         }
     }
 
@@ -67,13 +73,22 @@ impl ApiResponse {
         }
     }
 
-    /// The headers besides the content type and the signature: the no-store pair and the challenge.
-    pub fn extra_headers(&self) -> impl Iterator<Item = (&'static str, &'static str)> + '_ {
+    /// The headers besides the content type and the signature: the no-store pair, the challenge and
+    /// the CORS headers.
+    pub fn extra_headers(&self) -> impl Iterator<Item = (&'static str, &str)> + '_ {
         let no_store: &[(&str, &str)] = if self.no_store { &NO_STORE_HEADERS } else { &[] };
+        let origin = self.allow_origin.as_deref();
+        let cors = origin.map(|o| [("access-control-allow-origin", o), ("vary", "Origin")]);
+        let preflight: &[(&str, &str)] = match origin {
+            Some(_) if self.preflight => &crate::management::cors::PREFLIGHT_HEADERS,
+            _ => &[],
+        };
         no_store
             .iter()
             .copied()
             .chain(self.challenge.map(|c| ("www-authenticate", c)))
+            .chain(cors.into_iter().flatten())
+            .chain(preflight.iter().copied())
     }
 
     /// This answer, marked not to be cached ([`Self::no_store`]).
@@ -92,6 +107,8 @@ impl ApiResponse {
                 error_code: None,
                 no_store: false,
                 challenge: None,
+                allow_origin: None,
+                preflight: false,
             },
             Err(e) => Self::error(&ApiError::internal(e)),
         }
@@ -107,6 +124,8 @@ impl ApiResponse {
             error_code: None,
             no_store: false,
             challenge: None,
+            allow_origin: None,
+            preflight: false,
         }
     }
 
@@ -119,6 +138,8 @@ impl ApiResponse {
             error_code: None,
             no_store: false,
             challenge: None,
+            allow_origin: None,
+            preflight: false,
         }
     }
 }

@@ -101,6 +101,12 @@ string_id!(
     forbid_hash = false
 );
 
+string_id!(
+    /// A license's order id (`order_store_id` of its terms), as the administrative search takes it.
+    OrderId,
+    forbid_hash = false
+);
+
 /// A license user's login: an email address, compared case-insensitively.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]

@@ -4,7 +4,12 @@
 //! blacklist emptied, a limit lowered — before anything is written. The catalog is the desired state
 //! of what it names; counters that requests change are kept ([`crate::store::write::Attr::on_upsert`]).
 //! SQLite writes the whole plan in one transaction; DynamoDB item by item, API keys last, so a key
-//! never works before what it serves exists.
+//! never works before what it serves exists. With [`ImportOptions::prune`] the plan also removes the
+//! catalog-owned licenses the catalog no longer lists ([`prune`]).
+
+mod prune;
+
+pub use prune::Removal;
 
 use crate::audit::{self, Actor, Trail};
 use crate::catalog::{customer_index_fits, Catalog, CatalogPassword, CompanyEntry, OAuthClientEntry};
@@ -29,6 +34,9 @@ pub struct ImportOptions {
     pub actor: Actor,
     /// How long those records are kept, in days.
     pub audit_retention_days: i64,
+    /// Also remove the catalog-owned licenses of the catalog's companies that it no longer lists
+    /// (`--prune`, [`prune`]).
+    pub prune: bool,
 }
 
 impl Default for ImportOptions {
@@ -37,6 +45,7 @@ impl Default for ImportOptions {
             dry_run: false,
             actor: Actor::cli_user(),
             audit_retention_days: crate::audit::DEFAULT_RETENTION_DAYS,
+            prune: false,
         }
     }
 }
@@ -57,6 +66,12 @@ pub struct ImportReport {
     pub changes: Vec<Change>,
     /// Items the catalog names that are stored exactly as it says.
     pub unchanged: usize,
+    /// With `prune`: the licenses removed (or, in a dry run, to be removed), in write order.
+    pub removals: Vec<Removal>,
+    /// Without `prune`, in a dry run: how many licenses `--prune` would remove.
+    pub prunable: usize,
+    /// ... and how many items (devices, seats, markers) beside them.
+    pub prunable_beside: usize,
 }
 
 /// One item the import creates or changes.
@@ -96,12 +111,27 @@ pub async fn import_with(
     let mut report = ImportReport::default();
     let mut trails = Vec::new();
     for c in &catalog.companies {
-        plan_company(store, c, sealing_key, &mut report).await?;
+        // Read only when asked for: it reads every license of the company.
+        let removals = match options.prune || options.dry_run {
+            true => prune::unnamed(store, &c.code, &named_licenses(c)).await?,
+            false => Vec::new(),
+        };
+        let pruned: &[Removal] = if options.prune { &removals } else { &[] };
+        plan_company(store, c, sealing_key, pruned, &mut report).await?;
         let trail = Trail::new(options.actor.clone(), c.code.clone(), options.audit_retention_days);
         trails.resize(report.changes.len(), trail);
+        if options.prune {
+            report.removals.extend(removals);
+        } else {
+            report.prunable += removals.len();
+            report.prunable_beside += removals.iter().map(|r| r.beside.len()).sum::<usize>();
+        }
     }
     if !options.dry_run {
-        store.write_all(audited(&trails, &report.changes)).await?;
+        let mut writes = audited(&trails, &report.changes);
+        writes.extend(removal_writes(&options, &report.removals));
+        store.write_all(writes).await?;
+        prune::sweep(store, &report.removals).await?;
         // The embedded store's expired audit records go here and in `serve` (DynamoDB's TTL deletes its own).
         store.purge_audit(crate::time::Timestamp::now()).await?;
     }
@@ -122,6 +152,27 @@ fn audited(trails: &[Trail], changes: &[Change]) -> Vec<Write> {
         write
     });
     writes.collect()
+}
+
+/// The storage keys of the company's licenses the catalog lists.
+fn named_licenses(c: &CompanyEntry) -> HashSet<String> {
+    c.licenses
+        .iter()
+        .map(|(l, _)| LicenseAddr::of(l).storage_key())
+        .collect()
+}
+
+/// The writes of the removals, each license's audit record in its own deletion's write.
+fn removal_writes(options: &ImportOptions, removals: &[Removal]) -> Vec<Write> {
+    let at = crate::time::Timestamp::now();
+    let trail = |r: &Removal| {
+        Trail::new(
+            options.actor.clone(),
+            r.license.company.clone(),
+            options.audit_retention_days,
+        )
+    };
+    removals.iter().flat_map(|r| r.writes(&trail(r), at)).collect()
 }
 
 fn needs_sealing_key(catalog: &Catalog, sealing_key: Option<&SealingKey>) -> Result<(), StoreError> {
@@ -148,6 +199,7 @@ async fn plan_company(
     store: &dyn Store,
     c: &CompanyEntry,
     sealing_key: Option<&SealingKey>,
+    pruned: &[Removal],
     report: &mut ImportReport,
 ) -> Result<(), StoreError> {
     let mut plan = Plan { store, report };
@@ -174,7 +226,14 @@ async fn plan_company(
         }
     }
     // After the licenses they name, so an index never leads to a license not yet written.
-    let named: HashSet<(&ProductCode, i64)> = c.licenses.iter().map(|(l, _)| (&l.product, l.id)).collect();
+    // A pruned license leaves its customers' indexes too: it is "named" so the stored entry is dropped.
+    let named: HashSet<(&ProductCode, i64)> = c
+        .licenses
+        .iter()
+        .map(|(l, _)| l)
+        .chain(pruned.iter().map(|r| &r.license))
+        .map(|l| (&l.product, l.id))
+        .collect();
     for customer in &c.customers {
         plan.index(&c.code, customer, &named).await?;
     }
@@ -498,6 +557,7 @@ fn label(item: &Item) -> String {
         Item::OAuthClient(id) => format!("OAuth client {id}"),
         Item::CustomerAccount(c, code) => format!("customer account {c}/{code}"),
         Item::Customer(c, email) => format!("customer index {c}/{email}"),
+        Item::ManagementKey(c, id) => format!("management key {c}/{id}"),
         other => format!("{other:?}"),
     }
 }

@@ -222,6 +222,29 @@ pub async fn serve_default_route(event: Request) -> Result<Response<Body>, Infal
     Ok(respond(&req, resp, started))
 }
 
+/// One invocation of the `management` function (`/api/management/{proxy+}`): the Management API's
+/// routes (`management::routes`, docs/management.md).
+pub async fn serve_management(state: &AppState, event: Request) -> Result<Response<Body>, Infallible> {
+    let started = Instant::now();
+    let req = to_api_request(event);
+    let resp = crate::management::routes::handle(state, &req).await;
+    Ok(respond(&req, resp, started))
+}
+
+/// The whole `main` of the `management` function: config, state, then the runtime loop.
+pub async fn run_management() -> Result<(), lambda_http::Error> {
+    init_tracing();
+    let config = Config::from_env().inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
+    let origins = crate::management::cors::Origins::from_env()
+        .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
+    let state = build_state(&config)
+        .await
+        .inspect_err(|e| tracing::error!(error = %e, "startup failed"))?
+        .with_management_cors(origins);
+    let state = &state;
+    lambda_http::run(lambda_http::service_fn(move |event| serve_management(state, event))).await
+}
+
 /// Logs the request line and converts the answer. A HEAD answer keeps its status and headers but not
 /// its body (RFC 9110 §9.3.2), like the local server's.
 fn respond(req: &ApiRequest, mut resp: ApiResponse, started: Instant) -> Response<Body> {

@@ -3,7 +3,8 @@
 //! what a vendor's catalog sets; the counters beside it are what activations change.
 
 use crate::ids::{
-    ApiKeyId, CompanyId, CustomerAccountCode, HardwareId, LicenseKey, OAuthClientId, ProductCode, Username,
+    ApiKeyId, CompanyId, CustomerAccountCode, HardwareId, LicenseKey, ManagementKeyId, OAuthClientId, ProductCode,
+    Username,
 };
 use crate::sealed::Sealed;
 use crate::secret::{redacted_option, Redacted};
@@ -72,6 +73,49 @@ impl std::fmt::Debug for OAuthClientRecord {
             .field("revoked", &self.revoked)
             .finish()
     }
+}
+
+/// A management key (docs/management.md): authenticates the Management API for one company. Only a
+/// SHA-256 digest of its secret is kept ([`crate::management::keys`] says why a fast digest suffices).
+#[derive(Clone)]
+pub struct ManagementKeyRecord {
+    pub id: ManagementKeyId,
+    pub company: CompanyId,
+    /// A label for people (`--name`); not secret.
+    pub name: String,
+    /// Hex SHA-256 of the secret.
+    pub secret_hash: String,
+    pub read_only: bool,
+    pub revoked: bool,
+    pub created_at: Timestamp,
+}
+
+impl std::fmt::Debug for ManagementKeyRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ManagementKeyRecord")
+            .field("id", &self.id)
+            .field("company", &self.company)
+            .field("name", &self.name)
+            .field("secret_hash", &Redacted)
+            .field("read_only", &self.read_only)
+            .field("revoked", &self.revoked)
+            .field("created_at", &self.created_at)
+            .finish()
+    }
+}
+
+/// The answer to the first request that carried an `Idempotency-Key` (docs/management.md): written in
+/// the same write as the change it answers, so a repeat gets it again and changes nothing.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IdempotencyRecord {
+    pub company: CompanyId,
+    pub key: String,
+    /// Hex SHA-256 of the request (method, path, body): a different request with the same key is refused.
+    pub request_digest: String,
+    pub status: i64,
+    pub answer: String,
+    /// Unix seconds; DynamoDB's TTL attribute, and the SQLite store's purge.
+    pub expires_at: i64,
 }
 
 /// A customer account's OpenID Connect provider (single sign-on, docs/sso.md): the client the vendor
@@ -439,6 +483,35 @@ impl Default for LicenseTerms {
     }
 }
 
+/// Who created a license, so an import with `--prune` removes only what the catalog owns
+/// (docs/data-model.md, *Provenance*).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LicenseSource {
+    /// Written by a catalog import: the catalog is its desired state.
+    Catalog,
+    /// Created by `trial_key`.
+    Trial,
+    /// Created through the Management API.
+    Management,
+}
+
+impl LicenseSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Catalog => "catalog",
+            Self::Trial => "trial",
+            Self::Management => "management",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Catalog, Self::Trial, Self::Management]
+            .into_iter()
+            .find(|s| s.as_str() == text)
+    }
+}
+
 /// A license: its terms, the limits the storage layer enforces in its conditions, and its counters.
 #[derive(Clone, Debug)]
 pub struct License {
@@ -481,6 +554,9 @@ pub struct License {
     pub floating_version: i64,
     /// Floating cloud slots held by a borrow (`floating/borrow`): hardware id → borrowed until (Unix ms).
     pub floating_borrowed: BTreeMap<String, i64>,
+    /// Who created it; `None` for a license stored before provenance was recorded, which an import
+    /// never prunes (it may not be the catalog's).
+    pub source: Option<LicenseSource>,
 }
 
 impl License {
@@ -507,6 +583,7 @@ impl License {
             floating: BTreeMap::new(),
             floating_version: 0,
             floating_borrowed: BTreeMap::new(),
+            source: None,
         }
     }
 

@@ -33,6 +33,20 @@ impl LicenseAddr {
         }
     }
 
+    /// The address a [`Self::storage_key`] was made of (`None`: it is not one).
+    pub fn from_storage_key(key: &str) -> Option<Self> {
+        let mut parts = key.strip_prefix("LICENSE#")?.splitn(3, '#');
+        let company = CompanyId::parse(parts.next()?).ok()?;
+        let product = ProductCode::parse(parts.next()?).ok()?;
+        let rest = parts.next()?;
+        if let Some(key) = rest.strip_prefix("KEY#") {
+            let key = crate::ids::LicenseKey::parse(key).ok()?;
+            return Some(Self::Key { company, product, key });
+        }
+        let id = rest.strip_prefix("ID#")?.parse().ok()?;
+        Some(Self::Id { company, product, id })
+    }
+
     pub fn company_product(&self) -> (&CompanyId, &ProductCode) {
         match self {
             Self::Key { company, product, .. } | Self::Id { company, product, .. } => (company, product),

@@ -34,6 +34,8 @@ pub struct AppState {
     pub public_url: Option<PublicUrl>,
     /// How long the audit records of changes are kept, in days (`audit`, docs/audit.md).
     pub audit_retention_days: i64,
+    /// The origins browsers may call the Management API from (`management::cors`); none by default.
+    pub management_cors: crate::management::cors::Origins,
 }
 
 /// Default for [`AppState::deadline`].
@@ -60,6 +62,14 @@ impl AppState {
             token_keys: None,
             public_url: None,
             audit_retention_days: crate::audit::DEFAULT_RETENTION_DAYS,
+            management_cors: Default::default(),
+        }
+    }
+
+    pub fn with_management_cors(self, management_cors: crate::management::cors::Origins) -> Self {
+        Self {
+            management_cors,
+            ..self
         }
     }
 

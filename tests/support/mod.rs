@@ -360,7 +360,9 @@ impl Instance {
         let endpoint = Endpoint::for_path(req.uri().path()).filter(|e| e.accepts(req.method()));
         let event =
             lambda_http::request::from_str(&gateway_event(&req).to_string()).expect("an API Gateway HTTP API event");
+        let management = req.uri().path().starts_with(license_api::management::routes::PREFIX);
         let response = match endpoint {
+            _ if management => license_api::lambda::serve_management(&self.state, event).await,
             Some(endpoint) => license_api::lambda::serve(endpoint, &self.state, event).await,
             None => license_api::lambda::serve_default_route(event).await,
         }

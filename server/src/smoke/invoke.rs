@@ -31,6 +31,10 @@ pub fn run(dir: &Path, sam_args: &[String], public_key: &str) -> Result<Vec<Stri
                 "sam local invoke: skipping {name}: it needs an identity provider the containers cannot reach \
                  (tests/events.rs runs it)"
             ));
+        } else if events::NEED_MANAGEMENT_KEY.contains(&name.as_str()) {
+            say(format_args!(
+                "sam local invoke: skipping {name}: it needs the events' management key in the table                  (tests/events.rs runs it)"
+            ));
         } else if name.ends_with(".json") {
             files.push(name);
         }

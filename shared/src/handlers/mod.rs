@@ -23,7 +23,7 @@ pub mod openapi;
 mod product_details;
 mod runner;
 mod sso_url;
-mod trial_key;
+pub(crate) mod trial_key;
 mod user_licenses;
 mod variables;
 
@@ -95,8 +95,12 @@ pub fn unrouted(req: &ApiRequest) -> ApiResponse {
     ApiResponse::error(&err)
 }
 
-/// Serves a request for any path: the local server's entry point.
+/// Serves a request for any path: the local server's entry point. The Management API
+/// (`crate::management::routes`) shares the listener.
 pub async fn route(req: &ApiRequest, state: &AppState) -> ApiResponse {
+    if req.path.starts_with(crate::management::routes::PREFIX) {
+        return crate::management::routes::handle(state, req).await;
+    }
     match Endpoint::for_path(&req.path) {
         Some(endpoint) => handle(endpoint, req, state).await,
         None => ApiResponse::error(&ApiError::NotFound),

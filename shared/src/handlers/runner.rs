@@ -221,7 +221,9 @@ pub(super) fn license_of(item: &Item) -> Option<&LicenseAddr> {
         | Item::OAuthClient(..)
         | Item::CustomerAccount(..)
         | Item::Customer(..)
-        | Item::Trial(..) => None,
+        | Item::Trial(..)
+        | Item::ManagementKey(..)
+        | Item::Idempotency(..) => None,
     }
 }
 
@@ -372,7 +374,7 @@ pub(crate) async fn run<O: WriteOp>(op: &O, once: Option<&Once<'_, O::State>>) -
         // record goes first in the write, so a repeat upload is refused by it before anything else.
         let planned = after(&state, &op.write(&plan, attempts.token()))?;
         let record = once.map(|o| o.record(&addr, &planned, now)).transpose()?;
-        let change = op.change(&state, &plan).map(|c| via(c, once.is_some()));
+        let change = op.change(&state, &plan).map(|c| via(c, principal, once.is_some()));
         let build = |token: &WriteToken| {
             let mut write = op.write(&plan, token);
             write.items.splice(0..0, record.clone());
@@ -414,10 +416,15 @@ pub(crate) async fn run<O: WriteOp>(op: &O, once: Option<&Once<'_, O::State>>) -
     }
 }
 
-/// `change` with how its request came: `"via": "online"`, or `"offline"` for a request file's.
-fn via(mut change: Change, offline: bool) -> Change {
+/// `change` with how its request came: `"via": "online"`, `"offline"` for a request file's, or
+/// `"management"` for the vendor's own (a management key or the command line, docs/management.md).
+fn via(mut change: Change, principal: &Principal, offline: bool) -> Change {
     if let serde_json::Value::Object(detail) = &mut change.detail {
-        let via = if offline { "offline" } else { "online" };
+        let via = match (&principal.via, offline) {
+            (crate::auth::Via::ManagementKey(_) | crate::auth::Via::Cli(_), _) => "management",
+            (_, true) => "offline",
+            (_, false) => "online",
+        };
         detail.insert("via".into(), via.into());
     }
     change

@@ -332,7 +332,7 @@ pub fn initial_password(key: &SealingKey, company: &CompanyId, email: &Username)
 }
 
 /// A new positive id within 2^53 (SPEC §4.4).
-fn random_id() -> Result<i64, ApiError> {
+pub(crate) fn random_id() -> Result<i64, ApiError> {
     let id = u64::from_be_bytes(random::<8>()?) & ((1 << 53) - 1);
     Ok((id as i64).max(1))
 }

@@ -6,3 +6,23 @@
 //! and the `management` Lambda function) and the `license-server` subcommands both call these, so an
 //! operation is written once. Writes go through the same mechanisms as the License API's, so their
 //! invariants, retries and audit records are those of the License API.
+
+pub mod api_keys;
+pub mod at_paths;
+pub mod cors;
+pub mod idempotency;
+pub mod keys;
+pub mod license_users;
+pub mod licenses;
+pub mod oauth_clients;
+pub mod op;
+pub mod products;
+pub mod routes;
+pub mod trail;
+
+pub(crate) use op::write_once;
+pub use op::{page_limit, Page, DEFAULT_PAGE, MAX_PAGE};
+pub mod devices;
+mod guarded;
+pub mod search;
+pub mod users;

@@ -175,6 +175,7 @@ fn trial_license(
         allow_unlimited_activations: policy.allow_unlimited_activations,
         max_transfers: policy.max_transfers,
         terms,
+        source: Some(crate::model::LicenseSource::Trial),
         ..License::new(fresh.license_id, company.clone(), product.code.clone(), key)
     })
 }

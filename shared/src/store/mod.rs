@@ -5,17 +5,19 @@
 
 #[cfg(feature = "dynamodb")]
 pub mod dynamo;
+pub mod listing;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 pub mod write;
 
 use crate::audit::{AuditFilter, AuditPage};
 use crate::ids::{
-    ApiKeyId, CompanyId, CustomerAccountCode, HardwareId, LicenseKey, OAuthClientId, ProductCode, RequestKey, Username,
+    ApiKeyId, CompanyId, CustomerAccountCode, HardwareId, LicenseKey, ManagementKeyId, OAuthClientId, ProductCode,
+    RequestKey, Username,
 };
 use crate::model::{
-    ApiKeyRecord, Company, CustomerAccountRecord, CustomerLicenses, Device, License, LicenseUser, OAuthClientRecord,
-    ProcessedRequest, ProductDoc, Seat,
+    ApiKeyRecord, Company, CustomerAccountRecord, CustomerLicenses, Device, IdempotencyRecord, License, LicenseUser,
+    ManagementKeyRecord, OAuthClientRecord, ProcessedRequest, ProductDoc, Seat,
 };
 use crate::plan::{ActivationPlan, DeactivationPlan, LicenseAddr, WriteToken};
 use crate::time::Timestamp;
@@ -108,7 +110,9 @@ impl Rejection {
                 | Item::Audit(..)
                 | Item::OAuthClient(..)
                 | Item::CustomerAccount(..)
-                | Item::Customer(..),
+                | Item::Customer(..)
+                | Item::ManagementKey(..)
+                | Item::Idempotency(..),
                 _,
             ) => Self::Stale,
         }
@@ -395,6 +399,21 @@ pub trait Store: Send + Sync {
     /// Administrative: every license user's seat on the license, by email (`license-server show`).
     async fn list_seats(&self, addr: &LicenseAddr) -> Result<Vec<Seat>, StoreError>;
 
+    /// Administrative (the Management API, `license-server search`): one page of the licenses `query`
+    /// selects, in storage-key order, after `cursor` (the previous page's), at most `limit` (up to
+    /// [`listing::MAX_PAGE`]). Each license is read consistently; which licenses a search finds is read
+    /// from an index that DynamoDB updates eventually (docs/data-model.md, *Listing and search*).
+    async fn find_licenses(
+        &self,
+        query: &listing::LicenseQuery,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<listing::LicensePage, StoreError>;
+
+    /// Administrative: every item kept beside the license (devices, seats, released-slot markers,
+    /// offline request records), so deleting a license can delete them too. Grows with its devices.
+    async fn items_beside(&self, addr: &LicenseAddr) -> Result<Vec<write::Item>, StoreError>;
+
     /// One page of the company's audit trail, newest first (docs/audit.md): the records `filter`
     /// passes that have not expired at `now`, after `cursor` (the previous page's), at most `limit`
     /// (up to [`crate::audit::MAX_PAGE`]). A page examines at most [`crate::audit::MAX_EXAMINED`]
@@ -407,6 +426,47 @@ pub trait Store: Send + Sync {
         limit: usize,
         now: Timestamp,
     ) -> Result<AuditPage, StoreError>;
+
+    /// One page of the company's management keys, by id, after `after` (the previous page's last id),
+    /// at most `limit`.
+    async fn management_keys(
+        &self,
+        _company: &CompanyId,
+        _after: Option<&ManagementKeyId>,
+        _limit: usize,
+    ) -> Result<Vec<ManagementKeyRecord>, StoreError> {
+        Err(StoreError::Invalid("this store does not list management keys".into()))
+    }
+
+    async fn management_key(
+        &self,
+        company: &CompanyId,
+        id: &ManagementKeyId,
+    ) -> Result<Option<ManagementKeyRecord>, StoreError> {
+        match self
+            .load(&write::Item::ManagementKey(company.clone(), id.clone()))
+            .await?
+        {
+            Some(write::Image::ManagementKey(k)) => Ok(Some(*k)),
+            other => unexpected(other),
+        }
+    }
+
+    /// The answer recorded for an `Idempotency-Key`, unless it expired at `now`.
+    async fn idempotency_record(
+        &self,
+        company: &CompanyId,
+        key: &str,
+        now: Timestamp,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        match self
+            .load(&write::Item::Idempotency(company.clone(), key.to_owned()))
+            .await?
+        {
+            Some(write::Image::Idempotency(r)) => Ok(Some(*r).filter(|r| r.expires_at > now.unix_seconds())),
+            other => unexpected(other),
+        }
+    }
 
     /// Deletes the audit records expired at `now` and says how many; DynamoDB's TTL deletes them by
     /// itself (within days; queries skip them meanwhile).

@@ -5,13 +5,14 @@
 //! are exactly as safe as several Lambdas on one table. All database work runs on the store's own
 //! thread, never on the runtime's shared blocking pool (password hashing cannot starve it).
 
+use super::listing::{self, LicensePage, LicenseQuery, LicenseSearch};
 use super::write::{self, Attr, Image, Item, Refused, Val, Write};
 use super::{ContextQuery, ContextRead, LicenseRead, Rejection, Store, StoreError};
 use crate::audit::{self, AuditFilter, AuditPage};
-use crate::ids::{CompanyId, HardwareId, LicenseKey, ProductCode, RequestKey, Username};
+use crate::ids::{CompanyId, HardwareId, LicenseKey, ManagementKeyId, ProductCode, RequestKey, Username};
 use crate::model::{
-    ApiKeyRecord, AuditRecord, CustomerAccountRecord, Device, License, OAuthClientRecord, ProcessedRequest, Seat,
-    TrialRecord,
+    ApiKeyRecord, AuditRecord, CustomerAccountRecord, Device, IdempotencyRecord, License, LicenseSource,
+    ManagementKeyRecord, OAuthClientRecord, ProcessedRequest, Seat, TrialRecord,
 };
 use crate::plan::{LicenseAddr, WriteToken};
 use crate::sealed::Sealed;
@@ -109,6 +110,30 @@ ALTER TABLE audit ADD COLUMN expires_at INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX IF NOT EXISTS audit_expiry ON audit (expires_at);
 "#;
 
+/// Migration 9: management keys (`model::ManagementKeyRecord`, docs/management.md), by company, and
+/// the answers to requests with an `Idempotency-Key` (`model::IdempotencyRecord`).
+const SCHEMA_V9_MANAGEMENT_KEYS: &str = r#"
+CREATE TABLE IF NOT EXISTS management_keys (
+    company TEXT NOT NULL, key_id TEXT NOT NULL, name TEXT NOT NULL, secret_hash TEXT NOT NULL,
+    read_only INTEGER NOT NULL, revoked INTEGER NOT NULL, created_at TEXT NOT NULL,
+    PRIMARY KEY (company, key_id));
+CREATE TABLE IF NOT EXISTS idempotency (
+    company TEXT NOT NULL, idempotency_key TEXT NOT NULL, request_digest TEXT NOT NULL, status INTEGER NOT NULL,
+    answer TEXT NOT NULL, expires_at INTEGER NOT NULL, PRIMARY KEY (company, idempotency_key));
+CREATE INDEX IF NOT EXISTS idempotency_expiry ON idempotency (expires_at);
+"#;
+
+/// Migration 10: each license's provenance (`model::LicenseSource`; absent on older rows: unknown, never
+/// pruned) and the indexes of the administrative searches (`Store::find_licenses`): by key, by customer
+/// email (case-insensitive), by order id, and the licenses holding a device of a hardware id.
+const SCHEMA_V10_LISTING: &str = r#"
+ALTER TABLE licenses ADD COLUMN source TEXT;
+CREATE INDEX IF NOT EXISTS licenses_by_key ON licenses (license_key);
+CREATE INDEX IF NOT EXISTS licenses_by_email ON licenses (lower(json_extract(terms, '$.customer.email')));
+CREATE INDEX IF NOT EXISTS licenses_by_order ON licenses (json_extract(terms, '$.order_store_id'));
+CREATE INDEX IF NOT EXISTS devices_by_hardware_id ON devices (hardware_id);
+"#;
+
 /// Every schema change, in order; the database's `user_version` is how many it has. Kept forever: a
 /// change is a new entry, never an edit of one that shipped.
 fn migrations() -> Migrations<'static> {
@@ -121,11 +146,13 @@ fn migrations() -> Migrations<'static> {
         M::up(SCHEMA_V6_TRIALS),
         M::up(SCHEMA_V7_CUSTOMERS),
         M::up(SCHEMA_V8_AUDIT_EXPIRY),
+        M::up(SCHEMA_V9_MANAGEMENT_KEYS),
+        M::up(SCHEMA_V10_LISTING),
     ])
 }
 
 /// The schema version this build knows (the number of migrations).
-pub const SCHEMA_VERSION: usize = 8;
+pub const SCHEMA_VERSION: usize = 10;
 
 /// Work for the store's thread.
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
@@ -411,6 +438,20 @@ fn place(item: &Item) -> (&'static str, Vec<(&'static str, Sql)>) {
                 (Attr::HardwareId.name(), text(hw.as_str())),
             ],
         ),
+        Item::ManagementKey(company, id) => (
+            "management_keys",
+            vec![
+                (Attr::Company.name(), text(company.as_str())),
+                (Attr::KeyId.name(), text(id.as_str())),
+            ],
+        ),
+        Item::Idempotency(company, key) => (
+            "idempotency",
+            vec![
+                (Attr::Company.name(), text(company.as_str())),
+                (Attr::IdempotencyKey.name(), text(key)),
+            ],
+        ),
         Item::Audit(company, id) => (
             "audit",
             vec![
@@ -429,34 +470,39 @@ fn columns(item: &Item) -> &'static [Attr] {
         Item::OAuthClient(_) => &[Company, SecretHash, SealedSecret, Products, ReadOnly, Revoked],
         Item::CustomerAccount(..) => &[Issuer, ClientId, SealedSecret, RedirectUris, EmailClaim],
         Item::Company(_) | Item::Product(..) | Item::User(..) | Item::Customer(..) => &[Doc],
-        Item::License(_) => &[
-            LicenseId,
-            LicenseKey,
-            Enabled,
-            MaxActivations,
-            Unlimited,
-            MaxTransfers,
-            ValidityPeriod,
-            Terms,
-            TimesActivated,
-            TransferCount,
-            ReleasedCount,
-            Consumptions,
-            FeatureConsumptions,
-            ConsumptionsPeriod,
-            FeaturePeriods,
-            Floating,
-            FloatingVersion,
-            FloatingBorrowed,
-        ],
+        Item::License(_) => &LICENSE_COLUMNS,
         Item::Device(..) => &DEVICE_COLUMNS,
         Item::Seat(..) => &[MaxActivations, Unlimited, TotalActivations],
         Item::Released(..) => &[],
         Item::Request(..) => &[Answer, ProcessedAt, ExpiresAt],
         Item::Audit(..) => &[At, Actor, Change, Subject, Detail, ExpiresAt],
         Item::Trial(..) => &[LicenseId, LicenseKey, User, At],
+        Item::ManagementKey(..) => &[Name, SecretHash, ReadOnly, Revoked, CreatedAt],
+        Item::Idempotency(..) => &[RequestDigest, Status, Answer, ExpiresAt],
     }
 }
+
+const LICENSE_COLUMNS: [Attr; 19] = [
+    Attr::LicenseId,
+    Attr::LicenseKey,
+    Attr::Enabled,
+    Attr::MaxActivations,
+    Attr::Unlimited,
+    Attr::MaxTransfers,
+    Attr::ValidityPeriod,
+    Attr::Terms,
+    Attr::TimesActivated,
+    Attr::TransferCount,
+    Attr::ReleasedCount,
+    Attr::Consumptions,
+    Attr::FeatureConsumptions,
+    Attr::ConsumptionsPeriod,
+    Attr::FeaturePeriods,
+    Attr::Floating,
+    Attr::FloatingVersion,
+    Attr::FloatingBorrowed,
+    Attr::Source,
+];
 
 const DEVICE_COLUMNS: [Attr; 12] = [
     Attr::DeviceId,
@@ -646,6 +692,23 @@ fn decode(item: &Item, r: &Row<'_>) -> rusqlite::Result<Image> {
             user: c.opt_id(A::User, Username::parse)?,
             created_at: c.required_time(A::At)?,
         })),
+        Item::ManagementKey(company, id) => Image::ManagementKey(Box::new(ManagementKeyRecord {
+            id: id.clone(),
+            company: company.clone(),
+            name: c.get(A::Name)?,
+            secret_hash: c.get(A::SecretHash)?,
+            read_only: c.get(A::ReadOnly)?,
+            revoked: c.get(A::Revoked)?,
+            created_at: c.required_time(A::CreatedAt)?,
+        })),
+        Item::Idempotency(company, key) => Image::Idempotency(Box::new(IdempotencyRecord {
+            company: company.clone(),
+            key: key.clone(),
+            request_digest: c.get(A::RequestDigest)?,
+            status: c.get(A::Status)?,
+            answer: c.get(A::Answer)?,
+            expires_at: c.get(A::ExpiresAt)?,
+        })),
         Item::Audit(company, id) => Image::Audit(Box::new(AuditRecord {
             company: company.clone(),
             id: id.clone(),
@@ -687,6 +750,10 @@ fn license_from(c: &Cols<'_, '_>, addr: &LicenseAddr) -> rusqlite::Result<Licens
         floating: c.json(A::Floating)?,
         floating_version: c.get(A::FloatingVersion)?,
         floating_borrowed: c.json(A::FloatingBorrowed)?,
+        source: c
+            .get::<Option<String>>(A::Source)?
+            .map(|s| LicenseSource::parse(&s).ok_or_else(|| corrupt(&c.key, format!("source {s:?}"))))
+            .transpose()?,
     })
 }
 
@@ -900,6 +967,64 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn management_keys(
+        &self,
+        company: &CompanyId,
+        after: Option<&ManagementKeyId>,
+        limit: usize,
+    ) -> Result<Vec<ManagementKeyRecord>, StoreError> {
+        let (company, after) = (
+            company.clone(),
+            after.map(|a| a.as_str().to_owned()).unwrap_or_default(),
+        );
+        self.read("list management keys", move |c| {
+            let ids: Vec<String> = c
+                .prepare_cached(
+                    "SELECT key_id FROM management_keys WHERE company = ?1 AND key_id > ?2 ORDER BY key_id LIMIT ?3",
+                )?
+                .query_map(params![company.as_str(), after, limit as i64], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut keys = Vec::with_capacity(ids.len());
+            for key_id in ids {
+                let item =
+                    Item::ManagementKey(company.clone(), id("management_keys", &key_id, ManagementKeyId::parse)?);
+                if let Some(Image::ManagementKey(k)) = load(c, &item)? {
+                    keys.push(*k);
+                }
+            }
+            Ok(keys)
+        })
+        .await
+    }
+
+    async fn find_licenses(
+        &self,
+        query: &LicenseQuery,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<LicensePage, StoreError> {
+        let (query, after) = (query.clone(), query.start_after(cursor)?);
+        let limit = limit.clamp(1, listing::MAX_PAGE);
+        self.read("list licenses", move |c| license_page(c, &query, after, limit))
+            .await
+    }
+
+    async fn items_beside(&self, addr: &LicenseAddr) -> Result<Vec<Item>, StoreError> {
+        let (addr, pk) = (addr.clone(), addr.storage_key());
+        self.read("list a license's items", move |c| {
+            let mut items = Vec::new();
+            for (table, column) in BESIDE {
+                let column = column.name();
+                let mut stmt = c.prepare(&format!("SELECT {column} FROM {table} WHERE license_pk = ?1"))?;
+                for part in stmt.query_map([&pk], |r| r.get::<_, String>(0))? {
+                    items.push(beside_item(&addr, table, &part?).map_err(|e| corrupt(&pk, e))?);
+                }
+            }
+            Ok(items)
+        })
+        .await
+    }
+
     async fn audit_records(
         &self,
         company: &CompanyId,
@@ -917,10 +1042,79 @@ impl Store for SqliteStore {
     }
 
     async fn purge_audit(&self, now: Timestamp) -> Result<usize, StoreError> {
-        self.run(move |c| c.execute("DELETE FROM audit WHERE expires_at <= ?1", [now.unix_seconds()]))
-            .await
-            .map_err(backend("delete expired audit records"))
+        // Expired idempotency records go with them: both are kept for a time, then forgotten.
+        self.run(move |c| {
+            let at = [now.unix_seconds()];
+            c.execute("DELETE FROM idempotency WHERE expires_at <= ?1", at)?;
+            c.execute("DELETE FROM audit WHERE expires_at <= ?1", at)
+        })
+        .await
+        .map_err(backend("delete expired audit records"))
     }
+}
+
+/// The tables of the items kept beside a license, each with the column that tells its items apart.
+const BESIDE: [(&str, Attr); 4] = [
+    ("devices", Attr::HardwareId),
+    ("released", Attr::HardwareId),
+    ("seats", Attr::User),
+    ("requests", Attr::RequestKey),
+];
+
+/// The item of `table` beside the license whose key part is `part`.
+fn beside_item(addr: &LicenseAddr, table: &str, part: &str) -> Result<Item, crate::ids::IdError> {
+    let addr = addr.clone();
+    Ok(match table {
+        "devices" => Item::Device(addr, HardwareId::parse(part)?),
+        "released" => Item::Released(addr, HardwareId::parse(part)?),
+        "seats" => Item::Seat(addr, Username::parse(part)?),
+        _ => Item::Request(addr, RequestKey::from_stored(part)),
+    })
+}
+
+/// One page of licenses: the primary key (the storage key) orders them, bounds the company (or
+/// product) and serves as the cursor; a search is one indexed condition (migration 10).
+fn license_page(
+    c: &Connection,
+    query: &LicenseQuery,
+    after: Option<String>,
+    limit: usize,
+) -> rusqlite::Result<LicensePage> {
+    let prefix = query.key_prefix();
+    // The prefix ends in `#`; `$` is the next character, so [prefix, end) is exactly its keys.
+    let end = format!("{}$", &prefix[..prefix.len() - 1]);
+    let (condition, term) = match &query.search {
+        // `?5` is always bound; without a search it is NULL and the condition holds.
+        None => ("?5 IS NULL", None),
+        Some(LicenseSearch::Key(k)) => ("license_key = ?5", Some(k.as_str().to_owned())),
+        Some(LicenseSearch::Email(e)) => (
+            "lower(json_extract(terms, '$.customer.email')) = ?5",
+            Some(e.as_str().to_owned()),
+        ),
+        Some(LicenseSearch::OrderId(o)) => (
+            "json_extract(terms, '$.order_store_id') = ?5",
+            Some(o.as_str().to_owned()),
+        ),
+        Some(LicenseSearch::HardwareId(h)) => (
+            "pk IN (SELECT license_pk FROM devices WHERE hardware_id = ?5)",
+            Some(h.as_str().to_owned()),
+        ),
+    };
+    let columns = column_list(&LICENSE_COLUMNS);
+    let mut stmt = c.prepare(&format!(
+        "SELECT pk, {columns} FROM licenses WHERE pk >= ?1 AND pk < ?2 AND (?3 IS NULL OR pk > ?3) \
+         AND {condition} ORDER BY pk LIMIT ?4"
+    ))?;
+    let rows = stmt.query_map(params![prefix, end, after, limit as i64, term], |r| {
+        let pk: String = r.get("pk")?;
+        let addr = LicenseAddr::from_storage_key(&pk).ok_or_else(|| corrupt(&pk, "not a license key"))?;
+        license_from(&Cols { row: r, key: pk }, &addr)
+    })?;
+    let licenses = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+    let cursor = (licenses.len() == limit)
+        .then(|| licenses.last().map(|l| LicenseAddr::of(l).storage_key()))
+        .flatten();
+    Ok(LicensePage { licenses, cursor })
 }
 
 /// One page of the audit trail: the primary key (company, audit_id) serves the order and the cursor.

@@ -9,11 +9,12 @@
 //! number starts from 0, and every `Update` is conditioned on the item existing.
 
 use crate::ids::{
-    ApiKeyId, CompanyId, CustomerAccountCode, HardwareId, OAuthClientId, ProductCode, RequestKey, Username,
+    ApiKeyId, CompanyId, CustomerAccountCode, HardwareId, ManagementKeyId, OAuthClientId, ProductCode, RequestKey,
+    Username,
 };
 use crate::model::{
-    ApiKeyRecord, AuditRecord, Company, CustomerAccountRecord, CustomerLicenses, Device, License, LicenseUser,
-    OAuthClientRecord, ProcessedRequest, ProductDoc, Seat, TrialRecord,
+    ApiKeyRecord, AuditRecord, Company, CustomerAccountRecord, CustomerLicenses, Device, IdempotencyRecord, License,
+    LicenseUser, ManagementKeyRecord, OAuthClientRecord, ProcessedRequest, ProductDoc, Seat, TrialRecord,
 };
 use crate::plan::{
     ActivationPlan, CheckPlan, ConsumptionPlan, Counter, DeactivationPlan, FloatingPlan, LicenseAddr, Slot, TrialPlan,
@@ -47,6 +48,11 @@ pub enum Item {
     Customer(CompanyId, Username),
     /// The trial of a product for one hardware id (`trial_key`): created once, with its license.
     Trial(CompanyId, ProductCode, HardwareId),
+    /// A management key (docs/management.md): kept in its company's partition, so listing a
+    /// company's keys is one query.
+    ManagementKey(CompanyId, ManagementKeyId),
+    /// The answer to a request with an `Idempotency-Key`: company and key.
+    Idempotency(CompanyId, String),
 }
 
 /// Declares [`Attr`] with its stored name: the one place every attribute (DynamoDB) and column
@@ -149,6 +155,16 @@ attributes! {
     RedirectUris = "redirect_uris",
     /// The ID token claim naming the license user.
     EmailClaim = "email_claim",
+    // Management key (besides company, secret_hash, read_only and revoked)
+    KeyId = "key_id",
+    Name = "name",
+    CreatedAt = "created_at",
+    /// Who created a license (`model::LicenseSource`): `catalog`, `trial` or `management`.
+    Source = "source",
+    // Idempotency record (besides company, answer and expires_at)
+    IdempotencyKey = "idempotency_key",
+    RequestDigest = "request_digest",
+    Status = "status",
 }
 
 /// What an [`Action::Upsert`] does with an attribute the item already holds: the one statement of
@@ -177,7 +193,8 @@ impl Attr {
             | HardwareId | Active | User | FirstActivatedAt | LastActivatedAt | DeactivatedAt | LastSeenAt
             | Details | Variables | Activations | WriteToken | RequestKey | Answer | ProcessedAt | ExpiresAt
             | AuditId | At | Actor | Change | Subject | Detail | ClientId | SecretHash | SealedSecret | AccountCode
-            | Issuer | RedirectUris | EmailClaim => OnUpsert::Replace,
+            | Issuer | RedirectUris | EmailClaim | KeyId | Name | CreatedAt | IdempotencyKey | RequestDigest
+            | Status | Source => OnUpsert::Replace,
         }
     }
 
@@ -804,6 +821,8 @@ pub enum Image {
     CustomerAccount(Box<CustomerAccountRecord>),
     Customer(Box<CustomerLicenses>),
     Trial(Box<TrialRecord>),
+    ManagementKey(Box<ManagementKeyRecord>),
+    Idempotency(Box<IdempotencyRecord>),
 }
 
 /// Two images are equal when they are the same kind of item with the same stored attributes.
@@ -859,6 +878,7 @@ impl Image {
             (Blacklist, I::Company(c)) => Some(blacklist(&c.blacklist)),
             (LicenseId, I::License(l)) => int(l.id),
             (LicenseKey, I::License(l)) => l.key.as_ref().and_then(|k| text(k.as_str())),
+            (Source, I::License(l)) => l.source.and_then(|s| text(s.as_str())),
             (Enabled, I::License(l)) => flag(l.enabled),
             (Unlimited, I::License(l)) => flag(l.allow_unlimited_activations),
             (Unlimited, I::Seat(s)) => flag(s.allow_unlimited_activations),
@@ -922,6 +942,19 @@ impl Image {
             (LicenseKey, I::Trial(t)) => t.license_key.as_ref().and_then(|k| text(k.as_str())),
             (User, I::Trial(t)) => t.user.as_ref().and_then(|u| text(u.as_str())),
             (At, I::Trial(t)) => time_of(Some(t.created_at)),
+            (KeyId, I::ManagementKey(k)) => text(k.id.as_str()),
+            (Company, I::ManagementKey(k)) => text(k.company.as_str()),
+            (Name, I::ManagementKey(k)) => text(&k.name),
+            (SecretHash, I::ManagementKey(k)) => text(&k.secret_hash),
+            (ReadOnly, I::ManagementKey(k)) => flag(k.read_only),
+            (Revoked, I::ManagementKey(k)) => flag(k.revoked),
+            (CreatedAt, I::ManagementKey(k)) => time_of(Some(k.created_at)),
+            (Company, I::Idempotency(r)) => text(r.company.as_str()),
+            (IdempotencyKey, I::Idempotency(r)) => text(&r.key),
+            (RequestDigest, I::Idempotency(r)) => text(&r.request_digest),
+            (Status, I::Idempotency(r)) => int(r.status),
+            (Answer, I::Idempotency(r)) => text(&r.answer),
+            (ExpiresAt, I::Idempotency(r)) => int(r.expires_at),
             // Each attribute above is named; what remains is an attribute of another kind of item.
             (
                 ApiKey | Company | SharedKey | Products | ReadOnly | Revoked | Doc | Disabled | Archived | Blacklist
@@ -931,7 +964,8 @@ impl Image {
                 | HardwareId | Active | User | FirstActivatedAt | LastActivatedAt | DeactivatedAt | LastSeenAt
                 | Details | Variables | Activations | WriteToken | TotalActivations | RequestKey | Answer | ProcessedAt
                 | ExpiresAt | AuditId | At | Actor | Change | Subject | Detail | ClientId | SecretHash | SealedSecret
-                | AccountCode | Issuer | RedirectUris | EmailClaim,
+                | AccountCode | Issuer | RedirectUris | EmailClaim | KeyId | Name | CreatedAt | IdempotencyKey
+                | RequestDigest | Status | Source,
                 _,
             ) => None,
         }
@@ -1036,7 +1070,8 @@ impl Image {
                 | LicenseId | LicenseKey | Enabled | Unlimited | MaxActivations | MaxTransfers | Terms | DeviceId
                 | HardwareId | User | FirstActivatedAt | LastActivatedAt | Details | Activations | RequestKey | Answer
                 | ProcessedAt | ExpiresAt | AuditId | At | Actor | Change | Subject | Detail | ClientId | SecretHash
-                | SealedSecret | AccountCode | Issuer | RedirectUris | EmailClaim,
+                | SealedSecret | AccountCode | Issuer | RedirectUris | EmailClaim | KeyId | Name | CreatedAt
+                | IdempotencyKey | RequestDigest | Status | Source,
                 _,
                 _,
             ) => return Err(format!("{} is not changed by a write", attr.name())),

@@ -4,11 +4,13 @@
 
 use super::keys::{self, key_part, n, s, ItemMap, PK};
 use crate::ids::{
-    ApiKeyId, CompanyId, CustomerAccountCode, HardwareId, LicenseKey, OAuthClientId, ProductCode, RequestKey, Username,
+    ApiKeyId, CompanyId, CustomerAccountCode, HardwareId, LicenseKey, ManagementKeyId, OAuthClientId, ProductCode,
+    RequestKey, Username,
 };
 use crate::model::{
-    ApiKeyRecord, AuditRecord, Company, CustomerAccountRecord, Device, DeviceVariable, License, LicenseTerms,
-    OAuthClientRecord, ProcessedRequest, ProductDoc, Seat, TrialRecord,
+    ApiKeyRecord, AuditRecord, Company, CustomerAccountRecord, Device, DeviceVariable, IdempotencyRecord, License,
+    LicenseSource, LicenseTerms, ManagementKeyRecord, OAuthClientRecord, ProcessedRequest, ProductDoc, Seat,
+    TrialRecord,
 };
 use crate::plan::LicenseAddr;
 use crate::sealed::Sealed;
@@ -250,6 +252,10 @@ pub fn license(item: &ItemMap, addr: &LicenseAddr) -> Result<License, StoreError
         floating: i.int_map(A::Floating.name())?,
         floating_version: i.int(A::FloatingVersion.name())?,
         floating_borrowed: i.int_map(A::FloatingBorrowed.name())?,
+        source: i
+            .opt_str(A::Source.name())?
+            .map(|s| LicenseSource::parse(s).ok_or_else(|| i.corrupt(format!("source {s:?}"))))
+            .transpose()?,
     })
 }
 
@@ -346,6 +352,9 @@ pub fn device_item(addr: &LicenseAddr, d: &Device) -> ItemMap {
     if let Some(token) = &d.write_token {
         item.insert(A::WriteToken.name().into(), s(token));
     }
+    let company = addr.company_product().0;
+    let partition = format!("HWID#{company}#{}", d.hardware_id);
+    keys::BY_KEY_OR_HARDWARE_ID.tag(&mut item, partition, addr);
     item
 }
 
@@ -429,7 +438,30 @@ pub fn license_item(key: ItemMap, l: &License) -> Result<ItemMap, StoreError> {
     for (code, t) in &l.feature_periods {
         item.insert(format!("{FEATURE_PERIOD_PREFIX}{code}"), n(t.millis()));
     }
+    if let Some(source) = l.source {
+        item.insert(A::Source.name().into(), s(source.as_str()));
+    }
+    index_license(&mut item, l);
     Ok(item)
+}
+
+/// The license's entries in the indexes of the administrative listing and searches: every write that
+/// stores a whole license (import, trial, management) goes through [`license_item`], so none misses them.
+/// An email or order id too long for an index key (over [`crate::ids::MAX_ID_LEN`]) is not searchable.
+fn index_license(item: &mut ItemMap, l: &License) {
+    let addr = LicenseAddr::of(l);
+    let company = &l.company;
+    keys::LICENSES.tag(item, format!("LICENSES#{company}"), &addr);
+    if let Some(key) = &l.key {
+        keys::BY_KEY_OR_HARDWARE_ID.tag(item, format!("KEY#{company}#{key}"), &addr);
+    }
+    let fits = |v: &String| v.len() <= crate::ids::MAX_ID_LEN;
+    if let Some(email) = crate::store::listing::customer_email(l).filter(fits) {
+        keys::BY_EMAIL.tag(item, format!("EMAIL#{company}#{email}"), &addr);
+    }
+    if let Some(order) = l.terms.order_store_id.clone().filter(|o| !o.is_empty() && fits(o)) {
+        keys::BY_ORDER_ID.tag(item, format!("ORDER#{company}#{order}"), &addr);
+    }
 }
 
 pub fn seat_item(key: ItemMap, seat: &Seat) -> ItemMap {
@@ -472,6 +504,58 @@ pub fn audit_item(key: ItemMap, r: &AuditRecord) -> Result<ItemMap, StoreError> 
     put(A::Detail, to_json(&r.detail)?);
     item.insert(A::ExpiresAt.name().to_owned(), n(r.expires_at));
     Ok(item)
+}
+
+pub fn management_key(item: &ItemMap) -> Result<ManagementKeyRecord, StoreError> {
+    let i = Reader(item);
+    Ok(ManagementKeyRecord {
+        id: i.id(A::KeyId.name(), ManagementKeyId::parse)?,
+        company: i.id(A::Company.name(), CompanyId::parse)?,
+        name: i.str(A::Name.name())?.to_owned(),
+        secret_hash: i.str(A::SecretHash.name())?.to_owned(),
+        read_only: i.bool(A::ReadOnly.name())?,
+        revoked: i.bool(A::Revoked.name())?,
+        created_at: i
+            .time(A::CreatedAt.name())?
+            .ok_or_else(|| i.corrupt(format!("`{}` is missing", A::CreatedAt.name())))?,
+    })
+}
+
+fn management_key_item(key: ItemMap, k: &ManagementKeyRecord) -> ItemMap {
+    let mut item = key;
+    let mut put = |a: A, v: &str| item.insert(a.name().to_owned(), s(v));
+    put(A::KeyId, k.id.as_str());
+    put(A::Company, k.company.as_str());
+    put(A::Name, &k.name);
+    put(A::SecretHash, &k.secret_hash);
+    put(A::CreatedAt, &k.created_at.to_string());
+    item.insert(A::ReadOnly.name().into(), AttributeValue::Bool(k.read_only));
+    item.insert(A::Revoked.name().into(), AttributeValue::Bool(k.revoked));
+    item
+}
+
+pub fn idempotency(item: &ItemMap) -> Result<IdempotencyRecord, StoreError> {
+    let i = Reader(item);
+    Ok(IdempotencyRecord {
+        company: i.id(A::Company.name(), CompanyId::parse)?,
+        key: i.str(A::IdempotencyKey.name())?.to_owned(),
+        request_digest: i.str(A::RequestDigest.name())?.to_owned(),
+        status: i.int(A::Status.name())?,
+        answer: i.str(A::Answer.name())?.to_owned(),
+        expires_at: i.int(A::ExpiresAt.name())?,
+    })
+}
+
+fn idempotency_item(key: ItemMap, r: &IdempotencyRecord) -> ItemMap {
+    let mut item = key;
+    let mut put = |a: A, v: AttributeValue| item.insert(a.name().to_owned(), v);
+    put(A::Company, s(r.company.as_str()));
+    put(A::IdempotencyKey, s(&r.key));
+    put(A::RequestDigest, s(&r.request_digest));
+    put(A::Status, n(r.status));
+    put(A::Answer, s(&r.answer));
+    put(A::ExpiresAt, n(r.expires_at));
+    item
 }
 
 pub fn trial(item: &ItemMap) -> Result<TrialRecord, StoreError> {
@@ -529,6 +613,8 @@ pub fn encode(at: &WriteItem, image: &Image) -> Result<ItemMap, StoreError> {
         (WriteItem::Request(addr, _), Image::Request(r)) => processed_request_item(addr, r),
         (WriteItem::Audit(..), Image::Audit(r)) => audit_item(key, r)?,
         (WriteItem::Trial(..), Image::Trial(t)) => trial_item(key, t),
+        (WriteItem::ManagementKey(..), Image::ManagementKey(k)) => management_key_item(key, k),
+        (WriteItem::Idempotency(..), Image::Idempotency(r)) => idempotency_item(key, r),
         (at, image) => return Err(StoreError::Invalid(format!("{image:?} cannot be stored as {at:?}"))),
     })
 }
@@ -550,5 +636,7 @@ pub fn decode(at: &WriteItem, item: &ItemMap) -> Result<Image, StoreError> {
         WriteItem::Request(..) => Image::Request(Box::new(processed_request(item)?)),
         WriteItem::Audit(..) => Image::Audit(Box::new(audit(item)?)),
         WriteItem::Trial(..) => Image::Trial(Box::new(trial(item)?)),
+        WriteItem::ManagementKey(..) => Image::ManagementKey(Box::new(management_key(item)?)),
+        WriteItem::Idempotency(..) => Image::Idempotency(Box::new(idempotency(item)?)),
     })
 }

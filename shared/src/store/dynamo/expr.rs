@@ -174,6 +174,8 @@ pub fn key(item: &Item) -> ItemMap {
         Item::Released(addr, hw) => keys::released(addr, hw),
         Item::Request(addr, request) => keys::request(addr, request),
         Item::Trial(company, product, hw) => keys::trial(company, product, hw),
+        Item::ManagementKey(company, id) => keys::management_key(company, id),
+        Item::Idempotency(company, key) => keys::idempotency(company, key),
     }
 }
 

@@ -2,7 +2,8 @@
 //! back unambiguously; the free-form part (license key, hardware id, email) always comes last.
 
 use crate::ids::{
-    ApiKeyId, CompanyId, CustomerAccountCode, HardwareId, OAuthClientId, ProductCode, RequestKey, Username,
+    ApiKeyId, CompanyId, CustomerAccountCode, HardwareId, ManagementKeyId, OAuthClientId, ProductCode, RequestKey,
+    Username,
 };
 use crate::plan::LicenseAddr;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -97,7 +98,75 @@ pub fn trial(company: &CompanyId, product: &ProductCode, hardware_id: &HardwareI
     key(format!("TRIAL#{company}#{product}#{hardware_id}"), ROOT)
 }
 
+/// A management key: one partition per company, sorted by key id, so listing a company's keys is
+/// one query and one company's key can never be named with another's.
+pub fn management_key(company: &CompanyId, id: &ManagementKeyId) -> ItemMap {
+    key(management_keys_pk(company), id.as_str())
+}
+
+pub fn management_keys_pk(company: &CompanyId) -> String {
+    format!("MGMTKEY#{company}")
+}
+
+/// The answer to a request with an `Idempotency-Key`: a partition of its own per key.
+pub fn idempotency(company: &CompanyId, key: &str) -> ItemMap {
+    self::key(format!("IDEMPOTENCY#{company}#{key}"), ROOT)
+}
+
 /// A record of the audit trail: one partition per company, sorted by record id (that is, by time).
 pub fn audit(company: &CompanyId, id: &str) -> ItemMap {
     key(format!("AUDIT#{company}"), id)
+}
+
+/// A global secondary index (docs/data-model.md, *Listing and search*): sparse — only the items that
+/// carry its key attributes are in it — and `KEYS_ONLY`, so the writes that change a license's counters
+/// or a device's check never write it; a reader gets the items themselves with a consistent read.
+#[derive(Clone, Copy, Debug)]
+pub struct Index {
+    pub name: &'static str,
+    pub pk: &'static str,
+    pub sk: &'static str,
+}
+
+/// Every license of a company: `LICENSES#<company>`, sorted by the license's storage key.
+pub const LICENSES: Index = Index {
+    name: "GSI1",
+    pk: "GSI1PK",
+    sk: "GSI1SK",
+};
+/// A license by its key (`KEY#<company>#<key>`) and the device items of a hardware id
+/// (`HWID#<company>#<hardware id>`), sorted by the license's storage key: two kinds of item, one index.
+pub const BY_KEY_OR_HARDWARE_ID: Index = Index {
+    name: "GSI2",
+    pk: "GSI2PK",
+    sk: "GSI2SK",
+};
+/// A license by its customer's email, lower-cased: `EMAIL#<company>#<email>`.
+pub const BY_EMAIL: Index = Index {
+    name: "GSI3",
+    pk: "GSI3PK",
+    sk: "GSI3SK",
+};
+/// A license by its order id: `ORDER#<company>#<order id>`.
+pub const BY_ORDER_ID: Index = Index {
+    name: "GSI4",
+    pk: "GSI4PK",
+    sk: "GSI4SK",
+};
+/// DynamoDB's bound on an index's sort key, in bytes.
+const MAX_INDEX_SORT_KEY: usize = 1024;
+
+pub const INDEXES: [Index; 4] = [LICENSES, BY_KEY_OR_HARDWARE_ID, BY_EMAIL, BY_ORDER_ID];
+
+impl Index {
+    /// Puts the item into this index under `partition`, sorted by the license's storage key. A storage
+    /// key over an index sort key's 1,024 bytes (only codes and keys of hundreds of bytes make one) would
+    /// refuse the whole write: such an item stays out of the index instead.
+    pub fn tag(self, item: &mut ItemMap, partition: String, addr: &LicenseAddr) {
+        if license_pk(addr).len() > MAX_INDEX_SORT_KEY {
+            return;
+        }
+        item.insert(self.pk.to_owned(), s(partition));
+        item.insert(self.sk.to_owned(), s(license_pk(addr)));
+    }
 }

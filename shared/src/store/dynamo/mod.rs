@@ -4,22 +4,25 @@
 mod codec;
 mod expr;
 mod keys;
+mod listing;
 mod plain;
 mod usage;
 
+use super::listing::{LicensePage, LicenseQuery};
 use super::write::{Attr, Image, Item, Write};
 use super::{ContextQuery, ContextRead, LicenseRead, Rejection, Store, StoreError};
 use crate::audit::{self, AuditFilter, AuditPage};
-use crate::ids::{CompanyId, HardwareId, RequestKey, Username};
-use crate::model::{Company, Device, LicenseUser, ProcessedRequest, ProductDoc, Seat};
+use crate::ids::{CompanyId, HardwareId, ManagementKeyId, RequestKey, Username};
+use crate::model::{Company, Device, LicenseUser, ManagementKeyRecord, ProcessedRequest, ProductDoc, Seat};
 use crate::plan::{LicenseAddr, WriteToken};
 use crate::time::Timestamp;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, CancellationReason, KeySchemaElement, KeyType, KeysAndAttributes,
-    ReturnConsumedCapacity, ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem,
+    AttributeDefinition, BillingMode, CancellationReason, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+    KeysAndAttributes, Projection, ProjectionType, ReturnConsumedCapacity, ScalarAttributeType,
+    TimeToLiveSpecification, TransactWriteItem,
 };
 use aws_sdk_dynamodb::Client;
 use keys::{s, ItemMap};
@@ -80,6 +83,17 @@ where
     }
 }
 
+/// A global secondary index as `--create-table` creates it (template.yaml declares the same).
+fn index(i: &keys::Index, key: impl Fn(&str, KeyType) -> KeySchemaElement) -> GlobalSecondaryIndex {
+    GlobalSecondaryIndex::builder()
+        .index_name(i.name)
+        .key_schema(key(i.pk, KeyType::Hash))
+        .key_schema(key(i.sk, KeyType::Range))
+        .projection(Projection::builder().projection_type(ProjectionType::KeysOnly).build())
+        .build()
+        .expect("name, keys and projection are set")
+}
+
 /// Attempts of a `BatchGetItem` that keeps leaving keys unprocessed (throttling) before the store
 /// answers "unavailable": about 2.5 s of backoff in all, well below the function timeout.
 const BATCH_GET_ATTEMPTS: u32 = 8;
@@ -122,10 +136,15 @@ impl DynamoStore {
             .create_table()
             .table_name(&self.table)
             .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(attr(PK))
-            .attribute_definitions(attr(SK))
             .key_schema(key(PK, KeyType::Hash))
             .key_schema(key(SK, KeyType::Range))
+            .set_attribute_definitions(Some(
+                [attr(PK), attr(SK)]
+                    .into_iter()
+                    .chain(keys::INDEXES.iter().flat_map(|i| [attr(i.pk), attr(i.sk)]))
+                    .collect(),
+            ))
+            .set_global_secondary_indexes(Some(keys::INDEXES.iter().map(|i| index(i, key)).collect()))
             .send()
             .await;
         match created {
@@ -463,6 +482,20 @@ impl Store for DynamoStore {
         items.iter().map(codec::seat).collect()
     }
 
+    async fn find_licenses(
+        &self,
+        query: &LicenseQuery,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<LicensePage, StoreError> {
+        self.license_page(query, cursor, limit.clamp(1, crate::store::listing::MAX_PAGE))
+            .await
+    }
+
+    async fn items_beside(&self, addr: &LicenseAddr) -> Result<Vec<Item>, StoreError> {
+        self.items_beside_license(addr).await
+    }
+
     async fn audit_records(
         &self,
         company: &CompanyId,
@@ -473,6 +506,29 @@ impl Store for DynamoStore {
     ) -> Result<AuditPage, StoreError> {
         self.audit_page(company, filter, cursor, limit.min(audit::MAX_PAGE), now)
             .await
+    }
+
+    async fn management_keys(
+        &self,
+        company: &CompanyId,
+        after: Option<&ManagementKeyId>,
+        limit: usize,
+    ) -> Result<Vec<ManagementKeyRecord>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .return_consumed_capacity(CONSUMED)
+            .key_condition_expression(format!("{PK} = :pk"))
+            .expression_attribute_values(":pk", s(keys::management_keys_pk(company)))
+            .set_exclusive_start_key(after.map(|a| keys::management_key(company, a)))
+            .limit(limit.clamp(1, 1000) as i32)
+            .send()
+            .await
+            .map_err(backend("Query", &self.table))?;
+        self.usage.consumed(Capacity::Read, out.consumed_capacity());
+        out.items().iter().map(codec::management_key).collect()
     }
 }
 
