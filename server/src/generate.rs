@@ -131,10 +131,16 @@ pub struct OpenApiDocument {
 
 /// The OpenAPI documents, each built from the code's own types (docs/openapi.md); another API's
 /// document is one more row.
-pub const OPENAPI_DOCUMENTS: [OpenApiDocument; 1] = [OpenApiDocument {
-    path: "openapi/license-api.json",
-    build: license_api::handlers::openapi::license_api,
-}];
+pub const OPENAPI_DOCUMENTS: [OpenApiDocument; 2] = [
+    OpenApiDocument {
+        path: "openapi/license-api.json",
+        build: license_api::handlers::openapi::license_api,
+    },
+    OpenApiDocument {
+        path: "openapi/management-api.json",
+        build: license_api::management::openapi::management_api,
+    },
+];
 
 /// A document as committed: pretty JSON (utoipa's maps are ordered, so the bytes are stable), one
 /// final newline.

@@ -32,7 +32,7 @@ pub const HMAC_SCHEME: &str = "hmac";
 pub const BEARER_SCHEME: &str = "oauth";
 
 /// Schemas collected while the document is built, by name.
-type Schemas = Vec<(String, RefOr<Schema>)>;
+pub(crate) type Schemas = Vec<(String, RefOr<Schema>)>;
 
 /// The License API's document.
 pub fn license_api() -> OpenApi {
@@ -186,7 +186,7 @@ fn upload_body() -> utoipa::openapi::request_body::RequestBody {
 }
 
 /// Registers `T` and what it refers to; returns a reference to it.
-fn component<T: ToSchema>(schemas: &mut Schemas) -> RefOr<Schema> {
+pub(crate) fn component<T: ToSchema>(schemas: &mut Schemas) -> RefOr<Schema> {
     schemas.push((T::name().into_owned(), T::schema()));
     T::schemas(schemas);
     Ref::from_schema_name(T::name()).into()
@@ -197,9 +197,18 @@ fn array(items: RefOr<Schema>) -> RefOr<Schema> {
 }
 
 fn responses(d: &Descriptor, schemas: &mut Schemas) -> utoipa::openapi::response::Responses {
-    let mut responses = ResponsesBuilder::new().response("200", success(d.endpoint, schemas));
+    let responses = ResponsesBuilder::new().response("200", success(d.endpoint, schemas));
+    error_responses(responses, errors(d), schemas).build()
+}
+
+/// The SPEC error body for each status, with its codes.
+pub(crate) fn error_responses(
+    mut responses: ResponsesBuilder,
+    errors: BTreeMap<u16, Vec<&'static str>>,
+    schemas: &mut Schemas,
+) -> ResponsesBuilder {
     let error_body = component::<crate::error::ErrorBody>(schemas);
-    for (status, codes) in errors(d) {
+    for (status, codes) in errors {
         let schema = AllOfBuilder::new().item(error_body.clone()).item(
             ObjectBuilder::new()
                 .property(
@@ -220,7 +229,7 @@ fn responses(d: &Descriptor, schemas: &mut Schemas) -> utoipa::openapi::response
             .content("application/json", ContentBuilder::new().schema(Some(schema)).build());
         responses = responses.response(status.to_string(), response);
     }
-    responses.build()
+    responses
 }
 
 /// What an endpoint answers: a signed JSON body of a schema, or a fixed text.
@@ -316,8 +325,13 @@ fn offline_bundle(member: RefOr<Schema>) -> RefOr<Schema> {
 
 /// The errors an endpoint can answer, by status, each with its codes.
 fn errors(d: &Descriptor) -> BTreeMap<u16, Vec<&'static str>> {
+    by_status(errors::of(d))
+}
+
+/// `errors`' statuses, each with its codes.
+pub(crate) fn by_status(errors: Vec<crate::error::ApiError>) -> BTreeMap<u16, Vec<&'static str>> {
     let mut by_status: BTreeMap<u16, Vec<&'static str>> = BTreeMap::new();
-    for e in errors::of(d) {
+    for e in errors {
         let codes = by_status.entry(e.status()).or_default();
         if !codes.contains(&e.code()) {
             codes.push(e.code());
