@@ -70,7 +70,7 @@ pub fn management_api() -> OpenApi {
         MANAGEMENT_KEY_SCHEME,
         SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
     );
-    for (name, schema) in schemas.into_iter().collect::<BTreeMap<_, _>>() {
+    for (name, schema) in open_flattened(schemas.into_iter().collect()) {
         components = components.schema(name, schema);
     }
     OpenApiBuilder::new()
@@ -88,6 +88,30 @@ pub fn management_api() -> OpenApi {
         .paths(paths.build())
         .components(Some(components.build()))
         .build()
+}
+
+/// A type flattened into another (`#[serde(flatten)]`: an `allOf` of it and the other's fields) must
+/// allow the other's fields: `deny_unknown_fields` (`additionalProperties: false`), there for parsing it
+/// alone, would make every body of the flattening type invalid.
+fn open_flattened(mut schemas: BTreeMap<String, RefOr<Schema>>) -> BTreeMap<String, RefOr<Schema>> {
+    let flattened: Vec<String> = schemas
+        .values()
+        .filter_map(|s| match s {
+            RefOr::T(Schema::AllOf(all)) => Some(all.items.iter()),
+            _ => None,
+        })
+        .flatten()
+        .filter_map(|item| match item {
+            RefOr::Ref(r) => r.ref_location.rsplit('/').next().map(str::to_owned),
+            RefOr::T(_) => None,
+        })
+        .collect();
+    for name in flattened {
+        if let Some(RefOr::T(Schema::Object(o))) = schemas.get_mut(&name) {
+            o.additional_properties = None;
+        }
+    }
+    schemas
 }
 
 fn http_method(route: &Route) -> HttpMethod {
@@ -233,6 +257,7 @@ fn errors(route: &Route) -> Vec<ApiError> {
         ApiError::NotFound,
         ApiError::UnknownResource(String::new()),
         ApiError::UnknownLicense(String::new()),
+        ApiError::LicenseNotFound(""),
         ApiError::UnknownProduct,
         ApiError::Contention,
     ];
@@ -302,6 +327,17 @@ mod tests {
             .map(|item| item.as_object().unwrap().len())
             .sum();
         assert_eq!(count, operations, "one operation per route");
+    }
+
+    /// `LicenseView` flattens `LicenseTerms`, which denies unknown fields when parsed: as a part of
+    /// the view it must allow the view's own fields, or every license answer fails its schema (the
+    /// contract test's first management run: `additionalProperties: false` on `LicenseTerms`).
+    #[test]
+    fn a_flattened_type_allows_the_fields_beside_it() {
+        let document = serde_json::to_value(management_api()).unwrap();
+        let schemas = &document["components"]["schemas"];
+        assert!(schemas["LicenseView"]["allOf"].is_array());
+        assert_eq!(schemas["LicenseTerms"]["additionalProperties"], serde_json::Value::Null);
     }
 
     /// Components are keyed by the type's name: two types of one name would describe one operation
