@@ -5,6 +5,7 @@
 //! (the others). Errors are [`ApiError`] values, their statuses and codes from `ApiError` itself.
 //! Only with the `openapi` feature.
 
+use super::idempotency::{MAX_KEY_LEN, TTL_HOURS};
 use super::routes::{Route, PREFIX, ROUTES};
 use crate::auth::Access;
 use crate::auth::Principal;
@@ -160,14 +161,16 @@ fn operation(route: &Route, schemas: &mut Schemas) -> utoipa::openapi::path::Ope
                 .name("Idempotency-Key")
                 .parameter_in(ParameterIn::Header)
                 .required(Required::False)
-                .description(Some(
-                    "Repeats of a request with this key answer the first one's answer.",
-                ))
+                .description(Some(format!(
+                    "Visible ASCII; repeats of a request with this key (for {TTL_HOURS} hours) answer the first \
+                         one's answer."
+                )))
                 .schema(Some(
                     ObjectBuilder::new()
                         .schema_type(Type::String)
                         .min_length(Some(1))
-                        .max_length(Some(255)),
+                        .max_length(Some(MAX_KEY_LEN))
+                        .pattern(Some("^[!-~]+$")),
                 )),
         );
     }
