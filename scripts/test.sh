@@ -6,6 +6,8 @@
 #   - starts one OpenID Connect provider (npm oidc-provider@9.13.3, cached under target/tools/,
 #     configured by tests/oidc/provider.mjs) on a free loopback port, for the single sign-on tests;
 #   - runs cargo fmt --check, clippy with -D warnings, and every test in the workspace;
+#   - runs the contract test (scripts/contract-test.sh): schemathesis (PyPI, pinned, cached under
+#     target/tools/schemathesis) against openapi/license-api.json and a demo license-server;
 #   - runs the deployment checks (scripts/lambda-checks.sh: cfn-lint, sam validate --lint,
 #     cargo lambda build --release --arm64, sam build, cargo lambda watch), installing their tools from
 #     PyPI into target/tools/venv; then `sam local invoke` / `start-api` in Docker (scripts/sam-local.sh:
@@ -45,6 +47,9 @@ log "cargo test"
 timed "cargo test --workspace --no-run (build)" cargo test --workspace --no-run
 run_tests() { cargo test --workspace 2>&1 | tee "$ROOT/target/test-output.log"; }
 timed "cargo test --workspace (run)" run_tests
+# The OpenAPI contract (docs/testing.md, "Contract test"): schemathesis against a demo license-server.
+log "contract test (schemathesis)"
+timed "contract test (schemathesis, openapi/license-api.json)" scripts/contract-test.sh
 if [ "${SKIP_LAMBDA_CHECKS:-0}" != 1 ]; then
     log "deployment checks"
     scripts/lambda-checks.sh

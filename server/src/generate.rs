@@ -1,7 +1,7 @@
 //! `license-server generate`: writes what the endpoint table (`license_api::handlers::endpoints`)
 //! implies — a crate per Lambda function (`functions/<name>/`), the `cargo lambda watch` routes in the
 //! root Cargo.toml and the functions of template.yaml (each between `# BEGIN GENERATED` and
-//! `# END GENERATED`). The output is committed; [`stale`] lists what differs from it, and
+//! `# END GENERATED`), and the OpenAPI documents `openapi/*.json` ([`OPENAPI_DOCUMENTS`]). The output is committed; [`stale`] lists what differs from it, and
 //! server/tests/generated.rs fails on any, so nothing derived from the table can drift from it.
 
 use license_api::handlers::endpoints::{Descriptor, Input, TABLE};
@@ -116,7 +116,40 @@ pub fn outputs() -> Vec<Output> {
         path: "template.yaml".into(),
         text: template_functions(),
     });
+    out.extend(OPENAPI_DOCUMENTS.iter().map(|d| Output::File {
+        path: d.path.into(),
+        text: openapi_json(&(d.build)()),
+    }));
     out
+}
+
+/// A committed OpenAPI document: its path under the workspace root and what builds it.
+pub struct OpenApiDocument {
+    pub path: &'static str,
+    pub build: fn() -> utoipa::openapi::OpenApi,
+}
+
+/// The OpenAPI documents, each built from the code's own types (docs/openapi.md); another API's
+/// document is one more row.
+pub const OPENAPI_DOCUMENTS: [OpenApiDocument; 2] = [
+    OpenApiDocument {
+        path: "openapi/license-api.json",
+        build: license_api::handlers::openapi::license_api,
+    },
+    OpenApiDocument {
+        path: "openapi/management-api.json",
+        build: license_api::management::openapi::management_api,
+    },
+];
+
+/// A document as committed: pretty JSON (utoipa's maps are ordered, so the bytes are stable), one
+/// final newline.
+fn openapi_json(document: &utoipa::openapi::OpenApi) -> String {
+    // Serialising a document of string-keyed maps cannot fail; if it ever did, the file would show
+    // as stale with the reason in it.
+    document
+        .to_pretty_json()
+        .map_or_else(|e| format!("cannot serialise the document: {e}\n"), |json| json + "\n")
 }
 
 fn marker(comment: &str) -> String {

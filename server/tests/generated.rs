@@ -2,7 +2,7 @@
 //! changed or removed without regenerating fails here, naming the command that fixes it. And the
 //! command itself, on a scratch copy of the workspace files: `--check` finds a stale section, a stale
 //! crate and a leftover function crate; `generate` repairs all three. Last, the generated function
-//! binaries (debug builds) link their own handler and no other.
+//! binaries (debug builds) link their own handler and no other, and depend on no OpenAPI crate.
 
 use license_api::handlers::endpoints::TABLE;
 use license_api::handlers::Endpoint;
@@ -54,11 +54,12 @@ fn check_finds_what_is_stale_and_generate_repairs_it() {
         std::fs::copy(root().join(file), scratch.join(file)).unwrap();
     }
     copy_dir(&root().join("functions"), &scratch.join("functions"));
+    copy_dir(&root().join("openapi"), &scratch.join("openapi"));
     let dir = scratch.to_str().unwrap();
     assert_eq!(run(&["generate", "--check", "--root", dir]), (true, String::new()));
 
-    // A hand edit inside the template's generated section, a function crate edited, and a crate of
-    // an endpoint no longer in the table (as `generate` wrote it).
+    // A hand edit inside the template's generated section, a function crate edited, a crate of an
+    // endpoint no longer in the table (as `generate` wrote it), and an OpenAPI document edited.
     let template = std::fs::read_to_string(scratch.join("template.yaml")).unwrap();
     std::fs::write(
         scratch.join("template.yaml"),
@@ -71,10 +72,15 @@ fn check_finds_what_is_stale_and_generate_repairs_it() {
         &scratch.join("functions/retired_endpoint"),
     );
 
+    let openapi = scratch.join("openapi/license-api.json");
+    let document = std::fs::read_to_string(&openapi).unwrap();
+    std::fs::write(&openapi, document.replace("\"check_license\"", "\"check\"")).unwrap();
+
     let (ok, out) = run(&["generate", "--check", "--root", dir]);
     assert!(!ok, "{out}");
     for line in [
         "template.yaml differs",
+        "openapi/license-api.json differs",
         "functions/check_license/src/main.rs differs",
         "functions/retired_endpoint is not a function of the table",
         COMMAND,
@@ -89,6 +95,7 @@ fn check_finds_what_is_stale_and_generate_repairs_it() {
         std::fs::read_to_string(scratch.join("template.yaml")).unwrap(),
         template
     );
+    assert_eq!(std::fs::read_to_string(&openapi).unwrap(), document);
     assert_eq!(run(&["generate", "--check", "--root", dir]), (true, String::new()));
 
     // Not the workspace root: refused, and nothing is written there.
@@ -142,4 +149,26 @@ fn each_function_binary_links_only_its_own_handler() {
             assert_eq!(linked, own, "{} links {handler}: {linked}", f.name);
         }
     }
+}
+
+/// The OpenAPI schemas are `license-server generate`'s alone (license-api's `openapi` feature): the
+/// function crates, resolved together as `cargo lambda build` builds them, do not depend on utoipa.
+/// (Their binaries' symbols cannot show it: unused schema code is dropped at link time either way.)
+#[test]
+fn the_functions_do_not_depend_on_utoipa() {
+    let mut tree = Command::new(env!("CARGO"));
+    tree.args(["tree", "--quiet", "--edges", "normal", "--prefix", "none"])
+        .current_dir(root());
+    for f in functions() {
+        tree.args(["-p", f.name]);
+    }
+    let out = tree.output().expect("run cargo tree");
+    assert!(
+        out.status.success(),
+        "cargo tree: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tree = String::from_utf8_lossy(&out.stdout);
+    let utoipa: Vec<&str> = tree.lines().filter(|l| l.starts_with("utoipa")).collect();
+    assert!(utoipa.is_empty(), "the Lambda functions depend on {utoipa:?}");
 }

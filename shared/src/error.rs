@@ -344,18 +344,8 @@ impl ApiError {
     }
 
     fn body_with(&self, oauth_error: Option<&'static str>) -> String {
-        #[derive(serde::Serialize)]
-        struct Body<'a> {
-            status: u16,
-            code: &'a str,
-            message: String,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            error: Option<&'a str>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            error_description: Option<String>,
-        }
         let message = self.to_string();
-        let body = Body {
+        let body = ErrorBody {
             status: self.status(),
             code: self.code(),
             error_description: oauth_error.map(|_| message.clone()),
@@ -366,6 +356,20 @@ impl ApiError {
             r#"{"status":500,"code":"internal_error","message":"Internal server error"}"#.to_owned()
         })
     }
+}
+
+/// Every error's body (SPEC §1.1); the OAuth token endpoint's also carries RFC 6749 §5.2's fields.
+#[derive(serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub(crate) struct ErrorBody<'a> {
+    /// The HTTP status, repeated.
+    pub(crate) status: u16,
+    pub(crate) code: &'a str,
+    pub(crate) message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) error: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) error_description: Option<String>,
 }
 
 #[cfg(test)]

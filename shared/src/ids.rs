@@ -57,7 +57,36 @@ macro_rules! string_id {
                 f.write_str(&self.0)
             }
         }
+
+        #[cfg(feature = "openapi")]
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                id_schema($forbid_hash)
+            }
+        }
+
+        #[cfg(feature = "openapi")]
+        impl utoipa::ToSchema for $name {}
     };
+}
+
+/// What [`string_id!`]'s `parse` accepts, as JSON Schema: non-empty, no control characters (and no
+/// `#` where it is forbidden); the byte bound, which JSON Schema cannot state, in the description.
+#[cfg(feature = "openapi")]
+fn id_schema(forbid_hash: bool) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    let pattern = if forbid_hash {
+        "^[^\\u0000-\\u001f\\u007f-\\u009f#]+$"
+    } else {
+        "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"
+    };
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .pattern(Some(pattern))
+        .description(Some(format!("At most {MAX_ID_LEN} bytes.")))
+        .build()
+        .into()
 }
 
 string_id!(
@@ -111,6 +140,16 @@ string_id!(
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Username(String);
+
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Username {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        id_schema(false)
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Username {}
 
 impl TryFrom<String> for Username {
     type Error = IdError;

@@ -150,6 +150,7 @@ pub struct Company {
     pub blacklist: BTreeSet<HardwareId>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum AuthorizationMethod {
     #[default]
@@ -160,6 +161,7 @@ pub enum AuthorizationMethod {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct ProductDoc {
     pub id: i64,
@@ -206,6 +208,7 @@ impl ProductDoc {
 }
 
 /// A released version of a product, as `product_details` shows the latest one.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Serialize, Deserialize, Default, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProductVersion {
@@ -266,6 +269,7 @@ impl ProductDoc {
 /// Named license terms of a product (docs/catalog.md, *Trial policies*): the subset of a license's
 /// fields that `trial_key` gives the license it creates. At most one is the product's default trial
 /// policy, used when a trial request names none.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct LicensePolicy {
@@ -325,6 +329,7 @@ pub struct TrialRecord {
     pub created_at: Timestamp,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum FeatureType {
@@ -333,6 +338,7 @@ pub enum FeatureType {
     Consumption,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct Feature {
@@ -354,6 +360,7 @@ pub struct Feature {
     pub allow_negative_consumptions: bool,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum LicenseType {
@@ -364,6 +371,7 @@ pub enum LicenseType {
     Consumption,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Serialize, Deserialize, Default, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct CustomField {
@@ -372,6 +380,7 @@ pub struct CustomField {
     pub value: String,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Serialize, Deserialize, Default, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Customer {
@@ -392,6 +401,7 @@ pub struct Customer {
 
 /// Everything about a license that the vendor sets and activations never change.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct LicenseTerms {
     pub license_type: LicenseType,
@@ -479,6 +489,7 @@ impl Default for LicenseTerms {
 
 /// Who created a license, so an import with `--prune` removes only what the catalog owns
 /// (docs/data-model.md, *Provenance*).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LicenseSource {

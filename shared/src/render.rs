@@ -57,6 +57,7 @@ pub struct Identity<'a> {
 }
 
 #[derive(Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LicenseObject<'a> {
     id: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -94,7 +95,9 @@ pub struct LicenseObject<'a> {
     maintenance_period: Option<Timestamp>,
     start_date: Option<Timestamp>,
     #[serde(flatten)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Consumption))]
     consumption: Option<Consumption<'a>>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     metadata: &'a Map<String, Value>,
     custom_fields: &'a [crate::model::CustomField],
     customer: &'a crate::model::Customer,
@@ -132,6 +135,7 @@ pub struct LicenseObject<'a> {
 }
 
 #[derive(Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UserObject<'a> {
     id: i64,
     email: &'a str,
@@ -144,27 +148,39 @@ pub struct UserObject<'a> {
     total_activations: i64,
 }
 
+/// Flattened into its object only for a consumption license or feature: the document lists its fields
+/// as optional.
 #[derive(Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 struct Consumption<'a> {
+    #[cfg_attr(feature = "openapi", schema(required = false))]
     max_consumptions: i64,
+    #[cfg_attr(feature = "openapi", schema(required = false))]
     total_consumptions: i64,
+    #[cfg_attr(feature = "openapi", schema(required = false))]
     allow_unlimited_consumptions: bool,
+    #[cfg_attr(feature = "openapi", schema(required = false))]
     allow_negative_consumptions: bool,
+    #[cfg_attr(feature = "openapi", schema(required = false))]
     reset_consumption: bool,
+    #[cfg_attr(feature = "openapi", schema(required = false))]
     consumption_period: Option<&'a str>,
 }
 
 #[derive(Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 struct CompanyObject {
     id: i64,
 }
 
 #[derive(Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 struct ProductDetails<'a> {
     product_id: i64,
     product_name: &'a str,
     short_code: &'a str,
     authorization_method: AuthorizationMethod,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     metadata: &'a Map<String, Value>,
     allow_trial: bool,
     trial_days: i64,
@@ -178,28 +194,42 @@ struct ProductDetails<'a> {
 /// A `product_features` item (SPEC §4.1): also `check_license_feature`'s and `add_feature_consumption`'s
 /// answer.
 #[derive(Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FeatureObject<'a> {
     id: i64,
     code: &'a str,
     name: &'a str,
     feature_type: FeatureType,
     expiry_date: Option<Timestamp>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     metadata: &'a Map<String, Value>,
     is_floating: bool,
     is_floating_cloud: bool,
     #[serde(flatten)]
+    #[cfg_attr(feature = "openapi", schema(value_type = FeatureConsumption))]
     consumption: Option<FeatureConsumption<'a>>,
 }
 
+/// Flattened into its object only for a consumption license or feature: the document lists its fields
+/// as optional.
 #[derive(Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 struct FeatureConsumption<'a> {
+    #[cfg_attr(feature = "openapi", schema(required = false))]
     max_consumption: i64,
+    #[cfg_attr(feature = "openapi", schema(required = false))]
     total_consumptions: i64,
+    #[cfg_attr(feature = "openapi", schema(required = false))]
     allow_unlimited_consumptions: bool,
+    #[cfg_attr(feature = "openapi", schema(required = false))]
     allow_overages: bool,
+    #[cfg_attr(feature = "openapi", schema(required = false))]
     max_overages: i64,
+    #[cfg_attr(feature = "openapi", schema(required = false))]
     reset_consumption: bool,
+    #[cfg_attr(feature = "openapi", schema(required = false))]
     consumption_period: Option<&'a str>,
+    #[cfg_attr(feature = "openapi", schema(required = false))]
     allow_negative_consumptions: bool,
 }
 
@@ -207,6 +237,7 @@ struct FeatureConsumption<'a> {
 /// `get_device_variables` (SPEC §3, §9); only the last carries its `id` (SPEC §9), which keeps the
 /// activation answers, an offline bundle's up to 24 × 100 of them included, as small as the SPEC allows.
 #[derive(Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VariableObject<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     id: Option<i64>,
@@ -260,6 +291,7 @@ fn product_details(p: &ProductDoc) -> ProductDetails<'_> {
 /// The answer to `product_details` (SPEC §9): the license object's `product_details`, with the
 /// product's custom fields and its latest version when asked for (`latest_version: null`: none).
 #[derive(Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProductAnswer<'a> {
     #[serde(flatten)]
     details: ProductDetails<'a>,
@@ -287,6 +319,7 @@ pub fn product_answer<'a>(
 /// the license's id, terms and customer. Made from the stored license alone, so every request for the
 /// same trial gets the same bytes.
 #[derive(Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TrialAnswer<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     license: Option<&'a str>,
@@ -452,6 +485,7 @@ fn terms<'a>(
 
 /// `add_consumption`'s answer (SPEC §9): the license's consumption terms and its total.
 #[derive(Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConsumptionAnswer<'a> {
     id: i64,
     max_consumptions: i64,

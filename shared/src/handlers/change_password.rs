@@ -19,6 +19,9 @@ use crate::state::AppState;
 use crate::store::write::{Image, Item, Write};
 use crate::store::Rejection;
 
+/// The answer to a changed password (SPEC §9).
+pub(crate) const CHANGED: &str = "password_changed";
+
 pub async fn handle(req: &ApiRequest, state: &AppState, principal: Principal) -> Result<ApiResponse, ApiError> {
     let request = ChangePasswordRequest::parse(&Params::from_json(&req.body)?)?;
     let Credentials::User { username, .. } = &request.credentials else {
@@ -57,7 +60,7 @@ pub async fn handle(req: &ApiRequest, state: &AppState, principal: Principal) ->
             )
             .await;
         match written {
-            Ok(()) => return Ok(ApiResponse::text("password_changed")),
+            Ok(()) => return Ok(ApiResponse::text(CHANGED)),
             // The record changed since it was verified (another change won): verify again against it.
             Err(Rejection::Stale) => attempts.next_plan()?,
             Err(Rejection::Store(e)) => return Err(ApiError::store(e)),

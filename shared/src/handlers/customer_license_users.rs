@@ -25,15 +25,19 @@ use crate::state::AppState;
 use crate::store::write::{Image, Item};
 use futures::stream::{self, StreamExt, TryStreamExt};
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(serde::Serialize)]
-struct Answer<'a> {
+#[cfg_attr(feature = "openapi", schema(as = CustomerLicenseUsersAnswer))]
+pub(super) struct Answer<'a> {
     customer: &'a Customer,
     users: Vec<Entry<'a>>,
 }
 
 /// A license user as `user_licenses` shows them, with the license whose seat it describes.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(serde::Serialize)]
-struct Entry<'a> {
+#[cfg_attr(feature = "openapi", schema(as = CustomerLicenseUser))]
+pub(super) struct Entry<'a> {
     #[serde(flatten)]
     user: UserObject<'a>,
     license_id: i64,

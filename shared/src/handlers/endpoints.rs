@@ -472,8 +472,11 @@ endpoints! {
     }
 }
 
+/// The root probe's answer.
+pub(crate) const ONLINE: &str = "License API is online";
+
 async fn root(_: &ApiRequest, _: &AppState) -> Result<ApiResponse, ApiError> {
-    Ok(ApiResponse::text("License API is online"))
+    Ok(ApiResponse::text(ONLINE))
 }
 
 /// Who is calling, verified with the access an endpoint's row declares. Before anything else of the

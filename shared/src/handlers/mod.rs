@@ -18,6 +18,8 @@ mod floating_release;
 mod lookup;
 mod oauth;
 mod offline;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 mod product_details;
 mod runner;
 mod sso_url;

@@ -33,8 +33,10 @@ pub const MAX_TOKEN_REQUEST_BYTES: usize = 8192;
 /// Longest `Host` header used to build a URL: a DNS name (253) and a port.
 const MAX_HOST_LEN: usize = 260;
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Serialize)]
-struct UrlAnswer<'a> {
+#[cfg_attr(feature = "openapi", schema(as = OauthUrlAnswer))]
+pub(super) struct UrlAnswer<'a> {
     url: String,
     login_type: &'a str,
 }
@@ -108,8 +110,10 @@ fn scheme(headers: &http::HeaderMap) -> &'static str {
     }
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Serialize)]
-struct TokenAnswer<'a> {
+#[cfg_attr(feature = "openapi", schema(as = OauthTokenAnswer))]
+pub(super) struct TokenAnswer<'a> {
     access_token: String,
     expires_in: u64,
     token_type: &'a str,

@@ -13,8 +13,10 @@ use crate::request::{Params, SsoUrlRequest};
 use crate::rules;
 use crate::state::AppState;
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(serde::Serialize)]
-struct SignIn {
+#[cfg_attr(feature = "openapi", schema(as = SsoUrlAnswer))]
+pub(super) struct SignIn {
     url: String,
 }
 

@@ -24,8 +24,10 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 /// Licenses read at once: one wave of reads for most users, bounded for users with very many.
 pub(super) const LOADS_AT_ONCE: usize = 16;
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(serde::Serialize)]
-struct Entry<'a> {
+#[cfg_attr(feature = "openapi", schema(as = UserLicense))]
+pub(super) struct Entry<'a> {
     license: LicenseObject<'a>,
     user: UserObject<'a>,
 }

@@ -22,6 +22,7 @@ use serde_json::{Map, Value};
 
 /// A key as read: never its shared secret.
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApiKeyView {
     pub api_key: ApiKeyId,
     pub products: Vec<ProductCode>,
@@ -43,6 +44,7 @@ impl From<&ApiKeyRecord> for ApiKeyView {
 /// `POST /api-keys`: the catalog's API key entry without `shared_key` (generated); `api_key` is
 /// generated when absent.
 #[derive(Clone, Debug, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateApiKey {
     #[serde(flatten)]
     pub entry: Map<String, Value>,
@@ -50,6 +52,7 @@ pub struct CreateApiKey {
 
 /// A new key and its shared secret, which is shown this once.
 #[derive(Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreatedApiKey {
     #[serde(flatten)]
     pub key: ApiKeyView,
@@ -67,6 +70,7 @@ impl std::fmt::Debug for CreatedApiKey {
 
 /// One key: `/api-keys/{api_key}`.
 #[derive(Clone, Debug, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ApiKeyRef {
     pub api_key: ApiKeyId,

@@ -17,6 +17,7 @@ use serde::Deserialize;
 
 /// `/products/{product}/licenses/{key}`.
 #[derive(Clone, Debug, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LicenseAt {
     pub product: ProductCode,
@@ -25,6 +26,7 @@ pub struct LicenseAt {
 
 /// `GET /products/{product}/licenses/{key}/devices?after=&limit=`.
 #[derive(Clone, Debug, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DevicesAt {
     pub product: ProductCode,
@@ -37,6 +39,7 @@ pub struct DevicesAt {
 
 /// `POST /products/{product}/licenses/{key}/devices/{hardware_id}/deactivate`.
 #[derive(Clone, Debug, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DeviceAt {
     pub product: ProductCode,
@@ -46,6 +49,7 @@ pub struct DeviceAt {
 
 /// `POST|DELETE /products/{product}/licenses/{key}/users/{email}` (user-based licenses).
 #[derive(Clone, Debug, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SeatAt {
     pub product: ProductCode,

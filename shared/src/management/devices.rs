@@ -33,6 +33,7 @@ const RESETS_AT_ONCE: usize = 4;
 /// A license as support names it: its product and either its key (key-based products) or its id
 /// (user-based products); the company is the principal's.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LicenseRef {
     pub product: ProductCode,
@@ -76,6 +77,7 @@ fn not_found(addr: &LicenseAddr) -> &'static str {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ListDevices {
     pub license: LicenseRef,
@@ -89,6 +91,7 @@ pub struct ListDevices {
 
 /// A device as support sees it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeviceView {
     pub hardware_id: HardwareId,
     pub active: bool,
@@ -119,6 +122,7 @@ impl From<Device> for DeviceView {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DevicePage {
     pub times_activated: i64,
     pub max_activations: i64,
@@ -156,6 +160,7 @@ pub async fn list_devices(state: &AppState, principal: &Principal, input: ListDe
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DeviceRef {
     pub license: LicenseRef,
@@ -163,6 +168,7 @@ pub struct DeviceRef {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Deactivated {
     pub hardware_id: HardwareId,
     pub deactivated: bool,
@@ -231,12 +237,14 @@ async fn free(
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LicenseInput {
     pub license: LicenseRef,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Reset {
     /// The devices this call freed.
     pub deactivated: Vec<HardwareId>,
@@ -279,6 +287,7 @@ pub async fn reset_devices(state: &AppState, principal: &Principal, input: Licen
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TransfersReset {
     /// The transfer count the reset replaced.
     pub transfer_count_before: i64,
@@ -320,6 +329,7 @@ pub async fn reset_transfers(
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct BlacklistDevice {
     pub hardware_id: HardwareId,
@@ -329,6 +339,7 @@ pub struct BlacklistDevice {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Blacklisted {
     /// It was not blacklisted before.
     pub added: bool,

@@ -138,6 +138,7 @@ pub async fn verify(state: &AppState, token: &str, access: Access) -> Result<Pri
 
 /// A key as listed: never its secret or digest.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct KeyView {
     pub id: ManagementKeyId,
     pub company: CompanyId,
@@ -161,6 +162,7 @@ impl From<&ManagementKeyRecord> for KeyView {
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
     #[serde(default)]
@@ -171,6 +173,7 @@ pub struct CreateKey {
 
 /// A new key and its token, which is shown this once.
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreatedKey {
     #[serde(flatten)]
     pub key: KeyView,
@@ -224,6 +227,7 @@ fn key_change(action: &'static str, record: &ManagementKeyRecord) -> Change {
 }
 
 #[derive(Clone, Debug, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct KeyRef {
     pub id: ManagementKeyId,
@@ -253,6 +257,7 @@ pub async fn revoke(state: &AppState, principal: &Principal, input: KeyRef) -> R
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ListKeys {
     #[serde(default)]

@@ -26,6 +26,7 @@ use serde_json::{Map, Value};
 
 /// A license user as the Management API shows it: never the password or its hash.
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UserView {
     pub id: i64,
     pub email: Username,
@@ -58,6 +59,7 @@ impl From<&LicenseUser> for UserView {
 
 /// `POST /users`: the catalog's license user entry; `id` is generated when absent.
 #[derive(Clone, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateUser {
     #[serde(flatten)]
     pub entry: Map<String, Value>,
@@ -72,6 +74,7 @@ impl std::fmt::Debug for CreateUser {
 
 /// One user: `/users/{email}`.
 #[derive(Clone, Debug, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct UserRef {
     pub email: Username,
@@ -79,6 +82,7 @@ pub struct UserRef {
 
 /// `PATCH /users/{email}`: the catalog fields to change (not `id`, `email` or the password).
 #[derive(Clone, Debug, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UpdateUser {
     pub email: Username,
     #[serde(flatten)]

@@ -26,6 +26,7 @@ use serde_json::{Map, Value};
 
 /// The license as the Management API shows it: the catalog's fields and the counters activations keep.
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LicenseView {
     pub id: i64,
     pub product: ProductCode,
@@ -62,6 +63,7 @@ impl From<&License> for LicenseView {
 /// `POST /products/{product}/licenses`: the catalog's license entry, without `product` (the path
 /// names it); `license_key` and `id` are generated when absent.
 #[derive(Clone, Debug, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateLicense {
     pub product: ProductCode,
     #[serde(flatten)]
@@ -70,6 +72,7 @@ pub struct CreateLicense {
 
 /// One license: `/products/{product}/licenses/{key}`.
 #[derive(Clone, Debug, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LicenseRef {
     pub product: ProductCode,
@@ -78,6 +81,7 @@ pub struct LicenseRef {
 
 /// `PATCH /products/{product}/licenses/{key}`: the catalog fields to change.
 #[derive(Clone, Debug, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UpdateLicense {
     pub product: ProductCode,
     pub key: LicenseKey,
@@ -87,6 +91,7 @@ pub struct UpdateLicense {
 
 /// `DELETE /products/{product}/licenses/{key}[?force=true]`.
 #[derive(Clone, Debug, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DeleteLicense {
     pub product: ProductCode,

@@ -16,6 +16,8 @@ pub mod license_users;
 pub mod licenses;
 pub mod oauth_clients;
 pub mod op;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 pub mod products;
 pub mod routes;
 pub mod trail;

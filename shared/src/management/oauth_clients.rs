@@ -24,6 +24,7 @@ use serde_json::{Map, Value};
 
 /// A client as read: never its secret, hash or sealed secret.
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClientView {
     pub client_id: OAuthClientId,
     pub products: Vec<ProductCode>,
@@ -45,6 +46,7 @@ impl From<&OAuthClientRecord> for ClientView {
 /// `POST /oauth-clients`: the catalog's OAuth client entry without `client_secret` (generated);
 /// `client_id` is generated when absent.
 #[derive(Clone, Debug, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateClient {
     #[serde(flatten)]
     pub entry: Map<String, Value>,
@@ -52,6 +54,7 @@ pub struct CreateClient {
 
 /// A new client and its secret, which is shown this once.
 #[derive(Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreatedClient {
     #[serde(flatten)]
     pub client: ClientView,
@@ -69,6 +72,7 @@ impl std::fmt::Debug for CreatedClient {
 
 /// One client: `/oauth-clients/{client_id}`.
 #[derive(Clone, Debug, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ClientRef {
     pub client_id: OAuthClientId,

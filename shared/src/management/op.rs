@@ -17,6 +17,7 @@ pub const MAX_PAGE: usize = 1000;
 
 /// One page of a listing: `cursor` names where the next starts (`None`: this is the last).
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub cursor: Option<String>,

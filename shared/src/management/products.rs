@@ -22,6 +22,7 @@ use serde_json::{Map, Value};
 
 /// `POST /products`: the catalog's product entry.
 #[derive(Clone, Debug, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateProduct {
     #[serde(flatten)]
     pub entry: Map<String, Value>,
@@ -29,6 +30,7 @@ pub struct CreateProduct {
 
 /// One product: `/products/{product}`.
 #[derive(Clone, Debug, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ProductRef {
     pub product: ProductCode,
@@ -36,6 +38,7 @@ pub struct ProductRef {
 
 /// `PATCH /products/{product}`: the catalog fields to change.
 #[derive(Clone, Debug, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UpdateProduct {
     pub product: ProductCode,
     #[serde(flatten)]

@@ -36,6 +36,9 @@ pub struct Route {
     /// Takes an `Idempotency-Key` (`management::idempotency`).
     pub idempotent: bool,
     pub run: Run,
+    /// The operation's input and output schemas, from its own types (`management::openapi`).
+    #[cfg(feature = "openapi")]
+    pub io: super::openapi::Io,
 }
 
 impl Route {
@@ -70,6 +73,8 @@ macro_rules! route {
             status: $status,
             idempotent: $idempotent,
             run: op!($op),
+            #[cfg(feature = "openapi")]
+            io: |schemas| super::openapi::io_of(schemas, $op),
         }
     };
 }

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 /// `list_licenses`' input.
 #[derive(Clone, Debug, Default, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ListLicenses {
     pub product: Option<ProductCode>,
@@ -26,6 +27,7 @@ pub struct ListLicenses {
 
 /// `search_licenses`' input: exactly one of `key`, `email`, `order_id`, `hardware_id`.
 #[derive(Clone, Debug, Default, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SearchLicenses {
     pub product: Option<ProductCode>,
@@ -40,6 +42,7 @@ pub struct SearchLicenses {
 
 /// What a page says of each license.
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LicenseSummary {
     pub id: i64,
     pub product: ProductCode,
@@ -57,6 +60,7 @@ pub struct LicenseSummary {
 
 /// One page of licenses.
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LicensePage {
     pub licenses: Vec<LicenseSummary>,
     /// Pass it back to get the next page; `null`: this was the last.

@@ -21,6 +21,7 @@ pub const MAX_ACTOR_LEN: usize = 600;
 
 /// `GET /audit?product=&license_key=&license_id=&actor=&since=&limit=&cursor=`.
 #[derive(Clone, Debug, Default, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     /// The product of `license_key` or `license_id`.
@@ -38,6 +39,7 @@ pub struct AuditQuery {
 
 /// One record as read.
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RecordView {
     pub id: String,
     pub at: Timestamp,
@@ -62,6 +64,7 @@ impl From<&AuditRecord> for RecordView {
 
 /// One page of records, newest first; `cursor`: pass it back for the next (`null`: the last).
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditPage {
     pub records: Vec<RecordView>,
     pub cursor: Option<String>,

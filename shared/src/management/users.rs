@@ -30,6 +30,7 @@ pub const GENERATED_PASSWORD_LEN: usize = 24;
 const GENERATED_ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
 
 #[derive(Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SetPassword {
     pub email: Username,
@@ -53,6 +54,7 @@ impl std::fmt::Debug for SetPassword {
 }
 
 #[derive(Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PasswordSet {
     /// The generated password (only when none was given): shown once, stored only as its hash.
     pub generated_password: Option<String>,
@@ -139,6 +141,7 @@ fn stored_user(stored: Option<&Image>) -> Result<LicenseUser, ApiError> {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AssignUser {
     pub email: Username,
@@ -150,6 +153,7 @@ pub struct AssignUser {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Assigned {
     /// It was assigned before (only the limit changed).
     pub already: bool,
@@ -212,6 +216,7 @@ pub async fn assign_user(state: &AppState, principal: &Principal, input: AssignU
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct UnassignUser {
     pub email: Username,
@@ -219,6 +224,7 @@ pub struct UnassignUser {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Unassigned {
     /// It was assigned (`false`: nothing to do).
     pub removed: bool,
