@@ -9,6 +9,14 @@ use super::Report;
 use license_api::client::LicenseClient;
 use serde_json::json;
 
+/// `sam local start-api`'s own answer when it could not run the function (never a body of ours: those
+/// have a `code`).
+fn is_gateway_failure(resp: &http::Response<bytes::Bytes>) -> bool {
+    resp.status() == http::StatusCode::BAD_GATEWAY
+        && serde_json::from_slice::<serde_json::Value>(resp.body()).ok()
+            == Some(json!({"message": "Internal server error"}))
+}
+
 /// Runs the race and its cleanup, one report line each.
 pub async fn run(
     report: &mut Report,
@@ -21,7 +29,19 @@ pub async fn run(
     let device =
         |i: usize| json!({"product": product, "hardware_id": format!("{hardware_id}-race-{i}"), "license_key": key});
     let sends = (0..2 * slots).map(|i| transport.send(client.activate(&device(i))));
-    let answers = futures::future::join_all(sends).await;
+    let mut answers = futures::future::join_all(sends).await;
+    // `sam local` answers its own 502 when it fails to start a request's container (a host port it
+    // picked was taken by another container starting at once): the request never reached a function,
+    // so it is sent again; the conditional write still decides it against the race's winners.
+    for (i, answer) in answers.iter_mut().enumerate() {
+        if answer.as_ref().is_ok_and(is_gateway_failure) {
+            tracing::warn!(
+                device = i,
+                "sam local failed to start a container for the request: sending it again"
+            );
+            *answer = transport.send(client.activate(&device(i))).await;
+        }
+    }
     let full = Expect::error(400, &["license_activated_max_times"]);
     let (mut won, mut lost, mut other) = (Vec::new(), 0, Vec::new());
     for (i, answer) in answers.into_iter().enumerate() {
@@ -63,5 +83,32 @@ pub async fn run(
             &format!("race cleanup: POST deactivate_license {}", d["hardware_id"]),
             verdict,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resp(status: u16, body: &str) -> http::Response<bytes::Bytes> {
+        http::Response::builder()
+            .status(status)
+            .body(bytes::Bytes::from(body.to_owned()))
+            .unwrap()
+    }
+
+    #[test]
+    fn only_the_gateways_own_failure_is_sent_again() {
+        assert!(is_gateway_failure(&resp(502, r#"{"message":"Internal server error"}"#)));
+        let ours = r#"{"status":502,"code":"server_error","message":"Internal server error"}"#;
+        assert!(!is_gateway_failure(&resp(502, ours)));
+        assert!(!is_gateway_failure(&resp(
+            500,
+            r#"{"message":"Internal server error"}"#
+        )));
+        assert!(!is_gateway_failure(&resp(
+            400,
+            r#"{"message":"Internal server error"}"#
+        )));
     }
 }
