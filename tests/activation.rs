@@ -141,15 +141,7 @@ async fn user_based_activation_signs_username_and_validity(setup) {
         msg.as_bytes(),
         obj["license_signature"].as_str().unwrap()
     ));
-    let seat = f
-        .store()
-        .get_seat(
-            &LicenseAddr::of(&license),
-            &license_api::ids::Username::parse("ann@example.com").unwrap(),
-        )
-        .await
-        .unwrap()
-        .unwrap();
+    let seat = f.seat_now(&license, "ann@example.com").await;
     assert_eq!(seat.total_activations, 1);
 }
 

@@ -4,7 +4,6 @@
 use futures::future::join_all;
 use integration_tests::fixtures::{key_body, user_body};
 use integration_tests::{error_of, Fixture, Instance};
-use license_api::ids::Username;
 use license_api::plan::LicenseAddr;
 use std::collections::HashMap;
 
@@ -149,12 +148,7 @@ async fn per_user_limit_under_races(setup) {
     let t = tally(&race(&apps, reqs).await);
     assert_eq!(count(&t, 200, ""), 3, "{t:?}");
     assert_eq!(count(&t, 400, "license_user_activated_max_times"), 27, "{t:?}");
-    let seat = f
-        .store()
-        .get_seat(&LicenseAddr::of(&license), &Username::parse("ann@example.com").unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let seat = f.seat_now(&license, "ann@example.com").await;
     assert_eq!(seat.total_activations, 3);
     assert_eq!(f.license_now(&license).await.times_activated, 3);
     assert_eq!(f.device_counts(&license).await, (3, 3));

@@ -96,12 +96,7 @@ async fn user_deactivation_returns_the_users_activation(setup) {
     // Deactivation needs only the username.
     let body = json!({"product": "up", "hardware_id": "h1", "username": "ann@example.com"});
     assert_eq!(f.app.send(f.client.deactivate(&body)).await.status(), 200);
-    let seat = f
-        .store()
-        .get_seat(&LicenseAddr::of(&license), &Username::parse("ann@example.com").unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let seat = f.seat_now(&license, "ann@example.com").await;
     assert_eq!(seat.total_activations, 0);
     assert_eq!(
         f.app

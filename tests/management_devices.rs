@@ -108,12 +108,7 @@ async fn support_frees_a_user_based_device_and_gives_the_seat_back(setup) {
     assert_eq!(activate(&f, user_body("ann@example.com", "h1")).await, 200);
     let input = DeviceRef { license: id_ref(40), hardware_id: hw("h1") };
     devices::deactivate_device(&f.app.state, &cli(&f), input).await.unwrap();
-    let seat = f
-        .store()
-        .get_seat(&LicenseAddr::of(&license), &Username::parse("ann@example.com").unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let seat = f.seat_now(&license, "ann@example.com").await;
     assert_eq!(seat.total_activations, 0);
     assert_eq!(f.license_now(&license).await.times_activated, 0);
     // The seat's limit of 1 lets the user activate another device.

@@ -233,6 +233,15 @@ impl Fixture {
             .expect("license exists")
     }
 
+    /// The license user `email`'s seat on `license` as stored now.
+    pub async fn seat_now(&self, license: &License, email: &str) -> Seat {
+        self.store()
+            .get_seat(&LicenseAddr::of(license), &Username::parse(email).unwrap())
+            .await
+            .unwrap()
+            .expect("seat exists")
+    }
+
     /// (active devices, all devices) on the license.
     pub async fn device_counts(&self, license: &License) -> (usize, usize) {
         let devices = self.store().list_devices(&LicenseAddr::of(license)).await.unwrap();
