@@ -275,6 +275,7 @@ fn every_kind(company: &license_api::ids::CompanyId) -> Vec<(Item, Image)> {
             Image::Company(Box::new(Company {
                 id: 5,
                 blacklist: [hw.clone()].into(),
+                management_blacklist: Default::default(),
             })),
         ),
         (
@@ -296,6 +297,8 @@ fn every_kind(company: &license_api::ids::CompanyId) -> Vec<(Item, Image)> {
                 password_change_disabled: false,
                 trial_password: false,
                 password_changed_by_user: false,
+                management_licenses: Vec::new(),
+                source: None,
             })),
         ),
         (Item::License(addr.clone()), Image::License(Box::new(license))),

@@ -59,6 +59,8 @@ mod tests {
             password_change_disabled: false,
             trial_password: false,
             password_changed_by_user: false,
+            management_licenses: Vec::new(),
+            source: None,
         };
         let printed = format!("{user:?}");
         assert!(

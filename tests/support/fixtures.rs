@@ -211,6 +211,8 @@ impl Fixture {
             password_change_disabled: false,
             trial_password: false,
             password_changed_by_user: false,
+            management_licenses: Vec::new(),
+            source: None,
         };
         self.store().put_user(&self.company, &user).await.unwrap();
         for (license, max) in licenses {
