@@ -823,6 +823,7 @@ fn api_key_entry(
         products: k.products,
         read_only: k.read_only,
         revoked: k.revoked,
+        source: None,
     })
 }
 

@@ -17,7 +17,9 @@ use crate::audit::{self, Actor, Trail};
 use crate::catalog::{customer_index_fits, Catalog, CatalogPassword, CompanyEntry, OAuthClientEntry};
 use crate::identity::oidc::ProviderAccount;
 use crate::ids::{CompanyId, ProductCode};
-use crate::model::{CustomerAccountRecord, CustomerLicenses, LicenseSource, LicenseUser, OAuthClientRecord};
+use crate::model::{
+    ApiKeyRecord, CustomerAccountRecord, CustomerLicenses, LicenseSource, LicenseUser, OAuthClientRecord,
+};
 use crate::password;
 use crate::plan::{LicenseAddr, WriteToken};
 use crate::sealed::SealingKey;
@@ -240,7 +242,11 @@ async fn plan_company(
         plan.index(&c.code, customer, &named).await?;
     }
     for key in &c.api_keys {
-        plan.put(Item::ApiKey(key.id.clone()), Image::ApiKey(Box::new(key.clone())))
+        let key = ApiKeyRecord {
+            source: Some(LicenseSource::Catalog),
+            ..key.clone()
+        };
+        plan.put(Item::ApiKey(key.id.clone()), Image::ApiKey(Box::new(key)))
             .await?;
     }
     if let Some(key) = sealing_key {
@@ -489,6 +495,7 @@ async fn oauth_client_record(
         products: client.products.clone(),
         read_only: client.read_only,
         revoked: client.revoked,
+        source: Some(LicenseSource::Catalog),
     })
 }
 

@@ -23,6 +23,8 @@ pub struct ApiKeyRecord {
     pub products: Vec<ProductCode>,
     pub read_only: bool,
     pub revoked: bool,
+    /// Who created it (`None`: stored before provenance was recorded, never pruned).
+    pub source: Option<LicenseSource>,
 }
 
 impl std::fmt::Debug for ApiKeyRecord {
@@ -34,6 +36,7 @@ impl std::fmt::Debug for ApiKeyRecord {
             .field("products", &self.products)
             .field("read_only", &self.read_only)
             .field("revoked", &self.revoked)
+            .field("source", &self.source)
             .finish()
     }
 }
@@ -52,6 +55,8 @@ pub struct OAuthClientRecord {
     pub products: Vec<ProductCode>,
     pub read_only: bool,
     pub revoked: bool,
+    /// Who created it (`None`: stored before provenance was recorded, never pruned).
+    pub source: Option<LicenseSource>,
 }
 
 impl OAuthClientRecord {
@@ -71,6 +76,7 @@ impl std::fmt::Debug for OAuthClientRecord {
             .field("products", &self.products)
             .field("read_only", &self.read_only)
             .field("revoked", &self.revoked)
+            .field("source", &self.source)
             .finish()
     }
 }

@@ -38,6 +38,7 @@ mod tests {
             products: Vec::new(),
             read_only: false,
             revoked: false,
+            source: None,
         };
         let printed = format!("{key:?}");
         assert!(!printed.contains("s3cr3t-shared"), "{printed}");

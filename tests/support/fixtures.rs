@@ -60,6 +60,7 @@ impl Fixture {
                 products: vec![],
                 read_only: false,
                 revoked: false,
+                source: None,
             })
             .await
             .unwrap();
@@ -103,6 +104,7 @@ impl Fixture {
             products: vec![],
             read_only: false,
             revoked: false,
+            source: None,
         };
         shape(&mut rec);
         self.store().put_api_key(&rec).await.unwrap();
@@ -130,6 +132,7 @@ impl Fixture {
             products: vec![],
             read_only: false,
             revoked: false,
+            source: None,
         };
         shape(&mut rec);
         self.store().put_oauth_client(&rec).await.unwrap();

@@ -120,6 +120,7 @@ async fn record(
         products: client.products,
         read_only: client.read_only,
         revoked: client.revoked,
+        source: Some(crate::model::LicenseSource::Management),
     })
 }
 
