@@ -760,7 +760,7 @@ fn license_from(c: &Cols<'_, '_>, addr: &LicenseAddr) -> rusqlite::Result<Licens
         floating: c.json(A::Floating)?,
         floating_version: c.get(A::FloatingVersion)?,
         floating_borrowed: c.json(A::FloatingBorrowed)?,
-        source: source(&c)?,
+        source: source(c)?,
     })
 }
 
