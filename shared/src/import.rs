@@ -215,7 +215,9 @@ async fn plan_company(
         let item = Item::Product(c.code.clone(), p.code.clone());
         plan.put(item, Image::Product(Box::new(p.clone()))).await?;
     }
-    for (user, current) in users(store, c, plan.report).await? {
+    // Support's assignments to a license `--prune` removes go with it.
+    let gone: HashSet<(&ProductCode, i64)> = pruned.iter().map(|r| (&r.license.product, r.license.id)).collect();
+    for (user, current) in users(store, c, &gone, plan.report).await? {
         let item = Item::User(c.code.clone(), user.email.clone());
         // Over the user as read: a concurrent assignment or password change is not lost.
         plan.compare(item, current, Image::User(Box::new(user)), How::OverRead);
@@ -407,12 +409,13 @@ const USERS_AT_ONCE: usize = 32;
 async fn users(
     store: &dyn Store,
     c: &CompanyEntry,
+    gone: &HashSet<(&ProductCode, i64)>,
     report: &mut ImportReport,
 ) -> Result<Vec<(LicenseUser, Option<Image>)>, StoreError> {
     let planned: Vec<(LicenseUser, Option<Image>, bool, Vec<String>)> = stream::iter(&c.users)
         .map(|(user, password)| async move {
             let current = store.get_user(&c.code, &user.email).await?;
-            let (mut user, kept_lines) = support::user(user.clone(), current.as_ref(), &c.code);
+            let (mut user, kept_lines) = support::user(user.clone(), current.as_ref(), &c.code, gone);
             user.source = Some(LicenseSource::Catalog);
             let kept = user_changed_password(current.as_ref(), &user);
             if let Some(hash) = kept.clone() {

@@ -7,6 +7,7 @@
 
 use crate::ids::{CompanyId, HardwareId, ProductCode, Username};
 use crate::model::{Company, LicenseUser};
+use std::collections::HashSet;
 
 /// The company as the catalog states it, plus the blacklist entries support added that the catalog
 /// does not list; and one line for each entry kept.
@@ -27,12 +28,17 @@ pub(super) fn company(catalog: &Company, stored: Option<&Company>, code: &Compan
 }
 
 /// The user as the catalog states it, plus the licenses support assigned that the catalog does not
-/// list; and one line for each assignment kept.
-pub(super) fn user(catalog: LicenseUser, stored: Option<&LicenseUser>, code: &CompanyId) -> (LicenseUser, Vec<String>) {
+/// list and `--prune` does not remove (`gone`); and one line for each assignment kept.
+pub(super) fn user(
+    catalog: LicenseUser,
+    stored: Option<&LicenseUser>,
+    code: &CompanyId,
+    gone: &HashSet<(&ProductCode, i64)>,
+) -> (LicenseUser, Vec<String>) {
     let kept: Vec<(ProductCode, i64)> = stored
         .iter()
         .flat_map(|s| &s.management_licenses)
-        .filter(|l| !catalog.licenses.contains(*l))
+        .filter(|l| !catalog.licenses.contains(*l) && !gone.contains(&(&l.0, l.1)))
         .cloned()
         .collect();
     let lines = kept.iter().map(|(p, id)| line(code, &catalog.email, p, *id)).collect();
@@ -49,6 +55,7 @@ fn line(code: &CompanyId, email: &Username, product: &ProductCode, id: i64) -> S
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::LicenseSource;
     use std::collections::BTreeSet;
 
     fn hw(text: &str) -> HardwareId {
@@ -83,5 +90,30 @@ mod tests {
         );
         let (fresh, lines) = company(&catalog, None, &code);
         assert_eq!((fresh.blacklist, lines.len()), (catalog.blacklist.clone(), 0));
+    }
+
+    /// Support's assignments survive unless the catalog claims them or `--prune` removes the license.
+    #[test]
+    fn a_user_keeps_supports_assignments_except_to_pruned_licenses() {
+        let code = CompanyId::parse("acme").unwrap();
+        let p = ProductCode::parse("team").unwrap();
+        let catalog = crate::catalog::user_of_entry("u", serde_json::json!({"id": 1, "email": "a@b.c"}))
+            .unwrap()
+            .0;
+        let catalog = LicenseUser {
+            licenses: vec![(p.clone(), 1), (p.clone(), 2)],
+            ..catalog
+        };
+        let stored = LicenseUser {
+            licenses: vec![(p.clone(), 1), (p.clone(), 3), (p.clone(), 4), (p.clone(), 2)],
+            management_licenses: vec![(p.clone(), 2), (p.clone(), 3), (p.clone(), 4)],
+            source: Some(LicenseSource::Management),
+            ..catalog.clone()
+        };
+        let gone: HashSet<(&ProductCode, i64)> = [(&p, 4)].into();
+        let (merged, lines) = user(catalog, Some(&stored), &code, &gone);
+        assert_eq!(merged.licenses, [(p.clone(), 1), (p.clone(), 2), (p.clone(), 3)]);
+        assert_eq!(merged.management_licenses, [(p.clone(), 3)], "#2 is claimed, #4 pruned");
+        assert_eq!(lines.len(), 1);
     }
 }
