@@ -6,9 +6,11 @@ mod expr;
 mod keys;
 mod listing;
 mod plain;
+mod reindex;
 mod usage;
 
-use super::listing::{LicensePage, LicenseQuery};
+pub use reindex::{Backfill, ReindexReport};
+use super::listing::{ItemKind, ItemPage, LicensePage, LicenseQuery};
 use super::write::{Attr, Image, Item, Write};
 use super::{ContextQuery, ContextRead, LicenseRead, Rejection, Store, StoreError};
 use crate::audit::{self, AuditFilter, AuditPage};
@@ -490,6 +492,16 @@ impl Store for DynamoStore {
     ) -> Result<LicensePage, StoreError> {
         self.license_page(query, cursor, limit.clamp(1, crate::store::listing::MAX_PAGE))
             .await
+    }
+
+    async fn item_page(
+        &self,
+        kind: ItemKind,
+        company: &CompanyId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<ItemPage, StoreError> {
+        self.listed_page(kind, company, after, limit).await
     }
 
     async fn items_beside(&self, addr: &LicenseAddr) -> Result<Vec<Item>, StoreError> {
