@@ -7,8 +7,8 @@
 //! never brings back an item deleted after the scan read it.
 
 use crate::management::{call, new_key, request};
-use integration_tests::fixtures::{product_code, API_KEY, KEY_PRODUCT, SHARED_KEY, USER_PRODUCT};
 use integration_tests::counter::RoundTrips;
+use integration_tests::fixtures::{product_code, API_KEY, KEY_PRODUCT, SHARED_KEY, USER_PRODUCT};
 use integration_tests::{assert_error, client, Backend, Fixture, Setup, Transport};
 use license_api::auth::Principal;
 use license_api::ids::{HardwareId, LicenseKey};
@@ -23,11 +23,21 @@ use std::collections::BTreeSet;
 
 /// Every page of `GET path` (`?limit=` included) as one list of `field`'s entries' `name`, and the
 /// sizes of the pages; each page's body must hold none of `secrets`.
-async fn all_pages(f: &Fixture, token: &str, path: &str, field: &str, name: &str, secrets: &[String]) -> (Vec<String>, Vec<usize>) {
+async fn all_pages(
+    f: &Fixture,
+    token: &str,
+    path: &str,
+    field: &str,
+    name: &str,
+    secrets: &[String],
+) -> (Vec<String>, Vec<usize>) {
     let (mut names, mut sizes, mut cursor) = (Vec::new(), Vec::new(), None::<String>);
     loop {
         let at = match &cursor {
-            Some(c) => format!("{path}&cursor={}", url::form_urlencoded::byte_serialize(c.as_bytes()).collect::<String>()),
+            Some(c) => format!(
+                "{path}&cursor={}",
+                url::form_urlencoded::byte_serialize(c.as_bytes()).collect::<String>()
+            ),
             None => path.to_owned(),
         };
         let (status, page) = call(f, "GET", &at, token, None).await;
@@ -147,7 +157,13 @@ async fn a_restricted_principal_sees_only_what_its_products_allow(setup) {
 /// existed has none; how many items had some.
 async fn strip_index_attributes(location: &str) -> usize {
     let client = client(&RoundTrips::default());
-    let scan = client.scan().table_name(location).consistent_read(true).send().await.unwrap();
+    let scan = client
+        .scan()
+        .table_name(location)
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap();
     let mut stripped = 0;
     for item in scan.items() {
         if !item.keys().any(|a| a.starts_with("GSI")) {
@@ -159,7 +175,10 @@ async fn strip_index_attributes(location: &str) -> usize {
             .update_item()
             .table_name(location)
             .set_key(Some(key.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()))
-            .update_expression(format!("REMOVE {}", names.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(", ")))
+            .update_expression(format!(
+                "REMOVE {}",
+                names.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(", ")
+            ))
             .send()
             .await
             .unwrap();
@@ -183,30 +202,98 @@ async fn reindex_backfills_what_older_items_lack_once_and_resurrects_nothing() {
     assert_eq!(stripped, 6);
     let cli = Principal::cli(f.company.clone());
     let f = &f;
-    let listed = |kind| async move { f.store().list_items(kind, &f.company, None, 100).await.unwrap().items.len() };
-    let by_hw = || SearchLicenses { hardware_id: Some(HardwareId::parse("hw-old").unwrap()), ..SearchLicenses::default() };
-    let by_key = || SearchLicenses { key: Some(LicenseKey::parse("OLD-1").unwrap()), ..SearchLicenses::default() };
-    assert_eq!((listed(ItemKind::Products).await, listed(ItemKind::Users).await), (0, 0), "not indexed yet");
-    assert!(search_licenses_in(f.store(), &cli, by_key()).await.unwrap().licenses.is_empty());
+    let listed = |kind| async move {
+        f.store()
+            .list_items(kind, &f.company, None, 100)
+            .await
+            .unwrap()
+            .items
+            .len()
+    };
+    let by_hw = || SearchLicenses {
+        hardware_id: Some(HardwareId::parse("hw-old").unwrap()),
+        ..SearchLicenses::default()
+    };
+    let by_key = || SearchLicenses {
+        key: Some(LicenseKey::parse("OLD-1").unwrap()),
+        ..SearchLicenses::default()
+    };
+    assert_eq!(
+        (listed(ItemKind::Products).await, listed(ItemKind::Users).await),
+        (0, 0),
+        "not indexed yet"
+    );
+    assert!(search_licenses_in(f.store(), &cli, by_key())
+        .await
+        .unwrap()
+        .licenses
+        .is_empty());
 
     let store = DynamoStore::new(client(&RoundTrips::default()), f.env.location());
     let report = store.reindex().await.unwrap();
-    assert_eq!((report.indexed, report.changed_meanwhile, report.unreadable), (6, 0, 0), "{report:?}");
-    assert_eq!((listed(ItemKind::Products).await, listed(ItemKind::Users).await, listed(ItemKind::ApiKeys).await), (2, 1, 1));
-    assert_eq!(search_licenses_in(f.store(), &cli, by_key()).await.unwrap().licenses.len(), 1);
-    assert_eq!(search_licenses_in(f.store(), &cli, by_hw()).await.unwrap().licenses.len(), 1);
+    assert_eq!(
+        (report.indexed, report.changed_meanwhile, report.unreadable),
+        (6, 0, 0),
+        "{report:?}"
+    );
+    assert_eq!(
+        (
+            listed(ItemKind::Products).await,
+            listed(ItemKind::Users).await,
+            listed(ItemKind::ApiKeys).await
+        ),
+        (2, 1, 1)
+    );
+    assert_eq!(
+        search_licenses_in(f.store(), &cli, by_key())
+            .await
+            .unwrap()
+            .licenses
+            .len(),
+        1
+    );
+    assert_eq!(
+        search_licenses_in(f.store(), &cli, by_hw())
+            .await
+            .unwrap()
+            .licenses
+            .len(),
+        1
+    );
     let again = store.reindex().await.unwrap();
     assert_eq!((again.indexed, again.complete), (0, report.indexed), "{again:?}");
 
     // A product the scan read, deleted before its update: the update is refused, nothing reappears.
     strip_index_attributes(f.env.location()).await;
     let raw = client(&RoundTrips::default());
-    let key = [("PK".to_owned(), license_api_s("PRODUCT#c1#up")), ("SK".to_owned(), license_api_s("#"))];
-    let read = raw.get_item().table_name(f.env.location()).set_key(Some(key.clone().into())).consistent_read(true).send().await.unwrap();
+    let key = [
+        ("PK".to_owned(), license_api_s("PRODUCT#c1#up")),
+        ("SK".to_owned(), license_api_s("#")),
+    ];
+    let read = raw
+        .get_item()
+        .table_name(f.env.location())
+        .set_key(Some(key.clone().into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap();
     let stored = read.item().unwrap().clone();
-    raw.delete_item().table_name(f.env.location()).set_key(Some(key.clone().into())).send().await.unwrap();
+    raw.delete_item()
+        .table_name(f.env.location())
+        .set_key(Some(key.clone().into()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(store.backfill(&stored).await.unwrap(), Backfill::ChangedMeanwhile);
-    let after = raw.get_item().table_name(f.env.location()).set_key(Some(key.into())).consistent_read(true).send().await.unwrap();
+    let after = raw
+        .get_item()
+        .table_name(f.env.location())
+        .set_key(Some(key.into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap();
     assert!(after.item().is_none(), "the deleted product stays deleted");
 }
 

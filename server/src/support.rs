@@ -14,8 +14,8 @@ use license_api::management::devices::{
 };
 use license_api::management::lists::{self, ListItems, UserList};
 use license_api::management::users::{self, AssignUser, SetPassword, UnassignUser};
-use license_api::store::listing::{DEFAULT_PAGE, MAX_PAGE};
 use license_api::state::AppState;
+use license_api::store::listing::{DEFAULT_PAGE, MAX_PAGE};
 use license_api::store::sqlite::IfMissing;
 use license_api::store::ErrorChain;
 use serde::Serialize;
@@ -448,7 +448,12 @@ fn users_text(page: &UserList) -> String {
     for u in &page.users {
         let licenses: Vec<String> = u.licenses.iter().map(|(p, id)| format!("{p}/{id}")).collect();
         let password = if u.has_password { "password" } else { "no password" };
-        out.push_str(&format!("{}  id {}  {password}  licenses [{}]\n", u.email, u.id, licenses.join(", ")));
+        out.push_str(&format!(
+            "{}  id {}  {password}  licenses [{}]\n",
+            u.email,
+            u.id,
+            licenses.join(", ")
+        ));
     }
     if page.users.is_empty() {
         out.push_str("no users\n");

@@ -7,8 +7,7 @@
 
 use super::idempotency::{self, Pending};
 use super::{
-    api_keys, at_paths, devices, keys, license_users, licenses, lists, oauth_clients, products, search, trail,
-    users,
+    api_keys, at_paths, devices, keys, license_users, licenses, lists, oauth_clients, products, search, trail, users,
 };
 use crate::auth::{bearer_token, Access, Principal};
 use crate::error::ApiError;

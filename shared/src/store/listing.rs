@@ -181,10 +181,15 @@ mod tests {
     #[test]
     fn an_item_cursor_must_name_an_item_of_the_kind() {
         let company = CompanyId::parse("acme").unwrap();
-        assert_eq!(ItemKind::Users.start_after(&company, Some("a@b.c")).unwrap().as_deref(), Some("a@b.c"));
+        assert_eq!(
+            ItemKind::Users.start_after(&company, Some("a@b.c")).unwrap().as_deref(),
+            Some("a@b.c")
+        );
         assert!(ItemKind::Users.start_after(&company, Some("a\u{7}b")).is_err());
         assert!(ItemKind::Products.start_after(&company, Some("a#b")).is_err());
-        assert!(ItemKind::ApiKeys.start_after(&company, Some(&"k".repeat(2000))).is_err());
+        assert!(ItemKind::ApiKeys
+            .start_after(&company, Some(&"k".repeat(2000)))
+            .is_err());
         assert_eq!(ItemKind::OAuthClients.start_after(&company, None).unwrap(), None);
     }
 

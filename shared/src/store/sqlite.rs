@@ -1139,7 +1139,13 @@ fn license_page(
 
 /// One page of a company's items of one kind: the table's (company, name) key or index (migration 11)
 /// orders them and serves as the cursor; each row is then read as its item.
-fn item_page(c: &Connection, kind: ItemKind, company: &CompanyId, after: &str, limit: usize) -> rusqlite::Result<ItemPage> {
+fn item_page(
+    c: &Connection,
+    kind: ItemKind,
+    company: &CompanyId,
+    after: &str,
+    limit: usize,
+) -> rusqlite::Result<ItemPage> {
     let (table, name) = match kind {
         ItemKind::Products => ("products", "code"),
         ItemKind::Users => ("users", "email"),
@@ -1154,7 +1160,9 @@ fn item_page(c: &Connection, kind: ItemKind, company: &CompanyId, after: &str, l
         .collect::<rusqlite::Result<_>>()?;
     let mut items = Vec::with_capacity(names.len());
     for name in &names {
-        let item = kind.item(company, name).map_err(|e| corrupt(&format!("{table} {name}"), e))?;
+        let item = kind
+            .item(company, name)
+            .map_err(|e| corrupt(&format!("{table} {name}"), e))?;
         items.extend(load(c, &item)?);
     }
     let cursor = (names.len() == limit).then(|| names.last().cloned()).flatten();

@@ -604,7 +604,9 @@ pub fn encode(at: &WriteItem, image: &Image) -> Result<ItemMap, StoreError> {
 /// goes through [`encode`], so none misses it (licenses and devices tag themselves, above).
 fn index_listed(at: &WriteItem, image: &Image, item: &mut ItemMap) {
     let Some(kind) = ItemKind::of(at) else { return };
-    let Some(company) = ItemKind::company_of(at, image) else { return };
+    let Some(company) = ItemKind::company_of(at, image) else {
+        return;
+    };
     let sort_key = keys::key_part(item, keys::PK);
     keys::LICENSES.tag_sorted(item, keys::listed_partition(kind, company), sort_key);
 }

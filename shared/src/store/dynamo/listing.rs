@@ -9,8 +9,8 @@
 use super::keys::{self, s, Index, ItemMap, PK, SK};
 use super::usage::Capacity;
 use super::{backend, codec, DynamoStore, CONSUMED};
-use crate::plan::LicenseAddr;
 use crate::ids::CompanyId;
+use crate::plan::LicenseAddr;
 use crate::store::listing::{ItemKind, ItemPage, LicensePage, LicenseQuery, LicenseSearch};
 use crate::store::write::{Image, Item};
 use crate::store::StoreError;
@@ -87,7 +87,12 @@ impl DynamoStore {
         let names: Vec<String> = out
             .items()
             .iter()
-            .map(|i| keys::key_part(i, index.sk).strip_prefix(&prefix).unwrap_or_default().to_owned())
+            .map(|i| {
+                keys::key_part(i, index.sk)
+                    .strip_prefix(&prefix)
+                    .unwrap_or_default()
+                    .to_owned()
+            })
             .collect();
         let cursor = out.last_evaluated_key.as_ref().and(names.last().cloned());
         Ok(ItemPage {
@@ -98,7 +103,12 @@ impl DynamoStore {
 
     /// The company's items of `kind` with these names, read consistently, in their order; one gone
     /// (or no longer the company's) is skipped.
-    async fn listed_items(&self, kind: ItemKind, company: &CompanyId, names: &[String]) -> Result<Vec<Image>, StoreError> {
+    async fn listed_items(
+        &self,
+        kind: ItemKind,
+        company: &CompanyId,
+        names: &[String],
+    ) -> Result<Vec<Image>, StoreError> {
         if names.is_empty() {
             return Ok(Vec::new());
         }

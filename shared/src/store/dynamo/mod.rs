@@ -9,7 +9,6 @@ mod plain;
 mod reindex;
 mod usage;
 
-pub use reindex::{Backfill, ReindexReport};
 use super::listing::{ItemKind, ItemPage, LicensePage, LicenseQuery};
 use super::write::{Attr, Image, Item, Write};
 use super::{ContextQuery, ContextRead, LicenseRead, Rejection, Store, StoreError};
@@ -29,6 +28,7 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 use keys::{s, ItemMap};
 pub use keys::{PK, SK};
+pub use reindex::{Backfill, ReindexReport};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;

@@ -148,7 +148,9 @@ impl DynamoStore {
                 self.usage.consumed(Capacity::Write, out.consumed_capacity());
                 Ok(Backfill::Indexed)
             }
-            Err(SdkError::ServiceError(e)) if matches!(e.err(), UpdateItemError::ConditionalCheckFailedException(_)) => {
+            Err(SdkError::ServiceError(e))
+                if matches!(e.err(), UpdateItemError::ConditionalCheckFailedException(_)) =>
+            {
                 Ok(Backfill::ChangedMeanwhile)
             }
             Err(e) => Err(backend("UpdateItem", &self.table)(e)),
@@ -177,7 +179,11 @@ fn listed_item(pk: &str) -> Option<Item> {
         "OAUTHCLIENT" => OAuthClientId::parse(rest).ok().map(Item::OAuthClient),
         "PRODUCT" | "USER" => {
             let (company, name) = rest.split_once('#')?;
-            let kind = if kind == "PRODUCT" { ItemKind::Products } else { ItemKind::Users };
+            let kind = if kind == "PRODUCT" {
+                ItemKind::Products
+            } else {
+                ItemKind::Users
+            };
             kind.item(&CompanyId::parse(company).ok()?, name).ok()
         }
         _ => None,
@@ -216,7 +222,11 @@ mod tests {
             Item::Trial(company, product, HardwareId::parse("hw").unwrap()),
         ] {
             let key = expr::key(&other);
-            assert_eq!(indexed_item(&key_part(&key, PK), &key_part(&key, SK)), None, "{other:?}");
+            assert_eq!(
+                indexed_item(&key_part(&key, PK), &key_part(&key, SK)),
+                None,
+                "{other:?}"
+            );
         }
     }
 }
