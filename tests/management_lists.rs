@@ -300,3 +300,57 @@ async fn reindex_backfills_what_older_items_lack_once_and_resurrects_nothing() {
 fn license_api_s(v: &str) -> aws_sdk_dynamodb::types::AttributeValue {
     aws_sdk_dynamodb::types::AttributeValue::S(v.to_owned())
 }
+
+// `reindex` racing the deletion of half of 40 stripped users: every deleted user stays deleted (no
+// update recreates an item), and every user left is listed afterwards (one more run indexes any the
+// race left out as *changed meanwhile*, and then nothing is left to do).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reindex_racing_deletions_resurrects_none_and_misses_none() {
+    let f = Fixture::new(Setup::new("reindex-race", Backend::DynamoDb, Transport::Http)).await;
+    for id in 1..=40 {
+        f.store().put_user(&f.company, &user(id, None)).await.unwrap();
+    }
+    strip_index_attributes(f.env.location()).await;
+    let store = DynamoStore::new(client(&RoundTrips::default()), f.env.location());
+    let deletions = async {
+        for id in (1..=40).filter(|i| i % 2 == 0) {
+            let item = license_api::store::write::Item::User(f.company.clone(), user(id, None).email);
+            f.store()
+                .write(&license_api::store::write::Write::delete(item))
+                .await
+                .unwrap();
+        }
+    };
+    let (report, ()) = tokio::join!(store.reindex(), deletions);
+    report.unwrap();
+    store.reindex().await.unwrap();
+    let listed = f
+        .store()
+        .list_items(ItemKind::Users, &f.company, None, 100)
+        .await
+        .unwrap();
+    let emails: Vec<String> = listed
+        .items
+        .iter()
+        .map(|i| match i {
+            license_api::store::write::Image::User(u) => u.email.to_string(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let odd: Vec<String> = (1..=40)
+        .filter(|i| i % 2 == 1)
+        .map(|i| user(i, None).email.to_string())
+        .collect();
+    assert_eq!(emails, odd, "every user left is listed, no deleted one");
+    for id in (1..=40).filter(|i| i % 2 == 0) {
+        assert!(
+            f.store()
+                .get_user(&f.company, &user(id, None).email)
+                .await
+                .unwrap()
+                .is_none(),
+            "user {id} came back"
+        );
+    }
+    assert_eq!(store.reindex().await.unwrap().indexed, 0);
+}
