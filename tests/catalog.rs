@@ -296,6 +296,7 @@ fn every_kind(company: &license_api::ids::CompanyId) -> Vec<(Item, Image)> {
                 password_change_disabled: false,
                 trial_password: false,
                 password_changed_by_user: false,
+                disabled: false,
             })),
         ),
         (Item::License(addr.clone()), Image::License(Box::new(license))),

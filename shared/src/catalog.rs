@@ -841,6 +841,7 @@ fn user_entry(cx: &Ctx<'_>, u_path: &str, u: RawUser) -> Result<(LicenseUser, Ca
         password_change_disabled: u.password_change_disabled,
         trial_password: false,
         password_changed_by_user: false,
+        disabled: false,
     };
     let password = catalog_password(cx, u_path, u.password, u.password_hash)?;
     Ok((user, password))

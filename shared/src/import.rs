@@ -390,6 +390,8 @@ async fn users(
         .map(|(user, password)| async move {
             let current = store.get_user(&c.code, &user.email).await?;
             let mut user = user.clone();
+            // The catalog has no `disabled`: the vendor's disable (Management API) outlives a re-import.
+            user.disabled = current.as_ref().is_some_and(|u| u.disabled);
             let kept = user_changed_password(current.as_ref(), &user);
             if let Some(hash) = kept.clone() {
                 user.password_hash = Some(hash);

@@ -667,6 +667,10 @@ pub struct LicenseUser {
     /// password is where the user starts) unless the vendor manages it (`password_change_disabled`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub password_changed_by_user: bool,
+    /// The vendor disabled the user (`POST /users/{email}/disable`): the License API answers them as an
+    /// unknown user, except to deactivate a device. Omitted when false, as above.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disabled: bool,
 }
 
 impl std::fmt::Debug for LicenseUser {
@@ -684,6 +688,7 @@ impl std::fmt::Debug for LicenseUser {
             .field("password_change_disabled", &self.password_change_disabled)
             .field("trial_password", &self.trial_password)
             .field("password_changed_by_user", &self.password_changed_by_user)
+            .field("disabled", &self.disabled)
             .finish()
     }
 }

@@ -59,6 +59,7 @@ mod tests {
             password_change_disabled: false,
             trial_password: false,
             password_changed_by_user: false,
+            disabled: false,
         };
         let printed = format!("{user:?}");
         assert!(

@@ -211,6 +211,7 @@ impl Fixture {
             password_change_disabled: false,
             trial_password: false,
             password_changed_by_user: false,
+            disabled: false,
         };
         self.store().put_user(&self.company, &user).await.unwrap();
         for (license, max) in licenses {

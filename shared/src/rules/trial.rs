@@ -211,6 +211,7 @@ fn trial_user(
         password_change_disabled: false,
         trial_password: true,
         password_changed_by_user: false,
+        disabled: false,
     })
 }
 
