@@ -8,6 +8,7 @@ use integration_tests::fixtures::{key_body, user_body, KEY_PRODUCT, PASSWORD, US
 use integration_tests::{assert_error, Fixture};
 use license_api::handlers::Endpoint;
 use license_api::sealed::SealingKey;
+use license_api::time::Timestamp;
 use serde_json::{json, Value};
 
 /// The `(action, subject)` of every audit record `actor` made, oldest first.
@@ -161,6 +162,15 @@ integration_tests::matrix! {
                 concurrent.iter().map(|r| (r.status(), String::from_utf8_lossy(r.body()).into_owned())).collect::<Vec<_>>());
             let other = with_key(request("POST", path, Some(&token), Some(json!({"name": "other"}))), &once);
             assert_error(&app.send(other).await, 422, "idempotency_key_reused");
+            let answer: Value = serde_json::from_slice(first.body()).unwrap();
+            let secret = ["shared_key", "client_secret", "token"].iter().find_map(|k| answer[k].as_str());
+            let company = license_api::ids::CompanyId::parse("c1").unwrap();
+            let record = f.store().idempotency_record(&company, &once, Timestamp::now()).await.unwrap().unwrap();
+            if let Some(secret) = secret {
+                assert!(!record.answer.contains(secret), "{path}: the secret is recorded sealed");
+            } else {
+                assert_eq!(record.answer.as_bytes(), first.body().as_ref(), "{path}: a plain answer as sent");
+            }
         }
         let records = audited(&f, &token, &actor).await;
         for action in ["product.create", "user.create", "api_key.create", "oauth_client.create", "key.create"] {
