@@ -25,6 +25,7 @@ mod listing;
 mod management;
 mod management_devices;
 mod management_lifecycle;
+mod management_lists;
 mod management_resources;
 mod oauth;
 mod offline;
