@@ -323,6 +323,7 @@ fn every_kind(company: &license_api::ids::CompanyId) -> Vec<(Item, Image)> {
                 password_changed_by_user: false,
                 management_licenses: vec![(product.clone(), 42)],
                 source: Some(license_api::model::LicenseSource::Trial),
+                disabled: true,
             })),
         ),
         (Item::License(addr.clone()), Image::License(Box::new(license))),

@@ -845,6 +845,7 @@ fn user_entry(cx: &Ctx<'_>, u_path: &str, u: RawUser) -> Result<(LicenseUser, Ca
         password_changed_by_user: false,
         management_licenses: Vec::new(),
         source: None,
+        disabled: false,
     };
     let password = catalog_password(cx, u_path, u.password, u.password_hash)?;
     Ok((user, password))

@@ -417,6 +417,8 @@ async fn users(
             let current = store.get_user(&c.code, &user.email).await?;
             let (mut user, kept_lines) = support::user(user.clone(), current.as_ref(), &c.code, gone);
             user.source = Some(LicenseSource::Catalog);
+            // The catalog has no `disabled`: the vendor's disable (Management API) outlives a re-import.
+            user.disabled = current.as_ref().is_some_and(|u| u.disabled);
             let kept = user_changed_password(current.as_ref(), &user);
             if let Some(hash) = kept.clone() {
                 user.password_hash = Some(hash);

@@ -686,6 +686,10 @@ pub struct LicenseUser {
     /// Who created the user (`None`: stored before provenance was recorded, never pruned).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<LicenseSource>,
+    /// The vendor disabled the user (`POST /users/{email}/disable`): the License API answers them as an
+    /// unknown user, except to deactivate a device. Omitted when false, as above.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disabled: bool,
 }
 
 impl std::fmt::Debug for LicenseUser {
@@ -705,6 +709,7 @@ impl std::fmt::Debug for LicenseUser {
             .field("password_changed_by_user", &self.password_changed_by_user)
             .field("management_licenses", &self.management_licenses)
             .field("source", &self.source)
+            .field("disabled", &self.disabled)
             .finish()
     }
 }

@@ -62,6 +62,7 @@ mod tests {
             password_changed_by_user: false,
             management_licenses: Vec::new(),
             source: None,
+            disabled: false,
         };
         let printed = format!("{user:?}");
         assert!(

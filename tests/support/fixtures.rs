@@ -216,6 +216,7 @@ impl Fixture {
             password_changed_by_user: false,
             management_licenses: Vec::new(),
             source: None,
+            disabled: false,
         };
         self.store().put_user(&self.company, &user).await.unwrap();
         for (license, max) in licenses {

@@ -59,7 +59,7 @@ impl Bundle {
                 let found = lookup::user_license(state, &mut read, &principal.company, req, how).await;
                 let (user, addr) = match found {
                     // A found user's bundle takes one more read (the members) before any answer.
-                    Err(ApiError::DeviceNotFound) if how == UserCheck::Concealed => {
+                    Err(ApiError::DeviceNotFound) if how.is_concealed() => {
                         return Err(lookup::conceal_missing_user(state, &principal.company, req).await)
                     }
                     found => found?,
@@ -96,9 +96,10 @@ impl Bundle {
                 let member = found.license.ok_or(ApiError::LicenseNotFound("license key"))?;
                 ensure_member(bundle, &member, *id)?;
                 if seat_user.is_some() && found.seat.is_none() {
-                    return Err(match how {
-                        UserCheck::Concealed => lookup::CONCEALED,
-                        _ => ApiError::LicenseNotFound("license user"),
+                    return Err(if how.is_concealed() {
+                        lookup::CONCEALED
+                    } else {
+                        ApiError::LicenseNotFound("license user")
                     });
                 }
                 Ok(LicenseContext {
@@ -110,7 +111,7 @@ impl Bundle {
             }
         }))
         .await?;
-        let concealed = how == UserCheck::Concealed && user.is_some();
+        let concealed = how.is_concealed() && user.is_some();
         if concealed
             && members
                 .iter()
@@ -379,7 +380,7 @@ impl WriteOp for BundleDeactivation<'_> {
 
     async fn load(&self, after: Option<&Rejection>) -> Result<Bundle, ApiError> {
         let app = self.on.app;
-        let mut bundle = Bundle::load(app, self.on.principal, self.on.req, UserCheck::Concealed).await?;
+        let mut bundle = Bundle::load(app, self.on.principal, self.on.req, UserCheck::Release).await?;
         if let Some(Rejection::Seat(_)) = after {
             try_join_all(bundle.members.iter_mut().map(|m| runner::mark_gone_seat(app, m))).await?;
         }

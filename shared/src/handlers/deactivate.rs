@@ -56,7 +56,7 @@ impl WriteOp for Deactivation<'_> {
     type Plan = DeactivationPlan;
 
     async fn load(&self, after: Option<&Rejection>) -> Result<Resolved, ApiError> {
-        let mut resolved = lookup::load(self.on.app, self.on.principal, self.on.req, UserCheck::Concealed).await?;
+        let mut resolved = lookup::load(self.on.app, self.on.principal, self.on.req, UserCheck::Release).await?;
         if let Some(Rejection::Seat(_)) = after {
             runner::mark_gone_seat(self.on.app, &mut resolved.ctx).await?;
         }

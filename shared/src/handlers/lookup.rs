@@ -25,6 +25,9 @@ pub enum UserCheck {
     /// hardware id — unknown user, no license of the product, no seat, device not active — answers
     /// [`CONCEALED`], after the same store round trips, and before any other rule.
     Concealed,
+    /// Deactivation: as [`UserCheck::Concealed`], but a disabled user may still free their seats, as a
+    /// disabled license's devices may still be deactivated (docs/management-resources.md).
+    Release,
 }
 
 impl UserCheck {
@@ -36,6 +39,17 @@ impl UserCheck {
         } else {
             Self::Password
         }
+    }
+
+    /// Whether not finding the user's active device is answered with [`CONCEALED`].
+    pub fn is_concealed(self) -> bool {
+        matches!(self, Self::Concealed | Self::Release)
+    }
+
+    /// Whether the lookup finds `user` at all: a disabled user is refused as an unknown one, except to
+    /// free a seat.
+    fn admits(self, user: &LicenseUser) -> bool {
+        !user.disabled || self == Self::Release
     }
 }
 
@@ -161,9 +175,7 @@ pub async fn user_license(
     how: UserCheck,
 ) -> Result<(LicenseUser, LicenseAddr), ApiError> {
     match find_user_license(read, company, req, how).await {
-        Err(ApiError::LicenseNotFound(_)) if how == UserCheck::Concealed => {
-            Err(conceal_missing_user(state, company, req).await)
-        }
+        Err(ApiError::LicenseNotFound(_)) if how.is_concealed() => Err(conceal_missing_user(state, company, req).await),
         found => found,
     }
 }
@@ -174,7 +186,8 @@ async fn find_user_license(
     req: &LicenseRequest,
     how: UserCheck,
 ) -> Result<(LicenseUser, LicenseAddr), ApiError> {
-    let user = read.user.take();
+    // A disabled user reads as no user here, so every answer and its timing are an unknown user's.
+    let user = read.user.take().filter(|u| how.admits(u));
     if how == UserCheck::Password {
         prove(user.as_ref(), &req.credentials).await?;
     }
@@ -212,7 +225,9 @@ async fn find_user_license(
 
 /// The user `credentials` name, proven: their password matches `user`'s stored hash (an unknown user
 /// costs the same hash, and answers like a wrong password), or an identity provider vouched for them.
+/// A disabled user is proven as an unknown one is: the same hash, the same answer.
 pub async fn proven_user(user: Option<LicenseUser>, credentials: &Credentials) -> Result<LicenseUser, ApiError> {
+    let user = user.filter(|u| !u.disabled);
     prove(user.as_ref(), credentials).await?;
     user.ok_or(ApiError::LicenseNotFound("license user"))
 }
@@ -261,12 +276,13 @@ pub async fn load(
         .await
         .map_err(ApiError::store)?;
     let (Some(license), Some(seat)) = (found.license, found.seat) else {
-        return Err(match how {
-            UserCheck::Concealed => CONCEALED,
-            _ => ApiError::LicenseNotFound("license user"),
+        return Err(if how.is_concealed() {
+            CONCEALED
+        } else {
+            ApiError::LicenseNotFound("license user")
         });
     };
-    if how == UserCheck::Concealed {
+    if how.is_concealed() {
         ensure_active(found.device.as_ref())?;
     }
     let ctx = LicenseContext {

@@ -15,7 +15,7 @@ use crate::error::ApiError;
 use crate::ids::{ApiKeyId, ProductCode};
 use crate::model::ApiKeyRecord;
 use crate::state::AppState;
-use crate::store::write::{Cond, Image, Item, Write};
+use crate::store::write::{Attr, Cond, Image, Item, Write};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -75,6 +75,19 @@ pub struct ApiKeyRef {
     pub api_key: ApiKeyId,
 }
 
+/// `PATCH /api-keys/{api_key}`: what to change; a field not given stays.
+#[derive(Clone, Debug, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct UpdateApiKey {
+    pub api_key: ApiKeyId,
+    /// The products it may act on, replacing the list (each must exist).
+    #[serde(default)]
+    pub products: Option<Vec<ProductCode>>,
+    #[serde(default)]
+    pub read_only: Option<bool>,
+}
+
 fn unknown(id: &ApiKeyId) -> ApiError {
     ApiError::UnknownResource(format!("API key {id}"))
 }
@@ -105,15 +118,18 @@ pub async fn create(state: &AppState, principal: &Principal, input: CreateApiKey
         .map_err(invalid)?;
     record.source = Some(crate::model::LicenseSource::Management);
     let write = Write::create(Item::ApiKey(record.id.clone()), Image::ApiKey(Box::new(record.clone())));
-    super::write_once(state, principal, &change("api_key.create", &record), write)
-        .await
-        .map_err(|r| refused(r, || ApiError::AlreadyExists(format!("API key {}", record.id))))?;
-    // A lookup of the id before it existed may be remembered as unknown.
-    state.auth.forget_api_key(&record.id);
-    Ok(CreatedApiKey {
+    let created = CreatedApiKey {
         key: ApiKeyView::from(&record),
         shared_key,
+    };
+    let change = change("api_key.create", &record);
+    let created = super::create_once(state, principal, (&change, write), created, || {
+        ApiError::AlreadyExists(format!("API key {}", record.id))
     })
+    .await?;
+    // A lookup of the id before it existed may be remembered as unknown.
+    state.auth.forget_api_key(&record.id);
+    Ok(created)
 }
 
 /// The principal's company's key `id`; another company's reads as unknown.
@@ -144,4 +160,61 @@ pub async fn revoke(state: &AppState, principal: &Principal, input: ApiKeyRef) -
         .map_err(|r| refused(r, || unknown(&input.api_key)))?;
     state.auth.forget_api_key(&record.id);
     Ok(ApiKeyView::from(&record))
+}
+
+/// `PATCH /api-keys/{api_key}`: `products` and `read_only`. Other processes see the change within the
+/// key cache's TTL, as a revocation (docs/limits.md). The write is conditioned on the key's grants as
+/// read, so a concurrent revocation or update is never undone: it is refused (409 `contention`).
+pub async fn update(state: &AppState, principal: &Principal, input: UpdateApiKey) -> Result<ApiKeyView, ApiError> {
+    let old = load(state, principal, &input.api_key).await?;
+    if let Some(products) = &input.products {
+        super::products::ensure_exist(state, principal, products).await?;
+    }
+    let new = ApiKeyRecord {
+        products: input.products.clone().unwrap_or_else(|| old.products.clone()),
+        read_only: input.read_only.unwrap_or(old.read_only),
+        ..old.clone()
+    };
+    if ApiKeyView::from(&new) == ApiKeyView::from(&old) {
+        return Ok(ApiKeyView::from(&new));
+    }
+    let mut write = Write::put(Item::ApiKey(new.id.clone()), Image::ApiKey(Box::new(new.clone())));
+    write.items[0].conditions = as_read(&Image::ApiKey(Box::new(old)));
+    super::write_once(state, principal, &change("api_key.update", &new), write)
+        .await
+        .map_err(|r| refused(r, || ApiError::Contention))?;
+    state.auth.forget_api_key(&new.id);
+    Ok(ApiKeyView::from(&new))
+}
+
+/// `DELETE /api-keys/{api_key}`: only a revoked key (409 `resource_in_use` otherwise), so a key in use
+/// is first refused by the License API everywhere (within the cache's TTL) and a mistaken delete shows
+/// in the License API's answers before the key is gone.
+pub async fn delete(state: &AppState, principal: &Principal, input: ApiKeyRef) -> Result<ApiKeyView, ApiError> {
+    let record = load(state, principal, &input.api_key).await?;
+    if !record.revoked {
+        return Err(ApiError::ResourceInUse(format!(
+            "API key {} is not revoked: revoke it first (POST /api-keys/{{api_key}}/revoke)",
+            record.id
+        )));
+    }
+    let mut write = Write::delete(Item::ApiKey(record.id.clone()));
+    write.items[0].conditions = as_read(&Image::ApiKey(Box::new(record.clone())));
+    super::write_once(state, principal, &change("api_key.delete", &record), write)
+        .await
+        .map_err(|r| refused(r, || unknown(&input.api_key)))?;
+    state.auth.forget_api_key(&record.id);
+    Ok(ApiKeyView::from(&record))
+}
+
+/// The conditions that a License API credential (API key or OAuth client) is still as read: its grants
+/// and revocation, so an update or delete never undoes a change made meanwhile.
+pub(super) fn as_read(image: &Image) -> Vec<Cond> {
+    let mut conditions = vec![Cond::Exists];
+    for attr in [Attr::ReadOnly, Attr::Revoked] {
+        if let Some(value) = image.get(attr) {
+            conditions.push(Cond::Eq(attr, value));
+        }
+    }
+    conditions
 }

@@ -24,7 +24,7 @@ pub(super) enum Decision<T> {
 /// Reads `item`, has `decide` make the write from it, and applies that write with its change recorded
 /// in it, until it is applied or `decide` refuses. Returns the answer of the decision that held, and
 /// whether anything was written.
-pub(super) async fn rewrite<T>(
+pub(super) async fn rewrite<T: serde::Serialize>(
     state: &AppState,
     principal: &Principal,
     item: &Item,
@@ -33,10 +33,12 @@ pub(super) async fn rewrite<T>(
     let mut attempts = Attempts::new(state, principal);
     loop {
         let stored = state.store.load(item).await.map_err(ApiError::store)?;
-        let (write, change, answer) = match decide(stored)? {
+        let (mut write, change, answer) = match decide(stored)? {
             Decision::Write(write, change, answer) => (write, change, answer),
             Decision::Unchanged(answer) => return Ok((answer, false)),
         };
+        // A create with an `Idempotency-Key` records its answer in the write that makes it.
+        write.items.extend(super::idempotency::record_item(&answer)?);
         let written = attempts
             .write(
                 Some(&change),

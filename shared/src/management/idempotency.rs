@@ -4,15 +4,25 @@
 //! answer again and changes nothing; of concurrent identical requests one writes and the others,
 //! refused, answer what it recorded; another request with the same key is refused with `422`. Records
 //! expire after [`TTL_HOURS`] (DynamoDB's TTL; the SQLite store's purge, with the audit trail's).
+//!
+//! Every create takes a key: its route opts in (`routes::ROUTES`), and the write that makes the change
+//! gets the record item from the write loop it goes through (`guarded::rewrite`, `op::create_once`),
+//! not from the operation. An answer that holds a secret shown once (an API key's shared key, an OAuth
+//! client's secret, a management key's token) is recorded sealed with the deployment's sealing key
+//! (docs/oauth.md), so the store never holds it in clear; without a sealing key such a route refuses
+//! the header (`400`) rather than store the secret or forget the answer.
 
 use crate::error::ApiError;
 use crate::ids::CompanyId;
 use crate::model::IdempotencyRecord;
+use crate::sealed::{Sealed, SealingKey};
+use crate::secret::{ExposeSecret, SecretString};
 use crate::state::AppState;
 use crate::store::write::{Image, Item, ItemWrite, Write};
 use crate::time::Timestamp;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 
 /// The request header.
 pub const HEADER: &str = "idempotency-key";
@@ -28,6 +38,8 @@ pub(crate) struct Pending {
     key: String,
     digest: String,
     status: u16,
+    /// The key that seals the recorded answer: `Some` for a route whose answer holds a secret.
+    seal: Option<Arc<SealingKey>>,
 }
 
 tokio::task_local! {
@@ -64,13 +76,39 @@ pub(crate) fn digest(req: &crate::http::ApiRequest) -> String {
 }
 
 impl Pending {
-    pub(crate) fn new(company: CompanyId, key: String, digest: String, status: u16) -> Self {
-        Self {
+    /// The pending key of a request to `route`; refused for a route whose answer holds a secret when
+    /// the deployment has no sealing key to record it with.
+    pub(crate) fn new(
+        state: &AppState,
+        route: &super::routes::Route,
+        company: CompanyId,
+        key: String,
+        digest: String,
+    ) -> Result<Self, ApiError> {
+        let seal = match (route.secret, &state.sealing_key) {
+            (false, _) => None,
+            (true, Some(seal)) => Some(seal.clone()),
+            (true, None) => {
+                return Err(ApiError::Validation(
+                    "Idempotency-Key: this create's answer holds a secret shown once, which is recorded only \
+                     sealed, and this deployment has no sealing key (license-server: --sealing-key or \
+                     `license-server keys`; AWS: SealingKeyParameterName): send the request without the header"
+                        .into(),
+                ))
+            }
+        };
+        Ok(Self {
             company,
             key,
             digest,
-            status,
-        }
+            status: route.status,
+            seal,
+        })
+    }
+
+    /// What the sealed answer of this key is bound to: it opens for no other record.
+    fn context(&self) -> String {
+        format!("idempotency:{}:{}", self.company.as_str(), self.key)
     }
 
     /// Runs `op` with this key pending: a create made by it records its answer ([`record_item`]).
@@ -87,7 +125,17 @@ impl Pending {
             .map_err(ApiError::store)?;
         match record {
             None => Ok(None),
-            Some(r) if r.request_digest == self.digest => Ok(Some((u16::try_from(r.status).unwrap_or(200), r.answer))),
+            Some(r) if r.request_digest == self.digest => {
+                let answer = match &self.seal {
+                    None => r.answer,
+                    Some(key) => Sealed::parse(r.answer)
+                        .and_then(|sealed| key.open(&sealed, &self.context()))
+                        .map_err(ApiError::internal)?
+                        .expose_secret()
+                        .to_owned(),
+                };
+                Ok(Some((u16::try_from(r.status).unwrap_or(200), answer)))
+            }
             Some(_) => Err(ApiError::IdempotencyKeyReused),
         }
     }
@@ -99,7 +147,11 @@ pub(crate) fn record_item<T: Serialize>(output: &T) -> Result<Option<ItemWrite>,
     let Ok(pending) = PENDING.try_with(Pending::clone) else {
         return Ok(None);
     };
-    let answer = serde_json::to_value(output).map_err(ApiError::internal)?.to_string();
+    let mut answer = serde_json::to_value(output).map_err(ApiError::internal)?.to_string();
+    if let Some(key) = &pending.seal {
+        let sealed = key.seal(&SecretString::from(answer), &pending.context());
+        answer = sealed.map_err(ApiError::internal)?.as_str().to_owned();
+    }
     let record = IdempotencyRecord {
         expires_at: Timestamp::now().unix_seconds() + TTL_HOURS * 3600,
         company: pending.company.clone(),

@@ -200,13 +200,14 @@ pub async fn create(state: &AppState, principal: &Principal, input: CreateKey) -
     let item = Item::ManagementKey(record.company.clone(), record.id.clone());
     let change = key_change("key.create", &record);
     let write = Write::create(item, Image::ManagementKey(Box::new(record.clone())));
-    super::write_once(state, principal, &change, write)
-        .await
-        .map_err(|r| refused(r, || ApiError::AlreadyExists(format!("management key {}", record.id))))?;
-    Ok(CreatedKey {
+    let created = CreatedKey {
         key: KeyView::from(&record),
         token: token.reveal(),
+    };
+    super::create_once(state, principal, (&change, write), created, || {
+        ApiError::AlreadyExists(format!("management key {}", record.id))
     })
+    .await
 }
 
 /// The error of a refused or failed write: a refused condition is `on_refusal`'s.

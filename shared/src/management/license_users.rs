@@ -38,6 +38,8 @@ pub struct UserView {
     pub has_password: bool,
     /// The licenses assigned: (product, license id).
     pub licenses: Vec<(ProductCode, i64)>,
+    /// The License API answers the user as unknown (`POST /users/{email}/disable`).
+    pub disabled: bool,
 }
 
 impl From<&LicenseUser> for UserView {
@@ -52,6 +54,7 @@ impl From<&LicenseUser> for UserView {
             password_change_disabled: u.password_change_disabled,
             has_password: u.password_hash.is_some(),
             licenses: u.licenses.clone(),
+            disabled: u.disabled,
         }
     }
 }
@@ -252,4 +255,40 @@ pub async fn delete(state: &AppState, principal: &Principal, input: UserRef) -> 
     })
     .await?;
     Ok(deleted)
+}
+
+/// `POST /users/{email}/disable`: the License API then answers the user's requests as an unknown
+/// user's (`license_not_found`, or a check's concealed answer), except a deactivation, which frees a
+/// seat. Disabling a disabled user changes and records nothing.
+pub async fn disable(state: &AppState, principal: &Principal, input: UserRef) -> Result<UserView, ApiError> {
+    set_disabled(state, principal, input, true).await
+}
+
+/// `POST /users/{email}/enable`: undoes [`disable`].
+pub async fn enable(state: &AppState, principal: &Principal, input: UserRef) -> Result<UserView, ApiError> {
+    set_disabled(state, principal, input, false).await
+}
+
+async fn set_disabled(
+    state: &AppState,
+    principal: &Principal,
+    input: UserRef,
+    disabled: bool,
+) -> Result<UserView, ApiError> {
+    let at = item(principal, &input.email);
+    let action = if disabled { "user.disable" } else { "user.enable" };
+    let (view, _) = guarded::rewrite(state, principal, &at, |image| {
+        let old = stored(image.as_ref())?.ok_or_else(|| unknown(&input.email))?;
+        if old.disabled == disabled {
+            return Ok(Decision::Unchanged(UserView::from(&old)));
+        }
+        let new = LicenseUser { disabled, ..old };
+        let view = UserView::from(&new);
+        let write = Write {
+            items: vec![create_or_replace(at.clone(), image, Image::User(Box::new(new)))],
+        };
+        Ok(Decision::Write(write, change(action, &input.email, Value::Null), view))
+    })
+    .await?;
+    Ok(view)
 }

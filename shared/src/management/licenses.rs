@@ -165,14 +165,11 @@ pub async fn create(state: &AppState, principal: &Principal, input: CreateLicens
     let addr = LicenseAddr::of(&license);
     let change = Change::on_license("license.create", &addr, serde_json::json!({ "id": license.id }));
     let view = LicenseView::from(&license);
-    let mut write = Write::create(Item::License(addr.clone()), Image::License(Box::new(license)));
-    write.items.extend(super::idempotency::record_item(&view)?);
-    super::write_once(state, principal, &change, write).await.map_err(|r| {
-        refused(r, || {
-            ApiError::AlreadyExists(format!("license {} of product {}", key_of(&addr), input.product))
-        })
-    })?;
-    Ok(view)
+    let write = Write::create(Item::License(addr.clone()), Image::License(Box::new(license)));
+    super::create_once(state, principal, (&change, write), view, || {
+        ApiError::AlreadyExists(format!("license {} of product {}", key_of(&addr), input.product))
+    })
+    .await
 }
 
 fn key_of(addr: &LicenseAddr) -> String {

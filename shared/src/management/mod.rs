@@ -23,7 +23,7 @@ pub mod products;
 pub mod routes;
 pub mod trail;
 
-pub(crate) use op::write_once;
+pub(crate) use op::{create_once, write_once};
 pub use op::{page_limit, Page, DEFAULT_PAGE, MAX_PAGE};
 pub mod devices;
 mod guarded;

@@ -9,6 +9,7 @@
 //! in this process and in others within the record cache's TTL; tokens it issued stay valid until
 //! they expire (docs/oauth.md).
 
+use super::api_keys::as_read;
 use super::keys::{hex, random, refused};
 use super::products::{invalid, named};
 use crate::audit::Change;
@@ -78,6 +79,19 @@ pub struct ClientRef {
     pub client_id: OAuthClientId,
 }
 
+/// `PATCH /oauth-clients/{client_id}`: what to change; a field not given stays.
+#[derive(Clone, Debug, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct UpdateClient {
+    pub client_id: OAuthClientId,
+    /// The products it may act on, replacing the list (each must exist).
+    #[serde(default)]
+    pub products: Option<Vec<ProductCode>>,
+    #[serde(default)]
+    pub read_only: Option<bool>,
+}
+
 fn unknown(id: &OAuthClientId) -> ApiError {
     ApiError::UnknownResource(format!("OAuth client {id}"))
 }
@@ -142,14 +156,17 @@ pub async fn create(state: &AppState, principal: &Principal, input: CreateClient
         Item::OAuthClient(record.id.clone()),
         Image::OAuthClient(Box::new(record.clone())),
     );
-    super::write_once(state, principal, &change("oauth_client.create", &record), write)
-        .await
-        .map_err(|r| refused(r, || ApiError::AlreadyExists(format!("OAuth client {}", record.id))))?;
-    state.auth.forget_client(&record.id);
-    Ok(CreatedClient {
+    let created = CreatedClient {
         client: ClientView::from(&record),
         client_secret: secret,
+    };
+    let change = change("oauth_client.create", &record);
+    let created = super::create_once(state, principal, (&change, write), created, || {
+        ApiError::AlreadyExists(format!("OAuth client {}", record.id))
     })
+    .await?;
+    state.auth.forget_client(&record.id);
+    Ok(created)
 }
 
 /// The principal's company's client `id`; another company's reads as unknown.
@@ -177,6 +194,51 @@ pub async fn revoke(state: &AppState, principal: &Principal, input: ClientRef) -
     let mut write = Write::put(item, Image::OAuthClient(Box::new(record.clone())));
     write.items[0].conditions.push(Cond::Exists);
     super::write_once(state, principal, &change("oauth_client.revoke", &record), write)
+        .await
+        .map_err(|r| refused(r, || unknown(&input.client_id)))?;
+    state.auth.forget_client(&record.id);
+    Ok(ClientView::from(&record))
+}
+
+/// `PATCH /oauth-clients/{client_id}`: `products` and `read_only`, conditioned as an API key's update
+/// ([`super::api_keys::update`]); tokens it issued keep the grants they were issued with until they
+/// expire (docs/oauth.md).
+pub async fn update(state: &AppState, principal: &Principal, input: UpdateClient) -> Result<ClientView, ApiError> {
+    let old = load(state, principal, &input.client_id).await?;
+    if let Some(products) = &input.products {
+        super::products::ensure_exist(state, principal, products).await?;
+    }
+    let new = OAuthClientRecord {
+        products: input.products.clone().unwrap_or_else(|| old.products.clone()),
+        read_only: input.read_only.unwrap_or(old.read_only),
+        ..old.clone()
+    };
+    if ClientView::from(&new) == ClientView::from(&old) {
+        return Ok(ClientView::from(&new));
+    }
+    let item = Item::OAuthClient(new.id.clone());
+    let mut write = Write::put(item, Image::OAuthClient(Box::new(new.clone())));
+    write.items[0].conditions = as_read(&Image::OAuthClient(Box::new(old)));
+    super::write_once(state, principal, &change("oauth_client.update", &new), write)
+        .await
+        .map_err(|r| refused(r, || ApiError::Contention))?;
+    state.auth.forget_client(&new.id);
+    Ok(ClientView::from(&new))
+}
+
+/// `DELETE /oauth-clients/{client_id}`: only a revoked client (409 `resource_in_use` otherwise), as an
+/// API key ([`super::api_keys::delete`]).
+pub async fn delete(state: &AppState, principal: &Principal, input: ClientRef) -> Result<ClientView, ApiError> {
+    let record = load(state, principal, &input.client_id).await?;
+    if !record.revoked {
+        return Err(ApiError::ResourceInUse(format!(
+            "OAuth client {} is not revoked: revoke it first (POST /oauth-clients/{{client_id}}/revoke)",
+            record.id
+        )));
+    }
+    let mut write = Write::delete(Item::OAuthClient(record.id.clone()));
+    write.items[0].conditions = as_read(&Image::OAuthClient(Box::new(record.clone())));
+    super::write_once(state, principal, &change("oauth_client.delete", &record), write)
         .await
         .map_err(|r| refused(r, || unknown(&input.client_id)))?;
     state.auth.forget_client(&record.id);

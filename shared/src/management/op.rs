@@ -1,5 +1,5 @@
 //! What every management operation shares: one page of a listing, and the one audited write of a
-//! change that needs no re-decision.
+//! change that needs no re-decision (of a create: with its `Idempotency-Key` record).
 
 use crate::audit::Change;
 use crate::auth::Principal;
@@ -47,4 +47,21 @@ pub(crate) async fn write_once(
             |w, token| async move { state.store.apply(&w, &token).await },
         )
         .await
+}
+
+/// [`write_once`] of a create answering `answer`: the write also records that answer for the
+/// request's `Idempotency-Key`, if it has one (`management::idempotency`). A refused condition is
+/// `on_refusal`'s error.
+pub(crate) async fn create_once<T: Serialize>(
+    state: &AppState,
+    principal: &Principal,
+    (change, mut write): (&Change, Write),
+    answer: T,
+    on_refusal: impl FnOnce() -> ApiError,
+) -> Result<T, ApiError> {
+    write.items.extend(super::idempotency::record_item(&answer)?);
+    write_once(state, principal, change, write)
+        .await
+        .map_err(|r| super::keys::refused(r, on_refusal))?;
+    Ok(answer)
 }

@@ -217,3 +217,21 @@ pub(super) async fn named(
     }
     Ok(found)
 }
+
+/// Refuses (`validation_error`) a list of products of which one does not exist, or more than
+/// [`MAX_NAMED_PRODUCTS`].
+pub(super) async fn ensure_exist(
+    state: &AppState,
+    principal: &Principal,
+    codes: &[ProductCode],
+) -> Result<(), ApiError> {
+    let names = codes.iter().map(|c| Value::from(c.as_str())).collect();
+    let entry = Map::from_iter([("products".to_owned(), Value::Array(names))]);
+    let found = named(state, principal, &entry).await?;
+    match codes.iter().find(|c| !found.contains_key(*c)) {
+        Some(missing) => Err(ApiError::Validation(format!(
+            "body.products: unknown product `{missing}`"
+        ))),
+        None => Ok(()),
+    }
+}

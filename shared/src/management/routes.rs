@@ -35,6 +35,8 @@ pub struct Route {
     pub status: u16,
     /// Takes an `Idempotency-Key` (`management::idempotency`).
     pub idempotent: bool,
+    /// Its answer holds a secret shown once: an idempotent answer is recorded sealed.
+    pub secret: bool,
     pub run: Run,
     /// The operation's input and output schemas, from its own types (`management::openapi`).
     #[cfg(feature = "openapi")]
@@ -61,17 +63,21 @@ macro_rules! op {
 
 macro_rules! route {
     ($method:ident $path:literal => $status:literal $op:path) => {
-        route!(@ $method $path, $status, $op, false)
+        route!(@ $method $path, $status, $op, false, false)
     };
     ($method:ident $path:literal => $status:literal $op:path, idempotent) => {
-        route!(@ $method $path, $status, $op, true)
+        route!(@ $method $path, $status, $op, true, false)
     };
-    (@ $method:ident $path:literal, $status:literal, $op:path, $idempotent:literal) => {
+    ($method:ident $path:literal => $status:literal $op:path, idempotent, secret) => {
+        route!(@ $method $path, $status, $op, true, true)
+    };
+    (@ $method:ident $path:literal, $status:literal, $op:path, $idempotent:literal, $secret:literal) => {
         Route {
             method: Method::$method,
             path: $path,
             status: $status,
             idempotent: $idempotent,
+            secret: $secret,
             run: op!($op),
             #[cfg(feature = "openapi")]
             io: |schemas| super::openapi::io_of(schemas, $op),
@@ -81,7 +87,7 @@ macro_rules! route {
 
 /// Every route of the Management API.
 pub static ROUTES: &[Route] = &[
-    route!(POST "/keys" => 201 keys::create),
+    route!(POST "/keys" => 201 keys::create, idempotent, secret),
     route!(GET "/keys" => 200 keys::list),
     route!(POST "/keys/{id}/revoke" => 200 keys::revoke),
     route!(POST "/products/{product}/licenses" => 201 licenses::create, idempotent),
@@ -90,25 +96,31 @@ pub static ROUTES: &[Route] = &[
     route!(DELETE "/products/{product}/licenses/{key}" => 200 licenses::delete),
     route!(POST "/products/{product}/licenses/{key}/disable" => 200 licenses::disable),
     route!(POST "/products/{product}/licenses/{key}/enable" => 200 licenses::enable),
-    route!(POST "/products" => 201 products::create),
+    route!(POST "/products" => 201 products::create, idempotent),
     route!(GET "/products/{product}" => 200 products::show),
     route!(PATCH "/products/{product}" => 200 products::update),
     route!(DELETE "/products/{product}" => 200 products::delete),
     route!(GET "/products" => 200 lists::list_products),
-    route!(POST "/users" => 201 license_users::create),
+    route!(POST "/users" => 201 license_users::create, idempotent),
     route!(GET "/users/{email}" => 200 license_users::show),
     route!(PATCH "/users/{email}" => 200 license_users::update),
     route!(DELETE "/users/{email}" => 200 license_users::delete),
     route!(PUT "/users/{email}/password" => 200 users::set_password),
     route!(GET "/users" => 200 lists::list_users),
-    route!(POST "/api-keys" => 201 api_keys::create),
+    route!(POST "/users/{email}/disable" => 200 license_users::disable),
+    route!(POST "/users/{email}/enable" => 200 license_users::enable),
+    route!(POST "/api-keys" => 201 api_keys::create, idempotent, secret),
     route!(GET "/api-keys/{api_key}" => 200 api_keys::show),
     route!(POST "/api-keys/{api_key}/revoke" => 200 api_keys::revoke),
     route!(GET "/api-keys" => 200 lists::list_api_keys),
-    route!(POST "/oauth-clients" => 201 oauth_clients::create),
+    route!(PATCH "/api-keys/{api_key}" => 200 api_keys::update),
+    route!(DELETE "/api-keys/{api_key}" => 200 api_keys::delete),
+    route!(POST "/oauth-clients" => 201 oauth_clients::create, idempotent, secret),
     route!(GET "/oauth-clients/{client_id}" => 200 oauth_clients::show),
     route!(POST "/oauth-clients/{client_id}/revoke" => 200 oauth_clients::revoke),
     route!(GET "/oauth-clients" => 200 lists::list_oauth_clients),
+    route!(PATCH "/oauth-clients/{client_id}" => 200 oauth_clients::update),
+    route!(DELETE "/oauth-clients/{client_id}" => 200 oauth_clients::delete),
     route!(GET "/audit" => 200 trail::query),
     route!(GET "/licenses" => 200 search::list_licenses),
     route!(GET "/licenses/search" => 200 search::search_licenses),
@@ -195,7 +207,7 @@ async fn answer(state: &AppState, req: &ApiRequest) -> Result<ApiResponse, ApiEr
         let value = (route.run)(state, &principal, input).await?;
         return Ok(json(route.status, &value.to_string()));
     };
-    let pending = Pending::new(principal.company.clone(), key, idempotency::digest(req), route.status);
+    let pending = Pending::new(state, route, principal.company.clone(), key, idempotency::digest(req))?;
     if let Some((status, answer)) = pending.recorded(state).await? {
         return Ok(json(status, &answer));
     }

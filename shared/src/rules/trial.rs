@@ -213,6 +213,7 @@ fn trial_user(
         password_changed_by_user: false,
         management_licenses: Vec::new(),
         source: Some(LicenseSource::Trial),
+        disabled: false,
     })
 }
 
