@@ -31,6 +31,7 @@ mod offline_oauth;
 mod offline_requests;
 mod product_details;
 mod round_trips;
+mod signatures;
 mod sso;
 mod sso_url;
 mod trial_customers;
