@@ -21,6 +21,7 @@ mod faults;
 mod floating;
 mod hardening;
 mod large_license;
+mod license_growth;
 mod listing;
 mod management;
 mod management_devices;
