@@ -121,6 +121,25 @@ mod tests {
     }
 
     #[test]
+    fn concurrent_requests_share_one_entry_and_agree() {
+        let cache = SignatureCache::new(256);
+        let answers: Vec<String> = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        (0..200)
+                            .map(|_| cache.get_or_sign(b"h#key#", |m| m.len().to_string()))
+                            .last()
+                    })
+                })
+                .collect();
+            workers.into_iter().filter_map(|w| w.join().unwrap()).collect()
+        });
+        assert_eq!(answers, vec!["6".to_owned(); 8]);
+        assert_eq!(cache.len(), 1);
+    }
+
+    #[test]
     fn different_messages_never_share_an_entry() {
         let cache = SignatureCache::new(256);
         let a = cache.get_or_sign(b"h#key#", |_| "A".into());
