@@ -25,6 +25,7 @@ mod license_growth;
 mod listing;
 mod management;
 mod management_devices;
+mod management_lists;
 mod management_resources;
 mod oauth;
 mod offline;
