@@ -26,6 +26,7 @@ pub mod request;
 pub mod rules;
 pub mod sealed;
 pub mod secret;
+pub mod signature_cache;
 pub mod signing;
 pub mod state;
 pub mod store;

@@ -1,7 +1,10 @@
 //! Response signatures (SPEC §5): RSA PKCS#1 v1.5 with SHA-256 from aws-lc-rs. The private key is parsed
-//! once per process; it is never logged (`Signer`'s `Debug` shows only the public key's size).
+//! once per process; it is never logged (`Signer`'s `Debug` shows only the public key's size). The v1
+//! license signatures it makes are cached per signer (`signature_cache`), and it counts the RSA
+//! operations it performs ([`Signer::signatures`]), so tests and benchmarks can see what a request costs.
 
 use crate::ids::HardwareId;
+use crate::signature_cache::SignatureCache;
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::KeySize;
@@ -9,6 +12,7 @@ use aws_lc_rs::signature::{self, KeyPair, RsaKeyPair, UnparsedPublicKey};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -26,6 +30,10 @@ pub struct Signer {
     key: RsaKeyPair,
     rng: SystemRandom,
     public_pem: String,
+    /// The v1 license signatures this key made: only this key's, so a rotation never serves old ones.
+    license_signatures: SignatureCache,
+    /// RSA signatures made so far.
+    signatures: AtomicU64,
 }
 
 impl fmt::Debug for Signer {
@@ -51,9 +59,11 @@ impl Signer {
         let spki = key.public_key().as_der().map_err(|_| KeyError::Generation)?;
         let public_pem = pem::encode(&pem::Pem::new("PUBLIC KEY", spki.as_ref().to_vec()));
         Ok(Self {
+            license_signatures: SignatureCache::new(key.public_modulus_len()),
             key,
             rng: SystemRandom::new(),
             public_pem,
+            signatures: AtomicU64::new(0),
         })
     }
 
@@ -87,12 +97,21 @@ impl Signer {
         self.key
             .sign(&signature::RSA_PKCS1_SHA256, &self.rng, message, &mut sig)
             .expect("signing with a validated key and a correctly sized buffer cannot fail");
+        self.signatures.fetch_add(1, Ordering::Relaxed);
         B64.encode(sig)
     }
 
-    /// The v1 `license_signature` inside a license object (SPEC §5.2).
+    /// The v1 `license_signature` inside a license object (SPEC §5.2); made once per (hardware id,
+    /// identity, validity) while it stays in this signer's cache.
     pub fn license_signature(&self, hardware_id: &HardwareId, ident: &str, validity: Option<&str>) -> String {
-        self.sign(license_signature_message(hardware_id.as_str(), ident, validity.unwrap_or("")).as_bytes())
+        let message = license_signature_message(hardware_id.as_str(), ident, validity.unwrap_or(""));
+        self.license_signatures
+            .get_or_sign(message.as_bytes(), |m| self.sign(m))
+    }
+
+    /// How many RSA signatures this signer has made (cache hits are not signatures).
+    pub fn signatures(&self) -> u64 {
+        self.signatures.load(Ordering::Relaxed)
     }
 }
 
@@ -148,6 +167,44 @@ mod tests {
             "hw-1#ann@x.com#2030-01-01t00:00:00.000z"
         );
         assert_eq!(license_signature_message("h", "KEY", ""), "h#key#");
+    }
+
+    #[test]
+    fn a_cached_license_signature_is_the_uncached_one_byte_for_byte() {
+        let (signer, _) = Signer::generate(2048).unwrap();
+        let hw = HardwareId::parse("HW-1").unwrap();
+        let uncached = signer.sign(license_signature_message("HW-1", "Ann@X.com|sso", "2030").as_bytes());
+        let first = signer.license_signature(&hw, "Ann@X.com|sso", Some("2030"));
+        let made = signer.signatures();
+        let again = signer.license_signature(&hw, "ann@x.com", Some("2030"));
+        assert_eq!(
+            signer.signatures(),
+            made,
+            "the same message (after lowercasing) is not signed again"
+        );
+        assert_eq!((first.as_str(), again.as_str()), (uncached.as_str(), uncached.as_str()));
+        // Another validity is another message: signed anew, and verifying only as itself.
+        let other = signer.license_signature(&hw, "ann@x.com", None);
+        assert_eq!(signer.signatures(), made + 1);
+        let message = license_signature_message("HW-1", "ann@x.com", "");
+        assert!(verify(signer.public_key_pem(), message.as_bytes(), &other));
+        assert_ne!(other, first);
+    }
+
+    #[test]
+    fn another_key_never_gets_a_cached_signature() {
+        let (old, _) = Signer::generate(2048).unwrap();
+        let (new, _) = Signer::generate(2048).unwrap();
+        let hw = HardwareId::parse("h").unwrap();
+        let message = license_signature_message("h", "KEY", "");
+        let by_old = old.license_signature(&hw, "KEY", None);
+        let by_new = new.license_signature(&hw, "KEY", None);
+        assert_eq!(new.signatures(), 1, "the new key signs for itself");
+        assert!(verify(new.public_key_pem(), message.as_bytes(), &by_new));
+        assert!(!verify(new.public_key_pem(), message.as_bytes(), &by_old));
+        assert_eq!(new.license_signature(&hw, "KEY", None), by_new);
+        assert_eq!(old.license_signature(&hw, "KEY", None), by_old);
+        assert_eq!((old.signatures(), new.signatures()), (1, 1));
     }
 
     #[test]

@@ -2,11 +2,13 @@
 //! a new round trip starts whenever a request is sent while none is in flight, so two requests issued
 //! concurrently count as two requests but one round trip of latency. It also records the items each
 //! write names, so a test can tell which requests could conflict: DynamoDB cancels concurrent
-//! transactions that share an item, and only those.
+//! transactions that share an item, and only those. And it counts the bytes of DynamoDB's answers: what a
+//! request read, at a finer grain than the capacity units DynamoDB rounds to.
 
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::{
-    BeforeDeserializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
+    AfterDeserializationInterceptorContextRef, BeforeDeserializationInterceptorContextRef,
+    BeforeTransmitInterceptorContextRef,
 };
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
@@ -18,6 +20,7 @@ struct Counts {
     requests: usize,
     sequential: usize,
     in_flight: usize,
+    received: usize,
     writes: Vec<Written>,
 }
 
@@ -77,6 +80,10 @@ impl RoundTrips {
         let c = self.0.lock().unwrap();
         (c.requests, c.sequential)
     }
+    /// Bytes of the answers' bodies received.
+    pub fn bytes_received(&self) -> usize {
+        self.0.lock().unwrap().received
+    }
     /// Every write request sent, in order.
     pub fn writes(&self) -> Vec<Written> {
         self.0.lock().unwrap().writes.clone()
@@ -126,6 +133,18 @@ impl Intercept for RoundTrips {
     ) -> Result<(), BoxError> {
         let mut c = self.0.lock().unwrap();
         c.in_flight = c.in_flight.saturating_sub(1);
+        Ok(())
+    }
+
+    fn read_after_deserialization(
+        &self,
+        context: &AfterDeserializationInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        // The body is buffered by now (DynamoDB's answers are not streamed).
+        let received = context.response().body().bytes().map_or(0, <[u8]>::len);
+        self.0.lock().unwrap().received += received;
         Ok(())
     }
 }

@@ -23,6 +23,8 @@ use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row, Transactio
 use rusqlite_migration::{Migrations, M};
 use serde::de::DeserializeOwned;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The schema as the first versioned release found it: migration 1. A database created before schema
@@ -176,6 +178,45 @@ type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     jobs: std::sync::mpsc::Sender<Job>,
+    work: Arc<Work>,
+}
+
+/// What the store's thread did for this handle and its clones: SQLite's counterpart of DynamoDB's
+/// round trips and consumed capacity, so a test can show a request costs the same on a license with
+/// one device and with 10,000 ([`SqliteStore::work`]).
+#[derive(Debug, Default)]
+pub struct Work {
+    jobs: AtomicU64,
+    steps: AtomicU64,
+}
+
+/// The counters at one moment; subtract two to get what happened in between.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WorkSnapshot {
+    /// Jobs run on the store's thread: one per store call, its round trip.
+    pub jobs: u64,
+    /// Virtual machine steps SQLite reported (every row a statement visits takes some), counted only
+    /// after [`SqliteStore::count_steps`].
+    pub steps: u64,
+}
+
+impl std::ops::Sub for WorkSnapshot {
+    type Output = Self;
+    fn sub(self, earlier: Self) -> Self {
+        Self {
+            jobs: self.jobs - earlier.jobs,
+            steps: self.steps - earlier.steps,
+        }
+    }
+}
+
+impl Work {
+    pub fn snapshot(&self) -> WorkSnapshot {
+        WorkSnapshot {
+            jobs: self.jobs.load(Ordering::Relaxed),
+            steps: self.steps.load(Ordering::Relaxed),
+        }
+    }
 }
 
 fn backend(operation: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
@@ -379,7 +420,31 @@ impl SqliteStore {
                 operation: "start store thread",
                 source: Box::new(e),
             })?;
-        Ok(Self { jobs })
+        Ok(Self {
+            jobs,
+            work: Arc::default(),
+        })
+    }
+
+    /// What the store's thread has done so far for this handle and its clones.
+    pub fn work(&self) -> Arc<Work> {
+        self.work.clone()
+    }
+
+    /// Counts SQLite's virtual machine steps into [`Self::work`] from now on. A callback on every step
+    /// slows every statement, so only tests that compare requests' costs turn it on.
+    pub async fn count_steps(&self) -> Result<(), StoreError> {
+        let work = self.work.clone();
+        self.read("count steps", move |c| {
+            c.progress_handler(
+                1,
+                Some(move || {
+                    work.steps.fetch_add(1, Ordering::Relaxed);
+                    false
+                }),
+            )
+        })
+        .await
     }
 
     /// Runs `f` on the store's thread.
@@ -392,6 +457,7 @@ impl SqliteStore {
             let _ = reply.send(f(c));
         });
         let lost = || rusqlite::Error::InvalidQuery;
+        self.work.jobs.fetch_add(1, Ordering::Relaxed);
         self.jobs.send(job).map_err(|_| lost())?;
         answer.await.map_err(|_| lost())?
     }
