@@ -25,6 +25,6 @@ pub mod trail;
 pub(crate) use op::write_once;
 pub use op::{page_limit, Page, DEFAULT_PAGE, MAX_PAGE};
 pub mod devices;
-mod guarded;
+pub(crate) mod guarded;
 pub mod search;
 pub mod users;
