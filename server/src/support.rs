@@ -13,12 +13,11 @@ use license_api::management::devices::{
     self, BlacklistDevice, DevicePage, DeviceRef, DeviceView, LicenseInput, LicenseRef, ListDevices,
 };
 use license_api::management::users::{self, AssignUser, SetPassword, UnassignUser};
-use license_api::state::AppState;
+use license_api::state::Core;
 use license_api::store::sqlite::IfMissing;
 use license_api::store::ErrorChain;
 use serde::Serialize;
 use std::io::Read;
-use std::time::Duration;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -209,20 +208,10 @@ impl OptionalLicense {
 
 impl Target {
     /// The state the operations run on: the store, and the rest as `serve` would have it. None of
-    /// these operations signs an answer; the store's signing key is loaded when there is one, else a
-    /// throwaway key fills the state's place for it.
-    async fn state(&self) -> Result<(AppState, Principal), Error> {
+    /// these operations signs an answer, so no signing key is read.
+    async fn state(&self) -> Result<(Core, Principal), Error> {
         let company = parsed("company", &self.company, CompanyId::parse)?;
-        let store = self.store.open(IfMissing::Fail).await?;
-        let signer = match self.store.default_signing_key().filter(|p| p.exists()) {
-            Some(path) => crate::keys::load(&path)?,
-            None => {
-                tokio::task::spawn_blocking(|| license_api::signing::Signer::generate(2048))
-                    .await??
-                    .0
-            }
-        };
-        let state = AppState::new(store, signer, Duration::from_secs(60));
+        let state = Core::new(self.store.open(IfMissing::Fail).await?);
         Ok((state, Principal::cli(company)))
     }
 

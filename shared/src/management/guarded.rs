@@ -10,7 +10,7 @@ use crate::audit::Change;
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::handlers::Attempts;
-use crate::state::AppState;
+use crate::state::Core;
 use crate::store::write::{Image, Item, Write};
 use crate::store::Rejection;
 use std::future::Future;
@@ -28,7 +28,7 @@ pub(crate) enum Decision<T> {
 /// in it, until it is applied or `decide` refuses. Returns the answer of the decision that held, and
 /// whether anything was written.
 pub(crate) async fn rewrite<T>(
-    state: &AppState,
+    state: &Core,
     principal: &Principal,
     item: &Item,
     decide: impl Fn(Option<Image>) -> Result<Decision<T>, ApiError>,
@@ -39,7 +39,7 @@ pub(crate) async fn rewrite<T>(
 /// [`rewrite`] with a decision that awaits (a password verification, a hash): it runs again, on the
 /// item as read again, after each lost race.
 pub(crate) async fn rewrite_with<T, F>(
-    state: &AppState,
+    state: &Core,
     principal: &Principal,
     item: &Item,
     decide: impl Fn(Option<Image>) -> F,

@@ -8,7 +8,7 @@
 use crate::error::ApiError;
 use crate::ids::CompanyId;
 use crate::model::IdempotencyRecord;
-use crate::state::AppState;
+use crate::state::Core;
 use crate::store::write::{Image, Item, ItemWrite, Write};
 use crate::time::Timestamp;
 use serde::Serialize;
@@ -79,7 +79,7 @@ impl Pending {
     }
 
     /// The answer recorded for this key, if any: `Some(Ok)` the same request's, `Some(Err)` another's.
-    pub(crate) async fn recorded(&self, state: &AppState) -> Result<Option<(u16, String)>, ApiError> {
+    pub(crate) async fn recorded(&self, state: &Core) -> Result<Option<(u16, String)>, ApiError> {
         let record = state
             .store
             .idempotency_record(&self.company, &self.key, Timestamp::now())
