@@ -138,15 +138,8 @@ pub enum UserCommand {
     Assign {
         #[command(flatten)]
         target: Target,
-        /// The license user's email.
-        #[arg(long)]
-        email: String,
-        /// The user-based license's product code.
-        #[arg(long)]
-        product: String,
-        /// The license's id.
-        #[arg(long)]
-        license_id: i64,
+        #[command(flatten)]
+        user: UserLicenseArgs,
         /// The user's own activation limit on the license (0: unlimited within the license's).
         #[arg(long, default_value_t = 0)]
         max_activations: i64,
@@ -155,16 +148,35 @@ pub enum UserCommand {
     Unassign {
         #[command(flatten)]
         target: Target,
-        /// The license user's email.
-        #[arg(long)]
-        email: String,
-        /// The user-based license's product code.
-        #[arg(long)]
-        product: String,
-        /// The license's id.
-        #[arg(long)]
-        license_id: i64,
+        #[command(flatten)]
+        user: UserLicenseArgs,
     },
+}
+
+/// A license user and one of the user-based licenses they are (to be) assigned to.
+#[derive(Args, Debug, Clone)]
+pub struct UserLicenseArgs {
+    /// The license user's email.
+    #[arg(long)]
+    pub email: String,
+    /// The user-based license's product code.
+    #[arg(long)]
+    pub product: String,
+    /// The license's id.
+    #[arg(long)]
+    pub license_id: i64,
+}
+
+impl UserLicenseArgs {
+    /// The user's email and the license, as the operations take them.
+    fn parse(&self) -> Result<(Username, LicenseRef), Error> {
+        let license = LicenseRef {
+            product: parsed("product", &self.product, ProductCode::parse)?,
+            license_key: None,
+            license_id: Some(self.license_id),
+        };
+        Ok((parsed("email", &self.email, Username::parse)?, license))
+    }
 }
 
 /// An operation's failure as the operator reads it: the wire code and message, and for an internal
@@ -368,16 +380,16 @@ impl UserCommand {
             }
             Self::Assign {
                 target,
-                email,
-                product,
-                license_id,
+                user,
                 max_activations,
             } => {
+                let (email, license) = user.parse()?;
                 let input = AssignUser {
-                    email: parsed("email", &email, Username::parse)?,
-                    license: user_license(&product, license_id)?,
+                    email,
+                    license,
                     max_activations,
                 };
+                let UserLicenseArgs { email, license_id, .. } = user;
                 let (state, who) = target.state().await?;
                 target.show(users::assign_user(&state, &who, input).await, |d| {
                     let what = if d.already { "limit updated" } else { "assigned" };
@@ -386,16 +398,10 @@ impl UserCommand {
                     )
                 })
             }
-            Self::Unassign {
-                target,
-                email,
-                product,
-                license_id,
-            } => {
-                let input = UnassignUser {
-                    email: parsed("email", &email, Username::parse)?,
-                    license: user_license(&product, license_id)?,
-                };
+            Self::Unassign { target, user } => {
+                let (email, license) = user.parse()?;
+                let input = UnassignUser { email, license };
+                let UserLicenseArgs { email, license_id, .. } = user;
                 let (state, who) = target.state().await?;
                 target.show(users::unassign_user(&state, &who, input).await, |d| {
                     let what = if d.removed {
@@ -408,12 +414,4 @@ impl UserCommand {
             }
         }
     }
-}
-
-fn user_license(product: &str, license_id: i64) -> Result<LicenseRef, Error> {
-    Ok(LicenseRef {
-        product: parsed("product", product, ProductCode::parse)?,
-        license_key: None,
-        license_id: Some(license_id),
-    })
 }
