@@ -171,6 +171,11 @@ async fn support_frees_a_device_and_resets_a_password_from_the_command_line() {
     assert_eq!(actions[..3], expected[..], "{actions:?}");
     assert!(!out.contains("support-set-1"));
     assert_eq!(page["records"][2]["detail"]["via"], "management");
+
+    // The commands sign nothing, so they read no signing key: an unreadable one does not stop them.
+    std::fs::write(data.join("signing-key.pem"), "not a key").unwrap();
+    let (ok, out, err) = run(&[&["device", "list"][..], &license].concat());
+    assert!(ok && out.contains("pc-1 inactive"), "{out}{err}");
     let _ = std::fs::remove_dir_all(&data);
 }
 
