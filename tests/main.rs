@@ -24,6 +24,7 @@ mod large_license;
 mod listing;
 mod management;
 mod management_devices;
+mod management_lists;
 mod management_resources;
 mod oauth;
 mod offline;

@@ -15,6 +15,7 @@ pub mod keys;
 pub mod limits;
 pub mod listing;
 pub mod manage;
+pub mod reindex;
 pub mod resources;
 pub mod router;
 pub mod smoke;

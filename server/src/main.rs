@@ -133,6 +133,9 @@ enum Command {
     /// Run any Management API route as the command line: products, users, API keys, OAuth clients,
     /// the audit trail (docs/management-resources.md), e.g. `manage GET /products/app --company acme`.
     Manage(Box<license_server::resources::ManageArgs>),
+    /// Give the items of a DynamoDB table written before the listing indexes their index attributes
+    /// (docs/data-model.md); idempotent. Nothing to do on the embedded store.
+    Reindex(license_server::reindex::ReindexArgs),
     /// Print a license and its devices.
     Show {
         #[command(flatten)]
@@ -381,6 +384,10 @@ async fn run(command: Command) -> Result<(), Error> {
             license_server::resources::run(*args, sealing_key).await
         }
         Command::Search(args) => {
+            print!("{}", args.run().await?);
+            Ok(())
+        }
+        Command::Reindex(args) => {
             print!("{}", args.run().await?);
             Ok(())
         }

@@ -105,15 +105,24 @@ impl StoreArgs {
         }
     }
 
+    /// The DynamoDB table `--dynamodb-table` names (`None`: the embedded store is chosen), unopened.
+    pub async fn dynamodb(&self) -> Option<DynamoStore> {
+        Some(self.dynamo_store(self.dynamodb_table.as_deref()?).await)
+    }
+
+    async fn dynamo_store(&self, table: &str) -> DynamoStore {
+        // The full default provider chain: an operator's profile, SSO session or role.
+        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+        let client = license_api::store::dynamo::client_from(&sdk, self.dynamodb_endpoint.as_deref());
+        DynamoStore::new(client, table)
+    }
+
     /// Opens the store; `if_missing` applies to the embedded store (a table is created only with
     /// `--create-table`).
     pub async fn open(&self, if_missing: IfMissing) -> Result<Arc<dyn Store>, StoreError> {
         match &self.dynamodb_table {
             Some(table) => {
-                // The full default provider chain: an operator's profile, SSO session or role.
-                let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
-                let client = license_api::store::dynamo::client_from(&sdk, self.dynamodb_endpoint.as_deref());
-                let store = DynamoStore::new(client, table);
+                let store = self.dynamo_store(table).await;
                 if self.create_table {
                     store.create_table().await?;
                 }

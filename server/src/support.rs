@@ -1,5 +1,5 @@
 //! `license-server device …` and `license-server user …`: support's operations on a license's devices
-//! and on license users (docs/management-devices.md), from the command line, on the embedded store or
+//! and on license users (and `user list`) (docs/management-devices.md), from the command line, on the embedded store or
 //! DynamoDB. Each runs the Management API's own operation (`license_api::management`) as
 //! `Principal::cli(company)`, so its audit records say `cli:<OS user>`; text by default, `--json` for
 //! the operation's output as the Management API returns it.
@@ -12,8 +12,10 @@ use license_api::ids::{CompanyId, HardwareId, LicenseKey, ProductCode, Username}
 use license_api::management::devices::{
     self, BlacklistDevice, DevicePage, DeviceRef, DeviceView, LicenseInput, LicenseRef, ListDevices,
 };
+use license_api::management::lists::{self, ListItems, UserList};
 use license_api::management::users::{self, AssignUser, SetPassword, UnassignUser};
 use license_api::state::Core;
+use license_api::store::listing::{DEFAULT_PAGE, MAX_PAGE};
 use license_api::store::sqlite::IfMissing;
 use license_api::store::ErrorChain;
 use serde::Serialize;
@@ -143,6 +145,17 @@ pub enum UserCommand {
         /// The user's own activation limit on the license (0: unlimited within the license's).
         #[arg(long, default_value_t = 0)]
         max_activations: i64,
+    },
+    /// List the company's license users by email, a page at a time (never a password or its hash).
+    List {
+        #[command(flatten)]
+        target: Target,
+        /// At most this many users.
+        #[arg(long, default_value_t = DEFAULT_PAGE as u64, value_parser = clap::value_parser!(u64).range(1..=MAX_PAGE as u64))]
+        limit: u64,
+        /// Continue after an earlier page: the cursor it printed.
+        #[arg(long)]
+        cursor: Option<String>,
     },
     /// Remove a user from a user-based license (refused while their devices are active on it).
     Unassign {
@@ -357,6 +370,14 @@ impl UserCommand {
     /// Runs the command; what to print.
     pub async fn run(self) -> Result<String, Error> {
         match self {
+            Self::List { target, limit, cursor } => {
+                let input = ListItems {
+                    cursor,
+                    limit: Some(limit as usize),
+                };
+                let (state, who) = target.state().await?;
+                target.show(lists::list_users(&state, &who, input).await, users_text)
+            }
             Self::SetPassword {
                 target,
                 email,
@@ -414,4 +435,26 @@ impl UserCommand {
             }
         }
     }
+}
+
+/// One line per user, then the cursor to go on with.
+fn users_text(page: &UserList) -> String {
+    let mut out = String::new();
+    for u in &page.users {
+        let licenses: Vec<String> = u.licenses.iter().map(|(p, id)| format!("{p}/{id}")).collect();
+        let password = if u.has_password { "password" } else { "no password" };
+        out.push_str(&format!(
+            "{}  id {}  {password}  licenses [{}]\n",
+            u.email,
+            u.id,
+            licenses.join(", ")
+        ));
+    }
+    if page.users.is_empty() {
+        out.push_str("no users\n");
+    }
+    if let Some(cursor) = &page.cursor {
+        out.push_str(&format!("more: --cursor {cursor}\n"));
+    }
+    out
 }

@@ -3,9 +3,8 @@
 //! code ([`crate::catalog::api_key_of_entry`]), so a key is defined once. The shared secret is
 //! generated here, shown once in the answer to the create, and never again.
 //!
-//! Keys are stored by id alone (the License API finds a request's key in one read), so a company's
-//! keys cannot be listed without a scan: there is no listing route. A key of another company reads as
-//! unknown. A revocation takes effect at once in this process (its cached record is dropped), and in
+//! Keys are stored by id alone (the License API finds a request's key in one read); `GET /api-keys`
+//! lists a company's through an index ([`super::lists`]). A key of another company reads as unknown. A revocation takes effect at once in this process (its cached record is dropped), and in
 //! other processes within the key cache's TTL (docs/limits.md).
 
 use super::keys::{hex, random, refused};

@@ -6,8 +6,7 @@
 //!
 //! Every change replaces the user's record on the condition that it is still as read, with its audit
 //! record in the same write ([`super::guarded::rewrite`]), so a concurrent assignment or
-//! `change_password` is never lost. The store keeps each user in a partition of its own, so it cannot
-//! list a company's users without a scan: there is no listing route.
+//! `change_password` is never lost. `GET /users` lists them ([`super::lists`]).
 
 use super::guarded::{self, Decision};
 use super::products::invalid;

@@ -15,6 +15,7 @@ pub mod idempotency;
 pub mod keys;
 pub mod license_users;
 pub mod licenses;
+pub mod lists;
 pub mod oauth_clients;
 pub mod op;
 #[cfg(feature = "openapi")]

@@ -4,8 +4,8 @@
 //! secret is generated here, shown once in the answer to the create, and stored as the catalog import
 //! stores it: its argon2id hash, and sealed with the deployment's sealing key (docs/oauth.md).
 //!
-//! Clients are stored by id alone, so a company's clients cannot be listed without a scan: there is
-//! no listing route. A client of another company reads as unknown. A revocation takes effect at once
+//! Clients are stored by id alone; `GET /oauth-clients` lists a company's through an index
+//! ([`super::lists`]). A client of another company reads as unknown. A revocation takes effect at once
 //! in this process and in others within the record cache's TTL; tokens it issued stay valid until
 //! they expire (docs/oauth.md).
 

@@ -5,8 +5,7 @@
 //! Every change replaces the product's document on the condition that it is still as read, with its
 //! audit record in the same write ([`super::guarded::rewrite`]): a lost race decides again.
 //!
-//! The store keeps each product in a partition of its own, so it cannot list a company's products
-//! without a scan: there is no listing route (docs/management-resources.md, *Gaps*).
+//! `GET /products` lists them ([`super::lists`]).
 
 use super::guarded::{self, Decision};
 use crate::audit::Change;

@@ -7,7 +7,7 @@
 
 use super::idempotency::{self, Pending};
 use super::{
-    api_keys, at_paths, devices, keys, license_users, licenses, oauth_clients, products, search, trail, users,
+    api_keys, at_paths, devices, keys, license_users, licenses, lists, oauth_clients, products, search, trail, users,
 };
 use crate::auth::{bearer_token, Access, Principal};
 use crate::error::ApiError;
@@ -94,17 +94,21 @@ pub static ROUTES: &[Route] = &[
     route!(GET "/products/{product}" => 200 products::show),
     route!(PATCH "/products/{product}" => 200 products::update),
     route!(DELETE "/products/{product}" => 200 products::delete),
+    route!(GET "/products" => 200 lists::list_products),
     route!(POST "/users" => 201 license_users::create),
     route!(GET "/users/{email}" => 200 license_users::show),
     route!(PATCH "/users/{email}" => 200 license_users::update),
     route!(DELETE "/users/{email}" => 200 license_users::delete),
     route!(PUT "/users/{email}/password" => 200 users::set_password),
+    route!(GET "/users" => 200 lists::list_users),
     route!(POST "/api-keys" => 201 api_keys::create),
     route!(GET "/api-keys/{api_key}" => 200 api_keys::show),
     route!(POST "/api-keys/{api_key}/revoke" => 200 api_keys::revoke),
+    route!(GET "/api-keys" => 200 lists::list_api_keys),
     route!(POST "/oauth-clients" => 201 oauth_clients::create),
     route!(GET "/oauth-clients/{client_id}" => 200 oauth_clients::show),
     route!(POST "/oauth-clients/{client_id}/revoke" => 200 oauth_clients::revoke),
+    route!(GET "/oauth-clients" => 200 lists::list_oauth_clients),
     route!(GET "/audit" => 200 trail::query),
     route!(GET "/licenses" => 200 search::list_licenses),
     route!(GET "/licenses/search" => 200 search::search_licenses),

@@ -1,11 +1,13 @@
 //! The administrative reads of a company's licenses (`Store::find_licenses`): a listing, optionally of
 //! one product, or a search by license key, customer email, order id or hardware id; paginated by an
-//! opaque cursor. What the stores share lives here: the query, its bounds, the cursor's validation and
-//! the final check that a license found through an index still matches (DynamoDB's indexes are read
-//! eventually consistent: an entry may lag its item).
+//! opaque cursor. And the listings of its other items (`Store::list_items`: products, license users,
+//! API keys, OAuth clients). What the stores share lives here: the queries, their bounds, the cursors'
+//! validation and the final check that an item found through an index still matches (DynamoDB's
+//! indexes are read eventually consistent: an entry may lag its item).
 
-use crate::ids::{CompanyId, HardwareId, LicenseKey, OrderId, ProductCode, Username};
+use crate::ids::{ApiKeyId, CompanyId, HardwareId, IdError, LicenseKey, OAuthClientId, OrderId, ProductCode, Username};
 use crate::model::License;
+use crate::store::write::{Image, Item};
 use crate::store::StoreError;
 
 /// Licenses a page holds unless asked for fewer.
@@ -93,9 +95,103 @@ pub fn customer_email(license: &License) -> Option<String> {
     (!email.is_empty()).then(|| email.to_lowercase())
 }
 
+/// The company items besides licenses that are listed a page at a time (`Store::list_items`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ItemKind {
+    Products,
+    Users,
+    ApiKeys,
+    OAuthClients,
+}
+
+/// One page of a company's items of one kind, ordered by name (code, email, key id, client id);
+/// `cursor` continues after it (`None`: this was the last page).
+#[derive(Clone, Debug, Default)]
+pub struct ItemPage {
+    pub items: Vec<Image>,
+    pub cursor: Option<String>,
+}
+
+impl ItemKind {
+    /// The item of this kind called `name` in the company: a product's code, a user's email, an API
+    /// key's or OAuth client's id.
+    pub fn item(self, company: &CompanyId, name: &str) -> Result<Item, IdError> {
+        Ok(match self {
+            Self::Products => Item::Product(company.clone(), ProductCode::parse(name)?),
+            Self::Users => Item::User(company.clone(), Username::parse(name)?),
+            Self::ApiKeys => Item::ApiKey(ApiKeyId::parse(name)?),
+            Self::OAuthClients => Item::OAuthClient(OAuthClientId::parse(name)?),
+        })
+    }
+
+    /// The kind of a listed item; `None` for an item no listing of this kind holds.
+    pub fn of(item: &Item) -> Option<Self> {
+        match item {
+            Item::Product(..) => Some(Self::Products),
+            Item::User(..) => Some(Self::Users),
+            Item::ApiKey(_) => Some(Self::ApiKeys),
+            Item::OAuthClient(_) => Some(Self::OAuthClients),
+            _ => None,
+        }
+    }
+
+    /// The company an item of this kind belongs to, as stored: in its key, or (API keys, OAuth clients,
+    /// stored by id alone) in its record.
+    pub fn company_of<'a>(item: &'a Item, image: &'a Image) -> Option<&'a CompanyId> {
+        match (item, image) {
+            (Item::Product(c, _) | Item::User(c, _), _) => Some(c),
+            (_, Image::ApiKey(k)) => Some(&k.company),
+            (_, Image::OAuthClient(c)) => Some(&c.company),
+            _ => None,
+        }
+    }
+
+    /// The name a page is ordered by and its cursor holds; `None` for an item of another kind.
+    pub fn name_of(self, item: &Item) -> Option<&str> {
+        match (self, item) {
+            (Self::Products, Item::Product(_, code)) => Some(code.as_str()),
+            (Self::Users, Item::User(_, email)) => Some(email.as_str()),
+            (Self::ApiKeys, Item::ApiKey(id)) => Some(id.as_str()),
+            (Self::OAuthClients, Item::OAuthClient(id)) => Some(id.as_str()),
+            _ => None,
+        }
+    }
+
+    /// The cursor as the name after which the page starts: a name of this kind, or refused. Whatever it
+    /// names, a page reads only the company it is asked for.
+    pub fn start_after(self, company: &CompanyId, cursor: Option<&str>) -> Result<Option<String>, ForeignCursor> {
+        let Some(cursor) = cursor else { return Ok(None) };
+        let item = self.item(company, cursor).map_err(|_| ForeignCursor)?;
+        Ok(self.name_of(&item).map(str::to_owned))
+    }
+
+    /// Whether an item read (consistently) through an index entry is still the company's item of this
+    /// kind: an API key or OAuth client carries its company, and one deleted and created again by
+    /// another company keeps its id.
+    pub fn holds(self, company: &CompanyId, item: &Item, image: &Image) -> bool {
+        Self::of(item) == Some(self) && Self::company_of(item, image) == Some(company)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An item listing's cursor is a name of its kind, nothing else.
+    #[test]
+    fn an_item_cursor_must_name_an_item_of_the_kind() {
+        let company = CompanyId::parse("acme").unwrap();
+        assert_eq!(
+            ItemKind::Users.start_after(&company, Some("a@b.c")).unwrap().as_deref(),
+            Some("a@b.c")
+        );
+        assert!(ItemKind::Users.start_after(&company, Some("a\u{7}b")).is_err());
+        assert!(ItemKind::Products.start_after(&company, Some("a#b")).is_err());
+        assert!(ItemKind::ApiKeys
+            .start_after(&company, Some(&"k".repeat(2000)))
+            .is_err());
+        assert_eq!(ItemKind::OAuthClients.start_after(&company, None).unwrap(), None);
+    }
 
     fn query(product: Option<&str>) -> LicenseQuery {
         LicenseQuery {

@@ -421,6 +421,34 @@ pub trait Store: Send + Sync {
         limit: usize,
     ) -> Result<listing::LicensePage, StoreError>;
 
+    /// Administrative (the Management API's lists, `license-server user list`): one page of the
+    /// company's items of `kind`, ordered by name, after `cursor` (the previous page's), at most `limit`,
+    /// clamped here to 1..=[`listing::MAX_PAGE`]. Each item is read consistently; which items a page
+    /// holds is read, on DynamoDB, from an index updated eventually (docs/data-model.md).
+    async fn list_items(
+        &self,
+        kind: listing::ItemKind,
+        company: &CompanyId,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<listing::ItemPage, StoreError> {
+        let after = kind.start_after(company, cursor)?;
+        self.item_page(kind, company, after.as_deref(), limit.clamp(1, listing::MAX_PAGE))
+            .await
+    }
+
+    /// [`Self::list_items`] once its cursor is checked (`after`: the name the page starts after) and
+    /// its limit clamped; a page that holds `limit` items has a cursor.
+    async fn item_page(
+        &self,
+        _kind: listing::ItemKind,
+        _company: &CompanyId,
+        _after: Option<&str>,
+        _limit: usize,
+    ) -> Result<listing::ItemPage, StoreError> {
+        Err(StoreError::Invalid("this store does not list items".into()))
+    }
+
     /// Administrative: every item kept beside the license (devices, seats, released-slot markers,
     /// offline request records), so deleting a license can delete them too. Grows with its devices.
     async fn items_beside(&self, addr: &LicenseAddr) -> Result<Vec<write::Item>, StoreError>;

@@ -5,7 +5,7 @@
 //! are exactly as safe as several Lambdas on one table. All database work runs on the store's own
 //! thread, never on the runtime's shared blocking pool (password hashing cannot starve it).
 
-use super::listing::{LicensePage, LicenseQuery, LicenseSearch};
+use super::listing::{ItemKind, ItemPage, LicensePage, LicenseQuery, LicenseSearch};
 use super::write::{self, Attr, Image, Item, Refused, Val, Write};
 use super::{ContextQuery, ContextRead, LicenseRead, Rejection, Store, StoreError};
 use crate::audit::{self, AuditFilter, AuditPage};
@@ -134,6 +134,13 @@ CREATE INDEX IF NOT EXISTS licenses_by_order ON licenses (json_extract(terms, '$
 CREATE INDEX IF NOT EXISTS devices_by_hardware_id ON devices (hardware_id);
 "#;
 
+/// Migration 11: the listings of a company's API keys and OAuth clients (`Store::list_items`), whose
+/// tables are keyed by id alone; products and users are keyed by company already.
+const SCHEMA_V11_ITEM_LISTING: &str = r#"
+CREATE INDEX IF NOT EXISTS api_keys_by_company ON api_keys (company, id);
+CREATE INDEX IF NOT EXISTS oauth_clients_by_company ON oauth_clients (company, client_id);
+"#;
+
 /// Every schema change, in order; the database's `user_version` is how many it has. Kept forever: a
 /// change is a new entry, never an edit of one that shipped.
 fn migrations() -> Migrations<'static> {
@@ -148,11 +155,12 @@ fn migrations() -> Migrations<'static> {
         M::up(SCHEMA_V8_AUDIT_EXPIRY),
         M::up(SCHEMA_V9_MANAGEMENT_KEYS),
         M::up(SCHEMA_V10_LISTING),
+        M::up(SCHEMA_V11_ITEM_LISTING),
     ])
 }
 
 /// The schema version this build knows (the number of migrations).
-pub const SCHEMA_VERSION: usize = 10;
+pub const SCHEMA_VERSION: usize = 11;
 
 /// Work for the store's thread.
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
@@ -1008,6 +1016,18 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn item_page(
+        &self,
+        kind: ItemKind,
+        company: &CompanyId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<ItemPage, StoreError> {
+        let (company, after) = (company.clone(), after.unwrap_or_default().to_owned());
+        self.read("list items", move |c| item_page(c, kind, &company, &after, limit))
+            .await
+    }
+
     async fn items_beside(&self, addr: &LicenseAddr) -> Result<Vec<Item>, StoreError> {
         let (addr, pk) = (addr.clone(), addr.storage_key());
         self.read("list a license's items", move |c| {
@@ -1114,6 +1134,38 @@ fn license_page(
         .then(|| licenses.last().map(|l| LicenseAddr::of(l).storage_key()))
         .flatten();
     Ok(LicensePage { licenses, cursor })
+}
+
+/// One page of a company's items of one kind: the table's (company, name) key or index (migration 11)
+/// orders them and serves as the cursor; each row is then read as its item.
+fn item_page(
+    c: &Connection,
+    kind: ItemKind,
+    company: &CompanyId,
+    after: &str,
+    limit: usize,
+) -> rusqlite::Result<ItemPage> {
+    let (table, name) = match kind {
+        ItemKind::Products => ("products", "code"),
+        ItemKind::Users => ("users", "email"),
+        ItemKind::ApiKeys => ("api_keys", "id"),
+        ItemKind::OAuthClients => ("oauth_clients", "client_id"),
+    };
+    let names: Vec<String> = c
+        .prepare_cached(&format!(
+            "SELECT {name} FROM {table} WHERE company = ?1 AND {name} > ?2 ORDER BY {name} LIMIT ?3"
+        ))?
+        .query_map(params![company.as_str(), after, limit as i64], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut items = Vec::with_capacity(names.len());
+    for name in &names {
+        let item = kind
+            .item(company, name)
+            .map_err(|e| corrupt(&format!("{table} {name}"), e))?;
+        items.extend(load(c, &item)?);
+    }
+    let cursor = (names.len() == limit).then(|| names.last().cloned()).flatten();
+    Ok(ItemPage { items, cursor })
 }
 
 /// One page of the audit trail: the primary key (company, audit_id) serves the order and the cursor.

@@ -14,6 +14,7 @@ use crate::model::{
 };
 use crate::plan::LicenseAddr;
 use crate::sealed::Sealed;
+use crate::store::listing::ItemKind;
 use crate::store::write::{Attr as A, Image, Item as WriteItem, FEATURE_COUNTER_PREFIX, FEATURE_PERIOD_PREFIX};
 use crate::store::StoreError;
 use crate::time::Timestamp;
@@ -593,6 +594,24 @@ pub fn trial_item(key: ItemMap, t: &TrialRecord) -> ItemMap {
 
 /// The stored form of `image` as the item `at` (its key included): what a put or upsert writes.
 pub fn encode(at: &WriteItem, image: &Image) -> Result<ItemMap, StoreError> {
+    let mut item = encode_attributes(at, image)?;
+    index_listed(at, image, &mut item);
+    Ok(item)
+}
+
+/// The item's entry in its company's listing of products, license users, API keys or OAuth clients
+/// (GSI1, `keys::listed_partition`), sorted by its storage key: every put or upsert of a whole item
+/// goes through [`encode`], so none misses it (licenses and devices tag themselves, above).
+fn index_listed(at: &WriteItem, image: &Image, item: &mut ItemMap) {
+    let Some(kind) = ItemKind::of(at) else { return };
+    let Some(company) = ItemKind::company_of(at, image) else {
+        return;
+    };
+    let sort_key = keys::key_part(item, keys::PK);
+    keys::LICENSES.tag_sorted(item, keys::listed_partition(kind, company), sort_key);
+}
+
+fn encode_attributes(at: &WriteItem, image: &Image) -> Result<ItemMap, StoreError> {
     let key = super::expr::key(at);
     Ok(match (at, image) {
         (WriteItem::ApiKey(_), Image::ApiKey(k)) => api_key_item(k),

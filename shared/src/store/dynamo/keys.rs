@@ -6,6 +6,7 @@ use crate::ids::{
     Username,
 };
 use crate::plan::LicenseAddr;
+use crate::store::listing::ItemKind;
 use aws_sdk_dynamodb::types::AttributeValue;
 use std::collections::HashMap;
 
@@ -128,7 +129,9 @@ pub struct Index {
     pub sk: &'static str,
 }
 
-/// Every license of a company: `LICENSES#<company>`, sorted by the license's storage key.
+/// Every license of a company: `LICENSES#<company>`, sorted by the license's storage key; and the
+/// company's products, license users, API keys and OAuth clients ([`listed_partition`]), each sorted by
+/// its item's storage key.
 pub const LICENSES: Index = Index {
     name: "GSI1",
     pk: "GSI1PK",
@@ -159,14 +162,63 @@ const MAX_INDEX_SORT_KEY: usize = 1024;
 pub const INDEXES: [Index; 4] = [LICENSES, BY_KEY_OR_HARDWARE_ID, BY_EMAIL, BY_ORDER_ID];
 
 impl Index {
-    /// Puts the item into this index under `partition`, sorted by the license's storage key. A storage
-    /// key over an index sort key's 1,024 bytes (only codes and keys of hundreds of bytes make one) would
-    /// refuse the whole write: such an item stays out of the index instead.
+    /// Puts the item into this index under `partition`, sorted by the license's storage key.
     pub fn tag(self, item: &mut ItemMap, partition: String, addr: &LicenseAddr) {
-        if license_pk(addr).len() > MAX_INDEX_SORT_KEY {
+        self.tag_sorted(item, partition, license_pk(addr));
+    }
+
+    /// Puts the item into this index under `partition`, sorted by `sort_key`. A sort key over an index
+    /// sort key's 1,024 bytes (only codes and keys of hundreds of bytes make one) would refuse the whole
+    /// write: such an item stays out of the index instead.
+    pub fn tag_sorted(self, item: &mut ItemMap, partition: String, sort_key: String) {
+        if sort_key.len() > MAX_INDEX_SORT_KEY {
             return;
         }
         item.insert(self.pk.to_owned(), s(partition));
-        item.insert(self.sk.to_owned(), s(license_pk(addr)));
+        item.insert(self.sk.to_owned(), s(sort_key));
+    }
+}
+
+/// The GSI1 partition of a company's items of one kind: `PRODUCTS#`, `USERS#`, `APIKEYS#` or
+/// `OAUTHCLIENTS#<company>`.
+pub fn listed_partition(kind: ItemKind, company: &CompanyId) -> String {
+    let name = match kind {
+        ItemKind::Products => "PRODUCTS",
+        ItemKind::Users => "USERS",
+        ItemKind::ApiKeys => "APIKEYS",
+        ItemKind::OAuthClients => "OAUTHCLIENTS",
+    };
+    format!("{name}#{company}")
+}
+
+/// What the storage key of every item of the kind starts with, before its name (see [`api_key`],
+/// [`oauth_client`], [`product`], [`user`]).
+pub fn listed_prefix(kind: ItemKind, company: &CompanyId) -> String {
+    match kind {
+        ItemKind::Products => format!("PRODUCT#{company}#"),
+        ItemKind::Users => format!("USER#{company}#"),
+        ItemKind::ApiKeys => "APIKEY#".to_owned(),
+        ItemKind::OAuthClients => "OAUTHCLIENT#".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A listed item's storage key is its kind's prefix and its name, which is how a page names it.
+    #[test]
+    fn listed_items_are_their_prefix_and_name() {
+        let company = CompanyId::parse("acme").unwrap();
+        for (kind, name) in [
+            (ItemKind::Products, "app"),
+            (ItemKind::Users, "ann@example.com"),
+            (ItemKind::ApiKeys, "key-1"),
+            (ItemKind::OAuthClients, "client-1"),
+        ] {
+            let item = kind.item(&company, name).unwrap();
+            let pk = key_part(&crate::store::dynamo::expr::key(&item), PK);
+            assert_eq!(pk, format!("{}{name}", listed_prefix(kind, &company)));
+        }
     }
 }

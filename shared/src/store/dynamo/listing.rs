@@ -3,13 +3,16 @@
 //! one consistent `BatchGetItem` of those licenses. An index is updated eventually, so an entry may
 //! lag its item: each license read is checked against the query ([`LicenseQuery::matches`]) and a
 //! license deleted meanwhile is skipped, so a page never shows what the table no longer holds.
+//! A company's products, license users, API keys and OAuth clients (`Store::list_items`) are listed the
+//! same way, from their own partitions of GSI1 (`keys::listed_partition`).
 
 use super::keys::{self, s, Index, ItemMap, PK, SK};
 use super::usage::Capacity;
 use super::{backend, codec, DynamoStore, CONSUMED};
+use crate::ids::CompanyId;
 use crate::plan::LicenseAddr;
-use crate::store::listing::{LicensePage, LicenseQuery, LicenseSearch};
-use crate::store::write::Item;
+use crate::store::listing::{ItemKind, ItemPage, LicensePage, LicenseQuery, LicenseSearch};
+use crate::store::write::{Image, Item};
 use crate::store::StoreError;
 
 impl DynamoStore {
@@ -45,6 +48,92 @@ impl DynamoStore {
         let licenses = self.licenses_at(&addrs).await?;
         let licenses = licenses.into_iter().filter(|l| query.matches(l)).collect();
         Ok(LicensePage { licenses, cursor })
+    }
+
+    /// One page of the company's items of `kind` after the one named `after` (`Store::item_page`).
+    pub(super) async fn listed_page(
+        &self,
+        kind: ItemKind,
+        company: &CompanyId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<ItemPage, StoreError> {
+        let (index, partition) = (keys::LICENSES, keys::listed_partition(kind, company));
+        let prefix = keys::listed_prefix(kind, company);
+        let start = after.map(|name| {
+            let storage_key = format!("{prefix}{name}");
+            ItemMap::from([
+                (index.pk.to_owned(), s(&partition)),
+                (index.sk.to_owned(), s(&storage_key)),
+                (PK.to_owned(), s(storage_key)),
+                (SK.to_owned(), s("#")),
+            ])
+        });
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(index.name)
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", index.pk)
+            .expression_attribute_values(":pk", s(&partition))
+            .set_exclusive_start_key(start)
+            .limit(limit as i32)
+            .return_consumed_capacity(CONSUMED)
+            .send()
+            .await
+            .map_err(|e| self.index_error(index, e))?;
+        self.usage.consumed(Capacity::Read, out.consumed_capacity());
+        let names: Vec<String> = out
+            .items()
+            .iter()
+            .map(|i| {
+                keys::key_part(i, index.sk)
+                    .strip_prefix(&prefix)
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect();
+        let cursor = out.last_evaluated_key.as_ref().and(names.last().cloned());
+        Ok(ItemPage {
+            items: self.listed_items(kind, company, &names).await?,
+            cursor,
+        })
+    }
+
+    /// The company's items of `kind` with these names, read consistently, in their order; one gone
+    /// (or no longer the company's) is skipped.
+    async fn listed_items(
+        &self,
+        kind: ItemKind,
+        company: &CompanyId,
+        names: &[String],
+    ) -> Result<Vec<Image>, StoreError> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let items: Vec<Item> = names
+            .iter()
+            .map(|name| {
+                kind.item(company, name).map_err(|e| StoreError::Corrupt {
+                    key: format!("{} {name}", keys::listed_partition(kind, company)),
+                    reason: format!("an index entry names no item: {e}"),
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let mut found = self.batch_get(items.iter().map(super::expr::key).collect()).await?;
+        let mut images = Vec::with_capacity(items.len());
+        for item in &items {
+            let key = super::expr::key(item);
+            let Some(stored) = found.remove(&(keys::key_part(&key, PK), keys::key_part(&key, SK))) else {
+                continue;
+            };
+            let image = codec::decode(item, &stored)?;
+            if kind.holds(company, item, &image) {
+                images.push(image);
+            }
+        }
+        Ok(images)
     }
 
     /// A table created before the indexes existed says so and what to do; any other error as usual.

@@ -6,9 +6,10 @@ mod expr;
 mod keys;
 mod listing;
 mod plain;
+mod reindex;
 mod usage;
 
-use super::listing::{LicensePage, LicenseQuery};
+use super::listing::{ItemKind, ItemPage, LicensePage, LicenseQuery};
 use super::write::{Attr, Image, Item, Write};
 use super::{ContextQuery, ContextRead, LicenseRead, Rejection, Store, StoreError};
 use crate::audit::{self, AuditFilter, AuditPage};
@@ -27,6 +28,7 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 use keys::{s, ItemMap};
 pub use keys::{PK, SK};
+pub use reindex::{Backfill, ReindexReport};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -489,6 +491,16 @@ impl Store for DynamoStore {
         limit: usize,
     ) -> Result<LicensePage, StoreError> {
         self.license_page(query, cursor, limit).await
+    }
+
+    async fn item_page(
+        &self,
+        kind: ItemKind,
+        company: &CompanyId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<ItemPage, StoreError> {
+        self.listed_page(kind, company, after, limit).await
     }
 
     async fn items_beside(&self, addr: &LicenseAddr) -> Result<Vec<Item>, StoreError> {
