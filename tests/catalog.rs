@@ -55,6 +55,29 @@ integration_tests::matrix! {
         );
     }
 
+    // Provenance (docs/data-model.md): the import marks what it writes as the catalog's; the
+    // Management API marks what it creates as its own, and a re-import that names it claims it.
+    async fn the_import_records_what_it_owns(setup) {
+        let f = imported(setup).await;
+        let catalog = Some(license_api::model::LicenseSource::Catalog);
+        let key = f.store().api_key(&license_api::ids::ApiKeyId::parse("demo-api-key").unwrap()).await.unwrap();
+        assert_eq!(key.unwrap().source, catalog);
+        let demo = license_api::ids::CompanyId::parse("demo").unwrap();
+        let ann = license_api::ids::Username::parse("ann@example.com").unwrap();
+        assert_eq!(f.store().get_user(&demo, &ann).await.unwrap().unwrap().source, catalog);
+        let cli = license_api::auth::Principal::cli(demo.clone());
+        let entry = json!({"api_key": "support-key"}).as_object().unwrap().clone();
+        let input = license_api::management::api_keys::CreateApiKey { entry };
+        license_api::management::api_keys::create(&f.app.state, &cli, input).await.unwrap();
+        let id = license_api::ids::ApiKeyId::parse("support-key").unwrap();
+        let made = f.store().api_key(&id).await.unwrap().unwrap();
+        assert_eq!(made.source, Some(license_api::model::LicenseSource::Management));
+        let mut v: Value = serde_json::from_str(EXAMPLE).unwrap();
+        v["companies"][0]["api_keys"].as_array_mut().unwrap().push(json!({"api_key": "support-key", "shared_key": made.shared_key}));
+        import(f.store(), &Catalog::parse(&v.to_string(), "claims.json").unwrap()).await.unwrap();
+        assert_eq!(f.store().api_key(&id).await.unwrap().unwrap().source, catalog, "claimed");
+    }
+
     async fn reimport_keeps_activations(setup) {
         let f = imported(setup).await;
         let c = demo_client(&f);
@@ -268,6 +291,7 @@ fn every_kind(company: &license_api::ids::CompanyId) -> Vec<(Item, Image)> {
                 products: vec![product.clone()],
                 read_only: true,
                 revoked: true,
+                source: Some(license_api::model::LicenseSource::Management),
             })),
         ),
         (
@@ -275,6 +299,7 @@ fn every_kind(company: &license_api::ids::CompanyId) -> Vec<(Item, Image)> {
             Image::Company(Box::new(Company {
                 id: 5,
                 blacklist: [hw.clone()].into(),
+                management_blacklist: [hw.clone()].into(),
             })),
         ),
         (
@@ -296,6 +321,8 @@ fn every_kind(company: &license_api::ids::CompanyId) -> Vec<(Item, Image)> {
                 password_change_disabled: false,
                 trial_password: false,
                 password_changed_by_user: false,
+                management_licenses: vec![(product.clone(), 42)],
+                source: Some(license_api::model::LicenseSource::Trial),
             })),
         ),
         (Item::License(addr.clone()), Image::License(Box::new(license))),
@@ -346,6 +373,7 @@ fn every_kind(company: &license_api::ids::CompanyId) -> Vec<(Item, Image)> {
                 products: vec![product.clone()],
                 read_only: true,
                 revoked: true,
+                source: Some(license_api::model::LicenseSource::Catalog),
             })),
         ),
         (

@@ -2,7 +2,7 @@
 //! docs/management-devices.md) on every setup, observed through the License API: support frees a device
 //! with the License API's own conditional write (a race with the device's own deactivation frees it
 //! once), resets all devices and the transfer count, blacklists a device, sets a user's password and
-//! assigns a user; every change leaves one audit record naming the command line's user, a refused
+//! assigns a user (a re-import keeps what support added); every change leaves one audit record naming the command line's user, a refused
 //! change none.
 
 use integration_tests::fixtures::{key_body, user_body, KEY_PRODUCT, PASSWORD, USER_PRODUCT};
@@ -58,6 +58,22 @@ async fn cli_records(f: &Fixture) -> Vec<AuditRecord> {
 
 async fn activate(f: &Fixture, body: serde_json::Value) -> u16 {
     f.app.send(f.client.activate(&body)).await.status().as_u16()
+}
+
+/// The example catalog without Carol's seat on the team license (#6), so support can assign her.
+fn catalog_without_carols_seat() -> license_api::catalog::Catalog {
+    let mut v: serde_json::Value = serde_json::from_str(include_str!("../examples/catalog.json")).unwrap();
+    let team = v["companies"][0]["licenses"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|l| l["id"] == 6)
+        .unwrap();
+    team["users"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|u| u["email"] != "carol@example.com");
+    license_api::catalog::Catalog::parse(&v.to_string(), "catalog.json").unwrap()
 }
 
 integration_tests::matrix! {
@@ -307,6 +323,49 @@ async fn a_reimport_keeps_the_password_support_set(setup) {
     };
     assert_eq!(f.app.send(activate("set-by-support", "pc-1")).await.status(), 200, "kept by the re-import");
     assert_error(&f.app.send(activate("demo-password", "pc-2")).await, 400, "license_not_found");
+}
+
+// What support added is not the catalog's to undo: a re-import of the unchanged catalog keeps the
+// device support blacklisted and the license it assigned (docs/catalog.md, *Ownership*), and its dry
+// run says so; a catalog that lists the device claims it, and one that then drops it unlists it.
+async fn a_reimport_keeps_what_support_added(setup) {
+    let f = Fixture::new(setup).await;
+    let catalog = catalog_without_carols_seat();
+    license_api::catalog::import(f.store(), &catalog).await.unwrap();
+    let demo = Principal::cli(license_api::ids::CompanyId::parse("demo").unwrap());
+    let input = BlacklistDevice { hardware_id: hw("pc-stolen"), license: None };
+    devices::blacklist_device(&f.app.state, &demo, input).await.unwrap();
+    let carol = Username::parse("carol@example.com").unwrap();
+    let team = LicenseRef { product: ProductCode::parse("demo-team").unwrap(), license_key: None, license_id: Some(6) };
+    let input = AssignUser { email: carol.clone(), license: team, max_activations: 1 };
+    users::assign_user(&f.app.state, &demo, input).await.unwrap();
+
+    let options = license_api::catalog::ImportOptions { dry_run: true, ..Default::default() };
+    let preview = license_api::catalog::import_with(f.store(), &catalog, None, options).await.unwrap();
+    assert_eq!(preview.changes, [], "the unchanged catalog changes nothing");
+    assert_eq!(
+        preview.kept,
+        [
+            "keep blacklist entry pc-stolen of company demo: support added it",
+            "keep the assignment of license demo/demo-team #6 to license user carol@example.com: support made it",
+        ]
+    );
+    license_api::catalog::import(f.store(), &catalog).await.unwrap();
+    let c = f.app.client("demo-api-key", "demo-shared-key-change-me");
+    let key = |hw: &str| c.activate(&json!({"product": "demo", "hardware_id": hw, "license_key": "DEMO-0000-0000-0001"}));
+    assert_error(&f.app.send(key("pc-stolen")).await, 400, "blacklisted");
+    let body = json!({"product": "demo-team", "hardware_id": "carol-pc", "username": "carol@example.com", "password": "demo-password"});
+    assert_eq!(f.app.send(c.activate(&body)).await.status(), 200, "Carol's assignment was kept");
+
+    // A catalog that lists the device claims it; one that then drops it unlists it.
+    let mut v: serde_json::Value = serde_json::from_str(include_str!("../examples/catalog.json")).unwrap();
+    v["companies"][0]["blacklist"] = json!(["stolen-laptop-1", "pc-stolen"]);
+    let claims = license_api::catalog::Catalog::parse(&v.to_string(), "claims.json").unwrap();
+    assert_eq!(license_api::catalog::import(f.store(), &claims).await.unwrap().kept, Vec::<String>::new());
+    v["companies"][0]["blacklist"] = json!(["stolen-laptop-1"]);
+    let drops = license_api::catalog::Catalog::parse(&v.to_string(), "drops.json").unwrap();
+    license_api::catalog::import(f.store(), &drops).await.unwrap();
+    assert_eq!(f.app.send(key("pc-stolen")).await.status(), 200, "the catalog's own entry was removed");
 }
 
 async fn concurrent_blacklistings_are_all_kept(setup) {

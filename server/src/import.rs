@@ -1,5 +1,6 @@
 //! `license-server import`: what the import changed (or, with `--dry-run`, would change), one line per
-//! item (and each license `--prune` removes), then the counts of what the catalog names.
+//! item (and each license `--prune` removes, and what it keeps because support added it), then the
+//! counts of what the catalog names.
 
 use license_api::catalog::ImportReport;
 use std::fmt::Write as _;
@@ -13,6 +14,9 @@ pub fn render(file: &Path, target: &str, report: &ImportReport, dry_run: bool) -
     }
     for removal in &report.removals {
         let _ = writeln!(out, "  {}", removal.describe());
+    }
+    for kept in &report.kept {
+        let _ = writeln!(out, "  {kept}");
     }
     let (n, unchanged) = (report.changes.len() + report.removals.len(), report.unchanged);
     let _ = match dry_run {

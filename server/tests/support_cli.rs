@@ -257,3 +257,33 @@ fn support_commands_work_on_dynamodb() {
         .collect();
     assert_eq!(actions, ["user.set_password", "company.blacklist_device"]);
 }
+
+/// `import --dry-run` of the unchanged catalog after support blacklisted a device: nothing would be
+/// written, and the preview names the entry it keeps because support added it (docs/catalog.md,
+/// *Ownership*).
+#[test]
+fn a_dry_run_names_what_support_added_and_keeps() {
+    let data: PathBuf = std::env::temp_dir().join(format!("license-server-support-kept-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    let d = data.to_str().unwrap();
+    let (ok, _, err) = run(&["import", CATALOG, "--data", d, "--create"]);
+    assert!(ok, "{err}");
+    let blacklist = [
+        "device",
+        "blacklist",
+        "--data",
+        d,
+        "--company",
+        "demo",
+        "--hardware-id",
+        "lost-laptop",
+    ];
+    let (ok, _, err) = run(&blacklist);
+    assert!(ok, "{err}");
+    let (ok, out, err) = run(&["import", CATALOG, "--data", d, "--dry-run"]);
+    assert!(ok, "{err}");
+    let kept = "  keep blacklist entry lost-laptop of company demo: support added it\n";
+    assert!(out.starts_with(&format!("{kept}dry run of {CATALOG} on ")), "{out}");
+    assert!(out.contains(": 0 changes would be written (nothing was)"), "{out}");
+    let _ = std::fs::remove_dir_all(&data);
+}

@@ -430,6 +430,7 @@ mod tests {
             products: Vec::new(),
             read_only: false,
             revoked: false,
+            source: None,
         }
     }
 

@@ -764,6 +764,7 @@ fn company(cx: &Ctx<'_>, path: &str, c: RawCompany) -> Result<CompanyEntry, Cata
         company: Company {
             id: c.id,
             blacklist: c.blacklist,
+            management_blacklist: BTreeSet::new(),
         },
         code: c.code,
         api_keys,
@@ -822,6 +823,7 @@ fn api_key_entry(
         products: k.products,
         read_only: k.read_only,
         revoked: k.revoked,
+        source: None,
     })
 }
 
@@ -841,6 +843,8 @@ fn user_entry(cx: &Ctx<'_>, u_path: &str, u: RawUser) -> Result<(LicenseUser, Ca
         password_change_disabled: u.password_change_disabled,
         trial_password: false,
         password_changed_by_user: false,
+        management_licenses: Vec::new(),
+        source: None,
     };
     let password = catalog_password(cx, u_path, u.password, u.password_hash)?;
     Ok((user, password))

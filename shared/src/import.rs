@@ -5,9 +5,11 @@
 //! of what it names; counters that requests change are kept ([`crate::store::write::Attr::on_upsert`]).
 //! SQLite writes the whole plan in one transaction; DynamoDB item by item, API keys last, so a key
 //! never works before what it serves exists. With [`ImportOptions::prune`] the plan also removes the
-//! catalog-owned licenses the catalog no longer lists ([`prune`]).
+//! catalog-owned licenses the catalog no longer lists ([`prune`]). What support added through the
+//! Management API — blacklist entries, license assignments — a re-import keeps ([`support`]).
 
 mod prune;
+mod support;
 
 pub use prune::Removal;
 
@@ -15,7 +17,9 @@ use crate::audit::{self, Actor, Trail};
 use crate::catalog::{customer_index_fits, Catalog, CatalogPassword, CompanyEntry, OAuthClientEntry};
 use crate::identity::oidc::ProviderAccount;
 use crate::ids::{CompanyId, ProductCode};
-use crate::model::{CustomerAccountRecord, CustomerLicenses, LicenseUser, OAuthClientRecord};
+use crate::model::{
+    ApiKeyRecord, CustomerAccountRecord, CustomerLicenses, LicenseSource, LicenseUser, OAuthClientRecord,
+};
 use crate::password;
 use crate::plan::{LicenseAddr, WriteToken};
 use crate::sealed::SealingKey;
@@ -72,6 +76,9 @@ pub struct ImportReport {
     pub prunable: usize,
     /// ... and how many items (devices, seats, markers) beside them.
     pub prunable_beside: usize,
+    /// What the import keeps because support added it (blacklist entries, license assignments), one
+    /// line each, as `import --dry-run` prints them.
+    pub kept: Vec<String>,
 }
 
 /// One item the import creates or changes.
@@ -203,18 +210,17 @@ async fn plan_company(
     report: &mut ImportReport,
 ) -> Result<(), StoreError> {
     let mut plan = Plan { store, report };
-    plan.put(
-        Item::Company(c.code.clone()),
-        Image::Company(Box::new(c.company.clone())),
-    )
-    .await?;
+    plan.company(c).await?;
     for p in &c.products {
         let item = Item::Product(c.code.clone(), p.code.clone());
         plan.put(item, Image::Product(Box::new(p.clone()))).await?;
     }
-    for (user, current) in users(store, c, plan.report).await? {
+    // Support's assignments to a license `--prune` removes go with it.
+    let gone: HashSet<(&ProductCode, i64)> = pruned.iter().map(|r| (&r.license.product, r.license.id)).collect();
+    for (user, current) in users(store, c, &gone, plan.report).await? {
         let item = Item::User(c.code.clone(), user.email.clone());
-        plan.compare(item, current, Image::User(Box::new(user)), How::Put);
+        // Over the user as read: a concurrent assignment or password change is not lost.
+        plan.compare(item, current, Image::User(Box::new(user)), How::OverRead);
     }
     for (license, seats) in &c.licenses {
         let addr = LicenseAddr::of(license);
@@ -238,7 +244,11 @@ async fn plan_company(
         plan.index(&c.code, customer, &named).await?;
     }
     for key in &c.api_keys {
-        plan.put(Item::ApiKey(key.id.clone()), Image::ApiKey(Box::new(key.clone())))
+        let key = ApiKeyRecord {
+            source: Some(LicenseSource::Catalog),
+            ..key.clone()
+        };
+        plan.put(Item::ApiKey(key.id.clone()), Image::ApiKey(Box::new(key)))
             .await?;
     }
     if let Some(key) = sealing_key {
@@ -304,6 +314,21 @@ struct Plan<'a> {
 }
 
 impl Plan<'_> {
+    /// The company as the catalog states it, keeping support's blacklist entries ([`support`]); written
+    /// over the company as read, so an entry support adds meanwhile is not lost.
+    async fn company(&mut self, c: &CompanyEntry) -> Result<(), StoreError> {
+        let item = Item::Company(c.code.clone());
+        let current = self.store.load(&item).await?;
+        let stored = match &current {
+            Some(Image::Company(stored)) => Some(&**stored),
+            _ => None,
+        };
+        let (company, kept) = support::company(&c.company, stored, &c.code);
+        self.report.kept.extend(kept);
+        self.compare(item, current, Image::Company(Box::new(company)), How::OverRead);
+        Ok(())
+    }
+
     async fn put(&mut self, item: Item, image: Image) -> Result<(), StoreError> {
         let current = self.store.load(&item).await?;
         self.compare(item, current, image, How::Put);
@@ -384,12 +409,14 @@ const USERS_AT_ONCE: usize = 32;
 async fn users(
     store: &dyn Store,
     c: &CompanyEntry,
+    gone: &HashSet<(&ProductCode, i64)>,
     report: &mut ImportReport,
 ) -> Result<Vec<(LicenseUser, Option<Image>)>, StoreError> {
-    let planned: Vec<(LicenseUser, Option<Image>, bool)> = stream::iter(&c.users)
+    let planned: Vec<(LicenseUser, Option<Image>, bool, Vec<String>)> = stream::iter(&c.users)
         .map(|(user, password)| async move {
             let current = store.get_user(&c.code, &user.email).await?;
-            let mut user = user.clone();
+            let (mut user, kept_lines) = support::user(user.clone(), current.as_ref(), &c.code, gone);
+            user.source = Some(LicenseSource::Catalog);
             let kept = user_changed_password(current.as_ref(), &user);
             if let Some(hash) = kept.clone() {
                 user.password_hash = Some(hash);
@@ -399,13 +426,17 @@ async fn users(
                 user.password_hash = catalog_password_hash(password, stored).await?;
             }
             let current = current.map(|u| Image::User(Box::new(u)));
-            Ok::<_, StoreError>((user, current, kept.is_some()))
+            Ok::<_, StoreError>((user, current, kept.is_some(), kept_lines))
         })
         .buffered(USERS_AT_ONCE)
         .try_collect()
         .await?;
-    report.passwords_kept += planned.iter().filter(|(.., kept)| *kept).count();
-    Ok(planned.into_iter().map(|(u, current, _)| (u, current)).collect())
+    report.passwords_kept += planned.iter().filter(|(_, _, kept, _)| *kept).count();
+    let users = planned.into_iter().map(|(u, current, _, lines)| {
+        report.kept.extend(lines);
+        (u, current)
+    });
+    Ok(users.collect())
 }
 
 /// The stored hash to keep instead of the catalog's password: the user changed it themselves and the
@@ -467,6 +498,7 @@ async fn oauth_client_record(
         products: client.products.clone(),
         read_only: client.read_only,
         revoked: client.revoked,
+        source: Some(LicenseSource::Catalog),
     })
 }
 

@@ -23,6 +23,8 @@ pub struct ApiKeyRecord {
     pub products: Vec<ProductCode>,
     pub read_only: bool,
     pub revoked: bool,
+    /// Who created it (`None`: stored before provenance was recorded, never pruned).
+    pub source: Option<LicenseSource>,
 }
 
 impl std::fmt::Debug for ApiKeyRecord {
@@ -34,6 +36,7 @@ impl std::fmt::Debug for ApiKeyRecord {
             .field("products", &self.products)
             .field("read_only", &self.read_only)
             .field("revoked", &self.revoked)
+            .field("source", &self.source)
             .finish()
     }
 }
@@ -52,6 +55,8 @@ pub struct OAuthClientRecord {
     pub products: Vec<ProductCode>,
     pub read_only: bool,
     pub revoked: bool,
+    /// Who created it (`None`: stored before provenance was recorded, never pruned).
+    pub source: Option<LicenseSource>,
 }
 
 impl OAuthClientRecord {
@@ -71,6 +76,7 @@ impl std::fmt::Debug for OAuthClientRecord {
             .field("products", &self.products)
             .field("read_only", &self.read_only)
             .field("revoked", &self.revoked)
+            .field("source", &self.source)
             .finish()
     }
 }
@@ -147,7 +153,13 @@ impl CustomerAccountRecord {
 #[serde(default, deny_unknown_fields)]
 pub struct Company {
     pub id: i64,
+    /// The hardware ids the License API refuses (`blacklisted`): the catalog's and support's.
     pub blacklist: BTreeSet<HardwareId>,
+    /// The entries of `blacklist` support added (`POST /blacklist`) that the catalog does not list: a
+    /// re-import keeps them, and claims one the catalog lists (docs/catalog.md, *Ownership*). Omitted
+    /// when empty, so records stored before it existed read and compare as they were.
+    #[serde(skip_serializing_if = "BTreeSet::is_empty")]
+    pub management_blacklist: BTreeSet<HardwareId>,
 }
 
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -487,8 +499,8 @@ impl Default for LicenseTerms {
     }
 }
 
-/// Who created a license, so an import with `--prune` removes only what the catalog owns
-/// (docs/data-model.md, *Provenance*).
+/// Who created a license, license user, API key or OAuth client, so an import with `--prune` removes
+/// only what the catalog owns (docs/data-model.md, *Provenance*).
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -667,6 +679,13 @@ pub struct LicenseUser {
     /// password is where the user starts) unless the vendor manages it (`password_change_disabled`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub password_changed_by_user: bool,
+    /// The entries of `licenses` support assigned (`POST …/licenses/{key}/users/{email}`) that the
+    /// catalog does not list: a re-import keeps them, and claims one the catalog lists.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub management_licenses: Vec<(ProductCode, i64)>,
+    /// Who created the user (`None`: stored before provenance was recorded, never pruned).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<LicenseSource>,
 }
 
 impl std::fmt::Debug for LicenseUser {
@@ -684,6 +703,8 @@ impl std::fmt::Debug for LicenseUser {
             .field("password_change_disabled", &self.password_change_disabled)
             .field("trial_password", &self.trial_password)
             .field("password_changed_by_user", &self.password_changed_by_user)
+            .field("management_licenses", &self.management_licenses)
+            .field("source", &self.source)
             .finish()
     }
 }

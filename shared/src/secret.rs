@@ -38,6 +38,7 @@ mod tests {
             products: Vec::new(),
             read_only: false,
             revoked: false,
+            source: None,
         };
         let printed = format!("{key:?}");
         assert!(!printed.contains("s3cr3t-shared"), "{printed}");
@@ -59,6 +60,8 @@ mod tests {
             password_change_disabled: false,
             trial_password: false,
             password_changed_by_user: false,
+            management_licenses: Vec::new(),
+            source: None,
         };
         let printed = format!("{user:?}");
         assert!(

@@ -60,6 +60,7 @@ impl Fixture {
                 products: vec![],
                 read_only: false,
                 revoked: false,
+                source: None,
             })
             .await
             .unwrap();
@@ -103,6 +104,7 @@ impl Fixture {
             products: vec![],
             read_only: false,
             revoked: false,
+            source: None,
         };
         shape(&mut rec);
         self.store().put_api_key(&rec).await.unwrap();
@@ -130,6 +132,7 @@ impl Fixture {
             products: vec![],
             read_only: false,
             revoked: false,
+            source: None,
         };
         shape(&mut rec);
         self.store().put_oauth_client(&rec).await.unwrap();
@@ -211,6 +214,8 @@ impl Fixture {
             password_change_disabled: false,
             trial_password: false,
             password_changed_by_user: false,
+            management_licenses: Vec::new(),
+            source: None,
         };
         self.store().put_user(&self.company, &user).await.unwrap();
         for (license, max) in licenses {

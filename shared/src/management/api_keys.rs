@@ -101,8 +101,9 @@ pub async fn create(state: &Core, principal: &Principal, input: CreateApiKey) ->
         entry.insert("api_key".into(), hex(&random::<16>()?).into());
     }
     let products = named(state, principal, &entry).await?;
-    let record = crate::catalog::api_key_of_entry(&principal.company, "body", Value::Object(entry), &products)
+    let mut record = crate::catalog::api_key_of_entry(&principal.company, "body", Value::Object(entry), &products)
         .map_err(invalid)?;
+    record.source = Some(crate::model::LicenseSource::Management);
     let write = Write::create(Item::ApiKey(record.id.clone()), Image::ApiKey(Box::new(record.clone())));
     super::write_once(state, principal, &change("api_key.create", &record), write)
         .await

@@ -345,8 +345,9 @@ pub struct Blacklisted {
 
 /// Adds the hardware id to the company's device blacklist (the License API then refuses it with
 /// `blacklisted`, SPEC §2), and frees it on the license named. The company's record is replaced on the
-/// condition that it is unchanged since read; the blacklist is part of the catalog, so a re-import
-/// replaces it (docs/management-devices.md).
+/// condition that it is unchanged since read. The entry is recorded as support's
+/// (`management_blacklist`), so a re-import keeps it (docs/management-devices.md); an id the catalog
+/// already lists stays the catalog's.
 pub async fn blacklist_device(
     state: &Core,
     principal: &Principal,
@@ -371,6 +372,7 @@ pub async fn blacklist_device(
         }
         let mut listed = company;
         listed.blacklist.insert(hw.clone());
+        listed.management_blacklist.insert(hw.clone());
         let new = Image::Company(Box::new(listed));
         let write = Write {
             items: vec![create_or_replace(item.clone(), stored, new)],

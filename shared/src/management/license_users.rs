@@ -142,6 +142,7 @@ pub async fn create(state: &Core, principal: &Principal, input: CreateUser) -> R
     }
     let (mut user, password) = crate::catalog::user_of_entry("body", Value::Object(entry)).map_err(invalid)?;
     user.password_hash = password_hash(password).await?;
+    user.source = Some(crate::model::LicenseSource::Management);
     let at = item(principal, &user.email);
     let detail = serde_json::json!({ "id": user.id, "has_password": user.password_hash.is_some() });
     let (created, _) = guarded::rewrite(state, principal, &at, |image| {

@@ -116,6 +116,7 @@ async fn record(state: &Core, principal: &Principal, entry: Map<String, Value>) 
         products: client.products,
         read_only: client.read_only,
         revoked: client.revoked,
+        source: Some(crate::model::LicenseSource::Management),
     })
 }
 

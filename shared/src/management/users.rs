@@ -183,6 +183,8 @@ pub async fn assign_user(state: &Core, principal: &Principal, input: AssignUser)
                 )));
             }
             user.licenses.push(entry.clone());
+            // Support's, so a re-import that does not name it keeps it (docs/catalog.md, *Ownership*).
+            user.management_licenses.push(entry.clone());
         }
         let detail = serde_json::json!({
             "license": crate::audit::license_subject(&addr),
@@ -239,6 +241,7 @@ pub async fn unassign_user(state: &Core, principal: &Principal, input: UnassignU
             return Ok(Decision::Unchanged(()));
         }
         user.licenses.retain(|l| *l != entry);
+        user.management_licenses.retain(|l| *l != entry);
         let write = Write {
             items: vec![
                 create_or_replace(item.clone(), stored.clone(), Image::User(Box::new(user))),

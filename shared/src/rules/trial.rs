@@ -5,8 +5,8 @@
 use crate::error::ApiError;
 use crate::ids::{CompanyId, LicenseKey, Username};
 use crate::model::{
-    AuthorizationMethod, CustomerLicense, CustomerLicenses, License, LicensePolicy, LicenseTerms, LicenseUser,
-    ProductDoc, Seat, TrialRecord,
+    AuthorizationMethod, CustomerLicense, CustomerLicenses, License, LicensePolicy, LicenseSource, LicenseTerms,
+    LicenseUser, ProductDoc, Seat, TrialRecord,
 };
 use crate::plan::TrialPlan;
 use crate::request::TrialRequest;
@@ -211,6 +211,8 @@ fn trial_user(
         password_change_disabled: false,
         trial_password: true,
         password_changed_by_user: false,
+        management_licenses: Vec::new(),
+        source: Some(LicenseSource::Trial),
     })
 }
 

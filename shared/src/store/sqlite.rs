@@ -141,6 +141,13 @@ CREATE INDEX IF NOT EXISTS api_keys_by_company ON api_keys (company, id);
 CREATE INDEX IF NOT EXISTS oauth_clients_by_company ON oauth_clients (company, client_id);
 "#;
 
+/// Migration 12: the provenance of API keys and OAuth clients, as licenses have (absent on older rows:
+/// unknown, never pruned).
+const SCHEMA_V12_PROVENANCE: &str = r#"
+ALTER TABLE api_keys ADD COLUMN source TEXT;
+ALTER TABLE oauth_clients ADD COLUMN source TEXT;
+"#;
+
 /// Every schema change, in order; the database's `user_version` is how many it has. Kept forever: a
 /// change is a new entry, never an edit of one that shipped.
 fn migrations() -> Migrations<'static> {
@@ -156,11 +163,12 @@ fn migrations() -> Migrations<'static> {
         M::up(SCHEMA_V9_MANAGEMENT_KEYS),
         M::up(SCHEMA_V10_LISTING),
         M::up(SCHEMA_V11_ITEM_LISTING),
+        M::up(SCHEMA_V12_PROVENANCE),
     ])
 }
 
 /// The schema version this build knows (the number of migrations).
-pub const SCHEMA_VERSION: usize = 11;
+pub const SCHEMA_VERSION: usize = 12;
 
 /// Work for the store's thread.
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
@@ -474,8 +482,8 @@ fn place(item: &Item) -> (&'static str, Vec<(&'static str, Sql)>) {
 fn columns(item: &Item) -> &'static [Attr] {
     use Attr::*;
     match item {
-        Item::ApiKey(_) => &[Company, SharedKey, Products, ReadOnly, Revoked],
-        Item::OAuthClient(_) => &[Company, SecretHash, SealedSecret, Products, ReadOnly, Revoked],
+        Item::ApiKey(_) => &[Company, SharedKey, Products, ReadOnly, Revoked, Source],
+        Item::OAuthClient(_) => &[Company, SecretHash, SealedSecret, Products, ReadOnly, Revoked, Source],
         Item::CustomerAccount(..) => &[Issuer, ClientId, SealedSecret, RedirectUris, EmailClaim],
         Item::Company(_) | Item::Product(..) | Item::User(..) | Item::Customer(..) => &[Doc],
         Item::License(_) => &LICENSE_COLUMNS,
@@ -652,6 +660,7 @@ fn decode(item: &Item, r: &Row<'_>) -> rusqlite::Result<Image> {
                 .collect::<rusqlite::Result<_>>()?,
             read_only: c.get(A::ReadOnly)?,
             revoked: c.get(A::Revoked)?,
+            source: source(&c)?,
         })),
         Item::OAuthClient(id) => Image::OAuthClient(Box::new(OAuthClientRecord {
             id: id.clone(),
@@ -665,6 +674,7 @@ fn decode(item: &Item, r: &Row<'_>) -> rusqlite::Result<Image> {
                 .collect::<rusqlite::Result<_>>()?,
             read_only: c.get(A::ReadOnly)?,
             revoked: c.get(A::Revoked)?,
+            source: source(&c)?,
         })),
         Item::CustomerAccount(company, code) => Image::CustomerAccount(Box::new(CustomerAccountRecord {
             company: company.clone(),
@@ -758,11 +768,15 @@ fn license_from(c: &Cols<'_, '_>, addr: &LicenseAddr) -> rusqlite::Result<Licens
         floating: c.json(A::Floating)?,
         floating_version: c.get(A::FloatingVersion)?,
         floating_borrowed: c.json(A::FloatingBorrowed)?,
-        source: c
-            .get::<Option<String>>(A::Source)?
-            .map(|s| LicenseSource::parse(&s).ok_or_else(|| corrupt(&c.key, format!("source {s:?}"))))
-            .transpose()?,
+        source: source(c)?,
     })
+}
+
+/// A row's provenance (`source`): NULL on rows stored before it was recorded (unknown).
+fn source(c: &Cols<'_, '_>) -> rusqlite::Result<Option<LicenseSource>> {
+    c.get::<Option<String>>(Attr::Source)?
+        .map(|s| LicenseSource::parse(&s).ok_or_else(|| corrupt(&c.key, format!("source {s:?}"))))
+        .transpose()
 }
 
 fn device_from(c: &Cols<'_, '_>) -> rusqlite::Result<Device> {

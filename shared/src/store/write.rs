@@ -159,7 +159,8 @@ attributes! {
     KeyId = "key_id",
     Name = "name",
     CreatedAt = "created_at",
-    /// Who created a license (`model::LicenseSource`): `catalog`, `trial` or `management`.
+    /// Who created a license, API key or OAuth client (`model::LicenseSource`): `catalog`, `trial` or
+    /// `management`.
     Source = "source",
     // Idempotency record (besides company, answer and expires_at)
     IdempotencyKey = "idempotency_key",
@@ -868,6 +869,7 @@ impl Image {
             (Products, I::ApiKey(k)) => Some(set_of(k.products.iter().map(ProductCode::as_str))),
             (ReadOnly, I::ApiKey(k)) => flag(k.read_only),
             (Revoked, I::ApiKey(k)) => flag(k.revoked),
+            (Source, I::ApiKey(k)) => k.source.and_then(|s| text(s.as_str())),
             (Doc, I::Product(p)) => json_of(p),
             (Doc, I::Company(c)) => json_of(c),
             (Doc, I::User(u)) => json_of(u),
@@ -931,6 +933,7 @@ impl Image {
             (Products, I::OAuthClient(c)) => Some(set_of(c.products.iter().map(ProductCode::as_str))),
             (ReadOnly, I::OAuthClient(c)) => flag(c.read_only),
             (Revoked, I::OAuthClient(c)) => flag(c.revoked),
+            (Source, I::OAuthClient(c)) => c.source.and_then(|s| text(s.as_str())),
             (Company, I::CustomerAccount(a)) => text(a.company.as_str()),
             (AccountCode, I::CustomerAccount(a)) => text(a.code.as_str()),
             (Issuer, I::CustomerAccount(a)) => text(&a.issuer),

@@ -144,6 +144,7 @@ pub fn api_key(item: &ItemMap) -> Result<ApiKeyRecord, StoreError> {
             .collect::<Result<_, _>>()?,
         read_only: i.bool(A::ReadOnly.name())?,
         revoked: i.bool(A::Revoked.name())?,
+        source: source(&i)?,
     })
 }
 
@@ -161,6 +162,7 @@ pub fn oauth_client(item: &ItemMap) -> Result<OAuthClientRecord, StoreError> {
             .collect::<Result<_, _>>()?,
         read_only: i.bool(A::ReadOnly.name())?,
         revoked: i.bool(A::Revoked.name())?,
+        source: source(&i)?,
     })
 }
 
@@ -176,6 +178,7 @@ pub fn oauth_client_item(client: &OAuthClientRecord) -> ItemMap {
     );
     item.insert(A::ReadOnly.name().into(), AttributeValue::Bool(client.read_only));
     item.insert(A::Revoked.name().into(), AttributeValue::Bool(client.revoked));
+    put_source(&mut item, client.source);
     item
 }
 
@@ -216,7 +219,21 @@ pub fn api_key_item(key: &ApiKeyRecord) -> ItemMap {
     );
     item.insert(A::ReadOnly.name().into(), AttributeValue::Bool(key.read_only));
     item.insert(A::Revoked.name().into(), AttributeValue::Bool(key.revoked));
+    put_source(&mut item, key.source);
     item
+}
+
+/// An item's provenance (`source`): absent on items stored before it was recorded (unknown).
+fn source(i: &Reader<'_>) -> Result<Option<LicenseSource>, StoreError> {
+    i.opt_str(A::Source.name())?
+        .map(|s| LicenseSource::parse(s).ok_or_else(|| i.corrupt(format!("source {s:?}"))))
+        .transpose()
+}
+
+fn put_source(item: &mut ItemMap, source: Option<LicenseSource>) {
+    if let Some(source) = source {
+        item.insert(A::Source.name().into(), s(source.as_str()));
+    }
 }
 
 pub fn license(item: &ItemMap, addr: &LicenseAddr) -> Result<License, StoreError> {
@@ -253,10 +270,7 @@ pub fn license(item: &ItemMap, addr: &LicenseAddr) -> Result<License, StoreError
         floating: i.int_map(A::Floating.name())?,
         floating_version: i.int(A::FloatingVersion.name())?,
         floating_borrowed: i.int_map(A::FloatingBorrowed.name())?,
-        source: i
-            .opt_str(A::Source.name())?
-            .map(|s| LicenseSource::parse(s).ok_or_else(|| i.corrupt(format!("source {s:?}"))))
-            .transpose()?,
+        source: source(&i)?,
     })
 }
 
@@ -439,9 +453,7 @@ pub fn license_item(key: ItemMap, l: &License) -> Result<ItemMap, StoreError> {
     for (code, t) in &l.feature_periods {
         item.insert(format!("{FEATURE_PERIOD_PREFIX}{code}"), n(t.millis()));
     }
-    if let Some(source) = l.source {
-        item.insert(A::Source.name().into(), s(source.as_str()));
-    }
+    put_source(&mut item, l.source);
     index_license(&mut item, l);
     Ok(item)
 }
