@@ -14,7 +14,7 @@ use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::ids::{ApiKeyId, ProductCode};
 use crate::model::ApiKeyRecord;
-use crate::state::AppState;
+use crate::state::Core;
 use crate::store::write::{Attr, Cond, Image, Item, Write};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -101,7 +101,7 @@ fn change(action: &'static str, key: &ApiKeyRecord) -> Change {
 }
 
 /// `POST /api-keys`, `license-server api-key create`: refused (409) if the id is taken.
-pub async fn create(state: &AppState, principal: &Principal, input: CreateApiKey) -> Result<CreatedApiKey, ApiError> {
+pub async fn create(state: &Core, principal: &Principal, input: CreateApiKey) -> Result<CreatedApiKey, ApiError> {
     let mut entry = input.entry;
     if entry.contains_key("shared_key") {
         return Err(ApiError::Validation(
@@ -133,7 +133,7 @@ pub async fn create(state: &AppState, principal: &Principal, input: CreateApiKey
 }
 
 /// The principal's company's key `id`; another company's reads as unknown.
-async fn load(state: &AppState, principal: &Principal, id: &ApiKeyId) -> Result<ApiKeyRecord, ApiError> {
+async fn load(state: &Core, principal: &Principal, id: &ApiKeyId) -> Result<ApiKeyRecord, ApiError> {
     let record = state.store.api_key(id).await.map_err(ApiError::store)?;
     record
         .filter(|k| k.company == principal.company)
@@ -141,13 +141,13 @@ async fn load(state: &AppState, principal: &Principal, id: &ApiKeyId) -> Result<
 }
 
 /// `GET /api-keys/{api_key}`.
-pub async fn show(state: &AppState, principal: &Principal, input: ApiKeyRef) -> Result<ApiKeyView, ApiError> {
+pub async fn show(state: &Core, principal: &Principal, input: ApiKeyRef) -> Result<ApiKeyView, ApiError> {
     Ok(ApiKeyView::from(&load(state, principal, &input.api_key).await?))
 }
 
 /// `POST /api-keys/{api_key}/revoke`: License API requests signed with it then answer 401
 /// `revoked_api_key`. Revoking a revoked key changes and records nothing.
-pub async fn revoke(state: &AppState, principal: &Principal, input: ApiKeyRef) -> Result<ApiKeyView, ApiError> {
+pub async fn revoke(state: &Core, principal: &Principal, input: ApiKeyRef) -> Result<ApiKeyView, ApiError> {
     let mut record = load(state, principal, &input.api_key).await?;
     if record.revoked {
         return Ok(ApiKeyView::from(&record));
@@ -165,7 +165,7 @@ pub async fn revoke(state: &AppState, principal: &Principal, input: ApiKeyRef) -
 /// `PATCH /api-keys/{api_key}`: `products` and `read_only`. Other processes see the change within the
 /// key cache's TTL, as a revocation (docs/limits.md). The write is conditioned on the key's grants as
 /// read, so a concurrent revocation or update is never undone: it is refused (409 `contention`).
-pub async fn update(state: &AppState, principal: &Principal, input: UpdateApiKey) -> Result<ApiKeyView, ApiError> {
+pub async fn update(state: &Core, principal: &Principal, input: UpdateApiKey) -> Result<ApiKeyView, ApiError> {
     let old = load(state, principal, &input.api_key).await?;
     if let Some(products) = &input.products {
         super::products::ensure_exist(state, principal, products).await?;
@@ -190,7 +190,7 @@ pub async fn update(state: &AppState, principal: &Principal, input: UpdateApiKey
 /// `DELETE /api-keys/{api_key}`: only a revoked key (409 `resource_in_use` otherwise), so a key in use
 /// is first refused by the License API everywhere (within the cache's TTL) and a mistaken delete shows
 /// in the License API's answers before the key is gone.
-pub async fn delete(state: &AppState, principal: &Principal, input: ApiKeyRef) -> Result<ApiKeyView, ApiError> {
+pub async fn delete(state: &Core, principal: &Principal, input: ApiKeyRef) -> Result<ApiKeyView, ApiError> {
     let record = load(state, principal, &input.api_key).await?;
     if !record.revoked {
         return Err(ApiError::ResourceInUse(format!(

@@ -18,7 +18,7 @@ use crate::error::ApiError;
 use crate::ids::{OAuthClientId, ProductCode};
 use crate::model::OAuthClientRecord;
 use crate::secret::ExposeSecret;
-use crate::state::AppState;
+use crate::state::Core;
 use crate::store::write::{Cond, Image, Item, Write};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -106,11 +106,7 @@ fn change(action: &'static str, client: &OAuthClientRecord) -> Change {
 
 /// The stored form of a new client: the secret's argon2id hash (computed off the async threads) and
 /// the secret sealed for this client, as the catalog import stores them.
-async fn record(
-    state: &AppState,
-    principal: &Principal,
-    entry: Map<String, Value>,
-) -> Result<OAuthClientRecord, ApiError> {
+async fn record(state: &Core, principal: &Principal, entry: Map<String, Value>) -> Result<OAuthClientRecord, ApiError> {
     let sealing_key = state.sealing_key.clone().ok_or_else(|| {
         ApiError::internal(
             "OAuth clients need the deployment's sealing key: configure one (license-server: --sealing-key \
@@ -139,7 +135,7 @@ async fn record(
 }
 
 /// `POST /oauth-clients`, refused (409) if the id is taken.
-pub async fn create(state: &AppState, principal: &Principal, input: CreateClient) -> Result<CreatedClient, ApiError> {
+pub async fn create(state: &Core, principal: &Principal, input: CreateClient) -> Result<CreatedClient, ApiError> {
     let mut entry = input.entry;
     if entry.contains_key("client_secret") {
         return Err(ApiError::Validation(
@@ -170,7 +166,7 @@ pub async fn create(state: &AppState, principal: &Principal, input: CreateClient
 }
 
 /// The principal's company's client `id`; another company's reads as unknown.
-async fn load(state: &AppState, principal: &Principal, id: &OAuthClientId) -> Result<OAuthClientRecord, ApiError> {
+async fn load(state: &Core, principal: &Principal, id: &OAuthClientId) -> Result<OAuthClientRecord, ApiError> {
     let record = state.store.oauth_client(id).await.map_err(ApiError::store)?;
     record
         .filter(|c| c.company == principal.company)
@@ -178,13 +174,13 @@ async fn load(state: &AppState, principal: &Principal, id: &OAuthClientId) -> Re
 }
 
 /// `GET /oauth-clients/{client_id}`.
-pub async fn show(state: &AppState, principal: &Principal, input: ClientRef) -> Result<ClientView, ApiError> {
+pub async fn show(state: &Core, principal: &Principal, input: ClientRef) -> Result<ClientView, ApiError> {
     Ok(ClientView::from(&load(state, principal, &input.client_id).await?))
 }
 
 /// `POST /oauth-clients/{client_id}/revoke`: the token endpoint then refuses it. Revoking a revoked
 /// client changes and records nothing.
-pub async fn revoke(state: &AppState, principal: &Principal, input: ClientRef) -> Result<ClientView, ApiError> {
+pub async fn revoke(state: &Core, principal: &Principal, input: ClientRef) -> Result<ClientView, ApiError> {
     let mut record = load(state, principal, &input.client_id).await?;
     if record.revoked {
         return Ok(ClientView::from(&record));
@@ -203,7 +199,7 @@ pub async fn revoke(state: &AppState, principal: &Principal, input: ClientRef) -
 /// `PATCH /oauth-clients/{client_id}`: `products` and `read_only`, conditioned as an API key's update
 /// ([`super::api_keys::update`]); tokens it issued keep the grants they were issued with until they
 /// expire (docs/oauth.md).
-pub async fn update(state: &AppState, principal: &Principal, input: UpdateClient) -> Result<ClientView, ApiError> {
+pub async fn update(state: &Core, principal: &Principal, input: UpdateClient) -> Result<ClientView, ApiError> {
     let old = load(state, principal, &input.client_id).await?;
     if let Some(products) = &input.products {
         super::products::ensure_exist(state, principal, products).await?;
@@ -228,7 +224,7 @@ pub async fn update(state: &AppState, principal: &Principal, input: UpdateClient
 
 /// `DELETE /oauth-clients/{client_id}`: only a revoked client (409 `resource_in_use` otherwise), as an
 /// API key ([`super::api_keys::delete`]).
-pub async fn delete(state: &AppState, principal: &Principal, input: ClientRef) -> Result<ClientView, ApiError> {
+pub async fn delete(state: &Core, principal: &Principal, input: ClientRef) -> Result<ClientView, ApiError> {
     let record = load(state, principal, &input.client_id).await?;
     if !record.revoked {
         return Err(ApiError::ResourceInUse(format!(
