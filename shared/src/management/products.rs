@@ -220,11 +220,7 @@ pub(super) async fn named(
 
 /// Refuses (`validation_error`) a list of products of which one does not exist, or more than
 /// [`MAX_NAMED_PRODUCTS`].
-pub(super) async fn ensure_exist(
-    state: &Core,
-    principal: &Principal,
-    codes: &[ProductCode],
-) -> Result<(), ApiError> {
+pub(super) async fn ensure_exist(state: &Core, principal: &Principal, codes: &[ProductCode]) -> Result<(), ApiError> {
     let names = codes.iter().map(|c| Value::from(c.as_str())).collect();
     let entry = Map::from_iter([("products".to_owned(), Value::Array(names))]);
     let found = named(state, principal, &entry).await?;
