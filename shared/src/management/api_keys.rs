@@ -15,7 +15,7 @@ use crate::error::ApiError;
 use crate::ids::{ApiKeyId, ProductCode};
 use crate::model::ApiKeyRecord;
 use crate::state::Core;
-use crate::store::write::{Attr, Cond, Image, Item, Write};
+use crate::store::write::{Action, Attr, Cond, Effect, Image, Item, ItemWrite, Val, Write};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -153,8 +153,7 @@ pub async fn revoke(state: &Core, principal: &Principal, input: ApiKeyRef) -> Re
         return Ok(ApiKeyView::from(&record));
     }
     record.revoked = true;
-    let mut write = Write::put(Item::ApiKey(record.id.clone()), Image::ApiKey(Box::new(record.clone())));
-    write.items[0].conditions.push(Cond::Exists);
+    let write = set_fields(Item::ApiKey(record.id.clone()), vec![Cond::Exists], revocation());
     super::write_once(state, principal, &change("api_key.revoke", &record), write)
         .await
         .map_err(|r| refused(r, || unknown(&input.api_key)))?;
@@ -178,8 +177,12 @@ pub async fn update(state: &Core, principal: &Principal, input: UpdateApiKey) ->
     if ApiKeyView::from(&new) == ApiKeyView::from(&old) {
         return Ok(ApiKeyView::from(&new));
     }
-    let mut write = Write::put(Item::ApiKey(new.id.clone()), Image::ApiKey(Box::new(new.clone())));
-    write.items[0].conditions = as_read(&Image::ApiKey(Box::new(old)));
+    let conditions = as_read(&Image::ApiKey(Box::new(old)));
+    let write = set_fields(
+        Item::ApiKey(new.id.clone()),
+        conditions,
+        grants(&input.products, input.read_only),
+    );
     super::write_once(state, principal, &change("api_key.update", &new), write)
         .await
         .map_err(|r| refused(r, || ApiError::Contention))?;
@@ -205,6 +208,33 @@ pub async fn delete(state: &Core, principal: &Principal, input: ApiKeyRef) -> Re
         .map_err(|r| refused(r, || unknown(&input.api_key)))?;
     state.auth.forget_api_key(&record.id);
     Ok(ApiKeyView::from(&record))
+}
+
+/// The write of a License API credential (API key, OAuth client) that changes only the fields it names,
+/// so a revocation never undoes a concurrent update, nor an update a concurrent one of another field.
+pub(super) fn set_fields(item: Item, conditions: Vec<Cond>, effects: Vec<Effect>) -> Write {
+    Write {
+        items: vec![ItemWrite {
+            item,
+            conditions,
+            action: Action::Update(effects),
+        }],
+    }
+}
+
+/// The effects of an update of a credential's grants: what the request names.
+pub(super) fn grants(products: &Option<Vec<ProductCode>>, read_only: Option<bool>) -> Vec<Effect> {
+    let products = products.as_ref().map(|p| {
+        let names = p.iter().map(|c| c.as_str().to_owned()).collect();
+        Effect::Set(Attr::Products, Val::Set(names))
+    });
+    let read_only = read_only.map(|r| Effect::Set(Attr::ReadOnly, Val::Bool(r)));
+    products.into_iter().chain(read_only).collect()
+}
+
+/// The effect of a credential's revocation.
+pub(super) fn revocation() -> Vec<Effect> {
+    vec![Effect::Set(Attr::Revoked, Val::Bool(true))]
 }
 
 /// The conditions that a License API credential (API key or OAuth client) is still as read: its grants

@@ -9,7 +9,7 @@
 //! in this process and in others within the record cache's TTL; tokens it issued stay valid until
 //! they expire (docs/oauth.md).
 
-use super::api_keys::as_read;
+use super::api_keys::{as_read, grants, revocation, set_fields};
 use super::keys::{hex, random, refused};
 use super::products::{invalid, named};
 use crate::audit::Change;
@@ -186,9 +186,7 @@ pub async fn revoke(state: &Core, principal: &Principal, input: ClientRef) -> Re
         return Ok(ClientView::from(&record));
     }
     record.revoked = true;
-    let item = Item::OAuthClient(record.id.clone());
-    let mut write = Write::put(item, Image::OAuthClient(Box::new(record.clone())));
-    write.items[0].conditions.push(Cond::Exists);
+    let write = set_fields(Item::OAuthClient(record.id.clone()), vec![Cond::Exists], revocation());
     super::write_once(state, principal, &change("oauth_client.revoke", &record), write)
         .await
         .map_err(|r| refused(r, || unknown(&input.client_id)))?;
@@ -212,9 +210,12 @@ pub async fn update(state: &Core, principal: &Principal, input: UpdateClient) ->
     if ClientView::from(&new) == ClientView::from(&old) {
         return Ok(ClientView::from(&new));
     }
-    let item = Item::OAuthClient(new.id.clone());
-    let mut write = Write::put(item, Image::OAuthClient(Box::new(new.clone())));
-    write.items[0].conditions = as_read(&Image::OAuthClient(Box::new(old)));
+    let conditions = as_read(&Image::OAuthClient(Box::new(old)));
+    let write = set_fields(
+        Item::OAuthClient(new.id.clone()),
+        conditions,
+        grants(&input.products, input.read_only),
+    );
     super::write_once(state, principal, &change("oauth_client.update", &new), write)
         .await
         .map_err(|r| refused(r, || ApiError::Contention))?;

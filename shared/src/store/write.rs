@@ -1133,21 +1133,30 @@ impl Image {
             (LastSeenAt, I::Device(d), v) => d.last_seen_at = Some(time(v)?),
             (Variables, I::Device(d), Val::Str(v)) => d.variables = serde_json::from_str(v).map_err(|_| bad())?,
             (TotalActivations, I::Seat(s), Val::Int(v)) => s.total_activations = *v,
+            // A License API credential's grants and revocation, each changed alone (Management API), so
+            // a revocation and an update never undo one another.
+            (Revoked, I::ApiKey(k), Val::Bool(v)) => k.revoked = *v,
+            (Revoked, I::OAuthClient(c), Val::Bool(v)) => c.revoked = *v,
+            (ReadOnly, I::ApiKey(k), Val::Bool(v)) => k.read_only = *v,
+            (ReadOnly, I::OAuthClient(c), Val::Bool(v)) => c.read_only = *v,
+            (Products, I::ApiKey(k), Val::Set(v)) => k.products = product_codes(v).ok_or_else(bad)?,
+            (Products, I::OAuthClient(c), Val::Set(v)) => c.products = product_codes(v).ok_or_else(bad)?,
             (
                 TimesActivated | TransferCount | ReleasedCount | ValidityPeriod | Consumptions | FeatureConsumptions
                 | ConsumptionsPeriod | FeaturePeriods | Floating | FloatingVersion | FloatingBorrowed | Active
-                | WriteToken | DeactivatedAt | LastSeenAt | Variables | TotalActivations,
+                | WriteToken | DeactivatedAt | LastSeenAt | Variables | TotalActivations | Revoked | ReadOnly
+                | Products,
                 _,
                 _,
             ) => return Err(bad()),
             // Set by the catalog or when the item is first written, never by an effect.
             (
-                ApiKey | Company | SharedKey | Products | ReadOnly | Revoked | Doc | Disabled | Archived | Blacklist
-                | LicenseId | LicenseKey | Enabled | Unlimited | MaxActivations | MaxTransfers | Terms | DeviceId
-                | HardwareId | User | FirstActivatedAt | LastActivatedAt | Details | Activations | RequestKey | Answer
-                | ProcessedAt | ExpiresAt | AuditId | At | Actor | Change | Subject | Detail | ClientId | SecretHash
-                | SealedSecret | AccountCode | Issuer | RedirectUris | EmailClaim | KeyId | Name | CreatedAt
-                | IdempotencyKey | RequestDigest | Status | Source,
+                ApiKey | Company | SharedKey | Doc | Disabled | Archived | Blacklist | LicenseId | LicenseKey | Enabled
+                | Unlimited | MaxActivations | MaxTransfers | Terms | DeviceId | HardwareId | User | FirstActivatedAt
+                | LastActivatedAt | Details | Activations | RequestKey | Answer | ProcessedAt | ExpiresAt | AuditId
+                | At | Actor | Change | Subject | Detail | ClientId | SecretHash | SealedSecret | AccountCode | Issuer
+                | RedirectUris | EmailClaim | KeyId | Name | CreatedAt | IdempotencyKey | RequestDigest | Status
+                | Source,
                 _,
                 _,
             ) => return Err(format!("{} is not changed by a write", attr.name())),
@@ -1258,6 +1267,10 @@ pub fn apply_actions<'a>(
         }
     }
     Ok(())
+}
+
+fn product_codes(values: &[String]) -> Option<Vec<ProductCode>> {
+    values.iter().map(|v| ProductCode::parse(v).ok()).collect()
 }
 
 fn apply_effect(target: &mut Image, effect: &Effect) -> Result<(), String> {
