@@ -24,6 +24,7 @@ use license_api::management::search::{
 use license_api::model::{License, LicenseSource};
 use license_api::plan::LicenseAddr;
 use license_api::sealed::SealingKey;
+use license_api::store::listing::{LicenseQuery, MAX_PAGE};
 use license_api::time::Timestamp;
 use serde_json::json;
 use std::collections::BTreeSet;
@@ -131,6 +132,12 @@ async fn pages_return_every_license_exactly_once(setup) {
     assert!(matches!(list_licenses_in(f.store(), &restricted, other).await, Err(ApiError::ApiKeyProductNotAllowed)));
     let too_many = ListLicenses { limit: Some(101), ..ListLicenses::default() };
     assert!(matches!(list_licenses_in(f.store(), &cli(&f), too_many).await, Err(ApiError::Validation(_))));
+    // The store takes any limit as 1 to MAX_PAGE, whichever caller passes it.
+    let every = LicenseQuery { company: f.company.clone(), product: None, search: None };
+    for (limit, expected) in [(0, 1), (10_000, MAX_PAGE)] {
+        let page = f.store().find_licenses(&every, None, limit).await.unwrap();
+        assert_eq!((page.licenses.len(), page.cursor.is_some()), (expected, true), "limit {limit}");
+    }
 }
 
 // Devices activated through the License API: a hardware id finds exactly the licenses holding it; a

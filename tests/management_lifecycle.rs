@@ -109,6 +109,25 @@ integration_tests::matrix! {
         assert_eq!(audited(&f, &token, &actor).await, expected, "refused changes leave no record");
     }
 
+    async fn a_revocation_racing_an_update_undoes_neither(setup) {
+        let f = Fixture::new(setup).await;
+        let (token, _) = new_key(&f, "c1", false).await;
+        let body = json!({"api_key": "k-race", "products": [KEY_PRODUCT]});
+        assert_eq!(call(&f, "POST", "/api-keys", &token, Some(body)).await.0, 201);
+        // The revocation reads the key; before its write, another instance widens the key's products.
+        let other = f.env.instance().await;
+        let widen = json!({"products": [KEY_PRODUCT, USER_PRODUCT]});
+        let patch = request("PATCH", "/api-keys/k-race", Some(&token), Some(widen));
+        let store = integration_tests::interleave::Interleave::new(f.env.new_store(), move || {
+            Box::pin(async move { assert_eq!(other.send(patch).await.status(), 200) })
+        });
+        let racing = f.env.instance_on(std::sync::Arc::new(store), Default::default(), std::time::Duration::from_secs(8)).await;
+        assert_eq!(racing.send(request("POST", "/api-keys/k-race/revoke", Some(&token), None)).await.status(), 200);
+        let (status, stored) = call(&f, "GET", "/api-keys/k-race", &token, None).await;
+        let seen = (status, stored["revoked"].clone(), stored["products"].clone());
+        assert_eq!(seen, (200, json!(true), json!([KEY_PRODUCT, USER_PRODUCT])), "both changes kept: {stored}");
+    }
+
     async fn an_oauth_client_is_updated_and_deleted_only_once_revoked(setup) {
         let f = Fixture::new(setup).await;
         let (token, actor) = new_key(&f, "c1", false).await;

@@ -127,7 +127,7 @@ async fn oauth_fixture(setup: Setup, cache: std::time::Duration) -> Fixture {
     f.app = f
         .env
         .configured_instance(|mut state| {
-            state.auth = Authenticator::new(cache);
+            state.core.auth = Authenticator::new(cache);
             state.with_token_keys(Some(token_keys()))
         })
         .await;

@@ -336,7 +336,7 @@ fn management_function(f: &Function) -> String {
         out,
         "            - Effect: Allow\n              Action: [{MANAGEMENT_ACTIONS}]\n              Resource: [!GetAtt LicenseTable.Arn, !Sub \"${{LicenseTable.Arn}}/index/*\"]\n"
     );
-    out += "        # Startup reads the signing key like every function's (it signs nothing).\n";
+    out += "        # For the sealing key (OAuth clients' secrets); it reads no signing key (it signs nothing).\n";
     out += "        - !Ref SigningKeyReadPolicy\n      Events:\n";
     let _ = write!(
         out,

@@ -9,12 +9,10 @@ use clap::{Args, Subcommand};
 use license_api::auth::Principal;
 use license_api::ids::{CompanyId, IdError, LicenseKey, ManagementKeyId, ProductCode};
 use license_api::management::{keys, licenses};
-use license_api::signing::Signer;
-use license_api::state::AppState;
+use license_api::state::Core;
 use license_api::store::sqlite::IfMissing;
 use serde::Serialize;
 use serde_json::{Map, Value};
-use std::time::Duration;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -136,13 +134,13 @@ fn json_object(text: &str) -> Result<Map<String, Value>, String> {
 }
 
 impl Target {
-    /// The state the operations run on, and the command line as the principal. Management operations
-    /// sign nothing: the signer is a throwaway one.
-    async fn open(&self) -> Result<(AppState, Principal), Error> {
-        let store = self.store.open(IfMissing::Fail).await?;
-        let (signer, _) = Signer::generate(2048)?;
-        let state =
-            AppState::new(store, signer, Duration::ZERO).with_audit_retention_days(self.retention.audit_retention_days);
+    /// The state the operations run on (they sign nothing: no signing key), and the command line as
+    /// the principal.
+    async fn open(&self) -> Result<(Core, Principal), Error> {
+        let state = Core {
+            audit_retention_days: self.retention.audit_retention_days,
+            ..Core::new(self.store.open(IfMissing::Fail).await?)
+        };
         Ok((state, Principal::cli(self.company.clone())))
     }
 

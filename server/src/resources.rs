@@ -11,11 +11,10 @@ use license_api::auth::Principal;
 use license_api::ids::CompanyId;
 use license_api::management::routes;
 use license_api::sealed::SealingKey;
-use license_api::signing::Signer;
-use license_api::state::AppState;
+use license_api::state::Core;
 use license_api::store::sqlite::IfMissing;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::Arc;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -44,12 +43,11 @@ pub struct ManageArgs {
 
 /// Runs the route and prints its JSON body; a refused one is an error naming its code and cause.
 pub async fn run(args: ManageArgs, sealing_key: Option<SealingKey>) -> Result<(), Error> {
-    let store = args.store.open(IfMissing::Fail).await?;
-    // Management operations sign nothing: the signer is a throwaway one.
-    let (signer, _) = Signer::generate(2048)?;
-    let state = AppState::new(store, signer, Duration::ZERO)
-        .with_audit_retention_days(args.retention.audit_retention_days)
-        .with_sealing_key(sealing_key);
+    let state = Core {
+        audit_retention_days: args.retention.audit_retention_days,
+        sealing_key: sealing_key.map(Arc::new),
+        ..Core::new(args.store.open(IfMissing::Fail).await?)
+    };
     let principal = Principal::cli(args.company.clone());
     let path = args.path.strip_prefix(routes::PREFIX).unwrap_or(&args.path);
     let body = args.body.unwrap_or_default();

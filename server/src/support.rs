@@ -14,13 +14,12 @@ use license_api::management::devices::{
 };
 use license_api::management::lists::{self, ListItems, UserList};
 use license_api::management::users::{self, AssignUser, SetPassword, UnassignUser};
-use license_api::state::AppState;
+use license_api::state::Core;
 use license_api::store::listing::{DEFAULT_PAGE, MAX_PAGE};
 use license_api::store::sqlite::IfMissing;
 use license_api::store::ErrorChain;
 use serde::Serialize;
 use std::io::Read;
-use std::time::Duration;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -141,15 +140,8 @@ pub enum UserCommand {
     Assign {
         #[command(flatten)]
         target: Target,
-        /// The license user's email.
-        #[arg(long)]
-        email: String,
-        /// The user-based license's product code.
-        #[arg(long)]
-        product: String,
-        /// The license's id.
-        #[arg(long)]
-        license_id: i64,
+        #[command(flatten)]
+        user: UserLicenseArgs,
         /// The user's own activation limit on the license (0: unlimited within the license's).
         #[arg(long, default_value_t = 0)]
         max_activations: i64,
@@ -169,16 +161,35 @@ pub enum UserCommand {
     Unassign {
         #[command(flatten)]
         target: Target,
-        /// The license user's email.
-        #[arg(long)]
-        email: String,
-        /// The user-based license's product code.
-        #[arg(long)]
-        product: String,
-        /// The license's id.
-        #[arg(long)]
-        license_id: i64,
+        #[command(flatten)]
+        user: UserLicenseArgs,
     },
+}
+
+/// A license user and one of the user-based licenses they are (to be) assigned to.
+#[derive(Args, Debug, Clone)]
+pub struct UserLicenseArgs {
+    /// The license user's email.
+    #[arg(long)]
+    pub email: String,
+    /// The user-based license's product code.
+    #[arg(long)]
+    pub product: String,
+    /// The license's id.
+    #[arg(long)]
+    pub license_id: i64,
+}
+
+impl UserLicenseArgs {
+    /// The user's email and the license, as the operations take them.
+    fn parse(&self) -> Result<(Username, LicenseRef), Error> {
+        let license = LicenseRef {
+            product: parsed("product", &self.product, ProductCode::parse)?,
+            license_key: None,
+            license_id: Some(self.license_id),
+        };
+        Ok((parsed("email", &self.email, Username::parse)?, license))
+    }
 }
 
 /// An operation's failure as the operator reads it: the wire code and message, and for an internal
@@ -222,20 +233,10 @@ impl OptionalLicense {
 
 impl Target {
     /// The state the operations run on: the store, and the rest as `serve` would have it. None of
-    /// these operations signs an answer; the store's signing key is loaded when there is one, else a
-    /// throwaway key fills the state's place for it.
-    async fn state(&self) -> Result<(AppState, Principal), Error> {
+    /// these operations signs an answer, so no signing key is read.
+    async fn state(&self) -> Result<(Core, Principal), Error> {
         let company = parsed("company", &self.company, CompanyId::parse)?;
-        let store = self.store.open(IfMissing::Fail).await?;
-        let signer = match self.store.default_signing_key().filter(|p| p.exists()) {
-            Some(path) => crate::keys::load(&path)?,
-            None => {
-                tokio::task::spawn_blocking(|| license_api::signing::Signer::generate(2048))
-                    .await??
-                    .0
-            }
-        };
-        let state = AppState::new(store, signer, Duration::from_secs(60));
+        let state = Core::new(self.store.open(IfMissing::Fail).await?);
         Ok((state, Principal::cli(company)))
     }
 
@@ -400,16 +401,16 @@ impl UserCommand {
             }
             Self::Assign {
                 target,
-                email,
-                product,
-                license_id,
+                user,
                 max_activations,
             } => {
+                let (email, license) = user.parse()?;
                 let input = AssignUser {
-                    email: parsed("email", &email, Username::parse)?,
-                    license: user_license(&product, license_id)?,
+                    email,
+                    license,
                     max_activations,
                 };
+                let UserLicenseArgs { email, license_id, .. } = user;
                 let (state, who) = target.state().await?;
                 target.show(users::assign_user(&state, &who, input).await, |d| {
                     let what = if d.already { "limit updated" } else { "assigned" };
@@ -418,16 +419,10 @@ impl UserCommand {
                     )
                 })
             }
-            Self::Unassign {
-                target,
-                email,
-                product,
-                license_id,
-            } => {
-                let input = UnassignUser {
-                    email: parsed("email", &email, Username::parse)?,
-                    license: user_license(&product, license_id)?,
-                };
+            Self::Unassign { target, user } => {
+                let (email, license) = user.parse()?;
+                let input = UnassignUser { email, license };
+                let UserLicenseArgs { email, license_id, .. } = user;
                 let (state, who) = target.state().await?;
                 target.show(users::unassign_user(&state, &who, input).await, |d| {
                     let what = if d.removed {
@@ -462,12 +457,4 @@ fn users_text(page: &UserList) -> String {
         out.push_str(&format!("more: --cursor {cursor}\n"));
     }
     out
-}
-
-fn user_license(product: &str, license_id: i64) -> Result<LicenseRef, Error> {
-    Ok(LicenseRef {
-        product: parsed("product", product, ProductCode::parse)?,
-        license_key: None,
-        license_id: Some(license_id),
-    })
 }

@@ -2,10 +2,6 @@
 //! serve, a kill -9 between requests, show; a mistyped data directory and the first run in the default
 //! one; and `serve --demo` with its printed example request.
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use license_api::client::LicenseClient;
 use serde_json::json;
 use std::io::{BufRead, BufReader};
@@ -16,7 +12,7 @@ use std::time::{Duration, Instant};
 
 mod support;
 
-use support::BIN;
+use support::{send, BIN};
 
 const CATALOG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/catalog.json");
 
@@ -51,20 +47,6 @@ fn served_example(name: &str) -> (PathBuf, LicenseClient, Child, String) {
     let client = LicenseClient::new("demo-api-key", "demo-shared-key-change-me", public);
     let (server, addr) = serve(&data);
     (data, client, server, addr)
-}
-
-async fn send(addr: &str, req: http::Request<Bytes>) -> http::Response<Bytes> {
-    let client = Client::builder(TokioExecutor::new()).build_http();
-    let (mut parts, body) = req.into_parts();
-    parts.uri = format!("http://{addr}{}", parts.uri.path_and_query().unwrap())
-        .parse()
-        .unwrap();
-    let resp = client
-        .request(http::Request::from_parts(parts, Full::new(body)))
-        .await
-        .expect("request");
-    let (parts, body) = resp.into_parts();
-    http::Response::from_parts(parts, body.collect().await.unwrap().to_bytes())
 }
 
 fn terminate(child: &mut Child) {

@@ -3,10 +3,6 @@
 //! generated) that the License API then accepts instead of the old one; each change recorded as
 //! `cli:<OS user>`, a refused one not at all.
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use license_api::client::LicenseClient;
 use serde_json::{json, Value};
 use std::io::Write;
@@ -45,19 +41,8 @@ fn run(args: &[&str]) -> (bool, String, String) {
     run_with(args, "")
 }
 
-async fn send(addr: &str, req: http::Request<Bytes>) -> u16 {
-    let client = Client::builder(TokioExecutor::new()).build_http();
-    let (mut parts, body) = req.into_parts();
-    parts.uri = format!("http://{addr}{}", parts.uri.path_and_query().unwrap())
-        .parse()
-        .unwrap();
-    let resp = client
-        .request(http::Request::from_parts(parts, Full::new(body)))
-        .await
-        .expect("request");
-    let status = resp.status().as_u16();
-    let _ = resp.into_body().collect().await;
-    status
+async fn status(addr: &str, req: http::Request<bytes::Bytes>) -> u16 {
+    support::send(addr, req).await.status().as_u16()
 }
 
 /// Serves `data` while `f` sends requests through the demo API key's client.
@@ -87,7 +72,7 @@ async fn support_frees_a_device_and_resets_a_password_from_the_command_line() {
     assert!(ok, "{err}");
     served(&data, |client, addr| async move {
         let body = json!({"product": "demo", "hardware_id": "pc-1", "license_key": KEY});
-        assert_eq!(send(&addr, client.activate(&body)).await, 200);
+        assert_eq!(status(&addr, client.activate(&body)).await, 200);
     })
     .await;
 
@@ -122,11 +107,11 @@ async fn support_frees_a_device_and_resets_a_password_from_the_command_line() {
     assert!(!ok && err.contains("no password on standard input"), "{err}");
     served(&data, |client, addr| async move {
         assert_eq!(
-            send(&addr, client.activate(&user_body("ann-1", "demo-password"))).await,
+            status(&addr, client.activate(&user_body("ann-1", "demo-password"))).await,
             400
         );
         assert_eq!(
-            send(&addr, client.activate(&user_body("ann-1", "support-set-1"))).await,
+            status(&addr, client.activate(&user_body("ann-1", "support-set-1"))).await,
             200
         );
     })
@@ -151,10 +136,13 @@ async fn support_frees_a_device_and_resets_a_password_from_the_command_line() {
     assert!(!ok && err.contains("license_not_found"), "{err}");
     served(&data, |client, addr| async move {
         assert_eq!(
-            send(&addr, client.activate(&user_body("ann-2", "support-set-1"))).await,
+            status(&addr, client.activate(&user_body("ann-2", "support-set-1"))).await,
             400
         );
-        assert_eq!(send(&addr, client.activate(&user_body("ann-2", &generated))).await, 200);
+        assert_eq!(
+            status(&addr, client.activate(&user_body("ann-2", &generated))).await,
+            200
+        );
     })
     .await;
 
@@ -183,6 +171,11 @@ async fn support_frees_a_device_and_resets_a_password_from_the_command_line() {
     assert_eq!(actions[..3], expected[..], "{actions:?}");
     assert!(!out.contains("support-set-1"));
     assert_eq!(page["records"][2]["detail"]["via"], "management");
+
+    // The commands sign nothing, so they read no signing key: an unreadable one does not stop them.
+    std::fs::write(data.join("signing-key.pem"), "not a key").unwrap();
+    let (ok, out, err) = run(&[&["device", "list"][..], &license].concat());
+    assert!(ok && out.contains("pc-1 inactive"), "{out}{err}");
     let _ = std::fs::remove_dir_all(&data);
 }
 

@@ -7,7 +7,7 @@ use crate::http::{ApiRequest, ApiResponse, SIGNATURE_HEADER};
 use crate::sealed::SealingKey;
 use crate::secret::{ExposeSecret, SecretString};
 use crate::signing::Signer;
-use crate::state::AppState;
+use crate::state::{AppState, Core};
 use crate::store::dynamo::DynamoStore;
 use crate::token::TokenKeys;
 use crate::BoxError;
@@ -105,27 +105,39 @@ pub async fn build_state(config: &Config) -> Result<AppState, BoxError> {
         }
         (None, _) => return Err("signing key source yielded no key".into()),
     };
-    let sealing_key = optional_key(&sdk, config.sealing_key.as_ref())
-        .await?
-        .map(|text| SealingKey::from_text(text.expose_secret()))
-        .transpose()
-        .map_err(ConfigError::from)?;
     let token_keys = optional_key(&sdk, config.token_key.as_ref())
         .await?
         .map(|text| TokenKeys::from_pem(text.expose_secret()))
         .transpose()
         .map_err(ConfigError::from)?;
-    let store = DynamoStore::new(
-        crate::store::dynamo::client_from(&sdk, config.dynamodb_endpoint.as_deref()),
-        &config.table,
-    );
-    Ok(AppState::new(Arc::new(store), signer, config.api_key_cache)
+    let core = Core {
+        auth: crate::auth::Authenticator::new(config.api_key_cache),
+        ..build_core(&sdk, config).await?
+    };
+    Ok(AppState::over(core, signer)
         .with_last_seen_interval(config.last_seen_interval)
-        .with_audit_retention_days(config.audit_retention_days)
         .with_public_url(config.public_url.clone())
-        .with_sealing_key(sealing_key)
         .with_token_keys(token_keys)
         .with_sso(crate::identity::oidc::ProviderTransport::HttpsOnly))
+}
+
+/// What the `management` function needs: the store and the sealing key. It signs nothing, so it reads
+/// no signing key (nor token keys).
+async fn build_core(sdk: &aws_config::SdkConfig, config: &Config) -> Result<Core, BoxError> {
+    let sealing_key = optional_key(sdk, config.sealing_key.as_ref())
+        .await?
+        .map(|text| SealingKey::from_text(text.expose_secret()))
+        .transpose()
+        .map_err(ConfigError::from)?;
+    let store = DynamoStore::new(
+        crate::store::dynamo::client_from(sdk, config.dynamodb_endpoint.as_deref()),
+        &config.table,
+    );
+    Ok(Core {
+        sealing_key: sealing_key.map(Arc::new),
+        audit_retention_days: config.audit_retention_days,
+        ..Core::new(Arc::new(store))
+    })
 }
 
 /// The request as the handlers see it. API Gateway sends `Host` and `X-Forwarded-Proto`; where an event
@@ -224,7 +236,7 @@ pub async fn serve_default_route(event: Request) -> Result<Response<Body>, Infal
 
 /// One invocation of the `management` function (`/api/management/{proxy+}`): the Management API's
 /// routes (`management::routes`, docs/management.md).
-pub async fn serve_management(state: &AppState, event: Request) -> Result<Response<Body>, Infallible> {
+pub async fn serve_management(state: &Core, event: Request) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
     let req = to_api_request(event);
     let resp = crate::management::routes::handle(state, &req).await;
@@ -237,10 +249,12 @@ pub async fn run_management() -> Result<(), lambda_http::Error> {
     let config = Config::from_env().inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
     let origins = crate::management::cors::Origins::from_env()
         .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
-    let state = build_state(&config)
-        .await
-        .inspect_err(|e| tracing::error!(error = %e, "startup failed"))?
-        .with_management_cors(origins);
+    let state = Core {
+        management_cors: origins,
+        ..build_core(&lambda_sdk_config(), &config)
+            .await
+            .inspect_err(|e| tracing::error!(error = %e, "startup failed"))?
+    };
     let state = &state;
     lambda_http::run(lambda_http::service_fn(move |event| serve_management(state, event))).await
 }

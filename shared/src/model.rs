@@ -111,8 +111,9 @@ impl std::fmt::Debug for ManagementKeyRecord {
 }
 
 /// The answer to the first request that carried an `Idempotency-Key` (docs/management.md): written in
-/// the same write as the change it answers, so a repeat gets it again and changes nothing.
-#[derive(Clone, Debug, PartialEq)]
+/// the same write as the change it answers, so a repeat gets it again and changes nothing. `Debug`
+/// redacts the answer: it may be a sealed secret shown once.
+#[derive(Clone, PartialEq)]
 pub struct IdempotencyRecord {
     pub company: CompanyId,
     pub key: String,
@@ -122,6 +123,19 @@ pub struct IdempotencyRecord {
     pub answer: String,
     /// Unix seconds; DynamoDB's TTL attribute, and the SQLite store's purge.
     pub expires_at: i64,
+}
+
+impl std::fmt::Debug for IdempotencyRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdempotencyRecord")
+            .field("company", &self.company)
+            .field("key", &self.key)
+            .field("request_digest", &self.request_digest)
+            .field("status", &self.status)
+            .field("answer", &Redacted)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
 }
 
 /// A customer account's OpenID Connect provider (single sign-on, docs/sso.md): the client the vendor

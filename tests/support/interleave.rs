@@ -60,13 +60,13 @@ impl Store for Interleave {
     async fn load(&self, item: &Item) -> Result<Option<Image>, StoreError> {
         self.inner.load(item).await
     }
-    async fn find_licenses(
+    async fn licenses_page(
         &self,
         query: &license_api::store::listing::LicenseQuery,
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<license_api::store::listing::LicensePage, StoreError> {
-        self.inner.find_licenses(query, cursor, limit).await
+        self.inner.licenses_page(query, cursor, limit).await
     }
     async fn item_page(
         &self,

@@ -1,5 +1,10 @@
-//! What the binary-level server tests share: starting `license-server serve` as a child process.
+//! What the binary-level server tests share: starting `license-server serve` as a child process, and
+//! sending it a request.
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -32,4 +37,21 @@ pub fn serve(data: &Path, args: &[&str]) -> (Child, String) {
         .recv_timeout(Duration::from_secs(30))
         .expect("server reports its address");
     (child, addr)
+}
+
+/// Sends `req` (its path and query; the client's signing headers) to the server at `addr` and reads the
+/// whole answer.
+#[allow(dead_code)] // Not every test binary that starts a server sends it requests itself.
+pub async fn send(addr: &str, req: http::Request<Bytes>) -> http::Response<Bytes> {
+    let client = Client::builder(TokioExecutor::new()).build_http();
+    let (mut parts, body) = req.into_parts();
+    parts.uri = format!("http://{addr}{}", parts.uri.path_and_query().unwrap())
+        .parse()
+        .unwrap();
+    let resp = client
+        .request(http::Request::from_parts(parts, Full::new(body)))
+        .await
+        .expect("request");
+    let (parts, body) = resp.into_parts();
+    http::Response::from_parts(parts, body.collect().await.unwrap().to_bytes())
 }

@@ -23,7 +23,7 @@ use crate::render::{license_object, Identity, LicenseObject, View};
 use crate::request::{Credentials, LicenseRequest};
 use crate::rules::{self, floating, floating::SlotChange, LicenseContext, Transport};
 use crate::signing::Signer;
-use crate::state::AppState;
+use crate::state::{AppState, Core};
 use crate::store::write::{device_as_read, Image, Item, ItemWrite, Write};
 use crate::store::{ContextQuery, Rejection};
 use crate::time::Timestamp;
@@ -42,12 +42,7 @@ pub(crate) struct Bundle {
 impl Bundle {
     /// Where the request's bundle license is: read with the rules of the single-license endpoints,
     /// then checked to be a bundle.
-    async fn load(
-        state: &AppState,
-        principal: &Principal,
-        req: &LicenseRequest,
-        how: UserCheck,
-    ) -> Result<Self, ApiError> {
+    async fn load(state: &Core, principal: &Principal, req: &LicenseRequest, how: UserCheck) -> Result<Self, ApiError> {
         let mut read = lookup::read_context(state, principal, req, false).await?;
         let product = lookup::product(&mut read, req)?;
         if !product.is_bundle() {

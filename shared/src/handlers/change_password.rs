@@ -12,12 +12,12 @@ use crate::audit::{user_subject, Change};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
+use crate::management::guarded::{self, Decision};
 use crate::model::LicenseUser;
 use crate::request::{ChangePasswordRequest, Credentials, Params};
 use crate::secret::ExposeSecret;
 use crate::state::AppState;
 use crate::store::write::{Image, Item, Write};
-use crate::store::Rejection;
 
 /// The answer to a changed password (SPEC §9).
 pub(crate) const CHANGED: &str = "password_changed";
@@ -28,15 +28,16 @@ pub async fn handle(req: &ApiRequest, state: &AppState, principal: Principal) ->
         return Err(ApiError::internal("change_password credentials name no user"));
     };
     let item = Item::User(principal.company.clone(), username.clone());
-    let mut attempts = super::Attempts::new(state, &principal);
     let change = Change {
         action: "user.change_password",
         subject: user_subject(username),
         detail: serde_json::json!({}),
     };
-    loop {
-        let stored = load_user(state, &item).await?;
-        let user = lookup::proven_user(stored, &request.credentials).await?;
+    let (request, at, change) = (&request, &item, &change);
+    // Verified again on each read: a record changed since (another change won) must prove the
+    // password again.
+    let decide = move |stored| async move {
+        let user = lookup::proven_user(user_of(at, stored)?, &request.credentials).await?;
         if user.password_change_disabled {
             return Err(ApiError::ChangePasswordNotAllowed);
         }
@@ -51,29 +52,15 @@ pub async fn handle(req: &ApiRequest, state: &AppState, principal: Principal) ->
             password_changed_by_user: true,
             ..user
         }));
-        let write = Write::replace_unchanged(item.clone(), &stored, changed);
-        let written = attempts
-            .write(
-                Some(&change),
-                |_| write.clone(),
-                |write, token| async move { state.store.apply(&write, &token).await },
-            )
-            .await;
-        match written {
-            Ok(()) => return Ok(ApiResponse::text(CHANGED)),
-            // The record changed since it was verified (another change won): verify again against it.
-            Err(Rejection::Stale) => attempts.next_plan()?,
-            Err(Rejection::Store(e)) => return Err(ApiError::store(e)),
-            Err(other) => {
-                tracing::warn!(error = %other, "change_password write did not complete");
-                return Err(ApiError::Contention);
-            }
-        }
-    }
+        let write = Write::replace_unchanged(at.clone(), &stored, changed);
+        Ok(Decision::Write(write, change.clone(), ()))
+    };
+    guarded::rewrite_with(state, &principal, &item, decide).await?;
+    Ok(ApiResponse::text(CHANGED))
 }
 
-async fn load_user(state: &AppState, item: &Item) -> Result<Option<LicenseUser>, ApiError> {
-    match state.store.load(item).await.map_err(ApiError::store)? {
+fn user_of(item: &Item, stored: Option<Image>) -> Result<Option<LicenseUser>, ApiError> {
+    match stored {
         Some(Image::User(user)) => Ok(Some(*user)),
         None => Ok(None),
         Some(_) => Err(ApiError::internal(format!(

@@ -11,7 +11,7 @@ use crate::http::{ApiRequest, ApiResponse};
 use crate::plan::{DeactivationPlan, WriteToken};
 use crate::request::LicenseRequest;
 use crate::rules::{self, Consumptions};
-use crate::state::AppState;
+use crate::state::{AppState, Core};
 use crate::store::write::Write;
 use crate::store::Rejection;
 
@@ -24,7 +24,7 @@ pub async fn handle(req: &ApiRequest, state: &AppState, principal: Principal) ->
     Ok(ApiResponse::text(DEACTIVATED))
 }
 
-pub async fn deactivate(state: &AppState, principal: &Principal, req: &LicenseRequest) -> Result<(), ApiError> {
+pub async fn deactivate(state: &Core, principal: &Principal, req: &LicenseRequest) -> Result<(), ApiError> {
     let none = Consumptions::default();
     let op = Deactivation::new(state, principal, req, &none);
     runner::run(&op, None).await?.online().map(drop)
@@ -39,7 +39,7 @@ pub(super) struct Deactivation<'a> {
 
 impl<'a> Deactivation<'a> {
     pub fn new(
-        app: &'a AppState,
+        app: &'a Core,
         principal: &'a Principal,
         req: &'a LicenseRequest,
         consumptions: &'a Consumptions,

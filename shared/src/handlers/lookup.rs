@@ -9,7 +9,7 @@ use crate::password;
 use crate::plan::LicenseAddr;
 use crate::request::{Credentials, LicenseRequest, Proof};
 use crate::rules::{self, LicenseContext};
-use crate::state::AppState;
+use crate::state::Core;
 use crate::store::write::{Image, Item};
 use crate::store::{ContextQuery, ContextRead};
 
@@ -58,7 +58,7 @@ pub const CONCEALED: ApiError = ApiError::DeviceNotFound;
 
 /// For a concealed lookup that found no user (or no license of the product): the read a found one makes
 /// next, so both take the same time, then [`CONCEALED`].
-pub async fn conceal_missing_user(state: &AppState, company: &CompanyId, req: &LicenseRequest) -> ApiError {
+pub async fn conceal_missing_user(state: &Core, company: &CompanyId, req: &LicenseRequest) -> ApiError {
     let nowhere = LicenseAddr::Id {
         company: company.clone(),
         product: req.product.clone(),
@@ -92,7 +92,7 @@ pub struct Resolved {
 
 /// The first read: product, company, and the key-based license with its device or the license user.
 pub async fn read_context(
-    state: &AppState,
+    state: &Core,
     principal: &Principal,
     req: &LicenseRequest,
     with_device: bool,
@@ -115,7 +115,7 @@ pub async fn read_context(
 
 /// A product of the company as stored (`None`: there is none): what requests that name no license read.
 pub async fn product_doc(
-    state: &AppState,
+    state: &Core,
     company: &CompanyId,
     code: &crate::ids::ProductCode,
 ) -> Result<Option<ProductDoc>, ApiError> {
@@ -168,7 +168,7 @@ pub fn key_license(read: &mut ContextRead, req: &LicenseRequest) -> Result<Licen
 /// match, timed the same either way), and hold a license of the product (`license_id` picks one).
 /// Concealed lookups that find none answer [`CONCEALED`] in the time a found one takes.
 pub async fn user_license(
-    state: &AppState,
+    state: &Core,
     read: &mut ContextRead,
     company: &CompanyId,
     req: &LicenseRequest,
@@ -252,7 +252,7 @@ async fn prove(user: Option<&LicenseUser>, credentials: &Credentials) -> Result<
 
 /// Everything activation and deactivation need, with the device.
 pub async fn load(
-    state: &AppState,
+    state: &Core,
     principal: &Principal,
     req: &LicenseRequest,
     how: UserCheck,

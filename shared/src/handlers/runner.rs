@@ -17,7 +17,7 @@ use crate::model::{Device, ProcessedRequest};
 use crate::plan::{LicenseAddr, WriteToken};
 use crate::request::LicenseRequest;
 use crate::rules::LicenseContext;
-use crate::state::AppState;
+use crate::state::Core;
 use crate::store::write::{self, request_record, Image, Item, ItemWrite, Write, MAX_RECORDED_ANSWER_BYTES};
 use crate::store::Rejection;
 use crate::time::Timestamp;
@@ -37,7 +37,7 @@ pub(crate) struct Attempts {
 }
 
 impl Attempts {
-    pub(crate) fn new(state: &AppState, principal: &Principal) -> Self {
+    pub(crate) fn new(state: &Core, principal: &Principal) -> Self {
         Self {
             deadline: Instant::now() + state.deadline,
             attempt: 0,
@@ -280,14 +280,14 @@ impl Images for Resolved {
 /// What every write operation works with: the server, the caller, the request and the time it is
 /// decided and recorded at.
 pub(crate) struct Call<'a> {
-    pub app: &'a AppState,
+    pub app: &'a Core,
     pub principal: &'a Principal,
     pub req: &'a LicenseRequest,
     pub now: Timestamp,
 }
 
 impl<'a> Call<'a> {
-    pub fn new(app: &'a AppState, principal: &'a Principal, req: &'a LicenseRequest) -> Self {
+    pub fn new(app: &'a Core, principal: &'a Principal, req: &'a LicenseRequest) -> Self {
         Self {
             app,
             principal,
@@ -448,7 +448,7 @@ fn applied<O: WriteOp>(
 /// already gone): if `once` names one applied to the license at `addr` (its record lives beside that
 /// license), the answer it got then; otherwise `err`.
 async fn replay_or<S>(
-    app: &AppState,
+    app: &Core,
     once: Option<&Once<'_, S>>,
     addr: &LicenseAddr,
     err: ApiError,
@@ -467,7 +467,7 @@ async fn replay_or<S>(
 
 /// Marks `ctx` when the seat its active device's activation charged is missing or at 0 (see
 /// [`LicenseContext::charged_seat_gone`]), after a deactivation was refused by a seat.
-pub(super) async fn mark_gone_seat(app: &AppState, ctx: &mut LicenseContext) -> Result<(), ApiError> {
+pub(super) async fn mark_gone_seat(app: &Core, ctx: &mut LicenseContext) -> Result<(), ApiError> {
     let Some(user) = ctx.device.as_ref().filter(|d| d.active).and_then(|d| d.user.as_ref()) else {
         return Ok(());
     };

@@ -14,8 +14,8 @@ use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::ids::{ApiKeyId, ProductCode};
 use crate::model::ApiKeyRecord;
-use crate::state::AppState;
-use crate::store::write::{Attr, Cond, Image, Item, Write};
+use crate::state::Core;
+use crate::store::write::{Action, Attr, Cond, Effect, Image, Item, ItemWrite, Val, Write};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -106,7 +106,7 @@ fn change(action: &'static str, key: &ApiKeyRecord) -> Change {
 }
 
 /// `POST /api-keys`, `license-server api-key create`: refused (409) if the id is taken.
-pub async fn create(state: &AppState, principal: &Principal, input: CreateApiKey) -> Result<CreatedApiKey, ApiError> {
+pub async fn create(state: &Core, principal: &Principal, input: CreateApiKey) -> Result<CreatedApiKey, ApiError> {
     let mut entry = input.entry;
     if entry.contains_key("shared_key") {
         return Err(ApiError::Validation(
@@ -138,7 +138,7 @@ pub async fn create(state: &AppState, principal: &Principal, input: CreateApiKey
 }
 
 /// The principal's company's key `id`; another company's reads as unknown.
-async fn load(state: &AppState, principal: &Principal, id: &ApiKeyId) -> Result<ApiKeyRecord, ApiError> {
+async fn load(state: &Core, principal: &Principal, id: &ApiKeyId) -> Result<ApiKeyRecord, ApiError> {
     let record = state.store.api_key(id).await.map_err(ApiError::store)?;
     record
         .filter(|k| k.company == principal.company)
@@ -146,20 +146,19 @@ async fn load(state: &AppState, principal: &Principal, id: &ApiKeyId) -> Result<
 }
 
 /// `GET /api-keys/{api_key}`.
-pub async fn show(state: &AppState, principal: &Principal, input: ApiKeyRef) -> Result<ApiKeyView, ApiError> {
+pub async fn show(state: &Core, principal: &Principal, input: ApiKeyRef) -> Result<ApiKeyView, ApiError> {
     Ok(ApiKeyView::from(&load(state, principal, &input.api_key).await?))
 }
 
 /// `POST /api-keys/{api_key}/revoke`: License API requests signed with it then answer 401
 /// `revoked_api_key`. Revoking a revoked key changes and records nothing.
-pub async fn revoke(state: &AppState, principal: &Principal, input: ApiKeyRef) -> Result<ApiKeyView, ApiError> {
+pub async fn revoke(state: &Core, principal: &Principal, input: ApiKeyRef) -> Result<ApiKeyView, ApiError> {
     let mut record = load(state, principal, &input.api_key).await?;
     if record.revoked {
         return Ok(ApiKeyView::from(&record));
     }
     record.revoked = true;
-    let mut write = Write::put(Item::ApiKey(record.id.clone()), Image::ApiKey(Box::new(record.clone())));
-    write.items[0].conditions.push(Cond::Exists);
+    let write = set_fields(Item::ApiKey(record.id.clone()), vec![Cond::Exists], revocation());
     super::write_once(state, principal, &change("api_key.revoke", &record), write)
         .await
         .map_err(|r| refused(r, || unknown(&input.api_key)))?;
@@ -170,7 +169,7 @@ pub async fn revoke(state: &AppState, principal: &Principal, input: ApiKeyRef) -
 /// `PATCH /api-keys/{api_key}`: `products` and `read_only`. Other processes see the change within the
 /// key cache's TTL, as a revocation (docs/limits.md). The write is conditioned on the key's grants as
 /// read, so a concurrent revocation or update is never undone: it is refused (409 `contention`).
-pub async fn update(state: &AppState, principal: &Principal, input: UpdateApiKey) -> Result<ApiKeyView, ApiError> {
+pub async fn update(state: &Core, principal: &Principal, input: UpdateApiKey) -> Result<ApiKeyView, ApiError> {
     let old = load(state, principal, &input.api_key).await?;
     if let Some(products) = &input.products {
         super::products::ensure_exist(state, principal, products).await?;
@@ -183,8 +182,12 @@ pub async fn update(state: &AppState, principal: &Principal, input: UpdateApiKey
     if ApiKeyView::from(&new) == ApiKeyView::from(&old) {
         return Ok(ApiKeyView::from(&new));
     }
-    let mut write = Write::put(Item::ApiKey(new.id.clone()), Image::ApiKey(Box::new(new.clone())));
-    write.items[0].conditions = as_read(&Image::ApiKey(Box::new(old)));
+    let conditions = as_read(&Image::ApiKey(Box::new(old)));
+    let write = set_fields(
+        Item::ApiKey(new.id.clone()),
+        conditions,
+        grants(&input.products, input.read_only),
+    );
     super::write_once(state, principal, &change("api_key.update", &new), write)
         .await
         .map_err(|r| refused(r, || ApiError::Contention))?;
@@ -195,7 +198,7 @@ pub async fn update(state: &AppState, principal: &Principal, input: UpdateApiKey
 /// `DELETE /api-keys/{api_key}`: only a revoked key (409 `resource_in_use` otherwise), so a key in use
 /// is first refused by the License API everywhere (within the cache's TTL) and a mistaken delete shows
 /// in the License API's answers before the key is gone.
-pub async fn delete(state: &AppState, principal: &Principal, input: ApiKeyRef) -> Result<ApiKeyView, ApiError> {
+pub async fn delete(state: &Core, principal: &Principal, input: ApiKeyRef) -> Result<ApiKeyView, ApiError> {
     let record = load(state, principal, &input.api_key).await?;
     if !record.revoked {
         return Err(ApiError::ResourceInUse(format!(
@@ -220,6 +223,33 @@ pub(crate) fn delete_write(record: &ApiKeyRecord) -> Write {
     let mut write = Write::delete(Item::ApiKey(record.id.clone()));
     write.items[0].conditions = as_read(&Image::ApiKey(Box::new(record.clone())));
     write
+}
+
+/// The write of a License API credential (API key, OAuth client) that changes only the fields it names,
+/// so a revocation never undoes a concurrent update, nor an update a concurrent one of another field.
+pub(super) fn set_fields(item: Item, conditions: Vec<Cond>, effects: Vec<Effect>) -> Write {
+    Write {
+        items: vec![ItemWrite {
+            item,
+            conditions,
+            action: Action::Update(effects),
+        }],
+    }
+}
+
+/// The effects of an update of a credential's grants: what the request names.
+pub(super) fn grants(products: &Option<Vec<ProductCode>>, read_only: Option<bool>) -> Vec<Effect> {
+    let products = products.as_ref().map(|p| {
+        let names = p.iter().map(|c| c.as_str().to_owned()).collect();
+        Effect::Set(Attr::Products, Val::Set(names))
+    });
+    let read_only = read_only.map(|r| Effect::Set(Attr::ReadOnly, Val::Bool(r)));
+    products.into_iter().chain(read_only).collect()
+}
+
+/// The effect of a credential's revocation.
+pub(super) fn revocation() -> Vec<Effect> {
+    vec![Effect::Set(Attr::Revoked, Val::Bool(true))]
 }
 
 /// The conditions that a License API credential (API key or OAuth client) is still as read: its grants

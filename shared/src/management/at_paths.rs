@@ -11,7 +11,7 @@ use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::ids::{HardwareId, LicenseKey, ProductCode, Username};
 use crate::model::AuthorizationMethod;
-use crate::state::AppState;
+use crate::state::Core;
 use crate::store::write::{Image, Item};
 use serde::Deserialize;
 
@@ -63,7 +63,7 @@ pub struct SeatAt {
 /// The license a path's `{product}` and `{key}` name: by key on a key-based product, by id on a
 /// user-based one.
 async fn license_ref(
-    state: &AppState,
+    state: &Core,
     principal: &Principal,
     product: ProductCode,
     segment: &str,
@@ -92,7 +92,7 @@ async fn license_ref(
 }
 
 pub async fn list_devices(
-    state: &AppState,
+    state: &Core,
     principal: &Principal,
     input: DevicesAt,
 ) -> Result<devices::DevicePage, ApiError> {
@@ -106,7 +106,7 @@ pub async fn list_devices(
 }
 
 pub async fn deactivate_device(
-    state: &AppState,
+    state: &Core,
     principal: &Principal,
     input: DeviceAt,
 ) -> Result<devices::Deactivated, ApiError> {
@@ -115,17 +115,13 @@ pub async fn deactivate_device(
     devices::deactivate_device(state, principal, DeviceRef { license, hardware_id }).await
 }
 
-pub async fn reset_devices(
-    state: &AppState,
-    principal: &Principal,
-    input: LicenseAt,
-) -> Result<devices::Reset, ApiError> {
+pub async fn reset_devices(state: &Core, principal: &Principal, input: LicenseAt) -> Result<devices::Reset, ApiError> {
     let license = license_ref(state, principal, input.product, &input.key).await?;
     devices::reset_devices(state, principal, LicenseInput { license }).await
 }
 
 pub async fn reset_transfers(
-    state: &AppState,
+    state: &Core,
     principal: &Principal,
     input: LicenseAt,
 ) -> Result<devices::TransfersReset, ApiError> {
@@ -133,7 +129,7 @@ pub async fn reset_transfers(
     devices::reset_transfers(state, principal, LicenseInput { license }).await
 }
 
-pub async fn assign_user(state: &AppState, principal: &Principal, input: SeatAt) -> Result<users::Assigned, ApiError> {
+pub async fn assign_user(state: &Core, principal: &Principal, input: SeatAt) -> Result<users::Assigned, ApiError> {
     let license = license_ref(state, principal, input.product, &input.key).await?;
     let input = AssignUser {
         email: input.email,
@@ -143,11 +139,7 @@ pub async fn assign_user(state: &AppState, principal: &Principal, input: SeatAt)
     users::assign_user(state, principal, input).await
 }
 
-pub async fn unassign_user(
-    state: &AppState,
-    principal: &Principal,
-    input: SeatAt,
-) -> Result<users::Unassigned, ApiError> {
+pub async fn unassign_user(state: &Core, principal: &Principal, input: SeatAt) -> Result<users::Unassigned, ApiError> {
     if input.max_activations.is_some() {
         return Err(ApiError::Validation("max_activations: only when assigning".into()));
     }

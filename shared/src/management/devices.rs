@@ -14,7 +14,7 @@ use crate::ids::{HardwareId, LicenseKey, ProductCode, Username};
 use crate::model::{Company, Device, License};
 use crate::plan::LicenseAddr;
 use crate::request::{Credentials, LicenseRequest, Proof};
-use crate::state::AppState;
+use crate::state::Core;
 use crate::store::write::{create_or_replace, Action, Attr, Cond, Effect, Image, Item, ItemWrite, Val, Write};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -63,7 +63,7 @@ impl LicenseRef {
 }
 
 /// The license at `addr`, which must exist.
-async fn license(state: &AppState, addr: &LicenseAddr) -> Result<License, ApiError> {
+async fn license(state: &Core, addr: &LicenseAddr) -> Result<License, ApiError> {
     let found = state.store.get_license(addr).await.map_err(ApiError::store)?;
     found.ok_or(ApiError::LicenseNotFound(not_found(addr)))
 }
@@ -135,7 +135,7 @@ pub struct DevicePage {
 
 /// Every device of a license, active or not, a page at a time. The store reads all of the license's
 /// devices for each page (administrative, docs/management-devices.md); pages bound the answer.
-pub async fn list_devices(state: &AppState, principal: &Principal, input: ListDevices) -> Result<DevicePage, ApiError> {
+pub async fn list_devices(state: &Core, principal: &Principal, input: ListDevices) -> Result<DevicePage, ApiError> {
     let limit = input.limit.unwrap_or(DEFAULT_DEVICES_PAGE);
     if !(1..=MAX_DEVICES_PAGE).contains(&limit) {
         return Err(ApiError::Validation(format!("`limit` must be 1 to {MAX_DEVICES_PAGE}")));
@@ -175,11 +175,7 @@ pub struct Deactivated {
 }
 
 /// Frees one device of the license: the License API's deactivation, as the principal.
-pub async fn deactivate_device(
-    state: &AppState,
-    principal: &Principal,
-    input: DeviceRef,
-) -> Result<Deactivated, ApiError> {
+pub async fn deactivate_device(state: &Core, principal: &Principal, input: DeviceRef) -> Result<Deactivated, ApiError> {
     let addr = input.license.addr(principal)?;
     free(state, principal, &addr, &input.hardware_id).await?;
     Ok(Deactivated {
@@ -192,7 +188,7 @@ pub async fn deactivate_device(
 /// it: by key, or (user-based) by the license id and the user who activated the device — whose seat
 /// the deactivation gives back.
 async fn free(
-    state: &AppState,
+    state: &Core,
     principal: &Principal,
     addr: &LicenseAddr,
     hardware_id: &HardwareId,
@@ -255,7 +251,7 @@ pub struct Reset {
 /// Frees every active device of the license, up to [`RESET_BATCH`] a call, each by its own
 /// deactivation ([`deactivate_device`]'s write, audited one by one). A device that deactivated itself
 /// meanwhile is skipped, not an error.
-pub async fn reset_devices(state: &AppState, principal: &Principal, input: LicenseInput) -> Result<Reset, ApiError> {
+pub async fn reset_devices(state: &Core, principal: &Principal, input: LicenseInput) -> Result<Reset, ApiError> {
     use futures::{StreamExt, TryStreamExt};
     let addr = input.license.addr(principal)?;
     license(state, &addr).await?;
@@ -296,7 +292,7 @@ pub struct TransfersReset {
 /// Sets the license's transfer count to 0, so devices may move again up to `max_transfers`: written
 /// on the condition that the count is still the one read, so the record says exactly what it undid.
 pub async fn reset_transfers(
-    state: &AppState,
+    state: &Core,
     principal: &Principal,
     input: LicenseInput,
 ) -> Result<TransfersReset, ApiError> {
@@ -353,7 +349,7 @@ pub struct Blacklisted {
 /// (`management_blacklist`), so a re-import keeps it (docs/management-devices.md); an id the catalog
 /// already lists stays the catalog's.
 pub async fn blacklist_device(
-    state: &AppState,
+    state: &Core,
     principal: &Principal,
     input: BlacklistDevice,
 ) -> Result<Blacklisted, ApiError> {

@@ -17,7 +17,7 @@ use crate::ids::CompanyId;
 use crate::model::IdempotencyRecord;
 use crate::sealed::{Sealed, SealingKey};
 use crate::secret::{ExposeSecret, SecretString};
-use crate::state::AppState;
+use crate::state::Core;
 use crate::store::write::{Image, Item, ItemWrite, Write};
 use crate::time::Timestamp;
 use serde::Serialize;
@@ -79,7 +79,7 @@ impl Pending {
     /// The pending key of a request to `route`; refused for a route whose answer holds a secret when
     /// the deployment has no sealing key to record it with.
     pub(crate) fn new(
-        state: &AppState,
+        state: &Core,
         route: &super::routes::Route,
         company: CompanyId,
         key: String,
@@ -117,7 +117,7 @@ impl Pending {
     }
 
     /// The answer recorded for this key, if any: `Some(Ok)` the same request's, `Some(Err)` another's.
-    pub(crate) async fn recorded(&self, state: &AppState) -> Result<Option<(u16, String)>, ApiError> {
+    pub(crate) async fn recorded(&self, state: &Core) -> Result<Option<(u16, String)>, ApiError> {
         let record = state
             .store
             .idempotency_record(&self.company, &self.key, Timestamp::now())

@@ -10,7 +10,7 @@ use crate::auth::{Access, Principal, Via};
 use crate::error::ApiError;
 use crate::ids::{CompanyId, ManagementKeyId};
 use crate::model::ManagementKeyRecord;
-use crate::state::AppState;
+use crate::state::Core;
 use crate::store::write::{Image, Item, Write};
 use crate::store::Rejection;
 use crate::time::Timestamp;
@@ -111,7 +111,7 @@ pub fn record_of(token: &str, name: &str, read_only: bool) -> Option<ManagementK
 
 /// The caller a bearer token names, if its key exists, holds this secret and is not revoked; the
 /// record is read on every request (no cache), so a revocation takes effect at once.
-pub async fn verify(state: &AppState, token: &str, access: Access) -> Result<Principal, ApiError> {
+pub async fn verify(state: &Core, token: &str, access: Access) -> Result<Principal, ApiError> {
     let token = Token::parse(token).ok_or(ApiError::InvalidManagementKey)?;
     let record = state
         .store
@@ -181,7 +181,7 @@ pub struct CreatedKey {
 }
 
 /// `POST /keys`, `license-server management-key create`: a new key of the principal's company.
-pub async fn create(state: &AppState, principal: &Principal, input: CreateKey) -> Result<CreatedKey, ApiError> {
+pub async fn create(state: &Core, principal: &Principal, input: CreateKey) -> Result<CreatedKey, ApiError> {
     if input.name.len() > MAX_NAME_LEN || input.name.chars().any(char::is_control) {
         return Err(ApiError::Validation(format!(
             "name: at most {MAX_NAME_LEN} bytes without control characters"
@@ -236,7 +236,7 @@ pub struct KeyRef {
 
 /// `POST /keys/{id}/revoke`, `license-server management-key revoke`. A key may revoke itself (a
 /// leaked key's holder can always stop it); revoking a revoked key changes nothing and records nothing.
-pub async fn revoke(state: &AppState, principal: &Principal, input: KeyRef) -> Result<KeyView, ApiError> {
+pub async fn revoke(state: &Core, principal: &Principal, input: KeyRef) -> Result<KeyView, ApiError> {
     let unknown = || ApiError::UnknownResource(format!("management key {}", input.id));
     let mut record = state
         .store
@@ -268,7 +268,7 @@ pub struct ListKeys {
 }
 
 /// `GET /keys`, `license-server management-key list`: one page of the company's keys, by id.
-pub async fn list(state: &AppState, principal: &Principal, input: ListKeys) -> Result<super::Page<KeyView>, ApiError> {
+pub async fn list(state: &Core, principal: &Principal, input: ListKeys) -> Result<super::Page<KeyView>, ApiError> {
     let limit = super::page_limit(input.limit)?;
     let keys = state
         .store

@@ -18,7 +18,7 @@ use crate::ids::{ProductCode, Username};
 use crate::model::LicenseUser;
 use crate::request::NEW_PASSWORD_BYTES;
 use crate::secret::ExposeSecret;
-use crate::state::AppState;
+use crate::state::Core;
 use crate::store::write::{create_or_replace, Action, Image, Item, ItemWrite, Write};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -138,7 +138,7 @@ async fn password_hash(password: CatalogPassword) -> Result<Option<String>, ApiE
 }
 
 /// `POST /users`, `license-server license-user create`: refused (409) if the email is taken.
-pub async fn create(state: &AppState, principal: &Principal, input: CreateUser) -> Result<UserView, ApiError> {
+pub async fn create(state: &Core, principal: &Principal, input: CreateUser) -> Result<UserView, ApiError> {
     let mut entry = input.entry;
     if !entry.contains_key("id") {
         entry.insert("id".into(), crate::handlers::trial_key::random_id()?.into());
@@ -163,7 +163,7 @@ pub async fn create(state: &AppState, principal: &Principal, input: CreateUser) 
 }
 
 /// `GET /users/{email}`.
-pub async fn show(state: &AppState, principal: &Principal, input: UserRef) -> Result<UserView, ApiError> {
+pub async fn show(state: &Core, principal: &Principal, input: UserRef) -> Result<UserView, ApiError> {
     let image = state
         .store
         .load(&item(principal, &input.email))
@@ -188,7 +188,7 @@ fn entry_of(user: &LicenseUser) -> Map<String, Value> {
 }
 
 /// `PATCH /users/{email}`: names, phone number, `is_initial_password`, `password_change_disabled`.
-pub async fn update(state: &AppState, principal: &Principal, input: UpdateUser) -> Result<UserView, ApiError> {
+pub async fn update(state: &Core, principal: &Principal, input: UpdateUser) -> Result<UserView, ApiError> {
     for fixed in ["id", "email", "password", "password_hash"] {
         if input.fields.contains_key(fixed) {
             return Err(ApiError::Validation(format!(
@@ -233,7 +233,7 @@ pub async fn update(state: &AppState, principal: &Principal, input: UpdateUser) 
 /// `DELETE /users/{email}`: refused (409 `resource_in_use`) while the user is assigned to a license
 /// (unassign first: that frees the seat). The delete is conditioned on the record as read, so an
 /// assignment that lands first is seen and refuses it.
-pub async fn delete(state: &AppState, principal: &Principal, input: UserRef) -> Result<UserView, ApiError> {
+pub async fn delete(state: &Core, principal: &Principal, input: UserRef) -> Result<UserView, ApiError> {
     let at = item(principal, &input.email);
     let (deleted, _) = guarded::rewrite(state, principal, &at, |image| {
         let old = stored(image.as_ref())?.ok_or_else(|| unknown(&input.email))?;
@@ -267,17 +267,17 @@ pub(crate) fn delete_write(at: Item, stored: Image) -> ItemWrite {
 /// `POST /users/{email}/disable`: the License API then answers the user's requests as an unknown
 /// user's (`license_not_found`, or a check's concealed answer), except a deactivation, which frees a
 /// seat. Disabling a disabled user changes and records nothing.
-pub async fn disable(state: &AppState, principal: &Principal, input: UserRef) -> Result<UserView, ApiError> {
+pub async fn disable(state: &Core, principal: &Principal, input: UserRef) -> Result<UserView, ApiError> {
     set_disabled(state, principal, input, true).await
 }
 
 /// `POST /users/{email}/enable`: undoes [`disable`].
-pub async fn enable(state: &AppState, principal: &Principal, input: UserRef) -> Result<UserView, ApiError> {
+pub async fn enable(state: &Core, principal: &Principal, input: UserRef) -> Result<UserView, ApiError> {
     set_disabled(state, principal, input, false).await
 }
 
 async fn set_disabled(
-    state: &AppState,
+    state: &Core,
     principal: &Principal,
     input: UserRef,
     disabled: bool,

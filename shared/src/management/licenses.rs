@@ -17,7 +17,7 @@ use crate::handlers::Attempts;
 use crate::ids::{LicenseKey, ProductCode};
 use crate::model::{AuthorizationMethod, License, LicenseTerms, ProductDoc};
 use crate::plan::LicenseAddr;
-use crate::state::AppState;
+use crate::state::Core;
 use crate::store::write::{Attr, Cond, Image, Item, Write};
 use crate::store::Rejection;
 use crate::time::Timestamp;
@@ -119,7 +119,7 @@ fn unknown(addr: &LicenseAddr) -> ApiError {
 
 /// The key-based product `code` of the principal's company, which the catalog manages unless it is
 /// a bundle.
-async fn product(state: &AppState, principal: &Principal, code: &ProductCode) -> Result<ProductDoc, ApiError> {
+async fn product(state: &Core, principal: &Principal, code: &ProductCode) -> Result<ProductDoc, ApiError> {
     let item = Item::Product(principal.company.clone(), code.clone());
     let Some(Image::Product(doc)) = state.store.load(&item).await.map_err(ApiError::store)? else {
         return Err(ApiError::UnknownProduct);
@@ -144,7 +144,7 @@ fn from_entry(principal: &Principal, product: &ProductDoc, entry: Map<String, Va
 }
 
 /// `POST /products/{product}/licenses`, `license-server license create`.
-pub async fn create(state: &AppState, principal: &Principal, input: CreateLicense) -> Result<LicenseView, ApiError> {
+pub async fn create(state: &Core, principal: &Principal, input: CreateLicense) -> Result<LicenseView, ApiError> {
     let doc = product(state, principal, &input.product).await?;
     let mut entry = input.entry;
     entry.insert("product".into(), input.product.as_str().into());
@@ -180,19 +180,19 @@ fn key_of(addr: &LicenseAddr) -> String {
 }
 
 /// `GET /products/{product}/licenses/{key}`, `license-server license show`.
-pub async fn show(state: &AppState, principal: &Principal, input: LicenseRef) -> Result<LicenseView, ApiError> {
+pub async fn show(state: &Core, principal: &Principal, input: LicenseRef) -> Result<LicenseView, ApiError> {
     let addr = input.addr(principal);
     let license = load(state, &addr).await?.ok_or_else(|| unknown(&addr))?;
     Ok(LicenseView::from(&license))
 }
 
-async fn load(state: &AppState, addr: &LicenseAddr) -> Result<Option<License>, ApiError> {
+async fn load(state: &Core, addr: &LicenseAddr) -> Result<Option<License>, ApiError> {
     state.store.get_license(addr).await.map_err(ApiError::store)
 }
 
 /// `PATCH /products/{product}/licenses/{key}`: the given catalog fields replace the license's; the
 /// rest, and every counter, stay.
-pub async fn update(state: &AppState, principal: &Principal, input: UpdateLicense) -> Result<LicenseView, ApiError> {
+pub async fn update(state: &Core, principal: &Principal, input: UpdateLicense) -> Result<LicenseView, ApiError> {
     let doc = product(state, principal, &input.product).await?;
     for fixed in ["id", "product", "license_key"] {
         if input.fields.contains_key(fixed) {
@@ -253,17 +253,17 @@ fn entry_of(license: &License) -> Map<String, Value> {
 
 /// `POST /products/{product}/licenses/{key}/disable`: License API requests then answer
 /// `license_not_enabled`.
-pub async fn disable(state: &AppState, principal: &Principal, input: LicenseRef) -> Result<LicenseView, ApiError> {
+pub async fn disable(state: &Core, principal: &Principal, input: LicenseRef) -> Result<LicenseView, ApiError> {
     set_enabled(state, principal, input, false).await
 }
 
 /// `POST /products/{product}/licenses/{key}/enable`.
-pub async fn enable(state: &AppState, principal: &Principal, input: LicenseRef) -> Result<LicenseView, ApiError> {
+pub async fn enable(state: &Core, principal: &Principal, input: LicenseRef) -> Result<LicenseView, ApiError> {
     set_enabled(state, principal, input, true).await
 }
 
 async fn set_enabled(
-    state: &AppState,
+    state: &Core,
     principal: &Principal,
     input: LicenseRef,
     enabled: bool,
@@ -289,7 +289,7 @@ enum Decision {
 /// Reads the license, decides, and writes the decision if the vendor's fields are still those read,
 /// deciding again against the winner's state after a lost race.
 async fn change(
-    state: &AppState,
+    state: &Core,
     principal: &Principal,
     at: &LicenseRef,
     action: &'static str,
@@ -321,7 +321,7 @@ async fn change(
 }
 
 /// One attempt's write with the change's audit record (`Attempts::write`).
-async fn apply(state: &AppState, attempts: &mut Attempts, change: &Change, write: Write) -> Result<(), Rejection> {
+async fn apply(state: &Core, attempts: &mut Attempts, change: &Change, write: Write) -> Result<(), Rejection> {
     attempts
         .write(
             Some(change),
@@ -353,7 +353,7 @@ fn unchanged(old: &License) -> Vec<Cond> {
 /// `DELETE /products/{product}/licenses/{key}`: refused while devices are active unless `force`.
 /// The license's device and seat records go after it (an administrative clean-up, logged if it
 /// fails): License API requests answer `license_not_found` from the moment the license item is gone.
-pub async fn delete(state: &AppState, principal: &Principal, input: DeleteLicense) -> Result<LicenseView, ApiError> {
+pub async fn delete(state: &Core, principal: &Principal, input: DeleteLicense) -> Result<LicenseView, ApiError> {
     let at = LicenseRef {
         product: input.product,
         key: input.key,
@@ -392,7 +392,7 @@ pub async fn delete(state: &AppState, principal: &Principal, input: DeleteLicens
 
 /// Deletes the device and seat records of a deleted license, so a license created later under the
 /// same key starts with none.
-async fn clear_beside(state: &AppState, addr: &LicenseAddr) {
+async fn clear_beside(state: &Core, addr: &LicenseAddr) {
     let items = async {
         let devices = state.store.list_devices(addr).await?;
         let seats = state.store.list_seats(addr).await?;

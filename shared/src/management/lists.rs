@@ -16,7 +16,7 @@ use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::ids::ProductCode;
 use crate::model::ProductDoc;
-use crate::state::AppState;
+use crate::state::Core;
 use crate::store::listing::{ItemKind, DEFAULT_PAGE, MAX_PAGE};
 use crate::store::write::Image;
 use serde::{Deserialize, Serialize};
@@ -69,7 +69,7 @@ pub struct ClientList {
 }
 
 /// `GET /products`, restricted to the products the principal may name.
-pub async fn list_products(state: &AppState, principal: &Principal, input: ListItems) -> Result<ProductList, ApiError> {
+pub async fn list_products(state: &Core, principal: &Principal, input: ListItems) -> Result<ProductList, ApiError> {
     let (products, cursor) = page(state, principal, ItemKind::Products, input, |image| match image {
         Image::Product(p) if principal.allows(&p.code) => Some((**p).clone()),
         _ => None,
@@ -79,7 +79,7 @@ pub async fn list_products(state: &AppState, principal: &Principal, input: ListI
 }
 
 /// `GET /users`, `license-server user list`.
-pub async fn list_users(state: &AppState, principal: &Principal, input: ListItems) -> Result<UserList, ApiError> {
+pub async fn list_users(state: &Core, principal: &Principal, input: ListItems) -> Result<UserList, ApiError> {
     let (users, cursor) = page(state, principal, ItemKind::Users, input, |image| match image {
         Image::User(u) => Some(UserView::from(&**u)),
         _ => None,
@@ -89,7 +89,7 @@ pub async fn list_users(state: &AppState, principal: &Principal, input: ListItem
 }
 
 /// `GET /api-keys`.
-pub async fn list_api_keys(state: &AppState, principal: &Principal, input: ListItems) -> Result<ApiKeyList, ApiError> {
+pub async fn list_api_keys(state: &Core, principal: &Principal, input: ListItems) -> Result<ApiKeyList, ApiError> {
     let (api_keys, cursor) = page(state, principal, ItemKind::ApiKeys, input, |image| match image {
         Image::ApiKey(k) if within(principal, &k.products) => Some(ApiKeyView::from(&**k)),
         _ => None,
@@ -99,11 +99,7 @@ pub async fn list_api_keys(state: &AppState, principal: &Principal, input: ListI
 }
 
 /// `GET /oauth-clients`.
-pub async fn list_oauth_clients(
-    state: &AppState,
-    principal: &Principal,
-    input: ListItems,
-) -> Result<ClientList, ApiError> {
+pub async fn list_oauth_clients(state: &Core, principal: &Principal, input: ListItems) -> Result<ClientList, ApiError> {
     let (oauth_clients, cursor) = page(state, principal, ItemKind::OAuthClients, input, |image| match image {
         Image::OAuthClient(c) if within(principal, &c.products) => Some(ClientView::from(&**c)),
         _ => None,
@@ -128,7 +124,7 @@ fn page_size(limit: Option<usize>) -> Result<usize, ApiError> {
 /// One page of the company's items of `kind`, each shown through `view` (`None`: hidden from the
 /// principal), and the cursor of the next. A page may hold fewer than `limit` and still have a cursor.
 async fn page<T>(
-    state: &AppState,
+    state: &Core,
     principal: &Principal,
     kind: ItemKind,
     input: ListItems,

@@ -1,5 +1,6 @@
 //! The Management API's operations (docs/management.md): what a vendor does to its own licenses,
-//! devices, users and keys. Each operation is a plain async function of the application state, the
+//! devices, users and keys. Each operation is a plain async function of the state (`state::Core`: the
+//! store and the write's settings, without the License API's signer), the
 //! [`Principal`](crate::auth::Principal) it acts as (a management key, or the command line through
 //! [`Principal::cli`](crate::auth::Principal::cli)) and its typed input, returning its typed output or an
 //! [`ApiError`](crate::error::ApiError). The HTTP router (`/api/management/v1/`, on the standalone server
@@ -26,6 +27,6 @@ pub mod trail;
 pub(crate) use op::{create_once, write_once};
 pub use op::{page_limit, Page, DEFAULT_PAGE, MAX_PAGE};
 pub mod devices;
-mod guarded;
+pub(crate) mod guarded;
 pub mod search;
 pub mod users;

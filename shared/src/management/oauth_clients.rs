@@ -9,7 +9,7 @@
 //! in this process and in others within the record cache's TTL; tokens it issued stay valid until
 //! they expire (docs/oauth.md).
 
-use super::api_keys::as_read;
+use super::api_keys::{as_read, grants, revocation, set_fields};
 use super::keys::{hex, random, refused};
 use super::products::{invalid, named};
 use crate::audit::Change;
@@ -18,7 +18,7 @@ use crate::error::ApiError;
 use crate::ids::{OAuthClientId, ProductCode};
 use crate::model::OAuthClientRecord;
 use crate::secret::ExposeSecret;
-use crate::state::AppState;
+use crate::state::Core;
 use crate::store::write::{Cond, Image, Item, Write};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -111,11 +111,7 @@ fn change(action: &'static str, client: &OAuthClientRecord) -> Change {
 
 /// The stored form of a new client: the secret's argon2id hash (computed off the async threads) and
 /// the secret sealed for this client, as the catalog import stores them.
-async fn record(
-    state: &AppState,
-    principal: &Principal,
-    entry: Map<String, Value>,
-) -> Result<OAuthClientRecord, ApiError> {
+async fn record(state: &Core, principal: &Principal, entry: Map<String, Value>) -> Result<OAuthClientRecord, ApiError> {
     let sealing_key = state.sealing_key.clone().ok_or_else(|| {
         ApiError::internal(
             "OAuth clients need the deployment's sealing key: configure one (license-server: --sealing-key \
@@ -144,7 +140,7 @@ async fn record(
 }
 
 /// `POST /oauth-clients`, refused (409) if the id is taken.
-pub async fn create(state: &AppState, principal: &Principal, input: CreateClient) -> Result<CreatedClient, ApiError> {
+pub async fn create(state: &Core, principal: &Principal, input: CreateClient) -> Result<CreatedClient, ApiError> {
     let mut entry = input.entry;
     if entry.contains_key("client_secret") {
         return Err(ApiError::Validation(
@@ -175,7 +171,7 @@ pub async fn create(state: &AppState, principal: &Principal, input: CreateClient
 }
 
 /// The principal's company's client `id`; another company's reads as unknown.
-async fn load(state: &AppState, principal: &Principal, id: &OAuthClientId) -> Result<OAuthClientRecord, ApiError> {
+async fn load(state: &Core, principal: &Principal, id: &OAuthClientId) -> Result<OAuthClientRecord, ApiError> {
     let record = state.store.oauth_client(id).await.map_err(ApiError::store)?;
     record
         .filter(|c| c.company == principal.company)
@@ -183,21 +179,19 @@ async fn load(state: &AppState, principal: &Principal, id: &OAuthClientId) -> Re
 }
 
 /// `GET /oauth-clients/{client_id}`.
-pub async fn show(state: &AppState, principal: &Principal, input: ClientRef) -> Result<ClientView, ApiError> {
+pub async fn show(state: &Core, principal: &Principal, input: ClientRef) -> Result<ClientView, ApiError> {
     Ok(ClientView::from(&load(state, principal, &input.client_id).await?))
 }
 
 /// `POST /oauth-clients/{client_id}/revoke`: the token endpoint then refuses it. Revoking a revoked
 /// client changes and records nothing.
-pub async fn revoke(state: &AppState, principal: &Principal, input: ClientRef) -> Result<ClientView, ApiError> {
+pub async fn revoke(state: &Core, principal: &Principal, input: ClientRef) -> Result<ClientView, ApiError> {
     let mut record = load(state, principal, &input.client_id).await?;
     if record.revoked {
         return Ok(ClientView::from(&record));
     }
     record.revoked = true;
-    let item = Item::OAuthClient(record.id.clone());
-    let mut write = Write::put(item, Image::OAuthClient(Box::new(record.clone())));
-    write.items[0].conditions.push(Cond::Exists);
+    let write = set_fields(Item::OAuthClient(record.id.clone()), vec![Cond::Exists], revocation());
     super::write_once(state, principal, &change("oauth_client.revoke", &record), write)
         .await
         .map_err(|r| refused(r, || unknown(&input.client_id)))?;
@@ -208,7 +202,7 @@ pub async fn revoke(state: &AppState, principal: &Principal, input: ClientRef) -
 /// `PATCH /oauth-clients/{client_id}`: `products` and `read_only`, conditioned as an API key's update
 /// ([`super::api_keys::update`]); tokens it issued keep the grants they were issued with until they
 /// expire (docs/oauth.md).
-pub async fn update(state: &AppState, principal: &Principal, input: UpdateClient) -> Result<ClientView, ApiError> {
+pub async fn update(state: &Core, principal: &Principal, input: UpdateClient) -> Result<ClientView, ApiError> {
     let old = load(state, principal, &input.client_id).await?;
     if let Some(products) = &input.products {
         super::products::ensure_exist(state, principal, products).await?;
@@ -221,9 +215,12 @@ pub async fn update(state: &AppState, principal: &Principal, input: UpdateClient
     if ClientView::from(&new) == ClientView::from(&old) {
         return Ok(ClientView::from(&new));
     }
-    let item = Item::OAuthClient(new.id.clone());
-    let mut write = Write::put(item, Image::OAuthClient(Box::new(new.clone())));
-    write.items[0].conditions = as_read(&Image::OAuthClient(Box::new(old)));
+    let conditions = as_read(&Image::OAuthClient(Box::new(old)));
+    let write = set_fields(
+        Item::OAuthClient(new.id.clone()),
+        conditions,
+        grants(&input.products, input.read_only),
+    );
     super::write_once(state, principal, &change("oauth_client.update", &new), write)
         .await
         .map_err(|r| refused(r, || ApiError::Contention))?;
@@ -233,7 +230,7 @@ pub async fn update(state: &AppState, principal: &Principal, input: UpdateClient
 
 /// `DELETE /oauth-clients/{client_id}`: only a revoked client (409 `resource_in_use` otherwise), as an
 /// API key ([`super::api_keys::delete`]).
-pub async fn delete(state: &AppState, principal: &Principal, input: ClientRef) -> Result<ClientView, ApiError> {
+pub async fn delete(state: &Core, principal: &Principal, input: ClientRef) -> Result<ClientView, ApiError> {
     let record = load(state, principal, &input.client_id).await?;
     if !record.revoked {
         return Err(ApiError::ResourceInUse(format!(

@@ -5,7 +5,7 @@ use crate::audit::Change;
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::handlers::Attempts;
-use crate::state::AppState;
+use crate::state::Core;
 use crate::store::write::Write;
 use crate::store::Rejection;
 use serde::Serialize;
@@ -34,7 +34,7 @@ pub fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
 /// Applies `write` with the audit record of `change` as its last item, retrying with the same token
 /// while the outcome is unknown (`Attempts::write`); a refused condition is returned to the caller.
 pub(crate) async fn write_once(
-    state: &AppState,
+    state: &Core,
     principal: &Principal,
     change: &Change,
     write: Write,
@@ -53,7 +53,7 @@ pub(crate) async fn write_once(
 /// request's `Idempotency-Key`, if it has one (`management::idempotency`). A refused condition is
 /// `on_refusal`'s error.
 pub(crate) async fn create_once<T: Serialize>(
-    state: &AppState,
+    state: &Core,
     principal: &Principal,
     (change, mut write): (&Change, Write),
     answer: T,

@@ -11,7 +11,7 @@ use crate::auth::Access;
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::handlers::openapi::{by_status, component, error_responses, Schemas};
-use crate::state::AppState;
+use crate::state::Core;
 use std::collections::BTreeMap;
 use std::future::Future;
 use utoipa::openapi::content::ContentBuilder;
@@ -40,7 +40,7 @@ pub fn io_of<'a, I, O, F, Fut>(schemas: &mut Schemas, _op: F) -> OperationSchema
 where
     I: ToSchema,
     O: ToSchema,
-    F: Fn(&'a AppState, &'a Principal, I) -> Fut,
+    F: Fn(&'a Core, &'a Principal, I) -> Fut,
     Fut: Future<Output = Result<O, ApiError>>,
 {
     I::schemas(schemas);

@@ -13,7 +13,7 @@ use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::ids::ProductCode;
 use crate::model::ProductDoc;
-use crate::state::AppState;
+use crate::state::Core;
 use crate::store::listing::LicenseQuery;
 use crate::store::write::{create_or_replace, Action, Image, Item, Write};
 use serde::Deserialize;
@@ -75,7 +75,7 @@ fn change(action: &'static str, code: &ProductCode, detail: Value) -> Change {
 }
 
 /// `POST /products`, `license-server product create`: refused (409) if the code is taken.
-pub async fn create(state: &AppState, principal: &Principal, input: CreateProduct) -> Result<ProductDoc, ApiError> {
+pub async fn create(state: &Core, principal: &Principal, input: CreateProduct) -> Result<ProductDoc, ApiError> {
     let product = crate::catalog::product_of_entry("body", Value::Object(input.entry)).map_err(invalid)?;
     principal.ensure_product(&product.code)?;
     let at = item(principal, &product.code);
@@ -96,7 +96,7 @@ pub async fn create(state: &AppState, principal: &Principal, input: CreateProduc
 }
 
 /// `GET /products/{product}`.
-pub async fn show(state: &AppState, principal: &Principal, input: ProductRef) -> Result<ProductDoc, ApiError> {
+pub async fn show(state: &Core, principal: &Principal, input: ProductRef) -> Result<ProductDoc, ApiError> {
     principal.ensure_product(&input.product)?;
     let image = state
         .store
@@ -108,7 +108,7 @@ pub async fn show(state: &AppState, principal: &Principal, input: ProductRef) ->
 
 /// `PATCH /products/{product}`: the given catalog fields replace the product's; `code`, `id` and
 /// `authorization_method` stay.
-pub async fn update(state: &AppState, principal: &Principal, input: UpdateProduct) -> Result<ProductDoc, ApiError> {
+pub async fn update(state: &Core, principal: &Principal, input: UpdateProduct) -> Result<ProductDoc, ApiError> {
     principal.ensure_product(&input.product)?;
     // The authorization method decides where the product's licenses are stored and how they are
     // named: changing it would strand every license the product has.
@@ -151,7 +151,7 @@ pub async fn update(state: &AppState, principal: &Principal, input: UpdateProduc
 /// `DELETE /products/{product}`: refused (409 `resource_in_use`) while the product has licenses.
 /// Licenses are items of their own, so a license created between the check and the delete (a trial)
 /// is not seen: the License API then answers `unknown_product` for it (docs/management-resources.md).
-pub async fn delete(state: &AppState, principal: &Principal, input: ProductRef) -> Result<ProductDoc, ApiError> {
+pub async fn delete(state: &Core, principal: &Principal, input: ProductRef) -> Result<ProductDoc, ApiError> {
     principal.ensure_product(&input.product)?;
     let query = LicenseQuery {
         company: principal.company.clone(),
@@ -187,7 +187,7 @@ pub const MAX_NAMED_PRODUCTS: usize = 100;
 /// The products an entry's `products` names that exist, for the catalog's check of the entry (which
 /// names a missing one); more than [`MAX_NAMED_PRODUCTS`] is refused before any is read.
 pub(super) async fn named(
-    state: &AppState,
+    state: &Core,
     principal: &Principal,
     entry: &Map<String, Value>,
 ) -> Result<std::collections::BTreeMap<ProductCode, ProductDoc>, ApiError> {
@@ -220,11 +220,7 @@ pub(super) async fn named(
 
 /// Refuses (`validation_error`) a list of products of which one does not exist, or more than
 /// [`MAX_NAMED_PRODUCTS`].
-pub(super) async fn ensure_exist(
-    state: &AppState,
-    principal: &Principal,
-    codes: &[ProductCode],
-) -> Result<(), ApiError> {
+pub(super) async fn ensure_exist(state: &Core, principal: &Principal, codes: &[ProductCode]) -> Result<(), ApiError> {
     let names = codes.iter().map(|c| Value::from(c.as_str())).collect();
     let entry = Map::from_iter([("products".to_owned(), Value::Array(names))]);
     let found = named(state, principal, &entry).await?;

@@ -13,7 +13,7 @@ use crate::auth::{bearer_token, Access, Principal};
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse, JSON};
 use crate::request::MAX_BODY_BYTES;
-use crate::state::AppState;
+use crate::state::Core;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use http::Method;
@@ -25,7 +25,7 @@ use serde_json::{Map, Value};
 pub const PREFIX: &str = "/api/management/v1";
 
 /// An operation behind a route: its input as one JSON object, its output as JSON.
-pub type Run = for<'a> fn(&'a AppState, &'a Principal, Value) -> BoxFuture<'a, Result<Value, ApiError>>;
+pub type Run = for<'a> fn(&'a Core, &'a Principal, Value) -> BoxFuture<'a, Result<Value, ApiError>>;
 
 /// One route: `path` under [`PREFIX`], `{name}` segments naming the input fields they carry.
 pub struct Route {
@@ -156,7 +156,7 @@ fn output<T: Serialize>(value: &T) -> Result<Value, ApiError> {
 }
 
 /// Answers a request under [`PREFIX`]; every failure in the SPEC's error shape.
-pub async fn handle(state: &AppState, req: &ApiRequest) -> ApiResponse {
+pub async fn handle(state: &Core, req: &ApiRequest) -> ApiResponse {
     let answered = if req.method == Method::OPTIONS {
         preflight(req)
     } else {
@@ -183,7 +183,7 @@ fn preflight(req: &ApiRequest) -> Result<ApiResponse, ApiError> {
     }
 }
 
-async fn answer(state: &AppState, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
+async fn answer(state: &Core, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
     let path = req.path.strip_prefix(PREFIX).ok_or(ApiError::NotFound)?;
     let (route, params) = find(&req.method, path)?;
     // The standalone server bounds bodies as it reads them; a Lambda function gets the gateway's.
@@ -225,7 +225,7 @@ async fn answer(state: &AppState, req: &ApiRequest) -> Result<ApiResponse, ApiEr
 /// `principal` with `body`: `license-server manage`, which acts as the command line, so no management
 /// key is checked. Answers the route's success status and body.
 pub async fn run_as(
-    state: &AppState,
+    state: &Core,
     principal: &Principal,
     method: &Method,
     target: &str,

@@ -7,7 +7,7 @@ use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::ids::{HardwareId, LicenseKey, OrderId, ProductCode, Username};
 use crate::model::{License, LicenseSource};
-use crate::state::AppState;
+use crate::state::Core;
 use crate::store::listing::{self, LicenseQuery, LicenseSearch};
 use crate::store::Store;
 use crate::time::Timestamp;
@@ -86,17 +86,13 @@ impl LicenseSummary {
 }
 
 /// A page of the company's licenses, in storage order.
-pub async fn list_licenses(
-    state: &AppState,
-    principal: &Principal,
-    input: ListLicenses,
-) -> Result<LicensePage, ApiError> {
+pub async fn list_licenses(state: &Core, principal: &Principal, input: ListLicenses) -> Result<LicensePage, ApiError> {
     list_licenses_in(&*state.store, principal, input).await
 }
 
 /// A page of the company's licenses that match the one search term given.
 pub async fn search_licenses(
-    state: &AppState,
+    state: &Core,
     principal: &Principal,
     input: SearchLicenses,
 ) -> Result<LicensePage, ApiError> {

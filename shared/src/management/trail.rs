@@ -9,7 +9,7 @@ use crate::error::ApiError;
 use crate::ids::{LicenseKey, ProductCode};
 use crate::model::AuditRecord;
 use crate::plan::LicenseAddr;
-use crate::state::AppState;
+use crate::state::Core;
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -135,7 +135,7 @@ fn cursor_shape(cursor: &str) -> bool {
 }
 
 /// `GET /audit`: one page of the principal's company's audit trail.
-pub async fn query(state: &AppState, principal: &Principal, input: AuditQuery) -> Result<AuditPage, ApiError> {
+pub async fn query(state: &Core, principal: &Principal, input: AuditQuery) -> Result<AuditPage, ApiError> {
     let filter = input.filter(principal)?;
     let limit = match input.limit.unwrap_or(DEFAULT_AUDIT_PAGE) {
         n @ 1..=MAX_PAGE => n,

@@ -18,7 +18,7 @@ use crate::model::{AuthorizationMethod, LicenseUser, Seat};
 use crate::plan::LicenseAddr;
 use crate::request::NEW_PASSWORD_BYTES;
 use crate::secret::{ExposeSecret, SecretString};
-use crate::state::AppState;
+use crate::state::Core;
 use crate::store::write::{create_or_replace, Action, Attr, Cond, Image, Item, ItemWrite, Val, Write};
 use serde::{Deserialize, Serialize};
 
@@ -83,11 +83,7 @@ pub fn generate_password() -> SecretString {
 }
 
 /// Sets the user's password (argon2id, `password::hash`); the password is in no log and no record.
-pub async fn set_password(
-    state: &AppState,
-    principal: &Principal,
-    input: SetPassword,
-) -> Result<PasswordSet, ApiError> {
+pub async fn set_password(state: &Core, principal: &Principal, input: SetPassword) -> Result<PasswordSet, ApiError> {
     let generated = input.password.is_none();
     let password = match input.password {
         Some(p) if !NEW_PASSWORD_BYTES.contains(&p.len()) => {
@@ -163,7 +159,7 @@ pub struct Assigned {
 /// changes the limit of their seat there: the user's record and the seat are written together, on
 /// the conditions that the record is as read and the license still exists. A seat's activations so far
 /// are kept.
-pub async fn assign_user(state: &AppState, principal: &Principal, input: AssignUser) -> Result<Assigned, ApiError> {
+pub async fn assign_user(state: &Core, principal: &Principal, input: AssignUser) -> Result<Assigned, ApiError> {
     let (addr, id) = user_license(state, principal, &input.license).await?;
     if !(0..=crate::catalog::MAX_SAFE_INTEGER).contains(&input.max_activations) {
         return Err(ApiError::Validation("`max_activations` must be 0 or more".into()));
@@ -235,11 +231,7 @@ pub struct Unassigned {
 /// Removes the license from the user's record and deletes their seat. Refused (`validation_error`)
 /// while the user has devices active on it: free them first (`device deactivate`), so no activation
 /// is left charged to a seat that no longer exists.
-pub async fn unassign_user(
-    state: &AppState,
-    principal: &Principal,
-    input: UnassignUser,
-) -> Result<Unassigned, ApiError> {
+pub async fn unassign_user(state: &Core, principal: &Principal, input: UnassignUser) -> Result<Unassigned, ApiError> {
     let (addr, id) = user_license(state, principal, &input.license).await?;
     let entry = (input.license.product.clone(), id);
     let item = Item::User(principal.company.clone(), input.email.clone());
@@ -275,7 +267,7 @@ pub async fn unassign_user(
 
 /// The user-based license `license` names (by id), which must exist: its address and id.
 async fn user_license(
-    state: &AppState,
+    state: &Core,
     principal: &Principal,
     license: &LicenseRef,
 ) -> Result<(LicenseAddr, i64), ApiError> {

@@ -400,10 +400,21 @@ pub trait Store: Send + Sync {
     async fn list_seats(&self, addr: &LicenseAddr) -> Result<Vec<Seat>, StoreError>;
 
     /// Administrative (the Management API, `license-server search`): one page of the licenses `query`
-    /// selects, in storage-key order, after `cursor` (the previous page's), at most `limit` (up to
-    /// [`listing::MAX_PAGE`]). Each license is read consistently; which licenses a search finds is read
-    /// from an index that DynamoDB updates eventually (docs/data-model.md, *Listing and search*).
+    /// selects, in storage-key order, after `cursor` (the previous page's), at most `limit` (taken as 1
+    /// to [`listing::MAX_PAGE`]). Each license is read consistently; which licenses a search finds is
+    /// read from an index that DynamoDB updates eventually (docs/data-model.md, *Listing and search*).
     async fn find_licenses(
+        &self,
+        query: &listing::LicenseQuery,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<listing::LicensePage, StoreError> {
+        self.licenses_page(query, cursor, limit.clamp(1, listing::MAX_PAGE))
+            .await
+    }
+
+    /// [`Store::find_licenses`] with `limit` already within its bounds: what each store implements.
+    async fn licenses_page(
         &self,
         query: &listing::LicenseQuery,
         cursor: Option<&str>,

@@ -5,7 +5,7 @@
 //! are exactly as safe as several Lambdas on one table. All database work runs on the store's own
 //! thread, never on the runtime's shared blocking pool (password hashing cannot starve it).
 
-use super::listing::{self, ItemKind, ItemPage, LicensePage, LicenseQuery, LicenseSearch};
+use super::listing::{ItemKind, ItemPage, LicensePage, LicenseQuery, LicenseSearch};
 use super::write::{self, Attr, Image, Item, Refused, Val, Write};
 use super::{ContextQuery, ContextRead, LicenseRead, Rejection, Store, StoreError};
 use crate::audit::{self, AuditFilter, AuditPage};
@@ -1085,14 +1085,13 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn find_licenses(
+    async fn licenses_page(
         &self,
         query: &LicenseQuery,
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<LicensePage, StoreError> {
         let (query, after) = (query.clone(), query.start_after(cursor)?);
-        let limit = limit.clamp(1, listing::MAX_PAGE);
         self.read("list licenses", move |c| license_page(c, &query, after, limit))
             .await
     }

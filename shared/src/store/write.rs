@@ -20,8 +20,10 @@ use crate::plan::{
     ActivationPlan, CheckPlan, ConsumptionPlan, Counter, DeactivationPlan, FloatingPlan, LicenseAddr, Slot, TrialPlan,
     VariablesPlan, WriteToken,
 };
+use crate::secret::Redacted;
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::fmt;
 
 /// An item a write touches.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -199,6 +201,33 @@ impl Attr {
         }
     }
 
+    /// Whether a value of the attribute may hold a secret, so `Debug` of a condition or effect prints
+    /// [`Redacted`] instead. A document is one: a license user's holds the password hash, and a
+    /// [`Val`] does not say whose document it is. An answer may be a sealed secret shown once.
+    /// Every attribute is listed, so one added to [`Attr`] does not compile until it is decided here.
+    pub fn holds_secret(self) -> bool {
+        use Attr::*;
+        match self {
+            SharedKey | SecretHash | SealedSecret | Doc | Answer => true,
+            ApiKey | Company | Products | ReadOnly | Revoked | Disabled | Archived | Blacklist | LicenseId
+            | LicenseKey | Enabled | Unlimited | MaxActivations | TimesActivated | MaxTransfers | TransferCount
+            | ReleasedCount | ValidityPeriod | Terms | Consumptions | FeatureConsumptions | ConsumptionsPeriod
+            | FeaturePeriods | Floating | FloatingVersion | FloatingBorrowed | DeviceId | HardwareId | Active
+            | User | FirstActivatedAt | LastActivatedAt | DeactivatedAt | LastSeenAt | Details | Variables
+            | Activations | WriteToken | TotalActivations | RequestKey | ProcessedAt | ExpiresAt | AuditId | At
+            | Actor | Change | Subject | Detail | ClientId | AccountCode | Issuer | RedirectUris | EmailClaim
+            | KeyId | Name | CreatedAt | Source | IdempotencyKey | RequestDigest | Status => false,
+        }
+    }
+
+    /// `value` as `Debug` may print it for this attribute: [`Redacted`] if it may hold a secret.
+    fn shown(self, value: &Val) -> &dyn fmt::Debug {
+        match self.holds_secret() {
+            true => &Redacted,
+            false => value,
+        }
+    }
+
     /// The rule for a stored attribute by name; per-feature counters (DynamoDB) are counters.
     pub fn on_upsert_named(name: &str) -> OnUpsert {
         if name.starts_with(FEATURE_COUNTER_PREFIX) || name.starts_with(FEATURE_PERIOD_PREFIX) {
@@ -245,8 +274,8 @@ pub enum Val {
     Counts(BTreeMap<String, i64>),
 }
 
-/// A condition on one item.
-#[derive(Clone, Debug, PartialEq)]
+/// A condition on one item. `Debug` is written by hand to redact secret values ([`Attr::holds_secret`]).
+#[derive(Clone, PartialEq)]
 pub enum Cond {
     /// The item exists.
     Exists,
@@ -289,7 +318,37 @@ impl Cond {
     }
 }
 
-#[derive(Clone, Debug, PartialEq)]
+impl fmt::Debug for Cond {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut tuple = |name: &str, fields: &[&dyn fmt::Debug]| {
+            let mut t = f.debug_tuple(name);
+            fields.iter().for_each(|field| {
+                t.field(field);
+            });
+            t.finish()
+        };
+        match self {
+            Cond::Exists => tuple("Exists", &[]),
+            Cond::Missing => tuple("Missing", &[]),
+            Cond::Absent(a) => tuple("Absent", &[a]),
+            Cond::Eq(a, v) => tuple("Eq", &[a, a.shown(v)]),
+            Cond::Lt(a, b) => tuple("Lt", &[a, b]),
+            Cond::Gt(a, n) => tuple("Gt", &[a, n]),
+            Cond::Contains(a, s) => tuple("Contains", &[a, s]),
+            Cond::AtMost(c, n) => tuple("AtMost", &[c, n]),
+            Cond::AtLeast(c, n) => tuple("AtLeast", &[c, n]),
+            Cond::StoredAtMost(c, n) => tuple("StoredAtMost", &[c, n]),
+            Cond::StoredAtLeast(c, n) => tuple("StoredAtLeast", &[c, n]),
+            Cond::NoCounter(c) => tuple("NoCounter", &[c]),
+            Cond::PeriodIs(c, at) => tuple("PeriodIs", &[c, at]),
+            Cond::Not(c) => tuple("Not", &[c]),
+            Cond::Or(cs) => tuple("Or", &[cs]),
+        }
+    }
+}
+
+/// A change to one attribute. `Debug` is written by hand to redact secret values, like [`Cond`]'s.
+#[derive(Clone, PartialEq)]
 pub enum Effect {
     Add(Attr, i64),
     Set(Attr, Val),
@@ -301,6 +360,20 @@ pub enum Effect {
     SetCount(Counter, i64),
     /// Records the start of the period a counter counts (Unix ms).
     SetPeriod(Counter, i64),
+}
+
+impl fmt::Debug for Effect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (name, first, second): (&str, &dyn fmt::Debug, &dyn fmt::Debug) = match self {
+            Effect::Add(a, n) => ("Add", a, n),
+            Effect::Set(a, v) => ("Set", a, a.shown(v)),
+            Effect::SetDetail(key, v) => ("SetDetail", key, v),
+            Effect::Count(c, n) => ("Count", c, n),
+            Effect::SetCount(c, n) => ("SetCount", c, n),
+            Effect::SetPeriod(c, at) => ("SetPeriod", c, at),
+        };
+        f.debug_tuple(name).field(first).field(second).finish()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -1034,7 +1107,7 @@ impl Image {
     fn set(&mut self, attr: Attr, value: Val) -> Result<(), String> {
         use Attr::*;
         use Image as I;
-        let bad = || format!("cannot set {} to {value:?}", attr.name());
+        let bad = || format!("cannot set {} to {:?}", attr.name(), attr.shown(&value));
         let time = |v: &Val| match v {
             Val::Str(s) => crate::time::Timestamp::parse_iso(s).ok_or_else(bad),
             _ => Err(bad()),
@@ -1060,21 +1133,30 @@ impl Image {
             (LastSeenAt, I::Device(d), v) => d.last_seen_at = Some(time(v)?),
             (Variables, I::Device(d), Val::Str(v)) => d.variables = serde_json::from_str(v).map_err(|_| bad())?,
             (TotalActivations, I::Seat(s), Val::Int(v)) => s.total_activations = *v,
+            // A License API credential's grants and revocation, each changed alone (Management API), so
+            // a revocation and an update never undo one another.
+            (Revoked, I::ApiKey(k), Val::Bool(v)) => k.revoked = *v,
+            (Revoked, I::OAuthClient(c), Val::Bool(v)) => c.revoked = *v,
+            (ReadOnly, I::ApiKey(k), Val::Bool(v)) => k.read_only = *v,
+            (ReadOnly, I::OAuthClient(c), Val::Bool(v)) => c.read_only = *v,
+            (Products, I::ApiKey(k), Val::Set(v)) => k.products = product_codes(v).ok_or_else(bad)?,
+            (Products, I::OAuthClient(c), Val::Set(v)) => c.products = product_codes(v).ok_or_else(bad)?,
             (
                 TimesActivated | TransferCount | ReleasedCount | ValidityPeriod | Consumptions | FeatureConsumptions
                 | ConsumptionsPeriod | FeaturePeriods | Floating | FloatingVersion | FloatingBorrowed | Active
-                | WriteToken | DeactivatedAt | LastSeenAt | Variables | TotalActivations,
+                | WriteToken | DeactivatedAt | LastSeenAt | Variables | TotalActivations | Revoked | ReadOnly
+                | Products,
                 _,
                 _,
             ) => return Err(bad()),
             // Set by the catalog or when the item is first written, never by an effect.
             (
-                ApiKey | Company | SharedKey | Products | ReadOnly | Revoked | Doc | Disabled | Archived | Blacklist
-                | LicenseId | LicenseKey | Enabled | Unlimited | MaxActivations | MaxTransfers | Terms | DeviceId
-                | HardwareId | User | FirstActivatedAt | LastActivatedAt | Details | Activations | RequestKey | Answer
-                | ProcessedAt | ExpiresAt | AuditId | At | Actor | Change | Subject | Detail | ClientId | SecretHash
-                | SealedSecret | AccountCode | Issuer | RedirectUris | EmailClaim | KeyId | Name | CreatedAt
-                | IdempotencyKey | RequestDigest | Status | Source,
+                ApiKey | Company | SharedKey | Doc | Disabled | Archived | Blacklist | LicenseId | LicenseKey | Enabled
+                | Unlimited | MaxActivations | MaxTransfers | Terms | DeviceId | HardwareId | User | FirstActivatedAt
+                | LastActivatedAt | Details | Activations | RequestKey | Answer | ProcessedAt | ExpiresAt | AuditId
+                | At | Actor | Change | Subject | Detail | ClientId | SecretHash | SealedSecret | AccountCode | Issuer
+                | RedirectUris | EmailClaim | KeyId | Name | CreatedAt | IdempotencyKey | RequestDigest | Status
+                | Source,
                 _,
                 _,
             ) => return Err(format!("{} is not changed by a write", attr.name())),
@@ -1187,6 +1269,10 @@ pub fn apply_actions<'a>(
     Ok(())
 }
 
+fn product_codes(values: &[String]) -> Option<Vec<ProductCode>> {
+    values.iter().map(|v| ProductCode::parse(v).ok()).collect()
+}
+
 fn apply_effect(target: &mut Image, effect: &Effect) -> Result<(), String> {
     match effect {
         Effect::Set(a, v) => target.set(*a, v.clone()),
@@ -1194,7 +1280,7 @@ fn apply_effect(target: &mut Image, effect: &Effect) -> Result<(), String> {
             let current = match target.get(*a) {
                 None => 0,
                 Some(Val::Int(v)) => v,
-                Some(other) => return Err(format!("cannot add to {other:?}")),
+                Some(other) => return Err(format!("cannot add to {} {:?}", a.name(), a.shown(&other))),
             };
             target.set(*a, Val::Int(current + n))
         }

@@ -484,14 +484,13 @@ impl Store for DynamoStore {
         items.iter().map(codec::seat).collect()
     }
 
-    async fn find_licenses(
+    async fn licenses_page(
         &self,
         query: &LicenseQuery,
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<LicensePage, StoreError> {
-        self.license_page(query, cursor, limit.clamp(1, crate::store::listing::MAX_PAGE))
-            .await
+        self.license_page(query, cursor, limit).await
     }
 
     async fn item_page(
