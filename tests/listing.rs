@@ -3,22 +3,27 @@
 //! that device, and by key, customer email (any case) and order id the license that has it; a foreign
 //! cursor is the caller's error. A dry run with `--prune` writes nothing and lists each removal;
 //! `--prune` removes only what the catalog wrote (a trial survives), with its devices, one
-//! `import.delete` record each, and the License API answers `license_not_found` for it afterwards.
+//! `import.delete` record each, and the License API answers `license_not_found` for it afterwards;
+//! likewise the catalog's license users, API keys and OAuth clients it no longer names (not those
+//! created otherwise, nor a user still assigned to a license that stays).
 
-use integration_tests::fixtures::{hw, key_body, product_code, API_KEY, KEY_PRODUCT, SHARED_KEY, USER_PRODUCT};
+use integration_tests::fixtures::{
+    hw, key_body, product_code, user_body, API_KEY, KEY_PRODUCT, PASSWORD, SHARED_KEY, USER_PRODUCT,
+};
 use integration_tests::interleave::Interleave;
 use integration_tests::{assert_error, Fixture};
 use license_api::audit::{license_subject, AuditFilter};
 use license_api::auth::Principal;
-use license_api::catalog::{import, import_with, Catalog, ImportOptions};
+use license_api::catalog::{import, import_sealed, import_with, Catalog, ImportOptions};
 use license_api::error::ApiError;
 use license_api::handlers::Endpoint;
-use license_api::ids::{LicenseKey, OrderId, Username};
+use license_api::ids::{ApiKeyId, LicenseKey, OAuthClientId, OrderId, Username};
 use license_api::management::search::{
     list_licenses_in, search_licenses_in, LicensePage, ListLicenses, SearchLicenses,
 };
 use license_api::model::{License, LicenseSource};
 use license_api::plan::LicenseAddr;
+use license_api::sealed::SealingKey;
 use license_api::store::listing::{LicenseQuery, MAX_PAGE};
 use license_api::time::Timestamp;
 use serde_json::json;
@@ -235,6 +240,94 @@ async fn a_device_activated_while_pruning_goes_with_the_license(setup) {
     assert_error(&f.app.send(f.client.activate(&key_body("L-2", "hw-after"))).await, 400, "license_not_found");
     assert_eq!(f.store().items_beside(&key_addr(&f, "L-2")).await.unwrap(), vec![]);
 }
+
+// The catalog drops user `drop@` (and its license), API key `k-drop` and OAuth client `oc-drop`, and
+// user `held@`, whom support assigned to a license the import keeps. A plain dry run counts the three;
+// the dry run with --prune names each, says why `held@` stays, and writes nothing; --prune removes the
+// three with one `import.delete` record each and keeps `held@` and every management-created or
+// unknown-source key, client and user. Then the removed key is `invalid_api_key` (on a fresh instance:
+// no cached key) and the removed user's activation `license_not_found`.
+async fn prune_removes_the_users_keys_and_clients_the_catalog_dropped(setup) {
+    let f = Fixture::new(setup).await;
+    let (sealing_key, _) = SealingKey::generate().unwrap();
+    let management = |source: &mut Option<LicenseSource>| *source = Some(LicenseSource::Management);
+    f.put_key("k-mgmt", |k| management(&mut k.source)).await;
+    f.put_key("k-unknown", |_| {}).await;
+    f.put_oauth_client("oc-mgmt", &sealing_key, |c| management(&mut c.source)).await;
+    f.put_oauth_client("oc-unknown", &sealing_key, |_| {}).await;
+    let kept_license = f.user_license(9, |_| {}).await;
+    let mut mgmt_user = f.user("mgmt@example.com", 20, &[]).await;
+    mgmt_user.source = Some(LicenseSource::Management);
+    f.store().put_user(&f.company, &mgmt_user).await.unwrap();
+    f.user("unknown@example.com", 21, &[]).await;
+    import_sealed(f.store(), &owned_catalog(true), Some(&sealing_key)).await.unwrap();
+    let held = Username::parse("held@example.com").unwrap();
+    let mut user = f.store().get_user(&f.company, &held).await.unwrap().unwrap();
+    user.licenses.push((kept_license.product.clone(), kept_license.id));
+    f.store().put_user(&f.company, &user).await.unwrap();
+    let before_prune = f.env.instance().await;
+    let dropped_key = before_prune.client("k-drop", "k-drop-secret");
+    assert_eq!(before_prune.send(dropped_key.activate(&user_body("drop@example.com", "hw-1"))).await.status(), 200);
+
+    let smaller = owned_catalog(false);
+    let before = f.env.dump().await;
+    let counted = import_with(f.store(), &smaller, None, ImportOptions { dry_run: true, ..ImportOptions::default() }).await.unwrap();
+    assert_eq!((counted.prunable, counted.prunable_items, counted.item_removals.len()), (1, 3, 0));
+    let preview = ImportOptions { dry_run: true, prune: true, ..ImportOptions::default() };
+    let dry = import_with(f.store(), &smaller, None, preview).await.unwrap();
+    let lines: Vec<String> = dry.item_removals.iter().map(|r| r.describe()).collect();
+    assert_eq!(lines, [
+        "delete license user c1/drop@example.com (no longer in the catalog)",
+        "delete API key k-drop (no longer in the catalog)",
+        "delete OAuth client oc-drop (no longer in the catalog)",
+    ]);
+    assert!(dry.kept.iter().any(|l| l.starts_with("keep license user c1/held@example.com") && l.contains("assigned to 1 license(s)")), "{:?}", dry.kept);
+    assert_eq!(f.env.dump().await, before, "a dry run writes nothing");
+
+    let done = import_with(f.store(), &smaller, None, ImportOptions { prune: true, ..ImportOptions::default() }).await.unwrap();
+    assert_eq!(done.item_removals, dry.item_removals, "the import removes what the preview listed");
+    for (email, stays) in [("drop@example.com", false), ("held@example.com", true), ("mgmt@example.com", true), ("unknown@example.com", true)] {
+        let stored = f.store().get_user(&f.company, &Username::parse(email).unwrap()).await.unwrap();
+        assert_eq!(stored.is_some(), stays, "{email}");
+    }
+    for (key, stays) in [("k-drop", false), ("k-mgmt", true), ("k-unknown", true), (API_KEY, true)] {
+        assert_eq!(f.store().api_key(&ApiKeyId::parse(key).unwrap()).await.unwrap().is_some(), stays, "{key}");
+    }
+    for (client, stays) in [("oc-drop", false), ("oc-mgmt", true), ("oc-unknown", true)] {
+        assert_eq!(f.store().oauth_client(&OAuthClientId::parse(client).unwrap()).await.unwrap().is_some(), stays, "{client}");
+    }
+    let fresh = f.env.instance().await;
+    let dropped_key = fresh.client("k-drop", "k-drop-secret");
+    assert_error(&fresh.send(dropped_key.activate(&user_body("held@example.com", "hw-2"))).await, 400, "invalid_api_key");
+    assert_error(&fresh.send(f.client.activate(&user_body("drop@example.com", "hw-3"))).await, 400, "license_not_found");
+
+    let records = f.store().audit_records(&f.company, &AuditFilter::default(), None, 1000, Timestamp::now()).await.unwrap();
+    let mut deleted: Vec<&str> = records.records.iter().filter(|r| r.action == "import.delete").map(|r| r.subject.as_str()).collect();
+    deleted.sort();
+    assert_eq!(deleted, ["api_key:k-drop", "license:up/id/1", "oauth_client:oc-drop", "user:drop@example.com"], "one record per removal");
+    let again = import_with(f.store(), &smaller, None, ImportOptions { prune: true, ..ImportOptions::default() }).await.unwrap();
+    assert_eq!(again.item_removals.len(), 0, "nothing left to prune");
+}
+}
+
+/// Company `c1` owning (through the catalog) API key `api-key-1` and, when `full`, API key `k-drop`,
+/// OAuth client `oc-drop`, and users `drop@` (with license `up` #1) and `held@`.
+fn owned_catalog(full: bool) -> Catalog {
+    let mut company = json!({"code": "c1", "id": 7,
+        "api_keys": [{"api_key": API_KEY, "shared_key": SHARED_KEY}],
+        "products": [{"short_code": KEY_PRODUCT, "id": 11}, {"short_code": USER_PRODUCT, "id": 12, "authorization_method": "user"}]});
+    if full {
+        company["api_keys"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"api_key": "k-drop", "shared_key": "k-drop-secret"}));
+        company["oauth_clients"] = json!([{"client_id": "oc-drop", "client_secret": "oc-drop-secret-0123456789"}]);
+        company["license_users"] = json!([{"id": 1, "email": "drop@example.com", "password": PASSWORD},
+                                          {"id": 2, "email": "held@example.com", "password": PASSWORD}]);
+        company["licenses"] = json!([{"id": 1, "product": USER_PRODUCT, "max_activations": 5,
+                                      "users": [{"email": "drop@example.com", "max_activations": 2}]}]);
+    }
+    Catalog::parse(&json!({"companies": [company]}).to_string(), "owned.json").expect("a valid catalog")
 }
 
 /// The SPEC error code of an answer, if it is an error.

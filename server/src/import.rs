@@ -1,6 +1,6 @@
 //! `license-server import`: what the import changed (or, with `--dry-run`, would change), one line per
-//! item (and each license `--prune` removes, and what it keeps because support added it), then the
-//! counts of what the catalog names.
+//! item (and each license, user, API key and OAuth client `--prune` removes, and what it keeps because
+//! support added it), then the counts of what the catalog names.
 
 use license_api::catalog::ImportReport;
 use std::fmt::Write as _;
@@ -15,10 +15,16 @@ pub fn render(file: &Path, target: &str, report: &ImportReport, dry_run: bool) -
     for removal in &report.removals {
         let _ = writeln!(out, "  {}", removal.describe());
     }
+    for removal in &report.item_removals {
+        let _ = writeln!(out, "  {}", removal.describe());
+    }
     for kept in &report.kept {
         let _ = writeln!(out, "  {kept}");
     }
-    let (n, unchanged) = (report.changes.len() + report.removals.len(), report.unchanged);
+    let (n, unchanged) = (
+        report.changes.len() + report.removals.len() + report.item_removals.len(),
+        report.unchanged,
+    );
     let _ = match dry_run {
         true => writeln!(
             out,
@@ -49,6 +55,14 @@ pub fn render(file: &Path, target: &str, report: &ImportReport, dry_run: bool) -
             "{} license(s) the catalog wrote are no longer in it: --prune would remove them and the {} item(s) \
              beside them (devices, seats, markers)",
             report.prunable, report.prunable_beside
+        );
+    }
+    if report.prunable_items > 0 {
+        let _ = writeln!(
+            out,
+            "{} license user(s), API key(s) and OAuth client(s) the catalog wrote are no longer in it: --prune \
+             would remove them",
+            report.prunable_items
         );
     }
     if report.passwords_kept > 0 {

@@ -5,13 +5,16 @@
 //! of what it names; counters that requests change are kept ([`crate::store::write::Attr::on_upsert`]).
 //! SQLite writes the whole plan in one transaction; DynamoDB item by item, API keys last, so a key
 //! never works before what it serves exists. With [`ImportOptions::prune`] the plan also removes the
-//! catalog-owned licenses the catalog no longer lists ([`prune`]). What support added through the
+//! catalog-owned licenses the catalog no longer lists ([`prune`]), and its users, API keys and OAuth
+//! clients it no longer names ([`prune_items`]). What support added through the
 //! Management API — blacklist entries, license assignments — a re-import keeps ([`support`]).
 
 mod prune;
+mod prune_items;
 mod support;
 
 pub use prune::Removal;
+pub use prune_items::ItemRemoval;
 
 use crate::audit::{self, Actor, Trail};
 use crate::catalog::{customer_index_fits, Catalog, CatalogPassword, CompanyEntry, OAuthClientEntry};
@@ -38,8 +41,8 @@ pub struct ImportOptions {
     pub actor: Actor,
     /// How long those records are kept, in days.
     pub audit_retention_days: i64,
-    /// Also remove the catalog-owned licenses of the catalog's companies that it no longer lists
-    /// (`--prune`, [`prune`]).
+    /// Also remove the catalog-owned licenses, license users, API keys and OAuth clients of the
+    /// catalog's companies that it no longer names (`--prune`, [`prune`], [`prune_items`]).
     pub prune: bool,
 }
 
@@ -76,6 +79,10 @@ pub struct ImportReport {
     pub prunable: usize,
     /// ... and how many items (devices, seats, markers) beside them.
     pub prunable_beside: usize,
+    /// With `prune`: the license users, API keys and OAuth clients removed (or to be), in write order.
+    pub item_removals: Vec<ItemRemoval>,
+    /// Without `prune`, in a dry run: how many license users, API keys and OAuth clients it would remove.
+    pub prunable_items: usize,
     /// What the import keeps because support added it (blacklist entries, license assignments), one
     /// line each, as `import --dry-run` prints them.
     pub kept: Vec<String>,
@@ -127,16 +134,23 @@ pub async fn import_with(
         plan_company(store, c, sealing_key, pruned, &mut report).await?;
         let trail = Trail::new(options.actor.clone(), c.code.clone(), options.audit_retention_days);
         trails.resize(report.changes.len(), trail);
+        let items = match options.prune || options.dry_run {
+            true => prune_items::unnamed(store, c, &licenses_of(&removals)).await?,
+            false => Default::default(),
+        };
         if options.prune {
             report.removals.extend(removals);
+            report.item_removals.extend(items.removals);
+            report.kept.extend(items.kept);
         } else {
             report.prunable += removals.len();
             report.prunable_beside += removals.iter().map(|r| r.beside.len()).sum::<usize>();
+            report.prunable_items += items.removals.len();
         }
     }
     if !options.dry_run {
         let mut writes = audited(&trails, &report.changes);
-        writes.extend(removal_writes(&options, &report.removals));
+        writes.extend(removal_writes(&options, &report.removals, &report.item_removals));
         store.write_all(writes).await?;
         prune::sweep(store, &report.removals).await?;
         // The embedded store's expired audit records go here and in `serve` (DynamoDB's TTL deletes its own).
@@ -169,17 +183,19 @@ fn named_licenses(c: &CompanyEntry) -> HashSet<String> {
         .collect()
 }
 
-/// The writes of the removals, each license's audit record in its own deletion's write.
-fn removal_writes(options: &ImportOptions, removals: &[Removal]) -> Vec<Write> {
+/// The licenses `removals` remove, by product and id.
+fn licenses_of(removals: &[Removal]) -> HashSet<(&ProductCode, i64)> {
+    removals.iter().map(|r| (&r.license.product, r.license.id)).collect()
+}
+
+/// The writes of the removals, each item's audit record in its own deletion's write.
+fn removal_writes(options: &ImportOptions, removals: &[Removal], items: &[ItemRemoval]) -> Vec<Write> {
     let at = crate::time::Timestamp::now();
-    let trail = |r: &Removal| {
-        Trail::new(
-            options.actor.clone(),
-            r.license.company.clone(),
-            options.audit_retention_days,
-        )
-    };
-    removals.iter().flat_map(|r| r.writes(&trail(r), at)).collect()
+    let trail = |company: &CompanyId| Trail::new(options.actor.clone(), company.clone(), options.audit_retention_days);
+    let licenses = removals.iter().flat_map(|r| r.writes(&trail(&r.license.company), at));
+    licenses
+        .chain(items.iter().map(|i| i.write(&trail(i.company()), at)))
+        .collect()
 }
 
 fn needs_sealing_key(catalog: &Catalog, sealing_key: Option<&SealingKey>) -> Result<(), StoreError> {
@@ -216,7 +232,7 @@ async fn plan_company(
         plan.put(item, Image::Product(Box::new(p.clone()))).await?;
     }
     // Support's assignments to a license `--prune` removes go with it.
-    let gone: HashSet<(&ProductCode, i64)> = pruned.iter().map(|r| (&r.license.product, r.license.id)).collect();
+    let gone = licenses_of(pruned);
     for (user, current) in users(store, c, &gone, plan.report).await? {
         let item = Item::User(c.code.clone(), user.email.clone());
         // Over the user as read: a concurrent assignment or password change is not lost.

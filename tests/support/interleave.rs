@@ -68,6 +68,15 @@ impl Store for Interleave {
     ) -> Result<license_api::store::listing::LicensePage, StoreError> {
         self.inner.licenses_page(query, cursor, limit).await
     }
+    async fn item_page(
+        &self,
+        kind: license_api::store::listing::ItemKind,
+        company: &license_api::ids::CompanyId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<license_api::store::listing::ItemPage, StoreError> {
+        self.inner.item_page(kind, company, after, limit).await
+    }
     async fn items_beside(&self, addr: &LicenseAddr) -> Result<Vec<Item>, StoreError> {
         self.inner.items_beside(addr).await
     }

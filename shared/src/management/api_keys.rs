@@ -92,10 +92,15 @@ fn unknown(id: &ApiKeyId) -> ApiError {
     ApiError::UnknownResource(format!("API key {id}"))
 }
 
+/// The audit trail's name of the API key.
+pub(crate) fn subject(key: &ApiKeyRecord) -> String {
+    format!("api_key:{}", key.id)
+}
+
 fn change(action: &'static str, key: &ApiKeyRecord) -> Change {
     Change {
         action,
-        subject: format!("api_key:{}", key.id),
+        subject: subject(key),
         detail: serde_json::json!({ "products": key.products, "read_only": key.read_only }),
     }
 }
@@ -201,13 +206,23 @@ pub async fn delete(state: &Core, principal: &Principal, input: ApiKeyRef) -> Re
             record.id
         )));
     }
-    let mut write = Write::delete(Item::ApiKey(record.id.clone()));
-    write.items[0].conditions = as_read(&Image::ApiKey(Box::new(record.clone())));
-    super::write_once(state, principal, &change("api_key.delete", &record), write)
-        .await
-        .map_err(|r| refused(r, || unknown(&input.api_key)))?;
+    super::write_once(
+        state,
+        principal,
+        &change("api_key.delete", &record),
+        delete_write(&record),
+    )
+    .await
+    .map_err(|r| refused(r, || unknown(&input.api_key)))?;
     state.auth.forget_api_key(&record.id);
     Ok(ApiKeyView::from(&record))
+}
+
+/// The key's deletion, conditioned on its being as read ([`as_read`]); `import --prune` deletes with it.
+pub(crate) fn delete_write(record: &ApiKeyRecord) -> Write {
+    let mut write = Write::delete(Item::ApiKey(record.id.clone()));
+    write.items[0].conditions = as_read(&Image::ApiKey(Box::new(record.clone())));
+    write
 }
 
 /// The write of a License API credential (API key, OAuth client) that changes only the fields it names,

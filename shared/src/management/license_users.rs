@@ -19,7 +19,7 @@ use crate::model::LicenseUser;
 use crate::request::NEW_PASSWORD_BYTES;
 use crate::secret::ExposeSecret;
 use crate::state::Core;
-use crate::store::write::{create_or_replace, Action, Image, Item, Write};
+use crate::store::write::{create_or_replace, Action, Image, Item, ItemWrite, Write};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -244,8 +244,7 @@ pub async fn delete(state: &Core, principal: &Principal, input: UserRef) -> Resu
                 input.email
             )));
         }
-        let mut write = create_or_replace(at.clone(), image, Image::User(Box::new(old.clone())));
-        write.action = Action::Delete;
+        let write = delete_write(at.clone(), Image::User(Box::new(old.clone())));
         let change = change("user.delete", &input.email, Value::Null);
         Ok(Decision::Write(
             Write { items: vec![write] },
@@ -255,6 +254,14 @@ pub async fn delete(state: &Core, principal: &Principal, input: UserRef) -> Resu
     })
     .await?;
     Ok(deleted)
+}
+
+/// The user's deletion, conditioned on its record being `stored` (as read: an assignment or any other
+/// change made meanwhile refuses it); `import --prune` deletes with it.
+pub(crate) fn delete_write(at: Item, stored: Image) -> ItemWrite {
+    let mut write = create_or_replace(at, Some(stored.clone()), stored);
+    write.action = Action::Delete;
+    write
 }
 
 /// `POST /users/{email}/disable`: the License API then answers the user's requests as an unknown

@@ -96,10 +96,15 @@ fn unknown(id: &OAuthClientId) -> ApiError {
     ApiError::UnknownResource(format!("OAuth client {id}"))
 }
 
+/// The audit trail's name of the OAuth client.
+pub(crate) fn subject(client: &OAuthClientRecord) -> String {
+    format!("oauth_client:{}", client.id)
+}
+
 fn change(action: &'static str, client: &OAuthClientRecord) -> Change {
     Change {
         action,
-        subject: format!("oauth_client:{}", client.id),
+        subject: subject(client),
         detail: serde_json::json!({ "products": client.products, "read_only": client.read_only }),
     }
 }
@@ -233,11 +238,21 @@ pub async fn delete(state: &Core, principal: &Principal, input: ClientRef) -> Re
             record.id
         )));
     }
-    let mut write = Write::delete(Item::OAuthClient(record.id.clone()));
-    write.items[0].conditions = as_read(&Image::OAuthClient(Box::new(record.clone())));
-    super::write_once(state, principal, &change("oauth_client.delete", &record), write)
-        .await
-        .map_err(|r| refused(r, || unknown(&input.client_id)))?;
+    super::write_once(
+        state,
+        principal,
+        &change("oauth_client.delete", &record),
+        delete_write(&record),
+    )
+    .await
+    .map_err(|r| refused(r, || unknown(&input.client_id)))?;
     state.auth.forget_client(&record.id);
     Ok(ClientView::from(&record))
+}
+
+/// The client's deletion, conditioned on its being as read ([`as_read`]); `import --prune` deletes with it.
+pub(crate) fn delete_write(record: &OAuthClientRecord) -> Write {
+    let mut write = Write::delete(Item::OAuthClient(record.id.clone()));
+    write.items[0].conditions = as_read(&Image::OAuthClient(Box::new(record.clone())));
+    write
 }
