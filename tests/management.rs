@@ -45,6 +45,20 @@ pub(crate) async fn call(f: &Fixture, method: &str, path: &str, token: &str, bod
     (resp.status().as_u16(), json)
 }
 
+/// `(action, subject)` of the audit records `actor` made, oldest first, read through `GET /audit`.
+pub(crate) async fn audited_via_api(f: &Fixture, token: &str, actor: &str) -> Vec<(String, String)> {
+    let (status, page) = call(f, "GET", &format!("/audit?actor={actor}&limit=1000"), token, None).await;
+    assert_eq!(status, 200, "{page}");
+    let records = page["records"].as_array().cloned().unwrap_or_default();
+    let pair = |r: &Value| {
+        (
+            r["action"].as_str().unwrap().to_owned(),
+            r["subject"].as_str().unwrap().to_owned(),
+        )
+    };
+    records.iter().rev().map(pair).collect()
+}
+
 /// The company's audit records by `actor`, oldest first, as (action, subject).
 async fn audited(f: &Fixture, actor: &str) -> Vec<(String, String)> {
     let filter = AuditFilter {

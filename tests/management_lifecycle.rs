@@ -3,27 +3,13 @@
 //! enabled again; License API keys and OAuth clients updated and deleted, as the License API then sees
 //! them; and an `Idempotency-Key` on every create, including those whose answer holds a secret.
 
-use crate::management::{call, new_key, request};
+use crate::management::{audited_via_api as audited, call, new_key, request};
 use integration_tests::fixtures::{key_body, user_body, KEY_PRODUCT, PASSWORD, USER_PRODUCT};
 use integration_tests::{assert_error, Fixture};
 use license_api::handlers::Endpoint;
 use license_api::sealed::SealingKey;
 use license_api::time::Timestamp;
 use serde_json::{json, Value};
-
-/// The `(action, subject)` of every audit record `actor` made, oldest first.
-async fn audited(f: &Fixture, token: &str, actor: &str) -> Vec<(String, String)> {
-    let (status, page) = call(f, "GET", &format!("/audit?actor={actor}&limit=1000"), token, None).await;
-    assert_eq!(status, 200, "{page}");
-    let records = page["records"].as_array().cloned().unwrap_or_default();
-    let pair = |r: &Value| {
-        (
-            r["action"].as_str().unwrap().to_owned(),
-            r["subject"].as_str().unwrap().to_owned(),
-        )
-    };
-    records.iter().rev().map(pair).collect()
-}
 
 fn with_key(mut req: http::Request<bytes::Bytes>, key: &str) -> http::Request<bytes::Bytes> {
     req.headers_mut().insert("idempotency-key", key.parse().unwrap());

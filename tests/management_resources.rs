@@ -5,7 +5,7 @@
 //! and support's device, user and search operations at their routes — among them support freeing a
 //! device over HTTP while the device frees itself, which frees it exactly once.
 
-use crate::management::{call, new_key, request};
+use crate::management::{audited_via_api as audited, call, new_key, request};
 use integration_tests::fixtures::{key_body, user_body, KEY_PRODUCT, PASSWORD, USER_PRODUCT};
 use integration_tests::{assert_error, Fixture};
 use license_api::ids::{OAuthClientId, ProductCode};
@@ -13,20 +13,6 @@ use license_api::model::OAuthClientRecord;
 use license_api::sealed::SealingKey;
 use license_api::secret::ExposeSecret;
 use serde_json::{json, Value};
-
-/// `(action, subject)` of the audit records `actor` made, oldest first, read through `GET /audit`.
-async fn audited(f: &Fixture, token: &str, actor: &str) -> Vec<(String, String)> {
-    let (status, page) = call(f, "GET", &format!("/audit?actor={actor}&limit=1000"), token, None).await;
-    assert_eq!(status, 200, "{page}");
-    let records = page["records"].as_array().cloned().unwrap_or_default();
-    let pair = |r: &Value| {
-        (
-            r["action"].as_str().unwrap().to_owned(),
-            r["subject"].as_str().unwrap().to_owned(),
-        )
-    };
-    records.iter().rev().map(pair).collect()
-}
 
 fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
     expected

@@ -8,7 +8,7 @@
 use crate::audit::{self, Trail};
 use crate::catalog::CompanyEntry;
 use crate::ids::{CompanyId, ProductCode, Username};
-use crate::management::{api_keys, license_users, oauth_clients};
+use crate::management::{api_keys, credential, license_users, oauth_clients};
 use crate::model::{ApiKeyRecord, LicenseSource, LicenseUser, OAuthClientRecord};
 use crate::plan::WriteToken;
 use crate::store::listing::{ItemKind, MAX_PAGE};
@@ -70,8 +70,8 @@ impl ItemRemoval {
                 let delete = license_users::delete_write(self.item(), Image::User(u.clone()));
                 (Write { items: vec![delete] }, audit::user_subject(&u.email))
             }
-            Self::ApiKey(k) => (api_keys::delete_write(k), api_keys::subject(k)),
-            Self::OAuthClient(c) => (oauth_clients::delete_write(c), oauth_clients::subject(c)),
+            Self::ApiKey(k) => (credential::delete_write(&**k), api_keys::subject(k)),
+            Self::OAuthClient(c) => (credential::delete_write(&**c), oauth_clients::subject(c)),
         };
         if !matches!(self, Self::User(..)) {
             write.items[0].conditions.push(catalog);

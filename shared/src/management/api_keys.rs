@@ -7,7 +7,8 @@
 //! lists a company's through an index ([`super::lists`]). A key of another company reads as unknown. A revocation takes effect at once in this process (its cached record is dropped), and in
 //! other processes within the key cache's TTL (docs/limits.md).
 
-use super::keys::{hex, random, refused};
+use super::credential::{self, Credential};
+use super::keys::{hex, random};
 use super::products::{invalid, named};
 use crate::audit::Change;
 use crate::auth::Principal;
@@ -15,7 +16,7 @@ use crate::error::ApiError;
 use crate::ids::{ApiKeyId, ProductCode};
 use crate::model::ApiKeyRecord;
 use crate::state::Core;
-use crate::store::write::{Action, Attr, Cond, Effect, Image, Item, ItemWrite, Val, Write};
+use crate::store::write::{Image, Item, Write};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -153,113 +154,49 @@ pub async fn show(state: &Core, principal: &Principal, input: ApiKeyRef) -> Resu
 /// `POST /api-keys/{api_key}/revoke`: License API requests signed with it then answer 401
 /// `revoked_api_key`. Revoking a revoked key changes and records nothing.
 pub async fn revoke(state: &Core, principal: &Principal, input: ApiKeyRef) -> Result<ApiKeyView, ApiError> {
-    let mut record = load(state, principal, &input.api_key).await?;
-    if record.revoked {
-        return Ok(ApiKeyView::from(&record));
-    }
-    record.revoked = true;
-    let write = set_fields(Item::ApiKey(record.id.clone()), vec![Cond::Exists], revocation());
-    super::write_once(state, principal, &change("api_key.revoke", &record), write)
-        .await
-        .map_err(|r| refused(r, || unknown(&input.api_key)))?;
-    state.auth.forget_api_key(&record.id);
-    Ok(ApiKeyView::from(&record))
+    credential::revoke(state, principal, load(state, principal, &input.api_key).await?).await
 }
 
-/// `PATCH /api-keys/{api_key}`: `products` and `read_only`. Other processes see the change within the
-/// key cache's TTL, as a revocation (docs/limits.md). The write is conditioned on the key's grants as
-/// read, so a concurrent revocation or update is never undone: it is refused (409 `contention`).
+/// `PATCH /api-keys/{api_key}`: `products` and `read_only` ([`credential::update`]). Other processes see
+/// the change within the key cache's TTL, as a revocation (docs/limits.md).
 pub async fn update(state: &Core, principal: &Principal, input: UpdateApiKey) -> Result<ApiKeyView, ApiError> {
     let old = load(state, principal, &input.api_key).await?;
-    if let Some(products) = &input.products {
-        super::products::ensure_exist(state, principal, products).await?;
-    }
-    let new = ApiKeyRecord {
-        products: input.products.clone().unwrap_or_else(|| old.products.clone()),
-        read_only: input.read_only.unwrap_or(old.read_only),
-        ..old.clone()
-    };
-    if ApiKeyView::from(&new) == ApiKeyView::from(&old) {
-        return Ok(ApiKeyView::from(&new));
-    }
-    let conditions = as_read(&Image::ApiKey(Box::new(old)));
-    let write = set_fields(
-        Item::ApiKey(new.id.clone()),
-        conditions,
-        grants(&input.products, input.read_only),
-    );
-    super::write_once(state, principal, &change("api_key.update", &new), write)
-        .await
-        .map_err(|r| refused(r, || ApiError::Contention))?;
-    state.auth.forget_api_key(&new.id);
-    Ok(ApiKeyView::from(&new))
+    credential::update(state, principal, old, input.products.as_deref(), input.read_only).await
 }
 
-/// `DELETE /api-keys/{api_key}`: only a revoked key (409 `resource_in_use` otherwise), so a key in use
-/// is first refused by the License API everywhere (within the cache's TTL) and a mistaken delete shows
-/// in the License API's answers before the key is gone.
+/// `DELETE /api-keys/{api_key}`: only a revoked key ([`credential::delete`]).
 pub async fn delete(state: &Core, principal: &Principal, input: ApiKeyRef) -> Result<ApiKeyView, ApiError> {
-    let record = load(state, principal, &input.api_key).await?;
-    if !record.revoked {
-        return Err(ApiError::ResourceInUse(format!(
-            "API key {} is not revoked: revoke it first (POST /api-keys/{{api_key}}/revoke)",
-            record.id
-        )));
+    credential::delete(state, principal, load(state, principal, &input.api_key).await?).await
+}
+
+impl Credential for ApiKeyRecord {
+    const ACTIONS: [&'static str; 3] = ["api_key.revoke", "api_key.update", "api_key.delete"];
+    const REVOKE_ROUTE: &'static str = "POST /api-keys/{api_key}/revoke";
+    type View = ApiKeyView;
+    fn item(&self) -> Item {
+        Item::ApiKey(self.id.clone())
     }
-    super::write_once(
-        state,
-        principal,
-        &change("api_key.delete", &record),
-        delete_write(&record),
-    )
-    .await
-    .map_err(|r| refused(r, || unknown(&input.api_key)))?;
-    state.auth.forget_api_key(&record.id);
-    Ok(ApiKeyView::from(&record))
-}
-
-/// The key's deletion, conditioned on its being as read ([`as_read`]); `import --prune` deletes with it.
-pub(crate) fn delete_write(record: &ApiKeyRecord) -> Write {
-    let mut write = Write::delete(Item::ApiKey(record.id.clone()));
-    write.items[0].conditions = as_read(&Image::ApiKey(Box::new(record.clone())));
-    write
-}
-
-/// The write of a License API credential (API key, OAuth client) that changes only the fields it names,
-/// so a revocation never undoes a concurrent update, nor an update a concurrent one of another field.
-pub(super) fn set_fields(item: Item, conditions: Vec<Cond>, effects: Vec<Effect>) -> Write {
-    Write {
-        items: vec![ItemWrite {
-            item,
-            conditions,
-            action: Action::Update(effects),
-        }],
+    fn image(&self) -> Image {
+        Image::ApiKey(Box::new(self.clone()))
     }
-}
-
-/// The effects of an update of a credential's grants: what the request names.
-pub(super) fn grants(products: &Option<Vec<ProductCode>>, read_only: Option<bool>) -> Vec<Effect> {
-    let products = products.as_ref().map(|p| {
-        let names = p.iter().map(|c| c.as_str().to_owned()).collect();
-        Effect::Set(Attr::Products, Val::Set(names))
-    });
-    let read_only = read_only.map(|r| Effect::Set(Attr::ReadOnly, Val::Bool(r)));
-    products.into_iter().chain(read_only).collect()
-}
-
-/// The effect of a credential's revocation.
-pub(super) fn revocation() -> Vec<Effect> {
-    vec![Effect::Set(Attr::Revoked, Val::Bool(true))]
-}
-
-/// The conditions that a License API credential (API key or OAuth client) is still as read: its grants
-/// and revocation, so an update or delete never undoes a change made meanwhile.
-pub(super) fn as_read(image: &Image) -> Vec<Cond> {
-    let mut conditions = vec![Cond::Exists];
-    for attr in [Attr::ReadOnly, Attr::Revoked] {
-        if let Some(value) = image.get(attr) {
-            conditions.push(Cond::Eq(attr, value));
+    fn revoked(&self) -> bool {
+        self.revoked
+    }
+    fn changed(&self, revoked: bool, products: Option<&[ProductCode]>, read_only: Option<bool>) -> Self {
+        Self {
+            revoked,
+            products: products.map_or_else(|| self.products.clone(), <[_]>::to_vec),
+            read_only: read_only.unwrap_or(self.read_only),
+            ..self.clone()
         }
     }
-    conditions
+    fn change(&self, action: &'static str) -> Change {
+        change(action, self)
+    }
+    fn forget(&self, state: &Core) {
+        state.auth.forget_api_key(&self.id);
+    }
+    fn name(&self) -> String {
+        format!("API key {}", self.id)
+    }
 }

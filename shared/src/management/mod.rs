@@ -11,6 +11,7 @@
 pub mod api_keys;
 pub mod at_paths;
 pub mod cors;
+pub(crate) mod credential;
 pub mod idempotency;
 pub mod keys;
 pub mod license_users;

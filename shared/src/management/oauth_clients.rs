@@ -9,8 +9,8 @@
 //! in this process and in others within the record cache's TTL; tokens it issued stay valid until
 //! they expire (docs/oauth.md).
 
-use super::api_keys::{as_read, grants, revocation, set_fields};
-use super::keys::{hex, random, refused};
+use super::credential::{self, Credential};
+use super::keys::{hex, random};
 use super::products::{invalid, named};
 use crate::audit::Change;
 use crate::auth::Principal;
@@ -19,7 +19,7 @@ use crate::ids::{OAuthClientId, ProductCode};
 use crate::model::OAuthClientRecord;
 use crate::secret::ExposeSecret;
 use crate::state::Core;
-use crate::store::write::{Cond, Image, Item, Write};
+use crate::store::write::{Image, Item, Write};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -186,73 +186,49 @@ pub async fn show(state: &Core, principal: &Principal, input: ClientRef) -> Resu
 /// `POST /oauth-clients/{client_id}/revoke`: the token endpoint then refuses it. Revoking a revoked
 /// client changes and records nothing.
 pub async fn revoke(state: &Core, principal: &Principal, input: ClientRef) -> Result<ClientView, ApiError> {
-    let mut record = load(state, principal, &input.client_id).await?;
-    if record.revoked {
-        return Ok(ClientView::from(&record));
-    }
-    record.revoked = true;
-    let write = set_fields(Item::OAuthClient(record.id.clone()), vec![Cond::Exists], revocation());
-    super::write_once(state, principal, &change("oauth_client.revoke", &record), write)
-        .await
-        .map_err(|r| refused(r, || unknown(&input.client_id)))?;
-    state.auth.forget_client(&record.id);
-    Ok(ClientView::from(&record))
+    credential::revoke(state, principal, load(state, principal, &input.client_id).await?).await
 }
 
-/// `PATCH /oauth-clients/{client_id}`: `products` and `read_only`, conditioned as an API key's update
-/// ([`super::api_keys::update`]); tokens it issued keep the grants they were issued with until they
-/// expire (docs/oauth.md).
+/// `PATCH /oauth-clients/{client_id}`: `products` and `read_only` ([`credential::update`]); tokens it
+/// issued keep the grants they were issued with until they expire (docs/oauth.md).
 pub async fn update(state: &Core, principal: &Principal, input: UpdateClient) -> Result<ClientView, ApiError> {
     let old = load(state, principal, &input.client_id).await?;
-    if let Some(products) = &input.products {
-        super::products::ensure_exist(state, principal, products).await?;
-    }
-    let new = OAuthClientRecord {
-        products: input.products.clone().unwrap_or_else(|| old.products.clone()),
-        read_only: input.read_only.unwrap_or(old.read_only),
-        ..old.clone()
-    };
-    if ClientView::from(&new) == ClientView::from(&old) {
-        return Ok(ClientView::from(&new));
-    }
-    let conditions = as_read(&Image::OAuthClient(Box::new(old)));
-    let write = set_fields(
-        Item::OAuthClient(new.id.clone()),
-        conditions,
-        grants(&input.products, input.read_only),
-    );
-    super::write_once(state, principal, &change("oauth_client.update", &new), write)
-        .await
-        .map_err(|r| refused(r, || ApiError::Contention))?;
-    state.auth.forget_client(&new.id);
-    Ok(ClientView::from(&new))
+    credential::update(state, principal, old, input.products.as_deref(), input.read_only).await
 }
 
-/// `DELETE /oauth-clients/{client_id}`: only a revoked client (409 `resource_in_use` otherwise), as an
-/// API key ([`super::api_keys::delete`]).
+/// `DELETE /oauth-clients/{client_id}`: only a revoked client ([`credential::delete`]).
 pub async fn delete(state: &Core, principal: &Principal, input: ClientRef) -> Result<ClientView, ApiError> {
-    let record = load(state, principal, &input.client_id).await?;
-    if !record.revoked {
-        return Err(ApiError::ResourceInUse(format!(
-            "OAuth client {} is not revoked: revoke it first (POST /oauth-clients/{{client_id}}/revoke)",
-            record.id
-        )));
-    }
-    super::write_once(
-        state,
-        principal,
-        &change("oauth_client.delete", &record),
-        delete_write(&record),
-    )
-    .await
-    .map_err(|r| refused(r, || unknown(&input.client_id)))?;
-    state.auth.forget_client(&record.id);
-    Ok(ClientView::from(&record))
+    credential::delete(state, principal, load(state, principal, &input.client_id).await?).await
 }
 
-/// The client's deletion, conditioned on its being as read ([`as_read`]); `import --prune` deletes with it.
-pub(crate) fn delete_write(record: &OAuthClientRecord) -> Write {
-    let mut write = Write::delete(Item::OAuthClient(record.id.clone()));
-    write.items[0].conditions = as_read(&Image::OAuthClient(Box::new(record.clone())));
-    write
+impl Credential for OAuthClientRecord {
+    const ACTIONS: [&'static str; 3] = ["oauth_client.revoke", "oauth_client.update", "oauth_client.delete"];
+    const REVOKE_ROUTE: &'static str = "POST /oauth-clients/{client_id}/revoke";
+    type View = ClientView;
+    fn item(&self) -> Item {
+        Item::OAuthClient(self.id.clone())
+    }
+    fn image(&self) -> Image {
+        Image::OAuthClient(Box::new(self.clone()))
+    }
+    fn revoked(&self) -> bool {
+        self.revoked
+    }
+    fn changed(&self, revoked: bool, products: Option<&[ProductCode]>, read_only: Option<bool>) -> Self {
+        Self {
+            revoked,
+            products: products.map_or_else(|| self.products.clone(), <[_]>::to_vec),
+            read_only: read_only.unwrap_or(self.read_only),
+            ..self.clone()
+        }
+    }
+    fn change(&self, action: &'static str) -> Change {
+        change(action, self)
+    }
+    fn forget(&self, state: &Core) {
+        state.auth.forget_client(&self.id);
+    }
+    fn name(&self) -> String {
+        format!("OAuth client {}", self.id)
+    }
 }
