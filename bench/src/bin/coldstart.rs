@@ -1,13 +1,19 @@
-//! Cold-start benchmark. Starts each release function binary against a local stub of the Lambda Runtime
-//! API (AWS_LAMBDA_RUNTIME_API on 127.0.0.1) and measures, per process start:
+//! Cold-start and sizing benchmark (docs/benchmarks.md). Starts each release function binary against a
+//! local stub of the Lambda Runtime API (AWS_LAMBDA_RUNTIME_API on 127.0.0.1) and measures, per process
+//! start:
 //!   - init: from spawn to the function's first `GET /2018-06-01/runtime/invocation/next`
 //!     (config load, key parse, AWS config and DynamoDB client build all happen before it);
 //!   - first invocation: from spawn to the posted response of the first event (a real request of the
-//!     function's own endpoint against DynamoDB Local, so it includes the first connection).
+//!     function's own endpoint against DynamoDB Local, so it includes the first connection);
+//!   - with `--warm N`, N more invocations of the same process, each timed from the event handed out to
+//!     its response posted: what a warm instance bills.
 //!
-//! Binaries run in the order given, once per round, so a round activates, checks and deactivates one
-//! device. The baseline binary (`baseline_lambda`) is measured in the same run; each function's median init is
-//! reported as a ratio to the baseline's. Prints a Markdown table.
+//! With `--cgroup-procs FILE` every binary (the baseline's too) starts inside that cgroup, so a CPU quota
+//! set on it (`cpu.max`, or `cpu.cfs_quota_us`) simulates Lambda's CPU share for a memory size
+//! (scripts/bench-lambda-size.sh). Binaries run in the order given, once per round, so a round
+//! activates, checks and deactivates the same devices. The baseline binary (`baseline_lambda`) is
+//! measured in the same run; each function's median init is reported as a ratio to the baseline's.
+//! Prints a Markdown table.
 
 use bytes::Bytes;
 use clap::Parser;
@@ -15,6 +21,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -29,6 +36,15 @@ struct Args {
     baseline: PathBuf,
     #[arg(long, default_value_t = 15)]
     runs: usize,
+    /// Invocations after the first, per process start.
+    #[arg(long, default_value_t = 0)]
+    warm: usize,
+    /// A cgroup's `cgroup.procs`: every binary starts inside it.
+    #[arg(long)]
+    cgroup_procs: Option<PathBuf>,
+    /// What the functions are told their memory size is (AWS_LAMBDA_FUNCTION_MEMORY_SIZE).
+    #[arg(long, default_value_t = 256)]
+    memory_mb: u32,
     /// DynamoDB table seeded with examples/catalog.json.
     #[arg(long)]
     table: String,
@@ -36,23 +52,32 @@ struct Args {
     signing_key: PathBuf,
 }
 
-/// Per binary: name, init times (ms), first-invocation times (ms), response statuses.
+/// Per binary: name, init times, first-invocation times, warm invocation times (ms), statuses.
+#[derive(Default)]
 struct Samples {
     name: String,
     init: Vec<f64>,
     first: Vec<f64>,
+    warm: Vec<f64>,
     statuses: Vec<String>,
 }
 
+/// One process start: the events still to hand out, and when each was handed out and answered.
 #[derive(Default)]
 struct Run {
     started: Option<Instant>,
-    event: Value,
-    first_next: Option<Duration>,
-    responded: Option<Duration>,
-    status: Option<u64>,
+    events: VecDeque<Value>,
+    expected: usize,
+    handed: Vec<Duration>,
+    responded: Vec<Duration>,
+    statuses: Vec<u64>,
     error: Option<String>,
-    served: bool,
+}
+
+impl Run {
+    fn since_start(&self) -> Duration {
+        self.started.map_or(Duration::ZERO, |s| s.elapsed())
+    }
 }
 
 struct Stub {
@@ -60,7 +85,22 @@ struct Stub {
     done: Notify,
 }
 
-const REQUEST_ID: &str = "coldstart-request-1";
+fn invocation(event: Value, n: usize) -> hyper::Response<Full<Bytes>> {
+    let deadline = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() + 30_000;
+    hyper::Response::builder()
+        .header("lambda-runtime-aws-request-id", format!("coldstart-request-{n}"))
+        .header("lambda-runtime-deadline-ms", deadline.to_string())
+        .header(
+            "lambda-runtime-invoked-function-arn",
+            "arn:aws:lambda:us-east-1:123456789012:function:coldstart",
+        )
+        .header(
+            "lambda-runtime-trace-id",
+            "Root=1-00000000-000000000000000000000000;Sampled=0",
+        )
+        .body(Full::new(Bytes::from(event.to_string())))
+        .unwrap()
+}
 
 async fn runtime_api(
     req: hyper::Request<Incoming>,
@@ -75,71 +115,67 @@ async fn runtime_api(
         .map(|b| b.to_bytes())
         .unwrap_or_default();
     if method == http::Method::GET && path == "/2018-06-01/runtime/invocation/next" {
-        let event = {
+        let next = {
             let mut run = stub.run.lock().unwrap();
-            if run.served {
-                None
-            } else {
-                run.served = true;
-                run.first_next = run.started.map(|s| s.elapsed());
-                Some(run.event.to_string())
-            }
+            let at = run.since_start();
+            let n = run.handed.len();
+            run.events.pop_front().map(|e| {
+                run.handed.push(at);
+                (e, n)
+            })
         };
-        let Some(event) = event else {
-            // Only one invocation per process: park the runtime until the process is killed.
+        let Some((event, n)) = next else {
+            // Every event handed out: park the runtime until the process is killed.
             std::future::pending::<()>().await;
             unreachable!();
         };
-        let deadline = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() + 30_000;
-        let resp = hyper::Response::builder()
-            .header("lambda-runtime-aws-request-id", REQUEST_ID)
-            .header("lambda-runtime-deadline-ms", deadline.to_string())
-            .header(
-                "lambda-runtime-invoked-function-arn",
-                "arn:aws:lambda:us-east-1:123456789012:function:coldstart",
-            )
-            .header(
-                "lambda-runtime-trace-id",
-                "Root=1-00000000-000000000000000000000000;Sampled=0",
-            )
-            .body(Full::new(Bytes::from(event)))
-            .unwrap();
-        return Ok(resp);
+        return Ok(invocation(event, n));
     }
-    {
+    let finished = {
         let mut run = stub.run.lock().unwrap();
         if path.ends_with("/response") {
-            run.responded = run.started.map(|s| s.elapsed());
+            let at = run.since_start();
+            run.responded.push(at);
             let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            run.status = v["statusCode"].as_u64();
+            run.statuses.push(v["statusCode"].as_u64().unwrap_or(0));
         } else {
             run.error = Some(format!("{path}: {}", String::from_utf8_lossy(&body)));
         }
+        run.error.is_some() || run.responded.len() == run.expected
+    };
+    if finished {
+        stub.done.notify_one();
     }
-    stub.done.notify_one();
     Ok(hyper::Response::builder()
         .status(202)
         .body(Full::new(Bytes::new()))
         .unwrap())
 }
 
-fn event_for(binary: &str, run: usize) -> Value {
-    let date = httpdate::fmt_http_date(SystemTime::now());
-    let events: std::collections::HashMap<_, _> = license_server::events::generate(
-        license_server::events::API_KEY,
-        license_server::events::SHARED_KEY,
-        &date,
-    )
-    .into_iter()
-    .collect();
-    let device = |hw: String| json!({"product": "demo", "hardware_id": hw, "license_key": "DEMO-UNLIMITED-0004"});
-    let (file, params) = match binary {
-        "activate_license" => ("activate_license-ok.json", device(format!("coldstart-{run}"))),
-        "check_license" => ("check_license-ok.json", device(format!("coldstart-{run}"))),
-        "deactivate_license" => ("deactivate_license-ok.json", device(format!("coldstart-{run}"))),
-        _ => return events["check_license-root-ok.json"].clone(),
+/// The request a binary answers in round `run`, invocation `k` (0 = the cold one). Activations of a
+/// round's later invocations are new devices (two signatures each), which the round's deactivations
+/// then free; its checks all check the round's first device.
+fn event_for(events: &HashMap<&str, Value>, binary: &str, run: usize, k: usize) -> Value {
+    let hw = if k == 0 || binary == "check_license" {
+        format!("coldstart-{run}")
+    } else {
+        format!("coldstart-{run}-{k}")
     };
-    let mut event = events[file].clone();
+    let params = json!({"product": "demo", "hardware_id": hw, "license_key": "DEMO-UNLIMITED-0004"});
+    let file = format!("{binary}-ok.json");
+    let mut event = match events.get(file.as_str()) {
+        Some(e) => e.clone(),
+        // Functions without a plain `-ok` event (the multipart ones) answer their first success event,
+        // and anything unknown the root check: init, what they are compared on, does not depend on it.
+        None => events
+            .iter()
+            .filter(|(name, _)| name.starts_with(&format!("{binary}-")) && name.ends_with("-ok.json"))
+            .min_by_key(|(name, _)| *name)
+            .map_or_else(|| events["check_license-root-ok.json"].clone(), |(_, e)| e.clone()),
+    };
+    if !matches!(binary, "activate_license" | "check_license" | "deactivate_license") {
+        return event;
+    }
     if event["requestContext"]["http"]["method"] == "POST" {
         event["body"] = Value::String(params.to_string());
     } else {
@@ -154,12 +190,116 @@ fn event_for(binary: &str, run: usize) -> Value {
     event
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+fn percentile(v: &[f64], p: f64) -> f64 {
+    let mut v = v.to_vec();
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    if v.is_empty() {
-        return f64::NAN;
+    v.get(((v.len() as f64 * p) as usize).min(v.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or(f64::NAN)
+}
+
+fn median(v: &[f64]) -> f64 {
+    percentile(v, 0.5)
+}
+
+/// The stub Runtime API on a free loopback port.
+async fn serve_stub(stub: Arc<Stub>) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let stub = stub.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req| runtime_api(req, stub.clone()));
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    api
+}
+
+/// The command that starts `binary` like Lambda would, inside the cgroup if one is given: a shell
+/// joins it and then becomes the binary, so all of init runs under the quota.
+fn command(args: &Args, binary: &PathBuf, name: &str, api: std::net::SocketAddr) -> tokio::process::Command {
+    let mut cmd = match &args.cgroup_procs {
+        Some(procs) => {
+            let mut c = tokio::process::Command::new("/bin/sh");
+            c.arg("-c").arg(r#"echo $$ > "$0" && exec "$@""#).arg(procs).arg(binary);
+            c
+        }
+        None => tokio::process::Command::new(binary),
+    };
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AWS_LAMBDA_RUNTIME_API", api.to_string())
+        .env("AWS_LAMBDA_FUNCTION_NAME", name)
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", args.memory_mb.to_string())
+        .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/coldstart")
+        .env("AWS_LAMBDA_LOG_STREAM_NAME", "coldstart")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "local")
+        .env("AWS_SECRET_ACCESS_KEY", "local")
+        .env("TABLE_NAME", &args.table)
+        .env("SIGNING_KEY_FILE", &args.signing_key)
+        .env(
+            "DYNAMODB_ENDPOINT",
+            std::env::var("DYNAMODB_ENDPOINT").expect("DYNAMODB_ENDPOINT"),
+        )
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// Starts `binary` once with its round's events and records what it measured into `entry`.
+async fn start_once(
+    args: &Args,
+    stub: &Stub,
+    api: std::net::SocketAddr,
+    binary: &PathBuf,
+    entry: &mut Samples,
+    run: usize,
+) {
+    let date = httpdate::fmt_http_date(SystemTime::now());
+    let events: HashMap<_, _> = license_server::events::generate(
+        license_server::events::API_KEY,
+        license_server::events::SHARED_KEY,
+        &date,
+    )
+    .into_iter()
+    .collect();
+    let queue: VecDeque<Value> = (0..=args.warm)
+        .map(|k| event_for(&events, &entry.name, run, k))
+        .collect();
+    *stub.run.lock().unwrap() = Run {
+        expected: queue.len(),
+        events: queue,
+        started: Some(Instant::now()),
+        ..Run::default()
+    };
+    let mut child = command(args, binary, &entry.name, api).spawn().expect("spawn function");
+    let finished = tokio::time::timeout(Duration::from_secs(60), stub.done.notified()).await;
+    let _ = child.kill().await;
+    let r = stub.run.lock().unwrap();
+    let ms = |d: &Duration| d.as_secs_f64() * 1000.0;
+    match (finished, r.handed.first(), r.responded.first(), &r.error) {
+        (Ok(()), Some(init), Some(first), None) => {
+            entry.init.push(ms(init));
+            entry.first.push(ms(first));
+            entry
+                .warm
+                .extend(r.handed.iter().zip(&r.responded).skip(1).map(|(h, a)| ms(a) - ms(h)));
+            entry.statuses.extend(r.statuses.iter().map(|s| s.to_string()));
+        }
+        _ => entry.statuses.push(format!("failed: {:?}", r.error)),
     }
-    v[v.len() / 2]
 }
 
 #[tokio::main]
@@ -169,108 +309,43 @@ async fn main() {
         run: Mutex::new(Run::default()),
         done: Notify::new(),
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let api = listener.local_addr().unwrap();
-    let server_stub = stub.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let stub = server_stub.clone();
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req| runtime_api(req, stub.clone()));
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-
+    let api = serve_stub(stub.clone()).await;
     let mut binaries = vec![args.baseline.clone()];
     binaries.extend(args.functions.iter().cloned());
     let mut results: Vec<Samples> = binaries
         .iter()
         .map(|b| Samples {
             name: b.file_name().unwrap().to_string_lossy().into_owned(),
-            init: vec![],
-            first: vec![],
-            statuses: vec![],
+            ..Samples::default()
         })
         .collect();
     for run in 0..args.runs {
-        for (i, binary) in binaries.iter().enumerate() {
-            let name = results[i].name.clone();
-            {
-                let mut r = stub.run.lock().unwrap();
-                *r = Run {
-                    event: event_for(&name, run),
-                    ..Run::default()
-                };
-            }
-            let started = Instant::now();
-            stub.run.lock().unwrap().started = Some(started);
-            let mut child = tokio::process::Command::new(binary)
-                .env_clear()
-                .env("PATH", std::env::var("PATH").unwrap_or_default())
-                .env("AWS_LAMBDA_RUNTIME_API", api.to_string())
-                .env("AWS_LAMBDA_FUNCTION_NAME", &name)
-                .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-                .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-                .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/coldstart")
-                .env("AWS_LAMBDA_LOG_STREAM_NAME", "coldstart")
-                .env("AWS_REGION", "us-east-1")
-                .env("AWS_ACCESS_KEY_ID", "local")
-                .env("AWS_SECRET_ACCESS_KEY", "local")
-                .env("TABLE_NAME", &args.table)
-                .env("SIGNING_KEY_FILE", &args.signing_key)
-                .env(
-                    "DYNAMODB_ENDPOINT",
-                    std::env::var("DYNAMODB_ENDPOINT").expect("DYNAMODB_ENDPOINT"),
-                )
-                .env("RUST_LOG", "warn")
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .kill_on_drop(true)
-                .spawn()
-                .expect("spawn function");
-            let finished = tokio::time::timeout(Duration::from_secs(30), stub.done.notified()).await;
-            let _ = child.kill().await;
-            let r = stub.run.lock().unwrap();
-            let entry = &mut results[i];
-            match (finished, r.first_next, r.responded, &r.error) {
-                (Ok(()), Some(init), Some(first), None) => {
-                    entry.init.push(init.as_secs_f64() * 1000.0);
-                    entry.first.push(first.as_secs_f64() * 1000.0);
-                    entry.statuses.push(r.status.map_or("?".into(), |s| s.to_string()));
-                }
-                _ => entry.statuses.push(format!("failed: {:?}", r.error)),
-            }
+        for (binary, entry) in binaries.iter().zip(results.iter_mut()) {
+            start_once(&args, &stub, api, binary, entry, run).await;
         }
     }
+    report(&binaries, &results);
+}
 
-    let base_init = median(results[0].init.clone());
-    println!("| binary | size (bytes) | median init (spawn → first /next) | ratio to baseline | median first invocation | statuses |");
-    println!("|---|---|---|---|---|---|");
-    for (
-        i,
-        Samples {
-            name,
-            init,
-            first,
-            statuses,
-        },
-    ) in results.iter().enumerate()
-    {
-        let size = std::fs::metadata(&binaries[i]).map(|m| m.len()).unwrap_or(0);
-        let mut s = statuses.clone();
-        s.dedup();
+fn report(binaries: &[PathBuf], results: &[Samples]) {
+    let base_init = median(&results[0].init);
+    println!("| binary | size (bytes) | median init (spawn → first /next) | ratio to baseline | median first invocation | warm mean | warm p50 | warm p90 | statuses |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for (binary, s) in binaries.iter().zip(results) {
+        let size = std::fs::metadata(binary).map(|m| m.len()).unwrap_or(0);
+        let mut statuses: Vec<String> = s.statuses.clone();
+        statuses.sort();
+        statuses.dedup();
         println!(
-            "| {name} | {size} | {:.2} ms | {:.2}× | {:.2} ms | {} |",
-            median(init.clone()),
-            median(init.clone()) / base_init,
-            median(first.clone()),
-            s.join(",")
+            "| {} | {size} | {:.2} ms | {:.2}× | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {} |",
+            s.name,
+            median(&s.init),
+            median(&s.init) / base_init,
+            median(&s.first),
+            s.warm.iter().sum::<f64>() / s.warm.len() as f64,
+            median(&s.warm),
+            percentile(&s.warm, 0.9),
+            statuses.join(",")
         );
     }
 }
