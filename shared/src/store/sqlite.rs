@@ -186,6 +186,9 @@ enum Job {
 type WriteOutcome = Result<Result<(), Rejection>, Arc<rusqlite::Error>>;
 type WriteReply = tokio::sync::oneshot::Sender<WriteOutcome>;
 
+/// Prepared statements the store's connection keeps.
+const STATEMENT_CACHE: usize = 128;
+
 /// Most writes one transaction commits. Bounds how long the first write of a group waits for the last.
 const GROUP_COMMIT_MAX: usize = 64;
 
@@ -399,6 +402,10 @@ fn connect(path: &Path) -> Result<Connection, StoreError> {
     // Never SQLite's own create: the file exists by now, created private by `prepare_file`.
     let flags = rusqlite::OpenFlags::default().difference(rusqlite::OpenFlags::SQLITE_OPEN_CREATE);
     let mut conn = Connection::open_with_flags(path, flags).map_err(file("open database"))?;
+    // Keep every statement the store runs prepared: a read, a write and a delete per item kind, the
+    // listings and the queries make several dozen, and past rusqlite's default of 16 each request would
+    // parse again statements it evicted.
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     conn.busy_timeout(Duration::from_secs(10))
         .map_err(file("open database"))?;
     conn.pragma_update(None, "journal_mode", "WAL")
@@ -655,14 +662,15 @@ fn save(c: &Connection, item: &Item, image: Option<&Image>) -> rusqlite::Result<
     let Some(image) = image else {
         let sql = format!("DELETE FROM {table} WHERE {}", where_clause(&key));
         let values: Vec<Sql> = key.into_iter().map(|(_, v)| v).collect();
-        return c.execute(&sql, rusqlite::params_from_iter(values)).map(drop);
+        return c
+            .prepare_cached(&sql)?
+            .execute(rusqlite::params_from_iter(values))
+            .map(drop);
     };
     if let (Item::Request(addr, _), Image::Request(r)) = (item, image) {
         // Expired records go as new ones arrive, like DynamoDB's TTL deletes them.
-        c.execute(
-            "DELETE FROM requests WHERE license_pk = ?1 AND expires_at <= ?2",
-            params![addr.storage_key(), r.processed_at.unix_seconds()],
-        )?;
+        c.prepare_cached("DELETE FROM requests WHERE license_pk = ?1 AND expires_at <= ?2")?
+            .execute(params![addr.storage_key(), r.processed_at.unix_seconds()])?;
     }
     let mut row = key;
     for &attr in columns(item) {
@@ -935,12 +943,12 @@ fn commit_group(c: &mut Connection, group: Vec<(Write, WriteReply)>) {
     }
 }
 
-/// The group's transaction: each write's verdict, or the index of the write that failed (none: the
-/// transaction did) and why. Nothing is committed unless every write ran.
-fn run_group(
-    c: &mut Connection,
-    writes: &[Write],
-) -> Result<Vec<Result<(), Rejection>>, (Option<usize>, rusqlite::Error)> {
+/// Why a group's transaction failed: the index of the write that failed (none: the transaction did).
+type GroupFailure = (Option<usize>, rusqlite::Error);
+
+/// The group's transaction: each write's verdict, or why it failed. Nothing is committed unless every
+/// write ran.
+fn run_group(c: &mut Connection, writes: &[Write]) -> Result<Vec<Result<(), Rejection>>, GroupFailure> {
     if writes.is_empty() {
         return Ok(Vec::new());
     }
