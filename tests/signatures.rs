@@ -30,8 +30,11 @@ async fn a_check_or_reactivation_of_a_known_device_costs_one_signature(setup) {
         assert_eq!(n, 1, "a check signs only its body");
         assert_eq!(checked["license_signature"], activated["license_signature"]);
     }
+    let before = f.app.state.signer.signatures();
     let resp = f.app.send(f.client.deactivate(&body)).await;
     assert_eq!(resp.status(), 200);
+    let n = f.app.state.signer.signatures() - before;
+    assert_eq!(n, 0, "a deactivation answers plain text and signs nothing");
     let (reactivated, n) = signed(&f, f.client.activate(&body), "h1", "SIG").await;
     assert_eq!(n, 1, "a re-activation signs only its body");
     assert_eq!(reactivated["license_signature"], activated["license_signature"]);
