@@ -467,14 +467,21 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> rusqlite::Result<T> {
+        let job = |reply: tokio::sync::oneshot::Sender<_>| {
+            Job::Run(Box::new(move |c| {
+                let _ = reply.send(f(c));
+            }))
+        };
+        self.ask(job).await.unwrap_or(Err(rusqlite::Error::InvalidQuery))
+    }
+
+    /// Queues the job `job` builds around its reply channel and waits for the answer: `None` if the
+    /// store's thread is gone or dropped the reply (a job that panicked).
+    async fn ask<T>(&self, job: impl FnOnce(tokio::sync::oneshot::Sender<T>) -> Job) -> Option<T> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        let job = Job::Run(Box::new(move |c| {
-            let _ = reply.send(f(c));
-        }));
-        let lost = || rusqlite::Error::InvalidQuery;
         self.work.jobs.fetch_add(1, Ordering::Relaxed);
-        self.jobs.send(job).map_err(|_| lost())?;
-        answer.await.map_err(|_| lost())?
+        self.jobs.send(job(reply)).ok()?;
+        answer.await.ok()
     }
 
     async fn read<T: Send + 'static>(
@@ -888,7 +895,6 @@ fn is_released(c: &Connection, addr: &LicenseAddr, hw: &HardwareId) -> rusqlite:
     Ok(load(c, &Item::Released(addr.clone(), hw.clone()))?.is_some())
 }
 
-/// One [`Write`] inside one `BEGIN IMMEDIATE` transaction: read its items, evaluate, write back.
 /// The store's thread: runs jobs in the order they come, except that a write takes every write queued
 /// right behind it (up to [`GROUP_COMMIT_MAX`]) into one transaction. Writes of concurrent requests
 /// have no order between them to keep; a request's own next job waits for its write's answer.
@@ -1094,14 +1100,8 @@ impl Store for SqliteStore {
 
     async fn apply(&self, write: &Write, _token: &WriteToken) -> Result<(), Rejection> {
         // A local transaction's outcome is never unknown, so the token has nothing to disambiguate.
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        self.work.jobs.fetch_add(1, Ordering::Relaxed);
-        let lost = || Arc::new(rusqlite::Error::InvalidQuery);
-        let outcome = match self.jobs.send(Job::Write(write.clone(), reply)) {
-            Ok(()) => answer.await.unwrap_or_else(|_| Err(lost())),
-            Err(_) => Err(lost()),
-        };
-        match outcome {
+        let outcome = self.ask(|reply| Job::Write(write.clone(), reply)).await;
+        match outcome.unwrap_or_else(|| Err(Arc::new(rusqlite::Error::InvalidQuery))) {
             Ok(verdict) => verdict,
             Err(e) if is_busy(&e) => Err(Rejection::Conflict),
             Err(e) => Err(Rejection::Store(StoreError::Backend {
