@@ -72,7 +72,6 @@ async fn resolver_instance(f: &Fixture, issuer: &str, key_refetch: Duration) -> 
         Arc::new(FixedAccounts(vec![account(f, issuer)])),
         ProviderTransport::AllowPlainHttp,
     )
-    .expect("TLS roots")
     .with_key_refetch_interval(key_refetch);
     f.env
         .configured_instance(|state| AppState {
@@ -256,7 +255,7 @@ async fn a_stored_customer_account_resolves_a_real_code(setup) {
     );
     assert!(!stored.sealed_secret.as_str().contains(oidc::CLIENT_SECRET), "the secret is stored sealed");
     let accounts = StoredAccounts::new(f.env.store.clone(), Arc::new(key), std::time::Duration::from_secs(60));
-    let resolver = OidcResolver::new(Arc::new(accounts), ProviderTransport::AllowPlainHttp).expect("TLS roots");
+    let resolver = OidcResolver::new(Arc::new(accounts), ProviderTransport::AllowPlainHttp);
     let app = f
         .env
         .configured_instance(|state| AppState { identity: Resolvers { sso: Some(Arc::new(resolver)) }, ..state })

@@ -152,17 +152,12 @@ impl AppState {
         };
         let nonce_key = NonceKey::derived(&sealing_key);
         let accounts = StoredAccounts::new(self.store.clone(), sealing_key, self.auth.ttl());
-        match OidcResolver::new(Arc::new(accounts), transport) {
-            Ok(resolver) => Self {
-                identity: Resolvers {
-                    sso: Some(Arc::new(resolver.with_nonce_key(nonce_key))),
-                },
-                ..self
+        let resolver = OidcResolver::new(Arc::new(accounts), transport).with_nonce_key(nonce_key);
+        Self {
+            identity: Resolvers {
+                sso: Some(Arc::new(resolver)),
             },
-            Err(e) => {
-                tracing::error!(error = %e, "single sign-on is off: the system's TLS root certificates could not be loaded");
-                self
-            }
+            ..self
         }
     }
 }

@@ -50,6 +50,16 @@ struct Args {
     table: String,
     #[arg(long)]
     signing_key: PathBuf,
+    /// More environment for every binary, `NAME=VALUE`, repeatable: e.g. `SEALING_KEY_BASE64=...` starts
+    /// the functions as a deployment with single sign-on configured.
+    #[arg(long = "env", value_parser = parse_env)]
+    extra_env: Vec<(String, String)>,
+}
+
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("{s:?} is not NAME=VALUE"))
 }
 
 /// Per binary: name, init times, first-invocation times, warm invocation times (ms), statuses.
@@ -252,6 +262,7 @@ fn command(args: &Args, binary: &PathBuf, name: &str, api: std::net::SocketAddr)
             std::env::var("DYNAMODB_ENDPOINT").expect("DYNAMODB_ENDPOINT"),
         )
         .env("RUST_LOG", "warn")
+        .envs(args.extra_env.iter().cloned())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true);
@@ -327,6 +338,15 @@ async fn main() {
     report(&binaries, &results);
 }
 
+/// Milliseconds for the table; `n/a` where there were no samples (no `--warm`).
+fn ms(x: f64) -> String {
+    if x.is_nan() {
+        "n/a".to_owned()
+    } else {
+        format!("{x:.2} ms")
+    }
+}
+
 fn report(binaries: &[PathBuf], results: &[Samples]) {
     let base_init = median(&results[0].init);
     println!("| binary | size (bytes) | median init (spawn → first /next) | ratio to baseline | median first invocation | warm mean | warm p50 | warm p90 | statuses |");
@@ -337,14 +357,14 @@ fn report(binaries: &[PathBuf], results: &[Samples]) {
         statuses.sort();
         statuses.dedup();
         println!(
-            "| {} | {size} | {:.2} ms | {:.2}× | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {} |",
+            "| {} | {size} | {} | {:.2}× | {} | {} | {} | {} | {} |",
             s.name,
-            median(&s.init),
+            ms(median(&s.init)),
             median(&s.init) / base_init,
-            median(&s.first),
-            s.warm.iter().sum::<f64>() / s.warm.len() as f64,
-            median(&s.warm),
-            percentile(&s.warm, 0.9),
+            ms(median(&s.first)),
+            ms(s.warm.iter().sum::<f64>() / s.warm.len() as f64),
+            ms(median(&s.warm)),
+            ms(percentile(&s.warm, 0.9)),
             statuses.join(",")
         );
     }

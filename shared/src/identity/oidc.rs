@@ -31,7 +31,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 /// Largest discovery document, JWKS or token answer read from a provider.
@@ -177,6 +177,8 @@ pub enum ProviderTransport {
     AllowPlainHttp,
 }
 
+type ProviderClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
 /// The OpenID Connect [`SsoResolver`].
 pub struct OidcResolver {
     accounts: Arc<dyn CustomerAccounts>,
@@ -185,7 +187,10 @@ pub struct OidcResolver {
     /// Mints the nonces of sign-in URLs and recognises them in ID tokens; `None`: no sign-in URLs, and
     /// an ID token with a nonce of our format is refused (it cannot be checked).
     nonce_key: Option<NonceKey>,
-    http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    /// Built on the first request to a provider, not with the resolver: loading the system's root
+    /// certificates costs milliseconds, which would be every function's cold start in a deployment with
+    /// SSO configured, though few requests ever reach a provider.
+    http: OnceLock<ProviderClient>,
     providers: Mutex<HashMap<String, Arc<Provider>>>,
 }
 
@@ -210,20 +215,30 @@ struct Discovery {
 }
 
 impl OidcResolver {
-    pub fn new(accounts: Arc<dyn CustomerAccounts>, transport: ProviderTransport) -> std::io::Result<Self> {
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_native_roots()?
-            .https_or_http()
-            .enable_http1()
-            .build();
-        Ok(Self {
+    pub fn new(accounts: Arc<dyn CustomerAccounts>, transport: ProviderTransport) -> Self {
+        Self {
             accounts,
             transport,
             key_refetch_interval: KEY_REFETCH_INTERVAL,
             nonce_key: None,
-            http: Client::builder(TokioExecutor::new()).build(connector),
+            http: OnceLock::new(),
             providers: Mutex::new(HashMap::new()),
-        })
+        }
+    }
+
+    /// The HTTPS client for providers, trusting the system's root certificates. Two first requests at
+    /// once may both build one; the first stored wins and the other is dropped.
+    fn http(&self) -> Result<&ProviderClient, ApiError> {
+        if let Some(client) = self.http.get() {
+            return Ok(client);
+        }
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_native_roots()
+            .map_err(|e| provider_error(format!("the system's TLS root certificates could not be loaded: {e}")))?
+            .https_or_http()
+            .enable_http1()
+            .build();
+        Ok(self.http.get_or_init(|| Client::builder(TokioExecutor::new()).build(connector)))
     }
 
     /// Refetches keys on an unknown `kid` at most this often (tests rotate keys without waiting).
@@ -416,8 +431,9 @@ impl OidcResolver {
 
     /// One bounded request: [`PROVIDER_TIMEOUT`] for all of it, [`MAX_PROVIDER_RESPONSE`] of body.
     async fn send(&self, url: &str, req: http::Request<Full<Bytes>>) -> Result<(http::StatusCode, Bytes), ApiError> {
+        let client = self.http()?;
         let exchange = async {
-            let resp = self.http.request(req).await.map_err(|e| format!("{url}: {e}"))?;
+            let resp = client.request(req).await.map_err(|e| format!("{url}: {e}"))?;
             let status = resp.status();
             let body = Limited::new(resp.into_body(), MAX_PROVIDER_RESPONSE).collect().await;
             let body =
