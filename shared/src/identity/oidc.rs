@@ -238,7 +238,9 @@ impl OidcResolver {
             .https_or_http()
             .enable_http1()
             .build();
-        Ok(self.http.get_or_init(|| Client::builder(TokioExecutor::new()).build(connector)))
+        Ok(self
+            .http
+            .get_or_init(|| Client::builder(TokioExecutor::new()).build(connector)))
     }
 
     /// Refetches keys on an unknown `kid` at most this often (tests rotate keys without waiting).
