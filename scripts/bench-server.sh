@@ -54,8 +54,10 @@ bench() {
     port="$(free_port)"
     before="$(limit)"
     # One client IP and one API key at full speed: the rate limits (docs/limits.md) would throttle it.
-    RUST_LOG=warn taskset -c "$SERVER_CPUS" $BIN serve --listen "127.0.0.1:$port" \
-        --signing-key "$WORK/signing-key.pem" --rate-per-ip 0 --rate-per-key 0 --max-connections-per-ip 0 "$@" &
+    # The server's own info lines (not one per request): on shutdown it logs the RSA signatures it made.
+    RUST_LOG=warn,license_server=info taskset -c "$SERVER_CPUS" $BIN serve --listen "127.0.0.1:$port" \
+        --signing-key "$WORK/signing-key.pem" --rate-per-ip 0 --rate-per-key 0 --max-connections-per-ip 0 "$@" \
+        2>"$WORK/server.log" &
     local pid=$!
     wait_for_port "$port" "$pid" /dev/null
     cpu0="$(cpu_seconds "$pid")"
@@ -65,19 +67,24 @@ bench() {
     cpu1="$(cpu_seconds "$pid")"
     kill "$pid"; wait "$pid" 2>/dev/null || true
     after="$(limit)"
-    # RSA signatures the run cost (tests/signatures.rs asserts each count): a worker's first activation
-    # signs twice (license object and body), every later request of its device once, since its license
-    # signature is cached; a deactivation answers plain text and signs nothing. So `pairs` cost one
-    # signature per pair plus one per worker, `checks` one per check plus two per worker.
-    python3 - "$name" "$mode" "$line" "$before" "$after" "$cpu0" "$cpu1" "$WORKERS" <<'PY'
+    # RSA signatures the run cost: as the server counted them, and as expected from the counts
+    # tests/signatures.rs asserts (a worker's first activation signs twice, license object and body;
+    # every later request of its device once, its license signature cached; a deactivation nothing:
+    # `pairs` one per pair plus one per worker, `checks` one per check plus two per worker).
+    python3 - "$name" "$mode" "$line" "$before" "$after" "$cpu0" "$cpu1" "$WORKERS" "$WORK/server.log" <<'PY'
 import re, sys
-name, mode, line, before, after, cpu0, cpu1, workers = sys.argv[1:]
+name, mode, line, before, after, cpu0, cpu1, workers, log = sys.argv[1:]
 units = int(re.search(r'^\w+: (\d+)', line).group(1))
 elapsed = float(re.search(r'elapsed: ([\d.]+)s', line).group(1))
-signatures = units + int(workers) * (1 if mode == 'pairs' else 2)
+expected = units + int(workers) * (1 if mode == 'pairs' else 2)
+counted = re.search(r'rsa_signatures=(\d+)', open(log).read())
+if not counted:
+    sys.exit(f"the server logged no rsa_signatures on shutdown (see {log})")
+signatures = int(counted.group(1))
 limit = (int(before) + int(after)) / 2
 print(f"{name + ':':<26}{mode:<7} {line}")
-print(f"{'':<33}signatures/s: {signatures / elapsed:.0f}  limit: {limit:.0f} ({before} before, {after} after)"
+print(f"{'':<33}signatures/s: {signatures / elapsed:.0f} ({signatures} counted by the server, {expected} expected)"
+      f"  limit: {limit:.0f} ({before} before, {after} after)"
       f"  ratio: {signatures / elapsed / limit:.2f}  server CPU: {(float(cpu1) - float(cpu0)) / elapsed:.0%} of its cores")
 PY
 }
